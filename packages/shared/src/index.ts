@@ -1,0 +1,1 @@
+export { PlumbError, ValidationError } from './errors.js';

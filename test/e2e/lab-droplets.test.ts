@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startLab, type Lab } from '../lab/lab.js';
+import { memoryLimit } from '../lab/droplets/cgroup.js';
+import { clientFor, httpGet, leftovers, waitAction, waitActive, type DoClient } from './helpers.js';
+
+/**
+ * The lab's droplets, driven through dots-wrapper exactly as plumb drives DigitalOcean: they boot
+ * a real Debian 13 with systemd and cloud-init, serve on their own address, filter with ufw,
+ * reboot, and leave nothing behind when deleted.
+ */
+
+const USER_DATA = `#cloud-config
+locale: C.UTF-8
+package_update: true
+packages: [nginx, ufw]
+write_files:
+  - path: /var/lib/lab-test/marker
+    content: written by cloud-init
+`;
+
+let lab: Lab;
+let api: DoClient;
+
+before(async () => {
+  lab = await startLab();
+  api = clientFor(lab);
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('a droplet made through the DigitalOcean stand-in', () => {
+  let id: number;
+  let address: string;
+
+  before(async () => {
+    const created = await api.droplet.createDroplet({ name: 'web-1', region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64', user_data: USER_DATA, tags: ['lab-test'] });
+    assert.equal(created.data.droplet.status, 'new');
+    id = created.data.droplet.id;
+    ({ address } = await waitActive(api, id));
+  });
+
+  test('turns active with a public address, and cloud-init finishes without errors', async () => {
+    const status = await lab.droplet(id).exec(['cloud-init', 'status', '--wait', '--long'], { timeoutMs: 600_000 });
+    assert.match(status, /(^|\.)status: done$/m);
+    assert.match(status, /^errors: \[\]$/m);
+    assert.equal(await lab.droplet(id).exec(['cat', '/var/lib/lab-test/marker']), 'written by cloud-init');
+    assert.equal(await lab.droplet(id).exec(['hostname']), 'web-1');
+  });
+
+  test('serves nginx on its own address, seen from the host', async () => {
+    const answer = await httpGet(`http://${address}/`);
+    assert.equal(answer.status, 200);
+    assert.match(answer.body, /Welcome to nginx/);
+  });
+
+  test('runs under the memory its size has (s-1vcpu-1gb: 1 GiB)', async () => {
+    assert.equal(await memoryLimit(`lab-${lab.instance}-${id}`), 1024 ** 3);
+  });
+
+  test('ufw inside really filters: a denied port stops answering the host', async () => {
+    const droplet = lab.droplet(id);
+    await droplet.exec(['ufw', 'allow', '22/tcp']);
+    await droplet.exec(['ufw', 'allow', '80/tcp']);
+    await droplet.exec(['ufw', '--force', 'enable']);
+    assert.equal((await httpGet(`http://${address}/`)).status, 200);
+    await droplet.exec(['ufw', 'delete', 'allow', '80/tcp']);
+    await assert.rejects(httpGet(`http://${address}/`, 2000), /no answer|ECONNREFUSED|ETIMEDOUT/);
+    await droplet.exec(['ufw', 'allow', '80/tcp']);
+    assert.equal((await httpGet(`http://${address}/`)).status, 200);
+  });
+
+  test('a reboot action brings it back on the same address with systemd running', async () => {
+    const initBefore = await lab.droplet(id).init();
+    const { action } = (await api.droplet.rebootDroplet({ droplet_id: id })).data;
+    assert.equal(action.status, 'in-progress');
+    assert.equal(await waitAction(api, action.id), 'completed');
+    const again = await waitActive(api, id);
+    assert.equal(again.address, address);
+    const state = await lab.droplet(id).exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: 120_000 }).catch((e: Error) => e.message);
+    assert.match(state, /running/);
+    // A container shares the host's kernel and boot id; a new init process is what shows it booted again.
+    assert.notEqual(await lab.droplet(id).init(), initBefore);
+    assert.equal((await httpGet(`http://${address}/`)).status, 200, 'nginx is enabled at boot and ufw kept port 80 open');
+    assert.equal(await lab.droplet(id).exec(['cat', '/var/lib/lab-test/marker']), 'written by cloud-init');
+  });
+
+  test('power_off turns it off and power_on brings it back', async () => {
+    const off = (await api.droplet.powerOffDroplet({ droplet_id: id })).data.action;
+    assert.equal(await waitAction(api, off.id), 'completed');
+    assert.equal((await api.droplet.getDroplet({ droplet_id: id })).data.droplet.status, 'off');
+    await assert.rejects(httpGet(`http://${address}/`, 1500));
+    const on = (await api.droplet.powerOnDroplet({ droplet_id: id })).data.action;
+    assert.equal(await waitAction(api, on.id), 'completed');
+    assert.equal((await waitActive(api, id)).address, address);
+  });
+
+  test('deleting it leaves nothing behind on the host', async () => {
+    const droplet = lab.droplet(id);
+    const { index } = droplet.record;
+    const { dir } = droplet.record;
+    const response = await api.droplet.deleteDroplet({ droplet_id: id });
+    assert.equal(response.status, 204);
+    assert.deepEqual(await leftovers(index, dir), []);
+    await assert.rejects(api.droplet.getDroplet({ droplet_id: id }), (err: { response?: { status: number } }) => err.response?.status === 404);
+  });
+});

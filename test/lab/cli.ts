@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { LabError } from './errors.js';
+import { alive, run } from './host.js';
+import { labDown } from './down.js';
+import { nsenterArgs } from './droplets/droplet.js';
+import { netFor } from './droplets/network.js';
+import { containerInit, findNspawn } from './droplets/processes.js';
+import { listRecords } from './droplets/records.js';
+import { ensureRootfs } from './droplets/rootfs.js';
+import { listInstances } from './instances.js';
+import { startLab } from './lab.js';
+
+const program = new Command('lab').description('the plumb lab: a DigitalOcean on this machine, for tests and for trying plumb out');
+
+program
+  .command('prepare')
+  .description('build the cached droplet root filesystem (debootstrap, once)')
+  .action(async () => {
+    console.log(await ensureRootfs((line) => console.log(line)));
+  });
+
+program
+  .command('up')
+  .description('start the DigitalOcean stand-in and the ACME server; runs until Ctrl-C, then removes everything')
+  .option('--port <port>', 'port of the DigitalOcean stand-in on 127.0.0.1', '4780')
+  .option('--instance <name>', 'name for this lab on the host')
+  .option('--no-acme', 'do not start the ACME server')
+  .action(async (o: { port: string; instance?: string; acme: boolean }) => {
+    const lab = await startLab({ port: Number(o.port), acme: o.acme, log: (line) => console.log(line), ...(o.instance ? { instance: o.instance } : {}) });
+    console.log(`lab ${lab.instance} is up. In another shell:`);
+    console.log(`  export DIGITALOCEAN_ACCESS_TOKEN=${lab.token}`);
+    console.log(`  export PLUMB_DIGITALOCEAN_API_URL=${lab.apiUrl}`);
+    console.log(`  faults and request counts: ${lab.controlUrl}/lab/faults, ${lab.controlUrl}/lab/requests`);
+    if (lab.acme) console.log(`  ACME directory ${lab.acme.directoryUrl} (CA: ${lab.acme.listenerCaPath})`);
+    console.log('Ctrl-C stops the lab and deletes its droplets.');
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    console.log('stopping the lab…');
+    await lab.stop();
+  });
+
+program
+  .command('status')
+  .description('labs running on this host and their droplets')
+  .option('--json', 'print JSON')
+  .action(async (o: { json?: boolean }) => {
+    const instances = (await listInstances()).map((i) => ({ ...i, running: alive(i.pid) }));
+    const droplets = await Promise.all(
+      (await listRecords()).map(async (r) => ({ ...r, address: netFor(r.index).address, running: (await findNspawn(r.machine)).length > 0 })),
+    );
+    if (o.json) return console.log(JSON.stringify({ instances, droplets }, null, 2));
+    if (instances.length === 0 && droplets.length === 0) return console.log('no lab is running');
+    for (const i of instances) console.log(`lab ${i.instance}  ${i.running ? 'up' : 'DEAD (run: lab down)'}  api ${i.apiUrl}  pid ${i.pid}`);
+    for (const d of droplets) console.log(`  droplet ${d.name}  id ${d.id}  ${d.address}  ${d.running ? 'running' : 'off'}  lab ${d.instance}`);
+  });
+
+program
+  .command('down')
+  .description('stop labs and remove everything they made (safe to run any time, twice)')
+  .option('--instance <name>', 'only this lab')
+  .action(async (o: { instance?: string }) => {
+    const removed = await labDown(o.instance);
+    console.log(removed.length === 0 ? 'nothing to remove' : removed.map((r) => `removed ${r}`).join('\n'));
+  });
+
+program
+  .command('exec <droplet> <command...>')
+  .description('run a command inside a droplet (by name or id), as root')
+  .action(async (which: string, command: string[]) => {
+    const record = (await listRecords()).find((r) => r.name === which || String(r.id) === which);
+    if (!record) throw new LabError(`no lab droplet named ${which}`, 'see `lab status`');
+    const nspawn = (await findNspawn(record.machine))[0];
+    const init = nspawn && (await containerInit(nspawn.pid));
+    if (!init) throw new LabError(`droplet ${which} is not running`);
+    process.stdout.write(await run('nsenter', [...nsenterArgs(init), ...command]));
+    process.stdout.write('\n');
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof LabError) {
+    console.error(`lab: ${err.message}${err.hint ? `\n  ${err.hint}` : ''}`);
+  } else {
+    console.error(err);
+  }
+  process.exitCode = 1;
+});

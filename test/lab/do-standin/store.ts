@@ -1,0 +1,79 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import type { Image, Region, Size } from './catalog.js';
+
+export interface SshKeyRecord {
+  id: number;
+  name: string;
+  public_key: string;
+  fingerprint: string;
+}
+
+export interface DropletRecord {
+  id: number;
+  name: string;
+  size: Size;
+  region: Region;
+  image: Image;
+  tags: string[];
+  features: string[];
+  createdAt: string;
+  vpcUuid: string;
+  /** Kept for tests and the lab's own inspection; DigitalOcean never returns it. */
+  userData: string;
+  sshKeys: SshKeyRecord[];
+  /** Set while the machine is being destroyed, so a second DELETE waits for the same teardown. */
+  destroying?: Promise<void>;
+}
+
+export type ActionStatus = 'in-progress' | 'completed' | 'errored';
+
+export interface ActionRecord {
+  id: number;
+  type: string;
+  status: ActionStatus;
+  startedAt: string;
+  completedAt: string | null;
+  resourceId: number;
+  region: Region;
+}
+
+/** DigitalOcean's timestamps have whole seconds: 2020-07-21T18:37:44Z. */
+export const timestamp = (at: Date = new Date()) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+type IdKind = 'droplet' | 'sshKey' | 'action';
+
+/**
+ * Ids start at a random point of the range DigitalOcean uses today and grow by random steps, so
+ * they are large, unique within a run, and unlikely to meet leftovers of an earlier lab run.
+ */
+const idRanges: Record<IdKind, number> = { droplet: 500_000_000, sshKey: 45_000_000, action: 2_500_000_000 };
+
+/** The stand-in's whole state, in memory: a lab run starts empty. */
+export class Store {
+  readonly sshKeys = new Map<number, SshKeyRecord>();
+  readonly droplets = new Map<number, DropletRecord>();
+  readonly actions = new Map<number, ActionRecord>();
+  /** Tags outlive their droplets, as DigitalOcean's do; deleting by a never-seen tag is a 404. */
+  readonly tags = new Set<string>();
+  private readonly lastIds: Record<IdKind, number> = {
+    droplet: idRanges.droplet + randomInt(100_000_000),
+    sshKey: idRanges.sshKey + randomInt(5_000_000),
+    action: idRanges.action + randomInt(100_000_000),
+  };
+  private readonly vpcs = new Map<string, string>();
+
+  nextId(kind: IdKind): number {
+    this.lastIds[kind] += 1 + randomInt(97);
+    return this.lastIds[kind];
+  }
+
+  /** Each region has one default VPC, which every droplet created there joins. */
+  defaultVpc(regionSlug: string): string {
+    let uuid = this.vpcs.get(regionSlug);
+    if (uuid === undefined) {
+      uuid = randomUUID();
+      this.vpcs.set(regionSlug, uuid);
+    }
+    return uuid;
+  }
+}

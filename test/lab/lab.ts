@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { startAcmeServer, type AcmeServer } from './acme.js';
+import { startDoStandin } from './do-standin/index.js';
+import { NspawnMachines } from './droplets/index.js';
+import type { NspawnDroplet } from './droplets/droplet.js';
+import { LAB_HOST_ADDRESS } from './droplets/network.js';
+import { ensureRootfs } from './droplets/rootfs.js';
+import { labDown } from './down.js';
+import { saveInstance } from './instances.js';
+import { instancesDir } from './paths.js';
+
+export interface LabOptions {
+  /** Names this lab's resources on the host; random when omitted. */
+  instance?: string;
+  /** Port for the DigitalOcean stand-in on 127.0.0.1 (0 = any free port). */
+  port?: number;
+  /** Also start the ACME server (pebble) for HTTPS work. */
+  acme?: boolean;
+  log?: (line: string) => void;
+}
+
+/** A running lab: a DigitalOcean API on loopback whose droplets really boot, and an ACME server. */
+export interface Lab {
+  instance: string;
+  /** The v2 API's URL (ends in /v2), as dots-wrapper wants it: `createApiClient({ token, endpoint: apiUrl })`. */
+  apiUrl: string;
+  /** The stand-in's own root, where `/lab/faults` and `/lab/requests` are. */
+  controlUrl: string;
+  /** The one API token the stand-in accepts. */
+  token: string;
+  machines: NspawnMachines;
+  acme?: AcmeServer;
+  /** The booted container behind a droplet id, to run commands inside it. */
+  droplet(id: number): NspawnDroplet;
+  /** Deletes every droplet and stops every process this lab started. */
+  stop(): Promise<void>;
+}
+
+export async function startLab(opts: LabOptions = {}): Promise<Lab> {
+  const log = opts.log ?? (() => {});
+  const instance = opts.instance ?? randomBytes(3).toString('hex');
+  const token = `dop_v1_${randomBytes(32).toString('hex')}`;
+  const stateDir = path.join(instancesDir(), instance);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await ensureRootfs(log);
+
+  const machines = new NspawnMachines(instance, log);
+  const standin = await startDoStandin({ tokens: [token], machines, host: '127.0.0.1', port: opts.port ?? 0 });
+  let acme: AcmeServer | undefined;
+  try {
+    if (opts.acme) {
+      acme = await startAcmeServer({
+        stateDir: path.join(stateDir, 'acme'),
+        bindAddress: LAB_HOST_ADDRESS,
+        acmePort: await freePort(),
+        managementPort: await freePort(),
+        dnsPort: await freePort(),
+        dnsManagementPort: await freePort(),
+      });
+    }
+    await saveInstance({
+      instance,
+      pid: process.pid,
+      apiUrl: standin.endpoint,
+      controlUrl: standin.url,
+      token,
+      stateDir,
+      startedAt: new Date().toISOString(),
+      ...(acme ? { acmeDirectoryUrl: acme.directoryUrl, acmeCaPath: acme.listenerCaPath } : {}),
+    });
+  } catch (err) {
+    await standin.close();
+    await acme?.stop();
+    throw err;
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    instance,
+    apiUrl: standin.endpoint,
+    controlUrl: standin.url,
+    token,
+    machines,
+    ...(acme ? { acme } : {}),
+    droplet: (id) => machines.get(id),
+    stop: () =>
+      (stopped ??= (async () => {
+        await standin.close();
+        await machines.destroyAll();
+        await acme?.stop();
+        await labDown(instance);
+      })()),
+  };
+}
+
+/** A port free on the host now; the lab's services bind it right after. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

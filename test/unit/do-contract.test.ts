@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startDoStandin, type StartedDoStandin } from '../lab/do-standin/index.js';
+import { OpenApiContract, type Answer } from './do-openapi.js';
+import { ScriptedMachines } from './do-test-machines.js';
+
+/**
+ * The stand-in against DigitalOcean's own OpenAPI spec: every endpoint it implements, answering
+ * successfully and with each error the spec documents for it (or its `default`), is checked for
+ * body and headers. Requests go over HTTP with fetch, so what is checked is what a client gets.
+ */
+
+process.env.NO_PROXY = '127.0.0.1,localhost';
+
+const TOKEN = 'contract-token';
+let contract: OpenApiContract;
+let standin: StartedDoStandin;
+let machines: ScriptedMachines;
+/** Which statuses were checked per operation, to prove the coverage claimed below. */
+const checked = new Map<string, Set<string>>();
+
+before(async () => {
+  contract = OpenApiContract.load();
+  machines = new ScriptedMachines();
+  standin = await startDoStandin({ tokens: [TOKEN], machines });
+});
+after(() => standin.close());
+
+interface Call {
+  method: string;
+  /** Under /v2, with query: /droplets?tag_name=x */
+  path: string;
+  body?: unknown;
+  token?: string | null;
+}
+
+async function call({ method, path, body, token = TOKEN }: Call): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${standin.endpoint}${path}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return {
+    method,
+    path: new URL(res.url).pathname,
+    status: res.status,
+    headers: res.headers,
+    body: text === '' ? undefined : (JSON.parse(text) as unknown),
+  };
+}
+
+/** Makes the call, asserts the status, checks the answer against the spec, and returns the body. */
+async function create(path: string, body: unknown, key: string): Promise<number> {
+  return idOf((await call({ method: 'POST', path, body })).body, key);
+}
+
+async function conforms(request: Call, status: number): Promise<unknown> {
+  const answer = await call(request);
+  assert.equal(answer.status, status, `${request.method} ${request.path}: ${JSON.stringify(answer.body)}`);
+  const verdict = contract.check(answer);
+  assert.deepEqual(verdict.problems, [], verdict.problems.join('\n'));
+  assert.ok(verdict.operation !== undefined);
+  const statuses = checked.get(verdict.operation) ?? new Set<string>();
+  statuses.add(String(status));
+  checked.set(verdict.operation, statuses);
+  return answer.body;
+}
+
+const idOf = (body: unknown, key: string): number => {
+  const id = (body as Record<string, { id?: unknown }>)[key]?.id;
+  assert.equal(typeof id, 'number', `no ${key}.id in ${JSON.stringify(body)}`);
+  return id as number;
+};
+
+const dropletRequest = { size: 's-1vcpu-1gb', image: 'debian-13-x64', region: 'ams3' };
+const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEtyuG2RYz076Fwx82E3zwNmi4ES9vLvUtNCQ34BrfLm lab@plumb';
+
+/** Every operation the stand-in implements, each with a path that reaches an existing resource. */
+function operations(ids: { droplet: number; action: number; key: number }): Call[] {
+  return [
+    { method: 'GET', path: '/account' },
+    { method: 'GET', path: '/account/keys' },
+    { method: 'POST', path: '/account/keys', body: { name: 'k', public_key: publicKey } },
+    { method: 'GET', path: `/account/keys/${ids.key}` },
+    { method: 'PUT', path: `/account/keys/${ids.key}`, body: { name: 'renamed' } },
+    { method: 'DELETE', path: `/account/keys/${ids.key}` },
+    { method: 'GET', path: '/droplets' },
+    { method: 'POST', path: '/droplets', body: { ...dropletRequest, name: 'x' } },
+    { method: 'DELETE', path: '/droplets?tag_name=contract' },
+    { method: 'GET', path: `/droplets/${ids.droplet}` },
+    { method: 'DELETE', path: `/droplets/${ids.droplet}` },
+    { method: 'GET', path: `/droplets/${ids.droplet}/actions` },
+    { method: 'POST', path: `/droplets/${ids.droplet}/actions`, body: { type: 'reboot' } },
+    { method: 'GET', path: `/droplets/${ids.droplet}/actions/${ids.action}` },
+    { method: 'GET', path: '/actions' },
+    { method: 'GET', path: `/actions/${ids.action}` },
+    { method: 'GET', path: '/regions' },
+    { method: 'GET', path: '/sizes' },
+    { method: 'GET', path: '/images' },
+  ];
+}
+
+test('contract: successful answers of every implemented endpoint match the spec', async () => {
+  await conforms({ method: 'GET', path: '/account' }, 200);
+
+  const key = await conforms({ method: 'POST', path: '/account/keys', body: { name: 'laptop', public_key: publicKey } }, 201);
+  const keyId = idOf(key, 'ssh_key');
+  const fingerprint = (key as { ssh_key: { fingerprint: string } }).ssh_key.fingerprint;
+  await conforms({ method: 'GET', path: `/account/keys/${keyId}` }, 200);
+  await conforms({ method: 'GET', path: `/account/keys/${fingerprint}` }, 200);
+  await conforms({ method: 'PUT', path: `/account/keys/${keyId}`, body: { name: 'desktop' } }, 200);
+  await conforms({ method: 'GET', path: '/account/keys?per_page=1' }, 200);
+
+  const tagged = { ...dropletRequest, tags: ['contract'] };
+  const single = await conforms(
+    { method: 'POST', path: '/droplets', body: { ...tagged, name: 'web-1', ssh_keys: [keyId], backups: true } },
+    202,
+  );
+  const dropletId = idOf(single, 'droplet');
+  await conforms({ method: 'POST', path: '/droplets', body: { ...tagged, names: ['m-1', 'm-2'] } }, 202);
+  await conforms({ method: 'GET', path: `/droplets/${dropletId}` }, 200);
+  machines.boot(dropletId);
+  const active = await conforms({ method: 'GET', path: `/droplets/${dropletId}` }, 200);
+  assert.equal((active as { droplet: { status: string } }).droplet.status, 'active');
+  await conforms({ method: 'GET', path: '/droplets?per_page=1&page=2' }, 200);
+  await conforms({ method: 'GET', path: '/droplets?tag_name=contract' }, 200);
+
+  const action = await conforms({ method: 'POST', path: `/droplets/${dropletId}/actions`, body: { type: 'reboot' } }, 201);
+  const actionId = idOf(action, 'action');
+  await conforms({ method: 'GET', path: `/actions/${actionId}` }, 200);
+  await conforms({ method: 'GET', path: `/droplets/${dropletId}/actions/${actionId}` }, 200);
+  await conforms({ method: 'GET', path: `/droplets/${dropletId}/actions` }, 200);
+  await conforms({ method: 'GET', path: '/actions?per_page=2' }, 200);
+
+  await conforms({ method: 'GET', path: '/regions?per_page=2&page=2' }, 200);
+  await conforms({ method: 'GET', path: '/sizes' }, 200);
+  await conforms({ method: 'GET', path: '/images?type=distribution' }, 200);
+
+  await conforms({ method: 'DELETE', path: `/droplets/${dropletId}` }, 204);
+  await conforms({ method: 'DELETE', path: '/droplets?tag_name=contract' }, 204);
+  await conforms({ method: 'DELETE', path: `/account/keys/${fingerprint}` }, 204);
+});
+
+test('contract: 401, 429, 500 and 503 answers of every implemented endpoint match the spec', async () => {
+  const droplet = await create('/droplets', { ...dropletRequest, name: 'target', tags: ['contract'] }, 'droplet');
+  const key = await create('/account/keys', { name: 'k', public_key: publicKey }, 'ssh_key');
+  const actions = (await call({ method: 'GET', path: `/droplets/${droplet}/actions` })).body as { actions: { id: number }[] };
+  const actionId = actions.actions[0]?.id ?? 0;
+  const machineCalls = machines.calls.length;
+
+  for (const request of operations({ droplet, action: actionId, key })) {
+    await conforms({ ...request, token: 'wrong' }, 401);
+    await conforms({ ...request, token: null }, 401);
+    for (const status of [429, 500, 503] as const) {
+      standin.faults.add({ status, count: 1 });
+      await conforms(request, status);
+    }
+  }
+  assert.equal(machines.calls.length, machineCalls, 'no faulted or refused request reached the machines');
+});
+
+test('contract: 404 and 422 answers match the spec', async () => {
+  const missing = 999_999_999;
+  for (const request of [
+    { method: 'GET', path: `/droplets/${missing}` },
+    { method: 'DELETE', path: `/droplets/${missing}` },
+    { method: 'DELETE', path: '/droplets?tag_name=never-seen' },
+    { method: 'POST', path: `/droplets/${missing}/actions`, body: { type: 'reboot' } },
+    { method: 'GET', path: `/droplets/${missing}/actions` },
+    { method: 'GET', path: `/droplets/${missing}/actions/1` },
+    { method: 'GET', path: `/actions/${missing}` },
+    { method: 'GET', path: '/account/keys/00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff' },
+    { method: 'DELETE', path: `/account/keys/${missing}` },
+    { method: 'PUT', path: `/account/keys/${missing}`, body: { name: 'x' } },
+  ]) {
+    await conforms(request, 404);
+  }
+
+  const droplet = await create('/droplets', { ...dropletRequest, name: 'v' }, 'droplet');
+  machines.boot(droplet);
+  for (const request of [
+    { method: 'POST', path: '/droplets', body: { ...dropletRequest, name: 'v', size: 'm-64vcpu-512gb' } },
+    { method: 'POST', path: '/droplets', body: { ...dropletRequest, name: 'v', user_data: 'x'.repeat(65_537) } },
+    { method: 'POST', path: '/droplets', body: { ...dropletRequest, name: 'not a hostname' } },
+    { method: 'POST', path: `/droplets/${droplet}/actions`, body: { type: 'rebuild' } },
+    { method: 'POST', path: '/account/keys', body: { name: 'k', public_key: 'ssh-rsa nonsense' } },
+  ]) {
+    await conforms(request, 422);
+  }
+});
+
+test('contract: every implemented operation was checked for success, 401 and 429', () => {
+  const expected: Record<string, string> = {
+    'GET /v2/account': '200',
+    'GET /v2/account/keys': '200',
+    'POST /v2/account/keys': '201',
+    'GET /v2/account/keys/{ssh_key_identifier}': '200',
+    'PUT /v2/account/keys/{ssh_key_identifier}': '200',
+    'DELETE /v2/account/keys/{ssh_key_identifier}': '204',
+    'GET /v2/droplets': '200',
+    'POST /v2/droplets': '202',
+    'DELETE /v2/droplets': '204',
+    'GET /v2/droplets/{droplet_id}': '200',
+    'DELETE /v2/droplets/{droplet_id}': '204',
+    'GET /v2/droplets/{droplet_id}/actions': '200',
+    'POST /v2/droplets/{droplet_id}/actions': '201',
+    'GET /v2/droplets/{droplet_id}/actions/{action_id}': '200',
+    'GET /v2/actions': '200',
+    'GET /v2/actions/{action_id}': '200',
+    'GET /v2/regions': '200',
+    'GET /v2/sizes': '200',
+    'GET /v2/images': '200',
+  };
+  for (const [operation, success] of Object.entries(expected)) {
+    const statuses = [...(checked.get(operation) ?? [])].sort();
+    for (const status of [success, '401', '429', '500']) {
+      assert.ok(statuses.includes(status), `${operation}: ${status} never checked (checked: ${statuses.join(', ')})`);
+    }
+  }
+  assert.deepEqual([...checked.keys()].filter((op) => !(op in expected)), [], 'operations checked but not listed');
+});
+
+test('contract self-check: the validator reports a droplet without a required field, a wrong type, and a missing header', async () => {
+  const droplet = await create('/droplets', { ...dropletRequest, name: 'self' }, 'droplet');
+  const answer = await call({ method: 'GET', path: `/droplets/${droplet}` });
+  assert.deepEqual(contract.check(answer).problems, []);
+
+  const body = structuredClone(answer.body) as { droplet: Record<string, unknown> };
+  delete body.droplet.networks;
+  body.droplet.status = 'running';
+  const headers = new Headers(answer.headers);
+  headers.delete('ratelimit-remaining');
+  const verdict = contract.check({ ...answer, body, headers });
+  const report = verdict.problems.join('\n');
+  assert.match(report, /GET \/v2\/droplets\/\d+ -> 200 \(GET \/v2\/droplets\/\{droplet_id\}, response 200\)/);
+  assert.match(report, /data\/droplet must have required property 'networks'/);
+  assert.match(report, /data\/droplet\/status must be equal to one of the allowed values/);
+  assert.match(report, /header ratelimit-remaining missing/);
+
+  const nullable = structuredClone(answer.body) as { droplet: Record<string, unknown> };
+  nullable.droplet.kernel = null;
+  nullable.droplet.next_backup_window = null;
+  assert.deepEqual(contract.check({ ...answer, body: nullable }).problems, [], 'nullable: true admits null');
+  nullable.droplet.created_at = 'yesterday';
+  assert.match(contract.check({ ...answer, body: nullable }).problems.join('\n'), /must match format "date-time"/);
+
+  const undocumented = contract.check({ ...answer, method: 'PATCH' });
+  assert.match(undocumented.problems.join('\n'), /no operation in the spec/);
+});
