@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { Resolver } from 'node:dns/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startLab, type Lab } from '../lab/lab.js';
 import { memoryLimit } from '../lab/droplets/cgroup.js';
@@ -23,7 +26,7 @@ let lab: Lab;
 let api: DoClient;
 
 before(async () => {
-  lab = await startLab();
+  lab = await startLab({ acme: true });
   api = clientFor(lab);
 });
 
@@ -54,6 +57,20 @@ describe('a droplet made through the DigitalOcean stand-in', () => {
     const answer = await httpGet(`http://${address}/`);
     assert.equal(answer.status, 200);
     assert.match(answer.body, /Welcome to nginx/);
+  });
+
+  test('reaches the lab ACME server, trusting the CA the lab exposes, and test domains resolve to it', async () => {
+    const acme = lab.acme;
+    assert.ok(acme);
+    await mkdir(path.join(lab.droplet(id).rootDir, 'usr/local/share/lab'), { recursive: true });
+    await copyFile(acme.listenerCaPath, path.join(lab.droplet(id).rootDir, 'usr/local/share/lab/acme-ca.pem'));
+    const directory = JSON.parse(await lab.droplet(id).exec(['curl', '-sf', '--cacert', '/usr/local/share/lab/acme-ca.pem', acme.directoryUrl])) as Record<string, unknown>;
+    assert.equal(typeof directory['newOrder'], 'string');
+    await assert.rejects(lab.droplet(id).exec(['curl', '-sf', acme.directoryUrl]), /exited 60/, 'without the lab CA the certificate is not trusted');
+    await acme.resolve('web-1.lab.test', address);
+    const resolver = new Resolver();
+    resolver.setServers([acme.dnsServer]);
+    assert.deepEqual(await resolver.resolve4('web-1.lab.test'), [address]);
   });
 
   test('runs under the memory its size has (s-1vcpu-1gb: 1 GiB)', async () => {

@@ -42,6 +42,8 @@ export interface AcmeServer {
   listenerCaPath: string;
   /** Pebble's current issuing root (management `/roots/0`); changes on every start. */
   issuingRootPem(): Promise<string>;
+  /** `127.0.0.1:PORT` of the DNS server pebble resolves test domains with (challtestsrv). */
+  dnsServer: string;
   /** Make DOMAIN's A record answer IPV4 for pebble's validation authority. */
   resolve(domain: string, ipv4: string): Promise<void>;
   /** Drop DOMAIN's A record (it then answers challtestsrv's default, 127.0.0.1). */
@@ -174,6 +176,7 @@ export async function startAcmeServer(opts: AcmeServerOptions): Promise<AcmeServ
 
   return {
     directoryUrl,
+    dnsServer,
     listenerCaPem,
     listenerCaPath,
     async issuingRootPem() {

@@ -17,7 +17,7 @@ program
   .command('prepare')
   .description('build the cached droplet root filesystem (debootstrap, once)')
   .action(async () => {
-    console.log(await ensureRootfs((line) => console.log(line)));
+    console.log(`droplet image ready: ${await ensureRootfs((line) => console.log(line))}`);
   });
 
 program

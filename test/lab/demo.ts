@@ -41,7 +41,7 @@ try {
   }
   step(`droplet is active at ${address}; waiting for cloud-init`);
   const status = await lab.droplet(droplet.id).exec(['cloud-init', 'status', '--wait'], { timeoutMs: 600_000 });
-  step(`cloud-init ${status.replace(/\s+/g, ' ').trim()}`);
+  step(`cloud-init ${status.replace(/^\.+/, '').trim()}`);
   const body = await new Promise<string>((resolve, reject) =>
     http.get(`http://${address}/`, (res) => {
       let text = '';

@@ -6,7 +6,7 @@ import { startAcmeServer, type AcmeServer } from './acme.js';
 import { startDoStandin } from './do-standin/index.js';
 import { NspawnMachines } from './droplets/index.js';
 import type { NspawnDroplet } from './droplets/droplet.js';
-import { LAB_HOST_ADDRESS } from './droplets/network.js';
+import { ensureHostSide, LAB_HOST_ADDRESS } from './droplets/network.js';
 import { ensureRootfs } from './droplets/rootfs.js';
 import { labDown } from './down.js';
 import { saveInstance } from './instances.js';
@@ -46,6 +46,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const stateDir = path.join(instancesDir(), instance);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await ensureRootfs(log);
+  await ensureHostSide();
 
   const machines = new NspawnMachines(instance, log);
   const standin = await startDoStandin({ tokens: [token], machines, host: '127.0.0.1', port: opts.port ?? 0 });

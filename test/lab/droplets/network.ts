@@ -99,7 +99,7 @@ export async function removeNet(net: DropletNet): Promise<void> {
 }
 
 /** Forwarding on, and the lab services' address on the host's loopback (idempotent). */
-async function ensureHostSide(): Promise<void> {
+export async function ensureHostSide(): Promise<void> {
   await run('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   await run('ip', ['addr', 'replace', `${LAB_HOST_ADDRESS}/32`, 'dev', 'lo']);
 }
