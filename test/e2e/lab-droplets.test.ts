@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startLab, type Lab } from '../lab/lab.js';
 import { memoryLimit } from '../lab/droplets/cgroup.js';
+import { aptArchiveDir } from '../lab/paths.js';
 import { clientFor, httpGet, leftovers, waitAction, waitActive, type DoClient } from './helpers.js';
 
 /**
@@ -51,6 +52,8 @@ describe('a droplet made through the DigitalOcean stand-in', () => {
     assert.match(status, /^errors: \[\]$/m);
     assert.equal(await lab.droplet(id).exec(['cat', '/var/lib/lab-test/marker']), 'written by cloud-init');
     assert.equal(await lab.droplet(id).exec(['hostname']), 'web-1');
+    const archive = await readdir(aptArchiveDir());
+    assert.ok(archive.some((f) => /^nginx_.*\.deb$/.test(f)), 'packages land in the apt archive droplets share');
   });
 
   test('serves nginx on its own address, seen from the host', async () => {

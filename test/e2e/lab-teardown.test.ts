@@ -33,12 +33,18 @@ async function labUp(instance: string) {
   return { child, api: createApiClient({ token, endpoint }) };
 }
 
-test('a lab whose process was killed mid-test is removed by a later `lab down`, and `lab down` twice succeeds', async () => {
-  const { child, api } = await labUp('crashed');
-  const created = await api.droplet.createDroplet({ name: 'orphan', region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64' });
+/** `lab up` with one booted droplet, and the record the lab keeps of it. */
+async function labUpWithDroplet(instance: string, name: string) {
+  const { child, api } = await labUp(instance);
+  const created = await api.droplet.createDroplet({ name, region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64' });
   await waitActive(api, created.data.droplet.id);
-  const [record] = await listRecords('crashed');
+  const [record] = await listRecords(instance);
   assert.ok(record);
+  return { child, record };
+}
+
+test('a lab whose process was killed mid-test is removed by a later `lab down`, and `lab down` twice succeeds', async () => {
+  const { child, record } = await labUpWithDroplet('crashed', 'orphan');
 
   child.kill('SIGKILL');
   await once(child, 'exit');
@@ -54,6 +60,16 @@ test('a lab whose process was killed mid-test is removed by a later `lab down`, 
   const second = await lab('down', '--instance', 'crashed');
   assert.equal(second.exitCode, 0, second.stderr);
   assert.match(second.stdout, /nothing to remove/);
+});
+
+test('Ctrl-C on `lab up` deletes its droplets and leaves nothing behind', async () => {
+  const { child, record } = await labUpWithDroplet('interrupted', 'short-lived');
+  child.kill('SIGINT');
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0);
+  assert.deepEqual(await leftovers(record.index, record.dir), []);
+  assert.deepEqual(await listRecords('interrupted'), []);
+  assert.equal((await listInstances()).some((i) => i.instance === 'interrupted'), false);
 });
 
 test('`lab down` for the whole host, twice in a row, succeeds and leaves no lab namespace', async (t) => {
