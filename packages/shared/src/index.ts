@@ -1,1 +1,4 @@
-export { PlumbError, ValidationError } from './errors.js';
+export * from './errors.js';
+export * from './limits.js';
+export * from './names.js';
+export * from './protocol.js';

@@ -1,0 +1,193 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import https from 'node:https';
+import tls from 'node:tls';
+import WebSocket from 'ws';
+import {
+  AGENT_PATHS,
+  AgentMessage,
+  EnrolResult,
+  HANDSHAKE_TIMEOUT_MS,
+  Hello,
+  PlumbError,
+  WS_MAX_PAYLOAD_BYTES,
+  type CloudInitStatus,
+  type Request,
+  type WireError,
+} from '@plumb/shared';
+
+/** The agent's TLS certificate is not the one pinned for this droplet: nothing was sent to it. */
+export class PinMismatchError extends PlumbError {
+  override name = 'PinMismatchError';
+  constructor(host: string, expected: string, actual: string) {
+    super('PIN_MISMATCH', `the agent at ${host} presented certificate ${actual.slice(0, 16)}…, not the pinned ${expected.slice(0, 16)}…; refusing to talk to it`, 'if the droplet was rebuilt, destroy it with `plumb destroy` and provision again; otherwise someone may be intercepting traffic');
+  }
+}
+
+/** The droplet's agent answered with an error for one request. */
+export class RemoteError extends PlumbError {
+  override name = 'RemoteError';
+  constructor(error: WireError) {
+    super(error.code, error.message, error.hint);
+  }
+}
+
+/** A request without its id (the connection numbers them). */
+export type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
+
+export interface AgentAddress {
+  host: string;
+  port: number;
+}
+
+/** SHA-256 of the peer certificate's DER, lower-case hex. */
+function peerFingerprint(socket: tls.TLSSocket): string {
+  const cert = socket.getPeerCertificate();
+  if (!cert?.raw) throw new PlumbError('AGENT_TLS', 'the agent presented no certificate');
+  return createHash('sha256').update(cert.raw).digest('hex');
+}
+
+/**
+ * A TLS connection to the agent, checked against the pin BEFORE anything is written to it, so a
+ * token never reaches an impostor. Without a pin (first contact), any certificate is accepted and
+ * the caller must prove it (enrolment).
+ */
+export function connectTls(address: AgentAddress, pin: string | null): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    // The agent's certificate is self-signed; trust comes from the pin, not from a CA.
+    const socket = tls.connect({ host: address.host, port: address.port, rejectUnauthorized: false, servername: '', timeout: HANDSHAKE_TIMEOUT_MS });
+    socket.once('timeout', () => socket.destroy(new PlumbError('AGENT_UNREACHABLE', `the agent at ${address.host}:${address.port} did not answer within ${HANDSHAKE_TIMEOUT_MS / 1000} s`)));
+    socket.once('error', (err) => reject(err instanceof PlumbError ? err : new PlumbError('AGENT_UNREACHABLE', `cannot reach the agent at ${address.host}:${address.port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+    socket.once('secureConnect', () => {
+      socket.setTimeout(0);
+      const actual = peerFingerprint(socket);
+      if (pin !== null && actual !== pin) {
+        socket.destroy();
+        reject(new PinMismatchError(address.host, pin, actual));
+        return;
+      }
+      resolve(socket);
+    });
+  });
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+  fingerprint: string;
+}
+
+function httpsOver(socket: tls.TLSSocket, method: string, path: string, headers: Record<string, string>): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const fingerprint = peerFingerprint(socket);
+    const req = https.request({ method, path, headers, createConnection: () => socket, timeout: HANDSHAKE_TIMEOUT_MS }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fingerprint }));
+    });
+    req.on('timeout', () => req.destroy(new PlumbError('AGENT_TIMEOUT', `the agent did not answer ${path} in time`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** True when something answers the agent's liveness endpoint (no trust implied). */
+export async function agentAnswers(address: AgentAddress): Promise<boolean> {
+  try {
+    const socket = await connectTls(address, null);
+    const answer = await httpsOver(socket, 'GET', AGENT_PATHS.live, {});
+    return answer.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Enrols a new agent: it must prove it holds the droplet's one-time secret by returning
+ * HMAC(secret, fingerprint of the certificate it serves on THIS connection). Returns the
+ * fingerprint to pin.
+ */
+export async function enrol(address: AgentAddress, token: string, secretHex: string): Promise<string> {
+  const socket = await connectTls(address, null);
+  const answer = await httpsOver(socket, 'POST', AGENT_PATHS.enrol, { authorization: `Bearer ${token}` });
+  if (answer.status === 409) throw new PlumbError('ALREADY_ENROLLED', `the agent at ${address.host} is already enrolled and refuses a second enrolment`, 'a droplet is enrolled once; if plumb lost its record of it, destroy it and provision again');
+  if (answer.status !== 200) throw new PlumbError('ENROLMENT_FAILED', `the agent at ${address.host} refused enrolment (HTTP ${answer.status})`);
+  const parsed = EnrolResult.safeParse(JSON.parse(answer.body));
+  if (!parsed.success) throw new PlumbError('ENROLMENT_FAILED', `the agent at ${address.host} sent an invalid enrolment answer`);
+  const { fingerprint, proof } = parsed.data;
+  const expected = createHmac('sha256', Buffer.from(secretHex, 'hex')).update(answer.fingerprint).digest();
+  if (fingerprint !== answer.fingerprint || !timingSafeEqual(expected, Buffer.from(proof, 'hex'))) {
+    throw new PlumbError('ENROLMENT_PROOF', `the agent at ${address.host} could not prove it is the droplet plumb created (bad enrolment proof)`, 'do not use this droplet: destroy it and provision again');
+  }
+  return fingerprint;
+}
+
+/** An open, authenticated socket to one agent. */
+export class AgentConnection extends EventEmitter<{ 'cloud-init': [CloudInitStatus]; close: [] }> {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(
+    private readonly ws: WebSocket,
+    readonly hello: Hello,
+  ) {
+    super();
+  }
+
+  static async open(address: AgentAddress, pin: string, token: string): Promise<AgentConnection> {
+    const socket = await connectTls(address, pin);
+    const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
+      createConnection: () => socket,
+      headers: { authorization: `Bearer ${token}` },
+      maxPayload: WS_MAX_PAYLOAD_BYTES,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+    const hello = await new Promise<Hello>((resolve, reject) => {
+      ws.once('unexpected-response', (_req, res) => reject(new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`, res.statusCode === 401 ? "this controller's key is not authorized on that droplet" : undefined)));
+      ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
+      ws.once('message', (data) => {
+        const parsed = Hello.safeParse(JSON.parse(String(data)));
+        if (parsed.success) resolve(parsed.data);
+        else reject(new PlumbError('AGENT_PROTOCOL', 'the agent did not say hello'));
+      });
+    });
+    const connection = new AgentConnection(ws, hello);
+    ws.on('message', (data) => connection.onMessage(String(data)));
+    ws.on('close', () => connection.onClose());
+    return connection;
+  }
+
+  /** Sends one request and resolves with its result (the shape is the request type's). */
+  request<T>(request: RequestBody): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.ws.send(JSON.stringify({ ...request, id }));
+    });
+  }
+
+  close(): void {
+    this.ws.close(1000);
+  }
+
+  private onMessage(text: string): void {
+    const parsed = AgentMessage.safeParse(JSON.parse(text));
+    if (!parsed.success) return;
+    const message = parsed.data;
+    if (message.type === 'cloud-init') this.emit('cloud-init', message.cloudInit);
+    else if (message.type === 'result' || message.type === 'error') {
+      const waiter = this.pending.get(message.id);
+      if (!waiter) return;
+      this.pending.delete(message.id);
+      if (message.type === 'result') waiter.resolve(message.result);
+      else waiter.reject(new RemoteError(message.error));
+    }
+  }
+
+  private onClose(): void {
+    for (const waiter of this.pending.values()) waiter.reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
+    this.pending.clear();
+    this.emit('close');
+  }
+}

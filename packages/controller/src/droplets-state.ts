@@ -1,0 +1,54 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { DropletName, DropletUuid, Fingerprint, PlumbError } from '@plumb/shared';
+import { configDir, readJson, writePrivateJson } from './config.js';
+
+/** What the controller knows of a droplet it provisioned: where it is and whom to trust there. */
+export const KnownDroplet = z.object({
+  name: DropletName,
+  id: z.number().int(),
+  uuid: DropletUuid,
+  ipv4: z.string(),
+  agentPort: z.number().int(),
+  /** The agent's pinned certificate fingerprint; null until enrolment succeeded. */
+  fingerprint: Fingerprint.nullable(),
+  region: z.string(),
+  size: z.string(),
+  createdAt: z.string(),
+});
+export type KnownDroplet = z.infer<typeof KnownDroplet>;
+
+const File = z.object({ version: z.literal(1), droplets: z.array(KnownDroplet) });
+
+export class DropletStore {
+  constructor(private readonly file = path.join(configDir(), 'droplets.json')) {}
+
+  async list(): Promise<KnownDroplet[]> {
+    const raw = await readJson(this.file);
+    if (raw === undefined) return [];
+    const parsed = File.safeParse(raw);
+    if (!parsed.success) throw new PlumbError('STATE_DAMAGED', `${this.file} is damaged: ${parsed.error.issues[0]?.message ?? ''}`, 'fix or remove the file; `plumb droplets` rebuilds nothing by itself');
+    return parsed.data.droplets;
+  }
+
+  /** By name or DigitalOcean id; with no argument, the only droplet (an error when there are several). */
+  async find(which?: string): Promise<KnownDroplet> {
+    const droplets = await this.list();
+    if (which === undefined) {
+      if (droplets.length === 1 && droplets[0]) return droplets[0];
+      throw new PlumbError('DROPLET_AMBIGUOUS', droplets.length === 0 ? 'plumb knows no droplet' : `plumb knows ${droplets.length} droplets`, droplets.length === 0 ? 'run `plumb provision` first' : 'say which with --droplet NAME');
+    }
+    const found = droplets.find((d) => d.name === which || String(d.id) === which);
+    if (!found) throw new PlumbError('DROPLET_UNKNOWN', `plumb knows no droplet "${which}"`, 'see `plumb droplets`');
+    return found;
+  }
+
+  async save(droplet: KnownDroplet): Promise<void> {
+    const others = (await this.list()).filter((d) => d.id !== droplet.id);
+    await writePrivateJson(this.file, { version: 1, droplets: [...others, droplet] });
+  }
+
+  async forget(id: number): Promise<void> {
+    await writePrivateJson(this.file, { version: 1, droplets: (await this.list()).filter((d) => d.id !== id) });
+  }
+}

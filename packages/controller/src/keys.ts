@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import { z } from 'zod';
+import { PlumbError, type ControllerKey } from '@plumb/shared';
+import { configDir, readJson, writePrivateJson } from './config.js';
+
+/**
+ * The controller's Ed25519 signing key, made once and kept in the config dir (0600). Droplets are
+ * told its public half; tokens are signed with the private half, which never leaves this machine.
+ */
+export interface SigningKey {
+  kid: string;
+  privateKey: CryptoKey;
+  publicKey: ControllerKey;
+}
+
+const StoredKey = z.object({
+  kid: z.string(),
+  privateJwk: z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), d: z.string() }),
+});
+
+export async function loadOrCreateSigningKey(dir = configDir()): Promise<SigningKey> {
+  const file = path.join(dir, 'controller-key.json');
+  const stored = await readJson(file);
+  if (stored === undefined) {
+    const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const jwk = await exportJWK(privateKey);
+    const privateJwk = StoredKey.shape.privateJwk.parse(jwk);
+    await writePrivateJson(file, { kid: kidOf(privateJwk.x), privateJwk });
+    return loadOrCreateSigningKey(dir);
+  }
+  const parsed = StoredKey.safeParse(stored);
+  if (!parsed.success) throw new PlumbError('CONTROLLER_KEY', `the controller key ${file} is damaged`, 'restore it from a backup: droplets trust only this key');
+  const { kid, privateJwk } = parsed.data;
+  const privateKey = (await importJWK({ ...privateJwk, alg: 'EdDSA' } as JWK, 'EdDSA')) as CryptoKey;
+  return { kid, privateKey, publicKey: { kid, jwk: { kty: 'OKP', crv: 'Ed25519', x: privateJwk.x } } };
+}
+
+/** A short stable id for a public key: base64url of its SHA-256, 16 characters. */
+function kidOf(x: string): string {
+  return createHash('sha256').update(x).digest('base64url').slice(0, 16);
+}

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { test } from 'node:test';
+import { generateKeyPair, SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { AGENT_PATHS, audienceFor } from '@plumb/shared';
+import { AgentConnection, connectTls, PinMismatchError, type AgentAddress } from '@plumb/controller/agent-client';
+import { tokenFor } from '@plumb/controller/tokens';
+import type { SigningKey } from '@plumb/controller/keys';
+
+/**
+ * How an enrolled agent treats tokens, run against any agent: a local one (unit tests) and the one
+ * on a lab droplet (end to end). Every refusal must be HTTP 401 to the upgrade: no WebSocket.
+ */
+export interface AuthTarget {
+  address: AgentAddress;
+  dropletUuid: string;
+  pin: string;
+  key: SigningKey;
+}
+
+/** The status the agent answers an upgrade with (101 when it accepted). */
+async function upgradeStatus(target: AuthTarget, authorization: string | undefined): Promise<number> {
+  const socket = await connectTls(target.address, target.pin);
+  const ws = new WebSocket(`wss://${target.address.host}:${target.address.port}${AGENT_PATHS.socket}`, {
+    createConnection: () => socket,
+    ...(authorization === undefined ? {} : { headers: { authorization } }),
+  });
+  return new Promise((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('upgrade', () => {
+      resolve(101);
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
+const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+export function agentAuthCases(target: () => AuthTarget): void {
+  const now = () => Math.floor(Date.now() / 1000);
+
+  test('agent: a valid token opens the socket and the agent says hello first', async () => {
+    const t = target();
+    const connection = await AgentConnection.open(t.address, t.pin, await tokenFor(t.key, t.dropletUuid));
+    assert.equal(connection.hello.dropletUuid, t.dropletUuid);
+    assert.equal(connection.hello.enrolled, true);
+    connection.close();
+  });
+
+  test('agent: no token is refused with 401 before any WebSocket exists', async () => {
+    assert.equal(await upgradeStatus(target(), undefined), 401);
+  });
+
+  test('agent: an expired token is refused with 401', async () => {
+    const t = target();
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: t.key.kid }).setAudience(audienceFor(t.dropletUuid)).setIssuedAt(now() - 200).setExpirationTime(now() - 100).setJti(randomUUID()).sign(t.key.privateKey);
+    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 401);
+  });
+
+  test('agent: a token without exp is refused with 401', async () => {
+    const t = target();
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: t.key.kid }).setAudience(audienceFor(t.dropletUuid)).setIssuedAt().setJti(randomUUID()).sign(t.key.privateKey);
+    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 401);
+  });
+
+  test('agent: a token for another droplet is refused with 401', async () => {
+    const t = target();
+    assert.equal(await upgradeStatus(t, `Bearer ${await tokenFor(t.key, randomUUID())}`), 401);
+  });
+
+  test('agent: a replayed token is refused with 401', async () => {
+    const t = target();
+    const token = await tokenFor(t.key, t.dropletUuid);
+    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 101);
+    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 401);
+  });
+
+  test('agent: alg "none" is refused with 401', async () => {
+    const t = target();
+    const token = `${b64({ alg: 'none', kid: t.key.kid })}.${b64({ aud: audienceFor(t.dropletUuid), iat: now(), exp: now() + 60, jti: randomUUID() })}.`;
+    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 401);
+  });
+
+  test('agent: a token signed by an unknown key is refused with 401, also under a known kid', async () => {
+    const t = target();
+    const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const forged = (kid: string) => new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid }).setAudience(audienceFor(t.dropletUuid)).setIssuedAt().setExpirationTime('60s').setJti(randomUUID()).sign(privateKey);
+    assert.equal(await upgradeStatus(t, `Bearer ${await forged('someone-else-key')}`), 401);
+    assert.equal(await upgradeStatus(t, `Bearer ${await forged(t.key.kid)}`), 401);
+  });
+
+  test('controller: an agent whose certificate is not the pinned one is refused before the token is sent', async () => {
+    const t = target();
+    const wrongPin = 'f'.repeat(64);
+    await assert.rejects(connectTls(t.address, wrongPin), PinMismatchError);
+    await assert.rejects(AgentConnection.open(t.address, wrongPin, await tokenFor(t.key, t.dropletUuid)), /not the pinned/);
+  });
+}
