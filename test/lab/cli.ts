@@ -31,6 +31,7 @@ program
     console.log(`lab ${lab.instance} is up. In another shell:`);
     console.log(`  export DIGITALOCEAN_ACCESS_TOKEN=${lab.token}`);
     console.log(`  export PLUMB_DIGITALOCEAN_API_URL=${lab.apiUrl}`);
+    console.log(`  export PLUMB_AGENT_URL=${lab.agentUrl}`);
     console.log(`  faults and request counts: ${lab.controlUrl}/lab/faults, ${lab.controlUrl}/lab/requests`);
     if (lab.acme) console.log(`  ACME directory ${lab.acme.directoryUrl} (CA: ${lab.acme.listenerCaPath})`);
     console.log('Ctrl-C stops the lab and deletes its droplets.');

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { agentPackage } from '@plumb/controller/agent-package';
 import { startAcmeServer, type AcmeServer } from './acme.js';
 import { startDoStandin } from './do-standin/index.js';
 import { NspawnMachines } from './droplets/index.js';
@@ -10,6 +11,7 @@ import { ensureHostSide, LAB_HOST_ADDRESS } from './droplets/network.js';
 import { ensureRootfs } from './droplets/rootfs.js';
 import { labDown } from './down.js';
 import { saveInstance } from './instances.js';
+import { startPackageServer } from './package-server.js';
 import { instancesDir } from './paths.js';
 
 export interface LabOptions {
@@ -31,6 +33,8 @@ export interface Lab {
   controlUrl: string;
   /** The one API token the stand-in accepts. */
   token: string;
+  /** Where droplets download the locally built agent package (give plumb PLUMB_AGENT_URL). */
+  agentUrl: string;
   machines: NspawnMachines;
   acme?: AcmeServer;
   /** The booted container behind a droplet id, to run commands inside it. */
@@ -48,6 +52,10 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   await ensureRootfs(log);
   await ensureHostSide();
 
+  // The agent package the controller would install from npm, served on the lab's network instead.
+  const pkg = await agentPackage({});
+  const packages = await startPackageServer({ dir: path.dirname(pkg.tarballPath), host: LAB_HOST_ADDRESS });
+  const agentUrl = packages.url(path.basename(pkg.tarballPath));
   const machines = new NspawnMachines(instance, log);
   const standin = await startDoStandin({ tokens: [token], machines, host: '127.0.0.1', port: opts.port ?? 0 });
   let acme: AcmeServer | undefined;
@@ -68,12 +76,14 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       apiUrl: standin.endpoint,
       controlUrl: standin.url,
       token,
+      agentUrl,
       stateDir,
       startedAt: new Date().toISOString(),
       ...(acme ? { acmeDirectoryUrl: acme.directoryUrl, acmeCaPath: acme.listenerCaPath } : {}),
     });
   } catch (err) {
     await standin.close();
+    await packages.close();
     await acme?.stop();
     throw err;
   }
@@ -84,6 +94,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     apiUrl: standin.endpoint,
     controlUrl: standin.url,
     token,
+    agentUrl,
     machines,
     ...(acme ? { acme } : {}),
     droplet: (id) => machines.get(id),
@@ -91,6 +102,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       (stopped ??= (async () => {
         await standin.close();
         await machines.destroyAll();
+        await packages.close();
         await acme?.stop();
         await labDown(instance);
       })()),

@@ -1,0 +1,17 @@
+import type { Context } from '../context.js';
+import { fromEnv } from '../digitalocean.js';
+
+export interface DestroyResult {
+  name: string;
+  id: number;
+  /** `already-gone` when DigitalOcean no longer had it; plumb forgets it either way. */
+  outcome: 'deleted' | 'already-gone';
+}
+
+/** Deletes a droplet through the API and forgets it (its pin, its address). */
+export async function destroy(which: string, ctx: Context): Promise<DestroyResult> {
+  const droplet = await ctx.droplets.find(which);
+  const outcome = await fromEnv(ctx.env).deleteDroplet(droplet.id);
+  await ctx.droplets.forget(droplet.id);
+  return { name: droplet.name, id: droplet.id, outcome };
+}

@@ -1,0 +1,18 @@
+import { configDir } from './config.js';
+import { DropletStore } from './droplets-state.js';
+
+/** A step of a long command, as it happens; the CLI decides how to show it. */
+export type Progress = (event: { step: string; detail?: string; done?: boolean }) => void;
+
+/** What every command gets: its environment, where its files are, and where progress goes. */
+export interface Context {
+  env: NodeJS.ProcessEnv;
+  configDir: string;
+  droplets: DropletStore;
+  progress: Progress;
+}
+
+export function defaultContext(progress: Progress, env: NodeJS.ProcessEnv = process.env): Context {
+  const dir = configDir(env);
+  return { env, configDir: dir, droplets: new DropletStore(`${dir}/droplets.json`), progress };
+}

@@ -1,0 +1,48 @@
+import type { Progress } from './context.js';
+
+/**
+ * Shows a long command's steps: on a terminal a spinner on the current step and a tick on each
+ * finished one; otherwise (CI, a pipe, --json) one plain line per step on stderr.
+ */
+export function progressReporter(stream: NodeJS.WriteStream = process.stderr): { progress: Progress; stop(): void } {
+  const started = Date.now();
+  const elapsed = (since = started) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+  if (!stream.isTTY) {
+    let lastStep = '';
+    return {
+      progress: ({ step, detail }) => {
+        if (step !== lastStep) stream.write(`[${elapsed().padStart(7)}] ${step}\n`);
+        else if (detail) stream.write(`[${elapsed().padStart(7)}]   ${detail}\n`);
+        lastStep = step;
+      },
+      stop: () => {},
+    };
+  }
+  const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+  let current: { step: string; detail?: string; since: number } | undefined;
+  let frame = 0;
+  const draw = () => {
+    if (!current) return;
+    const detail = current.detail ? `: ${current.detail}` : '';
+    stream.write(`\r\x1b[K${frames[frame++ % frames.length]} ${current.step}${detail} (${elapsed(current.since)})`);
+  };
+  const timer = setInterval(draw, 100);
+  timer.unref();
+  const finish = () => {
+    if (current) stream.write(`\r\x1b[K✔ ${current.step} (${elapsed(current.since)})\n`);
+    current = undefined;
+  };
+  return {
+    progress: ({ step, detail, done }) => {
+      if (current?.step !== step) finish();
+      if (done) return;
+      current = current?.step === step ? { ...current, ...(detail ? { detail } : {}) } : { step, since: Date.now(), ...(detail ? { detail } : {}) };
+      draw();
+    },
+    stop: () => {
+      clearInterval(timer);
+      if (current) stream.write(`\r\x1b[K✖ ${current.step} (${elapsed(current.since)})\n`);
+      current = undefined;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { Lab } from '../lab/lab.js';
+
+/** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
+export const PLUMB_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../packages/controller/dist/cli.js');
+
+/** What the person at the terminal sees: exit code, stdout, stderr. */
+export interface PlumbRun {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface PlumbUser {
+  /** The user's config dir (XDG_CONFIG_HOME): keys and known droplets live under it. */
+  configHome: string;
+  env: Record<string, string>;
+  plumb(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number }): Promise<PlumbRun>;
+}
+
+export async function plumbUser(lab: Lab): Promise<PlumbUser> {
+  const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-user-'));
+  const env = {
+    DIGITALOCEAN_ACCESS_TOKEN: lab.token,
+    PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
+    PLUMB_AGENT_URL: lab.agentUrl,
+    XDG_CONFIG_HOME: configHome,
+    NO_PROXY: '127.0.0.1,localhost,10.213.0.0/16',
+  };
+  return {
+    configHome,
+    env,
+    plumb: async (args, opts = {}) => {
+      const result = await execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...env, ...opts.env }, reject: false, timeout: opts.timeoutMs ?? 900_000, stdin: 'ignore' });
+      return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+    },
+  };
+}

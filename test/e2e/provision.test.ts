@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AGENT_PORT } from '@plumb/shared';
+import { AgentConnection, enrol } from '@plumb/controller/agent-client';
+import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/keys';
+import { tokenFor } from '@plumb/controller/tokens';
+import { startLab, type Lab } from '../lab/lab.js';
+import { agentAuthCases } from '../cases/agent-auth.cases.js';
+import { clientFor, httpGet, waitAction } from './helpers.js';
+import { plumbUser, type PlumbUser } from './plumb.js';
+
+/**
+ * `plumb provision`, `droplets` and `destroy`, the real binary against the lab: a droplet with
+ * R, plumber, nginx, ufw and an enrolled agent.
+ */
+
+interface Provisioned {
+  droplet: { name: string; id: number; uuid: string; ipv4: string; fingerprint: string };
+  agentVersion: string;
+  swap: { path: string; bytes: number; enabled: boolean } | null;
+}
+
+let lab: Lab;
+let user: PlumbUser;
+let first: Provisioned;
+let firstProgress: string;
+let key: SigningKey;
+
+async function requestCounts(): Promise<Record<string, number>> {
+  const response = await fetch(`${lab.controlUrl}/lab/requests`);
+  return ((await response.json()) as { counts: Record<string, number> }).counts;
+}
+
+async function fault(body: object): Promise<void> {
+  const response = await fetch(`${lab.controlUrl}/lab/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(response.status, 201, await response.text());
+}
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('plumb provision', () => {
+  before(async () => {
+    const result = await user.plumb(['provision', '--name', 'api-1', '--json']);
+    assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
+    first = JSON.parse(result.stdout) as Provisioned;
+    firstProgress = result.stderr;
+    key = await loadOrCreateSigningKey(path.join(user.configHome, 'plumb'));
+  });
+
+  test('shows each step as plain lines when not on a terminal, and remembers the droplet', async () => {
+    for (const step of ['creating droplet api-1', 'waiting for the droplet to be active', 'waiting for the agent', 'enrolling the agent', 'waiting for cloud-init to finish']) {
+      assert.match(firstProgress, new RegExp(`^\\[\\s*[\\d.]+s\\] ${step}`, 'm'));
+    }
+    const dropletsJson = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: unknown[] };
+    assert.equal(dropletsJson.droplets.length, 1);
+    assert.equal(first.droplet.name, 'api-1');
+    assert.match(first.droplet.fingerprint, /^[0-9a-f]{64}$/);
+  });
+
+  test('cloud-init finished without errors', async () => {
+    const status = await lab.droplet(first.droplet.id).exec(['cloud-init', 'status', '--long']);
+    assert.match(status, /^status: done$/m);
+    assert.match(status, /^errors: \[\]$/m);
+  });
+
+  test('ufw allows exactly 22, 80 and the agent port', async () => {
+    const status = await lab.droplet(first.droplet.id).exec(['ufw', 'status']);
+    assert.match(status, /Status: active/);
+    const ports = [...status.matchAll(/^(\S+)\s+ALLOW\s+Anywhere\s*$/gm)].map((m) => m[1]).sort();
+    assert.deepEqual(ports, ['22/tcp', `${AGENT_PORT}/tcp`, '80/tcp'].sort());
+  });
+
+  test('nginx answers from the host and other ports are filtered', async () => {
+    assert.equal((await httpGet(`http://${first.droplet.ipv4}/`)).status, 200);
+    await lab.droplet(first.droplet.id).exec(['sh', '-c', 'command -v python3 >/dev/null && (setsid python3 -m http.server 8080 >/dev/null 2>&1 &) ; true']);
+    await assert.rejects(httpGet(`http://${first.droplet.ipv4}:8080/`, 1500));
+  });
+
+  test('the swap file exists (4 GiB; created, not enabled in the lab)', async () => {
+    assert.ok(first.swap);
+    assert.equal(first.swap.path, '/swapfile');
+    assert.equal(first.swap.bytes, 4 * 1024 ** 3);
+    assert.equal(first.swap.enabled, false);
+    const mode = await lab.droplet(first.droplet.id).exec(['stat', '-c', '%a %U', '/swapfile']);
+    assert.equal(mode, '600 root');
+  });
+
+  test('the agent runs as an enabled systemd service, of exactly the controller version', async () => {
+    const droplet = lab.droplet(first.droplet.id);
+    assert.equal(await droplet.exec(['systemctl', 'is-active', 'plumb-agent']), 'active');
+    assert.equal(await droplet.exec(['systemctl', 'is-enabled', 'plumb-agent']), 'enabled');
+    const controller = JSON.parse(await readFile(new URL('../../../packages/controller/package.json', import.meta.url), 'utf8')) as { version: string };
+    assert.equal(first.agentVersion, controller.version);
+  });
+
+  test('R and plumber load, without recommends', async () => {
+    const version = await lab.droplet(first.droplet.id).exec(['Rscript', '-e', 'suppressMessages(library(plumber)); cat(as.character(packageVersion("plumber")))'], { timeoutMs: 60_000 });
+    assert.match(version, /^1\.\d+/);
+  });
+
+  test('the user plumber exists and the enrolment secret is gone from the agent config', async () => {
+    const droplet = lab.droplet(first.droplet.id);
+    assert.match(await droplet.exec(['id', 'plumber']), /uid=\d+\(plumber\)/);
+    const config = JSON.parse(await droplet.exec(['cat', '/etc/plumb-agent/config.json'])) as Record<string, unknown>;
+    assert.equal(config['enrolmentSecret'], undefined);
+    assert.equal(await droplet.exec(['stat', '-c', '%a', '/etc/plumb-agent/config.json']), '600');
+  });
+
+  test('a second enrolment is refused', async () => {
+    await assert.rejects(enrol({ host: first.droplet.ipv4, port: AGENT_PORT }, await tokenFor(key, first.droplet.uuid), '0'.repeat(32)), /already enrolled/);
+  });
+
+  agentAuthCases(() => ({ address: { host: first.droplet.ipv4, port: AGENT_PORT }, dropletUuid: first.droplet.uuid, pin: first.droplet.fingerprint, key }));
+
+  test('the agent comes back after a reboot, with the same pin', async () => {
+    const api = clientFor(lab);
+    const { action } = (await api.droplet.rebootDroplet({ droplet_id: first.droplet.id })).data;
+    assert.equal(await waitAction(api, action.id), 'completed');
+    let connection: AgentConnection | undefined;
+    for (let i = 0; i < 60 && !connection; i++) {
+      connection = await AgentConnection.open({ host: first.droplet.ipv4, port: AGENT_PORT }, first.droplet.fingerprint, await tokenFor(key, first.droplet.uuid)).catch(async () => {
+        await new Promise((r) => setTimeout(r, 500));
+        return undefined;
+      });
+    }
+    assert.ok(connection, 'the agent answers after the reboot');
+    assert.equal(connection.hello.enrolled, true);
+    connection.close();
+  });
+});
+
+describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () => {
+  let second: Provisioned;
+
+  before(async () => {
+    await fault({ status: 429, count: 2, retryAfter: 1 });
+    await fault({ status: 503, count: 1 });
+    const result = await user.plumb(['provision', '--name', 'api-2', '--json']);
+    assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
+    second = JSON.parse(result.stdout) as Provisioned;
+  });
+
+  test('429 twice and a 503 still end in exactly one droplet', async () => {
+    const list = await user.plumb(['droplets', '--json']);
+    const rows = JSON.parse(list.stdout) as Array<{ name: string }>;
+    assert.equal(rows.filter((r) => r.name === 'api-2').length, 1);
+  });
+
+  test('two droplets have different pins', () => {
+    assert.notEqual(second.droplet.fingerprint, first.droplet.fingerprint);
+    assert.notEqual(second.droplet.uuid, first.droplet.uuid);
+  });
+
+  test('destroy removes one, and the other still answers', async () => {
+    const destroyed = await user.plumb(['destroy', 'api-1', '--yes']);
+    assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+    assert.match(destroyed.stdout, /destroyed droplet api-1/);
+    const list = JSON.parse((await user.plumb(['droplets', '--json'])).stdout) as Array<{ name: string; status: string }>;
+    assert.deepEqual(list.map((r) => r.name), ['api-2']);
+    const connection = await AgentConnection.open({ host: second.droplet.ipv4, port: AGENT_PORT }, second.droplet.fingerprint, await tokenFor(key, second.droplet.uuid));
+    assert.equal(connection.hello.dropletUuid, second.droplet.uuid);
+    connection.close();
+    assert.equal((await httpGet(`http://${second.droplet.ipv4}/`)).status, 200);
+  });
+
+  test('destroy without --yes and without a terminal refuses and deletes nothing', async () => {
+    const result = await user.plumb(['destroy', 'api-2']);
+    assert.equal(result.exitCode, 1);
+    assert.match(result.stderr, /without confirmation/);
+    assert.equal(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).length, 1);
+  });
+});
+
+describe('plumb provision refuses bad input before DigitalOcean is asked', () => {
+  test('a bad token ends in one line saying the token was refused, and what to do', async () => {
+    const before = await requestCounts();
+    const result = await user.plumb(['provision', '--name', 'nope-1'], { env: { DIGITALOCEAN_ACCESS_TOKEN: 'dop_v1_wrong' } });
+    assert.equal(result.exitCode, 1);
+    const lines = result.stderr.trim().split('\n');
+    const [line, hint] = lines.slice(lines.findIndex((l) => l.startsWith('plumb: ')));
+    assert.match(line ?? '', /^plumb: DigitalOcean refused the API token/);
+    assert.match(hint ?? '', /DIGITALOCEAN_ACCESS_TOKEN/);
+    assert.equal((await requestCounts())['POST /v2/droplets'] ?? 0, before['POST /v2/droplets'] ?? 0);
+  });
+
+  test('user-data over 64 KiB is refused before any API call', async () => {
+    const before = await requestCounts();
+    const huge = `${lab.agentUrl}?pad=${'x'.repeat(70 * 1024)}`;
+    const result = await user.plumb(['provision', '--name', 'nope-2'], { env: { PLUMB_AGENT_URL: huge } });
+    assert.equal(result.exitCode, 1);
+    assert.match(result.stderr, /64 KiB/);
+    assert.deepEqual(await requestCounts(), before);
+  });
+
+  test('a bad droplet name is refused with one line', async () => {
+    const result = await user.plumb(['provision', '--name', 'bad name!']);
+    assert.equal(result.exitCode, 1);
+    assert.match(result.stderr, /^plumb: invalid droplet name "bad name!"/);
+  });
+});
+
