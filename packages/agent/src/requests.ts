@@ -1,4 +1,11 @@
-import { CLOUD_INIT_POLL_MS, PlumbError, type AgentMessage, type CloudInitStatus, type Hello, type Request } from '@plumb/shared';
+import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, type CloudInitStatus, type Hello, type Request } from '@plumb/shared';
+import type { OpContext } from './ops/context.js';
+import { deploy } from './ops/deploy.js';
+import { logs, type LogSink } from './ops/logs.js';
+import { restart } from './ops/restart.js';
+import { forward, remove, unforward } from './ops/routing.js';
+import { status } from './ops/status.js';
+import type { Upload } from './upload.js';
 
 /** What requests read about the droplet; the real one asks cloud-init and /proc. */
 export interface Facts {
@@ -7,24 +14,52 @@ export interface Facts {
   cloudInitFinished(status: CloudInitStatus): boolean;
 }
 
-/** One request, answered once; events it produces on the way go out through `push`. */
-export async function handleRequest(request: Request, facts: Facts, push: (message: AgentMessage) => void): Promise<unknown> {
+export interface RequestContext {
+  facts: Facts;
+  ctx: OpContext;
+  upload: Upload | undefined;
+  sink: LogSink;
+}
+
+type Answerable = Exclude<Request, { type: 'upload-end' | 'cancel' }>;
+
+/** One request, answered once; events on the way go out through the context. */
+export async function handleRequest(request: Answerable, rc: RequestContext): Promise<unknown> {
+  const { ctx, facts } = rc;
   switch (request.type) {
     case 'facts':
       return facts.hello();
     case 'cloud-init-wait':
-      return waitForCloudInit(request.timeoutMs, facts, push);
+      return waitForCloudInit(request.timeoutMs, facts, (s) => ctx.progress('cloud-init', `${s.status}${s.stage ? ` (${s.stage})` : ''}`));
+    case 'deploy': {
+      // nginx, R and plumber arrive with cloud-init; a deploy right after provision waits for them.
+      await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to install R, plumber and nginx', s.status));
+      if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'a deploy needs a bundle');
+      return deploy(request, rc.upload, ctx);
+    }
+    case 'remove':
+      return remove(request.name, request.keepFiles, ctx);
+    case 'forward':
+      return forward(request.name, ctx);
+    case 'unforward':
+      return unforward(ctx);
+    case 'restart':
+      return restart(request.name, ctx);
+    case 'status':
+      return status(ctx, await facts.hello());
+    case 'logs':
+      return logs(request, rc.sink, ctx);
   }
 }
 
-/** Pushes each change of cloud-init's status until it has finished; the result is the last one. */
-async function waitForCloudInit(timeoutMs: number, facts: Facts, push: (message: AgentMessage) => void): Promise<CloudInitStatus> {
+/** Reports each change of cloud-init's status until it has finished; the result is the last one. */
+async function waitForCloudInit(timeoutMs: number, facts: Facts, onChange: (s: CloudInitStatus) => void): Promise<CloudInitStatus> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
     const status = await facts.cloudInit();
     const key = JSON.stringify(status);
-    if (key !== last) push({ type: 'cloud-init', cloudInit: status });
+    if (key !== last) onChange(status);
     last = key;
     if (facts.cloudInitFinished(status)) return status;
     if (Date.now() > deadline) throw new PlumbError('CLOUD_INIT_TIMEOUT', `cloud-init still ${status.status} after ${Math.round(timeoutMs / 1000)} s`, 'look at /var/log/cloud-init-output.log on the droplet');

@@ -3,27 +3,25 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 import express from 'express';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import {
   AGENT_MAX_CONNECTIONS_PER_PEER,
-  AGENT_MAX_PENDING_REQUESTS,
   AGENT_PATHS,
   AGENT_SHUTDOWN_GRACE_MS,
   HANDSHAKE_TIMEOUT_MS,
   PlumbError,
-  Request,
   WS_MAX_PAYLOAD_BYTES,
   type AgentConfig,
-  type AgentMessage,
   type EnrolResult,
-  type Hello,
-  type WireError,
 } from '@plumb/shared';
 import { AuthError, type TokenVerifier } from './auth.js';
 import { forgetEnrolmentSecret } from './config.js';
 import type { TlsIdentity } from './identity.js';
 import { log } from './log.js';
-import { handleRequest, type Facts } from './requests.js';
+import { Locks } from './ops/context.js';
+import type { Facts } from './requests.js';
+import { Session } from './session.js';
+import { wireError } from './wire.js';
 import type { StateStore } from './state.js';
 
 export interface AgentServerOptions {
@@ -86,6 +84,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
   const perPeer = new Map<string, number>();
   const inFlight = new Set<Promise<unknown>>();
+  const locks = new Locks();
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void (async () => {
@@ -101,7 +100,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       wss.handleUpgrade(req, socket, head, (ws) => {
         perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
         ws.once('close', () => perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1));
-        void serveSocket(ws, opts.facts, inFlight);
+        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight).start();
       });
     })();
   });
@@ -126,46 +125,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   };
 }
 
-async function serveSocket(ws: WebSocket, facts: Facts, inFlight: Set<Promise<unknown>>): Promise<void> {
-  const send = (message: AgentMessage) => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
-  };
-  let pending = 0;
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) return send({ type: 'error', id: -1, error: { code: 'BAD_REQUEST', message: 'expected a JSON request' } });
-    let request: Request;
-    try {
-      const parsed = Request.safeParse(JSON.parse(String(data)));
-      if (!parsed.success) throw new PlumbError('BAD_REQUEST', `invalid request: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-      request = parsed.data;
-    } catch (err) {
-      return send({ type: 'error', id: -1, error: wireError(err) });
-    }
-    if (pending >= AGENT_MAX_PENDING_REQUESTS) {
-      return send({ type: 'error', id: request.id, error: { code: 'BUSY', message: `more than ${AGENT_MAX_PENDING_REQUESTS} requests in flight on one socket` } });
-    }
-    pending++;
-    const work = handleRequest(request, facts, send).then(
-      (result) => send({ type: 'result', id: request.id, result }),
-      (err: unknown) => send({ type: 'error', id: request.id, error: wireError(err) }),
-    );
-    inFlight.add(work);
-    void work.finally(() => {
-      pending--;
-      inFlight.delete(work);
-    });
-  });
-  const hello: Hello = await facts.hello();
-  send(hello);
-}
-
 function refuse(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   socket.destroy();
-}
-
-export function wireError(err: unknown): WireError {
-  if (err instanceof PlumbError) return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
-  log.error('unexpected error', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-  return { code: 'INTERNAL', message: 'the agent failed unexpectedly (see `journalctl -u plumb-agent` on the droplet)' };
 }

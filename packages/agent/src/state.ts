@@ -1,20 +1,44 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { ApiName, ENTRYPOINTS, ReleaseId, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
- * The agent's state (`/var/lib/plumb/state.json`): the truth it rebuilds everything from.
- * Written whole and atomically; read once at start.
+ * The agent's state (`/var/lib/plumb/state.json`): the truth nginx's config and the units are
+ * rendered from. Written whole and atomically; read once at start.
  */
+export const Release = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int() });
+export type Release = z.infer<typeof Release>;
+
+export const Worker = z.object({ port: z.number().int(), release: ReleaseId });
+export type Worker = z.infer<typeof Worker>;
+
+export const ApiRecord = z.object({
+  name: ApiName,
+  path: UrlPath,
+  entrypoint: z.enum(ENTRYPOINTS),
+  /** Oldest first; the live one is `current`. */
+  releases: z.array(Release),
+  current: ReleaseId,
+  /** The workers nginx sends traffic to. */
+  workers: z.array(Worker),
+  healthPath: UrlPath.nullable(),
+  deployedAt: z.string(),
+});
+export type ApiRecord = z.infer<typeof ApiRecord>;
+
 export const AgentState = z.object({
   version: z.literal(1),
   /** Set once, when a controller enrolled this agent; a second enrolment is refused. */
   enrolledAt: z.string().nullable(),
+  apis: z.record(ApiName, ApiRecord).default({}),
+  /** The API served at `/` too, if any. */
+  forward: ApiName.nullable().default(null),
 });
 export type AgentState = z.infer<typeof AgentState>;
 
-const EMPTY: AgentState = { version: 1, enrolledAt: null };
+const EMPTY: AgentState = { version: 1, enrolledAt: null, apis: {}, forward: null };
 
 export class StateStore {
   private constructor(

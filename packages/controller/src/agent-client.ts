@@ -1,17 +1,17 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 import {
   AGENT_PATHS,
   AgentMessage,
+  BUNDLE_HIGH_WATER_BYTES,
   EnrolResult,
   HANDSHAKE_TIMEOUT_MS,
   Hello,
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
-  type CloudInitStatus,
+  type LogEntry,
   type Request,
   type WireError,
 } from '@plumb/shared';
@@ -24,11 +24,15 @@ export class PinMismatchError extends PlumbError {
   }
 }
 
-/** The droplet's agent answered with an error for one request. */
+/** The droplet's agent answered with an error for one request; a failed step carries its log. */
 export class RemoteError extends PlumbError {
   override name = 'RemoteError';
+  readonly step: string | undefined;
+  readonly log: string[];
   constructor(error: WireError) {
     super(error.code, error.message, error.hint);
+    this.step = error.step;
+    this.log = error.log ?? [];
   }
 }
 
@@ -123,17 +127,27 @@ export async function enrol(address: AgentAddress, token: string, secretHex: str
   return fingerprint;
 }
 
+/** Events a running request may produce before its answer. */
+export interface RequestEvents {
+  onProgress?: (step: string, detail?: string) => void;
+  onLog?: (entries: LogEntry[]) => void;
+}
+
+/** A request in flight: its id (to cancel it, or to stream a bundle after it) and its answer. */
+export interface PendingRequest<T> {
+  id: number;
+  result: Promise<T>;
+}
+
 /** An open, authenticated socket to one agent. */
-export class AgentConnection extends EventEmitter<{ 'cloud-init': [CloudInitStatus]; close: [] }> {
+export class AgentConnection {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, RequestEvents & { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
   private constructor(
     private readonly ws: WebSocket,
     readonly hello: Hello,
-  ) {
-    super();
-  }
+  ) {}
 
   static async open(address: AgentAddress, pin: string, token: string): Promise<AgentConnection> {
     const socket = await connectTls(address, pin);
@@ -155,16 +169,36 @@ export class AgentConnection extends EventEmitter<{ 'cloud-init': [CloudInitStat
     const connection = new AgentConnection(ws, hello);
     ws.on('message', (data) => connection.onMessage(String(data)));
     ws.on('close', () => connection.onClose());
+    ws.on('error', () => connection.onClose());
     return connection;
   }
 
-  /** Sends one request and resolves with its result (the shape is the request type's). */
-  request<T>(request: RequestBody): Promise<T> {
+  /** Sends one request; the answer's shape is the request type's. */
+  start<T>(request: RequestBody, events: RequestEvents = {}): PendingRequest<T> {
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    const result = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { ...events, resolve: resolve as (v: unknown) => void, reject });
       this.ws.send(JSON.stringify({ ...request, id }));
     });
+    return { id, result };
+  }
+
+  request<T>(request: RequestBody, events: RequestEvents = {}): Promise<T> {
+    return this.start<T>(request, events).result;
+  }
+
+  /** Sends raw bytes (a bundle) once the socket's buffer has room: the agent's pace sets ours. */
+  async sendBinary(chunk: Buffer): Promise<void> {
+    while (this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) {
+      if (this.ws.readyState !== WebSocket.OPEN) throw new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection during the upload');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await new Promise<void>((resolve, reject) => this.ws.send(chunk, { binary: true }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** A control message that gets no answer of its own (upload-end, cancel). */
+  notify(message: RequestBody & { id: number }): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
 
   close(): void {
@@ -175,19 +209,29 @@ export class AgentConnection extends EventEmitter<{ 'cloud-init': [CloudInitStat
     const parsed = AgentMessage.safeParse(JSON.parse(text));
     if (!parsed.success) return;
     const message = parsed.data;
-    if (message.type === 'cloud-init') this.emit('cloud-init', message.cloudInit);
-    else if (message.type === 'result' || message.type === 'error') {
-      const waiter = this.pending.get(message.id);
-      if (!waiter) return;
-      this.pending.delete(message.id);
-      if (message.type === 'result') waiter.resolve(message.result);
-      else waiter.reject(new RemoteError(message.error));
+    if (message.type === 'hello') return;
+    const waiter = this.pending.get(message.id);
+    if (!waiter) return;
+    switch (message.type) {
+      case 'progress':
+        waiter.onProgress?.(message.step, message.detail);
+        return;
+      case 'log':
+        waiter.onLog?.(message.entries);
+        return;
+      case 'result':
+        this.pending.delete(message.id);
+        waiter.resolve(message.result);
+        return;
+      case 'error':
+        this.pending.delete(message.id);
+        waiter.reject(new RemoteError(message.error));
+        return;
     }
   }
 
   private onClose(): void {
     for (const waiter of this.pending.values()) waiter.reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
     this.pending.clear();
-    this.emit('close');
   }
 }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import { PlumbError } from '@plumb/shared';
+import { RemoteError } from './agent-client.js';
 import { defaultContext, type Context } from './context.js';
 import { progressReporter } from './progress.js';
 
@@ -16,7 +17,7 @@ interface OutputOptions {
  * Wires each command to its function in commands/ and prints what it returns: as text, or as
  * JSON with --json. Errors are printed in one place, at the bottom.
  */
-function run<A extends unknown[], R>(work: (ctx: Context, ...args: A) => Promise<R>, print: (result: R) => string) {
+function run<A extends unknown[], R>(work: (ctx: Context, ...args: A) => Promise<R>, print: (result: R) => string | Promise<string>) {
   return async (...args: A) => {
     const command = args[args.length - 1] as Command;
     const opts = command.opts<OutputOptions>();
@@ -24,7 +25,7 @@ function run<A extends unknown[], R>(work: (ctx: Context, ...args: A) => Promise
     try {
       const result = await work(defaultContext(reporter.progress), ...args);
       reporter.stop();
-      process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${print(result)}\n`);
+      process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${await print(result)}\n`);
     } catch (err) {
       reporter.stop();
       throw err;
@@ -106,8 +107,97 @@ async function confirmDestroy(which: string, ctx: Context): Promise<void> {
   if (answer.trim() !== droplet.name) throw new PlumbError('NOT_CONFIRMED', 'not destroyed: the name did not match');
 }
 
+const dropletOption = ['--droplet <name|id>', 'which droplet (needed when plumb knows several)'] as const;
+const collect = (value: string, all: string[]) => [...all, value];
+
+program
+  .command('deploy <dir>')
+  .description('deploy (or update) the plumber API in DIR; prints its URL')
+  .requiredOption('--name <name>', 'API name: lower-case letters, digits, "-", "_"')
+  .option('--path <path>', 'URL path it is served under (default: /NAME)')
+  .option('--forward', 'also serve it at / (as plumber::do_forward)')
+  .option('--env <KEY=VALUE>', 'an environment variable for the API (repeatable; kept out of world-readable files)', collect, [] as string[])
+  .option('--workers <n>', 'R processes behind nginx', (v: string) => Number(v))
+  .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
+  .option('--health-timeout <seconds>', 'how long the new release may take to answer', (v: string) => Number(v), 120)
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; droplet?: string }) =>
+        (await import('./commands/deploy.js')).deploy({ dir, ...o, healthTimeoutSeconds: o.healthTimeout }, ctx),
+      (r) =>
+        [
+          `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB)`,
+          `  ${r.url}`,
+          ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
+        ].join('\n'),
+    ),
+  );
+
+program
+  .command('remove <name>')
+  .description('take an API off the droplet: its workers, unit, nginx location and files')
+  .option('--keep-files', 'leave /var/plumber/NAME on the droplet')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, name: string, o: { keepFiles?: boolean; droplet?: string }) => (await import('./commands/api.js')).remove(name, o, ctx),
+      (r) => `removed ${r.name}${r.wasForwarded ? ' (and the forward of / to it)' : ''}${r.keptFiles ? '; its files are kept' : ''}`,
+    ),
+  );
+
+program
+  .command('forward <name>')
+  .description('serve API NAME at / too')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(run(async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/api.js')).forward(name, o, ctx), (r) => `/ now serves ${r.forward}`));
+
+program
+  .command('unforward')
+  .description('stop serving an API at /')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(run(async (ctx, o: { droplet?: string }) => (await import('./commands/api.js')).unforward(o, ctx), (r) => (r.was ? `/ no longer serves ${r.was}` : '/ was not forwarded')));
+
+program
+  .command('restart <name>')
+  .description("restart an API's R workers, one at a time")
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(run(async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/api.js')).restart(name, o, ctx), (r) => `restarted ${r.name} (${r.workers} worker${r.workers === 1 ? '' : 's'}) in ${seconds(r.tookMs)}`));
+
+program
+  .command('status')
+  .description('droplets, their APIs and health')
+  .argument('[droplet]', 'one droplet (name or id); all when omitted')
+  .option('--json', 'print JSON')
+  .action(run(async (ctx, droplet: string | undefined) => (await import('./commands/status.js')).status(droplet === undefined ? {} : { droplet }, ctx), async (r) => (await import('./print-status.js')).printStatus(r)));
+
+program
+  .command('logs <name>')
+  .description("an API's log (journald), from the droplet")
+  .option('-f, --follow', 'keep printing new lines until Ctrl-C')
+  .option('-n, --lines <n>', 'how many recent lines', (v: string) => Number(v), 50)
+  .option('--since <time>', 'only since then, e.g. "10 min ago"')
+  .option(...dropletOption)
+  .option('--json', 'one JSON object per line')
+  .action(async (name: string, o: { follow?: boolean; lines: number; since?: string; droplet?: string; json?: boolean }) => {
+    const { logs } = await import('./commands/logs.js');
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    const print = (e: { time: number; unit: string; message: string }) =>
+      process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${new Date(e.time / 1000).toISOString()} ${e.unit.replace(/\.service$/, '')}  ${e.message}\n`);
+    await logs({ name, lines: o.lines, follow: o.follow ?? false, ...(o.since ? { since: o.since } : {}), ...(o.droplet ? { droplet: o.droplet } : {}) }, print, stop.signal, defaultContext(() => {}));
+  });
+
 program.parseAsync().catch((err: unknown) => {
-  if (err instanceof PlumbError) {
+  if (err instanceof RemoteError && err.step) {
+    process.stderr.write(`plumb: failed at "${err.step}": ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
+    if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${l}\n`).join('')}`);
+  } else if (err instanceof PlumbError) {
     process.stderr.write(`plumb: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
   } else {
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -21,14 +21,20 @@ const StoredKey = z.object({
 });
 
 export async function loadOrCreateSigningKey(dir = configDir()): Promise<SigningKey> {
+  return loadSigningKey(dir, true);
+}
+
+/** The key droplets trust; without `create`, a missing key is an error (a new one would be trusted nowhere). */
+export async function loadSigningKey(dir = configDir(), create = false): Promise<SigningKey> {
   const file = path.join(dir, 'controller-key.json');
   const stored = await readJson(file);
+  if (stored === undefined && !create) throw new PlumbError('CONTROLLER_KEY_MISSING', `the controller key ${file} is missing`, 'droplets trust only the key that provisioned them: restore it, or provision new droplets');
   if (stored === undefined) {
     const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const jwk = await exportJWK(privateKey);
     const privateJwk = StoredKey.shape.privateJwk.parse(jwk);
     await writePrivateJson(file, { kid: kidOf(privateJwk.x), privateJwk });
-    return loadOrCreateSigningKey(dir);
+    return loadSigningKey(dir);
   }
   const parsed = StoredKey.safeParse(stored);
   if (!parsed.success) throw new PlumbError('CONTROLLER_KEY', `the controller key ${file} is damaged`, 'restore it from a backup: droplets trust only this key');

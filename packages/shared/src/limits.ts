@@ -37,3 +37,30 @@ export const CLOUD_INIT_POLL_MS = 1_000;
 export const DROPLET_ACTIVE_TIMEOUT_MS = 5 * 60_000;
 export const AGENT_ANSWER_TIMEOUT_MS = 15 * 60_000;
 export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
+
+/** Bundles (deploy): compressed bytes on the wire, bytes once extracted, entries, and the ratio between. */
+export const BUNDLE_MAX_BYTES = 200 * 1024 * 1024;
+export const BUNDLE_MAX_EXTRACTED_BYTES = 1024 * 1024 * 1024;
+export const BUNDLE_MAX_ENTRIES = 20_000;
+export const BUNDLE_MAX_RATIO = 200;
+/** Chunk size the controller streams a bundle in; it waits while more than the high-water mark is unsent. */
+export const BUNDLE_CHUNK_BYTES = 256 * 1024;
+export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+
+/** The health gate: how long a new release may take to answer, and how often it is asked. */
+export const HEALTH_TIMEOUT_MS = 120_000;
+export const HEALTH_INTERVAL_MS = 250;
+/** How long old workers keep running after nginx switched, so requests in flight finish. */
+export const DRAIN_MS = 3_000;
+/** Local ports the agent gives R workers. */
+export const WORKER_PORT_FIRST = 9000;
+export const WORKER_PORT_LAST = 9999;
+/** Releases kept per API for rollback. */
+export const RELEASES_KEPT = 5;
+/** Log lines shown with a failed deploy. */
+export const FAILED_DEPLOY_LOG_LINES = 20;
+/** Most log lines one `plumb logs -n` may ask for. */
+export const LOGS_MAX_LINES = 10_000;
+
+/** R workers per API unless --workers says otherwise. */
+export const DEFAULT_WORKERS = 1;

@@ -18,3 +18,32 @@ export const Fingerprint = z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 fingerp
 
 /** The token audience for a droplet. */
 export const audienceFor = (dropletUuid: string) => `plumb-agent:${dropletUuid}`;
+
+/**
+ * An API's name: it becomes the unit `plumber-NAME@PORT`, the directory `/var/plumber/NAME`, the
+ * default URL path `/NAME` and an nginx upstream name, so it is kept to what all four accept.
+ */
+export const ApiName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,38}[a-z0-9]$|^[a-z]$/, 'an API name is 1 to 40 lower-case letters, digits, "-" or "_", starting with a letter and not ending with "-" or "_"');
+
+/** A URL path prefix an API is served under: `/a` or `/a/b`, plain segments only. */
+export const UrlPath = z
+  .string()
+  .max(100, 'a URL path is at most 100 characters')
+  .regex(/^(\/[A-Za-z0-9][A-Za-z0-9._~-]*)+$/, 'a URL path is "/" followed by segments of letters, digits, ".", "_", "~" and "-" (no spaces, no "..", no trailing "/"), e.g. /sum')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'a URL path may not contain "." or ".." segments');
+
+/** An environment variable the API's R process gets; PLUMB_* names are the agent's own. */
+export const EnvKey = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'an environment variable name is letters, digits and "_", not starting with a digit')
+  .refine((k) => !k.startsWith('PLUMB_'), 'environment variables starting with PLUMB_ are reserved for plumb');
+
+export const EnvValue = z.string().max(32 * 1024).refine((v) => !/[\n\r\0]/.test(v), 'an environment value may not contain a newline or NUL');
+
+/** A release id: when it was made, sortable, unique per API. */
+export const ReleaseId = z.string().regex(/^\d{8}T\d{6}Z-[0-9a-f]{4}$/, 'a release id looks like 20261125T190000Z-1a2b');
+
+/** The entry file plumber looks for, in its own order. */
+export const ENTRYPOINTS = ['entrypoint.R', 'plumber.R'] as const;

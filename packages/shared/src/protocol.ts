@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { DropletUuid, Fingerprint } from './names.js';
+import { ApiName, DropletUuid, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, ReleaseId, UrlPath } from './names.js';
+import { HEALTH_TIMEOUT_MS, LOGS_MAX_LINES } from './limits.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -76,21 +77,110 @@ export const Hello = z.object({
 });
 export type Hello = z.infer<typeof Hello>;
 
-/** Controller to agent: one request, answered once by id. */
+const Id = z.number().int().nonnegative();
+
+/** Deploy: this request, then the bundle as binary frames, then `upload-end`. */
+export const DeployRequest = z.object({
+  id: Id,
+  type: z.literal('deploy'),
+  name: ApiName,
+  path: UrlPath,
+  /** Serve this API at `/` too. */
+  forward: z.boolean(),
+  env: z.record(EnvKey, EnvValue),
+  workers: z.number().int().min(1).max(16),
+  /** A path that must answer 2xx; without it any answer below 500 means R and the router are up. */
+  healthPath: UrlPath.nullable(),
+  healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).default(HEALTH_TIMEOUT_MS),
+});
+export type DeployRequest = z.infer<typeof DeployRequest>;
+
+/** Controller to agent: one request, answered once by id (a result or an error). */
 export const Request = z.discriminatedUnion('type', [
-  z.object({ id: z.number().int().nonnegative(), type: z.literal('facts') }),
-  z.object({ id: z.number().int().nonnegative(), type: z.literal('cloud-init-wait'), timeoutMs: z.number().int().positive().max(3_600_000) }),
+  z.object({ id: Id, type: z.literal('facts') }),
+  z.object({ id: Id, type: z.literal('cloud-init-wait'), timeoutMs: z.number().int().positive().max(3_600_000) }),
+  DeployRequest,
+  /** Ends the bundle of the deploy with this id: how many bytes were sent, so a cut stream is noticed. */
+  z.object({ id: Id, type: z.literal('upload-end'), bytes: z.number().int().nonnegative() }),
+  z.object({ id: Id, type: z.literal('remove'), name: ApiName, keepFiles: z.boolean() }),
+  z.object({ id: Id, type: z.literal('forward'), name: ApiName }),
+  z.object({ id: Id, type: z.literal('unforward') }),
+  z.object({ id: Id, type: z.literal('restart'), name: ApiName }),
+  z.object({ id: Id, type: z.literal('status') }),
+  z.object({
+    id: Id,
+    type: z.literal('logs'),
+    name: ApiName,
+    lines: z.number().int().min(0).max(LOGS_MAX_LINES),
+    /** journalctl's --since syntax, checked by the agent: e.g. "10 min ago", "2026-11-25 10:00". */
+    since: z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/).nullable(),
+    follow: z.boolean(),
+  }),
+  /** Stops the running request with this id (a followed log). */
+  z.object({ id: Id, type: z.literal('cancel') }),
 ]);
 export type Request = z.infer<typeof Request>;
 
-export const WireError = z.object({ code: z.string(), message: z.string(), hint: z.string().optional() });
+export const WireError = z.object({
+  code: z.string(),
+  message: z.string(),
+  hint: z.string().optional(),
+  /** For a failed deploy: the step that failed and the new release's last log lines. */
+  step: z.string().optional(),
+  log: z.array(z.string()).optional(),
+});
 export type WireError = z.infer<typeof WireError>;
+
+export const DeployResult = z.object({
+  name: ApiName,
+  path: UrlPath,
+  release: ReleaseId,
+  entrypoint: z.enum(ENTRYPOINTS),
+  ports: z.array(z.number().int()),
+  forward: z.boolean(),
+  files: z.number().int(),
+  bytes: z.number().int(),
+  tookMs: z.number(),
+});
+export type DeployResult = z.infer<typeof DeployResult>;
+
+export const ApiStatus = z.object({
+  name: ApiName,
+  path: UrlPath,
+  release: ReleaseId,
+  /** systemd's view of the workers: active, activating (restarting), failed, inactive. */
+  state: z.string(),
+  workers: z.array(z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), since: z.string().nullable(), restarts: z.number().int() })),
+  forwarded: z.boolean(),
+  deployedAt: z.string(),
+});
+export type ApiStatus = z.infer<typeof ApiStatus>;
+
+export const StatusResult = z.object({
+  apis: z.array(ApiStatus),
+  forward: ApiName.nullable(),
+  hello: Hello,
+  load: z.array(z.number()),
+  memory: z.object({ totalBytes: z.number(), availableBytes: z.number() }),
+  disk: z.object({ totalBytes: z.number(), freeBytes: z.number() }),
+});
+export type StatusResult = z.infer<typeof StatusResult>;
+
+export const LogEntry = z.object({
+  /** Microseconds since the epoch, journald's __REALTIME_TIMESTAMP. */
+  time: z.number(),
+  unit: z.string(),
+  priority: z.number().int(),
+  message: z.string(),
+});
+export type LogEntry = z.infer<typeof LogEntry>;
 
 /** Agent to controller: answers, and events pushed as they happen. */
 export const AgentMessage = z.discriminatedUnion('type', [
   Hello,
   z.object({ type: z.literal('result'), id: z.number().int(), result: z.unknown() }),
   z.object({ type: z.literal('error'), id: z.number().int(), error: WireError }),
-  z.object({ type: z.literal('cloud-init'), cloudInit: CloudInitStatus }),
+  z.object({ type: z.literal('progress'), id: z.number().int(), step: z.string(), detail: z.string().optional() }),
+  z.object({ type: z.literal('log'), id: z.number().int(), entries: z.array(LogEntry) }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;

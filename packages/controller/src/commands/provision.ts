@@ -111,8 +111,10 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   ctx.progress({ step: 'waiting for cloud-init to finish' });
   const connection = await AgentConnection.open(address, record.fingerprint, await tokenFor(key, dropletUuid));
   try {
-    connection.on('cloud-init', (s) => ctx.progress({ step: 'waiting for cloud-init to finish', detail: `${s.status}${s.stage ? ` (${s.stage})` : ''}` }));
-    const cloudInit = await connection.request<CloudInitStatus>({ type: 'cloud-init-wait', timeoutMs: CLOUD_INIT_DONE_TIMEOUT_MS });
+    const cloudInit = await connection.request<CloudInitStatus>(
+      { type: 'cloud-init-wait', timeoutMs: CLOUD_INIT_DONE_TIMEOUT_MS },
+      { onProgress: (_step, detail) => ctx.progress({ step: 'waiting for cloud-init to finish', ...(detail ? { detail } : {}) }) },
+    );
     if (cloudInit.status !== 'done') {
       throw new PlumbError('CLOUD_INIT_FAILED', `cloud-init on ${name} ended "${cloudInit.status}"${cloudInit.errors.length ? `: ${cloudInit.errors.join('; ')}` : ''}`, `see /var/log/cloud-init-output.log on the droplet; \`plumb destroy ${name}\` removes it`);
     }

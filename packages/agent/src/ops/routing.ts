@@ -1,0 +1,57 @@
+import { rm } from 'node:fs/promises';
+import { PlumbError } from '@plumb/shared';
+import { renderNginx } from '../render/nginx.js';
+import type { AgentState } from '../state.js';
+import { layout } from '../system/layout.js';
+import { applyNginx } from '../system/nginx.js';
+import { apiLock, SHARED, type OpContext } from './context.js';
+import { nginxModel } from './nginx-model.js';
+import { removeUnit, retireWorker } from './workers.js';
+
+/** Changes the shared state and nginx together: nginx first (validated), then the state file. */
+async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
+  return ctx.locks.with(SHARED, async () => {
+    const candidate = change(ctx.state.get());
+    await applyNginx(renderNginx(nginxModel(candidate)));
+    return ctx.state.update(() => candidate);
+  });
+}
+
+export function requireApi(state: AgentState, name: string) {
+  const api = state.apis[name];
+  if (!api) throw new PlumbError('API_UNKNOWN', `there is no API "${name}" on this droplet`, 'see `plumb status`');
+  return api;
+}
+
+/** plumber's do_forward(): `/` serves this API too. */
+export async function forward(name: string, ctx: OpContext): Promise<{ forward: string }> {
+  requireApi(ctx.state.get(), name);
+  await changeRouting(ctx, (s) => ({ ...s, forward: name }));
+  return { forward: name };
+}
+
+/** plumber's do_remove_forward(). */
+export async function unforward(ctx: OpContext): Promise<{ forward: null; was: string | null }> {
+  const was = ctx.state.get().forward;
+  await changeRouting(ctx, (s) => ({ ...s, forward: null }));
+  return { forward: null, was };
+}
+
+/**
+ * plumber's do_remove_api(): nginx stops routing to it first, then its workers stop, its unit
+ * goes, and its files unless kept.
+ */
+export async function remove(name: string, keepFiles: boolean, ctx: OpContext): Promise<{ name: string; keptFiles: boolean; wasForwarded: boolean }> {
+  return ctx.locks.with(apiLock(name), async () => {
+    const api = requireApi(ctx.state.get(), name);
+    const wasForwarded = ctx.state.get().forward === name;
+    await changeRouting(ctx, (s) => {
+      const { [name]: _removed, ...apis } = s.apis;
+      return { ...s, apis, forward: s.forward === name ? null : s.forward };
+    });
+    for (const worker of api.workers) await retireWorker(name, worker.port);
+    await removeUnit(name);
+    if (!keepFiles) await rm(layout.apiDir(name), { recursive: true, force: true });
+    return { name, keptFiles: keepFiles, wasForwarded };
+  });
+}

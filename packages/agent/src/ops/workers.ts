@@ -1,0 +1,54 @@
+import { mkdir, readFile, rename, rm, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
+import { renderApiUnit, renderInstanceEnv } from '../render/systemd.js';
+import { RUNNER_R } from '../render/runner.js';
+import { layout } from '../system/layout.js';
+import * as systemd from '../system/systemd.js';
+
+/**
+ * The R workers of an API: a systemd template unit `plumber-NAME@.service` whose instances are
+ * ports. Each instance reads its own root-only environment file (release dir and --env values),
+ * so the unit file itself holds no secret and an old worker keeps its release's settings.
+ */
+
+/** Writes the runner and the unit if they differ from what is on disk; returns whether systemd must reload. */
+export async function ensureUnit(name: string): Promise<boolean> {
+  let changed = await writeIfChanged(layout.runner, RUNNER_R, 0o644);
+  changed = (await writeIfChanged(layout.unitFile(name), renderApiUnit(name), 0o644)) || changed;
+  if (changed) await systemd.daemonReload();
+  return changed;
+}
+
+export async function removeUnit(name: string): Promise<void> {
+  await rm(layout.unitFile(name), { force: true });
+  await systemd.daemonReload();
+}
+
+export async function startWorker(name: string, port: number, releaseDir: string, env: Record<string, string>): Promise<void> {
+  await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
+  await writeFileAtomic(layout.instanceEnvFile(name, port), renderInstanceEnv(releaseDir, env), 0o600);
+  await systemd.start(layout.instanceUnit(name, port));
+}
+
+/** Stops a worker and forgets it: not started at boot any more, its environment file gone. */
+export async function retireWorker(name: string, port: number): Promise<void> {
+  await systemd.stopAndDisable(layout.instanceUnit(name, port));
+  await rm(layout.instanceEnvFile(name, port), { force: true });
+}
+
+/** Points /var/plumber/NAME/current at a release, atomically (a new link renamed over the old). */
+export async function pointCurrent(name: string, releaseDir: string): Promise<void> {
+  const link = layout.currentLink(name);
+  const tmp = `${link}.new`;
+  await rm(tmp, { force: true });
+  await symlink(path.relative(path.dirname(link), releaseDir), tmp);
+  await rename(tmp, link);
+}
+
+async function writeIfChanged(file: string, content: string, mode: number): Promise<boolean> {
+  if ((await readFile(file, 'utf8').catch(() => undefined)) === content) return false;
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, content, mode);
+  return true;
+}

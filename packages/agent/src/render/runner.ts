@@ -1,0 +1,30 @@
+/**
+ * /usr/lib/plumb/run-api.R, what every worker unit runs. It starts an API as plumber itself
+ * would, so plumber's own examples work unchanged:
+ * - plumber attached, so files using `%>%`, `as_attachment()` and friends without library() work;
+ * - `plumb(dir =)`, which takes entrypoint.R (that must return a router) before plumber.R;
+ * - the release directory as working directory, for data files read by relative path;
+ * - the docs left at plumber's default: plumber 1.3 turns them on when a router is made
+ *   (`setDocs(TRUE)`, interactive or not) and `pr_run()` keeps what the API set when `docs` is
+ *   not given, so an API's own `pr_set_docs()` is honoured. nginx strips the path prefix, and
+ *   the Swagger page finds openapi.json relative to its own address, so /NAME/__docs__/ works.
+ * Only loopback: nginx is the way in.
+ */
+export const RUNNER_R = `# Written by plumb-agent; edits here are overwritten. Runs one worker of a plumber API
+# (unit plumber-NAME@PORT): PLUMB_RELEASE_DIR and PLUMB_PORT come from the unit.
+release <- Sys.getenv("PLUMB_RELEASE_DIR")
+port <- Sys.getenv("PLUMB_PORT")
+if (!nzchar(release) || !grepl("^[0-9]+$", port)) {
+  message("plumb: PLUMB_RELEASE_DIR and PLUMB_PORT must be set (got \\"", release, "\\" and \\"", port, "\\")")
+  quit(save = "no", status = 2)
+}
+if (!dir.exists(release)) {
+  message("plumb: release directory ", release, " does not exist")
+  quit(save = "no", status = 2)
+}
+setwd(release)
+library(plumber)
+pr <- plumber::plumb(dir = release)
+message("plumb: serving ", release, " on 127.0.0.1:", port)
+plumber::pr_run(pr, host = "127.0.0.1", port = as.integer(port))
+`;

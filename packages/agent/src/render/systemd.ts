@@ -1,0 +1,89 @@
+import { ApiName, EnvKey, EnvValue, ReleaseId } from '@plumb/shared';
+import { checked, renderRefused } from './model.js';
+
+/**
+ * systemd files for an API's R workers: the template unit `plumber-NAME@.service` (instance =
+ * port) and the environment files its instances read.
+ */
+
+/** /etc/systemd/system/plumber-NAME@.service. Holds no secret: unit files are world-readable. */
+export function renderApiUnit(name: string): string {
+  checked(ApiName, name, 'the API name');
+  return `# Written by plumb-agent; edits here are overwritten. One instance per worker port:
+#   systemctl restart 'plumber-${name}@*'    journalctl -u 'plumber-${name}@*' -f
+[Unit]
+Description=plumber API ${name} (port %i)
+After=network.target
+StartLimitIntervalSec=60
+StartLimitBurst=10
+
+[Service]
+Type=simple
+User=plumber
+Group=plumber
+# This worker's own root-only file: its release and the --env values it was deployed with, so
+# secrets stay out of this world-readable unit and an old worker keeps its release's settings.
+EnvironmentFile=/var/lib/plumb/instances/${name}@%i.env
+Environment=PLUMB_PORT=%i PLUMB_API=${name}
+# The runner changes into the release directory itself.
+WorkingDirectory=/var/plumber/${name}
+ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R
+Restart=on-failure
+RestartSec=1
+TimeoutStopSec=15
+KillSignal=SIGTERM
+SyslogIdentifier=plumber-${name}
+
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictNamespaces=yes
+# The only place the API may write; "-": a missing directory must not stop the worker.
+ReadWritePaths=-/var/plumber/${name}/data
+# No metadata service (it serves user-data) for the APIs. Needs cgroup v2 BPF; ignored with a warning without it.
+IPAddressDeny=169.254.169.254
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * A worker's own environment file, /var/lib/plumb/instances/NAME@PORT.env: which release it
+ * runs, and the user's --env values as they were when that release was deployed.
+ */
+export function renderInstanceEnv(releaseDir: string, env: Record<string, string> = {}): string {
+  const [, name = '', release = ''] = /^\/var\/plumber\/([^/]+)\/releases\/([^/]+)$/.exec(releaseDir) ?? [];
+  if (!ApiName.safeParse(name).success || !ReleaseId.safeParse(release).success) {
+    throw renderRefused(`the release directory ${JSON.stringify(releaseDir)}: not /var/plumber/NAME/releases/ID`);
+  }
+  return `PLUMB_RELEASE_DIR=${releaseDir}\n${renderUserEnv(env)}`;
+}
+
+/**
+ * The user's --env in systemd's EnvironmentFile= syntax, one `KEY="VALUE"` line each, sorted.
+ * Inside double quotes systemd's parser (env-file.c) unescapes exactly \\ \" \` \$ and keeps
+ * every other character as it is; it expands no variables in EnvironmentFile=. This is the
+ * quoting systemd's own write_env_file() uses.
+ */
+export function renderUserEnv(env: Record<string, string>): string {
+  return Object.keys(env)
+    .sort()
+    .map((key) => {
+      checked(EnvKey, key, 'the environment variable name');
+      const value = env[key] ?? '';
+      // systemd drops (with an error) a line whose value is not valid UTF-8 or holds a noncharacter.
+      const problem = EnvValue.safeParse(value).error?.issues[0]?.message ?? (/[\p{Cs}\p{Noncharacter_Code_Point}]/u.test(value) ? 'it is not text systemd accepts' : undefined);
+      // Values may be secrets: the message names the variable only.
+      if (problem) throw renderRefused(`the value of ${key}: ${problem}`);
+      return `${key}="${value.replace(/[\\"`$]/g, '\\$&')}"\n`;
+    })
+    .join('');
+}

@@ -1,0 +1,109 @@
+import type { WebSocket } from 'ws';
+import { AGENT_MAX_PENDING_REQUESTS, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, type AgentMessage, type LogEntry } from '@plumb/shared';
+import { log } from './log.js';
+import { handleRequest, type Facts } from './requests.js';
+import { Upload } from './upload.js';
+import type { OpContext } from './ops/context.js';
+import { wireError } from './wire.js';
+
+/**
+ * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),
+ * answers and events out. Each request gets exactly one `result` or `error`.
+ */
+export class Session {
+  private pending = 0;
+  private upload: { id: number; upload: Upload } | undefined;
+  private readonly running = new Map<number, AbortController>();
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly facts: Facts,
+    private readonly ops: Omit<OpContext, 'progress'>,
+    private readonly inFlight: Set<Promise<unknown>>,
+  ) {
+    ws.on('message', (data, isBinary) => (isBinary ? this.onBinary(data as Buffer) : this.onText(String(data))));
+    ws.on('close', () => {
+      for (const controller of this.running.values()) controller.abort();
+      this.upload?.upload.fail(new PlumbError('DISCONNECTED', 'the controller went away during the upload'));
+    });
+  }
+
+  async start(): Promise<void> {
+    this.send(await this.facts.hello());
+  }
+
+  private send(message: AgentMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  /** Resolves when the socket's send buffer has room: how log streaming follows the reader. */
+  private async drained(): Promise<void> {
+    while (this.ws.readyState === this.ws.OPEN && this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private onBinary(chunk: Buffer): void {
+    if (this.upload) this.upload.upload.push(chunk);
+    else this.send({ type: 'error', id: -1, error: { code: 'BAD_REQUEST', message: 'bundle data without a deploy request' } });
+  }
+
+  private onText(text: string): void {
+    let request: Request;
+    try {
+      const parsed = Request.safeParse(JSON.parse(text));
+      if (!parsed.success) {
+        const id = (JSON.parse(text) as { id?: unknown }).id;
+        const issue = parsed.error.issues[0];
+        throw Object.assign(new PlumbError('BAD_REQUEST', `invalid request: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'unknown'}`), { requestId: typeof id === 'number' ? id : -1 });
+      }
+      request = parsed.data;
+    } catch (err) {
+      return this.send({ type: 'error', id: (err as { requestId?: number }).requestId ?? -1, error: wireError(err) });
+    }
+    if (request.type === 'upload-end') {
+      if (this.upload?.id === request.id) this.upload.upload.end(request.bytes);
+      this.upload = this.upload?.id === request.id ? undefined : this.upload;
+      return;
+    }
+    if (request.type === 'cancel') {
+      this.running.get(request.id)?.abort();
+      return;
+    }
+    if (this.pending >= AGENT_MAX_PENDING_REQUESTS) {
+      return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: `more than ${AGENT_MAX_PENDING_REQUESTS} requests in flight on one socket` } });
+    }
+    this.run(request);
+  }
+
+  private run(request: Exclude<Request, { type: 'upload-end' | 'cancel' }>): void {
+    this.pending++;
+    const controller = new AbortController();
+    this.running.set(request.id, controller);
+    let upload: Upload | undefined;
+    if (request.type === 'deploy') {
+      upload = new Upload(() => this.ws.pause(), () => this.ws.resume());
+      this.upload = { id: request.id, upload };
+    }
+    const ctx: OpContext = { ...this.ops, progress: (step, detail) => this.send({ type: 'progress', id: request.id, step, ...(detail ? { detail } : {}) }) };
+    const sink = {
+      signal: controller.signal,
+      send: async (entries: LogEntry[]) => {
+        this.send({ type: 'log', id: request.id, entries });
+        await this.drained();
+      },
+    };
+    const work = handleRequest(request, { facts: this.facts, ctx, upload, sink }).then(
+      (result) => this.send({ type: 'result', id: request.id, result }),
+      (err: unknown) => {
+        log.warn('request failed', { type: request.type, error: (err as Error).message });
+        this.send({ type: 'error', id: request.id, error: wireError(err) });
+      },
+    );
+    this.inFlight.add(work);
+    void work.finally(() => {
+      this.pending--;
+      this.running.delete(request.id);
+      upload?.discard();
+      this.inFlight.delete(work);
+    });
+  }
+}

@@ -1,0 +1,29 @@
+import { execa } from 'execa';
+import type { LogEntry } from '@plumb/shared';
+import { unitGlob } from './layout.js';
+
+/** The API's journal, as journalctl gives it (`-o json`), for all its workers. */
+export function journalArgs(name: string, opts: { lines: number; since: string | null; follow: boolean }): string[] {
+  return ['-o', 'json', '--no-pager', '-u', unitGlob(name), '-n', String(opts.lines), ...(opts.since ? ['--since', opts.since] : []), ...(opts.follow ? ['-f'] : [])];
+}
+
+export function parseJournalLine(line: string): LogEntry | undefined {
+  try {
+    const j = JSON.parse(line) as Record<string, unknown>;
+    const message = Array.isArray(j['MESSAGE']) ? Buffer.from(j['MESSAGE'] as number[]).toString('utf8') : String(j['MESSAGE'] ?? '');
+    return {
+      time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
+      unit: String(j['_SYSTEMD_UNIT'] ?? j['UNIT'] ?? ''),
+      priority: Number(j['PRIORITY'] ?? 6),
+      message,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last lines one worker wrote: shown with a failed deploy. */
+export async function lastLines(unit: string, lines: number): Promise<string[]> {
+  const result = await execa('journalctl', ['-u', unit, '-n', String(lines), '-o', 'cat', '--no-pager'], { reject: false, timeout: 30_000 });
+  return result.stdout.split('\n').filter((l) => l.length > 0);
+}

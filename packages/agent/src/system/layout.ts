@@ -1,0 +1,28 @@
+import path from 'node:path';
+
+/**
+ * Where things live on the droplet. Operators find an API from its name: files under
+ * /var/plumber/NAME (as plumber's do_deploy_api put them), units plumber-NAME@PORT.
+ */
+export const layout = {
+  apiDir: (name: string) => `/var/plumber/${name}`,
+  releasesDir: (name: string) => `/var/plumber/${name}/releases`,
+  releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
+  /** Symlink to the live release, switched by rename. */
+  currentLink: (name: string) => `/var/plumber/${name}/current`,
+  /** The only place the API's processes may write. */
+  dataDir: (name: string) => `/var/plumber/${name}/data`,
+  unitName: (name: string) => `plumber-${name}@.service`,
+  instanceUnit: (name: string, port: number) => `plumber-${name}@${port}.service`,
+  unitFile: (name: string) => `/etc/systemd/system/plumber-${name}@.service`,
+  /** Per-worker environment (release dir and the user's --env), root-only. */
+  instanceEnvFile: (name: string, port: number) => `/var/lib/plumb/instances/${name}@${port}.env`,
+  instancesDir: '/var/lib/plumb/instances',
+  runner: '/usr/lib/plumb/run-api.R',
+  nginxConf: '/etc/nginx/conf.d/plumb.conf',
+  nginxDefaultSite: '/etc/nginx/sites-enabled/default',
+  acmeWebroot: '/var/lib/plumb/acme',
+} as const;
+
+export const unitGlob = (name: string) => `plumber-${name}@*.service`;
+export const releaseOf = (releaseDir: string) => path.basename(releaseDir);

@@ -1,0 +1,60 @@
+import { readFile, rm, symlink } from 'node:fs/promises';
+import { execa } from 'execa';
+import { PlumbError } from '@plumb/shared';
+import { writeFileAtomic } from '../atomic-file.js';
+import { layout } from './layout.js';
+import { reload } from './systemd.js';
+
+/**
+ * Puts a new nginx config in place only if nginx accepts it: write, `nginx -t`, reload; on a
+ * failed test the previous file is restored byte for byte and nginx is not touched.
+ */
+export async function applyNginx(config: string): Promise<'unchanged' | 'reloaded'> {
+  const previous = await readFile(layout.nginxConf, 'utf8').catch(() => undefined);
+  const hadDefaultSite = await readFile(layout.nginxDefaultSite).then(() => true, () => false);
+  if (previous === config && !hadDefaultSite) return 'unchanged';
+  await writeFileAtomic(layout.nginxConf, config, 0o644);
+  // The agent's server is the default one on port 80; Debian's welcome site would clash with it.
+  if (hadDefaultSite) await rm(layout.nginxDefaultSite, { force: true });
+  const test = await execa('nginx', ['-t', '-q'], { reject: false, timeout: 60_000 });
+  if (test.exitCode !== 0) {
+    if (previous === undefined) await rm(layout.nginxConf, { force: true });
+    else await writeFileAtomic(layout.nginxConf, previous, 0o644);
+    if (hadDefaultSite) await symlink('/etc/nginx/sites-available/default', layout.nginxDefaultSite);
+    throw new PlumbError('NGINX_CONFIG', `nginx refused the new configuration: ${test.stderr.trim().split('\n')[0] ?? ''}`, 'nothing was changed; this is a bug in plumb-agent, please report it');
+  }
+  await reloadAndWait();
+  return 'reloaded';
+}
+
+const RELOAD_WAIT_MS = 10_000;
+
+/**
+ * `systemctl reload nginx` only signals the master. The new config serves once new workers run
+ * and the old ones stopped accepting ("worker process is shutting down"); until then a request
+ * may still see the old config, so the agent waits for that before it reports success.
+ */
+async function reloadAndWait(): Promise<void> {
+  const master = Number((await readFile('/run/nginx.pid', 'utf8').catch(() => '0')).trim());
+  const before = new Set(await workers(master));
+  await reload('nginx.service');
+  const deadline = Date.now() + RELOAD_WAIT_MS;
+  while (Date.now() < deadline) {
+    const now = await workers(master);
+    const fresh = now.filter((pid) => !before.has(pid));
+    const oldStillAccepting = await Promise.all(
+      now.filter((pid) => before.has(pid)).map(async (pid) => {
+        const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        return title !== '' && !title.includes('shutting down');
+      }),
+    );
+    if (master === 0 || (fresh.length > 0 && !oldStillAccepting.some(Boolean))) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function workers(master: number): Promise<number[]> {
+  if (master <= 0) return [];
+  const children = await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '');
+  return children.trim().split(/\s+/).filter(Boolean).map(Number);
+}

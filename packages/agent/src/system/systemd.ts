@@ -1,0 +1,47 @@
+import { execa } from 'execa';
+import { PlumbError } from '@plumb/shared';
+
+/** systemctl, always with argument arrays. Unit names come from validated API names and ports. */
+async function systemctl(...args: string[]): Promise<string> {
+  const result = await execa('systemctl', args, { reject: false, timeout: 120_000 });
+  if (result.exitCode !== 0) {
+    throw new PlumbError('SYSTEMD', `systemctl ${args.join(' ')} failed: ${(result.stderr || result.stdout).trim().split('\n').slice(-2).join(' ')}`);
+  }
+  return result.stdout;
+}
+
+export const daemonReload = () => systemctl('daemon-reload');
+export const start = (unit: string) => systemctl('start', '--no-block', unit);
+export const restart = (unit: string) => systemctl('restart', unit);
+export const stop = (unit: string) => systemctl('stop', unit);
+export const enable = (unit: string) => systemctl('enable', unit);
+export const reload = (unit: string) => systemctl('reload', unit);
+
+/** Stops and disables a unit that may not exist or may have failed; never throws. */
+export async function stopAndDisable(unit: string): Promise<void> {
+  await execa('systemctl', ['disable', '--now', unit], { reject: false, timeout: 120_000 });
+  await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
+}
+
+export interface UnitState {
+  active: string;
+  sub: string;
+  result: string;
+  restarts: number;
+  pid: number | null;
+  since: string | null;
+}
+
+export async function unitState(unit: string): Promise<UnitState> {
+  const out = await systemctl('show', unit, '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp');
+  const props = new Map(out.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const));
+  const pid = Number(props.get('MainPID') ?? 0);
+  return {
+    active: props.get('ActiveState') ?? 'unknown',
+    sub: props.get('SubState') ?? 'unknown',
+    result: props.get('Result') ?? 'unknown',
+    restarts: Number(props.get('NRestarts') ?? 0),
+    pid: pid > 0 ? pid : null,
+    since: props.get('ActiveEnterTimestamp') || null,
+  };
+}

@@ -1,0 +1,117 @@
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import ignore, { type Ignore } from 'ignore';
+import { c as createTar } from 'tar';
+import { BUNDLE_MAX_ENTRIES, ENTRYPOINTS, ValidationError } from '@plumb/shared';
+
+export interface BundleInfo {
+  /** What goes in the bundle: regular files (symlinks resolved), POSIX paths relative to the directory, sorted. */
+  files: string[];
+  /** Which of plumber's entry files the directory has; plumber finds it whatever its case. */
+  entrypoint: (typeof ENTRYPOINTS)[number];
+}
+
+const IGNORE_FILE = '.plumbignore';
+/** Left out unless .plumbignore brings them back (`!.RData`). */
+const DEFAULT_IGNORES = ['.Rhistory', '.RData'];
+/** Never sent: version control, RStudio's state, renv's machine-specific library, the ignore file itself. */
+const ALWAYS_IGNORED = ['.git', '.Rproj.user', '/renv/library', `/${IGNORE_FILE}`];
+
+const IGNORE_HINT = `add it to ${IGNORE_FILE} if the API does not need it`;
+
+/**
+ * Looks at an API directory the way `plumber::plumb(dir=)` will on the droplet and lists what
+ * `packBundle` sends. Everything that would make the bundle unusable or unsafe is refused here,
+ * before a byte leaves the machine.
+ */
+export async function inspectApiDir(dir: string): Promise<BundleInfo> {
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new ValidationError(`the API directory ${dir} does not exist`, 'pass the directory that holds plumber.R');
+    throw err;
+  });
+  if (!st.isDirectory()) throw new ValidationError(`${dir} is not a directory`, 'pass the directory that holds plumber.R, not the file');
+
+  const root = await realpath(dir);
+  const ig = ignore().add(DEFAULT_IGNORES).add(await readIgnoreFile(dir)).add(ALWAYS_IGNORED);
+  // Looked at first so that the wrong directory (a home directory, say) is named as such.
+  entrypointOf(dir, (await readdir(dir)).filter((name) => !ig.ignores(name)));
+  const files: string[] = [];
+  await walk({ dir, root, ig, files }, '', new Set([root]));
+  files.sort();
+  return { files, entrypoint: entrypointOf(dir, files) };
+}
+
+/** A gzip tar stream of exactly `info.files`: symlinks sent as the files they point to, no owners, directories implied. */
+export function packBundle(dir: string, info: BundleInfo): NodeJS.ReadableStream {
+  const pack = createTar({ cwd: dir, gzip: true, portable: true, follow: true, noDirRecurse: true, strict: true }, info.files);
+  // node-tar's Pack is a Minipass stream, not a Node Readable; wrapping keeps backpressure and errors.
+  return Readable.from(pack, { objectMode: false });
+}
+
+async function readIgnoreFile(dir: string): Promise<string> {
+  try {
+    return await readFile(path.join(dir, IGNORE_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+/** plumber looks for entrypoint.R, then plumber.R, at the top, ignoring case. */
+function entrypointOf(dir: string, files: string[]): BundleInfo['entrypoint'] {
+  const top = files.filter((f) => !f.includes('/')).map((f) => f.toLowerCase());
+  const found = ENTRYPOINTS.find((e) => top.includes(e.toLowerCase()));
+  if (!found) throw new ValidationError(`${dir} has no plumber.R or entrypoint.R at its top`, `pass the directory that holds the API's plumber.R (and check ${IGNORE_FILE} does not leave it out)`);
+  return found;
+}
+
+interface Walk {
+  dir: string;
+  /** The directory's real path: links must resolve inside it. */
+  root: string;
+  ig: Ignore;
+  files: string[];
+}
+
+/** `chain` holds the real paths of the directories being walked, so a link back up is caught. */
+async function walk(w: Walk, rel: string, chain: Set<string>): Promise<void> {
+  const entries = await readdir(path.join(w.dir, rel), { withFileTypes: true });
+  for (const entry of entries) {
+    const child = rel === '' ? entry.name : `${rel}/${entry.name}`;
+    if (w.ig.ignores(child)) continue;
+    const kind = await kindOf(w, child, entry);
+    if (kind.type === 'dir') {
+      if (w.ig.ignores(`${child}/`)) continue;
+      if (chain.has(kind.real)) throw new ValidationError(`the symbolic link ${child} in ${w.dir} points to a directory that contains it (a loop)`, IGNORE_HINT);
+      await walk(w, child, new Set(chain).add(kind.real));
+      continue;
+    }
+    if (child.includes('\\')) throw new ValidationError(`the file name ${JSON.stringify(child)} in ${w.dir} has a backslash, which the droplet refuses`, `rename it or ${IGNORE_HINT}`);
+    w.files.push(child);
+    if (w.files.length > BUNDLE_MAX_ENTRIES) throw new ValidationError(`${w.dir} has more than ${BUNDLE_MAX_ENTRIES} files`, `add what the API does not need (data, caches, builds) to ${IGNORE_FILE}`);
+  }
+}
+
+type Kind = { type: 'file' } | { type: 'dir'; real: string };
+
+async function kindOf(w: Walk, rel: string, entry: Dirent): Promise<Kind> {
+  const abs = path.join(w.dir, rel);
+  if (entry.isFile()) return { type: 'file' };
+  if (entry.isDirectory()) return { type: 'dir', real: await realpath(abs) };
+  if (!entry.isSymbolicLink()) throw new ValidationError(`${rel} in ${w.dir} is neither a file nor a directory (a socket, FIFO or device)`, IGNORE_HINT);
+
+  const target = await readlink(abs);
+  const real = await realpath(abs).catch(() => {
+    throw new ValidationError(`the symbolic link ${rel} in ${w.dir} points to ${target}, which does not exist`, `fix or remove the link, or ${IGNORE_HINT}`);
+  });
+  const inside = path.relative(w.root, real);
+  if (inside === '..' || inside.startsWith('../') || path.isAbsolute(inside)) {
+    throw new ValidationError(`the symbolic link ${rel} in ${w.dir} points outside it (to ${target})`, `copy what it points to into the directory, or ${IGNORE_HINT}`);
+  }
+  const st = await stat(real);
+  if (st.isDirectory()) return { type: 'dir', real };
+  if (st.isFile()) return { type: 'file' };
+  throw new ValidationError(`the symbolic link ${rel} in ${w.dir} points to ${target}, which is neither a file nor a directory`, IGNORE_HINT);
+}

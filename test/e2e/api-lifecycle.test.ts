@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { AGENT_PORT } from '@plumb/shared';
+import { agentAnswers } from '@plumb/controller/agent-client';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
+import { clientFor, httpGet, waitAction } from './helpers.js';
+import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
+
+/**
+ * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
+ * user, as plumb commands: the real binary against a lab droplet.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+
+const get = (path: string) => httpGet(`http://${address}${path}`, 5000);
+const json = async (path: string) => JSON.parse((await get(path)).body) as unknown;
+const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId).exec(argv, timeoutMs === undefined ? {} : { timeoutMs });
+
+/** What bad input must leave untouched: nginx's config and every plumber unit, byte for byte. */
+const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']);
+const nginxTest = () => onDroplet(['nginx', '-t']);
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  const provisioned = await user.plumb(['provision', '--name', 'apis', '--json']);
+  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
+  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
+  dropletId = result.droplet.id;
+  address = result.droplet.ipv4;
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('deploy', () => {
+  test('a two-endpoint API at /sum answers from R, with plumber docs, files and a unit as the seed had', async () => {
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    assert.match(deployed.stdout, new RegExp(`http://${address.replaceAll('.', '\\.')}/sum/`));
+    assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
+    const docs = await get('/sum/__docs__/');
+    assert.equal(docs.status, 200);
+    assert.match(docs.body, /swagger/i);
+    assert.equal((await get('/sum/openapi.json')).status, 200);
+    assert.match(await onDroplet(['ls', '/var/plumber/sum/current/']), /plumber\.R/);
+    const units = await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain "plumber-sum@*" | cut -d" " -f1']);
+    const unit = units.split('\n')[0] ?? '';
+    assert.match(unit, /^plumber-sum@\d+\.service$/);
+    assert.equal(await onDroplet(['systemctl', 'is-enabled', unit]), 'enabled');
+    assert.equal(await onDroplet(['ps', '-o', 'user=', '-p', await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit])]), 'plumber');
+    await nginxTest();
+  });
+
+  test('deploying again with changed code serves the new answer', async () => {
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    assert.deepEqual(await json('/sum/version'), ['v2']);
+    await nginxTest();
+  });
+
+  test('a release whose R code fails to start leaves the old one serving and shows the step and the log', async () => {
+    const before = await serving();
+    const deployed = await user.plumb(['deploy', await apiDir(crashingApi), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 1);
+    assert.match(deployed.stderr, /failed at "health check"/);
+    assert.match(deployed.stderr, /a data file is missing/);
+    assert.deepEqual(await json('/sum/version'), ['v2']);
+    assert.equal(await serving(), before);
+  });
+
+  test('a release that never answers (past the health timeout) leaves the old one serving', async () => {
+    const before = await serving();
+    const deployed = await user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'sum', '--health-timeout', '5']);
+    assert.equal(deployed.exitCode, 1);
+    assert.match(deployed.stderr, /failed at "health check".*no HTTP answer/);
+    assert.deepEqual(await json('/sum/version'), ['v2']);
+    assert.equal(await serving(), before);
+  });
+});
+
+describe('bad input', () => {
+  const cases: Array<[string, () => Promise<string[]>, RegExp]> = [
+    ['name ../x', async () => ['deploy', await apiDir(sumApi('x')), '--name', '../x'], /invalid API name/],
+    ['name a;b', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'a;b'], /invalid API name/],
+    ['name A B', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'A B'], /invalid API name/],
+    ['a 200-character name', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'a'.repeat(200)], /invalid API name/],
+    ['a path with ..', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--path', '/a/../b'], /invalid path/],
+    ['a path with a space', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--path', '/a b'], /invalid path/],
+    ['a missing directory', async () => ['deploy', '/nonexistent/api', '--name', 'ok'], /does not exist|no such|not found/i],
+    ['a directory without plumber.R', async () => ['deploy', await apiDir({ 'README.md': 'hi' }), '--name', 'ok'], /plumber\.R/],
+    ['an unknown droplet', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--droplet', 'nope'], /no droplet "nope"/],
+    ['an unknown API', async () => ['remove', 'nope'], /no API "nope"/],
+    ['an invalid --env key', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--env', '1BAD=x'], /invalid --env/],
+  ];
+  for (const [what, args, message] of cases) {
+    test(`${what}: one line, non-zero exit, nginx and units byte-identical`, async () => {
+      const before = await serving();
+      const result = await user.plumb(await args());
+      assert.notEqual(result.exitCode, 0);
+      const lines = result.stderr.trim().split('\n').filter((l) => !l.startsWith('['));
+      assert.match(lines[0] ?? '', /^plumb: /);
+      assert.match(result.stderr, message);
+      assert.ok(lines.length <= 2, `one line and at most a hint:\n${result.stderr}`);
+      assert.equal(await serving(), before);
+    });
+  }
+});
+
+describe('forward, remove, restart, crash and reboot', () => {
+  test('forward sum: / serves it; unforward: / stops', async () => {
+    assert.equal((await user.plumb(['forward', 'sum'])).exitCode, 0);
+    assert.deepEqual(await json('/add?a=1&b=2'), [3]);
+    await nginxTest();
+    assert.equal((await user.plumb(['unforward'])).exitCode, 0);
+    assert.equal((await get('/add?a=1&b=2')).status, 404);
+    assert.deepEqual(await json('/sum/add?a=2&b=2'), [4]);
+    assert.equal((await user.plumb(['forward', 'sum'])).exitCode, 0);
+  });
+
+  test('kill -9 of the R process: it is back within seconds', async () => {
+    const pid = JSON.parse((await get('/sum/pid')).body) as number[];
+    await onDroplet(['kill', '-9', String(pid[0])]);
+    const deadline = Date.now() + 15_000;
+    let answer: number[] | undefined;
+    while (Date.now() < deadline) {
+      answer = await json('/sum/pid').then((v) => v as number[], () => undefined);
+      if (answer && answer[0] !== pid[0]) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(answer && answer[0] !== pid[0], 'a new R process answers');
+  });
+
+  test('restarting the agent changes nothing that serves', async () => {
+    const before = await serving();
+    const pid = await json('/sum/pid');
+    await onDroplet(['systemctl', 'restart', 'plumb-agent']);
+    assert.deepEqual(await json('/sum/pid'), pid);
+    for (let i = 0; i < 100 && !(await agentAnswers({ host: address, port: AGENT_PORT })); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await serving(), before);
+  });
+
+  test('plumb restart gives a new R process', async () => {
+    const pid = await json('/sum/pid');
+    const result = await user.plumb(['restart', 'sum']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.notDeepEqual(await json('/sum/pid'), pid);
+  });
+
+  test('after a reboot of the droplet every API answers with no controller action', async () => {
+    const api = clientFor(lab);
+    const { action } = (await api.droplet.rebootDroplet({ droplet_id: dropletId })).data;
+    assert.equal(await waitAction(api, action.id), 'completed');
+    const deadline = Date.now() + 60_000;
+    let answer: unknown;
+    while (Date.now() < deadline && answer === undefined) {
+      answer = await json('/sum/add?a=1&b=2').catch(() => undefined);
+      if (answer === undefined) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.deepEqual(answer, [3]);
+    assert.deepEqual(await json('/add?a=1&b=2'), [3], 'the forward survived too');
+  });
+});
+
+describe('logs and status', () => {
+  test('status shows the API, its release and the forward', async () => {
+    const result = await user.plumb(['status', '--json']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const [droplet] = JSON.parse(result.stdout) as Array<{ status: { apis: Array<{ name: string; state: string; forwarded: boolean }>; forward: string } }>;
+    assert.equal(droplet?.status.forward, 'sum');
+    assert.deepEqual(droplet?.status.apis.map((a) => [a.name, a.state, a.forwarded]), [['sum', 'active', true]]);
+    const text = await user.plumb(['status']);
+    assert.match(text.stdout, /sum\s+active\s+http:\/\/\S+\/sum\/ \(and \/\)/);
+  });
+
+  test('logs -n 5 shows the last five lines', async () => {
+    for (let i = 0; i < 7; i++) await get(`/sum/shout?msg=line${i}`);
+    await new Promise((r) => setTimeout(r, 500));
+    const result = await user.plumb(['logs', 'sum', '-n', '5']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.equal(lines.length, 5);
+    assert.match(lines[4] ?? '', /shout: line6/);
+  });
+
+  test('logs -f shows a line the API writes within a second of the request; Ctrl-C exits 0', async () => {
+    const child = spawn(process.execPath, [PLUMB_CLI, 'logs', 'sum', '-f', '-n', '0'], { env: { ...process.env, ...user.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    // Until a first line shows, the follow is not set up yet (connecting, journalctl starting).
+    for (let i = 0; i < 50 && !out.includes('shout: warm-up'); i++) {
+      await get(`/sum/shout?msg=warm-up${i}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const sent = Date.now();
+    await get('/sum/shout?msg=followed');
+    while (!out.includes('shout: followed') && Date.now() - sent < 5000) await new Promise((r) => setTimeout(r, 20));
+    const latency = Date.now() - sent;
+    assert.match(out, /shout: followed/);
+    assert.ok(latency < 1000, `the line arrived after ${latency} ms`);
+    child.kill('SIGINT');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 0);
+  });
+});
+
+describe('remove', () => {
+  test('remove sum: /sum/ is 404 and / no longer forwards to it', async () => {
+    const result = await user.plumb(['remove', 'sum']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal((await get('/sum/add?a=1&b=2')).status, 404);
+    assert.equal((await get('/add?a=1&b=2')).status, 404);
+    assert.equal(await onDroplet(['sh', '-c', 'ls /etc/systemd/system/ | grep -c plumber- || true']), '0');
+    assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/sum && echo present || echo gone']), 'gone');
+    await nginxTest();
+  });
+});

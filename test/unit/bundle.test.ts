@@ -1,0 +1,478 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { linkSync } from 'node:fs';
+import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { list } from 'tar';
+import { BUNDLE_MAX_ENTRIES, ValidationError } from '@plumb/shared';
+import { inspectApiDir, packBundle } from '@plumb/controller/bundle';
+import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
+
+/**
+ * Bundles end to end on this machine: the controller's packing of an API directory, the
+ * agent's extraction, and every hostile archive the agent must refuse without writing a byte
+ * outside the release (or leaving the release behind).
+ */
+
+async function scratch(t: TestContext, prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), `plumb-${prefix}-`));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const exists = (p: string) => access(p).then(() => true, () => false);
+
+/** A buffer as a WebSocket would deliver it: in pieces. */
+async function* chunked(buf: Buffer, size = 64 * 1024): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(Buffer.from(part));
+  return Buffer.concat(parts);
+}
+
+/** Every path under `dir` (POSIX, sorted) with what it is. */
+async function tree(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const child = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(`${child}/`, ...(await tree(dir, child)));
+    else out.push(e.isFile() ? child : `${child} (not a file)`);
+  }
+  return out.sort();
+}
+
+// --- raw ustar archives, for what tar.c will not make -------------------------------------
+
+type RawType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo' | 'pax' | 'global' | 'volume';
+interface RawEntry {
+  path: string;
+  type?: RawType;
+  body?: Buffer | string;
+  linkpath?: string;
+  mode?: number;
+  uid?: number;
+}
+const TYPEFLAG: Record<RawType, string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6', pax: 'x', global: 'g', volume: 'V' };
+
+function rawHeader(e: RawEntry, size: number): Buffer {
+  const h = Buffer.alloc(512);
+  const put = (s: string, at: number, len: number) => h.write(s, at, len, 'utf8');
+  const octal = (n: number, at: number, len: number) => put(`${n.toString(8).padStart(len - 1, '0')}\0`, at, len);
+  const type = e.type ?? 'file';
+  put(e.path, 0, 100);
+  octal(e.mode ?? (type === 'dir' ? 0o755 : 0o644), 100, 8);
+  octal(e.uid ?? 0, 108, 8);
+  octal(e.uid ?? 0, 116, 8);
+  octal(size, 124, 12);
+  octal(Math.floor(Date.now() / 1000), 136, 12);
+  h.fill(' ', 148, 156);
+  put(TYPEFLAG[type], 156, 1);
+  put(e.linkpath ?? '', 157, 100);
+  put('ustar\0', 257, 6);
+  put('00', 263, 2);
+  octal(0, 329, 8);
+  octal(0, 337, 8);
+  const sum = h.reduce((a, b) => a + b, 0);
+  put(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+  return h;
+}
+
+/** A tar archive of exactly these entries, end marker included. */
+function rawTar(entries: RawEntry[]): Buffer {
+  const blocks = entries.flatMap((e) => {
+    const body = Buffer.from(e.body ?? '');
+    return [rawHeader(e, body.length), body, Buffer.alloc((512 - (body.length % 512)) % 512)];
+  });
+  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
+}
+
+/** A pax header body: `LEN key=value\n` records, LEN counting itself. */
+function pax(fields: Record<string, string>): string {
+  return Object.entries(fields)
+    .map(([k, v]) => {
+      const rest = ` ${k}=${v}\n`;
+      const n = Buffer.byteLength(rest);
+      let len = n + String(n).length;
+      if (String(len).length !== String(n).length) len = n + String(len).length;
+      return `${len}${rest}`;
+    })
+    .join('');
+}
+
+const plumberR = '#* @get /hi\nfunction() "hi"\n';
+
+// --- a release dir next to sentinels: nothing may appear outside it ------------------------
+
+interface Place {
+  base: string;
+  releaseDir: string;
+  /** Paths a hostile bundle aims at; each must stay absent. */
+  sentinels: string[];
+}
+
+async function place(t: TestContext): Promise<Place> {
+  const base = await scratch(t, 'release');
+  await mkdir(path.join(base, 'releases'));
+  return { base, releaseDir: path.join(base, 'releases', 'r1'), sentinels: [path.join(base, 'x'), path.join(base, 'releases', 'x'), path.join(base, 'pwned')] };
+}
+
+async function assertRefused(t: TestContext, bundle: Buffer | AsyncIterable<Buffer>, message: RegExp, limits = DEFAULT_EXTRACT_LIMITS): Promise<void> {
+  const p = await place(t);
+  const source = Buffer.isBuffer(bundle) ? chunked(bundle) : bundle;
+  await assert.rejects(extractBundle(source, p.releaseDir, limits), (err: unknown) => {
+    assert.ok(err instanceof BundleRefused, `expected BundleRefused, got ${String(err)}`);
+    assert.equal(err.code, 'BUNDLE_REFUSED');
+    assert.match(err.message, message);
+    assert.doesNotMatch(err.message, /\n/);
+    return true;
+  });
+  assert.equal(await exists(p.releaseDir), false, 'the release directory is removed');
+  for (const s of p.sentinels) assert.equal(await exists(s), false, `${s} was not written`);
+  assert.deepEqual(await readdir(path.join(p.base, 'releases')), []);
+}
+
+// --- round trip -----------------------------------------------------------------------------
+
+async function apiDir(t: TestContext): Promise<string> {
+  const dir = await scratch(t, 'api');
+  const files: Record<string, string> = {
+    'plumber.R': plumberR,
+    'data/x.csv': 'a,b\n1,2\n',
+    'renv.lock': '{}',
+    'renv/activate.R': '# renv',
+    'renv/library/R-4.5/x86_64/jsonlite/DESCRIPTION': 'Package: jsonlite',
+    'secret.txt': 'do not send',
+    'cache/big.bin': 'cached',
+    '.git/HEAD': 'ref: refs/heads/main',
+    '.Rproj.user/state': 'x',
+    '.Rhistory': 'q()',
+    '.RData': 'RDX3',
+    'run.sh': '#!/bin/sh\n',
+    '.plumbignore': '# not for the droplet\nsecret.txt\ncache/\n',
+  };
+  for (const [rel, body] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
+    await writeFile(path.join(dir, rel), body);
+  }
+  await chmod(path.join(dir, 'run.sh'), 0o755);
+  await symlink('data/x.csv', path.join(dir, 'link.csv'));
+  await symlink('data', path.join(dir, 'linkdir'));
+  return dir;
+}
+
+test('bundle: an API directory goes through packBundle and extractBundle unchanged, ignored files left out, links as files', async (t) => {
+  const dir = await apiDir(t);
+  const info = await inspectApiDir(dir);
+  assert.equal(info.entrypoint, 'plumber.R');
+  assert.deepEqual(info.files, ['data/x.csv', 'link.csv', 'linkdir/x.csv', 'plumber.R', 'renv.lock', 'renv/activate.R', 'run.sh']);
+
+  const p = await place(t);
+  const result = await extractBundle(packBundle(dir, info), p.releaseDir);
+  assert.equal(result.files, info.files.length);
+  assert.ok(result.compressedBytes > 0);
+
+  assert.deepEqual(await tree(p.releaseDir), ['data/', 'data/x.csv', 'link.csv', 'linkdir/', 'linkdir/x.csv', 'plumber.R', 'renv.lock', 'renv/', 'renv/activate.R', 'run.sh']);
+  let bytes = 0;
+  for (const rel of info.files) {
+    const got = await readFile(path.join(p.releaseDir, rel));
+    assert.deepEqual(got, await readFile(path.join(dir, rel)), rel);
+    bytes += got.length;
+    const st = await lstat(path.join(p.releaseDir, rel));
+    assert.ok(st.isFile(), `${rel} is a regular file`);
+    assert.equal(st.mode & 0o7777, rel === 'run.sh' ? 0o755 : 0o644, rel);
+    assert.equal(st.uid, process.getuid?.());
+  }
+  assert.equal(result.bytes, bytes);
+  assert.equal((await stat(p.releaseDir)).mode & 0o7777, 0o755);
+  assert.equal((await stat(path.join(p.releaseDir, 'data'))).mode & 0o7777, 0o755);
+});
+
+test('bundle: the packed stream holds only regular files, with no owner names', async (t) => {
+  const dir = await apiDir(t);
+  const info = await inspectApiDir(dir);
+  const tgz = await collect(packBundle(dir, info));
+  const x = await scratch(t, 'list');
+  await writeFile(path.join(x, 'b.tgz'), tgz);
+  const seen: { path: string; type: string; uname: string | undefined }[] = [];
+  await list({ file: path.join(x, 'b.tgz'), onReadEntry: (e) => seen.push({ path: e.path, type: e.type, uname: e.uname }) });
+  assert.deepEqual(seen.map((e) => e.path).sort(), info.files);
+  for (const e of seen) {
+    assert.equal(e.type, 'File', e.path);
+    assert.ok(!e.uname, `${e.path} carries no owner name`);
+  }
+});
+
+test('bundle: a big file arrives whole through small chunks', async (t) => {
+  const body = randomBytes(3 * 1024 * 1024 + 17);
+  const p = await place(t);
+  const result = await extractBundle(chunked(gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'data/blob.bin', body }])), 4096), p.releaseDir);
+  assert.equal(result.files, 2);
+  assert.deepEqual(await readFile(path.join(p.releaseDir, 'data/blob.bin')), body);
+});
+
+test('bundle: a stream delivered one byte at a time is extracted', async (t) => {
+  const p = await place(t);
+  await extractBundle(chunked(gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }])), 1), p.releaseDir);
+  assert.equal(await readFile(path.join(p.releaseDir, 'plumber.R'), 'utf8'), plumberR);
+});
+
+test('bundle: pax global headers and long names are understood', async (t) => {
+  const long = `${'d'.repeat(80)}/${'e'.repeat(80)}/file.R`;
+  const tar = rawTar([
+    { path: 'pax_global_header', type: 'global', body: pax({ comment: 'made by hand' }) },
+    { path: 'PaxHeader/long', type: 'pax', body: pax({ path: long }) },
+    { path: 'truncated-name', body: 'x <- 1\n' },
+    { path: 'plumber.R', body: plumberR, mode: 0o775, uid: 4242 },
+  ]);
+  const p = await place(t);
+  await extractBundle(chunked(gzipSync(tar)), p.releaseDir);
+  assert.equal(await readFile(path.join(p.releaseDir, long), 'utf8'), 'x <- 1\n');
+  assert.equal(await exists(path.join(p.releaseDir, 'truncated-name')), false);
+  const st = await stat(path.join(p.releaseDir, 'plumber.R'));
+  assert.equal(st.mode & 0o7777, 0o755, 'an exec bit in the archive gives 0755, nothing else');
+  assert.equal(st.uid, process.getuid?.(), 'ownership does not come from the archive');
+});
+
+test('bundle: explicit directory entries and ./ prefixes are fine', async (t) => {
+  const p = await place(t);
+  await extractBundle(chunked(gzipSync(rawTar([{ path: './data/', type: 'dir', mode: 0o777 }, { path: './data/x.csv', body: '1' }, { path: './plumber.R', body: plumberR }]))), p.releaseDir);
+  assert.deepEqual(await tree(p.releaseDir), ['data/', 'data/x.csv', 'plumber.R']);
+  assert.equal((await stat(path.join(p.releaseDir, 'data'))).mode & 0o7777, 0o755);
+});
+
+// --- refusals ------------------------------------------------------------------------------
+
+test('bundle refused: an entry climbing out with ../', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: '../x', body: 'pwned' }])), /^bundle entry "\.\.\/x" would land outside the release$/);
+});
+
+test('bundle refused: an entry climbing out through a directory (a/../../x)', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'a/../../x', body: 'pwned' }])), /"a\/\.\.\/\.\.\/x" would land outside the release/);
+});
+
+test('bundle refused: an absolute path', async (t) => {
+  const p = await place(t);
+  const target = p.sentinels[0] ?? '';
+  await assertRefused(t, gzipSync(rawTar([{ path: target, body: 'pwned' }])), /is an absolute path/);
+  assert.equal(await exists(target), false);
+});
+
+test('bundle refused: a symbolic link pointing inside', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'link.R', type: 'symlink', linkpath: 'plumber.R' }])), /^bundle entry "link\.R" is a symbolic link \(to "plumber\.R"\); a bundle holds only files and directories$/);
+});
+
+test('bundle refused: a symbolic link pointing outside, then a file through it', async (t) => {
+  const p = await place(t);
+  await assertRefused(t, gzipSync(rawTar([{ path: 'evil', type: 'symlink', linkpath: p.base }, { path: 'evil/pwned', body: 'pwned' }])), /"evil" is a symbolic link/);
+});
+
+test('bundle refused: a hard link', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'passwd', type: 'link', linkpath: '/etc/passwd' }])), /"passwd" is a hard link \(to "\/etc\/passwd"\)/);
+});
+
+test('bundle refused: a character device', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'null', type: 'char' }])), /"null" is a character device/);
+});
+
+test('bundle refused: a block device', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'sda', type: 'block' }])), /"sda" is a block device/);
+});
+
+test('bundle refused: a FIFO', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'pipe', type: 'fifo' }])), /"pipe" is a FIFO/);
+});
+
+test('bundle refused: an entry type node-tar itself skips (a tape volume header)', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'vol', type: 'volume' }])), /^bundle entry "vol" is of type TapeVolumeHeader; a bundle holds only files and directories$/);
+});
+
+test('bundle refused: a path with a backslash', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: '..\\x', body: 'pwned' }])), /has a backslash in its path/);
+});
+
+test('bundle refused: an entry naming the release directory itself', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: './', type: 'dir' }])), /"\.\/" names the release directory itself/);
+});
+
+test('bundle refused: a file under a path the bundle has as a file', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'a', body: 'file' }, { path: 'a/b', body: 'x' }])), /"a\/b" is inside "a", which the bundle has as a file/);
+});
+
+test('bundle refused: the same file twice', async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'plumber.R', body: 'other' }])), /"plumber\.R" appears twice/);
+});
+
+test('bundle refused: over maxBytes compressed', async (t) => {
+  const tgz = gzipSync(rawTar([{ path: 'noise.bin', body: randomBytes(64 * 1024) }]));
+  await assertRefused(t, tgz, /^the bundle is over 10000 bytes compressed$/, { ...DEFAULT_EXTRACT_LIMITS, maxBytes: 10_000 });
+});
+
+test('bundle refused: over maxExtractedBytes', async (t) => {
+  const tgz = gzipSync(rawTar([{ path: 'noise.bin', body: randomBytes(2 * 1024 * 1024) }]));
+  await assertRefused(t, tgz, /^the bundle is over 1 MiB uncompressed$/, { ...DEFAULT_EXTRACT_LIMITS, maxExtractedBytes: 1024 * 1024 });
+});
+
+test('bundle refused: more than maxEntries entries', async (t) => {
+  const entries = Array.from({ length: 5 }, (_, i) => ({ path: `f${i}.R`, body: '1' }));
+  await assertRefused(t, gzipSync(rawTar(entries)), /^the bundle has more than 3 entries$/, { ...DEFAULT_EXTRACT_LIMITS, maxEntries: 3 });
+});
+
+test('bundle refused: a gzip bomb (50 MB of zeros)', async (t) => {
+  const tgz = gzipSync(rawTar([{ path: 'zeros.bin', body: Buffer.alloc(50 * 1024 * 1024) }]));
+  assert.ok(tgz.length < 200 * 1024, `the bomb is small (${tgz.length} bytes)`);
+  await assertRefused(t, tgz, /expands more than 200 times/);
+});
+
+test('bundle refused: gzip inside gzip', async (t) => {
+  await assertRefused(t, gzipSync(gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }]))), /compressed twice/);
+});
+
+test('bundle refused: not gzip at all', async (t) => {
+  await assertRefused(t, rawTar([{ path: 'plumber.R', body: plumberR }]), /^the bundle is not gzip data/);
+});
+
+test('bundle refused: gzip of something that is not tar', async (t) => {
+  await assertRefused(t, gzipSync(Buffer.from('plumber.R\n'.repeat(500))), /not a valid tar archive/);
+});
+
+test('bundle refused: a gzip stream cut short', async (t) => {
+  const tgz = gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'noise.bin', body: randomBytes(100_000) }]));
+  await assertRefused(t, tgz.subarray(0, Math.floor(tgz.length / 2)), /^the bundle was cut short: its gzip stream ends early/);
+});
+
+test('bundle refused: a tar archive cut inside an entry', async (t) => {
+  const tar = rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'noise.bin', body: randomBytes(100_000) }]);
+  await assertRefused(t, gzipSync(tar.subarray(0, 50_000)), /not a valid tar archive \(TAR_BAD_ARCHIVE: Truncated input/);
+});
+
+test('bundle refused: a tar archive cut between entries (no end marker)', async (t) => {
+  const tar = rawTar([{ path: 'plumber.R', body: plumberR }]);
+  await assertRefused(t, gzipSync(tar.subarray(0, tar.length - 1024)), /no end marker/);
+});
+
+test('bundle refused: a source that fails midway leaves nothing behind', async (t) => {
+  const tgz = gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, { path: 'noise.bin', body: randomBytes(300_000) }]));
+  async function* dying(): AsyncGenerator<Buffer> {
+    yield* chunked(tgz.subarray(0, 200_000), 16 * 1024);
+    throw new Error('connection lost');
+  }
+  const p = await place(t);
+  await assert.rejects(extractBundle(dying(), p.releaseDir), /connection lost/);
+  assert.equal(await exists(p.releaseDir), false);
+});
+
+test('bundle: a release directory that already exists is neither used nor removed', async (t) => {
+  const p = await place(t);
+  await mkdir(p.releaseDir);
+  await writeFile(path.join(p.releaseDir, 'keep'), 'x');
+  await assert.rejects(extractBundle(chunked(gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }]))), p.releaseDir), { code: 'RELEASE_EXISTS' });
+  assert.equal(await readFile(path.join(p.releaseDir, 'keep'), 'utf8'), 'x');
+});
+
+// --- inspectApiDir ---------------------------------------------------------------------------
+
+async function assertInvalid(dir: string, message: RegExp): Promise<void> {
+  await assert.rejects(inspectApiDir(dir), (err: unknown) => {
+    assert.ok(err instanceof ValidationError, `expected ValidationError, got ${String(err)}`);
+    assert.match(err.message, message);
+    assert.doesNotMatch(err.message, /\n/);
+    assert.ok(err.hint, 'says what to do');
+    return true;
+  });
+}
+
+test('inspectApiDir refused: a directory that does not exist', async (t) => {
+  const dir = path.join(await scratch(t, 'api'), 'nope');
+  await assertInvalid(dir, /the API directory .*nope does not exist/);
+});
+
+test('inspectApiDir refused: a file instead of a directory', async (t) => {
+  const file = path.join(await scratch(t, 'api'), 'plumber.R');
+  await writeFile(file, plumberR);
+  await assertInvalid(file, /plumber\.R is not a directory/);
+});
+
+test('inspectApiDir refused: no plumber.R or entrypoint.R at the top', async (t) => {
+  const dir = await scratch(t, 'api');
+  await mkdir(path.join(dir, 'sub'));
+  await writeFile(path.join(dir, 'sub', 'plumber.R'), plumberR);
+  await writeFile(path.join(dir, 'api.R'), plumberR);
+  await symlink('/etc', path.join(dir, 'etc'));
+  await assertInvalid(dir, /has no plumber\.R or entrypoint\.R at its top/);
+});
+
+test('inspectApiDir refused: plumber.R left out by .plumbignore', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await writeFile(path.join(dir, '.plumbignore'), '*.R\n');
+  await assertInvalid(dir, /has no plumber\.R or entrypoint\.R/);
+});
+
+test('inspectApiDir refused: a symbolic link pointing outside the directory, named', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await mkdir(path.join(dir, 'data'));
+  await symlink('/etc/hostname', path.join(dir, 'data', 'host.txt'));
+  await assertInvalid(dir, /the symbolic link data\/host\.txt in .* points outside it \(to \/etc\/hostname\)/);
+});
+
+test('inspectApiDir: a link outside the directory is fine when .plumbignore leaves it out', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await symlink('/etc', path.join(dir, 'etc'));
+  await writeFile(path.join(dir, '.plumbignore'), 'etc\n');
+  assert.deepEqual((await inspectApiDir(dir)).files, ['plumber.R']);
+});
+
+test('inspectApiDir refused: a link making a loop', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await mkdir(path.join(dir, 'a'));
+  await symlink('..', path.join(dir, 'a', 'up'));
+  await assertInvalid(dir, /the symbolic link a\/up .* \(a loop\)/);
+});
+
+test('inspectApiDir refused: a dangling link', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await symlink('gone.csv', path.join(dir, 'data.csv'));
+  await assertInvalid(dir, /data\.csv .* points to gone\.csv, which does not exist/);
+});
+
+test(`inspectApiDir refused: more than ${BUNDLE_MAX_ENTRIES} files`, async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await mkdir(path.join(dir, 'many'));
+  // Hard links to one file: ten times quicker to make than as many new files.
+  for (let i = 0; i < BUNDLE_MAX_ENTRIES; i++) linkSync(path.join(dir, 'plumber.R'), path.join(dir, 'many', `f${i}`));
+  await assertInvalid(dir, new RegExp(`has more than ${BUNDLE_MAX_ENTRIES} files`));
+});
+
+test('inspectApiDir: entrypoint.R is preferred over plumber.R, as plumber does', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await writeFile(path.join(dir, 'entrypoint.R'), 'plumber::pr("plumber.R")\n');
+  assert.equal((await inspectApiDir(dir)).entrypoint, 'entrypoint.R');
+});
+
+test('inspectApiDir: the entry file is found whatever its case, as plumber does', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'Plumber.R'), plumberR);
+  assert.equal((await inspectApiDir(dir)).entrypoint, 'plumber.R');
+});
+
+test('inspectApiDir: .plumbignore can bring back .RData but not renv/library', async (t) => {
+  const dir = await scratch(t, 'api');
+  await writeFile(path.join(dir, 'plumber.R'), plumberR);
+  await writeFile(path.join(dir, '.RData'), 'RDX3');
+  await mkdir(path.join(dir, 'renv/library'), { recursive: true });
+  await writeFile(path.join(dir, 'renv/library/x'), '');
+  await writeFile(path.join(dir, '.plumbignore'), '!.RData\n!renv/library\n');
+  assert.deepEqual((await inspectApiDir(dir)).files, ['.RData', 'plumber.R']);
+});

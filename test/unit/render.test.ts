@@ -1,0 +1,534 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execa } from 'execa';
+import { PlumbError } from '@plumb/shared';
+import type { NginxModel } from '@plumb/agent/render/model';
+import { renderNginx } from '@plumb/agent/render/nginx';
+import { RUNNER_R } from '@plumb/agent/render/runner';
+import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
+import { aptArchiveDir } from '../lab/paths.js';
+import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
+
+/** The files plumb-agent writes: pure renderers, checked by their text and by nginx 1.26, systemd 257 and R in the droplet image. */
+
+const RELEASE_SUM = '/var/plumber/sum/releases/20261125T190000Z-1a2b';
+const RELEASE_HELLO = '/var/plumber/hello-world/releases/20261125T190500Z-3c4d';
+
+const twoApis: NginxModel = {
+  apis: [
+    { name: 'sum', path: '/sum', instances: [{ port: 9001 }, { port: 9000 }] },
+    { name: 'hello-world', path: '/api/hello', instances: [{ port: 9002 }] },
+  ],
+  forward: 'sum',
+};
+
+// systemd.exec(5), EnvironmentFile=, and env-file.c: inside double quotes a backslash before
+// one of \ " ` $ yields that character; any other character, #, =, ', spaces and tabs
+// included, stands for itself; nothing is expanded ($HOME stays $HOME).
+const envCases: [string, string, string][] = [
+  ['spaces', '  two  spaces  ', 'SPACES="  two  spaces  "'],
+  ['quotes', `say "hi" 'there'`, `QUOTES="say \\"hi\\" 'there'"`],
+  ['backslashes', 'C:\\dir\\\\x\\', 'BACKSLASHES="C:\\\\dir\\\\\\\\x\\\\"'],
+  ['dollar', '$HOME ${USER} $', 'DOLLAR="\\$HOME \\${USER} \\$"'],
+  ['backtick', '`id`', 'BACKTICK="\\`id\\`"'],
+  ['hash', '# not a comment', 'HASH="# not a comment"'],
+  ['equals', 'a=b==', 'EQUALS="a=b=="'],
+  ['semicolon', ';also not', 'SEMICOLON=";also not"'],
+  ['tab', 'a\tb', 'TAB="a\tb"'],
+  ['unicode', 'é😀\u0001', 'UNICODE="é😀\u0001"'],
+  ['empty', '', 'EMPTY=""'],
+];
+
+function refused(fn: () => unknown, pattern: RegExp) {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof PlumbError, `a PlumbError, got ${String(error)}`);
+    assert.equal(error.code, 'RENDER_REFUSED');
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+/** The block that starts with the line `opening` (e.g. `    location /sum/ {`), through its closing brace. */
+function block(config: string, opening: string): string {
+  const start = config.indexOf(`\n${opening}\n`);
+  assert.notEqual(start, -1, `no "${opening}" in:\n${config}`);
+  const close = `\n${/^ */.exec(opening)?.[0] ?? ''}}\n`;
+  return config.slice(start + 1, config.indexOf(close, start) + close.length);
+}
+
+describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
+  test('upstreams are 127.0.0.1, never localhost, and keep connections alive without marking a restarting worker failed', () => {
+    const config = renderNginx(twoApis);
+    assert.doesNotMatch(config, /localhost|\[::1\]/);
+    assert.equal(
+      block(config, 'upstream plumb_sum {'),
+      'upstream plumb_sum {\n    server 127.0.0.1:9000 max_fails=0;\n    server 127.0.0.1:9001 max_fails=0;\n    keepalive 16;\n}\n',
+    );
+    assert.match(config, /^upstream plumb_hello-world \{\n {4}server 127\.0\.0\.1:9002 max_fails=0;\n {4}keepalive 16;\n\}$/m);
+    assert.equal(config.match(/server \S+:\d+/g)?.length, 3);
+  });
+
+  test('an API path strips its prefix: /sum/__docs__/ reaches plumber as /__docs__/, and /sum redirects to /sum/', () => {
+    const config = renderNginx(twoApis);
+    assert.match(config, /\n {4}location = \/sum \{\n {8}return 301 \/sum\/\$is_args\$args;\n {4}\}\n/);
+    const sum = block(config, '    location /sum/ {');
+    assert.match(sum, /\n {8}proxy_pass http:\/\/plumb_sum\/;\n/);
+    assert.match(sum, /proxy_set_header X-Forwarded-Prefix \/sum;/);
+    const hello = block(config, '    location /api/hello/ {');
+    assert.match(hello, /proxy_pass http:\/\/plumb_hello-world\/;/);
+    assert.match(hello, /proxy_set_header X-Forwarded-Prefix \/api\/hello;/);
+  });
+
+  test('every proxied location passes the client, the scheme and WebSocket upgrades, and retries a gone worker', () => {
+    const config = renderNginx(twoApis);
+    assert.match(config, /^map \$http_upgrade \$plumb_connection \{\n {4}default upgrade;\n {4}'' {6}'';\n\}$/m);
+    const locations = ['    location /sum/ {', '    location /api/hello/ {', '    location / {'].map((l) => block(config, l));
+    for (const location of locations) {
+      for (const line of [
+        'proxy_http_version 1.1;',
+        'proxy_set_header Host $host;',
+        'proxy_set_header X-Real-IP $remote_addr;',
+        'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+        'proxy_set_header X-Forwarded-Proto $scheme;',
+        'proxy_set_header Upgrade $http_upgrade;',
+        'proxy_set_header Connection $plumb_connection;',
+        'proxy_read_timeout 300s;',
+        'proxy_next_upstream error timeout http_502;',
+      ]) assert.ok(location.includes(`\n        ${line}\n`), `${line} in\n${location}`);
+    }
+  });
+
+  test('forward: / goes to the API without stripping anything; without it / answers a 404 that says why', () => {
+    const forwarded = block(renderNginx(twoApis), '    location / {');
+    assert.match(forwarded, /\n {8}proxy_pass http:\/\/plumb_sum;\n/);
+    assert.match(forwarded, /proxy_set_header X-Forwarded-Prefix "";/);
+
+    const config = renderNginx({ ...twoApis, forward: null });
+    assert.equal(
+      block(config, '    location / {'),
+      '    location / {\n        default_type text/plain;\n        return 404 "plumb: no API is served at /. Deployed APIs are under their own paths.\\n";\n    }\n',
+    );
+    assert.doesNotMatch(config, /proxy_pass http:\/\/plumb_sum;/);
+  });
+
+  test('the server is the default on port 80 (v4 and v6) and serves ACME challenges from the agent\'s webroot', () => {
+    for (const model of [twoApis, { apis: [], forward: null }]) {
+      const config = renderNginx(model);
+      for (const line of ['listen 80 default_server;', 'listen [::]:80 default_server;', 'server_name _;', 'client_max_body_size 64m;', 'server_tokens off;']) {
+        assert.ok(config.includes(`\n    ${line}\n`), line);
+      }
+      assert.ok(config.includes('\n    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/plumb/acme;\n        default_type text/plain;\n    }\n'));
+      assert.match(config, /^# Written by plumb-agent .*overwritten/);
+    }
+  });
+
+  test('the same state gives the same file, whatever the order of APIs and workers; no trailing whitespace', () => {
+    const reversed: NginxModel = { forward: 'sum', apis: twoApis.apis.map((a) => ({ ...a, instances: [...a.instances].reverse() })).reverse() };
+    const config = renderNginx(twoApis);
+    assert.equal(renderNginx(reversed), config);
+    assert.ok(config.indexOf('location /api/hello/ {') < config.indexOf('location /sum/ {'), 'APIs sorted by path');
+    assert.doesNotMatch(config, /[ \t]$/m);
+    assert.ok(config.endsWith('}\n') && !config.endsWith('\n\n'));
+  });
+
+  test('an API without a live worker answers 503 at its path and has no upstream', () => {
+    const config = renderNginx({ apis: [{ name: 'idle', path: '/idle', instances: [] }], forward: 'idle' });
+    assert.doesNotMatch(config, /upstream|proxy_pass/);
+    const expected = '        default_type text/plain;\n        return 503 "plumb: API idle has no running worker.\\n";\n    }\n';
+    assert.ok(block(config, '    location /idle/ {').endsWith(expected));
+    assert.ok(block(config, '    location / {').endsWith(expected));
+  });
+
+  test('one API, whole file', () => {
+    assert.equal(
+      renderNginx({ apis: [{ name: 'hello', path: '/hello', instances: [{ port: 9000 }] }], forward: null }),
+      `# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.
+# Change what is served with plumb (deploy, remove, forward); \`plumb status\` shows it.
+
+# Keepalive to the APIs for plain requests; WebSocket upgrades are passed through.
+map $http_upgrade $plumb_connection {
+    default upgrade;
+    ''      '';
+}
+
+upstream plumb_hello {
+    server 127.0.0.1:9000 max_fails=0;
+    keepalive 16;
+}
+
+server {
+    listen 80 default_server;
+    listen [::]:80 default_server;
+    server_name _;
+    client_max_body_size 64m;
+    server_tokens off;
+    absolute_redirect off;
+
+    location ^~ /.well-known/acme-challenge/ {
+        root /var/lib/plumb/acme;
+        default_type text/plain;
+    }
+
+    # API hello: /hello/X reaches it as /X (so /hello/__docs__/ is plumber's /__docs__/).
+    location = /hello {
+        return 301 /hello/$is_args$args;
+    }
+    location /hello/ {
+        proxy_pass http://plumb_hello/;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Prefix /hello;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $plumb_connection;
+        proxy_read_timeout 300s;
+        proxy_next_upstream error timeout http_502;
+    }
+
+    location / {
+        default_type text/plain;
+        return 404 "plumb: no API is served at /. Deployed APIs are under their own paths.\\n";
+    }
+}
+`,
+    );
+  });
+
+  test('refuses a model that would make a broken or hostile file', () => {
+    const one = (name: string, p: string, ports = [9000]): NginxModel => ({ apis: [{ name, path: p, instances: ports.map((port) => ({ port })) }], forward: null });
+    refused(() => renderNginx(one('a b', '/a')), /API name "a b"/);
+    refused(() => renderNginx(one('a;', '/a')), /API name/);
+    refused(() => renderNginx(one('Sum', '/a')), /API name/);
+    for (const bad of ['/a b', '/a;', '/a{', '/a$x', '/../x', '/x/', '/', 'x', '/a/./b', "/a'"]) refused(() => renderNginx(one('a', bad)), /URL path/);
+    refused(() => renderNginx(one('a', '/a', [80])), /port 80 .*9000-9999/);
+    refused(() => renderNginx(one('a', '/a', [9000.5])), /port/);
+    refused(() => renderNginx(one('a', '/a', [9000, 9000])), /port 9000 twice/);
+    refused(() => renderNginx({ ...one('a', '/a'), forward: 'b' }), /forward to "b"/);
+    const twice = (b: { name: string; path: string }): NginxModel => ({ apis: [{ name: 'a', path: '/a', instances: [] }, { ...b, instances: [] }], forward: null });
+    refused(() => renderNginx(twice({ name: 'a', path: '/b' })), /API a twice/);
+    refused(() => renderNginx(twice({ name: 'b', path: '/a' })), /two APIs at \/a/);
+  });
+});
+
+describe('systemd: the worker unit and its environment files', () => {
+  test('the template unit runs the runner as plumber, sandboxed, restarting on failure, with no secret in it', () => {
+    const unit = renderApiUnit('sum');
+    const lines = unit.split('\n');
+    for (const line of [
+      '[Unit]',
+      'Description=plumber API sum (port %i)',
+      'After=network.target',
+      'StartLimitIntervalSec=60',
+      'StartLimitBurst=10',
+      '[Service]',
+      'Type=simple',
+      'User=plumber',
+      'Group=plumber',
+      'EnvironmentFile=/var/lib/plumb/instances/sum@%i.env',
+      'Environment=PLUMB_PORT=%i PLUMB_API=sum',
+      'WorkingDirectory=/var/plumber/sum',
+      'ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R',
+      'Restart=on-failure',
+      'RestartSec=1',
+      'TimeoutStopSec=15',
+      'KillSignal=SIGTERM',
+      'SyslogIdentifier=plumber-sum',
+      'NoNewPrivileges=yes',
+      'ProtectSystem=strict',
+      'ProtectHome=yes',
+      'PrivateTmp=yes',
+      'PrivateDevices=yes',
+      'ProtectKernelTunables=yes',
+      'ProtectKernelModules=yes',
+      'ProtectControlGroups=yes',
+      'RestrictSUIDSGID=yes',
+      'LockPersonality=yes',
+      'RestrictNamespaces=yes',
+      'ReadWritePaths=-/var/plumber/sum/data',
+      'IPAddressDeny=169.254.169.254',
+      '[Install]',
+      'WantedBy=multi-user.target',
+    ]) assert.ok(lines.includes(line), `${line} in\n${unit}`);
+    assert.equal(lines.filter((l) => l.startsWith('EnvironmentFile=')).length, 1, 'one environment file: the worker\'s own');
+    assert.doesNotMatch(unit, /[ \t]$/m);
+    assert.equal(renderApiUnit('sum'), unit);
+  });
+
+  test('refuses an API name that is not one', () => {
+    for (const bad of ['', 'Sum', 'a b', '../x', 'x\nExecStart=/bin/sh', 'a%i', 'a@b', 'x-']) refused(() => renderApiUnit(bad), /API name/);
+  });
+
+  test('a worker\'s own file names its release, then the user\'s env', () => {
+    assert.equal(renderInstanceEnv(RELEASE_SUM), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\n`);
+    assert.equal(renderInstanceEnv(RELEASE_SUM, { B: '2', A: 'x y' }), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nA="x y"\nB="2"\n`);
+    for (const bad of ['/var/plumber/sum/releases/x', '/var/plumber/sum/releases/20261125T190000Z-1a2b/..', '/var/plumber/../releases/20261125T190000Z-1a2b', 'relative', `${RELEASE_SUM} X=1`, `${RELEASE_SUM}\nX=1`]) {
+      refused(() => renderInstanceEnv(bad), /release directory/);
+    }
+  });
+
+
+  test('user env: every value double-quoted, escaped as systemd\'s parser reads it, keys sorted', () => {
+    const env = Object.fromEntries(envCases.map(([name, value]) => [name.toUpperCase(), value]));
+    assert.equal(renderUserEnv(env), `${envCases.map(([, , line]) => line).sort().join('\n')}\n`);
+    assert.equal(renderUserEnv({}), '');
+  });
+
+  test('user env: refuses what the rules or systemd refuse', () => {
+    for (const key of ['PLUMB_X', '1A', 'A-B', 'A B', '', 'A=B']) refused(() => renderUserEnv({ [key]: 'v' }), /environment variable name/);
+    for (const value of ['secret\nB=1', 'secret\rb', 'secret\0b']) refused(() => renderUserEnv({ A: value }), /^refusing to render the value of A: .*newline or NUL$/);
+    assert.throws(() => renderUserEnv({ A: 'hunter2\n' }), (error: Error) => !error.message.includes('hunter2'), 'a value may be a secret: never in a message');
+    // systemd drops a line whose value is not valid UTF-8 or holds a noncharacter.
+    for (const value of ['\uD800', 'a\uDC00b', '\uFDD0', '\uFFFE', '\u{10FFFF}']) refused(() => renderUserEnv({ A: value }), /value of A: it is not text systemd accepts$/);
+  });
+});
+
+describe('the R runner', () => {
+  test('starts the API as plumber would: plumber attached, plumb(dir =), the release as working directory, docs at plumber\'s default, loopback only', () => {
+    const lines = RUNNER_R.split('\n');
+    const at = (line: string) => {
+      const i = lines.indexOf(line);
+      assert.notEqual(i, -1, `${line} in\n${RUNNER_R}`);
+      return i;
+    };
+    assert.ok(at('setwd(release)') < at('pr <- plumber::plumb(dir = release)'));
+    assert.ok(at('library(plumber)') < at('pr <- plumber::plumb(dir = release)'));
+    assert.ok(at('message("plumb: serving ", release, " on 127.0.0.1:", port)') < at('plumber::pr_run(pr, host = "127.0.0.1", port = as.integer(port))'));
+    assert.doesNotMatch(RUNNER_R, /docs\s*=/, 'plumber 1.3 turns docs on itself; passing docs= would override the API\'s own pr_set_docs()');
+    assert.match(RUNNER_R, /quit\(save = "no", status = 2\)/);
+  });
+});
+
+/**
+ * An overlay of the cached droplet image, kept between commands so a suite installs packages
+ * into it once; the cache itself is never written (the overlay's upper layer is a temp dir, the
+ * apt archive is bound read-only). Real root in private mount, network and pid namespaces: dpkg
+ * and nginx chown to www-data, which a one-uid user namespace cannot map; the network namespace
+ * keeps port 80 private, and everything started inside dies with the command.
+ */
+class ImageOverlay {
+  private constructor(private readonly dir: string) {}
+
+  static async create(): Promise<ImageOverlay> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'plumb-render-'));
+    for (const sub of ['upper', 'work', 'root']) await mkdir(path.join(dir, sub));
+    return new ImageOverlay(dir);
+  }
+
+  async run(command: string[], files: Record<string, string> = {}, timeout = 120_000) {
+    const inDir = path.join(this.dir, 'in');
+    await rm(inDir, { recursive: true, force: true });
+    await mkdir(inDir);
+    for (const [name, content] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(inDir, name)), { recursive: true });
+      await writeFile(path.join(inDir, name), content);
+    }
+    const script = [
+      'set -e',
+      'dir=$1 rootfs=$2 archive=$3; shift 3',
+      'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
+      'mount --bind /dev/null "$dir/root/dev/null"',
+      'mount -t proc proc "$dir/root/proc"',
+      'mkdir -p "$dir/root/debs"',
+      'if [ -d "$archive" ]; then mount --bind -o ro "$archive" "$dir/root/debs"; fi',
+      'cp -r "$dir/in/." "$dir/root/tmp/"',
+      'exec chroot "$dir/root" "$@"',
+    ].join('\n');
+    const result = await execa('unshare', ['--mount', '--net', '--pid', '--fork', '--kill-child', 'sh', '-c', script, 'sh', this.dir, rootfsDir(), aptArchiveDir(), ...command], { reject: false, timeout });
+    return { code: result.exitCode, stdout: String(result.stdout), stderr: String(result.stderr) };
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+const imageSkip = process.getuid?.() !== 0 ? 'needs root (overlay and namespaces)' : !rootfsReady() ? 'the lab root filesystem is not built (npm run setup)' : false;
+
+describe('in the Debian 13 droplet image: systemd 257 reads what we render', { skip: imageSkip }, () => {
+  let image: ImageOverlay;
+  before(async () => {
+    image = await ImageOverlay.create();
+  });
+  after(async () => image?.dispose());
+
+  test('systemd-analyze verify accepts the unit as rendered, without a single warning', async () => {
+    // R is not in the image: a stand-in at ExecStart's path lets verify check the unit unchanged.
+    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world') };
+    const script = [
+      'set -e',
+      'test -x /usr/bin/Rscript || { printf "#!/bin/sh\\nexit 0\\n" > /usr/bin/Rscript; chmod +x /usr/bin/Rscript; }',
+      'cp /tmp/plumber-*@.service /etc/systemd/system/',
+      'systemd-analyze --version | head -n 1',
+      'systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service',
+      'echo verified',
+    ].join('\n');
+    const result = await image.run(['sh', '-c', script], files);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^systemd 257\b/);
+    assert.match(result.stdout, /verified/);
+    assert.equal(result.stderr, '', 'verify printed warnings');
+  });
+
+  test("user env files round-trip through systemd's own env-file parser", async () => {
+    // No manager runs here, so the parser is reached through systemd-environment-d-generator:
+    // same tokenizer as EnvironmentFile=, but it then expands $VARs (environment.d does, an
+    // EnvironmentFile= does not) and refuses empty values, so those two cases are left out.
+    const cases = envCases.filter(([name]) => name !== 'dollar' && name !== 'empty');
+    const env = Object.fromEntries(cases.map(([name, value]) => [`P_TEST_${name.toUpperCase()}`, value]));
+    const script = 'mkdir -p /tmp/cfg/environment.d && cp /tmp/user.env /tmp/cfg/environment.d/50-plumb.conf && env -i XDG_CONFIG_HOME=/tmp/cfg /usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator';
+    const result = await image.run(['sh', '-c', script], { 'user.env': renderUserEnv(env) });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    // The generator prints KEY=VALUE, double-quoted when needed with \ " ` $ backslashed and
+    // control characters C-escaped (systemd's shell_maybe_quote()).
+    const cEscapes: Record<string, string> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+    const unquote = (raw: string) =>
+      raw.startsWith('"') ? raw.slice(1, -1).replace(/\\([0-7]{3}|.)/g, (_, e: string) => (e.length === 3 ? String.fromCharCode(parseInt(e, 8)) : (cEscapes[e] ?? e))) : raw;
+    const parsed = new Map(
+      result.stdout
+        .split('\n')
+        .map((line) => /^(P_TEST_\w+)=(.*)$/.exec(line))
+        .filter((m) => m !== null)
+        .map(([, key = '', raw = '']) => [key, unquote(raw)]),
+    );
+    assert.deepEqual(Object.fromEntries(parsed), env);
+  });
+});
+
+/**
+ * The .debs Debian says `roots` need, from the lab's shared apt archive (dependencies not in it
+ * are in the image already); null when a root is not in the archive yet.
+ */
+async function debsFor(roots: string[]): Promise<string[] | null> {
+  const archive = aptArchiveDir();
+  const files = (await readdir(archive).catch(() => [])).filter((f) => f.endsWith('.deb'));
+  const names = (field = '') => field.split(',').map((alt) => alt.split('|').map((d) => d.trim().split(/[\s:(]/)[0] ?? '')).filter((alt) => alt[0]);
+  const packages = new Map<string, { file: string; depends: string[][] }>();
+  for (const file of files) {
+    const { stdout } = await execa('dpkg-deb', ['-f', path.join(archive, file), 'Package', 'Provides', 'Pre-Depends', 'Depends']);
+    const fields = Object.fromEntries(stdout.split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+    const entry = { file: `/debs/${file}`, depends: [...names(fields['Pre-Depends']), ...names(fields['Depends'])] };
+    for (const [name] of [[fields['Package']?.trim() ?? ''], ...names(fields['Provides'])]) if (name && !packages.has(name)) packages.set(name, entry);
+  }
+  if (!roots.every((r) => packages.has(r))) return null;
+  const wanted = new Set<string>();
+  const queue = roots.map((r) => [r]);
+  for (let alternatives = queue.shift(); alternatives; alternatives = queue.shift()) {
+    const entry = alternatives.map((a) => packages.get(a)).find((e) => e);
+    if (!entry || wanted.has(entry.file)) continue;
+    wanted.add(entry.file);
+    queue.push(...entry.depends);
+  }
+  return [...wanted].sort();
+}
+
+const debs = imageSkip === false ? await debsFor(['r-base-core', 'r-cran-plumber', 'nginx']) : null;
+
+describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed from the lab apt archive', { skip: imageSkip || (debs ? false : 'no r-base-core, r-cran-plumber and nginx in the lab apt archive yet (a lab droplet fills it)') }, () => {
+  let image: ImageOverlay;
+  before(async () => {
+    image = await ImageOverlay.create();
+    // Nothing may start a service while dpkg configures packages: policy-rc.d says no.
+    const install = `printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && dpkg --force-unsafe-io -i "$@" > /tmp/dpkg.log 2>&1 || { tail -n 30 /tmp/dpkg.log; exit 1; }`;
+    const result = await image.run(['sh', '-c', install, 'sh', ...(debs ?? [])], {}, 300_000);
+    assert.equal(result.code, 0, `dpkg -i failed:\n${result.stdout}${result.stderr}`);
+  });
+  after(async () => image?.dispose());
+
+  test('nginx -t accepts every shape of the file under Debian\'s own nginx.conf', async () => {
+    const models: Record<string, NginxModel> = {
+      'empty.conf': { apis: [], forward: null },
+      'two-forward.conf': twoApis,
+      'two.conf': { ...twoApis, forward: null },
+      'idle.conf': { apis: [{ name: 'idle', path: '/idle', instances: [] }, ...twoApis.apis], forward: 'idle' },
+      'nested.conf': { apis: [{ name: 'a_b', path: '/a', instances: [{ port: 9000 }] }, { name: 'a-c', path: '/a/c.d~e', instances: [{ port: 9999 }] }], forward: 'a-c' },
+    };
+    const files = Object.fromEntries(Object.entries(models).map(([name, model]) => [name, renderNginx(model)]));
+    const script = [
+      'rm -f /etc/nginx/sites-enabled/default',
+      `for f in ${Object.keys(files).join(' ')}; do cp /tmp/$f /etc/nginx/conf.d/plumb.conf; nginx -t -q || { echo "refused: $f"; exit 1; }; echo "ok: $f"; done`,
+    ].join('\n');
+    const result = await image.run(['sh', '-c', script], files);
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    assert.equal(result.stdout.trim().split('\n').length, Object.keys(files).length, result.stdout);
+  });
+
+  test('workers run by the runner answer through nginx: prefix stripped, docs and openapi.json behind the prefix, entrypoint.R first, forward', async () => {
+    const files = {
+      'run-api.R': RUNNER_R,
+      'plumb.conf': renderNginx({ apis: [{ name: 'sum', path: '/sum', instances: [{ port: 9000 }] }, { name: 'hello-world', path: '/api/hello', instances: [{ port: 9001 }] }], forward: 'sum' }),
+      // Uses %>% without library(plumber), and a data file by relative path.
+      'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n',
+      'sum/greeting.txt': 'hello from\na data file\n',
+      'hello/entrypoint.R': 'pr() %>% pr_get("/hello", function() list(from = "entrypoint.R"))\n',
+      'hello/plumber.R': '#* @get /hello\nfunction() list(from = "plumber.R")\n',
+    };
+    const get = (url: string, ...headers: string[]) =>
+      `printf '%s ' '${url}'; curl -s -o /tmp/body -w '%{http_code} %header{location} ' ${headers.map((h) => `-H '${h}' `).join('')}'http://127.0.0.1${url}'; head -c 2000 /tmp/body | base64 -w 0; echo`;
+    const script = [
+      'set -e',
+      'ip link set lo up',
+      'mkdir -p /usr/lib/plumb /var/plumber/sum/releases /var/plumber/hello-world/releases',
+      'cp /tmp/run-api.R /usr/lib/plumb/run-api.R',
+      `cp -r /tmp/sum ${RELEASE_SUM}`,
+      `cp -r /tmp/hello ${RELEASE_HELLO}`,
+      'rm -f /etc/nginx/sites-enabled/default',
+      'cp /tmp/plumb.conf /etc/nginx/conf.d/plumb.conf',
+      'nginx',
+      `cd / && PLUMB_RELEASE_DIR=${RELEASE_SUM} PLUMB_PORT=9000 Rscript --no-save --no-restore /usr/lib/plumb/run-api.R 2> /tmp/sum.log &`,
+      `cd / && PLUMB_RELEASE_DIR=${RELEASE_HELLO} PLUMB_PORT=9001 Rscript --no-save --no-restore /usr/lib/plumb/run-api.R 2> /tmp/hello.log &`,
+      'for port in 9000 9001; do i=0; until curl -s -o /dev/null http://127.0.0.1:$port/; do i=$((i+1)); [ $i -lt 300 ] || { cat /tmp/*.log; exit 1; }; sleep 0.1; done; done',
+      get('/sum/add?a=1&b=2'),
+      get('/sum/greeting'),
+      get('/sum?a=1'),
+      get('/sum/__docs__/'),
+      get('/sum/openapi.json', 'Host: droplet.example', 'Referer: http://droplet.example/sum/__docs__/'),
+      get('/api/hello/hello'),
+      get('/add?a=2&b=3'),
+      'echo "listening: $(ss -Hltn | awk \'{print $4}\' | sort | tr \'\\n\' \' \')"',
+      'echo "log: $(grep "^plumb:" /tmp/sum.log)"',
+    ].join('\n');
+    const result = await image.run(['sh', '-c', script], files);
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    const answers = new Map(
+      result.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('/'))
+        .map((l) => {
+          const [url = '', status = '', location = '', body = ''] = l.split(' ');
+          return [url, { status: Number(status), location, body: Buffer.from(body, 'base64').toString() }];
+        }),
+    );
+    const answer = (url: string) => answers.get(url) ?? assert.fail(`no answer for ${url} in\n${result.stdout}`);
+    assert.deepEqual(answer('/sum/add?a=1&b=2'), { status: 200, location: '', body: '[3]' });
+    assert.deepEqual(answer('/sum/greeting'), { status: 200, location: '', body: '["hello from a data file"]' });
+    assert.deepEqual({ ...answer('/sum?a=1'), body: '' }, { status: 301, location: '/sum/?a=1', body: '' });
+    const docs = answer('/sum/__docs__/');
+    assert.equal(docs.status, 200);
+    assert.match(docs.body, /swagger/i);
+    const spec = answer('/sum/openapi.json');
+    assert.equal(spec.status, 200);
+    const openapi = JSON.parse(spec.body) as { servers: { url: string }[]; paths: Record<string, unknown> };
+    assert.deepEqual(Object.keys(openapi.paths).sort(), ['/add', '/greeting']);
+    assert.deepEqual(openapi.servers, [{ url: 'http://droplet.example/sum/' }], "Swagger's try-it-out goes through the prefix");
+    assert.deepEqual(answer('/api/hello/hello'), { status: 200, location: '', body: '{"from":["entrypoint.R"]}' });
+    assert.deepEqual(answer('/add?a=2&b=3'), { status: 200, location: '', body: '[5]' });
+    const listening = /^listening: (.*)$/m.exec(result.stdout)?.[1]?.trim().split(' ') ?? [];
+    assert.ok(listening.includes('127.0.0.1:9000') && listening.includes('127.0.0.1:9001'), listening.join(' '));
+    assert.ok(!listening.some((a) => /:900[01]$/.test(a) && !a.startsWith('127.0.0.1:')), `workers listen on loopback only: ${listening.join(' ')}`);
+    assert.match(result.stdout, new RegExp(`^log: plumb: serving ${RELEASE_SUM} on 127\\.0\\.0\\.1:9000$`, 'm'));
+  });
+
+  test('the runner fails loudly without its environment', async () => {
+    const script = 'cp /tmp/run-api.R /tmp/r.R; env -i PATH=/usr/bin:/bin Rscript /tmp/r.R; echo "exit $?"; env -i PATH=/usr/bin:/bin PLUMB_RELEASE_DIR=/nowhere PLUMB_PORT=9000 Rscript /tmp/r.R; echo "exit $?"';
+    const result = await image.run(['sh', '-c', script], { 'run-api.R': RUNNER_R });
+    assert.equal(result.stdout, 'exit 2\nexit 2');
+    assert.match(result.stderr, /plumb: PLUMB_RELEASE_DIR and PLUMB_PORT must be set/);
+    assert.match(result.stderr, /plumb: release directory \/nowhere does not exist/);
+  });
+});
