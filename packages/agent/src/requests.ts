@@ -49,6 +49,15 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return status(ctx, await facts.hello());
     case 'logs':
       return logs(request, rc.sink, ctx);
+    case 'https':
+      throw new PlumbError('UNSUPPORTED', 'this agent cannot set up HTTPS yet');
+    case 'releases':
+    case 'rollback':
+    case 'scale':
+      throw new PlumbError('UNSUPPORTED', `this agent cannot ${request.type} yet`);
+    case 'watch':
+    case 'alerts':
+      throw new PlumbError('UNSUPPORTED', `this agent cannot ${request.type} yet`);
   }
 }
 

@@ -12,7 +12,7 @@ import {
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
   type LogEntry,
-  type Request,
+  type RequestInput,
   type WireError,
 } from '@plumb/shared';
 
@@ -37,7 +37,7 @@ export class RemoteError extends PlumbError {
 }
 
 /** A request without its id (the connection numbers them). */
-export type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
+export type RequestBody = RequestInput extends infer R ? (R extends RequestInput ? Omit<R, 'id'> : never) : never;
 
 export interface AgentAddress {
   host: string;

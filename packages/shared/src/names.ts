@@ -47,3 +47,18 @@ export const ReleaseId = z.string().regex(/^\d{8}T\d{6}Z-[0-9a-f]{4}$/, 'a relea
 
 /** The entry file plumber looks for, in its own order. */
 export const ENTRYPOINTS = ['entrypoint.R', 'plumber.R'] as const;
+
+/** A domain for HTTPS: lower-case DNS name with at least one dot, no wildcard, no trailing dot. */
+export const DomainName = z
+  .string()
+  .max(253)
+  .regex(/^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/, 'a domain is a DNS name like api.example.com (letters, digits, "-" and dots; no spaces, no scheme)');
+
+/** An email for the ACME account (expiry notices). */
+export const Email = z.string().max(254).regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'an email looks like name@example.com');
+
+/** Memory limit for an API's workers, systemd's MemoryMax= syntax: 512M, 2G. */
+export const MemoryLimit = z.string().regex(/^[1-9]\d{0,5}[KMG]$/, 'a memory limit is a number and K, M or G, e.g. 512M or 2G');
+
+/** An http(s) URL (webhooks, ACME directories). */
+export const HttpUrl = z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL');

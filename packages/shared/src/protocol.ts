@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ApiName, DropletUuid, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, ReleaseId, UrlPath } from './names.js';
+import { ApiName, DomainName, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
 import { HEALTH_TIMEOUT_MS, LOGS_MAX_LINES } from './limits.js';
 
 /**
@@ -92,6 +92,8 @@ export const DeployRequest = z.object({
   /** A path that must answer 2xx; without it any answer below 500 means R and the router are up. */
   healthPath: UrlPath.nullable(),
   healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).default(HEALTH_TIMEOUT_MS),
+  /** systemd MemoryMax= for each worker, e.g. 512M. */
+  memoryMax: MemoryLimit.nullable().default(null),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -116,10 +118,34 @@ export const Request = z.discriminatedUnion('type', [
     since: z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/).nullable(),
     follow: z.boolean(),
   }),
+  /** Let's Encrypt (or the configured ACME server) for these domains; HTTP then redirects to HTTPS. */
+  z.object({
+    id: Id,
+    type: z.literal('https'),
+    domains: z.array(DomainName).min(1).max(20),
+    email: Email,
+    agreeTos: z.literal(true),
+    /** ACME directory URL. */
+    server: HttpUrl,
+    /** Renew even if the certificate is still valid. */
+    force: z.boolean(),
+  }),
+  /** An API's releases, oldest first, and which one is live. */
+  z.object({ id: Id, type: z.literal('releases'), name: ApiName }),
+  /** Switch back to an earlier release (the previous one unless `to`), through the same health gate. */
+  z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable() }),
+  /** Change the number of R workers without downtime. */
+  z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: z.number().int().min(1).max(16) }),
+  /** Receive events (up, down, restarted, deploy, …) as they happen, until the socket closes. */
+  z.object({ id: Id, type: z.literal('watch') }),
+  /** Where the agent POSTs events (API down/up, repeated restarts, certificate expiry); null turns it off. */
+  z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
 export type Request = z.infer<typeof Request>;
+/** A request as the controller writes it (defaults not yet filled in). */
+export type RequestInput = z.input<typeof Request>;
 
 export const WireError = z.object({
   code: z.string(),
