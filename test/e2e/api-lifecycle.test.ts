@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { AGENT_PORT } from '@plumb/shared';
-import { agentAnswers } from '@plumb/controller/agent-client';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createGzip, gzipSync } from 'node:zlib';
+import { AGENT_PORT, BUNDLE_MAX_BYTES } from '@plumb/shared';
+import { loadSigningKey } from '@plumb/controller/keys';
+import { tokenFor } from '@plumb/controller/tokens';
+import { rawHeader, rawTar } from '../cases/raw-tar.js';
+import { AgentConnection, agentAnswers } from '@plumb/controller/agent-client';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
@@ -221,5 +228,64 @@ describe('remove', () => {
     assert.equal(await onDroplet(['sh', '-c', 'ls /etc/systemd/system/ | grep -c plumber- || true']), '0');
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/sum && echo present || echo gone']), 'gone');
     await nginxTest();
+  });
+});
+
+describe('hostile bundles, sent with a raw client (not the CLI)', () => {
+  async function rawDeploy(name: string, source: AsyncIterable<Buffer> | Buffer): Promise<unknown> {
+    const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ uuid: string; fingerprint: string }> };
+    const [droplet] = droplets;
+    assert.ok(droplet);
+    const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
+    const connection = await AgentConnection.open({ host: address, port: AGENT_PORT }, droplet.fingerprint, await tokenFor(key, droplet.uuid));
+    try {
+      const pending = connection.start({ type: 'deploy', name, path: `/${name}`, forward: false, env: {}, workers: 1, healthPath: null });
+      let bytes = 0;
+      let settled = false;
+      pending.result.then(() => (settled = true), () => (settled = true));
+      for await (const chunk of Buffer.isBuffer(source) ? [source] : source) {
+        if (settled) break;
+        bytes += chunk.length;
+        await connection.sendBinary(chunk);
+      }
+      if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
+      return await pending.result;
+    } finally {
+      connection.close();
+    }
+  }
+
+  const hostile: Array<[string, Buffer, RegExp]> = [
+    ['a ../ entry', gzipSync(rawTar([{ path: 'plumber.R', body: '1' }, { path: '../../../../tmp/plumb-escape', body: 'x' }])), /outside/],
+    ['an absolute path', gzipSync(rawTar([{ path: 'plumber.R', body: '1' }, { path: '/tmp/plumb-escape', body: 'x' }])), /absolute|outside/],
+    ['a symlink pointing out', gzipSync(rawTar([{ path: 'plumber.R', body: '1' }, { path: 'data', type: 'symlink', linkpath: '/tmp' }, { path: 'data/plumb-escape', body: 'x' }])), /link/i],
+  ];
+  for (const [what, bundle, message] of hostile) {
+    test(`${what} is refused and nothing lands outside the release`, async () => {
+      const before = await serving();
+      await assert.rejects(rawDeploy('evil', bundle), message);
+      assert.equal(await onDroplet(['sh', '-c', 'test -e /tmp/plumb-escape || test -e /var/plumber/evil && echo present || echo absent']), 'absent');
+      assert.equal(await serving(), before);
+    });
+  }
+
+  test('a bundle over the size cap is refused', async () => {
+    const before = await serving();
+    async function* oversize(): AsyncGenerator<Buffer> {
+      const size = BUNDLE_MAX_BYTES + 8 * 1024 * 1024;
+      const gzip = createGzip({ level: 1 });
+      const feed = (async () => {
+        gzip.write(rawHeader({ path: 'big.bin' }, size));
+        for (let sent = 0; sent < size; sent += 1024 * 1024) {
+          if (!gzip.write(randomBytes(1024 * 1024))) await once(gzip, 'drain');
+        }
+        gzip.end();
+      })();
+      for await (const chunk of gzip) yield chunk as Buffer;
+      await feed;
+    }
+    await assert.rejects(rawDeploy('huge', oversize()), /over|too large|cap/i);
+    assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/huge && echo present || echo absent']), 'absent');
+    assert.equal(await serving(), before);
   });
 });

@@ -49,7 +49,7 @@ after(async () => {
 
 describe('plumb provision', () => {
   before(async () => {
-    const result = await user.plumb(['provision', '--name', 'api-1', '--json']);
+    const result = await user.plumb(['provision', '--name', 'api-1', '--example', '--json']);
     assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
     first = JSON.parse(result.stdout) as Provisioned;
     firstProgress = result.stderr;
@@ -79,8 +79,15 @@ describe('plumb provision', () => {
     assert.deepEqual(ports, ['22/tcp', `${AGENT_PORT}/tcp`, '80/tcp'].sort());
   });
 
-  test('nginx answers from the host and other ports are filtered', async () => {
-    assert.equal((await httpGet(`http://${first.droplet.ipv4}/`)).status, 200);
+  test('--example: the example API answers GET / from R, through nginx', async () => {
+    const answer = await httpGet(`http://${first.droplet.ipv4}/`);
+    assert.equal(answer.status, 200);
+    assert.match(answer.body, /plumber is alive!/);
+    const echo = await httpGet(`http://${first.droplet.ipv4}/hello/echo?msg=hi`);
+    assert.deepEqual(JSON.parse(echo.body), { msg: ["The message is: 'hi'"] });
+  });
+
+  test('other ports are filtered by ufw', async () => {
     await lab.droplet(first.droplet.id).exec(['sh', '-c', 'command -v python3 >/dev/null && (setsid python3 -m http.server 8080 >/dev/null 2>&1 &) ; true']);
     await assert.rejects(httpGet(`http://${first.droplet.ipv4}:8080/`, 1500));
   });
@@ -169,7 +176,7 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
     const connection = await AgentConnection.open({ host: second.droplet.ipv4, port: AGENT_PORT }, second.droplet.fingerprint, await tokenFor(key, second.droplet.uuid));
     assert.equal(connection.hello.dropletUuid, second.droplet.uuid);
     connection.close();
-    assert.equal((await httpGet(`http://${second.droplet.ipv4}/`)).status, 200);
+    assert.match((await httpGet(`http://${second.droplet.ipv4}/`)).body, /nginx/i);
   });
 
   test('destroy without --yes and without a terminal refuses and deletes nothing', async () => {

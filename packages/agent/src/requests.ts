@@ -2,6 +2,7 @@ import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, type CloudI
 import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
 import { logs, type LogSink } from './ops/logs.js';
+import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
 import { forward, remove, unforward } from './ops/routing.js';
 import { status } from './ops/status.js';
@@ -52,9 +53,11 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'https':
       throw new PlumbError('UNSUPPORTED', 'this agent cannot set up HTTPS yet');
     case 'releases':
+      return releases(request.name, ctx);
     case 'rollback':
+      return rollback(request.name, request.to, ctx);
     case 'scale':
-      throw new PlumbError('UNSUPPORTED', `this agent cannot ${request.type} yet`);
+      return scale(request.name, request.workers, ctx);
     case 'watch':
     case 'alerts':
       throw new PlumbError('UNSUPPORTED', `this agent cannot ${request.type} yet`);

@@ -1,14 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ApiName, ENTRYPOINTS, ReleaseId, UrlPath } from '@plumb/shared';
+import { ApiName, ENTRYPOINTS, MemoryLimit, ReleaseId, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
  * The agent's state (`/var/lib/plumb/state.json`): the truth nginx's config and the units are
  * rendered from. Written whole and atomically; read once at start.
  */
-export const Release = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int() });
+export const Release = z.object({
+  id: ReleaseId,
+  createdAt: z.string(),
+  files: z.number().int(),
+  bytes: z.number().int(),
+  /** The --env it was deployed with, so a rollback runs it as it ran (this file is root-only). */
+  env: z.record(z.string(), z.string()).default({}),
+});
 export type Release = z.infer<typeof Release>;
 
 export const Worker = z.object({ port: z.number().int(), release: ReleaseId });
@@ -24,6 +31,8 @@ export const ApiRecord = z.object({
   /** The workers nginx sends traffic to. */
   workers: z.array(Worker),
   healthPath: UrlPath.nullable(),
+  healthTimeoutMs: z.number().int().default(120_000),
+  memoryMax: MemoryLimit.nullable().default(null),
   deployedAt: z.string(),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;

@@ -49,17 +49,18 @@ program
   .option('--image <slug>', 'image (Debian 13 is what plumb is built for)', 'debian-13-x64')
   .option('--ssh-key <fingerprint|name>', 'an SSH key of your DigitalOcean account, for root login')
   .option('--tag <tag>', 'an extra tag (repeatable)', (tag: string, tags: string[]) => [...tags, tag], [] as string[])
+  .option('--example', 'also deploy the example API "hello", served at /')
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[] }) =>
+      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[]; example?: boolean }) =>
         (await import('./commands/provision.js')).provision({ ...o, tags: o.tag }, ctx),
       (r) =>
         [
           `droplet ${r.droplet.name} (id ${r.droplet.id}) is ready at ${r.droplet.ipv4} in ${seconds(r.tookMs)}`,
           `  agent ${r.agentVersion}, enrolled; certificate pinned ${r.droplet.fingerprint?.slice(0, 16)}…`,
           `  swap: ${r.swap ? `${(r.swap.bytes / 1024 ** 3).toFixed(1)} GiB at ${r.swap.path}, ${r.swap.enabled ? 'enabled' : 'created, not enabled'}` : 'none'}`,
-          `  nginx answers at http://${r.droplet.ipv4}/`,
+          r.example ? `  the example API answers at http://${r.droplet.ipv4}/ and ${r.example.url}` : `  nothing is deployed yet: plumb deploy DIR --name NAME`,
         ].join('\n'),
     ),
   );
@@ -120,11 +121,12 @@ program
   .option('--workers <n>', 'R processes behind nginx', (v: string) => Number(v))
   .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
   .option('--health-timeout <seconds>', 'how long the new release may take to answer', (v: string) => Number(v), 120)
+  .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; droplet?: string }) =>
+      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; memory?: string; droplet?: string }) =>
         (await import('./commands/deploy.js')).deploy({ dir, ...o, healthTimeoutSeconds: o.healthTimeout }, ctx),
       (r) =>
         [
@@ -168,6 +170,43 @@ program
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(run(async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/api.js')).restart(name, o, ctx), (r) => `restarted ${r.name} (${r.workers} worker${r.workers === 1 ? '' : 's'}) in ${seconds(r.tookMs)}`));
+
+program
+  .command('releases <name>')
+  .description("an API's releases kept on the droplet (the last 5), oldest first")
+  .option(...dropletOption)
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/api.js')).releases(name, o, ctx),
+      (r) => r.releases.map((x) => `${x.live ? '*' : ' '} ${x.id}  ${x.createdAt}  ${x.files} files`).join('\n') || 'no releases',
+    ),
+  );
+
+program
+  .command('rollback <name>')
+  .description('switch back to the previous release (or --to ID), through the same health gate as a deploy')
+  .option('--to <release>', 'a release id from `plumb releases NAME`')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, name: string, o: { to?: string; droplet?: string }) => (await import('./commands/api.js')).rollback(name, o, ctx),
+      (r) => `${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`,
+    ),
+  );
+
+program
+  .command('scale <name> <workers>')
+  .description('run N R workers for an API, without downtime')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, name: string, workers: string, o: { droplet?: string }) => (await import('./commands/api.js')).scale(name, Number(workers), o, ctx),
+      (r) => `${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`,
+    ),
+  );
 
 program
   .command('status')

@@ -13,9 +13,9 @@ import * as systemd from '../system/systemd.js';
  */
 
 /** Writes the runner and the unit if they differ from what is on disk; returns whether systemd must reload. */
-export async function ensureUnit(name: string): Promise<boolean> {
+export async function ensureUnit(name: string, memoryMax: string | null): Promise<boolean> {
   let changed = await writeIfChanged(layout.runner, RUNNER_R, 0o644);
-  changed = (await writeIfChanged(layout.unitFile(name), renderApiUnit(name), 0o644)) || changed;
+  changed = (await writeIfChanged(layout.unitFile(name), renderApiUnit(name, { memoryMax }), 0o644)) || changed;
   if (changed) await systemd.daemonReload();
   return changed;
 }

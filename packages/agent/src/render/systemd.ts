@@ -1,4 +1,4 @@
-import { ApiName, EnvKey, EnvValue, ReleaseId } from '@plumb/shared';
+import { ApiName, EnvKey, EnvValue, MemoryLimit, ReleaseId } from '@plumb/shared';
 import { checked, renderRefused } from './model.js';
 
 /**
@@ -7,8 +7,9 @@ import { checked, renderRefused } from './model.js';
  */
 
 /** /etc/systemd/system/plumber-NAME@.service. Holds no secret: unit files are world-readable. */
-export function renderApiUnit(name: string): string {
+export function renderApiUnit(name: string, opts: { memoryMax?: string | null } = {}): string {
   checked(ApiName, name, 'the API name');
+  const memory = opts.memoryMax ? `# --memory: systemd stops a worker that grows past this (and restarts it).\nMemoryMax=${checked(MemoryLimit, opts.memoryMax, 'the memory limit')}\n` : '';
   return `# Written by plumb-agent; edits here are overwritten. One instance per worker port:
 #   systemctl restart 'plumber-${name}@*'    journalctl -u 'plumber-${name}@*' -f
 [Unit]
@@ -26,7 +27,7 @@ Group=plumber
 EnvironmentFile=/var/lib/plumb/instances/${name}@%i.env
 Environment=PLUMB_PORT=%i PLUMB_API=${name}
 # The runner changes into the release directory itself.
-WorkingDirectory=/var/plumber/${name}
+${memory}WorkingDirectory=/var/plumber/${name}
 ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R
 Restart=on-failure
 RestartSec=1

@@ -1,4 +1,4 @@
-import { ApiName, ValidationError } from '@plumb/shared';
+import { ApiName, ReleaseId, ValidationError } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 
@@ -30,5 +30,38 @@ export async function restart(name: string, opts: { droplet?: string }, ctx: Con
   const checked = apiName(name);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
     connection.request<{ name: string; workers: number; tookMs: number }>({ type: 'restart', name: checked }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+  );
+}
+
+export interface ReleaseRow {
+  id: string;
+  createdAt: string;
+  files: number;
+  bytes: number;
+  live: boolean;
+}
+
+/** An API's releases kept on the droplet, oldest first. */
+export async function releases(name: string, opts: { droplet?: string }, ctx: Context) {
+  const checked = apiName(name);
+  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<{ name: string; releases: ReleaseRow[] }>({ type: 'releases', name: checked }));
+}
+
+/** Back to the release before the live one, or to `to`, through the same health gate as a deploy. */
+export async function rollback(name: string, opts: { to?: string; droplet?: string }, ctx: Context) {
+  const checked = apiName(name);
+  const to = opts.to === undefined ? null : ReleaseId.safeParse(opts.to);
+  if (to && !to.success) throw new ValidationError(`invalid --to "${opts.to}": ${to.error.issues[0]?.message}`, `see \`plumb releases ${checked}\``);
+  return withAgent(ctx, opts.droplet, ({ connection }) =>
+    connection.request<{ name: string; from: string; to: string; tookMs: number }>({ type: 'rollback', name: checked, to: to ? to.data! : null }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+  );
+}
+
+/** Another number of R workers, without downtime. */
+export async function scale(name: string, workers: number, opts: { droplet?: string }, ctx: Context) {
+  const checked = apiName(name);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new ValidationError(`invalid number of workers "${workers}": a whole number from 1 to 16`);
+  return withAgent(ctx, opts.droplet, ({ connection }) =>
+    connection.request<{ name: string; from: number; to: number; tookMs: number }>({ type: 'scale', name: checked, workers }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }

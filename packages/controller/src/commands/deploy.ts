@@ -1,4 +1,4 @@
-import { ApiName, DEFAULT_WORKERS, EnvKey, EnvValue, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
+import { ApiName, DEFAULT_WORKERS, EnvKey, EnvValue, MemoryLimit, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
@@ -14,6 +14,8 @@ export interface DeployOptions {
   workers?: number;
   healthPath?: string;
   healthTimeoutSeconds?: number;
+  /** systemd MemoryMax= for each worker, e.g. 512M. */
+  memory?: string;
 }
 
 export interface DeployOutcome extends DeployResult {
@@ -23,7 +25,7 @@ export interface DeployOutcome extends DeployResult {
 }
 
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
-export function checkDeployOptions(opts: DeployOptions): { name: string; path: string; env: Record<string, string>; workers: number; healthPath: string | null } {
+export function checkDeployOptions(opts: DeployOptions): { name: string; path: string; env: Record<string, string>; workers: number; healthPath: string | null; memoryMax: string | null } {
   const name = ApiName.safeParse(opts.name);
   if (!name.success) throw new ValidationError(`invalid API name "${opts.name}": ${name.error.issues[0]?.message}`);
   const path = UrlPath.safeParse(opts.path ?? `/${opts.name}`);
@@ -42,7 +44,9 @@ export function checkDeployOptions(opts: DeployOptions): { name: string; path: s
   if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new ValidationError(`invalid --workers "${opts.workers}": a whole number from 1 to 16`);
   const healthPath = opts.healthPath === undefined ? null : UrlPath.safeParse(opts.healthPath);
   if (healthPath && !healthPath.success) throw new ValidationError(`invalid --health-path "${opts.healthPath}": ${healthPath.error.issues[0]?.message}`);
-  return { name: name.data, path: path.data, env, workers, healthPath: healthPath ? healthPath.data! : null };
+  const memory = opts.memory === undefined ? null : MemoryLimit.safeParse(opts.memory);
+  if (memory && !memory.success) throw new ValidationError(`invalid --memory "${opts.memory}": ${memory.error.issues[0]?.message}`);
+  return { name: name.data, path: path.data, env, workers, healthPath: healthPath ? healthPath.data! : null, memoryMax: memory ? memory.data! : null };
 }
 
 /**
@@ -64,6 +68,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
         workers: checked.workers,
         healthPath: checked.healthPath,
         healthTimeoutMs: (opts.healthTimeoutSeconds ?? 120) * 1000,
+        memoryMax: checked.memoryMax,
       },
       { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
     );

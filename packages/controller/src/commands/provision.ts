@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import {
   AGENT_ANSWER_TIMEOUT_MS,
   AGENT_PORT,
@@ -18,6 +19,7 @@ import { fromEnv } from '../digitalocean.js';
 import type { KnownDroplet } from '../droplets-state.js';
 import { loadOrCreateSigningKey } from '../keys.js';
 import { tokenFor } from '../tokens.js';
+import { deploy, type DeployOutcome } from './deploy.js';
 
 /** Every droplet plumb makes carries this tag: how it finds them again. */
 export const PLUMB_TAG = 'plumb';
@@ -31,10 +33,16 @@ export interface ProvisionOptions {
   image: string;
   sshKey?: string;
   tags: string[];
+  /** Deploy the example API `hello` and serve it at / too (plumber's do_provision(example = TRUE)). */
+  example?: boolean;
 }
+
+/** The example API shipped with the controller. */
+export const EXAMPLE_DIR = fileURLToPath(new URL('../../examples/hello/', import.meta.url));
 
 export interface ProvisionResult {
   droplet: KnownDroplet;
+  example: DeployOutcome | null;
   agentVersion: string;
   cloudInit: CloudInitStatus;
   swap: { path: string; bytes: number; enabled: boolean } | null;
@@ -119,8 +127,10 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
       throw new PlumbError('CLOUD_INIT_FAILED', `cloud-init on ${name} ended "${cloudInit.status}"${cloudInit.errors.length ? `: ${cloudInit.errors.join('; ')}` : ''}`, `see /var/log/cloud-init-output.log on the droplet; \`plumb destroy ${name}\` removes it`);
     }
     const facts = await connection.request<{ swap: ProvisionResult['swap']; agentVersion: string }>({ type: 'facts' });
+    connection.close();
+    const example = opts.example ? await deploy({ dir: EXAMPLE_DIR, name: 'hello', forward: true, droplet: String(record.id) }, ctx) : null;
     ctx.progress({ step: 'done', done: true });
-    return { droplet: record, agentVersion: facts.agentVersion, cloudInit, swap: facts.swap, tookMs: Date.now() - started };
+    return { droplet: record, example, agentVersion: facts.agentVersion, cloudInit, swap: facts.swap, tookMs: Date.now() - started };
   } finally {
     connection.close();
   }

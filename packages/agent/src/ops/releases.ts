@@ -1,0 +1,61 @@
+import { PlumbError } from '@plumb/shared';
+import { log } from '../log.js';
+import { apiLock, type OpContext } from './context.js';
+import { rollout } from './rollout.js';
+import { requireApi } from './routing.js';
+
+export interface ReleaseRow {
+  id: string;
+  createdAt: string;
+  files: number;
+  bytes: number;
+  live: boolean;
+}
+
+/** An API's releases on disk, oldest first. */
+export function releases(name: string, ctx: OpContext): { name: string; releases: ReleaseRow[] } {
+  const api = requireApi(ctx.state.get(), name);
+  return { name, releases: api.releases.map((r) => ({ id: r.id, createdAt: r.createdAt, files: r.files, bytes: r.bytes, live: r.id === api.current })) };
+}
+
+/** Back to an earlier release (the one before the live one unless `to`), through the same gate as a deploy. */
+export async function rollback(name: string, to: string | null, ctx: OpContext): Promise<{ name: string; from: string; to: string; tookMs: number }> {
+  return ctx.locks.with(apiLock(name), async () => {
+    const started = Date.now();
+    const api = requireApi(ctx.state.get(), name);
+    const index = api.releases.findIndex((r) => r.id === api.current);
+    const target = to === null ? api.releases[index - 1] : api.releases.find((r) => r.id === to);
+    if (!target) {
+      throw new PlumbError(
+        'NO_SUCH_RELEASE',
+        to === null ? `${name} has no release before the live one (${api.current})` : `${name} has no release ${to}`,
+        `see \`plumb releases ${name}\``,
+      );
+    }
+    if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
+    await rollout(
+      { name, release: target.id, env: target.env, workers: api.workers.length || 1, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
+      (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
+      undefined,
+      ctx,
+    );
+    log.info('rolled back', { api: name, from: api.current, to: target.id });
+    return { name, from: api.current, to: target.id, tookMs: Date.now() - started };
+  });
+}
+
+/** Another number of R workers for the live release, with no gap: a new set starts, then the old stops. */
+export async function scale(name: string, workers: number, ctx: OpContext): Promise<{ name: string; from: number; to: number; tookMs: number }> {
+  return ctx.locks.with(apiLock(name), async () => {
+    const started = Date.now();
+    const api = requireApi(ctx.state.get(), name);
+    const live = api.releases.find((r) => r.id === api.current);
+    await rollout(
+      { name, release: api.current, env: live?.env ?? {}, workers, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
+      (ports) => ({ ...api, workers: ports.map((port) => ({ port, release: api.current })) }),
+      undefined,
+      ctx,
+    );
+    return { name, from: api.workers.length, to: workers, tookMs: Date.now() - started };
+  });
+}

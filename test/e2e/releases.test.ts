@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
+import { httpGet } from './helpers.js';
+import { startLoad } from './load.js';
+import { plumbUser, type PlumbUser } from './plumb.js';
+
+/**
+ * Deploys the API's clients never notice: releases switch under load with zero failed requests,
+ * failed releases never take over, rollback, several R workers, scaling, memory limits.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+const RPS = 200;
+
+const json = async (path: string) => JSON.parse((await httpGet(`http://${address}${path}`, 5000)).body) as unknown;
+const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
+
+async function deploy(version: string, ...flags: string[]) {
+  return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', ...flags]);
+}
+
+/** Runs `work` under a steady load on the API and returns how many requests failed. */
+async function underLoad<T>(work: () => Promise<T>): Promise<{ result: T; ok: number; failed: number; failures: string[] }> {
+  const load = startLoad(`http://${address}/sum/version`, { rps: RPS });
+  await new Promise((r) => setTimeout(r, 500));
+  const result = await work();
+  await new Promise((r) => setTimeout(r, 500));
+  const report = await load.stop();
+  return { result, ...report };
+}
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  const provisioned = await user.plumb(['provision', '--name', 'rel', '--json']);
+  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
+  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
+  dropletId = result.droplet.id;
+  address = result.droplet.ipv4;
+  const first = await deploy('v0');
+  assert.equal(first.exitCode, 0, first.stderr);
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('zero-downtime releases', () => {
+  test(`10 redeploys under a steady load (${RPS} req/s) fail no request`, async () => {
+    const run = await underLoad(async () => {
+      for (let i = 1; i <= 10; i++) {
+        const result = await deploy(`v${i}`);
+        assert.equal(result.exitCode, 0, result.stderr);
+      }
+    });
+    assert.deepEqual(await json('/sum/version'), ['v10']);
+    assert.ok(run.ok > 1000, `the load ran (${run.ok} requests)`);
+    assert.equal(run.failed, 0, run.failures.join('\n'));
+  });
+
+  test('a release that crashes at start, and one that sleeps past the health timeout, fail no request and the old one serves', async () => {
+    const run = await underLoad(async () => {
+      const crash = await user.plumb(['deploy', await apiDir(crashingApi), '--name', 'sum']);
+      assert.equal(crash.exitCode, 1);
+      const sleepy = await user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'sum', '--health-timeout', '5']);
+      assert.equal(sleepy.exitCode, 1);
+    });
+    assert.deepEqual(await json('/sum/version'), ['v10']);
+    assert.equal(run.failed, 0, run.failures.join('\n'));
+  });
+
+  test('only the last 5 releases are kept, on disk and in `plumb releases`', async () => {
+    const releases = JSON.parse((await user.plumb(['releases', 'sum', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> };
+    assert.equal(releases.releases.length, 5);
+    assert.equal(releases.releases.at(-1)?.live, true);
+    const onDisk = (await onDroplet(['ls', '/var/plumber/sum/releases'])).split('\n').sort();
+    assert.deepEqual(onDisk, releases.releases.map((r) => r.id).sort());
+  });
+
+  test('rollback returns the previous code, and --to a named release', async () => {
+    const back = await user.plumb(['rollback', 'sum']);
+    assert.equal(back.exitCode, 0, back.stderr);
+    assert.deepEqual(await json('/sum/version'), ['v9']);
+    const releases = JSON.parse((await user.plumb(['releases', 'sum', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> };
+    const newest = releases.releases.at(-1)?.id ?? '';
+    const forward = await user.plumb(['rollback', 'sum', '--to', newest]);
+    assert.equal(forward.exitCode, 0, forward.stderr);
+    assert.deepEqual(await json('/sum/version'), ['v10']);
+    const missing = await user.plumb(['rollback', 'sum', '--to', '20200101T000000Z-dead']);
+    assert.equal(missing.exitCode, 1);
+    assert.match(missing.stderr, /no release 20200101T000000Z-dead/);
+  });
+});
+
+describe('workers', () => {
+  test('--workers 2: two R processes answer behind one upstream', async () => {
+    const result = await deploy('w2', '--workers', '2');
+    assert.equal(result.exitCode, 0, result.stderr);
+    const pids = new Set<number>();
+    for (let i = 0; i < 40 && pids.size < 2; i++) pids.add(((await json('/sum/pid')) as number[])[0] ?? 0);
+    assert.equal(pids.size, 2);
+  });
+
+  test('scaling 2 -> 3 -> 1 under load fails no request', async () => {
+    const run = await underLoad(async () => {
+      for (const n of ['3', '1']) {
+        const result = await user.plumb(['scale', 'sum', n]);
+        assert.equal(result.exitCode, 0, result.stderr);
+      }
+    });
+    assert.equal(run.failed, 0, run.failures.join('\n'));
+    const units = await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain --state=active "plumber-sum@*" | wc -l']);
+    assert.equal(units, '1');
+  });
+
+  test('--memory 512M becomes the workers\' systemd memory limit', async () => {
+    const result = await deploy('mem', '--memory', '512M');
+    assert.equal(result.exitCode, 0, result.stderr);
+    const unit = (await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain --state=active "plumber-sum@*" | cut -d" " -f1'])).trim();
+    assert.equal(await onDroplet(['systemctl', 'show', '-p', 'MemoryMax', '--value', unit]), String(512 * 1024 * 1024));
+  });
+
+  test('two deploys of the same API at once are serialized: both succeed, the second waited', async () => {
+    const [a, b] = await Promise.all([deploy('c1'), new Promise((r) => setTimeout(r, 300)).then(() => deploy('c2'))]);
+    assert.equal(a.exitCode, 0, a.stderr);
+    assert.equal(b.exitCode, 0, b.stderr);
+    assert.match(b.stderr, /waiting for another deploy/);
+    assert.deepEqual(await json('/sum/version'), ['c2']);
+  });
+});
