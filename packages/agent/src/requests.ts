@@ -1,6 +1,8 @@
 import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, type CloudInitStatus, type Hello, type Request } from '@plumb/shared';
+import { setAlerts } from './monitor/alerts.js';
 import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
+import { https } from './ops/https.js';
 import { logs, type LogSink } from './ops/logs.js';
 import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
@@ -51,7 +53,8 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'logs':
       return logs(request, rc.sink, ctx);
     case 'https':
-      throw new PlumbError('UNSUPPORTED', 'this agent cannot set up HTTPS yet');
+      await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to install nginx, ufw and certbot', s.status));
+      return https(request, ctx);
     case 'releases':
       return releases(request.name, ctx);
     case 'rollback':
@@ -59,8 +62,10 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'scale':
       return scale(request.name, request.workers, ctx);
     case 'watch':
+      // A subscription of the socket, not a one-shot request: Session serves it (monitor/watch.ts).
+      throw new PlumbError('BAD_REQUEST', 'watch is served by the session');
     case 'alerts':
-      throw new PlumbError('UNSUPPORTED', `this agent cannot ${request.type} yet`);
+      return setAlerts(request.webhook, ctx, await facts.hello());
   }
 }
 

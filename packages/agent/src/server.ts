@@ -18,7 +18,7 @@ import { AuthError, type TokenVerifier } from './auth.js';
 import { forgetEnrolmentSecret } from './config.js';
 import type { TlsIdentity } from './identity.js';
 import { log } from './log.js';
-import { Locks } from './ops/context.js';
+import type { Locks } from './ops/context.js';
 import type { Facts } from './requests.js';
 import { Session } from './session.js';
 import { wireError } from './wire.js';
@@ -31,6 +31,8 @@ export interface AgentServerOptions {
   identity: TlsIdentity;
   verifier: TokenVerifier;
   facts: Facts;
+  /** Shared with the monitor, which checks an API only while no operation on it runs. */
+  locks: Locks;
 }
 
 export interface AgentServer {
@@ -84,7 +86,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
   const perPeer = new Map<string, number>();
   const inFlight = new Set<Promise<unknown>>();
-  const locks = new Locks();
+  const locks = opts.locks;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void (async () => {

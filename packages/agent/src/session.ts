@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws';
 import { AGENT_MAX_PENDING_REQUESTS, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, type AgentMessage, type LogEntry } from '@plumb/shared';
 import { log } from './log.js';
+import { watch } from './monitor/watch.js';
 import { handleRequest, type Facts } from './requests.js';
 import { Upload } from './upload.js';
 import type { OpContext } from './ops/context.js';
@@ -91,14 +92,19 @@ export class Session {
         await this.drained();
       },
     };
-    const work = handleRequest(request, { facts: this.facts, ctx, upload, sink }).then(
+    const answer =
+      request.type === 'watch'
+        ? watch(request.sinceEventId, { send: (m) => this.send({ ...m, id: request.id }), buffered: () => this.ws.bufferedAmount, signal: controller.signal }, this.ops.state)
+        : handleRequest(request, { facts: this.facts, ctx, upload, sink });
+    const work = answer.then(
       (result) => this.send({ type: 'result', id: request.id, result }),
       (err: unknown) => {
         log.warn('request failed', { type: request.type, error: (err as Error).message });
         this.send({ type: 'error', id: request.id, error: wireError(err) });
       },
     );
-    this.inFlight.add(work);
+    // A watch has nothing to finish: a stopping agent does not wait for it.
+    if (request.type !== 'watch') this.inFlight.add(work);
     void work.finally(() => {
       this.pending--;
       this.running.delete(request.id);

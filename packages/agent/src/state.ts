@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ApiName, ENTRYPOINTS, MemoryLimit, ReleaseId, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, Email, ENTRYPOINTS, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
@@ -37,6 +37,18 @@ export const ApiRecord = z.object({
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;
 
+/** A certificate plumb asked certbot for (lineage NAME under /etc/letsencrypt) and nginx serves over HTTPS. */
+export const CertificateRecord = z.object({
+  name: DomainName,
+  /** The names its HTTPS server answers for; a later certificate naming one of them takes it over. */
+  domains: z.array(DomainName).min(1),
+  email: Email,
+  /** The ACME directory it came from (certbot's renewal config keeps it too). */
+  server: HttpUrl,
+  issuedAt: z.string(),
+});
+export type CertificateRecord = z.infer<typeof CertificateRecord>;
+
 export const AgentState = z.object({
   version: z.literal(1),
   /** Set once, when a controller enrolled this agent; a second enrolment is refused. */
@@ -44,10 +56,14 @@ export const AgentState = z.object({
   apis: z.record(ApiName, ApiRecord).default({}),
   /** The API served at `/` too, if any. */
   forward: ApiName.nullable().default(null),
+  /** HTTPS, once `plumb https` has run: the certificates nginx serves. */
+  https: z.object({ certificates: z.array(CertificateRecord) }).nullable().default(null),
+  /** Where the agent POSTs alerts (`plumb alerts --webhook`), if anywhere. */
+  alertWebhook: HttpUrl.nullable().default(null),
 });
 export type AgentState = z.infer<typeof AgentState>;
 
-const EMPTY: AgentState = { version: 1, enrolledAt: null, apis: {}, forward: null };
+const EMPTY: AgentState = { version: 1, enrolledAt: null, apis: {}, forward: null, https: null, alertWebhook: null };
 
 export class StateStore {
   private constructor(

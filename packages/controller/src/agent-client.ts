@@ -11,6 +11,8 @@ import {
   Hello,
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
+  type AgentEvent,
+  type Heartbeat,
   type LogEntry,
   type RequestInput,
   type WireError,
@@ -131,6 +133,9 @@ export async function enrol(address: AgentAddress, token: string, secretHex: str
 export interface RequestEvents {
   onProgress?: (step: string, detail?: string) => void;
   onLog?: (entries: LogEntry[]) => void;
+  /** A `watch`: events as the agent records them, and its heartbeat now and then. */
+  onEvent?: (event: AgentEvent) => void;
+  onHeartbeat?: (heartbeat: Heartbeat) => void;
 }
 
 /** A request in flight: its id (to cancel it, or to stream a bundle after it) and its answer. */
@@ -218,6 +223,12 @@ export class AgentConnection {
         return;
       case 'log':
         waiter.onLog?.(message.entries);
+        return;
+      case 'event':
+        waiter.onEvent?.(message.event);
+        return;
+      case 'heartbeat':
+        waiter.onHeartbeat?.(message.heartbeat);
         return;
       case 'result':
         this.pending.delete(message.id);

@@ -232,6 +232,30 @@ program
     await logs({ name, lines: o.lines, follow: o.follow ?? false, ...(o.since ? { since: o.since } : {}), ...(o.droplet ? { droplet: o.droplet } : {}) }, print, stop.signal, defaultContext(() => {}));
   });
 
+program
+  .command('https')
+  .description("a Let's Encrypt certificate for the droplet; HTTPS for every API, HTTP redirected (renews by itself)")
+  .option('-d, --domain <domain>', 'a domain pointing at the droplet (repeatable; the first names the certificate)', collect, [] as string[])
+  .option('--email <email>', 'the ACME account address, where expiry notices go')
+  .option('--agree-tos', "agree to the ACME server's terms of service (plumb shows where they are)")
+  .option('--staging', "Let's Encrypt's staging server: untrusted test certificates, no production rate limits")
+  .option('--force', 'renew the certificate even if it is still valid')
+  .option('--skip-dns-check', 'ask for the certificate even if a domain does not seem to point at the droplet')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, o: { domain: string[]; email?: string; agreeTos?: boolean; staging?: boolean; force?: boolean; skipDnsCheck?: boolean; droplet?: string }) =>
+        (await import('./commands/https.js')).https({ ...o, domains: o.domain }, ctx),
+      (r) =>
+        [
+          `HTTPS is on at ${r.droplet} for ${r.certificate.domains.join(', ')}: certificate ${r.certificate.name} ${r.outcome === 'issued' ? 'issued' : 'still valid, kept'}, expires ${r.certificate.expiresAt.slice(0, 10)} (renewed by certbot.timer)`,
+          ...r.urls.map((u) => `  ${u}`),
+          `  HTTP redirects to HTTPS for these domains${r.opened443 ? '; port 443 opened in the firewall' : ''}`,
+        ].join('\n'),
+    ),
+  );
+
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof RemoteError && err.step) {
     process.stderr.write(`plumb: failed at "${err.step}": ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);

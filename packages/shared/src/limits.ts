@@ -64,3 +64,43 @@ export const LOGS_MAX_LINES = 10_000;
 
 /** R workers per API unless --workers says otherwise. */
 export const DEFAULT_WORKERS = 1;
+
+/** The agent's own watch over its APIs (docs/health.md): how often each worker is checked. */
+export const MONITOR_INTERVAL_MS = 5_000;
+/** A worker that fails this many checks in a row (HTTP, ~2 s each) is restarted by the agent. */
+export const MONITOR_FAILURES_BEFORE_RESTART = 4;
+/** A freshly started worker's failed checks count only after this long (or once it has answered). */
+export const MONITOR_START_GRACE_MS = HEALTH_TIMEOUT_MS;
+/** The agent restarts one worker at most this often per window; past that it leaves it (and says so). */
+export const MONITOR_MAX_RESTARTS = 3;
+export const MONITOR_RESTART_WINDOW_MS = 10 * 60_000;
+/** Events kept on the droplet (/var/lib/plumb/events.json), oldest dropped first. */
+export const EVENTS_KEPT = 500;
+/** Latest events `status` returns. */
+export const STATUS_EVENTS_MAX = 100;
+/** How often a watching controller gets a heartbeat (load, memory, disk, workers, certificates). */
+export const HEARTBEAT_INTERVAL_MS = 60_000;
+/** A watch whose controller stops reading is ended once this much waits unsent. */
+export const WATCH_MAX_BUFFERED_BYTES = 1024 * 1024;
+/** `plumb status --watch` reconnects after losing an agent, for at most this long. */
+export const WATCH_RECONNECT_TIMEOUT_MS = 5 * 60_000;
+/** Alerts: this many restarts of one API within the window is "repeated restarts". */
+export const ALERT_RESTARTS = 3;
+export const ALERT_RESTARTS_WINDOW_MS = 10 * 60_000;
+/** Alerts: a certificate closer than this to expiry (and again each day it stays so). */
+export const ALERT_CERTIFICATE_DAYS = 14;
+/** Webhook POSTs: per attempt, attempts per alert, pause between, alerts waiting at most. */
+export const WEBHOOK_TIMEOUT_MS = 5_000;
+export const WEBHOOK_ATTEMPTS = 3;
+export const WEBHOOK_RETRY_DELAY_MS = 2_000;
+export const WEBHOOK_QUEUE_MAX = 100;
+
+/** HTTPS (plumb https): domains one certificate may name (Let's Encrypt allows 100; 20 is plenty here). */
+export const HTTPS_MAX_DOMAINS = 20;
+/** How long one certbot run may take on the droplet (ACME orders, HTTP-01 validation, retries). */
+export const CERTBOT_TIMEOUT_MS = 5 * 60_000;
+/** The controller's fetch of the ACME directory (for its terms of service): time and size. */
+export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
+export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;
+/** The controller's check that each domain resolves to the droplet: per query. */
+export const DNS_CHECK_TIMEOUT_MS = 5_000;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ApiName, DomainName, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { HEALTH_TIMEOUT_MS, LOGS_MAX_LINES } from './limits.js';
+import { HEALTH_TIMEOUT_MS, HTTPS_MAX_DOMAINS, LOGS_MAX_LINES } from './limits.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -122,7 +122,7 @@ export const Request = z.discriminatedUnion('type', [
   z.object({
     id: Id,
     type: z.literal('https'),
-    domains: z.array(DomainName).min(1).max(20),
+    domains: z.array(DomainName).min(1).max(HTTPS_MAX_DOMAINS),
     email: Email,
     agreeTos: z.literal(true),
     /** ACME directory URL. */
@@ -137,7 +137,12 @@ export const Request = z.discriminatedUnion('type', [
   /** Change the number of R workers without downtime. */
   z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: z.number().int().min(1).max(16) }),
   /** Receive events (up, down, restarted, deploy, …) as they happen, until the socket closes. */
-  z.object({ id: Id, type: z.literal('watch') }),
+  z.object({
+    id: Id,
+    type: z.literal('watch'),
+    /** First replay the stored events after this id (a watch that reconnects misses nothing). */
+    sinceEventId: z.number().int().nonnegative().nullable().default(null),
+  }),
   /** Where the agent POSTs events (API down/up, repeated restarts, certificate expiry); null turns it off. */
   z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
   /** Stops the running request with this id (a followed log). */
@@ -170,6 +175,33 @@ export const DeployResult = z.object({
 });
 export type DeployResult = z.infer<typeof DeployResult>;
 
+/** A certificate nginx serves, as read from its file on the droplet (certbot's lineage NAME). */
+export const CertificateInfo = z.object({
+  /** certbot's --cert-name; its files are under /etc/letsencrypt/live/NAME/. */
+  name: DomainName,
+  /** The names nginx serves it for (the HTTPS server's server_name). */
+  domains: z.array(DomainName),
+  /** The certificate's notAfter (ISO 8601). */
+  expiresAt: z.string(),
+  /** Upper-case hex, as openssl prints it. */
+  serial: z.string(),
+  issuer: z.string(),
+});
+export type CertificateInfo = z.infer<typeof CertificateInfo>;
+
+/** The answer to `https`: the certificate now served, and what changed on the way. */
+export const HttpsResult = z.object({
+  certificate: CertificateInfo,
+  /** `issued`: certbot got a new certificate; `kept`: the one there was still valid (no --force). */
+  outcome: z.enum(['issued', 'kept']),
+  /** True when this request opened 443 in ufw (false: it was open already). */
+  opened443: z.boolean(),
+  /** Every certificate the droplet serves now, this one included. */
+  certificates: z.array(CertificateInfo),
+  tookMs: z.number(),
+});
+export type HttpsResult = z.infer<typeof HttpsResult>;
+
 export const ApiStatus = z.object({
   name: ApiName,
   path: UrlPath,
@@ -182,6 +214,47 @@ export const ApiStatus = z.object({
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
+/** What the agent records about its APIs (docs/health.md), newest last. */
+export const EVENT_KINDS = ['up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring'] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+export const AgentEvent = z.object({
+  /** Increasing on this droplet, kept across agent restarts. */
+  id: z.number().int().positive(),
+  time: z.string(),
+  kind: z.enum(EVENT_KINDS),
+  api: ApiName.nullable(),
+  /** The worker's port, for events about one worker. */
+  port: z.number().int().nullable(),
+  /** For `restarted`: systemd (the R process had exited), the agent (failed checks), or an operator (plumb restart, systemctl). */
+  by: z.enum(['systemd', 'agent', 'operator']).nullable(),
+  detail: z.string(),
+});
+export type AgentEvent = z.infer<typeof AgentEvent>;
+
+/** The droplet's vital signs, in `status` and sent periodically to a watching controller. */
+export const Heartbeat = z.object({
+  time: z.string(),
+  /** The newest event's id when it was taken: a watcher that reconnects asks for what came after. */
+  lastEventId: z.number().int().nonnegative(),
+  load: z.array(z.number()),
+  memory: z.object({ totalBytes: z.number(), availableBytes: z.number() }),
+  disk: z.object({ totalBytes: z.number(), freeBytes: z.number() }),
+  workers: z.array(
+    z.object({
+      api: ApiName,
+      port: z.number().int(),
+      pid: z.number().int().nullable(),
+      /** VmRSS of the R process. */
+      rssBytes: z.number().int().nullable(),
+      uptimeSeconds: z.number().nullable(),
+    }),
+  ),
+  /** Certificates under /etc/letsencrypt/live. */
+  certificates: z.array(z.object({ name: z.string(), domains: z.array(z.string()), expiresAt: z.string(), daysLeft: z.number() })),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
 export const StatusResult = z.object({
   apis: z.array(ApiStatus),
   forward: ApiName.nullable(),
@@ -189,6 +262,11 @@ export const StatusResult = z.object({
   load: z.array(z.number()),
   memory: z.object({ totalBytes: z.number(), availableBytes: z.number() }),
   disk: z.object({ totalBytes: z.number(), freeBytes: z.number() }),
+  heartbeat: Heartbeat,
+  /** The latest events (at most STATUS_EVENTS_MAX), oldest first; the controller shows those it has not shown yet. */
+  events: z.array(AgentEvent),
+  /** The newest event's id (0 when there is none). */
+  lastEventId: z.number().int().nonnegative(),
 });
 export type StatusResult = z.infer<typeof StatusResult>;
 
@@ -208,5 +286,30 @@ export const AgentMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('error'), id: z.number().int(), error: WireError }),
   z.object({ type: z.literal('progress'), id: z.number().int(), step: z.string(), detail: z.string().optional() }),
   z.object({ type: z.literal('log'), id: z.number().int(), entries: z.array(LogEntry) }),
+  /** For a `watch`: an event as it is recorded, and the heartbeat now and then. */
+  z.object({ type: z.literal('event'), id: z.number().int(), event: AgentEvent }),
+  z.object({ type: z.literal('heartbeat'), id: z.number().int(), heartbeat: Heartbeat }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
+
+/** The answer to `watch` once it ends (cancelled). */
+export const WatchResult = z.object({ events: z.number().int() });
+export type WatchResult = z.infer<typeof WatchResult>;
+
+/** The answer to `alerts`: where alerts go now, and how the test POST to it went. */
+export const AlertsResult = z.object({
+  webhook: HttpUrl.nullable(),
+  previous: HttpUrl.nullable(),
+  test: z.object({ ok: z.boolean(), detail: z.string() }).nullable(),
+});
+export type AlertsResult = z.infer<typeof AlertsResult>;
+
+/** What the agent POSTs (JSON) to the alerts webhook; `text` reads well in a chat channel. */
+export const WebhookPayload = z.object({
+  source: z.literal('plumb-agent'),
+  alert: z.enum(['down', 'up', 'repeated-restarts', 'certificate-expiring', 'test']),
+  droplet: z.object({ uuid: DropletUuid, hostname: z.string() }),
+  text: z.string(),
+  event: AgentEvent.nullable(),
+});
+export type WebhookPayload = z.infer<typeof WebhookPayload>;

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { ENTRYPOINTS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
+import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
@@ -75,6 +76,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
     );
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
+    events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
     return { name: req.name, path: req.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });

@@ -4,7 +4,7 @@ import { HEALTH_INTERVAL_MS, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/
 import { unitState } from '../system/systemd.js';
 
 /** One HTTP answer from a worker on loopback, or undefined when nothing answered. */
-function probe(port: number, path: string): Promise<number | undefined> {
+export function probe(port: number, path: string): Promise<number | undefined> {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
       res.resume();

@@ -1,5 +1,6 @@
 import { PlumbError } from '@plumb/shared';
 import { log } from '../log.js';
+import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
 import { rollout } from './rollout.js';
 import { requireApi } from './routing.js';
@@ -40,6 +41,7 @@ export async function rollback(name: string, to: string | null, ctx: OpContext):
       ctx,
     );
     log.info('rolled back', { api: name, from: api.current, to: target.id });
+    events.record({ kind: 'rollback', api: name, detail: `from release ${api.current} to ${target.id}` });
     return { name, from: api.current, to: target.id, tookMs: Date.now() - started };
   });
 }

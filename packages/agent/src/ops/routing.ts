@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { PlumbError } from '@plumb/shared';
 import { renderNginx } from '../render/nginx.js';
+import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
 import { layout } from '../system/layout.js';
 import { applyNginx } from '../system/nginx.js';
@@ -52,6 +53,7 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
     for (const worker of api.workers) await retireWorker(name, worker.port);
     await removeUnit(name);
     if (!keepFiles) await rm(layout.apiDir(name), { recursive: true, force: true });
+    events.record({ kind: 'remove', api: name, detail: keepFiles ? 'removed; its files are kept' : 'removed with its files' });
     return { name, keptFiles: keepFiles, wasForwarded };
   });
 }

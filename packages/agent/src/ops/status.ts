@@ -1,11 +1,11 @@
-import { statfs } from 'node:fs/promises';
-import os from 'node:os';
-import type { ApiStatus, Hello, StatusResult } from '@plumb/shared';
+import { STATUS_EVENTS_MAX, type ApiStatus, type Hello, type StatusResult } from '@plumb/shared';
+import { events } from '../monitor/events.js';
+import { heartbeat } from '../monitor/heartbeat.js';
 import { layout } from '../system/layout.js';
 import { unitState } from '../system/systemd.js';
 import type { OpContext } from './context.js';
 
-/** Every API with what systemd says of its workers, and the droplet's load, memory and disk. */
+/** Every API with what systemd says of its workers, the droplet's heartbeat, and the latest events. */
 export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult> {
   const state = ctx.state.get();
   const apis: ApiStatus[] = [];
@@ -20,13 +20,16 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, forwarded: state.forward === api.name, deployedAt: api.deployedAt });
   }
-  const disk = await statfs('/');
+  const beat = await heartbeat(state, events.lastId);
   return {
     apis: apis.sort((a, b) => a.name.localeCompare(b.name)),
     forward: state.forward,
     hello,
-    load: os.loadavg(),
-    memory: { totalBytes: os.totalmem(), availableBytes: os.freemem() },
-    disk: { totalBytes: disk.blocks * disk.bsize, freeBytes: disk.bavail * disk.bsize },
+    load: beat.load,
+    memory: beat.memory,
+    disk: beat.disk,
+    heartbeat: beat,
+    events: events.latest(STATUS_EVENTS_MAX),
+    lastEventId: events.lastId,
   };
 }

@@ -19,12 +19,24 @@ export interface RenderedApi {
   instances: ApiInstance[];
 }
 
+/** A certificate certbot keeps as lineage `name`, served over HTTPS for `domains`. */
+export interface RenderedCertificate {
+  name: string;
+  domains: string[];
+}
+
 export interface NginxModel {
   apis: RenderedApi[];
   /** The name of the API served at `/`, or null. */
   forward: string | null;
-  /** HTTPS comes later. */
-  https?: never;
+  /** With certificates, each one's domains get an HTTPS server and HTTP redirects there. */
+  certificates?: RenderedCertificate[];
+}
+
+/** Where certbot keeps a lineage's current files: links it switches to the new ones on renewal. */
+export function certificateFiles(name: string) {
+  const dir = `/etc/letsencrypt/live/${name}`;
+  return { dir, cert: `${dir}/cert.pem`, fullchain: `${dir}/fullchain.pem`, privkey: `${dir}/privkey.pem` };
 }
 
 /**

@@ -1,10 +1,15 @@
-import { ApiName, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
-import { checked, renderRefused, type NginxModel, type RenderedApi } from './model.js';
+import { ApiName, DomainName, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { certificateFiles, checked, renderRefused, type NginxModel, type RenderedApi, type RenderedCertificate } from './model.js';
 
 /**
  * The whole of /etc/nginx/conf.d/plumb.conf (http context: Debian's nginx.conf includes
  * conf.d/*.conf inside `http {}`), rendered from the agent's state. The agent removes Debian's
  * default site, so this server is the default one on port 80.
+ *
+ * With HTTPS on, each certificate adds two servers for its domains: one on 443 with the same
+ * locations, and one on 80 that redirects to it (except ACME challenges, which certbot's renewal
+ * needs over HTTP). Requests by address, or for other names, stay on the default server: no
+ * certificate can be valid for them.
  */
 
 const ACME_WEBROOT = '/var/lib/plumb/acme';
@@ -14,6 +19,8 @@ const UPSTREAM_KEEPALIVE = 16;
 export function renderNginx(model: NginxModel): string {
   const apis = sortedApis(model.apis);
   const forward = model.forward === null ? null : forwardTarget(apis, model.forward);
+  const certificates = sortedCertificates(model.certificates ?? []);
+  const locations = [...apis.flatMap(apiLocations), '', ...rootLocation(forward)];
   const lines = [
     '# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.',
     '# Change what is served with plumb (deploy, remove, forward); `plumb status` shows it.',
@@ -34,16 +41,74 @@ export function renderNginx(model: NginxModel): string {
     // Behind a load balancer that terminates TLS an absolute redirect would say http://.
     '    absolute_redirect off;',
     '',
-    '    location ^~ /.well-known/acme-challenge/ {',
-    `        root ${ACME_WEBROOT};`,
-    '        default_type text/plain;',
-    '    }',
-    ...apis.flatMap(apiLocations),
-    '',
-    ...rootLocation(forward),
+    ...acmeChallenges,
+    ...locations,
     '}',
+    ...certificates.flatMap((certificate, i) => httpsServers(certificate, i === 0, locations)),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+const acmeChallenges = [
+  '    location ^~ /.well-known/acme-challenge/ {',
+  `        root ${ACME_WEBROOT};`,
+  '        default_type text/plain;',
+  '    }',
+];
+
+/** The first certificate's server is the default on 443 (clients without SNI, other names). */
+function httpsServers(certificate: RenderedCertificate, isDefault: boolean, locations: string[]): string[] {
+  const files = certificateFiles(certificate.name);
+  const names = certificate.domains.join(' ');
+  const defaultServer = isDefault ? ' default_server' : '';
+  return [
+    '',
+    `# HTTPS for ${certificate.domains.join(', ')}: certificate ${certificate.name}, renewed by certbot.timer (its deploy hook reloads nginx).`,
+    'server {',
+    '    listen 80;',
+    '    listen [::]:80;',
+    `    server_name ${names};`,
+    '    server_tokens off;',
+    '',
+    ...acmeChallenges,
+    '    location / {',
+    '        return 301 https://$host$request_uri;',
+    '    }',
+    '}',
+    '',
+    'server {',
+    `    listen 443 ssl${defaultServer};`,
+    `    listen [::]:443 ssl${defaultServer};`,
+    `    server_name ${names};`,
+    `    ssl_certificate ${files.fullchain};`,
+    `    ssl_certificate_key ${files.privkey};`,
+    '    ssl_protocols TLSv1.2 TLSv1.3;',
+    '    ssl_session_cache shared:plumb_tls:10m;',
+    '    ssl_session_timeout 1d;',
+    '    client_max_body_size 64m;',
+    '    server_tokens off;',
+    '    absolute_redirect off;',
+    ...locations,
+    '}',
+  ];
+}
+
+/** Certificates by name; every name and domain passes the shared rule, and a domain belongs to one certificate. */
+function sortedCertificates(certificates: RenderedCertificate[]): RenderedCertificate[] {
+  const names = new Set<string>();
+  const domains = new Set<string>();
+  for (const certificate of certificates) {
+    checked(DomainName, certificate.name, 'the certificate name');
+    if (names.has(certificate.name)) throw renderRefused(`certificate ${certificate.name} twice`);
+    names.add(certificate.name);
+    if (certificate.domains.length === 0) throw renderRefused(`certificate ${certificate.name} for no domain`);
+    for (const domain of certificate.domains) {
+      checked(DomainName, domain, `a domain of certificate ${certificate.name}`);
+      if (domains.has(domain)) throw renderRefused(`the domain ${domain} in two certificates`);
+      domains.add(domain);
+    }
+  }
+  return [...certificates].sort((a, b) => (a.name < b.name ? -1 : 1)).map((c) => ({ name: c.name, domains: [...c.domains] }));
 }
 
 function sortedApis(apis: RenderedApi[]): RenderedApi[] {

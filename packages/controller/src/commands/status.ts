@@ -1,6 +1,7 @@
 import type { StatusResult } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
+import { SeenEvents } from '../seen-events.js';
 
 export interface DropletStatus {
   droplet: string;
@@ -8,19 +9,34 @@ export interface DropletStatus {
   /** Set when the agent could not be asked; the rest is then missing. */
   error?: string;
   status?: StatusResult;
+  /** The newest event an earlier look showed (null: none did); `status.events` after it are new. */
+  seenEventId?: number | null;
 }
 
-/** Each droplet's APIs and health, as its agent reports them (one droplet, or all plumb knows). */
+/**
+ * Each droplet's APIs and health, as its agent reports them (one droplet, or all plumb knows),
+ * with its latest events; the newest one is remembered as seen, for the next look.
+ */
 export async function status(opts: { droplet?: string }, ctx: Context): Promise<DropletStatus[]> {
   const droplets = opts.droplet === undefined ? await ctx.droplets.list() : [await ctx.droplets.find(opts.droplet)];
-  return Promise.all(
-    droplets.map(async (d) => {
+  const seen = SeenEvents.in(ctx.configDir);
+  const before = await seen.all();
+  const looked: Record<string, number> = {};
+  const startedOver: string[] = [];
+  const results = await Promise.all(
+    droplets.map(async (d): Promise<DropletStatus> => {
       try {
         const status = await withAgent(ctx, String(d.id), ({ connection }) => connection.request<StatusResult>({ type: 'status' }));
-        return { droplet: d.name, address: d.ipv4, status };
+        const remembered = before[d.uuid];
+        // An id the droplet has not reached yet: its event log started over.
+        if (remembered !== undefined && remembered > status.lastEventId) startedOver.push(d.uuid);
+        looked[d.uuid] = status.lastEventId;
+        return { droplet: d.name, address: d.ipv4, status, seenEventId: remembered === undefined || remembered > status.lastEventId ? null : remembered };
       } catch (err) {
         return { droplet: d.name, address: d.ipv4, error: (err as Error).message };
       }
     }),
   );
+  await seen.remember(looked, startedOver);
+  return results;
 }

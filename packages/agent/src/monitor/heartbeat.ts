@@ -1,0 +1,73 @@
+import { X509Certificate } from 'node:crypto';
+import { readdir, readFile, statfs } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Heartbeat } from '@plumb/shared';
+import type { AgentState } from '../state.js';
+import { layout } from '../system/layout.js';
+import { unitState } from '../system/systemd.js';
+
+/** certbot's live certificates, one directory per certificate name. */
+export const CERTIFICATES_DIR = '/etc/letsencrypt/live';
+/** Linux reports process start times in USER_HZ ticks, 100 per second on every architecture Debian ships. */
+const USER_HZ = 100;
+
+/** VmRSS from /proc/PID/status, in bytes. */
+export function parseVmRss(status: string): number | null {
+  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : null;
+}
+
+/** A process's age from /proc/PID/stat (start time, field 22) and /proc/uptime, in seconds. */
+export function processUptime(stat: string, uptime: string): number | null {
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const startTicks = Number(fields[19]);
+  const since = Number(uptime.split(' ')[0]);
+  if (!Number.isFinite(startTicks) || !Number.isFinite(since)) return null;
+  return Math.max(0, Math.round(since - startTicks / USER_HZ));
+}
+
+async function workerFacts(api: string, port: number): Promise<Heartbeat['workers'][number]> {
+  const unit = await unitState(layout.instanceUnit(api, port)).catch(() => undefined);
+  const pid = unit?.pid ?? null;
+  if (pid === null) return { api, port, pid, rssBytes: null, uptimeSeconds: null };
+  const read = (file: string) => readFile(file, 'utf8').catch(() => '');
+  const [status, stat, uptime] = await Promise.all([read(`/proc/${pid}/status`), read(`/proc/${pid}/stat`), read('/proc/uptime')]);
+  return { api, port, pid, rssBytes: parseVmRss(status), uptimeSeconds: stat && uptime ? processUptime(stat, uptime) : null };
+}
+
+/** The certificates certbot keeps, with their expiry; none when HTTPS was never set up. */
+export async function certificates(dir = CERTIFICATES_DIR, now = Date.now()): Promise<Heartbeat['certificates']> {
+  const names = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const found: Heartbeat['certificates'] = [];
+  for (const entry of names) {
+    if (!entry.isDirectory() && !entry.isSymbolicLink()) continue;
+    const pem = await readFile(path.join(dir, entry.name, 'cert.pem'), 'utf8').catch(() => undefined);
+    if (pem === undefined) continue;
+    try {
+      const cert = new X509Certificate(pem);
+      const expires = Date.parse(cert.validTo);
+      const domains = (cert.subjectAltName ?? '').split(',').map((s) => s.trim()).filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4));
+      found.push({ name: entry.name, domains, expiresAt: new Date(expires).toISOString(), daysLeft: Math.round(((expires - now) / 86_400_000) * 10) / 10 });
+    } catch {
+      continue;
+    }
+  }
+  return found.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The droplet's vital signs now: load, memory, disk, each worker's memory and age, certificates. */
+export async function heartbeat(state: AgentState, lastEventId: number): Promise<Heartbeat> {
+  const workers = await Promise.all(Object.values(state.apis).flatMap((api) => api.workers.map((w) => workerFacts(api.name, w.port))));
+  const disk = await statfs('/');
+  return {
+    time: new Date().toISOString(),
+    lastEventId,
+    load: os.loadavg(),
+    memory: { totalBytes: os.totalmem(), availableBytes: os.freemem() },
+    disk: { totalBytes: disk.blocks * disk.bsize, freeBytes: disk.bavail * disk.bsize },
+    workers: workers.sort((a, b) => a.api.localeCompare(b.api) || a.port - b.port),
+    certificates: await certificates(),
+  };
+}

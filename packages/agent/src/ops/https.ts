@@ -1,0 +1,125 @@
+import { mkdir } from 'node:fs/promises';
+import type { CertificateInfo, HttpsResult, Request } from '@plumb/shared';
+import { log } from '../log.js';
+import { renderNginx } from '../render/nginx.js';
+import type { AgentState, CertificateRecord } from '../state.js';
+import { CertbotError, certonly, deleteLineage, installDeployHook, readCertificate } from '../system/certbot.js';
+import { layout } from '../system/layout.js';
+import { applyNginx } from '../system/nginx.js';
+import * as ufw from '../system/ufw.js';
+import { SHARED, StepError, type OpContext } from './context.js';
+import { nginxModel } from './nginx-model.js';
+
+export type HttpsRequest = Extract<Request, { type: 'https' }>;
+
+/** One `plumb https` at a time: certbot itself refuses to run twice at once. */
+const HTTPS_LOCK = 'https';
+const HTTPS_RULE = '443/tcp';
+
+/** certbot's --cert-name: the first domain (a DomainName, so a safe file name). */
+export const certificateName = (domains: readonly string[]) => domains[0] ?? '';
+
+/**
+ * The state once `record` serves its domains. An older certificate gives up the domains the new
+ * one names (a domain is served by one certificate); one left with none is dropped, and returned
+ * so its lineage can go too.
+ */
+export function withCertificate(state: AgentState, record: CertificateRecord): { next: AgentState; dropped: string[] } {
+  const taken = new Set(record.domains);
+  const dropped: string[] = [];
+  const others = (state.https?.certificates ?? []).flatMap((c) => {
+    if (c.name === record.name) return [];
+    const domains = c.domains.filter((d) => !taken.has(d));
+    if (domains.length === 0) dropped.push(c.name);
+    return domains.length === 0 ? [] : [{ ...c, domains }];
+  });
+  const certificates = [...others, record].sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { next: { ...state, https: { certificates } }, dropped };
+}
+
+/**
+ * plumber's do_configure_https(), without certbot's nginx plugin: open 443, `certbot certonly
+ * --webroot` (nginx already serves the challenge directory), then the HTTPS servers and the
+ * redirect in nginx (tested, reloaded). A failure at any step leaves nginx, the firewall and the
+ * state as they were, and says what certbot said.
+ */
+export async function https(req: HttpsRequest, ctx: OpContext): Promise<HttpsResult> {
+  return ctx.locks.with(HTTPS_LOCK, () => httpsLocked(req, ctx), () => ctx.progress('waiting for another plumb https to finish'));
+}
+
+async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResult> {
+  const started = Date.now();
+  const name = certificateName(req.domains);
+
+  // nginx must be the agent's (challenge directory included) before the CA asks for a challenge.
+  ctx.progress('serving ACME challenges from nginx');
+  await mkdir(layout.acmeWebroot, { recursive: true, mode: 0o755 });
+  await ctx.locks.with(SHARED, () => applyNginx(renderNginx(nginxModel(ctx.state.get()))));
+
+  const firewall = await ufw.snapshot();
+  ctx.progress('opening port 443 in the firewall');
+  const opened443 = await ufw.allow(HTTPS_RULE);
+  let outcome: 'issued' | 'kept';
+  let dropped: string[];
+  try {
+    ctx.progress('asking the ACME server for a certificate', `${req.domains.join(', ')} from ${req.server}`);
+    outcome = await certonly({ name, domains: req.domains, email: req.email, server: req.server, webroot: layout.acmeWebroot, force: req.force }).catch((err: unknown) => {
+      if (!(err instanceof CertbotError)) throw err;
+      throw new StepError(err.code, 'certificate', err.message, [], hintFor(err.reason));
+    });
+    const facts = await readCertificate(name);
+    const missing = req.domains.filter((d) => !facts.names.includes(d));
+    if (missing.length > 0) throw new StepError('CERTIFICATE_MISMATCH', 'certificate', `the certificate ${name} does not name ${missing.join(', ')}`, [], 'run plumb https again with --force');
+    await installDeployHook();
+
+    ctx.progress('turning HTTPS on in nginx');
+    dropped = await ctx.locks.with(SHARED, async () => {
+      const previous = ctx.state.get().https?.certificates.find((c) => c.name === name);
+      const issuedAt = outcome === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
+      const change = withCertificate(ctx.state.get(), { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
+      try {
+        await applyNginx(renderNginx(nginxModel(change.next)));
+        await ctx.state.update(() => change.next);
+      } catch (err) {
+        // nginx back to what the (unchanged) state says; applyNginx already restored a refused file.
+        await applyNginx(renderNginx(nginxModel(ctx.state.get()))).catch(() => undefined);
+        throw err;
+      }
+      return change.dropped;
+    });
+  } catch (err) {
+    if (opened443) {
+      await ufw.undoAllow(HTTPS_RULE, firewall).catch((undo: Error) => log.error('could not close 443 again', { error: undo.message }));
+    }
+    throw err;
+  }
+  for (const lineage of dropped) await deleteLineage(lineage);
+
+  const certificates = await certificateInfos(ctx.state.get());
+  const certificate = certificates.find((c) => c.name === name);
+  if (!certificate) throw new StepError('CERTIFICATE_UNREADABLE', 'certificate', `cannot read the certificate ${name} just installed`);
+  log.info('https', { certificate: name, domains: req.domains.join(' '), outcome, took_ms: Date.now() - started });
+  return { certificate, outcome, opened443, certificates, tookMs: Date.now() - started };
+}
+
+function hintFor(reason: string): string {
+  const validation = /\((connection|unauthorized|dns|tls)\)/.test(reason);
+  return [
+    'nothing was changed: nginx and the firewall are as they were, HTTP still serves.',
+    validation ? ' The CA could not fetch the challenge over HTTP: each domain must resolve to this droplet and port 80 must reach it.' : '',
+  ].join('');
+}
+
+/** The certificates nginx serves, as their files say now (a renewal shows at once); unreadable ones are left out and logged. */
+export async function certificateInfos(state: AgentState): Promise<CertificateInfo[]> {
+  const infos: CertificateInfo[] = [];
+  for (const record of state.https?.certificates ?? []) {
+    try {
+      const facts = await readCertificate(record.name);
+      infos.push({ name: record.name, domains: record.domains, expiresAt: facts.expiresAt, serial: facts.serial, issuer: facts.issuer });
+    } catch (err) {
+      log.warn('certificate unreadable', { certificate: record.name, error: (err as Error).message });
+    }
+  }
+  return infos;
+}
