@@ -1,12 +1,12 @@
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { execa } from 'execa';
 import type { Lab } from '../lab/lab.js';
 
 /** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
-export const PLUMB_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../packages/controller/dist/cli.js');
+export const PLUMB_CLI = path.join(path.dirname(createRequire(import.meta.url).resolve('@plumb/controller/package.json')), 'dist/cli.js');
 
 /** What the person at the terminal sees: exit code, stdout, stderr. */
 export interface PlumbRun {

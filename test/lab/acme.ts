@@ -52,6 +52,23 @@ export interface AcmeServer {
   stop(): Promise<void>;
 }
 
+/** Where a lab droplet keeps the CA of pebble's listener. */
+export const DROPLET_ACME_CA = '/usr/local/share/plumb-lab/acme-ca.pem';
+
+/**
+ * What a lab droplet needs on its disk to trust pebble: the CA, and REQUESTS_CA_BUNDLE for the
+ * two ways certbot runs there (started by plumb-agent, whose environment it inherits, and by
+ * certbot.timer for renewals). Lab only: a real droplet talks to Let's Encrypt with the system's CAs.
+ */
+export function dropletTrustFiles(listenerCaPem: string): Record<string, string> {
+  const dropIn = `# Written by the plumb lab before first boot: certbot trusts the lab's ACME server (pebble).\n[Service]\nEnvironment=REQUESTS_CA_BUNDLE=${DROPLET_ACME_CA}\n`;
+  return {
+    [DROPLET_ACME_CA]: listenerCaPem,
+    '/etc/systemd/system/plumb-agent.service.d/lab-acme.conf': dropIn,
+    '/etc/systemd/system/certbot.service.d/lab-acme.conf': dropIn,
+  };
+}
+
 export type AcmeLabErrorCode = 'ACME_BAD_OPTION' | 'ACME_OPENSSL' | 'ACME_NOT_READY' | 'ACME_REQUEST';
 
 export class AcmeLabError extends Error {

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { agentPackage } from '@plumb/controller/agent-package';
-import { startAcmeServer, type AcmeServer } from './acme.js';
+import { dropletTrustFiles, startAcmeServer, type AcmeServer } from './acme.js';
 import { startDoStandin } from './do-standin/index.js';
 import { NspawnMachines } from './droplets/index.js';
 import type { NspawnDroplet } from './droplets/droplet.js';
@@ -56,7 +56,9 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const pkg = await agentPackage({});
   const packages = await startPackageServer({ dir: path.dirname(pkg.tarballPath), host: LAB_HOST_ADDRESS });
   const agentUrl = packages.url(path.basename(pkg.tarballPath));
-  const machines = new NspawnMachines(instance, log);
+  // Filled in once the ACME server is up; no droplet can be asked for before startLab returns.
+  const bootFiles: Record<string, string> = {};
+  const machines = new NspawnMachines(instance, log, bootFiles);
   const standin = await startDoStandin({ tokens: [token], machines, host: '127.0.0.1', port: opts.port ?? 0 });
   let acme: AcmeServer | undefined;
   try {
@@ -69,6 +71,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         dnsPort: await freePort(),
         dnsManagementPort: await freePort(),
       });
+      Object.assign(bootFiles, dropletTrustFiles(acme.listenerCaPem));
     }
     await saveInstance({
       instance,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ApiName, DomainName, Email, ENTRYPOINTS, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, Email, ENTRYPOINTS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
@@ -33,6 +33,7 @@ export const ApiRecord = z.object({
   healthPath: UrlPath.nullable(),
   healthTimeoutMs: z.number().int().default(120_000),
   memoryMax: MemoryLimit.nullable().default(null),
+  keepReleases: z.number().int().default(RELEASES_KEPT),
   deployedAt: z.string(),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;

@@ -25,7 +25,8 @@ export function acmeServer(opts: { staging?: boolean }, env: NodeJS.ProcessEnv):
 export async function termsOfService(directoryUrl: string): Promise<string | undefined> {
   const body = await getJson(directoryUrl);
   const terms = (body as { meta?: { termsOfService?: unknown } } | null)?.meta?.termsOfService;
-  return typeof terms === 'string' && HttpUrl.safeParse(terms).success ? terms : undefined;
+  // Shown to the user as it is (pebble's is a data: URL): printable, no spaces, bounded.
+  return typeof terms === 'string' && /^[\x21-\x7e]{1,2048}$/.test(terms) ? terms : undefined;
 }
 
 function getJson(url: string): Promise<unknown> {

@@ -10,6 +10,7 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   Hello,
   PlumbError,
+  ResultSchemas,
   WS_MAX_PAYLOAD_BYTES,
   type AgentEvent,
   type Heartbeat,
@@ -181,8 +182,14 @@ export class AgentConnection {
   /** Sends one request; the answer's shape is the request type's. */
   start<T>(request: RequestBody, events: RequestEvents = {}): PendingRequest<T> {
     const id = this.nextId++;
+    const schema = ResultSchemas[request.type];
     const result = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { ...events, resolve: resolve as (v: unknown) => void, reject });
+      const check = (value: unknown) => {
+        const parsed = schema ? schema.safeParse(value) : { success: true as const, data: value };
+        if (parsed.success) resolve(parsed.data as T);
+        else reject(new PlumbError('AGENT_PROTOCOL', `the agent's answer to ${request.type} is not what this controller understands: ${parsed.error.issues[0]?.message ?? ''}`, 'plumb and its agent should be the same version'));
+      };
+      this.pending.set(id, { ...events, resolve: check, reject });
       this.ws.send(JSON.stringify({ ...request, id }));
     });
     return { id, result };

@@ -122,11 +122,12 @@ program
   .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
   .option('--health-timeout <seconds>', 'how long the new release may take to answer', (v: string) => Number(v), 120)
   .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
+  .option('--keep <n>', 'releases kept on the droplet for rollback', (v: string) => Number(v), 5)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; memory?: string; droplet?: string }) =>
+      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; memory?: string; keep: number; droplet?: string }) =>
         (await import('./commands/deploy.js')).deploy({ dir, ...o, healthTimeoutSeconds: o.healthTimeout }, ctx),
       (r) =>
         [
@@ -210,10 +211,15 @@ program
 
 program
   .command('status')
-  .description('droplets, their APIs and health')
+  .description('droplets, their APIs and health, and the events since the last look')
   .argument('[droplet]', 'one droplet (name or id); all when omitted')
-  .option('--json', 'print JSON')
-  .action(run(async (ctx, droplet: string | undefined) => (await import('./commands/status.js')).status(droplet === undefined ? {} : { droplet }, ctx), async (r) => (await import('./print-status.js')).printStatus(r)));
+  .option('-w, --watch', 'print events as they happen (API down/up, restarts, deploys, ...) until Ctrl-C')
+  .option('--json', 'print JSON (with --watch: one object per line)')
+  .action((droplet: string | undefined, o: { watch?: boolean; json?: boolean }, command: Command) =>
+    o.watch
+      ? watchStatus(droplet, o.json ?? false)
+      : run(async (ctx, _command: Command) => (await import('./commands/status.js')).status(droplet === undefined ? {} : { droplet }, ctx), async (r) => (await import('./print-status.js')).printStatus(r))(command),
+  );
 
 program
   .command('logs <name>')
@@ -253,6 +259,50 @@ program
           ...r.urls.map((u) => `  ${u}`),
           `  HTTP redirects to HTTPS for these domains${r.opened443 ? '; port 443 opened in the firewall' : ''}`,
         ].join('\n'),
+    ),
+  );
+
+/** `plumb status --watch`: a line per event on stdout (or JSON per line), news of the connection on stderr. */
+async function watchStatus(droplet: string | undefined, json: boolean): Promise<void> {
+  const { watch } = await import('./commands/watch.js');
+  const { formatEvent } = await import('./print-status.js');
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  const greeted = new Set<string>();
+  await watch(
+    droplet === undefined ? {} : { droplet },
+    (item) => {
+      if (json) process.stdout.write(`${JSON.stringify(item)}\n`);
+      else if ('event' in item) process.stdout.write(`${formatEvent(item.event, item.droplet)}\n`);
+      else if ('notice' in item) process.stderr.write(`plumb: ${item.droplet}: ${item.notice}\n`);
+      else if (!greeted.has(item.droplet)) {
+        greeted.add(item.droplet);
+        const h = item.heartbeat;
+        process.stderr.write(`watching ${item.droplet}: load ${h.load.map((l) => l.toFixed(2)).join(' ')}, ${h.workers.length} R worker${h.workers.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
+      }
+    },
+    stop.signal,
+    defaultContext(() => {}),
+  );
+}
+
+program
+  .command('alerts')
+  .description('make the droplet POST alerts (API down/up, repeated restarts, certificate expiry) to a webhook')
+  .option('--webhook <url>', 'where to POST them (JSON); the droplet must reach it')
+  .option('--off', 'stop sending alerts')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, o: { webhook?: string; off?: boolean; droplet?: string }) => (await import('./commands/alerts.js')).alerts(o, ctx),
+      (r) =>
+        r.webhook === null
+          ? `alerts from ${r.droplet} are off${r.previous ? ` (they went to ${r.previous})` : ''}`
+          : [
+              `alerts from ${r.droplet} go to ${r.webhook}`,
+              r.test?.ok ? `  a test alert was delivered (${r.test.detail})` : `  the test alert was not delivered (${r.test?.detail ?? 'not sent'}): alerts stay on; check that the droplet can reach this URL`,
+            ].join('\n'),
     ),
   );
 

@@ -1,3 +1,4 @@
+import type { AgentEvent, StatusResult } from '@plumb/shared';
 import type { DropletStatus } from './commands/status.js';
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
@@ -13,17 +14,50 @@ function uptime(since: string | null): string {
   return seconds < 120 ? `${seconds}s` : seconds < 7200 ? `${Math.round(seconds / 60)}m` : `${Math.round(seconds / 3600)}h`;
 }
 
-/** `plumb status` as text: per droplet, its health line and a table of its APIs. */
+function certificateLine(c: StatusResult['heartbeat']['certificates'][number]): string {
+  return `  https ${c.domains.join(', ')}: certificate ${c.name} expires ${c.expiresAt.slice(0, 10)} (${Math.floor(c.daysLeft)} days left)`;
+}
+
+const mib = (bytes: number) => `${Math.round(bytes / 1024 ** 2)} MiB`;
+/** Events listed under a droplet at most; `--json` has all the agent sent. */
+const EVENTS_SHOWN = 20;
+
+/** One event as a line: when, (which droplet), what, which API and worker, and why. */
+export function formatEvent(e: AgentEvent, droplet?: string): string {
+  const when = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const what = e.kind === 'restarted' && e.by ? `restarted (${e.by})` : e.kind;
+  const where = e.api === null ? '-' : e.port === null ? e.api : `${e.api}@${e.port}`;
+  return [when, ...(droplet ? [droplet] : []), what.padEnd(20), where.padEnd(16), e.detail].join('  ');
+}
+
+/** The events after the ones an earlier `plumb status` showed (on a first look: the latest). */
+function eventLines(d: DropletStatus, s: StatusResult): string {
+  const seen = d.seenEventId ?? null;
+  const fresh = s.events.filter((e) => seen === null || e.id > seen);
+  if (fresh.length === 0) return seen === null ? '\n  no events yet' : '\n  no new events since the last look';
+  const shown = fresh.slice(-EVENTS_SHOWN);
+  const hidden = (seen === null ? fresh.length : s.lastEventId - seen) - shown.length;
+  return [
+    seen === null ? '  events:' : `  events since the last look (${shown.length + hidden}):`,
+    ...(hidden > 0 ? [`    … ${hidden} earlier (plumb status --json lists the last ${s.events.length})`] : []),
+    ...shown.map((e) => `    ${formatEvent(e)}`),
+  ]
+    .map((line) => `\n${line}`)
+    .join('');
+}
+
+/** `plumb status` as text: per droplet, its health line, a table of its APIs, and its new events. */
 export function printStatus(droplets: DropletStatus[]): string {
   if (droplets.length === 0) return 'no droplets (create one with `plumb provision`)';
   return droplets
     .map((d) => {
       if (!d.status) return `${d.droplet}  ${d.address}  UNREACHABLE: ${d.error}`;
       const s = d.status;
-      const head = `${d.droplet}  ${d.address}  agent ${s.hello.agentVersion}  load ${s.load.map((l) => l.toFixed(2)).join(' ')}  memory ${gib(s.memory.availableBytes)} free of ${gib(s.memory.totalBytes)}  disk ${gib(s.disk.freeBytes)} free  cloud-init ${s.hello.cloudInit.status}`;
-      if (s.apis.length === 0) return `${head}\n  no APIs (deploy one with \`plumb deploy DIR --name NAME\`)`;
+      const summary = `${d.droplet}  ${d.address}  agent ${s.hello.agentVersion}  load ${s.load.map((l) => l.toFixed(2)).join(' ')}  memory ${gib(s.memory.availableBytes)} free of ${gib(s.memory.totalBytes)}  disk ${gib(s.disk.freeBytes)} free  cloud-init ${s.hello.cloudInit.status}`;
+      const head = [summary, ...s.heartbeat.certificates.map(certificateLine)].join('\n');
+      if (s.apis.length === 0) return `${head}\n  no APIs (deploy one with \`plumb deploy DIR --name NAME\`)${eventLines(d, s)}`;
       const rows = [
-        ['  API', 'STATE', 'URL', 'RELEASE', 'WORKERS', 'UPTIME', 'RESTARTS'],
+        ['  API', 'STATE', 'URL', 'RELEASE', 'WORKERS', 'UPTIME', 'RESTARTS', 'MEMORY'],
         ...s.apis.map((a) => [
           `  ${a.name}`,
           a.state,
@@ -32,9 +66,10 @@ export function printStatus(droplets: DropletStatus[]): string {
           String(a.workers.length),
           uptime(a.workers[0]?.since ?? null),
           String(a.workers.reduce((n, w) => n + w.restarts, 0)),
+          mib(s.heartbeat.workers.filter((w) => w.api === a.name).reduce((n, w) => n + (w.rssBytes ?? 0), 0)),
         ]),
       ];
-      return `${head}\n${table(rows)}`;
+      return `${head}\n${table(rows)}${eventLines(d, s)}`;
     })
     .join('\n\n');
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ApiName, DomainName, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { HEALTH_TIMEOUT_MS, HTTPS_MAX_DOMAINS, LOGS_MAX_LINES } from './limits.js';
+import { HEALTH_TIMEOUT_MS, HTTPS_MAX_DOMAINS, LOGS_MAX_LINES, RELEASES_KEPT } from './limits.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -94,6 +94,8 @@ export const DeployRequest = z.object({
   healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).default(HEALTH_TIMEOUT_MS),
   /** systemd MemoryMax= for each worker, e.g. 512M. */
   memoryMax: MemoryLimit.nullable().default(null),
+  /** Releases kept on the droplet for rollback (the live one always is). */
+  keepReleases: z.number().int().min(1).max(50).default(RELEASES_KEPT),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -201,6 +203,26 @@ export const HttpsResult = z.object({
   tookMs: z.number(),
 });
 export type HttpsResult = z.infer<typeof HttpsResult>;
+
+/** Results of the smaller operations, one schema each. */
+export const RemoveResult = z.object({ name: ApiName, keptFiles: z.boolean(), wasForwarded: z.boolean() });
+export type RemoveResult = z.infer<typeof RemoveResult>;
+export const ForwardResult = z.object({ forward: ApiName });
+export type ForwardResult = z.infer<typeof ForwardResult>;
+export const UnforwardResult = z.object({ forward: z.null(), was: ApiName.nullable() });
+export type UnforwardResult = z.infer<typeof UnforwardResult>;
+export const RestartResult = z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number() });
+export type RestartResult = z.infer<typeof RestartResult>;
+export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean() });
+export type ReleaseInfo = z.infer<typeof ReleaseInfo>;
+export const ReleasesResult = z.object({ name: ApiName, releases: z.array(ReleaseInfo) });
+export type ReleasesResult = z.infer<typeof ReleasesResult>;
+export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: ReleaseId, tookMs: z.number() });
+export type RollbackResult = z.infer<typeof RollbackResult>;
+export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number() });
+export type ScaleResult = z.infer<typeof ScaleResult>;
+export const LogsResult = z.object({ entries: z.number().int() });
+export type LogsResult = z.infer<typeof LogsResult>;
 
 export const ApiStatus = z.object({
   name: ApiName,
@@ -313,3 +335,25 @@ export const WebhookPayload = z.object({
   event: AgentEvent.nullable(),
 });
 export type WebhookPayload = z.infer<typeof WebhookPayload>;
+
+/**
+ * The result schema of each request type: the controller parses every answer with it, as the
+ * agent parses every request. (A type missing here is answered but not yet checked.)
+ */
+export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
+  facts: Hello,
+  'cloud-init-wait': CloudInitStatus,
+  deploy: DeployResult,
+  remove: RemoveResult,
+  forward: ForwardResult,
+  unforward: UnforwardResult,
+  restart: RestartResult,
+  status: StatusResult,
+  logs: LogsResult,
+  releases: ReleasesResult,
+  rollback: RollbackResult,
+  scale: ScaleResult,
+  https: HttpsResult,
+  watch: WatchResult,
+  alerts: AlertsResult,
+};

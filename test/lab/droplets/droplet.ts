@@ -26,6 +26,8 @@ export interface DropletSpec {
   userData: string;
   limits: Limits;
   rootfs: string;
+  /** Written into the droplet's disk before it first boots (path inside the droplet -> content): the lab's own setup. */
+  files?: Record<string, string>;
 }
 
 interface Run {
@@ -80,6 +82,10 @@ export class NspawnDroplet {
     await writeFile(path.join(this.rootDir, 'etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
     await rm(path.join(this.rootDir, 'etc/resolv.conf'), { force: true });
     await writeFile(path.join(this.rootDir, 'etc/resolv.conf'), await hostNameservers());
+    for (const [file, content] of Object.entries(this.spec.files ?? {})) {
+      await mkdir(path.dirname(path.join(this.rootDir, file)), { recursive: true });
+      await writeFile(path.join(this.rootDir, file), content, { mode: 0o644 });
+    }
   }
 
   private cgroupProcs: string[] = [];

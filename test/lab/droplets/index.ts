@@ -16,6 +16,8 @@ export class NspawnMachines implements Machines {
     /** Names this lab's droplets on the host, so `lab down --instance` removes only them. */
     readonly instance: string,
     private readonly log: (line: string) => void = () => {},
+    /** Files every droplet of this lab gets on its disk before it boots (e.g. trust in the lab's ACME server). */
+    private readonly files: Record<string, string> = {},
   ) {}
 
   async create(spec: MachineSpec): Promise<void> {
@@ -41,6 +43,7 @@ export class NspawnMachines implements Machines {
     const droplet = new NspawnDroplet(record, {
       userData: spec.userData,
       rootfs,
+      files: this.files,
       limits: { memoryBytes: spec.memoryMiB * 1024 * 1024, vcpus: spec.vcpus },
     });
     try {

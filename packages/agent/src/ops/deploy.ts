@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { execa } from 'execa';
-import { ENTRYPOINTS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { ENTRYPOINTS, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
@@ -69,6 +69,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
         healthPath: req.healthPath,
         healthTimeoutMs: req.healthTimeoutMs,
         memoryMax: req.memoryMax,
+        keepReleases: req.keepReleases,
         deployedAt: new Date().toISOString(),
       }),
       req.forward,
@@ -94,12 +95,12 @@ async function findEntrypoint(releaseDir: string): Promise<(typeof ENTRYPOINTS)[
   return ENTRYPOINTS.find((e) => files.includes(e.toLowerCase()));
 }
 
-/** Keeps the last RELEASES_KEPT releases (always the live one); deletes older ones. */
+/** Keeps the API's last `keepReleases` releases (always the live one); deletes older ones. */
 async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
   await ctx.locks.with(SHARED, async () => {
     const api = ctx.state.get().apis[name];
-    if (!api || api.releases.length <= RELEASES_KEPT) return;
-    const keep = api.releases.slice(-RELEASES_KEPT);
+    if (!api || api.releases.length <= api.keepReleases) return;
+    const keep = api.releases.slice(-api.keepReleases);
     const live = api.releases.find((r) => r.id === api.current);
     if (live && !keep.includes(live)) keep.unshift(live);
     const drop = api.releases.filter((r) => !keep.includes(r));

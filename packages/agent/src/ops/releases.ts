@@ -1,26 +1,18 @@
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type ReleasesResult, type RollbackResult, type ScaleResult } from '@plumb/shared';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
 import { rollout } from './rollout.js';
 import { requireApi } from './routing.js';
 
-export interface ReleaseRow {
-  id: string;
-  createdAt: string;
-  files: number;
-  bytes: number;
-  live: boolean;
-}
-
 /** An API's releases on disk, oldest first. */
-export function releases(name: string, ctx: OpContext): { name: string; releases: ReleaseRow[] } {
+export function releases(name: string, ctx: OpContext): ReleasesResult {
   const api = requireApi(ctx.state.get(), name);
   return { name, releases: api.releases.map((r) => ({ id: r.id, createdAt: r.createdAt, files: r.files, bytes: r.bytes, live: r.id === api.current })) };
 }
 
 /** Back to an earlier release (the one before the live one unless `to`), through the same gate as a deploy. */
-export async function rollback(name: string, to: string | null, ctx: OpContext): Promise<{ name: string; from: string; to: string; tookMs: number }> {
+export async function rollback(name: string, to: string | null, ctx: OpContext): Promise<RollbackResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);
@@ -47,7 +39,7 @@ export async function rollback(name: string, to: string | null, ctx: OpContext):
 }
 
 /** Another number of R workers for the live release, with no gap: a new set starts, then the old stops. */
-export async function scale(name: string, workers: number, ctx: OpContext): Promise<{ name: string; from: number; to: number; tookMs: number }> {
+export async function scale(name: string, workers: number, ctx: OpContext): Promise<ScaleResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);

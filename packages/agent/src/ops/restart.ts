@@ -1,4 +1,4 @@
-import { FAILED_DEPLOY_LOG_LINES, HEALTH_TIMEOUT_MS } from '@plumb/shared';
+import { FAILED_DEPLOY_LOG_LINES, HEALTH_TIMEOUT_MS, type RestartResult } from '@plumb/shared';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -7,7 +7,7 @@ import { waitHealthy } from './health.js';
 import { requireApi } from './routing.js';
 
 /** `systemctl restart` of each worker in turn, each waited for before the next (with several workers, no gap). */
-export async function restart(name: string, ctx: OpContext): Promise<{ name: string; workers: number; tookMs: number }> {
+export async function restart(name: string, ctx: OpContext): Promise<RestartResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);

@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
@@ -25,14 +25,14 @@ export function requireApi(state: AgentState, name: string) {
 }
 
 /** plumber's do_forward(): `/` serves this API too. */
-export async function forward(name: string, ctx: OpContext): Promise<{ forward: string }> {
+export async function forward(name: string, ctx: OpContext): Promise<ForwardResult> {
   requireApi(ctx.state.get(), name);
   await changeRouting(ctx, (s) => ({ ...s, forward: name }));
   return { forward: name };
 }
 
 /** plumber's do_remove_forward(). */
-export async function unforward(ctx: OpContext): Promise<{ forward: null; was: string | null }> {
+export async function unforward(ctx: OpContext): Promise<UnforwardResult> {
   const was = ctx.state.get().forward;
   await changeRouting(ctx, (s) => ({ ...s, forward: null }));
   return { forward: null, was };
@@ -42,7 +42,7 @@ export async function unforward(ctx: OpContext): Promise<{ forward: null; was: s
  * plumber's do_remove_api(): nginx stops routing to it first, then its workers stop, its unit
  * goes, and its files unless kept.
  */
-export async function remove(name: string, keepFiles: boolean, ctx: OpContext): Promise<{ name: string; keptFiles: boolean; wasForwarded: boolean }> {
+export async function remove(name: string, keepFiles: boolean, ctx: OpContext): Promise<RemoveResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const api = requireApi(ctx.state.get(), name);
     const wasForwarded = ctx.state.get().forward === name;

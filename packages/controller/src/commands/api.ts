@@ -1,4 +1,15 @@
-import { ApiName, ReleaseId, ValidationError } from '@plumb/shared';
+import {
+  ApiName,
+  ReleaseId,
+  ValidationError,
+  type ForwardResult,
+  type ReleasesResult,
+  type RemoveResult,
+  type RestartResult,
+  type RollbackResult,
+  type ScaleResult,
+  type UnforwardResult,
+} from '@plumb/shared';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 
@@ -11,40 +22,32 @@ function apiName(name: string): string {
 /** plumber's do_remove_api(): stops it, removes its unit, its nginx location and (unless kept) its files. */
 export async function remove(name: string, opts: { keepFiles?: boolean; droplet?: string }, ctx: Context) {
   const checked = apiName(name);
-  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<{ name: string; keptFiles: boolean; wasForwarded: boolean }>({ type: 'remove', name: checked, keepFiles: opts.keepFiles ?? false }));
+  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<RemoveResult>({ type: 'remove', name: checked, keepFiles: opts.keepFiles ?? false }));
 }
 
 /** plumber's do_forward(): `/` serves NAME. */
 export async function forward(name: string, opts: { droplet?: string }, ctx: Context) {
   const checked = apiName(name);
-  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<{ forward: string }>({ type: 'forward', name: checked }));
+  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<ForwardResult>({ type: 'forward', name: checked }));
 }
 
 /** plumber's do_remove_forward(). */
 export async function unforward(opts: { droplet?: string }, ctx: Context) {
-  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<{ forward: null; was: string | null }>({ type: 'unforward' }));
+  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<UnforwardResult>({ type: 'unforward' }));
 }
 
 /** Restarts the API's R workers one by one, each waited for. */
 export async function restart(name: string, opts: { droplet?: string }, ctx: Context) {
   const checked = apiName(name);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<{ name: string; workers: number; tookMs: number }>({ type: 'restart', name: checked }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RestartResult>({ type: 'restart', name: checked }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
-}
-
-export interface ReleaseRow {
-  id: string;
-  createdAt: string;
-  files: number;
-  bytes: number;
-  live: boolean;
 }
 
 /** An API's releases kept on the droplet, oldest first. */
 export async function releases(name: string, opts: { droplet?: string }, ctx: Context) {
   const checked = apiName(name);
-  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<{ name: string; releases: ReleaseRow[] }>({ type: 'releases', name: checked }));
+  return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<ReleasesResult>({ type: 'releases', name: checked }));
 }
 
 /** Back to the release before the live one, or to `to`, through the same health gate as a deploy. */
@@ -53,7 +56,7 @@ export async function rollback(name: string, opts: { to?: string; droplet?: stri
   const to = opts.to === undefined ? null : ReleaseId.safeParse(opts.to);
   if (to && !to.success) throw new ValidationError(`invalid --to "${opts.to}": ${to.error.issues[0]?.message}`, `see \`plumb releases ${checked}\``);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<{ name: string; from: string; to: string; tookMs: number }>({ type: 'rollback', name: checked, to: to ? to.data! : null }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RollbackResult>({ type: 'rollback', name: checked, to: to ? to.data! : null }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }
 
@@ -62,6 +65,6 @@ export async function scale(name: string, workers: number, opts: { droplet?: str
   const checked = apiName(name);
   if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new ValidationError(`invalid number of workers "${workers}": a whole number from 1 to 16`);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<{ name: string; from: number; to: number; tookMs: number }>({ type: 'scale', name: checked, workers }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<ScaleResult>({ type: 'scale', name: checked, workers }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }

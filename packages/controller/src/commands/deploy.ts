@@ -1,4 +1,4 @@
-import { ApiName, DEFAULT_WORKERS, EnvKey, EnvValue, MemoryLimit, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
+import { ApiName, DEFAULT_WORKERS, EnvKey, EnvValue, MemoryLimit, RELEASES_KEPT, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
@@ -16,6 +16,8 @@ export interface DeployOptions {
   healthTimeoutSeconds?: number;
   /** systemd MemoryMax= for each worker, e.g. 512M. */
   memory?: string;
+  /** Releases kept on the droplet for rollback. */
+  keep?: number;
 }
 
 export interface DeployOutcome extends DeployResult {
@@ -25,7 +27,7 @@ export interface DeployOutcome extends DeployResult {
 }
 
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
-export function checkDeployOptions(opts: DeployOptions): { name: string; path: string; env: Record<string, string>; workers: number; healthPath: string | null; memoryMax: string | null } {
+export function checkDeployOptions(opts: DeployOptions): { name: string; path: string; env: Record<string, string>; workers: number; healthPath: string | null; memoryMax: string | null; keepReleases: number } {
   const name = ApiName.safeParse(opts.name);
   if (!name.success) throw new ValidationError(`invalid API name "${opts.name}": ${name.error.issues[0]?.message}`);
   const path = UrlPath.safeParse(opts.path ?? `/${opts.name}`);
@@ -46,7 +48,9 @@ export function checkDeployOptions(opts: DeployOptions): { name: string; path: s
   if (healthPath && !healthPath.success) throw new ValidationError(`invalid --health-path "${opts.healthPath}": ${healthPath.error.issues[0]?.message}`);
   const memory = opts.memory === undefined ? null : MemoryLimit.safeParse(opts.memory);
   if (memory && !memory.success) throw new ValidationError(`invalid --memory "${opts.memory}": ${memory.error.issues[0]?.message}`);
-  return { name: name.data, path: path.data, env, workers, healthPath: healthPath ? healthPath.data! : null, memoryMax: memory ? memory.data! : null };
+  const keepReleases = opts.keep ?? RELEASES_KEPT;
+  if (!Number.isInteger(keepReleases) || keepReleases < 1 || keepReleases > 50) throw new ValidationError(`invalid --keep "${opts.keep}": a whole number from 1 to 50`);
+  return { name: name.data, path: path.data, env, workers, healthPath: healthPath ? healthPath.data! : null, memoryMax: memory ? memory.data! : null, keepReleases };
 }
 
 /**
@@ -69,6 +73,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
         healthPath: checked.healthPath,
         healthTimeoutMs: (opts.healthTimeoutSeconds ?? 120) * 1000,
         memoryMax: checked.memoryMax,
+        keepReleases: checked.keepReleases,
       },
       { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
     );

@@ -1,4 +1,4 @@
-import { ApiName, LOGS_MAX_LINES, ValidationError, type LogEntry } from '@plumb/shared';
+import { ApiName, LOGS_MAX_LINES, ValidationError, type LogEntry, type LogsResult } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 
@@ -14,14 +14,14 @@ export interface LogsOptions {
  * The API's journal from the droplet, entry by entry to `out`; with follow, until `signal` aborts
  * (Ctrl-C), which stops journalctl on the droplet too.
  */
-export async function logs(opts: LogsOptions, out: (entry: LogEntry) => void, signal: AbortSignal, ctx: Context): Promise<{ entries: number }> {
+export async function logs(opts: LogsOptions, out: (entry: LogEntry) => void, signal: AbortSignal, ctx: Context): Promise<LogsResult> {
   const name = ApiName.safeParse(opts.name);
   if (!name.success) throw new ValidationError(`invalid API name "${opts.name}": ${name.error.issues[0]?.message}`);
   const lines = opts.lines ?? 50;
   if (!Number.isInteger(lines) || lines < 0 || lines > LOGS_MAX_LINES) throw new ValidationError(`invalid -n "${opts.lines}": a whole number from 0 to ${LOGS_MAX_LINES}`);
   if (opts.since !== undefined && !/^[A-Za-z0-9 :.+-]{1,40}$/.test(opts.since)) throw new ValidationError(`invalid --since "${opts.since}": use journalctl's forms, e.g. "10 min ago" or "2026-11-25 10:00"`);
   return withAgent(ctx, opts.droplet, async ({ connection }) => {
-    const pending = connection.start<{ entries: number }>(
+    const pending = connection.start<LogsResult>(
       { type: 'logs', name: name.data, lines, since: opts.since ?? null, follow: opts.follow ?? false },
       { onLog: (entries) => entries.forEach(out) },
     );

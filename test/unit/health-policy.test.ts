@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, type AgentEvent } from '@plumb/shared';
+import { alertFor, certificateEvents, firstWatch, step, type Observation, type Rules, type WorkerWatch } from '@plumb/agent/monitor/policy';
+import { parseVmRss, processUptime } from '@plumb/agent/monitor/heartbeat';
+
+/** The monitor's decisions (packages/agent/src/monitor/policy.ts), from sequences of what it saw. */
+
+const rules: Rules = { failuresBeforeRestart: 3, startGraceMs: 10_000, maxRestarts: 2, restartWindowMs: 600_000 };
+const T0 = 1_000_000_000;
+const healthy = (over: Partial<Observation> = {}): Observation => ({ active: 'active', sub: 'running', result: 'success', restarts: 0, pid: 100, activeSince: T0 - 60_000, answer: { ok: true, status: 200 }, ...over });
+const silent = (over: Partial<Observation> = {}): Observation => healthy({ answer: { ok: false, detail: 'no HTTP answer on port 9000' }, ...over });
+
+/** Runs observations through the policy, one check each `everyMs`; returns what each check decided. */
+function run(observations: Observation[], start: WorkerWatch = firstWatch(healthy(), T0, 'up'), everyMs = 5_000) {
+  let w = start;
+  return observations.map((obs, i) => {
+    const s = step(w, obs, T0 + i * everyMs, rules);
+    w = s.next;
+    return { kinds: s.events.map((e) => (e.by ? `${e.kind}:${e.by}` : e.kind)), restart: s.restart, watch: s.next, events: s.events };
+  });
+}
+
+describe('monitor policy: when a worker is up, down, restarted', () => {
+  test('a healthy worker produces no events', () => {
+    assert.deepEqual(run([healthy(), healthy(), healthy()]).flatMap((r) => r.kinds), []);
+  });
+
+  test('kill -9 between two checks (systemd restarted it): down, restarted by systemd, then up once it answers', () => {
+    const checks = run([healthy(), healthy({ restarts: 1, pid: 101, activeSince: T0 + 4_000, answer: { ok: false, detail: 'no HTTP answer' } }), healthy({ restarts: 1, pid: 101 })]);
+    assert.deepEqual(checks.map((c) => c.kinds), [[], ['down', 'restarted:systemd'], ['up']]);
+    assert.ok(checks.every((c) => !c.restart), 'systemd already restarted it');
+  });
+
+  test('a check that falls in systemd restart delay says down once, then restarted, then up', () => {
+    const checks = run([healthy(), healthy({ active: 'activating', sub: 'auto-restart', result: 'signal', pid: null, answer: null }), healthy({ restarts: 1, pid: 101 })]);
+    assert.deepEqual(checks.map((c) => c.kinds), [[], ['down'], ['restarted:systemd', 'up']]);
+    assert.match(checks[1]!.events[0]!.detail, /activating \(auto-restart, result signal\)/);
+  });
+
+  test(`a worker that stops answering: health-failed at once, down and restarted by the agent at the ${rules.failuresBeforeRestart}rd failed check, up once the new process answers`, () => {
+    const checks = run([healthy(), silent(), silent(), silent(), healthy({ pid: 102, activeSince: T0 + 16_000, answer: { ok: false, detail: 'starting' } }), healthy({ pid: 102 })]);
+    assert.deepEqual(checks.map((c) => c.kinds), [[], ['health-failed'], [], ['down', 'restarted:agent'], [], ['up']]);
+    assert.deepEqual(checks.map((c) => c.restart), [false, false, false, true, false, false]);
+    assert.match(checks[3]!.events[1]!.detail, /after 3 failed checks: no HTTP answer/);
+  });
+
+  test('a new process gets the start grace: failed checks count only once it is over (or it has answered)', () => {
+    const fresh = firstWatch(healthy({ activeSince: T0 }), T0, null);
+    const checks = run([silent({ activeSince: T0 }), silent({ activeSince: T0 }), silent({ activeSince: T0 }), silent({ activeSince: T0 })], fresh, 4_000);
+    assert.deepEqual(checks.map((c) => c.watch.failures), [0, 0, 0, 1], 'only the check at 12 s (past the 10 s grace) counts');
+  });
+
+  test(`the agent restarts one worker at most ${rules.maxRestarts} times per window, says once that it stopped, and starts again after the window`, () => {
+    let w = firstWatch(healthy(), T0, 'up');
+    let now = T0;
+    let pid = 100;
+    const restarts: number[] = [];
+    const gaveUp: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      now += 5_000;
+      const s = step(w, silent({ pid }), now, rules);
+      w = s.next;
+      if (s.restart) {
+        restarts.push(now);
+        pid++;
+      }
+      gaveUp.push(...s.events.filter((e) => /not restarting/.test(e.detail)).map((e) => e.detail));
+    }
+    assert.equal(restarts.length, rules.maxRestarts);
+    assert.equal(gaveUp.length, 1);
+    now += rules.restartWindowMs;
+    assert.equal(step(w, silent({ pid }), now, rules).restart, true, 'after the window it tries again');
+  });
+
+  test('a new process the agent did not start and systemd did not restart: restarted by an operator, not down', () => {
+    assert.deepEqual(run([healthy(), healthy({ pid: 200, activeSince: T0 + 3_000 })]).map((c) => c.kinds), [[], ['restarted:operator']]);
+  });
+
+  test('the agent restarted: what the event log last said carries over', () => {
+    assert.deepEqual(run([healthy()], firstWatch(healthy(), T0, 'down')).map((c) => c.kinds), [['up']], 'a worker last said down says up when it answers');
+    assert.deepEqual(run([healthy({ active: 'failed', sub: 'failed', pid: null, answer: null })], firstWatch(healthy(), T0, 'down')).map((c) => c.kinds), [[]], 'no second down');
+    assert.deepEqual(run([healthy()], firstWatch(healthy(), T0, null)).map((c) => c.kinds), [[]], 'a new worker coming up is not news (the deploy event is)');
+  });
+
+  test('a failed unit is down and left to systemd (no restart by the agent)', () => {
+    const checks = run([healthy({ active: 'failed', sub: 'failed', result: 'exit-code', pid: null, answer: null }), healthy({ active: 'failed', sub: 'failed', pid: null, answer: null })]);
+    assert.deepEqual(checks.map((c) => [c.kinds, c.restart]), [[['down'], false], [[], false]]);
+  });
+});
+
+const event = (over: Partial<AgentEvent>): AgentEvent => ({ id: 1, time: new Date(T0).toISOString(), kind: 'restarted', api: 'sum', port: 9000, by: 'systemd', detail: 'x', ...over });
+
+describe('alerts: which events reach the webhook', () => {
+  test('down, up and certificate-expiring are alerts; health-failed, deploy and a single restart are not', () => {
+    assert.equal(alertFor(event({ kind: 'down' }), [], undefined, T0), 'down');
+    assert.equal(alertFor(event({ kind: 'up' }), [], undefined, T0), 'up');
+    assert.equal(alertFor(event({ kind: 'certificate-expiring', api: null }), [], undefined, T0), 'certificate-expiring');
+    for (const kind of ['health-failed', 'deploy', 'remove', 'rollback', 'certificate-renewed'] as const) assert.equal(alertFor(event({ kind }), [], undefined, T0), null, kind);
+    const one = event({});
+    assert.equal(alertFor(one, [one], undefined, T0), null);
+  });
+
+  test(`${ALERT_RESTARTS} restarts of one API within the window are "repeated-restarts", said once per window`, () => {
+    const at = (minutesAgo: number, api = 'sum') => event({ time: new Date(T0 - minutesAgo * 60_000).toISOString(), api });
+    const recent = [at(9), at(5), at(3, 'other'), at(0)];
+    assert.equal(alertFor(recent.at(-1)!, recent, undefined, T0), 'repeated-restarts');
+    assert.equal(alertFor(recent.at(-1)!, recent, T0 - 60_000, T0), null, 'already said a minute ago');
+    assert.equal(alertFor(recent.at(-1)!, [at(12), at(11), at(0)], undefined, T0), null, 'two of them are older than the window');
+    assert.ok(ALERT_RESTARTS_WINDOW_MS >= 10 * 60_000 - 1);
+  });
+});
+
+describe('certificate events', () => {
+  const cert = (daysLeft: number, expiresAt = new Date(T0 + daysLeft * 86_400_000).toISOString()) => ({ name: 'api.example.com', domains: ['api.example.com'], expiresAt, daysLeft });
+
+  test('renewed when a certificate expires later than it did', () => {
+    const before = new Map([['api.example.com', new Date(T0 + 20 * 86_400_000).toISOString()]]);
+    assert.deepEqual(certificateEvents(before, [cert(90)], [], T0).map((e) => e.kind), ['certificate-renewed']);
+    assert.deepEqual(certificateEvents(before, [cert(20)], [], T0), []);
+  });
+
+  test(`expiring below ${ALERT_CERTIFICATE_DAYS} days, said once a day`, () => {
+    const [said] = certificateEvents(new Map(), [cert(3)], [], T0);
+    assert.equal(said?.kind, 'certificate-expiring');
+    assert.match(said?.detail ?? '', /^api\.example\.com: expires .* \(3 days left; api\.example\.com\)$/);
+    const log = [event({ kind: 'certificate-expiring', api: null, port: null, detail: said?.detail ?? '', time: new Date(T0).toISOString() })];
+    assert.deepEqual(certificateEvents(new Map(), [cert(3)], log, T0 + 3600_000), [], 'an hour later: not again');
+    assert.equal(certificateEvents(new Map(), [cert(2)], log, T0 + 25 * 3600_000).length, 1, 'the next day: again');
+    assert.deepEqual(certificateEvents(new Map(), [cert(ALERT_CERTIFICATE_DAYS + 1)], [], T0), []);
+  });
+});
+
+describe('heartbeat parsers', () => {
+  test('VmRSS from /proc/PID/status', () => {
+    assert.equal(parseVmRss('Name:\tR\nVmPeak:\t  400000 kB\nVmRSS:\t   87340 kB\nRssAnon:\t 70000 kB\n'), 87340 * 1024);
+    assert.equal(parseVmRss('Name:\tkthreadd\n'), null);
+  });
+
+  test('process uptime from /proc/PID/stat and /proc/uptime, with spaces and parentheses in the command name', () => {
+    // Fields 3 onwards; field 22 is the start time in ticks (100 per second).
+    const fields = Array.from({ length: 50 }, (_, i) => (i === 19 ? '12345' : String(i + 3)));
+    assert.equal(processUptime(`4242 (R (worker) x) ${fields.join(' ')}`, '1000.50 2000.00\n'), Math.round(1000.5 - 123.45));
+  });
+});
