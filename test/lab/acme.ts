@@ -44,6 +44,8 @@ export interface AcmeServer {
   issuingRootPem(): Promise<string>;
   /** `127.0.0.1:PORT` of the DNS server pebble resolves test domains with (challtestsrv). */
   dnsServer: string;
+  /** challtestsrv's management API (`POST /add-a`), for `lab resolve` from another process. */
+  dnsManagementUrl: string;
   /** Make DOMAIN's A record answer IPV4 for pebble's validation authority. */
   resolve(domain: string, ipv4: string): Promise<void>;
   /** Drop DOMAIN's A record (it then answers challtestsrv's default, 127.0.0.1). */
@@ -194,6 +196,7 @@ export async function startAcmeServer(opts: AcmeServerOptions): Promise<AcmeServ
   return {
     directoryUrl,
     dnsServer,
+    dnsManagementUrl,
     listenerCaPem,
     listenerCaPath,
     async issuingRootPem() {

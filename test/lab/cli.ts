@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { isIPv4 } from 'node:net';
 import { Command } from 'commander';
+import { DomainName } from '@plumb/shared';
 import { LabError } from './errors.js';
 import { alive, run } from './host.js';
 import { labDown } from './down.js';
@@ -33,7 +35,11 @@ program
     console.log(`  export PLUMB_DIGITALOCEAN_API_URL=${lab.apiUrl}`);
     console.log(`  export PLUMB_AGENT_URL=${lab.agentUrl}`);
     console.log(`  faults and request counts: ${lab.controlUrl}/lab/faults, ${lab.controlUrl}/lab/requests`);
-    if (lab.acme) console.log(`  ACME directory ${lab.acme.directoryUrl} (CA: ${lab.acme.listenerCaPath})`);
+    if (lab.acme) {
+      console.log(`  ACME directory ${lab.acme.directoryUrl} (CA: ${lab.acme.listenerCaPath}); for plumb https:`);
+      console.log(`  export PLUMB_ACME_SERVER=${lab.acme.directoryUrl} PLUMB_DNS_SERVER=${lab.acme.dnsServer} NODE_EXTRA_CA_CERTS=${lab.acme.listenerCaPath}`);
+      console.log(`  and make a test domain point at a droplet: npm run lab -- resolve api.lab.test 10.213.1.2${o.instance ? ` --instance ${o.instance}` : ''}`);
+    }
     console.log('Ctrl-C stops the lab and deletes its droplets.');
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
@@ -78,6 +84,22 @@ program
     if (!init) throw new LabError(`droplet ${which} is not running`);
     process.stdout.write(await run('nsenter', [...nsenterArgs(init), ...command]));
     process.stdout.write('\n');
+  });
+
+program
+  .command('resolve <domain> <address>')
+  .description("make DOMAIN resolve to ADDRESS in the lab's DNS (what the ACME server and PLUMB_DNS_SERVER see)")
+  .option('--instance <name>', 'the lab (needed when several run)')
+  .action(async (domain: string, address: string, o: { instance?: string }) => {
+    if (!DomainName.safeParse(domain).success || !isIPv4(address)) throw new LabError(`resolve wants a domain and an IPv4 address, got "${domain}" and "${address}"`);
+    const labs = (await listInstances()).filter((i) => alive(i.pid) && i.acmeDnsManagementUrl && (o.instance === undefined || i.instance === o.instance));
+    const lab = labs[0];
+    if (!lab?.acmeDnsManagementUrl || labs.length > 1) throw new LabError(labs.length > 1 ? 'several labs run an ACME server' : 'no lab with an ACME server is running', labs.length > 1 ? 'say which with --instance' : 'start one with `lab up`');
+    // challtestsrv adds to a name's addresses: clear them first, so DOMAIN answers ADDRESS only.
+    await fetch(`${lab.acmeDnsManagementUrl}/clear-a`, { method: 'POST', body: JSON.stringify({ host: domain }) });
+    const response = await fetch(`${lab.acmeDnsManagementUrl}/add-a`, { method: 'POST', body: JSON.stringify({ host: domain, addresses: [address] }) });
+    if (!response.ok) throw new LabError(`the lab's DNS refused ${domain} -> ${address}: HTTP ${response.status} ${await response.text()}`);
+    console.log(`${domain} now resolves to ${address} in lab ${lab.instance} (${lab.acmeDnsServer})`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -12,6 +12,8 @@ export interface InstanceRecord {
   agentUrl: string;
   acmeDirectoryUrl?: string;
   acmeCaPath?: string;
+  acmeDnsServer?: string;
+  acmeDnsManagementUrl?: string;
   stateDir: string;
   startedAt: string;
 }

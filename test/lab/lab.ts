@@ -82,7 +82,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       agentUrl,
       stateDir,
       startedAt: new Date().toISOString(),
-      ...(acme ? { acmeDirectoryUrl: acme.directoryUrl, acmeCaPath: acme.listenerCaPath } : {}),
+      ...(acme ? { acmeDirectoryUrl: acme.directoryUrl, acmeCaPath: acme.listenerCaPath, acmeDnsServer: acme.dnsServer, acmeDnsManagementUrl: acme.dnsManagementUrl } : {}),
     });
   } catch (err) {
     await standin.close();

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, type AgentEvent } from '@plumb/shared';
 import { alertFor, certificateEvents, firstWatch, step, type Observation, type Rules, type WorkerWatch } from '@plumb/agent/monitor/policy';
-import { parseVmRss, processUptime } from '@plumb/agent/monitor/heartbeat';
+import { parseVmRss, processCpuSeconds, processUptime } from '@plumb/agent/monitor/heartbeat';
 
 /** The monitor's decisions (packages/agent/src/monitor/policy.ts), from sequences of what it saw. */
 
-const rules: Rules = { failuresBeforeRestart: 3, startGraceMs: 10_000, maxRestarts: 2, restartWindowMs: 600_000 };
+const rules: Rules = { failuresBeforeRestart: 3, startGraceMs: 10_000, maxRestarts: 2, restartWindowMs: 600_000, busyCpuSeconds: 0.5, busyMaxMs: 60_000 };
 const T0 = 1_000_000_000;
-const healthy = (over: Partial<Observation> = {}): Observation => ({ active: 'active', sub: 'running', result: 'success', restarts: 0, pid: 100, activeSince: T0 - 60_000, answer: { ok: true, status: 200 }, ...over });
+const healthy = (over: Partial<Observation> = {}): Observation => ({ active: 'active', sub: 'running', result: 'success', restarts: 0, pid: 100, activeSince: T0 - 60_000, cpuSeconds: 10, answer: { ok: true, status: 200 }, ...over });
 const silent = (over: Partial<Observation> = {}): Observation => healthy({ answer: { ok: false, detail: 'no HTTP answer on port 9000' }, ...over });
 
 /** Runs observations through the policy, one check each `everyMs`; returns what each check decided. */
@@ -35,7 +35,7 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
   test('a check that falls in systemd restart delay says down once, then restarted, then up', () => {
     const checks = run([healthy(), healthy({ active: 'activating', sub: 'auto-restart', result: 'signal', pid: null, answer: null }), healthy({ restarts: 1, pid: 101 })]);
     assert.deepEqual(checks.map((c) => c.kinds), [[], ['down'], ['restarted:systemd', 'up']]);
-    assert.match(checks[1]!.events[0]!.detail, /activating \(auto-restart, result signal\)/);
+    assert.equal(checks[1]!.events[0]!.detail, 'the R process exited (signal); systemd restarts it in a moment');
   });
 
   test(`a worker that stops answering: health-failed at once, down and restarted by the agent at the ${rules.failuresBeforeRestart}rd failed check, up once the new process answers`, () => {
@@ -73,6 +73,18 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
     assert.equal(step(w, silent({ pid }), now, rules).restart, true, 'after the window it tries again');
   });
 
+  test('a worker that misses checks while using CPU is busy, not hung: restarted only once busy past the limit', () => {
+    const computing = (i: number) => silent({ cpuSeconds: 10 + 4 * i });
+    const checks = run(Array.from({ length: 16 }, (_, i) => (i === 0 ? healthy() : computing(i))));
+    assert.deepEqual(checks[1]?.kinds, ['health-failed']);
+    assert.match(checks[1]!.events[0]!.detail, /R is busy \(using CPU\): a restart only if it stays so for 1 min/);
+    const restartAt = checks.findIndex((c) => c.restart);
+    assert.equal(restartAt, 1 + 60_000 / 5_000 + rules.failuresBeforeRestart - 1, 'busy for the limit, then the usual failed checks');
+    assert.deepEqual(checks.flatMap((c) => c.kinds), ['health-failed', 'down', 'restarted:agent']);
+    const done = run([healthy(), computing(1), computing(2), healthy({ cpuSeconds: 30 })]);
+    assert.deepEqual(done.map((c) => c.kinds), [[], ['health-failed'], [], []], 'it answered once the request was done: nothing more to say');
+  });
+
   test('a new process the agent did not start and systemd did not restart: restarted by an operator, not down', () => {
     assert.deepEqual(run([healthy(), healthy({ pid: 200, activeSince: T0 + 3_000 })]).map((c) => c.kinds), [[], ['restarted:operator']]);
   });
@@ -99,6 +111,8 @@ describe('alerts: which events reach the webhook', () => {
     for (const kind of ['health-failed', 'deploy', 'remove', 'rollback', 'certificate-renewed'] as const) assert.equal(alertFor(event({ kind }), [], undefined, T0), null, kind);
     const one = event({});
     assert.equal(alertFor(one, [one], undefined, T0), null);
+    const asked = [event({ by: 'operator' }), event({ by: 'operator' }), event({ by: 'operator' })];
+    assert.equal(alertFor(asked[2]!, asked, undefined, T0), null, 'restarts someone asked for are not trouble');
   });
 
   test(`${ALERT_RESTARTS} restarts of one API within the window are "repeated-restarts", said once per window`, () => {
@@ -137,9 +151,11 @@ describe('heartbeat parsers', () => {
     assert.equal(parseVmRss('Name:\tkthreadd\n'), null);
   });
 
-  test('process uptime from /proc/PID/stat and /proc/uptime, with spaces and parentheses in the command name', () => {
+  test('process uptime and CPU time from /proc/PID/stat and /proc/uptime, with spaces and parentheses in the command name', () => {
     // Fields 3 onwards; field 22 is the start time in ticks (100 per second).
     const fields = Array.from({ length: 50 }, (_, i) => (i === 19 ? '12345' : String(i + 3)));
     assert.equal(processUptime(`4242 (R (worker) x) ${fields.join(' ')}`, '1000.50 2000.00\n'), Math.round(1000.5 - 123.45));
+    // Fields 14 and 15: user and system time in ticks.
+    assert.equal(processCpuSeconds(`4242 (R (worker) x) ${fields.join(' ')}`), (14 + 15) / 100);
   });
 });

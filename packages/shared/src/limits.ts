@@ -69,8 +69,13 @@ export const DEFAULT_WORKERS = 1;
 export const MONITOR_INTERVAL_MS = 5_000;
 /** A worker that fails this many checks in a row (HTTP, ~2 s each) is restarted by the agent. */
 export const MONITOR_FAILURES_BEFORE_RESTART = 4;
-/** A freshly started worker's failed checks count only after this long (or once it has answered). */
-export const MONITOR_START_GRACE_MS = HEALTH_TIMEOUT_MS;
+/**
+ * R answers one request at a time, so a worker computing a long request misses checks too. One
+ * that used this much CPU since the last check is busy, not hung: its failed checks count only
+ * once it has been busy for MONITOR_BUSY_MAX_MS. (A hang, e.g. a blocked read, uses none.)
+ */
+export const MONITOR_BUSY_CPU_SECONDS = 0.5;
+export const MONITOR_BUSY_MAX_MS = 10 * 60_000;
 /** The agent restarts one worker at most this often per window; past that it leaves it (and says so). */
 export const MONITOR_MAX_RESTARTS = 3;
 export const MONITOR_RESTART_WINDOW_MS = 10 * 60_000;

@@ -18,10 +18,19 @@ export function parseVmRss(status: string): number | null {
   return match ? Number(match[1]) * 1024 : null;
 }
 
+/** /proc/PID/stat's fields from the third on: the command name (field 2) is in parentheses and may hold spaces. */
+const statFields = (stat: string) => stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+
+/** CPU seconds a process has used, user and system (/proc/PID/stat fields 14 and 15). */
+export function processCpuSeconds(stat: string): number | null {
+  const fields = statFields(stat);
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return Number.isFinite(ticks) ? ticks / USER_HZ : null;
+}
+
 /** A process's age from /proc/PID/stat (start time, field 22) and /proc/uptime, in seconds. */
 export function processUptime(stat: string, uptime: string): number | null {
-  // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(stat);
   const startTicks = Number(fields[19]);
   const since = Number(uptime.split(' ')[0]);
   if (!Number.isFinite(startTicks) || !Number.isFinite(since)) return null;

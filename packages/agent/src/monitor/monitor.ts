@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
 import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
@@ -6,7 +7,7 @@ import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 import type { EventLog } from './events.js';
-import { certificates } from './heartbeat.js';
+import { certificates, processCpuSeconds } from './heartbeat.js';
 import { certificateEvents, firstWatch, monitorRules, step, type Observation, type WorkerWatch } from './policy.js';
 import { Alerter, type DropletIdentity } from './webhook.js';
 
@@ -49,7 +50,9 @@ export function startMonitor(opts: MonitorOptions): Monitor {
       const good = status !== undefined && (api.healthPath ? status >= 200 && status < 300 : status < 500);
       answer = good ? { ok: true, status } : { ok: false, detail: status === undefined ? `no HTTP answer on port ${port}` : `${api.healthPath ?? '/'} answered ${status}` };
     }
-    return { active: unit.active, sub: unit.sub, result: unit.result, restarts: unit.restarts, pid: unit.pid, activeSince: Number.isNaN(since) ? null : since, answer };
+    const stat = unit.pid === null ? '' : await readFile(`/proc/${unit.pid}/stat`, 'utf8').catch(() => '');
+    const cpuSeconds = stat ? processCpuSeconds(stat) : null;
+    return { active: unit.active, sub: unit.sub, result: unit.result, restarts: unit.restarts, pid: unit.pid, activeSince: Number.isNaN(since) ? null : since, cpuSeconds, answer };
   }
 
   /** What the event log last said of a worker: so a restarted agent picks up where it was. */

@@ -2,6 +2,8 @@ import {
   ALERT_CERTIFICATE_DAYS,
   ALERT_RESTARTS,
   ALERT_RESTARTS_WINDOW_MS,
+  MONITOR_BUSY_CPU_SECONDS,
+  MONITOR_BUSY_MAX_MS,
   MONITOR_FAILURES_BEFORE_RESTART,
   MONITOR_MAX_RESTARTS,
   MONITOR_RESTART_WINDOW_MS,
@@ -20,8 +22,12 @@ import type { EventInput } from './events.js';
 export interface WorkerWatch {
   /** What was last reported: nothing yet, up, or down. */
   health: 'unknown' | 'up' | 'down';
-  /** Failed HTTP checks in a row. */
+  /** Failed HTTP checks in a row (those while it was busy computing do not count, for a while). */
   failures: number;
+  /** Since when it has been failing checks while using CPU, if it is. */
+  busySince: number | null;
+  /** CPU seconds its process had used at the last check. */
+  cpuSeconds: number | null;
   /** systemd's NRestarts and MainPID at the last check: a change means a new R process. */
   restarts: number;
   pid: number | null;
@@ -45,6 +51,8 @@ export interface Observation {
   pid: number | null;
   /** When systemd last saw the unit become active (ms), if known. */
   activeSince: number | null;
+  /** CPU seconds (user + system) the R process has used. */
+  cpuSeconds: number | null;
   answer: { ok: true; status: number } | { ok: false; detail: string } | null;
 }
 
@@ -54,6 +62,8 @@ export interface Rules {
   startGraceMs: number;
   maxRestarts: number;
   restartWindowMs: number;
+  busyCpuSeconds: number;
+  busyMaxMs: number;
 }
 
 export const monitorRules = (startGraceMs: number): Rules => ({
@@ -61,6 +71,8 @@ export const monitorRules = (startGraceMs: number): Rules => ({
   startGraceMs,
   maxRestarts: MONITOR_MAX_RESTARTS,
   restartWindowMs: MONITOR_RESTART_WINDOW_MS,
+  busyCpuSeconds: MONITOR_BUSY_CPU_SECONDS,
+  busyMaxMs: MONITOR_BUSY_MAX_MS,
 });
 
 export type WorkerEvent = Omit<EventInput, 'api' | 'port'>;
@@ -81,6 +93,8 @@ export function firstWatch(obs: Observation, now: number, reported: 'up' | 'down
   return {
     health: reported ?? 'unknown',
     failures: 0,
+    busySince: null,
+    cpuSeconds: obs.cpuSeconds,
     restarts: obs.restarts,
     pid: obs.pid,
     startedAt: obs.activeSince ?? now,
@@ -92,8 +106,9 @@ export function firstWatch(obs: Observation, now: number, reported: 'up' | 'down
 }
 
 function describeUnit(obs: Observation): string {
-  const result = obs.result !== 'success' && obs.result !== 'unknown' ? `, result ${obs.result}` : '';
-  return `systemd reports it ${obs.active} (${obs.sub}${result})`;
+  const failed = obs.result !== 'success' && obs.result !== 'unknown';
+  if (obs.sub === 'auto-restart') return `the R process exited${failed ? ` (${obs.result})` : ''}; systemd restarts it in a moment`;
+  return `systemd reports it ${obs.active} (${obs.sub}${failed ? `, result ${obs.result}` : ''})`;
 }
 
 /** One check: what changed, what to record, and whether to restart the worker. */
@@ -105,7 +120,7 @@ export function step(prev: WorkerWatch, obs: Observation, now: number, rules: Ru
   const newProcess = obs.pid !== null && obs.pid !== prev.pid;
   if (systemdRestarted) {
     if (w.health !== 'down') events.push({ kind: 'down', detail: `the R process exited${obs.result !== 'success' ? ` (${obs.result})` : ''}; systemd restarted it` });
-    events.push({ kind: 'restarted', by: 'systemd', detail: `systemd started the R process again (restart ${obs.restarts} of this unit)` });
+    events.push({ kind: 'restarted', by: 'systemd', detail: 'systemd started the R process again' });
     w.health = 'down';
   } else if (newProcess && !prev.expectNewProcess) {
     events.push({ kind: 'restarted', by: 'operator', detail: 'a new R process was started outside the monitor (plumb restart, or systemctl)' });
@@ -115,28 +130,41 @@ export function step(prev: WorkerWatch, obs: Observation, now: number, rules: Ru
     w.startedAt = obs.activeSince ?? now;
     w.answered = false;
     w.failures = 0;
+    w.busySince = null;
+    w.cpuSeconds = null;
     w.expectNewProcess = false;
   }
   w.restarts = obs.restarts;
+  const cpuUsed = obs.cpuSeconds !== null && w.cpuSeconds !== null ? obs.cpuSeconds - w.cpuSeconds : 0;
+  w.cpuSeconds = obs.cpuSeconds;
 
   if (obs.active !== 'active' || obs.answer === null) {
     if (w.health !== 'down') events.push({ kind: 'down', detail: describeUnit(obs) });
     w.health = 'down';
     w.failures = 0;
+    w.busySince = null;
     w.pid = obs.pid;
     return { next: w, events, restart: false };
   }
 
   if (obs.answer.ok) {
-    if (w.health === 'down') events.push({ kind: 'up', detail: `answers again (HTTP ${obs.answer.status})` });
-    return { next: { ...w, health: 'up', failures: 0, answered: true, gaveUp: false }, events, restart: false };
+    if (w.health === 'down') events.push({ kind: 'up', detail: 'answers again' });
+    return { next: { ...w, health: 'up', failures: 0, busySince: null, answered: true, gaveUp: false }, events, restart: false };
   }
 
   const starting = !w.answered && now - w.startedAt < rules.startGraceMs;
   if (starting) return { next: w, events, restart: false };
   const n = rules.failuresBeforeRestart;
+  const firstFailure = w.failures === 0 && w.busySince === null;
+  const busy = cpuUsed >= rules.busyCpuSeconds;
+  w.busySince = busy ? (w.busySince ?? now) : null;
+  const busyMinutes = Math.round(rules.busyMaxMs / 60_000);
+  if (busy && now - (w.busySince ?? now) < rules.busyMaxMs) {
+    if (firstFailure && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail}, but R is busy (using CPU): a restart only if it stays so for ${busyMinutes} min` });
+    return { next: w, events, restart: false };
+  }
   w.failures = Math.min(w.failures + 1, n);
-  if (w.failures === 1 && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail} (check 1 of ${n} before a restart)` });
+  if (firstFailure && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail} (check 1 of ${n} before a restart)` });
   if (w.failures < n) return { next: w, events, restart: false };
 
   if (w.health !== 'down') events.push({ kind: 'down', detail: `no good answer to ${n} checks in a row: ${obs.answer.detail}` });
@@ -151,7 +179,7 @@ export function step(prev: WorkerWatch, obs: Observation, now: number, rules: Ru
   }
   events.push({ kind: 'restarted', by: 'agent', detail: `restarted by plumb-agent after ${n} failed checks: ${obs.answer.detail}` });
   return {
-    next: { ...w, failures: 0, answered: false, startedAt: now, expectNewProcess: true, agentRestarts: [...w.agentRestarts, now] },
+    next: { ...w, failures: 0, busySince: null, answered: false, startedAt: now, expectNewProcess: true, agentRestarts: [...w.agentRestarts, now] },
     events,
     restart: true,
   };
@@ -165,8 +193,11 @@ export function alertFor(event: AgentEvent, recent: readonly AgentEvent[], lastR
     case 'certificate-expiring':
       return event.kind;
     case 'restarted': {
+      // Restarts someone asked for (plumb restart, systemctl) are not trouble.
+      const unasked = (e: AgentEvent) => e.kind === 'restarted' && e.by !== 'operator';
+      if (!unasked(event)) return null;
       const inWindow = (e: AgentEvent) => now - Date.parse(e.time) <= ALERT_RESTARTS_WINDOW_MS;
-      const count = recent.filter((e) => e.kind === 'restarted' && e.api === event.api && inWindow(e)).length;
+      const count = recent.filter((e) => unasked(e) && e.api === event.api && inWindow(e)).length;
       const alertedLately = lastRestartsAlert !== undefined && now - lastRestartsAlert <= ALERT_RESTARTS_WINDOW_MS;
       return count >= ALERT_RESTARTS && !alertedLately ? 'repeated-restarts' : null;
     }

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { EVENTS_KEPT, WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE_MAX, WEBHOOK_RETRY_DELAY_MS, WEBHOOK_TIMEOUT_MS, type AgentEvent, type WebhookPayload } from '@plumb/shared';
+import { ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, EVENTS_KEPT, WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE_MAX, WEBHOOK_RETRY_DELAY_MS, WEBHOOK_TIMEOUT_MS, type AgentEvent, type WebhookPayload } from '@plumb/shared';
 import { log } from '../log.js';
 import { AGENT_VERSION } from '../version.js';
 import type { EventLog } from './events.js';
@@ -36,7 +36,7 @@ export function alertText(alert: WebhookPayload['alert'], event: AgentEvent | nu
   const what: Record<WebhookPayload['alert'], string> = {
     down: 'is down',
     up: 'is up again',
-    'repeated-restarts': 'keeps restarting',
+    'repeated-restarts': `keeps restarting (${ALERT_RESTARTS} or more times within ${ALERT_RESTARTS_WINDOW_MS / 60_000} min); the latest`,
     'certificate-expiring': 'has a certificate about to expire',
     test: '',
   };

@@ -111,7 +111,7 @@ function hintFor(reason: string): string {
 }
 
 /** The certificates nginx serves, as their files say now (a renewal shows at once); unreadable ones are left out and logged. */
-export async function certificateInfos(state: AgentState): Promise<CertificateInfo[]> {
+async function certificateInfos(state: AgentState): Promise<CertificateInfo[]> {
   const infos: CertificateInfo[] = [];
   for (const record of state.https?.certificates ?? []) {
     try {

@@ -12,7 +12,11 @@ async function systemctl(...args: string[]): Promise<string> {
 
 export const daemonReload = () => systemctl('daemon-reload');
 export const start = (unit: string) => systemctl('start', '--no-block', unit);
-export const restart = (unit: string) => systemctl('restart', unit);
+/** A restart asked for on purpose: systemd's start rate limit (meant for crash loops) must not refuse it. */
+export async function restart(unit: string): Promise<void> {
+  await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
+  await systemctl('restart', unit);
+}
 export const stop = (unit: string) => systemctl('stop', unit);
 export const enable = (unit: string) => systemctl('enable', unit);
 export const reload = (unit: string) => systemctl('reload', unit);

@@ -1,4 +1,4 @@
-import { DomainName, Email, HTTPS_MAX_DOMAINS, PlumbError, ValidationError, type HttpsResult } from '@plumb/shared';
+import { DomainName, Email, HTTPS_MAX_DOMAINS, HttpsResult, PlumbError, ValidationError } from '@plumb/shared';
 import { acmeServer, termsOfService } from '../acme.js';
 import { withAgent } from '../connect.js';
 import type { Context } from '../context.js';
@@ -26,14 +26,14 @@ export interface HttpsOutcome extends HttpsResult {
 
 /** Domains and email as the rules take them (domains lower-cased, each once); one line naming what is wrong. */
 export function checkHttpsOptions(opts: HttpsOptions): { domains: string[]; email: string } {
-  if (opts.domains.length === 0) throw new ValidationError('plumb https needs at least one --domain, e.g. --domain api.example.com');
+  if (opts.domains.length === 0) throw new ValidationError('at least one --domain is needed, e.g. --domain api.example.com');
   const domains = [...new Set(opts.domains.map((d) => d.toLowerCase()))];
   for (const domain of domains) {
     const parsed = DomainName.safeParse(domain);
     if (!parsed.success) throw new ValidationError(`invalid domain "${domain}": ${parsed.error.issues[0]?.message}`);
   }
   if (domains.length > HTTPS_MAX_DOMAINS) throw new ValidationError(`${domains.length} domains: one certificate names at most ${HTTPS_MAX_DOMAINS}`);
-  if (opts.email === undefined) throw new ValidationError('plumb https needs --email: the ACME account\'s address, where expiry notices go');
+  if (opts.email === undefined) throw new ValidationError('--email is needed: the ACME account\'s address, where expiry notices go');
   const email = Email.safeParse(opts.email);
   if (!email.success) throw new ValidationError(`invalid email "${opts.email}": ${email.error.issues[0]?.message}`);
   return { domains, email: email.data };
@@ -49,7 +49,7 @@ export async function https(opts: HttpsOptions, ctx: Context): Promise<HttpsOutc
   const server = acmeServer(opts, ctx.env);
   if (!opts.agreeTos) {
     const terms = await termsOfService(server).catch(() => undefined);
-    throw new PlumbError('TERMS_NOT_AGREED', `plumb https needs --agree-tos: read the ACME server's terms of service at ${terms ?? server} and agree to them`);
+    throw new PlumbError('TERMS_NOT_AGREED', `--agree-tos is needed: read the ACME server's terms of service at ${terms ?? server}, and agree to them with --agree-tos`);
   }
   const droplet = await ctx.droplets.find(opts.droplet);
   if (!opts.skipDnsCheck) {
@@ -57,9 +57,11 @@ export async function https(opts: HttpsOptions, ctx: Context): Promise<HttpsOutc
     await checkDomainsPointAt(domains, droplet, ctx.env);
   }
   return withAgent(ctx, String(droplet.id), async ({ connection }) => {
-    const result = await connection.request<HttpsResult>(
-      { type: 'https', domains, email, agreeTos: true, server, force: opts.force ?? false },
-      { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
+    const result = HttpsResult.parse(
+      await connection.request<unknown>(
+        { type: 'https', domains, email, agreeTos: true, server, force: opts.force ?? false },
+        { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
+      ),
     );
     ctx.progress({ step: 'done', done: true });
     return { ...result, droplet: droplet.name, server, urls: result.certificate.domains.map((d) => `https://${d}/`) };

@@ -37,6 +37,7 @@ export async function status(opts: { droplet?: string }, ctx: Context): Promise<
       }
     }),
   );
-  await seen.remember(looked, startedOver);
+  // Remembering is a convenience: a config dir that cannot be written must not hide the status.
+  await seen.remember(looked, startedOver).catch(() => {});
   return results;
 }

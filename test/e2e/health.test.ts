@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { AGENT_PORT, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
+import { agentAnswers } from '@plumb/controller/agent-client';
+import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, sumApi } from './api-fixtures.js';
+import { httpGet } from './helpers.js';
+import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
+
+/**
+ * Health the agent reports by itself (docs/health.md): its checks and restarts, the events it
+ * keeps, `plumb status` and `plumb status --watch`, and alerts POSTed to a webhook on the lab host.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+let hook: { url: string; got: WebhookPayload[]; close(): void };
+
+const get = (path: string, timeoutMs = 5000) => httpGet(`http://${address}${path}`, timeoutMs);
+const json = async (path: string) => JSON.parse((await get(path)).body) as unknown;
+const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
+
+/** R blocks in /hang for good (plumber is single-threaded, so the worker stops answering); /spin computes for a while. */
+const endpoints = `
+#* Never returns
+#* @get /hang
+function() {
+  Sys.sleep(1e6)
+}
+
+#* Busy for s seconds
+#* @get /spin
+function(s = 10) {
+  end <- Sys.time() + as.numeric(s)
+  n <- 0
+  while (Sys.time() < end) n <- n + 1
+  n
+}
+`;
+
+/** Polls `check` every 200 ms until it holds or `ms` have passed; returns whether it held. */
+async function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function statusJson(): Promise<{ status: StatusResult; seenEventId: number | null }> {
+  const result = await user.plumb(['status', '--json']);
+  assert.equal(result.exitCode, 0, result.stderr);
+  const [droplet] = JSON.parse(result.stdout) as Array<{ status: StatusResult; seenEventId: number | null }>;
+  assert.ok(droplet?.status, result.stdout);
+  return droplet;
+}
+
+/** An HTTP server on the lab host's address, which every droplet reaches: the webhook receiver. */
+async function webhookReceiver(): Promise<typeof hook> {
+  const got: WebhookPayload[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      const parsed = WebhookPayload.safeParse(JSON.parse(body || 'null'));
+      if (parsed.success) got.push(parsed.data);
+      res.writeHead(parsed.success ? 204 : 400).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, LAB_HOST_ADDRESS, resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://${LAB_HOST_ADDRESS}:${port}/hook`, got, close: () => server.close() };
+}
+
+/** `plumb status --watch` as a user runs it, its output collected. */
+function startWatch(): { child: ChildProcessWithoutNullStreams; out: () => string; err: () => string } {
+  const child = spawn(process.execPath, [PLUMB_CLI, 'status', '--watch'], { env: { ...process.env, ...user.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  return { child, out: () => out, err: () => err };
+}
+
+async function stopWatch(watch: ReturnType<typeof startWatch>): Promise<number | null> {
+  watch.child.kill('SIGINT');
+  const timer = setTimeout(() => watch.child.kill('SIGKILL'), 10_000);
+  const [code] = (await once(watch.child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return code;
+}
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  hook = await webhookReceiver();
+  const provisioned = await user.plumb(['provision', '--name', 'health', '--json']);
+  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
+  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
+  dropletId = result.droplet.id;
+  address = result.droplet.ipv4;
+  const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1', endpoints)), '--name', 'sum']);
+  assert.equal(deployed.exitCode, 0, deployed.stderr);
+});
+
+after(async () => {
+  hook?.close();
+  await lab?.stop();
+});
+
+describe('status', () => {
+  test('plumb status shows the heartbeat and the events since the last look; a second look right after shows none new', async () => {
+    const first = await user.plumb(['status']);
+    assert.equal(first.exitCode, 0, first.stderr);
+    assert.match(first.stdout, /load \d+\.\d+ \d+\.\d+ \d+\.\d+\s+memory \S+ GiB free/);
+    assert.match(first.stdout, /MEMORY/);
+    assert.match(first.stdout, /sum\s+active\s.*\s[1-9]\d* MiB$/m, 'the R worker uses some memory');
+    assert.match(first.stdout, /^\s+\S+ \S+Z\s+deploy\s+sum\s+release \S+ live on port \d+$/m);
+
+    const second = await user.plumb(['status']);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.match(second.stdout, /no new events since the last look/);
+    assert.doesNotMatch(second.stdout, /\sdeploy\s/);
+
+    const { status, seenEventId } = await statusJson();
+    assert.equal(seenEventId, status.lastEventId);
+    const [worker] = status.heartbeat.workers;
+    assert.equal(worker?.api, 'sum');
+    assert.ok(worker.pid !== null && worker.rssBytes !== null && worker.rssBytes > 20 * 1024 * 1024, JSON.stringify(worker));
+    assert.ok(worker.uptimeSeconds !== null && worker.uptimeSeconds >= 0 && worker.uptimeSeconds < 3600, JSON.stringify(worker));
+    assert.ok(status.heartbeat.disk.freeBytes > 0 && status.heartbeat.memory.totalBytes > 0);
+    assert.deepEqual(status.heartbeat.certificates, []);
+  });
+});
+
+describe('alerts', () => {
+  test('a webhook that is not an http(s) URL is refused in one line, and nothing changes on the droplet', async () => {
+    const before = await onDroplet(['cat', '/var/lib/plumb/state.json']);
+    const result = await user.plumb(['alerts', '--webhook', 'ftp://example.com/x']);
+    assert.equal(result.exitCode, 1);
+    assert.match(result.stderr, /^plumb: invalid --webhook "ftp:\/\/example\.com\/x": /);
+    assert.equal(await onDroplet(['cat', '/var/lib/plumb/state.json']), before);
+  });
+
+  test('--webhook on the lab host: the droplet sends a test alert at once', async () => {
+    const result = await user.plumb(['alerts', '--webhook', hook.url]);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stdout, /go to http:\/\/10\.213\.0\.1:\d+\/hook\n\s+a test alert was delivered \(HTTP 204\)/);
+    assert.equal(hook.got.filter((p) => p.alert === 'test').length, 1);
+  });
+});
+
+describe('the agent watches its workers', () => {
+  test('kill -9 of a worker: a controller watching sees it down and restarted, and the webhook gets down, then up', async () => {
+    const watch = startWatch();
+    try {
+      assert.ok(await until(() => /watching health/.test(watch.err()), 30_000), `the watch started: ${watch.err()}`);
+      const [pid] = (await json('/sum/pid')) as number[];
+      await onDroplet(['kill', '-9', String(pid)]);
+      const seen = await until(() => /\s(down|restarted \(systemd\))\s+sum@\d+\s/.test(watch.out()), 30_000);
+      assert.ok(seen, `the watch printed the event:\n${watch.out()}\n${watch.err()}`);
+      assert.ok(await until(() => hook.got.some((p) => p.alert === 'down' && p.event?.api === 'sum'), 30_000), JSON.stringify(hook.got));
+      assert.ok(await until(() => hook.got.some((p) => p.alert === 'up' && p.event?.api === 'sum'), 30_000), JSON.stringify(hook.got));
+      const down = hook.got.find((p) => p.alert === 'down');
+      assert.match(down?.text ?? '', /sum \(worker \d+\) is down: the R process exited/);
+      assert.notDeepEqual(await json('/sum/pid'), [pid]);
+    } finally {
+      assert.equal(await stopWatch(watch), 0, `Ctrl-C ends the watch with 0:\n${watch.err()}`);
+    }
+  });
+
+  test(`a worker busy computing past ${MONITOR_FAILURES_BEFORE_RESTART} checks is left alone (it uses CPU), and answers when done`, async () => {
+    const { status: before } = await statusJson();
+    const [pid] = (await json('/sum/pid')) as number[];
+    const seconds = Math.round((MONITOR_FAILURES_BEFORE_RESTART + 2) * MONITOR_INTERVAL_MS / 1000);
+    const spun = await get(`/sum/spin?s=${seconds}`, (seconds + 30) * 1000);
+    assert.equal(spun.status, 200, spun.body);
+    assert.deepEqual(await json('/sum/pid'), [pid], 'the same R process');
+    const { status } = await statusJson();
+    const since = status.events.filter((e) => e.id > before.lastEventId);
+    assert.deepEqual(since.map((e) => e.kind), ['health-failed'], JSON.stringify(since, null, 2));
+    assert.match(since[0]?.detail ?? '', /R is busy \(using CPU\)/);
+  });
+
+  test(`a worker that stops answering (R blocked in a handler) fails ${MONITOR_FAILURES_BEFORE_RESTART} checks, is restarted by the agent, and the API answers again`, async () => {
+    const { status: before } = await statusJson();
+    const [pid] = (await json('/sum/pid')) as number[];
+    const hung = Date.now();
+    await get('/sum/hang', 2000).catch(() => undefined);
+    assert.equal(await get('/sum/add?a=1&b=2', 2000).catch(() => 'no answer'), 'no answer', 'the worker is stuck');
+    const back = await until(async () => (await json('/sum/add?a=1&b=2').catch(() => undefined)) !== undefined, 120_000);
+    assert.ok(back, 'the API answers again');
+    const tookMs = Date.now() - hung;
+    assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
+    assert.notDeepEqual(await json('/sum/pid'), [pid], 'a new R process');
+
+    const { status } = await statusJson();
+    const since = status.events.filter((e) => e.id > before.lastEventId && e.api === 'sum');
+    const kinds = since.map((e) => (e.by ? `${e.kind}:${e.by}` : e.kind));
+    assert.deepEqual(kinds.slice(0, 3), ['health-failed', 'down', 'restarted:agent'], JSON.stringify(since, null, 2));
+    assert.match(since[2]?.detail ?? '', new RegExp(`after ${MONITOR_FAILURES_BEFORE_RESTART} failed checks: no HTTP answer`));
+    assert.ok(await until(async () => (await statusJson()).status.events.some((e) => e.id > before.lastEventId && e.kind === 'up'), 15_000), 'and up once it answers');
+    assert.ok(tookMs < 90_000, `back after ${tookMs} ms`);
+  });
+
+  test('the agent restarted mid-life keeps its events, says nothing new about healthy workers, and the API keeps serving; a watch reconnects', async () => {
+    const { status: before } = await statusJson();
+    const pid = await json('/sum/pid');
+    const watch = startWatch();
+    try {
+      assert.ok(await until(() => /watching health/.test(watch.err()), 30_000), watch.err());
+      await onDroplet(['systemctl', 'restart', 'plumb-agent']);
+      assert.ok(await until(() => agentAnswers({ host: address, port: AGENT_PORT }), 30_000), 'the agent answers again');
+      assert.deepEqual(await json('/sum/pid'), pid, 'the R worker was not touched');
+
+      const { status: afterRestart } = await statusJson();
+      const kept = (events: AgentEvent[]) => events.filter((e) => e.id <= before.lastEventId);
+      assert.deepEqual(kept(afterRestart.events), before.events, 'every earlier event, as it was');
+      assert.ok(before.events.some((e) => e.kind === 'restarted' && e.by === 'agent'));
+
+      assert.ok(await until(() => /reconnected/.test(watch.err()), 30_000), `the watch reconnected:\n${watch.err()}`);
+      // A few monitor rounds with the restarted agent: nothing to say about a healthy worker.
+      await new Promise((r) => setTimeout(r, 12_000));
+      const { status: later } = await statusJson();
+      assert.deepEqual(later.events.filter((e) => e.id > before.lastEventId), [], 'no event after the restart');
+
+      const restarted = await user.plumb(['restart', 'sum']);
+      assert.equal(restarted.exitCode, 0, restarted.stderr);
+      assert.ok(await until(() => /restarted \(operator\)\s+sum@\d+/.test(watch.out()), 20_000), `the reconnected watch sees plumb restart:\n${watch.out()}`);
+    } finally {
+      assert.equal(await stopWatch(watch), 0, watch.err());
+    }
+  });
+
+  test('alerts --off: the droplet forgets the webhook', async () => {
+    const result = await user.plumb(['alerts', '--off']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stdout, /alerts from health are off \(they went to http:\/\/10\.213\.0\.1:\d+\/hook\)/);
+    const state = JSON.parse(await onDroplet(['cat', '/var/lib/plumb/state.json'])) as { alertWebhook: string | null };
+    assert.equal(state.alertWebhook, null);
+  });
+});
