@@ -42,9 +42,9 @@ export class Session {
     while (this.ws.readyState === this.ws.OPEN && this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** Bundle bytes for the deploy in progress; bytes after a refused deploy are dropped. */
   private onBinary(chunk: Buffer): void {
-    if (this.upload) this.upload.upload.push(chunk);
-    else this.send({ type: 'error', id: -1, error: { code: 'BAD_REQUEST', message: 'bundle data without a deploy request' } });
+    this.upload?.upload.push(chunk);
   }
 
   private onText(text: string): void {
