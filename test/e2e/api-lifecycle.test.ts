@@ -14,7 +14,7 @@ import { AgentConnection, agentAnswers } from '@plumb/controller/agent-client';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -37,11 +37,7 @@ const nginxTest = () => onDroplet(['nginx', '-t']);
 before(async () => {
   lab = await startLab();
   user = await plumbUser(lab);
-  const provisioned = await user.plumb(['provision', '--name', 'apis', '--json']);
-  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
-  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
-  dropletId = result.droplet.id;
-  address = result.droplet.ipv4;
+  ({ id: dropletId, address } = await provisionDroplet(user, 'apis'));
 });
 
 after(async () => {

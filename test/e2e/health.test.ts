@@ -9,7 +9,7 @@ import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Health the agent reports by itself (docs/health.md): its checks and restarts, the events it
@@ -102,11 +102,7 @@ before(async () => {
   lab = await startLab();
   user = await plumbUser(lab);
   hook = await webhookReceiver();
-  const provisioned = await user.plumb(['provision', '--name', 'health', '--json']);
-  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
-  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
-  dropletId = result.droplet.id;
-  address = result.droplet.ipv4;
+  ({ id: dropletId, address } = await provisionDroplet(user, 'health'));
   const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1', endpoints)), '--name', 'sum']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
 });

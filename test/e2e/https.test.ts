@@ -9,7 +9,7 @@ import { DROPLET_ACME_CA } from '../lab/acme.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { plumbUser, type PlumbUser } from './plumb.js';
+import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_configure_https as `plumb https`: real certbot on a lab droplet, run by the agent,
@@ -90,11 +90,7 @@ before(async () => {
   acme = lab.acme;
   user = await plumbUser(lab);
   acmeEnv = { PLUMB_ACME_SERVER: acme.directoryUrl, PLUMB_DNS_SERVER: acme.dnsServer, NODE_EXTRA_CA_CERTS: acme.listenerCaPath };
-  const provisioned = await user.plumb(['provision', '--name', 'secure', '--json']);
-  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
-  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
-  dropletId = result.droplet.id;
-  address = result.droplet.ipv4;
+  ({ id: dropletId, address } = await provisionDroplet(user, 'secure'));
   const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   for (const domain of [DOMAIN, WWW, OTHER]) await acme.resolve(domain, address);

@@ -40,3 +40,11 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
     },
   };
 }
+
+/** `plumb provision --name NAME` as the user would run it; fails the calling hook if it fails. */
+export async function provisionDroplet(user: PlumbUser, name: string): Promise<{ id: number; address: string }> {
+  const provisioned = await user.plumb(['provision', '--name', name, '--json']);
+  if (provisioned.exitCode !== 0) throw new Error(`plumb provision --name ${name} failed:\n${provisioned.stderr}`);
+  const { droplet } = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
+  return { id: droplet.id, address: droplet.ipv4 };
+}

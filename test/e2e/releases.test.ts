@@ -4,7 +4,7 @@ import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startLoad } from './load.js';
-import { plumbUser, type PlumbUser } from './plumb.js';
+import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Deploys the API's clients never notice: releases switch under load with zero failed requests,
@@ -37,11 +37,7 @@ async function underLoad<T>(work: () => Promise<T>): Promise<{ result: T; ok: nu
 before(async () => {
   lab = await startLab();
   user = await plumbUser(lab);
-  const provisioned = await user.plumb(['provision', '--name', 'rel', '--json']);
-  assert.equal(provisioned.exitCode, 0, provisioned.stderr);
-  const result = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
-  dropletId = result.droplet.id;
-  address = result.droplet.ipv4;
+  ({ id: dropletId, address } = await provisionDroplet(user, 'rel'));
   const first = await deploy('v0');
   assert.equal(first.exitCode, 0, first.stderr);
 });
