@@ -1,57 +1,95 @@
 #!/usr/bin/env node
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createApiClient } from 'dots-wrapper';
-import { sleep } from './host.js';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { PLUMB_CLI } from '../e2e/plumb.js';
 import { startLab } from './lab.js';
 
 /**
- * The README's first command: the lab's whole story on this machine. Until `plumb provision`
- * exists it boots one droplet through the DigitalOcean stand-in whose cloud-init installs nginx,
- * and shows it answering. `--keep` leaves it up until Ctrl-C.
+ * The README's first command: the whole story on this machine, with the real `plumb` binary
+ * against the lab — provision with the example, deploy an API, call it, read its log, look at the
+ * status, turn on HTTPS. `--keep` leaves everything up until Ctrl-C, to try more by hand.
  */
 const keep = process.argv.includes('--keep');
-const started = Date.now();
-const step = (text: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${text}`);
+const DOMAIN = 'demo.plumb.test';
 
-const lab = await startLab({ log: step });
+const lab = await startLab({ acme: true, log: (line) => console.log(`  (lab) ${line}`) });
+const acme = lab.acme!;
+const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-demo-'));
+const env = {
+  ...process.env,
+  DIGITALOCEAN_ACCESS_TOKEN: lab.token,
+  PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
+  PLUMB_AGENT_URL: lab.agentUrl,
+  PLUMB_ACME_SERVER: acme.directoryUrl,
+  PLUMB_DNS_SERVER: acme.dnsServer,
+  NODE_EXTRA_CA_CERTS: acme.listenerCaPath,
+  XDG_CONFIG_HOME: configHome,
+};
+
+/** Runs `plumb ARGS` with its output on this terminal, as a person would see it. */
+function plumb(...args: string[]): Promise<void> {
+  console.log(`\n$ plumb ${args.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [PLUMB_CLI, ...args], { env, stdio: 'inherit' });
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`plumb ${args[0]} exited ${code}`))));
+  });
+}
+
+function get(url: string, opts: https.RequestOptions = {}): Promise<string> {
+  console.log(`\n$ curl ${url}`);
+  const client = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    client
+      .get(url, opts, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => {
+          console.log(body.trim());
+          resolve(body);
+        });
+      })
+      .on('error', reject);
+  });
+}
+
 const stop = async () => {
-  step('tearing the lab down');
+  console.log('\ntearing the lab down');
   await lab.stop();
 };
 process.once('SIGINT', () => void stop().then(() => process.exit(130)));
 
 try {
-  step(`DigitalOcean stand-in at ${lab.apiUrl}`);
-  const api = createApiClient({ token: lab.token, endpoint: lab.apiUrl });
-  const { droplet } = (
-    await api.droplet.createDroplet({
-      name: 'demo-1',
-      region: 'nyc3',
-      size: 's-1vcpu-1gb',
-      image: 'debian-13-x64',
-      user_data: '#cloud-config\nlocale: C.UTF-8\npackage_update: true\npackages: [nginx]\n',
-    })
-  ).data;
-  step(`created droplet ${droplet.name} (id ${droplet.id}), status ${droplet.status}`);
-  let address: string | undefined;
-  while (!address) {
-    const { droplet: now } = (await api.droplet.getDroplet({ droplet_id: droplet.id })).data;
-    if (now.status === 'active') address = now.networks.v4.find((n) => n.type === 'public')?.ip_address;
-    else await sleep(250);
-  }
-  step(`droplet is active at ${address}; waiting for cloud-init`);
-  const status = await lab.droplet(droplet.id).exec(['cloud-init', 'status', '--wait'], { timeoutMs: 600_000 });
-  step(`cloud-init ${status.replace(/^\.+/, '').trim()}`);
-  const body = await new Promise<string>((resolve, reject) =>
-    http.get(`http://${address}/`, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve(`HTTP ${res.statusCode}: ${/<title>(.*)<\/title>/.exec(text)?.[1] ?? text.slice(0, 60)}`));
-    }).on('error', reject),
+  await plumb('provision', '--name', 'demo', '--example');
+  const droplets = JSON.parse(await readFile(path.join(configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ ipv4: string }> };
+  const address = droplets.droplets[0]!.ipv4;
+  await get(`http://${address}/`);
+
+  const api = await mkdtemp(path.join(os.tmpdir(), 'my-api-'));
+  await writeFile(
+    path.join(api, 'plumber.R'),
+    ['#* @get /hello', 'function(name = "world") {', '  message("greeting ", name)', '  list(greeting = paste0("hello, ", name))', '}', '', '#* @get /add', 'function(a, b) as.numeric(a) + as.numeric(b)', ''].join('\n'),
   );
-  step(`GET http://${address}/ -> ${body}`);
+  await plumb('deploy', api, '--name', 'hello-api', '--workers', '2');
+  await get(`http://${address}/hello-api/hello?name=R`);
+  await get(`http://${address}/hello-api/add?a=1&b=2`);
+  await plumb('logs', 'hello-api', '-n', '3');
+  await plumb('status');
+
+  await acme.resolve(DOMAIN, address);
+  await plumb('https', '--domain', DOMAIN, '--email', 'demo@plumb.test', '--agree-tos');
+  const ca = await acme.issuingRootPem();
+  // The demo domain exists only in the lab's DNS; point this one request at the droplet.
+  const lookup = ((_host: string, opts: { all?: boolean }, cb: (...args: unknown[]) => void) => (opts.all ? cb(null, [{ address, family: 4 }]) : cb(null, address, 4))) as unknown as https.RequestOptions['lookup'];
+  await get(`https://${DOMAIN}/hello-api/hello?name=HTTPS`, { ca, lookup });
+
   if (keep) {
-    step(`try it: curl http://${address}/   (Ctrl-C ends the lab)`);
+    console.log(`\nThe lab stays up. In another shell (as root):`);
+    for (const key of ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL', 'PLUMB_AGENT_URL', 'XDG_CONFIG_HOME'] as const) console.log(`  export ${key}=${env[key]}`);
+    console.log(`  node ${PLUMB_CLI} status\nCtrl-C here ends the lab.`);
     await new Promise(() => {});
   }
 } finally {

@@ -75,10 +75,10 @@ async function waitForCloudInit(timeoutMs: number, facts: Facts, onChange: (s: C
   let last = '';
   for (;;) {
     const status = await facts.cloudInit();
+    if (facts.cloudInitFinished(status)) return status;
     const key = JSON.stringify(status);
     if (key !== last) onChange(status);
     last = key;
-    if (facts.cloudInitFinished(status)) return status;
     if (Date.now() > deadline) throw new PlumbError('CLOUD_INIT_TIMEOUT', `cloud-init still ${status.status} after ${Math.round(timeoutMs / 1000)} s`, 'look at /var/log/cloud-init-output.log on the droplet');
     await new Promise((resolve) => setTimeout(resolve, CLOUD_INIT_POLL_MS));
   }

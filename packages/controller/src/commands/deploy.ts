@@ -80,11 +80,16 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));
     let bytes = 0;
+    let shown = 0;
     for await (const chunk of packBundle(opts.dir, info)) {
       if (settled) break;
       bytes += (chunk as Buffer).length;
       await connection.sendBinary(chunk as Buffer);
-      ctx.progress({ step: `uploading ${info.files.length} files to ${droplet.name}`, detail: `${(bytes / 1024).toFixed(0)} KiB` });
+      // Bytes sent, for bundles big enough to take a while: one line per MiB at most.
+      if (bytes - shown >= 1024 * 1024) {
+        shown = bytes;
+        ctx.progress({ step: `uploading ${info.files.length} files to ${droplet.name}`, detail: `${(bytes / 1024 / 1024).toFixed(0)} MiB sent` });
+      }
     }
     if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
     const result = await pending.result;
