@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { AgentConfig } from '@plumb/shared';
-import { agentAnswers, enrol, type AgentAddress } from '@plumb/controller/agent-client';
+import { AgentConnection, agentAnswers, enrol, type AgentAddress } from '@plumb/controller/agent-client';
 import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/keys';
 import { tokenFor } from '@plumb/controller/tokens';
 import { agentAuthCases, type AuthTarget } from '../cases/agent-auth.cases.js';
@@ -50,6 +50,12 @@ describe('a local plumb-agent', () => {
   after(async () => {
     agent?.kill('SIGTERM');
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test('before enrolment the agent opens no socket, even for a valid token (403)', async () => {
+    const cert = await readFile(path.join(dir, 'state/tls/agent.crt'), 'utf8');
+    const fingerprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
+    await assert.rejects(AgentConnection.open(address, fingerprint, await tokenFor(key, dropletUuid)), /HTTP 403/);
   });
 
   test('enrolment: the agent proves the secret over its own certificate, then burns the secret', async () => {

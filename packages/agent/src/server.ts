@@ -99,6 +99,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
         log.warn('socket refused', { reason: (err as Error).message, peer });
         return refuse(socket, 401, 'Unauthorized');
       }
+      // Until a controller has pinned this agent, a token may have gone to whoever answered
+      // first: it is good for enrolment (which needs the secret) and nothing else.
+      if (opts.state.get().enrolledAt === null) {
+        log.warn('socket refused before enrolment', { peer });
+        return refuse(socket, 403, 'Forbidden');
+      }
       wss.handleUpgrade(req, socket, head, (ws) => {
         perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
         ws.once('close', () => perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1));

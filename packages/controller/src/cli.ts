@@ -118,17 +118,17 @@ program
   .option('--path <path>', 'URL path it is served under (default: /NAME)')
   .option('--forward', 'also serve it at / (as plumber::do_forward)')
   .option('--env <KEY=VALUE>', 'an environment variable for the API (repeatable; kept out of world-readable files)', collect, [] as string[])
-  .option('--workers <n>', 'R processes behind nginx', (v: string) => Number(v))
+  .option('--workers <n>', 'R processes behind nginx (default 1)', (v: string) => Number(v))
   .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
-  .option('--health-timeout <seconds>', 'how long the new release may take to answer', (v: string) => Number(v), 120)
+  .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', (v: string) => Number(v))
   .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
-  .option('--keep <n>', 'releases kept on the droplet for rollback', (v: string) => Number(v), 5)
+  .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', (v: string) => Number(v))
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout: number; memory?: string; keep: number; droplet?: string }) =>
-        (await import('./commands/deploy.js')).deploy({ dir, ...o, healthTimeoutSeconds: o.healthTimeout }, ctx),
+      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; droplet?: string }) =>
+        (await import('./commands/deploy.js')).deploy({ dir, ...o, ...(o.healthTimeout === undefined ? {} : { healthTimeoutSeconds: o.healthTimeout }) }, ctx),
       (r) =>
         [
           `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB)`,
@@ -218,7 +218,14 @@ program
   .action((droplet: string | undefined, o: { watch?: boolean; json?: boolean }, command: Command) =>
     o.watch
       ? watchStatus(droplet, o.json ?? false)
-      : run(async (ctx, _command: Command) => (await import('./commands/status.js')).status(droplet === undefined ? {} : { droplet }, ctx), async (r) => (await import('./print-status.js')).printStatus(r))(command),
+      : run(
+          async (ctx, _command: Command) => (await import('./commands/status.js')).status(droplet === undefined ? {} : { droplet }, ctx),
+          async (r) => {
+            // What could be asked is printed; a droplet that could not be is still a failure.
+            if (r.some((d) => d.error !== undefined)) process.exitCode = 1;
+            return (await import('./print-status.js')).printStatus(r);
+          },
+        )(command),
   );
 
 program

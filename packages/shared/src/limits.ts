@@ -13,7 +13,7 @@ export const ENROLMENT_SECRET_BYTES = 16;
 
 /** A controller token lives this long; the agent refuses tokens without `exp` or living longer. */
 export const TOKEN_TTL_SECONDS = 60;
-export const TOKEN_MAX_LIFETIME_SECONDS = 300;
+export const TOKEN_MAX_LIFETIME_SECONDS = 120;
 /** Clock difference tolerated between controller and droplet. */
 export const TOKEN_CLOCK_TOLERANCE_SECONDS = 30;
 /** Token ids remembered against replay (each until its token expires). */

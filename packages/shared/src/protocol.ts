@@ -79,23 +79,29 @@ export type Hello = z.infer<typeof Hello>;
 
 const Id = z.number().int().nonnegative();
 
-/** Deploy: this request, then the bundle as binary frames, then `upload-end`. */
+/**
+ * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
+ * keeps the API's current one on a redeploy (the default on a first deploy), so `plumb deploy`
+ * without --workers does not undo a `plumb scale`.
+ */
 export const DeployRequest = z.object({
   id: Id,
   type: z.literal('deploy'),
   name: ApiName,
-  path: UrlPath,
-  /** Serve this API at `/` too. */
+  /** Default /NAME. */
+  path: UrlPath.optional(),
+  /** Serve this API at `/` too (false leaves the forward as it is). */
   forward: z.boolean(),
-  env: z.record(EnvKey, EnvValue),
-  workers: z.number().int().min(1).max(16),
-  /** A path that must answer 2xx; without it any answer below 500 means R and the router are up. */
-  healthPath: UrlPath.nullable(),
-  healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).default(HEALTH_TIMEOUT_MS),
-  /** systemd MemoryMax= for each worker, e.g. 512M. */
-  memoryMax: MemoryLimit.nullable().default(null),
+  /** Replaces the API's whole environment when given. */
+  env: z.record(EnvKey, EnvValue).optional(),
+  workers: z.number().int().min(1).max(16).optional(),
+  /** A path that must answer 2xx; null: any answer below 500 means R and the router are up. */
+  healthPath: UrlPath.nullable().optional(),
+  healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).optional(),
+  /** systemd MemoryMax= for each worker, e.g. 512M; null: no limit. */
+  memoryMax: MemoryLimit.nullable().optional(),
   /** Releases kept on the droplet for rollback (the live one always is). */
-  keepReleases: z.number().int().min(1).max(50).default(RELEASES_KEPT),
+  keepReleases: z.number().int().min(1).max(50).optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 

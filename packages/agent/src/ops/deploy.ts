@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { execa } from 'execa';
-import { ENTRYPOINTS, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { DEFAULT_WORKERS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
-import type { AgentState } from '../state.js';
+import type { AgentState, ApiRecord } from '../state.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { rollout } from './rollout.js';
@@ -16,10 +16,24 @@ function newReleaseId(): string {
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
+/** The settings a deploy runs with: what the request says, else what the API had, else the defaults. */
+export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined) {
+  const previousEnv = previous?.releases.find((r) => r.id === previous.current)?.env;
+  return {
+    path: req.path ?? previous?.path ?? `/${req.name}`,
+    env: req.env ?? previousEnv ?? {},
+    workers: req.workers ?? (previous?.workers.length || DEFAULT_WORKERS),
+    healthPath: req.healthPath !== undefined ? req.healthPath : (previous?.healthPath ?? null),
+    healthTimeoutMs: req.healthTimeoutMs ?? previous?.healthTimeoutMs ?? HEALTH_TIMEOUT_MS,
+    memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
+    keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
+  };
+}
+
 /** Refuses what would clash with another API before a byte of the bundle is written. */
-export function checkDeploy(req: DeployRequest, state: AgentState): void {
-  const clash = Object.values(state.apis).find((a) => a.name !== req.name && a.path === req.path);
-  if (clash) throw new StepError('PATH_TAKEN', 'checking the request', `the path ${req.path} is already served by the API "${clash.name}"`, [], 'choose another --path, or remove that API first');
+export function checkDeploy(name: string, path: string, state: AgentState): void {
+  const clash = Object.values(state.apis).find((a) => a.name !== name && a.path === path);
+  if (clash) throw new StepError('PATH_TAKEN', 'checking the request', `the path ${path} is already served by the API "${clash.name}"`, [], 'choose another --path, or remove that API first');
 }
 
 /**
@@ -32,8 +46,9 @@ export async function deploy(req: DeployRequest, bundle: AsyncIterable<Buffer>, 
 
 async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, ctx: OpContext): Promise<DeployResult> {
   const started = Date.now();
-  checkDeploy(req, ctx.state.get());
   const previous = ctx.state.get().apis[req.name];
+  const settings = settingsFor(req, previous);
+  checkDeploy(req.name, settings.path, ctx.state.get());
   const release = newReleaseId();
   const releaseDir = layout.releaseDir(req.name, release);
 
@@ -56,20 +71,20 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   const entrypoint = await findEntrypoint(releaseDir);
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: req.env };
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env };
     const ports = await rollout(
-      { name: req.name, release, env: req.env, workers: req.workers, healthPath: req.healthPath, healthTimeoutMs: req.healthTimeoutMs, memoryMax: req.memoryMax },
+      { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax },
       (ports) => ({
         name: req.name,
-        path: req.path,
+        path: settings.path,
         entrypoint,
         releases: [...(previous?.releases ?? []), created],
         current: release,
         workers: ports.map((port) => ({ port, release })),
-        healthPath: req.healthPath,
-        healthTimeoutMs: req.healthTimeoutMs,
-        memoryMax: req.memoryMax,
-        keepReleases: req.keepReleases,
+        healthPath: settings.healthPath,
+        healthTimeoutMs: settings.healthTimeoutMs,
+        memoryMax: settings.memoryMax,
+        keepReleases: settings.keepReleases,
         deployedAt: new Date().toISOString(),
       }),
       req.forward,
@@ -78,7 +93,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
-    return { name: req.name, path: req.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started };
+    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
     if (ctx.state.get().apis[req.name]?.current !== release) {

@@ -30,7 +30,8 @@ export async function waitHealthy(unit: string, port: number, healthPath: string
     if (status !== undefined && (healthPath ? status >= 200 && status < 300 : status < 500)) return { ok: true, status, tookMs: Date.now() - started };
     const state = await unitState(unit);
     if (state.active === 'failed' || state.restarts > 0 || (state.active === 'inactive' && Date.now() - started > 2000)) {
-      return { ok: false, reason: 'exited', detail: `the R process exited while starting (${state.result})` };
+      const how = state.result === 'success' ? 'exited' : `failed (${state.result})`;
+      return { ok: false, reason: 'exited', detail: `the R process ${how} while starting` };
     }
     await new Promise((resolve) => setTimeout(resolve, HEALTH_INTERVAL_MS));
   }

@@ -37,6 +37,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const taken = new Set([...reservedPorts, ...Object.values(ctx.state.get().apis).flatMap((a) => a.workers.map((w) => w.port))]);
   const ports = await freePorts(target.workers, taken);
   ports.forEach((p) => reservedPorts.add(p));
+  const startedAt = Date.now();
   try {
     for (const port of ports) await startWorker(name, port, releaseDir, target.env);
     ctx.progress('waiting for the API to answer');
@@ -44,7 +45,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     const failed = outcomes.findIndex((o) => !o.ok);
     if (failed >= 0) {
       const outcome = outcomes[failed];
-      const lines = await lastLines(layout.instanceUnit(name, ports[failed] ?? 0), FAILED_DEPLOY_LOG_LINES);
+      const lines = await lastLines(layout.instanceUnit(name, ports[failed] ?? 0), FAILED_DEPLOY_LOG_LINES, startedAt);
       throw new StepError('HEALTH_CHECK_FAILED', 'health check', `the new release did not come up: ${outcome && !outcome.ok ? outcome.detail : 'unknown'}`, lines, ctx.state.get().apis[name] ? 'the previous release is still serving' : 'nothing was changed; fix the API and deploy again');
     }
 

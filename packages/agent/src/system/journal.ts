@@ -13,7 +13,8 @@ export function parseJournalLine(line: string): LogEntry | undefined {
     const message = Array.isArray(j['MESSAGE']) ? Buffer.from(j['MESSAGE'] as number[]).toString('utf8') : String(j['MESSAGE'] ?? '');
     return {
       time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
-      unit: String(j['_SYSTEMD_UNIT'] ?? j['UNIT'] ?? ''),
+      // systemd's own lines about a worker (started, failed) carry it in UNIT; the worker's in _SYSTEMD_UNIT.
+      unit: String(j['UNIT'] ?? j['_SYSTEMD_UNIT'] ?? ''),
       priority: Number(j['PRIORITY'] ?? 6),
       message,
     };
@@ -22,8 +23,9 @@ export function parseJournalLine(line: string): LogEntry | undefined {
   }
 }
 
-/** The last lines one worker wrote: shown with a failed deploy. */
-export async function lastLines(unit: string, lines: number): Promise<string[]> {
-  const result = await execa('journalctl', ['-u', unit, '-n', String(lines), '-o', 'cat', '--no-pager'], { reject: false, timeout: 30_000 });
+/** The last lines one worker wrote since it started: shown with a failed deploy (earlier workers on the same port are not). */
+export async function lastLines(unit: string, lines: number, sinceMs?: number): Promise<string[]> {
+  const since = sinceMs === undefined ? [] : ['--since', `@${Math.floor(sinceMs / 1000)}`];
+  const result = await execa('journalctl', ['-u', unit, ...since, '-n', String(lines), '-o', 'cat', '--no-pager'], { reject: false, timeout: 30_000 });
   return result.stdout.split('\n').filter((l) => l.length > 0);
 }

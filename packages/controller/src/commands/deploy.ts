@@ -1,4 +1,5 @@
-import { ApiName, DEFAULT_WORKERS, EnvKey, EnvValue, MemoryLimit, RELEASES_KEPT, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
+import { ApiName, EnvKey, EnvValue, MemoryLimit, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
+import type { RequestBody } from '../agent-client.js';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
@@ -26,31 +27,42 @@ export interface DeployOutcome extends DeployResult {
   bundleBytes: number;
 }
 
+/** The deploy's settings as the agent gets them: only what the user gave (the rest keeps the API's current value). */
+export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward'>;
+
+function parsed<T>(value: unknown, rule: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ message: string }> } } }, flag: string): T {
+  const result = rule.safeParse(value);
+  if (!result.success) throw new ValidationError(`invalid ${flag} "${String(value)}": ${result.error.issues[0]?.message}`);
+  return result.data;
+}
+
+const wholeNumber = (min: number, max: number) => ({
+  safeParse: (v: unknown) =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max
+      ? { success: true as const, data: v as number }
+      : { success: false as const, error: { issues: [{ message: `a whole number from ${min} to ${max}` }] } },
+});
+
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
-export function checkDeployOptions(opts: DeployOptions): { name: string; path: string; env: Record<string, string>; workers: number; healthPath: string | null; memoryMax: string | null; keepReleases: number } {
-  const name = ApiName.safeParse(opts.name);
-  if (!name.success) throw new ValidationError(`invalid API name "${opts.name}": ${name.error.issues[0]?.message}`);
-  const path = UrlPath.safeParse(opts.path ?? `/${opts.name}`);
-  if (!path.success) throw new ValidationError(`invalid path "${opts.path}": ${path.error.issues[0]?.message}`);
-  const env: Record<string, string> = {};
-  for (const pair of opts.env ?? []) {
-    const eq = pair.indexOf('=');
-    const key = eq < 0 ? pair : pair.slice(0, eq);
-    const keyCheck = EnvKey.safeParse(key);
-    if (eq < 0 || !keyCheck.success) throw new ValidationError(`invalid --env "${pair}": ${eq < 0 ? 'expected KEY=VALUE' : keyCheck.error?.issues[0]?.message}`);
-    const value = EnvValue.safeParse(pair.slice(eq + 1));
-    if (!value.success) throw new ValidationError(`invalid --env ${key}: ${value.error.issues[0]?.message}`);
-    env[key] = value.data;
+export function checkDeployOptions(opts: DeployOptions): DeploySettings {
+  const settings: DeploySettings = { name: parsed(opts.name, ApiName, 'API name') };
+  if (opts.path !== undefined) settings.path = parsed(opts.path, UrlPath, 'path');
+  if (opts.env !== undefined && opts.env.length > 0) {
+    const env: Record<string, string> = {};
+    for (const pair of opts.env) {
+      const eq = pair.indexOf('=');
+      if (eq < 0) throw new ValidationError(`invalid --env "${pair}": expected KEY=VALUE`);
+      const key = parsed(pair.slice(0, eq), EnvKey, '--env name');
+      env[key] = parsed(pair.slice(eq + 1), EnvValue, `--env ${key} value`);
+    }
+    settings.env = env;
   }
-  const workers = opts.workers ?? DEFAULT_WORKERS;
-  if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new ValidationError(`invalid --workers "${opts.workers}": a whole number from 1 to 16`);
-  const healthPath = opts.healthPath === undefined ? null : UrlPath.safeParse(opts.healthPath);
-  if (healthPath && !healthPath.success) throw new ValidationError(`invalid --health-path "${opts.healthPath}": ${healthPath.error.issues[0]?.message}`);
-  const memory = opts.memory === undefined ? null : MemoryLimit.safeParse(opts.memory);
-  if (memory && !memory.success) throw new ValidationError(`invalid --memory "${opts.memory}": ${memory.error.issues[0]?.message}`);
-  const keepReleases = opts.keep ?? RELEASES_KEPT;
-  if (!Number.isInteger(keepReleases) || keepReleases < 1 || keepReleases > 50) throw new ValidationError(`invalid --keep "${opts.keep}": a whole number from 1 to 50`);
-  return { name: name.data, path: path.data, env, workers, healthPath: healthPath ? healthPath.data! : null, memoryMax: memory ? memory.data! : null, keepReleases };
+  if (opts.workers !== undefined) settings.workers = parsed(opts.workers, wholeNumber(1, 16), '--workers');
+  if (opts.healthPath !== undefined) settings.healthPath = parsed(opts.healthPath, UrlPath, '--health-path');
+  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = parsed(opts.healthTimeoutSeconds, wholeNumber(1, 1800), '--health-timeout') * 1000;
+  if (opts.memory !== undefined) settings.memoryMax = parsed(opts.memory, MemoryLimit, '--memory');
+  if (opts.keep !== undefined) settings.keepReleases = parsed(opts.keep, wholeNumber(1, 50), '--keep');
+  return settings;
 }
 
 /**
@@ -61,20 +73,10 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
   const checked = checkDeployOptions(opts);
   const info = await inspectApiDir(opts.dir);
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
-    ctx.progress({ step: `uploading ${info.files.length} files to ${droplet.name}` });
+    const files = `${info.files.length} file${info.files.length === 1 ? '' : 's'}`;
+    ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
     const pending = connection.start<DeployResult>(
-      {
-        type: 'deploy',
-        name: checked.name,
-        path: checked.path,
-        forward: opts.forward ?? false,
-        env: checked.env,
-        workers: checked.workers,
-        healthPath: checked.healthPath,
-        healthTimeoutMs: (opts.healthTimeoutSeconds ?? 120) * 1000,
-        memoryMax: checked.memoryMax,
-        keepReleases: checked.keepReleases,
-      },
+      { type: 'deploy', forward: opts.forward ?? false, ...checked },
       { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
     );
     let settled = false;
@@ -88,7 +90,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
       // Bytes sent, for bundles big enough to take a while: one line per MiB at most.
       if (bytes - shown >= 1024 * 1024) {
         shown = bytes;
-        ctx.progress({ step: `uploading ${info.files.length} files to ${droplet.name}`, detail: `${(bytes / 1024 / 1024).toFixed(0)} MiB sent` });
+        ctx.progress({ step: `uploading ${files} to ${droplet.name}`, detail: `${(bytes / 1024 / 1024).toFixed(0)} MiB sent` });
       }
     }
     if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
