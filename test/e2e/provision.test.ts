@@ -208,6 +208,14 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
     assert.deepEqual(await requestCounts(), before);
   });
 
+  test('with --json the error is also on stdout, as JSON with its code', async () => {
+    const result = await user.plumb(['provision', '--name', 'bad name!', '--json']);
+    assert.equal(result.exitCode, 1);
+    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'INVALID_INPUT');
+    assert.match(error.message, /invalid droplet name/);
+  });
+
   test('a bad droplet name is refused with one line', async () => {
     const result = await user.plumb(['provision', '--name', 'bad name!']);
     assert.equal(result.exitCode, 1);

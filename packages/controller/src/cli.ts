@@ -314,6 +314,12 @@ program
   );
 
 program.parseAsync().catch((err: unknown) => {
+  process.exitCode = 1;
+  // With --json, a script reads the error from stdout as JSON too; the person still sees stderr.
+  if (process.argv.includes('--json') && err instanceof PlumbError) {
+    const step = err instanceof RemoteError ? { step: err.step, log: err.log } : {};
+    process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, ...step } }, null, 2)}\n`);
+  }
   if (err instanceof RemoteError && err.step) {
     process.stderr.write(`plumb: failed at "${err.step}": ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
     if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${l}\n`).join('')}`);
@@ -322,5 +328,4 @@ program.parseAsync().catch((err: unknown) => {
   } else {
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }
-  process.exitCode = 1;
 });
