@@ -89,9 +89,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   const locks = opts.locks;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node drops the socket's error listener on upgrade: a peer resetting it now must not crash the agent.
+    const onSocketError = (err: Error) => log.warn('socket error during upgrade', { error: err.message });
+    socket.on('error', onSocketError);
     void (async () => {
       const peer = req.socket.remoteAddress ?? 'unknown';
-      if (new URL(req.url ?? '/', 'https://agent').pathname !== AGENT_PATHS.socket) return refuse(socket, 404, 'Not Found');
+      if (pathOf(req.url) !== AGENT_PATHS.socket) return refuse(socket, 404, 'Not Found');
       if ((perPeer.get(peer) ?? 0) >= AGENT_MAX_CONNECTIONS_PER_PEER) return refuse(socket, 429, 'Too Many Requests');
       try {
         await opts.verifier.verify(req.headers.authorization);
@@ -105,12 +108,16 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
         log.warn('socket refused before enrolment', { peer });
         return refuse(socket, 403, 'Forbidden');
       }
+      socket.off('error', onSocketError);
       wss.handleUpgrade(req, socket, head, (ws) => {
         perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
         ws.once('close', () => perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1));
-        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight).start();
+        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
       });
-    })();
+    })().catch((err: Error) => {
+      log.warn('upgrade failed', { error: err.message });
+      refuse(socket, 400, 'Bad Request');
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -131,6 +138,15 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       server.closeAllConnections();
     },
   };
+}
+
+/** The request's path, or undefined when its target is not a URL at all. */
+function pathOf(target: string | undefined): string | undefined {
+  try {
+    return new URL(target ?? '/', 'https://agent').pathname;
+  } catch {
+    return undefined;
+  }
 }
 
 function refuse(socket: Duplex, status: number, text: string): void {

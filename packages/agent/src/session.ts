@@ -69,6 +69,9 @@ export class Session {
       this.running.get(request.id)?.abort();
       return;
     }
+    if (request.type === 'deploy' && this.upload) {
+      return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: 'a deploy is already uploading on this connection', hint: 'send one bundle at a time per connection' } });
+    }
     if (this.pending >= AGENT_MAX_PENDING_REQUESTS) {
       return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: `more than ${AGENT_MAX_PENDING_REQUESTS} requests in flight on one socket` } });
     }
@@ -81,7 +84,7 @@ export class Session {
     this.running.set(request.id, controller);
     let upload: Upload | undefined;
     if (request.type === 'deploy') {
-      upload = new Upload(() => this.ws.pause(), () => this.ws.resume());
+      upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES);
       this.upload = { id: request.id, upload };
     }
     const ctx: OpContext = { ...this.ops, progress: (step, detail) => this.send({ type: 'progress', id: request.id, step, ...(detail ? { detail } : {}) }) };

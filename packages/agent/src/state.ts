@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ApiName, DomainName, Email, ENTRYPOINTS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 
 /**
@@ -31,7 +31,7 @@ export const ApiRecord = z.object({
   /** The workers nginx sends traffic to. */
   workers: z.array(Worker),
   healthPath: UrlPath.nullable(),
-  healthTimeoutMs: z.number().int().default(120_000),
+  healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
   deployedAt: z.string(),

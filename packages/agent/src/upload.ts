@@ -15,7 +15,7 @@ export class Upload implements AsyncIterable<Buffer> {
   constructor(
     private readonly pause: () => void,
     private readonly resume: () => void,
-    private readonly highWater = 4 * 1024 * 1024,
+    private readonly highWater: number,
   ) {}
 
   push(chunk: Buffer): void {

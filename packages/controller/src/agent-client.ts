@@ -47,6 +47,15 @@ export interface AgentAddress {
   port: number;
 }
 
+/** JSON from the agent, or undefined when it is not JSON (then the schema check refuses it). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** SHA-256 of the peer certificate's DER, lower-case hex. */
 function peerFingerprint(socket: tls.TLSSocket): string {
   const cert = socket.getPeerCertificate();
@@ -120,7 +129,7 @@ export async function enrol(address: AgentAddress, token: string, secretHex: str
   const answer = await httpsOver(socket, 'POST', AGENT_PATHS.enrol, { authorization: `Bearer ${token}` });
   if (answer.status === 409) throw new PlumbError('ALREADY_ENROLLED', `the agent at ${address.host} is already enrolled and refuses a second enrolment`, 'a droplet is enrolled once; if plumb lost its record of it, destroy it and provision again');
   if (answer.status !== 200) throw new PlumbError('ENROLMENT_FAILED', `the agent at ${address.host} refused enrolment (HTTP ${answer.status})`);
-  const parsed = EnrolResult.safeParse(JSON.parse(answer.body));
+  const parsed = EnrolResult.safeParse(parseJson(answer.body));
   if (!parsed.success) throw new PlumbError('ENROLMENT_FAILED', `the agent at ${address.host} sent an invalid enrolment answer`);
   const { fingerprint, proof } = parsed.data;
   const expected = createHmac('sha256', Buffer.from(secretHex, 'hex')).update(answer.fingerprint).digest();
@@ -167,7 +176,7 @@ export class AgentConnection {
       ws.once('unexpected-response', (_req, res) => reject(new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`, res.statusCode === 401 ? "this controller's key is not authorized on that droplet" : undefined)));
       ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
       ws.once('message', (data) => {
-        const parsed = Hello.safeParse(JSON.parse(String(data)));
+        const parsed = Hello.safeParse(parseJson(String(data)));
         if (parsed.success) resolve(parsed.data);
         else reject(new PlumbError('AGENT_PROTOCOL', 'the agent did not say hello'));
       });
@@ -190,7 +199,15 @@ export class AgentConnection {
         else reject(new PlumbError('AGENT_PROTOCOL', `the agent's answer to ${request.type} is not what this controller understands: ${parsed.error.issues[0]?.message ?? ''}`, 'plumb and its agent should be the same version'));
       };
       this.pending.set(id, { ...events, resolve: check, reject });
-      this.ws.send(JSON.stringify({ ...request, id }));
+      if (this.ws.readyState !== WebSocket.OPEN) {
+        this.pending.delete(id);
+        reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
+        return;
+      }
+      this.ws.send(JSON.stringify({ ...request, id }), (err) => {
+        if (!err || !this.pending.delete(id)) return;
+        reject(new PlumbError('AGENT_DISCONNECTED', `could not send to the agent: ${err.message}`));
+      });
     });
     return { id, result };
   }
@@ -218,7 +235,7 @@ export class AgentConnection {
   }
 
   private onMessage(text: string): void {
-    const parsed = AgentMessage.safeParse(JSON.parse(text));
+    const parsed = AgentMessage.safeParse(parseJson(text));
     if (!parsed.success) return;
     const message = parsed.data;
     if (message.type === 'hello') return;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { z } from 'zod';
 import { PlumbError, type ControllerKey } from '@plumb/shared';
-import { configDir, readJson, writePrivateJson } from './config.js';
+import { configDir, createPrivateJson, readJson } from './config.js';
 
 /**
  * The controller's Ed25519 signing key, made once and kept in the config dir (0600). Droplets are
@@ -33,7 +33,8 @@ export async function loadSigningKey(dir = configDir(), create = false): Promise
     const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     const jwk = await exportJWK(privateKey);
     const privateJwk = StoredKey.shape.privateJwk.parse(jwk);
-    await writePrivateJson(file, { kid: kidOf(privateJwk.x), privateJwk });
+    // Two plumb commands starting at once on a new machine must end up with one key, not two.
+    await createPrivateJson(file, { kid: kidOf(privateJwk.x), privateJwk });
     return loadSigningKey(dir);
   }
   const parsed = StoredKey.safeParse(stored);

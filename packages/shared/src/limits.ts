@@ -43,8 +43,7 @@ export const BUNDLE_MAX_BYTES = 200 * 1024 * 1024;
 export const BUNDLE_MAX_EXTRACTED_BYTES = 1024 * 1024 * 1024;
 export const BUNDLE_MAX_ENTRIES = 20_000;
 export const BUNDLE_MAX_RATIO = 200;
-/** Chunk size the controller streams a bundle in; it waits while more than the high-water mark is unsent. */
-export const BUNDLE_CHUNK_BYTES = 256 * 1024;
+/** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 
 /** The health gate: how long a new release may take to answer, and how often it is asked. */

@@ -1,4 +1,4 @@
-import { PlumbError, type ReleasesResult, type RollbackResult, type ScaleResult } from '@plumb/shared';
+import { DEFAULT_WORKERS, PlumbError, type ReleasesResult, type RollbackResult, type ScaleResult } from '@plumb/shared';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
@@ -27,7 +27,7 @@ export async function rollback(name: string, to: string | null, ctx: OpContext):
     }
     if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
     await rollout(
-      { name, release: target.id, env: target.env, workers: api.workers.length || 1, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
+      { name, release: target.id, env: target.env, workers: api.workers.length || DEFAULT_WORKERS, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
       (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
       undefined,
       ctx,

@@ -1,4 +1,4 @@
-import { FAILED_DEPLOY_LOG_LINES, HEALTH_TIMEOUT_MS, type RestartResult } from '@plumb/shared';
+import { FAILED_DEPLOY_LOG_LINES, type RestartResult } from '@plumb/shared';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -15,7 +15,7 @@ export async function restart(name: string, ctx: OpContext): Promise<RestartResu
       const unit = layout.instanceUnit(name, worker.port);
       ctx.progress('restarting', unit);
       await systemd.restart(unit);
-      const outcome = await waitHealthy(unit, worker.port, api.healthPath, HEALTH_TIMEOUT_MS);
+      const outcome = await waitHealthy(unit, worker.port, api.healthPath, api.healthTimeoutMs);
       if (!outcome.ok) throw new StepError('RESTART_FAILED', 'health check', `${unit} did not come back: ${outcome.detail}`, await lastLines(unit, FAILED_DEPLOY_LOG_LINES));
     }
     return { name, workers: api.workers.length, tookMs: Date.now() - started };

@@ -1,13 +1,11 @@
 import { DRAIN_MS, FAILED_DEPLOY_LOG_LINES } from '@plumb/shared';
-import { renderNginx } from '../render/nginx.js';
-import type { AgentState, ApiRecord } from '../state.js';
+import type { ApiRecord } from '../state.js';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
-import { applyNginx } from '../system/nginx.js';
 import * as systemd from '../system/systemd.js';
-import { SHARED, StepError, type OpContext } from './context.js';
+import { StepError, type OpContext } from './context.js';
 import { freePorts, waitHealthy } from './health.js';
-import { nginxModel } from './nginx-model.js';
+import { changeRouting } from './routing.js';
 import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.js';
 
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
@@ -51,19 +49,17 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
 
     ctx.progress('switching nginx to the new workers');
     const before = ctx.state.get().apis[name]?.workers ?? [];
-    await ctx.locks.with(SHARED, async () => {
-      const state = ctx.state.get();
-      const candidate: AgentState = { ...state, apis: { ...state.apis, [name]: next(ports) }, forward: forward ? name : state.forward };
-      await applyNginx(renderNginx(nginxModel(candidate)));
-      await ctx.state.update(() => candidate);
-    });
-    for (const port of ports) await systemd.enable(layout.instanceUnit(name, port));
-    await pointCurrent(name, releaseDir);
-
-    if (before.length > 0) {
-      ctx.progress('stopping the previous workers', `after ${DRAIN_MS / 1000} s for requests in flight`);
-      await new Promise((resolve) => setTimeout(resolve, DRAIN_MS));
-      for (const worker of before) await retireWorker(name, worker.port);
+    await changeRouting(ctx, (state) => ({ ...state, apis: { ...state.apis, [name]: next(ports) }, forward: forward ? name : state.forward }));
+    try {
+      for (const port of ports) await systemd.enable(layout.instanceUnit(name, port));
+      await pointCurrent(name, releaseDir);
+    } finally {
+      // Once nginx has switched, the old workers are no longer in the state: they go whatever happens here.
+      if (before.length > 0) {
+        ctx.progress('stopping the previous workers', `after ${DRAIN_MS / 1000} s for requests in flight`);
+        await new Promise((resolve) => setTimeout(resolve, DRAIN_MS));
+        for (const worker of before) await retireWorker(name, worker.port);
+      }
     }
     return ports;
   } catch (err) {

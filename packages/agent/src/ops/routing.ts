@@ -10,7 +10,7 @@ import { nginxModel } from './nginx-model.js';
 import { removeUnit, retireWorker } from './workers.js';
 
 /** Changes the shared state and nginx together: nginx first (validated), then the state file. */
-async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
+export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
   return ctx.locks.with(SHARED, async () => {
     const candidate = change(ctx.state.get());
     await applyNginx(renderNginx(nginxModel(candidate)));

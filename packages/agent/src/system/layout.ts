@@ -1,5 +1,3 @@
-import path from 'node:path';
-
 /**
  * Where things live on the droplet. Operators find an API from its name: files under
  * /var/plumber/NAME (as plumber's do_deploy_api put them), units plumber-NAME@PORT.
@@ -12,7 +10,6 @@ export const layout = {
   currentLink: (name: string) => `/var/plumber/${name}/current`,
   /** The only place the API's processes may write. */
   dataDir: (name: string) => `/var/plumber/${name}/data`,
-  unitName: (name: string) => `plumber-${name}@.service`,
   instanceUnit: (name: string, port: number) => `plumber-${name}@${port}.service`,
   unitFile: (name: string) => `/etc/systemd/system/plumber-${name}@.service`,
   /** Per-worker environment (release dir and the user's --env), root-only. */
@@ -25,4 +22,3 @@ export const layout = {
 } as const;
 
 export const unitGlob = (name: string) => `plumber-${name}@*.service`;
-export const releaseOf = (releaseDir: string) => path.basename(releaseDir);

@@ -127,7 +127,6 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
       throw new PlumbError('CLOUD_INIT_FAILED', `cloud-init on ${name} ended "${cloudInit.status}"${cloudInit.errors.length ? `: ${cloudInit.errors.join('; ')}` : ''}`, `see /var/log/cloud-init-output.log on the droplet; \`plumb destroy ${name}\` removes it`);
     }
     const facts = await connection.request<{ swap: ProvisionResult['swap']; agentVersion: string }>({ type: 'facts' });
-    connection.close();
     const example = opts.example ? await deploy({ dir: EXAMPLE_DIR, name: 'hello', forward: true, droplet: String(record.id) }, ctx) : null;
     ctx.progress({ step: 'done', done: true });
     return { droplet: record, example, agentVersion: facts.agentVersion, cloudInit, swap: facts.swap, tookMs: Date.now() - started };
