@@ -10,7 +10,7 @@ import { list } from 'tar';
 import { BUNDLE_MAX_ENTRIES, ValidationError } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '@plumb/controller/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
-import { rawTar, type RawEntry } from '../cases/raw-tar.js';
+import { rawTar } from '../cases/raw-tar.js';
 
 /**
  * Bundles end to end on this machine: the controller's packing of an API directory, the

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './limits.js';
 export * from './names.js';
 export * from './protocol.js';
+export * from './input.js';

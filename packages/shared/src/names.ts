@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LOGS_MAX_LINES } from './limits.js';
 
 /**
  * Name rules, the same on both ends: nothing from a request reaches a file name, a unit name,
@@ -62,3 +63,18 @@ export const MemoryLimit = z.string().regex(/^[1-9]\d{0,5}[KMG]$/, 'a memory lim
 
 /** An http(s) URL (webhooks, ACME directories). */
 export const HttpUrl = z.string().max(2048).url().refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL');
+
+/** A whole number in a range, with the message a person at the terminal reads. */
+export const wholeNumber = (min: number, max: number) => {
+  const message = `a whole number from ${min} to ${max}`;
+  return z.number(message).int(message).min(min, message).max(max, message);
+};
+
+/** R workers per API. */
+export const WorkerCount = wholeNumber(1, 16);
+/** Releases kept per API. */
+export const KeepReleases = wholeNumber(1, 50);
+/** Lines one `plumb logs -n` may ask for. */
+export const LogLines = wholeNumber(0, LOGS_MAX_LINES);
+/** journalctl's --since forms, kept to characters that cannot become another option. */
+export const JournalSince = z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/, 'use journalctl\'s forms, e.g. "10 min ago" or "2026-11-25 10:00"');

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ApiName, DomainName, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { HEALTH_TIMEOUT_MS, HTTPS_MAX_DOMAINS, LOGS_MAX_LINES, RELEASES_KEPT } from './limits.js';
+import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
+import { HTTPS_MAX_DOMAINS } from './limits.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -94,14 +94,14 @@ export const DeployRequest = z.object({
   forward: z.boolean(),
   /** Replaces the API's whole environment when given. */
   env: z.record(EnvKey, EnvValue).optional(),
-  workers: z.number().int().min(1).max(16).optional(),
+  workers: WorkerCount.optional(),
   /** A path that must answer 2xx; null: any answer below 500 means R and the router are up. */
   healthPath: UrlPath.nullable().optional(),
   healthTimeoutMs: z.number().int().min(1000).max(30 * 60_000).optional(),
   /** systemd MemoryMax= for each worker, e.g. 512M; null: no limit. */
   memoryMax: MemoryLimit.nullable().optional(),
   /** Releases kept on the droplet for rollback (the live one always is). */
-  keepReleases: z.number().int().min(1).max(50).optional(),
+  keepReleases: KeepReleases.optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -121,9 +121,9 @@ export const Request = z.discriminatedUnion('type', [
     id: Id,
     type: z.literal('logs'),
     name: ApiName,
-    lines: z.number().int().min(0).max(LOGS_MAX_LINES),
+    lines: LogLines,
     /** journalctl's --since syntax, checked by the agent: e.g. "10 min ago", "2026-11-25 10:00". */
-    since: z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/).nullable(),
+    since: JournalSince.nullable(),
     follow: z.boolean(),
   }),
   /** Let's Encrypt (or the configured ACME server) for these domains; HTTP then redirects to HTTPS. */
@@ -143,7 +143,7 @@ export const Request = z.discriminatedUnion('type', [
   /** Switch back to an earlier release (the previous one unless `to`), through the same health gate. */
   z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable() }),
   /** Change the number of R workers without downtime. */
-  z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: z.number().int().min(1).max(16) }),
+  z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: WorkerCount }),
   /** Receive events (up, down, restarted, deploy, …) as they happen, until the socket closes. */
   z.object({
     id: Id,

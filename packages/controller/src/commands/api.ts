@@ -1,7 +1,8 @@
 import {
   ApiName,
+  checkInput,
   ReleaseId,
-  ValidationError,
+  WorkerCount,
   type ForwardResult,
   type ReleasesResult,
   type RemoveResult,
@@ -13,11 +14,7 @@ import {
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 
-function apiName(name: string): string {
-  const parsed = ApiName.safeParse(name);
-  if (!parsed.success) throw new ValidationError(`invalid API name "${name}": ${parsed.error.issues[0]?.message}`);
-  return parsed.data;
-}
+const apiName = (name: string) => checkInput(ApiName, name, 'API name');
 
 /** plumber's do_remove_api(): stops it, removes its unit, its nginx location and (unless kept) its files. */
 export async function remove(name: string, opts: { keepFiles?: boolean; droplet?: string }, ctx: Context) {
@@ -53,17 +50,16 @@ export async function releases(name: string, opts: { droplet?: string }, ctx: Co
 /** Back to the release before the live one, or to `to`, through the same health gate as a deploy. */
 export async function rollback(name: string, opts: { to?: string; droplet?: string }, ctx: Context) {
   const checked = apiName(name);
-  const to = opts.to === undefined ? null : ReleaseId.safeParse(opts.to);
-  if (to && !to.success) throw new ValidationError(`invalid --to "${opts.to}": ${to.error.issues[0]?.message}`, `see \`plumb releases ${checked}\``);
+  const to = opts.to === undefined ? null : checkInput(ReleaseId, opts.to, '--to', `see \`plumb releases ${checked}\``);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RollbackResult>({ type: 'rollback', name: checked, to: to ? to.data! : null }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RollbackResult>({ type: 'rollback', name: checked, to }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }
 
 /** Another number of R workers, without downtime. */
 export async function scale(name: string, workers: number, opts: { droplet?: string }, ctx: Context) {
   const checked = apiName(name);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 16) throw new ValidationError(`invalid number of workers "${workers}": a whole number from 1 to 16`);
+  checkInput(WorkerCount, workers, 'number of workers');
   return withAgent(ctx, opts.droplet, ({ connection }) =>
     connection.request<ScaleResult>({ type: 'scale', name: checked, workers }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );

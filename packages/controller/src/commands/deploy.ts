@@ -1,4 +1,4 @@
-import { ApiName, EnvKey, EnvValue, MemoryLimit, UrlPath, ValidationError, type DeployResult } from '@plumb/shared';
+import { ApiName, checkInput, EnvKey, EnvValue, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult } from '@plumb/shared';
 import type { RequestBody } from '../agent-client.js';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
@@ -30,38 +30,25 @@ export interface DeployOutcome extends DeployResult {
 /** The deploy's settings as the agent gets them: only what the user gave (the rest keeps the API's current value). */
 export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward'>;
 
-function parsed<T>(value: unknown, rule: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ message: string }> } } }, flag: string): T {
-  const result = rule.safeParse(value);
-  if (!result.success) throw new ValidationError(`invalid ${flag} "${String(value)}": ${result.error.issues[0]?.message}`);
-  return result.data;
-}
-
-const wholeNumber = (min: number, max: number) => ({
-  safeParse: (v: unknown) =>
-    Number.isInteger(v) && (v as number) >= min && (v as number) <= max
-      ? { success: true as const, data: v as number }
-      : { success: false as const, error: { issues: [{ message: `a whole number from ${min} to ${max}` }] } },
-});
-
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
 export function checkDeployOptions(opts: DeployOptions): DeploySettings {
-  const settings: DeploySettings = { name: parsed(opts.name, ApiName, 'API name') };
-  if (opts.path !== undefined) settings.path = parsed(opts.path, UrlPath, 'path');
+  const settings: DeploySettings = { name: checkInput(ApiName, opts.name, 'API name') };
+  if (opts.path !== undefined) settings.path = checkInput(UrlPath, opts.path, 'path');
   if (opts.env !== undefined && opts.env.length > 0) {
     const env: Record<string, string> = {};
     for (const pair of opts.env) {
       const eq = pair.indexOf('=');
       if (eq < 0) throw new ValidationError(`invalid --env "${pair}": expected KEY=VALUE`);
-      const key = parsed(pair.slice(0, eq), EnvKey, '--env name');
-      env[key] = parsed(pair.slice(eq + 1), EnvValue, `--env ${key} value`);
+      const key = checkInput(EnvKey, pair.slice(0, eq), '--env name');
+      env[key] = checkInput(EnvValue, pair.slice(eq + 1), `--env ${key} value`);
     }
     settings.env = env;
   }
-  if (opts.workers !== undefined) settings.workers = parsed(opts.workers, wholeNumber(1, 16), '--workers');
-  if (opts.healthPath !== undefined) settings.healthPath = parsed(opts.healthPath, UrlPath, '--health-path');
-  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = parsed(opts.healthTimeoutSeconds, wholeNumber(1, 1800), '--health-timeout') * 1000;
-  if (opts.memory !== undefined) settings.memoryMax = parsed(opts.memory, MemoryLimit, '--memory');
-  if (opts.keep !== undefined) settings.keepReleases = parsed(opts.keep, wholeNumber(1, 50), '--keep');
+  if (opts.workers !== undefined) settings.workers = checkInput(WorkerCount, opts.workers, '--workers');
+  if (opts.healthPath !== undefined) settings.healthPath = checkInput(UrlPath, opts.healthPath, '--health-path');
+  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(wholeNumber(1, 1800), opts.healthTimeoutSeconds, '--health-timeout') * 1000;
+  if (opts.memory !== undefined) settings.memoryMax = checkInput(MemoryLimit, opts.memory, '--memory');
+  if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
   return settings;
 }
 

@@ -5,6 +5,7 @@ import {
   AGENT_PORT,
   CLOUD_INIT_DONE_TIMEOUT_MS,
   DROPLET_ACTIVE_TIMEOUT_MS,
+  checkInput,
   DropletName,
   ENROLMENT_SECRET_BYTES,
   PlumbError,
@@ -56,8 +57,7 @@ export interface ProvisionResult {
 export async function provision(opts: ProvisionOptions, ctx: Context): Promise<ProvisionResult> {
   const started = Date.now();
   const name = opts.name ?? `plumb-${randomBytes(3).toString('hex')}`;
-  const nameCheck = DropletName.safeParse(name);
-  if (!nameCheck.success) throw new ValidationError(`invalid droplet name "${name}": ${nameCheck.error.issues[0]?.message}`);
+  checkInput(DropletName, name, 'droplet name');
   for (const tag of opts.tags) if (!TAG_RULE.test(tag)) throw new ValidationError(`invalid tag "${tag}": letters, digits, "_", ":" and "-" only`);
   const api = fromEnv(ctx.env);
 
