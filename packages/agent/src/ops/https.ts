@@ -9,6 +9,7 @@ import { applyNginx } from '../system/nginx.js';
 import * as ufw from '../system/ufw.js';
 import { SHARED, StepError, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
+import { changeRouting } from './routing.js';
 
 export type HttpsRequest = Extract<Request, { type: 'https' }>;
 
@@ -73,20 +74,16 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
     await installDeployHook();
 
     ctx.progress('turning HTTPS on in nginx');
-    dropped = await ctx.locks.with(SHARED, async () => {
-      const previous = ctx.state.get().https?.certificates.find((c) => c.name === name);
-      const issuedAt = outcome === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
-      const change = withCertificate(ctx.state.get(), { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
-      try {
-        await applyNginx(renderNginx(nginxModel(change.next)));
-        await ctx.state.update(() => change.next);
-      } catch (err) {
-        // nginx back to what the (unchanged) state says; applyNginx already restored a refused file.
-        await applyNginx(renderNginx(nginxModel(ctx.state.get()))).catch(() => undefined);
-        throw err;
-      }
-      return change.dropped;
+    const kept = outcome;
+    let lineagesDropped: string[] = [];
+    await changeRouting(ctx, (state) => {
+      const previous = state.https?.certificates.find((c) => c.name === name);
+      const issuedAt = kept === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
+      const change = withCertificate(state, { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
+      lineagesDropped = change.dropped;
+      return change.next;
     });
+    dropped = lineagesDropped;
   } catch (err) {
     if (opened443) {
       await ufw.undoAllow(HTTPS_RULE, firewall).catch((undo: Error) => log.error('could not close 443 again', { error: undo.message }));

@@ -9,12 +9,21 @@ import { apiLock, SHARED, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
 import { removeUnit, retireWorker } from './workers.js';
 
-/** Changes the shared state and nginx together: nginx first (validated), then the state file. */
+/**
+ * Changes the shared state and nginx together: nginx first (validated), then the state file. If
+ * either fails, nginx goes back to what the unchanged state says, so the two never disagree.
+ */
 export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
   return ctx.locks.with(SHARED, async () => {
     const candidate = change(ctx.state.get());
-    await applyNginx(renderNginx(nginxModel(candidate)));
-    return ctx.state.update(() => candidate);
+    try {
+      await applyNginx(renderNginx(nginxModel(candidate)));
+      return await ctx.state.update(() => candidate);
+    } catch (err) {
+      // A file nginx refused is already restored by applyNginx; this covers a failed reload or state write.
+      await applyNginx(renderNginx(nginxModel(ctx.state.get()))).catch(() => undefined);
+      throw err;
+    }
   });
 }
 
