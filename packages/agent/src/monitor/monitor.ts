@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
 import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
-import { probe } from '../ops/health.js';
+import { isHealthy, probe } from '../ops/health.js';
 import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -47,8 +47,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
     let answer: Observation['answer'] = null;
     if (unit.active === 'active') {
       const status = await probe(port, api.healthPath ?? '/');
-      const good = status !== undefined && (api.healthPath ? status >= 200 && status < 300 : status < 500);
-      answer = good ? { ok: true, status } : { ok: false, detail: status === undefined ? `no HTTP answer on port ${port}` : `${api.healthPath ?? '/'} answered ${status}` };
+      answer = isHealthy(status, api.healthPath) ? { ok: true, status } : { ok: false, detail: status === undefined ? `no HTTP answer on port ${port}` : `${api.healthPath ?? '/'} answered ${status}` };
     }
     const stat = unit.pid === null ? '' : await readFile(`/proc/${unit.pid}/stat`, 'utf8').catch(() => '');
     const cpuSeconds = stat ? processCpuSeconds(stat) : null;

@@ -15,6 +15,11 @@ export function probe(port: number, path: string): Promise<number | undefined> {
   });
 }
 
+/** A healthy answer: 2xx on the API's health path when it has one, else anything below 500 (R and the router are up). */
+export function isHealthy(status: number | undefined, healthPath: string | null): status is number {
+  return status !== undefined && (healthPath ? status >= 200 && status < 300 : status < 500);
+}
+
 export type HealthOutcome = { ok: true; status: number; tookMs: number } | { ok: false; reason: 'exited' | 'timeout' | 'unhealthy'; detail: string };
 
 /**
@@ -27,7 +32,7 @@ export async function waitHealthy(unit: string, port: number, healthPath: string
   while (Date.now() - started < timeoutMs) {
     const status = await probe(port, healthPath ?? '/');
     lastStatus = status;
-    if (status !== undefined && (healthPath ? status >= 200 && status < 300 : status < 500)) return { ok: true, status, tookMs: Date.now() - started };
+    if (isHealthy(status, healthPath)) return { ok: true, status, tookMs: Date.now() - started };
     const state = await unitState(unit);
     if (state.active === 'failed' || state.restarts > 0 || (state.active === 'inactive' && Date.now() - started > 2000)) {
       const how = state.result === 'success' ? 'exited' : `failed (${state.result})`;

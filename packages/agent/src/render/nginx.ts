@@ -1,5 +1,6 @@
 import { ApiName, DomainName, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { certificateFiles, checked, renderRefused, type NginxModel, type RenderedApi, type RenderedCertificate } from './model.js';
+import { layout } from '../system/layout.js';
 
 /**
  * The whole of /etc/nginx/conf.d/plumb.conf (http context: Debian's nginx.conf includes
@@ -12,7 +13,6 @@ import { certificateFiles, checked, renderRefused, type NginxModel, type Rendere
  * certificate can be valid for them.
  */
 
-const ACME_WEBROOT = '/var/lib/plumb/acme';
 /** Idle connections each nginx worker keeps open to an API's workers. */
 const UPSTREAM_KEEPALIVE = 16;
 
@@ -51,7 +51,7 @@ export function renderNginx(model: NginxModel): string {
 
 const acmeChallenges = [
   '    location ^~ /.well-known/acme-challenge/ {',
-  `        root ${ACME_WEBROOT};`,
+  `        root ${layout.acmeWebroot};`,
   '        default_type text/plain;',
   '    }',
 ];
