@@ -11,10 +11,10 @@ import YAML from 'yaml';
  * documented for the status (or `default`) and check the body and headers against it.
  */
 
-/** The bundled spec lives next to the repository: <repo>/../shared/do-openapi.yaml. */
+/** The part of the spec the stand-in implements, vendored by scripts/vendor-do-spec.mjs. */
 export function specPath(): string {
   const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-  return path.join(path.dirname(repoRoot), 'shared', 'do-openapi.yaml');
+  return path.join(repoRoot, 'test', 'spec', 'do-openapi.yaml');
 }
 
 type Json = Record<string, unknown>;
