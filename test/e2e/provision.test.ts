@@ -8,6 +8,7 @@ import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/keys'
 import { tokenFor } from '@plumb/controller/tokens';
 import { startLab, type Lab } from '../lab/lab.js';
 import { agentAuthCases } from '../cases/agent-auth.cases.js';
+import { agentFrameCases } from '../cases/agent-frames.cases.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
 import { plumbUser, type PlumbUser } from './plumb.js';
 
@@ -127,6 +128,7 @@ describe('plumb provision', () => {
   });
 
   agentAuthCases(() => ({ address: { host: first.droplet.ipv4, port: AGENT_PORT }, dropletUuid: first.droplet.uuid, pin: first.droplet.fingerprint, key }));
+  agentFrameCases(() => ({ address: { host: first.droplet.ipv4, port: AGENT_PORT }, dropletUuid: first.droplet.uuid, pin: first.droplet.fingerprint, key }));
 
   test('the agent comes back after a reboot, with the same pin', async () => {
     const api = clientFor(lab);

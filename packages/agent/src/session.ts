@@ -23,6 +23,9 @@ export class Session {
     private readonly inFlight: Set<Promise<unknown>>,
   ) {
     ws.on('message', (data, isBinary) => (isBinary ? this.onBinary(data as Buffer) : this.onText(String(data))));
+    // A malformed frame (oversize, invalid UTF-8, reserved opcode) is an 'error' here, after which ws
+    // closes this socket with the matching code; unhandled, it would end the whole agent.
+    ws.on('error', (err: Error & { code?: string }) => log.warn('socket error', { error: err.message, code: err.code }));
     ws.on('close', () => {
       for (const controller of this.running.values()) controller.abort();
       this.upload?.upload.fail(new PlumbError('DISCONNECTED', 'the controller went away during the upload'));
