@@ -25,8 +25,9 @@ async function main(): Promise<void> {
   const paths = agentPaths();
   const config = await readConfig(paths.config);
   await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-  const state = await StateStore.open(paths.stateDir);
+  const state = await StateStore.open(paths.stateDir, { enrolled: config.enrolmentSecret === undefined });
   await events.open(paths.stateDir);
+  if (state.recovered) events.record({ kind: 'state-rebuilt', detail: state.recovered.detail });
   await reconcile(state).catch((err: Error) => log.error('could not reconcile the droplet with the state', { error: err.message }));
   const identity = await loadOrCreateIdentity(paths.stateDir, 'plumb-agent');
   const verifier = await TokenVerifier.create(config.dropletUuid, config.controllerKeys);

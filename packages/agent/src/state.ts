@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { link, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ApiName, DomainName, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
+import { log } from './log.js';
+import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
+import { layout } from './system/layout.js';
 
 /**
  * The agent's state (`/var/lib/plumb/state.json`): the truth nginx's config and the units are
@@ -70,15 +73,36 @@ export class StateStore {
   private constructor(
     private readonly file: string,
     private current: AgentState,
+    /** Set when state.json was damaged at start and rebuilt (the agent records an event). */
+    readonly recovered?: Recovered,
   ) {}
 
-  static async open(stateDir: string): Promise<StateStore> {
+  /**
+   * Reads state.json. A damaged one never stops the agent (systemd would restart it for ever):
+   * it is set aside and the state rebuilt (state-recovery.ts), then saved.
+   */
+  static async open(stateDir: string, recovery: { enrolled: boolean; roots?: RecoveryRoots } = { enrolled: false }): Promise<StateStore> {
     const file = path.join(stateDir, 'state.json');
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    return new StateStore(file, text === undefined ? EMPTY : AgentState.parse(JSON.parse(text)));
+    if (text === undefined) return new StateStore(file, EMPTY);
+    let problem: string;
+    try {
+      const parsed = AgentState.safeParse(JSON.parse(text));
+      if (parsed.success) return new StateStore(file, parsed.data);
+      const issue = parsed.error.issues[0];
+      problem = issue ? `${issue.path.join('.')}: ${issue.message}` : 'not a state';
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+    const roots = recovery.roots ?? { apiRoot: layout.apiRoot, instancesDir: layout.instancesDir };
+    const recovered = await recoverState(file, problem, recovery.enrolled, roots);
+    log.error('state.json was damaged; rebuilt it', { kept: recovered.keptAs, detail: recovered.detail });
+    const store = new StateStore(file, recovered.state, recovered);
+    await store.update((s) => s);
+    return store;
   }
 
   get(): AgentState {
@@ -87,8 +111,20 @@ export class StateStore {
 
   async update(change: (state: AgentState) => AgentState): Promise<AgentState> {
     const next = AgentState.parse(change(this.current));
+    await this.keepPrevious();
     await writeFileAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`);
     this.current = next;
     return next;
+  }
+
+  /** state.json.prev: the last good state, for a rebuild if state.json is ever damaged (a hard link: no copy). */
+  private async keepPrevious(): Promise<void> {
+    const tmp = `${this.file}.prev.tmp`;
+    await rm(tmp, { force: true });
+    const linked = await link(this.file, tmp).then(() => true, (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw err;
+    });
+    if (linked) await rename(tmp, `${this.file}.prev`);
   }
 }

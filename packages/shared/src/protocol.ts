@@ -243,7 +243,7 @@ export const ApiStatus = z.object({
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
 /** What the agent records about its APIs (docs/health.md), newest last. */
-export const EVENT_KINDS = ['up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring'] as const;
+export const EVENT_KINDS = ['up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring', 'state-rebuilt'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export const AgentEvent = z.object({

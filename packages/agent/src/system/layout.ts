@@ -3,6 +3,7 @@
  * /var/plumber/NAME (as plumber's do_deploy_api put them), units plumber-NAME@PORT.
  */
 export const layout = {
+  apiRoot: '/var/plumber',
   apiDir: (name: string) => `/var/plumber/${name}`,
   releasesDir: (name: string) => `/var/plumber/${name}/releases`,
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
