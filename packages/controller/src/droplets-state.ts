@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DropletName, DropletUuid, Fingerprint, PlumbError } from '@plumb/shared';
-import { configDir, readJson, writePrivateJson } from './config.js';
+import { configDir, readJson, withFileLock, writePrivateJson } from './config.js';
 
 /** What the controller knows of a droplet it provisioned: where it is and whom to trust there. */
 export const KnownDroplet = z.object({
@@ -44,11 +44,15 @@ export class DropletStore {
   }
 
   async save(droplet: KnownDroplet): Promise<void> {
-    const others = (await this.list()).filter((d) => d.id !== droplet.id);
-    await writePrivateJson(this.file, { version: 1, droplets: [...others, droplet] });
+    await this.change((droplets) => [...droplets.filter((d) => d.id !== droplet.id), droplet]);
   }
 
   async forget(id: number): Promise<void> {
-    await writePrivateJson(this.file, { version: 1, droplets: (await this.list()).filter((d) => d.id !== id) });
+    await this.change((droplets) => droplets.filter((d) => d.id !== id));
+  }
+
+  /** Read, change and write under the file's lock: another plumb process may be saving too. */
+  private async change(edit: (droplets: KnownDroplet[]) => KnownDroplet[]): Promise<void> {
+    await withFileLock(this.file, async () => writePrivateJson(this.file, { version: 1, droplets: edit(await this.list()) }));
   }
 }

@@ -108,3 +108,6 @@ export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
 export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;
 /** The controller's check that each domain resolves to the droplet: per query. */
 export const DNS_CHECK_TIMEOUT_MS = 5_000;
+
+/** How long a plumb process waits for another one to finish writing its local state (droplets.json). */
+export const LOCAL_STATE_LOCK_WAIT_MS = 15_000;
