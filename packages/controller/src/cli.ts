@@ -6,6 +6,7 @@ import { PlumbError } from '@plumb/shared';
 import { RemoteError } from './agent-client.js';
 import { defaultContext, type Context } from './context.js';
 import { progressReporter } from './progress.js';
+import { terminalSafe } from './terminal.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -241,7 +242,7 @@ program
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
     const print = (e: { time: number; unit: string; message: string }) =>
-      process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${new Date(e.time / 1000).toISOString()} ${e.unit.replace(/\.service$/, '')}  ${e.message}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${new Date(e.time / 1000).toISOString()} ${terminalSafe(e.unit.replace(/\.service$/, ''))}  ${terminalSafe(e.message)}\n`);
     await logs({ name, lines: o.lines, follow: o.follow ?? false, ...(o.since ? { since: o.since } : {}), ...(o.droplet ? { droplet: o.droplet } : {}) }, print, stop.signal, defaultContext(() => {}));
   });
 
@@ -320,11 +321,12 @@ program.parseAsync().catch((err: unknown) => {
     const step = err instanceof RemoteError ? { step: err.step, log: err.log } : {};
     process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, ...step } }, null, 2)}\n`);
   }
+  // Messages and log lines may come from the droplet: shown with their control characters escaped.
   if (err instanceof RemoteError && err.step) {
-    process.stderr.write(`plumb: failed at "${err.step}": ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
-    if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${l}\n`).join('')}`);
+    process.stderr.write(`plumb: failed at "${terminalSafe(err.step)}": ${terminalSafe(err.message)}\n${err.hint ? `  ${terminalSafe(err.hint)}\n` : ''}`);
+    if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${terminalSafe(l)}\n`).join('')}`);
   } else if (err instanceof PlumbError) {
-    process.stderr.write(`plumb: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
+    process.stderr.write(`plumb: ${terminalSafe(err.message)}\n${err.hint ? `  ${terminalSafe(err.hint)}\n` : ''}`);
   } else {
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }

@@ -1,5 +1,6 @@
 import type { AgentEvent, StatusResult } from '@plumb/shared';
 import type { DropletStatus } from './commands/status.js';
+import { terminalSafe } from './terminal.js';
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
@@ -27,7 +28,7 @@ export function formatEvent(e: AgentEvent, droplet?: string): string {
   const when = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
   const what = e.kind === 'restarted' && e.by ? `restarted (${e.by})` : e.kind;
   const where = e.api === null ? '-' : e.port === null ? e.api : `${e.api}@${e.port}`;
-  return [when, ...(droplet ? [droplet] : []), what.padEnd(20), where.padEnd(16), e.detail].join('  ');
+  return [when, ...(droplet ? [droplet] : []), what.padEnd(20), where.padEnd(16), terminalSafe(e.detail)].join('  ');
 }
 
 /** The events after the ones an earlier `plumb status` showed (on a first look: the latest). */

@@ -1,10 +1,17 @@
 import type { Progress } from './context.js';
+import { terminalSafe } from './terminal.js';
 
 /**
  * Shows a long command's steps: on a terminal a spinner on the current step and a tick on each
  * finished one; otherwise (CI, a pipe, --json) one plain line per step on stderr.
  */
 export function progressReporter(stream: NodeJS.WriteStream = process.stderr): { progress: Progress; stop(): void } {
+  const reporter = rawProgressReporter(stream);
+  // Steps and details may carry a droplet's text (installer output): escaped before they are drawn.
+  return { ...reporter, progress: (p) => reporter.progress({ ...p, step: terminalSafe(p.step), ...(p.detail ? { detail: terminalSafe(p.detail) } : {}) }) };
+}
+
+function rawProgressReporter(stream: NodeJS.WriteStream): { progress: Progress; stop(): void } {
   const started = Date.now();
   const elapsed = (since = started) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
   if (!stream.isTTY) {

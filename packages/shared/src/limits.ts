@@ -111,3 +111,8 @@ export const DNS_CHECK_TIMEOUT_MS = 5_000;
 
 /** How long a plumb process waits for another one to finish writing its local state (droplets.json). */
 export const LOCAL_STATE_LOCK_WAIT_MS = 15_000;
+
+/** One `log` message's entries stay under this many bytes of text, well inside WS_MAX_PAYLOAD_BYTES. */
+export const LOG_BATCH_MAX_BYTES = 1024 * 1024;
+/** A journal entry's message longer than this is cut (journald's own LineMax is 48 KiB). */
+export const LOG_ENTRY_MAX_BYTES = 64 * 1024;

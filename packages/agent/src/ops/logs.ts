@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import type { LogEntry } from '@plumb/shared';
+import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, type LogEntry } from '@plumb/shared';
 import { journalArgs, parseJournalLine } from '../system/journal.js';
 import { requireApi } from './routing.js';
 import type { OpContext } from './context.js';
@@ -24,6 +24,7 @@ export async function logs(req: { name: string; lines: number; since: string | n
   const child = execa('journalctl', journalArgs(req.name, req), { reject: false, cancelSignal: sink.signal, buffer: false, stdin: 'ignore' });
   let count = 0;
   let batch: LogEntry[] = [];
+  let batchBytes = 0;
   let timer: NodeJS.Timeout | undefined;
   let sending = Promise.resolve();
   const flush = () => {
@@ -32,6 +33,7 @@ export async function logs(req: { name: string; lines: number; since: string | n
     if (batch.length === 0) return;
     const out = batch;
     batch = [];
+    batchBytes = 0;
     count += out.length;
     child.stdout?.pause();
     sending = sending.then(() => sink.send(out)).finally(() => child.stdout?.resume());
@@ -39,9 +41,14 @@ export async function logs(req: { name: string; lines: number; since: string | n
   const lines = createInterface({ input: child.stdout! });
   const closed = new Promise<void>((resolve) => lines.once('close', resolve));
   lines.on('line', (line) => {
-    const entry = parseJournalLine(line);
-    if (!entry) return;
+    const parsed = parseJournalLine(line);
+    if (!parsed) return;
+    const entry = bounded(parsed);
+    // JSON escaping can grow a message up to 6x (control characters as \u00XX).
+    const bytes = 6 * Buffer.byteLength(entry.message) + 100;
+    if (batchBytes + bytes > LOG_BATCH_MAX_BYTES) flush();
     batch.push(entry);
+    batchBytes += bytes;
     if (batch.length >= BATCH_ENTRIES) flush();
     else timer ??= setTimeout(flush, BATCH_MS);
   });
@@ -50,4 +57,13 @@ export async function logs(req: { name: string; lines: number; since: string | n
   flush();
   await sending;
   return { entries: count };
+}
+
+/** An entry whose message is cut to LOG_ENTRY_MAX_BYTES, saying how much was left out. */
+export function bounded(entry: LogEntry): LogEntry {
+  const bytes = Buffer.from(entry.message, 'utf8');
+  if (bytes.length <= LOG_ENTRY_MAX_BYTES) return entry;
+  // Decoding a cut buffer drops a split last character rather than sending half of it.
+  const kept = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(0, LOG_ENTRY_MAX_BYTES)).replace(/\uFFFD$/, '');
+  return { ...entry, message: `${kept} [plumb: ${bytes.length - Buffer.byteLength(kept)} more bytes cut]` };
 }
