@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
-import { copyFile, mkdir, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startLab, type Lab } from '../lab/lab.js';
@@ -39,10 +39,19 @@ describe('a droplet made through the DigitalOcean stand-in', () => {
   let id: number;
   let address: string;
 
+  let twin: number;
+
   before(async () => {
-    const created = await api.droplet.createDroplet({ name: 'web-1', region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64', user_data: USER_DATA, tags: ['lab-test'] });
-    assert.equal(created.data.droplet.status, 'new');
-    id = created.data.droplet.id;
+    // nginx's package is downloaded again, so this run shows it reaching the shared archive.
+    for (const deb of await readdir(aptArchiveDir()).catch(() => [] as string[])) if (/^nginx_.*\.deb$/.test(deb)) await rm(path.join(aptArchiveDir(), deb));
+    // Two droplets at once, as `plumb provision --count 2` or two test suites make them: each
+    // installs packages at the same moment from the shared archive.
+    const [created, other] = await Promise.all(
+      ['web-1', 'web-2'].map((name) => api.droplet.createDroplet({ name, region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64', user_data: USER_DATA, tags: ['lab-test'] })),
+    );
+    assert.equal(created?.data.droplet.status, 'new');
+    id = created!.data.droplet.id;
+    twin = other!.data.droplet.id;
     ({ address } = await waitActive(api, id));
   });
 
@@ -52,6 +61,15 @@ describe('a droplet made through the DigitalOcean stand-in', () => {
     assert.match(status, /^errors: \[\]$/m);
     assert.equal(await lab.droplet(id).exec(['cat', '/var/lib/lab-test/marker']), 'written by cloud-init');
     assert.equal(await lab.droplet(id).exec(['hostname']), 'web-1');
+  });
+
+  test('two droplets booting at once both install their packages; what they download reaches the shared archive', async () => {
+    await waitActive(api, twin);
+    const status = await lab.droplet(twin).exec(['cloud-init', 'status', '--wait', '--long'], { timeoutMs: 600_000 });
+    assert.match(status, /(^|\.)status: done$/m);
+    assert.match(status, /^errors: \[\]$/m);
+    assert.equal(await lab.droplet(twin).exec(['sh', '-c', 'command -v nginx']), '/usr/sbin/nginx');
+    assert.equal((await api.droplet.deleteDroplet({ droplet_id: twin })).status, 204);
     const archive = await readdir(aptArchiveDir());
     assert.ok(archive.some((f) => /^nginx_.*\.deb$/.test(f)), 'packages land in the apt archive droplets share');
   });

@@ -53,13 +53,14 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   const releaseDir = layout.releaseDir(req.name, release);
 
   ctx.progress('receiving the bundle');
-  await mkdir(layout.releasesDir(req.name), { recursive: true, mode: 0o755 });
-  await mkdir(layout.dataDir(req.name), { recursive: true, mode: 0o755 });
+  // mkdir tells the first directory it had to make: cleanup removes what this deploy made and
+  // nothing else (a `remove --keep-files` leaves data/ that a failed deploy must not take).
+  const made = [await mkdir(layout.releasesDir(req.name), { recursive: true, mode: 0o755 }), await mkdir(layout.dataDir(req.name), { recursive: true, mode: 0o755 })];
   await chownToPlumber(layout.dataDir(req.name));
   const forgetIfNew = async () => {
     if (previous) return;
     await removeUnit(req.name);
-    await rm(layout.apiDir(req.name), { recursive: true, force: true });
+    for (const dir of made) if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   };
   let extracted;
   try {
