@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import WebSocket from 'ws';
+import { AGENT_PATHS, AGENT_PORT, UPLOAD_IDLE_TIMEOUT_MS, WS_PING_INTERVAL_MS } from '@plumb/shared';
+import { connectTls } from '@plumb/controller/agent-client';
+import { loadSigningKey } from '@plumb/controller/keys';
+import { tokenFor } from '@plumb/controller/tokens';
+import { rawTar } from '../cases/raw-tar.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
@@ -69,13 +79,14 @@ test('a damaged state.json: the agent keeps running, rebuilds it, and every API 
   await onDroplet(['sh', '-c', 'printf "{\\"version\\": 1, \\"apis\\": {" > /var/lib/plumb/state.json']);
   await onDroplet(['systemctl', 'restart', 'plumb-agent']);
   // Ask the agent itself, with a deadline: it answers once it has rebuilt its state.
-  let status = await user.plumb(['status', '--json']);
-  for (let i = 0; i < 30 && status.exitCode !== 0; i++) {
+  type Status = Array<{ error?: unknown; status?: { apis: Array<{ name: string; path: string; release: string }>; events: Array<{ kind: string; detail: string }> } }>;
+  const ask = async () => JSON.parse((await user.plumb(['status', '--json'])).stdout) as Status;
+  let [droplet] = await ask();
+  for (let i = 0; i < 30 && !droplet?.status; i++) {
     await new Promise((r) => setTimeout(r, 1000));
-    status = await user.plumb(['status', '--json']);
+    [droplet] = await ask();
   }
-  assert.equal(status.exitCode, 0, status.stderr);
-  const [droplet] = JSON.parse(status.stdout) as Array<{ status: { apis: Array<{ name: string; path: string; release: string }>; events: Array<{ kind: string; detail: string }> } }>;
+  assert.ok(droplet?.status, `the agent answers again: ${JSON.stringify(droplet?.error)}`);
   const sum = droplet?.status.apis.find((a) => a.name === 'sum');
   assert.deepEqual([sum?.path, sum?.release], ['/calc', release], 'the URL path from the last good copy, the release from disk');
   assert.ok(droplet?.status.events.some((e) => e.kind === 'state-rebuilt' && /noisy, sum/.test(e.detail)), JSON.stringify(droplet?.status.events.slice(-3)));
@@ -83,4 +94,52 @@ test('a damaged state.json: the agent keeps running, rebuilds it, and every API 
   assert.deepEqual(JSON.parse((await get('/calc/add?a=1&b=2')).body), [3]);
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum'])).exitCode, 0, 'and plumb goes on working');
   assert.deepEqual(JSON.parse((await get('/calc/version')).body), ['v2']);
+});
+
+/** A socket to the agent as the controller opens one, with its TLS socket in hand to misbehave with. */
+async function rawSession(): Promise<{ ws: WebSocket; tls: import('node:tls').TLSSocket; answers: Array<{ type: string; error?: { code: string; message: string } }> }> {
+  const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ uuid: string; fingerprint: string }> };
+  const droplet = droplets[0]!;
+  const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
+  const tls = await connectTls({ host: address, port: AGENT_PORT }, droplet.fingerprint);
+  const ws = new WebSocket(`wss://${address}:${AGENT_PORT}${AGENT_PATHS.socket}`, { createConnection: () => tls, headers: { authorization: `Bearer ${await tokenFor(key, droplet.uuid)}` } });
+  ws.on('error', () => {});
+  const answers: Array<{ type: string; error?: { code: string; message: string } }> = [];
+  ws.on('message', (data) => answers.push(JSON.parse(String(data)) as { type: string }));
+  await once(ws, 'open');
+  return { ws, tls, answers };
+}
+
+const startDeploy = (ws: WebSocket, name: string) => {
+  ws.send(JSON.stringify({ type: 'deploy', id: 1, name, path: `/${name}`, forward: false, env: {}, workers: 1, healthPath: null }));
+  // The first bytes of a bundle, and then nothing more.
+  ws.send(gzipSync(rawTar([{ path: 'plumber.R', body: '#* @get /x\nfunction() 1\n' }])).subarray(0, 20), { binary: true });
+};
+
+test('a deploy whose upload stalls fails with a clear error after the idle limit, and the API is free again', async () => {
+  const { ws, answers } = await rawSession();
+  startDeploy(ws, 'stall');
+  const started = Date.now();
+  while (!answers.some((a) => a.type === 'error') && Date.now() - started < UPLOAD_IDLE_TIMEOUT_MS + 30_000) await new Promise((r) => setTimeout(r, 250));
+  const error = answers.find((a) => a.type === 'error')?.error;
+  assert.equal(error?.code, 'BUNDLE_STALLED', JSON.stringify(answers));
+  assert.match(error?.message ?? '', /stalled/);
+  ws.close();
+  const deployed = await user.plumb(['deploy', await apiDir(sumApi('after-stall')), '--name', 'stall'], { timeoutMs: 120_000 });
+  assert.equal(deployed.exitCode, 0, deployed.stderr);
+  assert.deepEqual(JSON.parse((await get('/stall/version')).body), ['after-stall']);
+});
+
+test('a controller that vanishes (no more pongs) is dropped: its log follower on the droplet stops', async () => {
+  const { ws, tls } = await rawSession();
+  ws.send(JSON.stringify({ type: 'logs', id: 1, name: 'stall', lines: 0, since: null, follow: true }));
+  const followers = () => onDroplet(['sh', '-c', 'pgrep -fc "journalctl .*plumber-stall@" || true']);
+  for (let i = 0; i < 40 && (await followers()) !== '1'; i++) await new Promise((r) => setTimeout(r, 250));
+  assert.equal(await followers(), '1', 'journalctl follows for the controller');
+  // Half-open: this end stops reading, so the agent's pings go unanswered.
+  tls.pause();
+  const deadline = Date.now() + 3 * WS_PING_INTERVAL_MS + 10_000;
+  while ((await followers()) !== '0' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(await followers(), '0', 'the agent closed the silent socket and cancelled what it ran');
+  tls.destroy();
 });

@@ -9,6 +9,7 @@ import { nsenterArgs } from './droplets/droplet.js';
 import { netFor } from './droplets/network.js';
 import { containerInit, findNspawn } from './droplets/processes.js';
 import { listRecords } from './droplets/records.js';
+import { prefetchDropletPackages } from './droplets/prefetch.js';
 import { ensureRootfs } from './droplets/rootfs.js';
 import { listInstances } from './instances.js';
 import { startLab } from './lab.js';
@@ -17,9 +18,10 @@ const program = new Command('lab').description('the plumb lab: a DigitalOcean on
 
 program
   .command('prepare')
-  .description('build the cached droplet root filesystem (debootstrap, once)')
+  .description('build the cached droplet root filesystem (debootstrap) and download what droplets install (once)')
   .action(async () => {
     console.log(`droplet image ready: ${await ensureRootfs((line) => console.log(line))}`);
+    await prefetchDropletPackages((line) => console.log(line));
   });
 
 program

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { AGENT_MAX_PENDING_REQUESTS, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, type AgentMessage, type LogEntry } from '@plumb/shared';
+import { AGENT_MAX_PENDING_REQUESTS, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
 import { log } from './log.js';
 import { watch } from './monitor/watch.js';
 import { handleRequest, type Facts } from './requests.js';
@@ -26,7 +26,17 @@ export class Session {
     // A malformed frame (oversize, invalid UTF-8, reserved opcode) is an 'error' here, after which ws
     // closes this socket with the matching code; unhandled, it would end the whole agent.
     ws.on('error', (err: Error & { code?: string }) => log.warn('socket error', { error: err.message, code: err.code }));
+    // A controller that vanished without closing (a dropped link, a suspended laptop) stops
+    // answering pings: its socket is closed, which cancels its operations and frees their locks.
+    let answered = true;
+    ws.on('pong', () => (answered = true));
+    const pinger = setInterval(() => {
+      if (!answered) return ws.terminate();
+      answered = false;
+      ws.ping();
+    }, WS_PING_INTERVAL_MS);
     ws.on('close', () => {
+      clearInterval(pinger);
       for (const controller of this.running.values()) controller.abort();
       this.upload?.upload.fail(new PlumbError('DISCONNECTED', 'the controller went away during the upload'));
     });

@@ -1,4 +1,4 @@
-import { BUNDLE_MAX_BYTES, PlumbError } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, PlumbError, UPLOAD_IDLE_TIMEOUT_MS } from '@plumb/shared';
 
 /**
  * A bundle arriving as binary WebSocket frames, read as an async iterable. When more than
@@ -16,6 +16,7 @@ export class Upload implements AsyncIterable<Buffer> {
     private readonly pause: () => void,
     private readonly resume: () => void,
     private readonly highWater: number,
+    private readonly idleTimeoutMs = UPLOAD_IDLE_TIMEOUT_MS,
   ) {}
 
   push(chunk: Buffer): void {
@@ -61,7 +62,10 @@ export class Upload implements AsyncIterable<Buffer> {
         continue;
       }
       if (this.ended) return;
+      // Waiting for the sender (never while paused for backpressure: the queue then holds data).
+      const idle = setTimeout(() => this.fail(new PlumbError('BUNDLE_STALLED', `no bundle bytes arrived for ${this.idleTimeoutMs / 1000} s: the upload stalled`, 'check the connection and deploy again')), this.idleTimeoutMs);
       await new Promise<void>((resolve) => (this.wake = resolve));
+      clearTimeout(idle);
       this.wake = undefined;
     }
   }

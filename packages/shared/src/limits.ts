@@ -116,3 +116,8 @@ export const LOCAL_STATE_LOCK_WAIT_MS = 15_000;
 export const LOG_BATCH_MAX_BYTES = 1024 * 1024;
 /** A journal entry's message longer than this is cut (journald's own LineMax is 48 KiB). */
 export const LOG_ENTRY_MAX_BYTES = 64 * 1024;
+
+/** The agent pings every controller socket this often; one that has not answered the last ping is closed. */
+export const WS_PING_INTERVAL_MS = 15_000;
+/** A deploy whose bundle stops arriving for this long fails (and frees the API for the next deploy). */
+export const UPLOAD_IDLE_TIMEOUT_MS = 30_000;

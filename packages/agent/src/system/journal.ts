@@ -4,7 +4,8 @@ import { unitGlob } from './layout.js';
 
 /** The API's journal, as journalctl gives it (`-o json`), for all its workers. */
 export function journalArgs(name: string, opts: { lines: number; since: string | null; follow: boolean }): string[] {
-  return ['-o', 'json', '--no-pager', '-u', unitGlob(name), '-n', String(opts.lines), ...(opts.since ? ['--since', opts.since] : []), ...(opts.follow ? ['-f'] : [])];
+  // --all: without it journalctl's JSON gives `null` for any field over 4096 bytes, so a long line arrived empty.
+  return ['-o', 'json', '--all', '--no-pager', '-u', unitGlob(name), '-n', String(opts.lines), ...(opts.since ? ['--since', opts.since] : []), ...(opts.follow ? ['-f'] : [])];
 }
 
 export function parseJournalLine(line: string): LogEntry | undefined {
