@@ -34,6 +34,11 @@ async function requestCounts(): Promise<Record<string, number>> {
   return ((await response.json()) as { counts: Record<string, number> }).counts;
 }
 
+async function requestLog(): Promise<Array<{ method: string; path: string; status: number }>> {
+  const response = await fetch(`${lab.controlUrl}/lab/requests`);
+  return ((await response.json()) as { recent: Array<{ method: string; path: string; status: number }> }).recent;
+}
+
 async function fault(body: object): Promise<void> {
   const response = await fetch(`${lab.controlUrl}/lab/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   assert.equal(response.status, 201, await response.text());
@@ -150,15 +155,21 @@ describe('plumb provision', () => {
 describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () => {
   let second: Provisioned;
 
+  let creates: number[];
+
   before(async () => {
-    await fault({ status: 429, count: 2, retryAfter: 1 });
-    await fault({ status: 503, count: 1 });
+    // Aimed at the create itself: the request that must never be sent twice for one droplet.
+    await fault({ status: 429, count: 2, retryAfter: 1, method: 'POST', path: '/v2/droplets' });
+    await fault({ status: 503, count: 1, method: 'POST', path: '/v2/droplets' });
+    const before = (await requestLog()).length;
     const result = await user.plumb(['provision', '--name', 'api-2', '--json']);
     assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
     second = JSON.parse(result.stdout) as Provisioned;
+    creates = (await requestLog()).slice(before).filter((r) => r.method === 'POST' && r.path === '/v2/droplets').map((r) => r.status);
   });
 
-  test('429 twice and a 503 still end in exactly one droplet', async () => {
+  test('429 twice and a 503 on the create still end in exactly one droplet', async () => {
+    assert.deepEqual(creates, [429, 429, 503, 202], 'the create got the faults, and was retried until it succeeded once');
     const list = await user.plumb(['droplets', '--json']);
     const rows = JSON.parse(list.stdout) as Array<{ name: string }>;
     assert.equal(rows.filter((r) => r.name === 'api-2').length, 1);

@@ -446,6 +446,17 @@ test('faults: 500 and 503 are served in order, count by count; a fault before cr
   assert.equal(machines.count('create'), 0);
 });
 
+test('faults: a fault aimed at a method and path waits for that request; others pass untouched', async (t) => {
+  const { client, addFault, machines } = await lab(t);
+  await addFault({ status: 503, count: 1, method: 'POST', path: '/v2/droplets' });
+  assert.equal((await client.droplet.listDroplets({})).status, 200, 'a list of the same path is not the create');
+  assert.equal((await client.region.listRegions({})).status, 200);
+  assert.equal((await failure(createDroplet(client, 'x'))).status, 503);
+  assert.equal(machines.count('create'), 0);
+  assert.equal((await createDroplet(client, 'x')).status, 'new');
+  assert.equal(machines.count('create'), 1);
+});
+
 test('faults: delayMs slows requests down without failing them; DELETE /lab/faults clears what is pending', async (t) => {
   const { client, addFault, standin } = await lab(t);
   await addFault({ delayMs: 150, count: 1 });

@@ -5,9 +5,16 @@ import { ApiError, serverError, serviceUnavailable, tooManyRequests } from './er
 export type FaultStatus = 429 | 500 | 503;
 const faultStatuses: readonly number[] = [429, 500, 503];
 
-/** What a test asks for: the next `count` /v2 requests wait `delayMs`, then fail with `status` if set. */
+/**
+ * What a test asks for: the next `count` /v2 requests (only those with this `method` and `path`,
+ * when given) wait `delayMs`, then fail with `status` if set.
+ */
 export interface FaultSpec {
   status?: FaultStatus;
+  /** Only requests with this method, e.g. POST. */
+  method?: string;
+  /** Only requests for exactly this path, query excluded, e.g. /v2/droplets. */
+  path?: string;
   count: number;
   /** Seconds, sent as Retry-After on a 429. */
   retryAfter?: number;
@@ -42,7 +49,7 @@ export function parseFault(body: unknown): FaultSpec {
     throw new FaultSpecError('expected a JSON object like {"status":429,"count":1}');
   }
   const fields = body as Record<string, unknown>;
-  const unknownKeys = Object.keys(fields).filter((k) => !['status', 'count', 'retryAfter', 'delayMs'].includes(k));
+  const unknownKeys = Object.keys(fields).filter((k) => !['status', 'count', 'retryAfter', 'delayMs', 'method', 'path'].includes(k));
   if (unknownKeys.length > 0) throw new FaultSpecError(`unknown field(s): ${unknownKeys.join(', ')}`);
 
   const status = fields.status;
@@ -56,8 +63,14 @@ export function parseFault(body: unknown): FaultSpec {
   const delayMs = intIn(fields, 'delayMs', 0, MAX_FAULT_DELAY_MS);
   if (status === undefined && delayMs === undefined) throw new FaultSpecError('give a status, a delayMs, or both');
 
+  const { method, path } = fields;
+  if (method !== undefined && (typeof method !== 'string' || !/^(GET|POST|PUT|PATCH|DELETE)$/.test(method))) throw new FaultSpecError('method must be GET, POST, PUT, PATCH or DELETE');
+  if (path !== undefined && (typeof path !== 'string' || !/^\/v2(\/[A-Za-z0-9_.-]+)*$/.test(path))) throw new FaultSpecError('path must be a /v2 path such as /v2/droplets');
+
   const spec: FaultSpec = { count };
   if (status !== undefined) spec.status = status as FaultStatus;
+  if (method !== undefined) spec.method = method as string;
+  if (path !== undefined) spec.path = path as string;
   if (retryAfter !== undefined) spec.retryAfter = retryAfter;
   if (delayMs !== undefined) spec.delayMs = delayMs;
   return spec;
@@ -79,13 +92,14 @@ export class Faults {
     return this.queue.map((f) => ({ ...f }));
   }
 
-  /** Claims the fault for one request. */
-  take(): FaultSpec | undefined {
-    const head = this.queue[0];
-    if (head === undefined) return undefined;
-    head.remaining -= 1;
-    if (head.remaining === 0) this.queue.shift();
-    const { remaining: _remaining, ...spec } = head;
+  /** Claims, for one request, the oldest fault that applies to it. */
+  take(method: string, path: string): FaultSpec | undefined {
+    const index = this.queue.findIndex((f) => (f.method === undefined || f.method === method) && (f.path === undefined || f.path === path));
+    const fault = this.queue[index];
+    if (fault === undefined) return undefined;
+    fault.remaining -= 1;
+    if (fault.remaining === 0) this.queue.splice(index, 1);
+    const { remaining: _remaining, ...spec } = fault;
     return spec;
   }
 }
@@ -104,8 +118,8 @@ function faultError(status: FaultStatus, retryAfter: number): ApiError {
 
 /** Runs before authentication: an injected fault stands for DigitalOcean's edge failing, whoever asks. */
 export function injectFaults(faults: Faults): RequestHandler {
-  return async (_req, _res, next) => {
-    const fault = faults.take();
+  return async (req, _res, next) => {
+    const fault = faults.take(req.method, new URL(req.originalUrl, 'http://x').pathname);
     if (fault === undefined) return next();
     if (fault.delayMs !== undefined && fault.delayMs > 0) await sleep(fault.delayMs);
     if (fault.status === undefined) return next();
