@@ -10,11 +10,11 @@ import { AGENT_PORT, BUNDLE_MAX_BYTES } from '@plumb/shared';
 import { loadSigningKey } from '@plumb/controller/keys';
 import { tokenFor } from '@plumb/controller/tokens';
 import { rawHeader, rawTar } from '../cases/raw-tar.js';
-import { AgentConnection, agentAnswers } from '@plumb/controller/agent-client';
+import { AgentConnection } from '@plumb/controller/agent-client';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -147,7 +147,8 @@ describe('forward, remove, restart, crash and reboot', () => {
     const pid = await json('/sum/pid');
     await onDroplet(['systemctl', 'restart', 'plumb-agent']);
     assert.deepEqual(await json('/sum/pid'), pid);
-    for (let i = 0; i < 100 && !(await agentAnswers({ host: address, port: AGENT_PORT })); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(await agentAnswersAgain(user), 'the agent answers plumb again');
+    assert.deepEqual(await json('/sum/pid'), pid, 'and its start changed no worker');
     assert.equal(await serving(), before);
   });
 

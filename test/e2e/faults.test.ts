@@ -13,7 +13,7 @@ import { rawTar } from '../cases/raw-tar.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Bad luck and bad input on one droplet (issue: the agent survives everything, loses nothing,
@@ -81,12 +81,9 @@ test('a damaged state.json: the agent keeps running, rebuilds it, and every API 
   // Ask the agent itself, with a deadline: it answers once it has rebuilt its state.
   type Status = Array<{ error?: unknown; status?: { apis: Array<{ name: string; path: string; release: string }>; events: Array<{ kind: string; detail: string }> } }>;
   const ask = async () => JSON.parse((await user.plumb(['status', '--json'])).stdout) as Status;
-  let [droplet] = await ask();
-  for (let i = 0; i < 30 && !droplet?.status; i++) {
-    await new Promise((r) => setTimeout(r, 1000));
-    [droplet] = await ask();
-  }
-  assert.ok(droplet?.status, `the agent answers again: ${JSON.stringify(droplet?.error)}`);
+  assert.ok(await agentAnswersAgain(user), 'the agent answers plumb again');
+  const [droplet] = await ask();
+  assert.ok(droplet?.status);
   const sum = droplet?.status.apis.find((a) => a.name === 'sum');
   assert.deepEqual([sum?.path, sum?.release], ['/calc', release], 'the URL path from the last good copy, the release from disk');
   assert.ok(droplet?.status.events.some((e) => e.kind === 'state-rebuilt' && /noisy, sum/.test(e.detail)), JSON.stringify(droplet?.status.events.slice(-3)));

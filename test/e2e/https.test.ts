@@ -9,7 +9,7 @@ import { DROPLET_ACME_CA } from '../lab/acme.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_configure_https as `plumb https`: real certbot on a lab droplet, run by the agent,
@@ -306,7 +306,7 @@ describe('running plumb https again is safe', () => {
   test('restarting the agent changes nothing that serves', async () => {
     const before = await nginxAndFirewall();
     await onDroplet(['systemctl', 'restart', 'plumb-agent']);
-    await new Promise((r) => setTimeout(r, 2000));
+    assert.ok(await agentAnswersAgain(user), 'the agent answers plumb again');
     assert.equal(await nginxAndFirewall(), before);
     assert.deepEqual(JSON.parse((await httpsGet(DOMAIN, '/sum/add?a=1&b=2')).body), [3]);
   });

@@ -48,3 +48,19 @@ export async function provisionDroplet(user: PlumbUser, name: string): Promise<{
   const { droplet } = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
   return { id: droplet.id, address: droplet.ipv4 };
 }
+
+/**
+ * Waits until the user's droplet answers `plumb status` again (after an agent restart, say), asking
+ * it through plumb with a deadline; true when it did. The agent reconciles before it listens, so an
+ * answer means the restart is over.
+ */
+export async function agentAnswersAgain(user: PlumbUser, timeoutMs = 60_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await user.plumb(['status', '--json']);
+    const rows = status.exitCode === 0 || status.stdout.startsWith('[') ? (JSON.parse(status.stdout || '[]') as Array<{ status?: unknown }>) : [];
+    if (rows.length > 0 && rows.every((r) => r.status !== undefined)) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -18,6 +18,9 @@ async function droplet(state: string | undefined, prev?: object) {
     await writeFile(path.join(apiRoot, 'sum/releases', id, 'plumber.R'), '#* @get /x\nfunction() 1\n');
   }
   await symlink('releases/20261125T190100Z-bbbb', path.join(apiRoot, 'sum/current'));
+  // What `remove --keep-files` leaves: files, no workers.
+  await mkdir(path.join(apiRoot, 'kept/releases/20261125T180000Z-cccc'), { recursive: true });
+  await symlink('releases/20261125T180000Z-cccc', path.join(apiRoot, 'kept/current'));
   await mkdir(instancesDir, { recursive: true });
   await writeFile(path.join(instancesDir, 'sum@9001.env'), renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', { TOKEN: 'a"b$c\\d' }));
   if (state !== undefined) await writeFile(path.join(stateDir, 'state.json'), state);
@@ -64,6 +67,7 @@ describe('a damaged state.json', () => {
     const { stateDir, roots } = await droplet(JSON.stringify({ version: 2 }));
     const store = await StateStore.open(stateDir, { enrolled: true, roots });
     assert.equal(store.get().apis['sum']?.path, '/sum');
+    assert.deepEqual(Object.keys(store.get().apis), ['sum'], 'the files of a removed API do not bring it back');
     assert.notEqual(store.get().enrolledAt, null);
     assert.match(store.recovered?.detail ?? '', /version: .*forward, HTTPS and webhook settings must be given again/);
   });

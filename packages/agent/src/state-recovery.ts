@@ -37,6 +37,9 @@ export async function recoverState(file: string, problem: string, enrolled: bool
   const apis: Record<string, ApiInput> = {};
   const workers = await workersOnDisk(roots.instancesDir);
   for (const name of await apisOnDisk(roots.apiRoot)) {
+    // Files alone are not an API: `remove --keep-files` leaves them. One the last good copy knows,
+    // or one with workers' env files (deployed since that copy), is.
+    if (!base.apis[name] && !workers.has(name)) continue;
     const api = await apiFromDisk(name, roots.apiRoot, workers, base.apis[name]);
     if (api) apis[name] = api;
   }
