@@ -24,7 +24,7 @@ async function droplet(state: string | undefined, prev?: object) {
   await mkdir(instancesDir, { recursive: true });
   await writeFile(path.join(instancesDir, 'sum@9001.env'), renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', { TOKEN: 'a"b$c\\d' }));
   if (state !== undefined) await writeFile(path.join(stateDir, 'state.json'), state);
-  if (prev) await writeFile(path.join(stateDir, 'state.json.prev'), JSON.stringify(prev));
+  if (prev) await writeFile(path.join(stateDir, 'state.json.backup'), JSON.stringify(prev));
   return { stateDir, roots: { apiRoot, instancesDir } };
 }
 
@@ -72,12 +72,13 @@ describe('a damaged state.json', () => {
     assert.match(store.recovered?.detail ?? '', /version: .*forward, HTTPS and webhook settings must be given again/);
   });
 
-  test('every save keeps the previous state as state.json.prev', async () => {
+  test('every save is copied to state.json.backup, so the last change survives a damaged state.json', async () => {
     const { stateDir, roots } = await droplet(JSON.stringify(good));
     const store = await StateStore.open(stateDir, { enrolled: true, roots });
-    await store.update((s) => ({ ...s, forward: null }));
-    assert.equal(JSON.parse(await readFile(path.join(stateDir, 'state.json.prev'), 'utf8')).forward, 'sum');
-    assert.equal(JSON.parse(await readFile(path.join(stateDir, 'state.json'), 'utf8')).forward, null);
+    await store.update((s) => ({ ...s, apis: { sum: { ...s.apis['sum']!, path: '/newer' } } }));
+    assert.equal(await readFile(path.join(stateDir, 'state.json.backup'), 'utf8'), await readFile(path.join(stateDir, 'state.json'), 'utf8'));
+    await writeFile(path.join(stateDir, 'state.json'), 'garbage');
+    assert.equal((await StateStore.open(stateDir, { enrolled: true, roots })).get().apis['sum']?.path, '/newer');
   });
 });
 

@@ -9,7 +9,7 @@ type ApiInput = z.input<typeof ApiRecord>;
 /**
  * What the agent does when state.json cannot be read as a state (a bad disk, a hand edit): the
  * file is set aside, never overwritten, and the state is rebuilt from the last good copy
- * (state.json.prev, kept by every save) corrected by what is on disk, because the release
+ * (state.json.backup, written after every save) corrected by what is on disk, because the release
  * directories, the `current` links and the workers' env files are written by the same operations
  * and are the truth of what serves. Settings the disk does not hold (URL path, forward, HTTPS,
  * webhook) come from the last good copy, or else fall back to their defaults.
@@ -32,7 +32,7 @@ export interface Recovered {
 export async function recoverState(file: string, problem: string, enrolled: boolean, roots: RecoveryRoots): Promise<Recovered> {
   const keptAs = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '')}`;
   await rename(file, keptAs);
-  const previous = await readState(`${file}.prev`);
+  const previous = await readState(`${file}.backup`);
   const base: AgentState = previous ?? AgentState.parse({ version: 1, enrolledAt: null });
   const apis: Record<string, ApiInput> = {};
   const workers = await workersOnDisk(roots.instancesDir);

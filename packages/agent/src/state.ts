@@ -1,4 +1,4 @@
-import { link, readFile, rename, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ApiName, DomainName, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
@@ -111,20 +111,11 @@ export class StateStore {
 
   async update(change: (state: AgentState) => AgentState): Promise<AgentState> {
     const next = AgentState.parse(change(this.current));
-    await this.keepPrevious();
-    await writeFileAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`);
+    const text = `${JSON.stringify(next, null, 2)}\n`;
+    await writeFileAtomic(this.file, text);
+    // A second copy: if state.json is ever damaged (a bad disk, a hand edit), the rebuild starts from it.
+    await writeFileAtomic(`${this.file}.backup`, text);
     this.current = next;
     return next;
-  }
-
-  /** state.json.prev: the last good state, for a rebuild if state.json is ever damaged (a hard link: no copy). */
-  private async keepPrevious(): Promise<void> {
-    const tmp = `${this.file}.prev.tmp`;
-    await rm(tmp, { force: true });
-    const linked = await link(this.file, tmp).then(() => true, (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return false;
-      throw err;
-    });
-    if (linked) await rename(tmp, `${this.file}.prev`);
   }
 }
