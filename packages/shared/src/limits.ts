@@ -108,3 +108,12 @@ export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
 export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;
 /** The controller's check that each domain resolves to the droplet: per query. */
 export const DNS_CHECK_TIMEOUT_MS = 5_000;
+
+/**
+ * An API worker's memory when the deploy gives no --memory: systemd's MemoryMax= as a share of
+ * the droplet's RAM, so one runaway R process is stopped (and restarted) before it starves the
+ * agent, nginx and the other APIs.
+ */
+export const API_MEMORY_MAX_DEFAULT = '80%';
+/** The kernel's OOM killer picks R workers before the agent (0) and sshd (-1000 at worst). */
+export const API_OOM_SCORE_ADJUST = 500;
