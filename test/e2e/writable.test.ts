@@ -51,6 +51,10 @@ function(path) attempt(if (!file.remove(path)) stop("not removed"))
 #* @serializer unboxedJSON
 function(path) attempt(readBin(path, "raw", 65536))
 
+#* @get /cores
+#* @serializer unboxedJSON
+function() as.character(parallel::detectCores())
+
 #* @get /caches
 #* @serializer unboxedJSON
 function() {
@@ -119,7 +123,7 @@ describe('an API writes where it runs', () => {
     assert.equal(await sh('stat -c "%U %a" /var/plumber/writer/current/logs/requests.log'), 'plumber-writer 600');
     assert.equal((await worker('writer')).user, 'plumber-writer');
     const other = await worker(OTHER);
-    assert.equal(other.user.length, 32, 'a long name\'s user is cut to useradd\'s 32 characters');
+    assert.equal(apiUser(OTHER).length, 31, 'a long name\'s user is cut to the 31 characters systemd takes');
     assert.equal(await sh(`stat -c %U /proc/${other.pid}`), apiUser(OTHER));
   });
 
@@ -140,7 +144,8 @@ describe('an API writes where it runs', () => {
     assert.equal(await json('/writer/count'), 4);
   });
 
-  test('tools::R_user_dir() under the API\'s own HOME and tempdir() write and read back; tempdir() is private to the worker', async () => {
+  test('tools::R_user_dir() under the API\'s own HOME and tempdir() write and read back; tempdir() is private to the worker', async (t) => {
+    t.diagnostic(`parallel::detectCores() under ProcSubset=pid: ${String(await json('/writer/cores'))}`);
     const caches = (await json('/writer/caches')) as Record<string, string>;
     assert.equal(caches['home'], '/var/plumber/writer/home');
     assert.equal(caches['cache'], '/var/plumber/writer/home/.cache/R/x');

@@ -281,14 +281,14 @@ describe('systemd: the worker unit and its environment files', () => {
     refused(() => renderApiUnit('sum', { memoryMax: '80%' }), /memory limit/);
   });
 
-  test('each API\'s user is plumber-NAME; past useradd\'s 32 characters, a cut name and a hash, distinct and found from the name', () => {
+  test('each API\'s user is plumber-NAME; past systemd\'s 31 characters, a cut name and a hash, distinct and found from the name', () => {
     assert.equal(apiUser('sum'), 'plumber-sum');
-    assert.equal(apiUser('a'.repeat(23)), `plumber-${'a'.repeat(23)}`);
-    const long = ['a'.repeat(24), 'a'.repeat(40), `${'a'.repeat(39)}b`, 'reporting-service-for-the-finance-team', 'reporting-service-for-the-finance-tear'];
+    assert.equal(apiUser('a'.repeat(22)), `plumber-${'a'.repeat(22)}`);
+    const long = ['a'.repeat(23), 'a'.repeat(40), `${'a'.repeat(39)}b`, 'reporting-service-for-the-finance-team', 'reporting-service-for-the-finance-tear'];
     const users = long.map(apiUser);
     for (const [i, user] of users.entries()) {
       assert.equal(user.length, SYSTEM_USER_MAX_CHARS, user);
-      assert.ok(user.startsWith(`plumber-${(long[i] ?? '').slice(0, 15)}-`), user);
+      assert.ok(user.startsWith(`plumber-${(long[i] ?? '').slice(0, 14)}-`), user);
       assert.match(user, /^[a-z][a-z0-9_-]*$/, 'useradd\'s portable user names');
     }
     assert.equal(new Set(users).size, users.length);
@@ -395,13 +395,15 @@ describe('in the Debian 13 droplet image: systemd 257 reads what we render', { s
 
   test('systemd-analyze verify accepts the unit as rendered, without a single warning', async () => {
     // R is not in the image: a stand-in at ExecStart's path lets verify check the unit unchanged.
-    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world') };
+    // A 40-character name: its user (cut, hashed) must pass systemd's strict user name rule too.
+    const long = 'a'.repeat(40);
+    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world'), [`plumber-${long}@.service`]: renderApiUnit(long) };
     const script = [
       'set -e',
       'test -x /usr/bin/Rscript || { printf "#!/bin/sh\\nexit 0\\n" > /usr/bin/Rscript; chmod +x /usr/bin/Rscript; }',
       'cp /tmp/plumber-*@.service /etc/systemd/system/',
       'systemd-analyze --version | head -n 1',
-      'systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service',
+      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service`,
       'echo verified',
     ].join('\n');
     const result = await image.run(['sh', '-c', script], files);
