@@ -59,7 +59,7 @@ describe('deploy', () => {
     const unit = units.split('\n')[0] ?? '';
     assert.match(unit, /^plumber-sum@\d+\.service$/);
     assert.equal(await onDroplet(['systemctl', 'is-enabled', unit]), 'enabled');
-    assert.equal(await onDroplet(['ps', '-o', 'user=', '-p', await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit])]), 'plumber');
+    assert.equal(await onDroplet(['ps', '-o', 'user=', '-p', await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit])]), 'plumber-sum');
     await nginxTest();
   });
 

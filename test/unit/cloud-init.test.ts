@@ -141,11 +141,11 @@ describe('cloud-init user-data', () => {
     assert.doesNotMatch(unit, /^(User|KillMode)=/m);
   });
 
-  test('the plumber user is a system user without a login shell, and runcmd gives it /var/plumber', () => {
+  test('the plumber user is a system user without a login shell, and runcmd makes /var/plumber root\'s', () => {
     const config = readBack(renderUserData(typical));
     assert.equal(config.users[0], 'default');
     assert.deepEqual(config.users[1], { name: 'plumber', system: true, homedir: '/var/plumber', shell: '/usr/sbin/nologin' });
-    assert.ok(indexOf(config, ['install', '-d', '-o', 'plumber', '-g', 'plumber', '-m', '0755', '/var/plumber']) > 0);
+    assert.ok(indexOf(config, ['install', '-d', '-o', 'root', '-g', 'root', '-m', '0755', '/var/plumber']) > 0);
   });
 
   test('swap: 4 GiB unless told otherwise, made by plumb-swap (not cloud-init’s swap module)', () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { PlumbError } from '@plumb/shared';
+import { API_MEMORY_MAX_DEFAULT, apiUser, PlumbError, SYSTEM_USER_MAX_CHARS } from '@plumb/shared';
 import type { NginxModel } from '@plumb/agent/render/model';
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
@@ -216,7 +216,7 @@ server {
 });
 
 describe('systemd: the worker unit and its environment files', () => {
-  test('the template unit runs the runner as plumber, sandboxed, restarting on failure, with no secret in it', () => {
+  test('the template unit runs the runner as the API\'s own user, sandboxed, restarting on failure, with no secret in it', () => {
     const unit = renderApiUnit('sum');
     const lines = unit.split('\n');
     for (const line of [
@@ -227,10 +227,11 @@ describe('systemd: the worker unit and its environment files', () => {
       'StartLimitBurst=10',
       '[Service]',
       'Type=simple',
-      'User=plumber',
-      'Group=plumber',
+      'User=plumber-sum',
+      'Group=plumber-sum',
       'EnvironmentFile=/var/lib/plumb/instances/sum@%i.env',
       'Environment=PLUMB_PORT=%i PLUMB_API=sum',
+      'Environment=HOME=/var/plumber/sum/home',
       'WorkingDirectory=/var/plumber/sum',
       'ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R',
       'Restart=on-failure',
@@ -238,18 +239,33 @@ describe('systemd: the worker unit and its environment files', () => {
       'TimeoutStopSec=15',
       'KillSignal=SIGTERM',
       'SyslogIdentifier=plumber-sum',
+      `MemoryMax=${API_MEMORY_MAX_DEFAULT}`,
+      'OOMScoreAdjust=500',
+      'UMask=0077',
       'NoNewPrivileges=yes',
+      'CapabilityBoundingSet=',
       'ProtectSystem=strict',
       'ProtectHome=yes',
       'PrivateTmp=yes',
       'PrivateDevices=yes',
+      'PrivateIPC=yes',
+      'ProtectProc=invisible',
+      'ProcSubset=pid',
       'ProtectKernelTunables=yes',
       'ProtectKernelModules=yes',
+      'ProtectKernelLogs=yes',
       'ProtectControlGroups=yes',
+      'ProtectClock=yes',
+      'ProtectHostname=yes',
       'RestrictSUIDSGID=yes',
+      'RestrictRealtime=yes',
       'LockPersonality=yes',
       'RestrictNamespaces=yes',
-      'ReadWritePaths=-/var/plumber/sum/data',
+      'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6',
+      'SystemCallArchitectures=native',
+      'SystemCallFilter=@system-service',
+      'ReadWritePaths=-/var/plumber/sum/releases -/var/plumber/sum/data -/var/plumber/sum/home',
+      'InaccessiblePaths=-/var/lib/plumb -/etc/plumb-agent -/var/lib/cloud',
       'IPAddressDeny=169.254.169.254',
       '[Install]',
       'WantedBy=multi-user.target',
@@ -257,6 +273,27 @@ describe('systemd: the worker unit and its environment files', () => {
     assert.equal(lines.filter((l) => l.startsWith('EnvironmentFile=')).length, 1, 'one environment file: the worker\'s own');
     assert.doesNotMatch(unit, /[ \t]$/m);
     assert.equal(renderApiUnit('sum'), unit);
+  });
+
+  test('--memory replaces the default limit; there is always one', () => {
+    const unit = renderApiUnit('sum', { memoryMax: '512M' });
+    assert.deepEqual(unit.split('\n').filter((l) => l.startsWith('MemoryMax=')), ['MemoryMax=512M']);
+    refused(() => renderApiUnit('sum', { memoryMax: '80%' }), /memory limit/);
+  });
+
+  test('each API\'s user is plumber-NAME; past systemd\'s 31 characters, a cut name and a hash, distinct and found from the name', () => {
+    assert.equal(apiUser('sum'), 'plumber-sum');
+    assert.equal(apiUser('a'.repeat(22)), `plumber-${'a'.repeat(22)}`);
+    const long = ['a'.repeat(23), 'a'.repeat(40), `${'a'.repeat(39)}b`, 'reporting-service-for-the-finance-team', 'reporting-service-for-the-finance-tear'];
+    const users = long.map(apiUser);
+    for (const [i, user] of users.entries()) {
+      assert.equal(user.length, SYSTEM_USER_MAX_CHARS, user);
+      assert.ok(user.startsWith(`plumber-${(long[i] ?? '').slice(0, 14)}-`), user);
+      assert.match(user, /^[a-z][a-z0-9_-]*$/, 'useradd\'s portable user names');
+    }
+    assert.equal(new Set(users).size, users.length);
+    assert.equal(apiUser(long[4] ?? ''), apiUser(long[4] ?? ''), 'the same name, the same user');
+    assert.match(renderApiUnit('a'.repeat(40)), new RegExp(`^User=${users[1]}$`, 'm'));
   });
 
   test('refuses an API name that is not one', () => {
@@ -358,13 +395,15 @@ describe('in the Debian 13 droplet image: systemd 257 reads what we render', { s
 
   test('systemd-analyze verify accepts the unit as rendered, without a single warning', async () => {
     // R is not in the image: a stand-in at ExecStart's path lets verify check the unit unchanged.
-    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world') };
+    // A 40-character name: its user (cut, hashed) must pass systemd's strict user name rule too.
+    const long = 'a'.repeat(40);
+    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world'), [`plumber-${long}@.service`]: renderApiUnit(long) };
     const script = [
       'set -e',
       'test -x /usr/bin/Rscript || { printf "#!/bin/sh\\nexit 0\\n" > /usr/bin/Rscript; chmod +x /usr/bin/Rscript; }',
       'cp /tmp/plumber-*@.service /etc/systemd/system/',
       'systemd-analyze --version | head -n 1',
-      'systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service',
+      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service`,
       'echo verified',
     ].join('\n');
     const result = await image.run(['sh', '-c', script], files);

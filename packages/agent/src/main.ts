@@ -13,7 +13,7 @@ import { Locks } from './ops/context.js';
 import { agentPaths } from './paths.js';
 import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
-import { reconcile } from './ops/reconcile.js';
+import { moveToApiUsers, reconcile } from './ops/reconcile.js';
 import { AGENT_VERSION } from './version.js';
 
 /** plumb-agent: started by systemd (plumb-agent.service) on every droplet plumb provisions. */
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
       }),
     },
   });
+  void moveToApiUsers({ state, locks, progress: () => undefined }).catch((err: Error) => log.error('could not move the apis to their own users', { error: err.message }));
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });
   const stop = (signal: string) => {

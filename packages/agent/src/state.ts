@@ -97,7 +97,7 @@ export class StateStore {
     } catch (err) {
       problem = (err as Error).message;
     }
-    const roots = recovery.roots ?? { apiRoot: layout.apiRoot, instancesDir: layout.instancesDir };
+    const roots = recovery.roots ?? { apiRoot: layout.apisRoot, instancesDir: layout.instancesDir };
     const recovered = await recoverState(file, problem, recovery.enrolled, roots);
     log.error('state.json was damaged; rebuilt it', { kept: recovered.keptAs, detail: recovered.detail });
     const store = new StateStore(file, recovered.state, recovered);

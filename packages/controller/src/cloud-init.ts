@@ -27,8 +27,7 @@ export const DEFAULT_SWAP_BYTES = 4 * 1024 ** 3;
 export const MIN_SWAP_BYTES = 1024 ** 2;
 const SWAP_FILE = '/swapfile';
 const AGENT_CONFIG_FILE = '/etc/plumb-agent/config.json';
-/** Owns /var/plumber; the APIs run as it. */
-const API_USER = 'plumber';
+/** Root's: the agent makes each API's directory in it, owned by that API's own user. */
 const API_ROOT = '/var/plumber';
 
 const HEADER = '#cloud-config\n';
@@ -71,7 +70,7 @@ export function renderUserData(input: UserDataInput): string {
     runcmd: [
       // cloud-init runs runcmd as one sh script and judges it by its last command: stop at the first failure.
       'set -ex',
-      ['install', '-d', '-o', API_USER, '-g', API_USER, '-m', '0755', API_ROOT],
+      ['install', '-d', '-o', 'root', '-g', 'root', '-m', '0755', API_ROOT],
       ...input.agentInstall,
       ['systemctl', 'daemon-reload'],
       ['systemctl', 'enable', '--now', 'plumb-agent'],

@@ -121,3 +121,12 @@ export const LOG_ENTRY_MAX_BYTES = 64 * 1024;
 export const WS_PING_INTERVAL_MS = 15_000;
 /** A deploy whose bundle stops arriving for this long fails (and frees the API for the next deploy). */
 export const UPLOAD_IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * An API worker's memory when the deploy gives no --memory: systemd's MemoryMax= as a share of
+ * the droplet's RAM, so one runaway R process is stopped (and restarted) before it starves the
+ * agent, nginx and the other APIs.
+ */
+export const API_MEMORY_MAX_DEFAULT = '80%';
+/** The kernel's OOM killer picks R workers before the agent (0) and sshd (-1000 at worst). */
+export const API_OOM_SCORE_ADJUST = 500;

@@ -28,6 +28,36 @@ export const ApiName = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,38}[a-z0-9]$|^[a-z]$/, 'an API name is 1 to 40 lower-case letters, digits, "-" or "_", starting with a letter and not ending with "-" or "_"');
 
+/**
+ * The longest user name systemd takes without a warning ("does not match strict user/group name
+ * rules" from UT_NAMESIZE - 1); useradd itself takes 32.
+ */
+export const SYSTEM_USER_MAX_CHARS = 31;
+const API_USER_PREFIX = 'plumber-';
+const API_USER_HASH_CHARS = 8;
+/** How much of a long API name its user keeps, before `-` and the hash. */
+const API_USER_KEPT_CHARS = SYSTEM_USER_MAX_CHARS - API_USER_PREFIX.length - 1 - API_USER_HASH_CHARS;
+
+/**
+ * The system user an API's workers run as: `plumber-NAME`, like its units, so an operator finds
+ * one from the other. API names may be longer than a user name can be (31 characters). A name of
+ * up to 22 characters gives `plumber-NAME` (at most 30); a longer one gives `plumber-` + its first
+ * 14 characters + `-` + 8 hex digits of its FNV-1a hash, always exactly 31, so the two forms never
+ * meet and long names that share a beginning still differ.
+ */
+export function apiUser(name: string): string {
+  const plain = `${API_USER_PREFIX}${name}`;
+  if (plain.length < SYSTEM_USER_MAX_CHARS) return plain;
+  return `${API_USER_PREFIX}${name.slice(0, API_USER_KEPT_CHARS)}-${fnv1a32(name).toString(16).padStart(API_USER_HASH_CHARS, '0')}`;
+}
+
+/** 32-bit FNV-1a: small, pure and stable; it only has to tell API names apart. */
+function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
+}
+
 /** A URL path prefix an API is served under: `/a` or `/a/b`, plain segments only. */
 export const UrlPath = z
   .string()

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, readdir, rm } from 'node:fs/promises';
-import { execa } from 'execa';
+import { access, readdir, rm } from 'node:fs/promises';
 import { DEFAULT_WORKERS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import type { AgentState, ApiRecord } from '../state.js';
+import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { rollout } from './rollout.js';
@@ -53,18 +53,24 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   const releaseDir = layout.releaseDir(req.name, release);
 
   ctx.progress('receiving the bundle');
-  // mkdir tells the first directory it had to make: cleanup removes what this deploy made and
-  // nothing else (a `remove --keep-files` leaves data/ that a failed deploy must not take).
-  const made = [await mkdir(layout.releasesDir(req.name), { recursive: true, mode: 0o755 }), await mkdir(layout.dataDir(req.name), { recursive: true, mode: 0o755 })];
-  await chownToPlumber(layout.dataDir(req.name));
+  // A `remove --keep-files` leaves the API's directory (data/ with it) and its user: a failed
+  // deploy of that name takes away only what it made itself.
+  const keptFiles = !previous && (await access(layout.apiDir(req.name)).then(() => true, () => false));
   const forgetIfNew = async () => {
     if (previous) return;
     await removeUnit(req.name);
-    for (const dir of made) if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    if (keptFiles) return;
+    await rm(layout.apiDir(req.name), { recursive: true, force: true });
+    await removeApiUser(req.name);
   };
   let extracted;
   try {
+    const account = await ensureApiAccount(req.name);
     extracted = await extractBundle(bundle, releaseDir);
+    await openRelease(releaseDir, account).catch(async (err: unknown) => {
+      await rm(releaseDir, { recursive: true, force: true });
+      throw err;
+    });
   } catch (err) {
     await forgetIfNew();
     throw err;
@@ -123,10 +129,4 @@ async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
     await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
     for (const r of drop) await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
   });
-}
-
-async function chownToPlumber(dir: string): Promise<void> {
-  const id = await execa('id', ['-u', 'plumber'], { reject: false });
-  const gid = await execa('id', ['-g', 'plumber'], { reject: false });
-  if (id.exitCode === 0 && gid.exitCode === 0) await chown(dir, Number(id.stdout), Number(gid.stdout));
 }

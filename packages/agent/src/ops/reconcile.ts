@@ -1,21 +1,58 @@
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { log } from '../log.js';
 import { renderNginx } from '../render/nginx.js';
+import { ensureApiAccount, openRelease } from '../system/api-account.js';
+import { layout } from '../system/layout.js';
 import { applyNginx } from '../system/nginx.js';
+import { unitState } from '../system/systemd.js';
 import type { StateStore } from '../state.js';
+import type { OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
+import { scale } from './releases.js';
 import { ensureUnit } from './workers.js';
 
 /**
- * On start, the agent makes the droplet match its state: units and nginx's config are rendered
- * again and written only where they differ, so a restart changes nothing that serves, and a lost
- * or hand-edited file comes back.
+ * On start, the agent makes the droplet match its state: each API's user and directories, its
+ * releases opened for writing beside the code, units and nginx's config are made again and
+ * written only where they differ, so a restart changes nothing that serves, and a lost or
+ * hand-edited file comes back.
  */
 export async function reconcile(state: StateStore): Promise<void> {
   const { apis, forward } = state.get();
   if (Object.keys(apis).length === 0 && forward === null) return;
   if (!(await access('/usr/sbin/nginx').then(() => true, () => false))) return;
-  for (const api of Object.values(apis)) await ensureUnit(api.name, api.memoryMax);
+  for (const api of Object.values(apis)) {
+    const account = await ensureApiAccount(api.name);
+    for (const release of api.releases) {
+      await openRelease(layout.releaseDir(api.name, release.id), account).catch((err: Error) => log.warn('could not open a release for writing', { api: api.name, release: release.id, error: err.message }));
+    }
+    await ensureUnit(api.name, api.memoryMax);
+  }
   const result = await applyNginx(renderNginx(nginxModel(state.get())));
   log.info('reconciled', { apis: Object.keys(apis).length, nginx: result });
+}
+
+/**
+ * Workers started before each API had its own system user run as the shared user `plumber`.
+ * Such an API is rolled out again on its live release, with as many workers (new ones as its
+ * own user, the health gate, nginx switched, the old ones drained and stopped): the move drops
+ * no request. If the new workers fail, the old ones keep serving and the next deploy tries again.
+ */
+export async function moveToApiUsers(ctx: OpContext): Promise<void> {
+  for (const api of Object.values(ctx.state.get().apis)) {
+    const account = await ensureApiAccount(api.name);
+    const owners = await Promise.all(api.workers.map((w) => workerUid(layout.instanceUnit(api.name, w.port))));
+    if (owners.every((uid) => uid === null || uid === account.uid)) continue;
+    log.info('moving an api to its own user', { api: api.name, user: account.user });
+    await scale(api.name, api.workers.length, ctx).then(
+      () => log.info('api moved to its own user', { api: api.name, user: account.user }),
+      (err: Error) => log.error('could not move an api to its own user; its workers keep running as before', { api: api.name, error: err.message }),
+    );
+  }
+}
+
+async function workerUid(unit: string): Promise<number | null> {
+  const { pid } = await unitState(unit).catch(() => ({ pid: null }));
+  if (pid === null) return null;
+  return stat(`/proc/${pid}`).then((st) => st.uid, () => null);
 }

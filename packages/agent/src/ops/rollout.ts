@@ -1,5 +1,6 @@
 import { DRAIN_MS, FAILED_DEPLOY_LOG_LINES } from '@plumb/shared';
 import type { ApiRecord } from '../state.js';
+import { ensureApiAccount, openRelease } from '../system/api-account.js';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -31,6 +32,8 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const { name } = target;
   const releaseDir = layout.releaseDir(name, target.release);
   ctx.progress('starting R', `${target.workers} worker${target.workers > 1 ? 's' : ''}`);
+  // A release from before APIs could write beside their code (rollback) is opened first.
+  await openRelease(releaseDir, await ensureApiAccount(name));
   await ensureUnit(name, target.memoryMax);
   const taken = new Set([...reservedPorts, ...Object.values(ctx.state.get().apis).flatMap((a) => a.workers.map((w) => w.port))]);
   const ports = await freePorts(target.workers, taken);

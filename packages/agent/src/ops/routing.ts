@@ -3,6 +3,7 @@ import { PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
+import { removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { applyNginx } from '../system/nginx.js';
 import { apiLock, SHARED, type OpContext } from './context.js';
@@ -49,7 +50,7 @@ export async function unforward(ctx: OpContext): Promise<UnforwardResult> {
 
 /**
  * plumber's do_remove_api(): nginx stops routing to it first, then its workers stop, its unit
- * goes, and its files unless kept.
+ * goes, and its files and system user unless the files are kept.
  */
 export async function remove(name: string, keepFiles: boolean, ctx: OpContext): Promise<RemoveResult> {
   return ctx.locks.with(apiLock(name), async () => {
@@ -61,7 +62,11 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
     });
     for (const worker of api.workers) await retireWorker(name, worker.port);
     await removeUnit(name);
-    if (!keepFiles) await rm(layout.apiDir(name), { recursive: true, force: true });
+    if (!keepFiles) {
+      await rm(layout.apiDir(name), { recursive: true, force: true });
+      // Kept with kept files, which it owns: deployed again, the API finds them as its own.
+      await removeApiUser(name);
+    }
     events.record({ kind: 'remove', api: name, detail: keepFiles ? 'removed; its files are kept' : 'removed with its files' });
     return { name, keptFiles: keepFiles, wasForwarded };
   });

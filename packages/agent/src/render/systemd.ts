@@ -1,4 +1,4 @@
-import { ApiName, EnvKey, EnvValue, MemoryLimit, ReleaseId } from '@plumb/shared';
+import { API_MEMORY_MAX_DEFAULT, API_OOM_SCORE_ADJUST, ApiName, apiUser, EnvKey, EnvValue, MemoryLimit, ReleaseId } from '@plumb/shared';
 import { checked, renderRefused } from './model.js';
 
 /**
@@ -9,7 +9,10 @@ import { checked, renderRefused } from './model.js';
 /** /etc/systemd/system/plumber-NAME@.service. Holds no secret: unit files are world-readable. */
 export function renderApiUnit(name: string, opts: { memoryMax?: string | null } = {}): string {
   checked(ApiName, name, 'the API name');
-  const memory = opts.memoryMax ? `# --memory: systemd stops a worker that grows past this (and restarts it).\nMemoryMax=${checked(MemoryLimit, opts.memoryMax, 'the memory limit')}\n` : '';
+  const user = apiUser(name);
+  const memory = opts.memoryMax
+    ? `# --memory: systemd stops a worker that grows past this (and restarts it).\nMemoryMax=${checked(MemoryLimit, opts.memoryMax, 'the memory limit')}`
+    : `# No --memory given: a share of the droplet's RAM, so one runaway worker cannot starve the rest.\nMemoryMax=${API_MEMORY_MAX_DEFAULT}`;
   return `# Written by plumb-agent; edits here are overwritten. One instance per worker port:
 #   systemctl restart 'plumber-${name}@*'    journalctl -u 'plumber-${name}@*' -f
 [Unit]
@@ -20,34 +23,55 @@ StartLimitBurst=10
 
 [Service]
 Type=simple
-User=plumber
-Group=plumber
+# This API's own system user: no other API can read its files, environment or processes.
+User=${user}
+Group=${user}
 # This worker's own root-only file: its release and the --env values it was deployed with, so
 # secrets stay out of this world-readable unit and an old worker keeps its release's settings.
 EnvironmentFile=/var/lib/plumb/instances/${name}@%i.env
 Environment=PLUMB_PORT=%i PLUMB_API=${name}
+# R's user cache, data and config (tools::R_user_dir) and packages' caches: the API's own, kept across releases.
+Environment=HOME=/var/plumber/${name}/home
 # The runner changes into the release directory itself.
-${memory}WorkingDirectory=/var/plumber/${name}
+WorkingDirectory=/var/plumber/${name}
 ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R
 Restart=on-failure
 RestartSec=1
 TimeoutStopSec=15
 KillSignal=SIGTERM
 SyslogIdentifier=plumber-${name}
+${memory}
+OOMScoreAdjust=${API_OOM_SCORE_ADJUST}
 
+# What the API creates is its own alone.
+UMask=0077
 NoNewPrivileges=yes
+CapabilityBoundingSet=
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
+PrivateIPC=yes
+ProtectProc=invisible
+ProcSubset=pid
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
 RestrictSUIDSGID=yes
+RestrictRealtime=yes
 LockPersonality=yes
 RestrictNamespaces=yes
-# The only place the API may write; "-": a missing directory must not stop the worker.
-ReadWritePaths=-/var/plumber/${name}/data
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+# Where the API may write: beside its code in its releases (what the bundle shipped stays root's
+# and read-only: see security.md), data/ and home/. "-": a missing directory must not stop the worker.
+ReadWritePaths=-/var/plumber/${name}/releases -/var/plumber/${name}/data -/var/plumber/${name}/home
+# The agent's state and keys, and cloud-init's copy of the user-data, are root's 0600 anyway.
+InaccessiblePaths=-/var/lib/plumb -/etc/plumb-agent -/var/lib/cloud
 # No metadata service (it serves user-data) for the APIs. Needs cgroup v2 BPF; ignored with a warning without it.
 IPAddressDeny=169.254.169.254
 

@@ -3,14 +3,16 @@
  * /var/plumber/NAME (as plumber's do_deploy_api put them), units plumber-NAME@PORT.
  */
 export const layout = {
-  apiRoot: '/var/plumber',
   apiDir: (name: string) => `/var/plumber/${name}`,
   releasesDir: (name: string) => `/var/plumber/${name}/releases`,
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
-  /** The only place the API's processes may write. */
+  /** What the API writes that outlives a release. */
   dataDir: (name: string) => `/var/plumber/${name}/data`,
+  /** The API user's HOME: R's user cache, data and config (tools::R_user_dir) land here. */
+  homeDir: (name: string) => `/var/plumber/${name}/home`,
+  apisRoot: '/var/plumber',
   instanceUnit: (name: string, port: number) => `plumber-${name}@${port}.service`,
   unitFile: (name: string) => `/etc/systemd/system/plumber-${name}@.service`,
   /** Per-worker environment (release dir and the user's --env), root-only. */
