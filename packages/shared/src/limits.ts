@@ -36,6 +36,19 @@ export const CLOUD_INIT_POLL_MS = 1_000;
 /** Controller waits (provision). */
 export const DROPLET_ACTIVE_TIMEOUT_MS = 5 * 60_000;
 export const AGENT_ANSWER_TIMEOUT_MS = 15 * 60_000;
+/**
+ * From `active` until the droplet's bootstrap (or agent) first answers: past it, provision says the
+ * droplet never got going instead of waiting (issue 18: within 2 minutes of the droplet booting).
+ */
+export const DROPLET_BOOT_TIMEOUT_MS = 2 * 60_000;
+/** From the bootstrap handing its port over until the agent answers there. */
+export const AGENT_START_TIMEOUT_MS = 60_000;
+/** How often provision asks the bootstrap how the droplet is doing. */
+export const BOOTSTRAP_POLL_MS = 1_000;
+/** Lines of /var/log/cloud-init-output.log the bootstrap shows with a failure. */
+export const BOOTSTRAP_OUTPUT_LINES = 30;
+/** Largest agent package the bootstrap accepts; the real one is a few hundred KiB. */
+export const AGENT_PACKAGE_MAX_BYTES = 32 * 1024 * 1024;
 export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
 
 /** Bundles (deploy): compressed bytes on the wire, bytes once extracted, entries, and the ratio between. */
