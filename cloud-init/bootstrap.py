@@ -89,7 +89,7 @@ def cloud_init():
     except (OSError, ValueError, KeyError):
         return {'status': 'running', 'stage': None, 'errors': []}
     started = [s for s in STAGES if (v1.get(s) or {}).get('start')]
-    errors = [f'{s}: {e}' for s in STAGES for e in ((v1.get(s) or {}).get('errors') or [])]
+    errors = [str(e) for s in STAGES for e in ((v1.get(s) or {}).get('errors') or [])]
     finished = os.path.exists(CLOUD_INIT_RESULT)
     status = ('error' if errors else 'done') if finished else 'running'
     return {'status': status, 'stage': v1.get('stage') or (started[-1] if started else None), 'errors': errors}
@@ -281,9 +281,15 @@ class TlsServer(http.server.ThreadingHTTPServer):
         self.RequestHandlerClass(conn, client_address, self)
 
 
+def node_installed():
+    """True once dpkg has configured nodejs: its binary is unpacked before the libraries it needs."""
+    answer = subprocess.run(['dpkg-query', '-W', '-f', '${db:Status-Status}', 'nodejs'], capture_output=True, text=True)
+    return answer.returncode == 0 and answer.stdout == 'installed'
+
+
 def start_agent(bootstrap, server):
     """Waits for node (cloud-init's packages), checks the bundle runs, then gives the agent the port."""
-    while not os.access(NODE, os.X_OK):
+    while not node_installed():
         if os.path.exists(CLOUD_INIT_RESULT):
             bootstrap.fail('cloud-init finished without installing nodejs: the agent cannot run')
             return False
