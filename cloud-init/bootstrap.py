@@ -15,6 +15,7 @@ import hmac
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -46,6 +47,10 @@ SOCKET_TIMEOUT_S = 30
 CHUNK = 65536
 DOWNLOAD_ATTEMPTS = 10
 POLL_S = 0.5
+# apt's own words for a download that failed; a droplet whose mirror stays unreachable this long is
+# reported instead of waited for (apt's retries take minutes before cloud-init calls it an error).
+APT_FAILURE = re.compile(r'^(Err:\d+ .*|W: Failed to fetch .*|E: .*)$')
+APT_FAILURE_GRACE_S = 30
 
 
 def log(message):
@@ -95,15 +100,28 @@ def cloud_init():
     return {'status': status, 'stage': v1.get('stage') or (started[-1] if started else None), 'errors': errors}
 
 
-def output_tail():
+def output_lines(tail_bytes=OUTPUT_TAIL_BYTES):
     try:
         with open(CLOUD_INIT_OUTPUT, 'rb') as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - OUTPUT_TAIL_BYTES))
-            text = f.read().decode('utf-8', 'replace')
+            f.seek(max(0, f.tell() - tail_bytes))
+            return f.read().decode('utf-8', 'replace').splitlines()
     except OSError:
         return []
-    return [line for line in text.splitlines()[-OUTPUT_LINES:]]
+
+
+def output_tail():
+    return output_lines()[-OUTPUT_LINES:]
+
+
+def apt_failure():
+    """apt's first failed download in cloud-init's output, with the reason on the line after it."""
+    lines = output_lines(4 * OUTPUT_TAIL_BYTES)
+    for i, line in enumerate(lines):
+        if APT_FAILURE.match(line):
+            reason = lines[i + 1].strip() if i + 1 < len(lines) and lines[i + 1].startswith(' ') else ''
+            return f'{line.strip()}{": " + reason if reason else ""}'
+    return None
 
 
 class Bootstrap:
@@ -218,20 +236,45 @@ def handler_for(bootstrap):
         def log_message(self, *args):
             pass
 
+        # HTTP/1.1 for `Expect: 100-continue`: a package is refused before any of it is sent.
+        protocol_version = 'HTTP/1.1'
+
         def answer(self, code, body):
             data = json.dumps(body).encode('utf-8')
+            self.close_connection = True
             self.send_response(code)
             self.send_header('content-type', 'application/json')
             self.send_header('content-length', str(len(data)))
+            self.send_header('connection', 'close')
             self.end_headers()
             self.wfile.write(data)
 
         def proven(self):
             if bootstrap.controller_proven(self.headers.get(PROOF_HEADER)):
                 return True
-            self.close_connection = True
             self.answer(401, {'code': 'UNAUTHORIZED', 'message': 'prove you hold the enrolment secret'})
             return False
+
+        def length(self):
+            try:
+                return int(self.headers.get('content-length') or -1)
+            except ValueError:
+                return -1
+
+        def acceptable(self):
+            """Whether a PUT may send its body; if not, the refusal has been answered."""
+            if self.path != PACKAGE_PATH:
+                self.answer(404, {'code': 'NOT_FOUND', 'message': 'no such endpoint'})
+                return False
+            if not self.proven():
+                return False
+            if self.length() != bootstrap.package['bytes']:
+                self.answer(400, {'code': 'BAD_PACKAGE', 'message': f'the package must be {bootstrap.package["bytes"]} bytes'})
+                return False
+            return True
+
+        def handle_expect_100(self):
+            return self.command == 'PUT' and self.acceptable() and super().handle_expect_100()
 
         def do_GET(self):
             if self.path != STATUS_PATH:
@@ -240,19 +283,11 @@ def handler_for(bootstrap):
                 self.answer(200, bootstrap.status())
 
         def do_PUT(self):
-            if self.path != PACKAGE_PATH:
-                return self.answer(404, {'code': 'NOT_FOUND', 'message': 'no such endpoint'})
-            if not self.proven():
+            # With `Expect: 100-continue` the checks ran before the body came (handle_expect_100).
+            if self.headers.get('expect', '').lower() != '100-continue' and not self.acceptable():
                 return
             try:
-                length = int(self.headers.get('content-length') or -1)
-            except ValueError:
-                length = -1
-            self.close_connection = True
-            if length != bootstrap.package['bytes']:
-                return self.answer(400, {'code': 'BAD_PACKAGE', 'message': f'the package must be {bootstrap.package["bytes"]} bytes'})
-            try:
-                refusal = bootstrap.receive(self.rfile, length)
+                refusal = bootstrap.receive(self.rfile, self.length())
             except (OSError, tarfile.TarError, ValueError) as err:
                 bootstrap.fail(f'could not install the agent package: {err}')
                 return self.answer(500, {'code': 'INSTALL_FAILED', 'message': bootstrap.error})
@@ -289,10 +324,17 @@ def node_installed():
 
 def start_agent(bootstrap, server):
     """Waits for node (cloud-init's packages), checks the bundle runs, then gives the agent the port."""
+    failing_since = None
     while not node_installed():
         if os.path.exists(CLOUD_INIT_RESULT):
             bootstrap.fail('cloud-init finished without installing nodejs: the agent cannot run')
             return False
+        failure = apt_failure()
+        if failure is not None:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > APT_FAILURE_GRACE_S:
+                bootstrap.fail(f'cloud-init cannot download packages from the Debian mirror ({failure}), so node cannot be installed')
+                return False
         time.sleep(POLL_S)
     bundle = f'{AGENT_ROOT}/current/{BUNDLE}'
     check = subprocess.run([NODE, bundle, '--version'], capture_output=True, text=True, timeout=60)

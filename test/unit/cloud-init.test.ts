@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, test } from 'node:test';
-import { execa } from 'execa';
 import { parse } from 'yaml';
 import { AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
 import { DEFAULT_SWAP_BYTES, renderUserData, validateUserData, type UserDataInput } from '@plumb/controller/cloud-init';
-import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
+import { rootfsReady } from '../lab/droplets/rootfs.js';
+import { inDropletImage } from './droplet-image.js';
 
 const typical: UserDataInput = {
   agentConfig: {
@@ -210,41 +207,12 @@ describe('cloud-init user-data', () => {
   });
 });
 
-/**
- * Runs a command chrooted into an overlay of the lab's cached Debian 13 root filesystem, in a user
- * and mount namespace of its own: the cache is never written, and nothing reaches the host (swapon
- * there is refused, as in a lab droplet). `files` are put in the image's /tmp first.
- */
-async function inDropletImage(files: Record<string, string>, command: string[]) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-cloud-init-'));
-  try {
-    await mkdir(path.join(dir, 'in'));
-    for (const [name, content] of Object.entries(files)) await writeFile(path.join(dir, 'in', name), content);
-    const script = [
-      'set -e',
-      'dir=$1 rootfs=$2; shift 2',
-      'mkdir "$dir/upper" "$dir/work" "$dir/root"',
-      'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
-      'mount --bind /dev/null "$dir/root/dev/null"',
-      'mount --rbind /proc "$dir/root/proc"',
-      'cp -r "$dir/in/." "$dir/root/tmp/"',
-      'exec chroot "$dir/root" "$@"',
-    ].join('\n');
-    return await execa('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', script, 'sh', dir, rootfsDir(), ...command], {
-      reject: false,
-      timeout: 120_000,
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 describe('cloud-init user-data, checked inside the Debian 13 droplet image', { skip: rootfsReady() ? false : 'the lab root filesystem is not built (npm run setup)' }, () => {
   test("cloud-init 25's own validator accepts what we render, and refuses what we refuse", async () => {
     const tricky = named('on no 1:20 0600 2026-11-01 a, b k: v');
     const bad = '#cloud-config\npackages: 5\n';
     refusal(() => validateUserData(bad), /must be array/);
-    const files = { 'typical.yaml': renderUserData(typical), 'tricky.yaml': renderUserData(tricky), 'bad.yaml': bad };
+    const files = { '/tmp/typical.yaml': renderUserData(typical), '/tmp/tricky.yaml': renderUserData(tricky), '/tmp/bad.yaml': bad };
     for (const [name, valid] of [['typical.yaml', true], ['tricky.yaml', true], ['bad.yaml', false]] as const) {
       const result = await inDropletImage(files, ['cloud-init', 'schema', '--config-file', `/tmp/${name}`]);
       const said = `${String(result.stdout)}\n${String(result.stderr)}`;
@@ -261,7 +229,7 @@ describe('cloud-init user-data, checked inside the Debian 13 droplet image', { s
   test('plumb-swap makes the file and its fstab line once, and reports a swapon that cannot work instead of failing', async () => {
     const script = file(readBack(renderUserData(typical)), '/usr/local/sbin/plumb-swap').content;
     const run = 'sh /tmp/plumb-swap /swapfile 1048576; sh /tmp/plumb-swap /swapfile 1048576; stat -c "%a %s" /swapfile; grep -c "^/swapfile none swap sw 0 0$" /etc/fstab';
-    const result = await inDropletImage({ 'plumb-swap': script }, ['sh', '-c', run]);
+    const result = await inDropletImage({ '/tmp/plumb-swap': script }, ['sh', '-c', run]);
     assert.equal(result.exitCode, 0, String(result.stderr));
     const lines = String(result.stdout).trim().split('\n');
     assert.equal(lines.length, 4, String(result.stdout));

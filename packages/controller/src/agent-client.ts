@@ -108,8 +108,15 @@ export function httpsOver(socket: tls.TLSSocket, method: string, path: string, h
     });
     req.on('timeout', () => req.destroy(new PlumbError('AGENT_TIMEOUT', `the agent did not answer ${path} in time`)));
     req.on('error', reject);
-    if (body) body.on('error', (err) => req.destroy(err)).pipe(req);
-    else req.end();
+    if (body) {
+      // The body goes only once the server said it wants it: a refusal (401, wrong size) comes before a byte is sent.
+      req.setHeader('expect', '100-continue');
+      req.once('continue', () => body.on('error', (err) => req.destroy(err)).pipe(req));
+      req.once('response', () => req.once('close', () => body.destroy()));
+      req.flushHeaders();
+    } else {
+      req.end();
+    }
   });
 }
 

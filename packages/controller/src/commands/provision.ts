@@ -166,7 +166,9 @@ function failed(name: string, status: BootstrapStatus): DropletFailedError | und
     });
   }
   if (status.stage === 'failed') {
-    return new DropletFailedError({ code: 'BOOTSTRAP_FAILED', message: `the agent could not be installed on ${name}: ${status.error ?? 'unknown reason'}`, hint: destroyHint(name), step: 'agent install', log: status.output });
+    // Mostly cloud-init not bringing what the agent needs: name its stage, as for its own errors.
+    const step = cloudInit.status === 'running' && cloudInit.stage ? `cloud-init ${cloudInit.stage}` : 'agent install';
+    return new DropletFailedError({ code: 'BOOTSTRAP_FAILED', message: `the agent could not be installed on ${name}: ${status.error ?? 'unknown reason'}`, hint: destroyHint(name), step, log: status.output });
   }
   return undefined;
 }
