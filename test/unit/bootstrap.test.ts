@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { lstat, readFile, readlink, writeFile, mkdtemp } from 'node:fs/promises';
+import { copyFile, lstat, readFile, readlink, writeFile, mkdtemp } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type BootstrapStatus } from '@plumb/shared';
 import { fingerprintOf } from '@plumb/agent/identity';
 import { agentPackage, type AgentPackage } from '@plumb/controller/agent-package';
 import { probe, uploadPackage } from '@plumb/controller/bootstrap-client';
 import { rootfsReady } from '../lab/droplets/rootfs.js';
+import { startPackageServer, type PackageServer } from '../lab/package-server.js';
 import { startInDropletImage, type ImageRun } from './droplet-image.js';
 
 /**
@@ -29,6 +30,32 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The bootstrap started in the droplet image with this config and package facts (as user-data would give them). */
+async function startBootstrap(address: { host: string; port: number }, secret: string, facts: object): Promise<ImageRun> {
+  const config = { dropletUuid: randomUUID(), dropletName: 'boot-1', host: address.host, port: address.port, controllerKeys: [], enrolmentSecret: secret };
+  return startInDropletImage(
+    {
+      '/usr/local/sbin/plumb-bootstrap': await readFile(BOOTSTRAP, 'utf8'),
+      '/etc/plumb-agent/config.json': JSON.stringify(config),
+      '/etc/plumb-agent/package.json': JSON.stringify(facts),
+    },
+    ['python3', '/usr/local/sbin/plumb-bootstrap'],
+    300_000,
+  );
+}
+
+/** The bootstrap's status once it answers, and once `until` holds for it. */
+async function firstAnswer(address: { host: string; port: number }, secret: string, until: (s: BootstrapStatus) => boolean = () => true): Promise<BootstrapStatus> {
+  let last = 'nothing';
+  for (let tries = 0; tries < 150; tries++) {
+    const answer = await probe(address, secret);
+    if (answer.kind === 'bootstrap' && until(answer.status)) return answer.status;
+    last = answer.kind === 'bootstrap' ? answer.status.stage : answer.kind;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`the bootstrap did not get there (last: ${last})`);
+}
+
 const refusedWith = (code: string, message: RegExp) => (err: unknown) => err instanceof PlumbError && err.code === code && message.test(err.message);
 
 describe('the bootstrap, in the Debian 13 droplet image', { skip: rootfsReady() ? false : 'the lab root filesystem is not built (npm run setup)' }, () => {
@@ -41,25 +68,8 @@ describe('the bootstrap, in the Debian 13 droplet image', { skip: rootfsReady() 
   before(async () => {
     pkg = await agentPackage({});
     address = { host: '127.0.0.1', port: await freePort() };
-    const config = { dropletUuid: randomUUID(), dropletName: 'boot-1', host: address.host, port: address.port, controllerKeys: [], enrolmentSecret: secret };
-    run = await startInDropletImage(
-      {
-        '/usr/local/sbin/plumb-bootstrap': await readFile(BOOTSTRAP, 'utf8'),
-        '/etc/plumb-agent/config.json': JSON.stringify(config),
-        '/etc/plumb-agent/package.json': JSON.stringify({ version: pkg.version, sha512: pkg.sha512, bytes: pkg.bytes }),
-      },
-      ['python3', '/usr/local/sbin/plumb-bootstrap'],
-      300_000,
-    );
-    for (let tries = 0; tries < 100; tries++) {
-      const answer = await probe(address, secret);
-      if (answer.kind === 'bootstrap') {
-        fingerprint = answer.status.fingerprint;
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    throw new Error(`the bootstrap did not answer: ${(await run.done().then(() => run.process)).stderr}`);
+    run = await startBootstrap(address, secret, { version: pkg.version, sha512: pkg.sha512, bytes: pkg.bytes });
+    fingerprint = (await firstAnswer(address, secret)).fingerprint;
   });
 
   after(async () => {
@@ -103,5 +113,48 @@ describe('the bootstrap, in the Debian 13 droplet image', { skip: rootfsReady() 
     assert.equal(await readlink(path.join(run.upper, 'usr/local/bin/plumb-agent')), '/opt/plumb-agent/current/bundle/plumb-agent.mjs');
     const bundle = await lstat(path.join(run.upper, `opt/plumb-agent/versions/${pkg.version}/bundle/plumb-agent.mjs`));
     assert.ok(bundle.isFile() && bundle.size > 0);
+  });
+});
+
+describe('the bootstrap with --agent-url (a mirror), in the Debian 13 droplet image', { skip: rootfsReady() ? false : 'the lab root filesystem is not built (npm run setup)' }, () => {
+  const secret = randomBytes(16).toString('hex');
+  const runs: ImageRun[] = [];
+  let mirror: PackageServer;
+  let pkg: AgentPackage;
+
+  before(async () => {
+    pkg = await agentPackage({});
+    const dir = await mkdtemp(path.join(tmpdir(), 'plumb-mirror-'));
+    await copyFile(pkg.tarballPath, path.join(dir, 'good.tgz'));
+    const bytes = await readFile(pkg.tarballPath);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length >> 1) ^ 0xff, bytes.length >> 1);
+    await writeFile(path.join(dir, 'tampered.tgz'), bytes);
+    mirror = await startPackageServer({ dir, host: '127.0.0.1' });
+  });
+
+  after(async () => {
+    for (const run of runs) await run.done();
+    await mirror?.close();
+  });
+
+  const start = async (file: string) => {
+    const address = { host: '127.0.0.1', port: await freePort() };
+    const run = await startBootstrap(address, secret, { version: pkg.version, sha512: pkg.sha512, bytes: pkg.bytes, url: mirror.url(file) });
+    runs.push(run);
+    return { address, run };
+  };
+
+  test('it downloads the package from the mirror itself and installs it', async () => {
+    const { address, run } = await start('good.tgz');
+    const status = await firstAnswer(address, secret, (s) => s.stage === 'waiting-for-node');
+    assert.equal(status.error, null);
+    assert.equal(await readlink(path.join(run.upper, 'opt/plumb-agent/current')), `versions/${pkg.version}`);
+  });
+
+  test('a mirror serving another package is refused by its sha512, and the bootstrap says so', async () => {
+    const { address, run } = await start('tampered.tgz');
+    const status = await firstAnswer(address, secret, (s) => s.stage === 'failed');
+    assert.match(status.error ?? '', /tampered\.tgz: the package does not match the sha512 in user-data/);
+    await assert.rejects(lstat(path.join(run.upper, 'opt/plumb-agent/current')), /ENOENT/);
   });
 });
