@@ -45,10 +45,11 @@ export const DROPLET_BOOT_TIMEOUT_MS = 2 * 60_000;
 export const AGENT_START_TIMEOUT_MS = 60_000;
 /** How often provision asks the bootstrap how the droplet is doing. */
 export const BOOTSTRAP_POLL_MS = 1_000;
-/** Lines of /var/log/cloud-init-output.log the bootstrap shows with a failure. */
-export const BOOTSTRAP_OUTPUT_LINES = 30;
-/** Largest agent package the bootstrap accepts; the real one is a few hundred KiB. */
-export const AGENT_PACKAGE_MAX_BYTES = 32 * 1024 * 1024;
+/*
+ * The bootstrap's own limits (cloud-init/bootstrap.py, Python: it cannot import these) live at its
+ * top: 30 lines of cloud-init output, 30 s per socket, 30 s of failed apt downloads before giving up.
+ * The package it accepts is exactly the size in user-data.
+ */
 export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
 
 /** Bundles (deploy): compressed bytes on the wire, bytes once extracted, entries, and the ratio between. */
