@@ -14,7 +14,6 @@ const agentDir = path.join(root, 'packages/agent');
 const controllerDir = path.join(root, 'packages/controller');
 const bundleFile = path.join(agentDir, 'bundle/plumb-agent.mjs');
 const outDir = path.join(controllerDir, 'dist/agent');
-const REGISTRY = 'https://registry.npmjs.org';
 
 const readJson = async (file) => JSON.parse(await readFile(file, 'utf8'));
 
@@ -32,16 +31,20 @@ if (agent.version !== controller.version) {
   );
 }
 
-await build({
+// Minified: the droplet gets it over the controller's link and node parses it at every start
+// (sizes before and after in docs/benchmarks.md).
+const built = await build({
   entryPoints: [path.join(agentDir, 'dist/main.js')],
   outfile: bundleFile,
   bundle: true,
+  minify: true,
+  metafile: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
   // ws loads these native helpers only if present and works without them.
   external: ['bufferutil', 'utf-8-validate'],
-  // CommonJS dependencies (express) `require` Node's builtins; an ES module has no `require`.
+  // CommonJS dependencies (ws) `require` Node's builtins; an ES module has no `require`.
   // Aliased so it cannot clash with the bundle's own `createRequire` import (src/version.ts).
   banner: {
     js: "import { createRequire as __plumbCreateRequire } from 'node:module'; const require = __plumbCreateRequire(import.meta.url);",
@@ -74,14 +77,22 @@ if (integrity !== result.integrity) fail(`npm pack reported integrity ${result.i
 const leaked = result.files.map((f) => f.path).filter((p) => p.startsWith('node_modules/') || p.includes('/node_modules/'));
 if (leaked.length > 0) fail(`the agent package would ship node_modules: ${leaked.join(', ')}`);
 
-const unscoped = agent.name.replace(/^@[^/]+\//, '');
 const manifest = {
   name: agent.name,
   version: agent.version,
   file,
   integrity,
   sha512: digest.toString('hex'),
-  registryUrl: `${REGISTRY}/${agent.name}/-/${unscoped}-${agent.version}.tgz`,
 };
 await writeFile(path.join(outDir, 'agent-package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-console.log(`pack-agent: ${file} (${tarball.length} bytes, ${integrity.slice(0, 24)}…)`);
+const bundleBytes = Object.values(built.metafile.outputs)[0]?.bytes ?? 0;
+console.log(`pack-agent: ${file} (${tarball.length} bytes, bundle ${bundleBytes} bytes, ${integrity.slice(0, 24)}…)`);
+if (process.argv.includes('--sizes')) {
+  // Bytes each package contributes to the bundle, largest first: what to look at to make it smaller.
+  const byPackage = new Map();
+  for (const [input, { bytesInOutput }] of Object.entries(Object.values(built.metafile.outputs)[0]?.inputs ?? {})) {
+    const key = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)?.[1] ?? (input.includes('packages/shared') ? '@plumb/shared' : '@plumb/agent');
+    byPackage.set(key, (byPackage.get(key) ?? 0) + bytesInOutput);
+  }
+  for (const [name, bytes] of [...byPackage].sort((a, b) => b[1] - a[1])) console.log(`  ${String(bytes).padStart(8)}  ${name}`);
+}

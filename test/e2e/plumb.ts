@@ -27,7 +27,6 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
   const env = {
     DIGITALOCEAN_ACCESS_TOKEN: lab.token,
     PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
-    PLUMB_AGENT_URL: lab.agentUrl,
     XDG_CONFIG_HOME: configHome,
     NO_PROXY: '127.0.0.1,localhost,10.213.0.0/16',
   };

@@ -63,7 +63,7 @@ describe('plumb provision', () => {
   });
 
   test('shows each step as plain lines when not on a terminal, and remembers the droplet', async () => {
-    for (const step of ['creating droplet api-1', 'waiting for the droplet to be active', 'waiting for the agent', 'enrolling the agent', 'waiting for cloud-init to finish']) {
+    for (const step of ['creating droplet api-1', 'waiting for the droplet to be active', 'waiting for the droplet to boot', 'sending the agent to the droplet', 'enrolling the agent', 'waiting for cloud-init to finish']) {
       assert.match(firstProgress, new RegExp(`^\\[\\s*[\\d.]+s\\] ${step}`, 'm'));
     }
     const dropletsJson = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: unknown[] };
@@ -224,7 +224,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
 
   test('user-data over 64 KiB is refused before any API call', async () => {
     const before = await requestCounts();
-    const huge = `${lab.agentUrl}?pad=${'x'.repeat(70 * 1024)}`;
+    const huge = `http://mirror.example/plumb-agent.tgz?pad=${'x'.repeat(70 * 1024)}`;
     const result = await user.plumb(['provision', '--name', 'nope-2'], { env: { PLUMB_AGENT_URL: huge } });
     assert.equal(result.exitCode, 1);
     assert.match(result.stderr, /64 KiB/);

@@ -30,12 +30,13 @@ program
   .option('--port <port>', 'port of the DigitalOcean stand-in on 127.0.0.1', '4780')
   .option('--instance <name>', 'name for this lab on the host')
   .option('--no-acme', 'do not start the ACME server')
-  .action(async (o: { port: string; instance?: string; acme: boolean }) => {
-    const lab = await startLab({ port: Number(o.port), acme: o.acme, log: (line) => console.log(line), ...(o.instance ? { instance: o.instance } : {}) });
+  .option('--no-package-server', 'no mirror of the agent package: droplets reach only what a real droplet reaches')
+  .action(async (o: { port: string; instance?: string; acme: boolean; packageServer: boolean }) => {
+    const lab = await startLab({ port: Number(o.port), acme: o.acme, packageServer: o.packageServer, log: (line) => console.log(line), ...(o.instance ? { instance: o.instance } : {}) });
     console.log(`lab ${lab.instance} is up. In another shell:`);
     console.log(`  export DIGITALOCEAN_ACCESS_TOKEN=${lab.token}`);
     console.log(`  export PLUMB_DIGITALOCEAN_API_URL=${lab.apiUrl}`);
-    console.log(`  export PLUMB_AGENT_URL=${lab.agentUrl}`);
+    if (lab.agentUrl) console.log(`  a mirror of the agent package, for plumb provision --agent-url: ${lab.agentUrl}`);
     console.log(`  faults and request counts: ${lab.controlUrl}/lab/faults, ${lab.controlUrl}/lab/requests`);
     if (lab.acme) {
       console.log(`  ACME directory ${lab.acme.directoryUrl} (CA: ${lab.acme.listenerCaPath}); for plumb https:`);

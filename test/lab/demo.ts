@@ -16,14 +16,13 @@ import { startLab } from './lab.js';
 const keep = process.argv.includes('--keep');
 const DOMAIN = 'demo.plumb.test';
 
-const lab = await startLab({ acme: true, log: (line) => console.log(`  (lab) ${line}`) });
+const lab = await startLab({ acme: true, packageServer: false, log: (line) => console.log(`  (lab) ${line}`) });
 const acme = lab.acme!;
 const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-demo-'));
 const env = {
   ...process.env,
   DIGITALOCEAN_ACCESS_TOKEN: lab.token,
   PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
-  PLUMB_AGENT_URL: lab.agentUrl,
   PLUMB_ACME_SERVER: acme.directoryUrl,
   PLUMB_DNS_SERVER: acme.dnsServer,
   NODE_EXTRA_CA_CERTS: acme.listenerCaPath,
@@ -88,7 +87,7 @@ try {
 
   if (keep) {
     console.log(`\nThe lab stays up. In another shell (as root):`);
-    for (const key of ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL', 'PLUMB_AGENT_URL', 'XDG_CONFIG_HOME'] as const) console.log(`  export ${key}=${env[key]}`);
+    for (const key of ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL', 'XDG_CONFIG_HOME'] as const) console.log(`  export ${key}=${env[key]}`);
     console.log(`  node ${PLUMB_CLI} status\nCtrl-C here ends the lab.`);
     await new Promise(() => {});
   }

@@ -9,7 +9,7 @@ export interface InstanceRecord {
   apiUrl: string;
   controlUrl: string;
   token: string;
-  agentUrl: string;
+  agentUrl?: string;
   acmeDirectoryUrl?: string;
   acmeCaPath?: string;
   acmeDnsServer?: string;

@@ -21,6 +21,11 @@ export interface LabOptions {
   port?: number;
   /** Also start the ACME server (pebble) for HTTPS work. */
   acme?: boolean;
+  /**
+   * Serve the built agent package on the lab's network, as a mirror for `--agent-url` (default
+   * true). Without it a droplet reaches only what a real one does: plumb sends it the agent.
+   */
+  packageServer?: boolean;
   log?: (line: string) => void;
 }
 
@@ -33,8 +38,8 @@ export interface Lab {
   controlUrl: string;
   /** The one API token the stand-in accepts. */
   token: string;
-  /** Where droplets download the locally built agent package (give plumb PLUMB_AGENT_URL). */
-  agentUrl: string;
+  /** A mirror of the built agent package on the lab's network (plumb's --agent-url); none with `packageServer: false`. */
+  agentUrl: string | undefined;
   machines: NspawnMachines;
   acme?: AcmeServer;
   /** The booted container behind a droplet id, to run commands inside it. */
@@ -52,10 +57,10 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   await ensureRootfs(log);
   await ensureHostSide();
 
-  // The agent package the controller would install from npm, served on the lab's network instead.
+  // plumb sends the agent to each droplet itself; this mirror is for trying --agent-url.
   const pkg = await agentPackage({});
-  const packages = await startPackageServer({ dir: path.dirname(pkg.tarballPath), host: LAB_HOST_ADDRESS });
-  const agentUrl = packages.url(path.basename(pkg.tarballPath));
+  const packages = opts.packageServer === false ? undefined : await startPackageServer({ dir: path.dirname(pkg.tarballPath), host: LAB_HOST_ADDRESS });
+  const agentUrl = packages?.url(path.basename(pkg.tarballPath));
   // Filled in once the ACME server is up; no droplet can be asked for before startLab returns.
   const bootFiles: Record<string, string> = {};
   const machines = new NspawnMachines(instance, log, bootFiles);
@@ -79,14 +84,14 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       apiUrl: standin.endpoint,
       controlUrl: standin.url,
       token,
-      agentUrl,
+      ...(agentUrl ? { agentUrl } : {}),
       stateDir,
       startedAt: new Date().toISOString(),
       ...(acme ? { acmeDirectoryUrl: acme.directoryUrl, acmeCaPath: acme.listenerCaPath, acmeDnsServer: acme.dnsServer, acmeDnsManagementUrl: acme.dnsManagementUrl } : {}),
     });
   } catch (err) {
     await standin.close();
-    await packages.close();
+    await packages?.close();
     await acme?.stop();
     throw err;
   }
@@ -105,7 +110,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       (stopped ??= (async () => {
         await standin.close();
         await machines.destroyAll();
-        await packages.close();
+        await packages?.close();
         await acme?.stop();
         await labDown(instance);
       })()),

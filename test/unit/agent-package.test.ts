@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { extract, list } from 'tar';
 import { ValidationError } from '@plumb/shared';
-import { agentInstallCommands, agentPackage, type AgentPackage } from '@plumb/controller/agent-package';
+import { agentPackage } from '@plumb/controller/agent-package';
 import { startPackageServer } from '../lab/package-server.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -40,31 +40,14 @@ async function scratch(t: TestContext, prefix: string): Promise<string> {
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
-/** What cloud-init makes of runcmd: every entry single-quoted into one `sh` script, no `set -e`. */
-function shellify(commands: string[][]): string {
-  const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
-  return `#!/bin/sh\n${commands.map((argv) => argv.map(quote).join(' ')).join('\n')}\n`;
-}
-
-/** Serves `tarball` (none: a 404) and runs the install commands under `root` as cloud-init would. */
-async function installFrom(t: TestContext, pkg: AgentPackage, root: string, tarball?: string): Promise<Run> {
-  const served = await scratch(t, 'served');
-  const name = path.basename(pkg.tarballPath);
-  if (tarball !== undefined) await copyFile(tarball, path.join(served, name));
-  const server = await startPackageServer({ dir: served, host: '127.0.0.1' });
-  t.after(() => server.close());
-  const script = path.join(await scratch(t, 'runcmd'), 'runcmd');
-  await writeFile(script, shellify(agentInstallCommands({ ...pkg, url: server.url(name) }, { root })));
-  return run('sh', [script]);
-}
-
 test('build: the agent package and its manifest are built, of the controller version', async () => {
   const pkg = await agentPackage({});
   assert.equal(pkg.name, '@plumb/agent');
   assert.equal(pkg.version, controllerVersion);
   assert.ok(await exists(pkg.tarballPath), pkg.tarballPath);
   assert.ok(await exists(path.join(repo, 'packages/agent/bundle/plumb-agent.mjs')));
-  assert.equal(pkg.url, `https://registry.npmjs.org/@plumb/agent/-/agent-${controllerVersion}.tgz`);
+  assert.equal(pkg.url, undefined, 'no mirror: plumb sends the package itself');
+  assert.equal(pkg.bytes, (await readFile(pkg.tarballPath)).length);
 });
 
 test('build: the manifest integrity and sha512 are the tarball digest', async () => {
@@ -115,50 +98,20 @@ test('build: an agent and a controller of different versions fail the build', as
   assert.ok(!(await exists(path.join(tree, 'packages/agent/bundle'))), 'nothing is built');
 });
 
-test('config: PLUMB_AGENT_URL points the droplet at another copy of the package', async () => {
+test('config: --agent-url, else PLUMB_AGENT_URL, points the droplet at a mirror of the package', async () => {
   const url = 'http://10.213.0.1:8080/plumb-agent-0.1.0.tgz';
+  const flag = 'https://mirror.example/plumb-agent-0.1.0.tgz';
   assert.equal((await agentPackage({ PLUMB_AGENT_URL: url })).url, url);
-  assert.equal((await agentPackage({ PLUMB_AGENT_URL: '' })).url, (await agentPackage({})).url);
+  assert.equal((await agentPackage({ PLUMB_AGENT_URL: url }, flag)).url, flag);
+  assert.equal((await agentPackage({ PLUMB_AGENT_URL: '' })).url, undefined);
   for (const bad of ['ftp://example.com/agent.tgz', 'not a url', 'file:///tmp/agent.tgz']) {
     await assert.rejects(agentPackage({ PLUMB_AGENT_URL: bad }), (err: unknown) => {
       assert.ok(err instanceof ValidationError);
       assert.match(err.message, /^PLUMB_AGENT_URL /);
       return true;
     });
+    await assert.rejects(agentPackage({}, bad), (err: unknown) => err instanceof ValidationError && err.message.startsWith('--agent-url '));
   }
-});
-
-test('install: the runcmd entries download, check and unpack the agent, and link plumb-agent', async (t) => {
-  const pkg = await agentPackage({});
-  const root = await scratch(t, 'droplet');
-  const result = await installFrom(t, pkg, root, pkg.tarballPath);
-  assert.equal(result.code, 0, result.stderr);
-  const version = await run(path.join(root, 'usr/local/bin/plumb-agent'), ['--version']);
-  assert.equal(version.code, 0, version.stderr);
-  assert.equal(version.stdout.trim(), controllerVersion);
-});
-
-test('install: a tampered tarball stops at the hash check and nothing is unpacked', async (t) => {
-  const pkg = await agentPackage({});
-  const tampered = path.join(await scratch(t, 'tampered'), 'agent.tgz');
-  const bytes = await readFile(pkg.tarballPath);
-  const middle = bytes.length >> 1;
-  bytes.writeUInt8(bytes.readUInt8(middle) ^ 0xff, middle);
-  await writeFile(tampered, bytes);
-  const root = await scratch(t, 'droplet');
-  const result = await installFrom(t, pkg, root, tampered);
-  assert.notEqual(result.code, 0);
-  assert.match(result.stderr, /does not match the expected sha512/);
-  assert.ok(!(await exists(path.join(root, 'opt/plumb-agent'))), 'nothing unpacked');
-  assert.ok(!(await exists(path.join(root, 'usr/local/bin/plumb-agent'))), 'nothing linked');
-});
-
-test('install: a download that fails leaves nothing installed', async (t) => {
-  const pkg = await agentPackage({});
-  const root = await scratch(t, 'droplet');
-  const result = await installFrom(t, pkg, root);
-  assert.notEqual(result.code, 0);
-  assert.ok(!(await exists(path.join(root, 'opt/plumb-agent'))));
 });
 
 test('package server: serves only the files of its directory, by exact name', async (t) => {

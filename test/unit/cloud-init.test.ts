@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, test } from 'node:test';
-import { execa } from 'execa';
 import { parse } from 'yaml';
 import { AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
 import { DEFAULT_SWAP_BYTES, renderUserData, validateUserData, type UserDataInput } from '@plumb/controller/cloud-init';
-import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
+import { rootfsReady } from '../lab/droplets/rootfs.js';
+import { inDropletImage } from './droplet-image.js';
 
 const typical: UserDataInput = {
   agentConfig: {
@@ -17,12 +14,11 @@ const typical: UserDataInput = {
     controllerKeys: [{ kid: 'ctl-2026-11-a', jwk: { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' } }],
     enrolmentSecret: '00112233445566778899aabbccddeeff',
   },
-  agentInstall: [
-    ['mkdir', '-p', '/var/cache/plumb-agent'],
-    ['curl', '-fsSL', '--retry', '5', '-o', '/var/cache/plumb-agent/plumb-agent-0.1.0.tgz', 'https://controller.example/plumb-agent-0.1.0.tgz'],
-    ['sh', '-c', 'printf "%s  %s\\n" "$1" "$2" | sha512sum -c --status && tar -xzf "$2" -C /opt/plumb-agent', 'sh', 'f'.repeat(128), '/var/cache/plumb-agent/plumb-agent-0.1.0.tgz'],
-  ],
+  agentPackage: { version: '0.1.0', sha512: 'f'.repeat(128), bytes: 300_000 },
 };
+
+/** The same droplet with the agent's config carrying `name` (it lands in write_files as JSON). */
+const named = (dropletName: string): UserDataInput => ({ ...typical, agentConfig: { ...typical.agentConfig, dropletName } });
 
 interface WriteFile {
   path: string;
@@ -38,6 +34,7 @@ interface CloudConfig {
   packages: string[];
   users: unknown[];
   write_files: WriteFile[];
+  bootcmd: (string | string[])[];
   runcmd: (string | string[])[];
 }
 
@@ -70,27 +67,48 @@ describe('cloud-init user-data', () => {
     validateUserData(text);
     const bytes = Buffer.byteLength(text);
     t.diagnostic(`typical user-data: ${bytes} bytes (limit ${USER_DATA_MAX_BYTES})`);
-    assert.ok(bytes < USER_DATA_MAX_BYTES / 8);
+    assert.ok(bytes < USER_DATA_MAX_BYTES / 2);
   });
 
-  test('packages come from Debian without recommends: node first, R, plumber, nginx, ufw and certbot after the agent starts', () => {
+  test('packages come from Debian without recommends: node first, R, plumber, nginx, ufw and certbot in runcmd', () => {
     const config = readBack(renderUserData(typical));
     assert.equal(config.locale, 'C.UTF-8');
     assert.equal(config.package_update, true);
-    assert.deepEqual(config.packages, ['nodejs', 'curl', 'ca-certificates']);
+    assert.deepEqual(config.packages, ['nodejs', 'ca-certificates']);
     assert.match(config.apt.conf, /^APT::Install-Recommends "false";$/m);
     const base = file(config, '/usr/local/sbin/plumb-install-base');
     assert.equal(base.permissions, '0755');
     assert.match(base.content, /apt-get .*install -y --no-install-recommends \\\n\s+r-base-core r-cran-plumber nginx ufw certbot\n/);
 
-    const agentStarts = indexOf(config, ['systemctl', 'enable', '--now', 'plumb-agent']);
-    assert.ok(agentStarts > 0);
     assert.equal(config.runcmd[0], 'set -ex', 'runcmd stops at the first failing command');
-    for (const [i, command] of typical.agentInstall.entries()) assert.ok(indexOf(config, command) < agentStarts, `agentInstall[${i}] runs before the agent starts`);
-    assert.ok(indexOf(config, ['systemctl', 'daemon-reload']) < agentStarts);
-    assert.ok(indexOf(config, ['/usr/local/sbin/plumb-install-base']) > agentStarts);
-    assert.ok(indexOf(config, ['/usr/local/sbin/plumb-swap', '/swapfile', String(DEFAULT_SWAP_BYTES)]) > agentStarts);
+    assert.ok(indexOf(config, ['/usr/local/sbin/plumb-swap', '/swapfile', String(DEFAULT_SWAP_BYTES)]) > 0);
+    assert.ok(indexOf(config, ['/usr/local/sbin/plumb-install-base']) > 0);
     assert.ok(config.runcmd.findIndex((c) => Array.isArray(c) && c[0] === 'ufw') > indexOf(config, ['/usr/local/sbin/plumb-install-base']));
+    // The bootstrap starts the agent once node is here; runcmd neither fetches nor starts it.
+    assert.ok(!commands(config).some((c) => c.includes('plumb-agent') || c[0] === 'curl'));
+  });
+
+  test('the bootstrap starts in bootcmd, once per instance, without waiting for boot to finish, after write_files made its last file', () => {
+    const config = readBack(renderUserData(typical));
+    assert.equal(config.bootcmd.length, 1);
+    const [command] = config.bootcmd as string[][];
+    assert.deepEqual(command?.slice(0, 4), ['cloud-init-per', 'instance', 'plumb-bootstrap', 'systemd-run']);
+    assert.ok(command?.includes('--no-block') && command.includes('--property=DefaultDependencies=no'));
+    assert.match(command?.at(-1) ?? '', /^until \[ -e \/etc\/plumb-agent\/package.json \]; .*exec \/usr\/bin\/python3 \/usr\/local\/sbin\/plumb-bootstrap$/);
+    const paths = config.write_files.map((f) => f.path);
+    assert.equal(paths.at(-1), '/etc/plumb-agent/package.json', 'the file the bootstrap waits for is written last');
+    assert.ok(paths.indexOf('/usr/local/sbin/plumb-bootstrap') < paths.indexOf('/etc/plumb-agent/config.json'));
+    const bootstrap = file(config, '/usr/local/sbin/plumb-bootstrap');
+    assert.equal(bootstrap.permissions, '0755');
+    assert.match(bootstrap.content, /^#!\/usr\/bin\/python3\n/);
+  });
+
+  test('the package facts the bootstrap checks are the size and sha512 plumb sends, and a mirror only when asked', () => {
+    const facts = (input: UserDataInput) => JSON.parse(file(readBack(renderUserData(input)), '/etc/plumb-agent/package.json').content) as unknown;
+    assert.deepEqual(facts(typical), typical.agentPackage);
+    const url = 'https://mirror.example/plumb-agent-0.1.0.tgz';
+    assert.deepEqual(facts({ ...typical, agentPackage: { ...typical.agentPackage, url } }), { ...typical.agentPackage, url });
+    refusal(() => renderUserData({ ...typical, agentPackage: { ...typical.agentPackage, sha512: 'abc' } }), /agent package .*invalid/);
   });
 
   test('ufw denies incoming but for exactly 22, 80 and the agent port, allows outgoing, and is enabled last', () => {
@@ -127,7 +145,7 @@ describe('cloud-init user-data', () => {
   test('the agent runs under systemd as root, restarted always, with /var/lib/plumb as its state', () => {
     const unit = file(readBack(renderUserData(typical)), '/etc/systemd/system/plumb-agent.service').content;
     for (const line of [
-      'ExecStart=/usr/bin/node /opt/plumb-agent/bundle/plumb-agent.mjs',
+      'ExecStart=/usr/bin/node /opt/plumb-agent/current/bundle/plumb-agent.mjs',
       'Restart=always',
       'RestartSec=1',
       'After=network-online.target',
@@ -159,13 +177,15 @@ describe('cloud-init user-data', () => {
   test('strings that YAML 1.1 would read as booleans, numbers or times reach cloud-init as the same strings', () => {
     const tricky = ['on', 'yes', 'No', 'off', 'y', '1:20', '0600', '0o17', '1e3', '0x1F', '2026-11-01', '~', 'null', '', ' lead', 'trail ',
       'a, b', '[x]', '{y: 1}', 'k: v', '# not a comment', '- item', '*alias', '&anchor', '!tag', "'single", '"double', 'multi\nline', '%percent', '@at', '`tick', 'ünïcødé'];
-    const text = renderUserData({ ...typical, agentInstall: [['echo', ...tricky]] });
-    assert.deepEqual(readBack(text).runcmd.find((c) => Array.isArray(c) && c[0] === 'echo'), ['echo', ...tricky]);
+    for (const name of tricky) {
+      const content = file(readBack(renderUserData(named(name))), '/etc/plumb-agent/config.json').content;
+      assert.equal((JSON.parse(content) as { dropletName: string }).dropletName, name);
+    }
   });
 
   test('user-data over 64 KiB is refused with its size and the limit', () => {
-    const big = { ...typical, agentInstall: [['echo', 'x'.repeat(70 * 1024)]] };
-    refusal(() => renderUserData(big), /user-data is 7\d,\d{3} bytes, over DigitalOcean's limit of 65,536 bytes \(64 KiB\)/);
+    const big = named('x'.repeat(70 * 1024));
+    refusal(() => renderUserData(big), /user-data is \d{2},\d{3} bytes, over DigitalOcean's limit of 65,536 bytes \(64 KiB\)/);
     refusal(() => validateUserData(`#cloud-config\n# ${'x'.repeat(USER_DATA_MAX_BYTES)}\n`), /64 KiB/);
   });
 
@@ -187,41 +207,12 @@ describe('cloud-init user-data', () => {
   });
 });
 
-/**
- * Runs a command chrooted into an overlay of the lab's cached Debian 13 root filesystem, in a user
- * and mount namespace of its own: the cache is never written, and nothing reaches the host (swapon
- * there is refused, as in a lab droplet). `files` are put in the image's /tmp first.
- */
-async function inDropletImage(files: Record<string, string>, command: string[]) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-cloud-init-'));
-  try {
-    await mkdir(path.join(dir, 'in'));
-    for (const [name, content] of Object.entries(files)) await writeFile(path.join(dir, 'in', name), content);
-    const script = [
-      'set -e',
-      'dir=$1 rootfs=$2; shift 2',
-      'mkdir "$dir/upper" "$dir/work" "$dir/root"',
-      'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
-      'mount --bind /dev/null "$dir/root/dev/null"',
-      'mount --rbind /proc "$dir/root/proc"',
-      'cp -r "$dir/in/." "$dir/root/tmp/"',
-      'exec chroot "$dir/root" "$@"',
-    ].join('\n');
-    return await execa('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', script, 'sh', dir, rootfsDir(), ...command], {
-      reject: false,
-      timeout: 120_000,
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 describe('cloud-init user-data, checked inside the Debian 13 droplet image', { skip: rootfsReady() ? false : 'the lab root filesystem is not built (npm run setup)' }, () => {
   test("cloud-init 25's own validator accepts what we render, and refuses what we refuse", async () => {
-    const tricky = { ...typical, agentInstall: [['echo', 'on', 'no', '1:20', '0600', '2026-11-01', 'a, b', 'k: v']] };
+    const tricky = named('on no 1:20 0600 2026-11-01 a, b k: v');
     const bad = '#cloud-config\npackages: 5\n';
     refusal(() => validateUserData(bad), /must be array/);
-    const files = { 'typical.yaml': renderUserData(typical), 'tricky.yaml': renderUserData(tricky), 'bad.yaml': bad };
+    const files = { '/tmp/typical.yaml': renderUserData(typical), '/tmp/tricky.yaml': renderUserData(tricky), '/tmp/bad.yaml': bad };
     for (const [name, valid] of [['typical.yaml', true], ['tricky.yaml', true], ['bad.yaml', false]] as const) {
       const result = await inDropletImage(files, ['cloud-init', 'schema', '--config-file', `/tmp/${name}`]);
       const said = `${String(result.stdout)}\n${String(result.stderr)}`;
@@ -238,7 +229,7 @@ describe('cloud-init user-data, checked inside the Debian 13 droplet image', { s
   test('plumb-swap makes the file and its fstab line once, and reports a swapon that cannot work instead of failing', async () => {
     const script = file(readBack(renderUserData(typical)), '/usr/local/sbin/plumb-swap').content;
     const run = 'sh /tmp/plumb-swap /swapfile 1048576; sh /tmp/plumb-swap /swapfile 1048576; stat -c "%a %s" /swapfile; grep -c "^/swapfile none swap sw 0 0$" /etc/fstab';
-    const result = await inDropletImage({ 'plumb-swap': script }, ['sh', '-c', run]);
+    const result = await inDropletImage({ '/tmp/plumb-swap': script }, ['sh', '-c', run]);
     assert.equal(result.exitCode, 0, String(result.stderr));
     const lines = String(result.stdout).trim().split('\n');
     assert.equal(lines.length, 4, String(result.stdout));

@@ -2,6 +2,7 @@ import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, type CloudI
 import { setAlerts } from './monitor/alerts.js';
 import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
+import { firewall } from './ops/firewall.js';
 import { https } from './ops/https.js';
 import { logs, type LogSink } from './ops/logs.js';
 import { releases, rollback, scale } from './ops/releases.js';
@@ -66,6 +67,10 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       throw new PlumbError('BAD_REQUEST', 'watch is served by the session');
     case 'alerts':
       return setAlerts(request.webhook, ctx, await facts.hello());
+    case 'firewall':
+      // ufw arrives with cloud-init's base install, and cloud-init turns it on last.
+      await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to set up ufw', s.status));
+      return firewall(request, ctx);
   }
 }
 

@@ -1,8 +1,7 @@
 import { createHmac } from 'node:crypto';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
-import express from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WebSocketServer } from 'ws';
 import {
   AGENT_MAX_CONNECTIONS_PER_PEER,
@@ -48,23 +47,17 @@ export interface AgentServer {
  */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   let config = opts.config;
-  const app = express();
-  app.disable('x-powered-by');
-  app.get(AGENT_PATHS.live, (_req, res) => void res.type('text/plain').send('ok'));
-
   let enrolling = false;
-  app.post(AGENT_PATHS.enrol, async (req, res) => {
+  const enrolment = async (req: IncomingMessage, res: ServerResponse) => {
     try {
       await opts.verifier.verify(req.headers.authorization);
     } catch (err) {
       log.warn('enrolment refused', { reason: (err as Error).message, peer: req.socket.remoteAddress });
-      res.status(401).json(wireError(new AuthError('unauthorized')));
-      return;
+      return sendJson(res, 401, wireError(new AuthError('unauthorized')));
     }
     if (enrolling || opts.state.get().enrolledAt !== null || config.enrolmentSecret === undefined) {
       log.warn('second enrolment refused', { peer: req.socket.remoteAddress });
-      res.status(409).json(wireError(new PlumbError('ALREADY_ENROLLED', 'this agent is already enrolled', 'a droplet is enrolled once, by the controller that provisioned it')));
-      return;
+      return sendJson(res, 409, wireError(new PlumbError('ALREADY_ENROLLED', 'this agent is already enrolled', 'a droplet is enrolled once, by the controller that provisioned it')));
     }
     enrolling = true;
     try {
@@ -73,14 +66,29 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       config = await forgetEnrolmentSecret(opts.configFile, config);
       log.info('enrolled', { peer: req.socket.remoteAddress, fingerprint: opts.identity.fingerprint });
       const result: EnrolResult = { fingerprint: opts.identity.fingerprint, proof };
-      res.json(result);
+      sendJson(res, 200, result);
     } finally {
       enrolling = false;
     }
-  });
-  app.use((_req, res) => void res.status(404).json({ code: 'NOT_FOUND', message: 'no such endpoint' }));
+  };
+  // Two plain routes; everything else goes through the WebSocket (the `upgrade` handler below).
+  const routes = (req: IncomingMessage, res: ServerResponse) => {
+    const path = pathOf(req.url);
+    if (req.method === 'GET' && path === AGENT_PATHS.live) {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('ok');
+      return;
+    }
+    if (req.method === 'POST' && path === AGENT_PATHS.enrol) {
+      enrolment(req, res).catch((err: Error) => {
+        log.error('enrolment failed', { error: err.message });
+        if (!res.headersSent) sendJson(res, 500, wireError(new PlumbError('INTERNAL', 'enrolment failed on the droplet')));
+      });
+      return;
+    }
+    sendJson(res, 404, { code: 'NOT_FOUND', message: 'no such endpoint' });
+  };
 
-  const server = https.createServer({ key: opts.identity.key, cert: opts.identity.cert }, app);
+  const server = https.createServer({ key: opts.identity.key, cert: opts.identity.cert }, routes);
   server.headersTimeout = HANDSHAKE_TIMEOUT_MS;
   server.requestTimeout = HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
@@ -152,4 +160,9 @@ function pathOf(target: string | undefined): string | undefined {
 function refuse(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   socket.destroy();
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
 }

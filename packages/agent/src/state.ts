@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ApiName, DomainName, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 import { log } from './log.js';

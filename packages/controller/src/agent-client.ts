@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 import {
@@ -32,6 +33,8 @@ export class RemoteError extends PlumbError {
   override name = 'RemoteError';
   readonly step: string | undefined;
   readonly log: string[];
+  /** What `log` is, as the CLI titles it. */
+  readonly logTitle: string = 'last log lines of the new release';
   constructor(error: WireError) {
     super(error.code, error.message, error.hint);
     this.step = error.step;
@@ -48,7 +51,7 @@ export interface AgentAddress {
 }
 
 /** JSON from the agent, or undefined when it is not JSON (then the schema check refuses it). */
-function parseJson(text: string): unknown {
+export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
@@ -57,7 +60,7 @@ function parseJson(text: string): unknown {
 }
 
 /** SHA-256 of the peer certificate's DER, lower-case hex. */
-function peerFingerprint(socket: tls.TLSSocket): string {
+export function peerFingerprint(socket: tls.TLSSocket): string {
   const cert = socket.getPeerCertificate();
   if (!cert?.raw) throw new PlumbError('AGENT_TLS', 'the agent presented no certificate');
   return createHash('sha256').update(cert.raw).digest('hex');
@@ -87,24 +90,33 @@ export function connectTls(address: AgentAddress, pin: string | null): Promise<t
   });
 }
 
-interface HttpAnswer {
+export interface HttpAnswer {
   status: number;
   body: string;
   fingerprint: string;
 }
 
-function httpsOver(socket: tls.TLSSocket, method: string, path: string, headers: Record<string, string>): Promise<HttpAnswer> {
+/** One HTTP request over an open TLS socket to the agent (or its bootstrap); `body` is streamed. */
+export function httpsOver(socket: tls.TLSSocket, method: string, path: string, headers: Record<string, string>, body?: Readable): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const fingerprint = peerFingerprint(socket);
     const req = https.request({ method, path, headers, createConnection: () => socket, timeout: HANDSHAKE_TIMEOUT_MS }, (res) => {
-      let body = '';
+      let text = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, fingerprint }));
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, fingerprint }));
     });
     req.on('timeout', () => req.destroy(new PlumbError('AGENT_TIMEOUT', `the agent did not answer ${path} in time`)));
     req.on('error', reject);
-    req.end();
+    if (body) {
+      // The body goes only once the server said it wants it: a refusal (401, wrong size) comes before a byte is sent.
+      req.setHeader('expect', '100-continue');
+      req.once('continue', () => body.on('error', (err) => req.destroy(err)).pipe(req));
+      req.once('response', () => req.once('close', () => body.destroy()));
+      req.flushHeaders();
+    } else {
+      req.end();
+    }
   });
 }
 

@@ -1,32 +1,28 @@
 import { createRequire } from 'node:module';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PlumbError, ValidationError } from '@plumb/shared';
 
 /**
  * The agent as the droplet gets it: the npm package `@plumb/agent` of exactly this controller's
- * version, built by `npm run build` (scripts/pack-agent.mjs) into dist/agent/.
+ * version, built by `npm run build` (scripts/pack-agent.mjs) into dist/agent/. The controller
+ * uploads it to the droplet's bootstrap itself; a mirror URL (--agent-url) is the exception.
  */
 export interface AgentPackage {
   name: string;
   version: string;
   /** npm's subresource integrity (`sha512-<base64>`), as the registry lists it in `dist.integrity`. */
   integrity: string;
-  /** The same digest in hex, for `sha512sum -c` on the droplet. */
+  /** The same digest in hex: what the droplet's bootstrap checks. */
   sha512: string;
+  bytes: number;
   /** The built tarball on this machine. */
   tarballPath: string;
-  /** Where the droplet downloads the tarball from. */
-  url: string;
+  /** A mirror the droplet downloads the tarball from; undefined: the controller uploads it. */
+  url: string | undefined;
 }
 
-/** Where the agent lands on the droplet; its systemd unit starts `AGENT_BIN_PATH`. */
-export const AGENT_INSTALL_DIR = '/opt/plumb-agent';
-export const AGENT_BIN_PATH = '/usr/local/bin/plumb-agent';
-const AGENT_CACHE_DIR = '/var/cache/plumb-agent';
-
-const URL_VARIABLE = 'PLUMB_AGENT_URL';
+export const AGENT_URL_VARIABLE = 'PLUMB_AGENT_URL';
 
 interface Manifest {
   name: string;
@@ -34,13 +30,12 @@ interface Manifest {
   file: string;
   integrity: string;
   sha512: string;
-  registryUrl: string;
 }
 
 function isManifest(value: unknown): value is Manifest {
   if (typeof value !== 'object' || value === null) return false;
   const m = value as Record<string, unknown>;
-  const strings = ['name', 'version', 'file', 'integrity', 'sha512', 'registryUrl'].every((k) => typeof m[k] === 'string');
+  const strings = ['name', 'version', 'file', 'integrity', 'sha512'].every((k) => typeof m[k] === 'string');
   return (
     strings &&
     /^[A-Za-z0-9][A-Za-z0-9._-]*\.tgz$/.test(m.file as string) &&
@@ -49,24 +44,26 @@ function isManifest(value: unknown): value is Manifest {
   );
 }
 
-function downloadUrl(env: Readonly<Record<string, string | undefined>>, registryUrl: string): string {
-  const value = env[URL_VARIABLE]?.trim();
-  if (value === undefined || value === '') return registryUrl;
+/** --agent-url, else PLUMB_AGENT_URL, else none (the controller uploads the package). */
+function mirrorUrl(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const value = (flag ?? env[AGENT_URL_VARIABLE])?.trim();
+  if (value === undefined || value === '') return undefined;
   const parsed = URL.canParse(value) ? new URL(value) : undefined;
   if (parsed === undefined || !['http:', 'https:'].includes(parsed.protocol)) {
+    const from = flag === undefined ? AGENT_URL_VARIABLE : '--agent-url';
     throw new ValidationError(
-      `${URL_VARIABLE} must be an http(s) URL of the agent's tarball, not ${JSON.stringify(value)}.`,
-      `Unset ${URL_VARIABLE} to install the published package (${registryUrl}).`,
+      `${from} must be an http(s) URL of the agent's tarball, not ${JSON.stringify(value)}`,
+      `leave it out: plumb then sends the agent to the droplet itself`,
     );
   }
   return parsed.href;
 }
 
 /**
- * The agent package built alongside this controller. The droplet downloads it from
- * `PLUMB_AGENT_URL` when set (the lab serves its local build), else from the npm registry.
+ * The agent package built alongside this controller; with a mirror URL (the `agentUrl` flag, else
+ * `PLUMB_AGENT_URL`) the droplet downloads it from there, with the same size and sha512 check.
  */
-export async function agentPackage(env: Readonly<Record<string, string | undefined>> = process.env): Promise<AgentPackage> {
+export async function agentPackage(env: Readonly<Record<string, string | undefined>> = process.env, agentUrl?: string): Promise<AgentPackage> {
   const manifestUrl = new URL('./agent/agent-package.json', import.meta.url);
   const text = await readFile(manifestUrl, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') throw new PlumbError('AGENT_PACKAGE_MISSING', 'the agent package is not built', 'run npm run build');
@@ -84,41 +81,14 @@ export async function agentPackage(env: Readonly<Record<string, string | undefin
       'run npm run build',
     );
   }
+  const tarballPath = fileURLToPath(new URL(`./agent/${manifest.file}`, import.meta.url));
   return {
     name: manifest.name,
     version: manifest.version,
     integrity: manifest.integrity,
     sha512: manifest.sha512,
-    tarballPath: fileURLToPath(new URL(`./agent/${manifest.file}`, import.meta.url)),
-    url: downloadUrl(env, manifest.registryUrl),
+    bytes: (await stat(tarballPath)).size,
+    tarballPath,
+    url: mirrorUrl(agentUrl, env),
   };
-}
-
-export interface InstallOptions {
-  /** Prefix for every path on the droplet ('/' there; a scratch directory in tests). */
-  root?: string;
-}
-
-// cloud-init runs runcmd as one `sh` script without `set -e`: a failed command does not stop the
-// next one. So checking the hash, extracting and linking are one step that stops at a wrong hash.
-const VERIFY_AND_INSTALL =
-  'if ! printf "%s  %s\\n" "$1" "$2" | sha512sum -c --status; then ' +
-  'echo "plumb-agent: $2 does not match the expected sha512, not installed" >&2; exit 1; fi; ' +
-  'mkdir -p "$3" "${4%/*}" && ' +
-  'tar -xzf "$2" --no-same-owner --strip-components=1 -C "$3" && ' +
-  'ln -sfn "$3/bundle/plumb-agent.mjs" "$4"';
-
-/**
- * cloud-init `runcmd` entries (argument arrays, nothing interpolated into a shell string) that
- * download the agent package, check its sha512, unpack it into /opt/plumb-agent and link
- * /usr/local/bin/plumb-agent to its bundle. A wrong hash exits non-zero with nothing unpacked.
- */
-export function agentInstallCommands(pkg: AgentPackage, opts: InstallOptions = {}): string[][] {
-  const at = (p: string) => path.posix.join(opts.root ?? '/', p);
-  const tarball = path.posix.join(at(AGENT_CACHE_DIR), path.basename(pkg.tarballPath));
-  return [
-    ['mkdir', '-p', at(AGENT_CACHE_DIR)],
-    ['curl', '-fsSL', '--retry', '5', '--retry-connrefused', '-o', tarball, pkg.url],
-    ['sh', '-c', VERIFY_AND_INSTALL, 'sh', pkg.sha512, tarball, at(AGENT_INSTALL_DIR), at(AGENT_BIN_PATH)],
-  ];
 }

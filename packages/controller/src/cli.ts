@@ -51,10 +51,12 @@ program
   .option('--ssh-key <fingerprint|name>', 'an SSH key of your DigitalOcean account, for root login')
   .option('--tag <tag>', 'an extra tag (repeatable)', (tag: string, tags: string[]) => [...tags, tag], [] as string[])
   .option('--example', 'also deploy the example API "hello", served at /')
+  .option('--close-ssh', 'keep SSH (22) closed in the firewall: only 80, 443 and the agent port (plumb firewall open-ssh opens it)')
+  .option('--agent-url <url>', 'a mirror the droplet downloads the agent package from (default: plumb sends it; PLUMB_AGENT_URL)')
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[]; example?: boolean }) =>
+      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[]; example?: boolean; closeSsh?: boolean; agentUrl?: string }) =>
         (await import('./commands/provision.js')).provision({ ...o, tags: o.tag }, ctx),
       (r) =>
         [
@@ -295,6 +297,19 @@ async function watchStatus(droplet: string | undefined, json: boolean): Promise<
 }
 
 program
+  .command('firewall')
+  .description("open or close SSH (22) in the droplet's firewall; 80, 443 and the agent port stay open")
+  .argument('<action>', 'open-ssh or close-ssh')
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, action: string, o: { droplet?: string }) => (await import('./commands/firewall.js')).firewall({ action, ...o }, ctx),
+      (r) => `${r.droplet}: SSH is ${r.ssh}${r.changed ? '' : ' (it was already)'}; the firewall lets in ${r.allowed.join(', ')}`,
+    ),
+  );
+
+program
   .command('alerts')
   .description('make the droplet POST alerts (API down/up, repeated restarts, certificate expiry) to a webhook')
   .option('--webhook <url>', 'where to POST them (JSON); the droplet must reach it')
@@ -324,7 +339,7 @@ program.parseAsync().catch((err: unknown) => {
   // Messages and log lines may come from the droplet: shown with their control characters escaped.
   if (err instanceof RemoteError && err.step) {
     process.stderr.write(`plumb: failed at "${terminalSafe(err.step)}": ${terminalSafe(err.message)}\n${err.hint ? `  ${terminalSafe(err.hint)}\n` : ''}`);
-    if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${terminalSafe(l)}\n`).join('')}`);
+    if (err.log.length > 0) process.stderr.write(`  ${err.logTitle}:\n${err.log.map((l) => `    ${terminalSafe(l)}\n`).join('')}`);
   } else if (err instanceof PlumbError) {
     process.stderr.write(`plumb: ${terminalSafe(err.message)}\n${err.hint ? `  ${terminalSafe(err.hint)}\n` : ''}`);
   } else {

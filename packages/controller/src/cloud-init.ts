@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { AgentConfig, PlumbError, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
+import { AgentConfig, BootstrapPackage, PlumbError, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
 import AjvModule, {
   type AnySchemaObject,
   type ErrorObject,
@@ -13,8 +13,8 @@ import { Document, isSeq, parse, YAMLParseError } from 'yaml';
 export interface UserDataInput {
   /** Written to /etc/plumb-agent/config.json, root-only. */
   agentConfig: AgentConfig;
-  /** Commands (argument arrays) that download, verify and unpack the agent into /opt/plumb-agent. */
-  agentInstall: string[][];
+  /** The agent package the bootstrap accepts (its size and sha512), and a mirror to fetch it from if any. */
+  agentPackage: BootstrapPackage;
   /** Size of the swap file; DEFAULT_SWAP_BYTES when absent. */
   swapBytes?: number;
   /** Whether ufw lets SSH (22) in; true when absent. */
@@ -27,6 +27,9 @@ export const DEFAULT_SWAP_BYTES = 4 * 1024 ** 3;
 export const MIN_SWAP_BYTES = 1024 ** 2;
 const SWAP_FILE = '/swapfile';
 const AGENT_CONFIG_FILE = '/etc/plumb-agent/config.json';
+/** Written last of all files: the bootstrap starts once it exists (bootcmd runs before write_files). */
+const AGENT_PACKAGE_FILE = '/etc/plumb-agent/package.json';
+const BOOTSTRAP_FILE = '/usr/local/sbin/plumb-bootstrap';
 /** Root's: the agent makes each API's directory in it, owned by that API's own user. */
 const API_ROOT = '/var/plumber';
 
@@ -36,14 +39,17 @@ const YAML_VERSION = '1.1';
 /** How many schema errors a refusal names. */
 const SCHEMA_ERRORS_SHOWN = 3;
 const TEMPLATE = 'user-data.yaml';
+const BOOTSTRAP = 'bootstrap.py';
 const SCHEMA = 'schema-cloud-config-v1.json';
 
 /**
- * A droplet's cloud-init user-data: the static template (cloud-init/user-data.yaml) plus the agent's
- * config file and the commands, in the order that gets the agent answering soonest: cloud-init
- * installs only node and curl (`packages:`), runcmd installs and starts the agent, then makes the
- * swap file and installs R, plumber, nginx, ufw and certbot while the controller enrols the agent,
- * and last turns the firewall on. The result has passed `validateUserData`.
+ * A droplet's cloud-init user-data: the static template (cloud-init/user-data.yaml) plus the
+ * bootstrap, the agent's config file, the package's facts and the commands, in the order that gets
+ * the agent answering soonest: bootcmd starts the bootstrap in cloud-init's first networked stage
+ * (it takes the package from the controller and starts the agent once `packages:` has brought
+ * node), runcmd makes the swap file and installs R, plumber, nginx, ufw and certbot while the
+ * controller enrols the agent, and last turns the firewall on. The result has passed
+ * `validateUserData`.
  */
 export function renderUserData(input: UserDataInput): string {
   const agentConfig = AgentConfig.safeParse(input.agentConfig);
@@ -55,25 +61,27 @@ export function renderUserData(input: UserDataInput): string {
   if (!Number.isSafeInteger(swapBytes) || swapBytes < MIN_SWAP_BYTES) {
     throw new ValidationError(`swap size ${swapBytes} is not a whole number of bytes of at least ${MIN_SWAP_BYTES}`);
   }
-  const template = cloudInitFiles().template;
+  const agentPackage = BootstrapPackage.safeParse(input.agentPackage);
+  if (!agentPackage.success) throw new ValidationError(`the agent package for user-data is invalid: ${agentPackage.error.issues[0]?.message ?? 'unknown'}`);
+  const { template, bootstrap } = cloudInitFiles();
   const config = {
     ...template,
+    bootcmd: [bootstrapCommand()],
     write_files: [
       ...template.write_files,
+      { path: BOOTSTRAP_FILE, content: bootstrap, permissions: '0755' },
       {
         path: AGENT_CONFIG_FILE,
         content: `${JSON.stringify(agentConfig.data, null, 2)}\n`,
         owner: 'root:root',
         permissions: '0600',
       },
+      { path: AGENT_PACKAGE_FILE, content: `${JSON.stringify(agentPackage.data)}\n`, permissions: '0644' },
     ],
     runcmd: [
       // cloud-init runs runcmd as one sh script and judges it by its last command: stop at the first failure.
       'set -ex',
       ['install', '-d', '-o', 'root', '-g', 'root', '-m', '0755', API_ROOT],
-      ...input.agentInstall,
-      ['systemctl', 'daemon-reload'],
-      ['systemctl', 'enable', '--now', 'plumb-agent'],
       ['/usr/local/sbin/plumb-swap', SWAP_FILE, String(swapBytes)],
       ['/usr/local/sbin/plumb-install-base'],
       ...firewall(input.allowSsh ?? true, agentConfig.data.port),
@@ -84,10 +92,20 @@ export function renderUserData(input: UserDataInput): string {
   return text;
 }
 
+/**
+ * bootcmd runs at every boot, before write_files: once per instance, a transient unit that waits
+ * for the last file write_files makes, then runs the bootstrap. `--no-block` and no default
+ * dependencies: the unit must not wait for sysinit.target, which waits for cloud-init itself.
+ */
+function bootstrapCommand(): string[] {
+  const wait = `until [ -e ${AGENT_PACKAGE_FILE} ]; do sleep 0.1; done; exec /usr/bin/python3 ${BOOTSTRAP_FILE}`;
+  return ['cloud-init-per', 'instance', 'plumb-bootstrap', 'systemd-run', '--no-block', '--collect', '--unit=plumb-bootstrap', '--property=DefaultDependencies=no', '/bin/sh', '-c', wait];
+}
+
 /** Block style, but each command and the package list on one line, as people write cloud-config. */
 function toYaml(config: object): string {
   const document = new Document(config, { version: YAML_VERSION });
-  for (const key of ['runcmd', 'packages']) {
+  for (const key of ['runcmd', 'bootcmd', 'packages']) {
     const list = document.get(key);
     if (!isSeq(list)) continue;
     if (key === 'packages') list.flow = true;
@@ -167,6 +185,7 @@ interface Template {
 
 interface CloudInitFiles {
   template: Template;
+  bootstrap: string;
   validate: ValidateFunction;
 }
 
@@ -189,7 +208,7 @@ function cloudInitFiles(): CloudInitFiles {
     validateFormats: false,
     keywords: [refused('deprecated'), refused('changed')],
   });
-  loaded = { template, validate: ajv.compile(schema) };
+  loaded = { template, bootstrap: readFileSync(new URL(BOOTSTRAP, dir), 'utf8'), validate: ajv.compile(schema) };
   return loaded;
 }
 

@@ -36,6 +36,20 @@ export const CLOUD_INIT_POLL_MS = 1_000;
 /** Controller waits (provision). */
 export const DROPLET_ACTIVE_TIMEOUT_MS = 5 * 60_000;
 export const AGENT_ANSWER_TIMEOUT_MS = 15 * 60_000;
+/**
+ * From `active` until the droplet's bootstrap (or agent) first answers: past it, provision says the
+ * droplet never got going instead of waiting (issue 18: within 2 minutes of the droplet booting).
+ */
+export const DROPLET_BOOT_TIMEOUT_MS = 2 * 60_000;
+/** From the bootstrap handing its port over until the agent answers there. */
+export const AGENT_START_TIMEOUT_MS = 60_000;
+/** How often provision asks the bootstrap how the droplet is doing. */
+export const BOOTSTRAP_POLL_MS = 1_000;
+/*
+ * The bootstrap's own limits (cloud-init/bootstrap.py, Python: it cannot import these) live at its
+ * top: 30 lines of cloud-init output, 30 s per socket, 30 s of failed apt downloads before giving up.
+ * The package it accepts is exactly the size in user-data.
+ */
 export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
 
 /** Bundles (deploy): compressed bytes on the wire, bytes once extracted, entries, and the ratio between. */

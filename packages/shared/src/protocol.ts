@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
 import { HTTPS_MAX_DOMAINS } from './limits.js';
 
@@ -16,6 +16,39 @@ export const AGENT_PATHS = {
   /** Unauthenticated liveness: 200 "ok" (says nothing about the droplet). */
   live: '/v1/live',
 } as const;
+
+/**
+ * HTTP paths on the droplet's bootstrap (cloud-init/bootstrap.py), which holds the agent's port
+ * from cloud-init's first stage until the agent it installed starts. Every request carries
+ * `BOOTSTRAP_PROOF_HEADER`: the controller's proof that it holds the enrolment secret.
+ */
+export const BOOTSTRAP_PATHS = {
+  /** GET: how the droplet is doing (BootstrapStatus). */
+  status: '/v1/bootstrap',
+  /** PUT: the agent package (exactly its size, checked against the sha512 in user-data). */
+  package: '/v1/bootstrap/package',
+} as const;
+export const BOOTSTRAP_PROOF_HEADER = 'x-plumb-proof';
+/**
+ * What the controller's proof is an HMAC of (key: the enrolment secret), before the fingerprint
+ * of the certificate the bootstrap serves. Distinct from the agent's enrolment proof (HMAC of the
+ * bare fingerprint), so neither side can replay the other's.
+ */
+export const BOOTSTRAP_CONTROLLER_PROOF_PREFIX = 'plumb-controller ';
+
+/** What the bootstrap is doing; `failed` carries `error`. */
+export const BootstrapStage = z.enum(['waiting-for-package', 'downloading', 'installing', 'waiting-for-node', 'starting-agent', 'failed']);
+export type BootstrapStage = z.infer<typeof BootstrapStage>;
+
+/** The non-secret facts about the agent package the bootstrap checks (user-data, /etc/plumb-agent/package.json). */
+export const BootstrapPackage = z.object({
+  version: z.string().regex(/^[0-9A-Za-z.+-]{1,64}$/),
+  sha512: z.string().regex(/^[0-9a-f]{128}$/),
+  bytes: z.number().int().positive(),
+  /** A mirror the droplet downloads the package from itself (--agent-url); else it waits for an upload. */
+  url: z.string().url().optional(),
+});
+export type BootstrapPackage = z.infer<typeof BootstrapPackage>;
 
 /** The controller's key, as the agent is told to trust it (cloud-init config). */
 export const ControllerKey = z.object({
@@ -56,6 +89,21 @@ export const CloudInitStatus = z.object({
   errors: z.array(z.string()),
 });
 export type CloudInitStatus = z.infer<typeof CloudInitStatus>;
+
+/** The bootstrap's answer to GET BOOTSTRAP_PATHS.status. */
+export const BootstrapStatus = z.object({
+  stage: BootstrapStage,
+  /** Why the bootstrap gave up (stage `failed`). */
+  error: z.string().nullable(),
+  /** SHA-256 of the certificate it serves: the agent's own, made the same way (the pin). */
+  fingerprint: Fingerprint,
+  /** HMAC-SHA256(enrolment secret, fingerprint), hex: as the agent's enrolment proof. */
+  proof: z.string().regex(/^[0-9a-f]{64}$/),
+  cloudInit: CloudInitStatus,
+  /** The last lines of /var/log/cloud-init-output.log. */
+  output: z.array(z.string()),
+});
+export type BootstrapStatus = z.infer<typeof BootstrapStatus>;
 
 export const SwapFacts = z.object({
   path: z.string(),
@@ -153,6 +201,8 @@ export const Request = z.discriminatedUnion('type', [
   }),
   /** Where the agent POSTs events (API down/up, repeated restarts, certificate expiry); null turns it off. */
   z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
+  /** Opens or closes SSH (22/tcp) in ufw; 80, 443 (with HTTPS) and the agent's port stay open. */
+  z.object({ id: Id, type: z.literal('firewall'), ssh: z.enum(['open', 'close']) }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -332,6 +382,15 @@ export const AlertsResult = z.object({
 });
 export type AlertsResult = z.infer<typeof AlertsResult>;
 
+/** The answer to `firewall`: the ports ufw lets in now, and whether this request changed them. */
+export const FirewallResult = z.object({
+  ssh: z.enum(['open', 'closed']),
+  changed: z.boolean(),
+  /** ufw's allow rules after the change, e.g. `80/tcp`. */
+  allowed: z.array(z.string()),
+});
+export type FirewallResult = z.infer<typeof FirewallResult>;
+
 /** What the agent POSTs (JSON) to the alerts webhook; `text` reads well in a chat channel. */
 export const WebhookPayload = z.object({
   source: z.literal('plumb-agent'),
@@ -362,4 +421,5 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   https: HttpsResult,
   watch: WatchResult,
   alerts: AlertsResult,
+  firewall: FirewallResult,
 };

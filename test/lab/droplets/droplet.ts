@@ -28,6 +28,8 @@ export interface DropletSpec {
   rootfs: string;
   /** Written into the droplet's disk before it first boots (path inside the droplet -> content): the lab's own setup. */
   files?: Record<string, string>;
+  /** No route beyond the lab's network (NspawnMachines.cutOffNext). */
+  offline?: boolean;
 }
 
 interface Run {
@@ -69,8 +71,8 @@ export class NspawnDroplet {
     for (const sub of ['upper', 'work', 'root']) await mkdir(path.join(dir, sub), { recursive: true });
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${this.spec.rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, this.rootDir]);
     await this.writeSeed();
-    await seedArchive(dir);
-    await createNet(this.net);
+    if (!this.spec.offline) await seedArchive(dir);
+    await createNet(this.net, this.spec.offline ?? false);
     this.start(await createLimits(this.record.machine, this.spec.limits));
   }
 
@@ -134,7 +136,8 @@ export class NspawnDroplet {
       '--capability=CAP_NET_ADMIN,CAP_NET_RAW',
       '--resolv-conf=off',
       '--link-journal=no',
-      `--bind=${dropletArchiveDir(this.record.dir)}:/var/cache/apt/archives`,
+      // A droplet cut off from the mirror must not find the packages in the lab's shared cache either.
+      ...(this.spec.offline ? [] : [`--bind=${dropletArchiveDir(this.record.dir)}:/var/cache/apt/archives`]),
     ];
   }
 

@@ -11,6 +11,7 @@ import { saveRecord, type DropletRecord } from './records.js';
 /** The lab's droplets: systemd-nspawn containers, one per DigitalOcean droplet of the stand-in. */
 export class NspawnMachines implements Machines {
   private readonly droplets = new Map<number, NspawnDroplet>();
+  private offlineLeft = 0;
 
   constructor(
     /** Names this lab's droplets on the host, so `lab down --instance` removes only them. */
@@ -20,7 +21,18 @@ export class NspawnMachines implements Machines {
     private readonly files: Record<string, string> = {},
   ) {}
 
+  /**
+   * A fault a real droplet can meet: the next `count` droplets reach nothing beyond the lab (no
+   * Debian mirror, no DNS) and get no share of the lab's apt cache, so cloud-init cannot install
+   * packages; the controller still reaches them.
+   */
+  cutOffNext(count = 1): void {
+    this.offlineLeft = count;
+  }
+
   async create(spec: MachineSpec): Promise<void> {
+    const offline = this.offlineLeft > 0;
+    if (offline) this.offlineLeft--;
     const rootfs = await ensureRootfs(this.log);
     await mkdir(aptArchiveDir(), { recursive: true });
     const key = `${this.instance}-${spec.id}`;
@@ -44,6 +56,7 @@ export class NspawnMachines implements Machines {
       userData: spec.userData,
       rootfs,
       files: this.files,
+      offline,
       limits: { memoryBytes: spec.memoryMiB * 1024 * 1024, vcpus: spec.vcpus },
     });
     try {

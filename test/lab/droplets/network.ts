@@ -64,18 +64,24 @@ export async function claimOwner(index: number): Promise<string | undefined> {
 
 const iptables = (op: '-C' | '-I' | '-D', rule: readonly string[]) => ['-w', ...(rule[0] === 'nat' ? ['-t', 'nat'] : []), op, ...rule.slice(1)];
 
-function natRules(net: DropletNet): string[][] {
+/**
+ * NAT out and forwarding; `offline` adds (inserted last, so first in the chain) a refusal of
+ * everything beyond the lab's network: a droplet whose mirrors are unreachable, answered at once
+ * (ICMP unreachable) as a dead route or a firewalled mirror would be.
+ */
+function natRules(net: DropletNet, offline = false): string[][] {
   const comment = ['-m', 'comment', '--comment', `${RULE_COMMENT_PREFIX}:${net.index}`];
   const subnet = `10.213.${net.index}.0/24`;
   return [
     ['nat', 'POSTROUTING', '-s', subnet, '!', '-d', LAB_NET, '-j', 'MASQUERADE', ...comment],
     ['filter', 'FORWARD', '-i', net.hostIf, '-j', 'ACCEPT', ...comment],
     ['filter', 'FORWARD', '-o', net.hostIf, '-j', 'ACCEPT', ...comment],
+    ...(offline ? [['filter', 'FORWARD', '-i', net.hostIf, '!', '-d', LAB_NET, '-j', 'REJECT', ...comment]] : []),
   ];
 }
 
-/** Makes the namespace, the veth pair with eth0 inside, the routes and the NAT rules. */
-export async function createNet(net: DropletNet): Promise<void> {
+/** Makes the namespace, the veth pair with eth0 inside, the routes and the NAT rules (`offline`: no way out of the lab). */
+export async function createNet(net: DropletNet, offline = false): Promise<void> {
   await ensureHostSide();
   await run('ip', ['netns', 'add', net.netns]);
   await run('ip', ['link', 'add', net.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.netns]);
@@ -86,12 +92,12 @@ export async function createNet(net: DropletNet): Promise<void> {
   await inside('addr', 'add', `${net.address}/24`, 'dev', 'eth0');
   await inside('link', 'set', 'eth0', 'up');
   await inside('route', 'add', 'default', 'via', net.gateway);
-  for (const rule of natRules(net)) await run('iptables', iptables('-I', rule));
+  for (const rule of natRules(net, offline)) await run('iptables', iptables('-I', rule));
 }
 
 /** Removes what createNet made; each step tolerates its target being gone already. */
 export async function removeNet(net: DropletNet): Promise<void> {
-  for (const rule of natRules(net)) {
+  for (const rule of natRules(net, true)) {
     while (await tryRun('iptables', iptables('-D', rule)));
   }
   await tryRun('ip', ['link', 'del', net.hostIf]);

@@ -1,6 +1,6 @@
 import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AgentEvent, EVENTS_KEPT, type EventKind } from '@plumb/shared';
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';

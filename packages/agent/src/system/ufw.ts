@@ -48,3 +48,18 @@ export async function undoAllow(rule: string, before: UfwSnapshot): Promise<void
   }
   await ufw('reload');
 }
+
+/** Takes `rule` out; true when that changed the rules, false when it was not allowed. */
+export async function deny(rule: string): Promise<boolean> {
+  const before = await snapshot();
+  await ufw('delete', 'allow', rule);
+  return !same(before, await snapshot());
+}
+
+/** The rules `ufw allow` added (e.g. `80/tcp`), in ufw's order, v4 and v6 alike once. */
+export async function allowed(): Promise<string[]> {
+  const result = await execa('ufw', ['show', 'added'], { reject: false, timeout: 60_000 });
+  if (result.exitCode !== 0) throw new PlumbError('FIREWALL', `ufw show added failed: ${result.stderr.trim()}`);
+  const rules = result.stdout.split('\n').flatMap((line) => /^ufw allow (\S+)$/.exec(line.trim())?.slice(1) ?? []);
+  return [...new Set(rules)];
+}

@@ -3,6 +3,9 @@ import { fileURLToPath } from 'node:url';
 import {
   AGENT_ANSWER_TIMEOUT_MS,
   AGENT_PORT,
+  AGENT_START_TIMEOUT_MS,
+  BOOTSTRAP_POLL_MS,
+  DROPLET_BOOT_TIMEOUT_MS,
   CLOUD_INIT_DONE_TIMEOUT_MS,
   DROPLET_ACTIVE_TIMEOUT_MS,
   checkInput,
@@ -10,10 +13,12 @@ import {
   ENROLMENT_SECRET_BYTES,
   PlumbError,
   ValidationError,
+  type BootstrapStatus,
   type CloudInitStatus,
 } from '@plumb/shared';
-import { AgentConnection, agentAnswers, enrol, type AgentAddress } from '../agent-client.js';
-import { agentInstallCommands, agentPackage } from '../agent-package.js';
+import { AgentConnection, enrol, PinMismatchError, RemoteError, type AgentAddress } from '../agent-client.js';
+import { agentPackage, type AgentPackage } from '../agent-package.js';
+import { probe, uploadPackage } from '../bootstrap-client.js';
 import { renderUserData } from '../cloud-init.js';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean.js';
@@ -25,7 +30,6 @@ import { deploy, type DeployOutcome } from './deploy.js';
 /** Every droplet plumb makes carries this tag: how it finds them again. */
 export const PLUMB_TAG = 'plumb';
 const TAG_RULE = /^[a-zA-Z0-9_:-]{1,255}$/;
-const AGENT_POLL_MS = 1000;
 
 export interface ProvisionOptions {
   name?: string;
@@ -36,6 +40,10 @@ export interface ProvisionOptions {
   tags: string[];
   /** Deploy the example API `hello` and serve it at / too (plumber's do_provision(example = TRUE)). */
   example?: boolean;
+  /** ufw without SSH (22): only 80, 443 and the agent's port; `plumb firewall open-ssh` opens it later. */
+  closeSsh?: boolean;
+  /** A mirror the droplet downloads the agent package from (same size and sha512 check) instead of plumb sending it. */
+  agentUrl?: string;
 }
 
 /** The example API shipped with the controller. */
@@ -65,11 +73,12 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   const key = await loadOrCreateSigningKey(ctx.configDir);
   const dropletUuid = randomUUID();
   const enrolmentSecret = randomBytes(ENROLMENT_SECRET_BYTES).toString('hex');
-  const pkg = await agentPackage(ctx.env);
+  const pkg = await agentPackage(ctx.env, opts.agentUrl);
   // Rendering validates too: over 64 KiB or against cloud-init's schema is refused here, before any API call.
   const userData = renderUserData({
     agentConfig: { dropletUuid, dropletName: name, port: AGENT_PORT, controllerKeys: [key.publicKey], enrolmentSecret },
-    agentInstall: agentInstallCommands(pkg),
+    agentPackage: { version: pkg.version, sha512: pkg.sha512, bytes: pkg.bytes, ...(pkg.url ? { url: pkg.url } : {}) },
+    allowSsh: !opts.closeSsh,
   });
 
   ctx.progress({ step: 'checking the account' });
@@ -109,11 +118,13 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   await ctx.droplets.save(record);
 
   const address: AgentAddress = { host: publicIpv4, port: AGENT_PORT };
-  ctx.progress({ step: `waiting for the agent at ${publicIpv4}:${AGENT_PORT} (cloud-init installs packages first)` });
-  await waitForAgent(address);
+  const pin = await startAgent(address, enrolmentSecret, pkg, name, ctx);
 
   ctx.progress({ step: 'enrolling the agent' });
-  record.fingerprint = await enrol(address, await tokenFor(key, dropletUuid), enrolmentSecret);
+  const fingerprint = await enrol(address, await tokenFor(key, dropletUuid), enrolmentSecret);
+  // The bootstrap made the agent's own key: a different one now means someone else answers.
+  if (pin !== null && fingerprint !== pin) throw new PinMismatchError(publicIpv4, pin, fingerprint);
+  record.fingerprint = fingerprint;
   await ctx.droplets.save(record);
 
   ctx.progress({ step: 'waiting for cloud-init to finish' });
@@ -135,12 +146,92 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   }
 }
 
-async function waitForAgent(address: AgentAddress): Promise<void> {
-  const deadline = Date.now() + AGENT_ANSWER_TIMEOUT_MS;
-  while (!(await agentAnswers(address))) {
-    if (Date.now() > deadline) {
-      throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${address.host} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes`, 'see /var/log/cloud-init-output.log on the droplet (ssh root@ADDRESS)');
+/** The droplet could not get going: cloud-init failed, or the bootstrap gave up; with cloud-init's output. */
+export class DropletFailedError extends RemoteError {
+  override name = 'DropletFailedError';
+  override readonly logTitle = 'the end of /var/log/cloud-init-output.log on the droplet';
+}
+
+const destroyHint = (name: string) => `the droplet is still there (and billed): \`plumb destroy ${name}\` removes it`;
+
+function failed(name: string, status: BootstrapStatus): DropletFailedError | undefined {
+  const { cloudInit } = status;
+  if (cloudInit.errors.length > 0) {
+    return new DropletFailedError({
+      code: 'CLOUD_INIT_FAILED',
+      message: `cloud-init on ${name} failed in stage ${cloudInit.stage ?? '?'}: ${cloudInit.errors.join('; ')}`,
+      hint: destroyHint(name),
+      step: `cloud-init ${cloudInit.stage ?? ''}`.trim(),
+      log: status.output,
+    });
+  }
+  if (status.stage === 'failed') {
+    // Mostly cloud-init not bringing what the agent needs: name its stage, as for its own errors.
+    const step = cloudInit.status === 'running' && cloudInit.stage ? `cloud-init ${cloudInit.stage}` : 'agent install';
+    return new DropletFailedError({ code: 'BOOTSTRAP_FAILED', message: `the agent could not be installed on ${name}: ${status.error ?? 'unknown reason'}`, hint: destroyHint(name), step, log: status.output });
+  }
+  return undefined;
+}
+
+const STEPS: Record<BootstrapStatus['stage'], string> = {
+  'waiting-for-package': 'sending the agent to the droplet',
+  downloading: 'the droplet downloads the agent from --agent-url',
+  installing: 'the droplet installs the agent',
+  'waiting-for-node': 'waiting for cloud-init to install node',
+  'starting-agent': 'starting the agent',
+  failed: 'the droplet gave up',
+};
+
+/**
+ * From `active` to an agent answering on its port: the bootstrap answers first (within
+ * DROPLET_BOOT_TIMEOUT_MS, or the droplet is reported as not booting), gets the package, and shows
+ * cloud-init's progress until it hands the port to the agent. A failure in cloud-init or in the
+ * bootstrap ends the wait at once, with cloud-init's output. Returns the fingerprint the bootstrap
+ * proved (null if the agent answered before the bootstrap was seen, with a mirror URL).
+ */
+async function startAgent(address: AgentAddress, secret: string, pkg: AgentPackage, name: string, ctx: Context): Promise<string | null> {
+  const started = Date.now();
+  let last: BootstrapStatus | undefined;
+  let silentSince: number | null = null;
+  let uploaded = pkg.url !== undefined;
+  let shown = '';
+  const show = (step: string, detail?: string) => {
+    if (step + (detail ?? '') === shown) return;
+    shown = step + (detail ?? '');
+    ctx.progress({ step, ...(detail ? { detail } : {}) });
+  };
+  show(`waiting for the droplet to boot (${address.host})`);
+  for (;;) {
+    const answer = await probe(address, secret);
+    if (answer.kind === 'agent') return last?.fingerprint ?? null;
+    const now = Date.now();
+    if (answer.kind === 'bootstrap') {
+      last = answer.status;
+      silentSince = null;
+      const failure = failed(name, last);
+      if (failure) throw failure;
+      if (!uploaded && last.stage === 'waiting-for-package') {
+        show(STEPS[last.stage], `${Math.ceil(pkg.bytes / 1024)} KiB`);
+        last = await uploadPackage(address, last.fingerprint, secret, pkg);
+        uploaded = true;
+        const refused = failed(name, last);
+        if (refused) throw refused;
+      }
+      show(STEPS[last.stage], last.cloudInit.stage ? `cloud-init ${last.cloudInit.stage}` : undefined);
+    } else if (last === undefined) {
+      if (now - started > DROPLET_BOOT_TIMEOUT_MS) {
+        throw new PlumbError('DROPLET_SILENT', `droplet ${name} has not answered on ${address.host}:${address.port} in the ${DROPLET_BOOT_TIMEOUT_MS / 60_000} minutes since it became active (${answer.reason}): it did not boot, or cloud-init did not run`, `${destroyHint(name)}; DigitalOcean's console for the droplet shows its boot`);
+      }
+    } else {
+      // The bootstrap has let go of the port: the agent should be there in moments.
+      silentSince ??= now;
+      if (now - silentSince > AGENT_START_TIMEOUT_MS) {
+        throw new PlumbError('AGENT_NEVER_STARTED', `the agent on ${name} was installed but has not answered for ${AGENT_START_TIMEOUT_MS / 1000} s`, `${destroyHint(name)}; its log: journalctl -u plumb-agent (ssh root@${address.host})`);
+      }
     }
-    await new Promise((resolve) => setTimeout(resolve, AGENT_POLL_MS));
+    if (now - started > AGENT_ANSWER_TIMEOUT_MS) {
+      throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${name} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes (the droplet was at: ${last ? STEPS[last.stage] : 'booting'})`, destroyHint(name));
+    }
+    await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_POLL_MS));
   }
 }
