@@ -104,7 +104,10 @@ export async function ensureLayout(runningVersion: string): Promise<void> {
     const target = install.versionDir(runningVersion);
     if (running !== (await realpath(target).catch(() => ''))) {
       await rm(target, { recursive: true, force: true });
-      await cp(running, target, { recursive: true, filter: (src) => !src.startsWith(install.versionsDir) });
+      await mkdir(target, { mode: 0o755 });
+      // The old layout is the package unpacked in /opt/plumb-agent itself, now beside versions/.
+      const entries = (await readdir(running)).filter((name) => name !== 'versions' && name !== 'current' && !name.startsWith('.'));
+      for (const name of entries) await cp(path.join(running, name), path.join(target, name), { recursive: true });
     }
     await switchLink(install.current, `versions/${runningVersion}`);
     log.info('agent layout: versions side by side', { version: runningVersion, from: running });
