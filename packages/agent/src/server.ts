@@ -12,6 +12,7 @@ import {
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
   type EnrolResult,
+  type Request,
 } from '@plumb/shared';
 import { AuthError, type TokenVerifier } from './auth.js';
 import { forgetEnrolmentSecret, type ConfigStore } from './config.js';
@@ -87,7 +88,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   server.requestTimeout = HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
   const perPeer = new Map<string, number>();
-  const inFlight = new Set<Promise<unknown>>();
+  /** Requests being answered, by type: a stopping agent lets them finish (bounded). */
+  const inFlight = new Map<Promise<unknown>, Request['type']>();
   const locks = opts.locks;
   /** Which controller key opened each socket, so revoking a key closes its sockets. */
   const socketsByKid = new Map<WebSocket, string>();
@@ -149,7 +151,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     async close() {
       server.close();
       const grace = new Promise((resolve) => setTimeout(resolve, AGENT_SHUTDOWN_GRACE_MS).unref());
-      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      await Promise.race([Promise.allSettled([...inFlight.keys()]), grace]);
       for (const ws of wss.clients) ws.close(1001, 'agent stopping');
       server.closeAllConnections();
     },

@@ -7,6 +7,9 @@ import { Upload } from './upload.js';
 import type { OpContext } from './ops/context.js';
 import { wireError } from './wire.js';
 
+/** Requests that only read: an upgrade need not wait for them (a followed log may run for hours). */
+const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait']);
+
 /**
  * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),
  * answers and events out. Each request gets exactly one `result` or `error`.
@@ -20,7 +23,7 @@ export class Session {
     private readonly ws: WebSocket,
     private readonly facts: Facts,
     private readonly ops: Omit<OpContext, 'progress'>,
-    private readonly inFlight: Set<Promise<unknown>>,
+    private readonly inFlight: Map<Promise<unknown>, Request['type']>,
     /** The controller key that opened this socket. */
     readonly kid: string,
     private readonly control: AgentControl,
@@ -111,7 +114,7 @@ export class Session {
             sink,
             kid: this.kid,
             control: this.control,
-            othersInFlight: () => [...this.inFlight].filter((w) => w !== work).length,
+            othersInFlight: () => [...this.inFlight].filter(([w, type]) => w !== work && !READS.has(type)).length,
             afterAnswer: (fn) => afterAnswer.push(fn),
           });
     const work: Promise<void> = answer.then(
@@ -122,7 +125,7 @@ export class Session {
       },
     );
     // A watch has nothing to finish: a stopping agent does not wait for it.
-    if (request.type !== 'watch') this.inFlight.add(work);
+    if (request.type !== 'watch') this.inFlight.set(work, request.type);
     void work.finally(() => {
       this.pending--;
       this.running.delete(request.id);

@@ -229,6 +229,8 @@ async function finishConfirm(stateDir: string, record: RecordFile): Promise<Sett
   await systemctl(['daemon-reload']);
   await execa('systemctl', ['stop', `${install.guardUnit(record.id)}.timer`], { reject: false });
   await pruneVersions(record.to, record.from);
+  // The package as the layout before versions/ had it, unpacked in /opt/plumb-agent itself: no longer started.
+  for (const legacy of ['bundle', 'package.json']) await rm(path.join(path.dirname(install.current), legacy), { recursive: true, force: true });
   log.info('upgrade confirmed', { id: record.id, from: record.from, to: record.to });
   return { kind: 'agent-upgraded', detail: `agent ${record.from} -> ${record.to}` };
 }
