@@ -18,6 +18,12 @@ export class AuthError extends PlumbError {
 
 type Key = CryptoKey | KeyObject | Uint8Array;
 
+async function importKeys(controllerKeys: readonly ControllerKey[]): Promise<Map<string, Key>> {
+  const keys = new Map<string, Key>();
+  for (const key of controllerKeys) keys.set(key.kid, await importJWK({ ...key.jwk, alg: 'EdDSA' }, 'EdDSA'));
+  return keys;
+}
+
 /**
  * Checks controller tokens: EdDSA only, signed by an authorized controller key (by `kid`), for
  * this droplet's audience, with `exp` (short) and a `jti` never seen before.
@@ -27,14 +33,17 @@ export class TokenVerifier {
 
   private constructor(
     private readonly audience: string,
-    private readonly keys: Map<string, Key>,
+    private keys: Map<string, Key>,
     private readonly now: () => number,
   ) {}
 
   static async create(dropletUuid: string, controllerKeys: readonly ControllerKey[], now = () => Date.now()): Promise<TokenVerifier> {
-    const keys = new Map<string, Key>();
-    for (const key of controllerKeys) keys.set(key.kid, await importJWK({ ...key.jwk, alg: 'EdDSA' }, 'EdDSA'));
-    return new TokenVerifier(audienceFor(dropletUuid), keys, now);
+    return new TokenVerifier(audienceFor(dropletUuid), await importKeys(controllerKeys), now);
+  }
+
+  /** From now on only these keys are trusted (plumb keys add / revoke). */
+  async setKeys(controllerKeys: readonly ControllerKey[]): Promise<void> {
+    this.keys = await importKeys(controllerKeys);
   }
 
   /** Returns the controller key id that signed the token, or throws AuthError. */

@@ -11,9 +11,33 @@ export async function readConfig(file: string): Promise<AgentConfig> {
   return parsed.data;
 }
 
+/** The agent's config as it is now: changed (enrolment, controller keys) whole and atomically. */
+export class ConfigStore {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly file: string,
+    private config: AgentConfig,
+  ) {}
+
+  get(): AgentConfig {
+    return this.config;
+  }
+
+  /** Applies `change` after earlier changes, writes the result, and only then makes it the config. */
+  update(change: (config: AgentConfig) => AgentConfig): Promise<AgentConfig> {
+    const next = this.queue.then(async () => {
+      const changed = AgentConfig.parse(change(this.config));
+      await writeFileAtomic(this.file, `${JSON.stringify(changed, null, 2)}\n`);
+      this.config = changed;
+      return changed;
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
 /** Burns the enrolment secret: rewrites the config without it. */
-export async function forgetEnrolmentSecret(file: string, config: AgentConfig): Promise<AgentConfig> {
-  const { enrolmentSecret: _burned, ...rest } = config;
-  await writeFileAtomic(file, `${JSON.stringify(rest, null, 2)}\n`);
-  return rest;
+export function forgetEnrolmentSecret(store: ConfigStore): Promise<AgentConfig> {
+  return store.update(({ enrolmentSecret: _burned, ...rest }) => rest);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { PlumbError } from '@plumb/shared';
+import https from 'node:https';
+import { AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
 import { TokenVerifier } from './auth.js';
-import { readConfig } from './config.js';
+import { ConfigStore, readConfig } from './config.js';
 import { cloudInitFinished, cloudInitStatus, swapFacts, uptimeSeconds } from './facts.js';
 import { loadOrCreateIdentity } from './identity.js';
 import { log } from './log.js';
@@ -15,6 +16,7 @@ import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
 import { moveToApiUsers, reconcile } from './ops/reconcile.js';
 import { AGENT_VERSION } from './version.js';
+import { lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
 
 /** plumb-agent: started by systemd (plumb-agent.service) on every droplet plumb provisions. */
 async function main(): Promise<void> {
@@ -23,20 +25,25 @@ async function main(): Promise<void> {
     return;
   }
   const paths = agentPaths();
+  const guard = process.argv.indexOf('--upgrade-guard');
+  if (guard > 0) return runGuard(paths.stateDir, process.argv[guard + 1] ?? '');
   const config = await readConfig(paths.config);
   await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
   const state = await StateStore.open(paths.stateDir, { enrolled: config.enrolmentSecret === undefined });
   await events.open(paths.stateDir);
   if (state.recovered) events.record({ kind: 'state-rebuilt', detail: state.recovered.detail });
+  const upgrade = await settleUpgrade(paths.stateDir, AGENT_VERSION);
+  if (upgrade.event) events.record(upgrade.event);
   await reconcile(state).catch((err: Error) => log.error('could not reconcile the droplet with the state', { error: err.message }));
   const identity = await loadOrCreateIdentity(paths.stateDir, 'plumb-agent');
   const verifier = await TokenVerifier.create(config.dropletUuid, config.controllerKeys);
   const locks = new Locks();
   const server = await startAgentServer({
     locks,
-    config,
-    configFile: paths.config,
+    config: new ConfigStore(paths.config, config),
     state,
+    stateDir: paths.stateDir,
+    version: AGENT_VERSION,
     identity,
     verifier,
     facts: {
@@ -45,18 +52,24 @@ async function main(): Promise<void> {
       hello: async () => ({
         type: 'hello',
         agentVersion: AGENT_VERSION,
+        protocol: PROTOCOL_VERSION,
         dropletUuid: config.dropletUuid,
         hostname: hostname(),
         enrolled: state.get().enrolledAt !== null,
         uptimeSeconds: uptimeSeconds(),
         cloudInit: await cloudInitStatus(),
         swap: await swapFacts(),
+        upgrade: await lastUpgrade(paths.stateDir),
       }),
     },
   });
   void moveToApiUsers({ state, locks, progress: () => undefined }).catch((err: Error) => log.error('could not move the apis to their own users', { error: err.message }));
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });
+  // An upgrade to this version is confirmed only once the agent answers on its own port.
+  await answersItself(config.host ?? '127.0.0.1', server.port);
+  const confirmed = await upgrade.confirm();
+  if (confirmed) events.record(confirmed);
   const stop = (signal: string) => {
     log.info('stopping', { signal });
     void Promise.all([monitor.stop(), server.close()])
@@ -65,6 +78,19 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** GET /v1/live over TLS on the agent's own port: 200, or a throw (and the upgrade is not confirmed). */
+function answersItself(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: host === '0.0.0.0' ? '127.0.0.1' : host, port, path: AGENT_PATHS.live, rejectUnauthorized: false, timeout: HANDSHAKE_TIMEOUT_MS }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`the agent's own ${AGENT_PATHS.live} answered ${res.statusCode ?? '?'}`));
+    });
+    req.on('timeout', () => req.destroy(new Error(`the agent's own ${AGENT_PATHS.live} did not answer`)));
+    req.on('error', reject);
+  });
 }
 
 main().catch((err: unknown) => {

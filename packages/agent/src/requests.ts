@@ -10,6 +10,8 @@ import { restart } from './ops/restart.js';
 import { forward, remove, unforward } from './ops/routing.js';
 import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
+import type { KeyRing } from './ops/keys.js';
+import { upgrade } from './ops/upgrade.js';
 
 /** What requests read about the droplet; the real one asks cloud-init and /proc. */
 export interface Facts {
@@ -18,11 +20,23 @@ export interface Facts {
   cloudInitFinished(status: CloudInitStatus): boolean;
 }
 
+/** What requests about the agent itself (upgrade, keys) act on. */
+export interface AgentControl {
+  stateDir: string;
+  version: string;
+  keys: KeyRing;
+}
+
 export interface RequestContext {
   facts: Facts;
   ctx: OpContext;
   upload: Upload | undefined;
   sink: LogSink;
+  /** The controller key that signed this socket's token. */
+  kid: string;
+  control: AgentControl;
+  othersInFlight: () => number;
+  afterAnswer: (work: () => void) => void;
 }
 
 type Answerable = Exclude<Request, { type: 'upload-end' | 'cancel' }>;
@@ -71,6 +85,15 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       // ufw arrives with cloud-init's base install, and cloud-init turns it on last.
       await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to set up ufw', s.status));
       return firewall(request, ctx);
+    case 'upgrade':
+      if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'an upgrade needs the agent package');
+      return upgrade(request, { ctx, upload: rc.upload, stateDir: rc.control.stateDir, runningVersion: rc.control.version, othersInFlight: rc.othersInFlight, afterAnswer: rc.afterAnswer });
+    case 'keys':
+      return rc.control.keys.list(rc.kid);
+    case 'keys-add':
+      return rc.control.keys.add(request.key, rc.kid);
+    case 'keys-revoke':
+      return rc.control.keys.revoke(request.key, rc.kid);
   }
 }
 

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import {
   AGENT_MAX_CONNECTIONS_PER_PEER,
   AGENT_PATHS,
@@ -10,23 +10,25 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
-  type AgentConfig,
   type EnrolResult,
+  type Request,
 } from '@plumb/shared';
 import { AuthError, type TokenVerifier } from './auth.js';
-import { forgetEnrolmentSecret } from './config.js';
+import { forgetEnrolmentSecret, type ConfigStore } from './config.js';
+import { KeyRing } from './ops/keys.js';
 import type { TlsIdentity } from './identity.js';
 import { log } from './log.js';
 import type { Locks } from './ops/context.js';
-import type { Facts } from './requests.js';
+import type { AgentControl, Facts } from './requests.js';
 import { Session } from './session.js';
 import { wireError } from './wire.js';
 import type { StateStore } from './state.js';
 
 export interface AgentServerOptions {
-  config: AgentConfig;
-  configFile: string;
+  config: ConfigStore;
   state: StateStore;
+  stateDir: string;
+  version: string;
   identity: TlsIdentity;
   verifier: TokenVerifier;
   facts: Facts;
@@ -46,7 +48,7 @@ export interface AgentServer {
  * WebSocket exists: a bad one gets 401 and the socket is destroyed.
  */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
-  let config = opts.config;
+  const config = opts.config;
   let enrolling = false;
   const enrolment = async (req: IncomingMessage, res: ServerResponse) => {
     try {
@@ -55,15 +57,16 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       log.warn('enrolment refused', { reason: (err as Error).message, peer: req.socket.remoteAddress });
       return sendJson(res, 401, wireError(new AuthError('unauthorized')));
     }
-    if (enrolling || opts.state.get().enrolledAt !== null || config.enrolmentSecret === undefined) {
+    const secret = config.get().enrolmentSecret;
+    if (enrolling || opts.state.get().enrolledAt !== null || secret === undefined) {
       log.warn('second enrolment refused', { peer: req.socket.remoteAddress });
       return sendJson(res, 409, wireError(new PlumbError('ALREADY_ENROLLED', 'this agent is already enrolled', 'a droplet is enrolled once, by the controller that provisioned it')));
     }
     enrolling = true;
     try {
-      const proof = createHmac('sha256', Buffer.from(config.enrolmentSecret, 'hex')).update(opts.identity.fingerprint).digest('hex');
+      const proof = createHmac('sha256', Buffer.from(secret, 'hex')).update(opts.identity.fingerprint).digest('hex');
       await opts.state.update((s) => ({ ...s, enrolledAt: new Date().toISOString() }));
-      config = await forgetEnrolmentSecret(opts.configFile, config);
+      await forgetEnrolmentSecret(config);
       log.info('enrolled', { peer: req.socket.remoteAddress, fingerprint: opts.identity.fingerprint });
       const result: EnrolResult = { fingerprint: opts.identity.fingerprint, proof };
       sendJson(res, 200, result);
@@ -93,8 +96,18 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   server.requestTimeout = HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
   const perPeer = new Map<string, number>();
-  const inFlight = new Set<Promise<unknown>>();
+  /** Requests being answered, by type: a stopping agent lets them finish (bounded). */
+  const inFlight = new Map<Promise<unknown>, Request['type']>();
   const locks = opts.locks;
+  /** Which controller key opened each socket, so revoking a key closes its sockets. */
+  const socketsByKid = new Map<WebSocket, string>();
+  const control: AgentControl = {
+    stateDir: opts.stateDir,
+    version: opts.version,
+    keys: new KeyRing(config, opts.verifier, (kid) => {
+      for (const [ws, k] of socketsByKid) if (k === kid) ws.close(4001, 'controller key revoked');
+    }),
+  };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // Node drops the socket's error listener on upgrade: a peer resetting it now must not crash the agent.
@@ -104,8 +117,9 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       const peer = req.socket.remoteAddress ?? 'unknown';
       if (pathOf(req.url) !== AGENT_PATHS.socket) return refuse(socket, 404, 'Not Found');
       if ((perPeer.get(peer) ?? 0) >= AGENT_MAX_CONNECTIONS_PER_PEER) return refuse(socket, 429, 'Too Many Requests');
+      let kid: string;
       try {
-        await opts.verifier.verify(req.headers.authorization);
+        kid = await opts.verifier.verify(req.headers.authorization);
       } catch (err) {
         log.warn('socket refused', { reason: (err as Error).message, peer });
         return refuse(socket, 401, 'Unauthorized');
@@ -119,8 +133,12 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       socket.off('error', onSocketError);
       wss.handleUpgrade(req, socket, head, (ws) => {
         perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
-        ws.once('close', () => perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1));
-        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
+        socketsByKid.set(ws, kid);
+        ws.once('close', () => {
+          perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1);
+          socketsByKid.delete(ws);
+        });
+        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight, kid, control).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
       });
     })().catch((err: Error) => {
       log.warn('upgrade failed', { error: err.message });
@@ -130,10 +148,10 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host ?? '0.0.0.0', () => resolve());
+    server.listen(config.get().port, config.get().host ?? '0.0.0.0', () => resolve());
   });
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  const port = typeof address === 'object' && address ? address.port : config.get().port;
   log.info('listening', { port });
 
   return {
@@ -141,7 +159,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     async close() {
       server.close();
       const grace = new Promise((resolve) => setTimeout(resolve, AGENT_SHUTDOWN_GRACE_MS).unref());
-      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      await Promise.race([Promise.allSettled([...inFlight.keys()]), grace]);
       for (const ws of wss.clients) ws.close(1001, 'agent stopping');
       server.closeAllConnections();
     },

@@ -1,11 +1,14 @@
 import type { WebSocket } from 'ws';
-import { AGENT_MAX_PENDING_REQUESTS, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
+import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
 import { log } from './log.js';
 import { watch } from './monitor/watch.js';
-import { handleRequest, type Facts } from './requests.js';
+import { handleRequest, type AgentControl, type Facts } from './requests.js';
 import { Upload } from './upload.js';
 import type { OpContext } from './ops/context.js';
 import { wireError } from './wire.js';
+
+/** Requests that only read: an upgrade need not wait for them (a followed log may run for hours). */
+const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait']);
 
 /**
  * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),
@@ -20,7 +23,10 @@ export class Session {
     private readonly ws: WebSocket,
     private readonly facts: Facts,
     private readonly ops: Omit<OpContext, 'progress'>,
-    private readonly inFlight: Set<Promise<unknown>>,
+    private readonly inFlight: Map<Promise<unknown>, Request['type']>,
+    /** The controller key that opened this socket. */
+    readonly kid: string,
+    private readonly control: AgentControl,
   ) {
     ws.on('message', (data, isBinary) => (isBinary ? this.onBinary(data as Buffer) : this.onText(String(data))));
     // A malformed frame (oversize, invalid UTF-8, reserved opcode) is an 'error' here, after which ws
@@ -46,8 +52,8 @@ export class Session {
     this.send(await this.facts.hello());
   }
 
-  private send(message: AgentMessage): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+  private send(message: AgentMessage, sent?: () => void): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message), sent);
   }
 
   /** Resolves when the socket's send buffer has room: how log streaming follows the reader. */
@@ -82,8 +88,8 @@ export class Session {
       this.running.get(request.id)?.abort();
       return;
     }
-    if (request.type === 'deploy' && this.upload) {
-      return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: 'a deploy is already uploading on this connection', hint: 'send one bundle at a time per connection' } });
+    if ((request.type === 'deploy' || request.type === 'upgrade') && this.upload) {
+      return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: 'an upload is already under way on this connection', hint: 'send one bundle at a time per connection' } });
     }
     if (this.pending >= AGENT_MAX_PENDING_REQUESTS) {
       return this.send({ type: 'error', id: request.id, error: { code: 'BUSY', message: `more than ${AGENT_MAX_PENDING_REQUESTS} requests in flight on one socket` } });
@@ -96,10 +102,13 @@ export class Session {
     const controller = new AbortController();
     this.running.set(request.id, controller);
     let upload: Upload | undefined;
-    if (request.type === 'deploy') {
-      upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES);
-      this.upload = { id: request.id, upload };
+    if (request.type === 'deploy') upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES);
+    if (request.type === 'upgrade') {
+      const refusal = () => new PlumbError('AGENT_PACKAGE_TOO_LARGE', `the agent package is over ${AGENT_PACKAGE_MAX_BYTES / 1024 / 1024} MiB`);
+      upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES, { bytes: AGENT_PACKAGE_MAX_BYTES, refusal });
     }
+    if (upload) this.upload = { id: request.id, upload };
+    const afterAnswer: Array<() => void> = [];
     const ctx: OpContext = { ...this.ops, progress: (step, detail) => this.send({ type: 'progress', id: request.id, step, ...(detail ? { detail } : {}) }) };
     const sink = {
       signal: controller.signal,
@@ -111,16 +120,25 @@ export class Session {
     const answer =
       request.type === 'watch'
         ? watch(request.sinceEventId, { send: (m) => this.send({ ...m, id: request.id }), buffered: () => this.ws.bufferedAmount, signal: controller.signal }, this.ops.state)
-        : handleRequest(request, { facts: this.facts, ctx, upload, sink });
-    const work = answer.then(
-      (result) => this.send({ type: 'result', id: request.id, result }),
+        : handleRequest(request, {
+            facts: this.facts,
+            ctx,
+            upload,
+            sink,
+            kid: this.kid,
+            control: this.control,
+            othersInFlight: () => [...this.inFlight].filter(([w, type]) => w !== work && !READS.has(type)).length,
+            afterAnswer: (fn) => afterAnswer.push(fn),
+          });
+    const work: Promise<void> = answer.then(
+      (result) => this.send({ type: 'result', id: request.id, result }, () => afterAnswer.forEach((fn) => fn())),
       (err: unknown) => {
         log.warn('request failed', { type: request.type, error: (err as Error).message });
         this.send({ type: 'error', id: request.id, error: wireError(err) });
       },
     );
     // A watch has nothing to finish: a stopping agent does not wait for it.
-    if (request.type !== 'watch') this.inFlight.add(work);
+    if (request.type !== 'watch') this.inFlight.set(work, request.type);
     void work.finally(() => {
       this.pending--;
       this.running.delete(request.id);

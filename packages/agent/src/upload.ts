@@ -16,13 +16,15 @@ export class Upload implements AsyncIterable<Buffer> {
     private readonly pause: () => void,
     private readonly resume: () => void,
     private readonly highWater: number,
+    /** Bytes accepted in all, and the refusal past them. */
+    private readonly cap: { bytes: number; refusal: () => PlumbError } = { bytes: BUNDLE_MAX_BYTES, refusal: () => new PlumbError('BUNDLE_TOO_LARGE', `the bundle is over ${BUNDLE_MAX_BYTES / 1024 / 1024} MiB`, 'add large files that the API does not need to .plumbignore') },
     private readonly idleTimeoutMs = UPLOAD_IDLE_TIMEOUT_MS,
   ) {}
 
   push(chunk: Buffer): void {
     if (this.ended) return;
     this.received += chunk.length;
-    if (this.received > BUNDLE_MAX_BYTES) return this.fail(new PlumbError('BUNDLE_TOO_LARGE', `the bundle is over ${BUNDLE_MAX_BYTES / 1024 / 1024} MiB`, 'add large files that the API does not need to .plumbignore'));
+    if (this.received > this.cap.bytes) return this.fail(this.cap.refusal());
     this.queue.push(chunk);
     this.queued += chunk.length;
     if (this.queued > this.highWater) this.pause();

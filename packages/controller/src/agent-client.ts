@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import WebSocket from 'ws';
+import { versionSkew } from './version.js';
 import {
   AGENT_PATHS,
   AgentMessage,
@@ -10,6 +11,7 @@ import {
   EnrolResult,
   HANDSHAKE_TIMEOUT_MS,
   Hello,
+  HelloHead,
   PlumbError,
   ResultSchemas,
   WS_MAX_PAYLOAD_BYTES,
@@ -173,10 +175,22 @@ export class AgentConnection {
 
   private constructor(
     private readonly ws: WebSocket,
-    readonly hello: Hello,
+    /** What every agent says first, whatever its version. */
+    readonly head: HelloHead,
+    private readonly fullHello: Hello | undefined,
   ) {}
 
-  static async open(address: AgentAddress, pin: string, token: string): Promise<AgentConnection> {
+  /** The agent's whole hello; only an agent of this plumb's protocol has one this plumb reads. */
+  get hello(): Hello {
+    if (!this.fullHello) throw new PlumbError('AGENT_PROTOCOL', `the agent ${this.head.agentVersion} speaks protocol ${this.head.protocol}`);
+    return this.fullHello;
+  }
+
+  /**
+   * Opens the socket and reads the hello. An agent of another protocol is refused with the error
+   * that says which side to upgrade (see version.ts), unless `allowSkew` (upgrade, status).
+   */
+  static async open(address: AgentAddress, pin: string, token: string, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
     const socket = await connectTls(address, pin);
     const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
       createConnection: () => socket,
@@ -184,16 +198,22 @@ export class AgentConnection {
       maxPayload: WS_MAX_PAYLOAD_BYTES,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
-    const hello = await new Promise<Hello>((resolve, reject) => {
+    const raw = await new Promise<unknown>((resolve, reject) => {
       ws.once('unexpected-response', (_req, res) => reject(new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`, res.statusCode === 401 ? "this controller's key is not authorized on that droplet" : undefined)));
       ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
-      ws.once('message', (data) => {
-        const parsed = Hello.safeParse(parseJson(String(data)));
-        if (parsed.success) resolve(parsed.data);
-        else reject(new PlumbError('AGENT_PROTOCOL', 'the agent did not say hello'));
-      });
+      ws.once('message', (data) => resolve(parseJson(String(data))));
     });
-    const connection = new AgentConnection(ws, hello);
+    const head = HelloHead.safeParse(raw);
+    const hello = Hello.safeParse(raw);
+    const refuse = (err: PlumbError) => {
+      ws.close(1000);
+      return err;
+    };
+    if (!head.success) throw refuse(new PlumbError('AGENT_PROTOCOL', 'the agent did not say hello'));
+    const skew = versionSkew(head.data, opts.droplet ?? address.host);
+    if (skew && !opts.allowSkew) throw refuse(skew);
+    if (!skew && !hello.success) throw refuse(new PlumbError('AGENT_PROTOCOL', `the agent's hello is not what this controller understands: ${hello.error.issues[0]?.message ?? ''}`));
+    const connection = new AgentConnection(ws, head.data, hello.data);
     ws.on('message', (data) => connection.onMessage(String(data)));
     ws.on('close', () => connection.onClose());
     ws.on('error', () => connection.onClose());

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import { PlumbError } from '@plumb/shared';
@@ -68,8 +70,10 @@ program
     ),
   );
 
-program
-  .command('droplets')
+const dropletsCommand = program.command('droplets').description('the droplets plumb knows; export and import them to share with another machine');
+
+dropletsCommand
+  .command('list', { isDefault: true })
   .description('the droplets plumb knows, with their state on DigitalOcean')
   .option('--json', 'print JSON')
   .action(
@@ -84,6 +88,30 @@ program
             ]
               .map((cols, _i, all) => cols.map((c, j) => c.padEnd(Math.max(...all.map((row) => row[j]?.length ?? 0)))).join('  ').trimEnd())
               .join('\n'),
+    ),
+  );
+
+dropletsCommand
+  .command('export [droplets...]')
+  .description('print what another machine needs to manage these droplets (all when none named): addresses, ids, pins; nothing secret')
+  .action(async (names: string[]) => {
+    const { exportDroplets } = await import('./commands/droplets.js');
+    process.stdout.write(`${JSON.stringify(await exportDroplets(names, defaultContext(() => {})), null, 2)}\n`);
+  });
+
+dropletsCommand
+  .command('import <file>')
+  .description('learn droplets from `plumb droplets export` output (a file, or - for stdin)')
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, file: string) => (await import('./commands/droplets.js')).importDroplets((file === '-' ? readFileSync(0, 'utf8') : await readFile(file, 'utf8')), ctx),
+      (r) =>
+        [
+          ...r.imported.map((d) => `imported ${d.name} (${d.ipv4}), certificate pinned ${d.fingerprint?.slice(0, 16) ?? '?'}…`),
+          ...r.unchanged.map((name) => `${name} was known already`),
+          'the droplets answer this machine once they trust its key: send `plumb keys show` to their owner',
+        ].join('\n'),
     ),
   );
 
@@ -271,6 +299,74 @@ program
         ].join('\n'),
     ),
   );
+
+program
+  .command('upgrade')
+  .description("put this plumb's agent version on the droplet(s); the APIs keep serving, a failing new agent is rolled back by the droplet")
+  .option(...dropletOption)
+  .option('--all', 'every droplet plumb knows, one after another')
+  .option('--force', 'also replace a newer agent (a downgrade)')
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, o: { droplet?: string; all?: boolean; force?: boolean }) => (await import('./commands/upgrade.js')).upgrade(o, ctx),
+      (rows) => {
+        if (rows.some((r) => r.error)) process.exitCode = 1;
+        return rows
+          .map((r) =>
+            r.error
+              ? `${r.droplet}: ${r.error.message}${r.error.hint ? `\n  ${r.error.hint}` : ''}`
+              : r.result.outcome === 'up-to-date'
+                ? `${r.droplet}: agent ${r.result.to} already up to date`
+                : `${r.droplet}: agent ${r.result.outcome} ${r.result.from} -> ${r.result.to} in ${seconds(r.result.tookMs)}; the APIs kept serving`,
+          )
+          .join('\n');
+      },
+    ),
+  );
+
+const keysCommand = program.command('keys').description('controller keys: let another machine (a teammate, CI) manage droplets, or shut one out');
+
+keysCommand
+  .command('show')
+  .description("this machine's public key, to send to a droplet's owner (nothing secret)")
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx) => (await import('./commands/keys.js')).showKey(ctx),
+      (r) => `${r.publicKey}\n  (key id ${r.kid}) the owner of a droplet adds it with: plumb keys add --droplet NAME --name YOURNAME ${r.publicKey}`,
+    ),
+  );
+
+const keysPrinted = (verb: string) => async (rows: Awaited<ReturnType<(typeof import('./commands/keys.js'))['listKeys']>>) => {
+  if (rows.some((r) => r.error)) process.exitCode = 1;
+  return (await import('./commands/keys.js')).keysText(rows, verb);
+};
+
+keysCommand
+  .command('list')
+  .description('the controller keys a droplet trusts')
+  .option(...dropletOption)
+  .option('--all', 'every droplet plumb knows')
+  .option('--json', 'print JSON')
+  .action(run(async (ctx, o: { droplet?: string; all?: boolean }) => (await import('./commands/keys.js')).listKeys(o, ctx), keysPrinted('trusts')));
+
+keysCommand
+  .command('add <publicKey>')
+  .description('trust another machine\'s key (from its `plumb keys show`) on the droplet(s)')
+  .requiredOption('--name <name>', 'whose key it is, e.g. alice or ci')
+  .option(...dropletOption)
+  .option('--all', 'every droplet plumb knows')
+  .option('--json', 'print the result as JSON')
+  .action(run(async (ctx, publicKey: string, o: { name: string; droplet?: string; all?: boolean }) => (await import('./commands/keys.js')).addKey({ ...o, key: publicKey }, ctx), keysPrinted('key added; it trusts')));
+
+keysCommand
+  .command('revoke <key>')
+  .description('stop trusting a key (by name or id): its tokens get 401, its open connections close')
+  .option(...dropletOption)
+  .option('--all', 'every droplet plumb knows')
+  .option('--json', 'print the result as JSON')
+  .action(run(async (ctx, key: string, o: { droplet?: string; all?: boolean }) => (await import('./commands/keys.js')).revokeKey({ ...o, key }, ctx), keysPrinted('key revoked; it trusts')));
 
 /** `plumb status --watch`: a line per event on stdout (or JSON per line), news of the connection on stderr. */
 async function watchStatus(droplet: string | undefined, json: boolean): Promise<void> {

@@ -45,6 +45,6 @@ export async function loadSigningKey(dir = configDir(), create = false): Promise
 }
 
 /** A short stable id for a public key: base64url of its SHA-256, 16 characters. */
-function kidOf(x: string): string {
+export function kidOf(x: string): string {
   return createHash('sha256').update(x).digest('base64url').slice(0, 16);
 }

@@ -47,14 +47,22 @@ function eventLines(d: DropletStatus, s: StatusResult): string {
     .join('');
 }
 
+/** The agent's version, and whether `plumb upgrade` has a newer one. */
+function agentLine(d: DropletStatus): string {
+  if (!d.agent) return 'agent ?';
+  const { version, plumb, upgradeAvailable } = d.agent;
+  if (upgradeAvailable) return `agent ${version} (${upgradeAvailable} available: plumb upgrade --droplet ${d.droplet})`;
+  return version === plumb ? `agent ${version} (up to date)` : `agent ${version} (this plumb is ${plumb})`;
+}
+
 /** `plumb status` as text: per droplet, its health line, a table of its APIs, and its new events. */
 export function printStatus(droplets: DropletStatus[]): string {
   if (droplets.length === 0) return 'no droplets (create one with `plumb provision`)';
   return droplets
     .map((d) => {
-      if (!d.status) return `${d.droplet}  ${d.address}  UNREACHABLE: ${d.error}`;
+      if (!d.status) return d.agent ? `${d.droplet}  ${d.address}  ${agentLine(d)}  NOT UNDERSTOOD: ${d.error}` : `${d.droplet}  ${d.address}  UNREACHABLE: ${d.error}`;
       const s = d.status;
-      const summary = `${d.droplet}  ${d.address}  agent ${s.hello.agentVersion}  load ${s.load.map((l) => l.toFixed(2)).join(' ')}  memory ${gib(s.memory.availableBytes)} free of ${gib(s.memory.totalBytes)}  disk ${gib(s.disk.freeBytes)} free  cloud-init ${s.hello.cloudInit.status}`;
+      const summary = `${d.droplet}  ${d.address}  ${agentLine(d)}  load ${s.load.map((l) => l.toFixed(2)).join(' ')}  memory ${gib(s.memory.availableBytes)} free of ${gib(s.memory.totalBytes)}  disk ${gib(s.disk.freeBytes)} free  cloud-init ${s.hello.cloudInit.status}`;
       const head = [summary, ...s.heartbeat.certificates.map(certificateLine)].join('\n');
       if (s.apis.length === 0) return `${head}\n  no APIs (deploy one with \`plumb deploy DIR --name NAME\`)${eventLines(d, s)}`;
       const rows = [

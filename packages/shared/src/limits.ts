@@ -144,3 +144,20 @@ export const UPLOAD_IDLE_TIMEOUT_MS = 30_000;
 export const API_MEMORY_MAX_DEFAULT = '80%';
 /** The kernel's OOM killer picks R workers before the agent (0) and sshd (-1000 at worst). */
 export const API_OOM_SCORE_ADJUST = 500;
+
+/** Agent upgrades (plumb upgrade): the package's bytes on the wire and unpacked, and its entries. */
+export const AGENT_PACKAGE_MAX_BYTES = 32 * 1024 * 1024;
+export const AGENT_PACKAGE_MAX_EXTRACTED_BYTES = 128 * 1024 * 1024;
+export const AGENT_PACKAGE_MAX_ENTRIES = 200;
+/** How long the new agent's `--version` may take before it counts as broken (nothing switched yet). */
+export const AGENT_SMOKE_TIMEOUT_MS = 30_000;
+/**
+ * The new agent has this long to start, serve and confirm; otherwise a guard systemd started
+ * beforehand puts the previous agent back. The controller waits a little longer for the outcome.
+ */
+export const AGENT_CONFIRM_TIMEOUT_MS = 60_000;
+export const AGENT_UPGRADE_WAIT_MS = AGENT_CONFIRM_TIMEOUT_MS + 45_000;
+/** Agent versions kept side by side on the droplet: the current one and the one before. */
+export const AGENT_VERSIONS_KEPT = 2;
+/** Controller keys one droplet may trust. */
+export const CONTROLLER_KEYS_MAX = 32;

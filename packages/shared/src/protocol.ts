@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { HTTPS_MAX_DOMAINS } from './limits.js';
+import { CONTROLLER_KEYS_MAX, HTTPS_MAX_DOMAINS } from './limits.js';
+import { AgentVersion } from './version.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -50,12 +51,20 @@ export const BootstrapPackage = z.object({
 });
 export type BootstrapPackage = z.infer<typeof BootstrapPackage>;
 
-/** The controller's key, as the agent is told to trust it (cloud-init config). */
+/** What a person calls a controller key (`plumb keys add --name alice`): shown in `plumb keys list`. */
+export const KeyName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'a key name is 1 to 64 letters, digits, ".", "_", "@" or "-", e.g. alice or ci');
+
+/** A controller key id: the `kid` header of its tokens. */
+export const KeyId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a key id is 8 to 64 letters, digits, "_" or "-"');
+
+/** The controller's key, as the agent is told to trust it (cloud-init config, `plumb keys add`). */
 export const ControllerKey = z.object({
-  /** Key id: the `kid` header of its tokens. */
-  kid: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+  kid: KeyId,
   /** Ed25519 public key as a JWK (`kty: OKP, crv: Ed25519, x`). */
   jwk: z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
+  /** Given by `plumb keys add --name`; the provisioning key has none. */
+  name: KeyName.optional(),
+  addedAt: z.string().optional(),
 });
 export type ControllerKey = z.infer<typeof ControllerKey>;
 
@@ -66,7 +75,7 @@ export const AgentConfig = z.object({
   port: z.number().int().min(1).max(65535),
   /** Address to listen on; all interfaces unless set. */
   host: z.string().optional(),
-  controllerKeys: z.array(ControllerKey).min(1),
+  controllerKeys: z.array(ControllerKey).min(1).max(CONTROLLER_KEYS_MAX),
   /** Hex of the one-time 128-bit secret; the agent forgets it once enrolled. */
   enrolmentSecret: z.string().regex(/^[0-9a-f]{32}$/).optional(),
 });
@@ -112,20 +121,90 @@ export const SwapFacts = z.object({
   enabled: z.boolean(),
 });
 
-/** What the agent says first on every socket. */
-export const Hello = z.object({
+/**
+ * How the last agent upgrade went, as the agent reports it in its hello: `pending` while the new
+ * agent has not confirmed, then `confirmed`, or `rolled-back` with why and the new agent's log.
+ */
+export const UpgradeRecord = z.object({
+  id: z.string().regex(/^[0-9a-f]{8,32}$/),
+  from: AgentVersion,
+  to: AgentVersion,
+  startedAt: z.string(),
+  outcome: z.enum(['pending', 'confirmed', 'rolled-back']),
+  finishedAt: z.string().nullable(),
+  reason: z.string().nullable(),
+  log: z.array(z.string()),
+});
+export type UpgradeRecord = z.infer<typeof UpgradeRecord>;
+
+/**
+ * The part of the hello every version of plumb sends and reads, whatever else changes: a
+ * controller reads it first, so an agent of another protocol gets "run plumb upgrade", not a
+ * parse error. Agents from before protocol versions send no `protocol` (0).
+ */
+export const HelloHead = z.object({
   type: z.literal('hello'),
   agentVersion: z.string(),
+  protocol: z.number().int().nonnegative().default(0),
+  /** The last `plumb upgrade` of this agent, or null when it never was upgraded. */
+  upgrade: UpgradeRecord.nullable().default(null),
+});
+export type HelloHead = z.infer<typeof HelloHead>;
+
+const Id = z.number().int().nonnegative();
+
+/** What the agent says first on every socket. */
+export const Hello = HelloHead.extend({
+  protocol: z.number().int().nonnegative(),
   dropletUuid: DropletUuid,
   hostname: z.string(),
   enrolled: z.boolean(),
   uptimeSeconds: z.number(),
   cloudInit: CloudInitStatus,
   swap: SwapFacts.nullable(),
+  upgrade: UpgradeRecord.nullable(),
 });
 export type Hello = z.infer<typeof Hello>;
 
-const Id = z.number().int().nonnegative();
+/**
+ * Upgrade: this request, then the agent package (npm's .tgz) as binary frames, then `upload-end`.
+ * Like the hello's head, its shape never changes, so any plumb can upgrade any agent.
+ */
+export const UpgradeRequest = z.object({
+  id: Id,
+  type: z.literal('upgrade'),
+  version: AgentVersion,
+  /** sha512 of the package, hex: the agent installs nothing else. */
+  sha512: z.string().regex(/^[0-9a-f]{128}$/),
+  /** Allow a version older than the running one. */
+  force: z.boolean(),
+});
+export type UpgradeRequest = z.infer<typeof UpgradeRequest>;
+
+/** The answer to `upgrade` once the new agent is unpacked and checked, just before the agent restarts into it. */
+export const UpgradeResult = z.object({
+  id: UpgradeRecord.shape.id,
+  from: AgentVersion,
+  to: AgentVersion,
+  /** `restarting`: the new agent starts now and must confirm within confirmTimeoutMs; `up-to-date`: nothing to do. */
+  outcome: z.enum(['restarting', 'up-to-date']),
+  confirmTimeoutMs: z.number().int(),
+});
+export type UpgradeResult = z.infer<typeof UpgradeResult>;
+
+/** A controller key as `plumb keys list` shows it. */
+export const KeyInfo = z.object({
+  kid: KeyId,
+  name: KeyName.nullable(),
+  x: ControllerKey.shape.jwk.shape.x,
+  addedAt: z.string().nullable(),
+  /** The key that signed this request's token. */
+  caller: z.boolean(),
+});
+export type KeyInfo = z.infer<typeof KeyInfo>;
+export const KeysResult = z.object({ keys: z.array(KeyInfo), changed: z.boolean() });
+export type KeysResult = z.infer<typeof KeysResult>;
+
 
 /**
  * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
@@ -203,6 +282,13 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
   /** Opens or closes SSH (22/tcp) in ufw; 80, 443 (with HTTPS) and the agent's port stay open. */
   z.object({ id: Id, type: z.literal('firewall'), ssh: z.enum(['open', 'close']) }),
+  UpgradeRequest,
+  /** The controller keys this droplet trusts. */
+  z.object({ id: Id, type: z.literal('keys') }),
+  /** Trust one more controller key (a teammate's, CI's); adding a trusted key again changes nothing. */
+  z.object({ id: Id, type: z.literal('keys-add'), key: ControllerKey.required({ name: true }) }),
+  /** Stop trusting a key (by name or id): its open sockets are closed. Not the caller's own, not the last. */
+  z.object({ id: Id, type: z.literal('keys-revoke'), key: z.union([KeyName, KeyId]) }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -293,7 +379,10 @@ export const ApiStatus = z.object({
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
 /** What the agent records about its APIs (docs/health.md), newest last. */
-export const EVENT_KINDS = ['up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring', 'state-rebuilt'] as const;
+export const EVENT_KINDS = [
+  'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
+  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt',
+] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export const AgentEvent = z.object({
@@ -422,4 +511,8 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   watch: WatchResult,
   alerts: AlertsResult,
   firewall: FirewallResult,
+  upgrade: UpgradeResult,
+  keys: KeysResult,
+  'keys-add': KeysResult,
+  'keys-revoke': KeysResult,
 };

@@ -14,7 +14,8 @@ export interface EventInput {
   detail: string;
 }
 
-const EventsFile = z.object({ version: z.literal(1), events: z.array(AgentEvent) });
+/** Events are read one by one: after a downgrade, events of kinds this version does not know are left out, not the file. */
+const EventsFile = z.object({ version: z.literal(1), events: z.array(z.unknown()) });
 
 /** The ring: `ring` plus `item`, keeping the newest `max`. */
 export function appendBounded<T>(ring: readonly T[], item: T, max: number): T[] {
@@ -52,7 +53,7 @@ export class EventLog {
       } catch {
         parsed = undefined;
       }
-      if (parsed?.success) saved = parsed.data.events;
+      if (parsed?.success) saved = parsed.data.events.flatMap((e) => AgentEvent.safeParse(e).data ?? []);
       else {
         log.warn('events file damaged; starting a new one', { file, kept: `${file}.damaged` });
         await rename(file, `${file}.damaged`);

@@ -1,6 +1,8 @@
+import { z } from 'zod';
+import { PlumbError, ValidationError } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean.js';
-import type { KnownDroplet } from '../droplets-state.js';
+import { KnownDroplet } from '../droplets-state.js';
 import { PLUMB_TAG } from './provision.js';
 
 export interface DropletRow {
@@ -29,4 +31,47 @@ export async function droplets(ctx: Context): Promise<DropletRow[]> {
     rows.push({ name: l.name, id: l.id, ipv4: l.publicIpv4 ?? '', region: l.region, size: l.size, status: l.status, enrolled: false, foreign: true });
   }
   return rows;
+}
+
+/**
+ * What another machine needs to manage a droplet: its name, id, address, uuid and pinned
+ * certificate fingerprint. None of it is secret (the pin is a hash of a public certificate);
+ * access comes from the droplet trusting that machine's key (`plumb keys add`).
+ */
+export const DropletsExport = z.object({ plumbDroplets: z.literal(1), droplets: z.array(KnownDroplet) });
+export type DropletsExport = z.infer<typeof DropletsExport>;
+
+export async function exportDroplets(names: string[], ctx: Context): Promise<DropletsExport> {
+  const droplets = names.length === 0 ? await ctx.droplets.list() : await Promise.all(names.map((n) => ctx.droplets.find(n)));
+  const unenrolled = droplets.find((d) => d.fingerprint === null);
+  if (unenrolled) throw new PlumbError('NOT_ENROLLED', `droplet ${unenrolled.name} was never enrolled: there is no pin to share`, `destroy it with \`plumb destroy ${unenrolled.name}\``);
+  return { plumbDroplets: 1, droplets };
+}
+
+export interface ImportResult {
+  imported: KnownDroplet[];
+  /** Already known with the same pin. */
+  unchanged: string[];
+}
+
+/** Adds exported droplets to what this machine knows; a droplet known with another pin or uuid is refused, nothing saved. */
+export async function importDroplets(text: string, ctx: Context): Promise<ImportResult> {
+  let parsed: DropletsExport;
+  try {
+    parsed = DropletsExport.parse(JSON.parse(text));
+  } catch (err) {
+    throw new ValidationError(`not a droplets export: ${err instanceof z.ZodError ? (err.issues[0]?.message ?? '') : (err as Error).message}`, 'give the output of `plumb droplets export` (a file, or - for stdin)');
+  }
+  const known = await ctx.droplets.list();
+  const result: ImportResult = { imported: [], unchanged: [] };
+  for (const d of parsed.droplets) {
+    const same = known.find((k) => k.id === d.id || k.name === d.name);
+    if (same && (same.uuid !== d.uuid || same.fingerprint !== d.fingerprint || same.id !== d.id)) {
+      throw new PlumbError('DROPLET_CONFLICT', `this machine knows droplet ${same.name} (id ${same.id}) with another identity or pin than the export says`, 'if it was rebuilt, forget the old one first (`plumb destroy`), or check where the export came from');
+    }
+    if (same) result.unchanged.push(d.name);
+    else result.imported.push(d);
+  }
+  for (const d of result.imported) await ctx.droplets.save(d);
+  return result;
 }

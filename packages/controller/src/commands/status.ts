@@ -2,12 +2,15 @@ import type { StatusResult } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 import { SeenEvents } from '../seen-events.js';
+import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../version.js';
 
 export interface DropletStatus {
   droplet: string;
   address: string;
   /** Set when the agent could not be asked; the rest is then missing. */
   error?: string;
+  /** The agent's version, and this plumb's when it is newer (`plumb upgrade` would install it). */
+  agent?: { version: string; plumb: string; upgradeAvailable: string | null };
   status?: StatusResult;
   /** The newest event an earlier look showed (null: none did); `status.events` after it are new. */
   seenEventId?: number | null;
@@ -26,12 +29,25 @@ export async function status(opts: { droplet?: string }, ctx: Context): Promise<
   const results = await Promise.all(
     droplets.map(async (d): Promise<DropletStatus> => {
       try {
-        const status = await withAgent(ctx, String(d.id), ({ connection }) => connection.request<StatusResult>({ type: 'status' }));
+        const asked = await withAgent(
+          ctx,
+          String(d.id),
+          async ({ connection }) => {
+            const agent = { version: connection.head.agentVersion, plumb: PLUMB_VERSION, upgradeAvailable: upgradeAvailable(connection.head.agentVersion) };
+            const skew = versionSkew(connection.head, d.name);
+            // An agent of another protocol is not asked for more than its hello: say which side to upgrade.
+            if (skew) return { agent, error: `${skew.message}; ${skew.hint ?? ''}` };
+            return { agent, status: await connection.request<StatusResult>({ type: 'status' }) };
+          },
+          { allowSkew: true },
+        );
+        if (!asked.status) return { droplet: d.name, address: d.ipv4, agent: asked.agent, error: asked.error };
+        const status = asked.status;
         const remembered = before[d.uuid];
         // An id the droplet has not reached yet: its event log started over.
         if (remembered !== undefined && remembered > status.lastEventId) startedOver.push(d.uuid);
         looked[d.uuid] = status.lastEventId;
-        return { droplet: d.name, address: d.ipv4, status, seenEventId: remembered === undefined || remembered > status.lastEventId ? null : remembered };
+        return { droplet: d.name, address: d.ipv4, agent: asked.agent, status, seenEventId: remembered === undefined || remembered > status.lastEventId ? null : remembered };
       } catch (err) {
         return { droplet: d.name, address: d.ipv4, error: (err as Error).message };
       }

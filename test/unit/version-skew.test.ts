@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execa } from 'execa';
+import { WebSocketServer } from 'ws';
+import { compareVersions, HelloHead, PROTOCOL_VERSION } from '@plumb/shared';
+import { AgentConnection } from '@plumb/controller/agent-client';
+import { upgradeAvailable, versionSkew } from '@plumb/controller/version';
+
+/** The hello's protocol version: what a controller says to an agent of another version. */
+
+describe('versions', () => {
+  test('compareVersions orders as semver does', () => {
+    const sorted = ['0.0.1', '0.1.0-rc.1', '0.1.0-rc.2', '0.1.0-rc.10', '0.1.0', '0.1.1', '0.10.0', '1.0.0-alpha', '1.0.0-alpha.1', '1.0.0-beta', '1.0.0'];
+    for (let i = 1; i < sorted.length; i++) {
+      assert.ok(compareVersions(sorted[i - 1]!, sorted[i]!) < 0, `${sorted[i - 1]} < ${sorted[i]}`);
+      assert.ok(compareVersions(sorted[i]!, sorted[i - 1]!) > 0, `${sorted[i]} > ${sorted[i - 1]}`);
+    }
+    assert.equal(compareVersions('0.1.0', '0.1.0'), 0);
+  });
+
+  test('upgradeAvailable names this plumb only when it is newer than the agent', () => {
+    assert.equal(upgradeAvailable('0.0.9', '0.1.0'), '0.1.0');
+    assert.equal(upgradeAvailable('0.1.0', '0.1.0'), null);
+    assert.equal(upgradeAvailable('0.2.0', '0.1.0'), null);
+  });
+});
+
+describe('the hello head', () => {
+  test('an agent from before protocol versions reads as protocol 0; a newer hello with unknown fields still gives its head', () => {
+    assert.deepEqual(HelloHead.parse({ type: 'hello', agentVersion: '0.0.9', dropletUuid: 'x' }), { type: 'hello', agentVersion: '0.0.9', protocol: 0, upgrade: null });
+    const future = HelloHead.parse({ type: 'hello', agentVersion: '9.0.0', protocol: 7, somethingNew: { deep: true }, upgrade: null });
+    assert.equal(future.protocol, 7);
+  });
+
+  test('same protocol: no complaint', () => {
+    assert.equal(versionSkew({ type: 'hello', agentVersion: '0.1.0', protocol: PROTOCOL_VERSION, upgrade: null }, 'd1'), null);
+  });
+
+  test('an older agent is told to run plumb upgrade for that droplet', () => {
+    const err = versionSkew({ type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null }, 'd1', '0.3.0', 2);
+    assert.equal(err?.code, 'AGENT_OUTDATED');
+    assert.equal(err?.message, 'the agent on d1 is version 0.1.0 (protocol 1), older than this plumb 0.3.0 (protocol 2)');
+    assert.equal(err?.hint, 'run `plumb upgrade --droplet d1`');
+  });
+
+  test('an agent without plumb upgrade is told how to replace it', () => {
+    const err = versionSkew({ type: 'hello', agentVersion: '0.0.9', protocol: 0, upgrade: null }, 'd1', '0.3.0', 2);
+    assert.equal(err?.code, 'AGENT_OUTDATED');
+    assert.match(err?.hint ?? '', /predates `plumb upgrade`: destroy the droplet \(`plumb destroy d1`\)/);
+  });
+
+  test('a newer agent asks for a newer plumb here (or --force)', () => {
+    const err = versionSkew({ type: 'hello', agentVersion: '0.5.0', protocol: 3, upgrade: null }, 'd1', '0.3.0', 2);
+    assert.equal(err?.code, 'AGENT_NEWER');
+    assert.match(err?.hint ?? '', /upgrade plumb on this machine, or run `plumb upgrade --droplet d1 --force`/);
+  });
+});
+
+describe('AgentConnection.open against an agent of another protocol', () => {
+  let dir: string;
+  let server: https.Server;
+  let pin: string;
+  let port: number;
+  let hello: unknown;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-skew-'));
+    await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k`, '-out', `${dir}/c`, '-days', '1', '-subj', '/CN=fake-agent']);
+    const cert = await readFile(`${dir}/c`, 'utf8');
+    pin = createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
+    server = https.createServer({ key: await readFile(`${dir}/k`, 'utf8'), cert });
+    // A stand-in agent that says whatever hello the test sets, then nothing.
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (ws) => ws.send(JSON.stringify(hello)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const open = (opts?: { allowSkew?: boolean }) => AgentConnection.open({ host: '127.0.0.1', port }, pin, 'token', { droplet: 'web-1', ...opts });
+
+  test('an old agent (no protocol in its hello) gets the clear error, not a parse error', async () => {
+    hello = { type: 'hello', agentVersion: '0.0.9', hostname: 'x' };
+    await assert.rejects(open(), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'AGENT_OUTDATED');
+      assert.match(err.message, /^the agent on web-1 is version 0\.0\.9 \(protocol 0\), older than this plumb/);
+      return true;
+    });
+  });
+
+  test('a newer agent whose hello this plumb cannot parse gets AGENT_NEWER', async () => {
+    hello = { type: 'hello', agentVersion: '9.0.0', protocol: PROTOCOL_VERSION + 1, renamedEverything: true };
+    await assert.rejects(open(), { code: 'AGENT_NEWER' });
+  });
+
+  test('with allowSkew (upgrade, status) the head is there, the rest is not claimed', async () => {
+    hello = { type: 'hello', agentVersion: '9.0.0', protocol: PROTOCOL_VERSION + 1 };
+    const connection = await open({ allowSkew: true });
+    assert.equal(connection.head.agentVersion, '9.0.0');
+    assert.throws(() => connection.hello, { code: 'AGENT_PROTOCOL' });
+    connection.close();
+  });
+
+  test('the same protocol with a hello that does not parse is a protocol error', async () => {
+    hello = { type: 'hello', agentVersion: '0.1.0', protocol: PROTOCOL_VERSION };
+    await assert.rejects(open(), { code: 'AGENT_PROTOCOL' });
+  });
+});
