@@ -13,7 +13,7 @@ import { dnsResolver, domainProblem } from '@plumb/controller/dns-check';
 
 /** The pure parts of `plumb https`: the HTTPS part of nginx's config, certbot's command line and its failures, the state change, the controller's checks. */
 
-const apis: NginxModel['apis'] = [{ name: 'sum', path: '/sum', instances: [{ port: 9000 }] }];
+const apis: NginxModel['apis'] = [{ name: 'sum', path: '/sum', frontPort: 7001, instances: [{ port: 9000 }] }];
 const withHttps: NginxModel = {
   apis,
   forward: 'sum',

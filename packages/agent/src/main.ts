@@ -13,6 +13,7 @@ import { Locks } from './ops/context.js';
 import { agentPaths } from './paths.js';
 import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
+import { resumeDrains } from './ops/drain.js';
 import { reconcile } from './ops/reconcile.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
       }),
     },
   });
+  resumeDrains({ state, locks, progress: () => {} });
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });
   const stop = (signal: string) => {
