@@ -188,6 +188,7 @@ server {
         proxy_set_header Connection $plumb_connection;
         proxy_read_timeout 300s;
         proxy_next_upstream error timeout http_502;
+        proxy_next_upstream_timeout 1s;
         proxy_redirect http://$host/ /hello/;
         proxy_redirect https://$host/ /hello/;
         proxy_redirect / /hello/;

@@ -211,8 +211,11 @@ function proxy(target: string, prefix: string): string[] {
     '        proxy_set_header Upgrade $http_upgrade;',
     '        proxy_set_header Connection $plumb_connection;',
     '        proxy_read_timeout 300s;',
-    // A worker that is gone (restart, old release stopping) is skipped for the next one.
+    // A worker that is gone (crashed, restarting) refuses the connection: the request is tried
+    // once more, on the next worker. Only within its first second: a long request cut at the end
+    // of a drain (or a crash mid-request) is reported as failed, not run a second time.
     '        proxy_next_upstream error timeout http_502;',
+    '        proxy_next_upstream_timeout 1s;',
   ];
 }
 
