@@ -33,7 +33,7 @@ describe('nginx with HTTPS', () => {
     const config = renderNginx(withHttps);
     const [plain, redirectApi, httpsApi, redirectB, httpsB] = servers(config);
     assert.equal(servers(config).length, 5);
-    for (const line of ['listen 443 ssl default_server;', 'listen [::]:443 ssl default_server;', 'server_name api.example.com www.example.com;', 'ssl_certificate /etc/letsencrypt/live/api.example.com/fullchain.pem;', 'ssl_certificate_key /etc/letsencrypt/live/api.example.com/privkey.pem;', 'ssl_protocols TLSv1.2 TLSv1.3;']) {
+    for (const line of ['listen 443 ssl default_server;', 'listen [::]:443 ssl default_server;', 'server_name api.example.com www.example.com;', 'ssl_certificate /etc/letsencrypt/live/api.example.com/fullchain.pem;', 'ssl_certificate_key /etc/letsencrypt/live/api.example.com/privkey.pem;', 'ssl_protocols TLSv1.2 TLSv1.3;', 'http2 on;']) {
       assert.ok(httpsApi?.includes(`\n    ${line}\n`), `${line} in\n${httpsApi}`);
     }
     assert.ok(httpsB?.includes('\n    listen 443 ssl;\n    listen [::]:443 ssl;\n    server_name b.example.com;\n'), httpsB);

@@ -34,11 +34,14 @@ function drainOne(name: string, worker: DrainingWorker, ctx: OpContext): Promise
   if (already) return already;
   const work = (async () => {
     const until = Date.parse(worker.until);
+    // A `plumb remove` meanwhile stopped it already, and its port may serve a new deploy by now.
+    const mine = () => ctx.state.get().apis[name]?.draining.some((d) => d.port === worker.port) ?? false;
     let open = await openConnections(worker.port);
-    while (open > 0 && Date.now() < until) {
+    while (open > 0 && Date.now() < until && mine()) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_POLL_MS, Math.max(0, until - Date.now()))));
       open = await openConnections(worker.port);
     }
+    if (!mine()) return 0;
     await retireWorker(name, worker.port);
     if (open > 0) {
       const timeout = ctx.state.get().apis[name]?.drainTimeoutMs;

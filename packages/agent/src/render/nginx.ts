@@ -88,6 +88,8 @@ function httpsServers(certificate: RenderedCertificate, isDefault: boolean, loca
     `    ssl_certificate ${files.fullchain};`,
     `    ssl_certificate_key ${files.privkey};`,
     '    ssl_protocols TLSv1.2 TLSv1.3;',
+    // One connection for all of a browser's requests; a switch of workers never closes it (no reload).
+    '    http2 on;',
     '    ssl_session_cache shared:plumb_tls:10m;',
     '    ssl_session_timeout 1d;',
     '    client_max_body_size 64m;',
