@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../errors.js';
 import { alive, run, sleep, tryRun } from '../host.js';
-import { aptArchiveDir } from '../paths.js';
+import { dropletArchiveDir, harvestArchive, seedArchive } from './apt-cache.js';
 import { createLimits, removeLimits, type Limits } from './cgroup.js';
 import { createNet, netFor, releaseIndex, removeNet, type DropletNet } from './network.js';
 import { containerInit, findNspawn } from './processes.js';
@@ -69,6 +69,7 @@ export class NspawnDroplet {
     for (const sub of ['upper', 'work', 'root']) await mkdir(path.join(dir, sub), { recursive: true });
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${this.spec.rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, this.rootDir]);
     await this.writeSeed();
+    await seedArchive(dir);
     await createNet(this.net);
     this.start(await createLimits(this.record.machine, this.spec.limits));
   }
@@ -133,7 +134,7 @@ export class NspawnDroplet {
       '--capability=CAP_NET_ADMIN,CAP_NET_RAW',
       '--resolv-conf=off',
       '--link-journal=no',
-      `--bind=${aptArchiveDir()}:/var/cache/apt/archives`,
+      `--bind=${dropletArchiveDir(this.record.dir)}:/var/cache/apt/archives`,
     ];
   }
 
@@ -239,6 +240,8 @@ export async function teardown(record: DropletRecord): Promise<void> {
   if (await isMountPoint(root)) {
     if (!(await tryRun('umount', [root]))) await run('umount', ['--lazy', root]);
   }
+  // What it downloaded serves the next droplets; a failure here must not stop the teardown.
+  await harvestArchive(record.dir).catch(() => {});
   await rm(record.dir, { recursive: true, force: true });
   await removeNet(netFor(record.index));
   await removeLimits(record.machine);

@@ -22,7 +22,7 @@ export class NspawnMachines implements Machines {
 
   async create(spec: MachineSpec): Promise<void> {
     const rootfs = await ensureRootfs(this.log);
-    await mkdir(path.join(aptArchiveDir(), 'partial'), { recursive: true });
+    await mkdir(aptArchiveDir(), { recursive: true });
     const key = `${this.instance}-${spec.id}`;
     const index = await claimIndex(key);
     const record: DropletRecord = {
