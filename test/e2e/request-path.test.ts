@@ -145,7 +145,6 @@ describe('drain', () => {
     const { answeredAt, slow } = await deployAcrossSlowRequest('long');
     const during = (await statusJson()).apis[0];
     assert.deepEqual(during?.draining.map((w) => w.port), [oldPort], JSON.stringify(during));
-    assert.match((await plumbOk('status')).stdout, /sum\s+active\s.*\s1 \(\+1 draining\)\s/);
     const answer = await slow;
     assert.deepEqual({ status: answer.status, body: answer.body, error: answer.error }, { status: 200, body: '["slept"]', error: '' });
     assert.ok(answeredAt < answer.at, 'the deploy answered before the request finished');
