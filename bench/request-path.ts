@@ -78,7 +78,8 @@ try {
       console.log(`| ${clients} | ${name} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${(p50 / d50).toFixed(2)}x | ${(p99 / d99).toFixed(2)}x | ${(p50 - d50).toFixed(2)} | ${(p99 - d99).toFixed(2)} |`);
     }
   }
-  await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx']);
+  // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.
+  await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx && sleep 3']);
 
   // 2. Redeploys under a fixed rate, both kinds of client at once.
   const loads = () => [
