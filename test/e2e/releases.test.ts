@@ -105,7 +105,8 @@ describe('workers', () => {
   test('scaling 2 -> 3 -> 1 under load fails no request', async () => {
     const run = await underLoad(async () => {
       for (const n of ['3', '1']) {
-        const result = await user.plumb(['scale', 'sum', n]);
+        // --wait: the old workers have drained and stopped when it returns, so the units can be counted.
+        const result = await user.plumb(['scale', 'sum', n, '--wait']);
         assert.equal(result.exitCode, 0, result.stderr);
       }
     });
@@ -115,7 +116,7 @@ describe('workers', () => {
   });
 
   test('--memory 512M becomes the workers\' systemd memory limit', async () => {
-    const result = await deploy('mem', '--memory', '512M');
+    const result = await deploy('mem', '--memory', '512M', '--wait');
     assert.equal(result.exitCode, 0, result.stderr);
     const unit = (await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain --state=active "plumber-sum@*" | cut -d" " -f1'])).trim();
     assert.equal(await onDroplet(['systemctl', 'show', '-p', 'MemoryMax', '--value', unit]), String(512 * 1024 * 1024));

@@ -78,7 +78,7 @@ describe('cloud-init user-data', () => {
     assert.match(config.apt.conf, /^APT::Install-Recommends "false";$/m);
     const base = file(config, '/usr/local/sbin/plumb-install-base');
     assert.equal(base.permissions, '0755');
-    assert.match(base.content, /apt-get .*install -y --no-install-recommends \\\n\s+r-base-core r-cran-plumber nginx ufw certbot\n/);
+    assert.match(base.content, /apt-get .*install -y --no-install-recommends \\\n\s+r-base-core r-cran-plumber nginx ufw certbot nftables\n/);
 
     assert.equal(config.runcmd[0], 'set -ex', 'runcmd stops at the first failing command');
     assert.ok(indexOf(config, ['/usr/local/sbin/plumb-swap', '/swapfile', String(DEFAULT_SWAP_BYTES)]) > 0);

@@ -13,7 +13,7 @@ import { dnsResolver, domainProblem } from '@plumb/controller/dns-check';
 
 /** The pure parts of `plumb https`: the HTTPS part of nginx's config, certbot's command line and its failures, the state change, the controller's checks. */
 
-const apis: NginxModel['apis'] = [{ name: 'sum', path: '/sum', instances: [{ port: 9000 }] }];
+const apis: NginxModel['apis'] = [{ name: 'sum', path: '/sum', frontPort: 7001, instances: [{ port: 9000 }] }];
 const withHttps: NginxModel = {
   apis,
   forward: 'sum',
@@ -33,7 +33,7 @@ describe('nginx with HTTPS', () => {
     const config = renderNginx(withHttps);
     const [plain, redirectApi, httpsApi, redirectB, httpsB] = servers(config);
     assert.equal(servers(config).length, 5);
-    for (const line of ['listen 443 ssl default_server;', 'listen [::]:443 ssl default_server;', 'server_name api.example.com www.example.com;', 'ssl_certificate /etc/letsencrypt/live/api.example.com/fullchain.pem;', 'ssl_certificate_key /etc/letsencrypt/live/api.example.com/privkey.pem;', 'ssl_protocols TLSv1.2 TLSv1.3;']) {
+    for (const line of ['listen 443 ssl default_server;', 'listen [::]:443 ssl default_server;', 'server_name api.example.com www.example.com;', 'ssl_certificate /etc/letsencrypt/live/api.example.com/fullchain.pem;', 'ssl_certificate_key /etc/letsencrypt/live/api.example.com/privkey.pem;', 'ssl_protocols TLSv1.2 TLSv1.3;', 'http2 on;']) {
       assert.ok(httpsApi?.includes(`\n    ${line}\n`), `${line} in\n${httpsApi}`);
     }
     assert.ok(httpsB?.includes('\n    listen 443 ssl;\n    listen [::]:443 ssl;\n    server_name b.example.com;\n'), httpsB);

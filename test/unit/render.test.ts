@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { API_MEMORY_MAX_DEFAULT, apiUser, PlumbError, SYSTEM_USER_MAX_CHARS } from '@plumb/shared';
 import type { NginxModel } from '@plumb/agent/render/model';
+import { renderNat } from '@plumb/agent/render/nat';
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
@@ -19,8 +20,8 @@ const RELEASE_HELLO = '/var/plumber/hello-world/releases/20261125T190500Z-3c4d';
 
 const twoApis: NginxModel = {
   apis: [
-    { name: 'sum', path: '/sum', instances: [{ port: 9001 }, { port: 9000 }] },
-    { name: 'hello-world', path: '/api/hello', instances: [{ port: 9002 }] },
+    { name: 'sum', path: '/sum', frontPort: 7001, instances: [{ port: 9001 }, { port: 9000 }] },
+    { name: 'hello-world', path: '/api/hello', frontPort: 7002, instances: [{ port: 9002 }] },
   ],
   forward: 'sum',
 };
@@ -60,15 +61,14 @@ function block(config: string, opening: string): string {
 }
 
 describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
-  test('upstreams are 127.0.0.1, never localhost, and keep connections alive without marking a restarting worker failed', () => {
+  test('upstreams are the APIs\' front ports on 127.0.0.1, never localhost, without keepalive (Nagle), tried twice, and name no worker (a switch needs no reload)', () => {
     const config = renderNginx(twoApis);
     assert.doesNotMatch(config, /localhost|\[::1\]/);
-    assert.equal(
-      block(config, 'upstream plumb_sum {'),
-      'upstream plumb_sum {\n    server 127.0.0.1:9000 max_fails=0;\n    server 127.0.0.1:9001 max_fails=0;\n    keepalive 16;\n}\n',
-    );
-    assert.match(config, /^upstream plumb_hello-world \{\n {4}server 127\.0\.0\.1:9002 max_fails=0;\n {4}keepalive 16;\n\}$/m);
-    assert.equal(config.match(/server \S+:\d+/g)?.length, 3);
+    assert.equal(block(config, 'upstream plumb_sum {').replace(/^ *\/\/.*\n|^ *#.*\n/gm, ''), 'upstream plumb_sum {\n    server 127.0.0.1:7001 max_fails=0;\n    server 127.0.0.1:7001 max_fails=0;\n}\n');
+    assert.doesNotMatch(config, /keepalive/);
+    assert.doesNotMatch(config, /:9\d{3}/);
+    const otherWorkers: NginxModel = { ...twoApis, apis: twoApis.apis.map((a) => ({ ...a, instances: [{ port: 9500 }, { port: 9501 }, { port: 9502 }] })) };
+    assert.equal(renderNginx(otherWorkers), config, 'a change of workers leaves nginx\'s file as it is');
   });
 
   test('an API path strips its prefix: /sum/__docs__/ reaches plumber as /__docs__/, and /sum redirects to /sum/', () => {
@@ -135,7 +135,7 @@ describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
   });
 
   test('an API without a live worker answers 503 at its path and has no upstream', () => {
-    const config = renderNginx({ apis: [{ name: 'idle', path: '/idle', instances: [] }], forward: 'idle' });
+    const config = renderNginx({ apis: [{ name: 'idle', path: '/idle', frontPort: 7003, instances: [] }], forward: 'idle' });
     assert.doesNotMatch(config, /upstream|proxy_pass/);
     const expected = '        default_type text/plain;\n        return 503 "plumb: API idle has no running worker.\\n";\n    }\n';
     assert.ok(block(config, '    location /idle/ {').endsWith(expected));
@@ -144,19 +144,19 @@ describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
 
   test('one API, whole file', () => {
     assert.equal(
-      renderNginx({ apis: [{ name: 'hello', path: '/hello', instances: [{ port: 9000 }] }], forward: null }),
+      renderNginx({ apis: [{ name: 'hello', path: '/hello', frontPort: 7004, instances: [{ port: 9000 }] }], forward: null }),
       `# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.
 # Change what is served with plumb (deploy, remove, forward); \`plumb status\` shows it.
 
-# Keepalive to the APIs for plain requests; WebSocket upgrades are passed through.
+# WebSocket upgrades are passed through; plain requests ask for nothing special.
 map $http_upgrade $plumb_connection {
     default upgrade;
     ''      '';
 }
 
 upstream plumb_hello {
-    server 127.0.0.1:9000 max_fails=0;
-    keepalive 16;
+    server 127.0.0.1:7004 max_fails=0;
+    server 127.0.0.1:7004 max_fails=0;
 }
 
 server {
@@ -188,6 +188,10 @@ server {
         proxy_set_header Connection $plumb_connection;
         proxy_read_timeout 300s;
         proxy_next_upstream error timeout http_502;
+        proxy_next_upstream_timeout 1s;
+        proxy_redirect http://$host/ /hello/;
+        proxy_redirect https://$host/ /hello/;
+        proxy_redirect / /hello/;
     }
 
     location / {
@@ -200,7 +204,7 @@ server {
   });
 
   test('refuses a model that would make a broken or hostile file', () => {
-    const one = (name: string, p: string, ports = [9000]): NginxModel => ({ apis: [{ name, path: p, instances: ports.map((port) => ({ port })) }], forward: null });
+    const one = (name: string, p: string, ports = [9000], frontPort = 7000): NginxModel => ({ apis: [{ name, path: p, frontPort, instances: ports.map((port) => ({ port })) }], forward: null });
     refused(() => renderNginx(one('a b', '/a')), /API name "a b"/);
     refused(() => renderNginx(one('a;', '/a')), /API name/);
     refused(() => renderNginx(one('Sum', '/a')), /API name/);
@@ -208,10 +212,24 @@ server {
     refused(() => renderNginx(one('a', '/a', [80])), /port 80 .*9000-9999/);
     refused(() => renderNginx(one('a', '/a', [9000.5])), /port/);
     refused(() => renderNginx(one('a', '/a', [9000, 9000])), /port 9000 twice/);
+    refused(() => renderNginx(one('a', '/a', [9000], 8731)), /front port 8731 .*7000-7999/);
+    refused(() => renderNat(one('a', '/a', [9000], 80)), /front port 80/);
     refused(() => renderNginx({ ...one('a', '/a'), forward: 'b' }), /forward to "b"/);
-    const twice = (b: { name: string; path: string }): NginxModel => ({ apis: [{ name: 'a', path: '/a', instances: [] }, { ...b, instances: [] }], forward: null });
+    const twice = (b: { name: string; path: string }): NginxModel => ({ apis: [{ name: 'a', path: '/a', frontPort: 7005, instances: [] }, { ...b, frontPort: 7006, instances: [] }], forward: null });
     refused(() => renderNginx(twice({ name: 'a', path: '/b' })), /API a twice/);
     refused(() => renderNginx(twice({ name: 'b', path: '/a' })), /two APIs at \/a/);
+  });
+});
+
+describe('nftables: the front ports', () => {
+  test('each API\'s front port goes to its live workers in turn; the whole table is replaced in one transaction; an idle API has no rule', () => {
+    const rules = renderNat({ apis: [...twoApis.apis, { name: 'idle', path: '/idle', frontPort: 7003, instances: [] }] });
+    const lines = rules.split('\n');
+    assert.deepEqual(lines.slice(2, 5), ['table ip plumb', 'delete table ip plumb', 'table ip plumb {']);
+    assert.ok(lines.includes('        ip daddr 127.0.0.1 tcp dport 7001 dnat to 127.0.0.1 : numgen inc mod 2 map { 0 : 9000, 1 : 9001 } comment "sum"'), rules);
+    assert.ok(lines.includes('        ip daddr 127.0.0.1 tcp dport 7002 dnat to 127.0.0.1 : numgen inc mod 1 map { 0 : 9002 } comment "hello-world"'), rules);
+    assert.doesNotMatch(rules, /7003|idle/);
+    assert.equal(renderNat({ apis: [...twoApis.apis].reverse() }), renderNat(twoApis));
   });
 });
 
@@ -466,9 +484,9 @@ async function debsFor(roots: string[]): Promise<string[] | null> {
   return [...wanted].sort();
 }
 
-const debs = imageSkip === false ? await debsFor(['r-base-core', 'r-cran-plumber', 'nginx']) : null;
+const debs = imageSkip === false ? await debsFor(['r-base-core', 'r-cran-plumber', 'nginx', 'nftables']) : null;
 
-describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed from the lab apt archive', { skip: imageSkip || (debs ? false : 'no r-base-core, r-cran-plumber and nginx in the lab apt archive yet (a lab droplet fills it)') }, () => {
+describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed from the lab apt archive', { skip: imageSkip || (debs ? false : 'no r-base-core, r-cran-plumber, nginx and nftables in the lab apt archive yet (a lab droplet fills it)') }, () => {
   let image: ImageOverlay;
   before(async () => {
     image = await ImageOverlay.create();
@@ -484,8 +502,8 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       'empty.conf': { apis: [], forward: null },
       'two-forward.conf': twoApis,
       'two.conf': { ...twoApis, forward: null },
-      'idle.conf': { apis: [{ name: 'idle', path: '/idle', instances: [] }, ...twoApis.apis], forward: 'idle' },
-      'nested.conf': { apis: [{ name: 'a_b', path: '/a', instances: [{ port: 9000 }] }, { name: 'a-c', path: '/a/c.d~e', instances: [{ port: 9999 }] }], forward: 'a-c' },
+      'idle.conf': { apis: [{ name: 'idle', path: '/idle', frontPort: 7006, instances: [] }, ...twoApis.apis], forward: 'idle' },
+      'nested.conf': { apis: [{ name: 'a_b', path: '/a', frontPort: 7007, instances: [{ port: 9000 }] }, { name: 'a-c', path: '/a/c.d~e', frontPort: 7008, instances: [{ port: 9999 }] }], forward: 'a-c' },
     };
     const files = Object.fromEntries(Object.entries(models).map(([name, model]) => [name, renderNginx(model)]));
     const script = [
@@ -497,12 +515,14 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     assert.equal(result.stdout.trim().split('\n').length, Object.keys(files).length, result.stdout);
   });
 
-  test('workers run by the runner answer through nginx: prefix stripped, docs and openapi.json behind the prefix, entrypoint.R first, forward', async () => {
+  test('workers run by the runner answer through nginx and the nftables map: prefix stripped, docs and openapi.json behind the prefix, entrypoint.R first, forward, redirects kept under the prefix', async () => {
+    const served: NginxModel = { apis: [{ name: 'sum', path: '/sum', frontPort: 7009, instances: [{ port: 9000 }] }, { name: 'hello-world', path: '/api/hello', frontPort: 7010, instances: [{ port: 9001 }] }], forward: 'sum' };
     const files = {
       'run-api.R': RUNNER_R,
-      'plumb.conf': renderNginx({ apis: [{ name: 'sum', path: '/sum', instances: [{ port: 9000 }] }, { name: 'hello-world', path: '/api/hello', instances: [{ port: 9001 }] }], forward: 'sum' }),
+      'plumb.conf': renderNginx(served),
+      'plumb.nft': renderNat(served),
       // Uses %>% without library(plumber), and a data file by relative path.
-      'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n',
+      'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n\n#* @get /go\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/greeting")\n  ""\n}\n',
       'sum/greeting.txt': 'hello from\na data file\n',
       'hello/entrypoint.R': 'pr() %>% pr_get("/hello", function() list(from = "entrypoint.R"))\n',
       'hello/plumber.R': '#* @get /hello\nfunction() list(from = "plumber.R")\n',
@@ -518,6 +538,7 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       `cp -r /tmp/hello ${RELEASE_HELLO}`,
       'rm -f /etc/nginx/sites-enabled/default',
       'cp /tmp/plumb.conf /etc/nginx/conf.d/plumb.conf',
+      'nft -f /tmp/plumb.nft',
       'nginx',
       `cd / && PLUMB_RELEASE_DIR=${RELEASE_SUM} PLUMB_PORT=9000 Rscript --no-save --no-restore /usr/lib/plumb/run-api.R 2> /tmp/sum.log &`,
       `cd / && PLUMB_RELEASE_DIR=${RELEASE_HELLO} PLUMB_PORT=9001 Rscript --no-save --no-restore /usr/lib/plumb/run-api.R 2> /tmp/hello.log &`,
@@ -525,6 +546,7 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       get('/sum/add?a=1&b=2'),
       get('/sum/greeting'),
       get('/sum?a=1'),
+      get('/sum/go'),
       get('/sum/__docs__/'),
       get('/sum/openapi.json', 'Host: droplet.example', 'Referer: http://droplet.example/sum/__docs__/'),
       get('/api/hello/hello'),
@@ -547,13 +569,14 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     assert.deepEqual(answer('/sum/add?a=1&b=2'), { status: 200, location: '', body: '[3]' });
     assert.deepEqual(answer('/sum/greeting'), { status: 200, location: '', body: '["hello from a data file"]' });
     assert.deepEqual({ ...answer('/sum?a=1'), body: '' }, { status: 301, location: '/sum/?a=1', body: '' });
+    assert.deepEqual({ ...answer('/sum/go'), body: '' }, { status: 302, location: '/sum/greeting', body: '' }, "the API's own redirect stays under its prefix");
     const docs = answer('/sum/__docs__/');
     assert.equal(docs.status, 200);
     assert.match(docs.body, /swagger/i);
     const spec = answer('/sum/openapi.json');
     assert.equal(spec.status, 200);
     const openapi = JSON.parse(spec.body) as { servers: { url: string }[]; paths: Record<string, unknown> };
-    assert.deepEqual(Object.keys(openapi.paths).sort(), ['/add', '/greeting']);
+    assert.deepEqual(Object.keys(openapi.paths).sort(), ['/add', '/go', '/greeting']);
     assert.deepEqual(openapi.servers, [{ url: 'http://droplet.example/sum/' }], "Swagger's try-it-out goes through the prefix");
     assert.deepEqual(answer('/api/hello/hello'), { status: 200, location: '', body: '{"from":["entrypoint.R"]}' });
     assert.deepEqual(answer('/add?a=2&b=3'), { status: 200, location: '', body: '[5]' });

@@ -14,6 +14,7 @@ import { Locks } from './ops/context.js';
 import { agentPaths } from './paths.js';
 import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
+import { resumeDrains } from './ops/drain.js';
 import { moveToApiUsers, reconcile } from './ops/reconcile.js';
 import { AGENT_VERSION } from './version.js';
 import { lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       }),
     },
   });
+  resumeDrains({ state, locks, progress: () => {} });
   void moveToApiUsers({ state, locks, progress: () => undefined }).catch((err: Error) => log.error('could not move the apis to their own users', { error: err.message }));
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });

@@ -62,7 +62,7 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'unforward':
       return unforward(ctx);
     case 'restart':
-      return restart(request.name, ctx);
+      return restart(request.name, request.wait, ctx);
     case 'status':
       return status(ctx, await facts.hello());
     case 'logs':
@@ -73,9 +73,9 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'releases':
       return releases(request.name, ctx);
     case 'rollback':
-      return rollback(request.name, request.to, ctx);
+      return rollback(request.name, request.to, request.wait, ctx);
     case 'scale':
-      return scale(request.name, request.workers, ctx);
+      return scale(request.name, request.workers, request.wait, ctx);
     case 'watch':
       // A subscription of the socket, not a one-shot request: Session serves it (monitor/watch.ts).
       throw new PlumbError('BAD_REQUEST', 'watch is served by the session');

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DomainName, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from './atomic-file.js';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
@@ -24,6 +24,10 @@ export type Release = z.infer<typeof Release>;
 export const Worker = z.object({ port: z.number().int(), release: ReleaseId });
 export type Worker = z.infer<typeof Worker>;
 
+/** A worker taken out of traffic by a switch, finishing what it was serving: stopped once idle, at `until` at the latest. */
+export const DrainingWorker = Worker.extend({ until: z.string() });
+export type DrainingWorker = z.infer<typeof DrainingWorker>;
+
 export const ApiRecord = z.object({
   name: ApiName,
   path: UrlPath,
@@ -31,8 +35,17 @@ export const ApiRecord = z.object({
   /** Oldest first; the live one is `current`. */
   releases: z.array(Release),
   current: ReleaseId,
-  /** The workers nginx sends traffic to. */
+  /**
+   * nginx proxies the API to 127.0.0.1:frontPort, which never changes; the agent's nftables map
+   * sends each new connection there on to one of `workers`. Set on first deploy (or, for state
+   * written before it existed, when the agent starts).
+   */
+  frontPort: z.number().int().optional(),
+  /** The workers new connections go to. */
   workers: z.array(Worker),
+  /** Workers of the previous set, finishing requests in flight (not sent new ones). */
+  draining: z.array(DrainingWorker).default([]),
+  drainTimeoutMs: z.number().int().default(DRAIN_TIMEOUT_MS),
   healthPath: UrlPath.nullable(),
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),

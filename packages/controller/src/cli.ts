@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type DrainReport } from '@plumb/shared';
 import { RemoteError } from './agent-client.js';
 import { defaultContext, type Context } from './context.js';
 import { progressReporter } from './progress.js';
@@ -37,6 +37,17 @@ function run<A extends unknown[], R>(work: (ctx: Context, ...args: A) => Promise
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** What became of the previous workers after a switch (deploy, rollback, scale, restart). */
+function drainText(d: DrainReport): string[] {
+  if (d.ports.length === 0) return [];
+  const which = `the previous worker${d.ports.length === 1 ? '' : 's'} (port${d.ports.length === 1 ? '' : 's'} ${d.ports.join(', ')})`;
+  if (!d.stopped) return [`  ${which} finish${d.ports.length === 1 ? 'es' : ''} the requests in flight, then stop${d.ports.length === 1 ? 's' : ''} (at most ${d.timeoutMs / 1000} s; \`plumb status\` shows them draining)`];
+  if (d.cut > 0) return [`  ${which} stopped at the ${d.timeoutMs / 1000} s drain timeout with ${d.cut} connection${d.cut === 1 ? '' : 's'} still open (recorded in the events)`];
+  return [`  ${which} stopped once their requests had finished`];
+}
+
+const waitOption = ['--wait', 'return only once the previous workers have finished their requests and stopped'] as const;
 
 const program = new Command('plumb')
   .description('put R plumber APIs on DigitalOcean droplets and keep them running')
@@ -154,17 +165,25 @@ program
   .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', (v: string) => Number(v))
   .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
   .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', (v: string) => Number(v))
+  .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', (v: string) => Number(v))
+  .option(...waitOption)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; droplet?: string }) =>
-        (await import('./commands/deploy.js')).deploy({ dir, ...o, ...(o.healthTimeout === undefined ? {} : { healthTimeoutSeconds: o.healthTimeout }) }, ctx),
+      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; droplet?: string }) => {
+        const { healthTimeout, drainTimeout, ...rest } = o;
+        return (await import('./commands/deploy.js')).deploy(
+          { dir, ...rest, ...(healthTimeout === undefined ? {} : { healthTimeoutSeconds: healthTimeout }), ...(drainTimeout === undefined ? {} : { drainTimeoutSeconds: drainTimeout }) },
+          ctx,
+        );
+      },
       (r) =>
         [
           `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB)`,
           `  ${r.url}`,
           ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
+          ...drainText(r.drain),
         ].join('\n'),
     ),
   );
@@ -198,10 +217,16 @@ program
 
 program
   .command('restart <name>')
-  .description("restart an API's R workers, one at a time")
+  .description("new R processes for an API: started next to the old ones, which then drain (no request lost)")
+  .option(...waitOption)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
-  .action(run(async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/api.js')).restart(name, o, ctx), (r) => `restarted ${r.name} (${r.workers} worker${r.workers === 1 ? '' : 's'}) in ${seconds(r.tookMs)}`));
+  .action(
+    run(
+      async (ctx, name: string, o: { droplet?: string; wait?: boolean }) => (await import('./commands/api.js')).restart(name, o, ctx),
+      (r) => [`restarted ${r.name} (${r.workers} worker${r.workers === 1 ? '' : 's'}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n'),
+    ),
+  );
 
 program
   .command('releases <name>')
@@ -219,24 +244,26 @@ program
   .command('rollback <name>')
   .description('switch back to the previous release (or --to ID), through the same health gate as a deploy')
   .option('--to <release>', 'a release id from `plumb releases NAME`')
+  .option(...waitOption)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, name: string, o: { to?: string; droplet?: string }) => (await import('./commands/api.js')).rollback(name, o, ctx),
-      (r) => `${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`,
+      async (ctx, name: string, o: { to?: string; droplet?: string; wait?: boolean }) => (await import('./commands/api.js')).rollback(name, o, ctx),
+      (r) => [`${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n'),
     ),
   );
 
 program
   .command('scale <name> <workers>')
   .description('run N R workers for an API, without downtime')
+  .option(...waitOption)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, name: string, workers: string, o: { droplet?: string }) => (await import('./commands/api.js')).scale(name, Number(workers), o, ctx),
-      (r) => `${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`,
+      async (ctx, name: string, workers: string, o: { droplet?: string; wait?: boolean }) => (await import('./commands/api.js')).scale(name, Number(workers), o, ctx),
+      (r) => [`${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n'),
     ),
   );
 

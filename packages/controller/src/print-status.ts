@@ -72,7 +72,7 @@ export function printStatus(droplets: DropletStatus[]): string {
           a.state,
           `http://${d.address}${a.path}/${a.forwarded ? ' (and /)' : ''}`,
           a.release,
-          String(a.workers.length),
+          a.draining.length > 0 ? `${a.workers.length} (+${a.draining.length} draining)` : String(a.workers.length),
           uptime(a.workers[0]?.since ?? null),
           String(a.workers.reduce((n, w) => n + w.restarts, 0)),
           mib(s.heartbeat.workers.filter((w) => w.api === a.name).reduce((n, w) => n + (w.rssBytes ?? 0), 0)),

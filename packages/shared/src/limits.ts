@@ -63,8 +63,20 @@ export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /** The health gate: how long a new release may take to answer, and how often it is asked. */
 export const HEALTH_TIMEOUT_MS = 120_000;
 export const HEALTH_INTERVAL_MS = 250;
-/** How long old workers keep running after nginx switched, so requests in flight finish. */
-export const DRAIN_MS = 3_000;
+/**
+ * Drain: after a switch, an old worker stops as soon as no request is in flight on it (its open
+ * connections, looked at every DRAIN_POLL_MS), and at the latest after the API's drain timeout
+ * (`--drain-timeout`, default DRAIN_TIMEOUT_MS, at most DRAIN_TIMEOUT_MAX_MS).
+ */
+export const DRAIN_TIMEOUT_MS = 30_000;
+export const DRAIN_TIMEOUT_MAX_MS = 24 * 3600_000;
+export const DRAIN_POLL_MS = 100;
+/**
+ * Each API's stable local port (127.0.0.1 only): nginx connects there, and the agent's nftables
+ * map sends each new connection on to a live worker. Below the agent's port (8731) and the workers'.
+ */
+export const FRONT_PORT_FIRST = 7000;
+export const FRONT_PORT_LAST = 7999;
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { CONTROLLER_KEYS_MAX, HTTPS_MAX_DOMAINS } from './limits.js';
+import { CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -205,6 +205,9 @@ export type KeyInfo = z.infer<typeof KeyInfo>;
 export const KeysResult = z.object({ keys: z.array(KeyInfo), changed: z.boolean() });
 export type KeysResult = z.infer<typeof KeysResult>;
 
+const DrainTimeoutMs = z.number().int().min(0).max(DRAIN_TIMEOUT_MAX_MS);
+/** For a switch of workers (deploy, rollback, scale, restart): wait for the old ones to drain and stop. */
+const Wait = z.boolean().default(false);
 
 /**
  * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
@@ -229,6 +232,10 @@ export const DeployRequest = z.object({
   memoryMax: MemoryLimit.nullable().optional(),
   /** Releases kept on the droplet for rollback (the live one always is). */
   keepReleases: KeepReleases.optional(),
+  /** How long the previous release's workers may finish requests in flight before they are stopped. */
+  drainTimeoutMs: DrainTimeoutMs.optional(),
+  /** Answer once the previous workers have stopped, not as soon as traffic switched. */
+  wait: Wait,
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -242,7 +249,8 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('remove'), name: ApiName, keepFiles: z.boolean() }),
   z.object({ id: Id, type: z.literal('forward'), name: ApiName }),
   z.object({ id: Id, type: z.literal('unforward') }),
-  z.object({ id: Id, type: z.literal('restart'), name: ApiName }),
+  /** New workers for the live release next to the old ones, then the same switch and drain as a deploy. */
+  z.object({ id: Id, type: z.literal('restart'), name: ApiName, wait: Wait }),
   z.object({ id: Id, type: z.literal('status') }),
   z.object({
     id: Id,
@@ -268,9 +276,9 @@ export const Request = z.discriminatedUnion('type', [
   /** An API's releases, oldest first, and which one is live. */
   z.object({ id: Id, type: z.literal('releases'), name: ApiName }),
   /** Switch back to an earlier release (the previous one unless `to`), through the same health gate. */
-  z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable() }),
+  z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable(), wait: Wait }),
   /** Change the number of R workers without downtime. */
-  z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: WorkerCount }),
+  z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: WorkerCount, wait: Wait }),
   /** Receive events (up, down, restarted, deploy, …) as they happen, until the socket closes. */
   z.object({
     id: Id,
@@ -306,6 +314,14 @@ export const WireError = z.object({
 });
 export type WireError = z.infer<typeof WireError>;
 
+/**
+ * The previous workers after a switch: they stop once no request is in flight on them, at the
+ * latest after `timeoutMs`. `stopped` is true when the answer waited for that (--wait); `cut` counts
+ * the connections still open when the timeout stopped a worker (also in the event log).
+ */
+export const DrainReport = z.object({ ports: z.array(z.number().int()), timeoutMs: z.number().int(), stopped: z.boolean(), cut: z.number().int() });
+export type DrainReport = z.infer<typeof DrainReport>;
+
 export const DeployResult = z.object({
   name: ApiName,
   path: UrlPath,
@@ -316,6 +332,7 @@ export const DeployResult = z.object({
   files: z.number().int(),
   bytes: z.number().int(),
   tookMs: z.number(),
+  drain: DrainReport,
 });
 export type DeployResult = z.infer<typeof DeployResult>;
 
@@ -353,15 +370,15 @@ export const ForwardResult = z.object({ forward: ApiName });
 export type ForwardResult = z.infer<typeof ForwardResult>;
 export const UnforwardResult = z.object({ forward: z.null(), was: ApiName.nullable() });
 export type UnforwardResult = z.infer<typeof UnforwardResult>;
-export const RestartResult = z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number() });
+export const RestartResult = z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type RestartResult = z.infer<typeof RestartResult>;
 export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean() });
 export type ReleaseInfo = z.infer<typeof ReleaseInfo>;
 export const ReleasesResult = z.object({ name: ApiName, releases: z.array(ReleaseInfo) });
 export type ReleasesResult = z.infer<typeof ReleasesResult>;
-export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: ReleaseId, tookMs: z.number() });
+export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: ReleaseId, tookMs: z.number(), drain: DrainReport });
 export type RollbackResult = z.infer<typeof RollbackResult>;
-export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number() });
+export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type ScaleResult = z.infer<typeof ScaleResult>;
 export const LogsResult = z.object({ entries: z.number().int() });
 export type LogsResult = z.infer<typeof LogsResult>;
@@ -373,6 +390,8 @@ export const ApiStatus = z.object({
   /** systemd's view of the workers: active, activating (restarting), failed, inactive. */
   state: z.string(),
   workers: z.array(z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), since: z.string().nullable(), restarts: z.number().int() })),
+  /** Workers of an earlier release (or worker set) finishing their requests in flight; stopped by `until` at the latest. */
+  draining: z.array(z.object({ port: z.number().int(), release: ReleaseId, until: z.string() })).default([]),
   forwarded: z.boolean(),
   deployedAt: z.string(),
 });
@@ -381,7 +400,7 @@ export type ApiStatus = z.infer<typeof ApiStatus>;
 /** What the agent records about its APIs (docs/health.md), newest last. */
 export const EVENT_KINDS = [
   'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
-  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt',
+  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { access, readdir, rm } from 'node:fs/promises';
-import { DEFAULT_WORKERS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { DEFAULT_WORKERS, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
@@ -27,6 +27,7 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     healthTimeoutMs: req.healthTimeoutMs ?? previous?.healthTimeoutMs ?? HEALTH_TIMEOUT_MS,
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
+    drainTimeoutMs: req.drainTimeoutMs ?? previous?.drainTimeoutMs ?? DRAIN_TIMEOUT_MS,
   };
 }
 
@@ -79,8 +80,8 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env };
-    const ports = await rollout(
-      { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax },
+    const { ports, drain } = await rollout(
+      { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -100,7 +101,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
-    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started };
+    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
     if (ctx.state.get().apis[req.name]?.current !== release) {

@@ -1,21 +1,20 @@
 import { access, stat } from 'node:fs/promises';
 import { log } from '../log.js';
-import { renderNginx } from '../render/nginx.js';
 import { ensureApiAccount, openRelease } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
-import { applyNginx } from '../system/nginx.js';
 import { unitState } from '../system/systemd.js';
 import type { StateStore } from '../state.js';
 import type { OpContext } from './context.js';
-import { nginxModel } from './nginx-model.js';
 import { scale } from './releases.js';
+import { applyRouting, freeFrontPort } from './routing.js';
 import { ensureUnit } from './workers.js';
 
 /**
  * On start, the agent makes the droplet match its state: each API's user and directories, its
- * releases opened for writing beside the code, units and nginx's config are made again and
- * written only where they differ, so a restart changes nothing that serves, and a lost or
- * hand-edited file comes back.
+ * releases opened for writing beside the code, units, the nftables map (which does not survive a
+ * reboot) and nginx's config are put in place again, files written only where they differ, so a
+ * restart changes nothing that serves, and a lost or hand-edited file comes back. An API from
+ * before front ports existed gets one here.
  */
 export async function reconcile(state: StateStore): Promise<void> {
   const { apis, forward } = state.get();
@@ -28,8 +27,13 @@ export async function reconcile(state: StateStore): Promise<void> {
     }
     await ensureUnit(api.name, api.memoryMax);
   }
-  const result = await applyNginx(renderNginx(nginxModel(state.get())));
-  log.info('reconciled', { apis: Object.keys(apis).length, nginx: result });
+  let next = state.get();
+  for (const api of Object.values(next.apis)) {
+    if (api.frontPort === undefined) next = { ...next, apis: { ...next.apis, [api.name]: { ...api, frontPort: freeFrontPort(next) } } };
+  }
+  const nginx = await applyRouting(next);
+  if (next !== state.get()) await state.update(() => next);
+  log.info('reconciled', { apis: Object.keys(apis).length, nginx });
 }
 
 /**
@@ -44,7 +48,7 @@ export async function moveToApiUsers(ctx: OpContext): Promise<void> {
     const owners = await Promise.all(api.workers.map((w) => workerUid(layout.instanceUnit(api.name, w.port))));
     if (owners.every((uid) => uid === null || uid === account.uid)) continue;
     log.info('moving an api to its own user', { api: api.name, user: account.user });
-    await scale(api.name, api.workers.length, ctx).then(
+    await scale(api.name, api.workers.length, false, ctx).then(
       () => log.info('api moved to its own user', { api: api.name, user: account.user }),
       (err: Error) => log.error('could not move an api to its own user; its workers keep running as before', { api: api.name, error: err.message }),
     );

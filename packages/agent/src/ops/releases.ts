@@ -2,7 +2,8 @@ import { DEFAULT_WORKERS, PlumbError, type ReleasesResult, type RollbackResult, 
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
-import { rollout } from './rollout.js';
+import type { ApiRecord } from '../state.js';
+import { rollout, type RolloutOutcome } from './rollout.js';
 import { requireApi } from './routing.js';
 
 /** An API's releases on disk, oldest first. */
@@ -12,7 +13,7 @@ export function releases(name: string, ctx: OpContext): ReleasesResult {
 }
 
 /** Back to an earlier release (the one before the live one unless `to`), through the same gate as a deploy. */
-export async function rollback(name: string, to: string | null, ctx: OpContext): Promise<RollbackResult> {
+export async function rollback(name: string, to: string | null, wait: boolean, ctx: OpContext): Promise<RollbackResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);
@@ -26,30 +27,40 @@ export async function rollback(name: string, to: string | null, ctx: OpContext):
       );
     }
     if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
-    await rollout(
-      { name, release: target.id, env: target.env, workers: api.workers.length || DEFAULT_WORKERS, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
+    const { drain } = await rollout(
+      { ...liveSettings(api), release: target.id, env: target.env, workers: api.workers.length || DEFAULT_WORKERS, wait },
       (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
       undefined,
       ctx,
     );
     log.info('rolled back', { api: name, from: api.current, to: target.id });
     events.record({ kind: 'rollback', api: name, detail: `from release ${api.current} to ${target.id}` });
-    return { name, from: api.current, to: target.id, tookMs: Date.now() - started };
+    return { name, from: api.current, to: target.id, tookMs: Date.now() - started, drain };
   });
 }
 
 /** Another number of R workers for the live release, with no gap: a new set starts, then the old stops. */
-export async function scale(name: string, workers: number, ctx: OpContext): Promise<ScaleResult> {
+export async function scale(name: string, workers: number, wait: boolean, ctx: OpContext): Promise<ScaleResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);
-    const live = api.releases.find((r) => r.id === api.current);
-    await rollout(
-      { name, release: api.current, env: live?.env ?? {}, workers, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax },
-      (ports) => ({ ...api, workers: ports.map((port) => ({ port, release: api.current })) }),
-      undefined,
-      ctx,
-    );
-    return { name, from: api.workers.length, to: workers, tookMs: Date.now() - started };
+    const { drain } = await replaceWorkers(api, workers, wait, ctx);
+    return { name, from: api.workers.length, to: workers, tookMs: Date.now() - started, drain };
   });
+}
+
+/** A fresh set of `workers` workers for the live release (scale, restart), through the same gate and switch as a deploy. */
+export function replaceWorkers(api: ApiRecord, workers: number, wait: boolean, ctx: OpContext): Promise<RolloutOutcome> {
+  const live = api.releases.find((r) => r.id === api.current);
+  return rollout(
+    { ...liveSettings(api), release: api.current, env: live?.env ?? {}, workers, wait },
+    (ports) => ({ ...api, workers: ports.map((port) => ({ port, release: api.current })) }),
+    undefined,
+    ctx,
+  );
+}
+
+/** The API's own settings a rollout keeps. */
+function liveSettings(api: ApiRecord) {
+  return { name: api.name, healthPath: api.healthPath, healthTimeoutMs: api.healthTimeoutMs, memoryMax: api.memoryMax, drainTimeoutMs: api.drainTimeoutMs };
 }

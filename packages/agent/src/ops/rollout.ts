@@ -1,12 +1,13 @@
-import { DRAIN_MS, FAILED_DEPLOY_LOG_LINES } from '@plumb/shared';
+import { FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/shared';
 import type { ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease } from '../system/api-account.js';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 import { StepError, type OpContext } from './context.js';
+import { drainWorkers } from './drain.js';
 import { freePorts, waitHealthy } from './health.js';
-import { changeRouting } from './routing.js';
+import { changeRouting, freeFrontPort } from './routing.js';
 import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.js';
 
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
@@ -20,22 +21,35 @@ export interface RolloutTarget {
   healthPath: string | null;
   healthTimeoutMs: number;
   memoryMax: string | null;
+  drainTimeoutMs: number;
+  /** Answer only once the previous workers have drained and stopped. */
+  wait: boolean;
+}
+
+/** The API as the rollout leaves it; the rollout itself fills in where traffic comes from and what drains. */
+export type NextApi = Omit<ApiRecord, 'frontPort' | 'draining' | 'drainTimeoutMs'>;
+
+export interface RolloutOutcome {
+  ports: number[];
+  drain: DrainReport;
 }
 
 /**
- * How every change of what an API runs happens (deploy, rollback, scale): new workers start on
- * fresh ports next to the live ones, must pass the health gate, then nginx switches to them with a
- * graceful reload, the old workers drain and only then stop. A failure before the switch stops
- * the new workers and leaves the live ones serving, nginx untouched.
+ * How every change of what an API runs happens (deploy, rollback, scale, restart): new workers
+ * start on fresh ports next to the live ones and must pass the health gate; then the API's
+ * nftables map switches new connections to them (nginx is not reloaded, so no client connection
+ * is closed), and the old workers drain: each stops once it has no request in flight, at the
+ * latest after the API's drain timeout. The answer comes right after the switch unless `wait`.
+ * A failure before the switch stops the new workers and leaves the live ones serving.
  */
-export async function rollout(target: RolloutTarget, next: (ports: number[]) => ApiRecord, forward: boolean | undefined, ctx: OpContext): Promise<number[]> {
+export async function rollout(target: RolloutTarget, next: (ports: number[]) => NextApi, forward: boolean | undefined, ctx: OpContext): Promise<RolloutOutcome> {
   const { name } = target;
   const releaseDir = layout.releaseDir(name, target.release);
   ctx.progress('starting R', `${target.workers} worker${target.workers > 1 ? 's' : ''}`);
   // A release from before APIs could write beside their code (rollback) is opened first.
   await openRelease(releaseDir, await ensureApiAccount(name));
   await ensureUnit(name, target.memoryMax);
-  const taken = new Set([...reservedPorts, ...Object.values(ctx.state.get().apis).flatMap((a) => a.workers.map((w) => w.port))]);
+  const taken = new Set([...reservedPorts, ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
   const ports = await freePorts(target.workers, taken);
   ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
@@ -50,21 +64,30 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       throw new StepError('HEALTH_CHECK_FAILED', 'health check', `the new release did not come up: ${outcome && !outcome.ok ? outcome.detail : 'unknown'}`, lines, ctx.state.get().apis[name] ? 'the previous release is still serving' : 'nothing was changed; fix the API and deploy again');
     }
 
-    ctx.progress('switching nginx to the new workers');
+    ctx.progress('switching traffic to the new workers');
     const before = ctx.state.get().apis[name]?.workers ?? [];
-    await changeRouting(ctx, (state) => ({ ...state, apis: { ...state.apis, [name]: next(ports) }, forward: forward ? name : state.forward }));
-    try {
-      for (const port of ports) await systemd.enable(layout.instanceUnit(name, port));
-      await pointCurrent(name, releaseDir);
-    } finally {
-      // Once nginx has switched, the old workers are no longer in the state: they go whatever happens here.
-      if (before.length > 0) {
-        ctx.progress('stopping the previous workers', `after ${DRAIN_MS / 1000} s for requests in flight`);
-        await new Promise((resolve) => setTimeout(resolve, DRAIN_MS));
-        for (const worker of before) await retireWorker(name, worker.port);
-      }
+    const until = new Date(Date.now() + target.drainTimeoutMs).toISOString();
+    const retiring = before.map((w) => ({ ...w, until }));
+    await changeRouting(ctx, (state) => {
+      const previous = state.apis[name];
+      const api: ApiRecord = {
+        ...next(ports),
+        frontPort: previous?.frontPort ?? freeFrontPort(state),
+        draining: [...(previous?.draining ?? []), ...retiring],
+        drainTimeoutMs: target.drainTimeoutMs,
+      };
+      return { ...state, apis: { ...state.apis, [name]: api }, forward: forward ? name : state.forward };
+    });
+    // From here the old workers are draining in the state: they stop whatever happens next.
+    const drained = drainWorkers(name, retiring, ctx);
+    for (const port of ports) await systemd.enable(layout.instanceUnit(name, port));
+    await pointCurrent(name, releaseDir);
+    const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
+    if (target.wait && retiring.length > 0) {
+      ctx.progress('waiting for the previous workers to finish their requests', `at most ${target.drainTimeoutMs / 1000} s`);
+      return { ports, drain: { ...drain, stopped: true, cut: await drained } };
     }
-    return ports;
+    return { ports, drain: { ...drain, stopped: retiring.length === 0 } };
   } catch (err) {
     const live = ctx.state.get().apis[name]?.workers.map((w) => w.port) ?? [];
     for (const port of ports.filter((p) => !live.includes(p))) await retireWorker(name, port);

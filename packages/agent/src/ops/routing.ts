@@ -1,31 +1,49 @@
 import { rm } from 'node:fs/promises';
-import { PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
 import { removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
+import { applyNat } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
 import { apiLock, SHARED, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
 import { removeUnit, retireWorker } from './workers.js';
 
 /**
- * Changes the shared state and nginx together: nginx first (validated), then the state file. If
- * either fails, nginx goes back to what the unchanged state says, so the two never disagree.
+ * Changes the shared state and what serves together: the nftables map (which workers new
+ * connections reach), then nginx (validated; reloaded only if its file changed, which a change of
+ * workers never does), then the state file. If any fails, both go back to what the unchanged
+ * state says, so they never disagree.
  */
 export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
   return ctx.locks.with(SHARED, async () => {
     const candidate = change(ctx.state.get());
     try {
-      await applyNginx(renderNginx(nginxModel(candidate)));
+      await applyRouting(candidate);
       return await ctx.state.update(() => candidate);
     } catch (err) {
-      // A file nginx refused is already restored by applyNginx; this covers a failed reload or state write.
-      await applyNginx(renderNginx(nginxModel(ctx.state.get()))).catch(() => undefined);
+      // A file nginx refused is already restored by applyNginx; this covers the rest.
+      await applyRouting(ctx.state.get()).catch(() => undefined);
       throw err;
     }
   });
+}
+
+/** Makes the nftables map and nginx say what `state` says. */
+export async function applyRouting(state: AgentState): Promise<'unchanged' | 'reloaded'> {
+  const model = nginxModel(state);
+  await applyNat(renderNat(model));
+  return applyNginx(renderNginx(model));
+}
+
+/** The lowest front port no other API has. */
+export function freeFrontPort(state: AgentState): number {
+  const taken = new Set(Object.values(state.apis).map((a) => a.frontPort));
+  for (let port = FRONT_PORT_FIRST; port <= FRONT_PORT_LAST; port++) if (!taken.has(port)) return port;
+  throw new PlumbError('NO_FRONT_PORT', `every front port ${FRONT_PORT_FIRST}-${FRONT_PORT_LAST} is taken`, 'remove an API first');
 }
 
 export function requireApi(state: AgentState, name: string) {
@@ -60,7 +78,7 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
       const { [name]: _removed, ...apis } = s.apis;
       return { ...s, apis, forward: s.forward === name ? null : s.forward };
     });
-    for (const worker of api.workers) await retireWorker(name, worker.port);
+    for (const worker of [...api.workers, ...api.draining]) await retireWorker(name, worker.port);
     await removeUnit(name);
     if (!keepFiles) {
       await rm(layout.apiDir(name), { recursive: true, force: true });

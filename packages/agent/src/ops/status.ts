@@ -18,7 +18,8 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     );
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
-    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, forwarded: state.forward === api.name, deployedAt: api.deployedAt });
+    const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
+    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt });
   }
   const beat = await heartbeat(state, events.lastId);
   return {

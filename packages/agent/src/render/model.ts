@@ -12,10 +12,14 @@ export interface ApiInstance {
   port: number;
 }
 
-/** An API as nginx serves it: `instances` are the live workers traffic goes to. */
+/**
+ * An API as nginx and the nftables map serve it: nginx proxies to 127.0.0.1:`frontPort`, and
+ * each new connection there goes on to one of `instances`, the live workers.
+ */
 export interface RenderedApi {
   name: string;
   path: string;
+  frontPort: number;
   instances: ApiInstance[];
 }
 

@@ -1,4 +1,4 @@
-import { ApiName, DomainName, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { ApiName, DomainName, FRONT_PORT_FIRST, FRONT_PORT_LAST, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { certificateFiles, checked, renderRefused, type NginxModel, type RenderedApi, type RenderedCertificate } from './model.js';
 import { layout } from '../system/layout.js';
 
@@ -13,8 +13,13 @@ import { layout } from '../system/layout.js';
  * certificate can be valid for them.
  */
 
-/** Idle connections each nginx worker keeps open to an API's workers. */
-const UPSTREAM_KEEPALIVE = 16;
+/**
+ * Which workers serve is not in this file: each API's upstream is its stable front port, and the
+ * agent's nftables map (render/nat.ts) sends each new connection there to a live worker. So a
+ * deploy, rollback, scale or restart changes that map, never this file, and nginx is not reloaded
+ * (a reload closes clients' idle keep-alive connections). nginx reloads only when paths, the
+ * forward or certificates change.
+ */
 
 export function renderNginx(model: NginxModel): string {
   const apis = sortedApis(model.apis);
@@ -25,7 +30,7 @@ export function renderNginx(model: NginxModel): string {
     '# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.',
     '# Change what is served with plumb (deploy, remove, forward); `plumb status` shows it.',
     '',
-    '# Keepalive to the APIs for plain requests; WebSocket upgrades are passed through.',
+    '# WebSocket upgrades are passed through; plain requests ask for nothing special.',
     'map $http_upgrade $plumb_connection {',
     '    default upgrade;',
     "    ''      '';",
@@ -83,6 +88,8 @@ function httpsServers(certificate: RenderedCertificate, isDefault: boolean, loca
     `    ssl_certificate ${files.fullchain};`,
     `    ssl_certificate_key ${files.privkey};`,
     '    ssl_protocols TLSv1.2 TLSv1.3;',
+    // One connection for all of a browser's requests; a switch of workers never closes it (no reload).
+    '    http2 on;',
     '    ssl_session_cache shared:plumb_tls:10m;',
     '    ssl_session_timeout 1d;',
     '    client_max_body_size 64m;',
@@ -111,9 +118,11 @@ function sortedCertificates(certificates: RenderedCertificate[]): RenderedCertif
   return [...certificates].sort((a, b) => (a.name < b.name ? -1 : 1)).map((c) => ({ name: c.name, domains: [...c.domains] }));
 }
 
-function sortedApis(apis: RenderedApi[]): RenderedApi[] {
+/** Every API checked against the rules (names, paths, ports, no duplicates), sorted by path. Shared with render/nat.ts. */
+export function sortedApis(apis: RenderedApi[]): RenderedApi[] {
   const names = new Set<string>();
   const paths = new Set<string>();
+  const frontPorts = new Set<number>();
   const sorted = apis.map((api) => {
     checked(ApiName, api.name, 'the API name');
     checked(UrlPath, api.path, `the URL path of API ${api.name}`);
@@ -126,7 +135,10 @@ function sortedApis(apis: RenderedApi[]): RenderedApi[] {
       if (!Number.isInteger(port) || port < WORKER_PORT_FIRST || port > WORKER_PORT_LAST) throw renderRefused(`port ${port} of API ${api.name}: workers use ${WORKER_PORT_FIRST}-${WORKER_PORT_LAST}`);
       if (ports[n - 1] === port) throw renderRefused(`port ${port} twice in API ${api.name}`);
     }
-    return { name: api.name, path: api.path, instances: ports.map((port) => ({ port })) };
+    if (!Number.isInteger(api.frontPort) || api.frontPort < FRONT_PORT_FIRST || api.frontPort > FRONT_PORT_LAST) throw renderRefused(`front port ${api.frontPort} of API ${api.name}: APIs use ${FRONT_PORT_FIRST}-${FRONT_PORT_LAST}`);
+    if (frontPorts.has(api.frontPort)) throw renderRefused(`front port ${api.frontPort} twice`);
+    frontPorts.add(api.frontPort);
+    return { name: api.name, path: api.path, frontPort: api.frontPort, instances: ports.map((port) => ({ port })) };
   });
   return sorted.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
@@ -141,13 +153,20 @@ const running = (api: RenderedApi) => api.instances.length > 0;
 const upstreamName = (api: RenderedApi) => `plumb_${api.name}`;
 
 function upstream(api: RenderedApi): string[] {
+  const server = `    server 127.0.0.1:${api.frontPort} max_fails=0;`;
   return [
     '',
     `upstream ${upstreamName(api)} {`,
     // 127.0.0.1, never localhost: as ::1 and 127.0.0.1 it would be two servers, both marked
     // failed for 10 s after one refused connection. max_fails=0: a restarting worker is retried.
-    ...api.instances.map((i) => `    server 127.0.0.1:${i.port} max_fails=0;`),
-    `    keepalive ${UPSTREAM_KEEPALIVE};`,
+    // Listed twice so that a connection refused by one worker (crashed, restarting) is tried
+    // once more, which the nftables map sends to the next worker.
+    server,
+    server,
+    // No `keepalive`: httpuv writes an answer in two writes without TCP_NODELAY, so on a reused
+    // connection Nagle holds the second until nginx's delayed ACK (~40 ms per request, measured:
+    // docs/benchmarks.md). A fresh loopback connection per request costs ~0.1 ms, and it is
+    // what lets a switch take effect at once and an old worker be seen idle (drain).
     '}',
   ];
 }
@@ -160,7 +179,7 @@ function apiLocations(api: RenderedApi): string[] {
     `        return 301 ${api.path}/$is_args$args;`,
     '    }',
     `    location ${api.path}/ {`,
-    ...(running(api) ? proxy(`http://${upstreamName(api)}/`, api.path) : noWorker(api)),
+    ...(running(api) ? [...proxy(`http://${upstreamName(api)}/`, api.path), ...underPrefix(api.path)] : noWorker(api)),
     '    }',
   ];
 }
@@ -194,8 +213,24 @@ function proxy(target: string, prefix: string): string[] {
     '        proxy_set_header Upgrade $http_upgrade;',
     '        proxy_set_header Connection $plumb_connection;',
     '        proxy_read_timeout 300s;',
-    // A worker that is gone (restart, old release stopping) is skipped for the next one.
+    // A worker that is gone (crashed, restarting) refuses the connection: the request is tried
+    // once more, on the next worker. Only within its first second: a long request cut at the end
+    // of a drain (or a crash mid-request) is reported as failed, not run a second time.
     '        proxy_next_upstream error timeout http_502;',
+    '        proxy_next_upstream_timeout 1s;',
+  ];
+}
+
+/**
+ * plumber answers as if it were at `/`: a redirect to `/x/` (its trailing-slash rule, an API's own
+ * `Location: /login`) would leave the API's prefix. These put such Locations back under it;
+ * relative ones (`../__docs__/`) already resolve under it, and other hosts are left alone.
+ */
+function underPrefix(prefix: string): string[] {
+  return [
+    `        proxy_redirect http://$host/ ${prefix}/;`,
+    `        proxy_redirect https://$host/ ${prefix}/;`,
+    `        proxy_redirect / ${prefix}/;`,
   ];
 }
 

@@ -20,6 +20,8 @@ export const layout = {
   instancesDir: '/var/lib/plumb/instances',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
+  /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
+  natRules: '/var/lib/plumb/nat.nft',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
   acmeWebroot: '/var/lib/plumb/acme',
 } as const;

@@ -33,11 +33,18 @@ export async function unforward(opts: { droplet?: string }, ctx: Context) {
   return withAgent(ctx, opts.droplet, ({ connection }) => connection.request<UnforwardResult>({ type: 'unforward' }));
 }
 
-/** Restarts the API's R workers one by one, each waited for. */
-export async function restart(name: string, opts: { droplet?: string }, ctx: Context) {
+/** Options of the commands that switch an API to new workers. */
+export interface SwitchOptions {
+  droplet?: string;
+  /** Return only once the previous workers have drained and stopped. */
+  wait?: boolean;
+}
+
+/** New R processes for the API, started next to the old ones; the old ones drain. */
+export async function restart(name: string, opts: SwitchOptions, ctx: Context) {
   const checked = apiName(name);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RestartResult>({ type: 'restart', name: checked }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RestartResult>({ type: 'restart', name: checked, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }
 
@@ -48,19 +55,19 @@ export async function releases(name: string, opts: { droplet?: string }, ctx: Co
 }
 
 /** Back to the release before the live one, or to `to`, through the same health gate as a deploy. */
-export async function rollback(name: string, opts: { to?: string; droplet?: string }, ctx: Context) {
+export async function rollback(name: string, opts: SwitchOptions & { to?: string }, ctx: Context) {
   const checked = apiName(name);
   const to = opts.to === undefined ? null : checkInput(ReleaseId, opts.to, '--to', `see \`plumb releases ${checked}\``);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RollbackResult>({ type: 'rollback', name: checked, to }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RollbackResult>({ type: 'rollback', name: checked, to, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }
 
 /** Another number of R workers, without downtime. */
-export async function scale(name: string, workers: number, opts: { droplet?: string }, ctx: Context) {
+export async function scale(name: string, workers: number, opts: SwitchOptions, ctx: Context) {
   const checked = apiName(name);
   checkInput(WorkerCount, workers, 'number of workers');
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<ScaleResult>({ type: 'scale', name: checked, workers }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<ScaleResult>({ type: 'scale', name: checked, workers, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
   );
 }

@@ -1,4 +1,4 @@
-import { ApiName, checkInput, EnvKey, EnvValue, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult } from '@plumb/shared';
+import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult } from '@plumb/shared';
 import type { RequestBody } from '../agent-client.js';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
@@ -19,6 +19,10 @@ export interface DeployOptions {
   memory?: string;
   /** Releases kept on the droplet for rollback. */
   keep?: number;
+  /** How long the previous workers may finish requests in flight, in seconds. */
+  drainTimeoutSeconds?: number;
+  /** Return only once the previous workers have stopped. */
+  wait?: boolean;
 }
 
 export interface DeployOutcome extends DeployResult {
@@ -28,7 +32,7 @@ export interface DeployOutcome extends DeployResult {
 }
 
 /** The deploy's settings as the agent gets them: only what the user gave (the rest keeps the API's current value). */
-export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward'>;
+export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward' | 'wait'>;
 
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
 export function checkDeployOptions(opts: DeployOptions): DeploySettings {
@@ -49,6 +53,7 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(wholeNumber(1, 1800), opts.healthTimeoutSeconds, '--health-timeout') * 1000;
   if (opts.memory !== undefined) settings.memoryMax = checkInput(MemoryLimit, opts.memory, '--memory');
   if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
+  if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(wholeNumber(0, DRAIN_TIMEOUT_MAX_MS / 1000), opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
   return settings;
 }
 
@@ -63,7 +68,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     const files = `${info.files.length} file${info.files.length === 1 ? '' : 's'}`;
     ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
     const pending = connection.start<DeployResult>(
-      { type: 'deploy', forward: opts.forward ?? false, ...checked },
+      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked },
       { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
     );
     let settled = false;

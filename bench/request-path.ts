@@ -1,0 +1,124 @@
+/**
+ * Benchmarks for issue 11 (the request path), on a lab droplet (s-2vcpu-4gb): prints tables, asserts nothing.
+ *   1. latency of a one-line endpoint, from inside the droplet, p50/p99 with 1 and 16 concurrent
+ *      clients: straight to the R worker, through plumb's nginx (front port + nftables map, no
+ *      upstream keepalive), and through nginx with an upstream keepalive to the worker (before);
+ *   2. failed requests and closed connections during 20 redeploys at a fixed rate, for clients
+ *      opening a fresh connection per request and for 8 keep-alive connections; p99 vs steady;
+ *   3. a 20 s request started before a redeploy: does it complete?
+ * Run: npm run bench   (root; about 5 minutes)
+ */
+import { startLab } from '../test/lab/lab.js';
+import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
+import { httpGet } from '../test/e2e/helpers.js';
+import { percentile, startLoad, type LoadReport } from '../test/e2e/load.js';
+import { plumbUser } from '../test/e2e/plumb.js';
+
+const REDEPLOYS = 20;
+const REQUESTS_PER_CLIENT = 300;
+const SLOW = '\n#* @get /slow\nfunction(s = 20) {\n  Sys.sleep(as.numeric(s))\n  "slept"\n}\n';
+
+/** A client run inside the droplet (its node): `clients` loops of `n` GETs, each on a fresh connection; prints latencies in ms. */
+const CLIENT = `
+const http = require('node:http');
+const [port, path, clients, n] = process.argv.slice(1);
+const one = () => new Promise((resolve, reject) => {
+  const t = process.hrtime.bigint();
+  http.get({ host: '127.0.0.1', port: Number(port), path, agent: false }, (res) => {
+    res.resume();
+    res.on('end', () => resolve(Number(process.hrtime.bigint() - t) / 1e6));
+  }).on('error', reject);
+});
+(async () => {
+  const all = [];
+  await Promise.all(Array.from({ length: Number(clients) }, async () => {
+    for (let i = 0; i < Number(n); i++) all.push(await one());
+  }));
+  console.log(JSON.stringify(all));
+})();
+`;
+
+const lab = await startLab();
+try {
+  const user = await plumbUser(lab);
+  const run = async (args: string[]) => {
+    const result = await user.plumb(args);
+    if (result.exitCode !== 0) throw new Error(`plumb ${args.join(' ')}: ${result.stderr}`);
+    return result;
+  };
+  const provisioned = JSON.parse((await run(['provision', '--name', 'bench', '--size', 's-2vcpu-4gb', '--json'])).stdout) as { droplet: { id: number; ipv4: string } };
+  const address = provisioned.droplet.ipv4;
+  const onDroplet = (argv: string[]) => lab.droplet(provisioned.droplet.id).exec(argv);
+  const deploy = async (version: string) => run(['deploy', await apiDir(sumApi(version, SLOW)), '--name', 'sum']);
+  await deploy('v0');
+
+  // 1. Latency from inside the droplet.
+  const status = JSON.parse((await run(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ workers: Array<{ port: number }> }> } }>;
+  const workerPort = status[0]?.status.apis[0]?.workers[0]?.port ?? 0;
+  // The path before issue 11, beside plumb's: nginx with an upstream keepalive straight to the worker.
+  const before = `upstream bench_keepalive { server 127.0.0.1:${workerPort}; keepalive 16; }\nserver { listen 127.0.0.1:8081; location / { proxy_pass http://bench_keepalive/; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n`;
+  await onDroplet(['sh', '-c', `printf '%s' '${before}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
+  const latencies = async (port: number, path: string, clients: number) => {
+    await onDroplet(['node', '-e', CLIENT, String(port), path, '1', '20']);
+    return JSON.parse(await onDroplet(['node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as number[];
+  };
+  console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client)\n`);
+  console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const clients of [1, 16]) {
+    const direct = await latencies(workerPort, '/version', clients);
+    const rows: Array<[string, number[]]> = [
+      ['straight to the R worker', direct],
+      ['plumb: nginx -> front port -> worker (no upstream keepalive)', await latencies(80, '/sum/version', clients)],
+      ['before: nginx with upstream keepalive 16 -> worker', await latencies(8081, '/version', clients)],
+    ];
+    const [d50, d99] = [percentile(direct, 50), percentile(direct, 99)];
+    for (const [name, values] of rows) {
+      const [p50, p99] = [percentile(values, 50), percentile(values, 99)];
+      console.log(`| ${clients} | ${name} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${(p50 / d50).toFixed(2)}x | ${(p99 / d99).toFixed(2)}x | ${(p50 - d50).toFixed(2)} | ${(p99 - d99).toFixed(2)} |`);
+    }
+  }
+  // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.
+  await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx && sleep 3']);
+
+  // 2. Redeploys under a fixed rate, both kinds of client at once.
+  const loads = () => [
+    startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 4 }),
+    startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 8, keepAlive: true }),
+  ];
+  const measure = async (work: () => Promise<void>): Promise<{ fresh: LoadReport; kept: LoadReport; seconds: number }> => {
+    const [fresh, kept] = loads() as [ReturnType<typeof startLoad>, ReturnType<typeof startLoad>];
+    const started = Date.now();
+    await work();
+    return { fresh: await fresh.stop(), kept: await kept.stop(), seconds: (Date.now() - started) / 1000 };
+  };
+  const steady = await measure(() => new Promise((r) => setTimeout(r, 15_000)));
+  const redeploys = await measure(async () => {
+    for (let i = 1; i <= REDEPLOYS; i++) await deploy(`v${i}`);
+  });
+  const row = (what: string, client: string, r: LoadReport, seconds: number, steadyP99: number) =>
+    `| ${what} | ${client} | ${r.ok + r.failed} | ${r.failed} | ${r.connectionErrors} | ${r.connections} | ${percentile(r.latencies, 50).toFixed(1)} | ${percentile(r.latencies, 99).toFixed(1)} | ${(percentile(r.latencies, 99) / steadyP99).toFixed(2)}x | ${seconds.toFixed(0)} |`;
+  console.log(`\n### ${REDEPLOYS} redeploys at a fixed rate: 100 req/s on fresh connections and 100 req/s over 8 keep-alive connections, at once\n`);
+  console.log('| what | client | requests | failed | connection errors | connections opened | p50 ms | p99 ms | p99 vs steady | seconds |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  const freshP99 = percentile(steady.fresh.latencies, 99);
+  const keptP99 = percentile(steady.kept.latencies, 99);
+  console.log(row('steady state, no deploy', 'fresh connection per request', steady.fresh, steady.seconds, freshP99));
+  console.log(row('steady state, no deploy', '8 keep-alive connections', steady.kept, steady.seconds, keptP99));
+  console.log(row(`plumb deploy x${REDEPLOYS}`, 'fresh connection per request', redeploys.fresh, redeploys.seconds, freshP99));
+  console.log(row(`plumb deploy x${REDEPLOYS}`, '8 keep-alive connections', redeploys.kept, redeploys.seconds, keptP99));
+
+  // 3. A long request across a redeploy.
+  const started = Date.now();
+  const slow = httpGet(`http://${address}/sum/slow?s=20`, 60_000).then((a) => `HTTP ${a.status} ${a.body}`, (err: Error) => `failed: ${err.message}`);
+  await new Promise((r) => setTimeout(r, 1000));
+  await deploy('long');
+  const deployed = (Date.now() - started) / 1000;
+  const outcome = await slow;
+  console.log('\n### A 20 s request started 1 s before a redeploy (default drain timeout, 30 s)\n');
+  console.log('| deploy returned after | request ended after | answer |');
+  console.log('|---|---|---|');
+  console.log(`| ${deployed.toFixed(1)} s | ${((Date.now() - started) / 1000).toFixed(1)} s | ${outcome} |`);
+} finally {
+  await lab.stop();
+}

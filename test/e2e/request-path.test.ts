@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import type { AgentEvent, StatusResult } from '@plumb/shared';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, sumApi } from './api-fixtures.js';
+import { httpGet, type HttpAnswer } from './helpers.js';
+import { startLoad, type LoadReport } from './load.js';
+import { execa } from 'execa';
+import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+
+/**
+ * The request path (issue 11): switches (deploy, rollback, scale, restart) lose no request and
+ * close no client connection, keep-alive clients included, because they change the API's
+ * nftables map and never reload nginx; old workers drain by their open connections, up to the
+ * API's --drain-timeout; plumber's redirects stay under the API's prefix.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+
+/** A long request, a redirect of the API's own, and plumber's trailing-slash redirect. */
+const EXTRA = `
+#* Takes s seconds
+#* @get /slow
+function(s = 20) {
+  Sys.sleep(as.numeric(s))
+  "slept"
+}
+
+#* @get /go
+function(res) {
+  res$status <- 302
+  res$setHeader("Location", "/version")
+  ""
+}
+
+#* @get /dir/
+function() "dir"
+
+options_plumber(trailingSlash = TRUE)
+`;
+
+const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
+const get = (path: string, timeoutMs = 5000) => httpGet(`http://${address}${path}`, timeoutMs);
+
+async function deploy(version: string, ...flags: string[]) {
+  const result = await user.plumb(['deploy', await apiDir(sumApi(version, EXTRA)), '--name', 'sum', ...flags]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  return result;
+}
+
+async function plumbOk(...args: string[]) {
+  const result = await user.plumb(args);
+  assert.equal(result.exitCode, 0, `plumb ${args.join(' ')}:\n${result.stderr}`);
+  return result;
+}
+
+async function statusJson(): Promise<StatusResult> {
+  const [droplet] = JSON.parse((await plumbOk('status', '--json')).stdout) as Array<{ status: StatusResult }>;
+  assert.ok(droplet);
+  return droplet.status;
+}
+
+interface SlowAnswer {
+  status: number;
+  body: string;
+  error: string;
+  /** When the client had the answer (or the error). */
+  at: number;
+}
+
+/**
+ * `plumb deploy` with a 20 s request sent to the live release while the new one starts (when the
+ * deploy says it waits for the API to answer), so the request is in flight at the switch however
+ * long the deploy took to get there.
+ */
+async function deployAcrossSlowRequest(version: string, ...flags: string[]) {
+  const child = execa(process.execPath, [PLUMB_CLI, 'deploy', await apiDir(sumApi(version, EXTRA)), '--name', 'sum', ...flags], { env: user.env, reject: false, stdin: 'ignore', timeout: 300_000 });
+  let stderr = '';
+  let slow: Promise<SlowAnswer> | undefined;
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (slow || !stderr.includes('waiting for the API to answer')) return;
+    slow = get('/sum/slow?s=20', 60_000).then(
+      (a: HttpAnswer) => ({ status: a.status, body: a.body, error: '', at: Date.now() }),
+      (err: Error) => ({ status: 0, body: '', error: err.message, at: Date.now() }),
+    );
+  });
+  const result = await child;
+  assert.equal(result.exitCode, 0, String(result.stderr));
+  assert.ok(slow, `the deploy said it was waiting for the API:\n${stderr}`);
+  return { stdout: String(result.stdout), answeredAt: Date.now(), slow };
+}
+
+/** nginx's worker processes: a reload replaces them all. */
+const nginxWorkers = () => onDroplet(['sh', '-c', 'm=$(cat /run/nginx.pid); cat /proc/$m/task/$m/children']);
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  ({ id: dropletId, address } = await provisionDroplet(user, 'reqpath'));
+  await deploy('v0');
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('switches without a reload', () => {
+  test('keep-alive and fresh-connection clients during 10 redeploys, a rollback, a scale 1->2->1 and a restart: 0 failed requests, 0 connection errors, no connection closed, nginx never reloaded', async () => {
+    const workersBefore = await nginxWorkers();
+    const keepAlive = startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 8, keepAlive: true, maxMs: 600_000 });
+    const fresh = startLoad(`http://${address}/sum/version`, { rps: 50, concurrency: 4, maxMs: 600_000 });
+    let reports: LoadReport[] = [];
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 1; i <= 10; i++) await deploy(`v${i}`);
+      await plumbOk('rollback', 'sum');
+      await plumbOk('scale', 'sum', '2');
+      await plumbOk('scale', 'sum', '1');
+      await plumbOk('restart', 'sum');
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      reports = [await keepAlive.stop(), await fresh.stop()];
+    }
+    const [kept, opened] = reports as [LoadReport, LoadReport];
+    assert.ok(kept.ok > 1000 && opened.ok > 500, `the load ran (${kept.ok} kept-alive, ${opened.ok} fresh)`);
+    assert.equal(kept.failed, 0, kept.failures.join('\n'));
+    assert.equal(kept.connectionErrors, 0, kept.failures.join('\n'));
+    assert.equal(opened.failed, 0, opened.failures.join('\n'));
+    assert.equal(opened.connectionErrors, 0, opened.failures.join('\n'));
+    // nginx closes a kept-alive connection after 1000 requests (keepalive_requests); a reload would close all 8 each time.
+    assert.ok(kept.connections <= 8 + Math.ceil(kept.ok / 1000) + 8, `${kept.connections} connections for ${kept.ok} kept-alive requests`);
+    assert.equal(await nginxWorkers(), workersBefore, 'the same nginx worker processes: no reload');
+    assert.deepEqual(JSON.parse((await get('/sum/version')).body), ['v9']);
+  });
+});
+
+describe('drain', () => {
+  test('a 20 s request in flight across a redeploy completes with its answer; the deploy returns at once and status shows the old worker draining until then', async () => {
+    const [oldPort] = (await statusJson()).apis[0]?.workers.map((w) => w.port) ?? [];
+    const { answeredAt, slow } = await deployAcrossSlowRequest('long');
+    const during = (await statusJson()).apis[0];
+    assert.deepEqual(during?.draining.map((w) => w.port), [oldPort], JSON.stringify(during));
+    const answer = await slow;
+    assert.deepEqual({ status: answer.status, body: answer.body, error: answer.error }, { status: 200, body: '["slept"]', error: '' });
+    assert.ok(answeredAt < answer.at, 'the deploy answered before the request finished');
+    let after: typeof during | undefined = during;
+    for (let i = 0; i < 20 && (after?.draining.length ?? 0) > 0; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      after = (await statusJson()).apis[0];
+    }
+    assert.deepEqual(after?.draining, [], 'the old worker stopped once its request had finished');
+    assert.equal(await onDroplet(['systemctl', 'is-active', `plumber-sum@${oldPort}`]).catch(() => 'inactive'), 'inactive');
+  });
+
+  test('with --drain-timeout 5 a 20 s request is cut after 5 s, --wait returns once the old worker stopped, and the event log says so', async () => {
+    const before = await statusJson();
+    const { stdout, answeredAt, slow } = await deployAcrossSlowRequest('cut', '--drain-timeout', '5', '--wait');
+    const answer = await slow;
+    assert.match(stdout, /stopped at the 5 s drain timeout with 1 connection still open/);
+    assert.ok(answer.status === 502 || answer.error !== '', `the client saw the request cut: ${JSON.stringify(answer)}`);
+    assert.ok(answer.at <= answeredAt + 1000, 'cut, not retried elsewhere: the client knew when --wait returned');
+    const cut = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'drain-cut');
+    assert.equal(cut.length, 1, JSON.stringify(cut));
+    assert.match(cut[0]?.detail ?? '', /1 connection still open \(requests cut\) at the end of its 5 s drain/);
+    assert.equal(cut[0]?.api, 'sum');
+    const state = JSON.parse(await onDroplet(['cat', '/var/lib/plumb/state.json'])) as { apis: Record<string, { drainTimeoutMs: number; draining: unknown[] }> };
+    assert.equal(state.apis['sum']?.drainTimeoutMs, 5000, 'kept for the API');
+    assert.deepEqual(state.apis['sum']?.draining, []);
+  });
+});
+
+describe('redirects', () => {
+  test("a redirect issued by plumber (trailing slash, the API's own Location: /x) stays under /sum/", async () => {
+    const own = await get('/sum/go');
+    assert.equal(own.status, 302);
+    const location = (path: string) =>
+      new Promise<string | undefined>((resolve, reject) => {
+        http.get(`http://${address}${path}`, { agent: false, timeout: 5000 }, (res) => resolve((res.resume(), res.headers.location))).on('error', reject);
+      });
+    assert.equal(await location('/sum/go'), '/sum/version');
+    assert.equal(await location('/sum/dir'), '/sum/dir/');
+    assert.equal(await location('/sum/__swagger__/'), '../__docs__/');
+    assert.deepEqual(JSON.parse((await get('/sum/dir/')).body), ['dir']);
+  });
+});

@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { StatusResult } from '@plumb/shared';
+import { printStatus } from '@plumb/controller/print-status';
+
+/** `plumb status` as text, from a status the agent could send. */
+
+const heartbeat: StatusResult['heartbeat'] = { time: '2026-11-28T06:00:00.000Z', lastEventId: 0, load: [0.1, 0.2, 0.3], memory: { totalBytes: 4 * 1024 ** 3, availableBytes: 2 * 1024 ** 3 }, disk: { totalBytes: 1e11, freeBytes: 5e10 }, workers: [], certificates: [] };
+
+function statusWith(draining: StatusResult['apis'][number]['draining']): StatusResult {
+  return {
+    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z' }],
+    forward: null,
+    hello: { type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null },
+    load: heartbeat.load,
+    memory: heartbeat.memory,
+    disk: heartbeat.disk,
+    heartbeat,
+    events: [],
+    lastEventId: 0,
+  };
+}
+
+test('status: the WORKERS column counts the live workers, and the previous ones still draining after a switch', () => {
+  const row = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n').find((l) => l.startsWith('  sum')) ?? '';
+  assert.match(row(statusWith([{ port: 9000, release: '20261128T055900Z-dcba', until: '2026-11-28T06:00:30.000Z' }])), /\s1 \(\+1 draining\)\s/);
+  assert.match(row(statusWith([])), /20261128T060000Z-abcd\s+1\s/);
+});
