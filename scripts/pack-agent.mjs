@@ -87,6 +87,13 @@ const manifest = {
 await writeFile(path.join(outDir, 'agent-package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 const bundleBytes = Object.values(built.metafile.outputs)[0]?.bytes ?? 0;
 console.log(`pack-agent: ${file} (${tarball.length} bytes, bundle ${bundleBytes} bytes, ${integrity.slice(0, 24)}…)`);
+// One `import { z } from 'zod'` anywhere the agent imports pulls zod's 40-odd locales back in (English, the default, stays) (about
+// 260 KB, a third of the bundle): every module must say `import * as z from 'zod'`.
+const locales = Object.keys(Object.values(built.metafile.outputs)[0]?.inputs ?? {}).filter((input) => /zod\/.*locales\//.test(input) && !input.endsWith('/en.js'));
+if (locales.length > 0) {
+  console.error(`pack-agent: zod's locales are in the agent bundle (${locales.length} files): a module imports { z } from 'zod'; write import * as z from 'zod'`);
+  process.exit(1);
+}
 if (process.argv.includes('--sizes')) {
   // Bytes each package contributes to the bundle, largest first: what to look at to make it smaller.
   const byPackage = new Map();

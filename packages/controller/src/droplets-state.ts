@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DropletName, DropletUuid, Fingerprint, PlumbError } from '@plumb/shared';
 import { configDir, readJson, withFileLock, writePrivateJson } from './config.js';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
-import { z } from 'zod';
+import * as z from 'zod';
 import { PlumbError, type ControllerKey } from '@plumb/shared';
 import { configDir, createPrivateJson, readJson } from './config.js';
 

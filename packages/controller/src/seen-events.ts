@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { readJson, writePrivateJson } from './config.js';
 
 const File = z.object({ version: z.literal(1), droplets: z.record(z.string(), z.number().int().nonnegative()) });

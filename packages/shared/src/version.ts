@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The version of the controller-agent protocol. A controller talks to an agent of its own

@@ -1,7 +1,7 @@
 import { cp, mkdir, readFile, readdir, readlink, realpath, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AGENT_CONFIRM_TIMEOUT_MS, AGENT_VERSIONS_KEPT, compareVersions, UpgradeRecord } from '@plumb/shared';
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PlumbError, ValidationError } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean.js';
