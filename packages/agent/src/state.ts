@@ -15,6 +15,8 @@ export const Release = z.object({
   bytes: z.number().int(),
   /** The --env it was deployed with, so a rollback runs it as it ran (this file is root-only). */
   env: z.record(z.string(), z.string()).default({}),
+  /** The R packages it asked for (none with --no-deps): what `plumb packages` lists, with the API library's own. */
+  packages: z.array(z.string()).default([]),
 });
 export type Release = z.infer<typeof Release>;
 
@@ -34,6 +36,9 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
+  /** The CRAN-like repositories its packages came from, used again when a deploy names none. */
+  repo: HttpUrl.nullable().default(null),
+  binaryRepo: HttpUrl.nullable().default(null),
   deployedAt: z.string(),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;

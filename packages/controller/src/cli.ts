@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type PackagesReport } from '@plumb/shared';
 import { RemoteError } from './agent-client.js';
 import { defaultContext, type Context } from './context.js';
 import { progressReporter } from './progress.js';
@@ -109,6 +109,11 @@ async function confirmDestroy(which: string, ctx: Context): Promise<void> {
 }
 
 const dropletOption = ['--droplet <name|id>', 'which droplet (needed when plumb knows several)'] as const;
+const packageOptions = {
+  strict: ['--strict-versions', "fail when a package's version differs from renv.lock's (or is below DESCRIPTION's minimum) instead of warning"],
+  repo: ['--repo <url>', 'CRAN-like repository for packages Debian does not ship (default: CRAN; remembered for the API)'],
+  binaryRepo: ['--binary-repo <url>', "CRAN-like repository of binaries built for the droplet's Debian, tried before source builds (remembered for the API)"],
+} as const;
 const collect = (value: string, all: string[]) => [...all, value];
 
 program
@@ -123,18 +128,65 @@ program
   .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', (v: string) => Number(v))
   .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
   .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', (v: string) => Number(v))
+  .option('--no-deps', 'do not look for or install the R packages the API uses')
+  .option(...packageOptions.strict)
+  .option(...packageOptions.repo)
+  .option(...packageOptions.binaryRepo)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; droplet?: string }) =>
+      async (
+        ctx,
+        dir: string,
+        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; deps: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string },
+      ) =>
         (await import('./commands/deploy.js')).deploy({ dir, ...o, ...(o.healthTimeout === undefined ? {} : { healthTimeoutSeconds: o.healthTimeout }) }, ctx),
       (r) =>
         [
           `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB)`,
           `  ${r.url}`,
           ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
+          ...(r.packages ? packagesLines(r.packages) : ['  R packages: not checked (--no-deps)']),
         ].join('\n'),
+    ),
+  );
+
+/** A deploy's R packages in two lines or so: what it installed, what was there, warnings. */
+function packagesLines(p: PackagesReport): string[] {
+  const list = (xs: { name: string; version: string; source: string }[]) => xs.map((x) => `${x.name} ${x.version} (${x.source})`).join(', ');
+  return [
+    `  R packages: ${p.packages.length} used, ${p.installed.length === 0 ? 'nothing installed' : `installed ${list(p.installed)}`} in ${seconds(p.tookMs)} (R ${p.rVersion})`,
+    ...p.warnings.map((w) => `  warning: ${w}`),
+  ];
+}
+
+program
+  .command('deps <dir>')
+  .description('the R packages the API in DIR needs, and how the droplet would install each (nothing is deployed)')
+  .option('--name <name>', 'the API it would be deployed as (its own library counts as installed)')
+  .option('--local', 'only read DIR: do not ask a droplet')
+  .option(...packageOptions.strict)
+  .option(...packageOptions.repo)
+  .option(...packageOptions.binaryRepo)
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, dir: string, o: { name?: string; local?: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string }) => (await import('./commands/packages.js')).deps({ dir, ...o }, ctx),
+      async (r) => (await import('./commands/packages.js')).depsText(r),
+    ),
+  );
+
+program
+  .command('packages <name>')
+  .description("the R packages of an API's live release: version and where each came from")
+  .option(...dropletOption)
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/packages.js')).packages(name, o, ctx),
+      async (r) => (await import('./commands/packages.js')).packagesText(r),
     ),
   );
 
@@ -322,7 +374,8 @@ program.parseAsync().catch((err: unknown) => {
   }
   if (err instanceof RemoteError && err.step) {
     process.stderr.write(`plumb: failed at "${err.step}": ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
-    if (err.log.length > 0) process.stderr.write(`  last log lines of the new release:\n${err.log.map((l) => `    ${l}\n`).join('')}`);
+    const what = err.step.startsWith('installing R packages') ? 'last lines of its output' : err.step === 'health check' ? 'last log lines of the new release' : 'details';
+    if (err.log.length > 0) process.stderr.write(`  ${what}:\n${err.log.map((l) => `    ${l}\n`).join('')}`);
   } else if (err instanceof PlumbError) {
     process.stderr.write(`plumb: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
   } else {

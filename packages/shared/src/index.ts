@@ -3,3 +3,4 @@ export * from './limits.js';
 export * from './names.js';
 export * from './protocol.js';
 export * from './input.js';
+export * from './r-packages.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { HTTPS_MAX_DOMAINS } from './limits.js';
+import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
+import { HTTPS_MAX_DOMAINS, R_PACKAGES_MAX } from './limits.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
@@ -80,6 +80,84 @@ export type Hello = z.infer<typeof Hello>;
 const Id = z.number().int().nonnegative();
 
 /**
+ * R packages (docs/r-packages.md). A package an API needs, as the controller found it: in
+ * renv.lock, in a DESCRIPTION, or in the code (library(), pkg::fn, a plumber feature).
+ */
+export const RPackageNeed = z.object({
+  name: RPackageName,
+  /** `==`: renv.lock, or DESCRIPTION's `(== x)`; `>=`: DESCRIPTION's `(>= x)` or `(> x)`; null: any version. */
+  version: z.object({ op: z.enum(['==', '>=']), version: RPackageVersion }).nullable(),
+  /** Where it was found, for the person reading: a file, or the plumber feature that needs it. */
+  reason: z.string().max(200),
+});
+export type RPackageNeed = z.infer<typeof RPackageNeed>;
+
+/** What a deploy (or `plumb deps`) asks the agent to make present. */
+export const PackagesSpec = z.object({
+  needs: z.array(RPackageNeed).max(R_PACKAGES_MAX),
+  /** CRAN-like repository for source builds; null: the one the API used last, else CRAN. */
+  repo: HttpUrl.nullable(),
+  /** CRAN-like repository of binaries built for the droplet's Debian, tried before source builds; null: the API's, else none. */
+  binaryRepo: HttpUrl.nullable(),
+  /** Versions other than renv.lock's (or below DESCRIPTION's minimum) fail the deploy instead of warning. */
+  strictVersions: z.boolean(),
+});
+export type PackagesSpec = z.infer<typeof PackagesSpec>;
+
+/**
+ * Where a package on the droplet came from: Debian's archive (apt, into R's system library), a
+ * binary repository or a source build (both into the API's own library), or `local`: found in
+ * /usr/local/lib/R/site-library, put there by hand.
+ */
+export const R_PACKAGE_SOURCES = ['debian', 'repository', 'source', 'local'] as const;
+export const RPackageSource = z.enum(R_PACKAGE_SOURCES);
+export type RPackageSource = z.infer<typeof RPackageSource>;
+
+export const InstalledRPackage = z.object({
+  name: RPackageName,
+  version: z.string(),
+  source: RPackageSource,
+  /** The R library it is loaded from. */
+  library: z.string(),
+});
+export type InstalledRPackage = z.infer<typeof InstalledRPackage>;
+
+/** How each package would get onto the droplet (`plumb deps`): already there, or which step installs it. */
+export const PackagePlanItem = z.object({
+  name: RPackageName,
+  action: z.enum(['present', 'debian', 'repository', 'source', 'missing']),
+  /** present: the installed version; otherwise the version that step would install (null: unknown). */
+  version: z.string().nullable(),
+  /** present: its library; debian: the Debian package; repository/source: the repository's URL; missing: why. */
+  from: z.string(),
+  /** Needed by another package, not asked for by the API itself. */
+  dependency: z.boolean(),
+  reason: z.string(),
+});
+export type PackagePlanItem = z.infer<typeof PackagePlanItem>;
+
+export const PackagesPlan = z.object({
+  items: z.array(PackagePlanItem),
+  /** Version differences and other things worth knowing (renv.lock's R version, a GitHub source, …). */
+  warnings: z.array(z.string()),
+  /** R on the droplet, e.g. 4.5.0. */
+  rVersion: z.string(),
+});
+export type PackagesPlan = z.infer<typeof PackagesPlan>;
+
+/** What a deploy did about R packages; the agent's own account, so "installed nothing" can be checked. */
+export const PackagesReport = z.object({
+  /** Every package the API asked for, as it is now on the droplet. */
+  packages: z.array(InstalledRPackage),
+  /** What this deploy installed, dependencies included: empty when everything was there already. */
+  installed: z.array(InstalledRPackage),
+  warnings: z.array(z.string()),
+  rVersion: z.string(),
+  tookMs: z.number(),
+});
+export type PackagesReport = z.infer<typeof PackagesReport>;
+
+/**
  * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
  * keeps the API's current one on a redeploy (the default on a first deploy), so `plumb deploy`
  * without --workers does not undo a `plumb scale`.
@@ -102,6 +180,8 @@ export const DeployRequest = z.object({
   memoryMax: MemoryLimit.nullable().optional(),
   /** Releases kept on the droplet for rollback (the live one always is). */
   keepReleases: KeepReleases.optional(),
+  /** The API's R packages, installed before the new release starts; absent (--no-deps): none checked. */
+  packages: PackagesSpec.optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -153,6 +233,10 @@ export const Request = z.discriminatedUnion('type', [
   }),
   /** Where the agent POSTs events (API down/up, repeated restarts, certificate expiry); null turns it off. */
   z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
+  /** What installing these packages would do on this droplet (`plumb deps`), without doing it. */
+  z.object({ id: Id, type: z.literal('packages-plan'), name: ApiName.nullable(), packages: PackagesSpec }),
+  /** The R packages of an API's live release: version and where each came from. */
+  z.object({ id: Id, type: z.literal('packages'), name: ApiName }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -179,6 +263,8 @@ export const DeployResult = z.object({
   forward: z.boolean(),
   files: z.number().int(),
   bytes: z.number().int(),
+  /** null: deployed with --no-deps. */
+  packages: PackagesReport.nullable(),
   tookMs: z.number(),
 });
 export type DeployResult = z.infer<typeof DeployResult>;
@@ -227,6 +313,8 @@ export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: Rel
 export type RollbackResult = z.infer<typeof RollbackResult>;
 export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number() });
 export type ScaleResult = z.infer<typeof ScaleResult>;
+export const PackagesResult = z.object({ name: ApiName, release: ReleaseId, packages: z.array(InstalledRPackage) });
+export type PackagesResult = z.infer<typeof PackagesResult>;
 export const LogsResult = z.object({ entries: z.number().int() });
 export type LogsResult = z.infer<typeof LogsResult>;
 
@@ -362,4 +450,6 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   https: HttpsResult,
   watch: WatchResult,
   alerts: AlertsResult,
+  'packages-plan': PackagesPlan,
+  packages: PackagesResult,
 };

@@ -8,6 +8,7 @@ import { events } from '../monitor/events.js';
 import type { AgentState, ApiRecord } from '../state.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
+import { installPackages, reposFor } from './packages.js';
 import { rollout } from './rollout.js';
 import { removeUnit } from './workers.js';
 
@@ -27,6 +28,7 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     healthTimeoutMs: req.healthTimeoutMs ?? previous?.healthTimeoutMs ?? HEALTH_TIMEOUT_MS,
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
+    repos: req.packages ? reposFor(req.packages, previous) : { source: previous?.repo ?? null, binary: previous?.binaryRepo ?? null },
   };
 }
 
@@ -71,7 +73,9 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   const entrypoint = await findEntrypoint(releaseDir);
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env };
+    // Before any worker of the new release starts: it loads its packages as it starts.
+    const packages = req.packages ? await installPackages(req.name, req.packages, { source: settings.repos.source ?? '', binary: settings.repos.binary }, ctx) : null;
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [] };
     const ports = await rollout(
       { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax },
       (ports) => ({
@@ -85,6 +89,8 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
+        repo: settings.repos.source,
+        binaryRepo: settings.repos.binary,
         deployedAt: new Date().toISOString(),
       }),
       req.forward,
@@ -93,7 +99,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
-    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started };
+    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, packages, tookMs: Date.now() - started };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
     if (ctx.state.get().apis[req.name]?.current !== release) {

@@ -26,6 +26,8 @@ Group=plumber
 # secrets stay out of this world-readable unit and an old worker keeps its release's settings.
 EnvironmentFile=/var/lib/plumb/instances/${name}@%i.env
 Environment=PLUMB_PORT=%i PLUMB_API=${name}
+# The API's own R library (root's, read-only here) goes before R's: packages plumb built for it.
+Environment=R_LIBS=/var/plumber/${name}/library
 # The runner changes into the release directory itself.
 ${memory}WorkingDirectory=/var/plumber/${name}
 ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R

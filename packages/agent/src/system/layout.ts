@@ -8,6 +8,8 @@ export const layout = {
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
+  /** The API's own R library: packages from repositories and source builds (root's, read-only to the API). */
+  libraryDir: (name: string) => `/var/plumber/${name}/library`,
   /** The only place the API's processes may write. */
   dataDir: (name: string) => `/var/plumber/${name}/data`,
   instanceUnit: (name: string, port: number) => `plumber-${name}@${port}.service`,
