@@ -4,7 +4,7 @@ import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
 import { https } from './ops/https.js';
 import { logs, type LogSink } from './ops/logs.js';
-import { packagesOf, packagesPlan } from './ops/packages.js';
+import { packagesOf, packagesPlan, setRepos } from './ops/packages.js';
 import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
 import { forward, remove, unforward } from './ops/routing.js';
@@ -70,6 +70,8 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return packagesPlan(request.name, request.packages, ctx);
     case 'packages':
       return packagesOf(request.name, ctx);
+    case 'repos':
+      return setRepos(request, ctx);
     case 'alerts':
       return setAlerts(request.webhook, ctx, await facts.hello());
   }

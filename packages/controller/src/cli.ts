@@ -191,6 +191,21 @@ program
   );
 
 program
+  .command('repos')
+  .description("the droplet's default CRAN-like repositories for R packages Debian does not ship; change them with the flags")
+  .option('--repo <url>', 'source builds come from here (default: CRAN)')
+  .option('--binary-repo <url>', "binaries built for the droplet's Debian, tried before source builds")
+  .option('--reset', 'back to CRAN and no binary repository')
+  .option(...dropletOption)
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx, o: { repo?: string; binaryRepo?: string; reset?: boolean; droplet?: string }) => (await import('./commands/packages.js')).repos(o, ctx),
+      async (r) => (await import('./commands/packages.js')).reposText(r),
+    ),
+  );
+
+program
   .command('remove <name>')
   .description('take an API off the droplet: its workers, unit, nginx location and files')
   .option('--keep-files', 'leave /var/plumber/NAME on the droplet')

@@ -58,7 +58,7 @@ export function fromRenvLock(text: string, file = 'renv.lock'): DetectedDependen
     needs.push({ name, version: version === null ? null : { op: '==', version }, reason: file });
   }
   const r = (lock as { R?: { Version?: unknown } }).R?.Version;
-  return { source: 'renv.lock', needs: sortNeeds(needs), notes, rVersion: typeof r === 'string' ? r : null };
+  return { source: 'renv.lock', needs: sortNeeds(needs), notes, rVersion: typeof r === 'string' && RPackageVersion.safeParse(r).success ? r : null };
 }
 
 /** A DESCRIPTION file: Depends, Imports and LinkingTo, with their version requirements. */

@@ -95,12 +95,14 @@ export type RPackageNeed = z.infer<typeof RPackageNeed>;
 /** What a deploy (or `plumb deps`) asks the agent to make present. */
 export const PackagesSpec = z.object({
   needs: z.array(RPackageNeed).max(R_PACKAGES_MAX),
-  /** CRAN-like repository for source builds; null: the one the API used last, else CRAN. */
+  /** CRAN-like repository for source builds; null: the API's (an earlier --repo), else the droplet's, else CRAN. */
   repo: HttpUrl.nullable(),
-  /** CRAN-like repository of binaries built for the droplet's Debian, tried before source builds; null: the API's, else none. */
+  /** CRAN-like repository of binaries built for the droplet's Debian, tried before source builds; null: the API's, else the droplet's, else none. */
   binaryRepo: HttpUrl.nullable(),
   /** Versions other than renv.lock's (or below DESCRIPTION's minimum) fail the deploy instead of warning. */
   strictVersions: z.boolean(),
+  /** The R version renv.lock was made with: a different major.minor than the droplet's is a warning. */
+  rVersion: RPackageVersion.nullable().default(null),
 });
 export type PackagesSpec = z.infer<typeof PackagesSpec>;
 
@@ -237,6 +239,8 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('packages-plan'), name: ApiName.nullable(), packages: PackagesSpec }),
   /** The R packages of an API's live release: version and where each came from. */
   z.object({ id: Id, type: z.literal('packages'), name: ApiName }),
+  /** The droplet's default CRAN-like repositories (for APIs deployed without --repo / --binary-repo); a field left out is kept, null resets it. */
+  z.object({ id: Id, type: z.literal('repos'), repo: HttpUrl.nullable().optional(), binaryRepo: HttpUrl.nullable().optional() }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -313,6 +317,9 @@ export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: Rel
 export type RollbackResult = z.infer<typeof RollbackResult>;
 export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number() });
 export type ScaleResult = z.infer<typeof ScaleResult>;
+/** The droplet's default repositories; null: CRAN for sources, no binary repository. */
+export const ReposResult = z.object({ repo: HttpUrl.nullable(), binaryRepo: HttpUrl.nullable() });
+export type ReposResult = z.infer<typeof ReposResult>;
 export const PackagesResult = z.object({ name: ApiName, release: ReleaseId, packages: z.array(InstalledRPackage) });
 export type PackagesResult = z.infer<typeof PackagesResult>;
 export const LogsResult = z.object({ entries: z.number().int() });
@@ -452,4 +459,5 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   alerts: AlertsResult,
   'packages-plan': PackagesPlan,
   packages: PackagesResult,
+  repos: ReposResult,
 };

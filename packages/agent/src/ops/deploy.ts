@@ -28,7 +28,8 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     healthTimeoutMs: req.healthTimeoutMs ?? previous?.healthTimeoutMs ?? HEALTH_TIMEOUT_MS,
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
-    repos: req.packages ? reposFor(req.packages, previous) : { source: previous?.repo ?? null, binary: previous?.binaryRepo ?? null },
+    repo: req.packages?.repo ?? previous?.repo ?? null,
+    binaryRepo: req.packages?.binaryRepo ?? previous?.binaryRepo ?? null,
   };
 }
 
@@ -74,7 +75,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
     // Before any worker of the new release starts: it loads its packages as it starts.
-    const packages = req.packages ? await installPackages(req.name, req.packages, { source: settings.repos.source ?? '', binary: settings.repos.binary }, ctx) : null;
+    const packages = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), ctx) : null;
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [] };
     const ports = await rollout(
       { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax },
@@ -89,8 +90,8 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
-        repo: settings.repos.source,
-        binaryRepo: settings.repos.binary,
+        repo: settings.repo,
+        binaryRepo: settings.binaryRepo,
         deployedAt: new Date().toISOString(),
       }),
       req.forward,

@@ -13,6 +13,7 @@ import {
   type PackagesReport,
   type PackagesResult,
   type PackagesSpec,
+  type ReposResult,
   type RPackageNeed,
   type RPackageSource,
 } from '@plumb/shared';
@@ -20,7 +21,8 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
-import { StepError, type OpContext } from './context.js';
+import type { AgentState } from '../state.js';
+import { SHARED, StepError, type OpContext } from './context.js';
 import { requireApi } from './routing.js';
 
 /**
@@ -30,14 +32,32 @@ import { requireApi } from './routing.js';
  * directory and moved into the library only once all of them succeeded.
  */
 
-/** Which repositories a deploy of this API uses: the request's, else the API's last ones, else CRAN. */
+/** The repositories an install uses. */
 export interface Repos {
   source: string;
   binary: string | null;
 }
 
-export function reposFor(spec: PackagesSpec, previous: { repo: string | null; binaryRepo: string | null } | undefined): Repos {
-  return { source: spec.repo ?? previous?.repo ?? DEFAULT_CRAN_URL, binary: spec.binaryRepo ?? previous?.binaryRepo ?? null };
+/** The API's own (this deploy's --repo, else an earlier one), else the droplet's (`plumb repos`), else CRAN. */
+export function reposFor(api: { repo: string | null; binaryRepo: string | null }, state: AgentState): Repos {
+  return { source: api.repo ?? state.packageRepos.repo ?? DEFAULT_CRAN_URL, binary: api.binaryRepo ?? state.packageRepos.binaryRepo ?? null };
+}
+
+/** `plumb repos`: the droplet's default repositories, changed where the request says. */
+export async function setRepos(change: { repo?: string | null | undefined; binaryRepo?: string | null | undefined }, ctx: OpContext): Promise<ReposResult> {
+  const next = await ctx.locks.with(SHARED, () =>
+    ctx.state.update((s) => ({
+      ...s,
+      packageRepos: { repo: change.repo === undefined ? s.packageRepos.repo : change.repo, binaryRepo: change.binaryRepo === undefined ? s.packageRepos.binaryRepo : change.binaryRepo },
+    })),
+  );
+  return next.packageRepos;
+}
+
+/** renv.lock made with another R (major.minor) than the droplet's: worth a warning, not a failure. */
+function rVersionWarning(spec: PackagesSpec, rVersion: string): string[] {
+  const minor = (v: string) => v.split('.').slice(0, 2).join('.');
+  return spec.rVersion !== null && minor(spec.rVersion) !== minor(rVersion) ? [`renv.lock was made with R ${spec.rVersion}; the droplet has R ${rVersion} (Debian 13's)`] : [];
 }
 
 /** What R's system libraries hold came from Debian; /usr/local is by hand; the API's library from plumb. */
@@ -69,7 +89,7 @@ interface RepoItem extends PackagePlanItem {
  * not replaced by builds. One missing or at another version in the API's own library is fetched
  * at the version asked for.
  */
-export async function planPackages(needs: RPackageNeed[], libraries: RLibraries, apiLibrary: string, repos: Repos, lookups: Lookups, strict: boolean): Promise<{ items: RepoItem[]; warnings: string[]; errors: string[] }> {
+export async function planPackages(needs: readonly RPackageNeed[], libraries: RLibraries, apiLibrary: string, repos: Repos, lookups: Lookups, strict: boolean): Promise<{ items: RepoItem[]; warnings: string[]; errors: string[] }> {
   const items: RepoItem[] = [];
   const warnings: string[] = [];
   const errors: string[] = [];
@@ -165,8 +185,9 @@ export async function packagesPlan(name: string | null, spec: PackagesSpec, ctx:
   const api = name === null ? undefined : ctx.state.get().apis[name];
   const apiLibrary = name === null ? '/nonexistent' : layout.libraryDir(name);
   const libraries = await inspectLibraries(apiLibrary);
-  const plan = await planPackages(spec.needs, libraries, apiLibrary, reposFor(spec, api), realLookups, spec.strictVersions);
-  return { items: plan.items.map(({ archiveUrl: _url, needsCompilation: _compiled, ...item }) => item), warnings: [...plan.warnings, ...plan.errors], rVersion: libraries.rVersion };
+  const repos = reposFor({ repo: spec.repo ?? api?.repo ?? null, binaryRepo: spec.binaryRepo ?? api?.binaryRepo ?? null }, ctx.state.get());
+  const plan = await planPackages(spec.needs, libraries, apiLibrary, repos, realLookups, spec.strictVersions);
+  return { items: plan.items.map(({ archiveUrl: _url, needsCompilation: _compiled, ...item }) => item), warnings: [...rVersionWarning(spec, libraries.rVersion), ...plan.warnings, ...plan.errors], rVersion: libraries.rVersion };
 }
 
 const STEP = { debian: 'installing R packages (apt)', repository: 'installing R packages (repository)', source: 'installing R packages (source build)' } as const;
@@ -212,7 +233,7 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
   return {
     packages: spec.needs.map((n) => describe(n.name)).filter((p): p is InstalledRPackage => p !== undefined),
     installed: installedNames.map(describe).filter((p): p is InstalledRPackage => p !== undefined),
-    warnings: plan.warnings,
+    warnings: [...rVersionWarning(spec, after.rVersion), ...plan.warnings],
     rVersion: after.rVersion,
     tookMs: Date.now() - started,
   };

@@ -70,6 +70,7 @@ export function packagesSpec(detected: DetectedDependencies, opts: { strictVersi
     repo: opts.repo === undefined ? null : checkInput(HttpUrl, opts.repo, '--repo'),
     binaryRepo: opts.binaryRepo === undefined ? null : checkInput(HttpUrl, opts.binaryRepo, '--binary-repo'),
     strictVersions: opts.strictVersions ?? false,
+    rVersion: detected.rVersion,
   };
 }
 

@@ -1,4 +1,4 @@
-import { ApiName, checkInput, type PackagesPlan, type PackagesResult, type RPackageNeed } from '@plumb/shared';
+import { ApiName, checkInput, DEFAULT_CRAN_URL, HttpUrl, type PackagesPlan, type PackagesResult, type ReposResult, type RPackageNeed } from '@plumb/shared';
 import { inspectApiDir } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
@@ -73,3 +73,22 @@ export function packagesText(r: PackagesResult): string {
   const width = Math.max(...r.packages.map((p) => p.name.length));
   return [`${r.name} (release ${r.release}):`, ...r.packages.map((p) => `  ${p.name.padEnd(width)}  ${p.version.padEnd(10)}  ${p.source.padEnd(10)}  ${p.library}`)].join('\n');
 }
+
+export interface ReposOptions {
+  droplet?: string;
+  repo?: string;
+  binaryRepo?: string;
+  /** Back to CRAN and no binary repository. */
+  reset?: boolean;
+}
+
+/** `plumb repos`: the droplet's default repositories for APIs deployed without --repo / --binary-repo. */
+export async function repos(opts: ReposOptions, ctx: Context): Promise<ReposResult & { droplet: string }> {
+  const change: { repo?: string | null; binaryRepo?: string | null } = opts.reset ? { repo: null, binaryRepo: null } : {};
+  if (opts.repo !== undefined) change.repo = checkInput(HttpUrl, opts.repo, '--repo');
+  if (opts.binaryRepo !== undefined) change.binaryRepo = checkInput(HttpUrl, opts.binaryRepo, '--binary-repo');
+  return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => ({ ...(await connection.request<ReposResult>({ type: 'repos', ...change })), droplet: droplet.name }));
+}
+
+export const reposText = (r: ReposResult & { droplet: string }) =>
+  [`R package repositories on ${r.droplet} (for APIs deployed without --repo / --binary-repo):`, `  source builds from ${r.repo ?? `${DEFAULT_CRAN_URL} (CRAN, the default)`}`, `  binaries from ${r.binaryRepo ?? 'no binary repository (Debian packages, then source builds)'}`].join('\n');
