@@ -34,6 +34,8 @@ export async function deps(opts: DepsOptions, ctx: Context): Promise<DepsResult>
   const spec = packagesSpec(detected, opts);
   const base = { source: detected.source, needs: detected.needs, notes: detected.notes };
   if (opts.local) return { ...base, droplet: null, plan: null };
+  // Before any droplet exists, what the directory says is still worth showing.
+  if (opts.droplet === undefined && (await ctx.droplets.list()).length === 0) return { ...base, notes: [...base.notes, 'plumb knows no droplet yet: how each package would be installed is decided there'], droplet: null, plan: null };
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const plan = await connection.request<PackagesPlan>({ type: 'packages-plan', name, packages: spec }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) });
     return { ...base, droplet: droplet.name, plan };
