@@ -10,7 +10,7 @@ import { startLab } from '../test/lab/lab.js';
 import { plumbUser } from '../test/e2e/plumb.js';
 
 /** Small to large; none comes with R or plumber. */
-const PACKAGES = (process.env['R_BENCH_PACKAGES'] ?? 'praise base64enc digest data.table').split(/\s+/).filter(Boolean);
+const PACKAGES = (process.env['R_BENCH_PACKAGES'] ?? 'praise base64enc digest matrixStats').split(/\s+/).filter(Boolean);
 
 const lab = await startLab();
 try {
@@ -38,20 +38,24 @@ try {
 
   // Source tarballs from Debian's source packages, as a file:// repository R reads.
   await sh(`echo 'deb-src http://deb.debian.org/debian trixie main' > /etc/apt/sources.list.d/plumb-bench-src.list && apt-get -o DPkg::Lock::Timeout=300 update -qq`);
-  await sh(`mkdir -p /srv/cran/src/contrib && cd /tmp && apt-get source --download-only -qq ${debs.join(' ')}`);
+  await sh('mkdir -p /srv/cran/src/contrib');
+  const built: string[] = [];
   for (const [i, p] of PACKAGES.entries()) {
-    await sh(`cd /tmp && f=$(ls ${debs[i]}_*.orig.tar.* | head -1) && v=$(echo "$f" | sed -E 's/^[^_]+_([^+~]+)([+~][^.]*)?\\.orig\\.tar\\..*$/\\1/') && mkdir -p x && tar -xf "$f" -C x && d=$(ls x) && mv "x/$d" "x/${p}" && tar -czf /srv/cran/src/contrib/${p}_$v.tar.gz -C x ${p} && rm -rf x`);
+    // A mirror may lack a source package its index lists: that package is left out of the table.
+    if (!(await sh(`cd /tmp && apt-get source --download-only -qq ${debs[i]}`).then(() => true, () => false))) continue;
+    built.push(p);
+    await sh(`cd /tmp && f=$(ls ${debs[i]}_*.orig.tar.* | head -1) && v=$(echo "$f" | sed -E 's/^[^_]+_([^+~]+)([+~][^.]*)?\\.orig\\.tar\\..*$/\\1/') && mkdir -p x && tar -xf "$f" -C x && d=$(ls x) && { [ "$d" = "${p}" ] || mv "x/$d" "x/${p}"; } && tar -czf /srv/cran/src/contrib/${p}_$v.tar.gz -C x ${p} && rm -rf x`);
   }
   await sh(`Rscript -e 'tools::write_PACKAGES("/srv/cran/src/contrib", type = "source")'`);
   const source: Record<string, number> = {};
-  for (const p of PACKAGES) {
+  for (const p of built) {
     source[p] = await timed(`d=$(mktemp -d) && Rscript -e 'install.packages("${p}", lib = "'$d'", repos = "file:///srv/cran", Ncpus = 2, dependencies = FALSE)' && test -d $d/${p}`);
   }
 
   console.log(`\n### R packages: Debian binary vs source build (lab droplet s-2vcpu-4gb, R 4.5)\n`);
   console.log('| package | Debian binary (apt-get install) | from source (install.packages) | ratio |');
   console.log('|---|---|---|---|');
-  for (const p of PACKAGES) console.log(`| ${p} | ${binary[p]!.toFixed(1)} s | ${source[p]!.toFixed(1)} s | ${(source[p]! / binary[p]!).toFixed(1)}x |`);
+  for (const p of built) console.log(`| ${p} | ${binary[p]!.toFixed(1)} s | ${source[p]!.toFixed(1)} s | ${(source[p]! / binary[p]!).toFixed(1)}x |`);
   console.log(`| (once) the compilers, r-base-dev | ${compilers.toFixed(1)} s | | |`);
 } finally {
   await lab.stop();
