@@ -5,6 +5,7 @@ import { deploy } from './ops/deploy.js';
 import { firewall } from './ops/firewall.js';
 import { https } from './ops/https.js';
 import { logs, type LogSink } from './ops/logs.js';
+import { packagesOf, packagesPlan, setRepos } from './ops/packages.js';
 import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
 import { forward, remove, unforward } from './ops/routing.js';
@@ -79,6 +80,13 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'watch':
       // A subscription of the socket, not a one-shot request: Session serves it (monitor/watch.ts).
       throw new PlumbError('BAD_REQUEST', 'watch is served by the session');
+    case 'packages-plan':
+      await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to install R', s.status));
+      return packagesPlan(request.name, request.packages, ctx);
+    case 'packages':
+      return packagesOf(request.name, ctx);
+    case 'repos':
+      return setRepos(request, ctx);
     case 'alerts':
       return setAlerts(request.webhook, ctx, await facts.hello());
     case 'firewall':

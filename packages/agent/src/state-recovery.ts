@@ -117,7 +117,7 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   for (const id of ids) {
     const knownRelease = known?.releases.find((r) => r.id === id);
     const createdAt = knownRelease?.createdAt ?? (await lstat(path.join(releasesDir, id))).mtime.toISOString();
-    releases.push({ id, createdAt, files: knownRelease?.files ?? 0, bytes: knownRelease?.bytes ?? 0, env: envOf(id) });
+    releases.push({ id, createdAt, files: knownRelease?.files ?? 0, bytes: knownRelease?.bytes ?? 0, env: envOf(id), packages: knownRelease?.packages ?? [] });
   }
   const entrypoint = await readdir(path.join(releasesDir, current)).then((files) => (files.includes('entrypoint.R') ? 'entrypoint.R' : 'plumber.R'));
   return {

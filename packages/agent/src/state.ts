@@ -18,6 +18,8 @@ export const Release = z.object({
   bytes: z.number().int(),
   /** The --env it was deployed with, so a rollback runs it as it ran (this file is root-only). */
   env: z.record(z.string(), z.string()).default({}),
+  /** The R packages it asked for (none with --no-deps): what `plumb packages` lists, with the API library's own. */
+  packages: z.array(z.string()).default([]),
 });
 export type Release = z.infer<typeof Release>;
 
@@ -50,6 +52,9 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
+  /** The CRAN-like repositories given to its deploys (--repo, --binary-repo), used again when a deploy names none. */
+  repo: HttpUrl.nullable().default(null),
+  binaryRepo: HttpUrl.nullable().default(null),
   deployedAt: z.string(),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;
@@ -77,10 +82,12 @@ export const AgentState = z.object({
   https: z.object({ certificates: z.array(CertificateRecord) }).nullable().default(null),
   /** Where the agent POSTs alerts (`plumb alerts --webhook`), if anywhere. */
   alertWebhook: HttpUrl.nullable().default(null),
+  /** Default CRAN-like repositories for APIs that name none (`plumb repos`). */
+  packageRepos: z.object({ repo: HttpUrl.nullable(), binaryRepo: HttpUrl.nullable() }).default({ repo: null, binaryRepo: null }),
 });
 export type AgentState = z.infer<typeof AgentState>;
 
-const EMPTY: AgentState = { version: 1, enrolledAt: null, apis: {}, forward: null, https: null, alertWebhook: null };
+const EMPTY: AgentState = { version: 1, enrolledAt: null, apis: {}, forward: null, https: null, alertWebhook: null, packageRepos: { repo: null, binaryRepo: null } };
 
 export class StateStore {
   private constructor(

@@ -36,7 +36,10 @@ export class RemoteError extends PlumbError {
   readonly step: string | undefined;
   readonly log: string[];
   /** What `log` is, as the CLI titles it. */
-  readonly logTitle: string = 'last log lines of the new release';
+  get logTitle(): string {
+    if (this.step?.startsWith('installing R packages')) return 'last lines of its output';
+    return this.step === 'health check' ? 'last log lines of the new release' : 'details';
+  }
   constructor(error: WireError) {
     super(error.code, error.message, error.hint);
     this.step = error.step;

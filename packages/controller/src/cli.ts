@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
-import { PlumbError, type DrainReport } from '@plumb/shared';
+import { PlumbError, type DrainReport, type PackagesReport } from '@plumb/shared';
 import { RemoteError } from './agent-client.js';
 import { defaultContext, type Context } from './context.js';
 import { progressReporter } from './progress.js';
@@ -151,6 +151,11 @@ async function confirmDestroy(which: string, ctx: Context): Promise<void> {
 }
 
 const dropletOption = ['--droplet <name|id>', 'which droplet (needed when plumb knows several)'] as const;
+const packageOptions = {
+  strict: ['--strict-versions', "fail when a package's version differs from renv.lock's (or is below DESCRIPTION's minimum) instead of warning"],
+  repo: ['--repo <url>', 'CRAN-like repository for packages Debian does not ship (default: CRAN; remembered for the API)'],
+  binaryRepo: ['--binary-repo <url>', "CRAN-like repository of binaries built for the droplet's Debian, tried before source builds (remembered for the API)"],
+} as const;
 const collect = (value: string, all: string[]) => [...all, value];
 
 program
@@ -167,11 +172,19 @@ program
   .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', (v: string) => Number(v))
   .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', (v: string) => Number(v))
   .option(...waitOption)
+  .option('--no-deps', 'do not look for or install the R packages the API uses')
+  .option(...packageOptions.strict)
+  .option(...packageOptions.repo)
+  .option(...packageOptions.binaryRepo)
   .option(...dropletOption)
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, dir: string, o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; droplet?: string }) => {
+      async (
+        ctx,
+        dir: string,
+        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; deps: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string },
+      ) => {
         const { healthTimeout, drainTimeout, ...rest } = o;
         return (await import('./commands/deploy.js')).deploy(
           { dir, ...rest, ...(healthTimeout === undefined ? {} : { healthTimeoutSeconds: healthTimeout }), ...(drainTimeout === undefined ? {} : { drainTimeoutSeconds: drainTimeout }) },
@@ -184,7 +197,61 @@ program
           `  ${r.url}`,
           ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
           ...drainText(r.drain),
+          ...(r.packages ? packagesLines(r.packages) : ['  R packages: not checked (--no-deps)']),
         ].join('\n'),
+    ),
+  );
+
+/** A deploy's R packages in two lines or so: what it installed, what was there, warnings. */
+function packagesLines(p: PackagesReport): string[] {
+  const list = (xs: { name: string; version: string; source: string }[]) => xs.map((x) => `${x.name} ${x.version} (${x.source})`).join(', ');
+  return [
+    `  R packages: ${p.packages.length} used, ${p.installed.length === 0 ? 'nothing installed' : `installed ${list(p.installed)}`} in ${seconds(p.tookMs)} (R ${p.rVersion})`,
+    ...p.warnings.map((w) => `  warning: ${w}`),
+  ];
+}
+
+program
+  .command('deps <dir>')
+  .description('the R packages the API in DIR needs, and how the droplet would install each (nothing is deployed)')
+  .option('--name <name>', 'the API it would be deployed as (its own library counts as installed)')
+  .option('--local', 'only read DIR: do not ask a droplet')
+  .option(...packageOptions.strict)
+  .option(...packageOptions.repo)
+  .option(...packageOptions.binaryRepo)
+  .option(...dropletOption)
+  .option('--json', 'print the result as JSON')
+  .action(
+    run(
+      async (ctx, dir: string, o: { name?: string; local?: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string }) => (await import('./commands/packages.js')).deps({ dir, ...o }, ctx),
+      async (r) => (await import('./commands/packages.js')).depsText(r),
+    ),
+  );
+
+program
+  .command('packages <name>')
+  .description("the R packages of an API's live release: version and where each came from")
+  .option(...dropletOption)
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx, name: string, o: { droplet?: string }) => (await import('./commands/packages.js')).packages(name, o, ctx),
+      async (r) => (await import('./commands/packages.js')).packagesText(r),
+    ),
+  );
+
+program
+  .command('repos')
+  .description("the droplet's default CRAN-like repositories for R packages Debian does not ship; change them with the flags")
+  .option('--repo <url>', 'source builds come from here (default: CRAN)')
+  .option('--binary-repo <url>', "binaries built for the droplet's Debian, tried before source builds")
+  .option('--reset', 'back to CRAN and no binary repository')
+  .option(...dropletOption)
+  .option('--json', 'print JSON')
+  .action(
+    run(
+      async (ctx, o: { repo?: string; binaryRepo?: string; reset?: boolean; droplet?: string }) => (await import('./commands/packages.js')).repos(o, ctx),
+      async (r) => (await import('./commands/packages.js')).reposText(r),
     ),
   );
 

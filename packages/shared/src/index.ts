@@ -4,3 +4,4 @@ export * from './names.js';
 export * from './protocol.js';
 export * from './input.js';
 export * from './version.js';
+export * from './r-packages.js';

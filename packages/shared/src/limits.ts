@@ -173,3 +173,18 @@ export const AGENT_UPGRADE_WAIT_MS = AGENT_CONFIRM_TIMEOUT_MS + 45_000;
 export const AGENT_VERSIONS_KEPT = 2;
 /** Controller keys one droplet may trust. */
 export const CONTROLLER_KEYS_MAX = 32;
+
+/** R packages (issue 10): most packages one deploy may ask for (its direct needs; dependencies come on top). */
+export const R_PACKAGES_MAX = 500;
+/** How long apt may wait for another apt/dpkg to let go of its lock (apt's DPkg::Lock::Timeout), in seconds. */
+export const APT_LOCK_TIMEOUT_SECONDS = 300;
+/** One apt-get install, or one R install of packages from a repository, may take this long. */
+export const R_PACKAGES_INSTALL_TIMEOUT_MS = 60 * 60_000;
+/** Reading a CRAN-like repository's index (src/contrib/PACKAGES): time and size (CRAN's is ~15 MiB). */
+export const R_REPO_INDEX_TIMEOUT_MS = 60_000;
+export const R_REPO_INDEX_MAX_BYTES = 64 * 1024 * 1024;
+/** Output lines of a failed apt or R install sent with the error, out of the last ones kept while it runs. */
+export const R_PACKAGES_FAILED_LOG_LINES = 30;
+export const R_PACKAGES_OUTPUT_KEPT_LINES = 5_000;
+/** Where source builds come from unless the API or the droplet names another CRAN-like repository. */
+export const DEFAULT_CRAN_URL = 'https://cloud.r-project.org';

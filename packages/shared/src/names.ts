@@ -108,3 +108,12 @@ export const KeepReleases = wholeNumber(1, 50);
 export const LogLines = wholeNumber(0, LOGS_MAX_LINES);
 /** journalctl's --since forms, kept to characters that cannot become another option. */
 export const JournalSince = z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/, 'use journalctl\'s forms, e.g. "10 min ago" or "2026-11-25 10:00"');
+
+/** An R package name as CRAN and Bioconductor allow it: letters, digits and ".", a letter first, not ending in ".". */
+export const RPackageName = z
+  .string()
+  .max(100)
+  .regex(/^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$/, 'an R package name is letters, digits and ".", starting with a letter and not ending with "."');
+
+/** An R package version: numbers joined by "." or "-" (R's package_version rule), e.g. 1.2.3 or 0.9-1. */
+export const RPackageVersion = z.string().max(50).regex(/^\d+(?:[.-]\d+)+$|^\d+$/, 'an R package version is numbers joined by "." or "-", e.g. 1.2.3');

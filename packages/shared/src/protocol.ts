@@ -1,6 +1,6 @@
 import * as z from 'zod';
-import { ApiName, DomainName, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS } from './limits.js';
+import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
+import { CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -210,6 +210,86 @@ const DrainTimeoutMs = z.number().int().min(0).max(DRAIN_TIMEOUT_MAX_MS);
 const Wait = z.boolean().default(false);
 
 /**
+ * R packages (docs/r-packages.md). A package an API needs, as the controller found it: in
+ * renv.lock, in a DESCRIPTION, or in the code (library(), pkg::fn, a plumber feature).
+ */
+export const RPackageNeed = z.object({
+  name: RPackageName,
+  /** `==`: renv.lock, or DESCRIPTION's `(== x)`; `>=`: DESCRIPTION's `(>= x)` or `(> x)`; null: any version. */
+  version: z.object({ op: z.enum(['==', '>=']), version: RPackageVersion }).nullable(),
+  /** Where it was found, for the person reading: a file, or the plumber feature that needs it. */
+  reason: z.string().max(200),
+});
+export type RPackageNeed = z.infer<typeof RPackageNeed>;
+
+/** What a deploy (or `plumb deps`) asks the agent to make present. */
+export const PackagesSpec = z.object({
+  needs: z.array(RPackageNeed).max(R_PACKAGES_MAX),
+  /** CRAN-like repository for source builds; null: the API's (an earlier --repo), else the droplet's, else CRAN. */
+  repo: HttpUrl.nullable(),
+  /** CRAN-like repository of binaries built for the droplet's Debian, tried before source builds; null: the API's, else the droplet's, else none. */
+  binaryRepo: HttpUrl.nullable(),
+  /** Versions other than renv.lock's (or below DESCRIPTION's minimum) fail the deploy instead of warning. */
+  strictVersions: z.boolean(),
+  /** The R version renv.lock was made with: a different major.minor than the droplet's is a warning. */
+  rVersion: RPackageVersion.nullable().default(null),
+});
+export type PackagesSpec = z.infer<typeof PackagesSpec>;
+
+/**
+ * Where a package on the droplet came from: Debian's archive (apt, into R's system library), a
+ * binary repository or a source build (both into the API's own library), or `local`: found in
+ * /usr/local/lib/R/site-library, put there by hand.
+ */
+export const R_PACKAGE_SOURCES = ['debian', 'repository', 'source', 'local'] as const;
+export const RPackageSource = z.enum(R_PACKAGE_SOURCES);
+export type RPackageSource = z.infer<typeof RPackageSource>;
+
+export const InstalledRPackage = z.object({
+  name: RPackageName,
+  version: z.string(),
+  source: RPackageSource,
+  /** The R library it is loaded from. */
+  library: z.string(),
+});
+export type InstalledRPackage = z.infer<typeof InstalledRPackage>;
+
+/** How each package would get onto the droplet (`plumb deps`): already there, or which step installs it. */
+export const PackagePlanItem = z.object({
+  name: RPackageName,
+  action: z.enum(['present', 'debian', 'repository', 'source', 'missing']),
+  /** present: the installed version; otherwise the version that step would install (null: unknown). */
+  version: z.string().nullable(),
+  /** present: its library; debian: the Debian package; repository/source: the repository's URL; missing: why. */
+  from: z.string(),
+  /** Needed by another package, not asked for by the API itself. */
+  dependency: z.boolean(),
+  reason: z.string(),
+});
+export type PackagePlanItem = z.infer<typeof PackagePlanItem>;
+
+export const PackagesPlan = z.object({
+  items: z.array(PackagePlanItem),
+  /** Version differences and other things worth knowing (renv.lock's R version, a GitHub source, …). */
+  warnings: z.array(z.string()),
+  /** R on the droplet, e.g. 4.5.0. */
+  rVersion: z.string(),
+});
+export type PackagesPlan = z.infer<typeof PackagesPlan>;
+
+/** What a deploy did about R packages; the agent's own account, so "installed nothing" can be checked. */
+export const PackagesReport = z.object({
+  /** Every package the API asked for, as it is now on the droplet. */
+  packages: z.array(InstalledRPackage),
+  /** What this deploy installed, dependencies included: empty when everything was there already. */
+  installed: z.array(InstalledRPackage),
+  warnings: z.array(z.string()),
+  rVersion: z.string(),
+  tookMs: z.number(),
+});
+export type PackagesReport = z.infer<typeof PackagesReport>;
+
+/**
  * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
  * keeps the API's current one on a redeploy (the default on a first deploy), so `plumb deploy`
  * without --workers does not undo a `plumb scale`.
@@ -236,6 +316,8 @@ export const DeployRequest = z.object({
   drainTimeoutMs: DrainTimeoutMs.optional(),
   /** Answer once the previous workers have stopped, not as soon as traffic switched. */
   wait: Wait,
+  /** The API's R packages, installed before the new release starts; absent (--no-deps): none checked. */
+  packages: PackagesSpec.optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -297,6 +379,12 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('keys-add'), key: ControllerKey.required({ name: true }) }),
   /** Stop trusting a key (by name or id): its open sockets are closed. Not the caller's own, not the last. */
   z.object({ id: Id, type: z.literal('keys-revoke'), key: z.union([KeyName, KeyId]) }),
+  /** What installing these packages would do on this droplet (`plumb deps`), without doing it. */
+  z.object({ id: Id, type: z.literal('packages-plan'), name: ApiName.nullable(), packages: PackagesSpec }),
+  /** The R packages of an API's live release: version and where each came from. */
+  z.object({ id: Id, type: z.literal('packages'), name: ApiName }),
+  /** The droplet's default CRAN-like repositories (for APIs deployed without --repo / --binary-repo); a field left out is kept, null resets it. */
+  z.object({ id: Id, type: z.literal('repos'), repo: HttpUrl.nullable().optional(), binaryRepo: HttpUrl.nullable().optional() }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -331,6 +419,8 @@ export const DeployResult = z.object({
   forward: z.boolean(),
   files: z.number().int(),
   bytes: z.number().int(),
+  /** null: deployed with --no-deps. */
+  packages: PackagesReport.nullable(),
   tookMs: z.number(),
   drain: DrainReport,
 });
@@ -380,6 +470,11 @@ export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: Rel
 export type RollbackResult = z.infer<typeof RollbackResult>;
 export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type ScaleResult = z.infer<typeof ScaleResult>;
+/** The droplet's default repositories; null: CRAN for sources, no binary repository. */
+export const ReposResult = z.object({ repo: HttpUrl.nullable(), binaryRepo: HttpUrl.nullable() });
+export type ReposResult = z.infer<typeof ReposResult>;
+export const PackagesResult = z.object({ name: ApiName, release: ReleaseId, packages: z.array(InstalledRPackage) });
+export type PackagesResult = z.infer<typeof PackagesResult>;
 export const LogsResult = z.object({ entries: z.number().int() });
 export type LogsResult = z.infer<typeof LogsResult>;
 
@@ -534,4 +629,7 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   keys: KeysResult,
   'keys-add': KeysResult,
   'keys-revoke': KeysResult,
+  'packages-plan': PackagesPlan,
+  packages: PackagesResult,
+  repos: ReposResult,
 };

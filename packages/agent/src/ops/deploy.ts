@@ -8,6 +8,7 @@ import type { AgentState, ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
+import { installPackages, reposFor } from './packages.js';
 import { rollout } from './rollout.js';
 import { removeUnit } from './workers.js';
 
@@ -28,6 +29,8 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
     drainTimeoutMs: req.drainTimeoutMs ?? previous?.drainTimeoutMs ?? DRAIN_TIMEOUT_MS,
+    repo: req.packages?.repo ?? previous?.repo ?? null,
+    binaryRepo: req.packages?.binaryRepo ?? previous?.binaryRepo ?? null,
   };
 }
 
@@ -79,7 +82,9 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   const entrypoint = await findEntrypoint(releaseDir);
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env };
+    // Before any worker of the new release starts: it loads its packages as it starts.
+    const packages = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), ctx) : null;
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [] };
     const { ports, drain } = await rollout(
       { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
@@ -93,6 +98,8 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
+        repo: settings.repo,
+        binaryRepo: settings.binaryRepo,
         deployedAt: new Date().toISOString(),
       }),
       req.forward,
@@ -101,7 +108,7 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
-    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, tookMs: Date.now() - started, drain };
+    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, packages, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
     if (ctx.state.get().apis[req.name]?.current !== release) {

@@ -32,6 +32,8 @@ EnvironmentFile=/var/lib/plumb/instances/${name}@%i.env
 Environment=PLUMB_PORT=%i PLUMB_API=${name}
 # R's user cache, data and config (tools::R_user_dir) and packages' caches: the API's own, kept across releases.
 Environment=HOME=/var/plumber/${name}/home
+# The API's own R library (root's, read-only here) goes before R's: packages plumb built for it.
+Environment=R_LIBS=/var/plumber/${name}/library
 # The runner changes into the release directory itself.
 WorkingDirectory=/var/plumber/${name}
 ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R

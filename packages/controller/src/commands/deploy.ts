@@ -1,8 +1,9 @@
-import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult } from '@plumb/shared';
+import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult, type PackagesSpec } from '@plumb/shared';
 import type { RequestBody } from '../agent-client.js';
 import { inspectApiDir, packBundle } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
+import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../r-deps.js';
 
 export interface DeployOptions {
   dir: string;
@@ -23,9 +24,19 @@ export interface DeployOptions {
   drainTimeoutSeconds?: number;
   /** Return only once the previous workers have stopped. */
   wait?: boolean;
+  /** false (--no-deps): no R package is looked for or installed. */
+  deps?: boolean;
+  /** Versions other than renv.lock's are errors, not warnings. */
+  strictVersions?: boolean;
+  /** CRAN-like repository for source builds (remembered for the API). */
+  repo?: string;
+  /** CRAN-like repository of binaries for the droplet's Debian (remembered for the API). */
+  binaryRepo?: string;
 }
 
 export interface DeployOutcome extends DeployResult {
+  /** What the controller found the API needs (null: --no-deps). */
+  dependencies: { source: DetectedDependencies['source']; notes: string[] } | null;
   droplet: string;
   url: string;
   bundleBytes: number;
@@ -57,6 +68,22 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   return settings;
 }
 
+/** The repository flags, checked; shared by deploy and deps. */
+export function packagesSpec(detected: DetectedDependencies, opts: { strictVersions?: boolean; repo?: string; binaryRepo?: string }): PackagesSpec {
+  return {
+    needs: detected.needs,
+    repo: opts.repo === undefined ? null : checkInput(HttpUrl, opts.repo, '--repo'),
+    binaryRepo: opts.binaryRepo === undefined ? null : checkInput(HttpUrl, opts.binaryRepo, '--binary-repo'),
+    strictVersions: opts.strictVersions ?? false,
+    rVersion: detected.rVersion,
+  };
+}
+
+/** The API's R packages as the controller finds them in DIR (docs/r-packages.md). */
+export async function dependenciesOf(dir: string, files: string[]): Promise<DetectedDependencies> {
+  return detectDependencies(await readDependencyFiles(dir, files));
+}
+
 /**
  * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
  * next to the old one and switches nginx once it answers. Running it again updates the API.
@@ -64,11 +91,17 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
 export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployOutcome> {
   const checked = checkDeployOptions(opts);
   const info = await inspectApiDir(opts.dir);
+  const detected = opts.deps === false ? null : await dependenciesOf(opts.dir, info.files);
+  const packages = detected ? packagesSpec(detected, opts) : undefined;
+  if (detected) {
+    ctx.progress({ step: `R packages from ${detected.source === 'code' ? 'the code' : detected.source}: ${detected.needs.map(describeNeed).join(', ') || 'none beyond plumber'}` });
+    for (const note of detected.notes) ctx.progress({ step: `note: ${note}` });
+  }
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const files = `${info.files.length} file${info.files.length === 1 ? '' : 's'}`;
     ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
     const pending = connection.start<DeployResult>(
-      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked },
+      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}) },
       { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
     );
     let settled = false;
@@ -88,6 +121,6 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
     const result = await pending.result;
     ctx.progress({ step: 'done', done: true });
-    return { ...result, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes };
+    return { ...result, dependencies: detected && { source: detected.source, notes: detected.notes }, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes };
   });
 }

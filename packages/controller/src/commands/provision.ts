@@ -149,7 +149,9 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
 /** The droplet could not get going: cloud-init failed, or the bootstrap gave up; with cloud-init's output. */
 export class DropletFailedError extends RemoteError {
   override name = 'DropletFailedError';
-  override readonly logTitle = 'the end of /var/log/cloud-init-output.log on the droplet';
+  override get logTitle(): string {
+    return 'the end of /var/log/cloud-init-output.log on the droplet';
+  }
 }
 
 const destroyHint = (name: string) => `the droplet is still there (and billed): \`plumb destroy ${name}\` removes it`;

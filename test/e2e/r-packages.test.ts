@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { DeployResult, PackagesResult } from '@plumb/shared';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir } from './api-fixtures.js';
+import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
+import { httpGet } from './helpers.js';
+import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+
+/**
+ * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
+ * a DESCRIPTION or an renv.lock and the droplet installs them before the release starts, from
+ * Debian's archive or, for what Debian does not ship, from a CRAN-like repository (one the test
+ * serves on the lab host) into the API's own library. One droplet for every test here.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+let repo: CranRepo;
+
+const get = async (path: string) => JSON.parse((await httpGet(`http://${address}${path}`, 5000)).body) as unknown;
+const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
+
+/** `plumb deploy DIR --name NAME ARGS --json`: the agent's report, or the failure as the user sees it. */
+async function deploy(files: Record<string, string>, name: string, args: string[] = []) {
+  const run = await user.plumb(['deploy', await apiDir(files), '--name', name, '--json', ...args]);
+  return { ...run, result: run.exitCode === 0 ? (JSON.parse(run.stdout) as DeployResult) : undefined };
+}
+const installedBy = (result: DeployResult | undefined) => result?.packages?.installed.map((p) => `${p.name} ${p.source}`).sort();
+
+const demo = (version: string): RPackageFixture => ({ name: 'plumbdemo', version, code: { 'version.R': `demo_version <- function() "${version}"\n` } });
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  ({ id: dropletId, address } = await provisionDroplet(user, 'rpkgs'));
+  repo = await startCranRepo(
+    [demo('2.0'), { name: 'plumbextra', version: '1.0', code: { 'extra.R': 'extra <- function() "extra"\n' } }, { name: 'plumbbroken', version: '1.0', code: { 'broken.R': 'broken <- function( {\n' } }],
+    [demo('1.0')],
+  );
+});
+
+after(async () => {
+  await repo?.close();
+  await lab?.stop();
+});
+
+/** base64enc through library(), digest through pkg::fn: both small, both in Debian 13, neither installed with plumber. */
+const hashApi = (version: string) => ({
+  'plumber.R': `library(base64enc)
+#* @get /enc
+function(x = "hi") base64encode(charToRaw(x))
+#* @get /hash
+function(x = "hi") digest::digest(x, algo = "md5", serialize = FALSE)
+#* @get /version
+function() "${version}"
+`,
+});
+
+describe('R packages from Debian', () => {
+  test('an API using Debian-shipped packages through library() and pkg::fn deploys with no manual step; a second deploy installs nothing', async () => {
+    const plan = await user.plumb(['deps', await apiDir(hashApi('v1'))]);
+    assert.equal(plan.exitCode, 0, plan.stderr);
+    assert.match(plan.stdout, /R packages from the code .*: base64enc, digest/);
+    assert.match(plan.stdout, /base64enc\s+apt \(Debian\)\s+0\.1-3\s+r-cran-base64enc/);
+    assert.match(plan.stdout, /digest\s+apt \(Debian\)\s+\S+\s+r-cran-digest/);
+
+    const first = await deploy(hashApi('v1'), 'hash');
+    assert.equal(first.exitCode, 0, first.stderr);
+    assert.deepEqual(installedBy(first.result), ['base64enc debian', 'digest debian']);
+    assert.match(first.stderr, /installing R packages \(apt\)/);
+    assert.deepEqual(await get('/hash/enc?x=abc'), ['YWJj']);
+    assert.deepEqual(await get('/hash/hash?x=abc'), ['900150983cd24fb0d6963f7d28e17f72']);
+
+    const second = await deploy(hashApi('v2'), 'hash');
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.deepEqual(installedBy(second.result), []);
+    assert.deepEqual(second.result?.packages?.packages.map((p) => `${p.name} ${p.source} ${p.library}`), ['base64enc debian /usr/lib/R/site-library', 'digest debian /usr/lib/R/site-library']);
+    assert.doesNotMatch(second.stderr, /installing R packages/);
+    assert.deepEqual(await get('/hash/version'), ['v2']);
+
+    const listed = await user.plumb(['packages', 'hash', '--json']);
+    assert.equal(listed.exitCode, 0, listed.stderr);
+    assert.deepEqual((JSON.parse(listed.stdout) as PackagesResult).packages.map((p) => [p.name, p.source]), [['base64enc', 'debian'], ['digest', 'debian']]);
+
+    const unchecked = await user.plumb(['deploy', await apiDir(hashApi('v3')), '--name', 'hash', '--no-deps']);
+    assert.equal(unchecked.exitCode, 0, unchecked.stderr);
+    assert.match(unchecked.stdout, /R packages: not checked \(--no-deps\)/);
+  });
+
+  test('the same kind of API described by a DESCRIPTION, and by an renv.lock, deploys the same way; renv.lock versions that differ are warnings, or errors with --strict-versions', async () => {
+    // Loaded through a variable: no code scan could see it, only the DESCRIPTION names it.
+    const hidden = (pkg: string, call: string) => `pkg <- "${pkg}"\nlibrary(pkg, character.only = TRUE)\n#* @get /x\nfunction() ${call}\n`;
+    const described = await deploy({ 'plumber.R': hidden('praise', 'is.function(praise)'), DESCRIPTION: 'Package: described\nVersion: 0.1\nImports: praise (>= 1.0.0)\n' }, 'described');
+    assert.equal(described.exitCode, 0, described.stderr);
+    assert.deepEqual(installedBy(described.result), ['praise debian']);
+    assert.deepEqual(await get('/described/x'), [true]);
+
+    const lock = (jsonlite: string) =>
+      JSON.stringify({
+        R: { Version: '4.5.0' },
+        Packages: {
+          bitops: { Package: 'bitops', Version: '1.0-9', Source: 'Repository', Repository: 'CRAN' },
+          jsonlite: { Package: 'jsonlite', Version: jsonlite, Source: 'Repository', Repository: 'CRAN' },
+        },
+      });
+    const jsonliteVersion = (await onDroplet(['Rscript', '-e', 'cat(as.character(packageVersion("jsonlite")))'])).trim();
+    const locked = await deploy({ 'plumber.R': hidden('bitops', 'bitAnd(12L, 10L)'), 'renv.lock': lock('1.8.0') }, 'locked');
+    assert.equal(locked.exitCode, 0, locked.stderr);
+    assert.deepEqual(installedBy(locked.result), ['bitops debian']);
+    assert.deepEqual(locked.result?.packages?.warnings, [`jsonlite: renv.lock asks for == 1.8.0, the droplet has ${jsonliteVersion}`]);
+    assert.deepEqual(await get('/locked/x'), [8]);
+
+    const strict = await user.plumb(['deploy', await apiDir({ 'plumber.R': hidden('bitops', 'bitOr(12L, 10L)'), 'renv.lock': lock('1.8.0') }), '--name', 'locked', '--strict-versions']);
+    assert.equal(strict.exitCode, 1);
+    assert.match(strict.stderr, /failed at "checking R package versions".*jsonlite: renv\.lock asks for == 1\.8\.0/);
+    assert.deepEqual(await get('/locked/x'), [8]);
+  });
+});
+
+describe('R packages from a CRAN-like repository', () => {
+  /** Says which plumbdemo it loaded and from where. */
+  const demoApi = { 'plumber.R': 'library(plumbdemo)\n#* @get /v\nfunction() list(version = demo_version(), from = find.package("plumbdemo"))\n' };
+
+  test("a package Debian does not ship is built from the repository into the API's own library; a second API pinned to an older version keeps its own", async () => {
+    const newer = await deploy(demoApi, 'newer', ['--repo', repo.url]);
+    assert.equal(newer.exitCode, 0, newer.stderr);
+    assert.deepEqual(installedBy(newer.result), ['plumbdemo source']);
+    assert.match(newer.stderr, /installing R packages \(source build\)/);
+
+    const pinned = JSON.stringify({ R: { Version: '4.5.0' }, Packages: { plumbdemo: { Package: 'plumbdemo', Version: '1.0', Source: 'Repository', Repository: 'CRAN' } } });
+    const older = await deploy({ ...demoApi, 'renv.lock': pinned }, 'older', ['--repo', repo.url]);
+    assert.equal(older.exitCode, 0, older.stderr);
+    assert.deepEqual(older.result?.packages?.installed.map((p) => `${p.name} ${p.version} ${p.library}`), ['plumbdemo 1.0 /var/plumber/older/library']);
+
+    assert.deepEqual(await get('/newer/v'), { version: ['2.0'], from: ['/var/plumber/newer/library/plumbdemo'] });
+    assert.deepEqual(await get('/older/v'), { version: ['1.0'], from: ['/var/plumber/older/library/plumbdemo'] });
+    // Root's, and only readable by the API's processes.
+    assert.equal(await onDroplet(['stat', '-c', '%U %a', '/var/plumber/older/library', '/var/plumber/older/library/plumbdemo']), 'root 755\nroot 755');
+    assert.equal(await onDroplet(['sh', '-c', 'ls /usr/lib/R/site-library /usr/local/lib/R/site-library | grep -c plumbdemo || true']), '0');
+
+    const listed = await user.plumb(['packages', 'older', '--json']);
+    assert.deepEqual((JSON.parse(listed.stdout) as PackagesResult).packages.map((p) => [p.name, p.version, p.source]), [['plumbdemo', '1.0', 'source']]);
+
+    // The repository is remembered for the API: a redeploy without --repo installs nothing and keeps 2.0.
+    const again = await deploy(demoApi, 'newer');
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.deepEqual(installedBy(again.result), []);
+  });
+
+  test('a package that cannot be installed fails the deploy before the switch, naming it and the step; the old release still answers and the library is untouched', async () => {
+    const libraryBefore = await onDroplet(['ls', '-A', '/var/plumber/newer/library']);
+
+    const unknown = await user.plumb(['deploy', await apiDir({ 'plumber.R': 'library(plumbdemo)\nlibrary(nosuchpkg42)\n#* @get /v\nfunction() 1\n' }), '--name', 'newer']);
+    assert.equal(unknown.exitCode, 1);
+    assert.match(unknown.stderr, /failed at "finding R packages": R package nosuchpkg42 cannot be installed: nosuchpkg42: not found in Debian's archive \(r-cran-nosuchpkg42, r-bioc-nosuchpkg42\) or http:\/\/10\.213\.0\.1:\d+/);
+    assert.match(unknown.stderr, /the previous release is still serving/);
+
+    // plumbextra builds, plumbbroken does not: neither may end up in the library.
+    const broken = await user.plumb(['deploy', await apiDir({ 'plumber.R': 'library(plumbextra)\nlibrary(plumbbroken)\n#* @get /v\nfunction() 1\n' }), '--name', 'newer']);
+    assert.equal(broken.exitCode, 1);
+    assert.match(broken.stderr, /failed at "installing R packages \(source build\)": R package plumbbroken could not be installed from http:\/\/10\.213\.0\.1:\d+/);
+    assert.match(broken.stderr, /installing \*source\* package ‘plumbbroken’/);
+    assert.match(broken.stderr, /unexpected '\{'/);
+
+    assert.deepEqual(await get('/newer/v'), { version: ['2.0'], from: ['/var/plumber/newer/library/plumbdemo'] });
+    assert.equal(await onDroplet(['ls', '-A', '/var/plumber/newer/library']), libraryBefore);
+    assert.doesNotMatch(await onDroplet(['ls', '-A', '/var/plumber/newer']), /staging/);
+  });
+});
