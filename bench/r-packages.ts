@@ -7,17 +7,14 @@
  * Run: npm run build && tsc -p bench && node bench/dist/bench/r-packages.js   (root; 10-20 minutes)
  */
 import { startLab } from '../test/lab/lab.js';
-import { plumbUser } from '../test/e2e/plumb.js';
+import { benchDroplet } from './bench-droplet.js';
 
 /** Small to large; none comes with R or plumber. */
 const PACKAGES = (process.env['R_BENCH_PACKAGES'] ?? 'praise base64enc digest matrixStats').split(/\s+/).filter(Boolean);
 
 const lab = await startLab();
 try {
-  const user = await plumbUser(lab);
-  const provisioned = await user.plumb(['provision', '--name', 'rbench', '--size', 's-2vcpu-4gb', '--json']);
-  if (provisioned.exitCode !== 0) throw new Error(provisioned.stderr);
-  const { droplet } = JSON.parse(provisioned.stdout) as { droplet: { id: number } };
+  const droplet = await benchDroplet(lab, 'rbench');
   const sh = (script: string) => lab.droplet(droplet.id).exec(['sh', '-c', script], { timeoutMs: 3_600_000 });
   const timed = async (script: string) => {
     const started = Date.now();

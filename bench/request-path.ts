@@ -12,7 +12,7 @@ import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { httpGet } from '../test/e2e/helpers.js';
 import { percentile, startLoad, type LoadReport } from '../test/e2e/load.js';
-import { plumbUser } from '../test/e2e/plumb.js';
+import { benchDroplet } from './bench-droplet.js';
 
 const REDEPLOYS = 20;
 const REQUESTS_PER_CLIENT = 300;
@@ -40,15 +40,8 @@ const one = () => new Promise((resolve, reject) => {
 
 const lab = await startLab();
 try {
-  const user = await plumbUser(lab);
-  const run = async (args: string[]) => {
-    const result = await user.plumb(args);
-    if (result.exitCode !== 0) throw new Error(`plumb ${args.join(' ')}: ${result.stderr}`);
-    return result;
-  };
-  const provisioned = JSON.parse((await run(['provision', '--name', 'bench', '--size', 's-2vcpu-4gb', '--json'])).stdout) as { droplet: { id: number; ipv4: string } };
-  const address = provisioned.droplet.ipv4;
-  const onDroplet = (argv: string[]) => lab.droplet(provisioned.droplet.id).exec(argv);
+  const { run, id: dropletId, address } = await benchDroplet(lab);
+  const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
   const deploy = async (version: string) => run(['deploy', await apiDir(sumApi(version, SLOW)), '--name', 'sum']);
   await deploy('v0');
 

@@ -10,7 +10,7 @@ import http from 'node:http';
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { percentile, startLoad, type LoadReport } from '../test/e2e/load.js';
-import { plumbUser } from '../test/e2e/plumb.js';
+import { benchDroplet } from './bench-droplet.js';
 
 const RPS = 200;
 const REDEPLOYS = 20;
@@ -26,14 +26,7 @@ function() {
 
 const lab = await startLab();
 try {
-  const user = await plumbUser(lab);
-  const run = async (args: string[]) => {
-    const result = await user.plumb(args);
-    if (result.exitCode !== 0) throw new Error(`plumb ${args.join(' ')}: ${result.stderr}`);
-    return result;
-  };
-  const provisioned = JSON.parse((await run(['provision', '--name', 'bench', '--size', 's-2vcpu-4gb', '--json'])).stdout) as { droplet: { id: number; ipv4: string } };
-  const address = provisioned.droplet.ipv4;
+  const { run, id: dropletId, address } = await benchDroplet(lab);
   await run(['deploy', await apiDir(sumApi('v0', CPU_BOUND)), '--name', 'sum']);
 
   const measure = async (work: () => Promise<void>): Promise<LoadReport & { seconds: number }> => {
@@ -49,7 +42,7 @@ try {
   });
   const inPlace = await measure(async () => {
     // `plumb restart` is a rollout now; the seed's way is systemd's restart of the one R process.
-    for (let i = 1; i <= REDEPLOYS; i++) await lab.droplet(provisioned.droplet.id).exec(['sh', '-c', "systemctl restart 'plumber-sum@*' && until curl -sf -o /dev/null 127.0.0.1/sum/version; do sleep 0.05; done"]);
+    for (let i = 1; i <= REDEPLOYS; i++) await lab.droplet(dropletId).exec(['sh', '-c', "systemctl restart 'plumber-sum@*' && until curl -sf -o /dev/null 127.0.0.1/sum/version; do sleep 0.05; done"]);
   });
 
   const row = (name: string, r: LoadReport & { seconds: number }) =>

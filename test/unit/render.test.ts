@@ -11,6 +11,7 @@ import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
 import { aptArchiveDir } from '../lab/paths.js';
+import { IMAGE_OVERLAY_PRELUDE } from '../lab/droplets/prefetch.js';
 import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
 
 /** The files plumb-agent writes: pure renderers, checked by their text and by nginx 1.26, systemd 257 and R in the droplet image. */
@@ -383,11 +384,7 @@ class ImageOverlay {
       await writeFile(path.join(inDir, name), content);
     }
     const script = [
-      'set -e',
-      'dir=$1 rootfs=$2 archive=$3; shift 3',
-      'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
-      'mount --bind /dev/null "$dir/root/dev/null"',
-      'mount -t proc proc "$dir/root/proc"',
+      ...IMAGE_OVERLAY_PRELUDE,
       'mkdir -p "$dir/root/debs"',
       'if [ -d "$archive" ]; then mount --bind -o ro "$archive" "$dir/root/debs"; fi',
       'cp -r "$dir/in/." "$dir/root/tmp/"',

@@ -11,6 +11,19 @@ import { rootfsDir } from './rootfs.js';
  * fetching R through the NAT, and the render tests that need R and nginx in the droplet image
  * find them on a fresh machine too.
  */
+/**
+ * The start of a script run as `sh -c SCRIPT sh DIR ROOTFS ARCHIVE ARGS…` in private mount and pid
+ * namespaces: an overlay of the droplet image at DIR/root (upper and work beside it; the image
+ * itself is never written) with /dev/null and /proc, ready to chroot into.
+ */
+export const IMAGE_OVERLAY_PRELUDE = [
+  'set -e',
+  'dir=$1 rootfs=$2 archive=$3; shift 3',
+  'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
+  'mount --bind /dev/null "$dir/root/dev/null"',
+  'mount -t proc proc "$dir/root/proc"',
+];
+
 export const DROPLET_PACKAGES = ['nodejs', 'curl', 'ca-certificates', 'r-base-core', 'r-cran-plumber', 'nginx', 'ufw', 'certbot'];
 const PREFETCH_TIMEOUT_MS = 10 * 60_000;
 
@@ -27,11 +40,7 @@ export async function prefetchDropletPackages(log: (line: string) => void = () =
     // An overlay of the droplet image (which stays untouched) in a private mount namespace, on the
     // host's network: apt resolves dependencies exactly as a fresh droplet does.
     const script = [
-      'set -e',
-      'dir=$1 rootfs=$2 archive=$3; shift 3',
-      'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
-      'mount --bind /dev/null "$dir/root/dev/null"',
-      'mount -t proc proc "$dir/root/proc"',
+      ...IMAGE_OVERLAY_PRELUDE,
       'mount --bind "$archive" "$dir/root/var/cache/apt/archives"',
       'rm -f "$dir/root/etc/resolv.conf"; cp /etc/resolv.conf "$dir/root/etc/resolv.conf"',
       'chroot "$dir/root" apt-get -qq update',
