@@ -13,6 +13,7 @@ import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/keys'
 import { tokenFor } from '@plumb/controller/tokens';
 import { agentAuthCases, type AuthTarget } from '../cases/agent-auth.cases.js';
 import { agentFrameCases } from '../cases/agent-frames.cases.js';
+import { agentLimitCases } from '../cases/agent-limits.cases.js';
 
 /** The agent's trust rules against a real agent process on loopback (its TLS, its config, its state). */
 
@@ -88,4 +89,5 @@ describe('a local plumb-agent', () => {
 
   agentAuthCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentFrameCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
+  agentLimitCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
 });

@@ -1,10 +1,13 @@
 import { createHmac } from 'node:crypto';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   AGENT_MAX_CONNECTIONS_PER_PEER,
+  AGENT_MAX_TCP_PER_PEER,
+  AGENT_MAX_TCP_TOTAL,
   AGENT_PATHS,
   AGENT_SHUTDOWN_GRACE_MS,
   HANDSHAKE_TIMEOUT_MS,
@@ -91,9 +94,27 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     sendJson(res, 404, { code: 'NOT_FOUND', message: 'no such endpoint' });
   };
 
-  const server = https.createServer({ key: opts.identity.key, cert: opts.identity.cert }, routes);
+  // Before anything is known of a peer it may only hold so much: a TLS handshake of its own
+  // bounded time (Node's default is 120 s), a few connections per address, a cap in all.
+  const server = https.createServer({ key: opts.identity.key, cert: opts.identity.cert, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, routes);
   server.headersTimeout = HANDSHAKE_TIMEOUT_MS;
   server.requestTimeout = HANDSHAKE_TIMEOUT_MS;
+  server.maxConnections = AGENT_MAX_TCP_TOTAL;
+  const tcpPerPeer = new Map<string, number>();
+  server.on('connection', (tcp: Socket) => {
+    const peer = tcp.remoteAddress ?? 'unknown';
+    const held = tcpPerPeer.get(peer) ?? 0;
+    if (held >= AGENT_MAX_TCP_PER_PEER) {
+      tcp.destroy();
+      return;
+    }
+    tcpPerPeer.set(peer, held + 1);
+    tcp.once('close', () => {
+      const left = (tcpPerPeer.get(peer) ?? 1) - 1;
+      if (left > 0) tcpPerPeer.set(peer, left);
+      else tcpPerPeer.delete(peer);
+    });
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES });
   const perPeer = new Map<string, number>();
   /** Requests being answered, by type: a stopping agent lets them finish (bounded). */
@@ -113,34 +134,46 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     // Node drops the socket's error listener on upgrade: a peer resetting it now must not crash the agent.
     const onSocketError = (err: Error) => log.warn('socket error during upgrade', { error: err.message });
     socket.on('error', onSocketError);
+    /** Gives back this socket's place under the per-address cap, once. */
+    let release = () => {};
     void (async () => {
       const peer = req.socket.remoteAddress ?? 'unknown';
       if (pathOf(req.url) !== AGENT_PATHS.socket) return refuse(socket, 404, 'Not Found');
       if ((perPeer.get(peer) ?? 0) >= AGENT_MAX_CONNECTIONS_PER_PEER) return refuse(socket, 429, 'Too Many Requests');
+      // The place is taken now, before the token's (asynchronous) check: sockets arriving together
+      // cannot all pass the cap while each waits for its check.
+      perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
+      release = () => {
+        release = () => {};
+        perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1);
+      };
       let kid: string;
       try {
         kid = await opts.verifier.verify(req.headers.authorization);
       } catch (err) {
+        release();
         log.warn('socket refused', { reason: (err as Error).message, peer });
         return refuse(socket, 401, 'Unauthorized');
       }
       // Until a controller has pinned this agent, a token may have gone to whoever answered
       // first: it is good for enrolment (which needs the secret) and nothing else.
       if (opts.state.get().enrolledAt === null) {
+        release();
         log.warn('socket refused before enrolment', { peer });
         return refuse(socket, 403, 'Forbidden');
       }
       socket.off('error', onSocketError);
+      if (socket.destroyed) return release();
       wss.handleUpgrade(req, socket, head, (ws) => {
-        perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
         socketsByKid.set(ws, kid);
         ws.once('close', () => {
-          perPeer.set(peer, (perPeer.get(peer) ?? 1) - 1);
+          release();
           socketsByKid.delete(ws);
         });
         void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight, kid, control).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
       });
     })().catch((err: Error) => {
+      release();
       log.warn('upgrade failed', { error: err.message });
       refuse(socket, 400, 'Bad Request');
     });

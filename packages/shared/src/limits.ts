@@ -23,6 +23,13 @@ export const REPLAY_CACHE_MAX_ENTRIES = 100_000;
 export const WS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /** Open sockets one address may hold on the agent. */
 export const AGENT_MAX_CONNECTIONS_PER_PEER = 16;
+/**
+ * TCP connections one address may hold on the agent's port, counted as they arrive (before TLS or
+ * a token): room for its sockets and a few plain requests, and no more.
+ */
+export const AGENT_MAX_TCP_PER_PEER = 2 * AGENT_MAX_CONNECTIONS_PER_PEER;
+/** TCP connections the agent's port holds in all; past it the kernel's new ones are dropped. */
+export const AGENT_MAX_TCP_TOTAL = 512;
 /** Requests one socket may have in flight. */
 export const AGENT_MAX_PENDING_REQUESTS = 32;
 /** How long the agent lets in-flight operations finish on SIGTERM. */
