@@ -9,6 +9,7 @@ import {
   AgentMessage,
   BUNDLE_HIGH_WATER_BYTES,
   EnrolResult,
+  AGENT_HTTP_BODY_MAX_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   Hello,
   HelloHead,
@@ -106,9 +107,13 @@ export function httpsOver(socket: tls.TLSSocket, method: string, path: string, h
   return new Promise((resolve, reject) => {
     const fingerprint = peerFingerprint(socket);
     const req = https.request({ method, path, headers, createConnection: () => socket, timeout: HANDSHAKE_TIMEOUT_MS }, (res) => {
+      // The peer may not be pinned yet (enrolment, the bootstrap): what it sends is bounded.
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        if (text.length > AGENT_HTTP_BODY_MAX_BYTES) req.destroy(new PlumbError('AGENT_PROTOCOL', `the agent's answer to ${path} is over ${AGENT_HTTP_BODY_MAX_BYTES / 1024} KiB`, 'is this address really a plumb droplet?'));
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, fingerprint }));
     });
     req.on('timeout', () => req.destroy(new PlumbError('AGENT_TIMEOUT', `the agent did not answer ${path} in time`)));

@@ -34,6 +34,8 @@ export const AGENT_MAX_TCP_TOTAL = 512;
 export const AGENT_MAX_PENDING_REQUESTS = 32;
 /** How long the agent lets in-flight operations finish on SIGTERM. */
 export const AGENT_SHUTDOWN_GRACE_MS = 10_000;
+/** Largest plain HTTP answer the controller reads from an agent or its bootstrap (status, enrolment). */
+export const AGENT_HTTP_BODY_MAX_BYTES = 256 * 1024;
 /** Bound on a TLS handshake + HTTP upgrade. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
