@@ -142,3 +142,21 @@ test('a controller that vanishes (no more pongs) is dropped: its log follower on
   assert.equal(await followers(), '0', 'the agent closed the silent socket and cancelled what it ran');
   tls.destroy();
 });
+
+test('--keep 1: a release whose workers are still draining keeps its files until they stop, then the next deploy prunes it', async () => {
+  const slow = (version: string) => ({ 'plumber.R': `#* @get /slow\nfunction() { Sys.sleep(8); readLines("version.txt") }\n`, 'version.txt': `${version}\n` });
+  assert.equal((await user.plumb(['deploy', await apiDir(slow('one')), '--name', 'prune', '--keep', '1'])).exitCode, 0);
+  const first = (await onDroplet(['readlink', '/var/plumber/prune/current'])).replace(/^releases\//, '');
+  // A request in flight on the first release, which reads a file beside its code as it ends.
+  const inFlight = httpGet(`http://${address}/prune/slow`, 60_000);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal((await user.plumb(['deploy', await apiDir(slow('two')), '--name', 'prune'])).exitCode, 0);
+  const answer = await inFlight;
+  assert.deepEqual([answer.status, JSON.parse(answer.body)], [200, ['one']], 'the old worker finished reading its own release');
+  // Once that worker has drained, the next deploy keeps only the live release.
+  assert.equal((await user.plumb(['deploy', await apiDir(slow('three')), '--name', 'prune', '--wait'])).exitCode, 0);
+  assert.equal((await user.plumb(['deploy', await apiDir(slow('four')), '--name', 'prune', '--wait'])).exitCode, 0);
+  const left = (await onDroplet(['ls', '/var/plumber/prune/releases'])).split('\n');
+  assert.equal(left.length, 1, left.join(' '));
+  assert.ok(!left.includes(first));
+});

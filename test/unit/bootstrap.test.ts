@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { copyFile, lstat, readFile, readlink, writeFile, mkdtemp } from 'node:fs/promises';
+import { once } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PlumbError, type BootstrapStatus } from '@plumb/shared';
+import { BOOTSTRAP_PATHS, PlumbError, type BootstrapStatus } from '@plumb/shared';
 import { fingerprintOf } from '@plumb/agent/identity';
 import { agentPackage, type AgentPackage } from '@plumb/controller/agent-package';
 import { probe, uploadPackage } from '@plumb/controller/bootstrap-client';
@@ -89,6 +91,21 @@ describe('the bootstrap, in the Debian 13 droplet image', { skip: rootfsReady() 
   test('without the enrolment secret it answers nothing but 401', async () => {
     await assert.rejects(probe(address, randomBytes(16).toString('hex')), refusedWith('BOOTSTRAP_REFUSED', /refused plumb's proof/));
     await assert.rejects(uploadPackage(address, fingerprint, randomBytes(16).toString('hex'), pkg), refusedWith('BOOTSTRAP_REFUSED', /refused/));
+  });
+
+  test('an HTTP/1.0 upload that claims `Expect: 100-continue` without the proof is refused before its body (401)', async () => {
+    // Python calls its 100-continue check only for HTTP/1.1: an HTTP/1.0 request with the header must not skip it.
+    const socket = tls.connect({ host: address.host, port: address.port, rejectUnauthorized: false });
+    await once(socket, 'secureConnect');
+    socket.write(`PUT ${BOOTSTRAP_PATHS.package} HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: ${pkg.bytes}\r\n\r\n`);
+    let head = '';
+    socket.setEncoding('utf8');
+    for await (const chunk of socket) {
+      head += chunk as string;
+      if (head.includes('\r\n')) break;
+    }
+    socket.destroy();
+    assert.match(head, /^HTTP\/1\.[01] 401 /);
   });
 
   test('a package of another size, or with another sha512, is refused and nothing is installed', async () => {

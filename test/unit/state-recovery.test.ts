@@ -82,6 +82,19 @@ describe('a damaged state.json', () => {
   });
 });
 
+test('a damaged state.json: a worker draining on the live release stays draining, and one left on an older release is drained, never made live', async () => {
+  const { stateDir, roots } = await droplet('garbage', {
+    ...good,
+    apis: { sum: { ...good.apis.sum, current: '20261125T190100Z-bbbb', workers: [{ port: 9002, release: '20261125T190100Z-bbbb' }], draining: [{ port: 9001, release: '20261125T190100Z-bbbb', until: '2026-11-25T19:05:00.000Z' }] } },
+  });
+  await writeFile(path.join(roots.instancesDir, 'sum@9002.env'), renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb'));
+  await writeFile(path.join(roots.instancesDir, 'sum@9000.env'), renderInstanceEnv('/var/plumber/sum/releases/20261125T190000Z-aaaa'));
+  const api = (await StateStore.open(stateDir, { enrolled: true, roots })).get().apis['sum'];
+  assert.deepEqual(api?.workers, [{ port: 9002, release: '20261125T190100Z-bbbb' }]);
+  assert.deepEqual(api?.draining.map((w) => [w.port, w.release]), [[9000, '20261125T190000Z-aaaa'], [9001, '20261125T190100Z-bbbb']]);
+  assert.equal(api?.draining.find((w) => w.port === 9001)?.until, '2026-11-25T19:05:00.000Z');
+});
+
 test('parseInstanceEnv reads back what renderInstanceEnv wrote, quotes and all', () => {
   const env = { A: '', B: 'x y', C: '"$`\\', D: "it's" };
   assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env)), { release: '20261125T190100Z-bbbb', env });

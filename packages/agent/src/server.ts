@@ -164,6 +164,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       }
       socket.off('error', onSocketError);
       if (socket.destroyed) return release();
+      // ws aborts a bad handshake without calling back: the place comes back when the socket closes.
+      socket.once('close', () => release());
       wss.handleUpgrade(req, socket, head, (ws) => {
         socketsByKid.set(ws, kid);
         ws.once('close', () => {

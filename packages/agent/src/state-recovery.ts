@@ -111,7 +111,12 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   const ids = (await readdir(releasesDir).catch(() => [] as string[])).filter((id) => ReleaseId.safeParse(id).success).sort();
   const current = path.basename(await readlink(path.join(apiRoot, name, 'current')).catch(() => ''));
   if (!ids.includes(current)) return undefined;
-  const live = (workers.get(name) ?? []).filter((w) => w.release === current).sort((a, b) => a.port - b.port);
+  // A worker the last good copy had draining stays draining, even on the live release (restart and
+  // scale replace workers on one release); any other worker not on the live release is drained now.
+  const onDisk = (workers.get(name) ?? []).sort((a, b) => a.port - b.port);
+  const wasDraining = new Map((known?.draining ?? []).map((w) => [w.port, w.until]));
+  const live = onDisk.filter((w) => w.release === current && !wasDraining.has(w.port));
+  const draining = onDisk.filter((w) => !live.includes(w)).map((w) => ({ port: w.port, release: w.release, until: wasDraining.get(w.port) ?? new Date().toISOString() }));
   const envOf = (id: string) => (workers.get(name) ?? []).find((w) => w.release === id)?.env ?? known?.releases.find((r) => r.id === id)?.env ?? {};
   const releases: Release[] = [];
   for (const id of ids) {
@@ -126,5 +131,6 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
     releases,
     current,
     workers: live.map((w) => ({ port: w.port, release: w.release })),
+    draining,
   };
 }

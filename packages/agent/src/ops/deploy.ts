@@ -125,15 +125,17 @@ async function findEntrypoint(releaseDir: string): Promise<(typeof ENTRYPOINTS)[
   return ENTRYPOINTS.find((e) => files.includes(e.toLowerCase()));
 }
 
-/** Keeps the API's last `keepReleases` releases (always the live one); deletes older ones. */
+/** Keeps the API's last `keepReleases` releases (always the live one and those draining); deletes older ones. */
 async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
   await ctx.locks.with(SHARED, async () => {
     const api = ctx.state.get().apis[name];
     if (!api || api.releases.length <= api.keepReleases) return;
-    const keep = api.releases.slice(-api.keepReleases);
-    const live = api.releases.find((r) => r.id === api.current);
-    if (live && !keep.includes(live)) keep.unshift(live);
-    const drop = api.releases.filter((r) => !keep.includes(r));
+    const recent = new Set(api.releases.slice(-api.keepReleases));
+    // The live release, and any that previous workers are still draining on (their working directory).
+    const inUse = new Set([api.current, ...api.draining.map((w) => w.release)]);
+    const drop = api.releases.filter((r) => !recent.has(r) && !inUse.has(r.id));
+    if (drop.length === 0) return;
+    const keep = api.releases.filter((r) => !drop.includes(r));
     await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
     for (const r of drop) await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
   });

@@ -31,8 +31,10 @@ export async function reconcile(state: StateStore): Promise<void> {
   for (const api of Object.values(next.apis)) {
     if (api.frontPort === undefined) next = { ...next, apis: { ...next.apis, [api.name]: { ...api, frontPort: freeFrontPort(next) } } };
   }
-  const nginx = await applyRouting(next);
+  // Kept before routing is applied: an API left without a front port would make every later
+  // routing change fail, not only this one.
   if (next !== state.get()) await state.update(() => next);
+  const nginx = await applyRouting(next);
   log.info('reconciled', { apis: Object.keys(apis).length, nginx });
 }
 
