@@ -50,7 +50,7 @@ async function closeCodeFor(t: AuthTarget, bytes: Buffer): Promise<number> {
 }
 
 /** The agent still answers a fresh, well-formed connection with its hello. */
-async function agentStillServes(t: AuthTarget): Promise<void> {
+export async function agentStillServes(t: AuthTarget): Promise<void> {
   const connection = await AgentConnection.open(t.address, t.pin, await tokenFor(t.key, t.dropletUuid));
   assert.equal(connection.hello.dropletUuid, t.dropletUuid);
   connection.close();

@@ -3,9 +3,10 @@ import net from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS } from '@plumb/shared';
-import { AgentConnection, connectTls } from '@plumb/controller/agent-client';
+import { connectTls } from '@plumb/controller/agent-client';
 import { tokenFor } from '@plumb/controller/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
+import { agentStillServes } from './agent-frames.cases.js';
 
 /**
  * What one address can hold on the agent before and after authenticating, run against an
@@ -45,9 +46,7 @@ export function agentLimitCases(target: () => AuthTarget): void {
     assert.equal(statuses.filter((s) => s === 101).length, AGENT_MAX_CONNECTIONS_PER_PEER, statuses.join(' '));
     assert.equal(statuses.filter((s) => s === 429).length, tries - AGENT_MAX_CONNECTIONS_PER_PEER, statuses.join(' '));
     await Promise.all(results.map((r) => r.ws && new Promise((resolve) => (r.ws!.once('close', resolve), r.ws!.close()))));
-    const again = await AgentConnection.open(t.address, t.pin, await tokenFor(t.key, t.dropletUuid));
-    assert.equal(again.hello.dropletUuid, t.dropletUuid);
-    again.close();
+    await agentStillServes(t);
   });
 
   test(`agent: silent TCP connections past ${AGENT_MAX_TCP_PER_PEER} per address are dropped at once, and a silent one lasts at most the handshake timeout`, async () => {
@@ -70,8 +69,6 @@ export function agentLimitCases(target: () => AuthTarget): void {
     } finally {
       for (const s of sockets) s.destroy();
     }
-    const again = await AgentConnection.open(t.address, t.pin, await tokenFor(t.key, t.dropletUuid));
-    assert.equal(again.hello.dropletUuid, t.dropletUuid);
-    again.close();
+    await agentStillServes(t);
   });
 }
