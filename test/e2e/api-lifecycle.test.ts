@@ -64,7 +64,9 @@ describe('deploy', () => {
   });
 
   test('deploying again with changed code serves the new answer', async () => {
-    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
+    // --wait: the tests after this one compare the droplet before and after a refused deploy, so
+    // the previous release's workers must have finished draining (their env files go with them).
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum', '--wait']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     assert.deepEqual(await json('/sum/version'), ['v2']);
     await nginxTest();
