@@ -1,18 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, type AgentEvent } from '@plumb/shared';
-import { alertFor, certificateEvents, firstWatch, step, type Observation, type Rules, type WorkerWatch } from '@plumb/agent/monitor/policy';
+import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, MONITOR_BUSY_CPU_SECONDS, MONITOR_BUSY_MAX_MS, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_MAX_RESTARTS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
+import { alertFor, certificateEvents, firstWatch, monitorRules, step, type Observation, type WorkerWatch } from '@plumb/agent/monitor/policy';
 import { parseVmRss, processCpuSeconds, processUptime } from '@plumb/agent/monitor/heartbeat';
 
 /** The monitor's decisions (packages/agent/src/monitor/policy.ts), from sequences of what it saw. */
 
-const rules: Rules = { failuresBeforeRestart: 3, startGraceMs: 10_000, maxRestarts: 2, restartWindowMs: 600_000, busyCpuSeconds: 0.5, busyMaxMs: 60_000 };
+// The agent's own rules (the limits in shared/limits.ts); only the start grace is the API's (its health timeout).
+const rules = monitorRules(10_000);
+const N = MONITOR_FAILURES_BEFORE_RESTART;
+const EVERY = 5_000;
 const T0 = 1_000_000_000;
 const healthy = (over: Partial<Observation> = {}): Observation => ({ active: 'active', sub: 'running', result: 'success', restarts: 0, pid: 100, activeSince: T0 - 60_000, cpuSeconds: 10, answer: { ok: true, status: 200 }, ...over });
 const silent = (over: Partial<Observation> = {}): Observation => healthy({ answer: { ok: false, detail: 'no HTTP answer on port 9000' }, ...over });
 
 /** Runs observations through the policy, one check each `everyMs`; returns what each check decided. */
-function run(observations: Observation[], start: WorkerWatch = firstWatch(healthy(), T0, 'up'), everyMs = 5_000) {
+function run(observations: Observation[], start: WorkerWatch = firstWatch(healthy(), T0, 'up'), everyMs = EVERY) {
   let w = start;
   return observations.map((obs, i) => {
     const s = step(w, obs, T0 + i * everyMs, rules);
@@ -38,11 +41,13 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
     assert.equal(checks[1]!.events[0]!.detail, 'the R process exited (signal); systemd restarts it in a moment');
   });
 
-  test(`a worker that stops answering: health-failed at once, down and restarted by the agent at the ${rules.failuresBeforeRestart}rd failed check, up once the new process answers`, () => {
-    const checks = run([healthy(), silent(), silent(), silent(), healthy({ pid: 102, activeSince: T0 + 16_000, answer: { ok: false, detail: 'starting' } }), healthy({ pid: 102 })]);
-    assert.deepEqual(checks.map((c) => c.kinds), [[], ['health-failed'], [], ['down', 'restarted:agent'], [], ['up']]);
-    assert.deepEqual(checks.map((c) => c.restart), [false, false, false, true, false, false]);
-    assert.match(checks[3]!.events[1]!.detail, /after 3 failed checks: no HTTP answer/);
+  test(`a worker that stops answering: health-failed at once, down and restarted by the agent at failed check ${N}, up once the new process answers`, () => {
+    const silence = Array.from({ length: N }, () => silent());
+    const checks = run([healthy(), ...silence, healthy({ pid: 102, activeSince: T0 + (N + 1) * EVERY, answer: { ok: false, detail: 'starting' } }), healthy({ pid: 102 })]);
+    const quiet = Array.from({ length: N - 2 }, () => []);
+    assert.deepEqual(checks.map((c) => c.kinds), [[], ['health-failed'], ...quiet, ['down', 'restarted:agent'], [], ['up']]);
+    assert.deepEqual(checks.map((c) => c.restart), [false, false, ...quiet.map(() => false), true, false, false]);
+    assert.match(checks[N]!.events[1]!.detail, new RegExp(`after ${N} failed checks: no HTTP answer`));
   });
 
   test('a new process gets the start grace: failed checks count only once it is over (or it has answered)', () => {
@@ -51,14 +56,17 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
     assert.deepEqual(checks.map((c) => c.watch.failures), [0, 0, 0, 1], 'only the check at 12 s (past the 10 s grace) counts');
   });
 
-  test(`the agent restarts one worker at most ${rules.maxRestarts} times per window, says once that it stopped, and starts again after the window`, () => {
+  test(`the agent restarts one worker at most ${MONITOR_MAX_RESTARTS} times per ${MONITOR_RESTART_WINDOW_MS / 60_000} min, says once that it stopped, and starts again after the window`, () => {
     let w = firstWatch(healthy(), T0, 'up');
     let now = T0;
     let pid = 100;
     const restarts: number[] = [];
     const gaveUp: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      now += 5_000;
+    // Each restart takes the start grace and N failed checks; room for two restarts more than allowed.
+    const checks = (MONITOR_MAX_RESTARTS + 2) * (N + Math.ceil(rules.startGraceMs / EVERY) + 1);
+    assert.ok(checks * EVERY < MONITOR_RESTART_WINDOW_MS, 'all within one window');
+    for (let i = 0; i < checks; i++) {
+      now += EVERY;
       const s = step(w, silent({ pid }), now, rules);
       w = s.next;
       if (s.restart) {
@@ -67,20 +75,25 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
       }
       gaveUp.push(...s.events.filter((e) => /not restarting/.test(e.detail)).map((e) => e.detail));
     }
-    assert.equal(restarts.length, rules.maxRestarts);
+    assert.equal(restarts.length, MONITOR_MAX_RESTARTS);
     assert.equal(gaveUp.length, 1);
-    now += rules.restartWindowMs;
+    assert.match(gaveUp[0] ?? '', new RegExp(`after ${MONITOR_MAX_RESTARTS} restarts by the agent within ${MONITOR_RESTART_WINDOW_MS / 60_000} min`));
+    now = (restarts[0] ?? now) + MONITOR_RESTART_WINDOW_MS;
     assert.equal(step(w, silent({ pid }), now, rules).restart, true, 'after the window it tries again');
   });
 
-  test('a worker that misses checks while using CPU is busy, not hung: restarted only once busy past the limit', () => {
-    const computing = (i: number) => silent({ cpuSeconds: 10 + 4 * i });
-    const checks = run(Array.from({ length: 16 }, (_, i) => (i === 0 ? healthy() : computing(i))));
+  test(`a worker that misses checks while using ${MONITOR_BUSY_CPU_SECONDS} s of CPU per check is busy, not hung: restarted only once busy for ${MONITOR_BUSY_MAX_MS / 60_000} min`, () => {
+    // Exactly the busy threshold per check: the least CPU that still counts as computing.
+    const computing = (i: number) => silent({ cpuSeconds: 10 + MONITOR_BUSY_CPU_SECONDS * i });
+    const busyChecks = MONITOR_BUSY_MAX_MS / EVERY;
+    const checks = run(Array.from({ length: 1 + busyChecks + N + 2 }, (_, i) => (i === 0 ? healthy() : computing(i))));
     assert.deepEqual(checks[1]?.kinds, ['health-failed']);
-    assert.match(checks[1]!.events[0]!.detail, /R is busy \(using CPU\): a restart only if it stays so for 1 min/);
+    assert.match(checks[1]!.events[0]!.detail, new RegExp(`R is busy \\(using CPU\\): a restart only if it stays so for ${MONITOR_BUSY_MAX_MS / 60_000} min`));
     const restartAt = checks.findIndex((c) => c.restart);
-    assert.equal(restartAt, 1 + 60_000 / 5_000 + rules.failuresBeforeRestart - 1, 'busy for the limit, then the usual failed checks');
+    assert.equal(restartAt, 1 + busyChecks + N - 1, 'busy for the limit, then the usual failed checks');
     assert.deepEqual(checks.flatMap((c) => c.kinds), ['health-failed', 'down', 'restarted:agent']);
+    const idle = run(Array.from({ length: 1 + N }, (_, i) => (i === 0 ? healthy() : silent({ cpuSeconds: 10 + (MONITOR_BUSY_CPU_SECONDS - 0.01) * i }))));
+    assert.equal(idle.findIndex((c) => c.restart), N, 'just under the threshold is a hang: restarted after the usual failed checks');
     const done = run([healthy(), computing(1), computing(2), healthy({ cpuSeconds: 30 })]);
     assert.deepEqual(done.map((c) => c.kinds), [[], ['health-failed'], [], []], 'it answered once the request was done: nothing more to say');
   });

@@ -13,6 +13,7 @@ import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/re
 import { aptArchiveDir } from '../lab/paths.js';
 import { IMAGE_OVERLAY_PRELUDE } from '../lab/droplets/prefetch.js';
 import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
+import { envCases, refusedEnvValues } from '../cases/env-values.js';
 
 /** The files plumb-agent writes: pure renderers, checked by their text and by nginx 1.26, systemd 257 and R in the droplet image. */
 
@@ -27,22 +28,6 @@ const twoApis: NginxModel = {
   forward: 'sum',
 };
 
-// systemd.exec(5), EnvironmentFile=, and env-file.c: inside double quotes a backslash before
-// one of \ " ` $ yields that character; any other character, #, =, ', spaces and tabs
-// included, stands for itself; nothing is expanded ($HOME stays $HOME).
-const envCases: [string, string, string][] = [
-  ['spaces', '  two  spaces  ', 'SPACES="  two  spaces  "'],
-  ['quotes', `say "hi" 'there'`, `QUOTES="say \\"hi\\" 'there'"`],
-  ['backslashes', 'C:\\dir\\\\x\\', 'BACKSLASHES="C:\\\\dir\\\\\\\\x\\\\"'],
-  ['dollar', '$HOME ${USER} $', 'DOLLAR="\\$HOME \\${USER} \\$"'],
-  ['backtick', '`id`', 'BACKTICK="\\`id\\`"'],
-  ['hash', '# not a comment', 'HASH="# not a comment"'],
-  ['equals', 'a=b==', 'EQUALS="a=b=="'],
-  ['semicolon', ';also not', 'SEMICOLON=";also not"'],
-  ['tab', 'a\tb', 'TAB="a\tb"'],
-  ['unicode', 'é😀\u0001', 'UNICODE="é😀\u0001"'],
-  ['empty', '', 'EMPTY=""'],
-];
 
 function refused(fn: () => unknown, pattern: RegExp) {
   assert.throws(fn, (error: unknown) => {
@@ -336,7 +321,7 @@ describe('systemd: the worker unit and its environment files', () => {
 
   test('user env: refuses what the rules or systemd refuse', () => {
     for (const key of ['PLUMB_X', '1A', 'A-B', 'A B', '', 'A=B']) refused(() => renderUserEnv({ [key]: 'v' }), /environment variable name/);
-    for (const value of ['secret\nB=1', 'secret\rb', 'secret\0b']) refused(() => renderUserEnv({ A: value }), /^refusing to render the value of A: .*newline or NUL$/);
+    for (const value of refusedEnvValues) refused(() => renderUserEnv({ A: value }), /^refusing to render the value of A: .*newline or NUL$/);
     assert.throws(() => renderUserEnv({ A: 'hunter2\n' }), (error: Error) => !error.message.includes('hunter2'), 'a value may be a secret: never in a message');
     // systemd drops a line whose value is not valid UTF-8 or holds a noncharacter.
     for (const value of ['\uD800', 'a\uDC00b', '\uFDD0', '\uFFFE', '\u{10FFFF}']) refused(() => renderUserEnv({ A: value }), /value of A: it is not text systemd accepts$/);
@@ -431,7 +416,9 @@ describe('in the Debian 13 droplet image: systemd 257 reads what we render', { s
   test("user env files round-trip through systemd's own env-file parser", async () => {
     // No manager runs here, so the parser is reached through systemd-environment-d-generator:
     // same tokenizer as EnvironmentFile=, but it then expands $VARs (environment.d does, an
-    // EnvironmentFile= does not) and refuses empty values, so those two cases are left out.
+    // EnvironmentFile= does not) and refuses empty values, so those two cases are left out here.
+    // test/e2e/user-behaviour.test.ts sends every case, those two included, through a real
+    // deploy's EnvironmentFile= and reads them back from R.
     const cases = envCases.filter(([name]) => name !== 'dollar' && name !== 'empty');
     const env = Object.fromEntries(cases.map(([name, value]) => [`P_TEST_${name.toUpperCase()}`, value]));
     const script = 'mkdir -p /tmp/cfg/environment.d && cp /tmp/user.env /tmp/cfg/environment.d/50-plumb.conf && env -i XDG_CONFIG_HOME=/tmp/cfg /usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator';
