@@ -157,6 +157,8 @@ describe('alerts', () => {
 describe('the agent watches its workers', () => {
   test('kill -9 of a worker: a controller watching sees it down and restarted, and the webhook gets down, then up', async () => {
     const watch = startWatch();
+    let exit: number | null;
+    // The watch is stopped whatever happens; its exit code is checked after, so a failure above is the one shown.
     try {
       assert.ok(await until(() => /watching health/.test(watch.err()), 30_000), `the watch started: ${watch.err()}`);
       const [pid] = (await json('/sum/pid')) as number[];
@@ -169,8 +171,9 @@ describe('the agent watches its workers', () => {
       assert.match(down?.text ?? '', /sum \(worker \d+\) is down: the R process exited/);
       assert.notDeepEqual(await json('/sum/pid'), [pid]);
     } finally {
-      assert.equal(await stopWatch(watch), 0, `Ctrl-C ends the watch with 0:\n${watch.err()}`);
+      exit = await stopWatch(watch);
     }
+    assert.equal(exit, 0, `Ctrl-C ends the watch with 0:\n${watch.err()}`);
   });
 
   test(`a worker busy computing past ${MONITOR_FAILURES_BEFORE_RESTART} checks is left alone (it uses CPU), and answers when done`, async () => {
@@ -189,12 +192,10 @@ describe('the agent watches its workers', () => {
   test(`a worker that stops answering (R blocked in a handler) fails ${MONITOR_FAILURES_BEFORE_RESTART} checks, is restarted by the agent, and the API answers again`, async () => {
     const { status: before } = await statusJson();
     const [pid] = (await json('/sum/pid')) as number[];
-    const hung = Date.now();
     await get('/sum/hang', 2000).catch(() => undefined);
     assert.equal(await get('/sum/add?a=1&b=2', 2000).catch(() => 'no answer'), 'no answer', 'the worker is stuck');
     const back = await until(async () => (await json('/sum/add?a=1&b=2').catch(() => undefined)) !== undefined, 120_000);
     assert.ok(back, 'the API answers again');
-    const tookMs = Date.now() - hung;
     assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
     assert.notDeepEqual(await json('/sum/pid'), [pid], 'a new R process');
 
@@ -204,13 +205,13 @@ describe('the agent watches its workers', () => {
     assert.deepEqual(kinds.slice(0, 3), ['health-failed', 'down', 'restarted:agent'], JSON.stringify(since, null, 2));
     assert.match(since[2]?.detail ?? '', new RegExp(`after ${MONITOR_FAILURES_BEFORE_RESTART} failed checks: no HTTP answer`));
     assert.ok(await until(async () => (await statusJson()).status.events.some((e) => e.id > before.lastEventId && e.kind === 'up'), 15_000), 'and up once it answers');
-    assert.ok(tookMs < 90_000, `back after ${tookMs} ms`);
   });
 
   test('the agent restarted mid-life keeps its events, says nothing new about healthy workers, and the API keeps serving; a watch reconnects', async () => {
     const { status: before } = await statusJson();
     const pid = await json('/sum/pid');
     const watch = startWatch();
+    let exit: number | null;
     try {
       assert.ok(await until(() => /watching health/.test(watch.err()), 30_000), watch.err());
       await onDroplet(['systemctl', 'restart', 'plumb-agent']);
@@ -232,8 +233,9 @@ describe('the agent watches its workers', () => {
       assert.equal(restarted.exitCode, 0, restarted.stderr);
       assert.ok(await until(() => /restarted \(operator\)\s+sum@\d+/.test(watch.out()), 20_000), `the reconnected watch sees plumb restart:\n${watch.out()}`);
     } finally {
-      assert.equal(await stopWatch(watch), 0, watch.err());
+      exit = await stopWatch(watch);
     }
+    assert.equal(exit, 0, watch.err());
   });
 
   test('alerts --off: the droplet forgets the webhook', async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startLoad } from './load.js';
-import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Deploys the API's clients never notice: releases switch under load with zero failed requests,
@@ -32,6 +34,25 @@ async function underLoad<T>(work: () => Promise<T>): Promise<{ result: T; ok: nu
   await new Promise((r) => setTimeout(r, 500));
   const report = await load.stop();
   return { result, ...report };
+}
+
+/** `plumb ARGS` in the background: its stderr as it comes, and its exit code. */
+function deployWatched(args: string[]) {
+  const child = spawn(process.execPath, [PLUMB_CLI, ...args], { env: { ...process.env, ...user.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const exit = once(child, 'exit').then(([code]) => code as number | null);
+  let exited = false;
+  void exit.then(() => (exited = true));
+  return {
+    exit,
+    stderr: () => stderr,
+    /** Whether stderr shows `line` before the command ends (or two minutes pass). */
+    shows: async (line: RegExp) => {
+      for (let i = 0; i < 1200 && !line.test(stderr) && !exited; i++) await new Promise((r) => setTimeout(r, 100));
+      return line.test(stderr);
+    },
+  };
 }
 
 before(async () => {
@@ -123,10 +144,19 @@ describe('workers', () => {
   });
 
   test('two deploys of the same API at once are serialized: both succeed, the second waited', async () => {
-    const [a, b] = await Promise.all([deploy('c1'), new Promise((r) => setTimeout(r, 300)).then(() => deploy('c2'))]);
-    assert.equal(a.exitCode, 0, a.stderr);
-    assert.equal(b.exitCode, 0, b.stderr);
-    assert.match(b.stderr, /waiting for another deploy/);
+    // The first release starts only once the test says so, so the second deploy surely comes
+    // while the first holds the API (what each one prints says where it is; no clock decides).
+    const gate = '/var/plumber/sum/data/go';
+    const held = await apiDir(sumApi('c1', `while (!file.exists("${gate}")) Sys.sleep(0.1)\n`));
+    const first = deployWatched(['deploy', held, '--name', 'sum']);
+    assert.ok(await first.shows(/waiting for the API to answer/), `the first deploy reached its health gate:\n${first.stderr()}`);
+    const second = deployWatched(['deploy', await apiDir(sumApi('c2')), '--name', 'sum']);
+    assert.ok(await second.shows(/waiting for another deploy/), `the second deploy waited:\n${second.stderr()}`);
+    await onDroplet(['touch', gate]);
+    const [a, b] = [await first.exit, await second.exit];
+    await onDroplet(['rm', '-f', gate]);
+    assert.equal(a, 0, first.stderr());
+    assert.equal(b, 0, second.stderr());
     assert.deepEqual(await json('/sum/version'), ['c2']);
   });
 });
