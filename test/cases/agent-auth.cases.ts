@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { AGENT_PATHS, audienceFor } from '@plumb/shared';
+import { AGENT_PATHS, audienceFor, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_MAX_LIFETIME_SECONDS } from '@plumb/shared';
 import { AgentConnection, connectTls, PinMismatchError, type AgentAddress } from '@plumb/controller/agent-client';
 import { tokenFor } from '@plumb/controller/tokens';
 import type { SigningKey } from '@plumb/controller/keys';
@@ -43,6 +43,9 @@ const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base
 
 export function agentAuthCases(target: () => AuthTarget): void {
   const now = () => Math.floor(Date.now() / 1000);
+  /** A token signed with the controller's key, issued at `iat` and expiring at `exp` (seconds). */
+  const signed = (t: AuthTarget, iat: number, exp: number) =>
+    new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: t.key.kid }).setAudience(audienceFor(t.dropletUuid)).setIssuedAt(iat).setExpirationTime(exp).setJti(randomUUID()).sign(t.key.privateKey);
 
   test('agent: a valid token opens the socket and the agent says hello first', async () => {
     const t = target();
@@ -58,8 +61,23 @@ export function agentAuthCases(target: () => AuthTarget): void {
 
   test('agent: an expired token is refused with 401', async () => {
     const t = target();
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: t.key.kid }).setAudience(audienceFor(t.dropletUuid)).setIssuedAt(now() - 200).setExpirationTime(now() - 100).setJti(randomUUID()).sign(t.key.privateKey);
-    assert.equal(await upgradeStatus(t, `Bearer ${token}`), 401);
+    assert.equal(await upgradeStatus(t, `Bearer ${await signed(t, now() - 200, now() - 100)}`), 401);
+  });
+
+  test(`agent: a token living ${TOKEN_MAX_LIFETIME_SECONDS} s opens the socket; one living a second longer is refused with 401`, async () => {
+    const t = target();
+    const iat = now();
+    assert.equal(await upgradeStatus(t, `Bearer ${await signed(t, iat, iat + TOKEN_MAX_LIFETIME_SECONDS)}`), 101);
+    assert.equal(await upgradeStatus(t, `Bearer ${await signed(t, iat, iat + TOKEN_MAX_LIFETIME_SECONDS + 1)}`), 401);
+  });
+
+  test(`agent: a token that expired within the ${TOKEN_CLOCK_TOLERANCE_SECONDS} s clock tolerance still opens; one past it is refused with 401`, async () => {
+    const t = target();
+    // 5 s of margin either side: the agent's clock reads the time a moment after this one does.
+    const within = now() - TOKEN_CLOCK_TOLERANCE_SECONDS + 5;
+    assert.equal(await upgradeStatus(t, `Bearer ${await signed(t, within - 60, within)}`), 101);
+    const past = now() - TOKEN_CLOCK_TOLERANCE_SECONDS - 5;
+    assert.equal(await upgradeStatus(t, `Bearer ${await signed(t, past - 60, past)}`), 401);
   });
 
   test('agent: a token without exp is refused with 401', async () => {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS } from '@plumb/shared';
+import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
 import { connectTls } from '@plumb/controller/agent-client';
 import { tokenFor } from '@plumb/controller/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
@@ -37,7 +39,68 @@ const closedWithin = (socket: net.Socket, ms: number) =>
     });
   });
 
+/** An open authenticated socket after the agent's hello, with the answers (result or error) it gets, by request id. */
+async function session(t: AuthTarget) {
+  const { status, ws } = await open(t);
+  assert.equal(status, 101);
+  const socket = ws!;
+  const answers = new Map<number, { type: string; error?: { code: string; message: string } }>();
+  let closed: number | null = null;
+  socket.on('close', (code) => (closed = code));
+  socket.on('message', (data, binary) => {
+    if (binary) return;
+    const m = JSON.parse(String(data)) as { type: string; id?: number; error?: { code: string; message: string } };
+    if ((m.type === 'result' || m.type === 'error') && m.id !== undefined) answers.set(m.id, m);
+  });
+  await once(socket, 'message');
+  return {
+    ws: socket,
+    closed: () => closed,
+    send: (request: object) => socket.send(JSON.stringify(request)),
+    /** The answer to request `id`, once it comes (or null if the socket closes first). */
+    answer: async (id: number) => {
+      while (!answers.has(id) && socket.readyState === socket.OPEN) await Promise.race([once(socket, 'message'), once(socket, 'close')]);
+      return answers.get(id) ?? null;
+    },
+  };
+}
+
 export function agentLimitCases(target: () => AuthTarget): void {
+  test(`agent: ${AGENT_MAX_PENDING_REQUESTS} requests in flight on one socket; the next is refused BUSY, the socket stays open, and a finished one frees its place`, async () => {
+    const t = target();
+    const s = await session(t);
+    // A watch stays in flight until it is cancelled; requests on one socket are taken in order.
+    for (let id = 1; id <= AGENT_MAX_PENDING_REQUESTS; id++) s.send({ id, type: 'watch' });
+    const over = AGENT_MAX_PENDING_REQUESTS + 1;
+    s.send({ id: over, type: 'status' });
+    const refused = await s.answer(over);
+    assert.equal(refused?.type, 'error');
+    assert.equal(refused?.error?.code, 'BUSY');
+    assert.match(refused?.error?.message ?? '', new RegExp(`more than ${AGENT_MAX_PENDING_REQUESTS} requests in flight`));
+    s.send({ id: 1, type: 'cancel' });
+    assert.equal((await s.answer(1))?.type, 'result', 'the cancelled watch ends');
+    s.send({ id: over + 1, type: 'status' });
+    assert.equal((await s.answer(over + 1))?.type, 'result', 'its place is free again');
+    assert.equal(s.closed(), null);
+    s.ws.close();
+    await agentStillServes(t);
+  });
+
+  test(`agent: a real message of ${WS_MAX_PAYLOAD_BYTES} bytes is read (and answered as a bad request); one byte more closes the socket with 1009`, async () => {
+    const t = target();
+    // A JSON string padded to the exact size: valid JSON, not a request.
+    const message = (bytes: number) => `"${randomBytes(bytes).toString('base64').slice(0, bytes - 2)}"`;
+    const s = await session(t);
+    s.ws.send(message(WS_MAX_PAYLOAD_BYTES));
+    assert.match((await s.answer(-1))?.error?.code ?? '', /BAD_REQUEST/, 'the largest message is read, and refused as a request');
+    s.ws.send(message(WS_MAX_PAYLOAD_BYTES + 1));
+    s.send({ id: 2, type: 'status' });
+    assert.equal(await s.answer(2), null, 'nothing after it is answered');
+    if (s.closed() === null) await once(s.ws, 'close');
+    assert.equal(s.closed(), 1009);
+    await agentStillServes(t);
+  });
+
   test(`agent: sockets opened all at once from one address: ${AGENT_MAX_CONNECTIONS_PER_PEER} open, the rest get 429, and closing gives the places back`, async () => {
     const t = target();
     const tries = AGENT_MAX_TCP_PER_PEER - 2;
