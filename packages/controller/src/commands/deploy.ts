@@ -55,7 +55,10 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
       const eq = pair.indexOf('=');
       if (eq < 0) throw new ValidationError(`invalid --env "${pair}": expected KEY=VALUE`);
       const key = checkInput(EnvKey, pair.slice(0, eq), '--env name');
-      env[key] = checkInput(EnvValue, pair.slice(eq + 1), `--env ${key} value`);
+      // Values may be secrets: unlike other input, a refused one is not repeated in the message.
+      const problem = EnvValue.safeParse(pair.slice(eq + 1)).error?.issues[0]?.message;
+      if (problem !== undefined) throw new ValidationError(`invalid --env ${key} value: ${problem}`, 'an environment value is one line: put multi-line text in a file the API reads');
+      env[key] = pair.slice(eq + 1);
     }
     settings.env = env;
   }
