@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { WebhookPayload, WEBHOOK_ATTEMPTS, type AgentEvent, type Heartbeat } from '@plumb/shared';
+import { EVENTS_KEPT, WebhookPayload, WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE_MAX, type AgentEvent, type Heartbeat } from '@plumb/shared';
 import { appendBounded, EventLog } from '@plumb/agent/monitor/events';
 import { certificates } from '@plumb/agent/monitor/heartbeat';
 import { watch } from '@plumb/agent/monitor/watch';
@@ -39,6 +39,16 @@ describe('event ring', () => {
     assert.equal(second.record({ kind: 'remove', api: 'sum', detail: 'gone' }).id, 9);
     assert.deepEqual(second.after(7).map((e) => e.id), [8, 9]);
     assert.deepEqual(second.after(null, 2).map((e) => e.id), [8, 9]);
+  });
+
+  test(`the agent's ring keeps the latest ${EVENTS_KEPT} events, in its file too`, async () => {
+    const stateDir = await dir();
+    const log = new EventLog();
+    await log.open(stateDir);
+    for (let i = 1; i <= EVENTS_KEPT + 1; i++) log.record({ kind: 'deploy', api: 'sum', detail: String(i) });
+    await log.flush();
+    const saved = JSON.parse(await readFile(path.join(stateDir, 'events.json'), 'utf8')) as { events: AgentEvent[] };
+    assert.deepEqual([saved.events.length, saved.events[0]?.id, saved.events.at(-1)?.id], [EVENTS_KEPT, 2, EVENTS_KEPT + 1]);
   });
 
   test('events recorded before the file is read follow the saved ones', async () => {
@@ -110,15 +120,19 @@ describe('webhook', () => {
   const servers: http.Server[] = [];
   after(() => servers.forEach((s) => s.close()));
 
-  /** A receiver on loopback answering each POST with the next status of `answers` (then 200). */
-  async function receiver(answers: number[] = []) {
+  /**
+   * A receiver on loopback answering each POST with the next status of `answers` (then 200); the
+   * first answer waits for `firstAnswer` when given (a receiver that hangs for a while).
+   */
+  async function receiver(answers: number[] = [], firstAnswer?: Promise<void>) {
     const got: WebhookPayload[] = [];
     const server = http.createServer((req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c));
       req.on('end', () => {
         got.push(WebhookPayload.parse(JSON.parse(body)));
-        res.writeHead(answers.shift() ?? 200).end();
+        const wait = got.length === 1 && firstAnswer ? firstAnswer : Promise.resolve();
+        void wait.then(() => res.writeHead(answers.shift() ?? 200).end());
       });
     });
     servers.push(server);
@@ -163,6 +177,25 @@ describe('webhook', () => {
     await until(() => got.length > WEBHOOK_ATTEMPTS, 60_000);
     alerter.stop();
     assert.deepEqual(got.slice(0, WEBHOOK_ATTEMPTS + 1).map((p) => p.event?.api), [...Array.from({ length: WEBHOOK_ATTEMPTS }, () => 'first'), 'second']);
+  });
+
+  test(`alerts waiting behind a hung receiver are kept up to ${WEBHOOK_QUEUE_MAX}, the oldest dropped first; the rest go out in order`, async () => {
+    let answer = () => {};
+    const { url, got } = await receiver([], new Promise((r) => (answer = r)));
+    const log = new EventLog();
+    const alerter = new Alerter(log, () => url, droplet);
+    log.subscribe((e) => alerter.notify(e));
+    log.record({ kind: 'down', api: 'sum', port: 9000, detail: 'sent' });
+    await until(() => got.length === 1);
+    // The receiver holds the first POST (well inside its timeout) while these queue up.
+    const queued = WEBHOOK_QUEUE_MAX + 5;
+    for (let i = 1; i <= queued; i++) log.record({ kind: 'down', api: 'sum', port: 9000, detail: String(i) });
+    answer();
+    log.record({ kind: 'up', api: 'sum', port: 9000, detail: 'last' });
+    await until(() => got.at(-1)?.event?.detail === 'last', 60_000);
+    alerter.stop();
+    const kept = Array.from({ length: WEBHOOK_QUEUE_MAX - 1 }, (_, i) => String(queued - WEBHOOK_QUEUE_MAX + 2 + i));
+    assert.deepEqual(got.map((p) => p.event?.detail), ['sent', ...kept, 'last']);
   });
 
   test('a receiver that is not there: a clear answer, no exception', async () => {
