@@ -238,7 +238,7 @@ describe('systemd: the worker unit and its environment files', () => {
       'Environment=HOME=/var/plumber/sum/home',
       'WorkingDirectory=/var/plumber/sum',
       'ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R',
-      'Restart=on-failure',
+      'Restart=always',
       'RestartSec=1',
       'TimeoutStopSec=15',
       'KillSignal=SIGTERM',

@@ -37,7 +37,9 @@ Environment=R_LIBS=/var/plumber/${name}/library
 # The runner changes into the release directory itself.
 WorkingDirectory=/var/plumber/${name}
 ExecStart=/usr/bin/Rscript --no-save --no-restore /usr/lib/plumb/run-api.R
-Restart=on-failure
+# Whatever ends R (a crash, quit() in the API's code, a kill), it is started again: a worker serves
+# until the agent stops it (a stop is never restarted). The start limit above ends a loop.
+Restart=always
 RestartSec=1
 TimeoutStopSec=15
 KillSignal=SIGTERM
