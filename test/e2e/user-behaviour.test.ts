@@ -1,0 +1,315 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DRAIN_TIMEOUT_MAX_MS, LOGS_MAX_LINES } from '@plumb/shared';
+import { startLab, type Lab } from '../lab/lab.js';
+import { envCases, refusedEnvValues } from '../cases/env-values.js';
+import { apiDir, sumApi } from './api-fixtures.js';
+import { httpGet } from './helpers.js';
+import { startLoad } from './load.js';
+import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+
+/**
+ * What users do every day and no other suite drives: the flags of deploy, rollback's refusals,
+ * restart under load, logs filters, the droplets table, and hand edits the agent puts right. One
+ * droplet for all; each test deploys its own API.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+
+const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
+const get = (urlPath: string) => httpGet(`http://${address}${urlPath}`, 5000);
+const json = async (urlPath: string) => JSON.parse((await get(urlPath)).body) as unknown;
+/** nginx's file, every plumber unit and worker env file: what a refused command must leave as it was. */
+const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']);
+/** A command that must succeed; when it did not, its message and the agent's own log say why. */
+async function ok(run: { exitCode: number; stderr: string }) {
+  if (run.exitCode === 0) return;
+  const agentLog = await onDroplet(['journalctl', '-u', 'plumb-agent', '-n', '20', '-o', 'cat', '--no-pager']).catch((err: Error) => err.message);
+  assert.fail(`exit ${run.exitCode}:\n${run.stderr}\nthe agent's last log lines:\n${agentLog}`);
+}
+/** A refusal as the user sees it: non-zero, and one `plumb: ` line (plus at most a hint). */
+function oneLineRefusal(run: { exitCode: number; stderr: string }, message: RegExp) {
+  assert.notEqual(run.exitCode, 0);
+  const lines = run.stderr.trim().split('\n').filter((l) => !l.startsWith('['));
+  assert.match(lines[0] ?? '', /^plumb: /, run.stderr);
+  assert.match(run.stderr, message);
+  assert.ok(lines.length <= 2, `one line and at most a hint:\n${run.stderr}`);
+}
+
+/**
+ * Removes the describe's APIs once its tests are done: the droplet has 1 GiB, and a dozen R workers
+ * at once would have the kernel kill them (and starve the agent).
+ */
+function removedAfter(...names: string[]) {
+  after(async () => {
+    for (const name of names) await ok(await user.plumb(['remove', name]));
+  });
+}
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  ({ id: dropletId, address } = await provisionDroplet(user, 'everyday'));
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('deploy --env', () => {
+  removedAfter('env');
+  // R answers with the bytes of each P_TEST_ variable it sees, in hex: what the API really got,
+  // whatever R's locale makes of the characters.
+  const envApi = (version: string) =>
+    sumApi(version, `
+#* @serializer unboxedJSON
+#* @get /env
+function() {
+  keys <- grep("^P_TEST_", names(Sys.getenv()), value = TRUE)
+  setNames(lapply(keys, function(k) paste(as.character(charToRaw(Sys.getenv(k))), collapse = "")), keys)
+}
+`);
+  const sent = Object.fromEntries(envCases.map(([name, value]) => [`P_TEST_${name.toUpperCase()}`, value]));
+  const expected = Object.fromEntries(Object.entries(sent).map(([key, value]) => [key, Buffer.from(value, 'utf8').toString('hex')]));
+
+  test('values with $, backslashes, quotes, backticks, tabs, unicode and empty ones reach R exactly as given, through systemd\'s EnvironmentFile=', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(envApi('v1')), '--name', 'env', ...Object.entries(sent).flatMap(([k, v]) => ['--env', `${k}=${v}`])]));
+    assert.deepEqual(await json('/env/env'), expected);
+  });
+
+  test('a redeploy without --env keeps them', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(envApi('v2')), '--name', 'env']));
+    assert.deepEqual(await json('/env/version'), ['v2']);
+    assert.deepEqual(await json('/env/env'), expected);
+  });
+
+  test('a value with a newline, a carriage return or a NUL is refused in one line naming the variable, not the value; nothing changes', async () => {
+    const before = await serving();
+    // NUL cannot travel in an argument; the shared rule refusing it is unit-tested with the renderer.
+    for (const value of refusedEnvValues.filter((v) => !v.includes('\0'))) {
+      const run = await user.plumb(['deploy', await apiDir(envApi('v3')), '--name', 'env', '--env', `P_TEST_BAD=${value}`]);
+      oneLineRefusal(run, /P_TEST_BAD.*newline or NUL/);
+      assert.ok(!run.stderr.includes('secret'), `the value stays out of the message:\n${run.stderr}`);
+    }
+    assert.equal(await serving(), before);
+    assert.deepEqual(await json('/env/version'), ['v2']);
+  });
+});
+
+describe('deploy flags', () => {
+  removedAfter('pathed', 'health', 'ignored', 'kept');
+  test('--path /api/v1 --forward --json: served under the path and at /, one JSON result on stdout, progress on stderr', async () => {
+    const run = await user.plumb(['deploy', await apiDir(sumApi('p1')), '--name', 'pathed', '--path', '/api/v1', '--forward', '--json']);
+    await ok(run);
+    const result = JSON.parse(run.stdout) as { name: string; path: string; forward: boolean; release: string; ports: number[]; files: number };
+    assert.deepEqual([result.name, result.path, result.forward, result.files, result.ports.length], ['pathed', '/api/v1', true, 1, 1]);
+    assert.match(result.release, /^\d{8}T\d{6}Z-[0-9a-f]{4}$/);
+    assert.doesNotThrow(() => JSON.parse(run.stdout), 'nothing but JSON on stdout');
+    assert.match(run.stderr, /switching traffic/, 'the progress went to stderr');
+    assert.deepEqual(await json('/api/v1/version'), ['p1']);
+    assert.deepEqual(await json('/version'), ['p1'], 'forwarded at /');
+    assert.equal((await get('/pathed/version')).status, 404, 'not under its name');
+  });
+
+  test('--health-path: a release whose health path answers 200 goes live, one whose path answers 503 is refused and the old one serves; the path is kept for the API', async () => {
+    const health = (version: string, status: number) =>
+      sumApi(version, `
+#* @get /ready
+function(res) {
+  res$status <- ${status}
+  "${status === 200 ? 'ready' : 'not ready'}"
+}
+`);
+    await ok(await user.plumb(['deploy', await apiDir(health('h1', 200)), '--name', 'health', '--health-path', '/ready']));
+    const refused = await user.plumb(['deploy', await apiDir(health('h2', 503)), '--name', 'health', '--health-path', '/ready', '--health-timeout', '30']);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /failed at "health check"/);
+    assert.match(refused.stderr, /\/ready answered 503/);
+    assert.deepEqual(await json('/health/version'), ['h1']);
+    // The API keeps its health path: a later deploy without the flag is held to it too.
+    const again = await user.plumb(['deploy', await apiDir(health('h3', 503)), '--name', 'health', '--health-timeout', '30']);
+    assert.equal(again.exitCode, 1);
+    assert.match(again.stderr, /\/ready answered 503/);
+    assert.deepEqual(await json('/health/version'), ['h1']);
+  });
+
+  test('.plumbignore leaves files and directories out of the bundle, and .RData out by default', async () => {
+    const dir = await apiDir({
+      ...sumApi('i1'),
+      '.plumbignore': '# not needed on the droplet\nsecrets.txt\nscratch/\n*.csv\n!keep.csv\n',
+      'secrets.txt': 'password',
+      'scratch/big.bin': 'x'.repeat(1000),
+      'data/raw.csv': 'a,b',
+      'keep.csv': 'a,b',
+      '.RData': 'workspace',
+      'R/helpers.R': 'helper <- function() 1',
+    });
+    const run = await user.plumb(['deploy', dir, '--name', 'ignored', '--json']);
+    await ok(run);
+    assert.equal((JSON.parse(run.stdout) as { files: number }).files, 3);
+    const files = await onDroplet(['sh', '-c', 'cd /var/plumber/ignored/current/ && find . -type f | sort']);
+    assert.deepEqual(files.split('\n'), ['./R/helpers.R', './keep.csv', './plumber.R']);
+  });
+
+  test(`--drain-timeout past ${DRAIN_TIMEOUT_MAX_MS / 3600_000} h is refused in one line, and nothing changes`, async () => {
+    const before = await serving();
+    oneLineRefusal(await user.plumb(['deploy', await apiDir(sumApi('d1')), '--name', 'pathed', '--drain-timeout', String(DRAIN_TIMEOUT_MAX_MS / 1000 + 1)]), /--drain-timeout/);
+    assert.equal(await serving(), before);
+  });
+
+  test('--keep 2: after three deploys two releases are kept, on disk and in `plumb releases`', async () => {
+    for (const v of ['k1', 'k2', 'k3']) await ok(await user.plumb(['deploy', await apiDir(sumApi(v)), '--name', 'kept', '--keep', '2', '--wait']));
+    const listed = JSON.parse((await user.plumb(['releases', 'kept', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> };
+    assert.deepEqual(listed.releases.map((r) => r.live), [false, true]);
+    const onDisk = (await onDroplet(['ls', '/var/plumber/kept/releases'])).split('\n');
+    assert.deepEqual(onDisk, listed.releases.map((r) => r.id));
+  });
+});
+
+describe('rollback refusals', () => {
+  removedAfter('single');
+  test('an API with one release: "nothing before" and "already live", each one line, nothing changes', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(sumApi('only')), '--name', 'single']));
+    const release = (JSON.parse((await user.plumb(['releases', 'single', '--json'])).stdout) as { releases: Array<{ id: string }> }).releases[0]?.id ?? '';
+    const before = await serving();
+    oneLineRefusal(await user.plumb(['rollback', 'single']), new RegExp(`single has no release before the live one \\(${release}\\)`));
+    oneLineRefusal(await user.plumb(['rollback', 'single', '--to', release]), new RegExp(`release ${release} is already live`));
+    assert.equal(await serving(), before);
+    assert.deepEqual(await json('/single/version'), ['only']);
+  });
+});
+
+describe('restart', () => {
+  removedAfter('busy');
+  test('three workers restarted under load: every worker is a new R process, and no request fails', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(sumApi('r1')), '--name', 'busy', '--workers', '3', '--wait']));
+    const pidsNow = async () => (await onDroplet(['sh', '-c', 'for u in $(systemctl list-units --no-legend --plain --state=active "plumber-busy@*" | cut -d" " -f1); do systemctl show -P MainPID "$u"; done'])).split('\n').sort();
+    const before = await pidsNow();
+    assert.equal(before.length, 3);
+    const load = startLoad(`http://${address}/busy/add?a=1&b=2`, { rps: 10, maxMs: 180_000 });
+    const restarted = await user.plumb(['restart', 'busy', '--wait']);
+    const report = await load.stop();
+    await ok(restarted);
+    assert.equal(report.failed, 0, report.failures.join('\n'));
+    assert.ok(report.ok > 0);
+    const after = await pidsNow();
+    assert.equal(after.length, 3);
+    assert.deepEqual(after.filter((pid) => before.includes(pid)), [], 'no worker kept its process');
+  });
+});
+
+describe('logs', () => {
+  removedAfter('loud');
+  const shout = async (msg: string) => assert.deepEqual(await json(`/loud/shout?msg=${msg}`), ['ok']);
+  const logged = async (args: string[], line: RegExp) => {
+    // The journal may take a moment to have the line: ask again until it shows, then stop.
+    for (let i = 0; i < 40; i++) {
+      const run = await user.plumb(['logs', 'loud', ...args]);
+      await ok(run);
+      if (line.test(run.stdout)) return run.stdout;
+    }
+    assert.fail(`plumb logs loud ${args.join(' ')} never showed ${line}`);
+  };
+
+  test('--since a moment between two lines shows the later and not the earlier; --json gives one object per line', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(sumApi('l1')), '--name', 'loud']));
+    await shout('earlier');
+    await logged(['-n', '20'], /shout: earlier/);
+    // The earlier line is in the journal now, so it was stamped before this moment (one clock).
+    const between = `${new Date().toISOString().replace('T', ' ').replace('Z', '')} UTC`;
+    await shout('later');
+    const since = await logged(['--since', between], /shout: later/);
+    assert.doesNotMatch(since, /shout: earlier/);
+
+    const lines = (await logged(['-n', '5', '--json'], /shout: later/)).trim().split('\n');
+    const entries = lines.map((l) => JSON.parse(l) as { time: number; unit: string; message: string });
+    const later = entries.find((e) => e.message === 'shout: later');
+    assert.ok(later, JSON.stringify(entries));
+    assert.match(later.unit, /^plumber-loud@\d+\.service$/);
+    assert.ok(Math.abs(later.time / 1000 - Date.now()) < 24 * 3600_000, 'time is in microseconds since the epoch');
+  });
+
+  test(`a --since journalctl cannot read, or more than ${LOGS_MAX_LINES} lines, is refused in one line`, async () => {
+    oneLineRefusal(await user.plumb(['logs', 'loud', '--since', 'yesterday; rm -rf /']), /--since/);
+    oneLineRefusal(await user.plumb(['logs', 'loud', '-n', String(LOGS_MAX_LINES + 1)]), new RegExp(`${LOGS_MAX_LINES}`));
+  });
+});
+
+describe('workers', () => {
+  removedAfter('quitter');
+  /** The pid the API answers with once it is not `old` (R started again), or null if it never is. */
+  async function newPid(old: number): Promise<number | null> {
+    for (let i = 0; i < 120; i++) {
+      const pid = ((await json('/quitter/pid').catch(() => [old])) as number[])[0];
+      if (typeof pid === 'number' && pid !== old) return pid;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return null;
+  }
+
+  test('a worker whose R ends by itself (quit() with status 0, a SIGTERM from outside) is started again', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(sumApi('q1', '#* @get /quit\nfunction() quit(save = "no", status = 0)\n')), '--name', 'quitter']));
+    const first = ((await json('/quitter/pid')) as number[])[0] ?? 0;
+    await get('/quitter/quit').catch(() => undefined);
+    const second = await newPid(first);
+    assert.ok(second !== null, 'R was started again after a clean exit');
+    await onDroplet(['kill', '-TERM', String(second)]);
+    assert.ok((await newPid(second)) !== null, 'R was started again after a SIGTERM it did not get from systemd');
+    assert.deepEqual(await json('/quitter/version'), ['q1']);
+  });
+});
+
+describe('the agent owns its files', () => {
+  removedAfter('edited');
+  test('hand edits to nginx\'s file and to a unit are put back when the agent restarts, and the API serves', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(sumApi('e1')), '--name', 'edited']));
+    const files = 'cat /etc/nginx/conf.d/plumb.conf /etc/systemd/system/plumber-edited@.service';
+    const rendered = await onDroplet(['sh', '-c', files]);
+    await onDroplet(['sh', '-c', 'echo "# edited by hand" >> /etc/nginx/conf.d/plumb.conf && sed -i "s/^Restart=.*/Restart=no/" /etc/systemd/system/plumber-edited@.service']);
+    assert.notEqual(await onDroplet(['sh', '-c', files]), rendered, 'the edits landed');
+    await onDroplet(['systemctl', 'restart', 'plumb-agent']);
+    assert.ok(await agentAnswersAgain(user), 'the agent answers after its restart');
+    assert.equal(await onDroplet(['sh', '-c', files]), rendered);
+    assert.equal(await onDroplet(['nginx', '-t']).then(() => 'valid'), 'valid');
+    assert.deepEqual(await json('/edited/version'), ['e1']);
+  });
+});
+
+describe('droplets and destroy, seen from another machine', () => {
+  let teammate: PlumbUser;
+  before(async () => {
+    teammate = await plumbUser(lab);
+    // A teammate's export naming a droplet since deleted from DigitalOcean's dashboard.
+    const exported = JSON.parse((await user.plumb(['droplets', 'export'])).stdout) as { droplets: Array<Record<string, unknown>> };
+    const gone = { ...exported.droplets[0], name: 'vanished', id: 999_999_991, uuid: randomUUID(), ipv4: '10.213.250.2' };
+    const file = path.join(teammate.configHome, 'export.json');
+    await writeFile(file, JSON.stringify({ plumbDroplets: 1, droplets: [gone] }));
+    await ok(await teammate.plumb(['droplets', 'import', file]));
+  });
+
+  test('the table shows a droplet DigitalOcean no longer has as gone, and one made by another controller as such', async () => {
+    const run = await teammate.plumb(['droplets']);
+    await ok(run);
+    const [header, ...rows] = run.stdout.split('\n').map((l) => l.split(/\s{2,}/));
+    assert.deepEqual(header, ['NAME', 'ID', 'ADDRESS', 'STATUS', 'REGION', 'SIZE', 'AGENT']);
+    const byName = Object.fromEntries(rows.map((r) => [r[0], r]));
+    assert.deepEqual([byName['vanished']?.[1], byName['vanished']?.[3], byName['vanished']?.[6]], ['999999991', 'gone', 'enrolled']);
+    assert.deepEqual([byName['everyday']?.[1], byName['everyday']?.[2], byName['everyday']?.[3], byName['everyday']?.[6]], [String(dropletId), address, 'active', 'not this controller']);
+    assert.equal(rows.length, 2, run.stdout);
+  });
+
+  test('destroying a droplet that is already gone says so, forgets it, and touches no other droplet', async () => {
+    const run = await teammate.plumb(['destroy', 'vanished', '--yes']);
+    await ok(run);
+    assert.equal(run.stdout.trim(), 'droplet vanished (id 999999991) was already gone; forgotten');
+    const rows = JSON.parse((await teammate.plumb(['droplets', '--json'])).stdout) as Array<{ name: string; foreign: boolean; status: string }>;
+    assert.deepEqual(rows.map((r) => [r.name, r.foreign, r.status]), [['everyday', true, 'active']]);
+    assert.match((await get('/')).body, /no API is served at \//, 'the droplet\'s nginx still answers');
+  });
+});
