@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
+import { exportJWK, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
-import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
+import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
 import { connectTls } from '@plumb/controller/agent-client';
 import { tokenFor } from '@plumb/controller/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
@@ -82,6 +83,41 @@ export function agentLimitCases(target: () => AuthTarget): void {
     s.send({ id: over + 1, type: 'status' });
     assert.equal((await s.answer(over + 1))?.type, 'result', 'its place is free again');
     assert.equal(s.closed(), null);
+    s.ws.close();
+    await agentStillServes(t);
+  });
+
+  test(`agent: it trusts at most ${CONTROLLER_KEYS_MAX} controller keys; one more is refused, and revoking one makes room`, async () => {
+    const t = target();
+    const s = await session(t);
+    let id = 0;
+    const call = async (request: object) => {
+      s.send({ id: ++id, ...request });
+      return (await s.answer(id)) as { type: string; result?: { keys: Array<{ name: string | null }> }; error?: { code: string; message: string } } | null;
+    };
+    const newKey = async (name: string) => {
+      const { publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+      const { x = '' } = await exportJWK(publicKey);
+      return { kid: `kid-${name}`, name, jwk: { kty: 'OKP', crv: 'Ed25519', x } };
+    };
+    const listed = (await call({ type: 'keys' }))?.result?.keys.length ?? 0;
+    const added: string[] = [];
+    try {
+      for (let i = listed; i < CONTROLLER_KEYS_MAX; i++) {
+        const name = `limit-${i}`;
+        assert.equal((await call({ type: 'keys-add', key: await newKey(name) }))?.type, 'result');
+        added.push(name);
+      }
+      const refused = await call({ type: 'keys-add', key: await newKey('one-too-many') });
+      assert.equal(refused?.error?.code, 'TOO_MANY_KEYS');
+      assert.match(refused?.error?.message ?? '', new RegExp(`trusts ${CONTROLLER_KEYS_MAX} keys already`));
+      assert.equal((await call({ type: 'keys-revoke', key: added.pop() }))?.type, 'result');
+      assert.equal((await call({ type: 'keys-add', key: await newKey('room-again') }))?.type, 'result');
+      added.push('room-again');
+    } finally {
+      // The agent is shared with the other cases: it goes back to the keys it had.
+      for (const name of added) await call({ type: 'keys-revoke', key: name });
+    }
     s.ws.close();
     await agentStillServes(t);
   });
