@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -37,6 +38,19 @@ async function requestCounts(): Promise<Record<string, number>> {
 async function requestLog(): Promise<Array<{ method: string; path: string; status: number }>> {
   const response = await fetch(`${lab.controlUrl}/lab/requests`);
   return ((await response.json()) as { recent: Array<{ method: string; path: string; status: number }> }).recent;
+}
+
+/** A call to the DigitalOcean stand-in's v2 API with the lab's token, as a user's script would make it. */
+async function doApi(method: string, apiPath: string, body?: object): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(`${lab.apiUrl}${apiPath}`, { method, headers: { authorization: `Bearer ${lab.token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+  return { status: response.status, body: await response.json() };
+}
+
+/** A fresh ed25519 public key in OpenSSH's one-line form. */
+function sshPublicKey(): string {
+  const raw = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }).subarray(-32);
+  const field = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')} test@lab`;
 }
 
 async function fault(body: object): Promise<void> {
@@ -171,8 +185,11 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
     // Aimed at the create itself: the request that must never be sent twice for one droplet.
     await fault({ status: 429, count: 2, retryAfter: 1, method: 'POST', path: '/v2/droplets' });
     await fault({ status: 503, count: 1, method: 'POST', path: '/v2/droplets' });
+    // A key in the account, as a user adds one in the dashboard, for --ssh-key by name.
+    const added = await doApi('POST', '/account/keys', { name: 'laptop', public_key: sshPublicKey() });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
     const before = (await requestLog()).length;
-    const result = await user.plumb(['provision', '--name', 'api-2', '--json']);
+    const result = await user.plumb(['provision', '--name', 'api-2', '--tag', 'team-a', '--ssh-key', 'laptop', '--json']);
     assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
     second = JSON.parse(result.stdout) as Provisioned;
     creates = (await requestLog()).slice(before).filter((r) => r.method === 'POST' && r.path === '/v2/droplets').map((r) => r.status);
@@ -183,6 +200,12 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
     const list = await user.plumb(['droplets', '--json']);
     const rows = JSON.parse(list.stdout) as Array<{ name: string }>;
     assert.equal(rows.filter((r) => r.name === 'api-2').length, 1);
+  });
+
+  test('--tag: the droplet carries plumb\'s tag and the extra one, and is listed under it', async () => {
+    const { body } = await doApi('GET', '/droplets?tag_name=team-a');
+    const droplets = (body as { droplets: Array<{ name: string; tags: string[] }> }).droplets;
+    assert.deepEqual(droplets.map((d) => [d.name, [...d.tags].sort()]), [['api-2', ['plumb', 'team-a']]]);
   });
 
   test('two droplets have different pins', () => {
@@ -237,6 +260,21 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
     const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } };
     assert.equal(error.code, 'INVALID_INPUT');
     assert.match(error.message, /invalid droplet name/);
+  });
+
+  test('a name a plumb droplet already has, an unknown --ssh-key and a bad --tag: one line each, no droplet created', async () => {
+    const before = await requestCounts();
+    const cases: Array<[string[], RegExp]> = [
+      [['--name', 'api-2'], /^plumb: a plumb droplet named "api-2" already exists/],
+      [['--name', 'nope-3', '--ssh-key', 'no-such-key'], /^plumb: DigitalOcean has no SSH key "no-such-key"/],
+      [['--name', 'nope-4', '--tag', 'bad tag!'], /^plumb: invalid tag "bad tag!"/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await user.plumb(['provision', ...args]);
+      assert.equal(result.exitCode, 1, result.stderr);
+      assert.match(result.stderr.split('\n').find((l) => l.startsWith('plumb: ')) ?? '', message);
+    }
+    assert.equal((await requestCounts())['POST /v2/droplets'] ?? 0, before['POST /v2/droplets'] ?? 0);
   });
 
   test('a bad droplet name is refused with one line', async () => {
