@@ -23,7 +23,8 @@ let dropletId: number;
 let address: string;
 
 const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
-const get = (urlPath: string) => httpGet(`http://${address}${urlPath}`, 5000);
+// A generous bound: on a loaded machine a fresh R worker's first answer can take seconds.
+const get = (urlPath: string) => httpGet(`http://${address}${urlPath}`, 30_000);
 const json = async (urlPath: string) => JSON.parse((await get(urlPath)).body) as unknown;
 /** nginx's file, every plumber unit and worker env file: what a refused command must leave as it was. */
 const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']);
@@ -84,7 +85,9 @@ function() {
   });
 
   test('a redeploy without --env keeps them', async () => {
-    await ok(await user.plumb(['deploy', await apiDir(envApi('v2')), '--name', 'env']));
+    // --wait: the next test compares the droplet before and after a refusal, so the old worker
+    // (and its env file) must be gone already.
+    await ok(await user.plumb(['deploy', await apiDir(envApi('v2')), '--name', 'env', '--wait']));
     assert.deepEqual(await json('/env/version'), ['v2']);
     assert.deepEqual(await json('/env/env'), expected);
   });
