@@ -73,7 +73,7 @@ export type CertificateRecord = z.infer<typeof CertificateRecord>;
 
 export const AgentState = z.object({
   version: z.literal(1),
-  /** Set once, when a controller enrolled this agent; a second enrolment is refused. */
+  /** Set at the first enrolment; until then no socket opens. The first socket burns the secret (server.ts). */
   enrolledAt: z.string().nullable(),
   apis: z.record(ApiName, ApiRecord).default({}),
   /** The API served at `/` too, if any. */

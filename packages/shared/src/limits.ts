@@ -10,6 +10,12 @@ export const USER_DATA_MAX_BYTES = 64 * 1024;
 
 /** One-time enrolment secret: 128 bits. */
 export const ENROLMENT_SECRET_BYTES = 16;
+/**
+ * Tries of an enrolment whose answer did not arrive (reset, timed out), the first included: the
+ * agent answers again, the same, until the first authenticated socket burns its secret.
+ */
+export const ENROLMENT_ATTEMPTS = 3;
+export const ENROLMENT_RETRY_DELAY_MS = 1_000;
 
 /** A controller token lives this long; the agent refuses tokens without `exp` or living longer. */
 export const TOKEN_TTL_SECONDS = 60;
