@@ -322,7 +322,10 @@ export class AgentConnection {
   }
 
   private onClose(): void {
-    for (const waiter of this.pending.values()) waiter.reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
+    // What is known: an operation cut before its switch left the previous release serving, and an
+    // agent that starts again settles whatever the operation left (ops/reconcile.ts).
+    const cut = new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection before answering', 'what was serving before still serves unless the switch happened; `plumb status` shows which release is live');
+    for (const waiter of this.pending.values()) waiter.reject(cut);
     this.pending.clear();
   }
 }

@@ -20,6 +20,9 @@ export const layout = {
   /** Per-worker environment (release dir and the user's --env), root-only. */
   instanceEnvFile: (name: string, port: number) => `/var/lib/plumb/instances/${name}@${port}.env`,
   instancesDir: '/var/lib/plumb/instances',
+  /** A deploy under way: what it made, so an agent killed in the middle removes just that when it starts again. */
+  deployMarker: (name: string) => `/var/lib/plumb/deploying/${name}.json`,
+  deployMarkersDir: '/var/lib/plumb/deploying',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
   /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
@@ -29,3 +32,6 @@ export const layout = {
 } as const;
 
 export const unitGlob = (name: string) => `plumber-${name}@*.service`;
+
+/** Every API's worker units, `plumber-NAME@PORT.service`: the glob for systemctl, the pattern that reads them. */
+export const workerUnits = { glob: 'plumber-*@*.service', pattern: /^plumber-([a-z][a-z0-9_-]*)@(\d+)\.service$/ } as const;

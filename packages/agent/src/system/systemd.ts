@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
 
@@ -48,4 +49,19 @@ export async function unitState(unit: string): Promise<UnitState> {
     pid: pid > 0 ? pid : null,
     since: props.get('ActiveEnterTimestamp') || null,
   };
+}
+
+/** Where `systemctl enable` links the units started at boot (their [Install] WantedBy=). */
+const BOOT_WANTS = '/etc/systemd/system/multi-user.target.wants';
+
+/** Units matching `pattern` that systemd has loaded (running, failed, stopping) or starts at boot. */
+export async function unitsMatching(pattern: RegExp, glob: string): Promise<Set<string>> {
+  const loaded = await systemctl('list-units', '--all', '--plain', '--no-legend', '--full', glob);
+  const names = [...loaded.split('\n').map((line) => line.trim().split(/\s+/)[0] ?? ''), ...(await enabledAtBoot())];
+  return new Set(names.filter((unit) => pattern.test(unit)));
+}
+
+/** Units `systemctl enable` has linked to start at boot. */
+export async function enabledAtBoot(): Promise<Set<string>> {
+  return new Set(await readdir(BOOT_WANTS).catch(() => [] as string[]));
 }
