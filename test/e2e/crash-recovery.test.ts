@@ -54,23 +54,28 @@ after(async () => {
   await lab?.stop();
 });
 
-test('kill -9 while new workers start: the old release serves, and the new workers, env files and releases are gone; a new API leaves no trace', async () => {
+test('kill -9 while new workers start: the old release serves, and the new workers, env files and releases are gone; a new API leaves no trace', async (t) => {
+  const mark = (what: string) => t.diagnostic(`${new Date().toISOString()} ${what}`);
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'cut'])).exitCode, 0);
   const live = await statusOf('cut');
   assert.ok(live);
+  mark('v1 live');
   // Two deploys held at the health gate: an update of `cut`, and the first deploy of `fresh`.
   const update = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'cut', '--health-timeout', '600']);
   const first = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'fresh', '--health-timeout', '600']);
   await until('both new releases to be starting', async () => (await runningWorkers('cut')).length === 2 && (await runningWorkers('fresh')).length === 1);
   assert.equal((await lines(['ls', '/var/plumber/cut/releases'])).length, 2);
 
+  mark('both held at the health gate');
   await killAgent();
   for (const cut of [await update, await first]) {
     assert.equal(cut.exitCode, 1);
     assert.match(cut.stderr, /closed the connection before answering/);
     assert.match(cut.stderr, /plumb status/);
   }
+  mark('deploys ended');
   assert.ok(await agentAnswersAgain(user), 'the agent answers again');
+  mark('agent answers');
 
   const after = await statusOf('cut');
   assert.equal(after?.release, live.release);
@@ -90,18 +95,21 @@ test('kill -9 while new workers start: the old release serves, and the new worke
 });
 
 test('kill -9 during the drain after a switch: the new release serves, the request in flight on the old one finishes, then the old worker stops', async () => {
-  const slow = (version: string) => sumApi(version, `\n#* @get /slow\nfunction() { Sys.sleep(15); "${version} slow" }\n`);
+  // /slow answers once the test lets it (a file in the API's data/): no race with the deploy's speed.
+  const slow = (version: string) => sumApi(version, `\n#* @get /slow\nfunction() { while (!file.exists("/var/plumber/drain/data/go")) Sys.sleep(0.2); "${version} slow" }\n`);
   assert.equal((await user.plumb(['deploy', await apiDir(slow('d1')), '--name', 'drain'])).exitCode, 0);
   const old = await statusOf('drain');
-  const inFlight = httpGet(`http://${address}/drain/slow`, 120_000);
+  const inFlight = httpGet(`http://${address}/drain/slow`, 300_000);
   await until('the slow request to reach the worker', async () => (await onDroplet(['sh', '-c', `ss -Htn state established '( sport = :${old!.workers[0]!.port} )' | wc -l`])) !== '0', 30_000);
-  const deployed = await user.plumb(['deploy', await apiDir(slow('d2')), '--name', 'drain', '--drain-timeout', '120']);
+  const deployed = await user.plumb(['deploy', await apiDir(slow('d2')), '--name', 'drain', '--drain-timeout', '300']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   assert.equal((await statusOf('drain'))?.draining.length, 1, 'the old worker drains');
 
   await killAgent();
   assert.ok(await agentAnswersAgain(user), 'the agent answers again');
   assert.deepEqual(JSON.parse((await httpGet(`http://${address}/drain/version`, 10_000)).body), ['d2']);
+  assert.equal((await statusOf('drain'))?.draining.length, 1, 'the old worker still drains');
+  await onDroplet(['touch', '/var/plumber/drain/data/go']);
   const answer = await inFlight;
   assert.deepEqual([answer.status, JSON.parse(answer.body)], [200, ['d1 slow']], 'the request in flight finished on the old release');
   await until('the drained worker to stop', async () => (await runningWorkers('drain')).length === 1, 60_000);

@@ -11,7 +11,7 @@ import type { AgentState, ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
-import { installPackages, reposFor } from './packages.js';
+import { installPackages, pruneLibraries, reposFor } from './packages.js';
 import { rollout } from './rollout.js';
 import { removeUnit } from './workers.js';
 
@@ -101,10 +101,14 @@ async function extractAndRoll(req: DeployRequest, bundle: AsyncIterable<Buffer>,
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
     // Before any worker of the new release starts: it loads its packages as it starts.
-    const packages = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), ctx) : null;
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [] };
+    // --no-deps: the live release's packages, as they are.
+    const liveLibrary = previous ? previous.releases.find((r) => r.id === previous.current)?.library : null;
+    const installed = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), liveLibrary, ctx) : null;
+    const packages = installed?.report ?? null;
+    const library = installed ? installed.library : liveLibrary;
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library };
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
+      { name: req.name, release, env: settings.env, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -202,5 +206,6 @@ async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
     const keep = api.releases.filter((r) => !drop.includes(r));
     await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
     for (const r of drop) await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
+    await pruneLibraries(name, keep);
   });
 }

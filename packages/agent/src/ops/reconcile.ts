@@ -11,6 +11,7 @@ import type { OpContext } from './context.js';
 import { scale } from './releases.js';
 import { applyRouting, freeFrontPort } from './routing.js';
 import { forgetCutDeploys } from './deploy.js';
+import { pruneLibraries } from './packages.js';
 import { ensureUnit, pointCurrent, retireWorker } from './workers.js';
 
 /**
@@ -21,7 +22,7 @@ import { ensureUnit, pointCurrent, retireWorker } from './workers.js';
  * before front ports existed gets one here. Then what an agent killed in the middle of an
  * operation left is settled: a switch the state records is finished (its workers enabled, the
  * `current` link), one it does not record is undone (routing follows the state again), and
- * workers, env files and releases the state does not list go.
+ * workers, env files, releases and R library generations the state does not list go.
  */
 export async function reconcile(state: StateStore): Promise<void> {
   // No nginx: not a droplet plumb set up yet (cloud-init still installing), so nothing of plumb's runs.
@@ -43,7 +44,7 @@ export async function reconcile(state: StateStore): Promise<void> {
   if (next !== state.get()) await state.update(() => next);
   const nginx = Object.keys(apis).length === 0 && forward === null ? 'unchanged' : await applyRouting(next);
   // Only now that routing follows the state may what it does not list stop.
-  const cut = [...(await forgetCutDeploys(next)), ...(await finishSwitches(next)), ...(await removeOrphans(next))];
+  const cut = [...(await removeOrphans(next)), ...(await forgetCutDeploys(next)), ...(await finishSwitches(next))];
   if (cut.length > 0) {
     log.warn('settled what an interrupted operation left', { detail: cut.join('; ') });
     events.record({ kind: 'operation-cut', detail: `an operation was cut (agent stopped in the middle); settled: ${cut.join('; ')}` });
@@ -93,6 +94,7 @@ async function removeOrphans(state: AgentState): Promise<string[]> {
       await rm(path.join(layout.releasesDir(api.name), entry), { recursive: true, force: true });
       removed.push(`removed ${api.name} release ${entry}`);
     }
+    removed.push(...(await pruneLibraries(api.name, api.releases)));
   }
   return removed;
 }

@@ -8,8 +8,13 @@ export const layout = {
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
-  /** The API's own R library: packages from repositories and source builds (root's, read-only to the API). */
+  /**
+   * The API's own R libraries: packages from repositories and source builds (root's, read-only to
+   * the API), one generation per set of packages (`library/g-HASH`), each release naming its own.
+   * Releases from before generations load the packages directly under `library/`.
+   */
   libraryDir: (name: string) => `/var/plumber/${name}/library`,
+  libraryGeneration: (name: string, generation: string) => `/var/plumber/${name}/library/${generation}`,
   /** What the API writes that outlives a release. */
   dataDir: (name: string) => `/var/plumber/${name}/data`,
   /** The API user's HOME: R's user cache, data and config (tools::R_user_dir) land here. */

@@ -24,7 +24,9 @@ export const reload = (unit: string) => systemctl('reload', unit);
 
 /** Stops and disables a unit that may not exist or may have failed; never throws. */
 export async function stopAndDisable(unit: string): Promise<void> {
-  await execa('systemctl', ['disable', '--now', unit], { reject: false, timeout: 120_000 });
+  // Two calls: `disable --now` stops nothing when the unit's file is gone already.
+  await execa('systemctl', ['stop', unit], { reject: false, timeout: 120_000 });
+  await execa('systemctl', ['disable', unit], { reject: false, timeout: 120_000 });
   await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
 }
 
