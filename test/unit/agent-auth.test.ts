@@ -123,4 +123,19 @@ describe('a local plumb-agent', () => {
   agentAuthCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentFrameCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentLimitCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
+
+  // Last: it may leave only the second key trusted.
+  test('keys: two controllers revoking each other at once leave one key trusted, and the other is told why', async () => {
+    const second = await loadOrCreateSigningKey(path.join(dir, 'controller-2'));
+    const first = await AgentConnection.open(address, pin, await tokenFor(key, dropletUuid));
+    await first.request({ type: 'keys-add', key: { ...second.publicKey, name: 'second' } });
+    const other = await AgentConnection.open(address, pin, await tokenFor(second, dropletUuid));
+    const outcomes = await Promise.allSettled([first.request({ type: 'keys-revoke', key: second.kid }), other.request({ type: 'keys-revoke', key: key.kid })]);
+    first.close();
+    other.close();
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, JSON.stringify(outcomes));
+    const refused = outcomes.find((o) => o.status === 'rejected');
+    assert.equal((refused?.reason as { code?: string }).code, 'KEY_REVOKED', String(refused?.reason));
+    assert.equal((await configOnDisk()).controllerKeys.length, 1);
+  });
 });

@@ -71,6 +71,13 @@ export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
 export const BUNDLE_MAX_BYTES = 200 * 1024 * 1024;
 export const BUNDLE_MAX_EXTRACTED_BYTES = 1024 * 1024 * 1024;
 export const BUNDLE_MAX_ENTRIES = 20_000;
+/**
+ * Directories one bundle entry may be nested in, and bytes its path may have: checked on each
+ * entry's header before anything of it is written, so the work per entry stays small (a tree
+ * 1,900 deep once took minutes of CPU while holding the API's lock). Far above what an API ships.
+ */
+export const BUNDLE_MAX_DEPTH = 64;
+export const BUNDLE_MAX_PATH_BYTES = 1024;
 export const BUNDLE_MAX_RATIO = 200;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;

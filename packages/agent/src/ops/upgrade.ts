@@ -14,7 +14,7 @@ import {
   type UpgradeRequest,
   type UpgradeResult,
 } from '@plumb/shared';
-import { extractBundle } from '../bundle/extract.js';
+import { DEFAULT_EXTRACT_LIMITS, extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { abandonTrial, beginTrial, direction, ensureLayout, install, upgradeFiles } from '../upgrade/install.js';
 import type { Upload } from '../upload.js';
@@ -60,6 +60,7 @@ export async function upgrade(req: UpgradeRequest, uc: UpgradeContext): Promise<
       await receive(uc.upload, tarball, req.sha512);
       ctx.progress('unpacking and checking it');
       await extractBundle(createReadStream(tarball), unpacked, {
+        ...DEFAULT_EXTRACT_LIMITS,
         maxBytes: AGENT_PACKAGE_MAX_BYTES,
         maxExtractedBytes: AGENT_PACKAGE_MAX_EXTRACTED_BYTES,
         maxEntries: AGENT_PACKAGE_MAX_ENTRIES,
