@@ -95,8 +95,13 @@ test('kill -9 while new workers start: the old release serves, and the new worke
 });
 
 test('kill -9 during the drain after a switch: the new release serves, the request in flight on the old one finishes, then the old worker stops', async () => {
-  // /slow answers once the test lets it (a file in the API's data/): no race with the deploy's speed.
-  const slow = (version: string) => sumApi(version, `\n#* @get /slow\nfunction() { while (!file.exists("/var/plumber/drain/data/go")) Sys.sleep(0.2); "${version} slow" }\n`);
+  // /slow answers once the test lets it (a file in the API's data/): no race with the deploy's
+  // speed. A promise, so R keeps serving the monitor's checks meanwhile (a busy R is restarted).
+  const slow = (version: string) =>
+    sumApi(
+      version,
+      `\n#* @get /slow\nfunction() promises::promise(function(resolve, reject) {\n  check <- function() if (file.exists("/var/plumber/drain/data/go")) resolve("${version} slow") else later::later(check, 0.2)\n  check()\n})\n`,
+    );
   assert.equal((await user.plumb(['deploy', await apiDir(slow('d1')), '--name', 'drain'])).exitCode, 0);
   const old = await statusOf('drain');
   const inFlight = httpGet(`http://${address}/drain/slow`, 300_000);
