@@ -153,7 +153,7 @@ describe('plumb provision', () => {
   });
 
   test('a second enrolment is refused', async () => {
-    await assert.rejects(enrol({ host: first.droplet.ipv4, port: AGENT_PORT }, await tokenFor(key, first.droplet.uuid), '0'.repeat(32)), /already enrolled/);
+    await assert.rejects(enrol({ host: first.droplet.ipv4, port: AGENT_PORT }, () => tokenFor(key, first.droplet.uuid), '0'.repeat(32)), /already enrolled/);
   });
 
   agentAuthCases(() => ({ address: { host: first.droplet.ipv4, port: AGENT_PORT }, dropletUuid: first.droplet.uuid, pin: first.droplet.fingerprint, key }));

@@ -123,6 +123,15 @@ describe('R packages from Debian', () => {
 describe('R packages from a CRAN-like repository', () => {
   /** Says which plumbdemo it loaded and from where. */
   const demoApi = { 'plumber.R': 'library(plumbdemo)\n#* @get /v\nfunction() list(version = demo_version(), from = find.package("plumbdemo"))\n' };
+  /** Where an API's own packages are: a generation of its library (library/g-HASH). */
+  const GENERATION = (name: string) => new RegExp(`^/var/plumber/${name}/library/g-[0-9a-f]{16}$`);
+  /** The plumbdemo the API's worker loads: its version, and whether from a generation of the API's library. */
+  const demoOf = async (name: string) => {
+    const { version, from } = (await get(`/${name}/v`)) as { version: [string]; from: [string] };
+    return { version: version[0], generation: GENERATION(name).test(from[0].replace(/\/plumbdemo$/, '')) };
+  };
+  const generationOf = async (name: string) => ((await get(`/${name}/v`)) as { from: [string] }).from[0].replace(/\/plumbdemo$/, '');
+  const pinned = (version: string) => JSON.stringify({ R: { Version: '4.5.0' }, Packages: { plumbdemo: { Package: 'plumbdemo', Version: version, Source: 'Repository', Repository: 'CRAN' } } });
 
   test("a package Debian does not ship is built from the repository into the API's own library; a second API pinned to an older version keeps its own", async () => {
     const newer = await deploy(demoApi, 'newer', ['--repo', repo.url]);
@@ -130,15 +139,16 @@ describe('R packages from a CRAN-like repository', () => {
     assert.deepEqual(installedBy(newer.result), ['plumbdemo source']);
     assert.match(newer.stderr, /installing R packages \(source build\)/);
 
-    const pinned = JSON.stringify({ R: { Version: '4.5.0' }, Packages: { plumbdemo: { Package: 'plumbdemo', Version: '1.0', Source: 'Repository', Repository: 'CRAN' } } });
-    const older = await deploy({ ...demoApi, 'renv.lock': pinned }, 'older', ['--repo', repo.url]);
+    const older = await deploy({ ...demoApi, 'renv.lock': pinned('1.0') }, 'older', ['--repo', repo.url]);
     assert.equal(older.exitCode, 0, older.stderr);
-    assert.deepEqual(older.result?.packages?.installed.map((p) => `${p.name} ${p.version} ${p.library}`), ['plumbdemo 1.0 /var/plumber/older/library']);
+    assert.deepEqual(older.result?.packages?.installed.map((p) => `${p.name} ${p.version}`), ['plumbdemo 1.0']);
+    assert.match(older.result?.packages?.installed[0]?.library ?? '', GENERATION('older'));
 
-    assert.deepEqual(await get('/newer/v'), { version: ['2.0'], from: ['/var/plumber/newer/library/plumbdemo'] });
-    assert.deepEqual(await get('/older/v'), { version: ['1.0'], from: ['/var/plumber/older/library/plumbdemo'] });
+    assert.deepEqual(await demoOf('newer'), { version: '2.0', generation: true });
+    assert.deepEqual(await demoOf('older'), { version: '1.0', generation: true });
     // Root's, and only readable by the API's processes.
-    assert.equal(await onDroplet(['stat', '-c', '%U %a', '/var/plumber/older/library', '/var/plumber/older/library/plumbdemo']), 'root 755\nroot 755');
+    const olderLibrary = older.result?.packages?.installed[0]?.library ?? '';
+    assert.equal(await onDroplet(['stat', '-c', '%U %a', '/var/plumber/older/library', olderLibrary, `${olderLibrary}/plumbdemo`]), 'root 755\nroot 755\nroot 755');
     assert.equal(await onDroplet(['sh', '-c', 'ls /usr/lib/R/site-library /usr/local/lib/R/site-library | grep -c plumbdemo || true']), '0');
 
     const listed = await user.plumb(['packages', 'older', '--json']);
@@ -165,8 +175,42 @@ describe('R packages from a CRAN-like repository', () => {
     assert.match(broken.stderr, /installing \*source\* package ‘plumbbroken’/);
     assert.match(broken.stderr, /unexpected '\{'/);
 
-    assert.deepEqual(await get('/newer/v'), { version: ['2.0'], from: ['/var/plumber/newer/library/plumbdemo'] });
+    assert.deepEqual(await demoOf('newer'), { version: '2.0', generation: true });
     assert.equal(await onDroplet(['ls', '-A', '/var/plumber/newer/library']), libraryBefore);
     assert.doesNotMatch(await onDroplet(['ls', '-A', '/var/plumber/newer']), /staging/);
+  });
+  test('each release keeps the packages it was deployed with: 1.0, then 2.0, then a rollback loads 1.0 again; a set of packages is installed once', async () => {
+    const first = await deploy({ ...demoApi, 'renv.lock': pinned('1.0') }, 'gens', ['--repo', repo.url]);
+    assert.equal(first.exitCode, 0, first.stderr);
+    assert.deepEqual(installedBy(first.result), ['plumbdemo source']);
+    const one = await generationOf('gens');
+    assert.match(one, GENERATION('gens'));
+
+    const second = await deploy({ ...demoApi, 'renv.lock': pinned('2.0') }, 'gens', ['--wait']);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.deepEqual(installedBy(second.result), ['plumbdemo source']);
+    assert.deepEqual(await demoOf('gens'), { version: '2.0', generation: true });
+    const two = await generationOf('gens');
+    assert.notEqual(two, one, 'a new generation; the first is left as it was');
+    assert.equal(await onDroplet(['sh', '-c', `grep '^Version' ${one}/plumbdemo/DESCRIPTION`]), 'Version: 1.0');
+
+    const back = await user.plumb(['rollback', 'gens', '--wait']);
+    assert.equal(back.exitCode, 0, back.stderr);
+    assert.deepEqual(await demoOf('gens'), { version: '1.0', generation: true });
+    assert.equal(await generationOf('gens'), one);
+
+    // The 2.0 set again: its generation is there, so nothing is installed.
+    const again = await deploy({ ...demoApi, 'renv.lock': pinned('2.0') }, 'gens');
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.deepEqual(installedBy(again.result), []);
+    assert.doesNotMatch(again.stderr, /installing R packages/);
+    assert.equal(await generationOf('gens'), two);
+
+    // Generations go with the releases that named them.
+    const kept = await deploy({ ...demoApi, 'renv.lock': pinned('2.0') }, 'gens', ['--keep', '1', '--wait']);
+    assert.equal(kept.exitCode, 0, kept.stderr);
+    const pruned = await deploy({ ...demoApi, 'renv.lock': pinned('2.0') }, 'gens', ['--wait']);
+    assert.equal(pruned.exitCode, 0, pruned.stderr);
+    assert.deepEqual(await onDroplet(['ls', '-A', '/var/plumber/gens/library']), two.slice(two.lastIndexOf('/') + 1));
   });
 });

@@ -27,6 +27,25 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** A TCP relay to `target` that resets its first connection as soon as the client speaks. */
+async function cutFirstConnection(target: AgentAddress): Promise<{ address: AgentAddress; connections: () => number; close: () => void }> {
+  let connections = 0;
+  const server = net.createServer((client) => {
+    connections++;
+    if (connections === 1) {
+      client.once('data', () => client.resetAndDestroy());
+      return;
+    }
+    const upstream = net.connect(target.port, target.host);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return { address: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, connections: () => connections, close: () => server.close() };
+}
+
 describe('a local plumb-agent', () => {
   let dir: string;
   let agent: ChildProcess;
@@ -60,15 +79,29 @@ describe('a local plumb-agent', () => {
     await assert.rejects(AgentConnection.open(address, fingerprint, await tokenFor(key, dropletUuid)), /HTTP 403/);
   });
 
-  test('enrolment: the agent proves the secret over its own certificate, then burns the secret', async () => {
-    pin = await enrol(address, await tokenFor(key, dropletUuid), secret);
+  const configOnDisk = async () => JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as AgentConfig;
+
+  test('enrolment: the agent proves the secret over its own certificate, and keeps the secret until a socket opens; a connection cut on the way is tried again', async () => {
+    const proxy = await cutFirstConnection(address);
+    try {
+      pin = await enrol(proxy.address, () => tokenFor(key, dropletUuid), secret);
+      assert.equal(proxy.connections(), 2);
+    } finally {
+      proxy.close();
+    }
     assert.match(pin, /^[0-9a-f]{64}$/);
-    const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as AgentConfig;
-    assert.equal(config.enrolmentSecret, undefined);
+    assert.equal((await configOnDisk()).enrolmentSecret, secret);
   });
 
-  test('enrolment: a second enrolment is refused', async () => {
-    await assert.rejects(enrol(address, await tokenFor(key, dropletUuid), secret), /already enrolled/);
+  test('enrolment: an answer lost on the way is asked for again and given again, the same', async () => {
+    assert.equal(await enrol(address, () => tokenFor(key, dropletUuid), secret), pin);
+  });
+
+  test('enrolment: the first authenticated socket burns the secret; enrolment is refused from then on', async () => {
+    const connection = await AgentConnection.open(address, pin, await tokenFor(key, dropletUuid));
+    connection.close();
+    assert.equal((await configOnDisk()).enrolmentSecret, undefined);
+    await assert.rejects(enrol(address, () => tokenFor(key, dropletUuid), secret), /already enrolled/);
   });
 
   test('enrolment: a controller holding the wrong secret rejects the proof', async () => {
@@ -80,7 +113,7 @@ describe('a local plumb-agent', () => {
     const child = spawn(process.execPath, [AGENT_MAIN], { env: { ...process.env, PLUMB_AGENT_CONFIG: path.join(otherDir, 'config.json'), PLUMB_AGENT_STATE_DIR: path.join(otherDir, 'state') }, stdio: 'ignore' });
     try {
       for (let i = 0; i < 100 && !(await agentAnswers(otherAddress)); i++) await new Promise((r) => setTimeout(r, 100));
-      await assert.rejects(enrol(otherAddress, await tokenFor(key, other), secret), /could not prove/);
+      await assert.rejects(enrol(otherAddress, () => tokenFor(key, other), secret), /could not prove/);
     } finally {
       child.kill('SIGTERM');
       await rm(otherDir, { recursive: true, force: true });
@@ -90,4 +123,19 @@ describe('a local plumb-agent', () => {
   agentAuthCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentFrameCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentLimitCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
+
+  // Last: it may leave only the second key trusted.
+  test('keys: two controllers revoking each other at once leave one key trusted, and the other is told why', async () => {
+    const second = await loadOrCreateSigningKey(path.join(dir, 'controller-2'));
+    const first = await AgentConnection.open(address, pin, await tokenFor(key, dropletUuid));
+    await first.request({ type: 'keys-add', key: { ...second.publicKey, name: 'second' } });
+    const other = await AgentConnection.open(address, pin, await tokenFor(second, dropletUuid));
+    const outcomes = await Promise.allSettled([first.request({ type: 'keys-revoke', key: second.kid }), other.request({ type: 'keys-revoke', key: key.kid })]);
+    first.close();
+    other.close();
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, JSON.stringify(outcomes));
+    const refused = outcomes.find((o) => o.status === 'rejected');
+    assert.equal((refused?.reason as { code?: string }).code, 'KEY_REVOKED', String(refused?.reason));
+    assert.equal((await configOnDisk()).controllerKeys.length, 1);
+  });
 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { list } from 'tar';
-import { BUNDLE_MAX_ENTRIES, ValidationError } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ValidationError } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '@plumb/controller/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
 import { rawTar } from '../cases/raw-tar.js';
@@ -277,6 +277,37 @@ test('bundle refused: over maxExtractedBytes', async (t) => {
 test('bundle refused: more than maxEntries entries', async (t) => {
   const entries = Array.from({ length: 5 }, (_, i) => ({ path: `f${i}.R`, body: '1' }));
   await assertRefused(t, gzipSync(rawTar(entries)), /^the bundle has more than 3 entries$/, { ...DEFAULT_EXTRACT_LIMITS, maxEntries: 3 });
+});
+
+/** A path `depth` directories deep, one letter each, ending in a file. */
+const deepPath = (depth: number, leaf = 'f.R') => `${'d/'.repeat(depth - 1)}${leaf}`;
+/** A long path in a pax header, as tar writes one over 100 bytes. */
+const paxEntry = (p: string, body = '1') => [{ path: 'PaxHeader/x', type: 'pax' as const, body: pax({ path: p }) }, { path: 'x', body }];
+
+test(`bundle: an entry ${BUNDLE_MAX_DEPTH} levels deep is extracted`, async (t) => {
+  const p = await place(t);
+  await extractBundle(chunked(gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, ...paxEntry(deepPath(BUNDLE_MAX_DEPTH))]))), p.releaseDir);
+  assert.equal(await readFile(path.join(p.releaseDir, deepPath(BUNDLE_MAX_DEPTH)), 'utf8'), '1');
+});
+
+test(`bundle refused: an entry ${BUNDLE_MAX_DEPTH + 1} levels deep, named by its start`, async (t) => {
+  await assertRefused(t, gzipSync(rawTar([{ path: 'plumber.R', body: plumberR }, ...paxEntry(deepPath(BUNDLE_MAX_DEPTH + 1))])), new RegExp(`^bundle entry "(d/){60}…" is nested ${BUNDLE_MAX_DEPTH + 1} levels deep; at most ${BUNDLE_MAX_DEPTH}$`));
+});
+
+test(`bundle refused: a path over ${BUNDLE_MAX_PATH_BYTES} bytes, however shallow`, async (t) => {
+  await assertRefused(t, gzipSync(rawTar(paxEntry(`${'n'.repeat(200)}/${'n'.repeat(200)}/${'n'.repeat(200)}/${'n'.repeat(200)}/${'n'.repeat(200)}/${'n'.repeat(200)}`))), new RegExp(`has a path of 1205 bytes; at most ${BUNDLE_MAX_PATH_BYTES}$`));
+});
+
+test('bundle refused: the hostile tree (20,000 entries nested 1,900 deep) stops at its first entry past the limit, before it is written', async (t) => {
+  // Directories first, as tar lists them: each one level deeper than the last, then files in the deepest.
+  const entries = Array.from({ length: 1900 }, (_, i) => ({ path: `${'a/'.repeat(i + 1)}`, type: 'dir' as const }));
+  const tar = rawTar([...entries.flatMap((e) => paxEntry(e.path, '').map((x) => (x.type === 'pax' ? x : { ...x, type: 'dir' as const, body: '' }))), ...Array.from({ length: 18_100 }, (_, i) => paxEntry(`${'a/'.repeat(1900)}f${i}`)).flat()]);
+  const tgz = gzipSync(tar);
+  const p = await place(t);
+  const refused = await extractBundle(chunked(tgz), p.releaseDir).catch((err: unknown) => err);
+  assert.ok(refused instanceof BundleRefused);
+  assert.match(refused.message, new RegExp(`is nested ${BUNDLE_MAX_DEPTH + 1} levels deep; at most ${BUNDLE_MAX_DEPTH}$`));
+  assert.equal(await exists(p.releaseDir), false);
 });
 
 test('bundle refused: a gzip bomb (50 MB of zeros)', async (t) => {

@@ -312,6 +312,15 @@ describe('systemd: the worker unit and its environment files', () => {
     }
   });
 
+  test("a worker's own file names its release's R library generation, or none, before the user's env (whose R_LIBS wins)", () => {
+    const generation = '/var/plumber/sum/library/g-0123456789abcdef';
+    assert.equal(renderInstanceEnv(RELEASE_SUM, { R_LIBS: '/mine' }, generation), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nR_LIBS=${generation}\nR_LIBS="/mine"\n`);
+    assert.equal(renderInstanceEnv(RELEASE_SUM, {}, null), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nR_LIBS=\n`);
+    for (const bad of ['/var/plumber/other/library/g-0123456789abcdef', '/var/plumber/sum/library', '/var/plumber/sum/library/g-0123456789abcdef/..', `${generation}\nX=1`]) {
+      refused(() => renderInstanceEnv(RELEASE_SUM, {}, bad), /R library/);
+    }
+  });
+
 
   test('user env: every value double-quoted, escaped as systemd\'s parser reads it, keys sorted', () => {
     const env = Object.fromEntries(envCases.map(([name, value]) => [name.toUpperCase(), value]));

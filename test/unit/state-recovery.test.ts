@@ -98,4 +98,7 @@ test('a damaged state.json: a worker draining on the live release stays draining
 test('parseInstanceEnv reads back what renderInstanceEnv wrote, quotes and all', () => {
   const env = { A: '', B: 'x y', C: '"$`\\', D: "it's" };
   assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env)), { release: '20261125T190100Z-bbbb', env });
+  const generation = '/var/plumber/sum/library/g-0123456789abcdef';
+  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, generation)), { release: '20261125T190100Z-bbbb', library: 'g-0123456789abcdef', env });
+  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, null)), { release: '20261125T190100Z-bbbb', library: null, env });
 });

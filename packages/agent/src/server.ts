@@ -52,7 +52,8 @@ export interface AgentServer {
  */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const config = opts.config;
-  let enrolling = false;
+  // The secret stays until the first authenticated socket opens (below): an enrolment answer lost
+  // on the way is asked for again and given again, the same, so it never locks the controller out.
   const enrolment = async (req: IncomingMessage, res: ServerResponse) => {
     try {
       await opts.verifier.verify(req.headers.authorization);
@@ -61,21 +62,15 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       return sendJson(res, 401, wireError(new AuthError('unauthorized')));
     }
     const secret = config.get().enrolmentSecret;
-    if (enrolling || opts.state.get().enrolledAt !== null || secret === undefined) {
+    if (secret === undefined) {
       log.warn('second enrolment refused', { peer: req.socket.remoteAddress });
       return sendJson(res, 409, wireError(new PlumbError('ALREADY_ENROLLED', 'this agent is already enrolled', 'a droplet is enrolled once, by the controller that provisioned it')));
     }
-    enrolling = true;
-    try {
-      const proof = createHmac('sha256', Buffer.from(secret, 'hex')).update(opts.identity.fingerprint).digest('hex');
-      await opts.state.update((s) => ({ ...s, enrolledAt: new Date().toISOString() }));
-      await forgetEnrolmentSecret(config);
-      log.info('enrolled', { peer: req.socket.remoteAddress, fingerprint: opts.identity.fingerprint });
-      const result: EnrolResult = { fingerprint: opts.identity.fingerprint, proof };
-      sendJson(res, 200, result);
-    } finally {
-      enrolling = false;
-    }
+    const proof = createHmac('sha256', Buffer.from(secret, 'hex')).update(opts.identity.fingerprint).digest('hex');
+    if (opts.state.get().enrolledAt === null) await opts.state.update((s) => ({ ...s, enrolledAt: s.enrolledAt ?? new Date().toISOString() }));
+    log.info('enrolled', { peer: req.socket.remoteAddress, fingerprint: opts.identity.fingerprint });
+    const result: EnrolResult = { fingerprint: opts.identity.fingerprint, proof };
+    sendJson(res, 200, result);
   };
   // Two plain routes; everything else goes through the WebSocket (the `upgrade` handler below).
   const routes = (req: IncomingMessage, res: ServerResponse) => {
@@ -161,6 +156,11 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
         release();
         log.warn('socket refused before enrolment', { peer });
         return refuse(socket, 403, 'Forbidden');
+      }
+      // The first authenticated socket shows the controller has its enrolment answer: burn the secret.
+      if (config.get().enrolmentSecret !== undefined) {
+        await forgetEnrolmentSecret(config);
+        log.info('enrolment secret burnt', { peer });
       }
       socket.off('error', onSocketError);
       if (socket.destroyed) return release();

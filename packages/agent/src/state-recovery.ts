@@ -75,6 +75,7 @@ async function apisOnDisk(apiRoot: string): Promise<string[]> {
 interface WorkerOnDisk {
   port: number;
   release: string;
+  library?: string | null;
   env: Record<string, string>;
 }
 
@@ -93,17 +94,20 @@ async function workersOnDisk(instancesDir: string): Promise<Map<string, WorkerOn
   return byApi;
 }
 
-/** The inverse of render/systemd.ts renderInstanceEnv: the release id and the user's --env. */
-export function parseInstanceEnv(text: string): { release: string; env: Record<string, string> } | undefined {
+/** The inverse of render/systemd.ts renderInstanceEnv: the release id, its R library generation and the user's --env. */
+export function parseInstanceEnv(text: string): { release: string; library?: string | null; env: Record<string, string> } | undefined {
   let release: string | undefined;
+  let library: string | null | undefined;
   const env: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const dir = /^PLUMB_RELEASE_DIR=\/var\/plumber\/[^/]+\/releases\/([^/]+)$/.exec(line);
     if (dir) release = dir[1];
+    const lib = /^R_LIBS=(?:\/var\/plumber\/[^/]+\/library\/(g-[0-9a-f]{16}))?$/.exec(line);
+    if (lib) library = lib[1] ?? null;
     const pair = /^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$/.exec(line);
     if (pair) env[pair[1]!] = pair[2]!.replace(/\\([\\"`$])/g, '$1');
   }
-  return release !== undefined && ReleaseId.safeParse(release).success ? { release, env } : undefined;
+  return release !== undefined && ReleaseId.safeParse(release).success ? { release, ...(library === undefined ? {} : { library }), env } : undefined;
 }
 
 async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, WorkerOnDisk[]>, known: ApiRecord | undefined): Promise<ApiInput | undefined> {
@@ -122,7 +126,8 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   for (const id of ids) {
     const knownRelease = known?.releases.find((r) => r.id === id);
     const createdAt = knownRelease?.createdAt ?? (await lstat(path.join(releasesDir, id))).mtime.toISOString();
-    releases.push({ id, createdAt, files: knownRelease?.files ?? 0, bytes: knownRelease?.bytes ?? 0, env: envOf(id), packages: knownRelease?.packages ?? [] });
+    const library = knownRelease ? knownRelease.library : (workers.get(name) ?? []).find((w) => w.release === id)?.library;
+    releases.push({ id, createdAt, files: knownRelease?.files ?? 0, bytes: knownRelease?.bytes ?? 0, env: envOf(id), packages: knownRelease?.packages ?? [], ...(library === undefined ? {} : { library }) });
   }
   const entrypoint = await readdir(path.join(releasesDir, current)).then((files) => (files.includes('entrypoint.R') ? 'entrypoint.R' : 'plumber.R'));
   return {

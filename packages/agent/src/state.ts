@@ -11,6 +11,9 @@ import { layout } from './system/layout.js';
  * The agent's state (`/var/lib/plumb/state.json`): the truth nginx's config and the units are
  * rendered from. Written whole and atomically; read once at start.
  */
+/** A generation of an API's R library: named by a hash of the packages in it, so one set is installed once. */
+export const LibraryGeneration = z.string().regex(/^g-[0-9a-f]{16}$/);
+
 export const Release = z.object({
   id: ReleaseId,
   createdAt: z.string(),
@@ -20,6 +23,12 @@ export const Release = z.object({
   env: z.record(z.string(), z.string()).default({}),
   /** The R packages it asked for (none with --no-deps): what `plumb packages` lists, with the API library's own. */
   packages: z.array(z.string()).default([]),
+  /**
+   * Its generation of the API's own R library (ops/packages.ts), so a rollback loads the
+   * packages it ran with; null: it has none. Absent: a release from before generations, which
+   * loads `library/` itself.
+   */
+  library: LibraryGeneration.nullable().optional(),
 });
 export type Release = z.infer<typeof Release>;
 
@@ -73,7 +82,7 @@ export type CertificateRecord = z.infer<typeof CertificateRecord>;
 
 export const AgentState = z.object({
   version: z.literal(1),
-  /** Set once, when a controller enrolled this agent; a second enrolment is refused. */
+  /** Set at the first enrolment; until then no socket opens. The first socket burns the secret (server.ts). */
   enrolledAt: z.string().nullable(),
   apis: z.record(ApiName, ApiRecord).default({}),
   /** The API served at `/` too, if any. */

@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
+import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { versionSkew } from './version.js';
 import {
@@ -9,6 +10,8 @@ import {
   AgentMessage,
   BUNDLE_HIGH_WATER_BYTES,
   EnrolResult,
+  ENROLMENT_ATTEMPTS,
+  ENROLMENT_RETRY_DELAY_MS,
   AGENT_HTTP_BODY_MAX_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   Hello,
@@ -144,9 +147,22 @@ export async function agentAnswers(address: AgentAddress): Promise<boolean> {
 /**
  * Enrols a new agent: it must prove it holds the droplet's one-time secret by returning
  * HMAC(secret, fingerprint of the certificate it serves on THIS connection). Returns the
- * fingerprint to pin.
+ * fingerprint to pin. An answer lost on the way is asked for again (a fresh token each time: the
+ * agent refuses a replayed one); a refusal or a bad proof is not.
  */
-export async function enrol(address: AgentAddress, token: string, secretHex: string): Promise<string> {
+export async function enrol(address: AgentAddress, token: () => Promise<string>, secretHex: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await enrolOnce(address, await token(), secretHex);
+    } catch (err) {
+      const lost = !(err instanceof PlumbError) || err.code === 'AGENT_UNREACHABLE' || err.code === 'AGENT_TIMEOUT';
+      if (!lost || attempt >= ENROLMENT_ATTEMPTS) throw err;
+      await delay(ENROLMENT_RETRY_DELAY_MS);
+    }
+  }
+}
+
+async function enrolOnce(address: AgentAddress, token: string, secretHex: string): Promise<string> {
   const socket = await connectTls(address, null);
   const answer = await httpsOver(socket, 'POST', AGENT_PATHS.enrol, { authorization: `Bearer ${token}` });
   if (answer.status === 409) throw new PlumbError('ALREADY_ENROLLED', `the agent at ${address.host} is already enrolled and refuses a second enrolment`, 'a droplet is enrolled once; if plumb lost its record of it, destroy it and provision again');
@@ -306,7 +322,10 @@ export class AgentConnection {
   }
 
   private onClose(): void {
-    for (const waiter of this.pending.values()) waiter.reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
+    // What is known: an operation cut before its switch left the previous release serving, and an
+    // agent that starts again settles whatever the operation left (ops/reconcile.ts).
+    const cut = new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection before answering', 'what was serving before still serves unless the switch happened; `plumb status` shows which release is live');
+    for (const waiter of this.pending.values()) waiter.reject(cut);
     this.pending.clear();
   }
 }

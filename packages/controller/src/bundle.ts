@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import ignore, { type Ignore } from 'ignore';
 import { c as createTar } from 'tar';
-import { BUNDLE_MAX_ENTRIES, ENTRYPOINTS, ValidationError } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, ValidationError } from '@plumb/shared';
 
 export interface BundleInfo {
   /** What goes in the bundle: regular files (symlinks resolved), POSIX paths relative to the directory, sorted. */
@@ -89,6 +89,11 @@ async function walk(w: Walk, rel: string, chain: Set<string>): Promise<void> {
       continue;
     }
     if (child.includes('\\')) throw new ValidationError(`the file name ${JSON.stringify(child)} in ${w.dir} has a backslash, which the droplet refuses`, `rename it or ${IGNORE_HINT}`);
+    // What the droplet would refuse, refused here before a byte is sent.
+    const depth = child.split('/').length;
+    if (depth > BUNDLE_MAX_DEPTH || Buffer.byteLength(child) > BUNDLE_MAX_PATH_BYTES) {
+      throw new ValidationError(`${JSON.stringify(child.length > 120 ? `${child.slice(0, 120)}…` : child)} in ${w.dir} is ${depth > BUNDLE_MAX_DEPTH ? `nested ${depth} levels deep (at most ${BUNDLE_MAX_DEPTH})` : `a path of over ${BUNDLE_MAX_PATH_BYTES} bytes`}, which the droplet refuses`, IGNORE_HINT);
+    }
     w.files.push(child);
     if (w.files.length > BUNDLE_MAX_ENTRIES) throw new ValidationError(`${w.dir} has more than ${BUNDLE_MAX_ENTRIES} files`, `add what the API does not need (data, caches, builds) to ${IGNORE_FILE}`);
   }

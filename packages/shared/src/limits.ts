@@ -10,6 +10,12 @@ export const USER_DATA_MAX_BYTES = 64 * 1024;
 
 /** One-time enrolment secret: 128 bits. */
 export const ENROLMENT_SECRET_BYTES = 16;
+/**
+ * Tries of an enrolment whose answer did not arrive (reset, timed out), the first included: the
+ * agent answers again, the same, until the first authenticated socket burns its secret.
+ */
+export const ENROLMENT_ATTEMPTS = 3;
+export const ENROLMENT_RETRY_DELAY_MS = 1_000;
 
 /** A controller token lives this long; the agent refuses tokens without `exp` or living longer. */
 export const TOKEN_TTL_SECONDS = 60;
@@ -65,6 +71,13 @@ export const CLOUD_INIT_DONE_TIMEOUT_MS = 30 * 60_000;
 export const BUNDLE_MAX_BYTES = 200 * 1024 * 1024;
 export const BUNDLE_MAX_EXTRACTED_BYTES = 1024 * 1024 * 1024;
 export const BUNDLE_MAX_ENTRIES = 20_000;
+/**
+ * Directories one bundle entry may be nested in, and bytes its path may have: checked on each
+ * entry's header before anything of it is written, so the work per entry stays small (a tree
+ * 1,900 deep once took minutes of CPU while holding the API's lock). Far above what an API ships.
+ */
+export const BUNDLE_MAX_DEPTH = 64;
+export const BUNDLE_MAX_PATH_BYTES = 1024;
 export const BUNDLE_MAX_RATIO = 200;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { BUNDLE_MAX_BYTES, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_RATIO, PlumbError } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, PlumbError } from '@plumb/shared';
 
 /** The agent would not unpack a bundle: the message names the entry (or the limit) and why. */
 export class BundleRefused extends PlumbError {
@@ -25,6 +25,10 @@ export interface ExtractLimits {
   maxEntries: number;
   /** Extracted bytes per compressed byte. */
   maxRatio: number;
+  /** Path components of one entry (a/b/c.R: 3). */
+  maxDepth: number;
+  /** Bytes of one entry's path. */
+  maxPathBytes: number;
 }
 
 export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
@@ -32,6 +36,8 @@ export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
   maxExtractedBytes: BUNDLE_MAX_EXTRACTED_BYTES,
   maxEntries: BUNDLE_MAX_ENTRIES,
   maxRatio: BUNDLE_MAX_RATIO,
+  maxDepth: BUNDLE_MAX_DEPTH,
+  maxPathBytes: BUNDLE_MAX_PATH_BYTES,
 };
 
 export interface Extracted {
@@ -57,6 +63,7 @@ const REFUSED_TYPES: Partial<Record<ReadEntry['type'], string>> = {
 };
 
 const SIZE_HINT = 'leave large files out of the bundle with .plumbignore';
+const DEPTH_HINT = 'leave deep trees (caches, builds) out of the bundle with .plumbignore';
 
 /**
  * Unpacks a gzip tar stream into `releaseDir`, which must not exist yet (its parent must).
@@ -186,7 +193,7 @@ class Extraction {
   private async write(entry: ReadEntry): Promise<void> {
     if (this.failure) return;
     if (++this.entries > this.limits.maxEntries) throw new BundleRefused(`the bundle has more than ${this.limits.maxEntries} entries`, 'leave files out of the bundle with .plumbignore');
-    const rel = checkEntry(entry);
+    const rel = checkEntry(entry, this.limits);
     if (entry.type === 'Directory') {
       await this.makeDirs(rel, rel, entry.path);
       entry.resume();
@@ -236,6 +243,8 @@ class Extraction {
    * directory inside the root.
    */
   private async makeDirs(dir: string, entryRel: string, entryPath: string): Promise<void> {
+    // The common case, a file in a directory already made, costs one look-up.
+    if (this.dirs.has(dir)) return;
     let at = '';
     for (const part of dir.split('/')) {
       at = at ? `${at}/${part}` : part;
@@ -272,10 +281,14 @@ class Extraction {
 }
 
 /** The entry's path, relative and normalized, or a refusal naming it. */
-function checkEntry(entry: ReadEntry): string {
+function checkEntry(entry: ReadEntry, limits: ExtractLimits): string {
   const p = entry.path;
   const named = `bundle entry ${quote(p)}`;
   if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile' && entry.type !== 'Directory') throw refusalOfType(entry);
+  // Before any other work on the path: what follows is linear in its length, and so is the kernel's.
+  if (Buffer.byteLength(p) > limits.maxPathBytes) throw new BundleRefused(`${named} has a path of ${Buffer.byteLength(p)} bytes; at most ${limits.maxPathBytes}`, DEPTH_HINT);
+  const depth = p.split('/').filter((part) => part !== '' && part !== '.').length;
+  if (depth > limits.maxDepth) throw new BundleRefused(`${named} is nested ${depth} levels deep; at most ${limits.maxDepth}`, DEPTH_HINT);
   if (p.includes('\0')) throw new BundleRefused(`${named} has a NUL byte in its path`);
   if (p.includes('\\')) throw new BundleRefused(`${named} has a backslash in its path`);
   if (p.startsWith('/')) throw new BundleRefused(`${named} is an absolute path`);
@@ -304,5 +317,6 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-const quote = (s: string) => JSON.stringify(s);
+/** A path for a message: quoted, and cut short when long (a hostile one may be kilobytes). */
+const quote = (s: string) => JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}…` : s);
 const mib = (n: number) => (n >= 1024 * 1024 ? `${Math.round(n / (1024 * 1024))} MiB` : `${n} bytes`);

@@ -50,4 +50,6 @@ export class Locks {
 }
 
 export const SHARED = 'shared-state';
+/** ufw is one set of files: every change to it (firewall, https) one at a time. */
+export const UFW_LOCK = 'ufw';
 export const apiLock = (name: string) => `api:${name}`;

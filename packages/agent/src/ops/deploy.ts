@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { access, readdir, rm } from 'node:fs/promises';
-import { DEFAULT_WORKERS, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import * as z from 'zod';
+import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { writeFileAtomic } from '../atomic-file.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
@@ -8,7 +11,7 @@ import type { AgentState, ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
-import { installPackages, reposFor } from './packages.js';
+import { installPackages, pruneLibraries, reposFor } from './packages.js';
 import { rollout } from './rollout.js';
 import { removeUnit } from './workers.js';
 
@@ -60,13 +63,28 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   // A `remove --keep-files` leaves the API's directory (data/ with it) and its user: a failed
   // deploy of that name takes away only what it made itself.
   const keptFiles = !previous && (await access(layout.apiDir(req.name)).then(() => true, () => false));
-  const forgetIfNew = async () => {
-    if (previous) return;
-    await removeUnit(req.name);
-    if (keptFiles) return;
-    await rm(layout.apiDir(req.name), { recursive: true, force: true });
-    await removeApiUser(req.name);
-  };
+  const made: DeployMarker = { release, newApi: !previous, keptFiles };
+  const forgetIfNew = () => forgetMade(req.name, made);
+  // Written first: an agent killed from here on removes what this deploy made when it starts again.
+  await writeMarker(req.name, made);
+  try {
+    return await extractAndRoll(req, bundle, { settings, previous, release, releaseDir, forgetIfNew, started }, ctx);
+  } finally {
+    await rm(layout.deployMarker(req.name), { force: true });
+  }
+}
+
+interface DeployRun {
+  settings: ReturnType<typeof settingsFor>;
+  previous: ApiRecord | undefined;
+  release: string;
+  releaseDir: string;
+  forgetIfNew: () => Promise<void>;
+  started: number;
+}
+
+async function extractAndRoll(req: DeployRequest, bundle: AsyncIterable<Buffer>, run: DeployRun, ctx: OpContext): Promise<DeployResult> {
+  const { settings, previous, release, releaseDir, forgetIfNew, started } = run;
   let extracted;
   try {
     const account = await ensureApiAccount(req.name);
@@ -83,10 +101,14 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
     // Before any worker of the new release starts: it loads its packages as it starts.
-    const packages = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), ctx) : null;
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [] };
+    // --no-deps: the live release's packages, as they are.
+    const liveLibrary = previous ? previous.releases.find((r) => r.id === previous.current)?.library : null;
+    const installed = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), liveLibrary, ctx) : null;
+    const packages = installed?.report ?? null;
+    const library = installed ? installed.library : liveLibrary;
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library };
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
+      { name: req.name, release, env: settings.env, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -119,6 +141,52 @@ async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, c
   }
 }
 
+/** What a deploy under way made, kept in layout.deployMarker(NAME) until it ends. */
+const DeployMarker = z.object({
+  release: ReleaseId,
+  /** The state had no such API: the unit, the directory and the user are this deploy's. */
+  newApi: z.boolean(),
+  /** ...except the directory and the user, when `remove --keep-files` left them. */
+  keptFiles: z.boolean(),
+});
+type DeployMarker = z.infer<typeof DeployMarker>;
+
+async function writeMarker(name: string, made: DeployMarker): Promise<void> {
+  await mkdir(layout.deployMarkersDir, { recursive: true, mode: 0o700 });
+  await writeFileAtomic(layout.deployMarker(name), JSON.stringify(made));
+}
+
+/** Takes away what a deploy of a new API made (its unit; its directory and user unless they were kept). */
+async function forgetMade(name: string, made: DeployMarker): Promise<void> {
+  if (!made.newApi) return;
+  await removeUnit(name);
+  if (made.keptFiles) return;
+  await rm(layout.apiDir(name), { recursive: true, force: true });
+  await removeApiUser(name);
+}
+
+/**
+ * At start: deploys an agent killed in the middle left. The release each was making goes unless
+ * the state lists it (the switch happened), and a new API the state does not know goes as a
+ * failed deploy of it would have gone. Returns what was cleaned up, for the log.
+ */
+export async function forgetCutDeploys(state: AgentState): Promise<string[]> {
+  const cleaned: string[] = [];
+  for (const file of await readdir(layout.deployMarkersDir).catch(() => [] as string[])) {
+    const name = file.replace(/\.json$/, '');
+    const marker = layout.deployMarker(name);
+    const made = ApiName.safeParse(name).success ? DeployMarker.safeParse(JSON.parse(await readFile(marker, 'utf8').catch(() => 'null'))) : undefined;
+    const api = state.apis[name];
+    if (made?.success && !api?.releases.some((r) => r.id === made.data.release)) {
+      await rm(layout.releaseDir(name, made.data.release), { recursive: true, force: true });
+      if (!api) await forgetMade(name, made.data);
+      cleaned.push(`${name} release ${made.data.release}`);
+    }
+    await rm(path.join(layout.deployMarkersDir, file), { force: true });
+  }
+  return cleaned;
+}
+
 /** plumber's own rule: entrypoint.R before plumber.R, any letter case. */
 async function findEntrypoint(releaseDir: string): Promise<(typeof ENTRYPOINTS)[number] | undefined> {
   const files = (await readdir(releaseDir)).map((f) => f.toLowerCase());
@@ -138,5 +206,6 @@ async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
     const keep = api.releases.filter((r) => !drop.includes(r));
     await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
     for (const r of drop) await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
+    await pruneLibraries(name, keep);
   });
 }

@@ -1,12 +1,10 @@
 import type { FirewallResult, Request } from '@plumb/shared';
 import { log } from '../log.js';
 import * as ufw from '../system/ufw.js';
-import type { OpContext } from './context.js';
+import { UFW_LOCK, type OpContext } from './context.js';
 
 export type FirewallRequest = Extract<Request, { type: 'firewall' }>;
 
-/** ufw is one set of files: two changes at once would each write back the other's half. */
-const FIREWALL_LOCK = 'firewall';
 const SSH_RULE = '22/tcp';
 
 /**
@@ -14,7 +12,7 @@ const SSH_RULE = '22/tcp';
  * rules for 80, 443 and the agent's port are left as they are, so plumb keeps its way in.
  */
 export async function firewall(req: FirewallRequest, ctx: OpContext): Promise<FirewallResult> {
-  return ctx.locks.with(FIREWALL_LOCK, async () => {
+  return ctx.locks.with(UFW_LOCK, async () => {
     ctx.progress(req.ssh === 'open' ? 'allowing SSH (22/tcp) in ufw' : 'taking SSH (22/tcp) out of ufw');
     const changed = req.ssh === 'open' ? await ufw.allow(SSH_RULE) : await ufw.deny(SSH_RULE);
     const allowed = await ufw.allowed();

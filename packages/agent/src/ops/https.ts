@@ -7,7 +7,7 @@ import { CertbotError, certonly, deleteLineage, installDeployHook, readCertifica
 import { layout } from '../system/layout.js';
 import { applyNginx } from '../system/nginx.js';
 import * as ufw from '../system/ufw.js';
-import { SHARED, StepError, type OpContext } from './context.js';
+import { SHARED, StepError, UFW_LOCK, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
 import { changeRouting } from './routing.js';
 
@@ -57,39 +57,44 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
   await mkdir(layout.acmeWebroot, { recursive: true, mode: 0o755 });
   await ctx.locks.with(SHARED, () => applyNginx(renderNginx(nginxModel(ctx.state.get()))));
 
-  const firewall = await ufw.snapshot();
-  ctx.progress('opening port 443 in the firewall');
-  const opened443 = await ufw.allow(HTTPS_RULE);
-  let outcome: 'issued' | 'kept';
-  let dropped: string[];
-  try {
-    ctx.progress('asking the ACME server for a certificate', `${req.domains.join(', ')} from ${req.server}`);
-    outcome = await certonly({ name, domains: req.domains, email: req.email, server: req.server, webroot: layout.acmeWebroot, force: req.force }).catch((err: unknown) => {
-      if (!(err instanceof CertbotError)) throw err;
-      throw new StepError(err.code, 'certificate', err.message, [], hintFor(err.reason));
-    });
-    const facts = await readCertificate(name);
-    const missing = req.domains.filter((d) => !facts.names.includes(d));
-    if (missing.length > 0) throw new StepError('CERTIFICATE_MISMATCH', 'certificate', `the certificate ${name} does not name ${missing.join(', ')}`, [], 'run plumb https again with --force');
-    await installDeployHook();
+  // The firewall's files from the snapshot to a possible undo are this operation's: a `plumb
+  // firewall` meanwhile would otherwise be written back over by the undo (one lock for ufw).
+  let outcome: 'issued' | 'kept' = 'issued';
+  let dropped: string[] = [];
+  let opened443 = false;
+  await ctx.locks.with(UFW_LOCK, async () => {
+    const firewall = await ufw.snapshot();
+    ctx.progress('opening port 443 in the firewall');
+    opened443 = await ufw.allow(HTTPS_RULE);
+    try {
+      ctx.progress('asking the ACME server for a certificate', `${req.domains.join(', ')} from ${req.server}`);
+      outcome = await certonly({ name, domains: req.domains, email: req.email, server: req.server, webroot: layout.acmeWebroot, force: req.force }).catch((err: unknown) => {
+        if (!(err instanceof CertbotError)) throw err;
+        throw new StepError(err.code, 'certificate', err.message, [], hintFor(err.reason));
+      });
+      const facts = await readCertificate(name);
+      const missing = req.domains.filter((d) => !facts.names.includes(d));
+      if (missing.length > 0) throw new StepError('CERTIFICATE_MISMATCH', 'certificate', `the certificate ${name} does not name ${missing.join(', ')}`, [], 'run plumb https again with --force');
+      await installDeployHook();
 
-    ctx.progress('turning HTTPS on in nginx');
-    const kept = outcome;
-    let lineagesDropped: string[] = [];
-    await changeRouting(ctx, (state) => {
-      const previous = state.https?.certificates.find((c) => c.name === name);
-      const issuedAt = kept === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
-      const change = withCertificate(state, { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
-      lineagesDropped = change.dropped;
-      return change.next;
-    });
-    dropped = lineagesDropped;
-  } catch (err) {
-    if (opened443) {
-      await ufw.undoAllow(HTTPS_RULE, firewall).catch((undo: Error) => log.error('could not close 443 again', { error: undo.message }));
+      ctx.progress('turning HTTPS on in nginx');
+      const kept = outcome;
+      let lineagesDropped: string[] = [];
+      await changeRouting(ctx, (state) => {
+        const previous = state.https?.certificates.find((c) => c.name === name);
+        const issuedAt = kept === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
+        const change = withCertificate(state, { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
+        lineagesDropped = change.dropped;
+        return change.next;
+      });
+      dropped = lineagesDropped;
+    } catch (err) {
+      if (opened443) {
+        await ufw.undoAllow(HTTPS_RULE, firewall).catch((undo: Error) => log.error('could not close 443 again', { error: undo.message }));
+      }
+      throw err;
     }
-    throw err;
-  }
+  });
   for (const lineage of dropped) await deleteLineage(lineage);
 
   const certificates = await certificateInfos(ctx.state.get());

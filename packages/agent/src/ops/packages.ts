@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { access, chmod, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
   BASE_R_PACKAGES,
@@ -20,8 +20,8 @@ import {
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
-import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
-import type { AgentState } from '../state.js';
+import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, linkTree, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
+import { LibraryGeneration, type AgentState, type ApiRecord, type Release } from '../state.js';
 import { SHARED, StepError, type OpContext } from './context.js';
 import { requireApi } from './routing.js';
 
@@ -29,7 +29,11 @@ import { requireApi } from './routing.js';
  * An API's R packages (docs/r-packages.md): what is there already costs nothing; the rest comes
  * from Debian's archive (apt, R's system library), else a binary repository, else a source build
  * (both into the API's own library). Repository and source installs are built in a staging
- * directory and moved into the library only once all of them succeeded.
+ * directory; only once all of them succeeded do they make a new generation of the library: the
+ * live one's packages (hard links) with the new ones in place. A generation is never changed
+ * once made, so workers of other releases keep loading theirs and a rollback loads its
+ * release's packages again; it is named by a hash of what it holds, so a set of packages is
+ * installed once, and it goes when no kept release names it.
  */
 
 /** The repositories an install uses. */
@@ -183,7 +187,7 @@ const realLookups: Lookups = { debian: debianCandidates, index: readRepoIndex };
 /** `plumb deps`: the plan on this droplet, nothing installed. */
 export async function packagesPlan(name: string | null, spec: PackagesSpec, ctx: OpContext): Promise<PackagesPlan> {
   const api = name === null ? undefined : ctx.state.get().apis[name];
-  const apiLibrary = name === null ? '/nonexistent' : layout.libraryDir(name);
+  const apiLibrary = (api && liveLibrary(api)) ?? '/nonexistent';
   const libraries = await inspectLibraries(apiLibrary);
   const repos = reposFor({ repo: spec.repo ?? api?.repo ?? null, binaryRepo: spec.binaryRepo ?? api?.binaryRepo ?? null }, ctx.state.get());
   const plan = await planPackages(spec.needs, libraries, apiLibrary, repos, realLookups, spec.strictVersions);
@@ -192,13 +196,32 @@ export async function packagesPlan(name: string | null, spec: PackagesSpec, ctx:
 
 const STEP = { debian: 'installing R packages (apt)', repository: 'installing R packages (repository)', source: 'installing R packages (source build)' } as const;
 
+/** Where a release's R library is: its generation, none, or (a release from before generations) `library/` itself. */
+export function libraryPath(name: string, library: string | null | undefined): string | null {
+  if (library === undefined) return layout.libraryDir(name);
+  return library === null ? null : layout.libraryGeneration(name, library);
+}
+
+/** The live release's R library, if it has one. */
+export function liveLibrary(api: ApiRecord): string | null {
+  return libraryPath(api.name, api.releases.find((r) => r.id === api.current)?.library);
+}
+
+/** What a deploy's packages step gives the new release: the report, and its library generation. */
+export interface PackagesInstalled {
+  report: PackagesReport;
+  library: string | null | undefined;
+}
+
 /**
- * Makes the API's packages present before its new release starts. Throws a StepError naming the
- * package and the step (apt / repository / source build) with the last lines of its output.
+ * Makes the API's packages present before its new release starts, on top of `base` (the live
+ * release's generation). Throws a StepError naming the package and the step (apt / repository /
+ * source build) with the last lines of its output.
  */
-export async function installPackages(name: string, spec: PackagesSpec, repos: Repos, ctx: OpContext): Promise<PackagesReport> {
+export async function installPackages(name: string, spec: PackagesSpec, repos: Repos, base: string | null | undefined, ctx: OpContext): Promise<PackagesInstalled> {
   const started = Date.now();
-  const apiLibrary = layout.libraryDir(name);
+  const baseDir = libraryPath(name, base);
+  const apiLibrary = baseDir ?? '/nonexistent';
   ctx.progress('checking R packages', `${spec.needs.length} asked for`);
   const before = await inspectLibraries(apiLibrary);
   const plan = await planPackages(spec.needs, before, apiLibrary, repos, realLookups, spec.strictVersions);
@@ -218,25 +241,70 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
   const manifest = await readManifest(apiLibrary);
 
   if (debs.length > 0) await aptStep(debs.map((d) => d.from), debs.map((d) => d.name), ctx);
+  let library = base;
+  let built: RepoItem[] = [];
   if (fromRepo.length > 0) {
-    if (fromRepo.some((i) => i.action === 'source' && i.needsCompilation) && !(await hasCompiler())) await aptStep(['r-base-dev'], ['the compilers for source builds'], ctx);
-    await repoStep(name, fromRepo, repos, manifest, ctx);
+    const content = new Map([...before.installed].filter(([, c]) => c.library === apiLibrary).map(([pkg, c]) => [pkg, `${c.version} ${manifest[pkg] ?? 'source'}`]));
+    for (const item of fromRepo) content.set(item.name, `${item.version ?? ''} ${item.action}`);
+    library = generationOf(content);
+    if (await exists(layout.libraryGeneration(name, library))) {
+      ctx.progress('checking R packages', `library ${library} of an earlier release has them`);
+    } else {
+      if (fromRepo.some((i) => i.action === 'source' && i.needsCompilation) && !(await hasCompiler())) await aptStep(['r-base-dev'], ['the compilers for source builds'], ctx);
+      await repoStep(name, fromRepo, repos, { dir: baseDir, manifest }, library, ctx);
+      built = fromRepo;
+    }
   }
 
-  const after = debs.length + fromRepo.length > 0 ? await inspectLibraries(apiLibrary) : before;
+  const libraryDir = libraryPath(name, library);
+  const after = debs.length + fromRepo.length > 0 ? await inspectLibraries(libraryDir ?? '/nonexistent') : before;
+  const newManifest = libraryDir === apiLibrary ? manifest : await readManifest(libraryDir ?? '/nonexistent');
   const describe = (pkg: string): InstalledRPackage | undefined => {
     const copy = after.installed.get(pkg);
-    return copy && { name: pkg, version: copy.version, source: sourceOf(copy.library, apiLibrary, manifest, pkg), library: copy.library };
+    return copy && { name: pkg, version: copy.version, source: sourceOf(copy.library, libraryDir ?? '/nonexistent', newManifest, pkg), library: copy.library };
   };
-  const installedNames = [...debs, ...fromRepo].map((i) => i.name);
-  log.info('R packages ready', { api: name, asked: spec.needs.length, installed: installedNames.length, took_ms: Date.now() - started });
+  const installedNames = [...debs, ...built].map((i) => i.name);
+  log.info('R packages ready', { api: name, asked: spec.needs.length, installed: installedNames.length, library: library ?? 'none', took_ms: Date.now() - started });
   return {
-    packages: spec.needs.map((n) => describe(n.name)).filter((p): p is InstalledRPackage => p !== undefined),
-    installed: installedNames.map(describe).filter((p): p is InstalledRPackage => p !== undefined),
-    warnings: [...rVersionWarning(spec, after.rVersion), ...plan.warnings],
-    rVersion: after.rVersion,
-    tookMs: Date.now() - started,
+    library,
+    report: {
+      packages: spec.needs.map((n) => describe(n.name)).filter((p): p is InstalledRPackage => p !== undefined),
+      installed: installedNames.map(describe).filter((p): p is InstalledRPackage => p !== undefined),
+      warnings: [...rVersionWarning(spec, after.rVersion), ...plan.warnings],
+      rVersion: after.rVersion,
+      tookMs: Date.now() - started,
+    },
   };
+}
+
+/** A generation's name: a hash of the packages it holds (name, version, how it came), in order. */
+function generationOf(content: Map<string, string>): string {
+  const text = [...content].sort(([a], [b]) => (a < b ? -1 : 1)).map(([pkg, what]) => `${pkg} ${what}\n`).join('');
+  return `g-${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+}
+
+const exists = (file: string) => access(file).then(() => true, () => false);
+
+/**
+ * Deletes the API's library generations no kept release names, and what an install cut in the
+ * middle left (staging, a generation half made); the packages of releases from before
+ * generations go with the last such release.
+ */
+export async function pruneLibraries(name: string, releases: readonly Release[]): Promise<string[]> {
+  const root = layout.libraryDir(name);
+  const named = new Set(releases.map((r) => r.library));
+  const removed: string[] = [];
+  const leftovers = (await readdir(layout.apiDir(name)).catch(() => [] as string[])).filter((e) => e.startsWith(STAGING_PREFIX)).map((e) => path.join(layout.apiDir(name), e));
+  for (const entry of await readdir(root).catch(() => [] as string[])) {
+    const generation = LibraryGeneration.safeParse(entry).success;
+    if (generation ? named.has(entry) : entry.startsWith(BUILDING_PREFIX) ? false : named.has(undefined)) continue;
+    leftovers.push(path.join(root, entry));
+  }
+  for (const dir of leftovers) {
+    await rm(dir, { recursive: true, force: true });
+    removed.push(`removed ${path.relative(layout.apisRoot, dir)}`);
+  }
+  return removed;
 }
 
 /** Lines worth showing while apt or R works: one per package, not every compiler line. */
@@ -257,23 +325,28 @@ async function aptStep(debs: string[], forWhat: string[], ctx: OpContext): Promi
   }
 }
 
+const STAGING_PREFIX = '.library-staging-';
+const BUILDING_PREFIX = '.building-';
+
 /**
  * install.packages into a staging directory next to the library; only when every package is
- * there does each move into the library (a rename per package), so a failed build leaves the
- * library as it was.
+ * there is the new generation made: the base generation's packages linked (never copied: a
+ * generation is never written once made), the new ones moved in, the whole renamed into place.
+ * A failed build leaves every generation as it was.
  */
-async function repoStep(name: string, items: RepoItem[], repos: Repos, manifest: Record<string, RPackageSource>, ctx: OpContext): Promise<void> {
-  const apiLibrary = layout.libraryDir(name);
-  const staging = path.join(layout.apiDir(name), `.library-staging-${randomBytes(4).toString('hex')}`);
+async function repoStep(name: string, items: RepoItem[], repos: Repos, base: { dir: string | null; manifest: Record<string, RPackageSource> }, generation: string, ctx: OpContext): Promise<void> {
+  const root = layout.libraryDir(name);
+  const staging = path.join(layout.apiDir(name), `${STAGING_PREFIX}${randomBytes(4).toString('hex')}`);
+  const building = path.join(root, `${BUILDING_PREFIX}${randomBytes(4).toString('hex')}`);
   const step = items.some((i) => i.action === 'source') ? STEP.source : STEP.repository;
-  await mkdir(apiLibrary, { recursive: true, mode: 0o755 });
+  await mkdir(root, { recursive: true, mode: 0o755 });
   await mkdir(path.join(staging, '.tmp'), { recursive: true, mode: 0o700 });
   try {
     ctx.progress(step, items.map((i) => `${i.name} ${i.version ?? ''}`.trim()).join(', '));
     const run: CommandRun = await rInstall(
       {
         staging,
-        apiLibrary,
+        apiLibrary: base.dir ?? '/nonexistent',
         repos: [repos.binary, repos.source].filter((r): r is string => r !== null),
         current: items.filter((i) => !i.archiveUrl).map((i) => i.name),
         archived: items.flatMap((i) => (i.archiveUrl ? [i.archiveUrl] : [])),
@@ -287,20 +360,22 @@ async function repoStep(name: string, items: RepoItem[], repos: Repos, manifest:
       const failedStep = items.find((i) => i.name === failed[0])?.action === 'repository' ? STEP.repository : STEP.source;
       throw new StepError('R_PACKAGE_INSTALL_FAILED', failedStep, `R package${failed.length > 1 ? 's' : ''} ${failed.join(', ')} could not be installed from ${items.find((i) => i.name === failed[0])?.from ?? repos.source}${run.timedOut ? ' (timed out)' : ''}`, outputAbout(run.lines, failed[0]), 'the previous release is still serving; nothing was added to the API\'s library');
     }
-    for (const entry of await readdir(staging)) {
-      if (entry.startsWith('.') || entry.startsWith('00LOCK')) continue;
-      const target = path.join(apiLibrary, entry);
-      const old = path.join(apiLibrary, `.old-${entry}-${randomBytes(3).toString('hex')}`);
-      await rename(target, old).catch(() => {});
-      await rename(path.join(staging, entry), target);
-      await rm(old, { recursive: true, force: true });
-      const item = items.find((i) => i.name === entry);
-      manifest[entry] = item?.action === 'repository' ? 'repository' : 'source';
+    const staged = (await readdir(staging)).filter((e) => !e.startsWith('.') && !e.startsWith('00LOCK'));
+    await mkdir(building, { mode: 0o755 });
+    // The base's packages (a release from before generations: the packages directly in library/).
+    const inherited = base.dir === null ? [] : (await readdir(base.dir)).filter((e) => !e.startsWith('.') && !LibraryGeneration.safeParse(e).success && !staged.includes(e));
+    if (base.dir !== null && inherited.length > 0) await linkTree(inherited.map((e) => path.join(base.dir!, e)), building);
+    const manifest = Object.fromEntries(Object.entries(base.manifest).filter(([pkg]) => inherited.includes(pkg)));
+    for (const entry of staged) {
+      await rename(path.join(staging, entry), path.join(building, entry));
+      manifest[entry] = items.find((i) => i.name === entry)?.action === 'repository' ? 'repository' : 'source';
     }
-    await writeFileAtomic(manifestFile(apiLibrary), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
-    await chmod(apiLibrary, 0o755);
+    await writeFileAtomic(manifestFile(building), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
+    await chmod(building, 0o755);
+    await rename(building, layout.libraryGeneration(name, generation));
   } finally {
     await rm(staging, { recursive: true, force: true });
+    await rm(building, { recursive: true, force: true });
   }
 }
 
@@ -320,7 +395,7 @@ export async function packagesOf(name: string, ctx: OpContext): Promise<Packages
   const api = requireApi(ctx.state.get(), name);
   const release = api.releases.find((r) => r.id === api.current);
   if (!release) throw new PlumbError('NO_SUCH_RELEASE', `${name} has no live release`);
-  const apiLibrary = layout.libraryDir(name);
+  const apiLibrary = liveLibrary(api) ?? '/nonexistent';
   const libraries = await inspectLibraries(apiLibrary);
   const manifest = await readManifest(apiLibrary);
   const names = [...new Set([...release.packages, ...[...libraries.installed].filter(([, c]) => c.library === apiLibrary).map(([n]) => n)])].sort();

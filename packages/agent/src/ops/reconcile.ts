@@ -1,25 +1,33 @@
-import { access, stat } from 'node:fs/promises';
+import { access, readdir, realpath, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { log } from '../log.js';
+import { events } from '../monitor/events.js';
+import type { AgentState } from '../state.js';
 import { ensureApiAccount, openRelease } from '../system/api-account.js';
-import { layout } from '../system/layout.js';
-import { unitState } from '../system/systemd.js';
+import { layout, workerUnits } from '../system/layout.js';
+import * as systemd from '../system/systemd.js';
 import type { StateStore } from '../state.js';
 import type { OpContext } from './context.js';
 import { scale } from './releases.js';
 import { applyRouting, freeFrontPort } from './routing.js';
-import { ensureUnit } from './workers.js';
+import { forgetCutDeploys } from './deploy.js';
+import { pruneLibraries } from './packages.js';
+import { ensureUnit, pointCurrent, retireWorker } from './workers.js';
 
 /**
  * On start, the agent makes the droplet match its state: each API's user and directories, its
  * releases opened for writing beside the code, units, the nftables map (which does not survive a
  * reboot) and nginx's config are put in place again, files written only where they differ, so a
  * restart changes nothing that serves, and a lost or hand-edited file comes back. An API from
- * before front ports existed gets one here.
+ * before front ports existed gets one here. Then what an agent killed in the middle of an
+ * operation left is settled: a switch the state records is finished (its workers enabled, the
+ * `current` link), one it does not record is undone (routing follows the state again), and
+ * workers, env files, releases and R library generations the state does not list go.
  */
 export async function reconcile(state: StateStore): Promise<void> {
-  const { apis, forward } = state.get();
-  if (Object.keys(apis).length === 0 && forward === null) return;
+  // No nginx: not a droplet plumb set up yet (cloud-init still installing), so nothing of plumb's runs.
   if (!(await access('/usr/sbin/nginx').then(() => true, () => false))) return;
+  const { apis, forward } = state.get();
   for (const api of Object.values(apis)) {
     const account = await ensureApiAccount(api.name);
     for (const release of api.releases) {
@@ -34,8 +42,61 @@ export async function reconcile(state: StateStore): Promise<void> {
   // Kept before routing is applied: an API left without a front port would make every later
   // routing change fail, not only this one.
   if (next !== state.get()) await state.update(() => next);
-  const nginx = await applyRouting(next);
+  const nginx = Object.keys(apis).length === 0 && forward === null ? 'unchanged' : await applyRouting(next);
+  // Only now that routing follows the state may what it does not list stop.
+  const cut = [...(await removeOrphans(next)), ...(await forgetCutDeploys(next)), ...(await finishSwitches(next))];
+  if (cut.length > 0) {
+    log.warn('settled what an interrupted operation left', { detail: cut.join('; ') });
+    events.record({ kind: 'operation-cut', detail: `an operation was cut (agent stopped in the middle); settled: ${cut.join('; ')}` });
+  }
   log.info('reconciled', { apis: Object.keys(apis).length, nginx });
+}
+
+/** A switch the state records, cut before its workers were enabled or `current` pointed at the live release. */
+async function finishSwitches(state: AgentState): Promise<string[]> {
+  const done: string[] = [];
+  const atBoot = await systemd.enabledAtBoot();
+  for (const api of Object.values(state.apis)) {
+    for (const worker of api.workers) {
+      const unit = layout.instanceUnit(api.name, worker.port);
+      if (atBoot.has(unit)) continue;
+      await systemd.enable(unit);
+      done.push(`enabled ${unit}`);
+    }
+    const live = layout.releaseDir(api.name, api.current);
+    if ((await realpath(layout.currentLink(api.name)).catch(() => '')) !== live) {
+      await pointCurrent(api.name, live);
+      done.push(`${api.name} current -> ${api.current}`);
+    }
+  }
+  return done;
+}
+
+/** Workers, their env files and release directories the state does not list: stopped and removed. */
+async function removeOrphans(state: AgentState): Promise<string[]> {
+  const removed: string[] = [];
+  const listed = (name: string, port: number) => [...(state.apis[name]?.workers ?? []), ...(state.apis[name]?.draining ?? [])].some((w) => w.port === port);
+  for (const unit of await systemd.unitsMatching(workerUnits.pattern, workerUnits.glob)) {
+    const [, name = '', port = '0'] = workerUnits.pattern.exec(unit) ?? [];
+    if (listed(name, Number(port))) continue;
+    await retireWorker(name, Number(port));
+    removed.push(`stopped ${unit}`);
+  }
+  for (const file of await readdir(layout.instancesDir).catch(() => [] as string[])) {
+    const [, name = '', port = '0'] = /^([a-z][a-z0-9_-]*)@(\d+)\.env$/.exec(file) ?? [];
+    if (name !== '' && listed(name, Number(port))) continue;
+    await rm(path.join(layout.instancesDir, file), { force: true });
+    removed.push(`removed ${file}`);
+  }
+  for (const api of Object.values(state.apis)) {
+    for (const entry of await readdir(layout.releasesDir(api.name)).catch(() => [] as string[])) {
+      if (api.releases.some((r) => r.id === entry)) continue;
+      await rm(path.join(layout.releasesDir(api.name), entry), { recursive: true, force: true });
+      removed.push(`removed ${api.name} release ${entry}`);
+    }
+    removed.push(...(await pruneLibraries(api.name, api.releases)));
+  }
+  return removed;
 }
 
 /**
@@ -58,7 +119,7 @@ export async function moveToApiUsers(ctx: OpContext): Promise<void> {
 }
 
 async function workerUid(unit: string): Promise<number | null> {
-  const { pid } = await unitState(unit).catch(() => ({ pid: null }));
+  const { pid } = await systemd.unitState(unit).catch(() => ({ pid: null }));
   if (pid === null) return null;
   return stat(`/proc/${pid}`).then((st) => st.uid, () => null);
 }

@@ -28,7 +28,7 @@ export async function rollback(name: string, to: string | null, wait: boolean, c
     }
     if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
     const { drain } = await rollout(
-      { ...liveSettings(api), release: target.id, env: target.env, workers: api.workers.length || DEFAULT_WORKERS, wait },
+      { ...liveSettings(api), release: target.id, env: target.env, library: target.library, workers: api.workers.length || DEFAULT_WORKERS, wait },
       (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
       undefined,
       ctx,
@@ -53,7 +53,7 @@ export async function scale(name: string, workers: number, wait: boolean, ctx: O
 export function replaceWorkers(api: ApiRecord, workers: number, wait: boolean, ctx: OpContext): Promise<RolloutOutcome> {
   const live = api.releases.find((r) => r.id === api.current);
   return rollout(
-    { ...liveSettings(api), release: api.current, env: live?.env ?? {}, workers, wait },
+    { ...liveSettings(api), release: api.current, env: live?.env ?? {}, library: live?.library, workers, wait },
     (ports) => ({ ...api, workers: ports.map((port) => ({ port, release: api.current })) }),
     undefined,
     ctx,

@@ -7,6 +7,7 @@ import * as systemd from '../system/systemd.js';
 import { StepError, type OpContext } from './context.js';
 import { drainWorkers } from './drain.js';
 import { freePorts, waitHealthy } from './health.js';
+import { libraryPath } from './packages.js';
 import { changeRouting, freeFrontPort } from './routing.js';
 import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.js';
 
@@ -17,6 +18,8 @@ export interface RolloutTarget {
   name: string;
   release: string;
   env: Record<string, string>;
+  /** The release's R library generation (state.ts Release.library). */
+  library: string | null | undefined;
   workers: number;
   healthPath: string | null;
   healthTimeoutMs: number;
@@ -54,7 +57,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
   try {
-    for (const port of ports) await startWorker(name, port, releaseDir, target.env);
+    for (const port of ports) await startWorker(name, port, releaseDir, target.env, target.library === undefined ? undefined : libraryPath(name, target.library));
     ctx.progress('waiting for the API to answer');
     const outcomes = await Promise.all(ports.map((port) => waitHealthy(layout.instanceUnit(name, port), port, target.healthPath, target.healthTimeoutMs)));
     const failed = outcomes.findIndex((o) => !o.ok);

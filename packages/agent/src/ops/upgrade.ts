@@ -14,7 +14,7 @@ import {
   type UpgradeRequest,
   type UpgradeResult,
 } from '@plumb/shared';
-import { extractBundle } from '../bundle/extract.js';
+import { DEFAULT_EXTRACT_LIMITS, extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { abandonTrial, beginTrial, direction, ensureLayout, install, upgradeFiles } from '../upgrade/install.js';
 import type { Upload } from '../upload.js';
@@ -32,6 +32,7 @@ export interface UpgradeContext {
 }
 
 const PACKAGE_NAME = '@plumb/agent';
+const UPGRADE_LOCK = 'upgrade';
 
 /**
  * `plumb upgrade`: receives the agent package, checks its sha512, unpacks it beside the running
@@ -47,11 +48,16 @@ export async function upgrade(req: UpgradeRequest, uc: UpgradeContext): Promise<
   if (way === 'down' && !req.force) {
     throw new PlumbError('DOWNGRADE_REFUSED', `the agent is version ${from}, newer than ${req.version}`, 'add --force to install the older version anyway');
   }
-  return ctx.locks.with(SHARED, async () => {
+  // One upgrade at a time, but the shared lock (every routing change, every deploy's switch) only
+  // for the install itself: an upload over a slow link must not hold up the droplet's other work.
+  return ctx.locks.with(UPGRADE_LOCK, async () => {
     if (await readFile(upgradeFiles(uc.stateDir).pending).then(() => true, () => false)) {
       throw new PlumbError('BUSY', 'an upgrade of this agent is already under way', 'wait a minute and look at `plumb status`');
     }
-    if (uc.othersInFlight() > 0) throw new PlumbError('BUSY', 'the agent is busy with another request (a deploy?)', 'run plumb upgrade again once it is done');
+    const busy = () => {
+      if (uc.othersInFlight() > 0) throw new PlumbError('BUSY', 'the agent is busy with another request (a deploy?)', 'run plumb upgrade again once it is done');
+    };
+    busy();
     await mkdir(install.versionsDir, { recursive: true, mode: 0o755 });
     const tarball = path.join(install.versionsDir, `.incoming-${id}.tgz`);
     const unpacked = path.join(install.versionsDir, `.unpack-${id}`);
@@ -60,6 +66,7 @@ export async function upgrade(req: UpgradeRequest, uc: UpgradeContext): Promise<
       await receive(uc.upload, tarball, req.sha512);
       ctx.progress('unpacking and checking it');
       await extractBundle(createReadStream(tarball), unpacked, {
+        ...DEFAULT_EXTRACT_LIMITS,
         maxBytes: AGENT_PACKAGE_MAX_BYTES,
         maxExtractedBytes: AGENT_PACKAGE_MAX_EXTRACTED_BYTES,
         maxEntries: AGENT_PACKAGE_MAX_ENTRIES,
@@ -67,10 +74,14 @@ export async function upgrade(req: UpgradeRequest, uc: UpgradeContext): Promise<
       });
       const packageDir = path.join(unpacked, 'package');
       await checkPackage(packageDir, req.version);
-      await ensureLayout(from);
-      const target = install.versionDir(req.version);
-      await rm(target, { recursive: true, force: true });
-      await rename(packageDir, target);
+      await ctx.locks.with(SHARED, async () => {
+        // Asked again: a deploy may have begun while the package travelled.
+        busy();
+        await ensureLayout(from);
+        const target = install.versionDir(req.version);
+        await rm(target, { recursive: true, force: true });
+        await rename(packageDir, target);
+      });
     } finally {
       await rm(tarball, { force: true });
       await rm(unpacked, { recursive: true, force: true });

@@ -33,6 +33,8 @@ Environment=PLUMB_PORT=%i PLUMB_API=${name}
 # R's user cache, data and config (tools::R_user_dir) and packages' caches: the API's own, kept across releases.
 Environment=HOME=/var/plumber/${name}/home
 # The API's own R library (root's, read-only here) goes before R's: packages plumb built for it.
+# Each worker's env file names its release's generation of it, which overrides this (the place
+# of releases from before generations, whose env files do not name one).
 Environment=R_LIBS=/var/plumber/${name}/library
 # The runner changes into the release directory itself.
 WorkingDirectory=/var/plumber/${name}
@@ -86,14 +88,20 @@ WantedBy=multi-user.target
 
 /**
  * A worker's own environment file, /var/lib/plumb/instances/NAME@PORT.env: which release it
- * runs, and the user's --env values as they were when that release was deployed.
+ * runs, its release's R library (`undefined`: a release from before library generations, which
+ * the unit's default serves; `null`: none), and the user's --env values as they were when that
+ * release was deployed (after R_LIBS: a user's own R_LIBS wins).
  */
-export function renderInstanceEnv(releaseDir: string, env: Record<string, string> = {}): string {
+export function renderInstanceEnv(releaseDir: string, env: Record<string, string> = {}, library?: string | null): string {
   const [, name = '', release = ''] = /^\/var\/plumber\/([^/]+)\/releases\/([^/]+)$/.exec(releaseDir) ?? [];
   if (!ApiName.safeParse(name).success || !ReleaseId.safeParse(release).success) {
     throw renderRefused(`the release directory ${JSON.stringify(releaseDir)}: not /var/plumber/NAME/releases/ID`);
   }
-  return `PLUMB_RELEASE_DIR=${releaseDir}\n${renderUserEnv(env)}`;
+  if (library && library !== `/var/plumber/${name}/library/${/^\/var\/plumber\/[^/]+\/library\/(g-[0-9a-f]{16})$/.exec(library)?.[1] ?? ''}`) {
+    throw renderRefused(`the R library ${JSON.stringify(library)}: not /var/plumber/${name}/library/g-HASH`);
+  }
+  const rLibs = library === undefined ? '' : `R_LIBS=${library ?? ''}\n`;
+  return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibs}${renderUserEnv(env)}`;
 }
 
 /**

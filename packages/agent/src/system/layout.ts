@@ -8,8 +8,13 @@ export const layout = {
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
-  /** The API's own R library: packages from repositories and source builds (root's, read-only to the API). */
+  /**
+   * The API's own R libraries: packages from repositories and source builds (root's, read-only to
+   * the API), one generation per set of packages (`library/g-HASH`), each release naming its own.
+   * Releases from before generations load the packages directly under `library/`.
+   */
   libraryDir: (name: string) => `/var/plumber/${name}/library`,
+  libraryGeneration: (name: string, generation: string) => `/var/plumber/${name}/library/${generation}`,
   /** What the API writes that outlives a release. */
   dataDir: (name: string) => `/var/plumber/${name}/data`,
   /** The API user's HOME: R's user cache, data and config (tools::R_user_dir) land here. */
@@ -20,6 +25,9 @@ export const layout = {
   /** Per-worker environment (release dir and the user's --env), root-only. */
   instanceEnvFile: (name: string, port: number) => `/var/lib/plumb/instances/${name}@${port}.env`,
   instancesDir: '/var/lib/plumb/instances',
+  /** A deploy under way: what it made, so an agent killed in the middle removes just that when it starts again. */
+  deployMarker: (name: string) => `/var/lib/plumb/deploying/${name}.json`,
+  deployMarkersDir: '/var/lib/plumb/deploying',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
   /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
@@ -29,3 +37,6 @@ export const layout = {
 } as const;
 
 export const unitGlob = (name: string) => `plumber-${name}@*.service`;
+
+/** Every API's worker units, `plumber-NAME@PORT.service`: the glob for systemctl, the pattern that reads them. */
+export const workerUnits = { glob: 'plumber-*@*.service', pattern: /^plumber-([a-z][a-z0-9_-]*)@(\d+)\.service$/ } as const;

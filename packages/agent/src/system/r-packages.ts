@@ -186,3 +186,9 @@ export function rInstall(opts: { staging: string; apiLibrary: string; repos: str
 export async function hasCompiler(): Promise<boolean> {
   return (await execa('sh', ['-c', 'command -v gcc && command -v make'], { reject: false })).exitCode === 0;
 }
+
+/** Hard links of these directories' trees in `into` (cp -al): a new library generation shares the files of the one it grew from. */
+export async function linkTree(sources: string[], into: string): Promise<void> {
+  const result = await execa('cp', ['-al', '--', ...sources, into], { reject: false, timeout: 120_000 });
+  if (result.exitCode !== 0) throw new Error(`could not link the R library's packages: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`);
+}

@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
 
@@ -23,7 +24,9 @@ export const reload = (unit: string) => systemctl('reload', unit);
 
 /** Stops and disables a unit that may not exist or may have failed; never throws. */
 export async function stopAndDisable(unit: string): Promise<void> {
-  await execa('systemctl', ['disable', '--now', unit], { reject: false, timeout: 120_000 });
+  // Two calls: `disable --now` stops nothing when the unit's file is gone already.
+  await execa('systemctl', ['stop', unit], { reject: false, timeout: 120_000 });
+  await execa('systemctl', ['disable', unit], { reject: false, timeout: 120_000 });
   await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
 }
 
@@ -48,4 +51,19 @@ export async function unitState(unit: string): Promise<UnitState> {
     pid: pid > 0 ? pid : null,
     since: props.get('ActiveEnterTimestamp') || null,
   };
+}
+
+/** Where `systemctl enable` links the units started at boot (their [Install] WantedBy=). */
+const BOOT_WANTS = '/etc/systemd/system/multi-user.target.wants';
+
+/** Units matching `pattern` that systemd has loaded (running, failed, stopping) or starts at boot. */
+export async function unitsMatching(pattern: RegExp, glob: string): Promise<Set<string>> {
+  const loaded = await systemctl('list-units', '--all', '--plain', '--no-legend', '--full', glob);
+  const names = [...loaded.split('\n').map((line) => line.trim().split(/\s+/)[0] ?? ''), ...(await enabledAtBoot())];
+  return new Set(names.filter((unit) => pattern.test(unit)));
+}
+
+/** Units `systemctl enable` has linked to start at boot. */
+export async function enabledAtBoot(): Promise<Set<string>> {
+  return new Set(await readdir(BOOT_WANTS).catch(() => [] as string[]));
 }

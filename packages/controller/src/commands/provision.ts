@@ -121,7 +121,7 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   const pin = await startAgent(address, enrolmentSecret, pkg, name, ctx);
 
   ctx.progress({ step: 'enrolling the agent' });
-  const fingerprint = await enrol(address, await tokenFor(key, dropletUuid), enrolmentSecret);
+  const fingerprint = await enrol(address, () => tokenFor(key, dropletUuid), enrolmentSecret);
   // The bootstrap made the agent's own key: a different one now means someone else answers.
   if (pin !== null && fingerprint !== pin) throw new PinMismatchError(publicIpv4, pin, fingerprint);
   record.fingerprint = fingerprint;

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, sleepyApi, sumApi } from './api-fixtures.js';
+import { httpGet } from './helpers.js';
+import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+
+/**
+ * kill -9 of the agent in the middle of a deploy (issue 12 item 7): when it starts again, what
+ * `plumb status` shows is what runs and what is on disk, nothing more. Each stage is reached
+ * without racing a clock: a release that never answers holds its deploy at the health gate, and
+ * a request in flight holds the old worker in its drain.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let dropletId: number;
+let address: string;
+
+const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId).exec(argv, timeoutMs === undefined ? {} : { timeoutMs });
+const lines = async (argv: string[]) => (await onDroplet(argv)).split('\n').filter((l) => l !== '');
+/** The worker units systemd runs for an API. */
+const runningWorkers = (name: string) => lines(['systemctl', 'list-units', '--plain', '--no-legend', '--state=active,activating', `plumber-${name}@*.service`]).then((l) => l.map((u) => u.split(/\s+/)[0]!));
+
+interface ApiRow {
+  name: string;
+  release: string;
+  workers: Array<{ port: number }>;
+  draining: Array<{ port: number }>;
+}
+async function statusOf(name: string): Promise<ApiRow | undefined> {
+  const status = await user.plumb(['status', '--json']);
+  const rows = JSON.parse(status.stdout) as Array<{ status: { apis: ApiRow[]; events: Array<{ kind: string; detail: string }> } }>;
+  return rows[0]?.status.apis.find((a) => a.name === name);
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+const killAgent = () => onDroplet(['systemctl', 'kill', '--signal=SIGKILL', 'plumb-agent']);
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  ({ id: dropletId, address } = await provisionDroplet(user, 'crash'));
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+test('kill -9 while new workers start: the old release serves, and the new workers, env files and releases are gone; a new API leaves no trace', async (t) => {
+  const mark = (what: string) => t.diagnostic(`${new Date().toISOString()} ${what}`);
+  assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'cut'])).exitCode, 0);
+  const live = await statusOf('cut');
+  assert.ok(live);
+  mark('v1 live');
+  // Two deploys held at the health gate: an update of `cut`, and the first deploy of `fresh`.
+  const update = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'cut', '--health-timeout', '600']);
+  const first = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'fresh', '--health-timeout', '600']);
+  await until('both new releases to be starting', async () => (await runningWorkers('cut')).length === 2 && (await runningWorkers('fresh')).length === 1);
+  assert.equal((await lines(['ls', '/var/plumber/cut/releases'])).length, 2);
+
+  mark('both held at the health gate');
+  await killAgent();
+  for (const cut of [await update, await first]) {
+    assert.equal(cut.exitCode, 1);
+    assert.match(cut.stderr, /closed the connection before answering/);
+    assert.match(cut.stderr, /plumb status/);
+  }
+  mark('deploys ended');
+  assert.ok(await agentAnswersAgain(user), 'the agent answers again');
+  mark('agent answers');
+
+  const after = await statusOf('cut');
+  assert.equal(after?.release, live.release);
+  assert.deepEqual(after?.workers.map((w) => w.port), live.workers.map((w) => w.port));
+  assert.deepEqual(await runningWorkers('cut'), [`plumber-cut@${live.workers[0]!.port}.service`]);
+  assert.deepEqual(await lines(['ls', '/var/plumber/cut/releases']), [live.release]);
+  assert.deepEqual(await lines(['sh', '-c', 'ls /var/lib/plumb/instances | grep "^cut@" || true']), [`cut@${live.workers[0]!.port}.env`]);
+  assert.deepEqual(JSON.parse((await httpGet(`http://${address}/cut/version`, 10_000)).body), ['v1']);
+
+  assert.equal(await statusOf('fresh'), undefined);
+  assert.deepEqual(await runningWorkers('fresh'), []);
+  assert.equal(await onDroplet(['sh', '-c', 'ls -d /var/plumber/fresh /etc/systemd/system/plumber-fresh@.service /var/lib/plumb/deploying/* 2>/dev/null || true']), '');
+  assert.equal(await onDroplet(['sh', '-c', 'getent passwd plumber-fresh || true']), '');
+
+  const events = (JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status: { events: Array<{ kind: string; detail: string }> } }>)[0]!.status.events;
+  assert.ok(events.some((e) => e.kind === 'operation-cut' && /stopped plumber-cut@/.test(e.detail) && /fresh/.test(e.detail)), JSON.stringify(events.slice(-3)));
+});
+
+test('kill -9 during the drain after a switch: the new release serves, the request in flight on the old one finishes, then the old worker stops', async () => {
+  // /slow answers once the test lets it (a file in the API's data/): no race with the deploy's
+  // speed. A promise, so R keeps serving the monitor's checks meanwhile (a busy R is restarted).
+  const slow = (version: string) =>
+    sumApi(
+      version,
+      `\n#* @get /slow\nfunction() promises::promise(function(resolve, reject) {\n  check <- function() if (file.exists("/var/plumber/drain/data/go")) resolve("${version} slow") else later::later(check, 0.2)\n  check()\n})\n`,
+    );
+  assert.equal((await user.plumb(['deploy', await apiDir(slow('d1')), '--name', 'drain'])).exitCode, 0);
+  const old = await statusOf('drain');
+  const inFlight = httpGet(`http://${address}/drain/slow`, 300_000);
+  await until('the slow request to reach the worker', async () => (await onDroplet(['sh', '-c', `ss -Htn state established '( sport = :${old!.workers[0]!.port} )' | wc -l`])) !== '0', 30_000);
+  const deployed = await user.plumb(['deploy', await apiDir(slow('d2')), '--name', 'drain', '--drain-timeout', '300']);
+  assert.equal(deployed.exitCode, 0, deployed.stderr);
+  assert.equal((await statusOf('drain'))?.draining.length, 1, 'the old worker drains');
+
+  await killAgent();
+  assert.ok(await agentAnswersAgain(user), 'the agent answers again');
+  assert.deepEqual(JSON.parse((await httpGet(`http://${address}/drain/version`, 10_000)).body), ['d2']);
+  assert.equal((await statusOf('drain'))?.draining.length, 1, 'the old worker still drains');
+  await onDroplet(['touch', '/var/plumber/drain/data/go']);
+  const answer = await inFlight;
+  assert.deepEqual([answer.status, JSON.parse(answer.body)], [200, ['d1 slow']], 'the request in flight finished on the old release');
+  await until('the drained worker to stop', async () => (await runningWorkers('drain')).length === 1, 60_000);
+  const now = await statusOf('drain');
+  assert.equal(now?.draining.length, 0);
+  assert.deepEqual(await runningWorkers('drain'), [`plumber-drain@${now!.workers[0]!.port}.service`]);
+  assert.equal((await onDroplet(['readlink', '/var/plumber/drain/current'])).replace(/^releases\//, ''), now!.release);
+});
