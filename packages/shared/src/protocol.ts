@@ -495,7 +495,7 @@ export type ApiStatus = z.infer<typeof ApiStatus>;
 /** What the agent records about its APIs (docs/health.md), newest last. */
 export const EVENT_KINDS = [
   'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
-  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut',
+  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut', 'routing-restored',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
