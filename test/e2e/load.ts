@@ -88,22 +88,27 @@ export function startHttp2Load(url: string, opts: LoadOptions & { tls: { ca: str
     session = opened;
     return opened;
   };
+  const send = (report: LoadReport, outcome: Outcome, started: number, retried: boolean) => {
+    let status = 0;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = current(report).request({ ':path': target.pathname + target.search, ':authority': opts.tls.servername });
+    } catch (err) {
+      return outcome.fail((err as NodeJS.ErrnoException).code ?? String(err), true);
+    }
+    stream.setTimeout(10_000, () => stream.destroy(new Error('timeout')));
+    stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
+    stream.resume();
+    stream.on('end', () => (status >= 500 || status === 0 ? outcome.fail(`HTTP ${status}`, false) : outcome.ok(performance.now() - started)));
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      // A stream sent as the server's GOAWAY (after keepalive_requests) crossed it on the wire is
+      // refused unprocessed (RFC 9113, 8.7): browsers send it again on a new connection, and so does this.
+      if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM && !retried) return send(report, outcome, started, true);
+      outcome.fail(`${err.code ?? ''} ${err.message} (rst ${stream.rstCode ?? '-'})`, err.message !== 'timeout');
+    });
+  };
   return runLoad(opts, {
-    request: (report, outcome) => {
-      const started = performance.now();
-      let status = 0;
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = current(report).request({ ':path': target.pathname + target.search, ':authority': opts.tls.servername });
-      } catch (err) {
-        return outcome.fail((err as NodeJS.ErrnoException).code ?? String(err), true);
-      }
-      stream.setTimeout(10_000, () => stream.destroy(new Error('timeout')));
-      stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
-      stream.resume();
-      stream.on('end', () => (status >= 500 || status === 0 ? outcome.fail(`HTTP ${status}`, false) : outcome.ok(performance.now() - started)));
-      stream.on('error', (err: NodeJS.ErrnoException) => outcome.fail(err.code ?? err.message, err.message !== 'timeout'));
-    },
+    request: (report, outcome) => send(report, outcome, performance.now(), false),
     close: () => session?.close(),
   });
 }
