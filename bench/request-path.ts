@@ -16,6 +16,15 @@ import { benchDroplet } from './bench-droplet.js';
 
 const REDEPLOYS = 20;
 const REQUESTS_PER_CLIENT = 300;
+const ROUNDS = 2;
+/** Settings tried on the proxied path (issue 11: at most 0.5 ms added); the rows say which help. */
+const VARIANTS: Array<[string, string]> = [
+  ['minimal proxy location', ''],
+  ['proxy_buffering off', 'proxy_buffering off;'],
+  ['access_log off', 'access_log off;'],
+  ['access_log buffered (64k, flush 1s)', 'access_log /var/log/nginx/access.log combined buffer=64k flush=1s;'],
+  ['tcp_nodelay off', 'tcp_nodelay off;'],
+]
 const SLOW = '\n#* @get /slow\nfunction(s = 20) {\n  Sys.sleep(as.numeric(s))\n  "slept"\n}\n';
 
 /** A client run inside the droplet (its node): `clients` loops of `n` GETs, each on a fresh connection; prints latencies in ms. */
@@ -48,29 +57,47 @@ try {
   // 1. Latency from inside the droplet.
   const status = JSON.parse((await run(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ workers: Array<{ port: number }> }> } }>;
   const workerPort = status[0]?.status.apis[0]?.workers[0]?.port ?? 0;
+  const frontPort = Number(/server 127\.0\.0\.1:(\d+)/.exec(await onDroplet(['cat', '/etc/nginx/conf.d/plumb.conf']))?.[1] ?? 0);
   // The path before issue 11, beside plumb's: nginx with an upstream keepalive straight to the worker.
-  const before = `upstream bench_keepalive { server 127.0.0.1:${workerPort}; keepalive 16; }\nserver { listen 127.0.0.1:8081; location / { proxy_pass http://bench_keepalive/; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n`;
-  await onDroplet(['sh', '-c', `printf '%s' '${before}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
+  const beforeServer = `upstream bench_keepalive { server 127.0.0.1:${workerPort}; keepalive 16; }\nserver { listen 127.0.0.1:8081; location / { proxy_pass http://bench_keepalive/; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n`;
+  // nginx settings that might cut what nginx adds, each a server of its own in front of the same front port.
+  const variantServers = VARIANTS.map(([, extra], i) => `server { listen 127.0.0.1:${8090 + i}; ${extra} location / { proxy_pass http://127.0.0.1:${frontPort}/; proxy_http_version 1.1; } }`).join('\n');
+  await onDroplet(['sh', '-c', `printf '%s\\n' '${beforeServer}${variantServers}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
   const latencies = async (port: number, path: string, clients: number) => {
     await onDroplet(['node', '-e', CLIENT, String(port), path, '1', '20']);
     return JSON.parse(await onDroplet(['node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as number[];
   };
-  console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client)\n`);
-  console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms |');
-  console.log('|---|---|---|---|---|---|---|---|');
-  for (const clients of [1, 16]) {
-    const direct = await latencies(workerPort, '/version', clients);
-    const rows: Array<[string, number[]]> = [
-      ['straight to the R worker', direct],
-      ['plumb: nginx -> front port -> worker (no upstream keepalive)', await latencies(80, '/sum/version', clients)],
-      ['before: nginx with upstream keepalive 16 -> worker', await latencies(8081, '/version', clients)],
-    ];
+  const paths: Array<[string, number, string]> = [
+    ['straight to the R worker', workerPort, '/version'],
+    ['plumb: nginx -> front port -> worker (no upstream keepalive)', 80, '/sum/version'],
+    ...VARIANTS.map(([name], i): [string, number, string] => [`variant: ${name}`, 8090 + i, '/version']),
+    ['before: nginx with upstream keepalive 16 -> worker', 8081, '/version'],
+  ];
+  /** Every path measured ROUNDS times, the rounds interleaved, so a change of the machine's load hits every row alike. */
+  const measureAll = async (clients: number, rows: Array<[string, number, string]>) => {
+    const pooled = rows.map((): number[] => []);
+    for (let round = 0; round < ROUNDS; round++) for (const [i, [, port, path]] of rows.entries()) pooled[i]?.push(...(await latencies(port, path, clients)));
+    return pooled;
+  };
+  const table = (clients: number, rows: Array<[string, number, string]>, values: number[][]) => {
+    const direct = values[0] ?? [];
     const [d50, d99] = [percentile(direct, 50), percentile(direct, 99)];
-    for (const [name, values] of rows) {
-      const [p50, p99] = [percentile(values, 50), percentile(values, 99)];
+    for (const [i, [name]] of rows.entries()) {
+      const [p50, p99] = [percentile(values[i] ?? [], 50), percentile(values[i] ?? [], 99)];
       console.log(`| ${clients} | ${name} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${(p50 / d50).toFixed(2)}x | ${(p99 / d99).toFixed(2)}x | ${(p50 - d50).toFixed(2)} | ${(p99 - d99).toFixed(2)} |`);
     }
-  }
+  };
+  console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client, ${ROUNDS} interleaved rounds)\n`);
+  console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}`);
+  console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const clients of [1, 16]) table(clients, paths, await measureAll(clients, paths));
+  // One nginx worker process instead of one per CPU (Debian's `auto`): global, so measured on its own.
+  const single = paths.slice(0, 2).map(([name, port, path]): [string, number, string] => [name === paths[0]?.[0] ? name : `${name}, worker_processes 1`, port, path]);
+  await onDroplet(['sh', '-c', "sed -i 's/^worker_processes auto;/worker_processes 1;/' /etc/nginx/nginx.conf && nginx -t -q && systemctl reload nginx && sleep 2"]);
+  for (const clients of [1, 16]) table(clients, single, await measureAll(clients, single));
+  await onDroplet(['sh', '-c', "sed -i 's/^worker_processes 1;/worker_processes auto;/' /etc/nginx/nginx.conf"]);
+  console.log(`load average after: ${await onDroplet(['cat', '/proc/loadavg'])}`);
   // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.
   await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx && sleep 3']);
 

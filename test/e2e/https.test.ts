@@ -9,6 +9,7 @@ import { DROPLET_ACME_CA } from '../lab/acme.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
+import { startHttp2Load, startLoad, type LoadReport } from './load.js';
 import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
@@ -309,5 +310,37 @@ describe('running plumb https again is safe', () => {
     assert.ok(await agentAnswersAgain(user), 'the agent answers plumb again');
     assert.equal(await nginxAndFirewall(), before);
     assert.deepEqual(JSON.parse((await httpsGet(DOMAIN, '/sum/add?a=1&b=2')).body), [3]);
+  });
+});
+
+describe('keep-alive over HTTPS and HTTP/2 through switches', () => {
+  test('HTTPS keep-alive connections and one HTTP/2 connection kept open across 3 redeploys: 0 failed requests, 0 connection errors, no connection closed, nginx never reloaded', async () => {
+    assert.match(await onDroplet(['cat', '/etc/nginx/conf.d/plumb.conf']), /^ {4}http2 on;$/m);
+    const tls = { ca: await acme.issuingRootPem(), servername: DOMAIN };
+    const nginxWorkers = () => onDroplet(['sh', '-c', 'm=$(cat /run/nginx.pid); cat /proc/$m/task/$m/children']);
+    const workersBefore = await nginxWorkers();
+    const kept = startLoad(`https://${address}/sum/version`, { rps: 40, concurrency: 4, keepAlive: true, maxMs: 300_000, tls });
+    const multiplexed = startHttp2Load(`https://${address}/sum/version`, { rps: 40, concurrency: 4, maxMs: 300_000, tls });
+    let reports: LoadReport[] = [];
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 1; i <= 3; i++) {
+        const deployed = await user.plumb(['deploy', await apiDir(sumApi(`ka${i}`)), '--name', 'sum']);
+        assert.equal(deployed.exitCode, 0, deployed.stderr);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      reports = [await kept.stop(), await multiplexed.stop()];
+    }
+    for (const [what, report] of [['HTTPS keep-alive', reports[0]], ['HTTP/2', reports[1]]] as const) {
+      assert.ok(report && report.ok > 100, `${what}: the load ran (${report?.ok} answers)`);
+      assert.equal(report.failed, 0, `${what}: ${report.failures.join('\n')}`);
+      assert.equal(report.connectionErrors, 0, `${what}: ${report.failures.join('\n')}`);
+    }
+    // nginx closes a connection after 1000 requests (keepalive_requests, for HTTP/2 too); a reload would close them all.
+    assert.ok((reports[0]?.connections ?? 0) <= 4 + Math.ceil((reports[0]?.ok ?? 0) / 1000), `${reports[0]?.connections} HTTPS connections`);
+    assert.ok((reports[1]?.connections ?? 0) <= 1 + Math.ceil((reports[1]?.ok ?? 0) / 1000), `${reports[1]?.connections} HTTP/2 connections`);
+    assert.equal(await nginxWorkers(), workersBefore, 'the same nginx worker processes: no reload');
+    assert.deepEqual(JSON.parse((await httpsGet(DOMAIN, '/sum/version')).body), ['ka3']);
   });
 });

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import type { AgentEvent, StatusResult } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
-import { httpGet, type HttpAnswer } from './helpers.js';
+import { clientFor, httpGet, waitAction, type HttpAnswer } from './helpers.js';
 import { startLoad, type LoadReport } from './load.js';
 import { execa } from 'execa';
 import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
@@ -21,7 +21,7 @@ let user: PlumbUser;
 let dropletId: number;
 let address: string;
 
-/** A long request, a redirect of the API's own, and plumber's trailing-slash redirect. */
+/** A long request, redirects of the API's own (one that knows its prefix), and plumber's trailing-slash redirect. */
 const EXTRA = `
 #* Takes s seconds
 #* @get /slow
@@ -34,6 +34,13 @@ function(s = 20) {
 function(res) {
   res$status <- 302
   res$setHeader("Location", "/version")
+  ""
+}
+
+#* @get /own
+function(res) {
+  res$status <- 302
+  res$setHeader("Location", "/sum/version")
   ""
 }
 
@@ -175,7 +182,7 @@ describe('drain', () => {
 });
 
 describe('redirects', () => {
-  test("a redirect issued by plumber (trailing slash, the API's own Location: /x) stays under /sum/", async () => {
+  test("a redirect issued by plumber (trailing slash, the API's own Location: /x) stays under /sum/; one already under /sum/ is left as it is", async () => {
     const own = await get('/sum/go');
     assert.equal(own.status, 302);
     const location = (path: string) =>
@@ -183,8 +190,48 @@ describe('redirects', () => {
         http.get(`http://${address}${path}`, { agent: false, timeout: 5000 }, (res) => resolve((res.resume(), res.headers.location))).on('error', reject);
       });
     assert.equal(await location('/sum/go'), '/sum/version');
+    assert.equal(await location('/sum/own'), '/sum/version', 'not /sum/sum/version');
     assert.equal(await location('/sum/dir'), '/sum/dir/');
     assert.equal(await location('/sum/__swagger__/'), '../__docs__/');
     assert.deepEqual(JSON.parse((await get('/sum/dir/')).body), ['dir']);
+  });
+});
+
+describe('the nftables table outlives a reboot and a flush', () => {
+  test('after a reboot the first answer nginx gives is the API\'s, not a 502: the saved table is loaded and the worker waited for before nginx starts', async () => {
+    const serving = (await get('/sum/version')).body;
+    const asked = clientFor(lab).droplet.rebootDroplet({ droplet_id: dropletId });
+    // Answers from before the reboot do not count: the first one after the droplet stopped answering does.
+    let wentDown = false;
+    let first: HttpAnswer | undefined;
+    const deadline = Date.now() + 240_000;
+    while (!first && Date.now() < deadline) {
+      const answer = await get('/sum/version', 1000).catch(() => undefined);
+      if (!answer) wentDown = true;
+      else if (wentDown) first = answer;
+      if (!first) await new Promise((r) => setTimeout(r, 50));
+    }
+    const { action } = (await asked).data;
+    assert.equal(await waitAction(clientFor(lab), action.id), 'completed');
+    assert.ok(first, 'the API answered again after the reboot');
+    assert.deepEqual({ status: first.status, body: first.body }, { status: 200, body: serving }, 'the first answer after the reboot');
+    assert.equal(await onDroplet(['systemctl', 'is-active', 'plumb-routing.service']), 'active');
+  });
+
+  test('after `nft flush ruleset` the agent notices and puts its table back by itself, with an event', async () => {
+    const before = await statusJson();
+    const serving = (await get('/sum/version')).body;
+    await onDroplet(['nft', 'flush', 'ruleset']);
+    // The agent looks every MONITOR_INTERVAL_MS; a minute allows for a busy machine.
+    const deadline = Date.now() + 60_000;
+    let answer = await get('/sum/version').catch(() => undefined);
+    while (answer?.status !== 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      answer = await get('/sum/version').catch(() => undefined);
+    }
+    assert.deepEqual(answer && { status: answer.status, body: answer.body }, { status: 200, body: serving });
+    const restored = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'routing-restored');
+    assert.equal(restored.length, 1, JSON.stringify(restored));
+    assert.match(await onDroplet(['nft', 'list', 'table', 'ip', 'plumb']), /dnat to 127\.0\.0\.1/);
   });
 });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { API_MEMORY_MAX_DEFAULT, apiUser, PlumbError, SYSTEM_USER_MAX_CHARS } from '@plumb/shared';
 import type { NginxModel } from '@plumb/agent/render/model';
-import { renderNat } from '@plumb/agent/render/nat';
+import { frontPortsOf, renderNat, renderRoutingUnit } from '@plumb/agent/render/nat';
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
@@ -175,6 +175,9 @@ server {
         proxy_read_timeout 300s;
         proxy_next_upstream error timeout http_502;
         proxy_next_upstream_timeout 1s;
+        proxy_redirect ~^(/hello(?:[/?].*)?)$ $1;
+        proxy_redirect http://$host/hello/ /hello/;
+        proxy_redirect https://$host/hello/ /hello/;
         proxy_redirect http://$host/ /hello/;
         proxy_redirect https://$host/ /hello/;
         proxy_redirect / /hello/;
@@ -216,6 +219,15 @@ describe('nftables: the front ports', () => {
     assert.ok(lines.includes('        ip daddr 127.0.0.1 tcp dport 7002 dnat to 127.0.0.1 : numgen inc mod 1 map { 0 : 9002 } comment "hello-world"'), rules);
     assert.doesNotMatch(rules, /7003|idle/);
     assert.equal(renderNat({ apis: [...twoApis.apis].reverse() }), renderNat(twoApis));
+    assert.deepEqual(frontPortsOf(rules), [7002, 7001], 'what the boot unit waits for: the ports with workers');
+  });
+
+  test('at boot the saved table is loaded before nginx starts (after nftables.conf\'s flush), then the workers are waited for, bounded', () => {
+    const unit = renderRoutingUnit('/var/lib/plumb/nat.nft', ['/usr/bin/node', '/opt/plumb-agent/current/bundle/plumb-agent.mjs']);
+    for (const line of ['Before=nginx.service', 'After=local-fs.target nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'ExecStart=/usr/sbin/nft -f /var/lib/plumb/nat.nft', 'ExecStart=/usr/bin/node /opt/plumb-agent/current/bundle/plumb-agent.mjs --wait-for-workers', 'WantedBy=multi-user.target']) {
+      assert.ok(unit.split('\n').includes(line), `${line} in\n${unit}`);
+    }
+    assert.ok(unit.indexOf('nft -f') < unit.indexOf('--wait-for-workers'), 'the table first');
   });
 });
 
@@ -403,16 +415,22 @@ describe('in the Debian 13 droplet image: systemd 257 reads what we render', { s
   after(async () => image?.dispose());
 
   test('systemd-analyze verify accepts the unit as rendered, without a single warning', async () => {
-    // R is not in the image: a stand-in at ExecStart's path lets verify check the unit unchanged.
+    // R, nft and node are not in the image: stand-ins at ExecStart's paths let verify check the units unchanged.
     // A 40-character name: its user (cut, hashed) must pass systemd's strict user name rule too.
     const long = 'a'.repeat(40);
-    const files = { 'plumber-sum@.service': renderApiUnit('sum'), 'plumber-hello-world@.service': renderApiUnit('hello-world'), [`plumber-${long}@.service`]: renderApiUnit(long) };
+    const files = {
+      'plumber-sum@.service': renderApiUnit('sum'),
+      'plumber-hello-world@.service': renderApiUnit('hello-world'),
+      [`plumber-${long}@.service`]: renderApiUnit(long),
+      'plumb-routing.service': renderRoutingUnit('/var/lib/plumb/nat.nft', ['/usr/bin/node', '/opt/plumb-agent/current/bundle/plumb-agent.mjs']),
+    };
     const script = [
       'set -e',
-      'test -x /usr/bin/Rscript || { printf "#!/bin/sh\\nexit 0\\n" > /usr/bin/Rscript; chmod +x /usr/bin/Rscript; }',
-      'cp /tmp/plumber-*@.service /etc/systemd/system/',
+      'for cmd in /usr/bin/Rscript /usr/sbin/nft /usr/bin/node; do test -x $cmd || { printf "#!/bin/sh\\nexit 0\\n" > $cmd; chmod +x $cmd; }; done',
+      'mkdir -p /opt/plumb-agent/current/bundle && touch /opt/plumb-agent/current/bundle/plumb-agent.mjs',
+      'cp /tmp/plumber-*@.service /tmp/plumb-routing.service /etc/systemd/system/',
       'systemd-analyze --version | head -n 1',
-      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service`,
+      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service plumb-routing.service`,
       'echo verified',
     ].join('\n');
     const result = await image.run(['sh', '-c', script], files);
@@ -515,7 +533,11 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       'plumb.conf': renderNginx(served),
       'plumb.nft': renderNat(served),
       // Uses %>% without library(plumber), and a data file by relative path.
-      'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n\n#* @get /go\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/greeting")\n  ""\n}\n',
+      'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n\n#* @get /go\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/greeting")\n  ""\n}\n' +
+        // An API that prefixes its own redirects, relative and absolute: left as they are.
+        '\n#* @get /own\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/sum/greeting?x=1")\n  ""\n}\n' +
+        '\n#* @get /own-absolute\nfunction(req, res) {\n  res$status <- 302\n  res$setHeader("Location", paste0("http://", req$HTTP_HOST, "/sum/greeting"))\n  ""\n}\n' +
+        '\n#* @get /sumthing\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/sumthing-else")\n  ""\n}\n',
       'sum/greeting.txt': 'hello from\na data file\n',
       'hello/entrypoint.R': 'pr() %>% pr_get("/hello", function() list(from = "entrypoint.R"))\n',
       'hello/plumber.R': '#* @get /hello\nfunction() list(from = "plumber.R")\n',
@@ -540,6 +562,9 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       get('/sum/greeting'),
       get('/sum?a=1'),
       get('/sum/go'),
+      get('/sum/own'),
+      get('/sum/own-absolute'),
+      get('/sum/sumthing'),
       get('/sum/__docs__/'),
       get('/sum/openapi.json', 'Host: droplet.example', 'Referer: http://droplet.example/sum/__docs__/'),
       get('/api/hello/hello'),
@@ -563,13 +588,16 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     assert.deepEqual(answer('/sum/greeting'), { status: 200, location: '', body: '["hello from a data file"]' });
     assert.deepEqual({ ...answer('/sum?a=1'), body: '' }, { status: 301, location: '/sum/?a=1', body: '' });
     assert.deepEqual({ ...answer('/sum/go'), body: '' }, { status: 302, location: '/sum/greeting', body: '' }, "the API's own redirect stays under its prefix");
+    assert.deepEqual({ ...answer('/sum/own'), body: '' }, { status: 302, location: '/sum/greeting?x=1', body: '' }, 'a Location already under the prefix is not prefixed twice');
+    assert.deepEqual({ ...answer('/sum/own-absolute'), body: '' }, { status: 302, location: '/sum/greeting', body: '' }, 'nor an absolute one for this host');
+    assert.deepEqual({ ...answer('/sum/sumthing'), body: '' }, { status: 302, location: '/sum/sumthing-else', body: '' }, 'a path that only begins like the prefix is prefixed');
     const docs = answer('/sum/__docs__/');
     assert.equal(docs.status, 200);
     assert.match(docs.body, /swagger/i);
     const spec = answer('/sum/openapi.json');
     assert.equal(spec.status, 200);
     const openapi = JSON.parse(spec.body) as { servers: { url: string }[]; paths: Record<string, unknown> };
-    assert.deepEqual(Object.keys(openapi.paths).sort(), ['/add', '/go', '/greeting']);
+    assert.deepEqual(Object.keys(openapi.paths).sort(), ['/add', '/go', '/greeting', '/own', '/own-absolute', '/sumthing']);
     assert.deepEqual(openapi.servers, [{ url: 'http://droplet.example/sum/' }], "Swagger's try-it-out goes through the prefix");
     assert.deepEqual(answer('/api/hello/hello'), { status: 200, location: '', body: '{"from":["entrypoint.R"]}' });
     assert.deepEqual(answer('/add?a=2&b=3'), { status: 200, location: '', body: '[5]' });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Writes a file so that readers see the old content or the new, never half (temp, fsync, rename). */
@@ -24,4 +24,12 @@ export async function writeFileAtomic(file: string, content: string, mode = 0o60
   } finally {
     await dir.close();
   }
+}
+
+/** Writes a file (atomically) only if its content differs; true if it did. */
+export async function writeIfChanged(file: string, content: string, mode: number): Promise<boolean> {
+  if ((await readFile(file, 'utf8').catch(() => undefined)) === content) return false;
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, content, mode);
+  return true;
 }

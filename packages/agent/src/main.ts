@@ -18,6 +18,7 @@ import { resumeDrains } from './ops/drain.js';
 import { moveToApiUsers, reconcile } from './ops/reconcile.js';
 import { AGENT_VERSION } from './version.js';
 import { lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
+import { waitForWorkers } from './system/nat.js';
 
 /** plumb-agent: started by systemd (plumb-agent.service) on every droplet plumb provisions. */
 async function main(): Promise<void> {
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
     console.log(AGENT_VERSION);
     return;
   }
+  if (process.argv.includes('--wait-for-workers')) return waitForWorkers();
   const paths = agentPaths();
   const guard = process.argv.indexOf('--upgrade-guard');
   if (guard > 0) return runGuard(paths.stateDir, process.argv[guard + 1] ?? '');

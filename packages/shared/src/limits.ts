@@ -99,6 +99,12 @@ export const DRAIN_POLL_MS = 100;
  */
 export const FRONT_PORT_FIRST = 7000;
 export const FRONT_PORT_LAST = 7999;
+/**
+ * At boot, plumb-routing.service puts the saved nftables table back and then waits, at most this
+ * long, until each API's front port reaches a worker; nginx starts after it, so its first answer
+ * comes from an API, not a 502. A worker that never starts delays nginx by this much, no more.
+ */
+export const BOOT_ROUTING_WAIT_MS = 30_000;
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;

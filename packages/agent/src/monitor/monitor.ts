@@ -3,6 +3,7 @@ import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MO
 import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
 import { isHealthy, probe } from '../ops/health.js';
+import { restoreRoutingIfLost } from '../ops/routing.js';
 import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -34,6 +35,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
   const checking = new Map<string, Promise<void>>();
   const expiries = new Map<string, string>();
   let lastCertificateLook = 0;
+  let lookingAtRouting = false;
   let stopped = false;
   const alerter = new Alerter(opts.events, () => opts.state.get().alertWebhook, opts.droplet);
   const unsubscribe = opts.events.subscribe((event) => alerter.notify(event));
@@ -117,6 +119,13 @@ export function startMonitor(opts: MonitorOptions): Monitor {
         .catch((err: Error) => log.warn('monitor check failed', { api: name, error: err.message }))
         .finally(() => checking.delete(name));
       checking.set(name, work);
+    }
+    if (!lookingAtRouting) {
+      lookingAtRouting = true;
+      void restoreRoutingIfLost(opts)
+        .then((restored) => restored && log.warn('the nftables table was gone or changed; put back'))
+        .catch((err: Error) => log.warn('monitor could not look at the nftables table', { error: err.message }))
+        .finally(() => (lookingAtRouting = false));
     }
     void lookAtCertificates().catch((err: Error) => log.warn('monitor could not read certificates', { error: err.message }));
   }

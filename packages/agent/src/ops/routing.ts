@@ -6,7 +6,7 @@ import { events } from '../monitor/events.js';
 import type { AgentState } from '../state.js';
 import { removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
-import { applyNat } from '../system/nat.js';
+import { applyNat, natLost } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
 import { apiLock, SHARED, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
@@ -37,6 +37,20 @@ export async function applyRouting(state: AgentState): Promise<'unchanged' | 're
   const model = nginxModel(state);
   await applyNat(renderNat(model));
   return applyNginx(renderNginx(model));
+}
+
+/**
+ * Puts the nftables table back if something took it away (`nft flush ruleset`, a firewall tool
+ * that rewrites the whole ruleset): without it every API answers 502 until the next change.
+ * Looked at on each monitor tick, under the shared lock so never in the middle of a switch.
+ */
+export async function restoreRoutingIfLost(ctx: Pick<OpContext, 'state' | 'locks'>): Promise<boolean> {
+  return ctx.locks.with(SHARED, async () => {
+    if (!(await natLost())) return false;
+    await applyNat(renderNat(nginxModel(ctx.state.get())));
+    events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers) was gone or changed; put back from the state" });
+    return true;
+  });
 }
 
 /** The lowest front port no other API has. */

@@ -1,6 +1,6 @@
-import { mkdir, readFile, rename, rm, symlink } from 'node:fs/promises';
+import { mkdir, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic, writeIfChanged } from '../atomic-file.js';
 import { renderApiUnit, renderInstanceEnv } from '../render/systemd.js';
 import { RUNNER_R } from '../render/runner.js';
 import { layout } from '../system/layout.js';
@@ -45,11 +45,4 @@ export async function pointCurrent(name: string, releaseDir: string): Promise<vo
   await rm(tmp, { force: true });
   await symlink(path.relative(path.dirname(link), releaseDir), tmp);
   await rename(tmp, link);
-}
-
-async function writeIfChanged(file: string, content: string, mode: number): Promise<boolean> {
-  if ((await readFile(file, 'utf8').catch(() => undefined)) === content) return false;
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFileAtomic(file, content, mode);
-  return true;
 }

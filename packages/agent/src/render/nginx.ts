@@ -224,10 +224,17 @@ function proxy(target: string, prefix: string): string[] {
 /**
  * plumber answers as if it were at `/`: a redirect to `/x/` (its trailing-slash rule, an API's own
  * `Location: /login`) would leave the API's prefix. These put such Locations back under it;
- * relative ones (`../__docs__/`) already resolve under it, and other hosts are left alone.
+ * relative ones (`../__docs__/`) already resolve under it, and other hosts are left alone. An API
+ * that knows its prefix (X-Forwarded-Prefix) and says `Location: /NAME/x` itself is left as it is:
+ * nginx uses the first rule that matches, so those come first.
  */
 function underPrefix(prefix: string): string[] {
+  const already = `${prefix.replace(/[.]/g, '\\.')}(?:[/?].*)?`;
   return [
+    `        proxy_redirect ~^(${already})$ $1;`,
+    // A regex cannot name $host, and these match by prefix: exactly `http://HOST/NAME` stays absolute.
+    `        proxy_redirect http://$host${prefix}/ ${prefix}/;`,
+    `        proxy_redirect https://$host${prefix}/ ${prefix}/;`,
     `        proxy_redirect http://$host/ ${prefix}/;`,
     `        proxy_redirect https://$host/ ${prefix}/;`,
     `        proxy_redirect / ${prefix}/;`,

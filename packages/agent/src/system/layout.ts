@@ -32,6 +32,8 @@ export const layout = {
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
   /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
   natRules: '/var/lib/plumb/nat.nft',
+  /** Loads natRules at boot, before nginx (render/nat.ts). */
+  routingUnit: '/etc/systemd/system/plumb-routing.service',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
   acmeWebroot: '/var/lib/plumb/acme',
 } as const;

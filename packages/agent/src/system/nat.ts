@@ -1,12 +1,21 @@
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { execa } from 'execa';
-import { PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { BOOT_ROUTING_WAIT_MS, PlumbError } from '@plumb/shared';
+import { writeFileAtomic, writeIfChanged } from '../atomic-file.js';
+import { log } from '../log.js';
+import { frontPortsOf, renderRoutingUnit } from '../render/nat.js';
 import { layout } from './layout.js';
+import * as systemd from './systemd.js';
+
+/** What `nft list table ip plumb` said right after the agent last put its table in place. */
+let applied: string | undefined;
 
 /**
  * Puts the agent's nftables table in place: the file first (so an operator can read what is
- * live), then `nft -f`, which replaces the whole table in one transaction. Connections already
- * open keep the worker they were sent to (conntrack), so this never cuts a request.
+ * live, and plumb-routing.service loads it at boot), then `nft -f`, which replaces the whole
+ * table in one transaction. Connections already open keep the worker they were sent to
+ * (conntrack), so this never cuts a request.
  */
 export async function applyNat(ruleset: string): Promise<void> {
   await writeFileAtomic(layout.natRules, ruleset, 0o644);
@@ -19,4 +28,60 @@ export async function applyNat(ruleset: string): Promise<void> {
       missing ? 'install it as root (apt-get install nftables), then try again' : 'nothing was changed; this is a bug in plumb-agent, please report it',
     );
   }
+  applied = await listTable();
+  // Serving is already right; only the next boot would miss the unit, so this does not fail the change.
+  await ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-routing.service', { error: err.message }));
+}
+
+/**
+ * True when the live table is no longer what the agent put there: `nft flush ruleset` by hand, a
+ * firewall tool's reload, a restored nftables.conf. Compared with the kernel's own listing taken
+ * after the last apply, so no parsing of nft's output is needed.
+ */
+export async function natLost(): Promise<boolean> {
+  if (applied === undefined) return false;
+  return (await listTable()) !== applied;
+}
+
+async function listTable(): Promise<string> {
+  const result = await execa('nft', ['list', 'table', 'ip', 'plumb'], { reject: false, timeout: 30_000 });
+  return result.exitCode === 0 ? result.stdout : '';
+}
+
+/** Installed by whichever agent version first applies a table, so upgraded droplets get it too. */
+async function ensureRoutingUnit(): Promise<void> {
+  const unit = renderRoutingUnit(layout.natRules, [process.execPath, process.argv[1] ?? '']);
+  if (!(await writeIfChanged(layout.routingUnit, unit, 0o644))) return;
+  await systemd.daemonReload();
+  await systemd.enable('plumb-routing.service');
+}
+
+/**
+ * `plumb-agent --wait-for-workers` (plumb-routing.service, at boot): returns once a TCP
+ * connection to each front port in the saved table is accepted (the table sends it to a worker
+ * that listens), or after BOOT_ROUTING_WAIT_MS whatever happens: nginx must start anyway.
+ */
+export async function waitForWorkers(): Promise<void> {
+  const ports = frontPortsOf(await readFile(layout.natRules, 'utf8').catch(() => ''));
+  const deadline = Date.now() + BOOT_ROUTING_WAIT_MS;
+  const waiting = new Set(ports);
+  while (waiting.size > 0 && Date.now() < deadline) {
+    for (const port of [...waiting]) if (await accepts(port)) waiting.delete(port);
+    if (waiting.size > 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  if (waiting.size > 0) log.warn('some APIs had no worker listening when nginx was let start', { front_ports: [...waiting].join(' ') });
+  else log.info('every API has a worker listening', { front_ports: ports.join(' ') });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port, timeout: 1000 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
 }
