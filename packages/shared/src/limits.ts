@@ -66,6 +66,13 @@ export const BUNDLE_MAX_BYTES = 200 * 1024 * 1024;
 export const BUNDLE_MAX_EXTRACTED_BYTES = 1024 * 1024 * 1024;
 export const BUNDLE_MAX_ENTRIES = 20_000;
 export const BUNDLE_MAX_RATIO = 200;
+/**
+ * Below this many bytes of files, a deploy sends the whole bundle at once: hashing and asking the
+ * agent which files it lacks would cost a round trip to save less than it takes.
+ */
+export const DELTA_MIN_BYTES = 1024 * 1024;
+/** A file list entry's path, in characters (tar's own limit for a ustar+pax name is far higher). */
+export const BUNDLE_PATH_MAX_CHARS = 4096;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 

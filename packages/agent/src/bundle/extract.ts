@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, rm } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { BUNDLE_MAX_BYTES, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_RATIO, PlumbError } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_RATIO, PlumbError, type BundleFile } from '@plumb/shared';
 
 /** The agent would not unpack a bundle: the message names the entry (or the limit) and why. */
 export class BundleRefused extends PlumbError {
@@ -41,6 +42,8 @@ export interface Extracted {
   bytes: number;
   /** Bytes received. */
   compressedBytes: number;
+  /** Each file written, hashed on the way: what later deploys may reuse (bundle/delta.ts). */
+  written: BundleFile[];
 }
 
 /** Small archives compress far better than any bomb ratio; the ratio is judged once this much is out. */
@@ -101,6 +104,7 @@ class Extraction {
   private bytes = 0;
   private compressed = 0;
   private extracted = 0;
+  private readonly written: BundleFile[] = [];
 
   constructor(
     private readonly root: string,
@@ -131,7 +135,7 @@ class Extraction {
     }
     await this.work;
     if (this.failure) throw this.failure;
-    return { files: this.files, bytes: this.bytes, compressedBytes: this.compressed };
+    return { files: this.files, bytes: this.bytes, compressedBytes: this.compressed, written: this.written };
   }
 
   private async *count(source: AsyncIterable<Buffer> | NodeJS.ReadableStream): AsyncGenerator<Buffer> {
@@ -201,10 +205,16 @@ class Extraction {
     });
     try {
       await fh.chmod(mode);
+      const hash = createHash('sha256');
+      let size = 0;
       for await (const chunk of this.chunks(entry)) {
         for (let done = 0; done < chunk.length; ) done += (await fh.write(chunk, done)).bytesWritten;
-        this.bytes += chunk.length;
+        hash.update(chunk);
+        size += chunk.length;
       }
+      this.bytes += size;
+      if (this.failure) return;
+      this.written.push({ path: rel, sha256: hash.digest('hex'), size, executable: mode === 0o755 });
       this.files++;
     } finally {
       await fh.close();
@@ -273,9 +283,15 @@ class Extraction {
 
 /** The entry's path, relative and normalized, or a refusal naming it. */
 function checkEntry(entry: ReadEntry): string {
-  const p = entry.path;
-  const named = `bundle entry ${quote(p)}`;
   if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile' && entry.type !== 'Directory') throw refusalOfType(entry);
+  return releasePath(entry.path);
+}
+
+/**
+ * The rule for where a bundle may put a file: `p` relative and normalized inside the release, or
+ * a refusal naming it. Tar entries and a deploy's file list (bundle/delta.ts) both go through it.
+ */
+export function releasePath(p: string, named = `bundle entry ${quote(p)}`): string {
   if (p.includes('\0')) throw new BundleRefused(`${named} has a NUL byte in its path`);
   if (p.includes('\\')) throw new BundleRefused(`${named} has a backslash in its path`);
   if (p.startsWith('/')) throw new BundleRefused(`${named} is an absolute path`);

@@ -8,6 +8,12 @@ export const layout = {
   releaseDir: (name: string, release: string) => `/var/plumber/${name}/releases/${release}`,
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
+  /**
+   * Each release's file list with content hashes (root-only): what a deploy with a file list can
+   * take from earlier releases instead of the wire (bundle/delta.ts).
+   */
+  manifestsDir: (name: string) => `/var/plumber/${name}/manifests`,
+  manifestFile: (name: string, release: string) => `/var/plumber/${name}/manifests/${release}.json`,
   /** The API's own R library: packages from repositories and source builds (root's, read-only to the API). */
   libraryDir: (name: string) => `/var/plumber/${name}/library`,
   /** What the API writes that outlives a release. */
