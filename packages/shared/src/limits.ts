@@ -80,6 +80,12 @@ export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 export const HEALTH_TIMEOUT_MS = 120_000;
 export const HEALTH_INTERVAL_MS = 250;
 /**
+ * How often the gate knocks on a starting worker's port: a refused connect on loopback costs next
+ * to nothing, and each wait is time the new release could already be serving. systemd is asked
+ * whether R died only every HEALTH_INTERVAL_MS (a process each time).
+ */
+export const HEALTH_PROBE_INTERVAL_MS = 50;
+/**
  * Drain: after a switch, an old worker stops as soon as no request is in flight on it (its open
  * connections, looked at every DRAIN_POLL_MS), and at the latest after the API's drain timeout
  * (`--drain-timeout`, default DRAIN_TIMEOUT_MS, at most DRAIN_TIMEOUT_MAX_MS).
