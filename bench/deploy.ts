@@ -6,7 +6,9 @@
  *      command returns, bytes sent, and where the time goes (the step times plumb prints);
  *   2. `plumb status` for 10 APIs with 2 workers each, and what the agent's systemd questions
  *      cost asked one process per worker (before) and in one `systemctl show` (after);
- *   3. the agent's memory idle and around a 100 MB upload; `plumb --version` start time.
+ *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
+ *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
+ *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures).
  */
@@ -22,6 +24,7 @@ import { httpGet } from '../test/e2e/helpers.js';
 import { PLUMB_CLI } from '../test/e2e/plumb.js';
 import { benchDroplet } from './bench-droplet.js';
 import { startDelayProxy } from './delay-proxy.js';
+import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 1 : 5;
@@ -64,7 +67,7 @@ const lab = await startLab();
 try {
   const bench = await benchDroplet(lab, 'deploybench');
   const { user, address } = bench;
-  const onDroplet = (argv: string[]) => lab.droplet(bench.id).exec(argv);
+  const onDroplet = (argv: string[], opts?: { input?: string }) => lab.droplet(bench.id).exec(argv, opts);
 
   // The same user seen through the delay proxy: its own config dir, the droplet at the proxy's address.
   const proxy = await startDelayProxy({ host: address, port: AGENT_PORT }, ONE_WAY_MS);
@@ -78,13 +81,14 @@ try {
 
   const plumb = (home: string, args: string[]) => execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore' });
 
-  async function timedDeploy(home: string, dir: string, name: string, version: string, flags: string[] = []): Promise<Deployed> {
+  /** Runs `work` and watches `url` meanwhile: how long until it answered `version`, and until `work` ended. */
+  async function watched<T>(url: string, version: string, work: () => Promise<T>): Promise<{ result: T; servingMs: number; commandMs: number }> {
     const started = performance.now();
     let servingMs = NaN;
     let finished = false;
     const watching = (async () => {
-      while (!finished || Number.isNaN(servingMs)) {
-        const answer = await httpGet(`http://${address}/${name}/version`, 2000).catch(() => undefined);
+      for (;;) {
+        const answer = await httpGet(url, 2000).catch(() => undefined);
         if (answer?.body === `["${version}"]`) {
           servingMs = performance.now() - started;
           return;
@@ -93,14 +97,28 @@ try {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    const run = await plumb(home, ['deploy', dir, '--name', name, '--json', ...flags]);
+    const result = await work();
     const commandMs = performance.now() - started;
     finished = true;
     await watching;
+    return { result, servingMs, commandMs };
+  }
+
+  async function timedDeploy(home: string, dir: string, name: string, version: string, flags: string[] = []): Promise<Deployed> {
+    const { result: run, servingMs, commandMs } = await watched(`http://${address}/${name}/version`, version, () => plumb(home, ['deploy', dir, '--name', name, '--json', ...flags]));
     if (run.exitCode !== 0) throw new Error(`plumb deploy ${name}: ${run.stderr}`);
     const result = JSON.parse(run.stdout) as { upload: { mode: string; bytes: number } };
     return { commandMs, servingMs, sentBytes: result.upload.bytes, mode: result.upload.mode, steps: stepTimes(run.stderr, commandMs) };
   }
+
+  // 4a. The agent's memory: idle before any deploy, and its peak once a whole big bundle went through it.
+  const agentPid = await onDroplet(['systemctl', 'show', 'plumb-agent.service', '-p', 'MainPID', '--value']);
+  const memory = async () => {
+    const status = await onDroplet(['cat', `/proc/${agentPid}/status`]);
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+    return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
+  };
+  const idle = await memory();
 
   // 1. Redeploys.
   const small = await apiDir(sumApi('s0'));
@@ -109,6 +127,7 @@ try {
   await writeFile(path.join(big, 'data/model.bin'), randomBytes(BIG_BYTES));
   await timedDeploy(networks.LAN, small, 'small', 's0');
   await timedDeploy(networks.LAN, big, 'big', 'b0');
+  const afterBig = await memory();
 
   const cases = [
     { what: 'one-file API, a line changed', dir: small, name: 'small', flags: [] as string[], reps: REPS },
@@ -143,14 +162,36 @@ try {
   console.log(`|---|${shown.map(() => '---').join('|')}|`);
   for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
 
-  // 3a. The agent's memory: idle, and its peak once a whole big bundle went through it.
-  const agentPid = await onDroplet(['systemctl', 'show', 'plumb-agent.service', '-p', 'MainPID', '--value']);
-  const memory = async () => {
-    const status = await onDroplet(['cat', `/proc/${agentPid}/status`]);
-    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
-    return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
-  };
-  const idle = await memory();
+  // 3. The old way, over SSH, on the same droplet and networks.
+  const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);
+  const baseline = await sshBaseline(onDroplet, address);
+  const sshDir = await apiDir(sumApi('x0'));
+  const sshTargets = { LAN: { host: address, port: 22 }, '+50 ms RTT': { host: '127.0.0.1', port: sshProxy.port } } as const;
+  const sshRows: Array<{ network: string; runs: Array<SshDeploy & { servingMs: number }> }> = [];
+  for (const [network, target] of Object.entries(sshTargets)) {
+    const runs: Array<SshDeploy & { servingMs: number }> = [];
+    for (let i = 0; i < REPS; i++) {
+      const v = `x${++version}`;
+      await writeFile(path.join(sshDir, 'plumber.R'), sumApi(v)['plumber.R']);
+      const { result, servingMs } = await watched(`${baseline.url}/version`, v, () => baseline.deploy(sshDir, target));
+      runs.push({ ...result, servingMs });
+    }
+    sshRows.push({ network, runs });
+  }
+  await sshProxy.close();
+  console.log(`\n### The old way: plumberDeploy's do_deploy_api replayed over one OpenSSH connection, one-file API (median of ${REPS})\n`);
+  console.log('| way | network | new code answers | command returns | of which fixed sleeps | answers: SSH / plumb | returns: SSH / plumb |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of sshRows) {
+    const plumbRow = rows.find((x) => x.network === r.network && x.what.startsWith('one-file'))!;
+    const plumbServing = median(plumbRow.runs.map((x) => x.servingMs));
+    const plumbCommand = median(plumbRow.runs.map((x) => x.commandMs));
+    const serving = median(r.runs.map((x) => x.servingMs));
+    const total = median(r.runs.map((x) => x.totalMs));
+    console.log(`| plumb deploy | ${r.network} | ${sec(plumbServing)} s | ${sec(plumbCommand)} s | 0 s | | |`);
+    console.log(`| SSH replay (${r.runs[0]!.operations.length} operations) | ${r.network} | ${sec(serving)} s | ${sec(total)} s | ${sec(r.runs[0]!.sleepMs)} s | ${(serving / plumbServing).toFixed(2)}x | ${(total / plumbCommand).toFixed(2)}x |`);
+  }
+  console.log('\nSSH operations (median ms): ' + sshRows.map((r) => `${r.network}: ${r.runs[0]!.operations.map((o, i) => `${o.what} ${median(r.runs.map((x) => x.operations[i]!.ms)).toFixed(0)}`).join(', ')}`).join('; '));
 
   // 2. Status with many workers.
   for (let i = 1; i <= STATUS_APIS; i++) {
@@ -189,10 +230,8 @@ try {
   console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
   console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
 
-  // 3b. Memory after a whole big bundle, then CLI start time.
-  await writeFile(path.join(big, 'plumber.R'), sumApi('mem')['plumber.R']);
-  await timedDeploy(networks.LAN, big, 'big', 'mem', ['--full']);
-  const after = await memory();
+  // 4b. CLI start time.
+  const atEnd = await memory();
   const starts = async (argv: string[]) => {
     const times: number[] = [];
     for (let i = 0; i < 11; i++) {
@@ -208,9 +247,9 @@ try {
   console.log('\n### The agent and the CLI\n');
   console.log('| what | figure |');
   console.log('|---|---|');
-  console.log(`| agent RSS, idle (after 2 deploys) | ${idle.rss.toFixed(0)} MiB |`);
-  console.log(`| agent peak RSS (VmHWM) after a --full upload of ${BIG_BYTES / 1024 / 1024} MB, and ${STATUS_APIS} more deploys | ${after.peak.toFixed(0)} MiB (+${(after.peak - idle.peak).toFixed(0)} MiB over the peak before) |`);
-  console.log(`| agent RSS after it | ${after.rss.toFixed(0)} MiB |`);
+  console.log(`| agent RSS, idle after provision (peak so far) | ${idle.rss.toFixed(0)} MiB (${idle.peak.toFixed(0)} MiB) |`);
+  console.log(`| agent peak RSS (VmHWM) after receiving a ${BIG_BYTES / 1024 / 1024} MB bundle | ${afterBig.peak.toFixed(0)} MiB (+${(afterBig.peak - idle.peak).toFixed(0)} MiB) |`);
+  console.log(`| agent RSS at the end of the benchmark (peak) | ${atEnd.rss.toFixed(0)} MiB (${atEnd.peak.toFixed(0)} MiB) |`);
   console.log(`| \`plumb --version\` (median of 11) | ${version_.toFixed(0)} ms |`);
   console.log(`| \`plumb --help\` | ${help.toFixed(0)} ms |`);
   console.log(`| \`node -e 0\` (the floor) | ${floor.toFixed(0)} ms |`);
