@@ -82,7 +82,7 @@ describe('only changed bytes travel', () => {
     assert.equal(changed.upload.files, 1, 'only plumber.R travelled');
     assert.ok(changed.upload.bytes < 1024 * 1024, `under 1 MB sent (${changed.upload.bytes} bytes)`);
     assert.equal(changed.reusedFiles, changed.upload.totalFiles - 1);
-    assert.equal((await httpGet(`http://${address}/model/version`, 5000)).body, '["v2"]');
+    assert.equal((await httpGet(`http://${address}/model/version`, 30_000)).body, '["v2"]');
 
     const full = await deployJson(dir, 'model', '--full');
     assert.equal(full.upload.mode, 'full');
@@ -174,7 +174,7 @@ describe('a hostile file list, sent with a raw client, changes nothing', () => {
     assert.deepEqual(extra.need, [1]);
     assert.equal(extra.error.message, 'bundle entry "extra.R" was not asked for');
     assert.deepEqual(await snapshot(), { listing: victim.listing, releases: victim.releases, manifests: victim.manifests });
-    assert.equal((await httpGet(`http://${address}/victim/version`, 5000)).body, '["victim"]');
+    assert.equal((await httpGet(`http://${address}/victim/version`, 30_000)).body, '["victim"]');
   });
 });
 
