@@ -129,7 +129,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     );
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));
-    const files = delta ? await filesNeeded(info, delta, need, pending) : info.files;
+    const files = delta ? await filesNeeded(delta, need, pending) : info.files;
     const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled);
     const result = await pending.result;
     ctx.progress({ step: 'done', done: true });
@@ -139,7 +139,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
 }
 
 /** The files the agent asked for (null: it answered the deploy before asking, with an error say). */
-async function filesNeeded(info: BundleInfo, manifest: BundleFile[], need: Promise<number[]>, pending: PendingRequest<DeployResult>): Promise<string[] | null> {
+async function filesNeeded(manifest: BundleFile[], need: Promise<number[]>, pending: PendingRequest<DeployResult>): Promise<string[] | null> {
   const asked = await Promise.race([need, pending.result.then(() => null, () => null)]);
   if (asked === null) return null;
   return asked.map((i) => {
