@@ -199,8 +199,8 @@ try {
 
   // 2. Status with many workers.
   for (let i = 1; i <= STATUS_APIS; i++) {
-    const r = await plumb(networks.LAN, ['deploy', small, '--name', `s${i}`, '--workers', '2', '--no-deps']);
-    if (r.exitCode !== 0) throw new Error(`plumb deploy s${i}: ${r.stderr}`);
+    const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
+    if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
   }
   const statusTimes: Record<string, number> = {};
   for (const [network, home] of Object.entries(networks)) {
@@ -217,10 +217,10 @@ try {
   // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
   const ms = async (script: string) => {
     const times: number[] = [];
-    for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); ${script} >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
+    for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
     return median(times);
   };
-  const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-s*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+  const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
   const perApi = new Map<string, string[]>();
   for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
   const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
