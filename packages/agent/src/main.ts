@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import https from 'node:https';
-import { AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
+import { AGENT_FEATURES, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
 import { TokenVerifier } from './auth.js';
 import { ConfigStore, readConfig } from './config.js';
 import { cloudInitFinished, cloudInitStatus, swapFacts, uptimeSeconds } from './facts.js';
@@ -63,6 +63,7 @@ async function main(): Promise<void> {
         cloudInit: await cloudInitStatus(),
         swap: await swapFacts(),
         upgrade: await lastUpgrade(paths.stateDir),
+        features: [AGENT_FEATURES.deltaUpload],
       }),
     },
   });

@@ -37,6 +37,8 @@ export interface RequestContext {
   kid: string;
   control: AgentControl;
   othersInFlight: () => number;
+  /** For a deploy with a file list: tells the controller which files the bundle must hold. */
+  need: (files: number[]) => void;
   afterAnswer: (work: () => void) => void;
 }
 
@@ -54,7 +56,7 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       // nginx, R and plumber arrive with cloud-init; a deploy right after provision waits for them.
       await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to install R, plumber and nginx', s.status));
       if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'a deploy needs a bundle');
-      return deploy(request, rc.upload, ctx);
+      return deploy(request, { data: rc.upload, need: rc.need }, ctx);
     }
     case 'remove':
       return remove(request.name, request.keepFiles, ctx);

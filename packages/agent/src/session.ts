@@ -127,6 +127,7 @@ export class Session {
             sink,
             kid: this.kid,
             control: this.control,
+            need: (files) => this.send({ type: 'upload-need', id: request.id, files }),
             othersInFlight: () => [...this.inFlight].filter(([w, type]) => w !== work && !READS.has(type)).length,
             afterAnswer: (fn) => afterAnswer.push(fn),
           });

@@ -184,6 +184,8 @@ export interface RequestEvents {
   /** A `watch`: events as the agent records them, and its heartbeat now and then. */
   onEvent?: (event: AgentEvent) => void;
   onHeartbeat?: (heartbeat: Heartbeat) => void;
+  /** A deploy with a file list: the indexes of the files the agent wants in the bundle. */
+  onNeed?: (files: number[]) => void;
 }
 
 /** A request in flight: its id (to cancel it, or to stream a bundle after it) and its answer. */
@@ -309,6 +311,9 @@ export class AgentConnection {
         return;
       case 'heartbeat':
         waiter.onHeartbeat?.(message.heartbeat);
+        return;
+      case 'upload-need':
+        waiter.onNeed?.(message.files);
         return;
       case 'result':
         this.pending.delete(message.id);

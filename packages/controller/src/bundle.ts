@@ -1,10 +1,11 @@
-import type { Dirent } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, type Dirent } from 'node:fs';
 import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import ignore, { type Ignore } from 'ignore';
 import { c as createTar } from 'tar';
-import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, ValidationError } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, ValidationError, type BundleFile } from '@plumb/shared';
 
 export interface BundleInfo {
   /** What goes in the bundle: regular files (symlinks resolved), POSIX paths relative to the directory, sorted. */
@@ -48,6 +49,22 @@ export function packBundle(dir: string, info: BundleInfo): NodeJS.ReadableStream
   const pack = createTar({ cwd: dir, gzip: true, portable: true, follow: true, noDirRecurse: true, strict: true }, info.files);
   // node-tar's Pack is a Minipass stream, not a Node Readable; wrapping keeps backpressure and errors.
   return Readable.from(pack, { objectMode: false });
+}
+
+/** The bundle's file list as a deploy sends it first (symlinks hashed as the files they point to). */
+export async function bundleManifest(dir: string, info: BundleInfo): Promise<BundleFile[]> {
+  const manifest: BundleFile[] = [];
+  for (const file of info.files) {
+    const abs = path.join(dir, file);
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of createReadStream(abs)) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    manifest.push({ path: file, sha256: hash.digest('hex'), size, executable: ((await stat(abs)).mode & 0o111) !== 0 });
+  }
+  return manifest;
 }
 
 async function readIgnoreFile(dir: string): Promise<string> {

@@ -173,6 +173,7 @@ program
   .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', (v: string) => Number(v))
   .option(...waitOption)
   .option('--no-deps', 'do not look for or install the R packages the API uses')
+  .option('--full', 'send every file, not only those the droplet lacks')
   .option(...packageOptions.strict)
   .option(...packageOptions.repo)
   .option(...packageOptions.binaryRepo)
@@ -183,7 +184,7 @@ program
       async (
         ctx,
         dir: string,
-        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; deps: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string },
+        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; deps: boolean; full?: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string },
       ) => {
         const { healthTimeout, drainTimeout, ...rest } = o;
         return (await import('./commands/deploy.js')).deploy(
@@ -193,7 +194,7 @@ program
       },
       (r) =>
         [
-          `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB)`,
+          `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB${r.upload.mode === 'delta' ? ` sent: ${r.upload.files} of ${r.upload.totalFiles} files, the others were on the droplet` : ''})`,
           `  ${r.url}`,
           ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
           ...drainText(r.drain),

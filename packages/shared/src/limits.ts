@@ -79,12 +79,25 @@ export const BUNDLE_MAX_ENTRIES = 20_000;
 export const BUNDLE_MAX_DEPTH = 64;
 export const BUNDLE_MAX_PATH_BYTES = 1024;
 export const BUNDLE_MAX_RATIO = 200;
+/**
+ * Below this many bytes of files, a deploy sends the whole bundle at once: hashing and asking the
+ * agent which files it lacks would cost a round trip to save less than it takes.
+ */
+export const DELTA_MIN_BYTES = 1024 * 1024;
+/** A file list entry's path, in characters (tar's own limit for a ustar+pax name is far higher). */
+export const BUNDLE_PATH_MAX_CHARS = 4096;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 
 /** The health gate: how long a new release may take to answer, and how often it is asked. */
 export const HEALTH_TIMEOUT_MS = 120_000;
 export const HEALTH_INTERVAL_MS = 250;
+/**
+ * How often the gate knocks on a starting worker's port: a refused connect on loopback costs next
+ * to nothing, and each wait is time the new release could already be serving. systemd is asked
+ * whether R died only every HEALTH_INTERVAL_MS (a process each time).
+ */
+export const HEALTH_PROBE_INTERVAL_MS = 50;
 /**
  * Drain: after a switch, an old worker stops as soon as no request is in flight on it (its open
  * connections, looked at every DRAIN_POLL_MS), and at the latest after the API's drain timeout

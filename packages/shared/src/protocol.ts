@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX } from './limits.js';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -153,6 +153,15 @@ export type HelloHead = z.infer<typeof HelloHead>;
 
 const Id = z.number().int().nonnegative();
 
+/**
+ * What an agent can do beyond its protocol version, named in its hello: a controller uses a
+ * feature only when the agent lists it, so agents from before it keep working.
+ */
+export const AGENT_FEATURES = {
+  /** A deploy may carry its file list (`manifest`); the agent answers `upload-need` and the bundle holds only those files. */
+  deltaUpload: 'delta-upload',
+} as const;
+
 /** What the agent says first on every socket. */
 export const Hello = HelloHead.extend({
   protocol: z.number().int().nonnegative(),
@@ -163,6 +172,8 @@ export const Hello = HelloHead.extend({
   cloudInit: CloudInitStatus,
   swap: SwapFacts.nullable(),
   upgrade: UpgradeRecord.nullable(),
+  /** AGENT_FEATURES values; agents from before features send none. */
+  features: z.array(z.string().max(64)).max(64).default([]),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -290,7 +301,21 @@ export const PackagesReport = z.object({
 export type PackagesReport = z.infer<typeof PackagesReport>;
 
 /**
- * Deploy: this request, then the bundle as binary frames, then `upload-end`. A setting left out
+ * One file of a bundle in a deploy's file list: its path (the agent checks it with the rules of
+ * tar entries), sha256 of its content, size, and whether it is executable (the only mode bit kept).
+ */
+export const BundleFile = z.object({
+  path: z.string().min(1).max(BUNDLE_PATH_MAX_CHARS),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  executable: z.boolean(),
+});
+export type BundleFile = z.infer<typeof BundleFile>;
+
+/**
+ * Deploy: this request, then the bundle as binary frames, then `upload-end`. With a `manifest`
+ * (agents with AGENT_FEATURES.deltaUpload), the agent first answers `upload-need` with the files
+ * it has in none of the API's kept releases, and the bundle holds only those. A setting left out
  * keeps the API's current one on a redeploy (the default on a first deploy), so `plumb deploy`
  * without --workers does not undo a `plumb scale`.
  */
@@ -318,6 +343,8 @@ export const DeployRequest = z.object({
   wait: Wait,
   /** The API's R packages, installed before the new release starts; absent (--no-deps): none checked. */
   packages: PackagesSpec.optional(),
+  /** Every file of the release (see above); absent: the bundle is the whole release. */
+  manifest: z.array(BundleFile).max(BUNDLE_MAX_ENTRIES).optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -419,6 +446,8 @@ export const DeployResult = z.object({
   forward: z.boolean(),
   files: z.number().int(),
   bytes: z.number().int(),
+  /** Files taken from a kept release (hard link or copy) rather than from the bundle. */
+  reusedFiles: z.number().int().nonnegative().default(0),
   /** null: deployed with --no-deps. */
   packages: PackagesReport.nullable(),
   tookMs: z.number(),
@@ -567,6 +596,8 @@ export const AgentMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('result'), id: z.number().int(), result: z.unknown() }),
   z.object({ type: z.literal('error'), id: z.number().int(), error: WireError }),
   z.object({ type: z.literal('progress'), id: z.number().int(), step: z.string(), detail: z.string().optional() }),
+  /** For a deploy with a manifest: the indexes of the files the bundle must hold (the others the agent has). */
+  z.object({ type: z.literal('upload-need'), id: z.number().int(), files: z.array(z.number().int().nonnegative()).max(BUNDLE_MAX_ENTRIES) }),
   z.object({ type: z.literal('log'), id: z.number().int(), entries: z.array(LogEntry) }),
   /** For a `watch`: an event as it is recorded, and the heartbeat now and then. */
   z.object({ type: z.literal('event'), id: z.number().int(), event: AgentEvent }),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, rm } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, PlumbError } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, PlumbError, type BundleFile } from '@plumb/shared';
 
 /** The agent would not unpack a bundle: the message names the entry (or the limit) and why. */
 export class BundleRefused extends PlumbError {
@@ -47,6 +48,8 @@ export interface Extracted {
   bytes: number;
   /** Bytes received. */
   compressedBytes: number;
+  /** Each file written, hashed on the way: what later deploys may reuse (bundle/delta.ts). */
+  written: BundleFile[];
 }
 
 /** Small archives compress far better than any bomb ratio; the ratio is judged once this much is out. */
@@ -108,6 +111,7 @@ class Extraction {
   private bytes = 0;
   private compressed = 0;
   private extracted = 0;
+  private readonly written: BundleFile[] = [];
 
   constructor(
     private readonly root: string,
@@ -138,7 +142,7 @@ class Extraction {
     }
     await this.work;
     if (this.failure) throw this.failure;
-    return { files: this.files, bytes: this.bytes, compressedBytes: this.compressed };
+    return { files: this.files, bytes: this.bytes, compressedBytes: this.compressed, written: this.written };
   }
 
   private async *count(source: AsyncIterable<Buffer> | NodeJS.ReadableStream): AsyncGenerator<Buffer> {
@@ -208,10 +212,16 @@ class Extraction {
     });
     try {
       await fh.chmod(mode);
+      const hash = createHash('sha256');
+      let size = 0;
       for await (const chunk of this.chunks(entry)) {
         for (let done = 0; done < chunk.length; ) done += (await fh.write(chunk, done)).bytesWritten;
-        this.bytes += chunk.length;
+        hash.update(chunk);
+        size += chunk.length;
       }
+      this.bytes += size;
+      if (this.failure) return;
+      this.written.push({ path: rel, sha256: hash.digest('hex'), size, executable: mode === 0o755 });
       this.files++;
     } finally {
       await fh.close();
@@ -289,6 +299,14 @@ function checkEntry(entry: ReadEntry, limits: ExtractLimits): string {
   if (Buffer.byteLength(p) > limits.maxPathBytes) throw new BundleRefused(`${named} has a path of ${Buffer.byteLength(p)} bytes; at most ${limits.maxPathBytes}`, DEPTH_HINT);
   const depth = p.split('/').filter((part) => part !== '' && part !== '.').length;
   if (depth > limits.maxDepth) throw new BundleRefused(`${named} is nested ${depth} levels deep; at most ${limits.maxDepth}`, DEPTH_HINT);
+  return releasePath(p, named);
+}
+
+/**
+ * The rule for where a bundle may put a file: `p` relative and normalized inside the release, or
+ * a refusal naming it. Tar entries and a deploy's file list (bundle/delta.ts) both go through it.
+ */
+export function releasePath(p: string, named = `bundle entry ${quote(p)}`): string {
   if (p.includes('\0')) throw new BundleRefused(`${named} has a NUL byte in its path`);
   if (p.includes('\\')) throw new BundleRefused(`${named} has a backslash in its path`);
   if (p.startsWith('/')) throw new BundleRefused(`${named} is an absolute path`);

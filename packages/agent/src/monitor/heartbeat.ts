@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Heartbeat } from '@plumb/shared';
 import type { AgentState } from '../state.js';
 import { layout } from '../system/layout.js';
-import { unitState } from '../system/systemd.js';
+import { unitStates, type UnitState } from '../system/systemd.js';
 
 /** certbot's live certificates, one directory per certificate name. */
 export const CERTIFICATES_DIR = '/etc/letsencrypt/live';
@@ -37,8 +37,7 @@ export function processUptime(stat: string, uptime: string): number | null {
   return Math.max(0, Math.round(since - startTicks / USER_HZ));
 }
 
-async function workerFacts(api: string, port: number): Promise<Heartbeat['workers'][number]> {
-  const unit = await unitState(layout.instanceUnit(api, port)).catch(() => undefined);
+async function workerFacts(api: string, port: number, unit: UnitState | undefined): Promise<Heartbeat['workers'][number]> {
   const pid = unit?.pid ?? null;
   if (pid === null) return { api, port, pid, rssBytes: null, uptimeSeconds: null };
   const read = (file: string) => readFile(file, 'utf8').catch(() => '');
@@ -66,9 +65,14 @@ export async function certificates(dir = CERTIFICATES_DIR, now = Date.now()): Pr
   return found.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** The droplet's vital signs now: load, memory, disk, each worker's memory and age, certificates. */
-export async function heartbeat(state: AgentState, lastEventId: number): Promise<Heartbeat> {
-  const workers = await Promise.all(Object.values(state.apis).flatMap((api) => api.workers.map((w) => workerFacts(api.name, w.port))));
+/**
+ * The droplet's vital signs now: load, memory, disk, each worker's memory and age, certificates.
+ * `units`: the workers' states when the caller has just asked systemd (status); else one `systemctl show` for all.
+ */
+export async function heartbeat(state: AgentState, lastEventId: number, units?: Map<string, UnitState>): Promise<Heartbeat> {
+  const all = Object.values(state.apis).flatMap((api) => api.workers.map((w) => ({ api: api.name, port: w.port, unit: layout.instanceUnit(api.name, w.port) })));
+  const known = units ?? (await unitStates(all.map((w) => w.unit)).catch(() => new Map<string, UnitState>()));
+  const workers = await Promise.all(all.map((w) => workerFacts(w.api, w.port, known.get(w.unit))));
   const disk = await statfs('/');
   return {
     time: new Date().toISOString(),

@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
 import { writeFileAtomic } from '../atomic-file.js';
+import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type ReleaseFiles } from '../bundle/delta.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
@@ -47,11 +48,11 @@ export function checkDeploy(name: string, path: string, state: AgentState): void
  * A release: extract the bundle into its own directory, then roll it out (rollout.ts). Running it
  * again with the same name updates the API; a second deploy of the same API waits for the first.
  */
-export async function deploy(req: DeployRequest, bundle: AsyncIterable<Buffer>, ctx: OpContext): Promise<DeployResult> {
+export async function deploy(req: DeployRequest, bundle: IncomingBundle, ctx: OpContext): Promise<DeployResult> {
   return ctx.locks.with(apiLock(req.name), () => deployLocked(req, bundle, ctx), () => ctx.progress('waiting for another deploy of this API to finish'));
 }
 
-async function deployLocked(req: DeployRequest, bundle: AsyncIterable<Buffer>, ctx: OpContext): Promise<DeployResult> {
+async function deployLocked(req: DeployRequest, bundle: IncomingBundle, ctx: OpContext): Promise<DeployResult> {
   const started = Date.now();
   const previous = ctx.state.get().apis[req.name];
   const settings = settingsFor(req, previous);
@@ -83,16 +84,21 @@ interface DeployRun {
   started: number;
 }
 
-async function extractAndRoll(req: DeployRequest, bundle: AsyncIterable<Buffer>, run: DeployRun, ctx: OpContext): Promise<DeployResult> {
+async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: DeployRun, ctx: OpContext): Promise<DeployResult> {
   const { settings, previous, release, releaseDir, forgetIfNew, started } = run;
-  let extracted;
+  let extracted: ReleaseFiles;
   try {
     const account = await ensureApiAccount(req.name);
-    extracted = await extractBundle(bundle, releaseDir);
-    await openRelease(releaseDir, account).catch(async (err: unknown) => {
-      await rm(releaseDir, { recursive: true, force: true });
-      throw err;
-    });
+    extracted = req.manifest
+      ? await receiveDelta(req.name, req.manifest, keptReleases(previous), bundle, releaseDir, (step) => ctx.progress(step))
+      : { ...(await extractBundle(bundle.data, releaseDir)), reused: 0 };
+    await saveManifest(req.name, release, extracted.written)
+      .then(() => openRelease(releaseDir, account))
+      .catch(async (err: unknown) => {
+        await rm(releaseDir, { recursive: true, force: true });
+        await removeManifest(req.name, release);
+        throw err;
+      });
   } catch (err) {
     await forgetIfNew();
     throw err;
@@ -130,11 +136,12 @@ async function extractAndRoll(req: DeployRequest, bundle: AsyncIterable<Buffer>,
     await pruneReleases(req.name, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
-    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, packages, tookMs: Date.now() - started, drain };
+    return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
     if (ctx.state.get().apis[req.name]?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });
+      await removeManifest(req.name, release);
       await forgetIfNew();
     }
     throw err;
@@ -179,12 +186,19 @@ export async function forgetCutDeploys(state: AgentState): Promise<string[]> {
     const api = state.apis[name];
     if (made?.success && !api?.releases.some((r) => r.id === made.data.release)) {
       await rm(layout.releaseDir(name, made.data.release), { recursive: true, force: true });
+      await removeManifest(name, made.data.release);
       if (!api) await forgetMade(name, made.data);
       cleaned.push(`${name} release ${made.data.release}`);
     }
     await rm(path.join(layout.deployMarkersDir, file), { force: true });
   }
   return cleaned;
+}
+
+/** The API's releases a deploy may take files from: the live one first, then the newest. */
+function keptReleases(api: ApiRecord | undefined): string[] {
+  if (!api) return [];
+  return [api.current, ...api.releases.map((r) => r.id).filter((id) => id !== api.current).reverse()];
 }
 
 /** plumber's own rule: entrypoint.R before plumber.R, any letter case. */
@@ -205,7 +219,10 @@ async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
     if (drop.length === 0) return;
     const keep = api.releases.filter((r) => !drop.includes(r));
     await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
-    for (const r of drop) await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
+    for (const r of drop) {
+      await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
+      await removeManifest(name, r.id);
+    }
     await pruneLibraries(name, keep);
   });
 }

@@ -2,26 +2,25 @@ import { STATUS_EVENTS_MAX, type ApiStatus, type Hello, type StatusResult } from
 import { events } from '../monitor/events.js';
 import { heartbeat } from '../monitor/heartbeat.js';
 import { layout } from '../system/layout.js';
-import { unitState } from '../system/systemd.js';
+import { unitStates } from '../system/systemd.js';
 import type { OpContext } from './context.js';
 
 /** Every API with what systemd says of its workers, the droplet's heartbeat, and the latest events. */
 export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult> {
   const state = ctx.state.get();
+  const units = await unitStates(Object.values(state.apis).flatMap((api) => api.workers.map((w) => layout.instanceUnit(api.name, w.port))));
   const apis: ApiStatus[] = [];
   for (const api of Object.values(state.apis)) {
-    const workers = await Promise.all(
-      api.workers.map(async (w) => {
-        const unit = await unitState(layout.instanceUnit(api.name, w.port));
-        return { port: w.port, state: unit.active, pid: unit.pid, since: unit.since, restarts: unit.restarts };
-      }),
-    );
+    const workers = api.workers.map((w) => {
+      const unit = units.get(layout.instanceUnit(api.name, w.port))!;
+      return { port: w.port, state: unit.active, pid: unit.pid, since: unit.since, restarts: unit.restarts };
+    });
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
     apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt });
   }
-  const beat = await heartbeat(state, events.lastId);
+  const beat = await heartbeat(state, events.lastId, units);
   return {
     apis: apis.sort((a, b) => a.name.localeCompare(b.name)),
     forward: state.forward,

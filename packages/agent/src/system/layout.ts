@@ -9,6 +9,12 @@ export const layout = {
   /** Symlink to the live release, switched by rename. */
   currentLink: (name: string) => `/var/plumber/${name}/current`,
   /**
+   * Each release's file list with content hashes (root-only): what a deploy with a file list can
+   * take from earlier releases instead of the wire (bundle/delta.ts).
+   */
+  manifestsDir: (name: string) => `/var/plumber/${name}/manifests`,
+  manifestFile: (name: string, release: string) => `/var/plumber/${name}/manifests/${release}.json`,
+  /**
    * The API's own R libraries: packages from repositories and source builds (root's, read-only to
    * the API), one generation per set of packages (`library/g-HASH`), each release naming its own.
    * Releases from before generations load the packages directly under `library/`.

@@ -39,9 +39,27 @@ export interface UnitState {
   since: string | null;
 }
 
+const SHOWN = 'ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
+
 export async function unitState(unit: string): Promise<UnitState> {
-  const out = await systemctl('show', unit, '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp');
-  const props = new Map(out.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const));
+  return (await unitStates([unit])).get(unit)!;
+}
+
+/**
+ * Several units' states from one `systemctl show` (one process, not one per worker): systemd
+ * prints a block of properties per unit, in the order asked, blocks parted by a blank line.
+ */
+export async function unitStates(units: readonly string[]): Promise<Map<string, UnitState>> {
+  const states = new Map<string, UnitState>();
+  if (units.length === 0) return states;
+  const out = await systemctl('show', `--property=${SHOWN}`, '--', ...units);
+  const blocks = out.split(/\n\n+/);
+  units.forEach((unit, i) => states.set(unit, parseShow(blocks[i] ?? '')));
+  return states;
+}
+
+function parseShow(block: string): UnitState {
+  const props = new Map(block.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const));
   const pid = Number(props.get('MainPID') ?? 0);
   return {
     active: props.get('ActiveState') ?? 'unknown',

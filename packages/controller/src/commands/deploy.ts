@@ -1,6 +1,6 @@
-import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult, type PackagesSpec } from '@plumb/shared';
-import type { RequestBody } from '../agent-client.js';
-import { inspectApiDir, packBundle } from '../bundle.js';
+import { AGENT_FEATURES, ApiName, checkInput, DELTA_MIN_BYTES, DRAIN_TIMEOUT_MAX_MS, PlumbError, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
+import type { AgentConnection, PendingRequest, RequestBody } from '../agent-client.js';
+import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../bundle.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../r-deps.js';
@@ -32,6 +32,21 @@ export interface DeployOptions {
   repo?: string;
   /** CRAN-like repository of binaries for the droplet's Debian (remembered for the API). */
   binaryRepo?: string;
+  /** Send every file, even those the droplet has in an earlier release. */
+  full?: boolean;
+}
+
+/**
+ * What travelled: `delta` when the agent was sent the file list and then only the files it
+ * lacked, `full` when the bundle held every file (--full, a small API, an agent from before).
+ */
+export interface UploadReport {
+  mode: 'full' | 'delta';
+  /** Files in the bundle sent, of `totalFiles`. */
+  files: number;
+  totalFiles: number;
+  /** Bytes sent on the socket: the compressed bundle, plus the file list for a delta. */
+  bytes: number;
 }
 
 export interface DeployOutcome extends DeployResult {
@@ -39,7 +54,9 @@ export interface DeployOutcome extends DeployResult {
   dependencies: { source: DetectedDependencies['source']; notes: string[] } | null;
   droplet: string;
   url: string;
+  /** The compressed bundle's bytes, as sent. */
   bundleBytes: number;
+  upload: UploadReport;
 }
 
 /** The deploy's settings as the agent gets them: only what the user gave (the rest keeps the API's current value). */
@@ -100,30 +117,59 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     ctx.progress({ step: `R packages from ${detected.source === 'code' ? 'the code' : detected.source}: ${detected.needs.map(describeNeed).join(', ') || 'none beyond plumber'}` });
     for (const note of detected.notes) ctx.progress({ step: `note: ${note}` });
   }
+  // Hashing runs while the connection opens; it is used only if the agent can take a file list.
+  const hashing = opts.full ? null : bundleManifest(opts.dir, info);
+  hashing?.catch(() => undefined);
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
-    const files = `${info.files.length} file${info.files.length === 1 ? '' : 's'}`;
-    ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
+    const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
+    // A small API goes whole: asking first would cost a round trip to save less.
+    const delta = manifest && manifest.reduce((n, f) => n + f.size, 0) >= DELTA_MIN_BYTES ? manifest : null;
+    let needed: (files: number[]) => void = () => undefined;
+    const need = new Promise<number[]>((resolve) => (needed = resolve));
     const pending = connection.start<DeployResult>(
-      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}) },
-      { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
+      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}) },
+      { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }), onNeed: needed },
     );
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));
-    let bytes = 0;
-    let shown = 0;
-    for await (const chunk of packBundle(opts.dir, info)) {
-      if (settled) break;
+    const files = delta ? await filesNeeded(delta, need, pending) : info.files;
+    const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled);
+    const result = await pending.result;
+    ctx.progress({ step: 'done', done: true });
+    const upload: UploadReport = { mode: delta ? 'delta' : 'full', files: files?.length ?? 0, totalFiles: info.files.length, bytes: bytes + (delta ? JSON.stringify(delta).length : 0) };
+    return { ...result, dependencies: detected && { source: detected.source, notes: detected.notes }, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes, upload };
+  });
+}
+
+/** The files the agent asked for (null: it answered the deploy before asking, with an error say). */
+async function filesNeeded(manifest: BundleFile[], need: Promise<number[]>, pending: PendingRequest<DeployResult>): Promise<string[] | null> {
+  const asked = await Promise.race([need, pending.result.then(() => null, () => null)]);
+  if (asked === null) return null;
+  return asked.map((i) => {
+    const file = manifest[i];
+    if (!file) throw new PlumbError('AGENT_PROTOCOL', `the agent asked for file ${i} of a list of ${manifest.length}`, 'plumb and its agent should be the same version');
+    return file.path;
+  });
+}
+
+/** Streams the bundle of `info.files` with backpressure, then `upload-end`; returns the bytes sent. */
+async function sendBundle(ctx: Context, connection: AgentConnection, pending: PendingRequest<DeployResult>, dir: string, info: BundleInfo, droplet: string, totalFiles: number, settled: () => boolean): Promise<number> {
+  const count = info.files.length === totalFiles ? `${totalFiles} file${totalFiles === 1 ? '' : 's'}` : `${info.files.length} of ${totalFiles} files`;
+  ctx.progress({ step: `uploading ${count} to ${droplet}` });
+  let bytes = 0;
+  let shown = 0;
+  if (info.files.length > 0) {
+    for await (const chunk of packBundle(dir, info)) {
+      if (settled()) break;
       bytes += (chunk as Buffer).length;
       await connection.sendBinary(chunk as Buffer);
       // Bytes sent, for bundles big enough to take a while: one line per MiB at most.
       if (bytes - shown >= 1024 * 1024) {
         shown = bytes;
-        ctx.progress({ step: `uploading ${files} to ${droplet.name}`, detail: `${(bytes / 1024 / 1024).toFixed(0)} MiB sent` });
+        ctx.progress({ step: `uploading ${count} to ${droplet}`, detail: `${(bytes / 1024 / 1024).toFixed(0)} MiB sent` });
       }
     }
-    if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
-    const result = await pending.result;
-    ctx.progress({ step: 'done', done: true });
-    return { ...result, dependencies: detected && { source: detected.source, notes: detected.notes }, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes };
-  });
+  }
+  if (!settled()) connection.notify({ type: 'upload-end', id: pending.id, bytes });
+  return bytes;
 }

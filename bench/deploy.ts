@@ -1,0 +1,264 @@
+/**
+ * Benchmarks for issue 14 (the deploy path), on a lab droplet (s-2vcpu-4gb): prints tables, asserts nothing.
+ *   1. redeploys: a one-file API, and a one-line change to an API with a 100 MB file, sent as a
+ *      delta and with --full; on the LAN and with 50 ms added to the round trip by a userspace
+ *      delay proxy in front of the agent's port. Time until the new code answers, until the
+ *      command returns, bytes sent, and where the time goes (the step times plumb prints);
+ *   2. `plumb status` for 10 APIs with 2 workers each, and what the agent's systemd questions
+ *      cost asked one process per worker (before) and in one `systemctl show` (after);
+ *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
+ *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
+ *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time.
+ * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
+ * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures).
+ */
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { AGENT_PORT } from '@plumb/shared';
+import { startLab } from '../test/lab/lab.js';
+import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
+import { httpGet } from '../test/e2e/helpers.js';
+import { PLUMB_CLI } from '../test/e2e/plumb.js';
+import { benchDroplet } from './bench-droplet.js';
+import { startDelayProxy } from './delay-proxy.js';
+import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
+
+const quick = process.argv.includes('--quick');
+const REPS = quick ? 1 : 5;
+const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
+const STATUS_APIS = quick ? 2 : 10;
+const ONE_WAY_MS = 25;
+/** How long the new code is looked for once the command has returned. */
+const WATCH_AFTER_MS = 120_000;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const sec = (ms: number) => (ms / 1000).toFixed(2);
+
+interface Deployed {
+  commandMs: number;
+  /** Until the new code first answered through nginx, from the command's start. */
+  servingMs: number;
+  sentBytes: number;
+  mode: string;
+  /** Seconds per step, as plumb printed them (non-TTY: `[  1.2s] step`). */
+  steps: Map<string, number>;
+}
+
+/** A step's name without what changes from run to run (counts, droplet names, details). */
+const stepName = (line: string) => line.replace(/ to \S+$/, '').replace(/\d+( of \d+)? files?/, 'N files').replace(/: .*$/, '');
+
+function stepTimes(stderr: string, totalMs: number): Map<string, number> {
+  const marks = [...stderr.matchAll(/^\[\s*([\d.]+)s\] (\S.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000, step: stepName(m[2]!) }));
+  const steps = new Map<string, number>();
+  const first = marks[0]?.at ?? 0;
+  steps.set('node and plumb starting, connecting (until the first step)', totalMs - (marks.at(-1)?.at ?? 0) + first);
+  marks.forEach((m, i) => {
+    const next = marks[i + 1];
+    if (next) steps.set(m.step, (steps.get(m.step) ?? 0) + next.at - m.at);
+  });
+  return steps;
+}
+
+const lab = await startLab();
+try {
+  const bench = await benchDroplet(lab, 'deploybench');
+  const { user, address } = bench;
+  const onDroplet = (argv: string[], opts?: { input?: string }) => lab.droplet(bench.id).exec(argv, opts);
+
+  // The same user seen through the delay proxy: its own config dir, the droplet at the proxy's address.
+  const proxy = await startDelayProxy({ host: address, port: AGENT_PORT }, ONE_WAY_MS);
+  const wanHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-bench-wan-'));
+  await cp(path.join(user.configHome, 'plumb'), path.join(wanHome, 'plumb'), { recursive: true });
+  const dropletsFile = path.join(wanHome, 'plumb/droplets.json');
+  const known = JSON.parse(await readFile(dropletsFile, 'utf8')) as { droplets: Array<{ ipv4: string; agentPort: number }> };
+  for (const d of known.droplets) Object.assign(d, { ipv4: '127.0.0.1', agentPort: proxy.port });
+  await writeFile(dropletsFile, JSON.stringify(known));
+  const networks = { LAN: user.configHome, '+50 ms RTT': wanHome } as const;
+
+  const plumb = (home: string, args: string[]) => execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore' });
+
+  /** Runs `work` and watches `url` meanwhile: how long until it answered `version`, and until `work` ended. */
+  async function watched<T>(url: string, version: string, work: () => Promise<T>): Promise<{ result: T; servingMs: number; commandMs: number }> {
+    const started = performance.now();
+    let servingMs = NaN;
+    let finished = false;
+    let commandMs = Infinity;
+    const watching = (async () => {
+      for (;;) {
+        const answer = await httpGet(url, 2000).catch(() => undefined);
+        if (answer?.body === `["${version}"]`) {
+          servingMs = performance.now() - started;
+          return;
+        }
+        // The SSH replay returns before R answers: keep looking after the command, within a bound.
+        if (finished && performance.now() - started > commandMs + WATCH_AFTER_MS) return;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const result = await work();
+    commandMs = performance.now() - started;
+    finished = true;
+    await watching;
+    return { result, servingMs, commandMs };
+  }
+
+  async function timedDeploy(home: string, dir: string, name: string, version: string, flags: string[] = []): Promise<Deployed> {
+    const { result: run, servingMs, commandMs } = await watched(`http://${address}/${name}/version`, version, () => plumb(home, ['deploy', dir, '--name', name, '--json', ...flags]));
+    if (run.exitCode !== 0) throw new Error(`plumb deploy ${name}: ${run.stderr}`);
+    const result = JSON.parse(run.stdout) as { upload: { mode: string; bytes: number } };
+    return { commandMs, servingMs, sentBytes: result.upload.bytes, mode: result.upload.mode, steps: stepTimes(run.stderr, commandMs) };
+  }
+
+  // 4a. The agent's memory: idle before any deploy, and its peak once a whole big bundle went through it.
+  const agentPid = await onDroplet(['systemctl', 'show', 'plumb-agent.service', '-p', 'MainPID', '--value']);
+  const memory = async () => {
+    const status = await onDroplet(['cat', `/proc/${agentPid}/status`]);
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+    return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
+  };
+  const idle = await memory();
+
+  // 1. Redeploys.
+  const small = await apiDir(sumApi('s0'));
+  const big = await apiDir(sumApi('b0'));
+  await mkdir(path.join(big, 'data'));
+  await writeFile(path.join(big, 'data/model.bin'), randomBytes(BIG_BYTES));
+  await timedDeploy(networks.LAN, small, 'small', 's0');
+  await timedDeploy(networks.LAN, big, 'big', 'b0');
+  const afterBig = await memory();
+
+  const cases = [
+    { what: 'one-file API, a line changed', dir: small, name: 'small', flags: [] as string[], reps: REPS },
+    { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed`, dir: big, name: 'big', flags: [] as string[], reps: REPS },
+    { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed, --full`, dir: big, name: 'big', flags: ['--full'], reps: Math.min(REPS, 3) },
+  ];
+  const rows: Array<{ what: string; network: string; runs: Deployed[] }> = [];
+  let version = 0;
+  for (const [network, home] of Object.entries(networks)) {
+    for (const c of cases) {
+      const runs: Deployed[] = [];
+      for (let i = 0; i < c.reps; i++) {
+        const v = `${c.name}${++version}`;
+        await writeFile(path.join(c.dir, 'plumber.R'), sumApi(v)['plumber.R']);
+        runs.push(await timedDeploy(home, c.dir, c.name, v, c.flags));
+      }
+      rows.push({ what: c.what, network, runs });
+    }
+  }
+  const base = new Map(rows.filter((r) => r.what.startsWith('one-file')).map((r) => [r.network, median(r.runs.map((x) => x.servingMs))]));
+  console.log(`\n### Redeploys (median of ${REPS}; --full: of ${Math.min(REPS, 3)}), default flags (R packages checked)\n`);
+  console.log('| API | network | upload | sent | new code answers | command returns | answers vs one-file API |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const serving = median(r.runs.map((x) => x.servingMs));
+    console.log(`| ${r.what} | ${r.network} | ${r.runs[0]!.mode} | ${(median(r.runs.map((x) => x.sentBytes)) / 1024).toFixed(0)} KiB | ${sec(serving)} s | ${sec(median(r.runs.map((x) => x.commandMs)))} s | ${(serving / base.get(r.network)!).toFixed(2)}x |`);
+  }
+  console.log('\n### Where the time goes (median seconds per step, as plumb prints them)\n');
+  const shown = rows.filter((r) => !r.what.includes('--full'));
+  const stepNames = [...new Set(shown.flatMap((r) => r.runs.flatMap((x) => [...x.steps.keys()])))];
+  console.log(`| step | ${shown.map((r) => `${r.what.replace(', a line changed', '')}, ${r.network}`).join(' | ')} |`);
+  console.log(`|---|${shown.map(() => '---').join('|')}|`);
+  for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
+
+  // 3. The old way, over SSH, on the same droplet and networks.
+  const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);
+  const baseline = await sshBaseline(onDroplet, address);
+  const sshDir = await apiDir(sumApi('x0'));
+  const sshTargets = { LAN: { host: address, port: 22 }, '+50 ms RTT': { host: '127.0.0.1', port: sshProxy.port } } as const;
+  const sshRows: Array<{ network: string; runs: Array<SshDeploy & { servingMs: number }> }> = [];
+  for (const [network, target] of Object.entries(sshTargets)) {
+    const runs: Array<SshDeploy & { servingMs: number }> = [];
+    for (let i = 0; i < REPS; i++) {
+      const v = `x${++version}`;
+      await writeFile(path.join(sshDir, 'plumber.R'), sumApi(v)['plumber.R']);
+      const { result, servingMs } = await watched(`${baseline.url}/version`, v, () => baseline.deploy(sshDir, target));
+      runs.push({ ...result, servingMs });
+    }
+    sshRows.push({ network, runs });
+  }
+  await sshProxy.close();
+  console.log(`\n### The old way: plumberDeploy's do_deploy_api replayed over one OpenSSH connection, one-file API (median of ${REPS})\n`);
+  console.log('| way | network | new code answers | command returns | of which fixed sleeps | answers: SSH / plumb | returns: SSH / plumb |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of sshRows) {
+    const plumbRow = rows.find((x) => x.network === r.network && x.what.startsWith('one-file'))!;
+    const plumbServing = median(plumbRow.runs.map((x) => x.servingMs));
+    const plumbCommand = median(plumbRow.runs.map((x) => x.commandMs));
+    const serving = median(r.runs.map((x) => x.servingMs));
+    const total = median(r.runs.map((x) => x.totalMs));
+    console.log(`| plumb deploy | ${r.network} | ${sec(plumbServing)} s | ${sec(plumbCommand)} s | 0 s | | |`);
+    console.log(`| SSH replay (${r.runs[0]!.operations.length} operations) | ${r.network} | ${sec(serving)} s | ${sec(total)} s | ${sec(r.runs[0]!.sleepMs)} s | ${(serving / plumbServing).toFixed(2)}x | ${(total / plumbCommand).toFixed(2)}x |`);
+  }
+  console.log('\nSSH operations (median ms): ' + sshRows.map((r) => `${r.network}: ${r.runs[0]!.operations.map((o, i) => `${o.what} ${median(r.runs.map((x) => x.operations[i]!.ms)).toFixed(0)}`).join(', ')}`).join('; '));
+
+  // 2. Status with many workers.
+  for (let i = 1; i <= STATUS_APIS; i++) {
+    const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
+    if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
+  }
+  const statusTimes: Record<string, number> = {};
+  for (const [network, home] of Object.entries(networks)) {
+    const times: number[] = [];
+    for (let i = 0; i < Math.max(REPS, 3); i++) {
+      const started = performance.now();
+      const r = await plumb(home, ['status', '--json']);
+      if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
+      times.push(performance.now() - started);
+    }
+    statusTimes[network] = median(times);
+  }
+  const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
+  // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
+  const ms = async (script: string) => {
+    const times: number[] = [];
+    for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
+    return median(times);
+  };
+  const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+  const perApi = new Map<string, string[]>();
+  for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
+  const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
+  const beforeMs = await ms(`${before} cloud-init status --format json; cloud-init status --format json`);
+  const afterMs = await ms(`systemctl show ${props} -- ${workerUnits.join(' ')}`);
+  console.log(`\n### \`plumb status\` with ${STATUS_APIS} APIs x 2 workers (median of ${Math.max(REPS, 3)})\n`);
+  console.log('| what | ms |');
+  console.log('|---|---|');
+  for (const [network, t] of Object.entries(statusTimes)) console.log(`| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
+  console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
+  console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
+  console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
+
+  // 4b. CLI start time.
+  const atEnd = await memory();
+  const starts = async (argv: string[]) => {
+    const times: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const started = performance.now();
+      await execa(process.execPath, argv, { env: user.env });
+      times.push(performance.now() - started);
+    }
+    return median(times);
+  };
+  const version_ = await starts([PLUMB_CLI, '--version']);
+  const help = await starts([PLUMB_CLI, '--help']);
+  const floor = await starts(['-e', '0']);
+  console.log('\n### The agent and the CLI\n');
+  console.log('| what | figure |');
+  console.log('|---|---|');
+  console.log(`| agent RSS, idle after provision (peak so far) | ${idle.rss.toFixed(0)} MiB (${idle.peak.toFixed(0)} MiB) |`);
+  console.log(`| agent peak RSS (VmHWM) after receiving a ${BIG_BYTES / 1024 / 1024} MB bundle | ${afterBig.peak.toFixed(0)} MiB (+${(afterBig.peak - idle.peak).toFixed(0)} MiB) |`);
+  console.log(`| agent RSS at the end of the benchmark (peak) | ${atEnd.rss.toFixed(0)} MiB (${atEnd.peak.toFixed(0)} MiB) |`);
+  console.log(`| \`plumb --version\` (median of 11) | ${version_.toFixed(0)} ms |`);
+  console.log(`| \`plumb --help\` | ${help.toFixed(0)} ms |`);
+  console.log(`| \`node -e 0\` (the floor) | ${floor.toFixed(0)} ms |`);
+  console.log(`\nmachine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end (other engineers' tests share it); node ${process.version}`);
+  await proxy.close();
+} finally {
+  await lab.stop();
+}

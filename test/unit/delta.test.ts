@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, DeployRequest, Hello, type BundleFile } from '@plumb/shared';
+import { bundleManifest, inspectApiDir, packBundle } from '@plumb/controller/bundle';
+import { checkManifest } from '@plumb/agent/bundle/delta';
+import { BundleRefused, extractBundle } from '@plumb/agent/bundle/extract';
+
+/**
+ * Deploys that send only changed bytes, the parts that need no droplet: the file list's checks
+ * (the same path rules as tar entries) and the two ends agreeing on every hash and mode.
+ * test/e2e/delta-deploy.test.ts drives the whole thing on a lab droplet.
+ */
+
+async function scratch(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-delta-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const file = (p: string, size = 1): BundleFile => ({ path: p, sha256: 'a'.repeat(64), size, executable: false });
+
+function refused(files: BundleFile[], message: RegExp): void {
+  assert.throws(() => checkManifest(files), (err: unknown) => {
+    assert.ok(err instanceof BundleRefused, String(err));
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+test('delta: a file list is refused with the rules of tar entries: outside the release, absolute, backslash, NUL, the release itself', () => {
+  refused([file('../../etc/passwd')], /file list entry "\.\.\/\.\.\/etc\/passwd" would land outside the release/);
+  refused([file('a/../../x')], /would land outside the release/);
+  refused([file('/etc/shadow')], /is an absolute path/);
+  refused([file('a\\b')], /has a backslash/);
+  refused([file('a\0b')], /has a NUL byte/);
+  refused([file('.')], /names the release directory itself/);
+});
+
+test('delta: a file list with a path twice, a file under a file, or more bytes than a release may hold is refused', () => {
+  refused([file('plumber.R'), file('./plumber.R')], /"\.\/plumber\.R" appears twice/);
+  refused([file('data'), file('data/x.csv')], /"data\/x\.csv" is inside "data", which the list has as a file/);
+  refused([file('data/deep/x.csv'), file('data')], /is inside "data"/);
+  refused([file('a.bin', BUNDLE_MAX_EXTRACTED_BYTES), file('b.bin', 1)], /the release would be over 1024 MiB/);
+  assert.deepEqual(checkManifest([file('./R/a.R'), file('plumber.R')]).map((f) => f.path), ['R/a.R', 'plumber.R']);
+});
+
+test('delta: the schema caps the list and checks each hash', () => {
+  const base = { id: 1, type: 'deploy', name: 'sum', forward: false };
+  assert.equal(DeployRequest.safeParse({ ...base, manifest: [file('plumber.R')] }).success, true);
+  assert.equal(DeployRequest.safeParse({ ...base, manifest: [{ ...file('plumber.R'), sha256: '../x' }] }).success, false);
+  assert.equal(DeployRequest.safeParse({ ...base, manifest: Array.from({ length: BUNDLE_MAX_ENTRIES + 1 }, (_, i) => file(`f${i}`)) }).success, false);
+});
+
+test('delta: an agent from before file lists says no features, so a controller sends it whole bundles', () => {
+  const old = { type: 'hello', agentVersion: '0.1.0', protocol: 1, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null, upgrade: null };
+  assert.deepEqual(Hello.parse(old).features, []);
+});
+
+test("delta: the controller's file list and what the agent's extractor writes agree on every path, hash, size and mode", async (t) => {
+  const dir = await scratch(t);
+  await mkdir(path.join(dir, 'R/sub'), { recursive: true });
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  await writeFile(path.join(dir, 'R/sub/helpers.R'), 'f <- function() 2\n');
+  await writeFile(path.join(dir, 'empty.txt'), '');
+  await writeFile(path.join(dir, 'run.sh'), '#!/bin/sh\n');
+  await chmod(path.join(dir, 'run.sh'), 0o750);
+  await writeFile(path.join(dir, 'group-exec.sh'), 'x');
+  await chmod(path.join(dir, 'group-exec.sh'), 0o610);
+  await symlink('R/sub/helpers.R', path.join(dir, 'link.R'));
+  const info = await inspectApiDir(dir);
+  const manifest = await bundleManifest(dir, info);
+  const releaseDir = path.join(await scratch(t), 'r1');
+  const extracted = await extractBundle(packBundle(dir, info), releaseDir);
+  const byPath = (a: BundleFile, b: BundleFile) => a.path.localeCompare(b.path);
+  assert.deepEqual([...extracted.written].sort(byPath), [...manifest].sort(byPath));
+  assert.deepEqual(manifest.filter((f) => f.executable).map((f) => f.path).sort(), ['group-exec.sh', 'run.sh']);
+  assert.equal(manifest.find((f) => f.path === 'link.R')?.sha256, manifest.find((f) => f.path === 'R/sub/helpers.R')?.sha256);
+});
