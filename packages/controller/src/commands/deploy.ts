@@ -84,19 +84,36 @@ export async function dependenciesOf(dir: string, files: string[]): Promise<Dete
   return detectDependencies(await readDependencyFiles(dir, files));
 }
 
-/**
- * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
- * next to the old one and switches nginx once it answers. Running it again updates the API.
- */
-export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployOutcome> {
-  const checked = checkDeployOptions(opts);
+/** What a deploy sends, found (and, for several droplets, packed) once. */
+export interface PackedBundle {
+  info: Awaited<ReturnType<typeof inspectApiDir>>;
+  detected: DetectedDependencies | null;
+  /** The gzip tar stream in memory, to send to several droplets; undefined: packed while sending. */
+  chunks: Buffer[] | undefined;
+}
+
+/** Reads DIR and its R dependencies; with `keep`, packs the bundle into memory so every droplet gets the same bytes. */
+export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boolean): Promise<PackedBundle> {
   const info = await inspectApiDir(opts.dir);
   const detected = opts.deps === false ? null : await dependenciesOf(opts.dir, info.files);
-  const packages = detected ? packagesSpec(detected, opts) : undefined;
   if (detected) {
     ctx.progress({ step: `R packages from ${detected.source === 'code' ? 'the code' : detected.source}: ${detected.needs.map(describeNeed).join(', ') || 'none beyond plumber'}` });
     for (const note of detected.notes) ctx.progress({ step: `note: ${note}` });
   }
+  if (!keep) return { info, detected, chunks: undefined };
+  const chunks: Buffer[] = [];
+  for await (const chunk of packBundle(opts.dir, info)) chunks.push(chunk as Buffer);
+  return { info, detected, chunks };
+}
+
+/**
+ * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
+ * next to the old one and switches nginx once it answers. Running it again updates the API.
+ */
+export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedBundle): Promise<DeployOutcome> {
+  const checked = checkDeployOptions(opts);
+  const { info, detected, chunks } = bundle ?? (await prepareBundle(opts, ctx, false));
+  const packages = detected ? packagesSpec(detected, opts) : undefined;
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const files = `${info.files.length} file${info.files.length === 1 ? '' : 's'}`;
     ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
@@ -108,7 +125,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     pending.result.then(() => (settled = true), () => (settled = true));
     let bytes = 0;
     let shown = 0;
-    for await (const chunk of packBundle(opts.dir, info)) {
+    for await (const chunk of chunks ?? packBundle(opts.dir, info)) {
       if (settled) break;
       bytes += (chunk as Buffer).length;
       await connection.sendBinary(chunk as Buffer);
