@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, checkInput, GroupName, groupTag, PlumbError, ReleaseId, wholeNumber, type ReleasesResult, type RollbackResult } from '@plumb/shared';
+import { RemoteError } from '../agent-client.js';
 import { readJson, withFileLock, writePrivateJson } from '../config.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../connect.js';
 import { fromEnv } from '../digitalocean.js';
+import { terminalSafe } from '../terminal.js';
 import type { KnownDroplet } from '../droplets-state.js';
 import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type DeployOutcome } from './deploy.js';
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
@@ -54,7 +56,8 @@ export interface MemberOutcome {
   /** The live release before, and now. */
   from: string | null;
   release: string | null;
-  error?: { code: string; message: string };
+  /** Why it failed; with the droplet's last log lines when the droplet said (the R process's, for a failed start). */
+  error?: { code: string; message: string; log: string[] };
 }
 
 export interface GroupDeployResult {
@@ -106,7 +109,7 @@ async function inWaves(members: KnownDroplet[], parallel: number, work: (d: Know
   return outcomes;
 }
 
-const failure = (err: unknown) => ({ code: err instanceof PlumbError ? err.code : 'ERROR', message: err instanceof Error ? err.message : String(err) });
+const failure = (err: unknown) => ({ code: err instanceof PlumbError ? err.code : 'ERROR', message: err instanceof Error ? err.message : String(err), log: err instanceof RemoteError ? err.log.slice(-5) : [] });
 
 /**
  * `plumb deploy DIR --name NAME --group G`: the bundle is packed once; droplets are updated one at
@@ -172,7 +175,7 @@ export function groupText(r: GroupDeployResult, verb: string): string {
   const lines = r.droplets.map((d) => {
     const where = d.release ?? 'no release';
     if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}`;
-    if (d.outcome === 'failed') return `  ${d.droplet}: FAILED (${d.error?.message ?? '?'}); runs ${where}`;
+    if (d.outcome === 'failed') return [`  ${d.droplet}: FAILED (${d.error?.message ?? '?'}); runs ${where}`, ...(d.error?.log ?? []).map((l) => `      ${terminalSafe(l)}`)].join('\n');
     return `  ${d.droplet}: untouched; runs ${d.release ?? 'what it ran before'}`;
   });
   const head = r.ok
