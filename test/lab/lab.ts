@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { agentPackage } from '@plumb/controller/agent-package';
 import { dropletTrustFiles, startAcmeServer, type AcmeServer } from './acme.js';
+import { HaproxyBalancers } from './balancers/haproxy.js';
 import { startDoStandin } from './do-standin/index.js';
 import { NspawnMachines } from './droplets/index.js';
 import type { NspawnDroplet } from './droplets/droplet.js';
@@ -41,6 +42,8 @@ export interface Lab {
   /** A mirror of the built agent package on the lab's network (plumb's --agent-url); none with `packageServer: false`. */
   agentUrl: string | undefined;
   machines: NspawnMachines;
+  /** The HAProxies behind `/v2/load_balancers`. */
+  balancers: HaproxyBalancers;
   acme?: AcmeServer;
   /** The booted container behind a droplet id, to run commands inside it. */
   droplet(id: number): NspawnDroplet;
@@ -64,7 +67,8 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   // Filled in once the ACME server is up; no droplet can be asked for before startLab returns.
   const bootFiles: Record<string, string> = {};
   const machines = new NspawnMachines(instance, log, bootFiles);
-  const standin = await startDoStandin({ tokens: [token], machines, host: '127.0.0.1', port: opts.port ?? 0 });
+  const balancers = new HaproxyBalancers(instance, log);
+  const standin = await startDoStandin({ tokens: [token], machines, balancers, log, host: '127.0.0.1', port: opts.port ?? 0 });
   let acme: AcmeServer | undefined;
   try {
     if (opts.acme) {
@@ -104,12 +108,14 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     token,
     agentUrl,
     machines,
+    balancers,
     ...(acme ? { acme } : {}),
     droplet: (id) => machines.get(id),
     stop: () =>
       (stopped ??= (async () => {
         await standin.close();
         await machines.destroyAll();
+        await balancers.destroyAll();
         await packages?.close();
         await acme?.stop();
         await labDown(instance);

@@ -58,6 +58,16 @@ async function create(path: string, body: unknown, key: string): Promise<number>
   return idOf((await call({ method: 'POST', path, body })).body, key);
 }
 
+/** A balancer is `new` until its proxy listens, then `active` with an address. */
+async function waitActive(id: string): Promise<{ droplet_ids: number[]; ip: string }> {
+  for (let i = 0; i < 100; i++) {
+    const body = (await conforms({ method: 'GET', path: `/load_balancers/${id}` }, 200)) as { load_balancer: { status: string; droplet_ids: number[]; ip: string } };
+    if (body.load_balancer.status === 'active') return body.load_balancer;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`load balancer ${id} never became active`);
+}
+
 async function conforms(request: Call, status: number): Promise<unknown> {
   const answer = await call(request);
   assert.equal(answer.status, status, `${request.method} ${request.path}: ${JSON.stringify(answer.body)}`);
@@ -77,11 +87,34 @@ const idOf = (body: unknown, key: string): number => {
 };
 
 const dropletRequest = { size: 's-1vcpu-1gb', image: 'debian-13-x64', region: 'ams3' };
+const lbRequest = {
+  name: 'web-lb',
+  region: 'ams3',
+  forwarding_rules: [{ entry_protocol: 'http', entry_port: 80, target_protocol: 'http', target_port: 80 }],
+  health_check: { protocol: 'http', port: 80, path: '/__plumb/health', check_interval_seconds: 3, response_timeout_seconds: 3, unhealthy_threshold: 2, healthy_threshold: 2 },
+  tag: 'plumb-group:web',
+};
+const lbIdOf = (body: unknown): string => {
+  const id = (body as { load_balancer?: { id?: unknown } }).load_balancer?.id;
+  assert.equal(typeof id, 'string', `no load_balancer.id in ${JSON.stringify(body)}`);
+  return id as string;
+};
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEtyuG2RYz076Fwx82E3zwNmi4ES9vLvUtNCQ34BrfLm lab@plumb';
 
 /** Every operation the stand-in implements, each with a path that reaches an existing resource. */
-function operations(ids: { droplet: number; action: number; key: number }): Call[] {
+function operations(ids: { droplet: number; action: number; key: number; lb: string }): Call[] {
+  const rule = { entry_protocol: 'tcp', entry_port: 8443, target_protocol: 'tcp', target_port: 8443 };
   return [
+    { method: 'GET', path: '/load_balancers' },
+    { method: 'POST', path: '/load_balancers', body: lbRequest },
+    { method: 'GET', path: `/load_balancers/${ids.lb}` },
+    { method: 'PUT', path: `/load_balancers/${ids.lb}`, body: lbRequest },
+    { method: 'DELETE', path: `/load_balancers/${ids.lb}` },
+    { method: 'POST', path: `/load_balancers/${ids.lb}/droplets`, body: { droplet_ids: [ids.droplet] } },
+    { method: 'DELETE', path: `/load_balancers/${ids.lb}/droplets`, body: { droplet_ids: [ids.droplet] } },
+    { method: 'POST', path: `/load_balancers/${ids.lb}/forwarding_rules`, body: { forwarding_rules: [rule] } },
+    { method: 'DELETE', path: `/load_balancers/${ids.lb}/forwarding_rules`, body: { forwarding_rules: [rule] } },
+    { method: 'GET', path: `/monitoring/metrics/load_balancer/droplets_health_checks?lb_id=${ids.lb}&start=1&end=2` },
     { method: 'GET', path: '/account' },
     { method: 'GET', path: '/account/keys' },
     { method: 'POST', path: '/account/keys', body: { name: 'k', public_key: publicKey } },
@@ -121,7 +154,8 @@ test('contract: successful answers of every implemented endpoint match the spec'
     202,
   );
   const dropletId = idOf(single, 'droplet');
-  await conforms({ method: 'POST', path: '/droplets', body: { ...tagged, names: ['m-1', 'm-2'] } }, 202);
+  const many = await conforms({ method: 'POST', path: '/droplets', body: { ...tagged, names: ['m-1', 'm-2'] } }, 202);
+  const droplets = [{ id: dropletId }, ...(many as { droplets: { id: number }[] }).droplets];
   await conforms({ method: 'GET', path: `/droplets/${dropletId}` }, 200);
   machines.boot(dropletId);
   const active = await conforms({ method: 'GET', path: `/droplets/${dropletId}` }, 200);
@@ -140,6 +174,22 @@ test('contract: successful answers of every implemented endpoint match the spec'
   await conforms({ method: 'GET', path: '/sizes' }, 200);
   await conforms({ method: 'GET', path: '/images?type=distribution' }, 200);
 
+  const lb = lbIdOf(await conforms({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: 'contract' } }, 202));
+  const balancer = await waitActive(lb);
+  assert.deepEqual(balancer.droplet_ids.sort(), [...droplets.map((d) => d.id)].sort(), 'a tag-targeted balancer lists the tagged droplets');
+  await conforms({ method: 'GET', path: '/load_balancers?per_page=1' }, 200);
+  await conforms({ method: 'PUT', path: `/load_balancers/${lb}`, body: { ...lbRequest, tag: 'contract', name: 'renamed' } }, 200);
+  const rule = { entry_protocol: 'https', entry_port: 443, target_protocol: 'https', target_port: 443, tls_passthrough: true };
+  await conforms({ method: 'POST', path: `/load_balancers/${lb}/forwarding_rules`, body: { forwarding_rules: [rule] } }, 204);
+  await conforms({ method: 'DELETE', path: `/load_balancers/${lb}/forwarding_rules`, body: { forwarding_rules: [rule] } }, 204);
+  const health = await conforms({ method: 'GET', path: `/monitoring/metrics/load_balancer/droplets_health_checks?lb_id=${lb}&start=1&end=2` }, 200);
+  assert.deepEqual((health as { data: { result: { metric: { droplet_id: string } }[] } }).data.result.map((r) => Number(r.metric.droplet_id)).sort(), balancer.droplet_ids.sort());
+  const byId = lbIdOf(await conforms({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: undefined, droplet_ids: [] } }, 202));
+  await conforms({ method: 'POST', path: `/load_balancers/${byId}/droplets`, body: { droplet_ids: [dropletId] } }, 204);
+  await conforms({ method: 'DELETE', path: `/load_balancers/${byId}/droplets`, body: { droplet_ids: [dropletId] } }, 204);
+  await conforms({ method: 'DELETE', path: `/load_balancers/${byId}` }, 204);
+  await conforms({ method: 'DELETE', path: `/load_balancers/${lb}` }, 204);
+
   await conforms({ method: 'DELETE', path: `/droplets/${dropletId}` }, 204);
   await conforms({ method: 'DELETE', path: '/droplets?tag_name=contract' }, 204);
   await conforms({ method: 'DELETE', path: `/account/keys/${fingerprint}` }, 204);
@@ -150,9 +200,10 @@ test('contract: 401, 429, 500 and 503 answers of every implemented endpoint matc
   const key = await create('/account/keys', { name: 'k', public_key: publicKey }, 'ssh_key');
   const actions = (await call({ method: 'GET', path: `/droplets/${droplet}/actions` })).body as { actions: { id: number }[] };
   const actionId = actions.actions[0]?.id ?? 0;
+  const lb = lbIdOf((await call({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: undefined, droplet_ids: [droplet] } })).body);
   const machineCalls = machines.calls.length;
 
-  for (const request of operations({ droplet, action: actionId, key })) {
+  for (const request of operations({ droplet, action: actionId, key, lb })) {
     await conforms({ ...request, token: 'wrong' }, 401);
     await conforms({ ...request, token: null }, 401);
     for (const status of [429, 500, 503] as const) {
@@ -176,6 +227,11 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'GET', path: '/account/keys/00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff' },
     { method: 'DELETE', path: `/account/keys/${missing}` },
     { method: 'PUT', path: `/account/keys/${missing}`, body: { name: 'x' } },
+    { method: 'GET', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6' },
+    { method: 'PUT', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6', body: lbRequest },
+    { method: 'DELETE', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6' },
+    { method: 'POST', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6/droplets', body: { droplet_ids: [1] } },
+    { method: 'POST', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6/forwarding_rules', body: { forwarding_rules: [] } },
   ]) {
     await conforms(request, 404);
   }
@@ -188,6 +244,10 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'POST', path: '/droplets', body: { ...dropletRequest, name: 'not a hostname' } },
     { method: 'POST', path: `/droplets/${droplet}/actions`, body: { type: 'rebuild' } },
     { method: 'POST', path: '/account/keys', body: { name: 'k', public_key: 'ssh-rsa nonsense' } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, forwarding_rules: [] } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, health_check: { unhealthy_threshold: 1 } } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: 'not a tag' } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, droplet_ids: [droplet] } },
   ]) {
     await conforms(request, 422);
   }
@@ -214,6 +274,16 @@ test('contract: every implemented operation was checked for success, 401 and 429
     'GET /v2/regions': '200',
     'GET /v2/sizes': '200',
     'GET /v2/images': '200',
+    'GET /v2/load_balancers': '200',
+    'POST /v2/load_balancers': '202',
+    'GET /v2/load_balancers/{lb_id}': '200',
+    'PUT /v2/load_balancers/{lb_id}': '200',
+    'DELETE /v2/load_balancers/{lb_id}': '204',
+    'POST /v2/load_balancers/{lb_id}/droplets': '204',
+    'DELETE /v2/load_balancers/{lb_id}/droplets': '204',
+    'POST /v2/load_balancers/{lb_id}/forwarding_rules': '204',
+    'DELETE /v2/load_balancers/{lb_id}/forwarding_rules': '204',
+    'GET /v2/monitoring/metrics/load_balancer/droplets_health_checks': '200',
   };
   for (const [operation, success] of Object.entries(expected)) {
     const statuses = [...(checked.get(operation) ?? [])].sort();

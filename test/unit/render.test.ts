@@ -122,7 +122,7 @@ describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
 
   test('an API without a live worker answers 503 at its path and has no upstream', () => {
     const config = renderNginx({ apis: [{ name: 'idle', path: '/idle', frontPort: 7003, instances: [] }], forward: 'idle' });
-    assert.doesNotMatch(config, /upstream|proxy_pass/);
+    assert.doesNotMatch(config, /upstream|proxy_pass http:\/\/plumb_/);
     const expected = '        default_type text/plain;\n        return 503 "plumb: API idle has no running worker.\\n";\n    }\n';
     assert.ok(block(config, '    location /idle/ {').endsWith(expected));
     assert.ok(block(config, '    location / {').endsWith(expected));
@@ -156,6 +156,11 @@ server {
     location ^~ /.well-known/acme-challenge/ {
         root /var/lib/plumb/acme;
         default_type text/plain;
+    }
+    location = /__plumb/health {
+        proxy_pass http://127.0.0.1:8732;
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 5s;
     }
 
     # API hello: /hello/X reaches it as /X (so /hello/__docs__/ is plumber's /__docs__/).

@@ -10,6 +10,7 @@ import { loadOrCreateIdentity } from './identity.js';
 import { log } from './log.js';
 import { events } from './monitor/events.js';
 import { startMonitor } from './monitor/monitor.js';
+import { startDropletHealthServer } from './monitor/droplet-health.js';
 import { Locks } from './ops/context.js';
 import { agentPaths } from './paths.js';
 import { startAgentServer } from './server.js';
@@ -69,6 +70,11 @@ async function main(): Promise<void> {
   });
   resumeDrains({ state, locks, progress: () => {} });
   void moveToApiUsers({ state, locks, progress: () => undefined }).catch((err: Error) => log.error('could not move the apis to their own users', { error: err.message }));
+  // A port taken (an older agent still stopping) must not keep the agent down: the balancer then sees 502.
+  const dropletHealth = await startDropletHealthServer(state).catch((err: Error) => {
+    log.error('could not serve the droplet health for load balancers', { error: err.message });
+    return undefined;
+  });
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });
   // An upgrade to this version is confirmed only once the agent answers on its own port.
@@ -77,7 +83,7 @@ async function main(): Promise<void> {
   if (confirmed) events.record(confirmed);
   const stop = (signal: string) => {
     log.info('stopping', { signal });
-    void Promise.all([monitor.stop(), server.close()])
+    void Promise.all([monitor.stop(), server.close(), dropletHealth?.close()])
       .then(() => events.flush())
       .then(() => process.exit(0));
   };

@@ -66,18 +66,20 @@ program
   .option('--example', 'also deploy the example API "hello", served at /')
   .option('--close-ssh', 'keep SSH (22) closed in the firewall: only 80, 443 and the agent port (plumb firewall open-ssh opens it)')
   .option('--agent-url <url>', 'a mirror the droplet downloads the agent package from (default: plumb sends it; PLUMB_AGENT_URL)')
+  .option('--group <group>', 'make the droplet(s) members of a group (a DigitalOcean tag; see plumb lb)')
+  .option('--count <n>', 'with --group: how many droplets, made at once', (v: string) => Number(v))
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[]; example?: boolean; closeSsh?: boolean; agentUrl?: string }) =>
-        (await import('./commands/provision.js')).provision({ ...o, tags: o.tag }, ctx),
-      (r) =>
+      async (ctx, o: { name?: string; region: string; size: string; image: string; sshKey?: string; tag: string[]; example?: boolean; closeSsh?: boolean; agentUrl?: string; group?: string; count?: number }) =>
+        o.group === undefined ? (await import('./commands/provision.js')).provision({ ...o, tags: o.tag }, ctx) : (await import('./commands/group.js')).provisionGroup({ ...o, group: o.group, tags: o.tag }, ctx),
+      (made) => (Array.isArray(made) ? made : [made]).map((r) =>
         [
           `droplet ${r.droplet.name} (id ${r.droplet.id}) is ready at ${r.droplet.ipv4} in ${seconds(r.tookMs)}`,
           `  agent ${r.agentVersion}, enrolled; certificate pinned ${r.droplet.fingerprint?.slice(0, 16)}…`,
           `  swap: ${r.swap ? `${(r.swap.bytes / 1024 ** 3).toFixed(1)} GiB at ${r.swap.path}, ${r.swap.enabled ? 'enabled' : 'created, not enabled'}` : 'none'}`,
           r.example ? `  the example API answers at http://${r.droplet.ipv4}/ and ${r.example.url}` : `  nothing is deployed yet: plumb deploy DIR --name NAME`,
-        ].join('\n'),
+        ].join('\n')).join('\n'),
     ),
   );
 
@@ -94,8 +96,8 @@ dropletsCommand
         rows.length === 0
           ? 'no droplets (create one with `plumb provision`)'
           : [
-              ['NAME', 'ID', 'ADDRESS', 'STATUS', 'REGION', 'SIZE', 'AGENT'],
-              ...rows.map((r) => [r.name, String(r.id), r.ipv4 || '-', r.status, r.region, r.size, r.foreign ? 'not this controller' : r.enrolled ? 'enrolled' : 'not enrolled']),
+              ['NAME', 'ID', 'ADDRESS', 'STATUS', 'GROUP', 'REGION', 'SIZE', 'AGENT'],
+              ...rows.map((r) => [r.name, String(r.id), r.ipv4 || '-', r.status, r.group ?? '-', r.region, r.size, r.foreign ? 'not this controller' : r.enrolled ? 'enrolled' : 'not enrolled']),
             ]
               .map((cols, _i, all) => cols.map((c, j) => c.padEnd(Math.max(...all.map((row) => row[j]?.length ?? 0)))).join('  ').trimEnd())
               .join('\n'),
@@ -178,28 +180,34 @@ program
   .option(...packageOptions.repo)
   .option(...packageOptions.binaryRepo)
   .option(...dropletOption)
+  .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
+  .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', (v: string) => Number(v))
   .option('--json', 'print the result as JSON')
   .action(
     run(
       async (
         ctx,
         dir: string,
-        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; deps: boolean; full?: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string },
+        o: { name: string; path?: string; forward?: boolean; env: string[]; workers?: number; healthPath?: string; healthTimeout?: number; memory?: string; keep?: number; drainTimeout?: number; wait?: boolean; deps: boolean; full?: boolean; strictVersions?: boolean; repo?: string; binaryRepo?: string; droplet?: string; group?: string; parallel?: number },
       ) => {
-        const { healthTimeout, drainTimeout, ...rest } = o;
-        return (await import('./commands/deploy.js')).deploy(
-          { dir, ...rest, ...(healthTimeout === undefined ? {} : { healthTimeoutSeconds: healthTimeout }), ...(drainTimeout === undefined ? {} : { drainTimeoutSeconds: drainTimeout }) },
-          ctx,
-        );
+        const { healthTimeout, drainTimeout, group, parallel, ...rest } = o;
+        const opts = { dir, ...rest, ...(healthTimeout === undefined ? {} : { healthTimeoutSeconds: healthTimeout }), ...(drainTimeout === undefined ? {} : { drainTimeoutSeconds: drainTimeout }) };
+        if (group !== undefined) return (await import('./commands/group.js')).deployGroup({ ...opts, group, ...(parallel === undefined ? {} : { parallel }) }, ctx);
+        return (await import('./commands/deploy.js')).deploy(opts, ctx);
       },
-      (r) =>
-        [
+      async (r) => {
+        if ('group' in r) {
+          if (!r.ok) process.exitCode = 1;
+          return (await import('./commands/group.js')).groupText(r, 'deployed');
+        }
+        return [
           `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB${r.upload.mode === 'delta' ? ` sent: ${r.upload.files} of ${r.upload.totalFiles} files, the others were on the droplet` : ''})`,
           `  ${r.url}`,
           ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
           ...drainText(r.drain),
           ...(r.packages ? packagesLines(r.packages) : ['  R packages: not checked (--no-deps)']),
-        ].join('\n'),
+        ].join('\n');
+      },
     ),
   );
 
@@ -314,11 +322,17 @@ program
   .option('--to <release>', 'a release id from `plumb releases NAME`')
   .option(...waitOption)
   .option(...dropletOption)
+  .option('--group <group>', "undo the group's last deploy of NAME: each droplet it changed goes back to what it ran before")
   .option('--json', 'print the result as JSON')
   .action(
     run(
-      async (ctx, name: string, o: { to?: string; droplet?: string; wait?: boolean }) => (await import('./commands/api.js')).rollback(name, o, ctx),
-      (r) => [`${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n'),
+      async (ctx, name: string, o: { to?: string; droplet?: string; wait?: boolean; group?: string }) =>
+        o.group === undefined ? (await import('./commands/api.js')).rollback(name, o, ctx) : (await import('./commands/group.js')).rollbackGroup(name, { ...o, group: o.group }, ctx),
+      async (r) => {
+        if (!('group' in r)) return [`${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
+        if (!r.ok) process.exitCode = 1;
+        return (await import('./commands/group.js')).groupText(r, 'rolled back');
+      },
     ),
   );
 
@@ -519,6 +533,8 @@ program
             ].join('\n'),
     ),
   );
+
+(await import('./cli-lb.js')).registerLb(program, run);
 
 program.parseAsync().catch((err: unknown) => {
   process.exitCode = 1;

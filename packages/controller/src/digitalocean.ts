@@ -60,6 +60,37 @@ export interface CreateDropletRequest {
   userData: string;
 }
 
+export interface LoadBalancer {
+  id: string;
+  name: string;
+  /** '' until DigitalOcean has given it an address. */
+  ip: string;
+  status: string;
+  tag: string;
+  dropletIds: number[];
+  forwardingRules: modules.loadBalancer.IForwardingRule[];
+  healthCheck: modules.loadBalancer.IHealthCheck;
+}
+
+export interface CreateLoadBalancerRequest {
+  name: string;
+  region: string;
+  tag: string;
+  forwardingRules: modules.loadBalancer.IForwardingRule[];
+  healthCheck: modules.loadBalancer.IHealthCheck;
+}
+
+const toLoadBalancer = (lb: modules.loadBalancer.ILoadBalancer): LoadBalancer => ({
+  id: lb.id,
+  name: lb.name,
+  ip: lb.ip ?? '',
+  status: lb.status,
+  tag: lb.tag ?? '',
+  dropletIds: [...(lb.droplet_ids ?? [])],
+  forwardingRules: lb.forwarding_rules,
+  healthCheck: lb.health_check,
+});
+
 export interface WaitForActiveOptions {
   timeoutMs: number;
   intervalMs: number;
@@ -137,6 +168,8 @@ function nextPage(page: number, links: Page<unknown>['links']): number | undefin
 export class DigitalOcean {
   readonly endpoint: string;
   private readonly api: ApiClient;
+  /** dots-wrapper's axios instance (retries included), for the few endpoints it has no function for. */
+  private http: ReturnType<typeof modules.common.createContext>['httpClient'] | undefined;
   private readonly policy: RetryPolicy;
   private readonly pageSize: number;
 
@@ -149,6 +182,7 @@ export class DigitalOcean {
     const createContext: typeof modules.common.createContext = (input) => {
       const context = modules.common.createContext(input);
       retryRepeatableRequests(context.httpClient, this.policy);
+      this.http = context.httpClient;
       return context;
     };
     this.api = modules.common.createApiClient({ modules, createContext })({
@@ -223,6 +257,56 @@ export class DigitalOcean {
       if (err instanceof DigitalOceanError && err.code === 'DIGITALOCEAN_NOT_FOUND') return 'already-gone';
       throw err;
     }
+  }
+
+  /** A load balancer; DigitalOcean answers `new` at once and brings it up behind (see waitForLoadBalancer). */
+  async createLoadBalancer(req: CreateLoadBalancerRequest): Promise<LoadBalancer> {
+    const body = {
+      name: req.name,
+      region: req.region,
+      tag: req.tag,
+      forwarding_rules: req.forwardingRules,
+      health_check: req.healthCheck,
+    } as unknown as modules.loadBalancer.ICreateLoadBalancerApiRequest;
+    const { data } = await this.call({ what: `load balancer ${req.name}` }, () => this.api.loadBalancer.createLoadBalancer(body));
+    return toLoadBalancer(data.load_balancer);
+  }
+
+  async getLoadBalancer(id: string): Promise<LoadBalancer> {
+    const { data } = await this.call({ what: `load balancer ${id}` }, () => this.api.loadBalancer.getLoadBalancer({ load_balancer_id: id }));
+    return toLoadBalancer(data.load_balancer);
+  }
+
+  async listLoadBalancers(): Promise<LoadBalancer[]> {
+    const raw = await this.listAll({ what: 'load balancers' }, async (page, per_page) => {
+      const { data } = await this.api.loadBalancer.listLoadBalancers({ page, per_page });
+      return { items: data.load_balancers, links: data.links };
+    });
+    return raw.map(toLoadBalancer);
+  }
+
+  async deleteLoadBalancer(id: string): Promise<void> {
+    await this.call({ what: `load balancer ${id}` }, () => this.api.loadBalancer.deleteLoadBalancer({ load_balancer_id: id }));
+  }
+
+  /**
+   * Each droplet's health as the balancer judges it now, from DigitalOcean's monitoring endpoint
+   * (dots-wrapper has no function for it): the latest sample of each droplet's series, 1 = healthy.
+   */
+  async loadBalancerHealth(id: string): Promise<Map<number, boolean>> {
+    const now = Math.floor(this.policy.now() / 1000);
+    const params = { lb_id: id, start: String(now - 60), end: String(now) };
+    const { data } = await this.call({ what: `health of load balancer ${id}` }, async () => {
+      if (this.http === undefined) throw new Error('the DigitalOcean client is not ready');
+      return this.http.get<{ data: { result: { metric: Record<string, string>; values: [number, string][] }[] } }>('/monitoring/metrics/load_balancer/droplets_health_checks', { params });
+    });
+    const health = new Map<number, boolean>();
+    for (const series of data.data.result) {
+      const droplet = Number(series.metric.droplet_id);
+      const last = series.values.at(-1);
+      if (Number.isInteger(droplet) && last !== undefined) health.set(droplet, last[1] === '1');
+    }
+    return health;
   }
 
   /** The account's SSH key with this fingerprint, name or id; undefined if there is none. */

@@ -229,3 +229,6 @@ export const R_PACKAGES_FAILED_LOG_LINES = 30;
 export const R_PACKAGES_OUTPUT_KEPT_LINES = 5_000;
 /** Where source builds come from unless the API or the droplet names another CRAN-like repository. */
 export const DEFAULT_CRAN_URL = 'https://cloud.r-project.org';
+
+/** The agent's plain-HTTP health answer for load balancers, on loopback only; nginx proxies DROPLET_HEALTH_PATH there. */
+export const DROPLET_HEALTH_PORT = 8732;

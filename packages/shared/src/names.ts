@@ -117,3 +117,17 @@ export const RPackageName = z
 
 /** An R package version: numbers joined by "." or "-" (R's package_version rule), e.g. 1.2.3 or 0.9-1. */
 export const RPackageVersion = z.string().max(50).regex(/^\d+(?:[.-]\d+)+$|^\d+$/, 'an R package version is numbers joined by "." or "-", e.g. 1.2.3');
+
+/** A group of droplets behind one load balancer: the same rule as an API name (it names a DigitalOcean tag and a balancer). */
+export const GroupName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,38}[a-z0-9]$|^[a-z]$/, 'a group name is 1 to 40 lower-case letters, digits, "-" or "_", starting with a letter');
+
+/** The DigitalOcean tag that makes a droplet a member of group NAME (tags allow letters, digits, ":", "-", "_"). */
+export const GROUP_TAG_PREFIX = 'plumb-group:';
+export const groupTag = (group: string) => `${GROUP_TAG_PREFIX}${group}`;
+/** The group a droplet's tags put it in, if any. */
+export const groupOfTags = (tags: readonly string[]) => tags.find((t) => t.startsWith(GROUP_TAG_PREFIX))?.slice(GROUP_TAG_PREFIX.length);
+
+/** The path, on port 80 of every droplet, that answers 200 only while every API there answers: a load balancer's health check. */
+export const DROPLET_HEALTH_PATH = '/__plumb/health';

@@ -7,6 +7,8 @@ import { dropletRoutes } from './droplets.js';
 import { assignRequestId, errorHandler, routeNotFound } from './errors.js';
 import { injectFaults, type Faults } from './faults.js';
 import { labRoutes } from './lab-routes.js';
+import type { Balancers } from './balancers.js';
+import { loadBalancerHealthRoute, loadBalancerRoutes } from './load-balancers.js';
 import type { Machines } from './machines.js';
 import { rateLimit, type RateLimiter } from './rate-limit.js';
 import { logRequests, type RequestLog } from './request-log.js';
@@ -19,6 +21,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 export interface AppParts {
   tokens: ReadonlySet<string>;
   machines: Machines;
+  balancers: Balancers;
   store: Store;
   faults: Faults;
   limiter: RateLimiter;
@@ -33,7 +36,7 @@ export interface AppParts {
  * check; the body is read only for an authenticated caller.
  */
 export function createApp(parts: AppParts): express.Express {
-  const { tokens, machines, store, faults, limiter, requests, account, log } = parts;
+  const { tokens, machines, balancers, store, faults, limiter, requests, account, log } = parts;
   const v2 = Router();
   v2.use(
     logRequests(requests),
@@ -47,6 +50,8 @@ export function createApp(parts: AppParts): express.Express {
   v2.use('/account', accountRoutes(account));
   v2.use('/droplets', dropletRoutes({ store, machines, dropletLimit: account.droplet_limit, log }));
   v2.use('/actions', actionRoutes(store, machines));
+  v2.use('/load_balancers', loadBalancerRoutes({ store, machines, balancers, log }));
+  v2.use('/monitoring/metrics/load_balancer', loadBalancerHealthRoute({ store, machines, balancers, log }));
   v2.use(catalogRoutes());
   v2.use(routeNotFound);
   v2.use(errorHandler(log));

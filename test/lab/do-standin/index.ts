@@ -2,7 +2,9 @@ import type { AddressInfo } from 'node:net';
 import type express from 'express';
 import { labAccount } from './account.js';
 import { createApp } from './app.js';
+import { PaperBalancers, type Balancers } from './balancers.js';
 import { Faults } from './faults.js';
+import { startBalancerSync } from './load-balancers.js';
 import type { Machines } from './machines.js';
 import { RATE_LIMIT_PER_HOUR, RateLimiter } from './rate-limit.js';
 import { RequestLog } from './request-log.js';
@@ -10,6 +12,8 @@ import { Store } from './store.js';
 
 export type { FaultSpec, FaultStatus, PendingFault } from './faults.js';
 export type { LoggedRequest } from './request-log.js';
+export type { BalancerConfig, BalancerTarget, Balancers, ForwardingRule, HealthCheck, TargetHealth } from './balancers.js';
+export { PaperBalancers } from './balancers.js';
 export type { MachineAddress, MachineInfo, MachineSpec, MachineState, Machines } from './machines.js';
 export { Faults } from './faults.js';
 export { RequestLog } from './request-log.js';
@@ -19,6 +23,8 @@ export interface DoStandinOptions {
   /** API tokens the stand-in accepts as `Authorization: Bearer TOKEN`. */
   tokens: string[];
   machines: Machines;
+  /** What really balances traffic for `/v2/load_balancers`; records only (PaperBalancers) when omitted. */
+  balancers?: Balancers;
   /** The account's droplet limit, enforced on create as DigitalOcean does (new real accounts start lower). */
   dropletLimit?: number;
   /** Requests per token per hour before the stand-in itself answers 429. */
@@ -35,6 +41,8 @@ export interface DoStandin {
   store: Store;
   /** What reached /v2; the same data `GET /lab/requests` shows. */
   requests: RequestLog;
+  /** Stops keeping balancers in step with their droplets. */
+  stopSync: () => void;
 }
 
 export const DEFAULT_DROPLET_LIMIT = 25;
@@ -44,17 +52,21 @@ export function createDoStandin(opts: DoStandinOptions): DoStandin {
   const store = new Store();
   const faults = new Faults();
   const requests = new RequestLog();
+  const balancers = opts.balancers ?? new PaperBalancers();
+  const log = opts.log ?? (() => {});
   const app = createApp({
     tokens: new Set(opts.tokens),
     machines: opts.machines,
+    balancers,
     store,
     faults,
     limiter: new RateLimiter(opts.rateLimitPerHour ?? RATE_LIMIT_PER_HOUR),
     requests,
     account: labAccount(dropletLimit),
-    log: opts.log ?? (() => {}),
+    log,
   });
-  return { app, faults, store, requests };
+  const stopSync = startBalancerSync({ store, machines: opts.machines, balancers, log });
+  return { app, faults, store, requests, stopSync };
 }
 
 export interface StartedDoStandin extends DoStandin {
@@ -85,6 +97,7 @@ export async function startDoStandin(opts: DoStandinOptions & { host?: string; p
     endpoint: `${url}/v2`,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        standin.stopSync();
         server.close((err) => (err ? reject(err) : resolve()));
         // Idle keep-alive connections (axios keeps them) would hold close() open; busy ones finish first.
         server.closeIdleConnections();

@@ -1,4 +1,5 @@
 import { randomInt, randomUUID } from 'node:crypto';
+import type { ForwardingRule, HealthCheck } from './balancers.js';
 import type { Image, Region, Size } from './catalog.js';
 
 export interface SshKeyRecord {
@@ -37,6 +38,27 @@ export interface ActionRecord {
   region: Region;
 }
 
+export interface LoadBalancerRecord {
+  id: string;
+  name: string;
+  region: Region;
+  createdAt: string;
+  forwardingRules: ForwardingRule[];
+  healthCheck: HealthCheck;
+  /** Tag-targeted balancers follow the tag; the others keep their own list. */
+  target: { tag: string } | { dropletIds: number[] };
+  httpIdleTimeoutSeconds: number;
+  sizeUnit: number;
+  vpcUuid: string;
+  /** '' until the proxy listens. */
+  ip: string;
+  status: 'new' | 'active' | 'errored';
+  /** Operations on the proxy, one after another. */
+  work: Promise<void>;
+  /** What the proxy was last given, to tell when it needs a new config. */
+  applied: string;
+}
+
 /** DigitalOcean's timestamps have whole seconds: 2020-07-21T18:37:44Z. */
 export const timestamp = (at: Date = new Date()) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
@@ -53,6 +75,7 @@ export class Store {
   readonly sshKeys = new Map<number, SshKeyRecord>();
   readonly droplets = new Map<number, DropletRecord>();
   readonly actions = new Map<number, ActionRecord>();
+  readonly loadBalancers = new Map<string, LoadBalancerRecord>();
   /** Tags outlive their droplets, as DigitalOcean's do; deleting by a never-seen tag is a 404. */
   readonly tags = new Set<string>();
   private readonly lastIds: Record<IdKind, number> = {

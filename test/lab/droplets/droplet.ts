@@ -239,6 +239,7 @@ export async function teardown(record: DropletRecord): Promise<void> {
     for (let i = 0; i < 100 && alive(nspawn.pid); i++) await sleep(100);
     if (alive(nspawn.pid)) process.kill(nspawn.pid, 'SIGKILL');
   }
+  if (record.pidFile !== undefined) await killPidFile(record.pidFile);
   const root = path.join(record.dir, 'root');
   if (await isMountPoint(root)) {
     if (!(await tryRun('umount', [root]))) await run('umount', ['--lazy', root]);
@@ -250,6 +251,14 @@ export async function teardown(record: DropletRecord): Promise<void> {
   await removeLimits(record.machine);
   await releaseIndex(record.index);
   await removeRecord(record.key);
+}
+
+async function killPidFile(file: string): Promise<void> {
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 async function isMountPoint(dir: string): Promise<boolean> {

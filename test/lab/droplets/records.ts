@@ -17,6 +17,8 @@ export interface DropletRecord {
   dir: string;
   /** systemd-nspawn's machine name, which is how its processes are found again. */
   machine: string;
+  /** A process the lab started for it outside nspawn (a balancer's HAProxy): killed on teardown. */
+  pidFile?: string;
 }
 
 const fileOf = (key: string) => path.join(dropletRecordsDir(), `${key}.json`);

@@ -1,4 +1,4 @@
-import { ApiName, DomainName, FRONT_PORT_FIRST, FRONT_PORT_LAST, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { ApiName, DomainName, DROPLET_HEALTH_PATH, DROPLET_HEALTH_PORT, FRONT_PORT_FIRST, FRONT_PORT_LAST, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { certificateFiles, checked, renderRefused, type NginxModel, type RenderedApi, type RenderedCertificate } from './model.js';
 import { layout } from '../system/layout.js';
 
@@ -25,7 +25,7 @@ export function renderNginx(model: NginxModel): string {
   const apis = sortedApis(model.apis);
   const forward = model.forward === null ? null : forwardTarget(apis, model.forward);
   const certificates = sortedCertificates(model.certificates ?? []);
-  const locations = [...apis.flatMap(apiLocations), '', ...rootLocation(forward)];
+  const locations = [...dropletHealthLocation, ...apis.flatMap(apiLocations), '', ...rootLocation(forward)];
   const lines = [
     '# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.',
     '# Change what is served with plumb (deploy, remove, forward); `plumb status` shows it.',
@@ -53,6 +53,15 @@ export function renderNginx(model: NginxModel): string {
   ];
   return `${lines.join('\n')}\n`;
 }
+
+/** A load balancer's health check: 200 only while every API here answers (the agent judges; down agent = 502 = unhealthy). */
+const dropletHealthLocation = [
+  `    location = ${DROPLET_HEALTH_PATH} {`,
+  `        proxy_pass http://127.0.0.1:${DROPLET_HEALTH_PORT};`,
+  '        proxy_connect_timeout 2s;',
+  '        proxy_read_timeout 5s;',
+  '    }',
+];
 
 const acmeChallenges = [
   '    location ^~ /.well-known/acme-challenge/ {',

@@ -104,15 +104,20 @@ export async function dependenciesOf(dir: string, files: string[]): Promise<Dete
   return detectDependencies(await readDependencyFiles(dir, files));
 }
 
-/**
- * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
- * next to the old one and switches nginx once it answers. Running it again updates the API.
- */
-export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployOutcome> {
-  const checked = checkDeployOptions(opts);
+/** What a deploy sends, found (and, for several droplets, packed) once. */
+export interface PackedBundle {
+  info: Awaited<ReturnType<typeof inspectApiDir>>;
+  detected: DetectedDependencies | null;
+  /** The gzip tar stream in memory, to send to several droplets; undefined: packed while sending. */
+  chunks: Buffer[] | undefined;
+  /** The files' hashes for agents that take only what they lack (null: `--full`). */
+  hashing: Promise<BundleFile[]> | null;
+}
+
+/** Reads DIR and its R dependencies; with `keep`, packs the bundle into memory so every droplet gets the same bytes. */
+export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boolean): Promise<PackedBundle> {
   const info = await inspectApiDir(opts.dir);
   const detected = opts.deps === false ? null : await dependenciesOf(opts.dir, info.files);
-  const packages = detected ? packagesSpec(detected, opts) : undefined;
   if (detected) {
     ctx.progress({ step: `R packages from ${detected.source === 'code' ? 'the code' : detected.source}: ${detected.needs.map(describeNeed).join(', ') || 'none beyond plumber'}` });
     for (const note of detected.notes) ctx.progress({ step: `note: ${note}` });
@@ -120,6 +125,20 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
   // Hashing runs while the connection opens; it is used only if the agent can take a file list.
   const hashing = opts.full ? null : bundleManifest(opts.dir, info);
   hashing?.catch(() => undefined);
+  if (!keep) return { info, detected, chunks: undefined, hashing };
+  const chunks: Buffer[] = [];
+  for await (const chunk of packBundle(opts.dir, info)) chunks.push(chunk as Buffer);
+  return { info, detected, chunks, hashing };
+}
+
+/**
+ * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
+ * next to the old one and switches nginx once it answers. Running it again updates the API.
+ */
+export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedBundle): Promise<DeployOutcome> {
+  const checked = checkDeployOptions(opts);
+  const { info, detected, chunks, hashing } = bundle ?? (await prepareBundle(opts, ctx, false));
+  const packages = detected ? packagesSpec(detected, opts) : undefined;
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
     // A small API goes whole: asking first would cost a round trip to save less.
@@ -133,7 +152,9 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));
     const files = delta ? await filesNeeded(delta, need, pending) : info.files;
-    const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled);
+    // The whole bundle packed once for a group goes as packed; a file list's part is packed here.
+    const packed = files === info.files ? chunks : undefined;
+    const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled, packed);
     const result = await pending.result;
     ctx.progress({ step: 'done', done: true });
     const upload: UploadReport = { mode: delta ? 'delta' : 'full', files: files?.length ?? 0, totalFiles: info.files.length, bytes: bytes + (delta ? JSON.stringify(delta).length : 0) };
@@ -153,13 +174,13 @@ async function filesNeeded(manifest: BundleFile[], need: Promise<number[]>, pend
 }
 
 /** Streams the bundle of `info.files` with backpressure, then `upload-end`; returns the bytes sent. */
-async function sendBundle(ctx: Context, connection: AgentConnection, pending: PendingRequest<DeployResult>, dir: string, info: BundleInfo, droplet: string, totalFiles: number, settled: () => boolean): Promise<number> {
+async function sendBundle(ctx: Context, connection: AgentConnection, pending: PendingRequest<DeployResult>, dir: string, info: BundleInfo, droplet: string, totalFiles: number, settled: () => boolean, packed?: Buffer[]): Promise<number> {
   const count = info.files.length === totalFiles ? `${totalFiles} file${totalFiles === 1 ? '' : 's'}` : `${info.files.length} of ${totalFiles} files`;
   ctx.progress({ step: `uploading ${count} to ${droplet}` });
   let bytes = 0;
   let shown = 0;
   if (info.files.length > 0) {
-    for await (const chunk of packBundle(dir, info)) {
+    for await (const chunk of packed ?? packBundle(dir, info)) {
       if (settled()) break;
       bytes += (chunk as Buffer).length;
       await connection.sendBinary(chunk as Buffer);

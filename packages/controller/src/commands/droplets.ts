@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { PlumbError, ValidationError } from '@plumb/shared';
+import { groupOfTags, PlumbError, ValidationError } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean.js';
 import { KnownDroplet } from '../droplets-state.js';
@@ -15,6 +15,8 @@ export interface DropletRow {
   status: string;
   /** Whether this controller holds the agent's pin (enrolled) and can talk to it. */
   enrolled: boolean;
+  /** The group its DigitalOcean tag puts it in (`provision --group`). */
+  group: string | undefined;
   /** Tagged plumb on DigitalOcean but unknown to this controller (made elsewhere). */
   foreign: boolean;
 }
@@ -25,10 +27,10 @@ export async function droplets(ctx: Context): Promise<DropletRow[]> {
   const live = await fromEnv(ctx.env).listDroplets({ tag: PLUMB_TAG });
   const rows: DropletRow[] = known.map((d: KnownDroplet) => {
     const now = live.find((l) => l.id === d.id);
-    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: now?.status ?? 'gone', enrolled: d.fingerprint !== null, foreign: false };
+    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: now?.status ?? 'gone', group: now ? groupOfTags(now.tags) : undefined, enrolled: d.fingerprint !== null, foreign: false };
   });
   for (const l of live.filter((l) => !known.some((k) => k.id === l.id))) {
-    rows.push({ name: l.name, id: l.id, ipv4: l.publicIpv4 ?? '', region: l.region, size: l.size, status: l.status, enrolled: false, foreign: true });
+    rows.push({ name: l.name, id: l.id, ipv4: l.publicIpv4 ?? '', region: l.region, size: l.size, status: l.status, group: groupOfTags(l.tags), enrolled: false, foreign: true });
   }
   return rows;
 }

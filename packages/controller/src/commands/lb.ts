@@ -1,0 +1,119 @@
+import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, wholeNumber } from '@plumb/shared';
+import type { Context } from '../context.js';
+import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean.js';
+
+/** How long a new balancer may stay `new` before plumb stops waiting. */
+export const LOAD_BALANCER_ACTIVE_TIMEOUT_MS = 10 * 60_000;
+const POLL_MS = 1000;
+
+export interface LbCreateOptions {
+  group: string;
+  region: string;
+  /** DigitalOcean's health check settings (its own defaults when omitted). */
+  checkIntervalSeconds?: number;
+  responseTimeoutSeconds?: number;
+  unhealthyThreshold?: number;
+  healthyThreshold?: number;
+}
+
+export interface LbView {
+  group: string;
+  id: string;
+  name: string;
+  ip: string;
+  status: string;
+  /** Seconds until a failing droplet is out: interval x unhealthy threshold. */
+  unhealthyWindowSeconds: number;
+  droplets: { id: number; name: string; healthy: boolean | null }[];
+}
+
+/** The balancer plumb makes for group NAME is named plumb-NAME: how it is found again, with no local state. */
+export const balancerName = (group: string) => `plumb-${group}`;
+
+async function findBalancer(api: DigitalOcean, group: string): Promise<LoadBalancer | undefined> {
+  return (await api.listLoadBalancers()).find((lb) => lb.name === balancerName(group));
+}
+
+async function view(api: DigitalOcean, group: string, lb: LoadBalancer): Promise<LbView> {
+  const [health, members] = await Promise.all([lb.status === 'active' ? api.loadBalancerHealth(lb.id) : new Map<number, boolean>(), api.listDroplets({ tag: groupTag(group) })]);
+  const interval = lb.healthCheck.check_interval_seconds ?? 10;
+  return {
+    group,
+    id: lb.id,
+    name: lb.name,
+    ip: lb.ip,
+    status: lb.status,
+    unhealthyWindowSeconds: interval * (lb.healthCheck.unhealthy_threshold ?? 5),
+    droplets: lb.dropletIds.map((id) => ({ id, name: members.find((d) => d.id === id)?.name ?? String(id), healthy: health.get(id) ?? null })),
+  };
+}
+
+/**
+ * A DigitalOcean Load Balancer in front of group NAME: it targets the group's tag (droplets added
+ * later join by themselves), forwards port 80, and checks each droplet's DROPLET_HEALTH_PATH,
+ * which answers 200 only while every API on the droplet answers.
+ */
+export async function lbCreate(opts: LbCreateOptions, ctx: Context): Promise<LbView> {
+  const group = checkInput(GroupName, opts.group, 'group name');
+  const seconds = wholeNumber(3, 300);
+  const threshold = wholeNumber(2, 10);
+  const healthCheck = {
+    protocol: 'http',
+    port: 80,
+    path: DROPLET_HEALTH_PATH,
+    check_interval_seconds: checkInput(seconds, opts.checkIntervalSeconds ?? 10, '--check-interval'),
+    response_timeout_seconds: checkInput(seconds, opts.responseTimeoutSeconds ?? 5, '--check-timeout'),
+    unhealthy_threshold: checkInput(threshold, opts.unhealthyThreshold ?? 3, '--unhealthy-threshold'),
+    healthy_threshold: checkInput(threshold, opts.healthyThreshold ?? 3, '--healthy-threshold'),
+  };
+  const api = fromEnv(ctx.env);
+  if (await findBalancer(api, group)) throw new PlumbError('LB_EXISTS', `group ${group} has a load balancer already`, '`plumb lb` shows it; `plumb lb destroy GROUP` removes it');
+  ctx.progress({ step: `creating load balancer ${balancerName(group)} for tag ${groupTag(group)}` });
+  let lb = await api.createLoadBalancer({
+    name: balancerName(group),
+    region: opts.region,
+    tag: groupTag(group),
+    forwardingRules: [{ entry_protocol: 'http', entry_port: 80, target_protocol: 'http', target_port: 80 }],
+    healthCheck,
+  });
+  ctx.progress({ step: 'waiting for the load balancer to be active' });
+  const deadline = Date.now() + LOAD_BALANCER_ACTIVE_TIMEOUT_MS;
+  while (lb.status !== 'active' || lb.ip === '') {
+    if (lb.status === 'errored') throw new PlumbError('LB_ERRORED', `DigitalOcean reports load balancer ${lb.name} errored`, `remove it with \`plumb lb destroy ${group}\` and try again`);
+    if (Date.now() > deadline) throw new PlumbError('LB_NOT_READY', `load balancer ${lb.name} is still ${lb.status} after ${LOAD_BALANCER_ACTIVE_TIMEOUT_MS / 60_000} minutes`, '`plumb lb` shows when it is up');
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    lb = await api.getLoadBalancer(lb.id);
+  }
+  ctx.progress({ step: 'done', done: true });
+  return view(api, group, lb);
+}
+
+/** Every group's balancer (or one group's), with each droplet's health as the balancer sees it. */
+export async function lbList(opts: { group?: string }, ctx: Context): Promise<LbView[]> {
+  const api = fromEnv(ctx.env);
+  const all = (await api.listLoadBalancers()).filter((lb) => lb.name.startsWith('plumb-') && lb.tag.startsWith(groupTag('')));
+  const wanted = opts.group === undefined ? all : all.filter((lb) => lb.name === balancerName(checkInput(GroupName, opts.group ?? '', 'group name')));
+  return Promise.all(wanted.map((lb) => view(api, lb.tag.slice(groupTag('').length), lb)));
+}
+
+export async function lbDestroy(group: string, ctx: Context): Promise<{ group: string; id: string; name: string }> {
+  const checked = checkInput(GroupName, group, 'group name');
+  const api = fromEnv(ctx.env);
+  const lb = await findBalancer(api, checked);
+  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${checked} has no load balancer`, '`plumb lb` lists them');
+  await api.deleteLoadBalancer(lb.id);
+  return { group: checked, id: lb.id, name: lb.name };
+}
+
+export function lbText(rows: LbView[]): string {
+  if (rows.length === 0) return 'no load balancers (create one with `plumb lb create GROUP`)';
+  return rows
+    .map((r) =>
+      [
+        `${r.name} (group ${r.group}) ${r.status} at ${r.ip || '(no address yet)'}; a failing droplet is out after ${r.unhealthyWindowSeconds} s`,
+        ...r.droplets.map((d) => `  ${d.name} (${d.id}): ${d.healthy === null ? 'unknown' : d.healthy ? 'healthy' : 'unhealthy'}`),
+        ...(r.droplets.length === 0 ? ['  no droplets carry the group tag yet'] : []),
+      ].join('\n'),
+    )
+    .join('\n');
+}
