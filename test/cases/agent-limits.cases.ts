@@ -3,8 +3,8 @@ import net from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent-client';
-import { tokenFor } from '@plumb/controller/tokens';
+import { connectTls } from '@plumb/controller/agent/client';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
 import { agentStillServes } from './agent-frames.cases.js';
 

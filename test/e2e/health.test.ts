@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { AGENT_PORT, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
-import { agentAnswers } from '@plumb/controller/agent-client';
+import { agentAnswers } from '@plumb/controller/agent/client';
 import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';

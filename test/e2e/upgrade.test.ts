@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { compareVersions } from '@plumb/shared';
-import { PLUMB_VERSION } from '@plumb/controller/version';
+import { PLUMB_VERSION } from '@plumb/controller/agent/version';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';

@@ -5,10 +5,10 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import { PlumbError, type DrainReport, type PackagesReport } from '@plumb/shared';
-import { RemoteError } from './agent-client.js';
+import { RemoteError } from './agent/client.js';
 import { defaultContext, type Context } from './context.js';
-import { progressReporter } from './progress.js';
-import { terminalSafe } from './terminal.js';
+import { progressReporter } from './output/progress.js';
+import { terminalSafe } from './output/terminal.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -348,7 +348,7 @@ program
           async (r) => {
             // What could be asked is printed; a droplet that could not be is still a failure.
             if (r.some((d) => d.error !== undefined)) process.exitCode = 1;
-            return (await import('./print-status.js')).printStatus(r);
+            return (await import('./output/print-status.js')).printStatus(r);
           },
         )(command),
   );
@@ -465,7 +465,7 @@ keysCommand
 /** `plumb status --watch`: a line per event on stdout (or JSON per line), news of the connection on stderr. */
 async function watchStatus(droplet: string | undefined, json: boolean): Promise<void> {
   const { watch } = await import('./commands/watch.js');
-  const { formatEvent } = await import('./print-status.js');
+  const { formatEvent } = await import('./output/print-status.js');
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   const greeted = new Set<string>();

@@ -1,5 +1,5 @@
-import { configDir } from './config.js';
-import { DropletStore } from './droplets-state.js';
+import { configDir } from './local/config.js';
+import { DropletStore } from './local/droplets-state.js';
 
 /** A step of a long command, as it happens; the CLI decides how to show it. */
 export type Progress = (event: { step: string; detail?: string; done?: boolean }) => void;

@@ -12,7 +12,7 @@ import {
   type UnforwardResult,
 } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
+import { withAgent } from '../agent/connect.js';
 
 const apiName = (name: string) => checkInput(ApiName, name, 'API name');
 

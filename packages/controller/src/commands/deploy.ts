@@ -1,9 +1,9 @@
 import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult, type PackagesSpec } from '@plumb/shared';
-import type { RequestBody } from '../agent-client.js';
-import { inspectApiDir, packBundle } from '../bundle.js';
+import type { RequestBody } from '../agent/client.js';
+import { inspectApiDir, packBundle } from '../api-dir/bundle.js';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../r-deps.js';
+import { withAgent } from '../agent/connect.js';
+import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
 
 export interface DeployOptions {
   dir: string;

@@ -1,8 +1,8 @@
 import { DomainName, Email, HTTPS_MAX_DOMAINS, HttpsResult, PlumbError, ValidationError } from '@plumb/shared';
-import { acmeServer, termsOfService } from '../acme.js';
-import { withAgent } from '../connect.js';
+import { acmeServer, termsOfService } from '../acme/directory.js';
+import { withAgent } from '../agent/connect.js';
 import type { Context } from '../context.js';
-import { checkDomainsPointAt } from '../dns-check.js';
+import { checkDomainsPointAt } from '../acme/dns-check.js';
 
 export interface HttpsOptions {
   domains: string[];

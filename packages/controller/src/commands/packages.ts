@@ -1,8 +1,8 @@
 import { ApiName, checkInput, DEFAULT_CRAN_URL, HttpUrl, type PackagesPlan, type PackagesResult, type ReposResult, type RPackageNeed } from '@plumb/shared';
-import { inspectApiDir } from '../bundle.js';
+import { inspectApiDir } from '../api-dir/bundle.js';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { describeNeed, type DetectedDependencies } from '../r-deps.js';
+import { withAgent } from '../agent/connect.js';
+import { describeNeed, type DetectedDependencies } from '../api-dir/r-deps.js';
 import { dependenciesOf, packagesSpec } from './deploy.js';
 
 export interface DepsOptions {

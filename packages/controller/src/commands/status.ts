@@ -1,8 +1,8 @@
 import type { StatusResult } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { SeenEvents } from '../seen-events.js';
-import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../version.js';
+import { withAgent } from '../agent/connect.js';
+import { SeenEvents } from '../local/seen-events.js';
+import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../agent/version.js';
 
 export interface DropletStatus {
   droplet: string;

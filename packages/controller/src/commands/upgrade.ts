@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { AGENT_UPGRADE_WAIT_MS, compareVersions, PlumbError, type HelloHead, type UpgradeResult } from '@plumb/shared';
-import { RemoteError } from '../agent-client.js';
-import { agentPackage } from '../agent-package.js';
-import { connectAgent, eachDroplet, withAgent, type PerDroplet } from '../connect.js';
+import { RemoteError } from '../agent/client.js';
+import { agentPackage } from '../agent/package.js';
+import { connectAgent, eachDroplet, withAgent, type PerDroplet } from '../agent/connect.js';
 import type { Context } from '../context.js';
-import type { KnownDroplet } from '../droplets-state.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
 
 export interface UpgradeOptions {
   droplet?: string;

@@ -1,5 +1,5 @@
 import type { AgentEvent, StatusResult } from '@plumb/shared';
-import type { DropletStatus } from './commands/status.js';
+import type { DropletStatus } from '../commands/status.js';
 import { terminalSafe } from './terminal.js';
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;

@@ -1,4 +1,4 @@
-import type { Progress } from './context.js';
+import type { Progress } from '../context.js';
 import { terminalSafe } from './terminal.js';
 
 /**
