@@ -141,7 +141,7 @@ describe('alerts', () => {
   test('a webhook that is not an http(s) URL is refused in one line, and nothing changes on the droplet', async () => {
     const before = await onDroplet(['cat', '/var/lib/plumb/state.json']);
     const result = await user.plumb(['alerts', '--webhook', 'ftp://example.com/x']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /^plumb: invalid --webhook "ftp:\/\/example\.com\/x": /);
     assert.equal(await onDroplet(['cat', '/var/lib/plumb/state.json']), before);
   });

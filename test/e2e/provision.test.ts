@@ -204,7 +204,7 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
 
   test('destroy without --yes and without a terminal refuses and deletes nothing', async () => {
     const result = await user.plumb(['destroy', 'api-2']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /without confirmation/);
     assert.equal(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).length, 1);
   });
@@ -214,7 +214,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
   test('a bad token ends in one line saying the token was refused, and what to do', async () => {
     const before = await requestCounts();
     const result = await user.plumb(['provision', '--name', 'nope-1'], { env: { DIGITALOCEAN_ACCESS_TOKEN: 'dop_v1_wrong' } });
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 4);
     const lines = result.stderr.trim().split('\n');
     const [line, hint] = lines.slice(lines.findIndex((l) => l.startsWith('plumb: ')));
     assert.match(line ?? '', /^plumb: DigitalOcean refused the API token/);
@@ -226,14 +226,14 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
     const before = await requestCounts();
     const huge = `http://mirror.example/plumb-agent.tgz?pad=${'x'.repeat(70 * 1024)}`;
     const result = await user.plumb(['provision', '--name', 'nope-2'], { env: { PLUMB_AGENT_URL: huge } });
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /64 KiB/);
     assert.deepEqual(await requestCounts(), before);
   });
 
   test('with --json the error is also on stdout, as JSON with its code', async () => {
     const result = await user.plumb(['provision', '--name', 'bad name!', '--json']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } };
     assert.equal(error.code, 'INVALID_INPUT');
     assert.match(error.message, /invalid droplet name/);
@@ -241,7 +241,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
 
   test('a bad droplet name is refused with one line', async () => {
     const result = await user.plumb(['provision', '--name', 'bad name!']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /^plumb: invalid droplet name "bad name!"/);
   });
 });

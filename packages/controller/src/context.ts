@@ -16,3 +16,9 @@ export function defaultContext(progress: Progress, env: NodeJS.ProcessEnv = proc
   const dir = configDir(env);
   return { env, configDir: dir, droplets: new DropletStore(`${dir}/droplets.json`), progress };
 }
+
+/** The agent's progress messages (step, detail) as the command's progress. */
+export const agentProgress =
+  (ctx: Context) =>
+  (step: string, detail?: string): void =>
+    ctx.progress({ step, ...(detail ? { detail } : {}) });

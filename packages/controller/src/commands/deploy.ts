@@ -1,7 +1,7 @@
-import { ApiName, checkInput, DRAIN_TIMEOUT_MAX_MS, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type DeployResult, type PackagesSpec } from '@plumb/shared';
+import { ApiName, checkInput, DrainTimeoutSeconds, EnvKey, EnvValue, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, type DeployResult, type PackagesSpec } from '@plumb/shared';
 import type { RequestBody } from '../agent/client.js';
 import { inspectApiDir, packBundle } from '../api-dir/bundle.js';
-import type { Context } from '../context.js';
+import { agentProgress, type Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
 
@@ -61,10 +61,10 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   }
   if (opts.workers !== undefined) settings.workers = checkInput(WorkerCount, opts.workers, '--workers');
   if (opts.healthPath !== undefined) settings.healthPath = checkInput(UrlPath, opts.healthPath, '--health-path');
-  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(wholeNumber(1, 1800), opts.healthTimeoutSeconds, '--health-timeout') * 1000;
+  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(HealthTimeoutSeconds, opts.healthTimeoutSeconds, '--health-timeout') * 1000;
   if (opts.memory !== undefined) settings.memoryMax = checkInput(MemoryLimit, opts.memory, '--memory');
   if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
-  if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(wholeNumber(0, DRAIN_TIMEOUT_MAX_MS / 1000), opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
+  if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(DrainTimeoutSeconds, opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
   return settings;
 }
 
@@ -102,7 +102,7 @@ export async function deploy(opts: DeployOptions, ctx: Context): Promise<DeployO
     ctx.progress({ step: `uploading ${files} to ${droplet.name}` });
     const pending = connection.start<DeployResult>(
       { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}) },
-      { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
+      { onProgress: agentProgress(ctx) },
     );
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));

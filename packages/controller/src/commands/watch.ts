@@ -89,7 +89,7 @@ async function watchOne(d: KnownDroplet, out: (item: WatchItem) => void, signal:
       if (lostAt === null) out({ droplet: d.name, notice: `lost the agent (${(err as Error).message}); reconnecting` });
       lostAt ??= Date.now();
       if (Date.now() - lostAt > WATCH_RECONNECT_TIMEOUT_MS) {
-        throw new PlumbError('AGENT_LOST', `lost the agent of ${d.name} and could not reach it again within ${WATCH_RECONNECT_TIMEOUT_MS / 60_000} min`, 'see `plumb droplets`');
+        throw new PlumbError('AGENT_UNREACHABLE', `lost the agent of ${d.name} and could not reach it again within ${WATCH_RECONNECT_TIMEOUT_MS / 60_000} min`, 'see `plumb droplets`');
       }
       await delay(wait, undefined, { signal }).catch(() => {});
       wait = Math.min(wait * 2, RECONNECT_MAX_MS);
