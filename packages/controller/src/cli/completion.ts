@@ -115,5 +115,5 @@ export function register(program: Command) {
     .action((shell) => {
       process.stdout.write(completionScript(program, shell));
     });
-  helpFooter(command, ['eval "$(plumb completion bash)"', 'plumb completion fish > ~/.config/fish/completions/plumb.fish']);
+  helpFooter(command, ['plumb completion bash > ~/.local/share/bash-completion/completions/plumb', 'plumb completion fish > ~/.config/fish/completions/plumb.fish']);
 }
