@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
 import { AGENT_PORT, BUNDLE_MAX_BYTES } from '@plumb/shared';
@@ -128,7 +128,7 @@ describe('confirmation', () => {
     const before = await serving();
     const result = await user.plumb(['remove', 'sum']);
     assert.equal(result.exitCode, 2, result.stderr);
-    assert.match(result.stderr, /^plumb: refusing to remove sum without confirmation: stdin is not a terminal\n  add --yes\n$/);
+    assert.match(result.stderr, /^plumb: refusing to remove sum without confirmation: stdin is not a terminal\n  add --yes$/);
     assert.equal(await serving(), before);
     assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
     assert.equal(await onDroplet(['cat', '/var/plumber/sum/data/marker']), 'kept');
@@ -331,5 +331,24 @@ describe('hostile bundles, sent with a raw client (not the CLI)', () => {
     await assert.rejects(rawDeploy('huge', oversize()), /over|too large|cap/i);
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/huge && echo present || echo absent']), 'absent');
     assert.equal(await serving(), before);
+  });
+});
+
+describe('plumb.toml', () => {
+  test('plumb init, edited, then plumb deploy DIR with no flags: the name, path, workers and env come from it', async () => {
+    const dir = await apiDir(sumApi('toml', '#* @get /mode\nfunction() Sys.getenv("MODE")\n'));
+    const inited = await user.plumb(['init', dir, '--name', 'tomled']);
+    assert.equal(inited.exitCode, 0, inited.stderr);
+    const file = path.join(dir, 'plumb.toml');
+    const edited = (await readFile(file, 'utf8')).replace('# path = "/tomled"', 'path = "/from-toml"').replace('# workers = 1', 'workers = 2').replace('# MODE = "production"', 'MODE = "from-toml"');
+    await writeFile(file, edited);
+    const deployed = await user.plumb(['deploy', dir, '--quiet']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    assert.equal(deployed.stderr, '', '--quiet: no progress lines');
+    assert.match(deployed.stdout, /^deployed tomled release /);
+    assert.deepEqual(await json('/from-toml/mode'), ['from-toml']);
+    const status = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; workers: unknown[] }> } }>;
+    assert.equal(status[0]?.status.apis.find((a) => a.name === 'tomled')?.workers.length, 2);
+    assert.equal((await user.plumb(['remove', 'tomled', '--yes'])).exitCode, 0);
   });
 });

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
 import { DrainTimeoutSeconds, ERROR_CODES, EXIT, parseWholeNumber, WorkerCount } from '@plumb/shared';
+import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
 import { plumbProgram } from '@plumb/controller/cli/program';
 import { PLUMB_CLI } from '../e2e/plumb.js';
@@ -68,7 +69,8 @@ describe('numbers on the command line', () => {
 describe('usage errors exit 2 with one line and a hint', () => {
   for (const [args, line, hint] of [
     [['nope'], "plumb: unknown command 'nope'", 'see `plumb --help`'],
-    [['deploy', '.'], "plumb: required option '--name <name>' not specified", 'see `plumb deploy --help`'],
+    [['keys', 'add', 'ed25519:x'], "plumb: required option '--name <name>' not specified", 'see `plumb keys add --help`'],
+    [['scale', 'hello'], "plumb: missing required argument 'workers'", 'see `plumb scale --help`'],
     [['keys', 'add', 'k', '--name', 'a', '--bogus'], "plumb: unknown option '--bogus'", 'see `plumb keys add --help`'],
     [['logs', 'hello', '-n', '-3'], 'plumb: invalid --lines "-3": a whole number from 0 to 10000', 'see `plumb logs --help`'],
     [['completion', 'tcsh'], 'plumb: invalid shell "tcsh": Allowed choices are bash, zsh, fish.', 'see `plumb completion --help`'],
@@ -134,6 +136,37 @@ describe('exit codes of failures', () => {
   });
 });
 
+describe('plumb.toml', () => {
+  test('plumb init writes one named after the directory; deploy reads it, flags win, env merges per key', async () => {
+    const dir = path.join(await configHome(), 'my-api');
+    await mkdir(dir);
+    const inited = plumb(['init', dir]);
+    assert.equal(inited.exitCode, 0, inited.stderr);
+    assert.deepEqual(await readPlumbToml(dir), { name: 'my-api', env: {} });
+    assert.equal(plumb(['init', dir]).exitCode, EXIT.usage, 'an existing plumb.toml is kept');
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\npath = "/s"\nworkers = 2\ndroplet = "a"\n[env]\nMODE = "toml"\nKEEP = "1"\n');
+    const opts = deployOptionsWith(await readPlumbToml(dir), { dir, workers: 3, env: ['MODE=flag'] });
+    assert.deepEqual(
+      { name: opts.name, path: opts.path, workers: opts.workers, droplet: opts.droplet, env: opts.env },
+      { name: 'sum', path: '/s', workers: 3, droplet: 'a', env: ['MODE=toml', 'KEEP=1', 'MODE=flag'] },
+    );
+  });
+
+  test('a plumb.toml with a bad value or an unknown key: one line naming the file and the key, exit 2', async () => {
+    const dir = await configHome();
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworkers = 40\n');
+    const r = spawnSync(process.execPath, [PLUMB_CLI, 'deploy'], { cwd: dir, env: { ...process.env, XDG_CONFIG_HOME: dir }, encoding: 'utf8' });
+    assert.equal(r.status, EXIT.usage);
+    assert.match(r.stderr, /^plumb: invalid plumb\.toml: workers: a whole number from 1 to 16\n/);
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworker = 2\n');
+    await assert.rejects(readPlumbToml(dir), /invalid .*plumb\.toml: .*worker/);
+    await writeFile(path.join(dir, 'plumb.toml'), 'path = "/x"\n');
+    const unnamed = plumb(['deploy', dir], { XDG_CONFIG_HOME: dir });
+    assert.equal(unnamed.exitCode, EXIT.usage);
+    assert.equal(unnamed.stderr, 'plumb: no API name: give --name NAME\n  or write one in plumb.toml (plumb init makes it)\n');
+  });
+});
+
 /** Every command of the tree, as `plumb WORDS`, with its commander object. */
 function leaves(command: CommandUnknownOpts, words: string[] = []): Array<{ words: string[]; command: CommandUnknownOpts }> {
   if (command.commands.length === 0) return [{ words, command }];
@@ -144,7 +177,7 @@ const program = plumbProgram() as unknown as CommandUnknownOpts;
 describe('every command', () => {
   test('that acts on a droplet takes --droplet, and every one that prints a result takes --json and --quiet', () => {
     // These act on no droplet: they make one, list or share what this machine knows, or print a script.
-    const noDroplet = ['provision', 'droplets list', 'droplets export', 'droplets import', 'keys show', 'completion'];
+    const noDroplet = ['provision', 'init', 'droplets list', 'droplets export', 'droplets import', 'keys show', 'completion'];
     for (const { words, command } of leaves(program)) {
       const flags = command.options.map((o) => o.long);
       if (!noDroplet.includes(words.join(' '))) assert.ok(flags.includes('--droplet'), `plumb ${words.join(' ')} takes --droplet`);

@@ -28,9 +28,9 @@ export function text(r: DeployOutcome): string {
 export function register(program: Command) {
   const command = program
     .command('deploy')
-    .argument('<dir>', 'the directory holding plumber.R (or entrypoint.R)')
-    .description('deploy (or update) the plumber API in DIR; prints its URL')
-    .requiredOption('--name <name>', 'API name: lower-case letters, digits, "-", "_"')
+    .argument('[dir]', 'the directory holding plumber.R (or entrypoint.R)', '.')
+    .description('deploy (or update) the plumber API in DIR; prints its URL. DIR/plumb.toml (plumb init) gives defaults for the flags')
+    .option('--name <name>', 'API name: lower-case letters, digits, "-", "_" (or name in plumb.toml)')
     .option('--path <path>', 'URL path it is served under (default: /NAME)')
     .option('--forward', 'also serve it at / (as plumber::do_forward)')
     .option('--env <KEY=VALUE>', 'an environment variable for the API (repeatable; kept out of world-readable files)', collect, [] as string[])
@@ -51,9 +51,13 @@ export function register(program: Command) {
     .action((dir, { healthTimeout, drainTimeout, json, quiet, ...o }) =>
       output(
         { json, quiet },
-        async (ctx) => (await import('../commands/deploy.js')).deploy({ dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout }, ctx),
+        async (ctx) => {
+          const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
+          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
+          return (await import('../commands/deploy.js')).deploy(opts, ctx);
+        },
         text,
       ),
     );
-  helpFooter(command, ['plumb deploy ./my-api --name hello', 'plumb deploy . --name sum --workers 2 --env MODE=prod --forward --droplet api-1']);
+  helpFooter(command, ['plumb deploy ./my-api --name hello', 'plumb init && plumb deploy', 'plumb deploy . --name sum --workers 2 --env MODE=prod --forward --droplet api-1']);
 }

@@ -9,6 +9,7 @@ import { register as droplets } from './droplets.js';
 import { register as firewall } from './firewall.js';
 import { register as forward } from './forward.js';
 import { register as https } from './https.js';
+import { register as init } from './init.js';
 import { register as keys } from './keys.js';
 import { register as logs } from './logs.js';
 import { register as packages } from './packages.js';
@@ -44,7 +45,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, destroy, firewall, alerts, completion]) {
+  for (const register of [provision, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, destroy, firewall, alerts, completion]) {
     register(program);
   }
   return program;
