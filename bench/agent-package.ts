@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { agentPackage } from '@plumb/controller/agent-package';
+import { agentPackage } from '@plumb/controller/agent/package';
 
 const RUNS = 21;
 

@@ -1,6 +1,6 @@
 // Builds the agent as the npm package the controller installs on every droplet: one esbuild bundle
 // (the droplet has Debian's nodejs but no npm, so nothing may be left to install), packed by
-// `npm pack` into packages/controller/dist/agent/ with a manifest of its version and hashes.
+// `npm pack` into packages/controller/dist/agent-package/ with a manifest of its version and hashes.
 // Run by `npm run build` after `tsc -b`.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,7 +13,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const agentDir = path.join(root, 'packages/agent');
 const controllerDir = path.join(root, 'packages/controller');
 const bundleFile = path.join(agentDir, 'bundle/plumb-agent.mjs');
-const outDir = path.join(controllerDir, 'dist/agent');
+const outDir = path.join(controllerDir, 'dist/agent-package');
 
 const readJson = async (file) => JSON.parse(await readFile(file, 'utf8'));
 

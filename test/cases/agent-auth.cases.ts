@@ -4,9 +4,9 @@ import { test } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { AGENT_PATHS, audienceFor, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_MAX_LIFETIME_SECONDS } from '@plumb/shared';
-import { AgentConnection, connectTls, PinMismatchError, type AgentAddress } from '@plumb/controller/agent-client';
-import { tokenFor } from '@plumb/controller/tokens';
-import type { SigningKey } from '@plumb/controller/keys';
+import { AgentConnection, connectTls, PinMismatchError, type AgentAddress } from '@plumb/controller/agent/client';
+import { tokenFor } from '@plumb/controller/agent/tokens';
+import type { SigningKey } from '@plumb/controller/local/keys';
 
 /**
  * How an enrolled agent treats tokens, run against any agent: a local one (unit tests) and the one

@@ -4,8 +4,8 @@ import { once } from 'node:events';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { AGENT_PATHS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
-import { AgentConnection, connectTls } from '@plumb/controller/agent-client';
-import { tokenFor } from '@plumb/controller/tokens';
+import { AgentConnection, connectTls } from '@plumb/controller/agent/client';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
 
 /**

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
 import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent-client';
-import { tokenFor } from '@plumb/controller/tokens';
+import { connectTls } from '@plumb/controller/agent/client';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
 import { agentStillServes } from './agent-frames.cases.js';
 

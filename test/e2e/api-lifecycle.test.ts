@@ -3,14 +3,14 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
 import { AGENT_PORT, BUNDLE_MAX_BYTES } from '@plumb/shared';
-import { loadSigningKey } from '@plumb/controller/keys';
-import { tokenFor } from '@plumb/controller/tokens';
+import { loadSigningKey } from '@plumb/controller/local/keys';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import { rawHeader, rawTar } from '../cases/raw-tar.js';
-import { AgentConnection } from '@plumb/controller/agent-client';
+import { AgentConnection } from '@plumb/controller/agent/client';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
@@ -103,8 +103,10 @@ describe('bad input', () => {
     ['a missing directory', async () => ['deploy', '/nonexistent/api', '--name', 'ok'], /does not exist|no such|not found/i],
     ['a directory without plumber.R', async () => ['deploy', await apiDir({ 'README.md': 'hi' }), '--name', 'ok'], /plumber\.R/],
     ['an unknown droplet', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--droplet', 'nope'], /no droplet "nope"/],
-    ['an unknown API', async () => ['remove', 'nope'], /no API "nope"/],
+    ['an unknown API', async () => ['remove', 'nope', '--yes'], /no API "nope"/],
     ['an invalid --env key', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'ok', '--env', '1BAD=x'], /invalid --env/],
+    ['a number of workers that is a word', async () => ['scale', 'sum', 'many'], /^plumb: invalid workers "many": a whole number from 1 to 16$/m],
+    ['a number of workers in exponent form', async () => ['deploy', await apiDir(sumApi('x')), '--name', 'sum', '--workers', '1e1'], /^plumb: invalid --workers "1e1": a whole number from 1 to 16$/m],
   ];
   for (const [what, args, message] of cases) {
     test(`${what}: one line, non-zero exit, nginx and units byte-identical`, async () => {
@@ -118,6 +120,19 @@ describe('bad input', () => {
       assert.equal(await serving(), before);
     });
   }
+});
+
+describe('confirmation', () => {
+  test('remove without --yes, off a terminal, refuses with exit 2 and the API and its data stay', async () => {
+    await onDroplet(['sh', '-c', 'echo kept > /var/plumber/sum/data/marker']);
+    const before = await serving();
+    const result = await user.plumb(['remove', 'sum']);
+    assert.equal(result.exitCode, 2, result.stderr);
+    assert.match(result.stderr, /^plumb: refusing to remove sum without confirmation: stdin is not a terminal\n  add --yes$/);
+    assert.equal(await serving(), before);
+    assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
+    assert.equal(await onDroplet(['cat', '/var/plumber/sum/data/marker']), 'kept');
+  });
 });
 
 describe('forward, remove, restart, crash and reboot', () => {
@@ -217,9 +232,32 @@ describe('logs and status', () => {
   });
 });
 
+describe('an unreachable droplet', () => {
+  test('status exits 3 with and without --json, and so does a command that needs the agent', async () => {
+    await onDroplet(['systemctl', 'stop', 'plumb-agent']);
+    try {
+      const text = await user.plumb(['status']);
+      assert.equal(text.exitCode, 3, text.stderr);
+      assert.match(text.stdout, /^apis\s+\S+\s+UNREACHABLE: /);
+      const asJson = await user.plumb(['status', '--json']);
+      assert.equal(asJson.exitCode, 3, asJson.stderr);
+      assert.equal((JSON.parse(asJson.stdout) as Array<{ code?: string }>)[0]?.code, 'AGENT_UNREACHABLE');
+      const releases = await user.plumb(['releases', 'sum', '--json']);
+      assert.equal(releases.exitCode, 3, releases.stderr);
+      assert.equal((JSON.parse(releases.stdout) as { error: { code: string } }).error.code, 'AGENT_UNREACHABLE');
+    } finally {
+      await onDroplet(['systemctl', 'start', 'plumb-agent']);
+    }
+    assert.ok(await agentAnswersAgain(user), 'the agent answers again once started');
+    const named = await user.plumb(['status', '--droplet', 'apis', '--quiet']);
+    assert.equal(named.exitCode, 0, named.stderr);
+    assert.match(named.stdout, /sum\s+active/);
+  });
+});
+
 describe('remove', () => {
   test('remove sum: /sum/ is 404 and / no longer forwards to it', async () => {
-    const result = await user.plumb(['remove', 'sum']);
+    const result = await user.plumb(['remove', 'sum', '--yes']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal((await get('/sum/add?a=1&b=2')).status, 404);
     assert.equal((await get('/add?a=1&b=2')).status, 404);
@@ -292,5 +330,24 @@ describe('hostile bundles, sent with a raw client (not the CLI)', () => {
     await assert.rejects(rawDeploy('huge', oversize()), /over|too large|cap/i);
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/huge && echo present || echo absent']), 'absent');
     assert.equal(await serving(), before);
+  });
+});
+
+describe('plumb.toml', () => {
+  test('plumb init, edited, then plumb deploy DIR with no flags: the name, path, workers and env come from it', async () => {
+    const dir = await apiDir(sumApi('toml', '#* @get /mode\nfunction() Sys.getenv("MODE")\n'));
+    const inited = await user.plumb(['init', dir, '--name', 'tomled']);
+    assert.equal(inited.exitCode, 0, inited.stderr);
+    const file = path.join(dir, 'plumb.toml');
+    const edited = (await readFile(file, 'utf8')).replace('# path = "/tomled"', 'path = "/from-toml"').replace('# workers = 1', 'workers = 2').replace('# MODE = "production"', 'MODE = "from-toml"');
+    await writeFile(file, edited);
+    const deployed = await user.plumb(['deploy', dir, '--quiet']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    assert.equal(deployed.stderr, '', '--quiet: no progress lines');
+    assert.match(deployed.stdout, /^deployed tomled release /);
+    assert.deepEqual(await json('/from-toml/mode'), ['from-toml']);
+    const status = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; workers: unknown[] }> } }>;
+    assert.equal(status[0]?.status.apis.find((a) => a.name === 'tomled')?.workers.length, 2);
+    assert.equal((await user.plumb(['remove', 'tomled', '--yes'])).exitCode, 0);
   });
 });

@@ -102,7 +102,7 @@ describe('provision with nothing but a token (no PLUMB_AGENT_URL, no package mir
 
   test('plumb firewall with an unknown action is refused with the choices', async () => {
     const result = await user.plumb(['firewall', 'open-everything', '--droplet', name]);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /^plumb: unknown firewall action "open-everything"\n\s+use one of: open-ssh, close-ssh/m);
   });
 });

@@ -6,9 +6,9 @@ import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { AGENT_PATHS, AGENT_PORT, UPLOAD_IDLE_TIMEOUT_MS, WS_PING_INTERVAL_MS } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent-client';
-import { loadSigningKey } from '@plumb/controller/keys';
-import { tokenFor } from '@plumb/controller/tokens';
+import { connectTls } from '@plumb/controller/agent/client';
+import { loadSigningKey } from '@plumb/controller/local/keys';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import { rawTar } from '../cases/raw-tar.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sumApi } from './api-fixtures.js';
@@ -41,7 +41,7 @@ after(async () => {
 test('remove --keep-files, then a deploy of that name that fails: data/ is still there', async () => {
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'keep'])).exitCode, 0);
   await onDroplet(['sh', '-c', 'echo precious > /var/plumber/keep/data/model.rds']);
-  const removed = await user.plumb(['remove', 'keep', '--keep-files']);
+  const removed = await user.plumb(['remove', 'keep', '--keep-files', '--yes']);
   assert.equal(removed.exitCode, 0, removed.stderr);
   const failed = await user.plumb(['deploy', await apiDir(crashingApi), '--name', 'keep', '--health-timeout', '10']);
   assert.equal(failed.exitCode, 1, 'the crashing release is refused');

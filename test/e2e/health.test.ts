@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { AGENT_PORT, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
-import { agentAnswers } from '@plumb/controller/agent-client';
+import { agentAnswers } from '@plumb/controller/agent/client';
 import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
@@ -141,7 +141,7 @@ describe('alerts', () => {
   test('a webhook that is not an http(s) URL is refused in one line, and nothing changes on the droplet', async () => {
     const before = await onDroplet(['cat', '/var/lib/plumb/state.json']);
     const result = await user.plumb(['alerts', '--webhook', 'ftp://example.com/x']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /^plumb: invalid --webhook "ftp:\/\/example\.com\/x": /);
     assert.equal(await onDroplet(['cat', '/var/lib/plumb/state.json']), before);
   });

@@ -37,7 +37,7 @@ export async function buildInstallation(version: string, opts: { breakAgent?: bo
     const manifest = JSON.parse(await readFile(path.join(from, 'package.json'), 'utf8')) as { version: string };
     await writeFile(path.join(to, 'package.json'), JSON.stringify({ ...manifest, version }, null, 2));
     // The controller's packed agent is made again below, at this version.
-    const packed = path.join(from, 'dist', 'agent');
+    const packed = path.join(from, 'dist', 'agent-package');
     await cp(path.join(from, 'dist'), path.join(to, 'dist'), { recursive: true, filter: (src) => src !== packed && !src.startsWith(`${packed}${path.sep}`) });
     if (pkg === 'controller') await cp(path.join(from, 'examples'), path.join(to, 'examples'), { recursive: true });
   }
@@ -49,7 +49,7 @@ export async function buildInstallation(version: string, opts: { breakAgent?: bo
     await writeFile(main, broken);
   }
   await execa(process.execPath, [path.join(dir, 'scripts/pack-agent.mjs')], { cwd: dir });
-  const agentDir = path.join(dir, 'packages/controller/dist/agent');
+  const agentDir = path.join(dir, 'packages/controller/dist/agent-package');
   const { file } = JSON.parse(await readFile(path.join(agentDir, 'agent-package.json'), 'utf8')) as { file: string };
   const packages = await startPackageServer({ dir: agentDir, host: LAB_HOST_ADDRESS });
   const agentUrl = packages.url(file);

@@ -4,9 +4,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AGENT_PORT } from '@plumb/shared';
-import { AgentConnection, enrol } from '@plumb/controller/agent-client';
-import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/keys';
-import { tokenFor } from '@plumb/controller/tokens';
+import { AgentConnection, enrol } from '@plumb/controller/agent/client';
+import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/local/keys';
+import { tokenFor } from '@plumb/controller/agent/tokens';
 import { startLab, type Lab } from '../lab/lab.js';
 import { agentAuthCases } from '../cases/agent-auth.cases.js';
 import { agentFrameCases } from '../cases/agent-frames.cases.js';
@@ -227,7 +227,7 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
 
   test('destroy without --yes and without a terminal refuses and deletes nothing', async () => {
     const result = await user.plumb(['destroy', 'api-2']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /without confirmation/);
     assert.equal(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).length, 1);
   });
@@ -237,7 +237,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
   test('a bad token ends in one line saying the token was refused, and what to do', async () => {
     const before = await requestCounts();
     const result = await user.plumb(['provision', '--name', 'nope-1'], { env: { DIGITALOCEAN_ACCESS_TOKEN: 'dop_v1_wrong' } });
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 4);
     const lines = result.stderr.trim().split('\n');
     const [line, hint] = lines.slice(lines.findIndex((l) => l.startsWith('plumb: ')));
     assert.match(line ?? '', /^plumb: DigitalOcean refused the API token/);
@@ -249,14 +249,14 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
     const before = await requestCounts();
     const huge = `http://mirror.example/plumb-agent.tgz?pad=${'x'.repeat(70 * 1024)}`;
     const result = await user.plumb(['provision', '--name', 'nope-2'], { env: { PLUMB_AGENT_URL: huge } });
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /64 KiB/);
     assert.deepEqual(await requestCounts(), before);
   });
 
   test('with --json the error is also on stdout, as JSON with its code', async () => {
     const result = await user.plumb(['provision', '--name', 'bad name!', '--json']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } };
     assert.equal(error.code, 'INVALID_INPUT');
     assert.match(error.message, /invalid droplet name/);
@@ -279,7 +279,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
 
   test('a bad droplet name is refused with one line', async () => {
     const result = await user.plumb(['provision', '--name', 'bad name!']);
-    assert.equal(result.exitCode, 1);
+    assert.equal(result.exitCode, 2);
     assert.match(result.stderr, /^plumb: invalid droplet name "bad name!"/);
   });
 });

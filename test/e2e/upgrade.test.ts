@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { compareVersions } from '@plumb/shared';
-import { PLUMB_VERSION } from '@plumb/controller/version';
+import { PLUMB_VERSION } from '@plumb/controller/agent/version';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
@@ -152,7 +152,7 @@ describe('plumb keys', () => {
     assert.equal(await pinOf(teammate), await pinOf(user));
 
     const notYet = await teammate.plumb(['status', DROPLET]);
-    assert.equal(notYet.exitCode, 1);
+    assert.equal(notYet.exitCode, 4);
     assert.match(notYet.stdout + notYet.stderr, /HTTP 401/);
 
     const added = await user.plumb(['keys', 'add', '--droplet', DROPLET, '--name', 'alice', publicKey]);
@@ -176,7 +176,7 @@ describe('plumb keys', () => {
     assert.equal(revoked.exitCode, 0, revoked.stderr);
     assert.doesNotMatch(revoked.stdout, /alice/);
     const refused = await teammate.plumb(['status', DROPLET]);
-    assert.equal(refused.exitCode, 1);
+    assert.equal(refused.exitCode, 4);
     assert.match(refused.stdout + refused.stderr, /HTTP 401/);
     assert.equal((await user.plumb(['status', DROPLET])).exitCode, 0);
   });

@@ -233,10 +233,10 @@ describe('users come and go with their API', () => {
   });
 
   test('plumb remove takes the API\'s user with its files; --keep-files keeps both', async () => {
-    const removed = await user.plumb(['remove', OTHER]);
+    const removed = await user.plumb(['remove', OTHER, '--yes']);
     assert.equal(removed.exitCode, 0, removed.stderr);
     assert.equal(await sh(`getent passwd ${apiUser(OTHER)} || echo gone`), 'gone');
-    const kept = await user.plumb(['remove', 'legacy', '--keep-files']);
+    const kept = await user.plumb(['remove', 'legacy', '--keep-files', '--yes']);
     assert.equal(kept.exitCode, 0, kept.stderr);
     assert.match(await sh('getent passwd plumber-legacy'), /^plumber-legacy:x:\d+:\d+:plumb API legacy:\/var\/plumber\/legacy\/home:\/usr\/sbin\/nologin$/);
     assert.equal(await sh('stat -c %U /var/plumber/legacy/data'), 'plumber-legacy');

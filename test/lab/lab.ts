@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { agentPackage } from '@plumb/controller/agent-package';
+import { agentPackage } from '@plumb/controller/agent/package';
 import { dropletTrustFiles, startAcmeServer, type AcmeServer } from './acme.js';
 import { HaproxyBalancers } from './balancers/haproxy.js';
 import { startDoStandin } from './do-standin/index.js';

@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { extract, list } from 'tar';
 import { ValidationError } from '@plumb/shared';
-import { agentPackage } from '@plumb/controller/agent-package';
+import { agentPackage } from '@plumb/controller/agent/package';
 import { startPackageServer } from '../lab/package-server.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));

@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { list } from 'tar';
 import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ValidationError } from '@plumb/shared';
-import { inspectApiDir, packBundle } from '@plumb/controller/bundle';
+import { inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
 import { rawTar } from '../cases/raw-tar.js';
 

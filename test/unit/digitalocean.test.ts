@@ -3,8 +3,8 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { DigitalOceanError, ValidationError } from '@plumb/shared';
-import { DigitalOcean, fromEnv, type CreateDropletRequest, type DigitalOceanOptions } from '@plumb/controller/digitalocean';
-import { rateLimitWaitMs } from '@plumb/controller/retry';
+import { DigitalOcean, fromEnv, type CreateDropletRequest, type DigitalOceanOptions } from '@plumb/controller/digitalocean/client';
+import { rateLimitWaitMs } from '@plumb/controller/digitalocean/retry';
 import { startDoStandin, type FaultSpec, type StartedDoStandin } from '../lab/do-standin/index.js';
 import { ScriptedMachines } from './do-test-machines.js';
 

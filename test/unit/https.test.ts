@@ -7,9 +7,9 @@ import { renderNginx } from '@plumb/agent/render/nginx';
 import { certbotReason, certonlyArgs } from '@plumb/agent/system/certbot';
 import { withCertificate } from '@plumb/agent/ops/https';
 import type { AgentState, CertificateRecord } from '@plumb/agent/state';
-import { acmeServer, LETS_ENCRYPT, LETS_ENCRYPT_STAGING } from '@plumb/controller/acme';
+import { acmeServer, LETS_ENCRYPT, LETS_ENCRYPT_STAGING } from '@plumb/controller/acme/directory';
 import { checkHttpsOptions } from '@plumb/controller/commands/https';
-import { dnsResolver, domainProblem } from '@plumb/controller/dns-check';
+import { dnsResolver, domainProblem } from '@plumb/controller/acme/dns-check';
 
 /** The pure parts of `plumb https`: the HTTPS part of nginx's config, certbot's command line and its failures, the state change, the controller's checks. */
 

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { DropletStore, type KnownDroplet } from '@plumb/controller/droplets-state';
+import { DropletStore, type KnownDroplet } from '@plumb/controller/local/droplets-state';
 
 const record = (id: number): KnownDroplet => ({
   name: `d${id}`, id, uuid: `00000000-0000-4000-8000-${String(id).padStart(12, '0')}`, ipv4: '10.0.0.1', agentPort: 8731,

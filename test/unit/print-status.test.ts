@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { StatusResult } from '@plumb/shared';
-import { printStatus } from '@plumb/controller/print-status';
+import { printStatus } from '@plumb/controller/output/print-status';
 
 /** `plumb status` as text, from a status the agent could send. */
 

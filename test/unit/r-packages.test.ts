@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { compareRVersions, parseDcf, ValidationError, type RPackageNeed } from '@plumb/shared';
-import { detectDependencies, fromDescription, fromRenvLock, scanRCode } from '@plumb/controller/r-deps';
+import { detectDependencies, fromDescription, fromRenvLock, scanRCode } from '@plumb/controller/api-dir/r-deps';
 import { planPackages } from '@plumb/agent/ops/packages';
 import { outputAbout, upstreamVersion, type DebianCandidate, type RepoPackage } from '@plumb/agent/system/r-packages';
 

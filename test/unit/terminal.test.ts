@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LOG_ENTRY_MAX_BYTES } from '@plumb/shared';
 import { bounded } from '@plumb/agent/ops/logs';
-import { terminalSafe } from '@plumb/controller/terminal';
+import { terminalSafe } from '@plumb/controller/output/terminal';
 
 test('terminalSafe: escape sequences, carriage returns, C1 and bidi overrides from a droplet are shown, not obeyed', () => {
   assert.equal(terminalSafe('\x1b]0;owned\x07\x1b[2J\rok\tdone'), '\\x1b]0;owned\\x07\\x1b[2J\\x0dok\tdone');

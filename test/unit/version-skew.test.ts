@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { WebSocketServer } from 'ws';
 import { compareVersions, HelloHead, PROTOCOL_VERSION } from '@plumb/shared';
-import { AgentConnection } from '@plumb/controller/agent-client';
-import { upgradeAvailable, versionSkew } from '@plumb/controller/version';
+import { AgentConnection } from '@plumb/controller/agent/client';
+import { upgradeAvailable, versionSkew } from '@plumb/controller/agent/version';
 
 /** The hello's protocol version: what a controller says to an agent of another version. */
 

@@ -1,5 +1,5 @@
-import { configDir } from './config.js';
-import { DropletStore } from './droplets-state.js';
+import { configDir } from './local/config.js';
+import { DropletStore } from './local/droplets-state.js';
 
 /** A step of a long command, as it happens; the CLI decides how to show it. */
 export type Progress = (event: { step: string; detail?: string; done?: boolean }) => void;
@@ -16,3 +16,9 @@ export function defaultContext(progress: Progress, env: NodeJS.ProcessEnv = proc
   const dir = configDir(env);
   return { env, configDir: dir, droplets: new DropletStore(`${dir}/droplets.json`), progress };
 }
+
+/** The agent's progress messages (step, detail) as the command's progress. */
+export const agentProgress =
+  (ctx: Context) =>
+  (step: string, detail?: string): void =>
+    ctx.progress({ step, ...(detail ? { detail } : {}) });

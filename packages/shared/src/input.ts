@@ -10,3 +10,13 @@ export function checkInput<T>(rule: z.ZodType<T>, value: unknown, what: string, 
   if (!result.success) throw new ValidationError(`invalid ${what} "${String(value)}": ${result.error.issues[0]?.message ?? 'not accepted'}`, hint);
   return result.data;
 }
+
+/**
+ * A whole number as typed on a command line: decimal digits only, so "1e1", "0x10", "7.0" and
+ * " 7" are refused rather than read as something else; then `rule` (its range) decides.
+ */
+export function parseWholeNumber(text: string, rule: z.ZodType<number>): number {
+  const result = rule.safeParse(/^[0-9]{1,15}$/.test(text) ? Number(text) : Number.NaN);
+  if (!result.success) throw new ValidationError(result.error.issues[0]?.message ?? 'not a whole number');
+  return result.data;
+}

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { LOGS_MAX_LINES } from './limits.js';
+import { DRAIN_TIMEOUT_MAX_MS, LOGS_MAX_LINES } from './limits.js';
 
 /**
  * Name rules, the same on both ends: nothing from a request reaches a file name, a unit name,
@@ -104,6 +104,10 @@ export const wholeNumber = (min: number, max: number) => {
 export const WorkerCount = wholeNumber(1, 16);
 /** Releases kept per API. */
 export const KeepReleases = wholeNumber(1, 50);
+/** How long a new release may take to answer its health check, in seconds. */
+export const HealthTimeoutSeconds = wholeNumber(1, 1800);
+/** How long the previous workers may finish requests in flight, in seconds. */
+export const DrainTimeoutSeconds = wholeNumber(0, DRAIN_TIMEOUT_MAX_MS / 1000);
 /** Lines one `plumb logs -n` may ask for. */
 export const LogLines = wholeNumber(0, LOGS_MAX_LINES);
 /** journalctl's --since forms, kept to characters that cannot become another option. */

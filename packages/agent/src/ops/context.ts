@@ -1,5 +1,5 @@
 import type { StateStore } from '../state.js';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, type ErrorCode } from '@plumb/shared';
 
 /** What an operation gets: the state it changes and where its progress goes. */
 export interface OpContext {
@@ -12,7 +12,7 @@ export interface OpContext {
 export class StepError extends PlumbError {
   override name = 'StepError';
   constructor(
-    code: string,
+    code: ErrorCode,
     readonly step: string,
     message: string,
     readonly log: string[] = [],

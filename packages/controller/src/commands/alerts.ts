@@ -1,6 +1,6 @@
 import { HttpUrl, ValidationError, type AlertsResult } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
+import { withAgent } from '../agent/connect.js';
 
 export interface AlertsOptions {
   webhook?: string;

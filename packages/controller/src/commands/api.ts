@@ -11,8 +11,8 @@ import {
   type ScaleResult,
   type UnforwardResult,
 } from '@plumb/shared';
-import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
+import { agentProgress, type Context } from '../context.js';
+import { withAgent } from '../agent/connect.js';
 
 const apiName = (name: string) => checkInput(ApiName, name, 'API name');
 
@@ -44,7 +44,7 @@ export interface SwitchOptions {
 export async function restart(name: string, opts: SwitchOptions, ctx: Context) {
   const checked = apiName(name);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RestartResult>({ type: 'restart', name: checked, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RestartResult>({ type: 'restart', name: checked, wait: opts.wait ?? false }, { onProgress: agentProgress(ctx) }),
   );
 }
 
@@ -59,7 +59,7 @@ export async function rollback(name: string, opts: SwitchOptions & { to?: string
   const checked = apiName(name);
   const to = opts.to === undefined ? null : checkInput(ReleaseId, opts.to, '--to', `see \`plumb releases ${checked}\``);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RollbackResult>({ type: 'rollback', name: checked, to, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<RollbackResult>({ type: 'rollback', name: checked, to, wait: opts.wait ?? false }, { onProgress: agentProgress(ctx) }),
   );
 }
 
@@ -68,6 +68,6 @@ export async function scale(name: string, workers: number, opts: SwitchOptions, 
   const checked = apiName(name);
   checkInput(WorkerCount, workers, 'number of workers');
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<ScaleResult>({ type: 'scale', name: checked, workers, wait: opts.wait ?? false }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) }),
+    connection.request<ScaleResult>({ type: 'scale', name: checked, workers, wait: opts.wait ?? false }, { onProgress: agentProgress(ctx) }),
   );
 }

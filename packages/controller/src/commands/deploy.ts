@@ -1,9 +1,9 @@
-import { AGENT_FEATURES, ApiName, checkInput, DELTA_MIN_BYTES, DRAIN_TIMEOUT_MAX_MS, PlumbError, EnvKey, EnvValue, HttpUrl, KeepReleases, MemoryLimit, UrlPath, ValidationError, WorkerCount, wholeNumber, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
-import type { AgentConnection, PendingRequest, RequestBody } from '../agent-client.js';
-import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../bundle.js';
-import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../r-deps.js';
+import { AGENT_FEATURES, ApiName, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, EnvValue, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
+import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
+import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
+import { agentProgress, type Context } from '../context.js';
+import { withAgent } from '../agent/connect.js';
+import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
 
 export interface DeployOptions {
   dir: string;
@@ -81,10 +81,10 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   }
   if (opts.workers !== undefined) settings.workers = checkInput(WorkerCount, opts.workers, '--workers');
   if (opts.healthPath !== undefined) settings.healthPath = checkInput(UrlPath, opts.healthPath, '--health-path');
-  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(wholeNumber(1, 1800), opts.healthTimeoutSeconds, '--health-timeout') * 1000;
+  if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(HealthTimeoutSeconds, opts.healthTimeoutSeconds, '--health-timeout') * 1000;
   if (opts.memory !== undefined) settings.memoryMax = checkInput(MemoryLimit, opts.memory, '--memory');
   if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
-  if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(wholeNumber(0, DRAIN_TIMEOUT_MAX_MS / 1000), opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
+  if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(DrainTimeoutSeconds, opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
   return settings;
 }
 
@@ -147,7 +147,7 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     const need = new Promise<number[]>((resolve) => (needed = resolve));
     const pending = connection.start<DeployResult>(
       { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}) },
-      { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }), onNeed: needed },
+      { onProgress: agentProgress(ctx), onNeed: needed },
     );
     let settled = false;
     pending.result.then(() => (settled = true), () => (settled = true));

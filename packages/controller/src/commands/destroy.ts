@@ -1,5 +1,5 @@
 import type { Context } from '../context.js';
-import { fromEnv } from '../digitalocean.js';
+import { fromEnv } from '../digitalocean/client.js';
 
 export interface DestroyResult {
   name: string;

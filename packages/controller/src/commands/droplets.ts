@@ -1,8 +1,8 @@
 import * as z from 'zod';
 import { groupOfTags, PlumbError, ValidationError } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { fromEnv } from '../digitalocean.js';
-import { KnownDroplet } from '../droplets-state.js';
+import { fromEnv } from '../digitalocean/client.js';
+import { KnownDroplet } from '../local/droplets-state.js';
 import { PLUMB_TAG } from './provision.js';
 
 export interface DropletRow {

@@ -1,8 +1,8 @@
 import { DomainName, Email, HTTPS_MAX_DOMAINS, HttpsResult, PlumbError, ValidationError } from '@plumb/shared';
-import { acmeServer, termsOfService } from '../acme.js';
-import { withAgent } from '../connect.js';
-import type { Context } from '../context.js';
-import { checkDomainsPointAt } from '../dns-check.js';
+import { acmeServer, termsOfService } from '../acme/directory.js';
+import { withAgent } from '../agent/connect.js';
+import { agentProgress, type Context } from '../context.js';
+import { checkDomainsPointAt } from '../acme/dns-check.js';
 
 export interface HttpsOptions {
   domains: string[];
@@ -60,7 +60,7 @@ export async function https(opts: HttpsOptions, ctx: Context): Promise<HttpsOutc
     const result = HttpsResult.parse(
       await connection.request<unknown>(
         { type: 'https', domains, email, agreeTos: true, server, force: opts.force ?? false },
-        { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) },
+        { onProgress: agentProgress(ctx) },
       ),
     );
     ctx.progress({ step: 'done', done: true });

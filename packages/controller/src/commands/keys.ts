@@ -1,7 +1,7 @@
 import { checkInput, ControllerKey, KeyId, KeyName, ValidationError, type KeysResult } from '@plumb/shared';
-import { eachDroplet, withAgent, type PerDroplet } from '../connect.js';
+import { eachDroplet, withAgent, type PerDroplet } from '../agent/connect.js';
 import type { Context } from '../context.js';
-import { kidOf, loadOrCreateSigningKey } from '../keys.js';
+import { kidOf, loadOrCreateSigningKey } from '../local/keys.js';
 
 /**
  * Controller keys (docs/security.md, "Controller keys"): each machine that runs plumb has its own

@@ -1,6 +1,6 @@
 import { ApiName, checkInput, JournalSince, LogLines, type LogEntry, type LogsResult } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
+import { withAgent } from '../agent/connect.js';
 
 export interface LogsOptions {
   name: string;

@@ -1,8 +1,8 @@
 import { ApiName, checkInput, DEFAULT_CRAN_URL, HttpUrl, type PackagesPlan, type PackagesResult, type ReposResult, type RPackageNeed } from '@plumb/shared';
-import { inspectApiDir } from '../bundle.js';
-import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { describeNeed, type DetectedDependencies } from '../r-deps.js';
+import { inspectApiDir } from '../api-dir/bundle.js';
+import { agentProgress, type Context } from '../context.js';
+import { withAgent } from '../agent/connect.js';
+import { describeNeed, type DetectedDependencies } from '../api-dir/r-deps.js';
 import { dependenciesOf, packagesSpec } from './deploy.js';
 
 export interface DepsOptions {
@@ -37,7 +37,7 @@ export async function deps(opts: DepsOptions, ctx: Context): Promise<DepsResult>
   // Before any droplet exists, what the directory says is still worth showing.
   if (opts.droplet === undefined && (await ctx.droplets.list()).length === 0) return { ...base, notes: [...base.notes, 'plumb knows no droplet yet: how each package would be installed is decided there'], droplet: null, plan: null };
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
-    const plan = await connection.request<PackagesPlan>({ type: 'packages-plan', name, packages: spec }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) });
+    const plan = await connection.request<PackagesPlan>({ type: 'packages-plan', name, packages: spec }, { onProgress: agentProgress(ctx) });
     return { ...base, droplet: droplet.name, plan };
   });
 }

@@ -16,15 +16,15 @@ import {
   type BootstrapStatus,
   type CloudInitStatus,
 } from '@plumb/shared';
-import { AgentConnection, enrol, PinMismatchError, RemoteError, type AgentAddress } from '../agent-client.js';
-import { agentPackage, type AgentPackage } from '../agent-package.js';
-import { probe, uploadPackage } from '../bootstrap-client.js';
+import { AgentConnection, enrol, PinMismatchError, RemoteError, type AgentAddress } from '../agent/client.js';
+import { agentPackage, type AgentPackage } from '../agent/package.js';
+import { probe, uploadPackage } from '../agent/bootstrap-client.js';
 import { renderUserData } from '../cloud-init.js';
 import type { Context } from '../context.js';
-import { fromEnv } from '../digitalocean.js';
-import type { KnownDroplet } from '../droplets-state.js';
-import { loadOrCreateSigningKey } from '../keys.js';
-import { tokenFor } from '../tokens.js';
+import { fromEnv } from '../digitalocean/client.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
+import { loadOrCreateSigningKey } from '../local/keys.js';
+import { tokenFor } from '../agent/tokens.js';
 import { deploy, type DeployOutcome } from './deploy.js';
 
 /** Every droplet plumb makes carries this tag: how it finds them again. */

@@ -1,14 +1,16 @@
-import type { StatusResult } from '@plumb/shared';
+import { PlumbError, type ErrorCode, type StatusResult } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import { SeenEvents } from '../seen-events.js';
-import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../version.js';
+import { withAgent } from '../agent/connect.js';
+import { SeenEvents } from '../local/seen-events.js';
+import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../agent/version.js';
 
 export interface DropletStatus {
   droplet: string;
   address: string;
   /** Set when the agent could not be asked; the rest is then missing. */
   error?: string;
+  /** The error's code (docs/commands.md): AGENT_UNREACHABLE, AGENT_OUTDATED, … */
+  code?: ErrorCode;
   /** The agent's version, and this plumb's when it is newer (`plumb upgrade` would install it). */
   agent?: { version: string; plumb: string; upgradeAvailable: string | null };
   status?: StatusResult;
@@ -36,12 +38,12 @@ export async function status(opts: { droplet?: string }, ctx: Context): Promise<
             const agent = { version: connection.head.agentVersion, plumb: PLUMB_VERSION, upgradeAvailable: upgradeAvailable(connection.head.agentVersion) };
             const skew = versionSkew(connection.head, d.name);
             // An agent of another protocol is not asked for more than its hello: say which side to upgrade.
-            if (skew) return { agent, error: `${skew.message}; ${skew.hint ?? ''}` };
+            if (skew) return { agent, error: `${skew.message}; ${skew.hint ?? ''}`, code: skew.code };
             return { agent, status: await connection.request<StatusResult>({ type: 'status' }) };
           },
           { allowSkew: true },
         );
-        if (!asked.status) return { droplet: d.name, address: d.ipv4, agent: asked.agent, error: asked.error };
+        if (!asked.status) return { droplet: d.name, address: d.ipv4, agent: asked.agent, error: asked.error, code: asked.code };
         const status = asked.status;
         const remembered = before[d.uuid];
         // An id the droplet has not reached yet: its event log started over.
@@ -49,7 +51,7 @@ export async function status(opts: { droplet?: string }, ctx: Context): Promise<
         looked[d.uuid] = status.lastEventId;
         return { droplet: d.name, address: d.ipv4, agent: asked.agent, status, seenEventId: remembered === undefined || remembered > status.lastEventId ? null : remembered };
       } catch (err) {
-        return { droplet: d.name, address: d.ipv4, error: (err as Error).message };
+        return { droplet: d.name, address: d.ipv4, error: (err as Error).message, code: err instanceof PlumbError ? err.code : 'INTERNAL' };
       }
     }),
   );

@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { AGENT_UPGRADE_WAIT_MS, compareVersions, PlumbError, type HelloHead, type UpgradeResult } from '@plumb/shared';
-import { RemoteError } from '../agent-client.js';
-import { agentPackage } from '../agent-package.js';
-import { connectAgent, eachDroplet, withAgent, type PerDroplet } from '../connect.js';
-import type { Context } from '../context.js';
-import type { KnownDroplet } from '../droplets-state.js';
+import { RemoteError } from '../agent/client.js';
+import { agentPackage } from '../agent/package.js';
+import { connectAgent, eachDroplet, withAgent, type PerDroplet } from '../agent/connect.js';
+import { agentProgress, type Context } from '../context.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
 
 export interface UpgradeOptions {
   droplet?: string;
@@ -42,7 +42,7 @@ async function upgradeOne(droplet: KnownDroplet, pkg: Awaited<ReturnType<typeof 
     async ({ connection }): Promise<UpgradeResult | Upgraded> => {
       const from = connection.head.agentVersion;
       if (connection.head.protocol === 0) {
-        throw new PlumbError('AGENT_TOO_OLD', `the agent on ${droplet.name} (${from}) predates plumb upgrade`, `destroy the droplet (\`plumb destroy ${droplet.name}\`) and provision it again`);
+        throw new PlumbError('AGENT_OUTDATED', `the agent on ${droplet.name} (${from}) predates plumb upgrade`, `destroy the droplet (\`plumb destroy ${droplet.name}\`) and provision it again`);
       }
       const order = compareVersions(pkg.version, from);
       if (order === 0) return { from, to: pkg.version, outcome: 'up-to-date', tookMs: Date.now() - started };
@@ -50,7 +50,7 @@ async function upgradeOne(droplet: KnownDroplet, pkg: Awaited<ReturnType<typeof 
         throw new PlumbError('DOWNGRADE_REFUSED', `the agent on ${droplet.name} is version ${from}, newer than this plumb's ${pkg.version}`, `upgrade plumb on this machine, or add --force to install agent ${pkg.version} anyway`);
       }
       ctx.progress({ step: `sending agent ${pkg.version} to ${droplet.name} (now ${from})` });
-      const pending = connection.start<UpgradeResult>({ type: 'upgrade', version: pkg.version, sha512: pkg.sha512, force }, { onProgress: (step, detail) => ctx.progress({ step, ...(detail ? { detail } : {}) }) });
+      const pending = connection.start<UpgradeResult>({ type: 'upgrade', version: pkg.version, sha512: pkg.sha512, force }, { onProgress: agentProgress(ctx) });
       let settled = false;
       pending.result.then(() => (settled = true), () => (settled = true));
       let bytes = 0;

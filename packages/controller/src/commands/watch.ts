@@ -1,10 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { PlumbError, WATCH_RECONNECT_TIMEOUT_MS, type AgentEvent, type Heartbeat, type WatchResult } from '@plumb/shared';
-import { RemoteError } from '../agent-client.js';
+import { RemoteError } from '../agent/client.js';
 import type { Context } from '../context.js';
-import { withAgent } from '../connect.js';
-import type { KnownDroplet } from '../droplets-state.js';
-import { SeenEvents } from '../seen-events.js';
+import { withAgent } from '../agent/connect.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
+import { SeenEvents } from '../local/seen-events.js';
 
 /** What `plumb status --watch` hears from a droplet: an event, a heartbeat, or news of the connection. */
 export type WatchItem = { droplet: string; event: AgentEvent } | { droplet: string; heartbeat: Heartbeat } | { droplet: string; notice: string };
@@ -89,7 +89,7 @@ async function watchOne(d: KnownDroplet, out: (item: WatchItem) => void, signal:
       if (lostAt === null) out({ droplet: d.name, notice: `lost the agent (${(err as Error).message}); reconnecting` });
       lostAt ??= Date.now();
       if (Date.now() - lostAt > WATCH_RECONNECT_TIMEOUT_MS) {
-        throw new PlumbError('AGENT_LOST', `lost the agent of ${d.name} and could not reach it again within ${WATCH_RECONNECT_TIMEOUT_MS / 60_000} min`, 'see `plumb droplets`');
+        throw new PlumbError('AGENT_UNREACHABLE', `lost the agent of ${d.name} and could not reach it again within ${WATCH_RECONNECT_TIMEOUT_MS / 60_000} min`, 'see `plumb droplets`');
       }
       await delay(wait, undefined, { signal }).catch(() => {});
       wait = Math.min(wait * 2, RECONNECT_MAX_MS);

@@ -1,6 +1,6 @@
 import { DigitalOceanError, ValidationError } from '@plumb/shared';
 import { modules } from 'dots-wrapper';
-import { duration, TOKENS_URL, toDigitalOceanError, type CallContext } from './digitalocean-errors.js';
+import { duration, TOKENS_URL, toDigitalOceanError, type CallContext } from './errors.js';
 import {
   defaultRetryLimits,
   mayHaveTakenEffect,

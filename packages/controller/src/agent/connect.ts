@@ -1,8 +1,8 @@
 import { PlumbError, ValidationError } from '@plumb/shared';
-import { AgentConnection } from './agent-client.js';
-import type { Context } from './context.js';
-import type { KnownDroplet } from './droplets-state.js';
-import { loadSigningKey } from './keys.js';
+import { AgentConnection } from './client.js';
+import type { Context } from '../context.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
+import { loadSigningKey } from '../local/keys.js';
 import { tokenFor } from './tokens.js';
 
 /** An authenticated socket to a droplet's agent (by name or id; the only one when omitted). */

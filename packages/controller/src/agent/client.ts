@@ -16,6 +16,7 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   Hello,
   HelloHead,
+  isErrorCode,
   PlumbError,
   ResultSchemas,
   WS_MAX_PAYLOAD_BYTES,
@@ -45,7 +46,8 @@ export class RemoteError extends PlumbError {
     return this.step === 'health check' ? 'last log lines of the new release' : 'details';
   }
   constructor(error: WireError) {
-    super(error.code, error.message, error.hint);
+    // A code this plumb does not know comes from a newer agent: a failure, said as it was sent.
+    super(isErrorCode(error.code) ? error.code : 'INTERNAL', isErrorCode(error.code) ? error.message : `${error.message} (${error.code})`, error.hint);
     this.step = error.step;
     this.log = error.log ?? [];
   }
@@ -119,7 +121,7 @@ export function httpsOver(socket: tls.TLSSocket, method: string, path: string, h
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, fingerprint }));
     });
-    req.on('timeout', () => req.destroy(new PlumbError('AGENT_TIMEOUT', `the agent did not answer ${path} in time`)));
+    req.on('timeout', () => req.destroy(new PlumbError('AGENT_UNREACHABLE', `the agent did not answer ${path} in time`)));
     req.on('error', reject);
     if (body) {
       // The body goes only once the server said it wants it: a refusal (401, wrong size) comes before a byte is sent.
@@ -225,7 +227,11 @@ export class AgentConnection {
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
     const raw = await new Promise<unknown>((resolve, reject) => {
-      ws.once('unexpected-response', (_req, res) => reject(new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`, res.statusCode === 401 ? "this controller's key is not authorized on that droplet" : undefined)));
+      ws.once('unexpected-response', (_req, res) => reject(
+          res.statusCode === 401
+            ? new PlumbError('UNAUTHORIZED', `the agent at ${address.host} does not trust this controller's key (HTTP 401)`, "send `plumb keys show` to the droplet's owner, who adds it with `plumb keys add`")
+            : new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`),
+        ));
       ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
       ws.once('message', (data) => resolve(parseJson(String(data))));
     });
@@ -259,12 +265,12 @@ export class AgentConnection {
       this.pending.set(id, { ...events, resolve: check, reject });
       if (this.ws.readyState !== WebSocket.OPEN) {
         this.pending.delete(id);
-        reject(new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection'));
+        reject(new PlumbError('DISCONNECTED', 'the agent closed the connection'));
         return;
       }
       this.ws.send(JSON.stringify({ ...request, id }), (err) => {
         if (!err || !this.pending.delete(id)) return;
-        reject(new PlumbError('AGENT_DISCONNECTED', `could not send to the agent: ${err.message}`));
+        reject(new PlumbError('DISCONNECTED', `could not send to the agent: ${err.message}`));
       });
     });
     return { id, result };
@@ -277,7 +283,7 @@ export class AgentConnection {
   /** Sends raw bytes (a bundle) once the socket's buffer has room: the agent's pace sets ours. */
   async sendBinary(chunk: Buffer): Promise<void> {
     while (this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) {
-      if (this.ws.readyState !== WebSocket.OPEN) throw new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection during the upload');
+      if (this.ws.readyState !== WebSocket.OPEN) throw new PlumbError('DISCONNECTED', 'the agent closed the connection during the upload');
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await new Promise<void>((resolve, reject) => this.ws.send(chunk, { binary: true }, (err) => (err ? reject(err) : resolve())));
@@ -329,7 +335,7 @@ export class AgentConnection {
   private onClose(): void {
     // What is known: an operation cut before its switch left the previous release serving, and an
     // agent that starts again settles whatever the operation left (ops/reconcile.ts).
-    const cut = new PlumbError('AGENT_DISCONNECTED', 'the agent closed the connection before answering', 'what was serving before still serves unless the switch happened; `plumb status` shows which release is live');
+    const cut = new PlumbError('DISCONNECTED', 'the agent closed the connection before answering', 'what was serving before still serves unless the switch happened; `plumb status` shows which release is live');
     for (const waiter of this.pending.values()) waiter.reject(cut);
     this.pending.clear();
   }

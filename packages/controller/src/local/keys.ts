@@ -38,7 +38,7 @@ export async function loadSigningKey(dir = configDir(), create = false): Promise
     return loadSigningKey(dir);
   }
   const parsed = StoredKey.safeParse(stored);
-  if (!parsed.success) throw new PlumbError('CONTROLLER_KEY', `the controller key ${file} is damaged`, 'restore it from a backup: droplets trust only this key');
+  if (!parsed.success) throw new PlumbError('CONTROLLER_KEY_DAMAGED', `the controller key ${file} is damaged`, 'restore it from a backup: droplets trust only this key');
   const { kid, privateJwk } = parsed.data;
   const privateKey = (await importJWK({ ...privateJwk, alg: 'EdDSA' } as JWK, 'EdDSA')) as CryptoKey;
   return { kid, privateKey, publicKey: { kid, jwk: { kty: 'OKP', crv: 'Ed25519', x: privateJwk.x } } };

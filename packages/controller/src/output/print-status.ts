@@ -1,13 +1,9 @@
 import type { AgentEvent, StatusResult } from '@plumb/shared';
-import type { DropletStatus } from './commands/status.js';
+import type { DropletStatus } from '../commands/status.js';
+import { table } from './format.js';
 import { terminalSafe } from './terminal.js';
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, j) => Math.max(...rows.map((r) => r[j]?.length ?? 0))) ?? [];
-  return rows.map((r) => r.map((c, j) => c.padEnd(widths[j] ?? 0)).join('  ').trimEnd()).join('\n');
-}
 
 function uptime(since: string | null): string {
   if (!since) return '-';

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { compareVersions, PlumbError, PROTOCOL_VERSION, type HelloHead } from '@plumb/shared';
 
 /** This plumb's version: the agent version it installs and upgrades droplets to. */
-export const PLUMB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+export const PLUMB_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 /** The agent speaks another protocol than this plumb: the message says which side to upgrade. */
 export class AgentVersionError extends PlumbError {

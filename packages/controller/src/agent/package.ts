@@ -5,7 +5,7 @@ import { PlumbError, ValidationError } from '@plumb/shared';
 
 /**
  * The agent as the droplet gets it: the npm package `@plumb/agent` of exactly this controller's
- * version, built by `npm run build` (scripts/pack-agent.mjs) into dist/agent/. The controller
+ * version, built by `npm run build` (scripts/pack-agent.mjs) into dist/agent-package/. The controller
  * uploads it to the droplet's bootstrap itself; a mirror URL (--agent-url) is the exception.
  */
 export interface AgentPackage {
@@ -64,7 +64,7 @@ function mirrorUrl(flag: string | undefined, env: Readonly<Record<string, string
  * `PLUMB_AGENT_URL`) the droplet downloads it from there, with the same size and sha512 check.
  */
 export async function agentPackage(env: Readonly<Record<string, string | undefined>> = process.env, agentUrl?: string): Promise<AgentPackage> {
-  const manifestUrl = new URL('./agent/agent-package.json', import.meta.url);
+  const manifestUrl = new URL('../agent-package/agent-package.json', import.meta.url);
   const text = await readFile(manifestUrl, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') throw new PlumbError('AGENT_PACKAGE_MISSING', 'the agent package is not built', 'run npm run build');
     throw err;
@@ -73,7 +73,7 @@ export async function agentPackage(env: Readonly<Record<string, string | undefin
   if (!isManifest(manifest)) {
     throw new PlumbError('AGENT_PACKAGE_INVALID', `${fileURLToPath(manifestUrl)} is not an agent package manifest`, 'run npm run build');
   }
-  const controller = createRequire(import.meta.url)('../package.json') as { version: string };
+  const controller = createRequire(import.meta.url)('../../package.json') as { version: string };
   if (manifest.version !== controller.version) {
     throw new PlumbError(
       'AGENT_PACKAGE_MISMATCH',
@@ -81,7 +81,7 @@ export async function agentPackage(env: Readonly<Record<string, string | undefin
       'run npm run build',
     );
   }
-  const tarballPath = fileURLToPath(new URL(`./agent/${manifest.file}`, import.meta.url));
+  const tarballPath = fileURLToPath(new URL(`../agent-package/${manifest.file}`, import.meta.url));
   return {
     name: manifest.name,
     version: manifest.version,

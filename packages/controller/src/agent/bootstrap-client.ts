@@ -7,8 +7,8 @@ import {
   BootstrapStatus,
   PlumbError,
 } from '@plumb/shared';
-import { connectTls, httpsOver, parseJson, peerFingerprint, type AgentAddress, type HttpAnswer } from './agent-client.js';
-import type { AgentPackage } from './agent-package.js';
+import { connectTls, httpsOver, parseJson, peerFingerprint, type AgentAddress, type HttpAnswer } from './client.js';
+import type { AgentPackage } from './package.js';
 
 /**
  * The controller's side of the droplet's bootstrap (cloud-init/bootstrap.py), which holds the

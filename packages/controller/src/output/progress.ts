@@ -1,11 +1,13 @@
-import type { Progress } from './context.js';
+import type { Progress } from '../context.js';
+import { seconds } from './format.js';
 import { terminalSafe } from './terminal.js';
 
 /**
  * Shows a long command's steps: on a terminal a spinner on the current step and a tick on each
  * finished one; otherwise (CI, a pipe, --json) one plain line per step on stderr.
  */
-export function progressReporter(stream: NodeJS.WriteStream = process.stderr): { progress: Progress; stop(): void } {
+export function progressReporter(stream: NodeJS.WriteStream = process.stderr, opts: { quiet?: boolean } = {}): { progress: Progress; stop(): void } {
+  if (opts.quiet) return { progress: () => {}, stop: () => {} };
   const reporter = rawProgressReporter(stream);
   // Steps and details may carry a droplet's text (installer output): escaped before they are drawn.
   return { ...reporter, progress: (p) => reporter.progress({ ...p, step: terminalSafe(p.step), ...(p.detail ? { detail: terminalSafe(p.detail) } : {}) }) };
@@ -13,7 +15,7 @@ export function progressReporter(stream: NodeJS.WriteStream = process.stderr): {
 
 function rawProgressReporter(stream: NodeJS.WriteStream): { progress: Progress; stop(): void } {
   const started = Date.now();
-  const elapsed = (since = started) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+  const elapsed = (since = started) => seconds(Date.now() - since, 's');
   if (!stream.isTTY) {
     let lastStep = '';
     return {

@@ -1,0 +1,70 @@
+import type { Command } from '@commander-js/extra-typings';
+import { DrainTimeoutSeconds, EXIT, HealthTimeoutSeconds, KeepReleases, WorkerCount, wholeNumber as wholeNumberRule, type PackagesReport } from '@plumb/shared';
+import { binaryRepoFlag, collect, dropletFlag, jsonFlag, quietFlag, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+import { drainText, seconds } from '../output/format.js';
+import type { DeployOutcome } from '../commands/deploy.js';
+import { groupText, type GroupDeployResult } from '../commands/group.js';
+
+/** A deploy's R packages in two lines or so: what it installed, what was there, warnings. */
+function packagesLines(p: PackagesReport): string[] {
+  const list = (xs: { name: string; version: string; source: string }[]) => xs.map((x) => `${x.name} ${x.version} (${x.source})`).join(', ');
+  return [
+    `  R packages: ${p.packages.length} used, ${p.installed.length === 0 ? 'nothing installed' : `installed ${list(p.installed)}`} in ${seconds(p.tookMs)} (R ${p.rVersion})`,
+    ...p.warnings.map((w) => `  warning: ${w}`),
+  ];
+}
+
+export function text(r: DeployOutcome | GroupDeployResult): string {
+  if ('group' in r) return groupText(r, 'deployed');
+  return [
+    `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB${r.upload.mode === 'delta' ? ` sent: ${r.upload.files} of ${r.upload.totalFiles} files, the others were on the droplet` : ''})`,
+    `  ${r.url}`,
+    ...(r.forward ? [`  also at ${r.url.replace(r.path + '/', '/')}`] : []),
+    ...drainText(r.drain),
+    ...(r.packages ? packagesLines(r.packages) : ['  R packages: not checked (--no-deps)']),
+  ].join('\n');
+}
+
+export function register(program: Command) {
+  const command = program
+    .command('deploy')
+    .argument('[dir]', 'the directory holding plumber.R (or entrypoint.R)', '.')
+    .description('deploy (or update) the plumber API in DIR; prints its URL. DIR/plumb.toml (plumb init) gives defaults for the flags')
+    .option('--name <name>', 'API name: lower-case letters, digits, "-", "_" (or name in plumb.toml)')
+    .option('--path <path>', 'URL path it is served under (default: /NAME)')
+    .option('--forward', 'also serve it at / (as plumber::do_forward)')
+    .option('--env <KEY=VALUE>', 'an environment variable for the API (repeatable; kept out of world-readable files)', collect, [] as string[])
+    .option('--workers <n>', 'R processes behind nginx (default 1)', wholeNumber(WorkerCount))
+    .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
+    .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', wholeNumber(HealthTimeoutSeconds))
+    .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
+    .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', wholeNumber(KeepReleases))
+    .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', wholeNumber(DrainTimeoutSeconds))
+    .addOption(waitFlag())
+    .option('--no-deps', 'do not look for or install the R packages the API uses')
+    .option('--full', 'send every file, not only those the droplet lacks')
+    .addOption(strictVersionsFlag())
+    .addOption(repoFlag())
+    .addOption(binaryRepoFlag())
+    .addOption(dropletFlag())
+    .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
+    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(wholeNumberRule(1, 100)))
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, ...o }) =>
+      output(
+        { json, quiet },
+        async (ctx): Promise<DeployOutcome | GroupDeployResult> => {
+          const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
+          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
+          if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, ...(parallel === undefined ? {} : { parallel }) }, ctx);
+          return (await import('../commands/deploy.js')).deploy(opts, ctx);
+        },
+        text,
+        (r) => ('group' in r && !r.ok ? EXIT.failure : EXIT.ok),
+      ),
+    );
+  helpFooter(command, ['plumb deploy ./my-api --name hello', 'plumb init && plumb deploy', 'plumb deploy . --name sum --workers 2 --env MODE=prod --forward --droplet api-1', 'plumb deploy ./my-api --name hello --group web --parallel 2']);
+}

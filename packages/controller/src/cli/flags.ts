@@ -1,0 +1,31 @@
+import { InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { parseWholeNumber } from '@plumb/shared';
+import type * as z from 'zod';
+
+/**
+ * Flags more than one command takes, made once here so that each reads the same everywhere.
+ * Each call makes a new Option: commander keeps per-command state on them.
+ */
+export const jsonFlag = () => new Option('--json', 'print the result (or the error) as JSON on stdout');
+export const quietFlag = () => new Option('-q, --quiet', 'no progress lines on stderr: only the result and errors');
+export const dropletFlag = () => new Option('--droplet <name|id>', 'which droplet (needed when plumb knows several)');
+export const yesFlag = () => new Option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)');
+export const waitFlag = () => new Option('--wait', 'return only once the previous workers have finished their requests and stopped');
+export const allFlag = () => new Option('--all', 'every droplet plumb knows, one after another');
+export const strictVersionsFlag = () => new Option('--strict-versions', "fail when a package's version differs from renv.lock's (or is below DESCRIPTION's minimum) instead of warning");
+export const repoFlag = () => new Option('--repo <url>', 'CRAN-like repository for packages Debian does not ship (default: CRAN; remembered for the API)');
+export const binaryRepoFlag = () => new Option('--binary-repo <url>', "CRAN-like repository of binaries built for the droplet's Debian, tried before source builds (remembered for the API)");
+
+/** A commander parser for a whole number within `rule`'s range (packages/shared); anything else is a usage error. */
+export function wholeNumber(rule: z.ZodType<number>): (value: string) => number {
+  return (value) => {
+    try {
+      return parseWholeNumber(value, rule);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+/** A repeatable flag's values, in order. */
+export const collect = (value: string, all: string[]) => [...all, value];

@@ -1,0 +1,63 @@
+import type { Command } from '@commander-js/extra-typings';
+import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+
+const seconds = wholeNumber(wholeNumberRule(1, 300));
+const checks = wholeNumber(wholeNumberRule(2, 10));
+
+/** `plumb lb`: the DigitalOcean Load Balancer in front of a group of droplets (docs/scale-out.md). */
+export function register(program: Command) {
+  const lb = program.command('lb').description("a DigitalOcean Load Balancer in front of a group's droplets (see plumb provision --group)");
+  helpFooter(lb, ['plumb lb', 'plumb lb create web', 'plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+
+  const list = lb
+    .command('list', { isDefault: true })
+    .description("the groups' load balancers and each droplet's health as the balancer sees it")
+    .argument('[group]', 'one group')
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((group, o) => output(o, async (ctx) => (await import('../commands/lb.js')).lbList(group === undefined ? {} : { group }, ctx), async (rows) => (await import('../commands/lb.js')).lbText(rows)));
+  helpFooter(list, ['plumb lb list web --json'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+
+  const create = lb
+    .command('create')
+    .argument('<group>', 'the group (plumb provision --group)')
+    .description("a balancer for the group's tag: port 80 to the droplets, health checked on /__plumb/health")
+    .option('--region <slug>', 'the region of the group', 'sfo3')
+    .option('--check-interval <seconds>', 'seconds between health checks (default 10)', seconds)
+    .option('--check-timeout <seconds>', 'seconds a check may take (default 5)', seconds)
+    .option('--unhealthy-threshold <n>', 'failed checks in a row before a droplet is out (default 3)', checks)
+    .option('--healthy-threshold <n>', 'passed checks in a row before it is back (default 3)', checks)
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((group, { json, quiet, region, checkInterval, checkTimeout, unhealthyThreshold, healthyThreshold }) =>
+      output(
+        { json, quiet },
+        async (ctx) =>
+          (await import('../commands/lb.js')).lbCreate(
+            {
+              group,
+              region,
+              ...(checkInterval === undefined ? {} : { checkIntervalSeconds: checkInterval }),
+              ...(checkTimeout === undefined ? {} : { responseTimeoutSeconds: checkTimeout }),
+              ...(unhealthyThreshold === undefined ? {} : { unhealthyThreshold }),
+              ...(healthyThreshold === undefined ? {} : { healthyThreshold }),
+            },
+            ctx,
+          ),
+        async (r) => (await import('../commands/lb.js')).lbText([r]),
+      ),
+    );
+  helpFooter(create, ['plumb lb create web', 'plumb lb create web --region ams3 --unhealthy-threshold 2'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+
+  const destroy = lb
+    .command('destroy')
+    .argument('<group>', 'the group whose balancer goes')
+    .description("delete the group's load balancer (the droplets stay)")
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((group, o) => output(o, async (ctx) => (await import('../commands/lb.js')).lbDestroy(group, ctx), (r) => `destroyed load balancer ${r.name} (${r.id}); the droplets of group ${r.group} stay`));
+  helpFooter(destroy, ['plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+}

@@ -1,0 +1,45 @@
+import type { Command } from '@commander-js/extra-typings';
+import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { collect, jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+import { seconds } from '../output/format.js';
+import { GROUP_PROVISION_MAX } from '../commands/group.js';
+import type { ProvisionResult } from '../commands/provision.js';
+
+export function text(made: ProvisionResult | ProvisionResult[]): string {
+  return (Array.isArray(made) ? made : [made]).map(one).join('\n');
+}
+
+function one(r: ProvisionResult): string {
+  return [
+    `droplet ${r.droplet.name} (id ${r.droplet.id}) is ready at ${r.droplet.ipv4} in ${seconds(r.tookMs)}`,
+    `  agent ${r.agentVersion}, enrolled; certificate pinned ${r.droplet.fingerprint?.slice(0, 16)}…`,
+    `  swap: ${r.swap ? `${(r.swap.bytes / 1024 ** 3).toFixed(1)} GiB at ${r.swap.path}, ${r.swap.enabled ? 'enabled' : 'created, not enabled'}` : 'none'}`,
+    r.example ? `  the example API answers at http://${r.droplet.ipv4}/ and ${r.example.url}` : `  nothing is deployed yet: plumb deploy DIR --name NAME`,
+  ].join('\n');
+}
+
+export function register(program: Command) {
+  const command = program
+    .command('provision')
+    .description('create a droplet with R, plumber, nginx, a firewall and the plumb agent')
+    .option('--name <name>', 'droplet name (default: plumb-XXXXXX)')
+    .option('--region <slug>', 'DigitalOcean region', 'sfo3')
+    .option('--size <slug>', 'droplet size', 's-1vcpu-1gb')
+    .option('--image <slug>', 'image (Debian 13 is what plumb is built for)', 'debian-13-x64')
+    .option('--ssh-key <fingerprint|name>', 'an SSH key of your DigitalOcean account, for root login')
+    .option('--tag <tag>', 'an extra tag (repeatable)', collect, [] as string[])
+    .option('--example', 'also deploy the example API "hello", served at /')
+    .option('--close-ssh', 'keep SSH (22) closed in the firewall: only 80, 443 and the agent port (plumb firewall open-ssh opens it)')
+    .option('--agent-url <url>', 'a mirror the droplet downloads the agent package from (default: plumb sends it; PLUMB_AGENT_URL)')
+    .option('--group <group>', 'make the droplet(s) members of a group (a DigitalOcean tag; see plumb lb)')
+    .option('--count <n>', `with --group: how many droplets, made at once (at most ${GROUP_PROVISION_MAX})`, wholeNumber(wholeNumberRule(1, GROUP_PROVISION_MAX)))
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action(({ tag, json, quiet, group, ...o }) =>
+      output({ json, quiet }, async (ctx): Promise<ProvisionResult | ProvisionResult[]> =>
+        group === undefined ? (await import('../commands/provision.js')).provision({ ...o, tags: tag }, ctx) : (await import('../commands/group.js')).provisionGroup({ ...o, group, tags: tag }, ctx), text),
+    );
+  helpFooter(command, ['plumb provision --example', 'plumb provision --name api-1 --region ams3 --ssh-key my-laptop', 'plumb provision --group web --count 3'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL', 'PLUMB_AGENT_URL']);
+}

@@ -1,0 +1,33 @@
+import type { Command } from '@commander-js/extra-typings';
+import type { RemoveResult } from '@plumb/shared';
+import { confirm } from './confirm.js';
+import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+
+export const text = (r: RemoveResult) => `removed ${r.name}${r.wasForwarded ? ' (and the forward of / to it)' : ''}${r.keptFiles ? '; its files are kept' : ''}`;
+
+export function register(program: Command) {
+  const command = program
+    .command('remove')
+    .argument('<name>', 'API name')
+    .description('take an API off the droplet: its workers, unit, nginx location and files (data/ too, unless --keep-files)')
+    .option('--keep-files', 'leave /var/plumber/NAME on the droplet')
+    .addOption(dropletFlag())
+    .addOption(yesFlag())
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((name, o) =>
+      output(
+        o,
+        async (ctx) => {
+          const droplet = await ctx.droplets.find(o.droplet);
+          const files = o.keepFiles ? 'its files stay' : `its files go, data/ included`;
+          await confirm(o, `remove ${name}`, `Remove the API ${name} from ${droplet.name} (${files})? [y/N]`);
+          return (await import('../commands/api.js')).remove(name, { ...o, droplet: String(droplet.id) }, ctx);
+        },
+        text,
+      ),
+    );
+  helpFooter(command, ['plumb remove hello', 'plumb remove hello --keep-files --yes --droplet api-1']);
+}

@@ -1,0 +1,21 @@
+import type { Command } from '@commander-js/extra-typings';
+import type { RestartResult } from '@plumb/shared';
+import { dropletFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+import { count, drainText, seconds } from '../output/format.js';
+
+export const text = (r: RestartResult) => [`restarted ${r.name} (${count(r.workers, 'worker')}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
+
+export function register(program: Command) {
+  const command = program
+    .command('restart')
+    .argument('<name>', 'API name')
+    .description('new R processes for an API: started next to the old ones, which then drain (no request lost)')
+    .addOption(waitFlag())
+    .addOption(dropletFlag())
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((name, o) => output(o, async (ctx) => (await import('../commands/api.js')).restart(name, o, ctx), text));
+  helpFooter(command, ['plumb restart hello', 'plumb restart hello --wait']);
+}

@@ -1,0 +1,22 @@
+import type { Command } from '@commander-js/extra-typings';
+import { WorkerCount, type ScaleResult } from '@plumb/shared';
+import { dropletFlag, jsonFlag, quietFlag, waitFlag, wholeNumber } from './flags.js';
+import { helpFooter } from './help.js';
+import { output } from './run.js';
+import { drainText, seconds } from '../output/format.js';
+
+export const text = (r: ScaleResult) => [`${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
+
+export function register(program: Command) {
+  const command = program
+    .command('scale')
+    .argument('<name>', 'API name')
+    .argument('<workers>', 'how many R workers (1 to 16)', wholeNumber(WorkerCount))
+    .description('run N R workers for an API, without downtime')
+    .addOption(waitFlag())
+    .addOption(dropletFlag())
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((name, workers, o) => output(o, async (ctx) => (await import('../commands/api.js')).scale(name, workers, o, ctx), text));
+  helpFooter(command, ['plumb scale hello 4', 'plumb scale hello 1 --wait --droplet api-1']);
+}

@@ -1,0 +1,28 @@
+import type { CommanderError, CommandUnknownOpts } from '@commander-js/extra-typings';
+import { ValidationError } from '@plumb/shared';
+
+/** The (sub)command words at the start of `argv` that name commands of `program`: `['keys', 'add']`. */
+export function commandPath(program: CommandUnknownOpts, argv: string[]): string[] {
+  const path: string[] = [];
+  let at = program;
+  for (const word of argv.filter((a) => !a.startsWith('-'))) {
+    const next = at.commands.find((c) => c.name() === word);
+    if (!next) break;
+    path.push(word);
+    at = next;
+  }
+  return path;
+}
+
+/**
+ * commander's parse error as plumb's usage error: one line saying what was wrong (an unknown
+ * flag, a missing argument, "many" where a number goes) and where to read the usage.
+ */
+export function usageError(err: CommanderError, program: CommandUnknownOpts, argv: string[]): ValidationError {
+  const message = (err.message.split('\n')[0] ?? err.message)
+    .replace(/^error: /, '')
+    // Said as plumb's own checks say it (`invalid WHAT "VALUE": RULE`).
+    .replace(/^option '(-\S+ )?(--[\w-]+)[^']*' argument '(.*)' is invalid\. /, 'invalid $2 "$3": ')
+    .replace(/^command-argument value '(.*)' is invalid for argument '([\w-]+)'\. /, 'invalid $2 "$1": ');
+  return new ValidationError(message, `see \`${['plumb', ...commandPath(program, argv), '--help'].join(' ')}\``);
+}

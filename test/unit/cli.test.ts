@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import type { CommandUnknownOpts } from '@commander-js/extra-typings';
+import { DrainTimeoutSeconds, ERROR_CODES, EXIT, parseWholeNumber, WorkerCount } from '@plumb/shared';
+import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
+import { completionScript } from '@plumb/controller/cli/completion';
+import { plumbProgram } from '@plumb/controller/cli/program';
+import { PLUMB_CLI } from '../e2e/plumb.js';
+
+/**
+ * The CLI's contract with scripts and people, with no droplet: exit codes, one-line usage errors
+ * (also as JSON), strict numbers, confirmation off a terminal, help, completion.
+ */
+
+const REPO = path.resolve(path.dirname(PLUMB_CLI), '../../..');
+
+async function configHome(): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), 'plumb-cli-'));
+}
+
+function plumb(args: string[], env: Record<string, string> = {}) {
+  // No DigitalOcean variables from the machine running the tests: each test gives what it means to.
+  const { DIGITALOCEAN_ACCESS_TOKEN: _t, PLUMB_DIGITALOCEAN_API_URL: _u, ...base } = process.env;
+  const r = spawnSync(process.execPath, [PLUMB_CLI, ...args], { env: { ...base, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A config dir that knows one droplet, `far`, whose agent port answers nothing (a closed port on loopback). */
+async function knowsUnreachableDroplet(): Promise<string> {
+  const home = await configHome();
+  assert.equal(plumb(['keys', 'show'], { XDG_CONFIG_HOME: home }).exitCode, 0, 'keys show makes the controller key');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  const droplet = { name: 'far', id: 42, uuid: '00000000-0000-4000-8000-000000000042', ipv4: '127.0.0.1', agentPort: port, fingerprint: 'a'.repeat(64), region: 'sfo3', size: 's-1vcpu-1gb', createdAt: '2026-11-28T00:00:00.000Z' };
+  await writeFile(path.join(home, 'plumb/droplets.json'), JSON.stringify({ version: 1, droplets: [droplet] }), { mode: 0o600 });
+  return home;
+}
+
+describe('numbers on the command line', () => {
+  test('parseWholeNumber takes decimal digits within the range, and nothing else', () => {
+    assert.equal(parseWholeNumber('16', WorkerCount), 16);
+    assert.equal(parseWholeNumber('0', DrainTimeoutSeconds), 0);
+    for (const bad of ['many', '1e1', '0x10', '7.0', ' 7', '-1', '', '17', '0', '1'.repeat(20)]) {
+      assert.throws(() => parseWholeNumber(bad, WorkerCount), /a whole number from 1 to 16/, bad);
+    }
+  });
+
+  test('plumb scale hello many: one line saying what was wrong, a hint, exit 2, nothing asked of a droplet', async () => {
+    const r = plumb(['scale', 'hello', 'many'], { XDG_CONFIG_HOME: await configHome() });
+    assert.equal(r.exitCode, EXIT.usage);
+    assert.equal(r.stderr, 'plumb: invalid workers "many": a whole number from 1 to 16\n  see `plumb scale --help`\n');
+    assert.equal(r.stdout, '');
+  });
+
+  test('1e1 is not ten workers, and the error is JSON on stdout with --json', async () => {
+    const r = plumb(['deploy', '.', '--name', 'x', '--workers', '1e1', '--json'], { XDG_CONFIG_HOME: await configHome() });
+    assert.equal(r.exitCode, EXIT.usage);
+    assert.deepEqual(JSON.parse(r.stdout), { error: { code: 'INVALID_INPUT', message: 'invalid --workers "1e1": a whole number from 1 to 16', hint: 'see `plumb deploy --help`' } });
+  });
+});
+
+describe('usage errors exit 2 with one line and a hint', () => {
+  for (const [args, line, hint] of [
+    [['nope'], "plumb: unknown command 'nope'", 'see `plumb --help`'],
+    [['keys', 'add', 'ed25519:x'], "plumb: required option '--name <name>' not specified", 'see `plumb keys add --help`'],
+    [['scale', 'hello'], "plumb: missing required argument 'workers'", 'see `plumb scale --help`'],
+    [['keys', 'add', 'k', '--name', 'a', '--bogus'], "plumb: unknown option '--bogus'", 'see `plumb keys add --help`'],
+    [['logs', 'hello', '-n', '-3'], 'plumb: invalid --lines "-3": a whole number from 0 to 10000', 'see `plumb logs --help`'],
+    [['completion', 'tcsh'], 'plumb: invalid shell "tcsh": Allowed choices are bash, zsh, fish.', 'see `plumb completion --help`'],
+    [['status', 'a', '--droplet', 'b'], 'plumb: two droplets named: "a" and --droplet "b"', 'name it once'],
+    [['destroy', '--yes'], 'plumb: name the droplet to destroy', 'give its name or id, or --droplet NAME'],
+  ] as const) {
+    test(`plumb ${args.join(' ')}`, async () => {
+      const r = plumb([...args], { XDG_CONFIG_HOME: await configHome() });
+      assert.equal(r.exitCode, EXIT.usage, r.stderr);
+      assert.equal(r.stderr, `${line}\n  ${hint}\n`);
+    });
+  }
+
+  test('plumb alone prints the help and exits 2; --help and --version exit 0', () => {
+    const bare = plumb([]);
+    assert.equal(bare.exitCode, EXIT.usage);
+    assert.match(bare.stderr, /^Usage: plumb /);
+    assert.equal(plumb(['--help']).exitCode, EXIT.ok);
+    assert.equal(plumb(['deploy', '--help']).exitCode, EXIT.ok);
+    assert.match(plumb(['--version']).stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('exit codes of failures', () => {
+  test('no DigitalOcean token: exit 4 (authentication needed), with and without --json', async () => {
+    const home = await configHome();
+    for (const json of [[], ['--json']]) {
+      const r = plumb(['droplets', ...json], { XDG_CONFIG_HOME: home });
+      assert.equal(r.exitCode, EXIT.auth, r.stderr);
+      assert.match(r.stderr, /^plumb: .*DIGITALOCEAN_ACCESS_TOKEN/);
+    }
+  });
+
+  test('a command with no droplet to act on: exit 2 and how to name one', async () => {
+    const r = plumb(['releases', 'hello'], { XDG_CONFIG_HOME: await configHome() });
+    assert.equal(r.exitCode, EXIT.usage);
+    assert.equal(r.stderr, 'plumb: plumb knows no droplet\n  run `plumb provision` first\n');
+  });
+
+  test('status of a droplet whose agent does not answer: exit 3, the same with --json', async () => {
+    const home = await knowsUnreachableDroplet();
+    const text = plumb(['status'], { XDG_CONFIG_HOME: home });
+    assert.equal(text.exitCode, EXIT.unreachable, text.stderr);
+    assert.match(text.stdout, /^far  127\.0\.0\.1  UNREACHABLE: cannot reach the agent at 127\.0\.0\.1:\d+: ECONNREFUSED/);
+    const json = plumb(['status', '--droplet', 'far', '--json'], { XDG_CONFIG_HOME: home });
+    assert.equal(json.exitCode, EXIT.unreachable, json.stderr);
+    assert.equal((JSON.parse(json.stdout) as Array<{ code: string }>)[0]?.code, 'AGENT_UNREACHABLE');
+    const forward = plumb(['forward', 'hello', '--json'], { XDG_CONFIG_HOME: home });
+    assert.equal(forward.exitCode, EXIT.unreachable);
+    assert.equal((JSON.parse(forward.stdout) as { error: { code: string } }).error.code, 'AGENT_UNREACHABLE');
+  });
+
+  test('remove and destroy off a terminal without --yes refuse before anything is asked, exit 2', async () => {
+    // The droplet cannot be reached: a refusal that came after asking it would say so instead.
+    const home = await knowsUnreachableDroplet();
+    const removed = plumb(['remove', 'hello'], { XDG_CONFIG_HOME: home });
+    assert.equal(removed.exitCode, EXIT.usage);
+    assert.equal(removed.stderr, 'plumb: refusing to remove hello without confirmation: stdin is not a terminal\n  add --yes\n');
+    const destroyed = plumb(['destroy', '--droplet', 'far', '--json'], { XDG_CONFIG_HOME: home, DIGITALOCEAN_ACCESS_TOKEN: 'unused' });
+    assert.equal(destroyed.exitCode, EXIT.usage);
+    assert.equal((JSON.parse(destroyed.stdout) as { error: { code: string } }).error.code, 'CONFIRMATION_NEEDED');
+    assert.match(await readFile(path.join(home, 'plumb/droplets.json'), 'utf8'), /"far"/, 'the droplet is still known');
+  });
+});
+
+describe('plumb.toml', () => {
+  test('plumb init writes one named after the directory; deploy reads it, flags win, env merges per key', async () => {
+    const dir = path.join(await configHome(), 'my-api');
+    await mkdir(dir);
+    const inited = plumb(['init', dir]);
+    assert.equal(inited.exitCode, 0, inited.stderr);
+    assert.deepEqual(await readPlumbToml(dir), { name: 'my-api', env: {} });
+    assert.equal(plumb(['init', dir]).exitCode, EXIT.usage, 'an existing plumb.toml is kept');
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\npath = "/s"\nworkers = 2\ndroplet = "a"\n[env]\nMODE = "toml"\nKEEP = "1"\n');
+    const opts = deployOptionsWith(await readPlumbToml(dir), { dir, workers: 3, env: ['MODE=flag'] });
+    assert.deepEqual(
+      { name: opts.name, path: opts.path, workers: opts.workers, droplet: opts.droplet, env: opts.env },
+      { name: 'sum', path: '/s', workers: 3, droplet: 'a', env: ['MODE=toml', 'KEEP=1', 'MODE=flag'] },
+    );
+  });
+
+  test('a plumb.toml with a bad value or an unknown key: one line naming the file and the key, exit 2', async () => {
+    const dir = await configHome();
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworkers = 40\n');
+    const r = spawnSync(process.execPath, [PLUMB_CLI, 'deploy'], { cwd: dir, env: { ...process.env, XDG_CONFIG_HOME: dir }, encoding: 'utf8' });
+    assert.equal(r.status, EXIT.usage);
+    assert.match(r.stderr, /^plumb: invalid plumb\.toml: workers: a whole number from 1 to 16\n/);
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworker = 2\n');
+    await assert.rejects(readPlumbToml(dir), /invalid .*plumb\.toml: .*worker/);
+    await writeFile(path.join(dir, 'plumb.toml'), 'path = "/x"\n');
+    const unnamed = plumb(['deploy', dir], { XDG_CONFIG_HOME: dir });
+    assert.equal(unnamed.exitCode, EXIT.usage);
+    assert.equal(unnamed.stderr, 'plumb: no API name: give --name NAME\n  or write one in plumb.toml (plumb init makes it)\n');
+  });
+});
+
+/** Every command of the tree, as `plumb WORDS`, with its commander object. */
+function leaves(command: CommandUnknownOpts, words: string[] = []): Array<{ words: string[]; command: CommandUnknownOpts }> {
+  if (command.commands.length === 0) return [{ words, command }];
+  return command.commands.flatMap((c) => leaves(c, [...words, c.name()]));
+}
+const program = plumbProgram() as unknown as CommandUnknownOpts;
+
+describe('every command', () => {
+  test('that acts on a droplet takes --droplet, and every one that prints a result takes --json and --quiet', () => {
+    // These act on no droplet: they make one, list or share what this machine knows, or print a script.
+    const noDroplet = ['provision', 'init', 'droplets list', 'droplets export', 'droplets import', 'keys show', 'completion'];
+    for (const { words, command } of leaves(program)) {
+      const flags = command.options.map((o) => o.long);
+      if (!noDroplet.includes(words.join(' '))) assert.ok(flags.includes('--droplet'), `plumb ${words.join(' ')} takes --droplet`);
+      if (!['droplets export', 'completion', 'logs'].includes(words.join(' '))) {
+        assert.ok(flags.includes('--json') && flags.includes('--quiet'), `plumb ${words.join(' ')} takes --json and --quiet`);
+      }
+    }
+  });
+
+  test('has examples and the environment it reads in its --help', () => {
+    for (const { words, command } of leaves(program)) {
+      let help = '';
+      command.configureOutput({ writeOut: (text) => (help += text) });
+      command.outputHelp();
+      assert.match(help, /\nExamples:\n {2}\$ \S*plumb /, `plumb ${words.join(' ')} --help`);
+      assert.match(help, /\nEnvironment:\n[\s\S]*XDG_CONFIG_HOME/, `plumb ${words.join(' ')} --help`);
+    }
+    assert.match(plumb(['deploy', '--help']).stdout, /Examples:\n {2}\$ plumb deploy \.\/my-api --name hello\n/, 'and the binary prints it');
+  });
+});
+
+describe('completion', () => {
+  const complete = (script: string, words: string[]) => {
+    const r = spawnSync('bash', ['-c', `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _plumb; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim().split('\n').filter(Boolean);
+  };
+
+  test('bash: commands, subcommands and flags of the command typed, from `plumb completion bash`', () => {
+    const script = plumb(['completion', 'bash']).stdout;
+    assert.deepEqual(complete(script, ['plumb', 'de']), ['deploy', 'deps', 'destroy']);
+    assert.deepEqual(complete(script, ['plumb', 'deploy', './api', '--wo']), ['--workers']);
+    assert.deepEqual(complete(script, ['plumb', 'keys', '']), ['show', 'list', 'add', 'revoke', '--help']);
+    assert.deepEqual(complete(script, ['plumb', 'keys', 'revoke', 'alice', '--a']), ['--all']);
+    assert.deepEqual(complete(script, ['plumb', 'status', '--d']), ['--droplet']);
+  });
+
+  test('zsh and fish scripts name every command and flag', () => {
+    const zsh = completionScript(program, 'zsh');
+    const fish = completionScript(program, 'fish');
+    assert.match(zsh, /^#compdef plumb\n/);
+    for (const { words, command } of leaves(program)) {
+      assert.ok(zsh.includes(`'${words.join(' ')}') key='${words.join(' ')}'`), words.join(' '));
+      for (const o of command.options) {
+        if (o.long) assert.ok(fish.includes(`-n '${words.map((w) => `__fish_seen_subcommand_from ${w}`).join('; and ')}' -l ${o.long.slice(2)} `), `fish: plumb ${words.join(' ')} ${o.long}`);
+      }
+    }
+  });
+});
+
+test('docs/commands.md lists every error code with its exit code and meaning', async () => {
+  const docs = await readFile(path.join(REPO, 'docs/commands.md'), 'utf8');
+  for (const [code, [kind, meaning]] of Object.entries(ERROR_CODES)) {
+    assert.ok(docs.includes(`| \`${code}\` | ${EXIT[kind]} | ${meaning} |`), `docs/commands.md: ${code}`);
+  }
+});
