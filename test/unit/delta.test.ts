@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, DeployRequest, Hello, type BundleFile } from '@plumb/shared';
-import { bundleManifest, inspectApiDir, packBundle } from '@plumb/controller/bundle';
+import { bundleManifest, inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { checkManifest } from '@plumb/agent/bundle/delta';
 import { BundleRefused, extractBundle } from '@plumb/agent/bundle/extract';
 

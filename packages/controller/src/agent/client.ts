@@ -157,7 +157,7 @@ export async function enrol(address: AgentAddress, token: () => Promise<string>,
     try {
       return await enrolOnce(address, await token(), secretHex);
     } catch (err) {
-      const lost = !(err instanceof PlumbError) || err.code === 'AGENT_UNREACHABLE' || err.code === 'AGENT_TIMEOUT';
+      const lost = !(err instanceof PlumbError) || err.code === 'AGENT_UNREACHABLE' || err.code === 'DISCONNECTED';
       if (!lost || attempt >= ENROLMENT_ATTEMPTS) throw err;
       await delay(ENROLMENT_RETRY_DELAY_MS);
     }

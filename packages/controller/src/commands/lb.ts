@@ -1,6 +1,6 @@
 import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, wholeNumber } from '@plumb/shared';
 import type { Context } from '../context.js';
-import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean.js';
+import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean/client.js';
 
 /** How long a new balancer may stay `new` before plumb stops waiting. */
 export const LOAD_BALANCER_ACTIVE_TIMEOUT_MS = 10 * 60_000;
