@@ -271,7 +271,7 @@ describe('plumb provision refuses bad input before DigitalOcean is asked', () =>
     ];
     for (const [args, message] of cases) {
       const result = await user.plumb(['provision', ...args]);
-      assert.equal(result.exitCode, 1, result.stderr);
+      assert.equal(result.exitCode, 2, result.stderr);
       assert.match(result.stderr.split('\n').find((l) => l.startsWith('plumb: ')) ?? '', message);
     }
     assert.equal((await requestCounts())['POST /v2/droplets'] ?? 0, before['POST /v2/droplets'] ?? 0);

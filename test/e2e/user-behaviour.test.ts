@@ -49,7 +49,7 @@ function oneLineRefusal(run: { exitCode: number; stderr: string }, message: RegE
  */
 function removedAfter(...names: string[]) {
   after(async () => {
-    for (const name of names) await ok(await user.plumb(['remove', name]));
+    for (const name of names) await ok(await user.plumb(['remove', name, '--yes']));
   });
 }
 

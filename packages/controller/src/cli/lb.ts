@@ -4,7 +4,8 @@ import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
-const seconds = wholeNumber(wholeNumberRule(1, 300));
+// DigitalOcean's own ranges for a balancer's health check.
+const seconds = wholeNumber(wholeNumberRule(3, 300));
 const checks = wholeNumber(wholeNumberRule(2, 10));
 
 /** `plumb lb`: the DigitalOcean Load Balancer in front of a group of droplets (docs/scale-out.md). */
