@@ -300,10 +300,10 @@ describe('droplets and destroy, seen from another machine', () => {
     const run = await teammate.plumb(['droplets']);
     await ok(run);
     const [header, ...rows] = run.stdout.split('\n').map((l) => l.split(/\s{2,}/));
-    assert.deepEqual(header, ['NAME', 'ID', 'ADDRESS', 'STATUS', 'REGION', 'SIZE', 'AGENT']);
+    assert.deepEqual(header, ['NAME', 'ID', 'ADDRESS', 'STATUS', 'GROUP', 'REGION', 'SIZE', 'AGENT']);
     const byName = Object.fromEntries(rows.map((r) => [r[0], r]));
-    assert.deepEqual([byName['vanished']?.[1], byName['vanished']?.[3], byName['vanished']?.[6]], ['999999991', 'gone', 'enrolled']);
-    assert.deepEqual([byName['everyday']?.[1], byName['everyday']?.[2], byName['everyday']?.[3], byName['everyday']?.[6]], [String(dropletId), address, 'active', 'not this controller']);
+    assert.deepEqual([byName['vanished']?.[1], byName['vanished']?.[3], byName['vanished']?.[4], byName['vanished']?.[7]], ['999999991', 'gone', '-', 'enrolled']);
+    assert.deepEqual([byName['everyday']?.[1], byName['everyday']?.[2], byName['everyday']?.[3], byName['everyday']?.[4], byName['everyday']?.[7]], [String(dropletId), address, 'active', '-', 'not this controller']);
     assert.equal(rows.length, 2, run.stdout);
   });
 
