@@ -3,10 +3,12 @@
  *   1. latency of a one-line endpoint, from inside the droplet, p50/p99 with 1 and 16 concurrent
  *      clients: straight to the R worker, through plumb's nginx (front port + nftables map, no
  *      upstream keepalive), and through nginx with an upstream keepalive to the worker (before);
+ *      with the CPU time each path costs per request (droplet's processes, and the client's), which
+ *      the machine's other load does not change the way it changes latency;
  *   2. failed requests and closed connections during 20 redeploys at a fixed rate, for clients
  *      opening a fresh connection per request and for 8 keep-alive connections; p99 vs steady;
  *   3. a 20 s request started before a redeploy: does it complete?
- * Run: npm run bench   (root; about 5 minutes)
+ * Run: npm run bench   (root; about 5 minutes); `--latency-only`: part 1 alone.
  */
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
@@ -25,6 +27,7 @@ const VARIANTS: Array<[string, string]> = [
   ['access_log buffered (64k, flush 1s)', 'access_log /var/log/nginx/access.log combined buffer=64k flush=1s;'],
   ['tcp_nodelay off', 'tcp_nodelay off;'],
 ]
+const LATENCY_ONLY = process.argv.includes('--latency-only');
 const SLOW = '\n#* @get /slow\nfunction(s = 20) {\n  Sys.sleep(as.numeric(s))\n  "slept"\n}\n';
 
 /** A client run inside the droplet (its node): `clients` loops of `n` GETs, each on a fresh connection; prints latencies in ms. */
@@ -43,8 +46,29 @@ const one = () => new Promise((resolve, reject) => {
   await Promise.all(Array.from({ length: Number(clients) }, async () => {
     for (let i = 0; i < Number(n); i++) all.push(await one());
   }));
-  console.log(JSON.stringify(all));
+  const cpu = process.cpuUsage();
+  console.log(JSON.stringify({ latencies: all, clientCpuMs: (cpu.user + cpu.system) / 1000 }));
 })();
+`;
+
+/**
+ * CPU time (ms) used so far by the droplet's nginx and R processes (its own pid namespace), from
+ * /proc/PID/stat utime + stime at 100 ticks a second. Before and after a run, it gives what serving
+ * the run cost, whatever else loads the machine; the agent and journald are left out, since their
+ * share follows the run's length, not its requests.
+ */
+const SERVER_CPU = `
+const fs = require('node:fs');
+let ticks = 0;
+for (const pid of fs.readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p) && Number(p) !== process.pid)) {
+  try {
+    const stat = fs.readFileSync('/proc/' + pid + '/stat', 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (comm === 'nginx' || comm === 'R') ticks += Number(fields[11]) + Number(fields[12]);
+  } catch {}
+}
+console.log(ticks * 10);
 `;
 
 const lab = await startLab();
@@ -63,9 +87,13 @@ try {
   // nginx settings that might cut what nginx adds, each a server of its own in front of the same front port.
   const variantServers = VARIANTS.map(([, extra], i) => `server { listen 127.0.0.1:${8090 + i}; ${extra} location / { proxy_pass http://127.0.0.1:${frontPort}/; proxy_http_version 1.1; } }`).join('\n');
   await onDroplet(['sh', '-c', `printf '%s\\n' '${beforeServer}${variantServers}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
-  const latencies = async (port: number, path: string, clients: number) => {
+  interface Run { latencies: number[]; clientCpuMs: number; serverCpuMs: number }
+  const serverCpuMs = async () => Number(await onDroplet(['node', '-e', SERVER_CPU]));
+  const latencies = async (port: number, path: string, clients: number): Promise<Run> => {
     await onDroplet(['node', '-e', CLIENT, String(port), path, '1', '20']);
-    return JSON.parse(await onDroplet(['node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as number[];
+    const before = await serverCpuMs();
+    const run = JSON.parse(await onDroplet(['node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as Omit<Run, 'serverCpuMs'>;
+    return { ...run, serverCpuMs: (await serverCpuMs()) - before };
   };
   const paths: Array<[string, number, string]> = [
     ['straight to the R worker', workerPort, '/version'],
@@ -74,23 +102,36 @@ try {
     ['before: nginx with upstream keepalive 16 -> worker', 8081, '/version'],
   ];
   /** Every path measured ROUNDS times, the rounds interleaved, so a change of the machine's load hits every row alike. */
-  const measureAll = async (clients: number, rows: Array<[string, number, string]>) => {
-    const pooled = rows.map((): number[] => []);
-    for (let round = 0; round < ROUNDS; round++) for (const [i, [, port, path]] of rows.entries()) pooled[i]?.push(...(await latencies(port, path, clients)));
+  const measureAll = async (clients: number, rows: Array<[string, number, string]>): Promise<Run[]> => {
+    const pooled = rows.map((): Run => ({ latencies: [], clientCpuMs: 0, serverCpuMs: 0 }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, [, port, path]] of rows.entries()) {
+        const run = await latencies(port, path, clients);
+        const into = pooled[i]!;
+        into.latencies.push(...run.latencies);
+        into.clientCpuMs += run.clientCpuMs;
+        into.serverCpuMs += run.serverCpuMs;
+      }
+    }
     return pooled;
   };
-  const table = (clients: number, rows: Array<[string, number, string]>, values: number[][]) => {
-    const direct = values[0] ?? [];
+  /** Latency as percentiles beside direct, and CPU per request: what the machine pays for each path whatever its load. */
+  const table = (clients: number, rows: Array<[string, number, string]>, values: Run[]) => {
+    const direct = values[0]?.latencies ?? [];
     const [d50, d99] = [percentile(direct, 50), percentile(direct, 99)];
+    const perRequest = (run: Run | undefined) => (run ? run.serverCpuMs / run.latencies.length : 0);
     for (const [i, [name]] of rows.entries()) {
-      const [p50, p99] = [percentile(values[i] ?? [], 50), percentile(values[i] ?? [], 99)];
-      console.log(`| ${clients} | ${name} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${(p50 / d50).toFixed(2)}x | ${(p99 / d99).toFixed(2)}x | ${(p50 - d50).toFixed(2)} | ${(p99 - d99).toFixed(2)} |`);
+      const run = values[i];
+      const [p50, p99] = [percentile(run?.latencies ?? [], 50), percentile(run?.latencies ?? [], 99)];
+      const cpu = perRequest(run);
+      const client = run ? run.clientCpuMs / run.latencies.length : 0;
+      console.log(`| ${clients} | ${name} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${(p50 / d50).toFixed(2)}x | ${(p99 / d99).toFixed(2)}x | ${(p50 - d50).toFixed(2)} | ${(p99 - d99).toFixed(2)} | ${cpu.toFixed(3)} | ${(cpu - perRequest(values[0])).toFixed(3)} | ${client.toFixed(3)} |`);
     }
   };
   console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client, ${ROUNDS} interleaved rounds)\n`);
   console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}`);
-  console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms | nginx+R CPU ms/request | added CPU ms/request | client CPU ms/request |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const clients of [1, 16]) table(clients, paths, await measureAll(clients, paths));
   // One nginx worker process instead of one per CPU (Debian's `auto`): global, so measured on its own.
   const single = paths.slice(0, 2).map(([name, port, path]): [string, number, string] => [name === paths[0]?.[0] ? name : `${name}, worker_processes 1`, port, path]);
@@ -98,47 +139,49 @@ try {
   for (const clients of [1, 16]) table(clients, single, await measureAll(clients, single));
   await onDroplet(['sh', '-c', "sed -i 's/^worker_processes 1;/worker_processes auto;/' /etc/nginx/nginx.conf"]);
   console.log(`load average after: ${await onDroplet(['cat', '/proc/loadavg'])}`);
-  // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.
-  await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx && sleep 3']);
+  if (!LATENCY_ONLY) {
+    // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.
+    await onDroplet(['sh', '-c', 'rm /etc/nginx/conf.d/zz-bench.conf && systemctl reload nginx && sleep 3']);
 
-  // 2. Redeploys under a fixed rate, both kinds of client at once.
-  const loads = () => [
-    startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 4 }),
-    startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 8, keepAlive: true }),
-  ];
-  const measure = async (work: () => Promise<void>): Promise<{ fresh: LoadReport; kept: LoadReport; seconds: number }> => {
-    const [fresh, kept] = loads() as [ReturnType<typeof startLoad>, ReturnType<typeof startLoad>];
+    // 2. Redeploys under a fixed rate, both kinds of client at once.
+    const loads = () => [
+      startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 4 }),
+      startLoad(`http://${address}/sum/version`, { rps: 100, concurrency: 8, keepAlive: true }),
+    ];
+    const measure = async (work: () => Promise<void>): Promise<{ fresh: LoadReport; kept: LoadReport; seconds: number }> => {
+      const [fresh, kept] = loads() as [ReturnType<typeof startLoad>, ReturnType<typeof startLoad>];
+      const started = Date.now();
+      await work();
+      return { fresh: await fresh.stop(), kept: await kept.stop(), seconds: (Date.now() - started) / 1000 };
+    };
+    const steady = await measure(() => new Promise((r) => setTimeout(r, 15_000)));
+    const redeploys = await measure(async () => {
+      for (let i = 1; i <= REDEPLOYS; i++) await deploy(`v${i}`);
+    });
+    const row = (what: string, client: string, r: LoadReport, seconds: number, steadyP99: number) =>
+      `| ${what} | ${client} | ${r.ok + r.failed} | ${r.failed} | ${r.connectionErrors} | ${r.connections} | ${percentile(r.latencies, 50).toFixed(1)} | ${percentile(r.latencies, 99).toFixed(1)} | ${(percentile(r.latencies, 99) / steadyP99).toFixed(2)}x | ${seconds.toFixed(0)} |`;
+    console.log(`\n### ${REDEPLOYS} redeploys at a fixed rate: 100 req/s on fresh connections and 100 req/s over 8 keep-alive connections, at once\n`);
+    console.log('| what | client | requests | failed | connection errors | connections opened | p50 ms | p99 ms | p99 vs steady | seconds |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    const freshP99 = percentile(steady.fresh.latencies, 99);
+    const keptP99 = percentile(steady.kept.latencies, 99);
+    console.log(row('steady state, no deploy', 'fresh connection per request', steady.fresh, steady.seconds, freshP99));
+    console.log(row('steady state, no deploy', '8 keep-alive connections', steady.kept, steady.seconds, keptP99));
+    console.log(row(`plumb deploy x${REDEPLOYS}`, 'fresh connection per request', redeploys.fresh, redeploys.seconds, freshP99));
+    console.log(row(`plumb deploy x${REDEPLOYS}`, '8 keep-alive connections', redeploys.kept, redeploys.seconds, keptP99));
+
+    // 3. A long request across a redeploy.
     const started = Date.now();
-    await work();
-    return { fresh: await fresh.stop(), kept: await kept.stop(), seconds: (Date.now() - started) / 1000 };
-  };
-  const steady = await measure(() => new Promise((r) => setTimeout(r, 15_000)));
-  const redeploys = await measure(async () => {
-    for (let i = 1; i <= REDEPLOYS; i++) await deploy(`v${i}`);
-  });
-  const row = (what: string, client: string, r: LoadReport, seconds: number, steadyP99: number) =>
-    `| ${what} | ${client} | ${r.ok + r.failed} | ${r.failed} | ${r.connectionErrors} | ${r.connections} | ${percentile(r.latencies, 50).toFixed(1)} | ${percentile(r.latencies, 99).toFixed(1)} | ${(percentile(r.latencies, 99) / steadyP99).toFixed(2)}x | ${seconds.toFixed(0)} |`;
-  console.log(`\n### ${REDEPLOYS} redeploys at a fixed rate: 100 req/s on fresh connections and 100 req/s over 8 keep-alive connections, at once\n`);
-  console.log('| what | client | requests | failed | connection errors | connections opened | p50 ms | p99 ms | p99 vs steady | seconds |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
-  const freshP99 = percentile(steady.fresh.latencies, 99);
-  const keptP99 = percentile(steady.kept.latencies, 99);
-  console.log(row('steady state, no deploy', 'fresh connection per request', steady.fresh, steady.seconds, freshP99));
-  console.log(row('steady state, no deploy', '8 keep-alive connections', steady.kept, steady.seconds, keptP99));
-  console.log(row(`plumb deploy x${REDEPLOYS}`, 'fresh connection per request', redeploys.fresh, redeploys.seconds, freshP99));
-  console.log(row(`plumb deploy x${REDEPLOYS}`, '8 keep-alive connections', redeploys.kept, redeploys.seconds, keptP99));
-
-  // 3. A long request across a redeploy.
-  const started = Date.now();
-  const slow = httpGet(`http://${address}/sum/slow?s=20`, 60_000).then((a) => `HTTP ${a.status} ${a.body}`, (err: Error) => `failed: ${err.message}`);
-  await new Promise((r) => setTimeout(r, 1000));
-  await deploy('long');
-  const deployed = (Date.now() - started) / 1000;
-  const outcome = await slow;
-  console.log('\n### A 20 s request started 1 s before a redeploy (default drain timeout, 30 s)\n');
-  console.log('| deploy returned after | request ended after | answer |');
-  console.log('|---|---|---|');
-  console.log(`| ${deployed.toFixed(1)} s | ${((Date.now() - started) / 1000).toFixed(1)} s | ${outcome} |`);
+    const slow = httpGet(`http://${address}/sum/slow?s=20`, 60_000).then((a) => `HTTP ${a.status} ${a.body}`, (err: Error) => `failed: ${err.message}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    await deploy('long');
+    const deployed = (Date.now() - started) / 1000;
+    const outcome = await slow;
+    console.log('\n### A 20 s request started 1 s before a redeploy (default drain timeout, 30 s)\n');
+    console.log('| deploy returned after | request ended after | answer |');
+    console.log('|---|---|---|');
+    console.log(`| ${deployed.toFixed(1)} s | ${((Date.now() - started) / 1000).toFixed(1)} s | ${outcome} |`);
+  }
 } finally {
   await lab.stop();
 }
