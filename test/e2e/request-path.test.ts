@@ -227,7 +227,45 @@ describe('a fresh droplet, keep-alive and shutdown', () => {
     const workerStopping = lines.findIndex((l) => l.startsWith('Stopping plumber-sum@'));
     assert.ok(nginxStopped >= 0 && workerStopping >= 0, lines.join('\n'));
     assert.ok(nginxStopped < workerStopping, `nginx had stopped before a worker began to:\n${lines.join('\n')}`);
-    assert.equal((await get('/sum/version')).status, 200, 'serving again');
+    // R takes a few seconds to listen again after the start.
+    const deadline = Date.now() + 60_000;
+    let status = 0;
+    while (status !== 200 && Date.now() < deadline) {
+      status = (await get('/sum/version').catch(() => undefined))?.status ?? 0;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(status, 200, 'serving again');
+  });
+});
+
+describe('status --watch --json', () => {
+  test('prints one JSON object per line (heartbeats, then the restart plumb restart makes), and ends cleanly on Ctrl-C (SIGINT) with exit 0', async () => {
+    const child = execa(process.execPath, [PLUMB_CLI, 'status', '--watch', '--json'], { env: user.env, reject: false, stdin: 'ignore', timeout: 300_000 });
+    let stdout = '';
+    const seen = (match: (item: Record<string, unknown>) => boolean) =>
+      new Promise<void>((resolve) => {
+        const look = () => {
+          const items = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+          if (!items.some(match)) return;
+          child.stdout?.off('data', look);
+          resolve();
+        };
+        child.stdout?.on('data', look);
+      });
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    await seen((item) => 'heartbeat' in item);
+    const restarted = seen((item) => (item['event'] as AgentEvent | undefined)?.kind === 'restarted');
+    await plumbOk('restart', 'sum');
+    await restarted;
+    child.kill('SIGINT');
+    const result = await child;
+    assert.equal(result.exitCode, 0, String(result.stderr));
+    assert.ok(stdout.endsWith('\n'), 'the last line is whole');
+    const lines = stdout.trimEnd().split('\n');
+    for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `not JSON: ${line}`);
+    const events = lines.map((l) => JSON.parse(l) as { droplet?: string; event?: AgentEvent }).filter((i) => i.event);
+    assert.ok(events.every((i) => i.droplet === 'reqpath'), JSON.stringify(events));
+    assert.ok(events.some((i) => i.event?.kind === 'restarted' && i.event.api === 'sum'), JSON.stringify(events));
   });
 });
 
