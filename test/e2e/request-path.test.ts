@@ -20,6 +20,8 @@ let lab: Lab;
 let user: PlumbUser;
 let dropletId: number;
 let address: string;
+/** What the droplet answered at / right after `plumb provision`, before any deploy. */
+let freshRoot: HttpAnswer;
 
 /** A long request, redirects of the API's own (one that knows its prefix), and plumber's trailing-slash redirect. */
 const EXTRA = `
@@ -46,6 +48,14 @@ function(res) {
 
 #* @get /dir/
 function() "dir"
+
+#* An absolute redirect on this host, as an API that builds URLs from the Host header would
+#* @get /self
+function(req, res, rest = "") {
+  res$status <- 302
+  res$setHeader("Location", paste0("http://", req$HTTP_HOST, "/sum", rest))
+  ""
+}
 
 options_plumber(trailingSlash = TRUE)
 `;
@@ -109,6 +119,7 @@ before(async () => {
   lab = await startLab();
   user = await plumbUser(lab);
   ({ id: dropletId, address } = await provisionDroplet(user, 'reqpath'));
+  freshRoot = await get('/');
   await deploy('v0');
 });
 
@@ -181,6 +192,83 @@ describe('drain', () => {
   });
 });
 
+describe('a fresh droplet, keep-alive and shutdown', () => {
+  test("a droplet fresh from provision, with no API yet, answers / with plumb's 404, not nginx's welcome page", () => {
+    assert.deepEqual(freshRoot, { status: 404, body: 'plumb: no API is served at /. Deployed APIs are under their own paths.\n' });
+  });
+
+  test('one keep-alive client connection carries 1,100 requests: nginx does not close it after its default 1000', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    try {
+      for (let i = 0; i < 1100; i++) {
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = http.get(`http://${address}/`, { agent, timeout: 5000 }, (res) => res.resume().on('end', () => resolve(res.statusCode ?? 0)));
+          req.on('socket', (socket) => sockets.add(socket));
+          req.on('error', reject);
+        });
+        assert.equal(status, 404, `request ${i + 1}`);
+      }
+    } finally {
+      agent.destroy();
+    }
+    assert.equal(sockets.size, 1, `${sockets.size} connections for 1,100 requests`);
+  });
+
+  test("at shutdown systemd stops nginx before the API's workers (ordered, not in parallel): no 502 while a droplet goes down", async () => {
+    const workers = (await onDroplet(['systemctl', 'list-units', '--plain', '--no-legend', 'plumber-sum@*'])).split('\n').map((l) => l.split(/\s+/)[0] ?? '').filter(Boolean);
+    assert.ok(workers.length > 0, 'a worker runs');
+    const cursor = /-- cursor: (.*)/.exec(await onDroplet(['journalctl', '-n', '0', '--show-cursor']))?.[1] ?? '';
+    // One transaction stopping both, as a shutdown makes.
+    await onDroplet(['systemctl', 'stop', 'nginx.service', ...workers]);
+    await onDroplet(['systemctl', 'start', 'nginx.service', ...workers]);
+    const lines = (await onDroplet(['journalctl', '--after-cursor', cursor, '-o', 'cat', '--no-pager'])).split('\n');
+    const nginxStopped = lines.findIndex((l) => l.startsWith('Stopped nginx.service'));
+    const workerStopping = lines.findIndex((l) => l.startsWith('Stopping plumber-sum@'));
+    assert.ok(nginxStopped >= 0 && workerStopping >= 0, lines.join('\n'));
+    assert.ok(nginxStopped < workerStopping, `nginx had stopped before a worker began to:\n${lines.join('\n')}`);
+    // R takes a few seconds to listen again after the start.
+    const deadline = Date.now() + 60_000;
+    let status = 0;
+    while (status !== 200 && Date.now() < deadline) {
+      status = (await get('/sum/version').catch(() => undefined))?.status ?? 0;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(status, 200, 'serving again');
+  });
+});
+
+describe('status --watch --json', () => {
+  test('prints one JSON object per line (heartbeats, then the restart plumb restart makes), and ends cleanly on Ctrl-C (SIGINT) with exit 0', async () => {
+    const child = execa(process.execPath, [PLUMB_CLI, 'status', '--watch', '--json'], { env: user.env, reject: false, stdin: 'ignore', timeout: 300_000 });
+    let stdout = '';
+    const seen = (match: (item: Record<string, unknown>) => boolean) =>
+      new Promise<void>((resolve) => {
+        const look = () => {
+          const items = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+          if (!items.some(match)) return;
+          child.stdout?.off('data', look);
+          resolve();
+        };
+        child.stdout?.on('data', look);
+      });
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    await seen((item) => 'heartbeat' in item);
+    const restarted = seen((item) => (item['event'] as AgentEvent | undefined)?.kind === 'restarted');
+    await plumbOk('restart', 'sum');
+    await restarted;
+    child.kill('SIGINT');
+    const result = await child;
+    assert.equal(result.exitCode, 0, String(result.stderr));
+    assert.ok(stdout.endsWith('\n'), 'the last line is whole');
+    const lines = stdout.trimEnd().split('\n');
+    for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `not JSON: ${line}`);
+    const events = lines.map((l) => JSON.parse(l) as { droplet?: string; event?: AgentEvent }).filter((i) => i.event);
+    assert.ok(events.every((i) => i.droplet === 'reqpath'), JSON.stringify(events));
+    assert.ok(events.some((i) => i.event?.kind === 'restarted' && i.event.api === 'sum'), JSON.stringify(events));
+  });
+});
+
 describe('redirects', () => {
   test("a redirect issued by plumber (trailing slash, the API's own Location: /x) stays under /sum/; one already under /sum/ is left as it is", async () => {
     const own = await get('/sum/go');
@@ -193,6 +281,12 @@ describe('redirects', () => {
     assert.equal(await location('/sum/own'), '/sum/version', 'not /sum/sum/version');
     assert.equal(await location('/sum/dir'), '/sum/dir/');
     assert.equal(await location('/sum/__swagger__/'), '../__docs__/');
+    // http://HOST/sum itself (nothing after the name, or a query) is the API's own path: kept.
+    assert.equal(await location('/sum/self'), '/sum');
+    assert.equal(await location('/sum/self?rest=%3Fa%3D1'), '/sum?a=1');
+    assert.equal(await location('/sum/self?rest=%2Fversion'), '/sum/version');
+    // http://HOST/sumfoo is the root's /sumfoo as plumber sees it: under the prefix.
+    assert.equal(await location('/sum/self?rest=foo'), '/sum/sumfoo');
     assert.deepEqual(JSON.parse((await get('/sum/dir/')).body), ['dir']);
   });
 });
@@ -218,7 +312,7 @@ describe('the nftables table outlives a reboot and a flush', () => {
     assert.equal(await onDroplet(['systemctl', 'is-active', 'plumb-routing.service']), 'active');
   });
 
-  test('after `nft flush ruleset` the agent notices and puts its table back by itself, with an event', async () => {
+  test("after `nft flush ruleset` the agent notices and puts its table and ufw's rules back by itself, with an event each", async () => {
     const before = await statusJson();
     const serving = (await get('/sum/version')).body;
     await onDroplet(['nft', 'flush', 'ruleset']);
@@ -233,5 +327,15 @@ describe('the nftables table outlives a reboot and a flush', () => {
     const restored = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'routing-restored');
     assert.equal(restored.length, 1, JSON.stringify(restored));
     assert.match(await onDroplet(['nft', 'list', 'table', 'ip', 'plumb']), /dnat to 127\.0\.0\.1/);
+    // ufw's chains went with the flush (every port open); a monitor tick or two later they are back.
+    let firewall: AgentEvent[] = [];
+    const firewallDeadline = Date.now() + 60_000;
+    while (firewall.length === 0 && Date.now() < firewallDeadline) {
+      await new Promise((r) => setTimeout(r, 1000));
+      firewall = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'firewall-restored');
+    }
+    assert.equal(firewall.length, 1, JSON.stringify(firewall));
+    assert.match(await onDroplet(['ufw', 'status']), /^Status: active/);
+    assert.match(await onDroplet(['iptables', '-S', 'INPUT']), /^-P INPUT DROP$/m);
   });
 });

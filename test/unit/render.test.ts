@@ -51,7 +51,7 @@ describe('nginx: /etc/nginx/conf.d/plumb.conf', () => {
     const config = renderNginx(twoApis);
     assert.doesNotMatch(config, /localhost|\[::1\]/);
     assert.equal(block(config, 'upstream plumb_sum {').replace(/^ *\/\/.*\n|^ *#.*\n/gm, ''), 'upstream plumb_sum {\n    server 127.0.0.1:7001 max_fails=0;\n    server 127.0.0.1:7001 max_fails=0;\n}\n');
-    assert.doesNotMatch(config, /keepalive/);
+    assert.doesNotMatch(config, /^\s*keepalive /m);
     assert.doesNotMatch(config, /:9\d{3}/);
     const otherWorkers: NginxModel = { ...twoApis, apis: twoApis.apis.map((a) => ({ ...a, instances: [{ port: 9500 }, { port: 9501 }, { port: 9502 }] })) };
     assert.equal(renderNginx(otherWorkers), config, 'a change of workers leaves nginx\'s file as it is');
@@ -145,12 +145,18 @@ upstream plumb_hello {
     server 127.0.0.1:7004 max_fails=0;
 }
 
+map $upstream_http_location $plumb_self_redirect_7004 {
+    "~^https?://[^/]+/hello(?:[/?]|$)" /hello;
+    default /hello/hello;
+}
+
 server {
     listen 80 default_server;
     listen [::]:80 default_server;
     server_name _;
     client_max_body_size 64m;
     server_tokens off;
+    keepalive_requests 100000;
     absolute_redirect off;
 
     location ^~ /.well-known/acme-challenge/ {
@@ -181,8 +187,8 @@ server {
         proxy_next_upstream error timeout http_502;
         proxy_next_upstream_timeout 1s;
         proxy_redirect ~^(/hello(?:[/?].*)?)$ $1;
-        proxy_redirect http://$host/hello/ /hello/;
-        proxy_redirect https://$host/hello/ /hello/;
+        proxy_redirect http://$host/hello $plumb_self_redirect_7004;
+        proxy_redirect https://$host/hello $plumb_self_redirect_7004;
         proxy_redirect http://$host/ /hello/;
         proxy_redirect https://$host/ /hello/;
         proxy_redirect / /hello/;

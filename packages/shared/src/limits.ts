@@ -118,6 +118,12 @@ export const FRONT_PORT_LAST = 7999;
  * comes from an API, not a 502. A worker that never starts delays nginx by this much, no more.
  */
 export const BOOT_ROUTING_WAIT_MS = 30_000;
+/**
+ * Requests one client connection (HTTP/1.1 keep-alive, or HTTP/2) may carry before nginx closes
+ * it. nginx's default, 1000, closes a busy client's connection every few seconds; nginx frees a
+ * connection's memory only when it closes, so the bound stays finite.
+ */
+export const NGINX_KEEPALIVE_REQUESTS = 100_000;
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;

@@ -525,7 +525,7 @@ export type ApiStatus = z.infer<typeof ApiStatus>;
 export const EVENT_KINDS = [
   'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
   'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut', 'operation-cut',
-  'routing-restored',
+  'routing-restored', 'firewall-restored',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

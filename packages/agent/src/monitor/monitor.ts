@@ -3,7 +3,7 @@ import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MO
 import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
 import { isHealthy, probe } from '../ops/health.js';
-import { restoreRoutingIfLost } from '../ops/routing.js';
+import { restoreServingIfLost } from '../ops/routing.js';
 import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -122,9 +122,9 @@ export function startMonitor(opts: MonitorOptions): Monitor {
     }
     if (!lookingAtRouting) {
       lookingAtRouting = true;
-      void restoreRoutingIfLost(opts)
-        .then((restored) => restored && log.warn('the nftables table was gone or changed; put back'))
-        .catch((err: Error) => log.warn('monitor could not look at the nftables table', { error: err.message }))
+      void restoreServingIfLost(opts)
+        .then((restored) => restored.length > 0 && log.warn('put back what serving needs', { restored: restored.join(', ') }))
+        .catch((err: Error) => log.warn('monitor could not look at nftables, ufw and nginx', { error: err.message }))
         .finally(() => (lookingAtRouting = false));
     }
     void lookAtCertificates().catch((err: Error) => log.warn('monitor could not read certificates', { error: err.message }));

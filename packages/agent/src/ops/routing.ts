@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import { FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
@@ -8,6 +8,8 @@ import { removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { applyNat, natLost } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
+import * as systemd from '../system/systemd.js';
+import * as ufw from '../system/ufw.js';
 import { apiLock, SHARED, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
 import { removeUnit, retireWorker } from './workers.js';
@@ -40,17 +42,42 @@ export async function applyRouting(state: AgentState): Promise<'unchanged' | 're
 }
 
 /**
- * Puts the nftables table back if something took it away (`nft flush ruleset`, a firewall tool
- * that rewrites the whole ruleset): without it every API answers 502 until the next change.
- * Looked at on each monitor tick, under the shared lock so never in the middle of a switch.
+ * Puts back what serving needs when something took it away, looked at on each monitor tick under
+ * the shared lock (so never in the middle of a switch or a firewall change): the nftables table
+ * (`nft flush ruleset`, a firewall tool that rewrites the whole ruleset; without it every API
+ * answers 502), ufw's rules (the same flush takes them too and leaves every port open), and
+ * plumb's nginx config on a fresh droplet (nginx is installed after the agent starts, and would
+ * serve Debian's welcome page until the first deploy). Says what it put back.
  */
-export async function restoreRoutingIfLost(ctx: Pick<OpContext, 'state' | 'locks'>): Promise<boolean> {
+export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks'>): Promise<string[]> {
   return ctx.locks.with(SHARED, async () => {
-    if (!(await natLost())) return false;
-    await applyNat(renderNat(nginxModel(ctx.state.get())));
-    events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers) was gone or changed; put back from the state" });
-    return true;
+    const restored: string[] = [];
+    if (await natLost()) {
+      await applyNat(renderNat(nginxModel(ctx.state.get())));
+      events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers) was gone or changed; put back from the state" });
+      restored.push('nftables table');
+    }
+    if (await ufw.lost()) {
+      await ufw.reload();
+      events.record({ kind: 'firewall-restored', api: null, detail: "ufw is enabled but its rules were gone from the kernel (every port open); loaded again with `ufw reload`" });
+      restored.push('ufw rules');
+    }
+    if (await nginxNeverRendered()) {
+      await applyRouting(ctx.state.get());
+      restored.push("plumb's nginx config");
+    }
+    return restored;
   });
+}
+
+/**
+ * nginx runs (so its package's scripts are done: writing our server earlier would clash with
+ * the default site they add) with Debian's default site or without plumb's file.
+ */
+async function nginxNeverRendered(): Promise<boolean> {
+  const exists = (file: string) => access(file).then(() => true, () => false);
+  if ((await exists(layout.nginxConf)) && !(await exists(layout.nginxDefaultSite))) return false;
+  return systemd.isActive('nginx.service');
 }
 
 /** The lowest front port no other API has. */

@@ -1,4 +1,4 @@
-import { ApiName, DomainName, DROPLET_HEALTH_PATH, DROPLET_HEALTH_PORT, FRONT_PORT_FIRST, FRONT_PORT_LAST, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { ApiName, DomainName, DROPLET_HEALTH_PATH, NGINX_KEEPALIVE_REQUESTS, DROPLET_HEALTH_PORT, FRONT_PORT_FIRST, FRONT_PORT_LAST, UrlPath, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { certificateFiles, checked, renderRefused, type NginxModel, type RenderedApi, type RenderedCertificate } from './model.js';
 import { layout } from '../system/layout.js';
 
@@ -36,6 +36,7 @@ export function renderNginx(model: NginxModel): string {
     "    ''      '';",
     '}',
     ...apis.filter(running).flatMap(upstream),
+    ...apis.filter(running).flatMap(selfRedirectMap),
     '',
     'server {',
     '    listen 80 default_server;',
@@ -43,6 +44,7 @@ export function renderNginx(model: NginxModel): string {
     '    server_name _;',
     '    client_max_body_size 64m;',
     '    server_tokens off;',
+    keepaliveRequests,
     // Behind a load balancer that terminates TLS an absolute redirect would say http://.
     '    absolute_redirect off;',
     '',
@@ -53,6 +55,9 @@ export function renderNginx(model: NginxModel): string {
   ];
   return `${lines.join('\n')}\n`;
 }
+
+/** HTTP/1.1 keep-alive and HTTP/2 alike (nginx >= 1.19.7); a switch never closes them either. */
+const keepaliveRequests = `    keepalive_requests ${NGINX_KEEPALIVE_REQUESTS};`;
 
 /** A load balancer's health check: 200 only while every API here answers (the agent judges; down agent = 502 = unhealthy). */
 const dropletHealthLocation = [
@@ -103,6 +108,7 @@ function httpsServers(certificate: RenderedCertificate, isDefault: boolean, loca
     '    ssl_session_timeout 1d;',
     '    client_max_body_size 64m;',
     '    server_tokens off;',
+    keepaliveRequests,
     '    absolute_redirect off;',
     ...locations,
     '}',
@@ -188,7 +194,7 @@ function apiLocations(api: RenderedApi): string[] {
     `        return 301 ${api.path}/$is_args$args;`,
     '    }',
     `    location ${api.path}/ {`,
-    ...(running(api) ? [...proxy(`http://${upstreamName(api)}/`, api.path), ...underPrefix(api.path)] : noWorker(api)),
+    ...(running(api) ? [...proxy(`http://${upstreamName(api)}/`, api.path), ...underPrefix(api)] : noWorker(api)),
     '    }',
   ];
 }
@@ -237,16 +243,38 @@ function proxy(target: string, prefix: string): string[] {
  * that knows its prefix (X-Forwarded-Prefix) and says `Location: /NAME/x` itself is left as it is:
  * nginx uses the first rule that matches, so those come first.
  */
-function underPrefix(prefix: string): string[] {
-  const already = `${prefix.replace(/[.]/g, '\\.')}(?:[/?].*)?`;
+function underPrefix(api: RenderedApi): string[] {
+  const prefix = api.path;
+  const already = `${escapeRegex(prefix)}(?:[/?].*)?`;
   return [
     `        proxy_redirect ~^(${already})$ $1;`,
-    // A regex cannot name $host, and these match by prefix: exactly `http://HOST/NAME` stays absolute.
-    `        proxy_redirect http://$host${prefix}/ ${prefix}/;`,
-    `        proxy_redirect https://$host${prefix}/ ${prefix}/;`,
+    // A regex cannot name $host, and these match by prefix; selfRedirectMap says what replaces
+    // `http://HOST${prefix}` (itself, or the root's `${prefix}x` put under the prefix).
+    `        proxy_redirect http://$host${prefix} ${selfRedirectVariable(api)};`,
+    `        proxy_redirect https://$host${prefix} ${selfRedirectVariable(api)};`,
     `        proxy_redirect http://$host/ ${prefix}/;`,
     `        proxy_redirect https://$host/ ${prefix}/;`,
     `        proxy_redirect / ${prefix}/;`,
+  ];
+}
+
+const escapeRegex = (text: string) => text.replace(/[.]/g, '\\.');
+/** By front port: API names may hold `-`, which ends an nginx variable name. */
+const selfRedirectVariable = (api: RenderedApi) => `$plumb_self_redirect_${api.frontPort}`;
+
+/**
+ * An absolute Location on this host that starts with the API's path: `http://HOST/NAME`,
+ * `/NAME?x` or `/NAME/x` is the API's own (already under its prefix, kept: the prefix replaces
+ * itself); `http://HOST/NAMEx` is plumber's root-relative `/NAMEx` (put under the prefix). Read
+ * when nginx rewrites the answer's Location, so $upstream_http_location is the worker's.
+ */
+function selfRedirectMap(api: RenderedApi): string[] {
+  return [
+    '',
+    `map $upstream_http_location ${selfRedirectVariable(api)} {`,
+    `    "~^https?://[^/]+${escapeRegex(api.path)}(?:[/?]|$)" ${api.path};`,
+    `    default ${api.path}${api.path};`,
+    '}',
   ];
 }
 

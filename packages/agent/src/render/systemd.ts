@@ -18,6 +18,10 @@ export function renderApiUnit(name: string, opts: { memoryMax?: string | null } 
 [Unit]
 Description=plumber API ${name} (port %i)
 After=network.target
+# Ordered before nginx, so at shutdown (or a reboot) systemd stops nginx first and a worker only
+# once nginx no longer passes it requests: no 502s while the droplet goes down. At boot this
+# waits for nothing (a worker counts as started once R runs; plumb-routing.service waits for it).
+Before=nginx.service
 StartLimitIntervalSec=60
 StartLimitBurst=10
 

@@ -21,6 +21,7 @@ export async function restart(unit: string): Promise<void> {
 export const stop = (unit: string) => systemctl('stop', unit);
 export const enable = (unit: string) => systemctl('enable', unit);
 export const reload = (unit: string) => systemctl('reload', unit);
+export const isActive = async (unit: string) => (await execa('systemctl', ['is-active', '--quiet', unit], { reject: false, timeout: 30_000 })).exitCode === 0;
 
 /** Stops and disables a unit that may not exist or may have failed; never throws. */
 export async function stopAndDisable(unit: string): Promise<void> {

@@ -63,3 +63,20 @@ export async function allowed(): Promise<string[]> {
   const rules = result.stdout.split('\n').flatMap((line) => /^ufw allow (\S+)$/.exec(line.trim())?.slice(1) ?? []);
   return [...new Set(rules)];
 }
+
+/**
+ * True when ufw is on (`ufw enable`, kept in ufw.conf) but its chains are gone from the kernel:
+ * `nft flush ruleset` (or `iptables -F -X`) takes them with everything else, leaving every port
+ * open while ufw.conf still says enabled. `iptables -S` of one chain costs one short process.
+ */
+export async function lost(): Promise<boolean> {
+  const conf = await readFile('/etc/ufw/ufw.conf', 'utf8').catch(() => '');
+  if (!/^ENABLED=yes\s*$/m.test(conf)) return false;
+  const chain = await execa('iptables', ['-w', '-S', 'ufw-user-input'], { reject: false, timeout: 30_000 });
+  return chain.exitCode !== 0;
+}
+
+/** Loads ufw's rules again from its files (v4 and v6), as `ufw reload` does after a hand edit. */
+export async function reload(): Promise<void> {
+  await ufw('reload');
+}
