@@ -232,3 +232,5 @@ export const DEFAULT_CRAN_URL = 'https://cloud.r-project.org';
 
 /** The agent's plain-HTTP health answer for load balancers, on loopback only; nginx proxies DROPLET_HEALTH_PATH there. */
 export const DROPLET_HEALTH_PORT = 8732;
+/** At most this many droplets are made by one `provision --group --count N`. */
+export const GROUP_PROVISION_MAX = 10;
