@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
+import { AGENT_NODE_FLAGS, AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
 import { DEFAULT_SWAP_BYTES, renderUserData, validateUserData, type UserDataInput } from '@plumb/controller/cloud-init';
 import { rootfsReady } from '../lab/droplets/rootfs.js';
 import { inDropletImage } from './droplet-image.js';
@@ -68,6 +68,11 @@ describe('cloud-init user-data', () => {
     const bytes = Buffer.byteLength(text);
     t.diagnostic(`typical user-data: ${bytes} bytes (limit ${USER_DATA_MAX_BYTES})`);
     assert.ok(bytes < USER_DATA_MAX_BYTES / 2);
+  });
+
+  test("the agent's unit starts node with the agent's memory flags, as the upgrade drop-ins do", () => {
+    const unit = file(readBack(renderUserData(typical)), '/etc/systemd/system/plumb-agent.service');
+    assert.match(unit.content, new RegExp(`^ExecStart=/usr/bin/node ${AGENT_NODE_FLAGS.join(' ')} /opt/plumb-agent/current/bundle/plumb-agent\\.mjs$`, 'm'));
   });
 
   test('packages come from Debian without recommends: node first, R, plumber, nginx, ufw and certbot in runcmd', () => {
