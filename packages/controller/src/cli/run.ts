@@ -45,8 +45,9 @@ export function reportError(err: unknown, json: boolean): ExitCode {
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return EXIT.failure;
   }
-  // By name, not instanceof: the agent client (ws, tls) is loaded only by commands that connect.
-  const remote = err.name === 'RemoteError' ? (err as RemoteError) : undefined;
+  // By shape, not instanceof (RemoteError and its subclasses): the agent client (ws, tls) is
+  // loaded only by commands that connect.
+  const remote = 'logTitle' in err && 'log' in err ? (err as RemoteError) : undefined;
   if (json) {
     const step = remote ? { step: remote.step, log: remote.log } : {};
     process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, ...step } }, null, 2)}\n`);
