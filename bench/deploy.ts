@@ -8,12 +8,14 @@
  *      cost asked one process per worker (before) and in one `systemctl show` (after);
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
  *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
- *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time.
+ *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time;
+ *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -31,6 +33,9 @@ const REPS = quick ? 1 : 5;
 const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
 const STATUS_APIS = quick ? 2 : 10;
 const ONE_WAY_MS = 25;
+/** `plumb logs -f` latency: lines timed per network, and how long one may take before it counts as lost. */
+const LOG_LINES = quick ? 20 : 100;
+const LOG_WAIT_MS = 5_000;
 /** How long the new code is looked for once the command has returned. */
 const WATCH_AFTER_MS = 120_000;
 
@@ -233,6 +238,44 @@ try {
   console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
   console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
   console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
+
+  // 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it.
+  const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
+  const loggerDeploy = await plumb(networks.LAN, ['deploy', logger, '--name', 'logger', '--no-deps']);
+  if (loggerDeploy.exitCode !== 0) throw new Error(`plumb deploy logger: ${loggerDeploy.stderr}`);
+  const logLatency: Record<string, number[]> = {};
+  let said = 0;
+  for (const [network, home] of Object.entries(networks)) {
+    const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
+    const seen = new Map<number, number>();
+    createInterface({ input: follower.stdout! }).on('line', (line) => {
+      const n = /plumb-bench-line (\d+)/.exec(line)?.[1];
+      if (n !== undefined) seen.set(Number(n), performance.now());
+    });
+    /** Says line n; the ms until the follower printed it (NaN: not within LOG_WAIT_MS). */
+    const say = async () => {
+      const n = ++said;
+      const sent = performance.now();
+      await httpGet(`http://${address}/logger/say?n=${n}`, LOG_WAIT_MS);
+      while (!seen.has(n) && performance.now() - sent < LOG_WAIT_MS) await new Promise((r) => setTimeout(r, 1));
+      return (seen.get(n) ?? NaN) - sent;
+    };
+    // Until the follower is connected and following.
+    for (let i = 0; i < 30 && Number.isNaN(await say()); i++);
+    const times: number[] = [];
+    for (let i = 0; i < LOG_LINES; i++) times.push(await say());
+    follower.kill('SIGINT');
+    await follower;
+    logLatency[network] = times;
+  }
+  const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)]!;
+  console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time)\n`);
+  console.log('| network | median ms | p95 ms | lost |');
+  console.log('|---|---|---|---|');
+  for (const [network, times] of Object.entries(logLatency)) {
+    const got = times.filter((t) => !Number.isNaN(t));
+    console.log(`| ${network} | ${median(got).toFixed(0)} | ${p95(got).toFixed(0)} | ${times.length - got.length} |`);
+  }
 
   // 4b. CLI start time.
   const atEnd = await memory();

@@ -120,6 +120,44 @@ describe('R packages from Debian', () => {
   });
 });
 
+describe('R packages not checked again', () => {
+  const jsonApi = (version: string) => ({ 'plumber.R': `library(jsonlite)\n#* @get /v\nfunction() "${version}"\n` });
+  const calls = '/var/log/plumb-test-rscript-calls';
+  /** How many times the agent has asked R for its installed packages (INSPECT_R) since the wrapper went in. */
+  const checks = async () => Number((await onDroplet(['sh', '-c', `grep -c installed.packages ${calls} || true`])).trim());
+  const jsonliteOf = (result: DeployResult | undefined) => result?.packages?.packages.filter((p) => p.name === 'jsonlite').map((p) => `${p.source} ${p.library}`);
+
+  test('a redeploy whose packages and R libraries are unchanged starts no R to check them; one after a library changed checks again', async () => {
+    // Every Rscript the agent starts by name goes through this wrapper (/usr/local/bin comes before
+    // /usr/bin on its PATH); workers run /usr/bin/Rscript by its full path.
+    await onDroplet(['sh', '-c', `printf '#!/bin/sh\\necho "$*" >> ${calls}\\nexec /usr/bin/Rscript "$@"\\n' > /usr/local/bin/Rscript && chmod 755 /usr/local/bin/Rscript && : > ${calls}`]);
+    try {
+      const first = await deploy(jsonApi('v1'), 'unchecked');
+      assert.equal(first.exitCode, 0, first.stderr);
+      assert.equal(first.result?.packages?.cached, false);
+      assert.equal(await checks(), 1);
+
+      const second = await deploy(jsonApi('v2'), 'unchecked');
+      assert.equal(second.exitCode, 0, second.stderr);
+      assert.equal(second.result?.packages?.cached, true);
+      assert.equal(await checks(), 1);
+      assert.deepEqual(jsonliteOf(second.result), ['debian /usr/lib/R/site-library']);
+      // The release whose packages were not checked serves (a long wait: R on a loaded droplet).
+      assert.deepEqual(JSON.parse((await httpGet(`http://${address}/unchecked/v`, 60_000)).body), ['v2']);
+
+      // A package put in by hand where R looks first: the next deploy must see it.
+      await onDroplet(['sh', '-c', 'mkdir -p /usr/local/lib/R/site-library && cp -a /usr/lib/R/site-library/jsonlite /usr/local/lib/R/site-library/']);
+      const third = await deploy(jsonApi('v3'), 'unchecked');
+      assert.equal(third.exitCode, 0, third.stderr);
+      assert.equal(third.result?.packages?.cached, false);
+      assert.equal(await checks(), 2);
+      assert.deepEqual(jsonliteOf(third.result), ['local /usr/local/lib/R/site-library']);
+    } finally {
+      await onDroplet(['rm', '-rf', '/usr/local/bin/Rscript', '/usr/local/lib/R/site-library/jsonlite', calls]);
+    }
+  });
+});
+
 describe('R packages from a CRAN-like repository', () => {
   /** Says which plumbdemo it loaded and from where. */
   const demoApi = { 'plumber.R': 'library(plumbdemo)\n#* @get /v\nfunction() list(version = demo_version(), from = find.package("plumbdemo"))\n' };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
+import { AGENT_NODE_FLAGS, AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, ValidationError } from '@plumb/shared';
 import { DEFAULT_SWAP_BYTES, renderUserData, validateUserData, type UserDataInput } from '@plumb/controller/cloud-init';
 import { rootfsReady } from '../lab/droplets/rootfs.js';
 import { inDropletImage } from './droplet-image.js';
@@ -145,7 +145,8 @@ describe('cloud-init user-data', () => {
   test('the agent runs under systemd as root, restarted always, with /var/lib/plumb as its state', () => {
     const unit = file(readBack(renderUserData(typical)), '/etc/systemd/system/plumb-agent.service').content;
     for (const line of [
-      'ExecStart=/usr/bin/node /opt/plumb-agent/current/bundle/plumb-agent.mjs',
+      // The agent's memory flags, as its upgrade drop-ins give them too.
+      `ExecStart=/usr/bin/node ${AGENT_NODE_FLAGS.join(' ')} /opt/plumb-agent/current/bundle/plumb-agent.mjs`,
       'Restart=always',
       'RestartSec=1',
       'After=network-online.target',

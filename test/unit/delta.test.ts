@@ -79,3 +79,21 @@ test("delta: the controller's file list and what the agent's extractor writes ag
   assert.deepEqual(manifest.filter((f) => f.executable).map((f) => f.path).sort(), ['group-exec.sh', 'run.sh']);
   assert.equal(manifest.find((f) => f.path === 'link.R')?.sha256, manifest.find((f) => f.path === 'R/sub/helpers.R')?.sha256);
 });
+
+test('a group deploy packs the whole bundle only when a droplet needs it, and once for all of them', async (t: TestContext) => {
+  const { prepareBundle } = await import('@plumb/controller/commands/deploy');
+  const { defaultContext } = await import('@plumb/controller/context');
+  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-lazy-pack-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  await writeFile(path.join(dir, 'model.bin'), 'weights');
+  const bundle = await prepareBundle({ dir, name: 'lazy', deps: false }, defaultContext(() => {}, { XDG_CONFIG_HOME: dir }), true);
+  // Taken away after the group's bundle was prepared: packing now would fail, so nothing was packed yet.
+  await rm(path.join(dir, 'model.bin'));
+  await assert.rejects(bundle.whole!());
+  await writeFile(path.join(dir, 'model.bin'), 'weights');
+  const fresh = await prepareBundle({ dir, name: 'lazy', deps: false }, defaultContext(() => {}, { XDG_CONFIG_HOME: dir }), true);
+  const [a, b] = await Promise.all([fresh.whole!(), fresh.whole!()]);
+  assert.equal(a, b, 'one packing shared by every droplet');
+  assert.ok(Buffer.concat(a).length > 0);
+});

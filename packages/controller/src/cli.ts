@@ -1,16 +1,26 @@
 #!/usr/bin/env node
-import { CommanderError } from '@commander-js/extra-typings';
-import { EXIT } from '@plumb/shared';
-import { plumbProgram } from './cli/program.js';
-import { reportError } from './cli/run.js';
-import { usageError } from './cli/usage.js';
+import { createRequire } from 'node:module';
 
 const argv = process.argv.slice(2);
-const json = argv.includes('--json');
-const program = plumbProgram();
-program
-  .parseAsync(argv, { from: 'user' })
-  .catch((err: unknown) => {
+
+// `plumb --version` loads nothing else (scripts and prompts call it; every module costs start-up time).
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+  process.stdout.write(`${(createRequire(import.meta.url)('../package.json') as { version: string }).version}\n`);
+} else {
+  await main();
+}
+
+async function main(): Promise<void> {
+  const [{ CommanderError }, { EXIT }, { plumbProgram }, { reportError }, { usageError }] = await Promise.all([
+    import('@commander-js/extra-typings'),
+    import('@plumb/shared'),
+    import('./cli/program.js'),
+    import('./cli/run.js'),
+    import('./cli/usage.js'),
+  ]);
+  const json = argv.includes('--json');
+  const program = plumbProgram();
+  await program.parseAsync(argv, { from: 'user' }).catch((err: unknown) => {
     if (err instanceof CommanderError) {
       // --help and --version end here too, having printed what was asked; `plumb` alone prints the help, as a usage error.
       if (err.exitCode === 0) process.exitCode = EXIT.ok;
@@ -19,3 +29,4 @@ program
     }
     process.exitCode = reportError(err, json);
   });
+}

@@ -238,3 +238,12 @@ export const DEFAULT_CRAN_URL = 'https://cloud.r-project.org';
 
 /** The agent's plain-HTTP health answer for load balancers, on loopback only; nginx proxies DROPLET_HEALTH_PATH there. */
 export const DROPLET_HEALTH_PORT = 8732;
+/**
+ * V8 flags the agent runs with (its unit's ExecStart in cloud-init/user-data.yaml, and the
+ * upgrade drop-ins): a 1 MiB young generation and V8's size-over-speed heuristics take ~6 MiB
+ * off the idle agent's ~29 MiB of its own (anonymous) memory; its work is waiting on processes
+ * and sockets, not JavaScript throughput (docs/benchmarks.md).
+ */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size'] as const;
+/** At most this many droplets are made by one `provision --group --count N`. */
+export const GROUP_PROVISION_MAX = 10;

@@ -296,6 +296,11 @@ export const PackagesReport = z.object({
   installed: z.array(InstalledRPackage),
   warnings: z.array(z.string()),
   rVersion: z.string(),
+  /**
+   * The needs and every R library were as at this API's last deploy, so R was not asked again
+   * and `packages` is what it answered then (absent from older agents, which always asked).
+   */
+  cached: z.boolean().optional(),
   tookMs: z.number(),
 });
 export type PackagesReport = z.infer<typeof PackagesReport>;

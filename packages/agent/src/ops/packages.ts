@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { access, chmod, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   BASE_R_PACKAGES,
@@ -220,6 +220,40 @@ export interface PackagesInstalled {
  */
 export async function installPackages(name: string, spec: PackagesSpec, repos: Repos, base: string | null | undefined, ctx: OpContext): Promise<PackagesInstalled> {
   const started = Date.now();
+  const key = await checkKey(spec, repos, base, libraryPath(name, base));
+  const known = checked.get(name);
+  if (known?.key === key) {
+    ctx.progress('checking R packages', 'the same as the last deploy asked for, and no R library changed since: not checked again');
+    log.info('R packages ready', { api: name, asked: spec.needs.length, installed: 0, library: known.library ?? 'none', checked: false });
+    return { library: known.library, report: { ...known.report, installed: [], cached: true, tookMs: Date.now() - started } };
+  }
+  const result = await checkAndInstall(name, spec, repos, base, ctx, started);
+  // Keyed by the state after the install: the next deploy starts from the generation this one made.
+  checked.set(name, { key: await checkKey(spec, repos, result.library, libraryPath(name, result.library)), library: result.library, report: result.report });
+  return result;
+}
+
+/**
+ * The last package check that passed, per API, in memory (an agent restart checks once more).
+ * Starting R to list its libraries is the slowest part of a redeploy whose packages did not
+ * change (seconds on a busy droplet); what it found holds while the needs, the repositories,
+ * the API's generation (never changed once made) and every library R searches stay the same.
+ */
+const checked = new Map<string, { key: string; library: string | null | undefined; report: PackagesReport }>();
+
+/**
+ * What R's answer depends on besides the request: dpkg's database (apt installs, upgrades and
+ * removals of Debian's R packages and of R itself), the libraries' directories (a package added
+ * or removed by hand or by install.packages) and R's site files that set the search path.
+ */
+const R_SYSTEM_MARKS = ['/var/lib/dpkg/status', '/usr/lib/R/library', '/usr/lib/R/site-library', '/usr/local/lib/R', '/usr/local/lib/R/site-library', '/etc/R', '/etc/R/Renviron', '/etc/R/Renviron.site', '/etc/R/Rprofile.site'];
+
+async function checkKey(spec: PackagesSpec, repos: Repos, base: string | null | undefined, baseDir: string | null): Promise<string> {
+  const marks = await Promise.all([...R_SYSTEM_MARKS, baseDir ?? '/nonexistent'].map((file) => stat(file).then((s) => `${file} ${s.ino} ${s.size} ${s.mtimeMs}`, () => `${file} -`)));
+  return createHash('sha256').update(JSON.stringify({ spec, repos, base: base ?? null, marks })).digest('hex');
+}
+
+async function checkAndInstall(name: string, spec: PackagesSpec, repos: Repos, base: string | null | undefined, ctx: OpContext, started: number): Promise<PackagesInstalled> {
   const baseDir = libraryPath(name, base);
   const apiLibrary = baseDir ?? '/nonexistent';
   ctx.progress('checking R packages', `${spec.needs.length} asked for`);
@@ -264,7 +298,7 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
     return copy && { name: pkg, version: copy.version, source: sourceOf(copy.library, libraryDir ?? '/nonexistent', newManifest, pkg), library: copy.library };
   };
   const installedNames = [...debs, ...built].map((i) => i.name);
-  log.info('R packages ready', { api: name, asked: spec.needs.length, installed: installedNames.length, library: library ?? 'none', took_ms: Date.now() - started });
+  log.info('R packages ready', { api: name, asked: spec.needs.length, installed: installedNames.length, library: library ?? 'none', checked: true, took_ms: Date.now() - started });
   return {
     library,
     report: {
@@ -272,6 +306,7 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
       installed: installedNames.map(describe).filter((p): p is InstalledRPackage => p !== undefined),
       warnings: [...rVersionWarning(spec, after.rVersion), ...plan.warnings],
       rVersion: after.rVersion,
+      cached: false,
       tookMs: Date.now() - started,
     },
   };

@@ -83,7 +83,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     });
     // From here the old workers are draining in the state: they stop whatever happens next.
     const drained = drainWorkers(name, retiring, ctx);
-    for (const port of ports) await systemd.enable(layout.instanceUnit(name, port));
+    for (const port of ports) await systemd.enableAtBoot(layout.instanceUnit(name, port));
     await pointCurrent(name, releaseDir);
     const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
     if (target.wait && retiring.length > 0) {

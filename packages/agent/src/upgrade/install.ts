@@ -2,7 +2,7 @@ import { cp, mkdir, readFile, readdir, readlink, realpath, rename, rm, symlink }
 import path from 'node:path';
 import { execa } from 'execa';
 import * as z from 'zod';
-import { AGENT_CONFIRM_TIMEOUT_MS, AGENT_VERSIONS_KEPT, compareVersions, UpgradeRecord } from '@plumb/shared';
+import { AGENT_CONFIRM_TIMEOUT_MS, AGENT_NODE_FLAGS, AGENT_VERSIONS_KEPT, compareVersions, UpgradeRecord } from '@plumb/shared';
 import { writeFileAtomic } from '../atomic-file.js';
 import { log } from '../log.js';
 
@@ -115,7 +115,7 @@ export async function ensureLayout(runningVersion: string): Promise<void> {
   const execStart = (await execa('systemctl', ['show', install.unit, '-p', 'ExecStart', '--value'], { reject: false })).stdout;
   if (!execStart.includes(CURRENT_BUNDLE)) {
     await mkdir(path.dirname(install.layoutDropIn), { recursive: true });
-    await writeFileAtomic(install.layoutDropIn, `# Written by plumb-agent: start the version /opt/plumb-agent/current links to.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${CURRENT_BUNDLE}\n`, 0o644);
+    await writeFileAtomic(install.layoutDropIn, `# Written by plumb-agent: start the version /opt/plumb-agent/current links to.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} ${CURRENT_BUNDLE}\n`, 0o644);
     await systemctl(['daemon-reload']);
   }
   const bin = await readlink(install.binLink).catch(() => null);
@@ -141,7 +141,7 @@ export async function beginTrial(trial: Trial): Promise<void> {
   await writeRecord(files.pending, record);
   try {
     await mkdir(path.dirname(install.trialDropIn), { recursive: true });
-    await writeFileAtomic(install.trialDropIn, `# Written by plumb-agent for upgrade ${trial.id}; gone at reboot.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${install.bundle(install.versionDir(trial.to))}\n`, 0o644);
+    await writeFileAtomic(install.trialDropIn, `# Written by plumb-agent for upgrade ${trial.id}; gone at reboot.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} ${install.bundle(install.versionDir(trial.to))}\n`, 0o644);
     await systemctl(['daemon-reload']);
     // The guard runs the old version's code (known to work: it is running now), outside the agent's unit.
     await systemctl(['reset-failed', `${install.guardUnit(trial.id)}.service`]).catch(() => undefined);

@@ -5,19 +5,21 @@ import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
 import type { DeployOutcome } from '../commands/deploy.js';
-import { groupText, type GroupDeployResult } from '../commands/group.js';
+import type { GroupDeployResult } from '../commands/group.js';
 
 /** A deploy's R packages in two lines or so: what it installed, what was there, warnings. */
 function packagesLines(p: PackagesReport): string[] {
   const list = (xs: { name: string; version: string; source: string }[]) => xs.map((x) => `${x.name} ${x.version} (${x.source})`).join(', ');
   return [
-    `  R packages: ${p.packages.length} used, ${p.installed.length === 0 ? 'nothing installed' : `installed ${list(p.installed)}`} in ${seconds(p.tookMs)} (R ${p.rVersion})`,
+    p.cached
+      ? `  R packages: ${p.packages.length} used, unchanged since the last deploy (not checked again; R ${p.rVersion})`
+      : `  R packages: ${p.packages.length} used, ${p.installed.length === 0 ? 'nothing installed' : `installed ${list(p.installed)}`} in ${seconds(p.tookMs)} (R ${p.rVersion})`,
     ...p.warnings.map((w) => `  warning: ${w}`),
   ];
 }
 
-export function text(r: DeployOutcome | GroupDeployResult): string {
-  if ('group' in r) return groupText(r, 'deployed');
+export async function text(r: DeployOutcome | GroupDeployResult): Promise<string> {
+  if ('group' in r) return (await import('../commands/group.js')).groupText(r, 'deployed');
   return [
     `deployed ${r.name} release ${r.release} to ${r.droplet} in ${seconds(r.tookMs)} (${r.files} files, ${(r.bundleBytes / 1024).toFixed(0)} KiB${r.upload.mode === 'delta' ? ` sent: ${r.upload.files} of ${r.upload.totalFiles} files, the others were on the droplet` : ''})`,
     `  ${r.url}`,

@@ -21,7 +21,7 @@ export function register(program: Command) {
       const { logs } = await import('../commands/logs.js');
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
-      await logs({ name, ...o }, (e) => process.stdout.write(`${json ? JSON.stringify(e) : line(e)}\n`), stop.signal, quietContext());
+      await logs({ name, ...o }, (e) => process.stdout.write(`${json ? JSON.stringify(e) : line(e)}\n`), stop.signal, await quietContext());
     });
   helpFooter(command, ['plumb logs hello -n 20', "plumb logs hello -f --since '10 min ago'"]);
 }

@@ -1,10 +1,9 @@
 import type { Command } from '@commander-js/extra-typings';
-import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { GROUP_PROVISION_MAX, wholeNumber as wholeNumberRule } from '@plumb/shared';
 import { collect, jsonFlag, quietFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { seconds } from '../output/format.js';
-import { GROUP_PROVISION_MAX } from '../commands/group.js';
 import type { ProvisionResult } from '../commands/provision.js';
 
 export function text(made: ProvisionResult | ProvisionResult[]): string {

@@ -1,12 +1,12 @@
 import type { Command } from '@commander-js/extra-typings';
 import { EXIT, type RollbackResult } from '@plumb/shared';
-import { groupText, type GroupDeployResult } from '../commands/group.js';
+import type { GroupDeployResult } from '../commands/group.js';
 import { dropletFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
 
-export const text = (r: RollbackResult | GroupDeployResult) => ('group' in r ? groupText(r, 'rolled back') : singleText(r));
+export const text = async (r: RollbackResult | GroupDeployResult) => ('group' in r ? (await import('../commands/group.js')).groupText(r, 'rolled back') : singleText(r));
 const singleText = (r: RollbackResult) => [`${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
 
 export function register(program: Command) {

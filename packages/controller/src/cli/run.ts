@@ -1,6 +1,6 @@
 import { EXIT, exitCodeOf, PlumbError, type ExitCode } from '@plumb/shared';
-import { RemoteError } from '../agent/client.js';
-import { defaultContext, type Context } from '../context.js';
+import type { RemoteError } from '../agent/client.js';
+import type { Context } from '../context.js';
 import { progressReporter } from '../output/progress.js';
 import { terminalSafe } from '../output/terminal.js';
 
@@ -18,7 +18,7 @@ export async function output<R>(flags: OutputFlags, work: (ctx: Context) => Prom
   const reporter = progressReporter(process.stderr, { quiet: flags.quiet ?? false });
   let result: R;
   try {
-    result = await work(defaultContext(reporter.progress));
+    result = await work((await import('../context.js')).defaultContext(reporter.progress));
   } finally {
     reporter.stop();
   }
@@ -27,7 +27,7 @@ export async function output<R>(flags: OutputFlags, work: (ctx: Context) => Prom
 }
 
 /** A context without progress, for the commands that stream their own output (logs, watch). */
-export const quietContext = (): Context => defaultContext(() => {});
+export const quietContext = async (): Promise<Context> => (await import('../context.js')).defaultContext(() => {});
 
 /** The exit code of a result that lists per-droplet errors: theirs when they agree, else a plain failure. */
 export function worstExit(errors: Array<{ code: string } | undefined>): ExitCode {
@@ -45,15 +45,18 @@ export function reportError(err: unknown, json: boolean): ExitCode {
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return EXIT.failure;
   }
+  // By shape, not instanceof (RemoteError and its subclasses): the agent client (ws, tls) is
+  // loaded only by commands that connect.
+  const remote = 'logTitle' in err && 'log' in err ? (err as RemoteError) : undefined;
   if (json) {
-    const step = err instanceof RemoteError ? { step: err.step, log: err.log } : {};
+    const step = remote ? { step: remote.step, log: remote.log } : {};
     process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, ...step } }, null, 2)}\n`);
   }
   // Messages and log lines may come from the droplet: shown with their control characters escaped.
   const hint = err.hint ? `  ${terminalSafe(err.hint)}\n` : '';
-  if (err instanceof RemoteError && err.step) {
-    process.stderr.write(`plumb: failed at "${terminalSafe(err.step)}": ${terminalSafe(err.message)}\n${hint}`);
-    if (err.log.length > 0) process.stderr.write(`  ${err.logTitle}:\n${err.log.map((l) => `    ${terminalSafe(l)}\n`).join('')}`);
+  if (remote?.step) {
+    process.stderr.write(`plumb: failed at "${terminalSafe(remote.step)}": ${terminalSafe(err.message)}\n${hint}`);
+    if (remote.log.length > 0) process.stderr.write(`  ${remote.logTitle}:\n${remote.log.map((l) => `    ${terminalSafe(l)}\n`).join('')}`);
   } else {
     process.stderr.write(`plumb: ${terminalSafe(err.message)}\n${hint}`);
   }

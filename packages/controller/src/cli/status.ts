@@ -26,7 +26,7 @@ async function watchStatus(droplet: string | undefined, o: { json?: true; quiet?
       }
     },
     stop.signal,
-    quietContext(),
+    await quietContext(),
   );
 }
 

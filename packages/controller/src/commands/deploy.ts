@@ -108,13 +108,17 @@ export async function dependenciesOf(dir: string, files: string[]): Promise<Dete
 export interface PackedBundle {
   info: Awaited<ReturnType<typeof inspectApiDir>>;
   detected: DetectedDependencies | null;
-  /** The gzip tar stream in memory, to send to several droplets; undefined: packed while sending. */
-  chunks: Buffer[] | undefined;
+  /**
+   * The gzip tar stream in memory, to send the same bytes to several droplets, packed when the
+   * first of them needs the whole bundle (those that take a delta never do); undefined: packed
+   * while sending.
+   */
+  whole: (() => Promise<Buffer[]>) | undefined;
   /** The files' hashes for agents that take only what they lack (null: `--full`). */
   hashing: Promise<BundleFile[]> | null;
 }
 
-/** Reads DIR and its R dependencies; with `keep`, packs the bundle into memory so every droplet gets the same bytes. */
+/** Reads DIR and its R dependencies; with `keep`, the bundle is packed into memory once (on first need) so every droplet gets the same bytes. */
 export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boolean): Promise<PackedBundle> {
   const info = await inspectApiDir(opts.dir);
   const detected = opts.deps === false ? null : await dependenciesOf(opts.dir, info.files);
@@ -125,10 +129,15 @@ export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boo
   // Hashing runs while the connection opens; it is used only if the agent can take a file list.
   const hashing = opts.full ? null : bundleManifest(opts.dir, info);
   hashing?.catch(() => undefined);
-  if (!keep) return { info, detected, chunks: undefined, hashing };
+  if (!keep) return { info, detected, whole: undefined, hashing };
+  let packing: Promise<Buffer[]> | undefined;
+  return { info, detected, whole: () => (packing ??= packWhole(opts.dir, info)), hashing };
+}
+
+async function packWhole(dir: string, info: BundleInfo): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
-  for await (const chunk of packBundle(opts.dir, info)) chunks.push(chunk as Buffer);
-  return { info, detected, chunks, hashing };
+  for await (const chunk of packBundle(dir, info)) chunks.push(chunk as Buffer);
+  return chunks;
 }
 
 /**
@@ -137,7 +146,7 @@ export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boo
  */
 export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedBundle): Promise<DeployOutcome> {
   const checked = checkDeployOptions(opts);
-  const { info, detected, chunks, hashing } = bundle ?? (await prepareBundle(opts, ctx, false));
+  const { info, detected, whole, hashing } = bundle ?? (await prepareBundle(opts, ctx, false));
   const packages = detected ? packagesSpec(detected, opts) : undefined;
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
@@ -153,7 +162,7 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     pending.result.then(() => (settled = true), () => (settled = true));
     const files = delta ? await filesNeeded(delta, need, pending) : info.files;
     // The whole bundle packed once for a group goes as packed; a file list's part is packed here.
-    const packed = files === info.files ? chunks : undefined;
+    const packed = files === info.files ? await whole?.() : undefined;
     const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled, packed);
     const result = await pending.result;
     ctx.progress({ step: 'done', done: true });

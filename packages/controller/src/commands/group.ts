@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, checkInput, GroupName, groupTag, PlumbError, ReleaseId, wholeNumber, type ReleasesResult, type RollbackResult } from '@plumb/shared';
+import { ApiName, checkInput, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, ReleaseId, wholeNumber, type ReleasesResult, type RollbackResult } from '@plumb/shared';
 import { RemoteError } from '../agent/client.js';
 import { readJson, withFileLock, writePrivateJson } from '../local/config.js';
 import type { Context } from '../context.js';
@@ -12,9 +12,6 @@ import type { KnownDroplet } from '../local/droplets-state.js';
 import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type DeployOutcome } from './deploy.js';
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { rollback } from './api.js';
-
-/** At most this many droplets are made by one `provision --group --count N`. */
-export const GROUP_PROVISION_MAX = 10;
 
 const groupName = (group: string) => checkInput(GroupName, group, 'group name');
 

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PLUMB_CLI } from '../e2e/plumb.js';
+
+/**
+ * `plumb --version` and `plumb --help` start fast because they load no command's work: checked
+ * here by running them from a copy of the controller's dist/ with that work taken out (a module
+ * that is loaded but missing fails the run). Their times are in bench/deploy.ts, not here.
+ */
+
+const CONTROLLER = path.resolve(path.dirname(PLUMB_CLI), '..');
+let copy: string;
+
+const run = (args: string[]) => {
+  const r = spawnSync(process.execPath, [path.join(copy, 'dist/cli.js'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+before(async () => {
+  // Inside packages/controller, so that the copy finds the same node_modules.
+  copy = await mkdtemp(path.join(CONTROLLER, '.startup-test-'));
+  await cp(path.join(CONTROLLER, 'package.json'), path.join(copy, 'package.json'));
+  await cp(path.join(CONTROLLER, 'dist'), path.join(copy, 'dist'), { recursive: true });
+});
+
+after(async () => {
+  await rm(copy, { recursive: true, force: true });
+});
+
+describe('CLI start-up', () => {
+  test('plumb --version needs nothing but its package.json', async () => {
+    await rm(path.join(copy, 'dist/cli'), { recursive: true, force: true });
+    const { version } = JSON.parse(await readFile(path.join(CONTROLLER, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, `${version}\n`);
+    }
+    await cp(path.join(CONTROLLER, 'dist/cli'), path.join(copy, 'dist/cli'), { recursive: true });
+  });
+
+  test("plumb --help and a command's --help load no command's work: no agent client, no DigitalOcean client", async () => {
+    for (const dir of ['commands', 'digitalocean']) await rm(path.join(copy, 'dist', dir), { recursive: true, force: true });
+    for (const file of ['client.js', 'connect.js']) await rm(path.join(copy, 'dist/agent', file), { force: true });
+    const root = run(['--help']);
+    assert.equal(root.exitCode, 0, root.stderr);
+    assert.match(root.stdout, /Usage: plumb/);
+    for (const command of ['deploy', 'provision', 'rollback', 'status', 'logs']) assert.match(root.stdout, new RegExp(`^  ${command}\\b`, 'm'));
+    const deploy = run(['deploy', '--help']);
+    assert.equal(deploy.exitCode, 0, deploy.stderr);
+    assert.match(deploy.stdout, /Usage: plumb deploy/);
+    // The same copy fails once a command runs: what --help did not load really is gone.
+    const status = run(['status']);
+    assert.notEqual(status.exitCode, 0);
+    assert.match(status.stderr, /Cannot find module|ERR_MODULE_NOT_FOUND/);
+  });
+});
