@@ -232,3 +232,9 @@ export const DEFAULT_CRAN_URL = 'https://cloud.r-project.org';
 
 /** The agent's plain-HTTP health answer for load balancers, on loopback only; nginx proxies DROPLET_HEALTH_PATH there. */
 export const DROPLET_HEALTH_PORT = 8732;
+
+/** `plumb adopt`: how long SSH may take to connect, and the whole session (apt installs R, nginx, ufw, certbot). */
+export const ADOPT_SSH_CONNECT_TIMEOUT_S = 20;
+export const ADOPT_SSH_SESSION_TIMEOUT_MS = 20 * 60_000;
+/** How much of SSH's stderr (apt's output) a failed adopt shows. */
+export const ADOPT_LOG_LINES = 30;

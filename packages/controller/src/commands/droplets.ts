@@ -11,7 +11,7 @@ export interface DropletRow {
   ipv4: string;
   region: string;
   size: string;
-  /** DigitalOcean's status, or `gone` when DigitalOcean no longer has it. */
+  /** DigitalOcean's status, `gone` when DigitalOcean no longer has it, `external` when adopted from elsewhere. */
   status: string;
   /** Whether this controller holds the agent's pin (enrolled) and can talk to it. */
   enrolled: boolean;
@@ -27,7 +27,7 @@ export async function droplets(ctx: Context): Promise<DropletRow[]> {
   const live = await fromEnv(ctx.env).listDroplets({ tag: PLUMB_TAG });
   const rows: DropletRow[] = known.map((d: KnownDroplet) => {
     const now = live.find((l) => l.id === d.id);
-    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: now?.status ?? 'gone', group: now ? groupOfTags(now.tags) : undefined, enrolled: d.fingerprint !== null, foreign: false };
+    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: d.external ? 'external' : (now?.status ?? 'gone'), group: now ? groupOfTags(now.tags) : undefined, enrolled: d.fingerprint !== null, foreign: false };
   });
   for (const l of live.filter((l) => !known.some((k) => k.id === l.id))) {
     rows.push({ name: l.name, id: l.id, ipv4: l.publicIpv4 ?? '', region: l.region, size: l.size, status: l.status, group: groupOfTags(l.tags), enrolled: false, foreign: true });
@@ -48,6 +48,18 @@ export async function exportDroplets(names: string[], ctx: Context): Promise<Dro
   const unenrolled = droplets.find((d) => d.fingerprint === null);
   if (unenrolled) throw new PlumbError('NOT_ENROLLED', `droplet ${unenrolled.name} was never enrolled: there is no pin to share`, `destroy it with \`plumb destroy ${unenrolled.name}\``);
   return { plumbDroplets: 1, droplets };
+}
+
+export interface ForgetResult {
+  name: string;
+  external: boolean;
+}
+
+/** Drops a droplet from this controller only: its agent keeps running (`plumb uninstall` removes it). */
+export async function forget(which: string, ctx: Context): Promise<ForgetResult> {
+  const droplet = await ctx.droplets.find(which);
+  await ctx.droplets.forget(droplet.id);
+  return { name: droplet.name, external: droplet.external ?? false };
 }
 
 export interface ImportResult {
