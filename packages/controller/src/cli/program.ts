@@ -25,6 +25,7 @@ import { register as rollback } from './rollback.js';
 import { register as scale } from './scale.js';
 import { register as status } from './status.js';
 import { register as unforward } from './unforward.js';
+import { register as uninstall } from './uninstall.js';
 import { register as upgrade } from './upgrade.js';
 import { ENVIRONMENT } from './help.js';
 import { PLUMB_VERSION } from '../agent/version.js';
@@ -48,7 +49,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, firewall, alerts, completion]) {
+  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
     register(program);
   }
   return program;

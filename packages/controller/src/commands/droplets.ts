@@ -1,5 +1,6 @@
 import * as z from 'zod';
-import { groupOfTags, PlumbError, ValidationError } from '@plumb/shared';
+import { groupOfTags, PlumbError, ValidationError, type UninstallResult } from '@plumb/shared';
+import { withAgent } from '../agent/connect.js';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean/client.js';
 import { KnownDroplet } from '../local/droplets-state.js';
@@ -60,6 +61,17 @@ export async function forget(which: string, ctx: Context): Promise<ForgetResult>
   const droplet = await ctx.droplets.find(which);
   await ctx.droplets.forget(droplet.id);
   return { name: droplet.name, external: droplet.external ?? false };
+}
+
+export interface UninstallOutcome extends ForgetResult {
+  /** What the agent removes from the host once it has answered. */
+  removing: string[];
+}
+
+/** Removes the agent from the droplet (its APIs keep serving), then forgets the droplet here. */
+export async function uninstall(which: string, ctx: Context): Promise<UninstallOutcome> {
+  const { removing } = await withAgent(ctx, which, ({ connection }) => connection.request<UninstallResult>({ type: 'uninstall' }));
+  return { ...(await forget(which, ctx)), removing };
 }
 
 export interface ImportResult {
