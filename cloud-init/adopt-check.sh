@@ -1,6 +1,5 @@
 # plumb adopt's look at a host before it changes anything (a fragment of the script adopt sends
 # over SSH; packages/controller/src/adopt-script.ts). It reports, one line each on stdout:
-#   plumb-adopt fact NAME VALUE       what plumb needs to know (hostname, DigitalOcean droplet id)
 #   plumb-adopt refuse CODE MESSAGE   why plumb will not take this host over
 #   plumb-adopt change MESSAGE        what --force changes that the owner should know
 # and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
@@ -19,11 +18,6 @@ esac
 if [ -e /opt/plumb-agent/current ]; then
   plumb_say refuse ADOPT_ALREADY "the host already has a plumb agent (/opt/plumb-agent)"
   exit 0
-fi
-
-plumb_say fact hostname "$(hostname)"
-if command -v curl >/dev/null 2>&1 && plumb_id=$(curl -fsS --max-time 2 http://169.254.169.254/metadata/v1/id 2>/dev/null); then
-  plumb_say fact digitalocean-id "$plumb_id"
 fi
 
 # Debian's own default site, unchanged, is plumb's to switch off (the agent does); anything else
