@@ -11,8 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # debootstrap builds the droplet image; systemd-container boots it; iptables NATs droplets out;
-# pebble is the ACME server; haproxy is the load balancers' proxy; the rest are the host tools the lab drives.
-packages=(debootstrap systemd-container iptables pebble haproxy openssl iproute2 util-linux procps ca-certificates curl)
+# pebble is the ACME server; haproxy is the load balancers' proxy; openssh-client is `plumb adopt`'s SSH;
+# the rest are the host tools the lab drives.
+packages=(debootstrap systemd-container iptables pebble haproxy openssh-client openssl iproute2 util-linux procps ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -235,6 +235,7 @@ test('droplets: create answers 202 with status new, and the droplet is active on
     memoryMiB: 4096,
     diskGiB: 80,
     userData: '#cloud-config\n',
+    publicKeys: [],
   });
 
   const createAction = createActionId(res.data);

@@ -21,6 +21,8 @@ export async function cloudInitStatus(): Promise<CloudInitStatus> {
 async function askCloudInit(): Promise<CloudInitStatus> {
   // `cloud-init status` exits 1 on error and 2 when degraded; its JSON says which, so exit codes are not failures here.
   const result = await execa('cloud-init', ['status', '--format', 'json'], { reject: false, timeout: 30_000 });
+  // A host taken over by `plumb adopt` may never have had cloud-init: nothing to wait for there.
+  if ((result as { code?: string }).code === 'ENOENT') return { status: 'not installed', stage: null, errors: [] };
   try {
     const json = JSON.parse(result.stdout) as { extended_status?: unknown; status?: unknown; stage?: unknown; errors?: unknown };
     return {

@@ -12,6 +12,7 @@ import { forward, remove, unforward } from './ops/routing.js';
 import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
 import type { KeyRing } from './ops/keys.js';
+import { uninstall } from './ops/uninstall.js';
 import { upgrade } from './ops/upgrade.js';
 
 /** What requests read about the droplet; the real one asks cloud-init and /proc. */
@@ -95,6 +96,8 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       // ufw arrives with cloud-init's base install, and cloud-init turns it on last.
       await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to set up ufw', s.status));
       return firewall(request, ctx);
+    case 'uninstall':
+      return uninstall(rc.afterAnswer);
     case 'upgrade':
       if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'an upgrade needs the agent package');
       return upgrade(request, { ctx, upload: rc.upload, stateDir: rc.control.stateDir, runningVersion: rc.control.version, othersInFlight: rc.othersInFlight, afterAnswer: rc.afterAnswer });

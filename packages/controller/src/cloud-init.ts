@@ -52,6 +52,21 @@ const SCHEMA = 'schema-cloud-config-v1.json';
  * `validateUserData`.
  */
 export function renderUserData(input: UserDataInput): string {
+  const text = HEADER + toYaml(dropletBase(input));
+  validateUserData(text);
+  return text;
+}
+
+/** What a plumb droplet is, as cloud-config: user-data for provision, a shell script for adopt (adopt-script.ts). */
+export interface DropletBase {
+  bootcmd: string[][];
+  write_files: WriteFile[];
+  runcmd: Array<string | string[]>;
+  [key: string]: unknown;
+}
+
+/** The checked input as the one cloud-config object both provision and adopt install from. */
+export function dropletBase(input: UserDataInput): DropletBase {
   const agentConfig = AgentConfig.safeParse(input.agentConfig);
   if (!agentConfig.success) {
     const problems = agentConfig.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`);
@@ -64,7 +79,7 @@ export function renderUserData(input: UserDataInput): string {
   const agentPackage = BootstrapPackage.safeParse(input.agentPackage);
   if (!agentPackage.success) throw new ValidationError(`the agent package for user-data is invalid: ${agentPackage.error.issues[0]?.message ?? 'unknown'}`);
   const { template, bootstrap } = cloudInitFiles();
-  const config = {
+  return {
     ...template,
     bootcmd: [bootstrapCommand()],
     write_files: [
@@ -87,10 +102,10 @@ export function renderUserData(input: UserDataInput): string {
       ...firewall(input.allowSsh ?? true, agentConfig.data.port),
     ],
   };
-  const text = HEADER + toYaml(config);
-  validateUserData(text);
-  return text;
 }
+
+/** bootcmd's way of running a command once per instance; adopt runs the command itself, once. */
+export const ONCE_PER_INSTANCE = ['cloud-init-per', 'instance', 'plumb-bootstrap'];
 
 /**
  * bootcmd runs at every boot, before write_files: once per instance, a transient unit that waits
@@ -99,7 +114,7 @@ export function renderUserData(input: UserDataInput): string {
  */
 function bootstrapCommand(): string[] {
   const wait = `until [ -e ${AGENT_PACKAGE_FILE} ]; do sleep 0.1; done; exec /usr/bin/python3 ${BOOTSTRAP_FILE}`;
-  return ['cloud-init-per', 'instance', 'plumb-bootstrap', 'systemd-run', '--no-block', '--collect', '--unit=plumb-bootstrap', '--property=DefaultDependencies=no', '/bin/sh', '-c', wait];
+  return [...ONCE_PER_INSTANCE, 'systemd-run', '--no-block', '--collect', '--unit=plumb-bootstrap', '--property=DefaultDependencies=no', '/bin/sh', '-c', wait];
 }
 
 /** Block style, but each command and the package list on one line, as people write cloud-config. */
@@ -171,7 +186,7 @@ function line(error: ErrorObject): string {
   return `${where}: ${error.message ?? error.keyword}${key}${allowed}`;
 }
 
-interface WriteFile {
+export interface WriteFile {
   path: string;
   content: string;
   owner?: string;
@@ -235,7 +250,7 @@ function refused(keyword: 'deprecated' | 'changed'): FuncKeywordDefinition {
  * The build copies cloud-init/ next to this module (dist/cloud-init/, which ships with the package);
  * in the repository the source copy two levels above dist/ serves when the build has not.
  */
-function cloudInitDir(): URL {
+export function cloudInitDir(): URL {
   const candidates = [new URL('./cloud-init/', import.meta.url), new URL('../../../cloud-init/', import.meta.url)];
   const found = candidates.find((dir) => existsSync(new URL(TEMPLATE, dir)));
   if (!found) {

@@ -35,6 +35,17 @@ export const ERROR_CODES = {
   DIGITALOCEAN_FORBIDDEN: ['auth', 'the token may not do this (403: a read-only token, or a missing scope)'],
   UNAUTHORIZED: ['auth', "the agent refused this controller's token: its key is not (or no longer) trusted there"],
   CONTROLLER_KEY_MISSING: ['auth', "this machine's controller key is missing; droplets trust only the keys they were given"],
+  // plumb adopt (SSH, once)
+  ADOPT_TARGET: ['usage', 'adopt takes root@HOST (plumb installs as root) with a host name or address'],
+  ADOPT_UNSUPPORTED_OS: ['failure', 'the host does not run Debian 13, the only system plumb installs on; nothing was changed'],
+  ADOPT_ALREADY: ['failure', 'the host already has a plumb agent; nothing was changed'],
+  ADOPT_CLASH: ['failure', 'the host serves things plumb would overwrite (nginx on port 80, ufw rules, /var/plumber); nothing was changed (--force takes over)'],
+  ADOPT_FAILED: ['failure', 'installing plumb over SSH failed part way (its output is shown)'],
+  SSH_HOST_KEY_CHANGED: ['auth', "the host's SSH key is not the one in known_hosts: plumb did not log in"],
+  SSH_HOST_KEY_UNKNOWN: ['auth', 'the host is not in known_hosts and no one could be asked (add --yes to accept it on first contact)'],
+  SSH_AUTH_FAILED: ['auth', 'the host refused the SSH key(s)'],
+  SSH_UNREACHABLE: ['unreachable', 'SSH could not connect to the host'],
+  EXTERNAL_HOST: ['usage', 'the droplet was adopted from outside DigitalOcean: DigitalOcean cannot act on it (plumb forget / plumb uninstall)'],
   // Reaching a droplet
   AGENT_UNREACHABLE: ['unreachable', "the droplet's agent did not answer (address, port, firewall, or the droplet is down)"],
   DISCONNECTED: ['unreachable', 'the connection between plumb and the agent closed in the middle of a request'],

@@ -247,3 +247,9 @@ export const DROPLET_HEALTH_PORT = 8732;
 export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size'] as const;
 /** At most this many droplets are made by one `provision --group --count N`. */
 export const GROUP_PROVISION_MAX = 10;
+
+/** `plumb adopt`: how long SSH may take to connect, and the whole session (apt installs R, nginx, ufw, certbot). */
+export const ADOPT_SSH_CONNECT_TIMEOUT_S = 20;
+export const ADOPT_SSH_SESSION_TIMEOUT_MS = 20 * 60_000;
+/** How much of SSH's stderr (apt's output) a failed adopt shows. */
+export const ADOPT_LOG_LINES = 30;

@@ -404,6 +404,8 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('alerts'), webhook: HttpUrl.nullable() }),
   /** Opens or closes SSH (22/tcp) in ufw; 80, 443 (with HTTPS) and the agent's port stay open. */
   z.object({ id: Id, type: z.literal('firewall'), ssh: z.enum(['open', 'close']) }),
+  /** Removes the agent (its files, unit, state, port in ufw) once this is answered; the APIs keep serving. */
+  z.object({ id: Id, type: z.literal('uninstall') }),
   UpgradeRequest,
   /** The controller keys this droplet trusts. */
   z.object({ id: Id, type: z.literal('keys') }),
@@ -631,6 +633,10 @@ export const FirewallResult = z.object({
 });
 export type FirewallResult = z.infer<typeof FirewallResult>;
 
+/** The answer to `uninstall`: what goes once the answer is sent (the APIs, nginx and their units stay). */
+export const UninstallResult = z.object({ removing: z.array(z.string()) });
+export type UninstallResult = z.infer<typeof UninstallResult>;
+
 /** What the agent POSTs (JSON) to the alerts webhook; `text` reads well in a chat channel. */
 export const WebhookPayload = z.object({
   source: z.literal('plumb-agent'),
@@ -662,6 +668,7 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   watch: WatchResult,
   alerts: AlertsResult,
   firewall: FirewallResult,
+  uninstall: UninstallResult,
   upgrade: UpgradeResult,
   keys: KeysResult,
   'keys-add': KeysResult,

@@ -55,6 +55,7 @@ export function dropletRoutes({ store, machines, dropletLimit, log }: DropletRou
     memoryMiB: d.size.memory,
     diskGiB: d.size.disk,
     userData: d.userData,
+    publicKeys: d.sshKeys.map((k) => k.public_key),
   });
 
   /**

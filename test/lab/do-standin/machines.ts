@@ -13,6 +13,8 @@ export interface MachineSpec {
   diskGiB: number;
   /** The request's user_data, handed to cloud-init through a NoCloud seed ('' when none). */
   userData: string;
+  /** The OpenSSH public keys of the request's ssh_keys, for root's authorized_keys as on DigitalOcean. */
+  publicKeys: string[];
 }
 
 export interface MachineAddress {

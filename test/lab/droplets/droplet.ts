@@ -19,11 +19,14 @@ const SHUTDOWN_TIMEOUT_MS = 60_000;
 /** systemd-nspawn's exit status when the container asked to reboot (systemd-nspawn(1)). */
 const NSPAWN_REBOOT_STATUS = 133;
 const SEED_DIR = 'var/lib/cloud/seed/nocloud';
+const ROOT_LOGIN_CFG = 'etc/cloud/cloud.cfg.d/91-plumb-lab-root.cfg';
 
 export type DropletState = 'booting' | 'running' | 'stopped';
 
 export interface DropletSpec {
   userData: string;
+  /** OpenSSH public keys cloud-init puts in root's authorized_keys (NoCloud `public-keys`, as DigitalOcean's metadata). */
+  publicKeys?: string[];
   limits: Limits;
   rootfs: string;
   /** Written into the droplet's disk before it first boots (path inside the droplet -> content): the lab's own setup. */
@@ -79,7 +82,10 @@ export class NspawnDroplet {
   private async writeSeed(): Promise<void> {
     const seed = path.join(this.rootDir, SEED_DIR);
     await mkdir(seed, { recursive: true });
-    await writeFile(path.join(seed, 'meta-data'), `instance-id: ${this.record.id}\nlocal-hostname: ${this.record.name}\n`);
+    const keys = (this.spec.publicKeys ?? []).map((k) => `  - ${JSON.stringify(k)}\n`).join('');
+    await writeFile(path.join(seed, 'meta-data'), `instance-id: ${this.record.id}\nlocal-hostname: ${this.record.name}\n${keys ? `public-keys:\n${keys}` : ''}`);
+    // DigitalOcean's images let root in with the droplet's keys; Debian's own cloud.cfg would not.
+    await writeFile(path.join(this.rootDir, ROOT_LOGIN_CFG), 'disable_root: false\n');
     await writeFile(path.join(seed, 'user-data'), this.spec.userData);
     await writeFile(path.join(seed, 'vendor-data'), '');
     await writeFile(path.join(this.rootDir, 'etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);

@@ -54,6 +54,7 @@ export class NspawnMachines implements Machines {
     }
     const droplet = new NspawnDroplet(record, {
       userData: spec.userData,
+      publicKeys: spec.publicKeys,
       rootfs,
       files: this.files,
       offline,

@@ -8,6 +8,7 @@ export const ENVIRONMENT = {
   PLUMB_AGENT_URL: 'a mirror the droplet downloads the agent package from (as --agent-url)',
   PLUMB_ACME_SERVER: "another ACME server than Let's Encrypt (the lab's pebble)",
   PLUMB_DNS_SERVER: 'HOST[:PORT] of the DNS server the domain check asks (default: the system\'s)',
+  PLUMB_SSH_CONFIG: 'an ssh_config file `plumb adopt` uses instead of ~/.ssh/config (known_hosts, keys)',
 } as const;
 export type EnvVar = keyof typeof ENVIRONMENT;
 

@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings';
 import { EXIT } from '@plumb/shared';
+import { register as adopt } from './adopt.js';
 import { register as alerts } from './alerts.js';
 import { register as completion } from './completion.js';
 import { register as deploy } from './deploy.js';
@@ -7,6 +8,7 @@ import { register as deps } from './deps.js';
 import { register as destroy } from './destroy.js';
 import { register as droplets } from './droplets.js';
 import { register as firewall } from './firewall.js';
+import { register as forget } from './forget.js';
 import { register as forward } from './forward.js';
 import { register as https } from './https.js';
 import { register as init } from './init.js';
@@ -23,6 +25,7 @@ import { register as rollback } from './rollback.js';
 import { register as scale } from './scale.js';
 import { register as status } from './status.js';
 import { register as unforward } from './unforward.js';
+import { register as uninstall } from './uninstall.js';
 import { register as upgrade } from './upgrade.js';
 import { ENVIRONMENT } from './help.js';
 import { PLUMB_VERSION } from '../agent/version.js';
@@ -46,7 +49,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, firewall, alerts, completion]) {
+  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
     register(program);
   }
   return program;

@@ -10,7 +10,8 @@ export function text(made: ProvisionResult | ProvisionResult[]): string {
   return (Array.isArray(made) ? made : [made]).map(one).join('\n');
 }
 
-function one(r: ProvisionResult): string {
+/** provision's summary of a droplet; adopt prints the same. */
+export function one(r: Omit<ProvisionResult, 'cloudInit'>): string {
   return [
     `droplet ${r.droplet.name} (id ${r.droplet.id}) is ready at ${r.droplet.ipv4} in ${seconds(r.tookMs)}`,
     `  agent ${r.agentVersion}, enrolled; certificate pinned ${r.droplet.fingerprint?.slice(0, 16)}…`,

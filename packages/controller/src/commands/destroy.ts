@@ -1,3 +1,4 @@
+import { PlumbError } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean/client.js';
 
@@ -11,6 +12,7 @@ export interface DestroyResult {
 /** Deletes a droplet through the API and forgets it (its pin, its address). */
 export async function destroy(which: string, ctx: Context): Promise<DestroyResult> {
   const droplet = await ctx.droplets.find(which);
+  if (droplet.external) throw new PlumbError('EXTERNAL_HOST', `${droplet.name} was adopted from outside DigitalOcean: plumb cannot destroy it`, `\`plumb forget ${droplet.name}\` drops it from this controller`);
   const outcome = await fromEnv(ctx.env).deleteDroplet(droplet.id);
   await ctx.droplets.forget(droplet.id);
   return { name: droplet.name, id: droplet.id, outcome };

@@ -1,5 +1,6 @@
 import * as z from 'zod';
-import { groupOfTags, PlumbError, ValidationError } from '@plumb/shared';
+import { groupOfTags, PlumbError, ValidationError, type UninstallResult } from '@plumb/shared';
+import { withAgent } from '../agent/connect.js';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean/client.js';
 import { KnownDroplet } from '../local/droplets-state.js';
@@ -11,7 +12,7 @@ export interface DropletRow {
   ipv4: string;
   region: string;
   size: string;
-  /** DigitalOcean's status, or `gone` when DigitalOcean no longer has it. */
+  /** DigitalOcean's status, `gone` when DigitalOcean no longer has it, `external` when adopted from elsewhere. */
   status: string;
   /** Whether this controller holds the agent's pin (enrolled) and can talk to it. */
   enrolled: boolean;
@@ -27,7 +28,7 @@ export async function droplets(ctx: Context): Promise<DropletRow[]> {
   const live = await fromEnv(ctx.env).listDroplets({ tag: PLUMB_TAG });
   const rows: DropletRow[] = known.map((d: KnownDroplet) => {
     const now = live.find((l) => l.id === d.id);
-    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: now?.status ?? 'gone', group: now ? groupOfTags(now.tags) : undefined, enrolled: d.fingerprint !== null, foreign: false };
+    return { name: d.name, id: d.id, ipv4: d.ipv4, region: d.region, size: d.size, status: d.external ? 'external' : (now?.status ?? 'gone'), group: now ? groupOfTags(now.tags) : undefined, enrolled: d.fingerprint !== null, foreign: false };
   });
   for (const l of live.filter((l) => !known.some((k) => k.id === l.id))) {
     rows.push({ name: l.name, id: l.id, ipv4: l.publicIpv4 ?? '', region: l.region, size: l.size, status: l.status, group: groupOfTags(l.tags), enrolled: false, foreign: true });
@@ -48,6 +49,29 @@ export async function exportDroplets(names: string[], ctx: Context): Promise<Dro
   const unenrolled = droplets.find((d) => d.fingerprint === null);
   if (unenrolled) throw new PlumbError('NOT_ENROLLED', `droplet ${unenrolled.name} was never enrolled: there is no pin to share`, `destroy it with \`plumb destroy ${unenrolled.name}\``);
   return { plumbDroplets: 1, droplets };
+}
+
+export interface ForgetResult {
+  name: string;
+  external: boolean;
+}
+
+/** Drops a droplet from this controller only: its agent keeps running (`plumb uninstall` removes it). */
+export async function forget(which: string, ctx: Context): Promise<ForgetResult> {
+  const droplet = await ctx.droplets.find(which);
+  await ctx.droplets.forget(droplet.id);
+  return { name: droplet.name, external: droplet.external ?? false };
+}
+
+export interface UninstallOutcome extends ForgetResult {
+  /** What the agent removes from the host once it has answered. */
+  removing: string[];
+}
+
+/** Removes the agent from the droplet (its APIs keep serving), then forgets the droplet here. */
+export async function uninstall(which: string, ctx: Context): Promise<UninstallOutcome> {
+  const { removing } = await withAgent(ctx, which, ({ connection }) => connection.request<UninstallResult>({ type: 'uninstall' }));
+  return { ...(await forget(which, ctx)), removing };
 }
 
 export interface ImportResult {

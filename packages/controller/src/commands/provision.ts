@@ -23,7 +23,7 @@ import { renderUserData } from '../cloud-init.js';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean/client.js';
 import type { KnownDroplet } from '../local/droplets-state.js';
-import { loadOrCreateSigningKey } from '../local/keys.js';
+import { loadOrCreateSigningKey, type SigningKey } from '../local/keys.js';
 import { tokenFor } from '../agent/tokens.js';
 import { deploy, type DeployOutcome } from './deploy.js';
 
@@ -118,17 +118,10 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   await ctx.droplets.save(record);
 
   const address: AgentAddress = { host: publicIpv4, port: AGENT_PORT };
-  const pin = await startAgent(address, enrolmentSecret, pkg, name, ctx);
-
-  ctx.progress({ step: 'enrolling the agent' });
-  const fingerprint = await enrol(address, () => tokenFor(key, dropletUuid), enrolmentSecret);
-  // The bootstrap made the agent's own key: a different one now means someone else answers.
-  if (pin !== null && fingerprint !== pin) throw new PinMismatchError(publicIpv4, pin, fingerprint);
-  record.fingerprint = fingerprint;
-  await ctx.droplets.save(record);
+  await installAndEnrol(record, enrolmentSecret, pkg, key, ctx);
 
   ctx.progress({ step: 'waiting for cloud-init to finish' });
-  const connection = await AgentConnection.open(address, record.fingerprint, await tokenFor(key, dropletUuid));
+  const connection = await AgentConnection.open(address, record.fingerprint!, await tokenFor(key, dropletUuid));
   try {
     const cloudInit = await connection.request<CloudInitStatus>(
       { type: 'cloud-init-wait', timeoutMs: CLOUD_INIT_DONE_TIMEOUT_MS },
@@ -144,6 +137,21 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
   } finally {
     connection.close();
   }
+}
+
+/**
+ * The bootstrap on the record's address gets the agent package and starts the agent; the agent is
+ * enrolled and its certificate pinned in the record (saved). Provision and adopt share this path.
+ */
+export async function installAndEnrol(record: KnownDroplet, enrolmentSecret: string, pkg: AgentPackage, key: SigningKey, ctx: Context): Promise<void> {
+  const address: AgentAddress = { host: record.ipv4, port: record.agentPort };
+  const pin = await startAgent(address, enrolmentSecret, pkg, record.name, ctx);
+  ctx.progress({ step: 'enrolling the agent' });
+  const fingerprint = await enrol(address, () => tokenFor(key, record.uuid), enrolmentSecret);
+  // The bootstrap made the agent's own key: a different one now means someone else answers.
+  if (pin !== null && fingerprint !== pin) throw new PinMismatchError(record.ipv4, pin, fingerprint);
+  record.fingerprint = fingerprint;
+  await ctx.droplets.save(record);
 }
 
 /** The droplet could not get going: cloud-init failed, or the bootstrap gave up; with cloud-init's output. */

@@ -15,6 +15,8 @@ export const KnownDroplet = z.object({
   region: z.string(),
   size: z.string(),
   createdAt: z.string(),
+  /** Adopted over SSH from outside DigitalOcean (`plumb adopt`): its id is plumb's own, negative, and DigitalOcean is never asked about it. */
+  external: z.boolean().optional(),
 });
 export type KnownDroplet = z.infer<typeof KnownDroplet>;
 

@@ -1,0 +1,63 @@
+# plumb adopt's look at a host before it changes anything (a fragment of the script adopt sends
+# over SSH; packages/controller/src/adopt-script.ts). It reports, one line each on stdout:
+#   plumb-adopt refuse CODE MESSAGE   why plumb will not take this host over
+#   plumb-adopt change MESSAGE        what --force changes that the owner should know
+# and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
+
+plumb_say() { echo "plumb-adopt $*"; }
+plumb_refusals=0
+plumb_refuse() { plumb_refusals=$((plumb_refusals + 1)); plumb_say refuse "$@"; }
+
+plumb_os=$( (. /etc/os-release && echo "${ID:-unknown}:${VERSION_ID:-}:${PRETTY_NAME:-unknown}") 2>/dev/null || echo "unknown::an unknown system (no /etc/os-release)")
+case "$plumb_os" in
+  debian:13:*) ;;
+  *)
+    plumb_say refuse ADOPT_UNSUPPORTED_OS "the host runs ${plumb_os#*:*:}; plumb supports Debian 13 (trixie) only"
+    exit 0 ;;
+esac
+if [ -e /opt/plumb-agent/current ]; then
+  plumb_say refuse ADOPT_ALREADY "the host already has a plumb agent (/opt/plumb-agent)"
+  exit 0
+fi
+
+# Debian's own default site, unchanged, is plumb's to switch off (the agent does); anything else
+# that serves port 80 (explicitly, or by having no listen at all) clashes with plumb's nginx.
+plumb_default_md5=$(dpkg-query -W -f='${Conffiles}\n' 2>/dev/null | awk '$1 == "/etc/nginx/sites-available/default" { print $2; exit }')
+plumb_serves_80() {
+  grep -Eq '^[[:space:]]*listen[[:space:]]+([^;]*:)?80([[:space:];]|$)' "$1" ||
+    { grep -Eq '^[[:space:]]*server[[:space:]]*\{' "$1" && ! grep -Eq '^[[:space:]]*listen[[:space:]]' "$1"; }
+}
+plumb_clashing_sites=
+for plumb_site in /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf; do
+  [ -f "$plumb_site" ] || continue
+  [ "$plumb_site" = /etc/nginx/conf.d/plumb.conf ] && continue
+  if [ "$plumb_site" = /etc/nginx/sites-enabled/default ] && [ -n "$plumb_default_md5" ] &&
+    [ "$(md5sum < "$plumb_site" | cut -d' ' -f1)" = "$plumb_default_md5" ]; then
+    continue
+  fi
+  if plumb_serves_80 "$plumb_site"; then
+    plumb_refuse ADOPT_CLASH "nginx already serves port 80 with $plumb_site"
+    plumb_clashing_sites="$plumb_clashing_sites $plumb_site"
+  fi
+done
+
+if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then
+  plumb_other_rules=$(ufw status | awk 'f && NF { r = $1; sub(/ \(v6\)$/, "", r); print r } /^--/ { f = 1 }' |
+    grep -Ev "^(22|22/tcp|80|80/tcp|443|443/tcp|$PLUMB_AGENT_PORT|$PLUMB_AGENT_PORT/tcp)\$" | sort -u | tr '\n' ' ')
+  [ -n "$plumb_other_rules" ] && plumb_refuse ADOPT_CLASH "ufw is active with rules plumb did not make: $plumb_other_rules"
+fi
+
+[ -e /var/plumber ] && plumb_refuse ADOPT_CLASH "/var/plumber exists: plumb keeps its APIs there"
+
+if [ "$plumb_refusals" -gt 0 ]; then
+  [ "$PLUMB_FORCE" = 1 ] || exit 0
+  # nginx includes every file of sites-enabled/ and *.conf of conf.d/: out of both.
+  for plumb_site in $plumb_clashing_sites; do
+    mkdir -p /etc/nginx/plumb-disabled
+    mv "$plumb_site" "/etc/nginx/plumb-disabled/$(basename "$(dirname "$plumb_site")")-$(basename "$plumb_site")"
+    plumb_say change "nginx: $plumb_site disabled (moved to /etc/nginx/plumb-disabled/); sites that do not serve port 80 stay enabled"
+  done
+  [ -n "${plumb_other_rules:-}" ] && plumb_say change "ufw: incoming now denied by default; kept the rules $plumb_other_rules"
+  [ -e /var/plumber ] && plumb_say change "/var/plumber kept as it is; plumb adds its APIs beside what is there"
+fi
+plumb_say checked

@@ -1,0 +1,27 @@
+import type { Command } from '@commander-js/extra-typings';
+import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { helpFooter } from './help.js';
+import { one } from './provision.js';
+import { output } from './run.js';
+import type { AdoptResult } from '../commands/adopt.js';
+
+export const text = (r: AdoptResult) => [one(r), ...(r.changes.length > 0 ? ['  changed on the host (--force):', ...r.changes.map((c) => `    ${c}`)] : [])].join('\n');
+
+export function register(program: Command) {
+  const command = program
+    .command('adopt')
+    .argument('<root@host>', 'the Debian 13 server to take over, as ssh takes it')
+    .description('make a server plumb did not create into a plumb droplet, over SSH once (the same base and agent as provision)')
+    .option('--ssh-key <path>', 'the private key to log in with (default: your ssh-agent and ~/.ssh keys)')
+    .option('--name <name>', 'what plumb calls it (default: the host)')
+    .option('--port <n>', 'the SSH port', wholeNumber(wholeNumberRule(1, 65535)), 22)
+    .option('-y, --yes', "accept the host's SSH key on first contact without asking (for scripts); a changed key is still refused")
+    .option('--force', 'take over even if nginx serves port 80, ufw has other rules or /var/plumber exists; lists what it changed')
+    .addOption(quietFlag())
+    .addOption(jsonFlag())
+    .action((target, { json, quiet, ...o }) =>
+      output({ json, quiet }, async (ctx) => (await import('../commands/adopt.js')).adopt({ ...o, target, interactive: process.stdin.isTTY === true }, ctx), text),
+    );
+  helpFooter(command, ['plumb adopt root@203.0.113.7', 'plumb adopt root@api.example.com --ssh-key ~/.ssh/id_ed25519 --name api-1 --yes'], ['PLUMB_SSH_CONFIG']);
+}

@@ -1,0 +1,178 @@
+import { spawn } from 'node:child_process';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { access } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import {
+  ADOPT_LOG_LINES,
+  ADOPT_SSH_CONNECT_TIMEOUT_S,
+  ADOPT_SSH_SESSION_TIMEOUT_MS,
+  AGENT_PORT,
+  checkInput,
+  DropletName,
+  ENROLMENT_SECRET_BYTES,
+  isErrorCode,
+  PlumbError,
+  ValidationError,
+} from '@plumb/shared';
+import { AgentConnection } from '../agent/client.js';
+import { agentPackage } from '../agent/package.js';
+import { tokenFor } from '../agent/tokens.js';
+import { renderAdoptScript } from '../adopt-script.js';
+import { dropletBase } from '../cloud-init.js';
+import type { Context } from '../context.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
+import { loadOrCreateSigningKey } from '../local/keys.js';
+import { installAndEnrol, type ProvisionResult } from './provision.js';
+
+export interface AdoptOptions {
+  /** root@HOST */
+  target: string;
+  sshKey?: string;
+  name?: string;
+  port?: number;
+  /** Accept the host's SSH key on first contact (ssh's accept-new) instead of asking. */
+  yes?: boolean;
+  /** Take over a host that serves things plumb would overwrite; the changes are listed. */
+  force?: boolean;
+  /** Whether ssh can ask the person at the terminal (host key on first contact, a key's passphrase). */
+  interactive: boolean;
+}
+
+export interface AdoptResult extends Omit<ProvisionResult, 'cloudInit' | 'example'> {
+  example: null;
+  /** What --force changed on the host that was not plumb's. */
+  changes: string[];
+}
+
+/** An ssh_config file plumb's SSH reads instead of ~/.ssh/config (known_hosts, keys, jump hosts). */
+export const SSH_CONFIG_VARIABLE = 'PLUMB_SSH_CONFIG';
+
+const TARGET = /^root@([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$/;
+
+/**
+ * A Debian 13 host plumb did not create becomes a plumb droplet: one SSH session (the user's own
+ * OpenSSH, their keys and known_hosts) checks it, installs the same base as provision's user-data
+ * and starts the bootstrap; then, without SSH, the agent package is sent, checked and enrolled
+ * exactly as on a provisioned droplet.
+ */
+export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResult> {
+  const started = Date.now();
+  const host = TARGET.exec(opts.target)?.[1]?.replace(/^\[(.*)\]$/, '$1');
+  if (host === undefined) throw new PlumbError('ADOPT_TARGET', `"${opts.target}" is not root@HOST`, 'plumb installs as root: plumb adopt root@203.0.113.7 (or root@server.example.com)');
+  const name = opts.name ?? (DropletName.safeParse(host).success ? host : `adopted-${randomBytes(3).toString('hex')}`);
+  checkInput(DropletName, name, 'droplet name');
+  if (opts.sshKey !== undefined) await access(opts.sshKey).catch(() => { throw new ValidationError(`no SSH key file at ${opts.sshKey}`, 'give the private key file, e.g. --ssh-key ~/.ssh/id_ed25519'); });
+  const known = await ctx.droplets.list();
+  if (known.some((d) => d.name === name || d.ipv4 === host)) throw new ValidationError(`plumb already knows a droplet named ${name} or at ${host}`, 'choose another --name, or `plumb forget` the old one');
+
+  const key = await loadOrCreateSigningKey(ctx.configDir);
+  const dropletUuid = randomUUID();
+  const enrolmentSecret = randomBytes(ENROLMENT_SECRET_BYTES).toString('hex');
+  const pkg = await agentPackage(ctx.env);
+  const base = dropletBase({
+    agentConfig: { dropletUuid, dropletName: name, port: AGENT_PORT, controllerKeys: [key.publicKey], enrolmentSecret },
+    agentPackage: { version: pkg.version, sha512: pkg.sha512, bytes: pkg.bytes },
+  });
+
+  ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: 'R, plumber, nginx, ufw, certbot' });
+  const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false }), ctx);
+
+  const record: KnownDroplet = {
+    name,
+    id: -randomInt(1, 2 ** 31),
+    uuid: dropletUuid,
+    ipv4: host,
+    agentPort: AGENT_PORT,
+    fingerprint: null,
+    region: 'external',
+    size: 'external',
+    createdAt: new Date().toISOString(),
+    external: true,
+  };
+  await ctx.droplets.save(record);
+  await installAndEnrol(record, enrolmentSecret, pkg, key, ctx);
+  const connection = await AgentConnection.open({ host, port: AGENT_PORT }, record.fingerprint!, await tokenFor(key, dropletUuid));
+  try {
+    const facts = await connection.request<{ swap: ProvisionResult['swap']; agentVersion: string }>({ type: 'facts' });
+    ctx.progress({ step: 'done', done: true });
+    return { droplet: record, example: null, agentVersion: facts.agentVersion, swap: facts.swap, changes: report.changes, tookMs: Date.now() - started };
+  } finally {
+    connection.close();
+  }
+}
+
+interface ScriptReport {
+  changes: string[];
+}
+
+/** ssh's options: the user's own rules, with the host key question answered as the flags say. */
+function sshArgs(host: string, opts: AdoptOptions, env: Context['env']): string[] {
+  const hostKeys = opts.yes ? 'accept-new' : opts.interactive ? 'ask' : 'yes';
+  const config = env[SSH_CONFIG_VARIABLE];
+  return [
+    ...(config ? ['-F', config] : []),
+    '-o', `StrictHostKeyChecking=${hostKeys}`,
+    '-o', `ConnectTimeout=${ADOPT_SSH_CONNECT_TIMEOUT_S}`,
+    ...(opts.interactive ? [] : ['-o', 'BatchMode=yes']),
+    ...(opts.sshKey ? ['-i', opts.sshKey, '-o', 'IdentitiesOnly=yes'] : []),
+    '-p', String(opts.port ?? 22),
+    '-l', 'root',
+    '--', host, '/bin/sh -s',
+  ];
+}
+
+/** Runs the script in one SSH session; returns what --force changed, or throws the refusal or failure. */
+async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx: Context): Promise<ScriptReport> {
+  const child = spawn('ssh', sshArgs(host, opts, ctx.env), { stdio: ['pipe', 'pipe', 'pipe'], timeout: ADOPT_SSH_SESSION_TIMEOUT_MS });
+  const lines: string[] = [];
+  const log: string[] = [];
+  eachLine(child.stdout, (line) => lines.push(line));
+  eachLine(child.stderr, (line) => {
+    log.push(line);
+    if (log.length > 4 * ADOPT_LOG_LINES) log.splice(0, log.length - ADOPT_LOG_LINES);
+    if (line.startsWith('Setting up ')) ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: line.slice('Setting up '.length) });
+  });
+  child.stdin.on('error', () => {});
+  child.stdin.end(script);
+  const exitCode = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', (err) => reject(new PlumbError('SSH_UNREACHABLE', `could not run ssh: ${err.message}`, 'install the OpenSSH client (apt-get install openssh-client)')));
+    child.once('close', (code) => resolve(code));
+  });
+  const said = lines.filter((l) => l.startsWith('plumb-adopt ')).map((l) => l.slice('plumb-adopt '.length));
+  const refusals = said.filter((l) => l.startsWith('refuse ')).map((l) => l.slice('refuse '.length));
+  const changes = said.filter((l) => l.startsWith('change ')).map((l) => l.slice('change '.length));
+  if (said.includes('done') && exitCode === 0) return { changes };
+  if (refusals.length > 0 && !said.includes('checked')) {
+    const [first] = refusals;
+    const code = first!.split(' ')[0]!;
+    const messages = refusals.map((r) => r.slice(r.indexOf(' ') + 1));
+    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
+  }
+  if (exitCode === 255 && !said.includes('checked')) throw sshFailure(host, log.join('\n'));
+  throw new PlumbError('ADOPT_FAILED', `installing plumb on ${host} failed (ssh exit ${exitCode ?? 'timeout'}); the end of its output:\n${log.slice(-ADOPT_LOG_LINES).join('\n')}`, 'fix what the output names, then adopt again with --force (what was installed stays)');
+}
+
+/** Calls `take` with each whole line of the stream, and with the last one when it ends without a newline. */
+function eachLine(stream: Readable, take: (line: string) => void): void {
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const parts = (pending + chunk).split('\n');
+    pending = parts.pop() ?? '';
+    parts.forEach(take);
+  });
+  stream.on('end', () => pending && take(pending));
+}
+
+/** ssh's own words (exit 255) as a plumb error: the host key first, since it decides whom we talk to. */
+function sshFailure(host: string, stderr: string): PlumbError {
+  const last = stderr.trim().split('\n').at(-1) ?? '';
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr)) {
+    return new PlumbError('SSH_HOST_KEY_CHANGED', `the SSH host key of ${host} is not the one in your known_hosts: plumb did not log in, nothing was changed`, 'if the host was really rebuilt, remove the old key (ssh-keygen -R HOST) and adopt again; otherwise someone may be in between');
+  }
+  if (/Host key verification failed|No .* host key is known/.test(stderr)) {
+    return new PlumbError('SSH_HOST_KEY_UNKNOWN', `${host} is not in your known_hosts and no one could be asked to accept its key`, 'add --yes to accept the key on first contact, or ssh to it once by hand');
+  }
+  if (/Permission denied/.test(stderr)) return new PlumbError('SSH_AUTH_FAILED', `${host} refused the SSH login as root: ${last}`, 'give the key with --ssh-key PATH, or load it into ssh-agent');
+  return new PlumbError('SSH_UNREACHABLE', `could not reach ${host} over SSH: ${last}`, 'check the address and --port, and that SSH is open to you');
+}

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execa } from 'execa';
+import { EXIT } from '@plumb/shared';
+import { startLab, type Lab } from '../lab/lab.js';
+import { apiDir, sumApi } from './api-fixtures.js';
+import { clientFor, httpGet, waitActive } from './helpers.js';
+import { plumbUser, type PlumbUser } from './plumb.js';
+
+/**
+ * `plumb adopt`: lab droplets made WITHOUT plumb's user-data, only with an SSH key (as a user's
+ * hand-made or Terraform droplet), taken over by the real binary through the system's OpenSSH.
+ * One droplet is adopted and used; the other only ever refuses, and is checked to be untouched.
+ */
+
+let lab: Lab;
+let user: PlumbUser;
+let sshDir: string;
+let knownHosts: string;
+/** The adopted one, and the one that must refuse. */
+const web = { id: 0, address: '' };
+const other = { id: 0, address: '' };
+
+const on = (d: { id: number }, argv: string[]) => lab.droplet(d.id).exec(argv);
+const adopt = (address: string, ...flags: string[]) => user.plumb(['adopt', `root@${address}`, '--ssh-key', path.join(sshDir, 'id_ed25519'), ...flags], { env: { PLUMB_SSH_CONFIG: path.join(sshDir, 'config') } });
+/** What a refused adopt must not have touched: plumb's files, user, packages and the host's own nginx sites. */
+const untouched = (d: { id: number }) =>
+  on(d, ['sh', '-c', 'ls -d /etc/plumb-agent /opt/plumb-agent /var/plumber /usr/local/sbin/plumb-* 2>&1; id plumber 2>&1; dpkg -l nodejs nginx 2>&1 | tail -n +6; ls /etc/nginx/sites-enabled /etc/os-release; true']);
+
+before(async () => {
+  lab = await startLab();
+  user = await plumbUser(lab);
+  sshDir = await mkdtemp(path.join(os.tmpdir(), 'plumb-adopt-ssh-'));
+  knownHosts = path.join(sshDir, 'known_hosts');
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'adopt-test', '-f', path.join(sshDir, 'id_ed25519')]);
+  // The user's own ssh rules, kept out of root's ~/.ssh: the lab reuses addresses with new host keys.
+  await writeFile(path.join(sshDir, 'config'), `Host *\n  UserKnownHostsFile ${knownHosts}\n`);
+  const api = clientFor(lab);
+  const publicKey = (await readFile(path.join(sshDir, 'id_ed25519.pub'), 'utf8')).trim();
+  const { data } = await api.sshKey.createSshKey({ name: 'laptop', public_key: publicKey });
+  const made = await Promise.all(
+    ['web', 'other'].map((name) => api.droplet.createDroplet({ name, region: 'nyc3', size: 's-1vcpu-1gb', image: 'debian-13-x64', ssh_keys: [data.ssh_key.fingerprint] })),
+  );
+  for (const [i, d] of [web, other].entries()) {
+    d.id = made[i]!.data.droplet.id;
+    d.address = (await waitActive(api, d.id)).address;
+  }
+  // SSH answers once cloud-init has put the droplet's key in root's authorized_keys.
+  for (const d of [web, other]) await lab.droplet(d.id).exec(['cloud-init', 'status', '--wait'], { timeoutMs: 300_000 });
+  // The owner's own sites: one on port 80 (clashes with plumb), one on 8080 (does not).
+  await on(web, ['sh', '-c', 'mkdir -p /etc/nginx/sites-enabled && printf "server {\\n  listen 80;\\n  server_name shop.example;\\n}\\n" > /etc/nginx/sites-enabled/shop && printf "server {\\n  listen 8080;\\n}\\n" > /etc/nginx/sites-enabled/admin']);
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+describe('adopt refuses, and leaves the host as it was', () => {
+  test('a host whose SSH key is not the one in known_hosts', async () => {
+    const before = await untouched(other);
+    const { stdout: impostor } = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(sshDir, 'impostor'), '-C', '']).then(() => execa('cat', [path.join(sshDir, 'impostor.pub')]));
+    await writeFile(knownHosts, `${other.address} ${impostor.split(' ').slice(0, 2).join(' ')}\n`);
+    const refused = await adopt(other.address, '--yes');
+    assert.equal(refused.exitCode, EXIT.auth, refused.stderr);
+    assert.match(refused.stderr, /^plumb: the SSH host key of .* is not the one in your known_hosts: plumb did not log in, nothing was changed$/m);
+    assert.equal(await untouched(other), before);
+    await writeFile(knownHosts, '');
+  });
+
+  test('a host that does not run Debian 13, named in the refusal', async () => {
+    await on(other, ['sh', '-c', 'rm /etc/os-release && printf \'ID=ubuntu\\nVERSION_ID="24.04"\\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\\n\' > /etc/os-release']);
+    const before = await untouched(other);
+    const refused = await adopt(other.address, '--yes');
+    assert.equal(refused.exitCode, EXIT.failure, refused.stderr);
+    assert.match(refused.stderr, /^plumb: plumb did not take over .*: the host runs Ubuntu 24\.04\.1 LTS; plumb supports Debian 13 \(trixie\) only; nothing was changed$/m);
+    assert.equal(await untouched(other), before);
+    assert.match(await user.plumb(['droplets', '--json']).then((r) => r.stdout), /^\[\]$/);
+  });
+
+  test('a host whose nginx already serves port 80, unless --force', async () => {
+    const before = await untouched(web);
+    const refused = await adopt(web.address, '--yes');
+    assert.equal(refused.exitCode, EXIT.failure, refused.stderr);
+    assert.match(refused.stderr, /nginx already serves port 80 with \/etc\/nginx\/sites-enabled\/shop; nothing was changed\n  .*--force/);
+    assert.doesNotMatch(refused.stderr, /admin/);
+    assert.equal(await untouched(web), before);
+  });
+});
+
+describe('an adopted host is a plumb droplet', () => {
+  let adopted: Awaited<ReturnType<typeof adopt>>;
+
+  before(async () => {
+    adopted = await adopt(web.address, '--yes', '--force', '--name', 'web');
+  });
+
+  test('adopt --force installs the base and agent, pins it, prints provision\'s summary and what it changed', () => {
+    assert.equal(adopted.exitCode, 0, adopted.stderr);
+    assert.match(adopted.stdout, new RegExp(`^droplet web \\(id -\\d+\\) is ready at ${web.address.replaceAll('.', '\\.')} in `));
+    assert.match(adopted.stdout, /\n {2}agent \d+\.\d+\.\d+, enrolled; certificate pinned [0-9a-f]{16}…\n/);
+    assert.match(adopted.stdout, /changed on the host \(--force\):\n {4}nginx: \/etc\/nginx\/sites-enabled\/shop disabled/);
+  });
+
+  test('it is listed as external, with the same base as a provisioned droplet (the site on 8080 kept)', async () => {
+    const listed = await user.plumb(['droplets']);
+    assert.match(listed.stdout, new RegExp(`\\nweb +-\\d+ +${web.address.replaceAll('.', '\\.')} +external `));
+    assert.equal(await on(web, ['systemctl', 'is-active', 'plumb-agent']), 'active');
+    assert.match(await on(web, ['ufw', 'status']), /Status: active[\s\S]*22\/tcp[\s\S]*80\/tcp[\s\S]*8731\/tcp/);
+    const sites = await on(web, ['ls', '/etc/nginx/sites-enabled']);
+    assert.match(sites, /^admin$/m);
+    assert.doesNotMatch(sites, /shop/);
+    assert.match(await on(web, ['sh', '-c', 'id -u plumber >/dev/null && Rscript -e "cat(as.character(packageVersion(\'plumber\')))"']), /^1\.\d+\.\d+$/);
+  });
+
+  test('deploy, serve, logs and status work; and still do with SSH closed', async () => {
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    assert.equal((await httpGet(`http://${web.address}/sum/add?a=1&b=2`, 5000)).body, '[3]');
+    const logs = await user.plumb(['logs', 'sum', '-n', '20']);
+    assert.equal(logs.exitCode, 0, logs.stderr);
+    assert.match(logs.stdout, /plumber|Running|sum/i);
+    const status = await user.plumb(['status']);
+    assert.equal(status.exitCode, 0, status.stderr);
+    assert.match(status.stdout, /sum/);
+
+    const closed = await user.plumb(['firewall', 'close-ssh']);
+    assert.equal(closed.exitCode, 0, closed.stderr);
+    assert.equal(await portOpen(web.address, 22), false);
+    const again = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
+    assert.equal(again.exitCode, 0, again.stderr);
+    const answer = await httpGet(`http://${web.address}/sum/version`, 5000).catch((err: Error) => ({ body: err.message }));
+    assert.equal(answer.body, '["v2"]', await on(web, ['sh', '-c', 'ufw status; nft list ruleset | head -80']));
+    assert.equal((await user.plumb(['status'])).exitCode, 0);
+  });
+
+  test('destroy refuses an external host; forget drops it and leaves the agent; uninstall removes the agent, the API keeps serving', async () => {
+    const destroyed = await user.plumb(['destroy', 'web', '--yes']);
+    assert.equal(destroyed.exitCode, EXIT.usage);
+    assert.match(destroyed.stderr, /adopted from outside DigitalOcean/);
+    const exported = await user.plumb(['droplets', 'export', 'web']);
+    const forgotten = await user.plumb(['forget', 'web']);
+    assert.equal(forgotten.exitCode, 0, forgotten.stderr);
+    assert.equal((await user.plumb(['droplets', '--json'])).stdout, '[]');
+    assert.equal(await on(web, ['systemctl', 'is-active', 'plumb-agent']), 'active');
+
+    const file = path.join(sshDir, 'web.json');
+    await writeFile(file, exported.stdout);
+    assert.equal((await user.plumb(['droplets', 'import', file])).exitCode, 0);
+    const uninstalled = await user.plumb(['uninstall', 'web', '--yes']);
+    assert.equal(uninstalled.exitCode, 0, uninstalled.stderr);
+    assert.match(uninstalled.stdout, /the agent is being removed from web .*its APIs keep serving/);
+    await waitFor(async () => (await on(web, ['sh', '-c', 'systemctl is-active plumb-agent; ls /opt/plumb-agent 2>&1; true'])).startsWith('inactive\nls:'));
+    assert.equal(await portOpen(web.address, 8731), false);
+    assert.equal((await httpGet(`http://${web.address}/sum/version`, 5000)).body, '["v2"]');
+    assert.equal((await user.plumb(['droplets', '--json'])).stdout, '[]');
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('gave up waiting');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Whether a TCP connection to the port is accepted (ufw drops: no answer within the wait). */
+function portOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: 3000 });
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('timeout', () => (socket.destroy(), resolve(false)));
+    socket.once('error', () => resolve(false));
+  });
+}
