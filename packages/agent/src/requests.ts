@@ -8,6 +8,7 @@ import { logs, type LogSink } from './ops/logs.js';
 import { packagesOf, packagesPlan, setRepos } from './ops/packages.js';
 import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
+import { secrets, setSecrets } from './ops/secrets.js';
 import { forward, remove, unforward } from './ops/routing.js';
 import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
@@ -66,6 +67,10 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return unforward(ctx);
     case 'restart':
       return restart(request.name, request.wait, ctx);
+    case 'secrets':
+      return secrets(request.name, ctx);
+    case 'secrets-set':
+      return setSecrets(request, ctx);
     case 'status':
       return status(ctx, await facts.hello());
     case 'logs':

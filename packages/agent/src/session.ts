@@ -8,7 +8,7 @@ import type { OpContext } from './ops/context.js';
 import { wireError } from './wire.js';
 
 /** Requests that only read: an upgrade need not wait for them (a followed log may run for hours). */
-const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait']);
+const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait', 'secrets']);
 
 /**
  * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),

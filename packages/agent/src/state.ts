@@ -61,6 +61,12 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
+  /**
+   * Its secrets (plumb secrets): environment variables every worker gets on top of the live
+   * release's --env (a secret wins over an --env of the same name). Kept per API, not per
+   * release, so a deploy or rollback keeps them; this file is root-only.
+   */
+  secrets: z.record(z.string(), z.string()).default({}),
   /** The CRAN-like repositories given to its deploys (--repo, --binary-repo), used again when a deploy names none. */
   repo: HttpUrl.nullable().default(null),
   binaryRepo: HttpUrl.nullable().default(null),

@@ -217,6 +217,11 @@ export const CONTROLLER_KEYS_MAX = 32;
 
 /** R packages (issue 10): most packages one deploy may ask for (its direct needs; dependencies come on top). */
 export const R_PACKAGES_MAX = 500;
+
+/** The longest environment value (--env, a secret), in characters: one line of a worker's env file. */
+export const ENV_VALUE_MAX_CHARS = 32 * 1024;
+/** Secrets one API may hold (plumb secrets): each is a line of every worker's environment file. */
+export const SECRETS_MAX = 100;
 /** How long apt may wait for another apt/dpkg to let go of its lock (apt's DPkg::Lock::Timeout), in seconds. */
 export const APT_LOCK_TIMEOUT_SECONDS = 300;
 /** One apt-get install, or one R install of packages from a repository, may take this long. */
