@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, DomainName, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
 import { layout } from './system/layout.js';

@@ -88,6 +88,8 @@ export const DELTA_MIN_BYTES = 1024 * 1024;
 export const BUNDLE_PATH_MAX_CHARS = 4096;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+/** How often a sender held back by BUNDLE_HIGH_WATER_BYTES looks whether the socket has drained. */
+export const BACKPRESSURE_POLL_MS = 10;
 
 /** The health gate: how long a new release may take to answer, and how often it is asked. */
 export const HEALTH_TIMEOUT_MS = 120_000;
@@ -118,6 +120,11 @@ export const FRONT_PORT_LAST = 7999;
  * comes from an API, not a 502. A worker that never starts delays nginx by this much, no more.
  */
 export const BOOT_ROUTING_WAIT_MS = 30_000;
+/** How often that boot wait tries each front port again. */
+export const BOOT_ROUTING_POLL_MS = 100;
+/** After an nginx reload, how long the agent waits for the old workers to stop accepting, and how often it looks. */
+export const NGINX_RELOAD_WAIT_MS = 10_000;
+export const NGINX_RELOAD_POLL_MS = 20;
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;

@@ -3,7 +3,7 @@ import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type ReleaseFiles } from '../bundle/delta.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';

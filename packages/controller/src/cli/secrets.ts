@@ -18,7 +18,7 @@ export function register(program: Command) {
   const secrets = program
     .command('secrets')
     .description("an API's secrets: environment variables set from stdin or a file, never the command line; plumb shows their names only");
-  helpFooter(secrets, ['printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets list hello', 'plumb secrets unset hello TOKEN']);
+  helpFooter(secrets, ['plumb secrets set hello TOKEN < ./token.txt', 'printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets list hello', 'plumb secrets unset hello TOKEN']);
 
   const set = secrets
     .command('set')
@@ -40,7 +40,7 @@ export function register(program: Command) {
         changedText,
       ),
     );
-  helpFooter(set, ['printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets set hello DB_PASSWORD --file ./db-password --droplet api-1']);
+  helpFooter(set, ['plumb secrets set hello TOKEN < ./token.txt', 'printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets set hello DB_PASSWORD --file ./db-password --droplet api-1']);
 
   const list = secrets
     .command('list')
