@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
-import WebSocket from 'ws';
-import { AGENT_PATHS, audienceFor, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_MAX_LIFETIME_SECONDS } from '@plumb/shared';
+import { audienceFor, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_MAX_LIFETIME_SECONDS } from '@plumb/shared';
 import { AgentConnection, connectTls, PinMismatchError, type AgentAddress } from '@plumb/controller/agent/client';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import type { SigningKey } from '@plumb/controller/local/keys';
+import { agentSocket, upgradeStatus as statusOf } from './agent-socket.js';
 
 /**
  * How an enrolled agent treats tokens, run against any agent: a local one (unit tests) and the one
@@ -19,24 +19,12 @@ export interface AuthTarget {
   key: SigningKey;
 }
 
-/** The status the agent answers an upgrade with (101 when it accepted). */
+/** The status the agent answers an upgrade with (101 when it accepted); `authorization` undefined: none sent. */
 async function upgradeStatus(target: AuthTarget, authorization: string | undefined): Promise<number> {
-  const socket = await connectTls(target.address, target.pin);
-  const ws = new WebSocket(`wss://${target.address.host}:${target.address.port}${AGENT_PATHS.socket}`, {
-    createConnection: () => socket,
-    ...(authorization === undefined ? {} : { headers: { authorization } }),
-  });
-  return new Promise((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      ws.terminate();
-    });
-    ws.once('upgrade', () => {
-      resolve(101);
-      ws.terminate();
-    });
-    ws.once('error', reject);
-  });
+  const { ws } = await agentSocket(target, authorization ?? null);
+  const status = await statusOf(ws);
+  ws.terminate();
+  return status;
 }
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import WebSocket from 'ws';
-import { AGENT_PATHS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
-import { AgentConnection, connectTls } from '@plumb/controller/agent/client';
+import { WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
+import { AgentConnection } from '@plumb/controller/agent/client';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import type { AuthTarget } from './agent-auth.cases.js';
+import { agentSocket } from './agent-socket.js';
 
 /**
  * Malformed WebSocket frames from a client holding a valid token, run against any enrolled agent
@@ -36,11 +36,7 @@ function frame(opcode: number, payload: Buffer, opts: { fin?: boolean; length?: 
 
 /** Opens an authenticated socket, writes `bytes` raw under it, and returns the close code the agent sent. */
 async function closeCodeFor(t: AuthTarget, bytes: Buffer): Promise<number> {
-  const socket = await connectTls(t.address, t.pin);
-  const ws = new WebSocket(`wss://${t.address.host}:${t.address.port}${AGENT_PATHS.socket}`, {
-    createConnection: () => socket,
-    headers: { authorization: `Bearer ${await tokenFor(t.key, t.dropletUuid)}` },
-  });
+  const { ws, tls: socket } = await agentSocket(t);
   // The client side sees the agent's close frame; its own parser may also complain about what follows.
   ws.on('error', () => {});
   await once(ws, 'message'); // hello

@@ -5,11 +5,10 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
-import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent/client';
-import { tokenFor } from '@plumb/controller/agent/tokens';
+import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
 import type { AuthTarget } from './agent-auth.cases.js';
 import { agentStillServes } from './agent-frames.cases.js';
+import { agentSocket, upgradeStatus } from './agent-socket.js';
 
 /**
  * What one address can hold on the agent before and after authenticating, run against an
@@ -18,17 +17,9 @@ import { agentStillServes } from './agent-frames.cases.js';
 
 /** Opens an authenticated WebSocket; resolves with the HTTP status (101 = open) and the socket. */
 async function open(t: AuthTarget): Promise<{ status: number; ws?: WebSocket }> {
-  const token = await tokenFor(t.key, t.dropletUuid);
-  const socket = await connectTls(t.address, t.pin);
-  const ws = new WebSocket(`wss://${t.address.host}:${t.address.port}${AGENT_PATHS.socket}`, { createConnection: () => socket, headers: { authorization: `Bearer ${token}` } });
-  return new Promise((resolve) => {
-    ws.once('upgrade', () => resolve({ status: 101, ws }));
-    ws.once('unexpected-response', (_req, res) => {
-      resolve({ status: res.statusCode ?? 0 });
-      ws.terminate();
-    });
-    ws.once('error', () => resolve({ status: 0 }));
-  });
+  const { ws } = await agentSocket(t);
+  const status = await upgradeStatus(ws);
+  return status === 101 ? { status, ws } : { status };
 }
 
 const closedWithin = (socket: net.Socket, ms: number) =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,10 +11,10 @@ import { loadSigningKey } from '@plumb/controller/local/keys';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import { rawHeader, rawTar } from '../cases/raw-tar.js';
 import { AgentConnection } from '@plumb/controller/agent/client';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { agentAnswersAgain, PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -34,15 +34,7 @@ const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId)
 const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']);
 const nginxTest = () => onDroplet(['nginx', '-t']);
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'apis'));
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet('apis', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
 describe('deploy', () => {
   test('a two-endpoint API at /sum answers from R, with plumber docs, files and a unit as the seed had', async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { startLab, type Lab } from '../lab/lab.js';
+import { test } from 'node:test';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * kill -9 of the agent in the middle of a deploy (issue 12 item 7): when it starts again, what
@@ -44,15 +44,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 12
 
 const killAgent = () => onDroplet(['systemctl', 'kill', '--signal=SIGKILL', 'plumb-agent']);
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'crash'));
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet('crash', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
 test('kill -9 while new workers start: the old release serves, and the new workers, env files and releases are gone; a new API leaves no trace', async (t) => {
   const mark = (what: string) => t.diagnostic(`${new Date().toISOString()} ${what}`);

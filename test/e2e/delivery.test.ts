@@ -92,7 +92,12 @@ describe('provision with nothing but a token (no PLUMB_AGENT_URL, no package mir
     const again = await user.plumb(['firewall', 'open-ssh', '--droplet', name, '--json']);
     assert.equal((JSON.parse(again.stdout) as { changed: boolean }).changed, false);
 
-    const closed = await user.plumb(['firewall', 'close-ssh', '--droplet', name]);
+    // Off a terminal, closing SSH needs --yes, and without it nothing changes.
+    const unconfirmed = await user.plumb(['firewall', 'close-ssh', '--droplet', name]);
+    assert.equal(unconfirmed.exitCode, 2);
+    assert.match(unconfirmed.stderr, /^plumb: refusing to close SSH on .* without confirmation: stdin is not a terminal\n\s+add --yes/m);
+    assert.equal(await tcp(address, 22), 'open');
+    const closed = await user.plumb(['firewall', 'close-ssh', '--droplet', name, '--yes']);
     assert.equal(closed.exitCode, 0, closed.stderr);
     assert.match(closed.stdout, /SSH is closed/);
     assert.notEqual(await tcp(address, 22), 'open');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { AGENT_PORT, type BundleFile, type DeployResult } from '@plumb/shared';
 import { AgentConnection, RemoteError } from '@plumb/controller/agent/client';
@@ -10,10 +10,10 @@ import { bundleManifest, inspectApiDir } from '@plumb/controller/api-dir/bundle'
 import { loadSigningKey } from '@plumb/controller/local/keys';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import { rawTar, type RawEntry } from '../cases/raw-tar.js';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Redeploys that send only what changed: the controller sends the file list with hashes, the
@@ -58,15 +58,7 @@ async function bigApi(): Promise<string> {
   return dir;
 }
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'delta'));
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet('delta', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
 describe('only changed bytes travel', () => {
   test('deploy: a one-line change to an API with a 50 MB file sends under 1 MB, and the release is byte for byte what a full upload makes', async () => {

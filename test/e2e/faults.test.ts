@@ -2,18 +2,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import WebSocket from 'ws';
-import { AGENT_PATHS, AGENT_PORT, UPLOAD_IDLE_TIMEOUT_MS, WS_PING_INTERVAL_MS } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent/client';
+import { AGENT_PORT, UPLOAD_IDLE_TIMEOUT_MS, WS_PING_INTERVAL_MS } from '@plumb/shared';
 import { loadSigningKey } from '@plumb/controller/local/keys';
-import { tokenFor } from '@plumb/controller/agent/tokens';
+import { agentSocket } from '../cases/agent-socket.js';
 import { rawTar } from '../cases/raw-tar.js';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Bad luck and bad input on one droplet (issue: the agent survives everything, loses nothing,
@@ -28,15 +27,7 @@ let address: string;
 const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
 const get = (path: string) => httpGet(`http://${address}${path}`, 5000);
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'faults'));
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet('faults', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
 test('remove --keep-files, then a deploy of that name that fails: data/ is still there', async () => {
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'keep'])).exitCode, 0);
@@ -99,8 +90,7 @@ async function rawSession(): Promise<{ ws: WebSocket; tls: import('node:tls').TL
   const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ uuid: string; fingerprint: string }> };
   const droplet = droplets[0]!;
   const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
-  const tls = await connectTls({ host: address, port: AGENT_PORT }, droplet.fingerprint);
-  const ws = new WebSocket(`wss://${address}:${AGENT_PORT}${AGENT_PATHS.socket}`, { createConnection: () => tls, headers: { authorization: `Bearer ${await tokenFor(key, droplet.uuid)}` } });
+  const { ws, tls } = await agentSocket({ address: { host: address, port: AGENT_PORT }, pin: droplet.fingerprint, dropletUuid: droplet.uuid, key });
   ws.on('error', () => {});
   const answers: Array<{ type: string; error?: { code: string; message: string } }> = [];
   ws.on('message', (data) => answers.push(JSON.parse(String(data)) as { type: string }));

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { AGENT_PORT, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
 import { agentAnswers } from '@plumb/controller/agent/client';
 import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Health the agent reports by itself (docs/health.md): its checks and restarts, the events it
@@ -98,18 +98,18 @@ async function stopWatch(watch: ReturnType<typeof startWatch>): Promise<number |
   return code;
 }
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  hook = await webhookReceiver();
-  ({ id: dropletId, address } = await provisionDroplet(user, 'health'));
-  const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1', endpoints)), '--name', 'sum']);
-  assert.equal(deployed.exitCode, 0, deployed.stderr);
-});
+sharedDroplet(
+  'health',
+  async (shared) => {
+    ({ lab, user, id: dropletId, address } = shared);
+    hook = await webhookReceiver();
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1', endpoints)), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+  },
+);
 
 after(async () => {
   hook?.close();
-  await lab?.stop();
 });
 
 describe('status', () => {

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import type { StatusResult } from '@plumb/shared';
 import type { AcmeServer } from '../lab/acme.js';
 import { DROPLET_ACME_CA } from '../lab/acme.js';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startHttp2Load, startLoad, type LoadReport } from './load.js';
-import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_configure_https as `plumb https`: real certbot on a lab droplet, run by the agent,
@@ -85,21 +85,19 @@ const literally = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const httpServes = async () => assert.deepEqual(JSON.parse((await httpGet(`http://${address}/sum/add?a=1&b=2`, 5000)).body), [3], 'HTTP still serves');
 const servedSerial = async (domain = DOMAIN) => (await httpsGet(domain, '/sum/add?a=1&b=2')).serial;
 
-before(async () => {
-  lab = await startLab({ acme: true });
-  assert.ok(lab.acme);
-  acme = lab.acme;
-  user = await plumbUser(lab);
-  acmeEnv = { PLUMB_ACME_SERVER: acme.directoryUrl, PLUMB_DNS_SERVER: acme.dnsServer, NODE_EXTRA_CA_CERTS: acme.listenerCaPath };
-  ({ id: dropletId, address } = await provisionDroplet(user, 'secure'));
-  const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
-  assert.equal(deployed.exitCode, 0, deployed.stderr);
-  for (const domain of [DOMAIN, WWW, OTHER]) await acme.resolve(domain, address);
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet(
+  'secure',
+  async (shared) => {
+    ({ lab, user, id: dropletId, address } = shared);
+    assert.ok(lab.acme);
+    acme = lab.acme;
+    acmeEnv = { PLUMB_ACME_SERVER: acme.directoryUrl, PLUMB_DNS_SERVER: acme.dnsServer, NODE_EXTRA_CA_CERTS: acme.listenerCaPath };
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    for (const domain of [DOMAIN, WWW, OTHER]) await acme.resolve(domain, address);
+  },
+  { acme: true },
+);
 
 describe('refused before anything reaches the droplet', () => {
   const cases: Array<[string, string[], () => RegExp | Promise<RegExp>]> = [

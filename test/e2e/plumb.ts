@@ -2,8 +2,9 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { after, before } from 'node:test';
 import { execa } from 'execa';
-import type { Lab } from '../lab/lab.js';
+import { startLab, type Lab, type LabOptions } from '../lab/lab.js';
 
 /** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
 export const PLUMB_CLI = path.join(path.dirname(createRequire(import.meta.url).resolve('@plumb/controller/package.json')), 'dist/cli.js');
@@ -19,7 +20,8 @@ export interface PlumbUser {
   /** The user's config dir (XDG_CONFIG_HOME): keys and known droplets live under it. */
   configHome: string;
   env: Record<string, string>;
-  plumb(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number }): Promise<PlumbRun>;
+  /** `input`: what the user pipes into stdin (none otherwise). */
+  plumb(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number; input?: string }): Promise<PlumbRun>;
 }
 
 export async function plumbUser(lab: Lab): Promise<PlumbUser> {
@@ -34,7 +36,7 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
     configHome,
     env,
     plumb: async (args, opts = {}) => {
-      const result = await execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...env, ...opts.env }, reject: false, timeout: opts.timeoutMs ?? 900_000, stdin: 'ignore' });
+      const result = await execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...env, ...opts.env }, reject: false, timeout: opts.timeoutMs ?? 900_000, ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }) });
       return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
     },
   };
@@ -46,6 +48,32 @@ export async function provisionDroplet(user: PlumbUser, name: string): Promise<{
   if (provisioned.exitCode !== 0) throw new Error(`plumb provision --name ${name} failed:\n${provisioned.stderr}`);
   const { droplet } = JSON.parse(provisioned.stdout) as { droplet: { id: number; ipv4: string } };
   return { id: droplet.id, address: droplet.ipv4 };
+}
+
+/** What a test file shares: its lab, its user, and the droplet that user provisioned. */
+export interface SharedDroplet {
+  lab: Lab;
+  user: PlumbUser;
+  id: number;
+  address: string;
+}
+
+/**
+ * One lab and one droplet for a whole test file (booting droplets is what costs): registers the
+ * file's `before` (start the lab, provision NAME as a user would) and `after` (stop the lab).
+ * `ready` gets them in `before`, to keep them and set up more (a first deploy, say).
+ */
+export function sharedDroplet(name: string, ready: (shared: SharedDroplet) => void | Promise<void>, labOptions: LabOptions = {}): void {
+  let lab: Lab | undefined;
+  before(async () => {
+    lab = await startLab(labOptions);
+    const user = await plumbUser(lab);
+    const { id, address } = await provisionDroplet(user, name);
+    await ready({ lab, user, id, address });
+  });
+  after(async () => {
+    await lab?.stop();
+  });
 }
 
 /**

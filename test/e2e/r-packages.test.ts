@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import type { DeployResult, PackagesResult } from '@plumb/shared';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { httpGet } from './helpers.js';
-import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -32,19 +32,19 @@ const installedBy = (result: DeployResult | undefined) => result?.packages?.inst
 
 const demo = (version: string): RPackageFixture => ({ name: 'plumbdemo', version, code: { 'version.R': `demo_version <- function() "${version}"\n` } });
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'rpkgs'));
-  repo = await startCranRepo(
-    [demo('2.0'), { name: 'plumbextra', version: '1.0', code: { 'extra.R': 'extra <- function() "extra"\n' } }, { name: 'plumbbroken', version: '1.0', code: { 'broken.R': 'broken <- function( {\n' } }],
-    [demo('1.0')],
-  );
-});
+sharedDroplet(
+  'rpkgs',
+  async (shared) => {
+    ({ lab, user, id: dropletId, address } = shared);
+    repo = await startCranRepo(
+      [demo('2.0'), { name: 'plumbextra', version: '1.0', code: { 'extra.R': 'extra <- function() "extra"\n' } }, { name: 'plumbbroken', version: '1.0', code: { 'broken.R': 'broken <- function( {\n' } }],
+      [demo('1.0')],
+    );
+  },
+);
 
 after(async () => {
   await repo?.close();
-  await lab?.stop();
 });
 
 /** base64enc through library(), digest through pkg::fn: both small, both in Debian 13, neither installed with plumber. */

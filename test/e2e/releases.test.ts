@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { after, before, describe, test } from 'node:test';
-import { startLab, type Lab } from '../lab/lab.js';
+import { describe, test } from 'node:test';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startLoad } from './load.js';
-import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Deploys the API's clients never notice: releases switch under load with zero failed requests,
@@ -55,17 +55,14 @@ function deployWatched(args: string[]) {
   };
 }
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'rel'));
-  const first = await deploy('v0');
-  assert.equal(first.exitCode, 0, first.stderr);
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet(
+  'rel',
+  async (shared) => {
+    ({ lab, user, id: dropletId, address } = shared);
+    const first = await deploy('v0');
+    assert.equal(first.exitCode, 0, first.stderr);
+  },
+);
 
 describe('zero-downtime releases', () => {
   test(`10 redeploys under a steady load (${RPS} req/s) fail no request`, async () => {

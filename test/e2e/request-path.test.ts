@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { AgentEvent, StatusResult } from '@plumb/shared';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction, type HttpAnswer } from './helpers.js';
 import { startLoad, type LoadReport } from './load.js';
 import { execa } from 'execa';
-import { PLUMB_CLI, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The request path (issue 11): switches (deploy, rollback, scale, restart) lose no request and
@@ -115,17 +115,14 @@ async function deployAcrossSlowRequest(version: string, ...flags: string[]) {
 /** nginx's worker processes: a reload replaces them all. */
 const nginxWorkers = () => onDroplet(['sh', '-c', 'm=$(cat /run/nginx.pid); cat /proc/$m/task/$m/children']);
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'reqpath'));
-  freshRoot = await get('/');
-  await deploy('v0');
-});
-
-after(async () => {
-  await lab?.stop();
-});
+sharedDroplet(
+  'reqpath',
+  async (shared) => {
+    ({ lab, user, id: dropletId, address } = shared);
+    freshRoot = await get('/');
+    await deploy('v0');
+  },
+);
 
 describe('switches without a reload', () => {
   test('keep-alive and fresh-connection clients during 10 redeploys, a rollback, a scale 1->2->1 and a restart: 0 failed requests, 0 connection errors, no connection closed, nginx never reloaded', async () => {

@@ -164,15 +164,15 @@ describe('plumb keys', () => {
     const listed = await teammate.plumb(['keys', 'list', '--droplet', DROPLET]);
     assert.match(listed.stdout, new RegExp(`alice\\s+${kid}  \\(this machine\\)`));
 
-    const own = await teammate.plumb(['keys', 'revoke', '--droplet', DROPLET, 'alice']);
+    const own = await teammate.plumb(['keys', 'revoke', '--droplet', DROPLET, 'alice', '--yes']);
     assert.equal(own.exitCode, 1);
     assert.match(own.stderr, /would lock this machine out/);
     const ownerKid = (JSON.parse((await user.plumb(['keys', 'show', '--json'])).stdout) as { kid: string }).kid;
-    const ownerOwn = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, ownerKid]);
+    const ownerOwn = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, ownerKid, '--yes']);
     assert.equal(ownerOwn.exitCode, 1);
     assert.match(ownerOwn.stderr, /would lock this machine out/);
 
-    const revoked = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, 'alice']);
+    const revoked = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, 'alice', '--yes']);
     assert.equal(revoked.exitCode, 0, revoked.stderr);
     assert.doesNotMatch(revoked.stdout, /alice/);
     const refused = await teammate.plumb(['status', DROPLET]);

@@ -4,12 +4,12 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DRAIN_TIMEOUT_MAX_MS, LOGS_MAX_LINES } from '@plumb/shared';
-import { startLab, type Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { envCases, refusedEnvValues } from '../cases/env-values.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startLoad } from './load.js';
-import { agentAnswersAgain, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, plumbUser, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * What users do every day and no other suite drives: the flags of deploy, rollback's refusals,
@@ -49,26 +49,20 @@ function oneLineRefusal(run: { exitCode: number; stderr: string }, message: RegE
  */
 function removedAfter(...names: string[]) {
   after(async () => {
-    for (const name of names) await ok(await user.plumb(['remove', name, '--yes']));
+    for (const name of names) {
+      const removed = await user.plumb(['remove', name, '--yes']);
+      // A describe left out by --test-name-pattern deployed nothing.
+      if (!removed.stderr.includes(`there is no API "${name}"`)) await ok(removed);
+    }
   });
 }
 
-before(async () => {
-  lab = await startLab();
-  user = await plumbUser(lab);
-  ({ id: dropletId, address } = await provisionDroplet(user, 'everyday'));
-});
+sharedDroplet('everyday', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
-after(async () => {
-  await lab?.stop();
-});
-
-describe('deploy --env', () => {
-  removedAfter('env');
-  // R answers with the bytes of each P_TEST_ variable it sees, in hex: what the API really got,
-  // whatever R's locale makes of the characters.
-  const envApi = (version: string) =>
-    sumApi(version, `
+// R answers with the bytes of each P_TEST_ variable it sees, in hex: what the API really got,
+// whatever R's locale makes of the characters.
+const envApi = (version: string) =>
+  sumApi(version, `
 #* @serializer unboxedJSON
 #* @get /env
 function() {
@@ -76,8 +70,12 @@ function() {
   setNames(lapply(keys, function(k) paste(as.character(charToRaw(Sys.getenv(k))), collapse = "")), keys)
 }
 `);
+const hex = (value: string) => Buffer.from(value, 'utf8').toString('hex');
+
+describe('deploy --env', () => {
+  removedAfter('env');
   const sent = Object.fromEntries(envCases.map(([name, value]) => [`P_TEST_${name.toUpperCase()}`, value]));
-  const expected = Object.fromEntries(Object.entries(sent).map(([key, value]) => [key, Buffer.from(value, 'utf8').toString('hex')]));
+  const expected = Object.fromEntries(Object.entries(sent).map(([key, value]) => [key, hex(value)]));
 
   test('values with $, backslashes, quotes, backticks, tabs, unicode and empty ones reach R exactly as given, through systemd\'s EnvironmentFile=', async () => {
     await ok(await user.plumb(['deploy', await apiDir(envApi('v1')), '--name', 'env', ...Object.entries(sent).flatMap(([k, v]) => ['--env', `${k}=${v}`])]));
@@ -102,6 +100,60 @@ function() {
     }
     assert.equal(await serving(), before);
     assert.deepEqual(await json('/env/version'), ['v2']);
+  });
+});
+
+describe('secrets', () => {
+  removedAfter('vault');
+  // Quotes, $ and a backslash: the value must survive stdin, the wire and systemd's quoting.
+  const secret = `s3cret "${randomUUID()}" $HOME \\ end`;
+  const other = `file-${randomUUID()}`;
+  /** Everything plumb itself shows about the API: none of it may hold a value. */
+  const shown = async () => (await Promise.all([['status', '--json'], ['status'], ['secrets', 'list', 'vault', '--json'], ['logs', 'vault', '-n', '200']].map((a) => user.plumb(a)))).map((r) => r.stdout + r.stderr).join('\n');
+
+  test('set from stdin under load: the workers get it with no failed request; list and status show the name, never the value; the files holding it are root-only', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(envApi('s1')), '--name', 'vault', '--workers', '2', '--env', 'P_TEST_MODE=plain', '--wait']));
+    const load = startLoad(`http://${address}/vault/add?a=1&b=2`, { rps: 10, maxMs: 180_000 });
+    const set = await user.plumb(['secrets', 'set', 'vault', 'P_TEST_TOKEN', '--wait'], { input: `${secret}\n` });
+    const report = await load.stop();
+    await ok(set);
+    assert.match(set.stdout, /vault: set P_TEST_TOKEN; restarted 2 workers/);
+    assert.equal(report.failed, 0, report.failures.join('\n'));
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('plain'), P_TEST_TOKEN: hex(secret) });
+    assert.equal((await user.plumb(['secrets', 'list', 'vault'])).stdout.trim(), 'P_TEST_TOKEN');
+    const status = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; secrets: string[] }> } }>;
+    assert.deepEqual(status[0]?.status.apis.find((a) => a.name === 'vault')?.secrets, ['P_TEST_TOKEN']);
+    const seen = await shown();
+    assert.ok(!seen.includes(secret) && !seen.includes(hex(secret)), 'no value in status, events, list or logs');
+    const modes = await onDroplet(['sh', '-c', 'stat -c "%a %U %n" /var/lib/plumb/state.json /var/lib/plumb/instances/vault@*.env']);
+    for (const line of modes.trim().split('\n')) assert.match(line, /^600 root /, modes);
+  });
+
+  test('a redeploy with new --env keeps the secret; --file sets another; setting the same value again restarts nothing', async () => {
+    await ok(await user.plumb(['deploy', await apiDir(envApi('s2')), '--name', 'vault', '--env', 'P_TEST_MODE=again', '--wait']));
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('again'), P_TEST_TOKEN: hex(secret) });
+    const file = path.join(user.configHome, 'other-secret');
+    await writeFile(file, `${other}\n`, { mode: 0o600 });
+    await ok(await user.plumb(['secrets', 'set', 'vault', 'P_TEST_OTHER', '--file', file, '--wait']));
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('again'), P_TEST_OTHER: hex(other), P_TEST_TOKEN: hex(secret) });
+    const same = await user.plumb(['secrets', 'set', 'vault', 'P_TEST_OTHER', '--file', file, '--json']);
+    await ok(same);
+    const unchanged = JSON.parse(same.stdout) as { keys: string[]; set: string[]; restarted: boolean };
+    assert.deepEqual([unchanged.keys, unchanged.set, unchanged.restarted], [['P_TEST_OTHER', 'P_TEST_TOKEN'], ['P_TEST_OTHER'], false]);
+  });
+
+  test('unset takes it away from the workers; an unknown name, a bad name, empty stdin and a multi-line value are refused in one line, nothing changes', async () => {
+    await ok(await user.plumb(['secrets', 'unset', 'vault', 'P_TEST_OTHER', '--wait']));
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('again'), P_TEST_TOKEN: hex(secret) });
+    const before = await serving();
+    oneLineRefusal(await user.plumb(['secrets', 'unset', 'vault', 'P_TEST_NOPE']), /vault has no secret P_TEST_NOPE/);
+    oneLineRefusal(await user.plumb(['secrets', 'set', 'vault', 'PLUMB_X'], { input: 'x' }), /reserved for plumb/);
+    oneLineRefusal(await user.plumb(['secrets', 'set', 'vault', 'P_TEST_EMPTY'], { input: '' }), /no value on stdin/);
+    const multi = await user.plumb(['secrets', 'set', 'vault', 'P_TEST_MULTI'], { input: `line one ${other}\nline two\n` });
+    oneLineRefusal(multi, /P_TEST_MULTI value: .*newline/);
+    assert.ok(!multi.stderr.includes(other), multi.stderr);
+    assert.equal(await serving(), before);
+    assert.equal((await user.plumb(['secrets', 'list', 'vault'])).stdout.trim(), 'P_TEST_TOKEN');
   });
 });
 

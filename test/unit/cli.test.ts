@@ -76,6 +76,10 @@ describe('usage errors exit 2 with one line and a hint', () => {
     [['completion', 'tcsh'], 'plumb: invalid shell "tcsh": Allowed choices are bash, zsh, fish.', 'see `plumb completion --help`'],
     [['status', 'a', '--droplet', 'b'], 'plumb: two droplets named: "a" and --droplet "b"', 'name it once'],
     [['destroy', '--yes'], 'plumb: name the droplet to destroy', 'give its name or id, or --droplet NAME'],
+    [['lb', 'destroy', 'web'], 'plumb: refusing to destroy the load balancer of web without confirmation: stdin is not a terminal', 'add --yes'],
+    [['keys', 'revoke', 'alice', '--all'], 'plumb: refusing to revoke alice without confirmation: stdin is not a terminal', 'add --yes'],
+    // The argument may be a secret typed without its name: it is not repeated.
+    [['deploy', '.', '--name', 'x', '--env', 'hunter2-not-echoed'], 'plumb: invalid --env: an argument has no "=" (expected KEY=VALUE)', 'for a secret, use `plumb secrets set NAME KEY` (it reads the value from stdin)'],
   ] as const) {
     test(`plumb ${args.join(' ')}`, async () => {
       const r = plumb([...args], { XDG_CONFIG_HOME: await configHome() });

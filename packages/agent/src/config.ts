@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AgentConfig, PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 
 export async function readConfig(file: string): Promise<AgentConfig> {
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {

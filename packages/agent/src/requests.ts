@@ -1,4 +1,4 @@
-import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, type CloudInitStatus, type Hello, type Request } from '@plumb/shared';
+import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, pollUntil, type CloudInitStatus, type Hello, type Request } from '@plumb/shared';
 import { setAlerts } from './monitor/alerts.js';
 import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
@@ -8,6 +8,7 @@ import { logs, type LogSink } from './ops/logs.js';
 import { packagesOf, packagesPlan, setRepos } from './ops/packages.js';
 import { releases, rollback, scale } from './ops/releases.js';
 import { restart } from './ops/restart.js';
+import { secrets, setSecrets } from './ops/secrets.js';
 import { forward, remove, unforward } from './ops/routing.js';
 import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
@@ -67,6 +68,10 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return unforward(ctx);
     case 'restart':
       return restart(request.name, request.wait, ctx);
+    case 'secrets':
+      return secrets(request.name, ctx);
+    case 'secrets-set':
+      return setSecrets(request, ctx);
     case 'status':
       return status(ctx, await facts.hello());
     case 'logs':
@@ -112,15 +117,19 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
 
 /** Reports each change of cloud-init's status until it has finished; the result is the last one. */
 async function waitForCloudInit(timeoutMs: number, facts: Facts, onChange: (s: CloudInitStatus) => void): Promise<CloudInitStatus> {
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
-    const status = await facts.cloudInit();
-    if (facts.cloudInitFinished(status)) return status;
-    const key = JSON.stringify(status);
-    if (key !== last) onChange(status);
-    last = key;
-    if (Date.now() > deadline) throw new PlumbError('CLOUD_INIT_TIMEOUT', `cloud-init still ${status.status} after ${Math.round(timeoutMs / 1000)} s`, 'look at /var/log/cloud-init-output.log on the droplet');
-    await new Promise((resolve) => setTimeout(resolve, CLOUD_INIT_POLL_MS));
-  }
+  let status: CloudInitStatus | undefined;
+  const finished = await pollUntil(
+    async () => {
+      status = await facts.cloudInit();
+      if (facts.cloudInitFinished(status)) return status;
+      const key = JSON.stringify(status);
+      if (key !== last) onChange(status);
+      last = key;
+      return undefined;
+    },
+    { timeoutMs, intervalMs: CLOUD_INIT_POLL_MS },
+  );
+  if (finished) return finished;
+  throw new PlumbError('CLOUD_INIT_TIMEOUT', `cloud-init still ${status?.status ?? 'unknown'} after ${Math.round(timeoutMs / 1000)} s`, 'look at /var/log/cloud-init-output.log on the droplet');
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createHmac } from 'node:crypto';
 import https from 'node:https';
 import type { Socket } from 'node:net';
@@ -193,7 +194,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     port,
     async close() {
       server.close();
-      const grace = new Promise((resolve) => setTimeout(resolve, AGENT_SHUTDOWN_GRACE_MS).unref());
+      const grace = sleep(AGENT_SHUTDOWN_GRACE_MS, undefined, { ref: false });
       await Promise.race([Promise.allSettled([...inFlight.keys()]), grace]);
       for (const ws of wss.clients) ws.close(1001, 'agent stopping');
       server.closeAllConnections();

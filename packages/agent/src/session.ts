@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BUNDLE_HIGH_WATER_BYTES, PlumbError, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
+import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BACKPRESSURE_POLL_MS, BUNDLE_HIGH_WATER_BYTES, PlumbError, pollUntil, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
 import { log } from './log.js';
 import { watch } from './monitor/watch.js';
 import { handleRequest, type AgentControl, type Facts } from './requests.js';
@@ -8,7 +8,7 @@ import type { OpContext } from './ops/context.js';
 import { wireError } from './wire.js';
 
 /** Requests that only read: an upgrade need not wait for them (a followed log may run for hours). */
-const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait']);
+const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait', 'secrets']);
 
 /**
  * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),
@@ -58,7 +58,8 @@ export class Session {
 
   /** Resolves when the socket's send buffer has room: how log streaming follows the reader. */
   private async drained(): Promise<void> {
-    while (this.ws.readyState === this.ws.OPEN && this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) await new Promise((r) => setTimeout(r, 20));
+    // No deadline of its own: a reader that stops reading is closed by the pings (WS_PING_INTERVAL_MS).
+    await pollUntil(() => (this.ws.readyState !== this.ws.OPEN || this.ws.bufferedAmount <= BUNDLE_HIGH_WATER_BYTES ? true : undefined), { timeoutMs: Infinity, intervalMs: BACKPRESSURE_POLL_MS });
   }
 
   /** Bundle bytes for the deploy in progress; bytes after a refused deploy are dropped. */

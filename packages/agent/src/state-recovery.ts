@@ -121,7 +121,13 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   const wasDraining = new Map((known?.draining ?? []).map((w) => [w.port, w.until]));
   const live = onDisk.filter((w) => w.release === current && !wasDraining.has(w.port));
   const draining = onDisk.filter((w) => !live.includes(w)).map((w) => ({ port: w.port, release: w.release, until: wasDraining.get(w.port) ?? new Date().toISOString() }));
-  const envOf = (id: string) => (workers.get(name) ?? []).find((w) => w.release === id)?.env ?? known?.releases.find((r) => r.id === id)?.env ?? {};
+  // A worker's env file holds the API's secrets too: the ones the last good copy knew are not --env.
+  const secretKeys = new Set(Object.keys(known?.secrets ?? {}));
+  const withoutSecrets = (env: Record<string, string>) => Object.fromEntries(Object.entries(env).filter(([key]) => !secretKeys.has(key)));
+  const envOf = (id: string) => {
+    const fromDisk = (workers.get(name) ?? []).find((w) => w.release === id)?.env;
+    return fromDisk ? withoutSecrets(fromDisk) : (known?.releases.find((r) => r.id === id)?.env ?? {});
+  };
   const releases: Release[] = [];
   for (const id of ids) {
     const knownRelease = known?.releases.find((r) => r.id === id);

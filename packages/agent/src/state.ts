@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, DomainName, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
 import { layout } from './system/layout.js';
@@ -61,6 +61,12 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
+  /**
+   * Its secrets (plumb secrets): environment variables every worker gets on top of the live
+   * release's --env (a secret wins over an --env of the same name). Kept per API, not per
+   * release, so a deploy or rollback keeps them; this file is root-only.
+   */
+  secrets: z.record(z.string(), z.string()).default({}),
   /** The CRAN-like repositories given to its deploys (--repo, --binary-repo), used again when a deploy names none. */
   repo: HttpUrl.nullable().default(null),
   binaryRepo: HttpUrl.nullable().default(null),

@@ -101,6 +101,8 @@ export const ERROR_CODES = {
   // Deploys and APIs
   API_UNKNOWN: ['failure', 'the droplet has no API of that name'],
   NO_SUCH_RELEASE: ['failure', 'the API has no release of that id (or no live one)'],
+  SECRET_UNKNOWN: ['failure', 'the API has no secret of that name (plumb secrets list NAME shows them)'],
+  TOO_MANY_SECRETS: ['failure', 'the API would hold more secrets than it may'],
   ALREADY_LIVE: ['failure', 'that release is the live one already'],
   RELEASE_EXISTS: ['failure', 'a release directory of that id exists already'],
   PATH_TAKEN: ['failure', 'another API is served at that URL path'],

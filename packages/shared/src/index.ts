@@ -5,3 +5,4 @@ export * from './protocol.js';
 export * from './input.js';
 export * from './version.js';
 export * from './r-packages.js';
+export * from './poll.js';

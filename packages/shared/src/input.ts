@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { ValidationError } from './errors.js';
+import { EnvValue } from './names.js';
 
 /**
  * Checks one value from the user against a shared rule; refused, it is a one-line
@@ -19,4 +20,14 @@ export function parseWholeNumber(text: string, rule: z.ZodType<number>): number 
   const result = rule.safeParse(/^[0-9]{1,15}$/.test(text) ? Number(text) : Number.NaN);
   if (!result.success) throw new ValidationError(result.error.issues[0]?.message ?? 'not a whole number');
   return result.data;
+}
+
+/**
+ * An environment value (--env, plumb secrets). Values may be secrets: unlike other input, a
+ * refused one is never repeated in the message, only the variable's name.
+ */
+export function checkEnvValue(value: string, what: string): string {
+  const problem = EnvValue.safeParse(value).error?.issues[0]?.message;
+  if (problem !== undefined) throw new ValidationError(`invalid ${what} value: ${problem}`, 'an environment value is one line: put multi-line text in a file the API reads');
+  return value;
 }

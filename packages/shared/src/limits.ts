@@ -88,6 +88,8 @@ export const DELTA_MIN_BYTES = 1024 * 1024;
 export const BUNDLE_PATH_MAX_CHARS = 4096;
 /** Bytes either end lets wait unsent (controller) or unread (agent) before it pauses the stream. */
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+/** How often a sender held back by BUNDLE_HIGH_WATER_BYTES looks whether the socket has drained. */
+export const BACKPRESSURE_POLL_MS = 10;
 
 /** The health gate: how long a new release may take to answer, and how often it is asked. */
 export const HEALTH_TIMEOUT_MS = 120_000;
@@ -124,6 +126,11 @@ export const BOOT_ROUTING_WAIT_MS = 30_000;
  * connection's memory only when it closes, so the bound stays finite.
  */
 export const NGINX_KEEPALIVE_REQUESTS = 100_000;
+/** How often that boot wait tries each front port again. */
+export const BOOT_ROUTING_POLL_MS = 100;
+/** After an nginx reload, how long the agent waits for the old workers to stop accepting, and how often it looks. */
+export const NGINX_RELOAD_WAIT_MS = 10_000;
+export const NGINX_RELOAD_POLL_MS = 20;
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;
@@ -223,6 +230,11 @@ export const CONTROLLER_KEYS_MAX = 32;
 
 /** R packages (issue 10): most packages one deploy may ask for (its direct needs; dependencies come on top). */
 export const R_PACKAGES_MAX = 500;
+
+/** The longest environment value (--env, a secret), in characters: one line of a worker's env file. */
+export const ENV_VALUE_MAX_CHARS = 32 * 1024;
+/** Secrets one API may hold (plumb secrets): each is a line of every worker's environment file. */
+export const SECRETS_MAX = 100;
 /** How long apt may wait for another apt/dpkg to let go of its lock (apt's DPkg::Lock::Timeout), in seconds. */
 export const APT_LOCK_TIMEOUT_SECONDS = 300;
 /** One apt-get install, or one R install of packages from a repository, may take this long. */

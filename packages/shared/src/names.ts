@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { DRAIN_TIMEOUT_MAX_MS, LOGS_MAX_LINES } from './limits.js';
+import { DRAIN_TIMEOUT_MAX_MS, ENV_VALUE_MAX_CHARS, LOGS_MAX_LINES } from './limits.js';
 
 /**
  * Name rules, the same on both ends: nothing from a request reaches a file name, a unit name,
@@ -71,7 +71,7 @@ export const EnvKey = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'an environment variable name is letters, digits and "_", not starting with a digit')
   .refine((k) => !k.startsWith('PLUMB_'), 'environment variables starting with PLUMB_ are reserved for plumb');
 
-export const EnvValue = z.string().max(32 * 1024).refine((v) => !/[\n\r\0]/.test(v), 'an environment value may not contain a newline or NUL');
+export const EnvValue = z.string().max(ENV_VALUE_MAX_CHARS, `an environment value is at most ${ENV_VALUE_MAX_CHARS} characters`).refine((v) => !/[\n\r\0]/.test(v), 'an environment value may not contain a newline or NUL');
 
 /** A release id: when it was made, sortable, unique per API. */
 export const ReleaseId = z.string().regex(/^\d{8}T\d{6}Z-[0-9a-f]{4}$/, 'a release id looks like 20261125T190000Z-1a2b');

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX } from './limits.js';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -160,6 +160,8 @@ const Id = z.number().int().nonnegative();
 export const AGENT_FEATURES = {
   /** A deploy may carry its file list (`manifest`); the agent answers `upload-need` and the bundle holds only those files. */
   deltaUpload: 'delta-upload',
+  /** `secrets` and `secrets-set` requests (plumb secrets). */
+  secrets: 'secrets',
 } as const;
 
 /** What the agent says first on every socket. */
@@ -419,6 +421,20 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('packages'), name: ApiName }),
   /** The droplet's default CRAN-like repositories (for APIs deployed without --repo / --binary-repo); a field left out is kept, null resets it. */
   z.object({ id: Id, type: z.literal('repos'), repo: HttpUrl.nullable().optional(), binaryRepo: HttpUrl.nullable().optional() }),
+  /** The names of an API's secrets; their values never leave the droplet. */
+  z.object({ id: Id, type: z.literal('secrets'), name: ApiName }),
+  /**
+   * Sets and unsets an API's secrets (environment variables kept apart from --env, so a deploy
+   * does not replace them), then, if any value changed, restarts its workers as `restart` does.
+   */
+  z.object({
+    id: Id,
+    type: z.literal('secrets-set'),
+    name: ApiName,
+    set: z.record(EnvKey, EnvValue).refine((r) => Object.keys(r).length <= SECRETS_MAX, `at most ${SECRETS_MAX} secrets`).default({}),
+    unset: z.array(EnvKey).max(SECRETS_MAX).default([]),
+    wait: Wait,
+  }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -498,6 +514,11 @@ export const UnforwardResult = z.object({ forward: z.null(), was: ApiName.nullab
 export type UnforwardResult = z.infer<typeof UnforwardResult>;
 export const RestartResult = z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type RestartResult = z.infer<typeof RestartResult>;
+export const SecretsResult = z.object({ name: ApiName, keys: z.array(EnvKey) });
+export type SecretsResult = z.infer<typeof SecretsResult>;
+/** `restarted`: false when nothing changed (the workers kept running); then `workers` is 0 and `drain` empty. */
+export const SecretsSetResult = SecretsResult.extend({ set: z.array(EnvKey), unset: z.array(EnvKey), restarted: z.boolean(), workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
+export type SecretsSetResult = z.infer<typeof SecretsSetResult>;
 export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean() });
 export type ReleaseInfo = z.infer<typeof ReleaseInfo>;
 export const ReleasesResult = z.object({ name: ApiName, releases: z.array(ReleaseInfo) });
@@ -525,6 +546,8 @@ export const ApiStatus = z.object({
   draining: z.array(z.object({ port: z.number().int(), release: ReleaseId, until: z.string() })).default([]),
   forwarded: z.boolean(),
   deployedAt: z.string(),
+  /** The names of its secrets (plumb secrets), never their values. */
+  secrets: z.array(EnvKey).default([]),
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
@@ -659,6 +682,8 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   forward: ForwardResult,
   unforward: UnforwardResult,
   restart: RestartResult,
+  secrets: SecretsResult,
+  'secrets-set': SecretsSetResult,
   status: StatusResult,
   logs: LogsResult,
   releases: ReleasesResult,

@@ -4,7 +4,7 @@ import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, rm } from 'node
 import path from 'node:path';
 import * as z from 'zod';
 import { BUNDLE_MAX_EXTRACTED_BYTES, BundleFile, PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { BundleRefused, extractBundle, releasePath } from './extract.js';

@@ -2,7 +2,7 @@ import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { AgentEvent, EVENTS_KEPT, type EventKind } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from '../log.js';
 
 /** What an operation or the monitor says happened; the log adds the id and the time. */

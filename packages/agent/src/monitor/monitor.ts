@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
 import { log } from '../log.js';
@@ -138,7 +139,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
       clearInterval(timer);
       unsubscribe();
       alerter.stop();
-      const grace = new Promise((resolve) => setTimeout(resolve, AGENT_SHUTDOWN_GRACE_MS).unref());
+      const grace = sleep(AGENT_SHUTDOWN_GRACE_MS, undefined, { ref: false });
       await Promise.race([Promise.allSettled([...checking.values()]), grace]);
     },
   };

@@ -3,7 +3,7 @@ import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type ReleaseFiles } from '../bundle/delta.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
@@ -13,7 +13,7 @@ import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-acco
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { installPackages, pruneLibraries, reposFor } from './packages.js';
-import { rollout } from './rollout.js';
+import { rollout, workerEnv } from './rollout.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -114,7 +114,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const library = installed ? installed.library : liveLibrary;
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library };
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
+      { name: req.name, release, env: workerEnv(settings.env, previous?.secrets), library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -126,6 +126,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
+        secrets: previous?.secrets ?? {},
         repo: settings.repo,
         binaryRepo: settings.binaryRepo,
         deployedAt: new Date().toISOString(),

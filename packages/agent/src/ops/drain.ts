@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { DRAIN_POLL_MS } from '@plumb/shared';
+import { DRAIN_POLL_MS, pollUntil } from '@plumb/shared';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import type { DrainingWorker } from '../state.js';
@@ -36,11 +36,14 @@ function drainOne(name: string, worker: DrainingWorker, ctx: OpContext): Promise
     const until = Date.parse(worker.until);
     // A `plumb remove` meanwhile stopped it already, and its port may serve a new deploy by now.
     const mine = () => ctx.state.get().apis[name]?.draining.some((d) => d.port === worker.port) ?? false;
-    let open = await openConnections(worker.port);
-    while (open > 0 && Date.now() < until && mine()) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_POLL_MS, Math.max(0, until - Date.now()))));
-      open = await openConnections(worker.port);
-    }
+    let open = 0;
+    await pollUntil(
+      async () => {
+        open = await openConnections(worker.port);
+        return open === 0 || !mine() ? true : undefined;
+      },
+      { timeoutMs: until - Date.now(), intervalMs: DRAIN_POLL_MS },
+    );
     if (!mine()) return 0;
     await retireWorker(name, worker.port);
     if (open > 0) {

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
-import { HEALTH_INTERVAL_MS, HEALTH_PROBE_INTERVAL_MS, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { HEALTH_INTERVAL_MS, HEALTH_PROBE_INTERVAL_MS, pollUntil, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { unitState } from '../system/systemd.js';
 
 /** One HTTP answer from a worker on loopback, or undefined when nothing answered. */
@@ -30,20 +30,23 @@ export async function waitHealthy(unit: string, port: number, healthPath: string
   const started = Date.now();
   let lastStatus: number | undefined;
   let askedSystemd = -Infinity;
-  while (Date.now() - started < timeoutMs) {
-    const status = await probe(port, healthPath ?? '/');
-    lastStatus = status;
-    if (isHealthy(status, healthPath)) return { ok: true, status, tookMs: Date.now() - started };
-    if (Date.now() - askedSystemd >= HEALTH_INTERVAL_MS) {
+  const settled = await pollUntil<HealthOutcome>(
+    async () => {
+      const status = await probe(port, healthPath ?? '/');
+      lastStatus = status;
+      if (isHealthy(status, healthPath)) return { ok: true, status, tookMs: Date.now() - started };
+      if (Date.now() - askedSystemd < HEALTH_INTERVAL_MS) return undefined;
       askedSystemd = Date.now();
       const state = await unitState(unit);
       if (state.active === 'failed' || state.restarts > 0 || (state.active === 'inactive' && Date.now() - started > 2000)) {
         const how = state.result === 'success' ? 'exited' : `failed (${state.result})`;
         return { ok: false, reason: 'exited', detail: `the R process ${how} while starting` };
       }
-    }
-    await new Promise((resolve) => setTimeout(resolve, HEALTH_PROBE_INTERVAL_MS));
-  }
+      return undefined;
+    },
+    { timeoutMs, intervalMs: HEALTH_PROBE_INTERVAL_MS },
+  );
+  if (settled) return settled;
   if (lastStatus !== undefined) return { ok: false, reason: 'unhealthy', detail: `${healthPath ?? '/'} answered ${lastStatus} for ${Math.round(timeoutMs / 1000)} s` };
   return { ok: false, reason: 'timeout', detail: `no HTTP answer on port ${port} within ${Math.round(timeoutMs / 1000)} s` };
 }

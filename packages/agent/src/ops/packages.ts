@@ -17,7 +17,7 @@ import {
   type RPackageNeed,
   type RPackageSource,
 } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, linkTree, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';

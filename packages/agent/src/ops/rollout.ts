@@ -14,9 +14,15 @@ import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.j
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
 const reservedPorts = new Set<number>();
 
+/** What a worker's environment holds: its release's --env, then the API's secrets over it. */
+export function workerEnv(releaseEnv: Record<string, string>, secrets: Record<string, string> = {}): Record<string, string> {
+  return { ...releaseEnv, ...secrets };
+}
+
 export interface RolloutTarget {
   name: string;
   release: string;
+  /** Everything the workers' environment holds besides plumb's own (workerEnv). */
   env: Record<string, string>;
   /** The release's R library generation (state.ts Release.library). */
   library: string | null | undefined;

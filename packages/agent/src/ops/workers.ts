@@ -1,6 +1,6 @@
 import { mkdir, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic, writeIfChanged } from '../atomic-file.js';
+import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
 import { renderApiUnit, renderInstanceEnv } from '../render/systemd.js';
 import { RUNNER_R } from '../render/runner.js';
 import { layout } from '../system/layout.js';

@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { CERTBOT_TIMEOUT_MS, PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { certificateFiles } from '../render/model.js';
 
 /**

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { execa } from 'execa';
-import { BOOT_ROUTING_WAIT_MS, PlumbError } from '@plumb/shared';
-import { writeFileAtomic, writeIfChanged } from '../atomic-file.js';
+import { BOOT_ROUTING_POLL_MS, BOOT_ROUTING_WAIT_MS, PlumbError, pollUntil } from '@plumb/shared';
+import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
 import { log } from '../log.js';
 import { frontPortsOf, renderRoutingUnit } from '../render/nat.js';
 import { layout } from './layout.js';
@@ -63,12 +63,14 @@ async function ensureRoutingUnit(): Promise<void> {
  */
 export async function waitForWorkers(): Promise<void> {
   const ports = frontPortsOf(await readFile(layout.natRules, 'utf8').catch(() => ''));
-  const deadline = Date.now() + BOOT_ROUTING_WAIT_MS;
   const waiting = new Set(ports);
-  while (waiting.size > 0 && Date.now() < deadline) {
-    for (const port of [...waiting]) if (await accepts(port)) waiting.delete(port);
-    if (waiting.size > 0) await new Promise((r) => setTimeout(r, 100));
-  }
+  await pollUntil(
+    async () => {
+      for (const port of [...waiting]) if (await accepts(port)) waiting.delete(port);
+      return waiting.size === 0 ? true : undefined;
+    },
+    { timeoutMs: BOOT_ROUTING_WAIT_MS, intervalMs: BOOT_ROUTING_POLL_MS },
+  );
   if (waiting.size > 0) log.warn('some APIs had no worker listening when nginx was let start', { front_ports: [...waiting].join(' ') });
   else log.info('every API has a worker listening', { front_ports: ports.join(' ') });
 }

@@ -1,7 +1,7 @@
 import { readFile, rm, symlink } from 'node:fs/promises';
 import { execa } from 'execa';
-import { PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { NGINX_RELOAD_POLL_MS, NGINX_RELOAD_WAIT_MS, PlumbError, pollUntil } from '@plumb/shared';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { layout } from './layout.js';
 import { reload } from './systemd.js';
 
@@ -27,8 +27,6 @@ export async function applyNginx(config: string): Promise<'unchanged' | 'reloade
   return 'reloaded';
 }
 
-const RELOAD_WAIT_MS = 10_000;
-
 /**
  * `systemctl reload nginx` only signals the master. The new config serves once new workers run
  * and the old ones stopped accepting ("worker process is shutting down"); until then a request
@@ -38,19 +36,20 @@ async function reloadAndWait(): Promise<void> {
   const master = Number((await readFile('/run/nginx.pid', 'utf8').catch(() => '0')).trim());
   const before = new Set(await workers(master));
   await reload('nginx.service');
-  const deadline = Date.now() + RELOAD_WAIT_MS;
-  while (Date.now() < deadline) {
-    const now = await workers(master);
-    const fresh = now.filter((pid) => !before.has(pid));
-    const oldStillAccepting = await Promise.all(
-      now.filter((pid) => before.has(pid)).map(async (pid) => {
-        const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        return title !== '' && !title.includes('shutting down');
-      }),
-    );
-    if (master === 0 || (fresh.length > 0 && !oldStillAccepting.some(Boolean))) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await pollUntil(
+    async () => {
+      const now = await workers(master);
+      const fresh = now.filter((pid) => !before.has(pid));
+      const oldStillAccepting = await Promise.all(
+        now.filter((pid) => before.has(pid)).map(async (pid) => {
+          const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+          return title !== '' && !title.includes('shutting down');
+        }),
+      );
+      return master === 0 || (fresh.length > 0 && !oldStillAccepting.some(Boolean)) ? true : undefined;
+    },
+    { timeoutMs: NGINX_RELOAD_WAIT_MS, intervalMs: NGINX_RELOAD_POLL_MS },
+  );
 }
 
 async function workers(master: number): Promise<number[]> {

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 
 /**
  * ufw, with argument arrays. Its rules (what `ufw allow` adds, v4 and v6) live in two files, so

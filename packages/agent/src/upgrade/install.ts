@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import * as z from 'zod';
 import { AGENT_CONFIRM_TIMEOUT_MS, AGENT_NODE_FLAGS, AGENT_VERSIONS_KEPT, compareVersions, UpgradeRecord } from '@plumb/shared';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from '../log.js';
 
 /**

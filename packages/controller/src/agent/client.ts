@@ -8,6 +8,7 @@ import { versionSkew } from './version.js';
 import {
   AGENT_PATHS,
   AgentMessage,
+  BACKPRESSURE_POLL_MS,
   BUNDLE_HIGH_WATER_BYTES,
   EnrolResult,
   ENROLMENT_ATTEMPTS,
@@ -18,6 +19,7 @@ import {
   HelloHead,
   isErrorCode,
   PlumbError,
+  pollUntil,
   ResultSchemas,
   WS_MAX_PAYLOAD_BYTES,
   type AgentEvent,
@@ -282,10 +284,15 @@ export class AgentConnection {
 
   /** Sends raw bytes (a bundle) once the socket's buffer has room: the agent's pace sets ours. */
   async sendBinary(chunk: Buffer): Promise<void> {
-    while (this.ws.bufferedAmount > BUNDLE_HIGH_WATER_BYTES) {
-      if (this.ws.readyState !== WebSocket.OPEN) throw new PlumbError('DISCONNECTED', 'the agent closed the connection during the upload');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await pollUntil(
+      () => {
+        if (this.ws.bufferedAmount <= BUNDLE_HIGH_WATER_BYTES) return true;
+        if (this.ws.readyState !== WebSocket.OPEN) throw new PlumbError('DISCONNECTED', 'the agent closed the connection during the upload');
+        return undefined;
+      },
+      // No deadline of its own: it ends when the agent reads again or the socket closes.
+      { timeoutMs: Infinity, intervalMs: BACKPRESSURE_POLL_MS },
+    );
     await new Promise<void>((resolve, reject) => this.ws.send(chunk, { binary: true }, (err) => (err ? reject(err) : resolve())));
   }
 

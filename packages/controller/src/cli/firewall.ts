@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { confirm } from './confirm.js';
+import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -9,14 +10,22 @@ export function register(program: Command) {
     .description("open or close SSH (22) in the droplet's firewall; 80, 443 and the agent port stay open")
     .argument('<action>', 'open-ssh or close-ssh')
     .addOption(dropletFlag())
+    .addOption(yesFlag())
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((action, { json, quiet, ...o }) =>
+    .action((action, { json, quiet, yes, ...o }) =>
       output(
         { json, quiet },
-        async (ctx) => (await import('../commands/firewall.js')).firewall({ action, ...o }, ctx),
+        async (ctx) => {
+          // Closing SSH shuts out every way in but plumb's own: asked first, like remove and destroy.
+          if (action === 'close-ssh') {
+            const droplet = await ctx.droplets.find(o.droplet);
+            await confirm({ ...(yes ? { yes } : {}) }, `close SSH on ${droplet.name}`, `Close SSH (22/tcp) on ${droplet.name}? Only plumb will reach it. [y/N]`);
+          }
+          return (await import('../commands/firewall.js')).firewall({ action, ...o }, ctx);
+        },
         (r) => `${r.droplet}: SSH is ${r.ssh}${r.changed ? '' : ' (it was already)'}; the firewall lets in ${r.allowed.join(', ')}`,
       ),
     );
-  helpFooter(command, ['plumb firewall close-ssh', 'plumb firewall open-ssh --droplet api-1']);
+  helpFooter(command, ['plumb firewall close-ssh', 'plumb firewall close-ssh --droplet api-1 --yes', 'plumb firewall open-ssh --droplet api-1']);
 }

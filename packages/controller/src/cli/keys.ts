@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { KeysResult } from '@plumb/shared';
-import { allFlag, dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { confirm } from './confirm.js';
+import { allFlag, dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output, worstExit } from './run.js';
 import type { PerDroplet } from '../agent/connect.js';
@@ -57,8 +58,20 @@ export function register(program: Command) {
     .description('stop trusting a key (by name or id): its tokens get 401, its open connections close')
     .addOption(dropletFlag())
     .addOption(allFlag())
+    .addOption(yesFlag())
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((key, { json, quiet, ...o }) => output({ json, quiet }, async (ctx) => (await import('../commands/keys.js')).revokeKey({ ...o, key }, ctx), revoked.text, revoked.exit));
-  helpFooter(revoke, ['plumb keys revoke alice --droplet api-1', 'plumb keys revoke ci --all']);
+    .action((key, { json, quiet, yes, ...o }) =>
+      output(
+        { json, quiet },
+        async (ctx) => {
+          const where = o.all ? 'every droplet' : (await ctx.droplets.find(o.droplet)).name;
+          await confirm({ ...(yes ? { yes } : {}) }, `revoke ${key}`, `Stop trusting the key ${key} on ${where}? That machine loses access at once. [y/N]`);
+          return (await import('../commands/keys.js')).revokeKey({ ...o, key }, ctx);
+        },
+        revoked.text,
+        revoked.exit,
+      ),
+    );
+  helpFooter(revoke, ['plumb keys revoke alice --droplet api-1', 'plumb keys revoke ci --all --yes']);
 }

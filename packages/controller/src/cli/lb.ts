@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import { wholeNumber as wholeNumberRule } from '@plumb/shared';
-import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { confirm } from './confirm.js';
+import { jsonFlag, quietFlag, wholeNumber, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -57,8 +58,18 @@ export function register(program: Command) {
     .command('destroy')
     .argument('<group>', 'the group whose balancer goes')
     .description("delete the group's load balancer (the droplets stay)")
+    .addOption(yesFlag())
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((group, o) => output(o, async (ctx) => (await import('../commands/lb.js')).lbDestroy(group, ctx), (r) => `destroyed load balancer ${r.name} (${r.id}); the droplets of group ${r.group} stay`));
-  helpFooter(destroy, ['plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+    .action((group, o) =>
+      output(
+        o,
+        async (ctx) => {
+          await confirm(o, `destroy the load balancer of ${group}`, `Destroy the load balancer of group ${group}? Its address stops answering (the droplets stay). [y/N]`);
+          return (await import('../commands/lb.js')).lbDestroy(group, ctx);
+        },
+        (r) => `destroyed load balancer ${r.name} (${r.id}); the droplets of group ${r.group} stay`,
+      ),
+    );
+  helpFooter(destroy, ['plumb lb destroy web', 'plumb lb destroy web --yes'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 }

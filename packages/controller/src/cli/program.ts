@@ -23,6 +23,7 @@ import { register as repos } from './repos.js';
 import { register as restart } from './restart.js';
 import { register as rollback } from './rollback.js';
 import { register as scale } from './scale.js';
+import { register as secrets } from './secrets.js';
 import { register as status } from './status.js';
 import { register as unforward } from './unforward.js';
 import { register as uninstall } from './uninstall.js';
@@ -49,7 +50,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
+  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, secrets, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
     register(program);
   }
   return program;

@@ -1,4 +1,4 @@
-import { AGENT_FEATURES, ApiName, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, EnvValue, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
+import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
@@ -70,12 +70,10 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
     const env: Record<string, string> = {};
     for (const pair of opts.env) {
       const eq = pair.indexOf('=');
-      if (eq < 0) throw new ValidationError(`invalid --env "${pair}": expected KEY=VALUE`);
+      // The argument may be a secret typed without its name: it is not repeated in the message.
+      if (eq < 0) throw new ValidationError('invalid --env: an argument has no "=" (expected KEY=VALUE)', 'for a secret, use `plumb secrets set NAME KEY` (it reads the value from stdin)');
       const key = checkInput(EnvKey, pair.slice(0, eq), '--env name');
-      // Values may be secrets: unlike other input, a refused one is not repeated in the message.
-      const problem = EnvValue.safeParse(pair.slice(eq + 1)).error?.issues[0]?.message;
-      if (problem !== undefined) throw new ValidationError(`invalid --env ${key} value: ${problem}`, 'an environment value is one line: put multi-line text in a file the API reads');
-      env[key] = pair.slice(eq + 1);
+      env[key] = checkEnvValue(pair.slice(eq + 1), `--env ${key}`);
     }
     settings.env = env;
   }

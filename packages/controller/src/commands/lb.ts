@@ -1,4 +1,4 @@
-import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, wholeNumber } from '@plumb/shared';
+import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, pollUntil, wholeNumber } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean/client.js';
 
@@ -77,13 +77,16 @@ export async function lbCreate(opts: LbCreateOptions, ctx: Context): Promise<LbV
     healthCheck,
   });
   ctx.progress({ step: 'waiting for the load balancer to be active' });
-  const deadline = Date.now() + LOAD_BALANCER_ACTIVE_TIMEOUT_MS;
-  while (lb.status !== 'active' || lb.ip === '') {
-    if (lb.status === 'errored') throw new PlumbError('LB_ERRORED', `DigitalOcean reports load balancer ${lb.name} errored`, `remove it with \`plumb lb destroy ${group}\` and try again`);
-    if (Date.now() > deadline) throw new PlumbError('LB_NOT_READY', `load balancer ${lb.name} is still ${lb.status} after ${LOAD_BALANCER_ACTIVE_TIMEOUT_MS / 60_000} minutes`, '`plumb lb` shows when it is up');
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    lb = await api.getLoadBalancer(lb.id);
-  }
+  const active = await pollUntil(
+    async (attempt) => {
+      if (attempt > 0) lb = await api.getLoadBalancer(lb.id);
+      if (lb.status === 'errored') throw new PlumbError('LB_ERRORED', `DigitalOcean reports load balancer ${lb.name} errored`, `remove it with \`plumb lb destroy ${group}\` and try again`);
+      return lb.status === 'active' && lb.ip !== '' ? lb : undefined;
+    },
+    { timeoutMs: LOAD_BALANCER_ACTIVE_TIMEOUT_MS, intervalMs: POLL_MS },
+  );
+  if (!active) throw new PlumbError('LB_NOT_READY', `load balancer ${lb.name} is still ${lb.status} after ${LOAD_BALANCER_ACTIVE_TIMEOUT_MS / 60_000} minutes`, '`plumb lb` shows when it is up');
+  lb = active;
   ctx.progress({ step: 'done', done: true });
   return view(api, group, lb);
 }

@@ -12,6 +12,7 @@ import {
   DropletName,
   ENROLMENT_SECRET_BYTES,
   PlumbError,
+  pollUntil,
   ValidationError,
   type BootstrapStatus,
   type CloudInitStatus,
@@ -211,37 +212,40 @@ async function startAgent(address: AgentAddress, secret: string, pkg: AgentPacka
     ctx.progress({ step, ...(detail ? { detail } : {}) });
   };
   show(`waiting for the droplet to boot (${address.host})`);
-  for (;;) {
-    const answer = await probe(address, secret);
-    if (answer.kind === 'agent') return last?.fingerprint ?? null;
-    const now = Date.now();
-    if (answer.kind === 'bootstrap') {
-      last = answer.status;
-      silentSince = null;
-      const failure = failed(name, last);
-      if (failure) throw failure;
-      if (!uploaded && last.stage === 'waiting-for-package') {
-        show(STEPS[last.stage], `${Math.ceil(pkg.bytes / 1024)} KiB`);
-        last = await uploadPackage(address, last.fingerprint, secret, pkg);
-        uploaded = true;
-        const refused = failed(name, last);
-        if (refused) throw refused;
+  // Each stage has its own limit (checked in the probe); AGENT_ANSWER_TIMEOUT_MS bounds them all.
+  const answered = await pollUntil(
+    async () => {
+      const answer = await probe(address, secret);
+      if (answer.kind === 'agent') return { fingerprint: last?.fingerprint ?? null };
+      const now = Date.now();
+      if (answer.kind === 'bootstrap') {
+        last = answer.status;
+        silentSince = null;
+        const failure = failed(name, last);
+        if (failure) throw failure;
+        if (!uploaded && last.stage === 'waiting-for-package') {
+          show(STEPS[last.stage], `${Math.ceil(pkg.bytes / 1024)} KiB`);
+          last = await uploadPackage(address, last.fingerprint, secret, pkg);
+          uploaded = true;
+          const refused = failed(name, last);
+          if (refused) throw refused;
+        }
+        show(STEPS[last.stage], last.cloudInit.stage ? `cloud-init ${last.cloudInit.stage}` : undefined);
+      } else if (last === undefined) {
+        if (now - started > DROPLET_BOOT_TIMEOUT_MS) {
+          throw new PlumbError('DROPLET_SILENT', `droplet ${name} has not answered on ${address.host}:${address.port} in the ${DROPLET_BOOT_TIMEOUT_MS / 60_000} minutes since it became active (${answer.reason}): it did not boot, or cloud-init did not run`, `${destroyHint(name)}; DigitalOcean's console for the droplet shows its boot`);
+        }
+      } else {
+        // The bootstrap has let go of the port: the agent should be there in moments.
+        silentSince ??= now;
+        if (now - silentSince > AGENT_START_TIMEOUT_MS) {
+          throw new PlumbError('AGENT_NEVER_STARTED', `the agent on ${name} was installed but has not answered for ${AGENT_START_TIMEOUT_MS / 1000} s`, `${destroyHint(name)}; its log: journalctl -u plumb-agent (ssh root@${address.host})`);
+        }
       }
-      show(STEPS[last.stage], last.cloudInit.stage ? `cloud-init ${last.cloudInit.stage}` : undefined);
-    } else if (last === undefined) {
-      if (now - started > DROPLET_BOOT_TIMEOUT_MS) {
-        throw new PlumbError('DROPLET_SILENT', `droplet ${name} has not answered on ${address.host}:${address.port} in the ${DROPLET_BOOT_TIMEOUT_MS / 60_000} minutes since it became active (${answer.reason}): it did not boot, or cloud-init did not run`, `${destroyHint(name)}; DigitalOcean's console for the droplet shows its boot`);
-      }
-    } else {
-      // The bootstrap has let go of the port: the agent should be there in moments.
-      silentSince ??= now;
-      if (now - silentSince > AGENT_START_TIMEOUT_MS) {
-        throw new PlumbError('AGENT_NEVER_STARTED', `the agent on ${name} was installed but has not answered for ${AGENT_START_TIMEOUT_MS / 1000} s`, `${destroyHint(name)}; its log: journalctl -u plumb-agent (ssh root@${address.host})`);
-      }
-    }
-    if (now - started > AGENT_ANSWER_TIMEOUT_MS) {
-      throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${name} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes (the droplet was at: ${last ? STEPS[last.stage] : 'booting'})`, destroyHint(name));
-    }
-    await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_POLL_MS));
-  }
+      return undefined;
+    },
+    { timeoutMs: AGENT_ANSWER_TIMEOUT_MS, intervalMs: BOOTSTRAP_POLL_MS },
+  );
+  if (answered) return answered.fingerprint;
+  throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${name} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes (the droplet was at: ${last ? STEPS[last.stage] : 'booting'})`, destroyHint(name));
 }

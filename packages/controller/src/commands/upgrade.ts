@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { AGENT_UPGRADE_WAIT_MS, compareVersions, PlumbError, type HelloHead, type UpgradeResult } from '@plumb/shared';
+import { AGENT_UPGRADE_WAIT_MS, compareVersions, PlumbError, pollUntil, type HelloHead, type UpgradeResult } from '@plumb/shared';
 import { RemoteError } from '../agent/client.js';
 import { agentPackage } from '../agent/package.js';
 import { connectAgent, eachDroplet, withAgent, type PerDroplet } from '../agent/connect.js';
@@ -74,34 +74,37 @@ async function upgradeOne(droplet: KnownDroplet, pkg: Awaited<ReturnType<typeof 
 
 /** Asks the droplet's hello until the new agent has confirmed, or the old one is back and says why. */
 async function waitForOutcome(ctx: Context, droplet: KnownDroplet, upgrade: UpgradeResult): Promise<void> {
-  const deadline = Date.now() + AGENT_UPGRADE_WAIT_MS;
   let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    let head: HelloHead;
-    try {
-      const { connection } = await connectAgent(ctx, String(droplet.id), { allowSkew: true });
-      head = connection.head;
-      connection.close();
-    } catch (err) {
-      // The agent restarting refuses connections for a moment; a wrong pin is not that.
-      if (err instanceof PlumbError && err.code === 'PIN_MISMATCH') throw err;
-      last = (err as Error).message;
-      continue;
-    }
-    const record = head.upgrade;
-    if (record?.id !== upgrade.id) continue;
-    if (record.outcome === 'confirmed' && head.agentVersion === upgrade.to) return;
-    if (record.outcome === 'rolled-back') {
-      throw new RemoteError({
-        code: 'UPGRADE_ROLLED_BACK',
-        message: `agent ${upgrade.to} did not take over on ${droplet.name}: ${record.reason ?? 'no reason given'}; agent ${head.agentVersion} is back and serving`,
-        hint: 'nothing else changed on the droplet; its log (journalctl -u plumb-agent) says more',
-        step: 'starting the new agent',
-        log: record.log,
-      });
-    }
-    last = `agent ${head.agentVersion}, upgrade ${record.outcome}`;
-  }
+  const confirmed = await pollUntil(
+    async () => {
+      let head: HelloHead;
+      try {
+        const { connection } = await connectAgent(ctx, String(droplet.id), { allowSkew: true });
+        head = connection.head;
+        connection.close();
+      } catch (err) {
+        // The agent restarting refuses connections for a moment; a wrong pin is not that.
+        if (err instanceof PlumbError && err.code === 'PIN_MISMATCH') throw err;
+        last = (err as Error).message;
+        return undefined;
+      }
+      const record = head.upgrade;
+      if (record?.id !== upgrade.id) return undefined;
+      if (record.outcome === 'confirmed' && head.agentVersion === upgrade.to) return true;
+      if (record.outcome === 'rolled-back') {
+        throw new RemoteError({
+          code: 'UPGRADE_ROLLED_BACK',
+          message: `agent ${upgrade.to} did not take over on ${droplet.name}: ${record.reason ?? 'no reason given'}; agent ${head.agentVersion} is back and serving`,
+          hint: 'nothing else changed on the droplet; its log (journalctl -u plumb-agent) says more',
+          step: 'starting the new agent',
+          log: record.log,
+        });
+      }
+      last = `agent ${head.agentVersion}, upgrade ${record.outcome}`;
+      return undefined;
+    },
+    { timeoutMs: AGENT_UPGRADE_WAIT_MS, intervalMs: POLL_MS },
+  );
+  if (confirmed) return;
   throw new PlumbError('UPGRADE_UNCONFIRMED', `agent ${upgrade.to} on ${droplet.name} did not confirm within ${Math.round(AGENT_UPGRADE_WAIT_MS / 1000)} s (last: ${last})`, '`plumb status` shows which agent runs now; the droplet puts the old one back by itself');
 }

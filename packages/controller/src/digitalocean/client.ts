@@ -1,4 +1,4 @@
-import { DigitalOceanError, ValidationError } from '@plumb/shared';
+import { DigitalOceanError, pollUntil, ValidationError } from '@plumb/shared';
 import { modules } from 'dots-wrapper';
 import { duration, TOKENS_URL, toDigitalOceanError, type CallContext } from './errors.js';
 import {
@@ -331,25 +331,25 @@ export class DigitalOcean {
 
   /** Polls until DigitalOcean says `active` and lists a public IPv4 address (both are needed to reach it). */
   async waitForActive(id: number, opts: WaitForActiveOptions): Promise<{ droplet: Droplet; publicIpv4: string }> {
-    const deadline = this.policy.now() + opts.timeoutMs;
     let seen: string | undefined;
-    for (;;) {
-      const droplet = await this.getDroplet(id);
-      const state = `${droplet.status} ${droplet.publicIpv4 ?? ''}`;
-      if (state !== seen) opts.onStatus?.(droplet);
-      seen = state;
-      if (droplet.status === 'active' && droplet.publicIpv4 !== undefined) return { droplet, publicIpv4: droplet.publicIpv4 };
-      const left = deadline - this.policy.now();
-      if (left <= 0) {
-        const where = droplet.status === 'active' ? 'active but without a public IPv4 address' : droplet.status;
-        throw new DigitalOceanError(
-          'DIGITALOCEAN_DROPLET_NOT_READY',
-          `Droplet ${droplet.name} (${id}) is not ready after ${duration(opts.timeoutMs)}: DigitalOcean still reports it ${where}.`,
-          { hint: `It may still come up: see https://cloud.digitalocean.com/droplets/${id}, and destroy it if it does not.` },
-        );
-      }
-      await this.policy.sleep(Math.min(opts.intervalMs, left));
-    }
+    let droplet: Droplet | undefined;
+    const ready = await pollUntil(
+      async () => {
+        droplet = await this.getDroplet(id);
+        const state = `${droplet.status} ${droplet.publicIpv4 ?? ''}`;
+        if (state !== seen) opts.onStatus?.(droplet);
+        seen = state;
+        return droplet.status === 'active' && droplet.publicIpv4 !== undefined ? { droplet, publicIpv4: droplet.publicIpv4 } : undefined;
+      },
+      { timeoutMs: opts.timeoutMs, intervalMs: opts.intervalMs, clock: this.policy },
+    );
+    if (ready) return ready;
+    const where = droplet?.status === 'active' ? 'active but without a public IPv4 address' : droplet?.status;
+    throw new DigitalOceanError(
+      'DIGITALOCEAN_DROPLET_NOT_READY',
+      `Droplet ${droplet?.name ?? id} (${id}) is not ready after ${duration(opts.timeoutMs)}: DigitalOcean still reports it ${where}.`,
+      { hint: `It may still come up: see https://cloud.digitalocean.com/droplets/${id}, and destroy it if it does not.` },
+    );
   }
 
   /** The newest droplet that this create request would have made, if there is one. */

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import * as z from 'zod';
 import { DropletName, DropletUuid, Fingerprint, PlumbError } from '@plumb/shared';
-import { configDir, readJson, withFileLock, writePrivateJson } from './config.js';
+import { withFileLock } from '@plumb/shared/files';
+import { configDir, readJson, writePrivateJson } from './config.js';
 
 /** What the controller knows of a droplet it provisioned: where it is and whom to trust there. */
 export const KnownDroplet = z.object({
