@@ -7,6 +7,7 @@ import { register as deps } from './deps.js';
 import { register as destroy } from './destroy.js';
 import { register as droplets } from './droplets.js';
 import { register as firewall } from './firewall.js';
+import { register as group } from './group.js';
 import { register as forward } from './forward.js';
 import { register as https } from './https.js';
 import { register as init } from './init.js';
@@ -46,7 +47,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, lb, destroy, firewall, alerts, completion]) {
+  for (const register of [provision, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, status, logs, https, upgrade, keys, droplets, group, lb, destroy, firewall, alerts, completion]) {
     register(program);
   }
   return program;
