@@ -92,7 +92,7 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
 
   const scaled = await user.plumb(['scale', 'sum', '2', '--group', GROUP]);
   assert.equal(scaled.exitCode, 0, scaled.stderr);
-  for (const m of members) assert.match(scaled.stdout, new RegExp(`^${m.name}: sum: 1 -> 2 workers`, 'm'));
+  for (const m of members) assert.match(scaled.stdout, new RegExp(`^${m.name}:\\s+sum: 1 -> 2 workers`, 'm'));
   const pids = async (ipv4: string) => {
     const seen = new Set<string>();
     for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${ipv4}/sum/pid`)).body);
@@ -116,7 +116,7 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
 
   const restarted = await user.plumb(['restart', 'sum', '--group', GROUP]);
   assert.equal(restarted.exitCode, 0, restarted.stderr);
-  for (const m of members) assert.match(restarted.stdout, new RegExp(`^${m.name}: restarted sum \\(2 workers\\)`, 'm'));
+  for (const m of members) assert.match(restarted.stdout, new RegExp(`^${m.name}:\\s+restarted sum \\(2 workers\\)`, 'm'));
   const recent = await user.plumb(['logs', 'sum', '--group', GROUP, '-n', '20']);
   assert.equal(recent.exitCode, 0, recent.stderr);
   for (const m of members) assert.match(recent.stdout, new RegExp(`^${m.name}  .*shout: from-${m.name}`, 'm'));

@@ -62,7 +62,6 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], ctx
       ...(s.memoryMax !== null ? { memory: s.memoryMax } : {}),
       keep: s.keepReleases,
       drainTimeoutSeconds: Math.round(s.drainTimeoutMs / 1000),
-      deps: exported.packages !== null,
     },
     ctx,
     bundle,

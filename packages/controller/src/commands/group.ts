@@ -37,8 +37,11 @@ export async function provisionGroup(opts: Omit<ProvisionOptions, 'name'> & { gr
   // A group that already serves APIs: the new droplets get its current releases from a member,
   // so they join the balancer serving what the others serve (they stay out of it until then).
   if (before.length === 0) return made;
-  const synced = await syncGroup(group, { only: made.map((r) => r.droplet.id) }, ctx);
-  return made.map((r) => ({ ...r, synced }));
+  const synced = await syncGroup(group, { only: made.map((r) => r.droplet.id) }, ctx).catch((err: unknown) => {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new PlumbError('GROUP_SYNC_FAILED', `${made.map((r) => r.droplet.name).join(', ')} joined group ${group} but could not be given its APIs: ${why}`, `they get no traffic until they serve them: \`plumb group sync ${group}\``);
+  });
+  return synced.apis.length === 0 && synced.ok ? made : made.map((r) => ({ ...r, synced }));
 }
 
 /** A new member, and (when the group already had members) how it was brought to the group's releases. */
