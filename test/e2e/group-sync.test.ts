@@ -117,9 +117,12 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
   const restarted = await user.plumb(['restart', 'sum', '--group', GROUP]);
   assert.equal(restarted.exitCode, 0, restarted.stderr);
   for (const m of members) assert.match(restarted.stdout, new RegExp(`^${m.name}:\\s+restarted sum \\(2 workers\\)`, 'm'));
+  // The last lines of each droplet, merged by time: both droplets' lines, in time order.
   const recent = await user.plumb(['logs', 'sum', '--group', GROUP, '-n', '20']);
   assert.equal(recent.exitCode, 0, recent.stderr);
-  for (const m of members) assert.match(recent.stdout, new RegExp(`^${m.name}  .*shout: from-${m.name}`, 'm'));
+  for (const m of members) assert.match(recent.stdout, new RegExp(`^${m.name}  \\d{4}-\\d\\d-\\d\\dT\\S+Z `, 'm'));
+  const times = recent.stdout.trim().split('\n').map((l) => l.split('  ')[1]?.split(' ')[0] ?? '');
+  assert.deepEqual(times, [...times].sort(), 'merged by time');
 
   const both = await user.plumb(['status', '--group', GROUP, '--droplet', members[0]!.name]);
   assert.equal(both.exitCode, 2, 'a group and one droplet at once is a usage error');
