@@ -2,6 +2,7 @@ import { CLOUD_INIT_DONE_TIMEOUT_MS, CLOUD_INIT_POLL_MS, PlumbError, pollUntil, 
 import { setAlerts } from './monitor/alerts.js';
 import type { OpContext } from './ops/context.js';
 import { deploy } from './ops/deploy.js';
+import { exportRelease } from './ops/export.js';
 import { firewall } from './ops/firewall.js';
 import { https } from './ops/https.js';
 import { logs, type LogSink } from './ops/logs.js';
@@ -39,6 +40,8 @@ export interface RequestContext {
   kid: string;
   control: AgentControl;
   othersInFlight: () => number;
+  /** For an export: sends a piece of the bundle; resolves when the socket has room again. */
+  chunk: (data: Buffer) => Promise<void>;
   /** For a deploy with a file list: tells the controller which files the bundle must hold. */
   need: (files: number[]) => void;
   afterAnswer: (work: () => void) => void;
@@ -112,6 +115,8 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return rc.control.keys.add(request.key, rc.kid);
     case 'keys-revoke':
       return rc.control.keys.revoke(request.key, rc.kid);
+    case 'export':
+      return exportRelease(request.name, rc.chunk, ctx);
   }
 }
 

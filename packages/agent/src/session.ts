@@ -8,7 +8,7 @@ import type { OpContext } from './ops/context.js';
 import { wireError } from './wire.js';
 
 /** Requests that only read: an upgrade need not wait for them (a followed log may run for hours). */
-const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait', 'secrets']);
+const READS = new Set<Request['type']>(['facts', 'status', 'logs', 'releases', 'keys', 'cloud-init-wait', 'secrets', 'export']);
 
 /**
  * One controller's socket: requests in (JSON), bundles in (binary frames following a deploy),
@@ -129,6 +129,11 @@ export class Session {
             kid: this.kid,
             control: this.control,
             need: (files) => this.send({ type: 'upload-need', id: request.id, files }),
+            chunk: async (data) => {
+              if (controller.signal.aborted) throw new PlumbError('DISCONNECTED', 'the controller went away during the export');
+              this.send({ type: 'bundle-chunk', id: request.id, data: data.toString('base64') });
+              await this.drained();
+            },
             othersInFlight: () => [...this.inFlight].filter(([w, type]) => w !== work && !READS.has(type)).length,
             afterAnswer: (fn) => afterAnswer.push(fn),
           });

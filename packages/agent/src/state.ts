@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DomainName, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
@@ -29,6 +29,8 @@ export const Release = z.object({
    * loads `library/` itself.
    */
   library: LibraryGeneration.nullable().optional(),
+  /** The package request it was deployed with, so `export` hands another droplet the same (null: --no-deps, or from before). */
+  packagesSpec: PackagesSpec.nullable().optional(),
 });
 export type Release = z.infer<typeof Release>;
 

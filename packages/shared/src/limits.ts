@@ -90,6 +90,11 @@ export const BUNDLE_PATH_MAX_CHARS = 4096;
 export const BUNDLE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /** How often a sender held back by BUNDLE_HIGH_WATER_BYTES looks whether the socket has drained. */
 export const BACKPRESSURE_POLL_MS = 10;
+/**
+ * Bytes of a release's bundle per `bundle-chunk` message of an `export` (base64 in JSON: a third
+ * more on the wire, well under WS_MAX_PAYLOAD_BYTES).
+ */
+export const EXPORT_CHUNK_BYTES = 512 * 1024;
 
 /** The health gate: how long a new release may take to answer, and how often it is asked. */
 export const HEALTH_TIMEOUT_MS = 120_000;

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -162,6 +162,8 @@ export const AGENT_FEATURES = {
   deltaUpload: 'delta-upload',
   /** `secrets` and `secrets-set` requests (plumb secrets). */
   secrets: 'secrets',
+  /** `export`: the live release of an API as a bundle, so a controller can copy it to another droplet of its group. */
+  exportRelease: 'export-release',
 } as const;
 
 /** What the agent says first on every socket. */
@@ -435,6 +437,11 @@ export const Request = z.discriminatedUnion('type', [
     unset: z.array(EnvKey).max(SECRETS_MAX).default([]),
     wait: Wait,
   }),
+  /**
+   * The live release of an API as a gzip tar in `bundle-chunk` messages, then its settings: what a
+   * controller needs to give another droplet of the group the same release (`plumb group sync`).
+   */
+  z.object({ id: Id, type: z.literal('export'), name: ApiName }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
 ]);
@@ -519,7 +526,12 @@ export type SecretsResult = z.infer<typeof SecretsResult>;
 /** `restarted`: false when nothing changed (the workers kept running); then `workers` is 0 and `drain` empty. */
 export const SecretsSetResult = SecretsResult.extend({ set: z.array(EnvKey), unset: z.array(EnvKey), restarted: z.boolean(), workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type SecretsSetResult = z.infer<typeof SecretsSetResult>;
-export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean() });
+/**
+ * A release's content: sha256 over its files' paths, hashes and executable bits. Release ids are
+ * each droplet's own; the digest is how droplets of a group are seen to run the same code.
+ */
+export const ReleaseDigest = z.string().regex(/^[0-9a-f]{64}$/);
+export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean(), digest: ReleaseDigest.nullable().default(null) });
 export type ReleaseInfo = z.infer<typeof ReleaseInfo>;
 export const ReleasesResult = z.object({ name: ApiName, releases: z.array(ReleaseInfo) });
 export type ReleasesResult = z.infer<typeof ReleasesResult>;
@@ -545,9 +557,12 @@ export const ApiStatus = z.object({
   /** Workers of an earlier release (or worker set) finishing their requests in flight; stopped by `until` at the latest. */
   draining: z.array(z.object({ port: z.number().int(), release: ReleaseId, until: z.string() })).default([]),
   forwarded: z.boolean(),
+  /** When the live release last became live (deploy or rollback; not scale or restart). */
   deployedAt: z.string(),
   /** The names of its secrets (plumb secrets), never their values. */
   secrets: z.array(EnvKey).default([]),
+  /** The live release's content (ReleaseDigest); null from agents before it. */
+  digest: ReleaseDigest.nullable().default(null),
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
@@ -632,6 +647,8 @@ export const AgentMessage = z.discriminatedUnion('type', [
   /** For a `watch`: an event as it is recorded, and the heartbeat now and then. */
   z.object({ type: z.literal('event'), id: z.number().int(), event: AgentEvent }),
   z.object({ type: z.literal('heartbeat'), id: z.number().int(), heartbeat: Heartbeat }),
+  /** For an `export`: the next piece of the release's gzip tar, base64 (JSON frames keep one framing for every answer). */
+  z.object({ type: z.literal('bundle-chunk'), id: z.number().int(), data: z.string().max(Math.ceil(EXPORT_CHUNK_BYTES / 3) * 4) }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
@@ -674,6 +691,32 @@ export type WebhookPayload = z.infer<typeof WebhookPayload>;
  * The result schema of each request type: the controller parses every answer with it, as the
  * agent parses every request. (A type missing here is answered but not yet checked.)
  */
+/** The answer to `export`, after its bundle: the release and the settings it runs with on that droplet. */
+export const ExportResult = z.object({
+  name: ApiName,
+  release: ReleaseId,
+  digest: ReleaseDigest,
+  /** Compressed bytes sent in `bundle-chunk` messages, so a cut stream is noticed. */
+  bytes: z.number().int().nonnegative(),
+  /** The release's file paths, as in its bundle. */
+  files: z.array(z.string().min(1).max(BUNDLE_PATH_MAX_CHARS)).max(BUNDLE_MAX_ENTRIES),
+  forwarded: z.boolean(),
+  settings: z.object({
+    path: UrlPath,
+    /** The API's environment: travels only on the authenticated socket, never printed. */
+    env: z.record(EnvKey, EnvValue),
+    workers: WorkerCount,
+    healthPath: UrlPath.nullable(),
+    healthTimeoutMs: z.number().int(),
+    memoryMax: MemoryLimit.nullable(),
+    keepReleases: KeepReleases,
+    drainTimeoutMs: DrainTimeoutMs,
+  }),
+  /** The R packages the release was deployed with; null: --no-deps. */
+  packages: PackagesSpec.nullable(),
+});
+export type ExportResult = z.infer<typeof ExportResult>;
+
 export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   facts: Hello,
   'cloud-init-wait': CloudInitStatus,
@@ -701,4 +744,5 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   'packages-plan': PackagesPlan,
   packages: PackagesResult,
   repos: ReposResult,
+  export: ExportResult,
 };

@@ -78,7 +78,7 @@ async function releaseIndex(name: string, releases: string[]): Promise<ReleaseIn
  * A kept release's file list. Releases made before file lists were kept are hashed once here:
  * only what root wrote counts (the API, which may add files beside its code, writes as its own user).
  */
-async function manifestOf(name: string, release: string): Promise<BundleFile[]> {
+export async function manifestOf(name: string, release: string): Promise<BundleFile[]> {
   const file = layout.manifestFile(name, release);
   const stored = await readFile(file, 'utf8').then((text) => StoredManifest.safeParse(JSON.parse(text)), () => undefined);
   if (stored?.success) return stored.data;
@@ -88,6 +88,13 @@ async function manifestOf(name: string, release: string): Promise<BundleFile[]> 
   await saveManifest(name, release, scanned);
   log.info('release file list made', { api: name, release, files: scanned.length });
   return scanned;
+}
+
+/** ReleaseDigest (packages/shared): the same files give the same digest on any droplet, whatever their order. */
+export function releaseDigest(files: BundleFile[]): string {
+  const hash = createHash('sha256');
+  for (const f of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) hash.update(`${f.path}\0${f.sha256}\0${f.executable ? 'x' : '-'}\n`);
+  return hash.digest('hex');
 }
 
 async function scanRelease(dir: string): Promise<BundleFile[]> {

@@ -5,11 +5,13 @@ import { apiLock, type OpContext } from './context.js';
 import type { ApiRecord } from '../state.js';
 import { rollout, workerEnv, type RolloutOutcome } from './rollout.js';
 import { requireApi } from './routing.js';
+import { digestOf } from './status.js';
 
 /** An API's releases on disk, oldest first. */
-export function releases(name: string, ctx: OpContext): ReleasesResult {
+export async function releases(name: string, ctx: OpContext): Promise<ReleasesResult> {
   const api = requireApi(ctx.state.get(), name);
-  return { name, releases: api.releases.map((r) => ({ id: r.id, createdAt: r.createdAt, files: r.files, bytes: r.bytes, live: r.id === api.current })) };
+  const digests = await Promise.all(api.releases.map((r) => digestOf(name, r.id)));
+  return { name, releases: api.releases.map((r, i) => ({ id: r.id, createdAt: r.createdAt, files: r.files, bytes: r.bytes, live: r.id === api.current, digest: digests[i] ?? null })) };
 }
 
 /** Back to an earlier release (the one before the live one unless `to`), through the same gate as a deploy. */

@@ -1,4 +1,5 @@
 import { STATUS_EVENTS_MAX, type ApiStatus, type Hello, type StatusResult } from '@plumb/shared';
+import { releaseDigest, manifestOf } from '../bundle/delta.js';
 import { events } from '../monitor/events.js';
 import { heartbeat } from '../monitor/heartbeat.js';
 import { layout } from '../system/layout.js';
@@ -18,7 +19,7 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
-    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort() });
+    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current) });
   }
   const beat = await heartbeat(state, events.lastId, units);
   return {
@@ -32,4 +33,9 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     events: events.latest(STATUS_EVENTS_MAX),
     lastEventId: events.lastId,
   };
+}
+
+/** A release's ReleaseDigest from its file list (made once for releases from before lists were kept); null when it cannot be read. */
+export async function digestOf(name: string, release: string): Promise<string | null> {
+  return manifestOf(name, release).then(releaseDigest, () => null);
 }

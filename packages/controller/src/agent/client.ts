@@ -190,6 +190,8 @@ export interface RequestEvents {
   onHeartbeat?: (heartbeat: Heartbeat) => void;
   /** A deploy with a file list: the indexes of the files the agent wants in the bundle. */
   onNeed?: (files: number[]) => void;
+  /** An export: the next piece of the release's bundle. */
+  onChunk?: (data: Buffer) => void;
 }
 
 /** A request in flight: its id (to cancel it, or to stream a bundle after it) and its answer. */
@@ -327,6 +329,9 @@ export class AgentConnection {
         return;
       case 'upload-need':
         waiter.onNeed?.(message.files);
+        return;
+      case 'bundle-chunk':
+        waiter.onChunk?.(Buffer.from(message.data, 'base64'));
         return;
       case 'result':
         this.pending.delete(message.id);

@@ -11,6 +11,7 @@ export const quietFlag = () => new Option('-q, --quiet', 'no progress lines on s
 export const dropletFlag = () => new Option('--droplet <name|id>', 'which droplet (needed when plumb knows several)');
 export const yesFlag = () => new Option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)');
 export const waitFlag = () => new Option('--wait', 'return only once the previous workers have finished their requests and stopped');
+export const groupFlag = (what: string) => new Option('--group <group>', `every droplet of the group: ${what}`).conflicts('droplet');
 export const allFlag = () => new Option('--all', 'every droplet plumb knows, one after another');
 export const strictVersionsFlag = () => new Option('--strict-versions', "fail when a package's version differs from renv.lock's (or is below DESCRIPTION's minimum) instead of warning");
 export const repoFlag = () => new Option('--repo <url>', 'CRAN-like repository for packages Debian does not ship (default: CRAN; remembered for the API)');

@@ -1,8 +1,8 @@
 import type { Command } from '@commander-js/extra-typings';
 import { LogLines, type LogEntry } from '@plumb/shared';
-import { dropletFlag, wholeNumber } from './flags.js';
+import { dropletFlag, groupFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
-import { quietContext } from './run.js';
+import { quietContext, worstExit } from './run.js';
 import { terminalSafe } from '../output/terminal.js';
 
 export const line = (e: LogEntry) => `${new Date(e.time / 1000).toISOString()} ${terminalSafe(e.unit.replace(/\.service$/, ''))}  ${terminalSafe(e.message)}`;
@@ -16,12 +16,21 @@ export function register(program: Command) {
     .option('-n, --lines <n>', 'how many recent lines', wholeNumber(LogLines), 50)
     .option('--since <time>', 'only since then, e.g. "10 min ago"')
     .addOption(dropletFlag())
+    .addOption(groupFlag('each line prefixed with its droplet; -n lines from each, merged by time; -f follows them all'))
     .option('--json', 'one JSON object per line')
-    .action(async (name, { json, ...o }) => {
-      const { logs } = await import('../commands/logs.js');
+    .action(async (name, { json, group, ...o }) => {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
-      await logs({ name, ...o }, (e) => process.stdout.write(`${json ? JSON.stringify(e) : line(e)}\n`), stop.signal, await quietContext());
+      if (group === undefined) {
+        const { logs } = await import('../commands/logs.js');
+        await logs({ name, ...o }, (e) => process.stdout.write(`${json ? JSON.stringify(e) : line(e)}\n`), stop.signal, await quietContext());
+        return;
+      }
+      const { logsGroup } = await import('../commands/group-ops.js');
+      const run = await logsGroup({ name, group, ...o }, (droplet, e) => process.stdout.write(`${json ? JSON.stringify({ droplet, ...e }) : `${terminalSafe(droplet)}  ${line(e)}`}\n`), stop.signal, await quietContext());
+      // The lines of the droplets that answered are out; those that could not be asked are errors.
+      for (const d of run.droplets) if (d.error) process.stderr.write(`plumb: ${d.droplet}: ${terminalSafe(d.error.message)}\n`);
+      process.exitCode = worstExit(run.droplets.map((d) => d.error));
     });
-  helpFooter(command, ['plumb logs hello -n 20', "plumb logs hello -f --since '10 min ago'"]);
+  helpFooter(command, ['plumb logs hello -n 20', "plumb logs hello -f --since '10 min ago'", 'plumb logs hello --group web -f']);
 }

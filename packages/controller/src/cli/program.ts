@@ -9,6 +9,7 @@ import { register as destroy } from './destroy.js';
 import { register as droplets } from './droplets.js';
 import { register as firewall } from './firewall.js';
 import { register as forget } from './forget.js';
+import { register as group } from './group.js';
 import { register as forward } from './forward.js';
 import { register as https } from './https.js';
 import { register as init } from './init.js';
@@ -50,7 +51,7 @@ export function plumbProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText('after', rootHelp);
-  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, secrets, status, logs, https, upgrade, keys, droplets, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
+  for (const register of [provision, adopt, init, deploy, deps, packages, repos, remove, forward, unforward, restart, releases, rollback, scale, secrets, status, logs, https, upgrade, keys, droplets, group, lb, destroy, forget, uninstall, firewall, alerts, completion]) {
     register(program);
   }
   return program;

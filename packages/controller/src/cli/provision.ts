@@ -1,13 +1,17 @@
 import type { Command } from '@commander-js/extra-typings';
-import { GROUP_PROVISION_MAX, wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { EXIT, GROUP_PROVISION_MAX, wholeNumber as wholeNumberRule } from '@plumb/shared';
 import { collect, jsonFlag, quietFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { seconds } from '../output/format.js';
+import type { GroupProvisionResult } from '../commands/group.js';
+import { syncText } from '../commands/group-sync.js';
 import type { ProvisionResult } from '../commands/provision.js';
 
-export function text(made: ProvisionResult | ProvisionResult[]): string {
-  return (Array.isArray(made) ? made : [made]).map(one).join('\n');
+export function text(made: ProvisionResult | GroupProvisionResult): string {
+  if (!Array.isArray(made)) return one(made);
+  const synced = made[0]?.synced;
+  return [...made.map(one), ...(synced ? [syncText(synced)] : [])].join('\n');
 }
 
 /** provision's summary of a droplet; adopt prints the same. */
@@ -38,8 +42,14 @@ export function register(program: Command) {
     .addOption(quietFlag())
     .addOption(jsonFlag())
     .action(({ tag, json, quiet, group, ...o }) =>
-      output({ json, quiet }, async (ctx): Promise<ProvisionResult | ProvisionResult[]> =>
-        group === undefined ? (await import('../commands/provision.js')).provision({ ...o, tags: tag }, ctx) : (await import('../commands/group.js')).provisionGroup({ ...o, group, tags: tag }, ctx), text),
+      output(
+        { json, quiet },
+        async (ctx): Promise<ProvisionResult | GroupProvisionResult> =>
+          group === undefined ? (await import('../commands/provision.js')).provision({ ...o, tags: tag }, ctx) : (await import('../commands/group.js')).provisionGroup({ ...o, group, tags: tag }, ctx),
+        text,
+        // The droplets are made either way; one that could not get the group's APIs is a failure to see.
+        (made) => (Array.isArray(made) && made[0]?.synced?.ok === false ? EXIT.failure : EXIT.ok),
+      ),
     );
   helpFooter(command, ['plumb provision --example', 'plumb provision --name api-1 --region ams3 --ssh-key my-laptop', 'plumb provision --group web --count 3'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL', 'PLUMB_AGENT_URL']);
 }

@@ -1,10 +1,11 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { ReleasesResult } from '@plumb/shared';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, groupFlag, jsonFlag, quietFlag } from './flags.js';
 import { helpFooter } from './help.js';
+import { outputGroup } from './group-run.js';
 import { output } from './run.js';
 
-export const text = (r: ReleasesResult) => r.releases.map((x) => `${x.live ? '*' : ' '} ${x.id}  ${x.createdAt}  ${x.files} files`).join('\n') || 'no releases';
+export const text = (r: ReleasesResult) => r.releases.map((x) => `${x.live ? '*' : ' '} ${x.id}  ${x.createdAt}  ${x.files} files${x.digest ? `  content ${x.digest.slice(0, 12)}` : ''}`).join('\n') || 'no releases';
 
 export function register(program: Command) {
   const command = program
@@ -12,8 +13,12 @@ export function register(program: Command) {
     .argument('<name>', 'API name')
     .description("an API's releases kept on the droplet (the last 5), oldest first")
     .addOption(dropletFlag())
+    .addOption(groupFlag('each one\'s releases; the same content shows the same "content" hash'))
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((name, o) => output(o, async (ctx) => (await import('../commands/api.js')).releases(name, o, ctx), text));
-  helpFooter(command, ['plumb releases hello', 'plumb releases hello --json']);
+    .action((name, { group, ...o }) => {
+      if (group === undefined) return output(o, async (ctx) => (await import('../commands/api.js')).releases(name, o, ctx), text);
+      return outputGroup(o, group, 'together', async (ctx, droplet) => (await import('../commands/api.js')).releases(name, { droplet }, ctx), text);
+    });
+  helpFooter(command, ['plumb releases hello', 'plumb releases hello --json', 'plumb releases hello --group web']);
 }

@@ -1,7 +1,8 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { RemoveResult } from '@plumb/shared';
 import { confirm } from './confirm.js';
-import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { dropletFlag, groupFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -14,20 +15,25 @@ export function register(program: Command) {
     .description('take an API off the droplet: its workers, unit, nginx location and files (data/ too, unless --keep-files)')
     .option('--keep-files', 'leave /var/plumber/NAME on the droplet')
     .addOption(dropletFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure'))
     .addOption(yesFlag())
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((name, o) =>
-      output(
+    .action(async (name, { group, ...o }) => {
+      const files = o.keepFiles ? 'its files stay' : `its files go, data/ included`;
+      if (group !== undefined) {
+        await confirm(o, `remove ${name}`, `Remove the API ${name} from every droplet of group ${group} (${files})? [y/N]`);
+        return outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).remove(name, { ...o, droplet }, ctx), text);
+      }
+      return output(
         o,
         async (ctx) => {
           const droplet = await ctx.droplets.find(o.droplet);
-          const files = o.keepFiles ? 'its files stay' : `its files go, data/ included`;
           await confirm(o, `remove ${name}`, `Remove the API ${name} from ${droplet.name} (${files})? [y/N]`);
           return (await import('../commands/api.js')).remove(name, { ...o, droplet: String(droplet.id) }, ctx);
         },
         text,
-      ),
-    );
-  helpFooter(command, ['plumb remove hello', 'plumb remove hello --keep-files --yes --droplet api-1']);
+      );
+    });
+  helpFooter(command, ['plumb remove hello', 'plumb remove hello --keep-files --yes --droplet api-1', 'plumb remove hello --group web --yes']);
 }

@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { RestartResult } from '@plumb/shared';
-import { dropletFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { count, drainText, seconds } from '../output/format.js';
@@ -14,8 +15,13 @@ export function register(program: Command) {
     .description('new R processes for an API: started next to the old ones, which then drain (no request lost)')
     .addOption(waitFlag())
     .addOption(dropletFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure'))
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((name, o) => output(o, async (ctx) => (await import('../commands/api.js')).restart(name, o, ctx), text));
-  helpFooter(command, ['plumb restart hello', 'plumb restart hello --wait']);
+    .action((name, { group, ...o }) =>
+      group === undefined
+        ? output(o, async (ctx) => (await import('../commands/api.js')).restart(name, o, ctx), text)
+        : outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).restart(name, { ...o, droplet }, ctx), text),
+    );
+  helpFooter(command, ['plumb restart hello', 'plumb restart hello --wait', 'plumb restart hello --group web']);
 }

@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import { WorkerCount, type ScaleResult } from '@plumb/shared';
-import { dropletFlag, jsonFlag, quietFlag, waitFlag, wholeNumber } from './flags.js';
+import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag, wholeNumber } from './flags.js';
+import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
@@ -15,8 +16,13 @@ export function register(program: Command) {
     .description('run N R workers for an API, without downtime')
     .addOption(waitFlag())
     .addOption(dropletFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure'))
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((name, workers, o) => output(o, async (ctx) => (await import('../commands/api.js')).scale(name, workers, o, ctx), text));
-  helpFooter(command, ['plumb scale hello 4', 'plumb scale hello 1 --wait --droplet api-1']);
+    .action((name, workers, { group, ...o }) =>
+      group === undefined
+        ? output(o, async (ctx) => (await import('../commands/api.js')).scale(name, workers, o, ctx), text)
+        : outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).scale(name, workers, { ...o, droplet }, ctx), text),
+    );
+  helpFooter(command, ['plumb scale hello 4', 'plumb scale hello 1 --wait --droplet api-1', 'plumb scale hello 2 --group web']);
 }

@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { ValidationError } from '@plumb/shared';
+import { dropletFlag, groupFlag, jsonFlag, quietFlag } from './flags.js';
 import { dropletNamed } from './droplet-arg.js';
 import { helpFooter } from './help.js';
 import { output, quietContext, worstExit } from './run.js';
@@ -37,10 +38,21 @@ export function register(program: Command) {
     .description('droplets, their APIs and health, and the events since the last look')
     .option('-w, --watch', 'print events as they happen (API down/up, restarts, deploys, ...) until Ctrl-C')
     .addOption(dropletFlag())
+    .addOption(groupFlag("each one's status, and which release of each API each runs (DRIFT: not the group's current one)"))
     .addOption(quietFlag())
     .addOption(jsonFlag())
-    .action((positional, o) => {
+    .action((positional, { group, ...o }) => {
       const droplet = dropletNamed(positional, o.droplet);
+      if (group !== undefined) {
+        if (o.watch || droplet !== undefined) throw new ValidationError('--group shows every droplet of the group: give no droplet and no --watch with it');
+        return output(
+          o,
+          async (ctx) => (await import('../commands/group-ops.js')).statusGroup(group, ctx),
+          async (r) => `${(await import('../commands/group-ops.js')).groupStatusText(r)}\n\n${(await import('../output/print-status.js')).printStatus(r.droplets)}`,
+          // Drift is shown, not a failure: the droplets answer; `plumb group sync` is the fix.
+          (r) => worstExit(r.droplets.map((d) => (d.error === undefined ? undefined : { code: d.code ?? 'INTERNAL' }))),
+        );
+      }
       if (o.watch) return watchStatus(droplet, o);
       return output(
         o,
@@ -50,5 +62,5 @@ export function register(program: Command) {
         (r) => worstExit(r.map((d) => (d.error === undefined ? undefined : { code: d.code ?? 'INTERNAL' }))),
       );
     });
-  helpFooter(command, ['plumb status', 'plumb status api-1 --json', 'plumb status --watch']);
+  helpFooter(command, ['plumb status', 'plumb status api-1 --json', 'plumb status --watch', 'plumb status --group web']);
 }

@@ -114,6 +114,8 @@ export interface PackedBundle {
   whole: (() => Promise<Buffer[]>) | undefined;
   /** The files' hashes for agents that take only what they lack (null: `--full`). */
   hashing: Promise<BundleFile[]> | null;
+  /** The package request as another droplet recorded it (a release copied within a group), instead of `detected`'s. */
+  packages?: PackagesSpec;
 }
 
 /** Reads DIR and its R dependencies; with `keep`, the bundle is packed into memory once (on first need) so every droplet gets the same bytes. */
@@ -144,8 +146,8 @@ async function packWhole(dir: string, info: BundleInfo): Promise<Buffer[]> {
  */
 export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedBundle): Promise<DeployOutcome> {
   const checked = checkDeployOptions(opts);
-  const { info, detected, whole, hashing } = bundle ?? (await prepareBundle(opts, ctx, false));
-  const packages = detected ? packagesSpec(detected, opts) : undefined;
+  const { info, detected, whole, hashing, packages: copied } = bundle ?? (await prepareBundle(opts, ctx, false));
+  const packages = copied ?? (detected ? packagesSpec(detected, opts) : undefined);
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
     const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
     // A small API goes whole: asking first would cost a round trip to save less.

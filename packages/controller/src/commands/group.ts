@@ -13,6 +13,7 @@ import type { KnownDroplet } from '../local/droplets-state.js';
 import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type DeployOutcome } from './deploy.js';
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { rollback } from './api.js';
+import { syncGroup, type SyncResult } from './group-sync.js';
 
 const groupName = (group: string) => checkInput(GroupName, group, 'group name');
 
@@ -20,9 +21,10 @@ const groupName = (group: string) => checkInput(GroupName, group, 'group name');
  * `plumb provision --group NAME --count N`: N droplets at once, each tagged with the group's
  * DigitalOcean tag, so the group is known from DigitalOcean alone.
  */
-export async function provisionGroup(opts: Omit<ProvisionOptions, 'name'> & { group: string; count?: number }, ctx: Context): Promise<ProvisionResult[]> {
+export async function provisionGroup(opts: Omit<ProvisionOptions, 'name'> & { group: string; count?: number }, ctx: Context): Promise<GroupProvisionResult> {
   const group = groupName(opts.group);
   const count = checkInput(wholeNumber(1, GROUP_PROVISION_MAX), opts.count ?? 1, '--count');
+  const before = await fromEnv(ctx.env).listDroplets({ tag: groupTag(group) });
   const names = Array.from({ length: count }, () => `${group.replace(/_/g, '-')}-${randomBytes(3).toString('hex')}`);
   const settled = await Promise.allSettled(names.map((name) => provision({ ...opts, name, tags: [...opts.tags, groupTag(group)] }, ctx)));
   const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [`${names[i]}: ${s.reason instanceof Error ? s.reason.message : String(s.reason)}`] : []));
@@ -30,8 +32,18 @@ export async function provisionGroup(opts: Omit<ProvisionOptions, 'name'> & { gr
   if (failed.length > 0) {
     throw new PlumbError('GROUP_PROVISION_FAILED', `${failed.length} of ${count} droplets for group ${group} failed: ${failed.join('; ')}`, `${made.length} are ready (${made.map((r) => r.droplet.name).join(', ') || 'none'}); \`plumb destroy NAME\` removes a failed one, \`plumb provision --group ${group}\` adds one`);
   }
-  return made;
+  // A group that already serves APIs: the new droplets get its current releases from a member,
+  // so they join the balancer serving what the others serve (they stay out of it until then).
+  if (before.length === 0) return made;
+  const synced = await syncGroup(group, { only: made.map((r) => r.droplet.id) }, ctx).catch((err: unknown) => {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new PlumbError('GROUP_SYNC_FAILED', `${made.map((r) => r.droplet.name).join(', ')} joined group ${group} but could not be given its APIs: ${why}`, `they get no traffic until they serve them: \`plumb group sync ${group}\``);
+  });
+  return synced.apis.length === 0 && synced.ok ? made : made.map((r) => ({ ...r, synced }));
 }
+
+/** A new member, and (when the group already had members) how it was brought to the group's releases. */
+export type GroupProvisionResult = Array<ProvisionResult & { synced?: SyncResult }>;
 
 /** The group's droplets, from its DigitalOcean tag, oldest first; each must be one this controller can talk to. */
 export async function groupMembers(group: string, ctx: Context): Promise<KnownDroplet[]> {

@@ -1,5 +1,6 @@
 import { PlumbError, type ErrorCode, type StatusResult } from '@plumb/shared';
 import type { Context } from '../context.js';
+import type { KnownDroplet } from '../local/droplets-state.js';
 import { withAgent } from '../agent/connect.js';
 import { SeenEvents } from '../local/seen-events.js';
 import { PLUMB_VERSION, upgradeAvailable, versionSkew } from '../agent/version.js';
@@ -22,8 +23,8 @@ export interface DropletStatus {
  * Each droplet's APIs and health, as its agent reports them (one droplet, or all plumb knows),
  * with its latest events; the newest one is remembered as seen, for the next look.
  */
-export async function status(opts: { droplet?: string }, ctx: Context): Promise<DropletStatus[]> {
-  const droplets = opts.droplet === undefined ? await ctx.droplets.list() : [await ctx.droplets.find(opts.droplet)];
+export async function status(opts: { droplet?: string; members?: KnownDroplet[] }, ctx: Context): Promise<DropletStatus[]> {
+  const droplets = opts.members ?? (opts.droplet === undefined ? await ctx.droplets.list() : [await ctx.droplets.find(opts.droplet)]);
   const seen = SeenEvents.in(ctx.configDir);
   const before = await seen.all();
   const looked: Record<string, number> = {};
