@@ -5,13 +5,14 @@ import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { seconds } from '../output/format.js';
 import type { GroupProvisionResult } from '../commands/group.js';
-import { syncText } from '../commands/group-sync.js';
 import type { ProvisionResult } from '../commands/provision.js';
 
-export function text(made: ProvisionResult | GroupProvisionResult): string {
+export async function text(made: ProvisionResult | GroupProvisionResult): Promise<string> {
   if (!Array.isArray(made)) return one(made);
   const synced = made[0]?.synced;
-  return [...made.map(one), ...(synced ? [syncText(synced)] : [])].join('\n');
+  // The sync's text lives with its work, loaded only when a group was synced (`--help` stays light).
+  const syncText = synced ? (await import('../commands/group-sync.js')).syncText : undefined;
+  return [...made.map(one), ...(synced && syncText ? [syncText(synced)] : [])].join('\n');
 }
 
 /** provision's summary of a droplet; adopt prints the same. */
