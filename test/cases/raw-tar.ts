@@ -2,7 +2,7 @@
  * Raw ustar archives, for what tar.c will not make (entries escaping the root, links, devices):
  * how tests hand the agent hostile bundles.
  */
-export type RawType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo' | 'pax' | 'global' | 'volume';
+export type RawType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo' | 'pax' | 'global' | 'volume' | 'gnuLongName' | 'gnuLongLink';
 export interface RawEntry {
   path: string;
   type?: RawType;
@@ -11,7 +11,7 @@ export interface RawEntry {
   mode?: number;
   uid?: number;
 }
-const TYPEFLAG: Record<RawType, string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6', pax: 'x', global: 'g', volume: 'V' };
+const TYPEFLAG: Record<RawType, string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6', pax: 'x', global: 'g', volume: 'V', gnuLongName: 'L', gnuLongLink: 'K' };
 
 export function rawHeader(e: RawEntry, size: number): Buffer {
   const h = Buffer.alloc(512);
@@ -45,3 +45,16 @@ export function rawTar(entries: RawEntry[]): Buffer {
   return Buffer.concat([...blocks, Buffer.alloc(1024)]);
 }
 
+
+/** A pax header body: `LEN key=value\n` records, LEN counting itself. */
+export function pax(fields: Record<string, string>): string {
+  return Object.entries(fields)
+    .map(([k, v]) => {
+      const rest = ` ${k}=${v}\n`;
+      const n = Buffer.byteLength(rest);
+      let len = n + String(n).length;
+      if (String(len).length !== String(n).length) len = n + String(len).length;
+      return `${len}${rest}`;
+    })
+    .join('');
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/local
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import { agentAuthCases, type AuthTarget } from '../cases/agent-auth.cases.js';
 import { agentFrameCases } from '../cases/agent-frames.cases.js';
+import { agentFuzzCases } from '../cases/agent-fuzz.cases.js';
 import { agentLimitCases } from '../cases/agent-limits.cases.js';
 
 /** The agent's trust rules against a real agent process on loopback (its TLS, its config, its state). */
@@ -44,6 +45,18 @@ async function cutFirstConnection(target: AgentAddress): Promise<{ address: Agen
   server.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return { address: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, connections: () => connections, close: () => server.close() };
+}
+
+/** Every file under `root` with the sha256 of its content, one a line: what "nothing changed" compares. */
+async function digestTree(root: string): Promise<string> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  const lines = await Promise.all(
+    entries.map(async (e) => {
+      const p = path.join(e.parentPath, e.name);
+      return `${path.relative(root, p)} ${e.isFile() ? createHash('sha256').update(await readFile(p)).digest('hex') : e.isDirectory() ? 'dir' : 'other'}`;
+    }),
+  );
+  return lines.sort().join('\n');
 }
 
 describe('a local plumb-agent', () => {
@@ -123,6 +136,7 @@ describe('a local plumb-agent', () => {
   agentAuthCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentFrameCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentLimitCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
+  agentFuzzCases((): AuthTarget => ({ address, dropletUuid, pin, key }), { runs: 60, snapshot: () => digestTree(path.join(dir, 'state')) });
 
   // Last: it may leave only the second key trusted.
   test('keys: two controllers revoking each other at once leave one key trusted, and the other is told why', async () => {

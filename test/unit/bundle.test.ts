@@ -10,7 +10,7 @@ import { list } from 'tar';
 import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ValidationError } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
-import { rawTar } from '../cases/raw-tar.js';
+import { pax, rawTar } from '../cases/raw-tar.js';
 
 /**
  * Bundles end to end on this machine: the controller's packing of an API directory, the
@@ -46,19 +46,6 @@ async function tree(dir: string, rel = ''): Promise<string[]> {
     else out.push(e.isFile() ? child : `${child} (not a file)`);
   }
   return out.sort();
-}
-
-/** A pax header body: `LEN key=value\n` records, LEN counting itself. */
-function pax(fields: Record<string, string>): string {
-  return Object.entries(fields)
-    .map(([k, v]) => {
-      const rest = ` ${k}=${v}\n`;
-      const n = Buffer.byteLength(rest);
-      let len = n + String(n).length;
-      if (String(len).length !== String(n).length) len = n + String(len).length;
-      return `${len}${rest}`;
-    })
-    .join('');
 }
 
 const plumberR = '#* @get /hi\nfunction() "hi"\n';

@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, DeployRequest, Hello, type BundleFile } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, DeployRequest, Hello, type BundleFile } from '@plumb/shared';
 import { bundleManifest, inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { checkManifest } from '@plumb/agent/bundle/delta';
 import { BundleRefused, extractBundle } from '@plumb/agent/bundle/extract';
@@ -45,6 +45,15 @@ test('delta: a file list with a path twice, a file under a file, or more bytes t
   refused([file('data/deep/x.csv'), file('data')], /is inside "data"/);
   refused([file('a.bin', BUNDLE_MAX_EXTRACTED_BYTES), file('b.bin', 1)], /the release would be over 1024 MiB/);
   assert.deepEqual(checkManifest([file('./R/a.R'), file('plumber.R')]).map((f) => f.path), ['R/a.R', 'plumber.R']);
+});
+
+test(`delta: a file list entry deeper than ${BUNDLE_MAX_DEPTH} levels or longer than ${BUNDLE_MAX_PATH_BYTES} bytes is refused, as a tar entry is`, () => {
+  const deep = (depth: number) => `${'d/'.repeat(depth - 1)}f.R`;
+  assert.equal(checkManifest([file(deep(BUNDLE_MAX_DEPTH))])[0]?.path, deep(BUNDLE_MAX_DEPTH));
+  refused([file(deep(BUNDLE_MAX_DEPTH + 1))], new RegExp(`^file list entry "(d/){64}f\\.R" is nested ${BUNDLE_MAX_DEPTH + 1} levels deep; at most ${BUNDLE_MAX_DEPTH}$`));
+  // The hostile tree of issue 12 as a file list: refused at its first entry, before any directory is walked.
+  refused(Array.from({ length: 1900 }, (_, i) => file(deep(i + 1))), /is nested 65 levels deep/);
+  refused([file(`${'n'.repeat(600)}/${'n'.repeat(600)}`)], new RegExp(`has a path of 1201 bytes; at most ${BUNDLE_MAX_PATH_BYTES}$`));
 });
 
 test('delta: the schema caps the list and checks each hash', () => {

@@ -68,18 +68,9 @@ export class Session {
   }
 
   private onText(text: string): void {
-    let request: Request;
-    try {
-      const parsed = Request.safeParse(JSON.parse(text));
-      if (!parsed.success) {
-        const id = (JSON.parse(text) as { id?: unknown }).id;
-        const issue = parsed.error.issues[0];
-        throw Object.assign(new PlumbError('BAD_REQUEST', `invalid request: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'unknown'}`), { requestId: typeof id === 'number' ? id : -1 });
-      }
-      request = parsed.data;
-    } catch (err) {
-      return this.send({ type: 'error', id: (err as { requestId?: number }).requestId ?? -1, error: wireError(err) });
-    }
+    const parsed = parseRequest(text);
+    if ('refused' in parsed) return this.send({ type: 'error', id: parsed.id, error: wireError(parsed.refused) });
+    const { request } = parsed;
     if (request.type === 'upload-end') {
       if (this.upload?.id === request.id) this.upload.upload.end(request.bytes);
       this.upload = this.upload?.id === request.id ? undefined : this.upload;
@@ -153,4 +144,25 @@ export class Session {
       this.inFlight.delete(work);
     });
   }
+}
+
+/**
+ * A text frame as a request, or a BAD_REQUEST naming the first problem. Anything a client can
+ * send ends here (not JSON, JSON that is no object, a wrong field), never in an INTERNAL error;
+ * the answer goes under the request's id only when that id is one a controller can match.
+ */
+function parseRequest(text: string): { request: Request } | { refused: PlumbError; id: number } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { refused: new PlumbError('BAD_REQUEST', 'invalid request: not JSON', 'send one JSON request per text frame'), id: -1 };
+  }
+  const parsed = Request.safeParse(json);
+  if (parsed.success) return { request: parsed.data };
+  const id = typeof json === 'object' && json !== null ? (json as { id?: unknown }).id : undefined;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.map(String).join('.').slice(0, 100);
+  const refused = new PlumbError('BAD_REQUEST', `invalid request: ${issue ? `${where}: ${issue.message.slice(0, 300)}` : 'unknown'}`);
+  return { refused, id: typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : -1 };
 }

@@ -111,6 +111,7 @@ export const ERROR_CODES = {
   BUNDLE_TOO_LARGE: ['failure', 'the bundle is over the size cap'],
   BUNDLE_TRUNCATED: ['failure', 'the upload ended before the bundle did'],
   BUNDLE_STALLED: ['failure', 'the upload stopped sending for too long'],
+  DISK_FULL: ['failure', "the droplet's disk filled up while the release was written; the live release is untouched"],
   RELEASE_CHANGED: ['failure', 'a file a deploy would reuse from an earlier release is not what the agent recorded there (send the whole bundle: --full)'],
   HEALTH_CHECK_FAILED: ['failure', 'the new release did not answer its health check; the previous one serves'],
   R_PACKAGE_NOT_FOUND: ['failure', 'an R package the API needs is in no repository the droplet uses'],

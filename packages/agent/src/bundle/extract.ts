@@ -295,18 +295,20 @@ function checkEntry(entry: ReadEntry, limits: ExtractLimits): string {
   const p = entry.path;
   const named = `bundle entry ${quote(p)}`;
   if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile' && entry.type !== 'Directory') throw refusalOfType(entry);
+  return releasePath(p, named, limits);
+}
+
+/**
+ * The rule for where a bundle may put a file: `p` relative and normalized inside the release, no
+ * deeper and no longer than the caps, or a refusal naming it. Tar entries and a deploy's file
+ * list (bundle/delta.ts) both go through it, so a file list cannot make the agent walk (and
+ * mkdir) a tree the tar path would refuse.
+ */
+export function releasePath(p: string, named = `bundle entry ${quote(p)}`, limits: Pick<ExtractLimits, 'maxDepth' | 'maxPathBytes'> = DEFAULT_EXTRACT_LIMITS): string {
   // Before any other work on the path: what follows is linear in its length, and so is the kernel's.
   if (Buffer.byteLength(p) > limits.maxPathBytes) throw new BundleRefused(`${named} has a path of ${Buffer.byteLength(p)} bytes; at most ${limits.maxPathBytes}`, DEPTH_HINT);
   const depth = p.split('/').filter((part) => part !== '' && part !== '.').length;
   if (depth > limits.maxDepth) throw new BundleRefused(`${named} is nested ${depth} levels deep; at most ${limits.maxDepth}`, DEPTH_HINT);
-  return releasePath(p, named);
-}
-
-/**
- * The rule for where a bundle may put a file: `p` relative and normalized inside the release, or
- * a refusal naming it. Tar entries and a deploy's file list (bundle/delta.ts) both go through it.
- */
-export function releasePath(p: string, named = `bundle entry ${quote(p)}`): string {
   if (p.includes('\0')) throw new BundleRefused(`${named} has a NUL byte in its path`);
   if (p.includes('\\')) throw new BundleRefused(`${named} has a backslash in its path`);
   if (p.startsWith('/')) throw new BundleRefused(`${named} is an absolute path`);

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult } from '@plumb/shared';
+import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult, PlumbError } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
+import { crashPoint } from '../crash-point.js';
 import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type ReleaseFiles } from '../bundle/delta.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
@@ -101,8 +102,9 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
       });
   } catch (err) {
     await forgetIfNew();
-    throw err;
+    throw diskFull(err);
   }
+  crashPoint('bundle-received');
   const entrypoint = await findEntrypoint(releaseDir);
   try {
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
@@ -226,4 +228,11 @@ async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
     }
     await pruneLibraries(name, keep);
   });
+}
+
+/** ENOSPC (or a quota) while the release was written: what happened and what to do, not a bare errno. */
+function diskFull(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new PlumbError('DISK_FULL', `the droplet's disk filled up while the release was written (${(err as Error).message}); nothing of it was kept and the live release is untouched`, 'free space on the droplet (fewer kept releases: plumb deploy --keep N) or resize it');
 }

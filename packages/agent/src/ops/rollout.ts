@@ -1,4 +1,5 @@
 import { FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/shared';
+import { crashPoint } from '../crash-point.js';
 import type { ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease } from '../system/api-account.js';
 import { lastLines } from '../system/journal.js';
@@ -87,6 +88,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       };
       return { ...state, apis: { ...state.apis, [name]: api }, forward: forward ? name : state.forward };
     });
+    crashPoint('state-saved');
     // From here the old workers are draining in the state: they stop whatever happens next.
     const drained = drainWorkers(name, retiring, ctx);
     for (const port of ports) await systemd.enableAtBoot(layout.instanceUnit(name, port));

@@ -1,5 +1,6 @@
 import { access, rm } from 'node:fs/promises';
 import { FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
@@ -25,6 +26,7 @@ export async function changeRouting(ctx: OpContext, change: (state: AgentState) 
     const candidate = change(ctx.state.get());
     try {
       await applyRouting(candidate);
+      crashPoint('routing-applied');
       return await ctx.state.update(() => candidate);
     } catch (err) {
       // A file nginx refused is already restored by applyNginx; this covers the rest.

@@ -42,6 +42,8 @@ export const layout = {
   routingUnit: '/etc/systemd/system/plumb-routing.service',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
   acmeWebroot: '/var/lib/plumb/acme',
+  /** Lab only: a root-owned file here kills the agent at that point (crash-point.ts). */
+  crashPoint: (point: string) => `/var/lib/plumb/crash-points/${point}`,
 } as const;
 
 export const unitGlob = (name: string) => `plumber-${name}@*.service`;
