@@ -47,6 +47,10 @@ export const VALID_REQUESTS: RequestInput[] = [
   { id: 1, type: 'packages-plan', name: null, packages },
   { id: 1, type: 'packages', name: 'sum' },
   { id: 1, type: 'repos', repo: url },
+  { id: 1, type: 'secrets', name: 'sum' },
+  { id: 1, type: 'secrets-set', name: 'sum', set: { KEY: 'v' }, unset: ['OLD'], wait: false },
+  { id: 1, type: 'export', name: 'sum' },
+  { id: 1, type: 'uninstall' },
   { id: 1, type: 'cancel' },
 ];
 
