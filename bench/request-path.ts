@@ -8,7 +8,7 @@
  *   2. failed requests and closed connections during 20 redeploys at a fixed rate, for clients
  *      opening a fresh connection per request and for 8 keep-alive connections; p99 vs steady;
  *   3. a 20 s request started before a redeploy: does it complete?
- * Run: npm run bench   (root; about 5 minutes); `--latency-only`: part 1 alone.
+ * Run: npm run bench   (root; about 5 minutes); `--latency-only`: part 1 alone; `--pin`: client and R on CPUs of their own.
  */
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
@@ -28,6 +28,12 @@ const VARIANTS: Array<[string, string]> = [
   ['tcp_nodelay off', 'tcp_nodelay off;'],
 ]
 const LATENCY_ONLY = process.argv.includes('--latency-only');
+/**
+ * `--pin`: the client on CPU 0 and the R worker on CPU 1 (nginx where the scheduler puts it), as
+ * when the clients are other machines: without it the 16 clients take the droplet's CPUs from R
+ * and nginx, and what nginx costs is multiplied by the queue's depth.
+ */
+const PIN = process.argv.includes('--pin');
 const SLOW = '\n#* @get /slow\nfunction(s = 20) {\n  Sys.sleep(as.numeric(s))\n  "slept"\n}\n';
 
 /** A client run inside the droplet (its node): `clients` loops of `n` GETs, each on a fresh connection; prints latencies in ms. */
@@ -81,6 +87,8 @@ try {
   // 1. Latency from inside the droplet.
   const status = JSON.parse((await run(['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ workers: Array<{ port: number }> }> } }>;
   const workerPort = status[0]?.status.apis[0]?.workers[0]?.port ?? 0;
+  const clientCpu = PIN ? ['taskset', '-c', '0'] : [];
+  if (PIN) await onDroplet(['sh', '-c', `taskset -a -p -c 1 "$(systemctl show -P MainPID plumber-sum@${workerPort}.service)"`]);
   const frontPort = Number(/server 127\.0\.0\.1:(\d+)/.exec(await onDroplet(['cat', '/etc/nginx/conf.d/plumb.conf']))?.[1] ?? 0);
   // The path before issue 11, beside plumb's: nginx with an upstream keepalive straight to the worker.
   const beforeServer = `upstream bench_keepalive { server 127.0.0.1:${workerPort}; keepalive 16; }\nserver { listen 127.0.0.1:8081; location / { proxy_pass http://bench_keepalive/; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n`;
@@ -90,9 +98,9 @@ try {
   interface Run { latencies: number[]; clientCpuMs: number; serverCpuMs: number }
   const serverCpuMs = async () => Number(await onDroplet(['node', '-e', SERVER_CPU]));
   const latencies = async (port: number, path: string, clients: number): Promise<Run> => {
-    await onDroplet(['node', '-e', CLIENT, String(port), path, '1', '20']);
+    await onDroplet([...clientCpu, 'node', '-e', CLIENT, String(port), path, '1', '20']);
     const before = await serverCpuMs();
-    const run = JSON.parse(await onDroplet(['node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as Omit<Run, 'serverCpuMs'>;
+    const run = JSON.parse(await onDroplet([...clientCpu, 'node', '-e', CLIENT, String(port), path, String(clients), String(REQUESTS_PER_CLIENT)])) as Omit<Run, 'serverCpuMs'>;
     return { ...run, serverCpuMs: (await serverCpuMs()) - before };
   };
   const paths: Array<[string, number, string]> = [
@@ -129,7 +137,7 @@ try {
     }
   };
   console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client, ${ROUNDS} interleaved rounds)\n`);
-  console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}`);
+  console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}${PIN ? '; pinned: client on CPU 0, R worker on CPU 1' : ''}`);
   console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms | nginx+R CPU ms/request | added CPU ms/request | client CPU ms/request |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const clients of [1, 16]) table(clients, paths, await measureAll(clients, paths));
