@@ -127,7 +127,7 @@ describe('an adopted host is a plumb droplet', () => {
     assert.equal(status.exitCode, 0, status.stderr);
     assert.match(status.stdout, /sum/);
 
-    const closed = await user.plumb(['firewall', 'close-ssh']);
+    const closed = await user.plumb(['firewall', 'close-ssh', '--yes']);
     assert.equal(closed.exitCode, 0, closed.stderr);
     assert.equal(await portOpen(web.address, 22), false);
     const again = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);

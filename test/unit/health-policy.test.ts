@@ -98,6 +98,14 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
     assert.deepEqual(done.map((c) => c.kinds), [[], ['health-failed'], [], []], 'it answered once the request was done: nothing more to say');
   });
 
+  test('a worker busy computing that then hangs without using CPU (no good answer seen between) is a new failure: said, then down and restarted', () => {
+    const computing = (i: number) => silent({ cpuSeconds: 10 + MONITOR_BUSY_CPU_SECONDS * i });
+    const stuck = silent({ cpuSeconds: 10 + MONITOR_BUSY_CPU_SECONDS * 2 });
+    const checks = run([healthy(), computing(1), computing(2), ...Array.from({ length: N }, () => stuck)]);
+    assert.deepEqual(checks.map((c) => c.kinds), [[], ['health-failed'], [], ['health-failed'], ...Array.from({ length: N - 2 }, () => []), ['down', 'restarted:agent']]);
+    assert.match(checks[3]!.events[0]!.detail, new RegExp(`check 1 of ${N} before a restart`));
+  });
+
   test('a new process the agent did not start and systemd did not restart: restarted by an operator, not down', () => {
     assert.deepEqual(run([healthy(), healthy({ pid: 200, activeSince: T0 + 3_000 })]).map((c) => c.kinds), [[], ['restarted:operator']]);
   });

@@ -157,14 +157,19 @@ export function step(prev: WorkerWatch, obs: Observation, now: number, rules: Ru
   const n = rules.failuresBeforeRestart;
   const firstFailure = w.failures === 0 && w.busySince === null;
   const busy = cpuUsed >= rules.busyCpuSeconds;
+  const wasBusy = w.busySince !== null;
   w.busySince = busy ? (w.busySince ?? now) : null;
   const busyMinutes = Math.round(rules.busyMaxMs / 60_000);
   if (busy && now - (w.busySince ?? now) < rules.busyMaxMs) {
     if (firstFailure && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail}, but R is busy (using CPU): a restart only if it stays so for ${busyMinutes} min` });
     return { next: w, events, restart: false };
   }
+  // The first counted failure is said unless it continues a busy spell already said (busy past
+  // its limit); a worker that was busy and now hangs without using CPU is a new failure, said even
+  // when no good answer was seen in between.
+  const firstCounted = w.failures === 0 && !(wasBusy && busy);
   w.failures = Math.min(w.failures + 1, n);
-  if (firstFailure && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail} (check 1 of ${n} before a restart)` });
+  if (firstCounted && w.health !== 'down') events.push({ kind: 'health-failed', detail: `${obs.answer.detail} (check 1 of ${n} before a restart)` });
   if (w.failures < n) return { next: w, events, restart: false };
 
   if (w.health !== 'down') events.push({ kind: 'down', detail: `no good answer to ${n} checks in a row: ${obs.answer.detail}` });
