@@ -222,7 +222,9 @@ describe('plumb provision against a flaky DigitalOcean, twice, and destroy', () 
     const connection = await AgentConnection.open({ host: second.droplet.ipv4, port: AGENT_PORT }, second.droplet.fingerprint, await tokenFor(key, second.droplet.uuid));
     assert.equal(connection.hello.dropletUuid, second.droplet.uuid);
     connection.close();
-    assert.match((await httpGet(`http://${second.droplet.ipv4}/`)).body, /nginx/i);
+    // nginx on the other droplet still serves: plumb's own answer for a path no API holds.
+    const root = await httpGet(`http://${second.droplet.ipv4}/`);
+    assert.deepEqual([root.status, root.body], [404, 'plumb: no API is served at /. Deployed APIs are under their own paths.\n']);
   });
 
   test('destroy without --yes and without a terminal refuses and deletes nothing', async () => {
