@@ -237,6 +237,9 @@ export class AgentConnection {
             : new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`),
         ));
       ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
+      // An agent shutting down (a restart, an upgrade) may close a socket it has just accepted,
+      // before its hello: without this the wait would never end, and node would leave with 13.
+      ws.once('close', (code) => reject(new PlumbError('AGENT_UNREACHABLE', `the agent at ${address.host} closed the connection before saying hello (code ${code})`)));
       ws.once('message', (data) => resolve(parseJson(String(data))));
     });
     const head = HelloHead.safeParse(raw);
