@@ -4,18 +4,10 @@ import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { AGENT_PORT } from '@plumb/shared';
 import { baseCommands, renderAdoptScript } from '@plumb/controller/adopt-script';
-import { dropletBase, renderUserData, type UserDataInput } from '@plumb/controller/cloud-init';
+import { dropletBase, renderUserData } from '@plumb/controller/cloud-init';
+import { namedUserData } from './user-data-input.js';
 
-const input: UserDataInput = {
-  agentConfig: {
-    dropletUuid: '6f1c1f4e-3b9a-4c39-9d0e-2f4b8f0b6a11',
-    dropletName: 'adopted-1',
-    port: AGENT_PORT,
-    controllerKeys: [{ kid: 'ctl-2026-11-a', jwk: { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' } }],
-    enrolmentSecret: '00112233445566778899aabbccddeeff',
-  },
-  agentPackage: { version: '0.1.0', sha512: 'f'.repeat(128), bytes: 300_000 },
-};
+const input = namedUserData('adopted-1');
 
 describe('the droplet base, as provision writes it and as adopt runs it', () => {
   test('adopt writes every file of the user-data, installs its packages and runs its commands, bootstrap last', () => {

@@ -5,20 +5,10 @@ import { AGENT_NODE_FLAGS, AGENT_PORT, AgentConfig, USER_DATA_MAX_BYTES, Validat
 import { DEFAULT_SWAP_BYTES, renderUserData, validateUserData, type UserDataInput } from '@plumb/controller/cloud-init';
 import { rootfsReady } from '../lab/droplets/rootfs.js';
 import { inDropletImage } from './droplet-image.js';
+import { namedUserData, typicalUserData } from './user-data-input.js';
 
-const typical: UserDataInput = {
-  agentConfig: {
-    dropletUuid: '6f1c1f4e-3b9a-4c39-9d0e-2f4b8f0b6a11',
-    dropletName: 'plumb-web-1',
-    port: AGENT_PORT,
-    controllerKeys: [{ kid: 'ctl-2026-11-a', jwk: { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' } }],
-    enrolmentSecret: '00112233445566778899aabbccddeeff',
-  },
-  agentPackage: { version: '0.1.0', sha512: 'f'.repeat(128), bytes: 300_000 },
-};
-
-/** The same droplet with the agent's config carrying `name` (it lands in write_files as JSON). */
-const named = (dropletName: string): UserDataInput => ({ ...typical, agentConfig: { ...typical.agentConfig, dropletName } });
+const typical = typicalUserData;
+const named = namedUserData;
 
 interface WriteFile {
   path: string;
