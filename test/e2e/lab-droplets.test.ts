@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { startLab, type Lab } from '../lab/lab.js';
 import { memoryLimit } from '../lab/droplets/cgroup.js';
 import { aptArchiveDir } from '../lab/paths.js';
@@ -33,6 +36,17 @@ before(async () => {
 
 after(async () => {
   await lab?.stop();
+});
+
+test('`npx @plumb/lab status --json`, run from the repository, shows this lab up at its API URL', async () => {
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+  // --offline: the workspace package must be found in the clone, never fetched from a registry.
+  const { stdout } = await promisify(execFile)('npx', ['--offline', '@plumb/lab', 'status', '--json'], { cwd: repo });
+  const { instances } = JSON.parse(stdout) as { instances: { instance: string; apiUrl: string; running: boolean }[] };
+  assert.deepEqual(
+    instances.filter((i) => i.instance === lab.instance).map(({ apiUrl, running }) => ({ apiUrl, running })),
+    [{ apiUrl: lab.apiUrl, running: true }],
+  );
 });
 
 describe('a droplet made through the DigitalOcean stand-in', () => {

@@ -14,7 +14,7 @@ import { ensureRootfs } from './droplets/rootfs.js';
 import { listInstances } from './instances.js';
 import { startLab } from './lab.js';
 
-const program = new Command('lab').description('the plumb lab: a DigitalOcean on this machine, for tests and for trying plumb out');
+const program = new Command('plumb-lab').description('the plumb lab: a DigitalOcean on this machine, for tests and for trying plumb out');
 
 program
   .command('prepare')
@@ -63,7 +63,7 @@ program
     );
     if (o.json) return console.log(JSON.stringify({ instances, droplets }, null, 2));
     if (instances.length === 0 && droplets.length === 0) return console.log('no lab is running');
-    for (const i of instances) console.log(`lab ${i.instance}  ${i.running ? 'up' : 'DEAD (run: lab down)'}  api ${i.apiUrl}  pid ${i.pid}`);
+    for (const i of instances) console.log(`lab ${i.instance}  ${i.running ? 'up' : 'DEAD (run: npx @plumb/lab down)'}  api ${i.apiUrl}  pid ${i.pid}`);
     for (const d of droplets) console.log(`  droplet ${d.name}  id ${d.id}  ${d.address}  ${d.running ? 'running' : 'off'}  lab ${d.instance}`);
   });
 
@@ -81,7 +81,7 @@ program
   .description('run a command inside a droplet (by name or id), as root')
   .action(async (which: string, command: string[]) => {
     const record = (await listRecords()).find((r) => r.name === which || String(r.id) === which);
-    if (!record) throw new LabError(`no lab droplet named ${which}`, 'see `lab status`');
+    if (!record) throw new LabError(`no lab droplet named ${which}`, 'see `npx @plumb/lab status`');
     const nspawn = (await findNspawn(record.machine))[0];
     const init = nspawn && (await containerInit(nspawn.pid));
     if (!init) throw new LabError(`droplet ${which} is not running`);
@@ -97,7 +97,7 @@ program
     if (!DomainName.safeParse(domain).success || !isIPv4(address)) throw new LabError(`resolve wants a domain and an IPv4 address, got "${domain}" and "${address}"`);
     const labs = (await listInstances()).filter((i) => alive(i.pid) && i.acmeDnsManagementUrl && (o.instance === undefined || i.instance === o.instance));
     const lab = labs[0];
-    if (!lab?.acmeDnsManagementUrl || labs.length > 1) throw new LabError(labs.length > 1 ? 'several labs run an ACME server' : 'no lab with an ACME server is running', labs.length > 1 ? 'say which with --instance' : 'start one with `lab up`');
+    if (!lab?.acmeDnsManagementUrl || labs.length > 1) throw new LabError(labs.length > 1 ? 'several labs run an ACME server' : 'no lab with an ACME server is running', labs.length > 1 ? 'say which with --instance' : 'start one with `npx @plumb/lab up`');
     // challtestsrv adds to a name's addresses: clear them first, so DOMAIN answers ADDRESS only.
     await fetch(`${lab.acmeDnsManagementUrl}/clear-a`, { method: 'POST', body: JSON.stringify({ host: domain }) });
     const response = await fetch(`${lab.acmeDnsManagementUrl}/add-a`, { method: 'POST', body: JSON.stringify({ host: domain, addresses: [address] }) });
