@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { execa } from 'execa';
+import { pollUntil } from '@plumb/shared';
 import { startLab, type Lab, type LabOptions } from '../lab/lab.js';
 
 /** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
@@ -82,12 +83,13 @@ export function sharedDroplet(name: string, ready: (shared: SharedDroplet) => vo
  * answer means the restart is over.
  */
 export async function agentAnswersAgain(user: PlumbUser, timeoutMs = 60_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await user.plumb(['status', '--json']);
-    const rows = status.exitCode === 0 || status.stdout.startsWith('[') ? (JSON.parse(status.stdout || '[]') as Array<{ status?: unknown }>) : [];
-    if (rows.length > 0 && rows.every((r) => r.status !== undefined)) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  const answered = await pollUntil(
+    async () => {
+      const status = await user.plumb(['status', '--json']);
+      const rows = status.exitCode === 0 || status.stdout.startsWith('[') ? (JSON.parse(status.stdout || '[]') as Array<{ status?: unknown }>) : [];
+      return rows.length > 0 && rows.every((r) => r.status !== undefined) ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 500 },
+  );
+  return answered === true;
 }

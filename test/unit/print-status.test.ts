@@ -7,9 +7,9 @@ import { printStatus } from '@plumb/controller/output/print-status';
 
 const heartbeat: StatusResult['heartbeat'] = { time: '2026-11-28T06:00:00.000Z', lastEventId: 0, load: [0.1, 0.2, 0.3], memory: { totalBytes: 4 * 1024 ** 3, availableBytes: 2 * 1024 ** 3 }, disk: { totalBytes: 1e11, freeBytes: 5e10 }, workers: [], certificates: [] };
 
-function statusWith(draining: StatusResult['apis'][number]['draining']): StatusResult {
+function statusWith(draining: StatusResult['apis'][number]['draining'], secrets: string[] = []): StatusResult {
   return {
-    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets: [], digest: null }],
+    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null }],
     forward: null,
     hello: { type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null, features: [] },
     load: heartbeat.load,
@@ -25,4 +25,14 @@ test('status: the WORKERS column counts the live workers, and the previous ones 
   const row = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n').find((l) => l.startsWith('  sum')) ?? '';
   assert.match(row(statusWith([{ port: 9000, release: '20261128T055900Z-dcba', until: '2026-11-28T06:00:30.000Z' }])), /\s1 \(\+1 draining\)\s/);
   assert.match(row(statusWith([])), /20261128T060000Z-abcd\s+1\s/);
+});
+
+test('status: the SECRETS column names an API\'s secrets (the agent never sends their values), and shows - when it has none', () => {
+  const text = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n');
+  const header = (lines: string[]) => lines.find((l) => l.startsWith('  API')) ?? '';
+  const row = (lines: string[]) => lines.find((l) => l.startsWith('  sum')) ?? '';
+  const withSecrets = text(statusWith([], ['DB_PASSWORD', 'TOKEN']));
+  assert.match(header(withSecrets), /\sSECRETS$/);
+  assert.match(row(withSecrets), /\sDB_PASSWORD,TOKEN$/);
+  assert.match(row(text(statusWith([]))), /\s-$/);
 });

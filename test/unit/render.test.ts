@@ -339,6 +339,11 @@ describe('systemd: the worker unit and its environment files', () => {
     const generation = '/var/plumber/sum/library/g-0123456789abcdef';
     assert.equal(renderInstanceEnv(RELEASE_SUM, { R_LIBS: '/mine' }, generation), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nR_LIBS=${generation}\nR_LIBS="/mine"\n`);
     assert.equal(renderInstanceEnv(RELEASE_SUM, {}, null), `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nR_LIBS=\n`);
+    assert.equal(
+      renderInstanceEnv(RELEASE_SUM, { A: '1', TOKEN: 'from --env' }, null, { TOKEN: 's' }),
+      `PLUMB_RELEASE_DIR=${RELEASE_SUM}\nR_LIBS=\nA="1"\n# plumb secrets (not --env):\nTOKEN="s"\n`,
+      'secrets come after a mark, and a secret replaces the --env of its name',
+    );
     for (const bad of ['/var/plumber/other/library/g-0123456789abcdef', '/var/plumber/sum/library', '/var/plumber/sum/library/g-0123456789abcdef/..', `${generation}\nX=1`]) {
       refused(() => renderInstanceEnv(RELEASE_SUM, {}, bad), /R library/);
     }

@@ -72,6 +72,14 @@ describe('a damaged state.json', () => {
     assert.match(store.recovered?.detail ?? '', /version: .*forward, HTTPS and webhook settings must be given again/);
   });
 
+  test('without a good copy, secrets come back as the API\'s secrets (its workers\' env files mark them), not as --env', async () => {
+    const { stateDir, roots } = await droplet('garbage');
+    await writeFile(path.join(roots.instancesDir, 'sum@9001.env'), renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', { MODE: 'plain', TOKEN: 'old --env' }, undefined, { TOKEN: 's3cret' }));
+    const api = (await StateStore.open(stateDir, { enrolled: true, roots })).get().apis['sum'];
+    assert.deepEqual(api?.secrets, { TOKEN: 's3cret' });
+    assert.deepEqual(api?.releases.find((r) => r.id === '20261125T190100Z-bbbb')?.env, { MODE: 'plain' });
+  });
+
   test('every save is copied to state.json.backup, so the last change survives a damaged state.json', async () => {
     const { stateDir, roots } = await droplet(JSON.stringify(good));
     const store = await StateStore.open(stateDir, { enrolled: true, roots });
@@ -97,8 +105,8 @@ test('a damaged state.json: a worker draining on the live release stays draining
 
 test('parseInstanceEnv reads back what renderInstanceEnv wrote, quotes and all', () => {
   const env = { A: '', B: 'x y', C: '"$`\\', D: "it's" };
-  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env)), { release: '20261125T190100Z-bbbb', env });
+  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env)), { release: '20261125T190100Z-bbbb', env, secrets: {} });
   const generation = '/var/plumber/sum/library/g-0123456789abcdef';
-  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, generation)), { release: '20261125T190100Z-bbbb', library: 'g-0123456789abcdef', env });
-  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, null)), { release: '20261125T190100Z-bbbb', library: null, env });
+  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, generation)), { release: '20261125T190100Z-bbbb', library: 'g-0123456789abcdef', env, secrets: {} });
+  assert.deepEqual(parseInstanceEnv(renderInstanceEnv('/var/plumber/sum/releases/20261125T190100Z-bbbb', env, null, { B: 'secret', S: 'x"$' })), { release: '20261125T190100Z-bbbb', library: null, env: { A: '', C: '"$`\\', D: "it's" }, secrets: { B: 'secret', S: 'x"$' } });
 });

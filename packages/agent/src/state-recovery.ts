@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ApiName, ReleaseId } from '@plumb/shared';
 import type { z } from 'zod';
 import { AgentState, type ApiRecord, type Release } from './state.js';
+import { SECRETS_MARK } from './render/systemd.js';
 
 type ApiInput = z.input<typeof ApiRecord>;
 
@@ -77,6 +78,7 @@ interface WorkerOnDisk {
   release: string;
   library?: string | null;
   env: Record<string, string>;
+  secrets: Record<string, string>;
 }
 
 /** Workers by API, from their env files: the port is in the name, the release and --env inside. */
@@ -94,12 +96,15 @@ async function workersOnDisk(instancesDir: string): Promise<Map<string, WorkerOn
   return byApi;
 }
 
-/** The inverse of render/systemd.ts renderInstanceEnv: the release id, its R library generation and the user's --env. */
-export function parseInstanceEnv(text: string): { release: string; library?: string | null; env: Record<string, string> } | undefined {
+/** The inverse of render/systemd.ts renderInstanceEnv: the release id, its R library generation, the user's --env and the API's secrets. */
+export function parseInstanceEnv(text: string): { release: string; library?: string | null; env: Record<string, string>; secrets: Record<string, string> } | undefined {
   let release: string | undefined;
   let library: string | null | undefined;
-  const env: Record<string, string> = {};
+  const plain: Record<string, string> = {};
+  const secrets: Record<string, string> = {};
+  let env = plain;
   for (const line of text.split('\n')) {
+    if (line === SECRETS_MARK) env = secrets;
     const dir = /^PLUMB_RELEASE_DIR=\/var\/plumber\/[^/]+\/releases\/([^/]+)$/.exec(line);
     if (dir) release = dir[1];
     const lib = /^R_LIBS=(?:\/var\/plumber\/[^/]+\/library\/(g-[0-9a-f]{16}))?$/.exec(line);
@@ -107,7 +112,7 @@ export function parseInstanceEnv(text: string): { release: string; library?: str
     const pair = /^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$/.exec(line);
     if (pair) env[pair[1]!] = pair[2]!.replace(/\\([\\"`$])/g, '$1');
   }
-  return release !== undefined && ReleaseId.safeParse(release).success ? { release, ...(library === undefined ? {} : { library }), env } : undefined;
+  return release !== undefined && ReleaseId.safeParse(release).success ? { release, ...(library === undefined ? {} : { library }), env: plain, secrets } : undefined;
 }
 
 async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, WorkerOnDisk[]>, known: ApiRecord | undefined): Promise<ApiInput | undefined> {
@@ -121,7 +126,8 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   const wasDraining = new Map((known?.draining ?? []).map((w) => [w.port, w.until]));
   const live = onDisk.filter((w) => w.release === current && !wasDraining.has(w.port));
   const draining = onDisk.filter((w) => !live.includes(w)).map((w) => ({ port: w.port, release: w.release, until: wasDraining.get(w.port) ?? new Date().toISOString() }));
-  // A worker's env file holds the API's secrets too: the ones the last good copy knew are not --env.
+  // Secrets are marked in a worker's env file; a file from before the mark mixes them with --env,
+  // and then the last good copy's secret names tell them apart.
   const secretKeys = new Set(Object.keys(known?.secrets ?? {}));
   const withoutSecrets = (env: Record<string, string>) => Object.fromEntries(Object.entries(env).filter(([key]) => !secretKeys.has(key)));
   const envOf = (id: string) => {
@@ -137,7 +143,7 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   }
   const entrypoint = await readdir(path.join(releasesDir, current)).then((files) => (files.includes('entrypoint.R') ? 'entrypoint.R' : 'plumber.R'));
   return {
-    ...(known ?? { name, path: `/${name}`, healthPath: null, deployedAt: releases.at(-1)!.createdAt }),
+    ...(known ?? { name, path: `/${name}`, healthPath: null, deployedAt: releases.at(-1)!.createdAt, secrets: live[0]?.secrets ?? {} }),
     entrypoint,
     releases,
     current,

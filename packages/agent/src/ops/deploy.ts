@@ -14,7 +14,7 @@ import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-acco
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { installPackages, pruneLibraries, reposFor } from './packages.js';
-import { rollout, workerEnv } from './rollout.js';
+import { rollout } from './rollout.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -116,7 +116,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const library = installed ? installed.library : liveLibrary;
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library, packagesSpec: req.packages ?? null };
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: workerEnv(settings.env, previous?.secrets), library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
+      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
       (ports) => ({
         name: req.name,
         path: settings.path,

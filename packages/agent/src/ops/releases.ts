@@ -3,7 +3,7 @@ import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
 import type { ApiRecord } from '../state.js';
-import { rollout, workerEnv, type RolloutOutcome } from './rollout.js';
+import { rollout, type RolloutOutcome } from './rollout.js';
 import { requireApi } from './routing.js';
 import { digestOf } from './status.js';
 
@@ -30,7 +30,7 @@ export async function rollback(name: string, to: string | null, wait: boolean, c
     }
     if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
     const { drain } = await rollout(
-      { ...liveSettings(api), release: target.id, env: workerEnv(target.env, api.secrets), library: target.library, workers: api.workers.length || DEFAULT_WORKERS, wait },
+      { ...liveSettings(api), release: target.id, env: target.env, secrets: api.secrets, library: target.library, workers: api.workers.length || DEFAULT_WORKERS, wait },
       (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
       undefined,
       ctx,
@@ -59,7 +59,7 @@ export async function scale(name: string, workers: number, wait: boolean, ctx: O
 export function replaceWorkers(api: ApiRecord, workers: number, wait: boolean, ctx: OpContext, secrets = api.secrets): Promise<RolloutOutcome> {
   const live = api.releases.find((r) => r.id === api.current);
   return rollout(
-    { ...liveSettings(api), release: api.current, env: workerEnv(live?.env ?? {}, secrets), library: live?.library, workers, wait },
+    { ...liveSettings(api), release: api.current, env: live?.env ?? {}, secrets, library: live?.library, workers, wait },
     (ports) => ({ ...api, secrets, workers: ports.map((port) => ({ port, release: api.current })) }),
     undefined,
     ctx,

@@ -15,16 +15,14 @@ import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.j
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
 const reservedPorts = new Set<number>();
 
-/** What a worker's environment holds: its release's --env, then the API's secrets over it. */
-export function workerEnv(releaseEnv: Record<string, string>, secrets: Record<string, string> = {}): Record<string, string> {
-  return { ...releaseEnv, ...secrets };
-}
 
 export interface RolloutTarget {
   name: string;
   release: string;
-  /** Everything the workers' environment holds besides plumb's own (workerEnv). */
+  /** The release's --env. */
   env: Record<string, string>;
+  /** The API's secrets, over the --env of the same name; kept apart in the env file (renderInstanceEnv). */
+  secrets: Record<string, string>;
   /** The release's R library generation (state.ts Release.library). */
   library: string | null | undefined;
   workers: number;
@@ -64,7 +62,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
   try {
-    for (const port of ports) await startWorker(name, port, releaseDir, target.env, target.library === undefined ? undefined : libraryPath(name, target.library));
+    for (const port of ports) await startWorker(name, port, releaseDir, target.env, target.secrets, target.library === undefined ? undefined : libraryPath(name, target.library));
     ctx.progress('waiting for the API to answer');
     const outcomes = await Promise.all(ports.map((port) => waitHealthy(layout.instanceUnit(name, port), port, target.healthPath, target.healthTimeoutMs)));
     const failed = outcomes.findIndex((o) => !o.ok);

@@ -26,9 +26,9 @@ export async function removeUnit(name: string): Promise<void> {
 }
 
 /** `library`: the path of the release's R library generation (see renderInstanceEnv). */
-export async function startWorker(name: string, port: number, releaseDir: string, env: Record<string, string>, library: string | null | undefined): Promise<void> {
+export async function startWorker(name: string, port: number, releaseDir: string, env: Record<string, string>, secrets: Record<string, string>, library: string | null | undefined): Promise<void> {
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(layout.instanceEnvFile(name, port), renderInstanceEnv(releaseDir, env, library), 0o600);
+  await writeFileAtomic(layout.instanceEnvFile(name, port), renderInstanceEnv(releaseDir, env, library, secrets), 0o600);
   await systemd.start(layout.instanceUnit(name, port));
 }
 

@@ -94,9 +94,11 @@ WantedBy=multi-user.target
  * A worker's own environment file, /var/lib/plumb/instances/NAME@PORT.env: which release it
  * runs, its release's R library (`undefined`: a release from before library generations, which
  * the unit's default serves; `null`: none), and the user's --env values as they were when that
- * release was deployed (after R_LIBS: a user's own R_LIBS wins).
+ * release was deployed (after R_LIBS: a user's own R_LIBS wins), then the API's secrets after
+ * SECRETS_MARK (a secret wins over an --env of the same name). The mark keeps them secrets when
+ * the agent rebuilds its state from these files alone (state-recovery.ts).
  */
-export function renderInstanceEnv(releaseDir: string, env: Record<string, string> = {}, library?: string | null): string {
+export function renderInstanceEnv(releaseDir: string, env: Record<string, string> = {}, library?: string | null, secrets: Record<string, string> = {}): string {
   const [, name = '', release = ''] = /^\/var\/plumber\/([^/]+)\/releases\/([^/]+)$/.exec(releaseDir) ?? [];
   if (!ApiName.safeParse(name).success || !ReleaseId.safeParse(release).success) {
     throw renderRefused(`the release directory ${JSON.stringify(releaseDir)}: not /var/plumber/NAME/releases/ID`);
@@ -105,8 +107,13 @@ export function renderInstanceEnv(releaseDir: string, env: Record<string, string
     throw renderRefused(`the R library ${JSON.stringify(library)}: not /var/plumber/${name}/library/g-HASH`);
   }
   const rLibs = library === undefined ? '' : `R_LIBS=${library ?? ''}\n`;
-  return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibs}${renderUserEnv(env)}`;
+  const plain = Object.fromEntries(Object.entries(env).filter(([key]) => !(key in secrets)));
+  const secretLines = Object.keys(secrets).length > 0 ? `${SECRETS_MARK}\n${renderUserEnv(secrets)}` : '';
+  return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibs}${renderUserEnv(plain)}${secretLines}`;
 }
+
+/** A comment line (systemd skips it) after which a worker's env file holds the API's secrets. */
+export const SECRETS_MARK = '# plumb secrets (not --env):';
 
 /**
  * The user's --env in systemd's EnvironmentFile= syntax, one `KEY="VALUE"` line each, sorted.

@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline/promises';
-import { PlumbError } from '@plumb/shared';
+import { PlumbError, ValidationError } from '@plumb/shared';
 
 /**
  * Asks before something that cannot be undone. With --yes it does not ask; where no one can
@@ -14,4 +14,38 @@ export async function confirm(opts: { yes?: true }, what: string, question: stri
   rl.close();
   const confirmed = expected === undefined ? /^(y|yes)$/i.test(answer) : answer === expected;
   if (!confirmed) throw new PlumbError('NOT_CONFIRMED', `did not ${what}: ${expected === undefined ? 'not confirmed' : 'the name did not match'}`);
+}
+
+/**
+ * Reads one line from the terminal without echoing it, as `gh secret set` does: the value stays
+ * off the screen, out of scrollback and out of shell history. Enter ends it; Ctrl-C gives up
+ * (nothing is changed); a paste arrives as one chunk and is taken whole.
+ */
+export async function promptHidden(question: string, maxChars: number, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stderr): Promise<string> {
+  output.write(question);
+  input.setRawMode(true);
+  input.resume();
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let value = '';
+      const onData = (chunk: Buffer) => {
+        for (const ch of chunk.toString('utf8')) {
+          if (ch === '\r' || ch === '\n' || (ch === '\u0004' && value === '')) return finish(() => resolve(value));
+          if (ch === '\u0003') return finish(() => reject(new PlumbError('NOT_CONFIRMED', 'cancelled: nothing was changed')));
+          if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
+          else if (ch >= ' ') value += ch;
+          if (value.length > maxChars) return finish(() => reject(new ValidationError(`the value typed is over ${maxChars} characters`, 'put larger data in a file the API reads')));
+        }
+      };
+      const finish = (settle: () => void) => {
+        input.off('data', onData);
+        settle();
+      };
+      input.on('data', onData);
+    });
+  } finally {
+    input.setRawMode(false);
+    input.pause();
+    output.write('\n');
+  }
 }

@@ -62,7 +62,7 @@ export function printStatus(droplets: DropletStatus[]): string {
       const head = [summary, ...s.heartbeat.certificates.map(certificateLine)].join('\n');
       if (s.apis.length === 0) return `${head}\n  no APIs (deploy one with \`plumb deploy DIR --name NAME\`)${eventLines(d, s)}`;
       const rows = [
-        ['  API', 'STATE', 'URL', 'RELEASE', 'WORKERS', 'UPTIME', 'RESTARTS', 'MEMORY'],
+        ['  API', 'STATE', 'URL', 'RELEASE', 'WORKERS', 'UPTIME', 'RESTARTS', 'MEMORY', 'SECRETS'],
         ...s.apis.map((a) => [
           `  ${a.name}`,
           a.state,
@@ -72,6 +72,8 @@ export function printStatus(droplets: DropletStatus[]): string {
           uptime(a.workers[0]?.since ?? null),
           String(a.workers.reduce((n, w) => n + w.restarts, 0)),
           mib(s.heartbeat.workers.filter((w) => w.api === a.name).reduce((n, w) => n + (w.rssBytes ?? 0), 0)),
+          // Names only: the values never leave the droplet.
+          a.secrets.length > 0 ? a.secrets.join(',') : '-',
         ]),
       ];
       return `${head}\n${table(rows)}${eventLines(d, s)}`;
