@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +11,7 @@ import { envCases, refusedEnvValues } from '../cases/env-values.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
 import { startLoad } from './load.js';
-import { agentAnswersAgain, plumbUser, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, PLUMB_CLI, plumbUser, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * What users do every day and no other suite drives: the flags of deploy, rollback's refusals,
@@ -71,6 +73,24 @@ function() {
 }
 `);
 const hex = (value: string) => Buffer.from(value, 'utf8').toString('hex');
+
+/**
+ * `plumb ARGS` on a terminal (a pty from `script`), a user typing `value` and Enter once the
+ * prompt is on the screen; what the screen showed, and the exit code.
+ */
+async function typeAtPrompt(args: string[], prompt: RegExp, value: string): Promise<{ exitCode: number; screen: string }> {
+  const command = [process.execPath, PLUMB_CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...user.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let screen = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    const before = screen;
+    screen += chunk.toString('utf8');
+    if (!prompt.test(before) && prompt.test(screen)) child.stdin.write(`${value}\r`);
+  });
+  const [exitCode] = (await once(child, 'close')) as [number];
+  child.stdin.end();
+  return { exitCode, screen };
+}
 
 describe('deploy --env', () => {
   removedAfter('env');
@@ -154,6 +174,25 @@ describe('secrets', () => {
     assert.ok(!multi.stderr.includes(other), multi.stderr);
     assert.equal(await serving(), before);
     assert.equal((await user.plumb(['secrets', 'list', 'vault'])).stdout.trim(), 'P_TEST_TOKEN');
+  });
+
+  test('typed at a terminal the value is not echoed; status text names both secrets; an agent rebuilding its state with no backup keeps them secrets; --group with no droplet tagged is refused', async () => {
+    const typed = `typed-${randomUUID()}`;
+    const terminal = await typeAtPrompt(['secrets', 'set', 'vault', 'P_TEST_TYPED', '--wait'], /typing is not shown/, typed);
+    assert.equal(terminal.exitCode, 0, terminal.screen);
+    assert.ok(!terminal.screen.includes(typed), `the value is not on the screen:\n${terminal.screen}`);
+    assert.match(terminal.screen, /vault: set P_TEST_TYPED; restarted/);
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('again'), P_TEST_TOKEN: hex(secret), P_TEST_TYPED: hex(typed) });
+    const row = (await user.plumb(['status'])).stdout.split('\n').find((l) => l.startsWith('  vault')) ?? '';
+    assert.match(row, /\sP_TEST_TOKEN,P_TEST_TYPED$/);
+    // A damaged state.json and no backup: the agent rebuilds from what is on disk.
+    await onDroplet(['sh', '-c', 'echo garbage > /var/lib/plumb/state.json && rm -f /var/lib/plumb/state.json.backup && systemctl restart plumb-agent']);
+    assert.ok(await agentAnswersAgain(user), 'the agent answers after its rebuild');
+    assert.equal((await user.plumb(['secrets', 'list', 'vault'])).stdout.trim(), 'P_TEST_TOKEN\nP_TEST_TYPED');
+    await ok(await user.plumb(['deploy', await apiDir(envApi('s3')), '--name', 'vault', '--env', 'P_TEST_MODE=rebuilt', '--wait']));
+    assert.deepEqual(await json('/vault/env'), { P_TEST_MODE: hex('rebuilt'), P_TEST_TOKEN: hex(secret), P_TEST_TYPED: hex(typed) }, 'a deploy after the rebuild gives new --env and keeps the secrets');
+    oneLineRefusal(await user.plumb(['secrets', 'list', 'vault', '--group', 'nobody']), /no droplet carries the tag plumb-group:nobody/);
+    await ok(await user.plumb(['secrets', 'unset', 'vault', 'P_TEST_TYPED']));
   });
 });
 

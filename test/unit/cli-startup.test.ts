@@ -14,10 +14,15 @@ import { PLUMB_CLI } from '../e2e/plumb.js';
 const CONTROLLER = path.resolve(path.dirname(PLUMB_CLI), '..');
 let copy: string;
 
-const run = (args: string[]) => {
-  const r = spawnSync(process.execPath, [path.join(copy, 'dist/cli.js'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const run = (args: string[], nodeFlags: string[] = []) => {
+  const r = spawnSync(process.execPath, [...nodeFlags, path.join(copy, 'dist/cli.js'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
 };
+
+/** Node flags that print, on stderr, every module the run resolves (a loader hook, in its own thread). */
+const hook = `data:text/javascript,${encodeURIComponent("export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('LOADED ' + r.url + '\\n'); return r; }")}`;
+const tracing = ['--import', `data:text/javascript,${encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hook)});`)}`];
+const loaded = (stderr: string) => [...new Set(stderr.split('\n').filter((l) => l.startsWith('LOADED file:')).map((l) => l.slice('LOADED '.length)))];
 
 before(async () => {
   // Inside packages/controller, so that the copy finds the same node_modules.
@@ -56,5 +61,19 @@ describe('CLI start-up', () => {
     const status = run(['status']);
     assert.notEqual(status.exitCode, 0);
     assert.match(status.stderr, /Cannot find module|ERR_MODULE_NOT_FOUND/);
+  });
+
+  test('plumb --help and a command\'s --help load no zod (no schema), and little besides commander and the cli/ files', () => {
+    for (const args of [['--help'], ['deploy', '--help'], ['secrets', 'set', '--help']]) {
+      const r = run(args, tracing);
+      assert.equal(r.exitCode, 0, r.stderr);
+      const modules = loaded(r.stderr);
+      assert.deepEqual(modules.filter((m) => /\/node_modules\/zod\//.test(m)), [], `${args.join(' ')} loads zod`);
+      const outside = modules.filter((m) => !m.includes('/dist/cli/') && !m.includes('/@commander-js/') && !m.includes('/commander/'));
+      // cli.js, program's version, output helpers, and @plumb/shared/core (errors, limits, ranges).
+      assert.ok(outside.length <= 12, `${args.join(' ')} loads ${outside.length} modules besides commander and cli/:\n${outside.join('\n')}`);
+    }
+    // The hook sees what node loads: the whole @plumb/shared (with zod) when asked for it.
+    assert.ok(loaded(run(['status'], tracing).stderr).some((m) => /\/node_modules\/zod\//.test(m)), 'a command that runs loads zod, and the hook sees it');
   });
 });

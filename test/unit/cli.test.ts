@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
-import { DrainTimeoutSeconds, ERROR_CODES, EXIT, parseWholeNumber, WorkerCount } from '@plumb/shared';
+import { DRAIN_TIMEOUT_SECONDS, ERROR_CODES, EXIT, parseWholeNumber, WORKER_COUNT } from '@plumb/shared';
 import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
 import { plumbProgram } from '@plumb/controller/cli/program';
@@ -45,10 +45,10 @@ async function knowsUnreachableDroplet(): Promise<string> {
 
 describe('numbers on the command line', () => {
   test('parseWholeNumber takes decimal digits within the range, and nothing else', () => {
-    assert.equal(parseWholeNumber('16', WorkerCount), 16);
-    assert.equal(parseWholeNumber('0', DrainTimeoutSeconds), 0);
+    assert.equal(parseWholeNumber('16', WORKER_COUNT), 16);
+    assert.equal(parseWholeNumber('0', DRAIN_TIMEOUT_SECONDS), 0);
     for (const bad of ['many', '1e1', '0x10', '7.0', ' 7', '-1', '', '17', '0', '1'.repeat(20)]) {
-      assert.throws(() => parseWholeNumber(bad, WorkerCount), /a whole number from 1 to 16/, bad);
+      assert.throws(() => parseWholeNumber(bad, WORKER_COUNT), /a whole number from 1 to 16/, bad);
     }
   });
 

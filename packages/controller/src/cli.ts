@@ -13,7 +13,7 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
 async function main(): Promise<void> {
   const [{ CommanderError }, { EXIT }, { plumbProgram }, { reportError }, { usageError }] = await Promise.all([
     import('@commander-js/extra-typings'),
-    import('@plumb/shared'),
+    import('@plumb/shared/core'),
     import('./cli/program.js'),
     import('./cli/run.js'),
     import('./cli/usage.js'),

@@ -6,3 +6,4 @@ export * from './input.js';
 export * from './version.js';
 export * from './r-packages.js';
 export * from './poll.js';
+export * from './ranges.js';

@@ -13,16 +13,6 @@ export function checkInput<T>(rule: z.ZodType<T>, value: unknown, what: string, 
 }
 
 /**
- * A whole number as typed on a command line: decimal digits only, so "1e1", "0x10", "7.0" and
- * " 7" are refused rather than read as something else; then `rule` (its range) decides.
- */
-export function parseWholeNumber(text: string, rule: z.ZodType<number>): number {
-  const result = rule.safeParse(/^[0-9]{1,15}$/.test(text) ? Number(text) : Number.NaN);
-  if (!result.success) throw new ValidationError(result.error.issues[0]?.message ?? 'not a whole number');
-  return result.data;
-}
-
-/**
  * An environment value (--env, plumb secrets). Values may be secrets: unlike other input, a
  * refused one is never repeated in the message, only the variable's name.
  */

@@ -1,5 +1,6 @@
 import * as z from 'zod';
-import { DRAIN_TIMEOUT_MAX_MS, ENV_VALUE_MAX_CHARS, LOGS_MAX_LINES } from './limits.js';
+import { ENV_VALUE_MAX_CHARS } from './limits.js';
+import { DRAIN_TIMEOUT_SECONDS, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, LOG_LINES, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from './ranges.js';
 
 /**
  * Name rules, the same on both ends: nothing from a request reaches a file name, a unit name,
@@ -96,20 +97,17 @@ export const HttpUrl = z.string().max(2048).url().refine((u) => /^https?:\/\//.t
 
 /** A whole number in a range, with the message a person at the terminal reads. */
 export const wholeNumber = (min: number, max: number) => {
-  const message = `a whole number from ${min} to ${max}`;
+  const message = wholeNumberMessage({ min, max });
   return z.number(message).int(message).min(min, message).max(max, message);
 };
+const inRange = (r: WholeNumberRange) => wholeNumber(r.min, r.max);
 
-/** R workers per API. */
-export const WorkerCount = wholeNumber(1, 16);
-/** Releases kept per API. */
-export const KeepReleases = wholeNumber(1, 50);
-/** How long a new release may take to answer its health check, in seconds. */
-export const HealthTimeoutSeconds = wholeNumber(1, 1800);
-/** How long the previous workers may finish requests in flight, in seconds. */
-export const DrainTimeoutSeconds = wholeNumber(0, DRAIN_TIMEOUT_MAX_MS / 1000);
-/** Lines one `plumb logs -n` may ask for. */
-export const LogLines = wholeNumber(0, LOGS_MAX_LINES);
+/** The ranges in ranges.ts, as rules for the protocol's messages. */
+export const WorkerCount = inRange(WORKER_COUNT);
+export const KeepReleases = inRange(KEEP_RELEASES);
+export const HealthTimeoutSeconds = inRange(HEALTH_TIMEOUT_SECONDS);
+export const DrainTimeoutSeconds = inRange(DRAIN_TIMEOUT_SECONDS);
+export const LogLines = inRange(LOG_LINES);
 /** journalctl's --since forms, kept to characters that cannot become another option. */
 export const JournalSince = z.string().regex(/^[A-Za-z0-9 :.+-]{1,40}$/, 'use journalctl\'s forms, e.g. "10 min ago" or "2026-11-25 10:00"');
 

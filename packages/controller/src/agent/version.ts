@@ -1,8 +1,7 @@
-import { createRequire } from 'node:module';
 import { compareVersions, PlumbError, PROTOCOL_VERSION, type HelloHead } from '@plumb/shared';
+import { PLUMB_VERSION } from '../plumb-version.js';
 
-/** This plumb's version: the agent version it installs and upgrades droplets to. */
-export const PLUMB_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+export { PLUMB_VERSION };
 
 /** The agent speaks another protocol than this plumb: the message says which side to upgrade. */
 export class AgentVersionError extends PlumbError {

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { range } from '@plumb/shared/core';
 import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { one } from './provision.js';
@@ -15,7 +15,7 @@ export function register(program: Command) {
     .description('make a server plumb did not create into a plumb droplet, over SSH once (the same base and agent as provision)')
     .option('--ssh-key <path>', 'the private key to log in with (default: your ssh-agent and ~/.ssh keys)')
     .option('--name <name>', 'what plumb calls it (default: the host)')
-    .option('--port <n>', 'the SSH port', wholeNumber(wholeNumberRule(1, 65535)), 22)
+    .option('--port <n>', 'the SSH port', wholeNumber(range(1, 65535)), 22)
     .option('-y, --yes', "accept the host's SSH key on first contact without asking (for scripts); a changed key is still refused")
     .option('--force', 'take over even if nginx serves port 80, ufw has other rules or /var/plumber exists; lists what it changed')
     .addOption(quietFlag())

@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline/promises';
-import { PlumbError, ValidationError } from '@plumb/shared';
+import { PlumbError, ValidationError } from '@plumb/shared/core';
 
 /**
  * Asks before something that cannot be undone. With --yes it does not ask; where no one can

@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { DrainTimeoutSeconds, EXIT, HealthTimeoutSeconds, KeepReleases, WorkerCount, wholeNumber as wholeNumberRule, type PackagesReport } from '@plumb/shared';
+import type { PackagesReport } from '@plumb/shared';
+import { DRAIN_TIMEOUT_SECONDS, EXIT, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, range, WORKER_COUNT } from '@plumb/shared/core';
 import { binaryRepoFlag, collect, dropletFlag, jsonFlag, quietFlag, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -38,12 +39,12 @@ export function register(program: Command) {
     .option('--path <path>', 'URL path it is served under (default: /NAME)')
     .option('--forward', 'also serve it at / (as plumber::do_forward)')
     .option('--env <KEY=VALUE>', 'an environment variable for the API (repeatable; kept out of world-readable files)', collect, [] as string[])
-    .option('--workers <n>', 'R processes behind nginx (default 1)', wholeNumber(WorkerCount))
+    .option('--workers <n>', 'R processes behind nginx (default 1)', wholeNumber(WORKER_COUNT))
     .option('--health-path <path>', 'a path that must answer 2xx before traffic switches (default: any answer below 500 at /)')
-    .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', wholeNumber(HealthTimeoutSeconds))
+    .option('--health-timeout <seconds>', 'how long the new release may take to answer (default 120)', wholeNumber(HEALTH_TIMEOUT_SECONDS))
     .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
-    .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', wholeNumber(KeepReleases))
-    .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', wholeNumber(DrainTimeoutSeconds))
+    .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', wholeNumber(KEEP_RELEASES))
+    .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', wholeNumber(DRAIN_TIMEOUT_SECONDS))
     .addOption(waitFlag())
     .option('--no-deps', 'do not look for or install the R packages the API uses')
     .option('--full', 'send every file, not only those the droplet lacks')
@@ -52,7 +53,7 @@ export function register(program: Command) {
     .addOption(binaryRepoFlag())
     .addOption(dropletFlag())
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
-    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(wholeNumberRule(1, 100)))
+    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(range(1, 100)))
     .addOption(quietFlag())
     .addOption(jsonFlag())
     .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, ...o }) =>

@@ -1,4 +1,4 @@
-import { ValidationError } from '@plumb/shared';
+import { ValidationError } from '@plumb/shared/core';
 
 /**
  * The droplet a command names, as a positional (`plumb status api-1`) or as --droplet, which

@@ -1,6 +1,5 @@
 import { InvalidArgumentError, Option } from '@commander-js/extra-typings';
-import { parseWholeNumber } from '@plumb/shared';
-import type * as z from 'zod';
+import { parseWholeNumber, type WholeNumberRange } from '@plumb/shared/core';
 
 /**
  * Flags more than one command takes, made once here so that each reads the same everywhere.
@@ -17,11 +16,11 @@ export const strictVersionsFlag = () => new Option('--strict-versions', "fail wh
 export const repoFlag = () => new Option('--repo <url>', 'CRAN-like repository for packages Debian does not ship (default: CRAN; remembered for the API)');
 export const binaryRepoFlag = () => new Option('--binary-repo <url>', "CRAN-like repository of binaries built for the droplet's Debian, tried before source builds (remembered for the API)");
 
-/** A commander parser for a whole number within `rule`'s range (packages/shared); anything else is a usage error. */
-export function wholeNumber(rule: z.ZodType<number>): (value: string) => number {
+/** A commander parser for a whole number within a range (packages/shared ranges.ts); anything else is a usage error. */
+export function wholeNumber(r: WholeNumberRange): (value: string) => number {
   return (value) => {
     try {
-      return parseWholeNumber(value, rule);
+      return parseWholeNumber(value, r);
     } catch (err) {
       throw new InvalidArgumentError((err as Error).message);
     }

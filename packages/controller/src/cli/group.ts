@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { EXIT } from '@plumb/shared';
+import { EXIT } from '@plumb/shared/core';
 import { jsonFlag, quietFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';

@@ -1,13 +1,13 @@
 import type { Command } from '@commander-js/extra-typings';
-import { wholeNumber as wholeNumberRule } from '@plumb/shared';
+import { range } from '@plumb/shared/core';
 import { confirm } from './confirm.js';
 import { jsonFlag, quietFlag, wholeNumber, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
 // DigitalOcean's own ranges for a balancer's health check.
-const seconds = wholeNumber(wholeNumberRule(3, 300));
-const checks = wholeNumber(wholeNumberRule(2, 10));
+const seconds = wholeNumber(range(3, 300));
+const checks = wholeNumber(range(2, 10));
 
 /** `plumb lb`: the DigitalOcean Load Balancer in front of a group of droplets (docs/scale-out.md). */
 export function register(program: Command) {

@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { LogLines, type LogEntry } from '@plumb/shared';
+import type { LogEntry } from '@plumb/shared';
+import { LOG_LINES } from '@plumb/shared/core';
 import { dropletFlag, groupFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { quietContext, worstExit } from './run.js';
@@ -13,7 +14,7 @@ export function register(program: Command) {
     .argument('<name>', 'API name')
     .description("an API's log (journald), from the droplet")
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
-    .option('-n, --lines <n>', 'how many recent lines', wholeNumber(LogLines), 50)
+    .option('-n, --lines <n>', 'how many recent lines', wholeNumber(LOG_LINES), 50)
     .option('--since <time>', 'only since then, e.g. "10 min ago"')
     .addOption(dropletFlag())
     .addOption(groupFlag('each line prefixed with its droplet; -n lines from each, merged by time; -f follows them all'))

@@ -1,5 +1,5 @@
 import { Command } from '@commander-js/extra-typings';
-import { EXIT } from '@plumb/shared';
+import { EXIT } from '@plumb/shared/core';
 import { register as adopt } from './adopt.js';
 import { register as alerts } from './alerts.js';
 import { register as completion } from './completion.js';
@@ -30,7 +30,7 @@ import { register as unforward } from './unforward.js';
 import { register as uninstall } from './uninstall.js';
 import { register as upgrade } from './upgrade.js';
 import { ENVIRONMENT } from './help.js';
-import { PLUMB_VERSION } from '../agent/version.js';
+import { PLUMB_VERSION } from '../plumb-version.js';
 
 const rootHelp = [
   '',

@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { EXIT, type RollbackResult } from '@plumb/shared';
+import type { RollbackResult } from '@plumb/shared';
+import { EXIT } from '@plumb/shared/core';
 import type { GroupDeployResult } from '../commands/group.js';
 import { dropletFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
 import { helpFooter } from './help.js';

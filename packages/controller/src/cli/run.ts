@@ -1,4 +1,4 @@
-import { EXIT, exitCodeOf, PlumbError, type ExitCode } from '@plumb/shared';
+import { EXIT, exitCodeOf, PlumbError, type ExitCode } from '@plumb/shared/core';
 import type { RemoteError } from '../agent/client.js';
 import type { Context } from '../context.js';
 import { progressReporter } from '../output/progress.js';

@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
-import { WorkerCount, type ScaleResult } from '@plumb/shared';
+import type { ScaleResult } from '@plumb/shared';
+import { WORKER_COUNT } from '@plumb/shared/core';
 import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag, wholeNumber } from './flags.js';
 import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
@@ -12,7 +13,7 @@ export function register(program: Command) {
   const command = program
     .command('scale')
     .argument('<name>', 'API name')
-    .argument('<workers>', 'how many R workers (1 to 16)', wholeNumber(WorkerCount))
+    .argument('<workers>', 'how many R workers (1 to 16)', wholeNumber(WORKER_COUNT))
     .description('run N R workers for an API, without downtime')
     .addOption(waitFlag())
     .addOption(dropletFlag())

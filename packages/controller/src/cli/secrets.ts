@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { SecretsResult, SecretsSetResult } from '@plumb/shared';
+import { ENV_VALUE_MAX_CHARS } from '@plumb/shared/core';
 import type { Context } from '../context.js';
 import { promptHidden } from './confirm.js';
 import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
@@ -29,7 +30,6 @@ function secretValue(key: string, o: { file?: string }): () => Promise<string> {
   let value: Promise<string> | undefined;
   return () =>
     (value ??= (async () => {
-      const { ENV_VALUE_MAX_CHARS } = await import('@plumb/shared');
       if (o.file === undefined && process.stdin.isTTY) return promptHidden(`value of ${key} (typing is not shown; Enter ends it): `, ENV_VALUE_MAX_CHARS);
       return (await import('../commands/secrets.js')).readSecretValue(o);
     })());

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { ValidationError } from '@plumb/shared';
+import { ValidationError } from '@plumb/shared/core';
 import { dropletFlag, groupFlag, jsonFlag, quietFlag } from './flags.js';
 import { dropletNamed } from './droplet-arg.js';
 import { helpFooter } from './help.js';

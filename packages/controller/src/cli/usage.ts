@@ -1,5 +1,5 @@
 import type { CommanderError, CommandUnknownOpts } from '@commander-js/extra-typings';
-import { ValidationError } from '@plumb/shared';
+import { ValidationError } from '@plumb/shared/core';
 
 /** The (sub)command words at the start of `argv` that name commands of `program`: `['keys', 'add']`. */
 export function commandPath(program: CommandUnknownOpts, argv: string[]): string[] {
