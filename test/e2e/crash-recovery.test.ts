@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * kill -9 of the agent in the middle of a deploy (issue 12 item 7): when it starts again, what
@@ -22,17 +22,7 @@ const lines = async (argv: string[]) => (await onDroplet(argv)).split('\n').filt
 /** The worker units systemd runs for an API. */
 const runningWorkers = (name: string) => lines(['systemctl', 'list-units', '--plain', '--no-legend', '--state=active,activating', `plumber-${name}@*.service`]).then((l) => l.map((u) => u.split(/\s+/)[0]!));
 
-interface ApiRow {
-  name: string;
-  release: string;
-  workers: Array<{ port: number }>;
-  draining: Array<{ port: number }>;
-}
-async function statusOf(name: string): Promise<ApiRow | undefined> {
-  const status = await user.plumb(['status', '--json']);
-  const rows = JSON.parse(status.stdout) as Array<{ status: { apis: ApiRow[]; events: Array<{ kind: string; detail: string }> } }>;
-  return rows[0]?.status.apis.find((a) => a.name === name);
-}
+const statusOf = (name: string) => apiStatus(user, name);
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
