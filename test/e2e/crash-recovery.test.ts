@@ -106,3 +106,27 @@ test('kill -9 during the drain after a switch: the new release serves, the reque
   assert.deepEqual(await runningWorkers('drain'), [`plumber-drain@${now!.workers[0]!.port}.service`]);
   assert.equal((await onDroplet(['readlink', '/var/plumber/drain/current'])).replace(/^releases\//, ''), now!.release);
 });
+
+test('a reboot while a deploy waits at the health gate: the old release serves after the boot with exactly its worker, no trace of the new one, and the APIs still kept apart', async () => {
+  assert.equal((await user.plumb(['deploy', await apiDir(sumApi('b1')), '--name', 'boot'])).exitCode, 0);
+  const live = await statusOf('boot');
+  assert.ok(live);
+  const held = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'boot', '--health-timeout', '600']);
+  await until('the new release to be starting', async () => (await runningWorkers('boot')).length === 2);
+  await lab.droplet(dropletId).reboot();
+  const cut = await held;
+  assert.equal(cut.exitCode, 3, cut.stderr);
+  assert.match(cut.stderr, /plumb status/);
+  assert.ok(await agentAnswersAgain(user), 'the agent answers after the boot');
+
+  const now = await statusOf('boot');
+  assert.equal(now?.release, live.release);
+  assert.deepEqual(await runningWorkers('boot'), now!.workers.map((w) => `plumber-boot@${w.port}.service`));
+  assert.deepEqual(await lines(['ls', '/var/plumber/boot/releases']), [live.release]);
+  assert.deepEqual(await lines(['sh', '-c', 'ls /var/lib/plumb/instances | grep "^boot@" || true']), now!.workers.map((w) => `boot@${w.port}.env`));
+  assert.equal(await onDroplet(['sh', '-c', 'ls -A /var/lib/plumb/deploying']), '', 'no deploy marker left');
+  assert.deepEqual(JSON.parse((await httpGet(`http://${address}/boot/version`, 10_000)).body), ['b1']);
+  // The table plumb-routing.service loaded at boot keeps the API's ports to its own user.
+  const uid = await onDroplet(['id', '-u', 'plumber-boot']);
+  assert.match(await onDroplet(['nft', 'list', 'chain', 'ip', 'plumb', 'api_ports']), new RegExp(`${uid} \\. ${now!.workers[0]!.port}\\b`));
+});

@@ -149,32 +149,57 @@ function keepAsking(name: string): { stop: () => Promise<{ ok: number; failed: s
   };
 }
 
+/**
+ * kill -9 of the agent at `point` of `operation` (a deploy or a rollback of `victim`), with
+ * requests going on: the CLI says the connection was lost and to look at `plumb status`; when the
+ * agent is back, the state matches what runs and what is on disk, and the release that serves is
+ * the old one (cut before the state was saved) or the new one (after).
+ */
+async function killedAt(point: string, operation: () => Promise<{ exitCode: number; stderr: string }>, outcome: 'old' | 'new', newVersion: unknown): Promise<void> {
+  const before = await assertCoherent('victim');
+  const was = await version('victim');
+  // The gate: a root-owned file in the agent's root-only state directory (packages/agent/src/crash-point.ts).
+  await sh(`mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/${point}`);
+  const load = keepAsking('victim');
+  const cut = await operation();
+  assert.equal(cut.exitCode, 3, cut.stderr);
+  assert.match(cut.stderr, /plumb status/);
+  assert.ok(await agentAnswersAgain(user), 'the agent answers again');
+  const { ok, failed } = await load.stop();
+  assert.deepEqual(failed, [], `${ok} requests answered`);
+  const now = await assertCoherent('victim');
+  if (outcome === 'old') {
+    assert.equal(now.release, before.release);
+    assert.deepEqual(await version('victim'), was);
+  } else {
+    assert.notEqual(now.release, before.release);
+    assert.deepEqual(await version('victim'), newVersion);
+  }
+  assert.equal(await sh(`ls /var/lib/plumb/instances | grep '^victim@' | sort`), now.workers.map((w) => `victim@${w.port}.env`).join('\n'), 'env files of exactly the live workers');
+}
+
 for (const [point, outcome] of [
-  ['bundle-received', 'the old release'],
-  ['routing-applied', 'the old release'],
-  ['state-saved', 'the new release'],
+  ['bundle-received', 'old'],
+  ['routing-applied', 'old'],
+  ['state-saved', 'new'],
 ] as const) {
-  test(`kill -9 at "${point}": the agent reconciles, ${outcome} serves with exactly its workers, no orphans, and the API answered throughout`, async () => {
-    const before = await assertCoherent('victim');
-    const was = (await version('victim')) as string[];
-    // The gate: a root-owned file in the agent's root-only state directory (packages/agent/src/crash-point.ts).
-    await sh(`mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/${point}`);
-    const load = keepAsking('victim');
-    const cut = await user.plumb(['deploy', await apiDir(sumApi(point)), '--name', 'victim']);
-    assert.equal(cut.exitCode, 3, cut.stderr);
-    assert.match(cut.stderr, /plumb status/);
-    assert.ok(await agentAnswersAgain(user), 'the agent answers again');
-    const { ok, failed } = await load.stop();
-    assert.deepEqual(failed, [], `${ok} requests answered`);
-    const now = await assertCoherent('victim');
-    if (outcome === 'the old release') {
-      assert.equal(now.release, before.release);
-      assert.deepEqual(await version('victim'), was);
-    } else {
-      assert.notEqual(now.release, before.release);
-      assert.deepEqual(await version('victim'), [point]);
-    }
-    assert.equal(await sh(`ls /var/lib/plumb/instances | grep '^victim@' | sort`), now.workers.map((w) => `victim@${w.port}.env`).join('\n'), 'env files of exactly the live workers');
+  test(`kill -9 at "${point}" of a deploy: the agent reconciles, the ${outcome} release serves with exactly its workers, no orphans, and the API answered throughout`, async () => {
+    await killedAt(point, async () => user.plumb(['deploy', await apiDir(sumApi(point)), '--name', 'victim']), outcome, [point]);
+  });
+}
+
+for (const [point, outcome] of [
+  ['routing-applied', 'old'],
+  ['state-saved', 'new'],
+] as const) {
+  test(`kill -9 at "${point}" of a rollback: the ${outcome === 'old' ? 'release live before it' : 'release rolled back to'} serves with exactly its workers, no orphans, and the API answered throughout`, async () => {
+    // What the release a rollback goes to answers, read from its code (sumApi's /version).
+    const releases = (await sh('ls /var/plumber/victim/releases')).split('\n').sort();
+    const previous = releases[releases.indexOf((await assertCoherent('victim')).release) - 1];
+    assert.ok(previous, `a release before the live one: ${releases.join(' ')}`);
+    const code = await sh(`cat /var/plumber/victim/releases/${previous}/plumber.R`);
+    const target = /@get \/version\nfunction\(\) \{\n {2}"([^"]*)"/.exec(code)?.[1];
+    await killedAt(point, () => user.plumb(['rollback', 'victim']), outcome, [target]);
   });
 }
 

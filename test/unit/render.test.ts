@@ -661,7 +661,7 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     const reached = result.stdout.split('\n').filter((l) => l.endsWith(' 200')).map((l) => l.replace(/ 200$/, ''));
     assert.deepEqual(reached, [
       ...targets.map((at) => `root ${at}`),
-      ...targets.filter((at) => !at.startsWith('169')).map((at) => `www-data ${at}`),
+      ...targets.map((at) => `www-data ${at}`),
       'a 127.0.0.1:7001',
       'a 127.0.0.1:9001',
       'b 127.0.0.1:7002',
