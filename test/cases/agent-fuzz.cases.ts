@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import WebSocket from 'ws';
-import { AGENT_PATHS, Request, type RequestInput } from '@plumb/shared';
-import { connectTls } from '@plumb/controller/agent/client';
-import { tokenFor } from '@plumb/controller/agent/tokens';
+import type WebSocket from 'ws';
+import { Request, type RequestInput } from '@plumb/shared';
 import type { AuthTarget } from './agent-auth.cases.js';
 import { agentStillServes } from './agent-frames.cases.js';
+import { agentSocket } from './agent-socket.js';
 
 /**
  * Property-based fuzzing of every request the protocol knows (packages/shared Request), run
@@ -113,8 +112,7 @@ interface Answer {
 
 /** One authenticated socket; `ask` sends a text frame and resolves with the agent's next message. */
 async function fuzzSocket(t: AuthTarget): Promise<{ ask: (text: string) => Promise<Answer>; ws: WebSocket }> {
-  const socket = await connectTls(t.address, t.pin);
-  const ws = new WebSocket(`wss://${t.address.host}:${t.address.port}${AGENT_PATHS.socket}`, { createConnection: () => socket, headers: { authorization: `Bearer ${await tokenFor(t.key, t.dropletUuid)}` } });
+  const { ws } = await agentSocket(t);
   ws.on('error', () => {});
   await once(ws, 'message'); // hello
   const ask = async (text: string): Promise<Answer> => {
@@ -134,10 +132,13 @@ export interface FuzzOptions {
   runs: number;
   /** What must not change: a listing of the agent's state and files, taken before and after. */
   snapshot: () => Promise<string>;
+  /** A lab droplet's agent (over the network), not a local one. */
+  remote?: boolean;
 }
 
 export function agentFuzzCases(target: () => AuthTarget, options: FuzzOptions): void {
-  test('fuzz: every request type has a valid example the fuzzer starts from', () => {
+  // The coverage check needs no agent: run once, where the fuzzing is local.
+  if (!options.remote) test('fuzz: every request type has a valid example the fuzzer starts from', () => {
     const types = Request.options.map((o) => o.shape.type.value).sort();
     assert.deepEqual(VALID_REQUESTS.map((r) => r.type).sort(), types);
     for (const r of VALID_REQUESTS) assert.ok(Request.safeParse(r).success, `${r.type}: ${JSON.stringify(Request.safeParse(r).error?.issues[0])}`);

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * kill -9 of the agent in the middle of a deploy (issue 12 item 7): when it starts again, what
@@ -22,17 +22,7 @@ const lines = async (argv: string[]) => (await onDroplet(argv)).split('\n').filt
 /** The worker units systemd runs for an API. */
 const runningWorkers = (name: string) => lines(['systemctl', 'list-units', '--plain', '--no-legend', '--state=active,activating', `plumber-${name}@*.service`]).then((l) => l.map((u) => u.split(/\s+/)[0]!));
 
-interface ApiRow {
-  name: string;
-  release: string;
-  workers: Array<{ port: number }>;
-  draining: Array<{ port: number }>;
-}
-async function statusOf(name: string): Promise<ApiRow | undefined> {
-  const status = await user.plumb(['status', '--json']);
-  const rows = JSON.parse(status.stdout) as Array<{ status: { apis: ApiRow[]; events: Array<{ kind: string; detail: string }> } }>;
-  return rows[0]?.status.apis.find((a) => a.name === name);
-}
+const statusOf = (name: string) => apiStatus(user, name);
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -115,4 +105,28 @@ test('kill -9 during the drain after a switch: the new release serves, the reque
   assert.equal(now?.draining.length, 0);
   assert.deepEqual(await runningWorkers('drain'), [`plumber-drain@${now!.workers[0]!.port}.service`]);
   assert.equal((await onDroplet(['readlink', '/var/plumber/drain/current'])).replace(/^releases\//, ''), now!.release);
+});
+
+test('a reboot while a deploy waits at the health gate: the old release serves after the boot with exactly its worker, no trace of the new one, and the APIs still kept apart', async () => {
+  assert.equal((await user.plumb(['deploy', await apiDir(sumApi('b1')), '--name', 'boot'])).exitCode, 0);
+  const live = await statusOf('boot');
+  assert.ok(live);
+  const held = user.plumb(['deploy', await apiDir(sleepyApi), '--name', 'boot', '--health-timeout', '600']);
+  await until('the new release to be starting', async () => (await runningWorkers('boot')).length === 2);
+  await lab.droplet(dropletId).reboot();
+  const cut = await held;
+  assert.equal(cut.exitCode, 3, cut.stderr);
+  assert.match(cut.stderr, /plumb status/);
+  assert.ok(await agentAnswersAgain(user), 'the agent answers after the boot');
+
+  const now = await statusOf('boot');
+  assert.equal(now?.release, live.release);
+  assert.deepEqual(await runningWorkers('boot'), now!.workers.map((w) => `plumber-boot@${w.port}.service`));
+  assert.deepEqual(await lines(['ls', '/var/plumber/boot/releases']), [live.release]);
+  assert.deepEqual(await lines(['sh', '-c', 'ls /var/lib/plumb/instances | grep "^boot@" || true']), now!.workers.map((w) => `boot@${w.port}.env`));
+  assert.equal(await onDroplet(['sh', '-c', 'ls -A /var/lib/plumb/deploying']), '', 'no deploy marker left');
+  assert.deepEqual(JSON.parse((await httpGet(`http://${address}/boot/version`, 10_000)).body), ['b1']);
+  // The table plumb-routing.service loaded at boot keeps the API's ports to its own user.
+  const uid = await onDroplet(['id', '-u', 'plumber-boot']);
+  assert.match(await onDroplet(['nft', 'list', 'chain', 'ip', 'plumb', 'api_ports']), new RegExp(`${uid} \\. ${now!.workers[0]!.port}\\b`));
 });

@@ -93,3 +93,18 @@ export async function agentAnswersAgain(user: PlumbUser, timeoutMs = 60_000): Pr
   );
   return answered === true;
 }
+
+/** One API's row in `plumb status --json` of the user's (only) droplet. */
+export interface ApiStatusRow {
+  name: string;
+  release: string;
+  workers: Array<{ port: number }>;
+  draining: Array<{ port: number }>;
+}
+
+/** What `plumb status --json` says of API `name` on the user's droplet; undefined when it is not there. */
+export async function apiStatus(user: PlumbUser, name: string): Promise<ApiStatusRow | undefined> {
+  const status = await user.plumb(['status', '--json']);
+  const rows = JSON.parse(status.stdout) as Array<{ status: { apis: ApiStatusRow[] } }>;
+  return rows[0]?.status.apis.find((a) => a.name === name);
+}

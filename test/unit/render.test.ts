@@ -27,6 +27,8 @@ const twoApis: NginxModel = {
   ],
   forward: 'sum',
 };
+/** The uids of twoApis' users, as the agent reads them from /etc/passwd. */
+const twoUids = new Map([['sum', 998], ['hello-world', 997]]);
 
 
 function refused(fn: () => unknown, pattern: RegExp) {
@@ -213,7 +215,8 @@ server {
     refused(() => renderNginx(one('a', '/a', [9000.5])), /port/);
     refused(() => renderNginx(one('a', '/a', [9000, 9000])), /port 9000 twice/);
     refused(() => renderNginx(one('a', '/a', [9000], 8731)), /front port 8731 .*7000-7999/);
-    refused(() => renderNat(one('a', '/a', [9000], 80)), /front port 80/);
+    refused(() => renderNat(one('a', '/a', [9000], 80), new Map()), /front port 80/);
+    for (const uid of [0, 33, -1, 1.5]) refused(() => renderNat(one('a', '/a'), new Map([['a', uid]])), new RegExp(`uid ${uid} of API a`));
     refused(() => renderNginx({ ...one('a', '/a'), forward: 'b' }), /forward to "b"/);
     const twice = (b: { name: string; path: string }): NginxModel => ({ apis: [{ name: 'a', path: '/a', frontPort: 7005, instances: [] }, { ...b, frontPort: 7006, instances: [] }], forward: null });
     refused(() => renderNginx(twice({ name: 'a', path: '/b' })), /API a twice/);
@@ -223,14 +226,32 @@ server {
 
 describe('nftables: the front ports', () => {
   test('each API\'s front port goes to its live workers in turn; the whole table is replaced in one transaction; an idle API has no rule', () => {
-    const rules = renderNat({ apis: [...twoApis.apis, { name: 'idle', path: '/idle', frontPort: 7003, instances: [] }] });
+    const rules = renderNat({ apis: [...twoApis.apis, { name: 'idle', path: '/idle', frontPort: 7003, instances: [] }] }, new Map());
     const lines = rules.split('\n');
-    assert.deepEqual(lines.slice(2, 5), ['table ip plumb', 'delete table ip plumb', 'table ip plumb {']);
+    assert.deepEqual(lines.slice(3, 6), ['table ip plumb', 'delete table ip plumb', 'table ip plumb {']);
     assert.ok(lines.includes('        ip daddr 127.0.0.1 tcp dport 7001 dnat to 127.0.0.1 : numgen inc mod 2 map { 0 : 9000, 1 : 9001 } comment "sum"'), rules);
     assert.ok(lines.includes('        ip daddr 127.0.0.1 tcp dport 7002 dnat to 127.0.0.1 : numgen inc mod 1 map { 0 : 9002 } comment "hello-world"'), rules);
     assert.doesNotMatch(rules, /7003|idle/);
-    assert.equal(renderNat({ apis: [...twoApis.apis].reverse() }), renderNat(twoApis));
+    assert.equal(renderNat({ apis: [...twoApis.apis].reverse() }, twoUids), renderNat(twoApis, twoUids));
     assert.deepEqual(frontPortsOf(rules), [7002, 7001], 'what the boot unit waits for: the ports with workers');
+  });
+
+  test('the front and worker ports are closed on loopback to all but the agent, nginx and the API\'s own user; the metadata address to every API user', () => {
+    const idle = { name: 'idle', path: '/idle', frontPort: 7003, instances: [] };
+    const lines = renderNat({ apis: [...twoApis.apis, idle] }, new Map([...twoUids, ['idle', 996]])).split('\n');
+    for (const line of [
+      '        type filter hook output priority filter; policy accept;',
+      '        ip daddr 169.254.169.254 meta skuid { 996, 997, 998 } reject comment "no metadata service for the APIs"',
+      '        ip daddr 127.0.0.0/8 tcp dport { 7000-7999, 9000-9999 } ct state new jump api_ports',
+      '        meta skuid { 0, 33 } accept comment "the agent, nginx"',
+      // After the DNAT: a worker's port is what the filter sees of a front-port connection.
+      '        meta skuid . tcp dport { 997 . 7002, 997 . 9002, 996 . 7003, 998 . 7001, 998 . 9000, 998 . 9001 } accept comment "each API its own"',
+      '        reject with tcp reset',
+    ]) assert.ok(lines.includes(line), `${line} in\n${lines.join('\n')}`);
+    const none = renderNat({ apis: [] }, new Map());
+    assert.doesNotMatch(none, /skuid \{ \d+ \}|169\.254|\{ \}/, 'no empty set (nft refuses one), no metadata rule without APIs');
+    assert.match(none, /reject with tcp reset/);
+    assert.doesNotMatch(renderNat(twoApis, new Map([['sum', 998]])), /997/, 'an API whose user is missing owns nothing');
   });
 
   test('at boot the saved table is loaded before nginx starts (after nftables.conf\'s flush), then the workers are waited for, bounded', () => {
@@ -547,7 +568,7 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     const files = {
       'run-api.R': RUNNER_R,
       'plumb.conf': renderNginx(served),
-      'plumb.nft': renderNat(served),
+      'plumb.nft': renderNat(served, new Map()),
       // Uses %>% without library(plumber), and a data file by relative path.
       'sum/plumber.R': '#* @get /add\nfunction(a, b) as.numeric(a) + as.numeric(b)\n\n#* @get /greeting\nfunction() readLines("greeting.txt") %>% paste(collapse = " ")\n\n#* @get /go\nfunction(res) {\n  res$status <- 302\n  res$setHeader("Location", "/greeting")\n  ""\n}\n' +
         // An API that prefixes its own redirects, relative and absolute: left as they are.
@@ -621,6 +642,37 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     assert.ok(listening.includes('127.0.0.1:9000') && listening.includes('127.0.0.1:9001'), listening.join(' '));
     assert.ok(!listening.some((a) => /:900[01]$/.test(a) && !a.startsWith('127.0.0.1:')), `workers listen on loopback only: ${listening.join(' ')}`);
     assert.match(result.stdout, new RegExp(`^log: plumb: serving ${RELEASE_SUM} on 127\\.0\\.0\\.1:9000$`, 'm'));
+  });
+
+  test('the kernel keeps the APIs apart: each user reaches its own front and worker ports only, root and www-data reach all, no API user the metadata address', async () => {
+    // Two API users and a worker each (a plain HTTP server: the filter looks at who connects, not
+    // at what answers), one more worker port no state lists (a release still starting), and a
+    // stand-in metadata service on a local address.
+    const model = { apis: [{ name: 'a', path: '/a', frontPort: 7001, instances: [{ port: 9001 }] }, { name: 'b', path: '/b', frontPort: 7002, instances: [{ port: 9002 }] }] };
+    const who = { root: 0, 'www-data': 33, a: 990, b: 991, other: 1000 };
+    const targets = ['127.0.0.1:7001', '127.0.0.1:9001', '127.0.0.1:7002', '127.0.0.1:9002', '127.0.0.1:9003', '169.254.169.254:80'];
+    const script = [
+      'set -e',
+      'ip link set lo up',
+      'ip addr add 169.254.169.254/32 dev lo',
+      'nft -f /tmp/plumb.nft',
+      'for at in 127.0.0.1:9001 127.0.0.1:9002 127.0.0.1:9003 169.254.169.254:80; do python3 -m http.server ${at#*:} --bind ${at%:*} > /dev/null 2>&1 & done',
+      `for at in ${targets.join(' ')}; do i=0; until curl -s -o /dev/null http://$at/; do i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done; done`,
+      'set +e',
+      ...Object.entries(who).flatMap(([name, uid]) => targets.map((at) => `echo "${name} ${at} $(setpriv --reuid ${uid} --regid ${uid} --clear-groups curl -s -m 5 -o /dev/null -w '%{http_code}' http://${at}/)"`)),
+    ].join('\n');
+    const result = await image.run(['sh', '-c', script], { 'plumb.nft': renderNat(model, new Map([['a', who.a], ['b', who.b]])) });
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    const reached = result.stdout.split('\n').filter((l) => l.endsWith(' 200')).map((l) => l.replace(/ 200$/, ''));
+    assert.deepEqual(reached, [
+      ...targets.map((at) => `root ${at}`),
+      ...targets.map((at) => `www-data ${at}`),
+      'a 127.0.0.1:7001',
+      'a 127.0.0.1:9001',
+      'b 127.0.0.1:7002',
+      'b 127.0.0.1:9002',
+      'other 169.254.169.254:80',
+    ], result.stdout);
   });
 
   test('the runner fails loudly without its environment', async () => {

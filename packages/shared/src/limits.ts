@@ -136,6 +136,11 @@ export const BOOT_ROUTING_POLL_MS = 100;
 /** After an nginx reload, how long the agent waits for the old workers to stop accepting, and how often it looks. */
 export const NGINX_RELOAD_WAIT_MS = 10_000;
 export const NGINX_RELOAD_POLL_MS = 20;
+/**
+ * The cloud's metadata service: it serves the droplet's user-data (the agent's enrolment secret
+ * in it), so no API may reach it (the agent's nftables table, render/nat.ts; IPAddressDeny= too).
+ */
+export const METADATA_ADDRESS = '169.254.169.254';
 /** Local ports the agent gives R workers. */
 export const WORKER_PORT_FIRST = 9000;
 export const WORKER_PORT_LAST = 9999;

@@ -4,8 +4,9 @@ import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
+import type { NginxModel } from '../render/model.js';
 import type { AgentState } from '../state.js';
-import { removeApiUser } from '../system/api-account.js';
+import { apiUids, removeApiUser } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { applyNat, natLost } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
@@ -36,11 +37,15 @@ export async function changeRouting(ctx: OpContext, change: (state: AgentState) 
   });
 }
 
-/** Makes the nftables map and nginx say what `state` says. */
+/** Makes the nftables table (routing and isolation) and nginx say what `state` says. */
 export async function applyRouting(state: AgentState): Promise<'unchanged' | 'reloaded'> {
   const model = nginxModel(state);
-  await applyNat(renderNat(model));
+  await applyNatOf(model);
   return applyNginx(renderNginx(model));
+}
+
+async function applyNatOf(model: NginxModel): Promise<void> {
+  await applyNat(renderNat(model, await apiUids(model.apis.map((a) => a.name))));
 }
 
 /**
@@ -55,8 +60,8 @@ export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks
   return ctx.locks.with(SHARED, async () => {
     const restored: string[] = [];
     if (await natLost()) {
-      await applyNat(renderNat(nginxModel(ctx.state.get())));
-      events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers) was gone or changed; put back from the state" });
+      await applyNatOf(nginxModel(ctx.state.get()));
+      events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers, the APIs kept apart on loopback and from the metadata address) was gone or changed; put back from the state" });
       restored.push('nftables table');
     }
     if (await ufw.lost()) {

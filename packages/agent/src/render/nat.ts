@@ -1,6 +1,9 @@
-import { BOOT_ROUTING_WAIT_MS } from '@plumb/shared';
-import type { NginxModel, RenderedApi } from './model.js';
+import { BOOT_ROUTING_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, METADATA_ADDRESS, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { renderRefused, type NginxModel, type RenderedApi } from './model.js';
 import { sortedApis } from './nginx.js';
+
+/** Debian's fixed uid of www-data (base-passwd), which nginx's workers run as. */
+const NGINX_UID = 33;
 
 /**
  * The nftables table (`ip plumb`) that makes each API's front port reach its live workers:
@@ -9,12 +12,29 @@ import { sortedApis } from './nginx.js';
  * replacing the table (one `nft -f` transaction, atomic) sends new connections to new workers
  * while connections already open finish on the old ones: that is the switch, without touching
  * nginx. Rendered whole from the agent's state, as nginx's config is.
+ *
+ * The same table keeps the APIs apart on loopback (security.md): a new connection to any front
+ * or worker port is let through only from root (the agent), www-data (nginx) and the API's own
+ * user (`uids`: API name -> its user's uid), matched by the socket's owner after the DNAT, so a
+ * worker's own port, a front port and a worker still starting are all covered. And no API user
+ * reaches the metadata address (it serves the droplet's user-data). Checked by the kernel where
+ * the connection starts, so it holds whatever the API runs (R, curl, a shell).
  */
-export function renderNat(model: Pick<NginxModel, 'apis'>): string {
-  const apis = sortedApis(model.apis).filter((a) => a.instances.length > 0);
+export function renderNat(model: Pick<NginxModel, 'apis'>, uids: ReadonlyMap<string, number>): string {
+  const all = sortedApis(model.apis);
+  const apis = all.filter((a) => a.instances.length > 0);
+  const owned = all.flatMap((a) => {
+    const uid = uids.get(a.name);
+    if (uid === undefined) return [];
+    if (!Number.isInteger(uid) || uid <= 0 || uid === NGINX_UID) throw renderRefused(`the uid ${uid} of API ${a.name}`);
+    return [{ uid, ports: [a.frontPort, ...a.instances.map((i) => i.port)] }];
+  });
+  const apiUids = [...new Set(owned.map((o) => o.uid))].sort((a, b) => a - b);
+  const ownPorts = owned.flatMap((o) => o.ports.map((port) => `${o.uid} . ${port}`));
   return [
     '# Written by plumb-agent from its state (/var/lib/plumb/state.json); applied with `nft -f`.',
-    '# Each API\'s front port (nginx\'s upstream) -> its live R workers, a new connection each in turn.',
+    '# Each API\'s front port (nginx\'s upstream) -> its live R workers, a new connection each in turn;',
+    '# those ports reachable only by the agent, nginx and the API itself; no metadata address for APIs.',
     // Creating the table first makes the delete valid on a first run; the file is one transaction.
     'table ip plumb',
     'delete table ip plumb',
@@ -22,6 +42,16 @@ export function renderNat(model: Pick<NginxModel, 'apis'>): string {
     '    chain output {',
     '        type nat hook output priority dstnat; policy accept;',
     ...apis.map(rule),
+    '    }',
+    '    chain isolate {',
+    '        type filter hook output priority filter; policy accept;',
+    ...(apiUids.length > 0 ? [`        ip daddr ${METADATA_ADDRESS} meta skuid { ${apiUids.join(', ')} } reject comment "no metadata service for the APIs"`] : []),
+    `        ip daddr 127.0.0.0/8 tcp dport { ${FRONT_PORT_FIRST}-${FRONT_PORT_LAST}, ${WORKER_PORT_FIRST}-${WORKER_PORT_LAST} } ct state new jump api_ports`,
+    '    }',
+    '    chain api_ports {',
+    `        meta skuid { 0, ${NGINX_UID} } accept comment "the agent, nginx"`,
+    ...(ownPorts.length > 0 ? [`        meta skuid . tcp dport { ${ownPorts.join(', ')} } accept comment "each API its own"`] : []),
+    '        reject with tcp reset',
     '    }',
     '}',
     '',

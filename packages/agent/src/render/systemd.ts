@@ -1,4 +1,4 @@
-import { API_MEMORY_MAX_DEFAULT, API_OOM_SCORE_ADJUST, ApiName, apiUser, EnvKey, EnvValue, MemoryLimit, ReleaseId } from '@plumb/shared';
+import { API_MEMORY_MAX_DEFAULT, API_OOM_SCORE_ADJUST, ApiName, apiUser, EnvKey, EnvValue, MemoryLimit, METADATA_ADDRESS, ReleaseId } from '@plumb/shared';
 import { checked, renderRefused } from './model.js';
 
 /**
@@ -82,8 +82,9 @@ SystemCallFilter=@system-service
 ReadWritePaths=-/var/plumber/${name}/releases -/var/plumber/${name}/data -/var/plumber/${name}/home
 # The agent's state and keys, and cloud-init's copy of the user-data, are root's 0600 anyway.
 InaccessiblePaths=-/var/lib/plumb -/etc/plumb-agent -/var/lib/cloud
-# No metadata service (it serves user-data) for the APIs. Needs cgroup v2 BPF; ignored with a warning without it.
-IPAddressDeny=169.254.169.254
+# No metadata service (it serves user-data) for the APIs. Needs cgroup v2 BPF, ignored with a warning
+# without it: the agent's nftables table refuses it to the API's user as well.
+IPAddressDeny=${METADATA_ADDRESS}
 
 [Install]
 WantedBy=multi-user.target

@@ -1,4 +1,4 @@
-import { chmod, chown, lstat, mkdir, readdir } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { apiUser, PlumbError } from '@plumb/shared';
@@ -40,6 +40,25 @@ async function lookup(user: string): Promise<ApiAccount | undefined> {
   if (found.exitCode !== 0) return undefined;
   const [, , uid, gid] = found.stdout.split(':');
   return { user, uid: Number(uid), gid: Number(gid) };
+}
+
+/**
+ * Each API's user's uid, for the nftables rules that keep the APIs apart (render/nat.ts): read
+ * from /etc/passwd, where useradd --system writes, at once for all (a routing change is on the
+ * deploy's path). An API whose user is missing has no entry: its ports stay closed to API users.
+ */
+export async function apiUids(names: string[]): Promise<Map<string, number>> {
+  const byUser = new Map<string, number>();
+  for (const line of (await readFile(layout.passwd, 'utf8').catch(() => '')).split('\n')) {
+    const [user = '', , uid = ''] = line.split(':');
+    if (/^\d+$/.test(uid)) byUser.set(user, Number(uid));
+  }
+  const uids = new Map<string, number>();
+  for (const name of names) {
+    const uid = byUser.get(apiUser(name));
+    if (uid !== undefined) uids.set(name, uid);
+  }
+  return uids;
 }
 
 /** The API's user, made if missing; then its directories as above. Idempotent. */

@@ -36,7 +36,9 @@ export const layout = {
   deployMarkersDir: '/var/lib/plumb/deploying',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
-  /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
+  /** Where useradd writes the APIs' system users (their uids go into natRules). */
+  passwd: '/etc/passwd',
+  /** The nftables table sending each API's front port to its live workers, and keeping APIs apart (render/nat.ts). */
   natRules: '/var/lib/plumb/nat.nft',
   /** Loads natRules at boot, before nginx (render/nat.ts). */
   routingUnit: '/etc/systemd/system/plumb-routing.service',
