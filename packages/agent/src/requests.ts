@@ -15,6 +15,7 @@ import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
 import type { KeyRing } from './ops/keys.js';
 import { uninstall } from './ops/uninstall.js';
+import { retireLegacy } from './ops/legacy.js';
 import { upgrade } from './ops/upgrade.js';
 
 /** What requests read about the droplet; the real one asks cloud-init and /proc. */
@@ -106,6 +107,8 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       return firewall(request, ctx);
     case 'uninstall':
       return uninstall(rc.afterAnswer);
+    case 'retire-legacy':
+      return retireLegacy(request.names, ctx);
     case 'upgrade':
       if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'an upgrade needs the agent package');
       return upgrade(request, { ctx, upload: rc.upload, stateDir: rc.control.stateDir, runningVersion: rc.control.version, othersInFlight: rc.othersInFlight, afterAnswer: rc.afterAnswer });
