@@ -89,7 +89,13 @@ if [ -e /var/plumber ]; then
     done
   fi
 fi
-[ -n "$plumb_var_other" ] && plumb_refuse ADOPT_CLASH "/var/plumber exists with$plumb_var_other: plumb keeps its APIs there"
+# `plumb uninstall` leaves its APIs serving, with the state a new agent takes them over from.
+if [ -n "$plumb_var_other" ] && [ -f /var/lib/plumb/state.json ]; then
+  plumb_var_other=
+  plumb_say change "the APIs plumb uninstall left in /var/plumber are the new agent's (from /var/lib/plumb/state.json)"
+fi
+plumb_var_listed=${plumb_var_other#/var/plumber}
+[ -n "$plumb_var_other" ] && plumb_refuse ADOPT_CLASH "/var/plumber exists${plumb_var_listed:+ with$plumb_var_listed}: plumb keeps its APIs there"
 
 if [ "$plumb_refusals" -gt 0 ]; then
   [ "$PLUMB_FORCE" = 1 ] || exit 0

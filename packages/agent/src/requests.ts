@@ -106,7 +106,7 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to set up ufw', s.status));
       return firewall(request, ctx);
     case 'uninstall':
-      return uninstall(rc.afterAnswer);
+      return uninstall(rc.afterAnswer, ctx);
     case 'retire-legacy':
       return retireLegacy(request.names, ctx);
     case 'upgrade':
