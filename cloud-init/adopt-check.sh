@@ -2,6 +2,9 @@
 # over SSH; packages/controller/src/adopt-script.ts). It reports, one line each on stdout:
 #   plumb-adopt refuse CODE MESSAGE   why plumb will not take this host over
 #   plumb-adopt change MESSAGE        what --force changes that the owner should know
+#   plumb-adopt import NAME FORWARD   (--import) an API of plumber's do_deploy_api() to take over;
+#                                     FORWARD 1 when do_forward() sends / to it
+#   plumb-adopt code NAME BASE64      (--import) that API's files, /var/plumber/NAME, as a gzip tar
 # and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
 
 plumb_say() { echo "plumb-adopt $*"; }
@@ -20,6 +23,31 @@ if [ -e /opt/plumb-agent/current ]; then
   exit 0
 fi
 
+# plumber's do_provision()/do_deploy_api() layout (--import): a unit plumber-NAME.service running
+# /var/plumber/NAME/plumber.R, its location in sites-available/plumber-apis/NAME.conf, and the site
+# `plumber` that includes those. They keep serving until plumb's own workers answer at the same
+# paths (the agent's retire-legacy step); here they are only read.
+plumb_legacy_site=/etc/nginx/sites-enabled/plumber
+plumb_legacy_apis=
+if [ "$PLUMB_IMPORT" = 1 ]; then
+  for plumb_unit in /etc/systemd/system/plumber-*.service; do
+    [ -f "$plumb_unit" ] || continue
+    plumb_name=${plumb_unit#/etc/systemd/system/plumber-}
+    plumb_name=${plumb_name%.service}
+    case "$plumb_name" in *@*) continue ;; esac
+    if ! echo "$plumb_name" | grep -Eq '^[a-z][a-z0-9_-]{0,38}[a-z0-9]$|^[a-z]$'; then
+      plumb_refuse ADOPT_CLASH "the unit $plumb_unit serves an API whose name plumb cannot take (lower-case letters, digits, - and _, up to 40)"
+    elif [ ! -f "/var/plumber/$plumb_name/plumber.R" ]; then
+      plumb_refuse ADOPT_CLASH "the unit $plumb_unit has no /var/plumber/$plumb_name/plumber.R to import"
+    else
+      plumb_legacy_apis="$plumb_legacy_apis $plumb_name"
+    fi
+  done
+  if [ -z "$plumb_legacy_apis" ]; then
+    plumb_refuse ADOPT_CLASH "--import found no API of plumber's do_deploy_api() (a unit /etc/systemd/system/plumber-NAME.service)"
+  fi
+fi
+
 # Debian's own default site, unchanged, is plumb's to switch off (the agent does); anything else
 # that serves port 80 (explicitly, or by having no listen at all) clashes with plumb's nginx.
 plumb_default_md5=$(dpkg-query -W -f='${Conffiles}\n' 2>/dev/null | awk '$1 == "/etc/nginx/sites-available/default" { print $2; exit }')
@@ -31,6 +59,7 @@ plumb_clashing_sites=
 for plumb_site in /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf; do
   [ -f "$plumb_site" ] || continue
   [ "$plumb_site" = /etc/nginx/conf.d/plumb.conf ] && continue
+  [ -n "$plumb_legacy_apis" ] && [ "$plumb_site" = "$plumb_legacy_site" ] && continue
   if [ "$plumb_site" = /etc/nginx/sites-enabled/default ] && [ -n "$plumb_default_md5" ] &&
     [ "$(md5sum < "$plumb_site" | cut -d' ' -f1)" = "$plumb_default_md5" ]; then
     continue
@@ -47,7 +76,26 @@ if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: 
   [ -n "$plumb_other_rules" ] && plumb_refuse ADOPT_CLASH "ufw is active with rules plumb did not make: $plumb_other_rules"
 fi
 
-[ -e /var/plumber ] && plumb_refuse ADOPT_CLASH "/var/plumber exists: plumb keeps its APIs there"
+# With --import, /var/plumber may hold the APIs imported and do_provision()'s example plumber.R.
+plumb_var_other=
+if [ -e /var/plumber ]; then
+  plumb_var_other=/var/plumber
+  if [ -n "$plumb_legacy_apis" ]; then
+    plumb_var_other=
+    for plumb_entry in /var/plumber/* /var/plumber/.[!.]*; do
+      [ -e "$plumb_entry" ] || continue
+      case " $plumb_legacy_apis /var/plumber/plumber.R " in *" ${plumb_entry#/var/plumber/} "*|*" $plumb_entry "*) continue ;; esac
+      plumb_var_other="$plumb_var_other $plumb_entry"
+    done
+  fi
+fi
+# `plumb uninstall` leaves its APIs serving, with the state a new agent takes them over from.
+if [ -n "$plumb_var_other" ] && [ -f /var/lib/plumb/state.json ]; then
+  plumb_var_other=
+  plumb_say change "the APIs plumb uninstall left in /var/plumber are the new agent's (from /var/lib/plumb/state.json)"
+fi
+plumb_var_listed=${plumb_var_other#/var/plumber}
+[ -n "$plumb_var_other" ] && plumb_refuse ADOPT_CLASH "/var/plumber exists${plumb_var_listed:+ with$plumb_var_listed}: plumb keeps its APIs there"
 
 if [ "$plumb_refusals" -gt 0 ]; then
   [ "$PLUMB_FORCE" = 1 ] || exit 0
@@ -58,6 +106,15 @@ if [ "$plumb_refusals" -gt 0 ]; then
     plumb_say change "nginx: $plumb_site disabled (moved to /etc/nginx/plumb-disabled/); sites that do not serve port 80 stay enabled"
   done
   [ -n "${plumb_other_rules:-}" ] && plumb_say change "ufw: incoming now denied by default; kept the rules $plumb_other_rules"
-  [ -e /var/plumber ] && plumb_say change "/var/plumber kept as it is; plumb adds its APIs beside what is there"
+  [ -n "$plumb_var_other" ] && plumb_say change "/var/plumber kept as it is; plumb adds its APIs beside what is there"
 fi
+if ! ufw status 2>/dev/null | grep -q '^Status: active' || ! ufw status verbose 2>/dev/null | grep -q 'deny (incoming)'; then
+  plumb_say change "ufw: on, incoming denied by default except SSH (22), HTTP (80) and the agent ($PLUMB_AGENT_PORT)"
+fi
+for plumb_name in $plumb_legacy_apis; do
+  plumb_forward=0
+  grep -Eqs "return +[0-9]+ +/$plumb_name/?;" /etc/nginx/sites-available/plumber-apis/_forward.conf && plumb_forward=1
+  plumb_say import "$plumb_name" "$plumb_forward"
+  plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" -czf - . | base64 -w0)"
+done
 plumb_say checked

@@ -50,6 +50,7 @@ export const VALID_REQUESTS: RequestInput[] = [
   { id: 1, type: 'secrets-set', name: 'sum', set: { KEY: 'v' }, unset: ['OLD'], wait: false },
   { id: 1, type: 'export', name: 'sum' },
   { id: 1, type: 'uninstall' },
+  { id: 1, type: 'retire-legacy', names: ['sum'] },
   { id: 1, type: 'cancel' },
 ];
 

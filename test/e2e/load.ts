@@ -25,6 +25,8 @@ export interface LoadOptions {
   concurrency?: number;
   maxMs?: number;
   keepAlive?: boolean;
+  /** Any other HTTP status is a failure too (by default only a 5xx is). */
+  expectStatus?: number;
   /** For https:// URLs: the CA to trust and the name to ask for (SNI and Host), the URL's host being an address. */
   tls?: { ca: string; servername: string };
 }
@@ -53,7 +55,9 @@ export function startLoad(url: string, opts: LoadOptions): Load {
       const started = performance.now();
       const req = client.get(url, { agent, timeout: 10_000, ...tls }, (res) => {
         res.resume();
-        res.on('end', () => ((res.statusCode ?? 0) >= 500 ? outcome.fail(`HTTP ${res.statusCode}`, false) : outcome.ok(performance.now() - started)));
+        const status = res.statusCode ?? 0;
+        const bad = status >= 500 || (opts.expectStatus !== undefined && status !== opts.expectStatus);
+        res.on('end', () => (bad ? outcome.fail(`HTTP ${status}`, false) : outcome.ok(performance.now() - started)));
         res.on('error', (err) => outcome.fail(err.message, false));
       });
       req.on('socket', (socket) => {

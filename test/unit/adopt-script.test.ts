@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { AGENT_PORT } from '@plumb/shared';
 import { baseCommands, renderAdoptScript } from '@plumb/controller/adopt-script';
 import { dropletBase, renderUserData } from '@plumb/controller/cloud-init';
+import { renderNginx } from '@plumb/agent/render/nginx';
 import { namedUserData } from './user-data-input.js';
 
 const input = namedUserData('adopted-1');
@@ -29,5 +30,14 @@ describe('the droplet base, as provision writes it and as adopt runs it', () => 
 
   test('a user-data key adopt does not know is refused, so the two cannot drift apart', () => {
     assert.throws(() => baseCommands({ ...dropletBase(input), mounts: [['/dev/vdb', '/data']] }), /adopt does not know how to apply the user-data key\(s\) mounts/);
+  });
+
+  test('adopt --import: the check lists do_deploy_api() units and their files, and plumb yields port 80 to the old site until retire-legacy', () => {
+    const script = renderAdoptScript({ base: dropletBase(input), agentPort: AGENT_PORT, force: false, import: true });
+    assert.match(script, /^PLUMB_IMPORT=1$/m);
+    assert.ok(script.indexOf('plumb_say code') < script.indexOf('plumb_say checked'));
+    const model = { apis: [{ name: 'sum', path: '/sum', frontPort: 7001, instances: [{ port: 9001 }] }], forward: null };
+    assert.match(renderNginx(model), /^ {4}listen 80 default_server;$/m);
+    assert.doesNotMatch(renderNginx({ ...model, defaultServer: false }), /default_server/);
   });
 });

@@ -15,6 +15,7 @@ import { status } from './ops/status.js';
 import type { Upload } from './upload.js';
 import type { KeyRing } from './ops/keys.js';
 import { uninstall } from './ops/uninstall.js';
+import { retireLegacy } from './ops/legacy.js';
 import { upgrade } from './ops/upgrade.js';
 
 /** What requests read about the droplet; the real one asks cloud-init and /proc. */
@@ -105,7 +106,9 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
       await waitForCloudInit(CLOUD_INIT_DONE_TIMEOUT_MS, facts, (s) => ctx.progress('waiting for cloud-init to set up ufw', s.status));
       return firewall(request, ctx);
     case 'uninstall':
-      return uninstall(rc.afterAnswer);
+      return uninstall(rc.afterAnswer, ctx);
+    case 'retire-legacy':
+      return retireLegacy(request.names, ctx);
     case 'upgrade':
       if (!rc.upload) throw new PlumbError('BAD_REQUEST', 'an upgrade needs the agent package');
       return upgrade(request, { ctx, upload: rc.upload, stateDir: rc.control.stateDir, runningVersion: rc.control.version, othersInFlight: rc.othersInFlight, afterAnswer: rc.afterAnswer });

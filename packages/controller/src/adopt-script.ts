@@ -22,6 +22,8 @@ export interface AdoptScriptInput {
   agentPort: number;
   /** Take over even though the check found things plumb would overwrite (and say what changed). */
   force: boolean;
+  /** Take over plumber's old do_deploy_api() APIs: the check lists them and sends their files. */
+  import?: boolean;
 }
 
 /** POSIX sh single quotes: nothing inside is special. */
@@ -34,6 +36,7 @@ export function renderAdoptScript(input: AdoptScriptInput): string {
     'set -eu',
     `PLUMB_AGENT_PORT=${input.agentPort}`,
     `PLUMB_FORCE=${input.force ? 1 : 0}`,
+    `PLUMB_IMPORT=${input.import === true ? 1 : 0}`,
     check,
     // From here on only plumb's own lines reach stdout.
     'exec 3>&1 1>&2',

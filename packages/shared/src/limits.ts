@@ -275,3 +275,10 @@ export const ADOPT_SSH_CONNECT_TIMEOUT_S = 20;
 export const ADOPT_SSH_SESSION_TIMEOUT_MS = 20 * 60_000;
 /** How much of SSH's stderr (apt's output) a failed adopt shows. */
 export const ADOPT_LOG_LINES = 30;
+/**
+ * `plumb adopt --import`: at most this many of plumber's old do_deploy_api() APIs are taken over
+ * in one adopt, each one's code (a gzip tar, base64 on the SSH session) at most BUNDLE_MAX_BYTES.
+ */
+export const LEGACY_APIS_MAX = 32;
+/** After plumb's server took over port 80, how long an old API's unit may finish the requests nginx had sent it before it stops. */
+export const LEGACY_DRAIN_MS = 30_000;

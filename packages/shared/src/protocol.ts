@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, LEGACY_APIS_MAX, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -410,6 +410,11 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('firewall'), ssh: z.enum(['open', 'close']) }),
   /** Removes the agent (its files, unit, state, port in ufw) once this is answered; the APIs keep serving. */
   z.object({ id: Id, type: z.literal('uninstall') }),
+  /**
+   * `plumb adopt --import`: plumber's old do_deploy_api() APIs of these names now serve as plumb
+   * APIs, so their nginx site (do_provision's `plumber`) goes and their units `plumber-NAME` stop.
+   */
+  z.object({ id: Id, type: z.literal('retire-legacy'), names: z.array(ApiName).min(1).max(LEGACY_APIS_MAX) }),
   UpgradeRequest,
   /** The controller keys this droplet trusts. */
   z.object({ id: Id, type: z.literal('keys') }),
@@ -673,6 +678,10 @@ export const FirewallResult = z.object({
 });
 export type FirewallResult = z.infer<typeof FirewallResult>;
 
+/** The answer to `retire-legacy`: the units stopped and disabled, and where the old nginx site went (null: it was gone). */
+export const RetireLegacyResult = z.object({ stopped: z.array(z.string()), site: z.string().nullable() });
+export type RetireLegacyResult = z.infer<typeof RetireLegacyResult>;
+
 /** The answer to `uninstall`: what goes once the answer is sent (the APIs, nginx and their units stay). */
 export const UninstallResult = z.object({ removing: z.array(z.string()) });
 export type UninstallResult = z.infer<typeof UninstallResult>;
@@ -737,6 +746,7 @@ export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {
   alerts: AlertsResult,
   firewall: FirewallResult,
   uninstall: UninstallResult,
+  'retire-legacy': RetireLegacyResult,
   upgrade: UpgradeResult,
   keys: KeysResult,
   'keys-add': KeysResult,

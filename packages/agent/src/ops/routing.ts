@@ -39,7 +39,8 @@ export async function changeRouting(ctx: OpContext, change: (state: AgentState) 
 
 /** Makes the nftables table (routing and isolation) and nginx say what `state` says. */
 export async function applyRouting(state: AgentState): Promise<'unchanged' | 'reloaded'> {
-  const model = nginxModel(state);
+  // An old do_provision() site still serving (adopt --import, until retire-legacy) keeps port 80's default.
+  const model = { ...nginxModel(state), defaultServer: !(await exists(layout.legacySite)) };
   await applyNatOf(model);
   return applyNginx(renderNginx(model));
 }
@@ -82,10 +83,11 @@ export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks
  * the default site they add) with Debian's default site or without plumb's file.
  */
 async function nginxNeverRendered(): Promise<boolean> {
-  const exists = (file: string) => access(file).then(() => true, () => false);
   if ((await exists(layout.nginxConf)) && !(await exists(layout.nginxDefaultSite))) return false;
   return systemd.isActive('nginx.service');
 }
+
+const exists = (file: string) => access(file).then(() => true, () => false);
 
 /** The lowest front port no other API has. */
 export function freeFrontPort(state: AgentState): number {

@@ -35,6 +35,8 @@ export interface NginxModel {
   forward: string | null;
   /** With certificates, each one's domains get an HTTPS server and HTTP redirects there. */
   certificates?: RenderedCertificate[];
+  /** false while another site (plumber's old do_provision one, being imported) is port 80's default server; true when absent. */
+  defaultServer?: boolean;
 }
 
 /** Where certbot keeps a lineage's current files: links it switches to the new ones on renewal. */

@@ -25,6 +25,7 @@ export function renderNginx(model: NginxModel): string {
   const apis = sortedApis(model.apis);
   const forward = model.forward === null ? null : forwardTarget(apis, model.forward);
   const certificates = sortedCertificates(model.certificates ?? []);
+  const defaultServer = model.defaultServer === false ? '' : ' default_server';
   const locations = [...dropletHealthLocation, ...apis.flatMap(apiLocations), '', ...rootLocation(forward)];
   const lines = [
     '# Written by plumb-agent from its state (/var/lib/plumb/state.json); edits here are overwritten.',
@@ -39,8 +40,8 @@ export function renderNginx(model: NginxModel): string {
     ...apis.filter(running).flatMap(selfRedirectMap),
     '',
     'server {',
-    '    listen 80 default_server;',
-    '    listen [::]:80 default_server;',
+    `    listen 80${defaultServer};`,
+    `    listen [::]:80${defaultServer};`,
     '    server_name _;',
     '    client_max_body_size 64m;',
     '    server_tokens off;',

@@ -43,6 +43,17 @@ export const layout = {
   /** Loads natRules at boot, before nginx (render/nat.ts). */
   routingUnit: '/etc/systemd/system/plumb-routing.service',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
+  /**
+   * plumber's do_provision() site (its APIs' locations are included from
+   * sites-available/plumber-apis/): on a host adopted with --import it serves port 80 until
+   * `retire-legacy` moves it into disabledSites, and until then plumb's server is not the default.
+   */
+  legacySite: '/etc/nginx/sites-enabled/plumber',
+  /** Where sites plumb took port 80 from go, as `DIR-NAME` (adopt --force does the same). */
+  disabledSites: '/etc/nginx/plumb-disabled',
+  /** do_deploy_api()'s unit for an API, `plumber-NAME.service` (plumb's own are `plumber-NAME@PORT`). */
+  legacyUnit: (name: string) => `plumber-${name}.service`,
+  legacyUnitFile: (name: string) => `/etc/systemd/system/plumber-${name}.service`,
   acmeWebroot: '/var/lib/plumb/acme',
   /** Lab only: a root-owned file here kills the agent at that point (crash-point.ts). */
   crashPoint: (point: string) => `/var/lib/plumb/crash-points/${point}`,

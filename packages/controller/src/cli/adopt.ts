@@ -6,7 +6,14 @@ import { one } from './provision.js';
 import { output } from './run.js';
 import type { AdoptResult } from '../commands/adopt.js';
 
-export const text = (r: AdoptResult) => [one(r), ...(r.changes.length > 0 ? ['  changed on the host (--force):', ...r.changes.map((c) => `    ${c}`)] : [])].join('\n');
+export const text = (r: AdoptResult) =>
+  [
+    one(r),
+    ...(r.changes.length > 0 ? ['  changed on the host:', ...r.changes.map((c) => `    ${c}`)] : []),
+    ...(r.imported.length > 0
+      ? ["  imported from plumber's do_deploy_api() (the old units are stopped and disabled):", ...r.imported.map((a) => `    ${a.name} at ${a.path}: release ${a.release}${a.forwarded ? ', served at /' : ''}`)]
+      : []),
+  ].join('\n');
 
 export function register(program: Command) {
   const command = program
@@ -18,10 +25,11 @@ export function register(program: Command) {
     .option('--port <n>', 'the SSH port', wholeNumber(range(1, 65535)), 22)
     .option('-y, --yes', "accept the host's SSH key on first contact without asking (for scripts); a changed key is still refused")
     .option('--force', 'take over even if nginx serves port 80, ufw has other rules or /var/plumber exists; lists what it changed')
+    .option('--import', "take over the APIs plumber's do_provision()/do_deploy_api() set up there as plumb APIs, at the same paths, without a failed request")
     .addOption(quietFlag())
     .addOption(jsonFlag())
     .action((target, { json, quiet, ...o }) =>
       output({ json, quiet }, async (ctx) => (await import('../commands/adopt.js')).adopt({ ...o, target, interactive: process.stdin.isTTY === true }, ctx), text),
     );
-  helpFooter(command, ['plumb adopt root@203.0.113.7', 'plumb adopt root@api.example.com --ssh-key ~/.ssh/id_ed25519 --name api-1 --yes'], ['PLUMB_SSH_CONFIG']);
+  helpFooter(command, ['plumb adopt root@203.0.113.7', 'plumb adopt root@203.0.113.7 --import', 'plumb adopt root@api.example.com --ssh-key ~/.ssh/id_ed25519 --name api-1 --yes'], ['PLUMB_SSH_CONFIG']);
 }

@@ -1,19 +1,27 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { access } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { x as extractTar } from 'tar';
 import {
   ADOPT_LOG_LINES,
   ADOPT_SSH_CONNECT_TIMEOUT_S,
   ADOPT_SSH_SESSION_TIMEOUT_MS,
   AGENT_PORT,
+  ApiName,
+  BUNDLE_MAX_BYTES,
   checkInput,
   DropletName,
   ENROLMENT_SECRET_BYTES,
   isErrorCode,
   PlumbError,
   ValidationError,
+  type RetireLegacyResult,
 } from '@plumb/shared';
+import { withAgent } from '../agent/connect.js';
 import { AgentConnection } from '../agent/client.js';
 import { agentPackage } from '../agent/package.js';
 import { tokenFor } from '../agent/tokens.js';
@@ -34,14 +42,25 @@ export interface AdoptOptions {
   yes?: boolean;
   /** Take over a host that serves things plumb would overwrite; the changes are listed. */
   force?: boolean;
+  /** Take over the APIs plumber's do_provision()/do_deploy_api() left there as plumb APIs. */
+  import?: boolean;
   /** Whether ssh can ask the person at the terminal (host key on first contact, a key's passphrase). */
   interactive: boolean;
 }
 
 export interface AdoptResult extends Omit<ProvisionResult, 'cloudInit' | 'example'> {
   example: null;
-  /** What --force changed on the host that was not plumb's. */
+  /** What adopt changed on the host that was not plumb's. */
   changes: string[];
+  /** With --import: each old API, now a plumb API with its first release. */
+  imported: ImportedApi[];
+}
+
+export interface ImportedApi {
+  name: string;
+  path: string;
+  release: string;
+  forwarded: boolean;
 }
 
 /** An ssh_config file plumb's SSH reads instead of ~/.ssh/config (known_hosts, keys, jump hosts). */
@@ -75,7 +94,7 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   });
 
   ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: 'R, plumber, nginx, ufw, certbot' });
-  const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false }), ctx);
+  const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false, import: opts.import ?? false }), ctx);
 
   const record: KnownDroplet = {
     name,
@@ -91,11 +110,12 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   };
   await ctx.droplets.save(record);
   await installAndEnrol(record, enrolmentSecret, pkg, key, ctx);
+  const imported = await importLegacy(record, report.imports, ctx);
   const connection = await AgentConnection.open({ host, port: AGENT_PORT }, record.fingerprint!, await tokenFor(key, dropletUuid));
   try {
     const facts = await connection.request<{ swap: ProvisionResult['swap']; agentVersion: string }>({ type: 'facts' });
     ctx.progress({ step: 'done', done: true });
-    return { droplet: record, example: null, agentVersion: facts.agentVersion, swap: facts.swap, changes: report.changes, tookMs: Date.now() - started };
+    return { droplet: record, example: null, agentVersion: facts.agentVersion, swap: facts.swap, changes: report.changes, imported, tookMs: Date.now() - started };
   } finally {
     connection.close();
   }
@@ -103,6 +123,40 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
 
 interface ScriptReport {
   changes: string[];
+  imports: LegacyApi[];
+}
+
+/** An API of plumber's do_deploy_api() as the check found it: its files (a gzip tar) and whether `/` forwards to it. */
+interface LegacyApi {
+  name: string;
+  forward: boolean;
+  code: Buffer;
+}
+
+/**
+ * Each old API is deployed as a plumb API of the same name at the same path (`/NAME`, as
+ * do_deploy_api() served it), from its files, through deploy's health gate; meanwhile the old
+ * site keeps port 80 (the agent's server is not the default while it is there). Then one request
+ * has the agent switch port 80 to plumb and stop the old units.
+ */
+async function importLegacy(record: KnownDroplet, apis: LegacyApi[], ctx: Context): Promise<ImportedApi[]> {
+  if (apis.length === 0) return [];
+  const { deploy } = await import('./deploy.js');
+  const imported: ImportedApi[] = [];
+  for (const api of apis) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), `plumb-import-${api.name}-`));
+    try {
+      await pipeline(Readable.from(api.code), extractTar({ cwd: dir, strict: true, preserveOwner: false, filter: (_p, entry) => 'type' in entry && (entry.type === 'File' || entry.type === 'Directory') }));
+      ctx.progress({ step: `importing ${api.name}: its first plumb release from /var/plumber/${api.name}` });
+      const deployed = await deploy({ dir, name: api.name, path: `/${api.name}`, forward: api.forward, droplet: record.name }, ctx);
+      imported.push({ name: api.name, path: deployed.path, release: deployed.release, forwarded: api.forward });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  ctx.progress({ step: 'switching port 80 to plumb and stopping the old units' });
+  await withAgent(ctx, record.name, ({ connection }) => connection.request<RetireLegacyResult>({ type: 'retire-legacy', names: apis.map((a) => a.name) }));
+  return imported;
 }
 
 /** ssh's options: the user's own rules, with the host key question answered as the flags say. */
@@ -141,7 +195,7 @@ async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx:
   const said = lines.filter((l) => l.startsWith('plumb-adopt ')).map((l) => l.slice('plumb-adopt '.length));
   const refusals = said.filter((l) => l.startsWith('refuse ')).map((l) => l.slice('refuse '.length));
   const changes = said.filter((l) => l.startsWith('change ')).map((l) => l.slice('change '.length));
-  if (said.includes('done') && exitCode === 0) return { changes };
+  if (said.includes('done') && exitCode === 0) return { changes, imports: legacyApis(said) };
   if (refusals.length > 0 && !said.includes('checked')) {
     const [first] = refusals;
     const code = first!.split(' ')[0]!;
@@ -150,6 +204,19 @@ async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx:
   }
   if (exitCode === 255 && !said.includes('checked')) throw sshFailure(host, log.join('\n'));
   throw new PlumbError('ADOPT_FAILED', `installing plumb on ${host} failed (ssh exit ${exitCode ?? 'timeout'}); the end of its output:\n${log.slice(-ADOPT_LOG_LINES).join('\n')}`, 'fix what the output names, then adopt again with --force (what was installed stays)');
+}
+
+/** The check's `import NAME FORWARD` and `code NAME BASE64` lines, paired by name. */
+function legacyApis(said: string[]): LegacyApi[] {
+  const code = new Map(said.filter((l) => l.startsWith('code ')).map((l) => l.split(' ') as [string, string, string]).map(([, name, base64]) => [name, Buffer.from(base64 ?? '', 'base64')]));
+  return said
+    .filter((l) => l.startsWith('import '))
+    .map((l) => l.split(' '))
+    .map(([, name = '', forward]) => {
+      const files = code.get(name);
+      if (files === undefined || files.length > BUNDLE_MAX_BYTES) throw new PlumbError('ADOPT_FAILED', `the files of the old API ${name} did not arrive whole over SSH (at most ${BUNDLE_MAX_BYTES / 1024 / 1024} MiB)`, 'the old API still serves as it did; adopt again with --force --import once it is smaller');
+      return { name: checkInput(ApiName, name, 'imported API name'), forward: forward === '1', code: files };
+    });
 }
 
 /** Calls `take` with each whole line of the stream, and with the last one when it ends without a newline. */

@@ -146,7 +146,7 @@ export async function provision(opts: ProvisionOptions, ctx: Context): Promise<P
  */
 export async function installAndEnrol(record: KnownDroplet, enrolmentSecret: string, pkg: AgentPackage, key: SigningKey, ctx: Context): Promise<void> {
   const address: AgentAddress = { host: record.ipv4, port: record.agentPort };
-  const pin = await startAgent(address, enrolmentSecret, pkg, record.name, ctx);
+  const pin = await startAgent(address, enrolmentSecret, pkg, record, ctx);
   ctx.progress({ step: 'enrolling the agent' });
   const fingerprint = await enrol(address, () => tokenFor(key, record.uuid), enrolmentSecret);
   // The bootstrap made the agent's own key: a different one now means someone else answers.
@@ -163,15 +163,19 @@ export class DropletFailedError extends RemoteError {
   }
 }
 
-const destroyHint = (name: string) => `the droplet is still there (and billed): \`plumb destroy ${name}\` removes it`;
+type Host = Pick<KnownDroplet, 'name' | 'external'>;
 
-function failed(name: string, status: BootstrapStatus): DropletFailedError | undefined {
+/** What is left, and how to be rid of it: a DigitalOcean droplet is destroyed; an adopted host (which destroy refuses) is forgotten and adopted again. */
+const destroyHint = ({ name, external }: Host) =>
+  external ? `the host keeps what adopt installed: \`plumb forget ${name}\`, fix what the log names, then adopt it again with --force` : `the droplet is still there (and billed): \`plumb destroy ${name}\` removes it`;
+
+function failed(host: Host, status: BootstrapStatus): DropletFailedError | undefined {
   const { cloudInit } = status;
   if (cloudInit.errors.length > 0) {
     return new DropletFailedError({
       code: 'CLOUD_INIT_FAILED',
-      message: `cloud-init on ${name} failed in stage ${cloudInit.stage ?? '?'}: ${cloudInit.errors.join('; ')}`,
-      hint: destroyHint(name),
+      message: `cloud-init on ${host.name} failed in stage ${cloudInit.stage ?? '?'}: ${cloudInit.errors.join('; ')}`,
+      hint: destroyHint(host),
       step: `cloud-init ${cloudInit.stage ?? ''}`.trim(),
       log: status.output,
     });
@@ -179,7 +183,7 @@ function failed(name: string, status: BootstrapStatus): DropletFailedError | und
   if (status.stage === 'failed') {
     // Mostly cloud-init not bringing what the agent needs: name its stage, as for its own errors.
     const step = cloudInit.status === 'running' && cloudInit.stage ? `cloud-init ${cloudInit.stage}` : 'agent install';
-    return new DropletFailedError({ code: 'BOOTSTRAP_FAILED', message: `the agent could not be installed on ${name}: ${status.error ?? 'unknown reason'}`, hint: destroyHint(name), step, log: status.output });
+    return new DropletFailedError({ code: 'BOOTSTRAP_FAILED', message: `the agent could not be installed on ${host.name}: ${status.error ?? 'unknown reason'}`, hint: destroyHint(host), step, log: status.output });
   }
   return undefined;
 }
@@ -200,7 +204,7 @@ const STEPS: Record<BootstrapStatus['stage'], string> = {
  * bootstrap ends the wait at once, with cloud-init's output. Returns the fingerprint the bootstrap
  * proved (null if the agent answered before the bootstrap was seen, with a mirror URL).
  */
-async function startAgent(address: AgentAddress, secret: string, pkg: AgentPackage, name: string, ctx: Context): Promise<string | null> {
+async function startAgent(address: AgentAddress, secret: string, pkg: AgentPackage, host: Host, ctx: Context): Promise<string | null> {
   const started = Date.now();
   let last: BootstrapStatus | undefined;
   let silentSince: number | null = null;
@@ -221,25 +225,25 @@ async function startAgent(address: AgentAddress, secret: string, pkg: AgentPacka
       if (answer.kind === 'bootstrap') {
         last = answer.status;
         silentSince = null;
-        const failure = failed(name, last);
+        const failure = failed(host, last);
         if (failure) throw failure;
         if (!uploaded && last.stage === 'waiting-for-package') {
           show(STEPS[last.stage], `${Math.ceil(pkg.bytes / 1024)} KiB`);
           last = await uploadPackage(address, last.fingerprint, secret, pkg);
           uploaded = true;
-          const refused = failed(name, last);
+          const refused = failed(host, last);
           if (refused) throw refused;
         }
         show(STEPS[last.stage], last.cloudInit.stage ? `cloud-init ${last.cloudInit.stage}` : undefined);
       } else if (last === undefined) {
         if (now - started > DROPLET_BOOT_TIMEOUT_MS) {
-          throw new PlumbError('DROPLET_SILENT', `droplet ${name} has not answered on ${address.host}:${address.port} in the ${DROPLET_BOOT_TIMEOUT_MS / 60_000} minutes since it became active (${answer.reason}): it did not boot, or cloud-init did not run`, `${destroyHint(name)}; DigitalOcean's console for the droplet shows its boot`);
+          throw new PlumbError('DROPLET_SILENT', `droplet ${host.name} has not answered on ${address.host}:${address.port} in the ${DROPLET_BOOT_TIMEOUT_MS / 60_000} minutes since it became active (${answer.reason}): it did not boot, or cloud-init did not run`, `${destroyHint(host)}; DigitalOcean's console for the droplet shows its boot`);
         }
       } else {
         // The bootstrap has let go of the port: the agent should be there in moments.
         silentSince ??= now;
         if (now - silentSince > AGENT_START_TIMEOUT_MS) {
-          throw new PlumbError('AGENT_NEVER_STARTED', `the agent on ${name} was installed but has not answered for ${AGENT_START_TIMEOUT_MS / 1000} s`, `${destroyHint(name)}; its log: journalctl -u plumb-agent (ssh root@${address.host})`);
+          throw new PlumbError('AGENT_NEVER_STARTED', `the agent on ${host.name} was installed but has not answered for ${AGENT_START_TIMEOUT_MS / 1000} s`, `${destroyHint(host)}; its log: journalctl -u plumb-agent (ssh root@${address.host})`);
         }
       }
       return undefined;
@@ -247,5 +251,5 @@ async function startAgent(address: AgentAddress, secret: string, pkg: AgentPacka
     { timeoutMs: AGENT_ANSWER_TIMEOUT_MS, intervalMs: BOOTSTRAP_POLL_MS },
   );
   if (answered) return answered.fingerprint;
-  throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${name} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes (the droplet was at: ${last ? STEPS[last.stage] : 'booting'})`, destroyHint(name));
+  throw new PlumbError('AGENT_NEVER_ANSWERED', `the agent on ${host.name} did not answer within ${AGENT_ANSWER_TIMEOUT_MS / 60_000} minutes (the droplet was at: ${last ? STEPS[last.stage] : 'booting'})`, destroyHint(host));
 }
