@@ -87,7 +87,7 @@ const deployMark = (mark: GroupMark | null): GroupChange | undefined => (mark?.k
 export async function syncGroup(group: string, opts: { only?: number[] }, ctx: Context): Promise<SyncResult> {
   const started = Date.now();
   const members = await groupMembers(group, ctx);
-  const statuses = await status({ members }, ctx);
+  const statuses = await status({ members, remember: false }, ctx);
   const apis: SyncedApi[] = [];
   for (const api of groupApis(group, members, statuses)) {
     const targets = api.members.filter((m) => (m.state === 'drift' || m.state === 'missing') && (opts.only === undefined || opts.only.includes(m.id)));

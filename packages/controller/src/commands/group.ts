@@ -84,7 +84,8 @@ async function liveOn(droplet: KnownDroplet, name: string, ctx: Context): Promis
 
 /** Each member's API `name` as its agent reports it (undefined: not served, or the member could not be asked). */
 async function apiOnMembers(members: KnownDroplet[], name: string, ctx: Context): Promise<(ApiStatus | undefined)[]> {
-  const statuses = await status({ members }, ctx);
+  // Not a look by the user: the events stay new for their next `plumb status`.
+  const statuses = await status({ members, remember: false }, ctx);
   return statuses.map((s) => s.status?.apis.find((a) => a.name === name));
 }
 
