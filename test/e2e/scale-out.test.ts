@@ -65,7 +65,9 @@ async function untilBalancer(want: (row: LbRow) => boolean, what: string, timeou
 /** Every member, and no other droplet, healthy as the balancer sees it. */
 const allHealthy = (row: LbRow) =>
   JSON.stringify(row.droplets.filter((d) => d.healthy === true).map((d) => d.id).sort()) === JSON.stringify(members.map((m) => m.id).sort()) && row.droplets.length === members.length;
-const versionOn = async (ipv4: string) => (await httpGet(`http://${ipv4}/sum/version`, 5000)).body;
+/** How long one request to a droplet may take: on a loaded CI machine R answers slowly (what answers is checked, not how fast). */
+const ANSWER_MS = 15_000;
+const versionOn = async (ipv4: string) => (await httpGet(`http://${ipv4}/sum/version`, ANSWER_MS)).body;
 
 async function deployGroup(version: string, extra: string[] = []) {
   return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
@@ -136,7 +138,7 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
   for (const m of members) assert.match(scaled.stdout, new RegExp(`^${m.name}:\\s+sum: 1 -> 2 workers`, 'm'));
   const pids = async (ipv4: string) => {
     const seen = new Set<string>();
-    for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${ipv4}/sum/pid`)).body);
+    for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${ipv4}/sum/pid`, ANSWER_MS)).body);
     return seen;
   };
   for (const m of members) assert.equal((await pids(m.ipv4)).size, 2, `two workers answer on ${m.name}`);
@@ -182,7 +184,7 @@ test("a droplet added to the group later gets the group's APIs from a member and
   // The group's settings came with it: two workers, as `scale --group` left the others.
   assert.equal(await versionOn(third.ipv4), '["v1"]');
   const seen = new Set<string>();
-  for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${third.ipv4}/sum/pid`)).body);
+  for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${third.ipv4}/sum/pid`, ANSWER_MS)).body);
   assert.equal(seen.size, 2);
   members = [...members, third];
   await untilBalancer(allHealthy, `${third.name} healthy with the others`);
