@@ -297,7 +297,7 @@ test("a group deploy while a droplet is off leaves it drifted, flagged by status
   // behaves differently, so it drifts; the sync puts back the group's env and no memory limit.
   const byHand = await user.plumb(['deploy', v5, '--name', 'sum', '--droplet', third.name, '--env', 'MODE=debug', '--memory', '400M']);
   assert.equal(byHand.exitCode, 0, byHand.stderr);
-  const memoryMax = () => lab.droplet(third.id).exec(['sh', '-c', 'systemctl show -p MemoryMax --value $(systemctl list-units --plain --no-legend "plumber-sum@*" | cut -d" " -f1) | sort -u']);
+  const memoryMax = () => lab.droplet(third.id).exec(['sh', '-c', 'systemctl show -p MemoryMax --value $(systemctl list-units --plain --no-legend "plumber-sum@*" | cut -d" " -f1) | sed /^$/d | sort -u']);
   assert.equal(await memoryMax(), String(400 * 1024 * 1024));
   assert.deepEqual((await groupStatus()).json.drifted, [third.name], 'another env is drift, though the files are the same');
   const resynced = await user.plumb(['group', 'sync', GROUP]);
