@@ -1,26 +1,42 @@
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { execa } from 'execa';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
 import { startLoad } from './load.js';
-import { plumbUser, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
 
 /**
- * One API on a group of three droplets behind a DigitalOcean Load Balancer (the lab's HAProxy),
- * driven with the real `plumb`: group provision, `lb create`, rolling group deploys under load,
- * a deploy that fails on the second droplet and the group rollback, a droplet powered off.
- * The three droplets boot at once (provision --count 3 makes them concurrently).
+ * One API on a group of droplets behind a DigitalOcean Load Balancer (the lab's HAProxy), driven
+ * with the real `plumb`: group provision, `lb create`, `--group` on status, releases, scale,
+ * restart, logs and remove, a droplet added later that gets the group's APIs from a member,
+ * rolling group deploys under load, a deploy that fails on the second droplet and the group
+ * rollback, a droplet powered off (the balancer takes it out; a group deploy while it is off
+ * leaves it drifted until it is synced). One group for the whole file: two droplets boot at once,
+ * a third joins later, so the late joiner is tested without booting a droplet of its own.
  */
 
 const GROUP = 'web';
 /** Fast checks so the unhealthy window (interval x threshold = 6 s) fits a test. */
 const CHECKS = ['--check-interval', '3', '--check-timeout', '3', '--unhealthy-threshold', '2', '--healthy-threshold', '2'];
 
+interface Member {
+  id: number;
+  name: string;
+  ipv4: string;
+}
+
 let lab: Lab;
 let user: PlumbUser;
-let members: { id: number; name: string; ipv4: string }[];
+/** Oldest first (the order of a rolling deploy); the third joins in a test. */
+let members: Member[];
 let balancerIp: string;
+/** The first release's directory: removed before the late joiner arrives, so its copy can only come from a member. */
+let v1Dir: string;
 
 interface LbRow {
   ip: string;
@@ -36,7 +52,7 @@ async function lbState(): Promise<LbRow> {
 }
 
 /** Polls `plumb lb` until `want` holds for the balancer's view; the view that satisfied it. */
-async function untilBalancer(want: (row: LbRow) => boolean, what: string, timeoutMs = 90_000): Promise<LbRow> {
+async function untilBalancer(want: (row: LbRow) => boolean, what: string, timeoutMs = 120_000): Promise<LbRow> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const row = await lbState();
@@ -46,20 +62,38 @@ async function untilBalancer(want: (row: LbRow) => boolean, what: string, timeou
   }
 }
 
-const allHealthy = (row: LbRow) => row.droplets.length === members.length && row.droplets.every((d) => d.healthy === true);
-const versionOn = async (ipv4: string) => (await httpGet(`http://${ipv4}/sum/version`, 5000)).body;
+/** Every member, and no other droplet, healthy as the balancer sees it. */
+const allHealthy = (row: LbRow) =>
+  JSON.stringify(row.droplets.filter((d) => d.healthy === true).map((d) => d.id).sort()) === JSON.stringify(members.map((m) => m.id).sort()) && row.droplets.length === members.length;
+/** How long one request to a droplet may take: on a loaded CI machine R answers slowly (what answers is checked, not how fast). */
+const ANSWER_MS = 15_000;
+const versionOn = async (ipv4: string) => (await httpGet(`http://${ipv4}/sum/version`, ANSWER_MS)).body;
 
 async function deployGroup(version: string, extra: string[] = []) {
   return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
 }
 
+interface GroupStatusJson {
+  drifted: string[];
+  apis: { name: string; source: { droplet: string }; members: { droplet: string; state: string; digest: string | null }[] }[];
+}
+
+async function groupStatus(): Promise<{ text: string; json: GroupStatusJson }> {
+  const text = await user.plumb(['status', '--group', GROUP]);
+  assert.equal(text.exitCode, 0, text.stderr);
+  const json = await user.plumb(['status', '--group', GROUP, '--json']);
+  assert.equal(json.exitCode, 0, json.stderr);
+  return { text: text.stdout, json: JSON.parse(json.stdout) as GroupStatusJson };
+}
+
 before(async () => {
   lab = await startLab();
   user = await plumbUser(lab);
-  const made = await user.plumb(['provision', '--group', GROUP, '--count', '3', '--json']);
+  const made = await user.plumb(['provision', '--group', GROUP, '--count', '2', '--json']);
   assert.equal(made.exitCode, 0, made.stderr);
-  members = (JSON.parse(made.stdout) as { droplet: { id: number; name: string; ipv4: string } }[]).map((r) => r.droplet).sort((a, b) => a.id - b.id);
-  const deployed = await deployGroup('v1');
+  members = (JSON.parse(made.stdout) as { droplet: Member }[]).map((r) => r.droplet).sort((a, b) => a.id - b.id);
+  v1Dir = await apiDir(sumApi('v1'));
+  const deployed = await user.plumb(['deploy', v1Dir, '--name', 'sum', '--group', GROUP]);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   const created = await user.plumb(['lb', 'create', GROUP, ...CHECKS, '--json']);
   assert.equal(created.exitCode, 0, created.stderr);
@@ -85,6 +119,76 @@ test('provision --group: the droplets carry the group tag, and the group and its
   assert.equal(lb.exitCode, 0, lb.stderr);
   assert.match(lb.stdout, new RegExp(`plumb-${GROUP} \\(group ${GROUP}\\) active at ${balancerIp.replaceAll('.', '\\.')}`));
   for (const d of members) assert.match(lb.stdout, new RegExp(`${d.name} \\(${d.id}\\): healthy`));
+});
+
+test('--group on status, releases, scale, restart and logs acts on every droplet of the group', async () => {
+  const { text, json } = await groupStatus();
+  assert.match(text, new RegExp(`group ${GROUP}: 2 droplets, every one on the group's current release`));
+  const [sum] = json.apis;
+  assert.equal(sum?.name, 'sum');
+  assert.deepEqual(sum.members.map((m) => m.state), ['current', 'current']);
+  assert.equal(new Set(sum.members.map((m) => m.digest)).size, 1, 'the same code has the same content digest on both droplets');
+
+  const releases = await user.plumb(['releases', 'sum', '--group', GROUP]);
+  assert.equal(releases.exitCode, 0, releases.stderr);
+  for (const m of members) assert.match(releases.stdout, new RegExp(`^${m.name}: \\* \\S+ .* content ${sum.members[0]?.digest?.slice(0, 12)}`, 'm'));
+
+  const scaled = await user.plumb(['scale', 'sum', '2', '--group', GROUP]);
+  assert.equal(scaled.exitCode, 0, scaled.stderr);
+  for (const m of members) assert.match(scaled.stdout, new RegExp(`^${m.name}:\\s+sum: 1 -> 2 workers`, 'm'));
+  const pids = async (ipv4: string) => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${ipv4}/sum/pid`, ANSWER_MS)).body);
+    return seen;
+  };
+  for (const m of members) assert.equal((await pids(m.ipv4)).size, 2, `two workers answer on ${m.name}`);
+
+  // Following the group's log while each droplet writes a line: both lines arrive, each with its droplet.
+  const follow = execa(process.execPath, [PLUMB_CLI, 'logs', 'sum', '--group', GROUP, '-f', '-n', '0'], { env: user.env, reject: false, stdin: 'ignore' });
+  let out = '';
+  follow.stdout?.on('data', (chunk: Buffer) => (out += String(chunk)));
+  const deadline = Date.now() + 60_000;
+  const wanted = members.map((m) => new RegExp(`^${m.name}  \\S+ plumber-sum@\\d+  shout: from-${m.name}$`, 'm'));
+  while (!wanted.every((w) => w.test(out)) && Date.now() < deadline) {
+    for (const m of members) await httpGet(`http://${m.ipv4}/sum/shout?msg=from-${m.name}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  follow.kill('SIGINT');
+  await follow;
+  for (const w of wanted) assert.match(out, w);
+
+  const restarted = await user.plumb(['restart', 'sum', '--group', GROUP]);
+  assert.equal(restarted.exitCode, 0, restarted.stderr);
+  for (const m of members) assert.match(restarted.stdout, new RegExp(`^${m.name}:\\s+restarted sum \\(2 workers\\)`, 'm'));
+  // The last lines of each droplet, merged by time: both droplets' lines, in time order.
+  const recent = await user.plumb(['logs', 'sum', '--group', GROUP, '-n', '20']);
+  assert.equal(recent.exitCode, 0, recent.stderr);
+  for (const m of members) assert.match(recent.stdout, new RegExp(`^${m.name}  \\d{4}-\\d\\d-\\d\\dT\\S+Z `, 'm'));
+  const times = recent.stdout.trim().split('\n').map((l) => l.split('  ')[1]?.split(' ')[0] ?? '');
+  assert.deepEqual(times, [...times].sort(), 'merged by time');
+
+  const both = await user.plumb(['status', '--group', GROUP, '--droplet', members[0]!.name]);
+  assert.equal(both.exitCode, 2, 'a group and one droplet at once is a usage error');
+});
+
+test("a droplet added to the group later gets the group's APIs from a member and the balancer counts it healthy", async () => {
+  // The laptop no longer has the API's directory: the release can only come from a member.
+  await rm(v1Dir, { recursive: true });
+  const added = await user.plumb(['provision', '--group', GROUP, '--json']);
+  assert.equal(added.exitCode, 0, added.stderr);
+  const [row] = JSON.parse(added.stdout) as { droplet: Member; synced?: { ok: boolean; apis: { name: string; droplets: { droplet: string; outcome: string }[] }[] } }[];
+  assert.ok(row);
+  const third = row.droplet;
+  assert.equal(row.synced?.ok, true, added.stdout);
+  assert.deepEqual(row.synced.apis.map((a) => [a.name, a.droplets.map((d) => [d.droplet, d.outcome])]), [['sum', [[third.name, 'updated']]]]);
+  // The group's settings came with it: two workers, as `scale --group` left the others.
+  assert.equal(await versionOn(third.ipv4), '["v1"]');
+  const seen = new Set<string>();
+  for (let i = 0; i < 12; i++) seen.add((await httpGet(`http://${third.ipv4}/sum/pid`, ANSWER_MS)).body);
+  assert.equal(seen.size, 2);
+  members = [...members, third];
+  await untilBalancer(allHealthy, `${third.name} healthy with the others`);
+  assert.deepEqual((await groupStatus()).json.drifted, []);
 });
 
 test('each droplet answers /__plumb/health on port 80 with every API it serves', async () => {
@@ -124,6 +228,11 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   assert.ok(first && second && third);
   // R code that refuses to start on the second droplet only (its hostname is the droplet's name).
   const failsOnSecond = sumApi('v5', `if (Sys.info()[["nodename"]] == "${second.name}") stop("this release cannot start on ${second.name}")\n`);
+  // The same user's other laptop, set up before this deploy (its keys and droplets, no record of
+  // the deploy): it undoes the deploy from what the droplets' agents keep.
+  const laptop = await mkdtemp(path.join(os.tmpdir(), 'plumb-laptop-'));
+  await cp(path.join(user.configHome, 'plumb'), path.join(laptop, 'plumb'), { recursive: true });
+  const onLaptop = { env: { XDG_CONFIG_HOME: laptop } };
   const deployed = await user.plumb(['deploy', await apiDir(failsOnSecond), '--name', 'sum', '--group', GROUP]);
   assert.equal(deployed.exitCode, 1, deployed.stdout);
   assert.match(deployed.stdout, /stopped at the first failure/);
@@ -133,10 +242,12 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   assert.match(deployed.stdout, new RegExp(`${third.name}: untouched`));
   assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v4"]', '["v4"]']);
 
-  const rolled = await user.plumb(['rollback', 'sum', '--group', GROUP]);
+  const rolled = await user.plumb(['rollback', 'sum', '--group', GROUP], onLaptop);
   assert.equal(rolled.exitCode, 0, rolled.stderr);
   assert.match(rolled.stdout, new RegExp(`rolled back sum on every droplet of group ${GROUP}`));
   for (const d of members) assert.equal(await versionOn(d.ipv4), '["v4"]');
+  assert.deepEqual((await groupStatus()).json.drifted, [], 'the rolled-back release is the current one, on every droplet');
+  // Undone is undone, whichever laptop asks.
   const again = await user.plumb(['rollback', 'sum', '--group', GROUP]);
   assert.equal(again.exitCode, 1);
   assert.match(again.stderr, /no group deploy of sum to web to undo/);
@@ -157,4 +268,55 @@ test('a droplet powered off: the balancer takes it out within its unhealthy wind
   const report = await afterwards.stop();
   assert.equal(report.failed, 0, report.failures.join('\n'));
   assert.ok(report.ok > 20, `only ${report.ok} requests answered`);
+});
+
+test("a group deploy while a droplet is off leaves it drifted, flagged by status --group; group sync copies the group's release to it", async () => {
+  const [first, second, third] = members;
+  assert.ok(first && second && third);
+  const api = clientFor(lab);
+  const v5 = await apiDir(sumApi('v5'));
+  const deployed = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP]);
+  assert.equal(deployed.exitCode, 1, deployed.stdout);
+  assert.match(deployed.stdout, new RegExp(`${third.name}: FAILED`));
+  assert.equal(await waitAction(api, (await api.droplet.powerOnDroplet({ droplet_id: third.id })).data.action.id), 'completed');
+  // Back on, it serves what it served before the deploy, so the balancer counts it healthy: only plumb can tell.
+  await untilBalancer(allHealthy, `${third.name} healthy again`);
+  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v5"]', '["v4"]']);
+  const drifted = await groupStatus();
+  assert.deepEqual(drifted.json.drifted, [third.name]);
+  assert.match(drifted.text, new RegExp(`not on the group's current release: ${third.name} \\(\`plumb group sync ${GROUP}\``));
+  assert.match(drifted.text, new RegExp(`^    ${third.name}: \\S+ \\(content \\w+\\)  DRIFT`, 'm'));
+
+  const synced = await user.plumb(['group', 'sync', GROUP]);
+  assert.equal(synced.exitCode, 0, synced.stderr);
+  assert.match(synced.stdout, new RegExp(`sum: release \\S+ of (${first.name}|${second.name}), copied to\\n    ${third.name}: \\S+ -> \\S+`));
+  assert.equal(await versionOn(third.ipv4), '["v5"]');
+  assert.deepEqual((await groupStatus()).json.drifted, []);
+
+  // The same code with another --env (and a memory limit), deployed to one droplet by hand: it
+  // behaves differently, so it drifts; the sync puts back the group's env and no memory limit.
+  const byHand = await user.plumb(['deploy', v5, '--name', 'sum', '--droplet', third.name, '--env', 'MODE=debug', '--memory', '400M']);
+  assert.equal(byHand.exitCode, 0, byHand.stderr);
+  const memoryMax = () => lab.droplet(third.id).exec(['sh', '-c', 'systemctl show -p MemoryMax --value $(systemctl list-units --plain --no-legend "plumber-sum@*" | cut -d" " -f1) | sed /^$/d | sort -u']);
+  assert.equal(await memoryMax(), String(400 * 1024 * 1024));
+  assert.deepEqual((await groupStatus()).json.drifted, [third.name], 'another env is drift, though the files are the same');
+  const resynced = await user.plumb(['group', 'sync', GROUP]);
+  assert.equal(resynced.exitCode, 0, resynced.stderr);
+  assert.equal(await memoryMax(), 'infinity');
+  assert.deepEqual((await groupStatus()).json.drifted, []);
+  const again = await user.plumb(['group', 'sync', GROUP]);
+  assert.equal(again.exitCode, 0, again.stderr);
+  assert.match(again.stdout, /already runs the group's current release/);
+});
+
+test('remove --group takes the API off every droplet', async () => {
+  const refused = await user.plumb(['remove', 'sum', '--group', GROUP]);
+  assert.equal(refused.exitCode, 2, 'without --yes off a terminal it asks, and so refuses');
+  const removed = await user.plumb(['remove', 'sum', '--group', GROUP, '--yes']);
+  assert.equal(removed.exitCode, 0, removed.stderr);
+  for (const m of members) {
+    assert.match(removed.stdout, new RegExp(`^${m.name}: removed sum`, 'm'));
+    assert.equal((await httpGet(`http://${m.ipv4}/sum/version`)).status, 404);
+  }
+  assert.match((await groupStatus()).text, /no APIs yet/);
 });

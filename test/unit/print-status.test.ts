@@ -9,7 +9,7 @@ const heartbeat: StatusResult['heartbeat'] = { time: '2026-11-28T06:00:00.000Z',
 
 function statusWith(draining: StatusResult['apis'][number]['draining'], secrets: string[] = []): StatusResult {
   return {
-    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null }],
+    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null, group: null }],
     forward: null,
     hello: { type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null, features: [] },
     load: heartbeat.load,

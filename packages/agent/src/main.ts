@@ -64,7 +64,7 @@ async function main(): Promise<void> {
         cloudInit: await cloudInitStatus(),
         swap: await swapFacts(),
         upgrade: await lastUpgrade(paths.stateDir),
-        features: [AGENT_FEATURES.deltaUpload, AGENT_FEATURES.secrets, AGENT_FEATURES.exportRelease],
+        features: [AGENT_FEATURES.deltaUpload, AGENT_FEATURES.secrets, AGENT_FEATURES.exportRelease, AGENT_FEATURES.groupMarks],
       }),
     },
   });

@@ -86,7 +86,7 @@ export async function handleRequest(request: Answerable, rc: RequestContext): Pr
     case 'releases':
       return releases(request.name, ctx);
     case 'rollback':
-      return rollback(request.name, request.to, request.wait, ctx);
+      return rollback(request.name, request.to, request.wait, request.group, ctx);
     case 'scale':
       return scale(request.name, request.workers, request.wait, ctx);
     case 'watch':

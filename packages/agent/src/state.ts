@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DomainName, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { ApiName, DomainName, GroupMark, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
@@ -73,6 +73,8 @@ export const ApiRecord = z.object({
   repo: HttpUrl.nullable().default(null),
   binaryRepo: HttpUrl.nullable().default(null),
   deployedAt: z.string(),
+  /** Its last group deploy or rollback (GroupMark): kept here, not on a laptop, so any controller can undo it. */
+  group: GroupMark.nullable().default(null),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;
 

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { ApiName, DomainName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
+import { ApiName, DomainName, GroupName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, LEGACY_APIS_MAX, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
@@ -164,6 +164,8 @@ export const AGENT_FEATURES = {
   secrets: 'secrets',
   /** `export`: the live release of an API as a bundle, so a controller can copy it to another droplet of its group. */
   exportRelease: 'export-release',
+  /** Deploys and rollbacks may carry a `group` mark, kept with the API and shown by `status` (GroupMark). */
+  groupMarks: 'group-marks',
 } as const;
 
 /** What the agent says first on every socket. */
@@ -322,6 +324,20 @@ export const BundleFile = z.object({
 export type BundleFile = z.infer<typeof BundleFile>;
 
 /**
+ * A group deploy or rollback as the controller sends it: the group's generation, one more than
+ * the highest any member holds, so the newest group change is found without comparing clocks.
+ */
+export const GroupChange = z.object({ name: GroupName, generation: z.number().int().positive() });
+export type GroupChange = z.infer<typeof GroupChange>;
+
+/**
+ * The last group change of an API, kept by its agent (so any controller can read it): what it
+ * switched from and to. `rollback --group` undoes the members holding the newest `deploy` mark.
+ */
+export const GroupMark = GroupChange.extend({ kind: z.enum(['deploy', 'rollback']), from: ReleaseId.nullable(), to: ReleaseId });
+export type GroupMark = z.infer<typeof GroupMark>;
+
+/**
  * Deploy: this request, then the bundle as binary frames, then `upload-end`. With a `manifest`
  * (agents with AGENT_FEATURES.deltaUpload), the agent first answers `upload-need` with the files
  * it has in none of the API's kept releases, and the bundle holds only those. A setting left out
@@ -354,6 +370,8 @@ export const DeployRequest = z.object({
   packages: PackagesSpec.optional(),
   /** Every file of the release (see above); absent: the bundle is the whole release. */
   manifest: z.array(BundleFile).max(BUNDLE_MAX_ENTRIES).optional(),
+  /** Part of a group deploy: the agent keeps the mark with the API once the release is live. */
+  group: GroupChange.optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -394,7 +412,7 @@ export const Request = z.discriminatedUnion('type', [
   /** An API's releases, oldest first, and which one is live. */
   z.object({ id: Id, type: z.literal('releases'), name: ApiName }),
   /** Switch back to an earlier release (the previous one unless `to`), through the same health gate. */
-  z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable(), wait: Wait }),
+  z.object({ id: Id, type: z.literal('rollback'), name: ApiName, to: ReleaseId.nullable(), wait: Wait, group: GroupChange.optional() }),
   /** Change the number of R workers without downtime. */
   z.object({ id: Id, type: z.literal('scale'), name: ApiName, workers: WorkerCount, wait: Wait }),
   /** Receive events (up, down, restarted, deploy, …) as they happen, until the socket closes. */
@@ -532,8 +550,10 @@ export type SecretsResult = z.infer<typeof SecretsResult>;
 export const SecretsSetResult = SecretsResult.extend({ set: z.array(EnvKey), unset: z.array(EnvKey), restarted: z.boolean(), workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
 export type SecretsSetResult = z.infer<typeof SecretsSetResult>;
 /**
- * A release's content: sha256 over its files' paths, hashes and executable bits. Release ids are
- * each droplet's own; the digest is how droplets of a group are seen to run the same code.
+ * A release's content: sha256 over its files' paths, hashes and executable bits, and its --env
+ * (names and values: they change what the code does; secrets are the API's, not the release's,
+ * and stay out). Release ids are each droplet's own; the digest is how droplets of a group are
+ * seen to run the same code with the same settings.
  */
 export const ReleaseDigest = z.string().regex(/^[0-9a-f]{64}$/);
 export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean(), digest: ReleaseDigest.nullable().default(null) });
@@ -568,6 +588,8 @@ export const ApiStatus = z.object({
   secrets: z.array(EnvKey).default([]),
   /** The live release's content (ReleaseDigest); null from agents before it. */
   digest: ReleaseDigest.nullable().default(null),
+  /** The API's last group deploy or rollback on this droplet; null: none (or an agent from before marks). */
+  group: GroupMark.nullable().default(null),
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
 

@@ -90,10 +90,17 @@ export async function manifestOf(name: string, release: string): Promise<BundleF
   return scanned;
 }
 
-/** ReleaseDigest (packages/shared): the same files give the same digest on any droplet, whatever their order. */
-export function releaseDigest(files: BundleFile[]): string {
+const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * ReleaseDigest (packages/shared): the same files and env give the same digest on any droplet,
+ * whatever their order. An empty env adds nothing, so a release without --env keeps the digest
+ * it had before env counted.
+ */
+export function releaseDigest(files: BundleFile[], env: Record<string, string> = {}): string {
   const hash = createHash('sha256');
-  for (const f of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) hash.update(`${f.path}\0${f.sha256}\0${f.executable ? 'x' : '-'}\n`);
+  for (const f of [...files].sort((a, b) => byteOrder(a.path, b.path))) hash.update(`${f.path}\0${f.sha256}\0${f.executable ? 'x' : '-'}\n`);
+  for (const key of Object.keys(env).sort(byteOrder)) hash.update(`env\0${key}\0${env[key]}\n`);
   return hash.digest('hex');
 }
 

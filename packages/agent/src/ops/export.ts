@@ -49,7 +49,7 @@ export async function exportRelease(name: string, send: (chunk: Buffer) => Promi
     return {
       name,
       release: api.current,
-      digest: releaseDigest(files),
+      digest: releaseDigest(files, live.env),
       bytes,
       files: files.map((f) => f.path),
       forwarded: ctx.state.get().forward === name,

@@ -1,4 +1,4 @@
-import { DEFAULT_WORKERS, PlumbError, type ReleasesResult, type RollbackResult, type ScaleResult } from '@plumb/shared';
+import { DEFAULT_WORKERS, PlumbError, type GroupChange, type ReleasesResult, type RollbackResult, type ScaleResult } from '@plumb/shared';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
@@ -10,12 +10,12 @@ import { digestOf } from './status.js';
 /** An API's releases on disk, oldest first. */
 export async function releases(name: string, ctx: OpContext): Promise<ReleasesResult> {
   const api = requireApi(ctx.state.get(), name);
-  const digests = await Promise.all(api.releases.map((r) => digestOf(name, r.id)));
+  const digests = await Promise.all(api.releases.map((r) => digestOf(name, r.id, r.env)));
   return { name, releases: api.releases.map((r, i) => ({ id: r.id, createdAt: r.createdAt, files: r.files, bytes: r.bytes, live: r.id === api.current, digest: digests[i] ?? null })) };
 }
 
 /** Back to an earlier release (the one before the live one unless `to`), through the same gate as a deploy. */
-export async function rollback(name: string, to: string | null, wait: boolean, ctx: OpContext): Promise<RollbackResult> {
+export async function rollback(name: string, to: string | null, wait: boolean, group: GroupChange | undefined, ctx: OpContext): Promise<RollbackResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);
@@ -31,7 +31,13 @@ export async function rollback(name: string, to: string | null, wait: boolean, c
     if (target.id === api.current) throw new PlumbError('ALREADY_LIVE', `release ${target.id} is already live`);
     const { drain } = await rollout(
       { ...liveSettings(api), release: target.id, env: target.env, secrets: api.secrets, library: target.library, workers: api.workers.length || DEFAULT_WORKERS, wait },
-      (ports) => ({ ...api, current: target.id, workers: ports.map((port) => ({ port, release: target.id })), deployedAt: new Date().toISOString() }),
+      (ports) => ({
+        ...api,
+        current: target.id,
+        workers: ports.map((port) => ({ port, release: target.id })),
+        deployedAt: new Date().toISOString(),
+        group: group ? { ...group, kind: 'rollback', from: api.current, to: target.id } : api.group,
+      }),
       undefined,
       ctx,
     );

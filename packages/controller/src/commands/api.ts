@@ -4,6 +4,7 @@ import {
   ReleaseId,
   WorkerCount,
   type ForwardResult,
+  type GroupChange,
   type ReleasesResult,
   type RemoveResult,
   type RestartResult,
@@ -55,11 +56,11 @@ export async function releases(name: string, opts: { droplet?: string }, ctx: Co
 }
 
 /** Back to the release before the live one, or to `to`, through the same health gate as a deploy. */
-export async function rollback(name: string, opts: SwitchOptions & { to?: string }, ctx: Context) {
+export async function rollback(name: string, opts: SwitchOptions & { to?: string; group?: GroupChange }, ctx: Context) {
   const checked = apiName(name);
   const to = opts.to === undefined ? null : checkInput(ReleaseId, opts.to, '--to', `see \`plumb releases ${checked}\``);
   return withAgent(ctx, opts.droplet, ({ connection }) =>
-    connection.request<RollbackResult>({ type: 'rollback', name: checked, to, wait: opts.wait ?? false }, { onProgress: agentProgress(ctx) }),
+    connection.request<RollbackResult>({ type: 'rollback', name: checked, to, wait: opts.wait ?? false, ...(opts.group ? { group: opts.group } : {}) }, { onProgress: agentProgress(ctx) }),
   );
 }
 

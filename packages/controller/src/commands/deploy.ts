@@ -1,4 +1,4 @@
-import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type PackagesSpec } from '@plumb/shared';
+import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
@@ -14,10 +14,11 @@ export interface DeployOptions {
   /** `KEY=VALUE` pairs, as given on the command line. */
   env?: string[];
   workers?: number;
-  healthPath?: string;
+  /** null: none (any answer below 500 will do), as a copied release may say. */
+  healthPath?: string | null;
   healthTimeoutSeconds?: number;
-  /** systemd MemoryMax= for each worker, e.g. 512M. */
-  memory?: string;
+  /** systemd MemoryMax= for each worker, e.g. 512M; null: no limit. */
+  memory?: string | null;
   /** Releases kept on the droplet for rollback. */
   keep?: number;
   /** How long the previous workers may finish requests in flight, in seconds. */
@@ -34,6 +35,8 @@ export interface DeployOptions {
   binaryRepo?: string;
   /** Send every file, even those the droplet has in an earlier release. */
   full?: boolean;
+  /** Part of a group deploy: the mark its agent keeps (GroupChange). */
+  groupChange?: GroupChange;
 }
 
 /**
@@ -78,9 +81,9 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
     settings.env = env;
   }
   if (opts.workers !== undefined) settings.workers = checkInput(WorkerCount, opts.workers, '--workers');
-  if (opts.healthPath !== undefined) settings.healthPath = checkInput(UrlPath, opts.healthPath, '--health-path');
+  if (opts.healthPath !== undefined) settings.healthPath = opts.healthPath === null ? null : checkInput(UrlPath, opts.healthPath, '--health-path');
   if (opts.healthTimeoutSeconds !== undefined) settings.healthTimeoutMs = checkInput(HealthTimeoutSeconds, opts.healthTimeoutSeconds, '--health-timeout') * 1000;
-  if (opts.memory !== undefined) settings.memoryMax = checkInput(MemoryLimit, opts.memory, '--memory');
+  if (opts.memory !== undefined) settings.memoryMax = opts.memory === null ? null : checkInput(MemoryLimit, opts.memory, '--memory');
   if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
   if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(DrainTimeoutSeconds, opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
   return settings;
@@ -155,7 +158,7 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     let needed: (files: number[]) => void = () => undefined;
     const need = new Promise<number[]>((resolve) => (needed = resolve));
     const pending = connection.start<DeployResult>(
-      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}) },
+      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}), ...(opts.groupChange ? { group: opts.groupChange } : {}) },
       { onProgress: agentProgress(ctx), onNeed: needed },
     );
     let settled = false;

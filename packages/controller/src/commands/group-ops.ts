@@ -1,4 +1,4 @@
-import { ApiName, checkInput, JournalSince, LogLines, PlumbError, type ApiStatus, type LogEntry, type LogsResult } from '@plumb/shared';
+import { ApiName, checkInput, JournalSince, LogLines, PlumbError, type ApiStatus, type GroupMark, type LogEntry, type LogsResult } from '@plumb/shared';
 import type { PerDroplet } from '../agent/connect.js';
 import type { Context } from '../context.js';
 import type { KnownDroplet } from '../local/droplets-state.js';
@@ -67,10 +67,11 @@ export interface MemberRelease {
   deployedAt: string | null;
 }
 
-/** One API across the group: its current release (the one made live last, on `source`) and each member's. */
+/** One API across the group: its current release (the group's newest change, on `source`) and each member's. */
 export interface GroupApi {
   name: string;
-  source: { droplet: string; id: number; release: string; digest: string | null; deployedAt: string };
+  /** `mark`: the group change that put the release there (null: none, or the member was changed by hand since). */
+  source: { droplet: string; id: number; release: string; digest: string | null; deployedAt: string; mark: GroupMark | null };
   members: MemberRelease[];
 }
 
@@ -82,13 +83,32 @@ export interface GroupStatus {
   droplets: DropletStatus[];
 }
 
+/** The member's mark of this group, while the member still runs what that change put there. */
+const liveMark = (group: string, api: ApiStatus) => (api.group?.name === group && api.group.to === api.release ? api.group : null);
+
+/**
+ * How recent a member's release is as the group's: its mark's generation first (a rollback's
+ * mark beats the deploy mark of the same generation it undid); the agent's switch time only
+ * between members without marks (agents from before them), the one place clocks still decide.
+ */
+function recency(group: string, api: ApiStatus): [number, number, number] {
+  const mark = liveMark(group, api);
+  if (mark) return [mark.generation, mark.kind === 'rollback' ? 1 : 0, 0];
+  const stale = api.group?.name === group ? api.group.generation : 0;
+  return [stale, -1, stale === 0 ? Date.parse(api.deployedAt) : 0];
+}
+
+const newer = (a: [number, number, number], b: [number, number, number]) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+
 /**
  * Each API of the group and which member runs what. A group's "current release" of an API is the
- * one that became live last on any member (deploy or rollback, by the agent's clock): after a group
- * deploy that is the new release; a member that was off during it runs other code and is flagged.
- * Release ids are each droplet's own, so "the same release" is decided by content (ReleaseDigest).
+ * one its newest group change put live (the generation number each group deploy and rollback
+ * carries, kept by the agents), so no two agents' clocks are compared: after a group deploy that
+ * is the new release; a member that was off during it keeps the older mark and is flagged. On a
+ * tie the oldest member is the source. Release ids are each droplet's own, so "the same release"
+ * is decided by content and env (ReleaseDigest).
  */
-export function groupApis(members: KnownDroplet[], statuses: DropletStatus[]): GroupApi[] {
+export function groupApis(group: string, members: KnownDroplet[], statuses: DropletStatus[]): GroupApi[] {
   const byName = new Map<string, { droplet: KnownDroplet; api: ApiStatus }[]>();
   members.forEach((droplet, i) => {
     for (const api of statuses[i]?.status?.apis ?? []) byName.set(api.name, [...(byName.get(api.name) ?? []), { droplet, api }]);
@@ -96,12 +116,12 @@ export function groupApis(members: KnownDroplet[], statuses: DropletStatus[]): G
   return [...byName.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, serving]) => {
-      const newest = serving.reduce((a, b) => (Date.parse(b.api.deployedAt) > Date.parse(a.api.deployedAt) ? b : a));
+      const newest = serving.reduce((a, b) => (newer(recency(group, b.api), recency(group, a.api)) > 0 ? b : a));
       // Without digests (agents from before them) only the source itself is known to run it.
       const same = (api: ApiStatus) => api === newest.api || (api.digest !== null && api.digest === newest.api.digest);
       return {
         name,
-        source: { droplet: newest.droplet.name, id: newest.droplet.id, release: newest.api.release, digest: newest.api.digest, deployedAt: newest.api.deployedAt },
+        source: { droplet: newest.droplet.name, id: newest.droplet.id, release: newest.api.release, digest: newest.api.digest, deployedAt: newest.api.deployedAt, mark: liveMark(group, newest.api) },
         members: members.map((d, i): MemberRelease => {
           const api = statuses[i]?.status?.apis.find((a) => a.name === name);
           const base = { droplet: d.name, id: d.id };
@@ -119,7 +139,7 @@ const driftedOf = (apis: GroupApi[]) => [...new Set(apis.flatMap((a) => a.member
 export async function statusGroup(group: string, ctx: Context): Promise<GroupStatus> {
   const members = await groupMembers(group, ctx);
   const droplets = await status({ members }, ctx);
-  const apis = groupApis(members, droplets);
+  const apis = groupApis(group, members, droplets);
   return { group, apis, drifted: driftedOf(apis), droplets };
 }
 

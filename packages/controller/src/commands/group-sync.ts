@@ -1,4 +1,4 @@
-import { AGENT_FEATURES, ENTRYPOINTS, PlumbError, type ExportResult } from '@plumb/shared';
+import { AGENT_FEATURES, ENTRYPOINTS, PlumbError, type ExportResult, type GroupChange, type GroupMark } from '@plumb/shared';
 import { agentProgress, type Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { deploy, type PackedBundle } from './deploy.js';
@@ -39,7 +39,7 @@ async function exportFrom(dropletId: number, name: string, ctx: Context): Promis
 }
 
 /** The deploy that puts an exported release on another member, with the settings it runs with on its source. */
-function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], ctx: Context) {
+function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], group: GroupChange | undefined, ctx: Context) {
   const s = exported.settings;
   const bundle: PackedBundle = {
     info: { files: exported.files, entrypoint: ENTRYPOINTS.find((e) => exported.files.some((f) => f.toLowerCase() === e.toLowerCase())) ?? 'plumber.R' },
@@ -57,16 +57,25 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], ctx
       forward: exported.forwarded,
       env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
       workers: s.workers,
-      ...(s.healthPath !== null ? { healthPath: s.healthPath } : {}),
+      // null too: a setting the source has none of must not stay as the member had it.
+      healthPath: s.healthPath,
       healthTimeoutSeconds: Math.ceil(s.healthTimeoutMs / 1000),
-      ...(s.memoryMax !== null ? { memory: s.memoryMax } : {}),
+      memory: s.memoryMax,
       keep: s.keepReleases,
       drainTimeoutSeconds: Math.round(s.drainTimeoutMs / 1000),
+      ...(group ? { groupChange: group } : {}),
     },
     ctx,
     bundle,
   );
 }
+
+/**
+ * A copy of a release a group deploy put on the source carries that deploy's mark, so the member
+ * counts as part of it (`rollback --group` takes it back too). A source last changed by a group
+ * rollback, or by hand, gives none: the copy is current by its content alone.
+ */
+const deployMark = (mark: GroupMark | null): GroupChange | undefined => (mark?.kind === 'deploy' ? { name: mark.name, generation: mark.generation } : undefined);
 
 /**
  * `plumb group sync G` (and `provision --group G` for the new droplet): every member that does not
@@ -78,9 +87,9 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], ctx
 export async function syncGroup(group: string, opts: { only?: number[] }, ctx: Context): Promise<SyncResult> {
   const started = Date.now();
   const members = await groupMembers(group, ctx);
-  const statuses = await status({ members }, ctx);
+  const statuses = await status({ members, remember: false }, ctx);
   const apis: SyncedApi[] = [];
-  for (const api of groupApis(members, statuses)) {
+  for (const api of groupApis(group, members, statuses)) {
     const targets = api.members.filter((m) => (m.state === 'drift' || m.state === 'missing') && (opts.only === undefined || opts.only.includes(m.id)));
     if (targets.length === 0) continue;
     ctx.progress({ step: `copying ${api.name} from ${api.source.droplet} to ${targets.map((t) => t.droplet).join(', ')}` });
@@ -98,7 +107,7 @@ export async function syncGroup(group: string, opts: { only?: number[] }, ctx: C
         continue;
       }
       try {
-        const done = await copyTo(t.id, copy.exported, copy.chunks, ctx);
+        const done = await copyTo(t.id, copy.exported, copy.chunks, deployMark(api.source.mark), ctx);
         droplets.push({ droplet: t.droplet, id: t.id, outcome: 'updated', from: t.release, release: done.release });
       } catch (err) {
         droplets.push({ droplet: t.droplet, id: t.id, outcome: 'failed', from: t.release, release: t.release, error: { code: err instanceof PlumbError ? err.code : 'INTERNAL', message: (err as Error).message, log: [] } });

@@ -1,10 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
-import * as z from 'zod';
-import { ApiName, checkInput, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, ReleaseId, wholeNumber, type ReleasesResult, type RollbackResult } from '@plumb/shared';
-import { withFileLock } from '@plumb/shared/files';
+import { ApiName, checkInput, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, wholeNumber, type ApiStatus, type ReleasesResult, type RollbackResult } from '@plumb/shared';
 import { RemoteError } from '../agent/client.js';
-import { readJson, writePrivateJson } from '../local/config.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { fromEnv } from '../digitalocean/client.js';
@@ -14,6 +10,7 @@ import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type Dep
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { rollback } from './api.js';
 import { syncGroup, type SyncResult } from './group-sync.js';
+import { status } from './status.js';
 
 const groupName = (group: string) => checkInput(GroupName, group, 'group name');
 
@@ -85,25 +82,15 @@ async function liveOn(droplet: KnownDroplet, name: string, ctx: Context): Promis
   return withAgent(ctx, String(droplet.id), ({ connection }) => connection.request<ReleasesResult>({ type: 'releases', name })).then(liveRelease, () => null);
 }
 
-/** The last group deploy of each API, to undo it exactly (`rollback --group`). */
-const DeployRecord = z.object({ at: z.string(), droplets: z.array(z.object({ id: z.number().int(), from: ReleaseId.nullable(), to: ReleaseId })) });
-const RecordsFile = z.object({ version: z.literal(1), deploys: z.record(z.string(), DeployRecord) });
-const recordsFile = (ctx: Context) => path.join(ctx.configDir, 'group-deploys.json');
-const recordKey = (group: string, name: string) => `${group}/${name}`;
-
-async function readRecords(ctx: Context): Promise<z.infer<typeof RecordsFile>> {
-  const parsed = RecordsFile.safeParse((await readJson(recordsFile(ctx))) ?? { version: 1, deploys: {} });
-  return parsed.success ? parsed.data : { version: 1, deploys: {} };
+/** Each member's API `name` as its agent reports it (undefined: not served, or the member could not be asked). */
+async function apiOnMembers(members: KnownDroplet[], name: string, ctx: Context): Promise<(ApiStatus | undefined)[]> {
+  // Not a look by the user: the events stay new for their next `plumb status`.
+  const statuses = await status({ members, remember: false }, ctx);
+  return statuses.map((s) => s.status?.apis.find((a) => a.name === name));
 }
 
-async function saveRecord(ctx: Context, key: string, record: z.infer<typeof DeployRecord> | undefined): Promise<void> {
-  await withFileLock(recordsFile(ctx), async () => {
-    const all = await readRecords(ctx);
-    if (record === undefined) delete all.deploys[key];
-    else all.deploys[key] = record;
-    await writePrivateJson(recordsFile(ctx), all);
-  });
-}
+/** The newest group generation of an API any member holds (0: none), from the marks the agents keep. */
+export const topGeneration = (group: string, apis: (ApiStatus | undefined)[]) => Math.max(0, ...apis.map((a) => (a?.group?.name === group ? a.group.generation : 0)));
 
 /** Runs `work` on the members `parallel` at a time, wave after wave; stops after the first wave with a failure. */
 async function inWaves(members: KnownDroplet[], parallel: number, work: (d: KnownDroplet) => Promise<MemberOutcome>): Promise<MemberOutcome[]> {
@@ -133,51 +120,58 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   const parallel = checkInput(wholeNumber(1, 100), opts.parallel ?? 1, '--parallel');
   const members = await groupMembers(opts.group, ctx);
   const bundle = await prepareBundle(opts, ctx, true);
+  // One more than any member holds: the agents keep it, so "the newest group deploy" needs no clock.
+  const group = { name: opts.group, generation: topGeneration(opts.group, await apiOnMembers(members, name, ctx)) + 1 };
   let first: DeployOutcome | undefined;
   const droplets = await inWaves(members, parallel, async (droplet) => {
     const from = await liveOn(droplet, name, ctx);
     try {
-      const result = await deploy({ ...opts, droplet: String(droplet.id) }, ctx, bundle);
+      const result = await deploy({ ...opts, droplet: String(droplet.id), groupChange: group }, ctx, bundle);
       first ??= result;
       return { droplet: droplet.name, id: droplet.id, outcome: 'updated', from, release: result.release };
     } catch (err) {
       return { droplet: droplet.name, id: droplet.id, outcome: 'failed', from, release: await liveOn(droplet, name, ctx), error: failure(err) };
     }
   });
-  const moved = droplets.flatMap((d) => (d.outcome === 'updated' && d.release !== null ? [{ id: d.id, from: d.from, to: d.release }] : []));
-  await saveRecord(ctx, recordKey(opts.group, name), { at: new Date().toISOString(), droplets: moved });
   return { name, group: opts.group, ok: droplets.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
 }
 
 /**
  * `plumb rollback NAME --group G`: puts back the release each droplet ran before the group's last
- * deploy, on exactly the droplets that deploy changed; the others already run it. Release ids are
- * the droplets' own, so "one release everywhere" means: every droplet back on what it ran before.
+ * deploy, on exactly the droplets that deploy changed (their agents hold its mark, so any
+ * controller can do it); the others already run it. Release ids are the droplets' own, so "one
+ * release everywhere" means: every droplet back on what it ran before. A rollback that stopped
+ * part-way is finished by running it again: the members it reached hold a rollback mark of the
+ * same generation, the others still the deploy's.
  */
 export async function rollbackGroup(name: string, opts: { group: string; wait?: boolean }, ctx: Context): Promise<GroupDeployResult> {
   const started = Date.now();
   const api = checkInput(ApiName, name, 'API name');
   const group = groupName(opts.group);
-  const record = (await readRecords(ctx)).deploys[recordKey(group, api)];
-  if (record === undefined) throw new PlumbError('GROUP_NO_DEPLOY', `this controller has no group deploy of ${api} to ${group} to undo`, `roll droplets back one by one: \`plumb rollback ${api} --droplet NAME --to RELEASE\` (\`plumb releases ${api} --droplet NAME\` lists them)`);
   const members = await groupMembers(group, ctx);
+  const apis = await apiOnMembers(members, api, ctx);
+  const top = topGeneration(group, apis);
+  // Only members still on what that deploy put there: one changed by hand since is left as it is.
+  const undo = (a: ApiStatus | undefined) => a?.group?.name === group && a.group.generation === top && a.group.kind === 'deploy' && a.release === a.group.to;
+  if (top === 0 || !apis.some(undo)) {
+    throw new PlumbError('GROUP_NO_DEPLOY', `no group deploy of ${api} to ${group} to undo (its droplets hold no such mark, or it was undone already)`, `roll droplets back one by one: \`plumb rollback ${api} --droplet NAME --to RELEASE\` (\`plumb releases ${api} --droplet NAME\` lists them)`);
+  }
   const droplets: MemberOutcome[] = [];
-  for (const droplet of members) {
-    const moved = record.droplets.find((d) => d.id === droplet.id);
-    if (moved === undefined) {
-      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'untouched', from: null, release: await liveOn(droplet, api, ctx) });
+  for (const [i, droplet] of members.entries()) {
+    const mark = apis[i]?.group;
+    if (!undo(apis[i]) || !mark) {
+      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'untouched', from: null, release: apis[i]?.release ?? null });
       continue;
     }
     try {
-      const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, ...(moved.from ? { to: moved.from } : {}) }, ctx);
+      const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, group: { name: group, generation: top }, ...(mark.from ? { to: mark.from } : {}) }, ctx);
       droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'updated', from: result.from, release: result.to });
     } catch (err) {
-      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'failed', from: moved.to, release: await liveOn(droplet, api, ctx), error: failure(err) });
+      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'failed', from: mark.to, release: await liveOn(droplet, api, ctx), error: failure(err) });
       break;
     }
   }
   const ok = droplets.every((d) => d.outcome !== 'failed');
-  if (ok) await saveRecord(ctx, recordKey(group, api), undefined);
   return { name: api, group, ok, droplets, tookMs: Date.now() - started };
 }
 

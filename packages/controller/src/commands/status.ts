@@ -21,9 +21,10 @@ export interface DropletStatus {
 
 /**
  * Each droplet's APIs and health, as its agent reports them (one droplet, or all plumb knows),
- * with its latest events; the newest one is remembered as seen, for the next look.
+ * with its latest events; the newest one is remembered as seen, for the next look (`remember`:
+ * false for a group command that reads statuses for its own use).
  */
-export async function status(opts: { droplet?: string; members?: KnownDroplet[] }, ctx: Context): Promise<DropletStatus[]> {
+export async function status(opts: { droplet?: string; members?: KnownDroplet[]; remember?: boolean }, ctx: Context): Promise<DropletStatus[]> {
   const droplets = opts.members ?? (opts.droplet === undefined ? await ctx.droplets.list() : [await ctx.droplets.find(opts.droplet)]);
   const seen = SeenEvents.in(ctx.configDir);
   const before = await seen.all();
@@ -57,6 +58,6 @@ export async function status(opts: { droplet?: string; members?: KnownDroplet[] 
     }),
   );
   // Remembering is a convenience: a config dir that cannot be written must not hide the status.
-  await seen.remember(looked, startedOver).catch(() => {});
+  if (opts.remember !== false) await seen.remember(looked, startedOver).catch(() => {});
   return results;
 }
