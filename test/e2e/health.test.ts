@@ -263,15 +263,18 @@ describe('the agent watches its workers', () => {
   });
 
   test(`a worker that hangs again after each restart: the agent restarts it ${MONITOR_MAX_RESTARTS} times, then leaves it and says so; the webhook gets "repeated restarts" and status shows it`, async () => {
-    // R hangs in its health check while a flag file exists: every new R process hangs at once.
+    // While a flag file exists, R answers its first health check and hangs in the next: each new
+    // R process starts well (however slowly, on a busy machine), then stops answering.
     const stuck = `
+answered <- 0
 #* @get /
 function() {
-  if (file.exists("/var/plumber/stuck/data/hang")) Sys.sleep(1e6)
+  answered <<- answered + 1
+  if (answered > 1 && file.exists("/var/plumber/stuck/data/hang")) Sys.sleep(1e6)
   "ok"
 }
 `;
-    const deployed = await user.plumb(['deploy', await apiDir({ 'plumber.R': stuck }), '--name', 'stuck', '--health-timeout', '10']);
+    const deployed = await user.plumb(['deploy', await apiDir({ 'plumber.R': stuck }), '--name', 'stuck']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     const seen = await user.plumb(['status']);
     assert.equal(seen.exitCode, 0, seen.stderr);
@@ -319,6 +322,28 @@ function() {
     assert.match(result.stdout, /alerts from health are off \(they went to http:\/\/10\.213\.0\.1:\d+\/hook\)/);
     const state = JSON.parse(await onDroplet(['cat', '/var/lib/plumb/state.json'])) as { alertWebhook: string | null };
     assert.equal(state.alertWebhook, null);
+  });
+});
+
+describe('a busy droplet', () => {
+  test('a worker whose start waits in systemd\'s queue (behind a slow unit) is not taken for one that exited: the deploy waits and goes live', async () => {
+    // The worker's start job is ordered after a oneshot that takes a while, as on a droplet whose
+    // systemd is busy; the unit stays inactive, with its job queued, until it runs.
+    await onDroplet(['sh', '-c', [
+      'printf "[Service]\\nType=oneshot\\nExecStart=/bin/sleep 20\\n" > /etc/systemd/system/plumb-test-slow.service',
+      'mkdir -p /etc/systemd/system/plumber-queued@.service.d',
+      'printf "[Unit]\\nAfter=plumb-test-slow.service\\n" > /etc/systemd/system/plumber-queued@.service.d/after-slow.conf',
+      'systemctl daemon-reload',
+    ].join(' && ')]);
+    try {
+      await onDroplet(['systemctl', 'start', '--no-block', 'plumb-test-slow.service']);
+      const deployed = await user.plumb(['deploy', await apiDir(sumApi('q1')), '--name', 'queued', '--health-timeout', '60']);
+      assert.equal(deployed.exitCode, 0, deployed.stderr);
+      assert.deepEqual(await json('/queued/version'), ['q1']);
+    } finally {
+      await user.plumb(['remove', 'queued', '--yes']);
+      await onDroplet(['sh', '-c', 'rm -rf /etc/systemd/system/plumb-test-slow.service /etc/systemd/system/plumber-queued@.service.d && systemctl daemon-reload']);
+    }
   });
 });
 

@@ -50,6 +50,8 @@ export function worstExit(errors: Array<{ code: string } | undefined>): ExitCode
  */
 export function reportError(err: unknown, json: boolean): ExitCode {
   if (!(err instanceof PlumbError)) {
+    // A bug, not a refusal: the stack goes to stderr for the report, and a script still reads one JSON error.
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'INTERNAL', message: `unexpected error: ${err instanceof Error ? err.message : String(err)}` } }, null, 2)}\n`);
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return EXIT.failure;
   }
