@@ -5,7 +5,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
-import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
+import { AGENT_MAX_CONNECTIONS_PER_PEER, AGENT_MAX_PENDING_REQUESTS, AGENT_MAX_TCP_TOTAL, CONTROLLER_KEYS_MAX, AGENT_MAX_TCP_PER_PEER, HANDSHAKE_TIMEOUT_MS, WS_MAX_PAYLOAD_BYTES } from '@plumb/shared';
 import type { AuthTarget } from './agent-auth.cases.js';
 import { agentStillServes } from './agent-frames.cases.js';
 import { agentSocket, upgradeStatus } from './agent-socket.js';
@@ -22,14 +22,28 @@ async function open(t: AuthTarget): Promise<{ status: number; ws?: WebSocket }> 
   return status === 101 ? { status, ws } : { status };
 }
 
-const closedWithin = (socket: net.Socket, ms: number) =>
-  new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
+const closed = (socket: net.Socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve())));
+
+/** `count` TCP connections to the agent that never start TLS, from the loopback address `from` when given. */
+const silentConnections = (t: AuthTarget, count: number, from?: string) =>
+  Promise.all(
+    Array.from({ length: count }, () => new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ port: t.address.port, host: t.address.host, ...(from ? { localAddress: from } : {}) }, () => resolve(s));
+      s.on('error', () => {});
+      s.once('error', reject);
+    })),
+  );
+
+/**
+ * Which sockets the agent dropped: those closed before half its handshake timeout, the only other
+ * reason it closes a silent connection. The rest are left open for the caller.
+ */
+async function droppedAtOnce(sockets: net.Socket[]): Promise<boolean[]> {
+  const gone = sockets.map(() => false);
+  sockets.forEach((s, i) => void closed(s).then(() => (gone[i] = true)));
+  await new Promise((r) => setTimeout(r, HANDSHAKE_TIMEOUT_MS / 2));
+  return [...gone];
+}
 
 /** An open authenticated socket after the agent's hello, with the answers (result or error) it gets, by request id. */
 async function session(t: AuthTarget) {
@@ -141,21 +155,33 @@ export function agentLimitCases(target: () => AuthTarget): void {
 
   test(`agent: silent TCP connections past ${AGENT_MAX_TCP_PER_PEER} per address are dropped at once, and a silent one lasts at most the handshake timeout`, async () => {
     const t = target();
-    const sockets = await Promise.all(
-      Array.from({ length: AGENT_MAX_TCP_PER_PEER + 8 }, () => new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(t.address.port, t.address.host, () => resolve(s));
-        s.on('error', () => {});
-        s.once('error', reject);
-      })),
-    );
+    const sockets = await silentConnections(t, AGENT_MAX_TCP_PER_PEER + 8);
     try {
-      const dropped = await Promise.all(sockets.map((s) => closedWithin(s, 1000)));
+      const dropped = await droppedAtOnce(sockets);
       // The earlier tests' connections may still be closing on the agent's side: a place or two more may be taken.
       const n = dropped.filter(Boolean).length;
       assert.ok(n >= 8 && n <= 10, `the connections past the cap are closed at once (${n} of ${sockets.length})`);
       const kept = sockets.filter((_, i) => !dropped[i]);
-      const timedOut = await Promise.all(kept.map((s) => closedWithin(s, HANDSHAKE_TIMEOUT_MS + 5000)));
+      const timedOut = await Promise.all(kept.map((s) => Promise.race([closed(s).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), HANDSHAKE_TIMEOUT_MS * 3))])));
       assert.ok(timedOut.every(Boolean), 'a connection that never starts TLS is closed after the handshake timeout');
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    await agentStillServes(t);
+  });
+
+  // Each address stays under its own cap, so only the total can stop them.
+  const perAddress = AGENT_MAX_TCP_PER_PEER - 1;
+  const addresses = Array.from({ length: Math.ceil(AGENT_MAX_TCP_TOTAL / perAddress) + 1 }, (_, i) => `127.0.0.${i + 2}`);
+  test(`agent: ${perAddress} silent TCP connections from each of ${addresses.length} addresses: it holds ${AGENT_MAX_TCP_TOTAL} in all and drops the rest at once`, async () => {
+    const t = target();
+    assert.equal(t.address.host, '127.0.0.1', 'the other loopback addresses reach only an agent on this machine');
+    const sockets = (await Promise.all(addresses.map((from) => silentConnections(t, perAddress, from)))).flat();
+    try {
+      const dropped = await droppedAtOnce(sockets);
+      const held = dropped.filter((d) => !d).length;
+      // Connections of the earlier tests may still be closing on the agent's side: a place or two more may be taken.
+      assert.ok(held <= AGENT_MAX_TCP_TOTAL && held >= AGENT_MAX_TCP_TOTAL - 2, `${held} of ${sockets.length} held`);
     } finally {
       for (const s of sockets) s.destroy();
     }

@@ -3,7 +3,11 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import { after, describe, test } from 'node:test';
-import { AGENT_PORT, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { AGENT_PORT, ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_INTERVAL_MS, MONITOR_MAX_RESTARTS, WebhookPayload, type AgentEvent, type StatusResult } from '@plumb/shared';
 import { agentAnswers } from '@plumb/controller/agent/client';
 import { LAB_HOST_ADDRESS } from '../lab/droplets/network.js';
 import type { Lab } from '../lab/lab.js';
@@ -26,8 +30,26 @@ const get = (path: string, timeoutMs = 5000) => httpGet(`http://${address}${path
 const json = async (path: string) => JSON.parse((await get(path)).body) as unknown;
 const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
 
-/** R blocks in /hang for good (plumber is single-threaded, so the worker stops answering); /spin computes for a while. */
+/**
+ * R blocks in /hang for good (plumber is single-threaded, so the worker stops answering); /spin
+ * computes for a while; / is where the agent's monitor checks the worker, and /checks counts them.
+ */
 const endpoints = `
+checks <- 0
+
+#* The monitor's health check
+#* @get /
+function() {
+  checks <<- checks + 1
+  "ok"
+}
+
+#* How many health checks this R process has answered
+#* @get /checks
+function() {
+  checks
+}
+
 #* Never returns
 #* @get /hang
 function() {
@@ -224,8 +246,10 @@ describe('the agent watches its workers', () => {
       assert.ok(before.events.some((e) => e.kind === 'restarted' && e.by === 'agent'));
 
       assert.ok(await until(() => /reconnected/.test(watch.err()), 30_000), `the watch reconnected:\n${watch.err()}`);
-      // A few monitor rounds with the restarted agent: nothing to say about a healthy worker.
-      await new Promise((r) => setTimeout(r, 12_000));
+      // Two monitor rounds of the restarted agent, counted by the worker that answered them: a
+      // round's events are recorded before the next round of that API starts.
+      const [checksThen] = (await json('/sum/checks')) as number[];
+      assert.ok(await until(async () => ((await json('/sum/checks')) as number[])[0]! >= checksThen! + 2, 120_000), 'the restarted agent checked the worker twice');
       const { status: later } = await statusJson();
       assert.deepEqual(later.events.filter((e) => e.id > before.lastEventId), [], 'no event after the restart');
 
@@ -238,11 +262,122 @@ describe('the agent watches its workers', () => {
     assert.equal(exit, 0, watch.err());
   });
 
+  test(`a worker that hangs again after each restart: the agent restarts it ${MONITOR_MAX_RESTARTS} times, then leaves it and says so; the webhook gets "repeated restarts" and status shows it`, async () => {
+    // While a flag file exists, R answers its first health check and hangs in the next: each new
+    // R process starts well (however slowly, on a busy machine), then stops answering.
+    const stuck = `
+answered <- 0
+#* @get /
+function() {
+  answered <<- answered + 1
+  if (answered > 1 && file.exists("/var/plumber/stuck/data/hang")) Sys.sleep(1e6)
+  "ok"
+}
+`;
+    const deployed = await user.plumb(['deploy', await apiDir({ 'plumber.R': stuck }), '--name', 'stuck']);
+    assert.equal(deployed.exitCode, 0, deployed.stderr);
+    const seen = await user.plumb(['status']);
+    assert.equal(seen.exitCode, 0, seen.stderr);
+    try {
+      await onDroplet(['touch', '/var/plumber/stuck/data/hang']);
+      const repeated = () => hook.got.find((p) => p.alert === 'repeated-restarts' && p.event?.api === 'stuck');
+      assert.ok(await until(() => repeated() !== undefined, 300_000), `the webhook got repeated-restarts: ${JSON.stringify(hook.got)}`);
+      assert.match(repeated()?.text ?? '', new RegExp(`stuck \\(worker \\d+\\) keeps restarting \\(${ALERT_RESTARTS} or more times within 10 min\\); the latest: restarted by plumb-agent after ${MONITOR_FAILURES_BEFORE_RESTART} failed checks`));
+
+      // What the user reads in `plumb status`, look after look, until the agent gives up.
+      let read = '';
+      const gaveUp = new RegExp(`health-failed\\s+stuck@\\d+\\s+still failing after ${MONITOR_MAX_RESTARTS} restarts by the agent within 10 min; not restarting it again`);
+      assert.ok(await until(async () => gaveUp.test((read += (await user.plumb(['status'])).stdout)), 120_000), `status said the agent gave up:\n${read}`);
+      const { status } = await statusJson();
+      const kinds = status.events.filter((e) => e.api === 'stuck').map((e) => (e.by ? `${e.kind}:${e.by}` : e.kind));
+      assert.equal(kinds.filter((k) => k === 'restarted:agent').length, MONITOR_MAX_RESTARTS, kinds.join(' '));
+      assert.equal(kinds.at(-1), 'health-failed', 'nothing after giving up');
+      assert.equal(hook.got.filter((p) => p.alert === 'repeated-restarts' && p.event?.api === 'stuck').length, 1, 'one alert, not one per restart');
+    } finally {
+      await user.plumb(['remove', 'stuck', '--yes']);
+    }
+  });
+
+  test(`a certificate that expires in under ${ALERT_CERTIFICATE_DAYS} days: the webhook gets "certificate about to expire", and plumb status shows it`, async () => {
+    const dir = '/etc/letsencrypt/live/soon.example';
+    await onDroplet(['mkdir', '-p', dir]);
+    try {
+      // A real certificate, made short-lived: the agent's own look at /etc/letsencrypt finds it.
+      await onDroplet(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${dir}/privkey.pem`, '-out', `${dir}/cert.pem`, '-days', '5', '-subj', '/CN=soon.example', '-addext', 'subjectAltName=DNS:soon.example']);
+      const alert = () => hook.got.find((p) => p.alert === 'certificate-expiring');
+      assert.ok(await until(() => alert() !== undefined, 180_000), `the webhook got certificate-expiring: ${JSON.stringify(hook.got)}`);
+      assert.match(alert()?.text ?? '', /has a certificate about to expire: soon\.example: expires \S+ \([45] days left; soon\.example\)/);
+      const shown = await user.plumb(['status']);
+      assert.equal(shown.exitCode, 0, shown.stderr);
+      assert.match(shown.stdout, /^\s+https soon\.example: certificate soon\.example expires \d{4}-\d\d-\d\d \([45] days left\)$/m);
+      assert.match(shown.stdout, /certificate-expiring\s.*soon\.example: expires/);
+    } finally {
+      await onDroplet(['rm', '-rf', dir]);
+    }
+  });
+
   test('alerts --off: the droplet forgets the webhook', async () => {
     const result = await user.plumb(['alerts', '--off']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.match(result.stdout, /alerts from health are off \(they went to http:\/\/10\.213\.0\.1:\d+\/hook\)/);
     const state = JSON.parse(await onDroplet(['cat', '/var/lib/plumb/state.json'])) as { alertWebhook: string | null };
     assert.equal(state.alertWebhook, null);
+  });
+});
+
+describe('a busy droplet', () => {
+  test('a worker whose start waits in systemd\'s queue (behind a slow unit) is not taken for one that exited: the deploy waits and goes live', async () => {
+    // The worker's start job is ordered after a oneshot that takes a while, as on a droplet whose
+    // systemd is busy; the unit stays inactive, with its job queued, until it runs.
+    await onDroplet(['sh', '-c', [
+      'printf "[Service]\\nType=oneshot\\nExecStart=/bin/sleep 20\\n" > /etc/systemd/system/plumb-test-slow.service',
+      'mkdir -p /etc/systemd/system/plumber-queued@.service.d',
+      'printf "[Unit]\\nAfter=plumb-test-slow.service\\n" > /etc/systemd/system/plumber-queued@.service.d/after-slow.conf',
+      'systemctl daemon-reload',
+    ].join(' && ')]);
+    try {
+      await onDroplet(['systemctl', 'start', '--no-block', 'plumb-test-slow.service']);
+      const deployed = await user.plumb(['deploy', await apiDir(sumApi('q1')), '--name', 'queued', '--health-timeout', '60']);
+      assert.equal(deployed.exitCode, 0, deployed.stderr);
+      assert.deepEqual(await json('/queued/version'), ['q1']);
+    } finally {
+      await user.plumb(['remove', 'queued', '--yes']);
+      await onDroplet(['sh', '-c', 'rm -rf /etc/systemd/system/plumb-test-slow.service /etc/systemd/system/plumber-queued@.service.d && systemctl daemon-reload']);
+    }
+  });
+});
+
+describe('which droplet', () => {
+  /** A second user config on this machine: the droplet this file provisioned, and `other`, never enrolled. */
+  async function twoDroplets(): Promise<Record<string, string>> {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'plumb-two-'));
+    await cp(user.configHome, home, { recursive: true });
+    const file = path.join(home, 'plumb', 'droplets.json');
+    const known = JSON.parse(await readFile(file, 'utf8')) as { droplets: Array<Record<string, unknown>> };
+    const [mine] = known.droplets;
+    known.droplets.push({ ...mine, name: 'other', id: Number(mine?.id) + 1, fingerprint: null });
+    await writeFile(file, JSON.stringify(known), { mode: 0o600 });
+    return { ...user.env, XDG_CONFIG_HOME: home };
+  }
+
+  test('with two droplets and no --droplet: off a terminal, exit 2 and one line naming both and --droplet; on a terminal, plumb asks and acts on the one picked', async () => {
+    const env = await twoDroplets();
+    const piped = await execa(process.execPath, [PLUMB_CLI, 'releases', 'sum'], { env, stdin: 'ignore', reject: false });
+    assert.equal(piped.exitCode, 2, piped.stderr);
+    assert.match(piped.stderr, /^plumb: plumb knows 2 droplets \(health, other\) and no --droplet was given\n\s+say which with --droplet NAME/);
+    assert.equal(piped.stdout, '');
+
+    // `script` gives plumb a terminal (a pty), as a person at one would have; the answer is typed in.
+    const onTerminal = (answer: string) => execa('script', ['-qec', `${process.execPath} ${PLUMB_CLI} releases sum`, '/dev/null'], { env, input: `${answer}\n`, reject: false });
+    const first = await onTerminal('1');
+    assert.match(first.stdout, /plumb knows 2 droplets:\s+1\) health\s+2\) other\s+Which one \(number or name\)\?/);
+    assert.equal(first.exitCode, 0, first.stdout);
+    assert.match(first.stdout, /^\* \S+\s/m, 'the live release of sum, on health');
+    const second = await onTerminal('other');
+    assert.equal(second.exitCode, 1, second.stdout);
+    assert.match(second.stdout, /plumb: droplet other was never enrolled/, 'the command went to the droplet picked');
+    const wrong = await onTerminal('7');
+    assert.equal(wrong.exitCode, 2, wrong.stdout);
+    assert.match(wrong.stdout, /plumb: "7" is none of the droplets listed/);
   });
 });

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, test } from 'node:test';
-import { compareRVersions, parseDcf, ValidationError, type RPackageNeed } from '@plumb/shared';
+import { execa } from 'execa';
+import { compareRVersions, parseDcf, R_PACKAGES_MAX, ValidationError, type RPackageNeed } from '@plumb/shared';
 import { detectDependencies, fromDescription, fromRenvLock, scanRCode } from '@plumb/controller/api-dir/r-deps';
 import { planPackages } from '@plumb/agent/ops/packages';
 import { outputAbout, upstreamVersion, type DebianCandidate, type RepoPackage } from '@plumb/agent/system/r-packages';
+import { PLUMB_CLI } from '../e2e/plumb.js';
 
 /** R package detection (controller) and the install plan (agent): pure functions on file contents and facts. */
 
@@ -205,5 +210,24 @@ describe('the install plan on the droplet', () => {
     assert.equal(upstreamVersion('1:2.0.0+dfsg-1'), '2.0.0');
     const out = ['trying URL x', '* installing *source* package ‘a’ ...', 'ERROR: parse', '* removing ‘/s/a’', '* installing *source* package ‘b’ ...', '* DONE (b)'];
     assert.deepEqual(outputAbout(out, 'a'), ['* installing *source* package ‘a’ ...', 'ERROR: parse', '* removing ‘/s/a’']);
+  });
+});
+
+describe(`at most ${R_PACKAGES_MAX} R packages for one API`, () => {
+  /** `plumb deps DIR --local` as a user runs it, for an API whose code loads `count` packages. */
+  async function depsOf(count: number, flags: string[] = []) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-many-'));
+    const loads = Array.from({ length: count }, (_, i) => `library(pkg${i})\n`).join('');
+    await writeFile(path.join(dir, 'plumber.R'), `${loads}#* @get /x\nfunction() 1\n`);
+    return execa(process.execPath, [PLUMB_CLI, 'deps', dir, '--local', ...flags], { env: { XDG_CONFIG_HOME: dir }, reject: false });
+  }
+
+  test(`${R_PACKAGES_MAX} are listed; one more is refused in one line, with what to do (exit 2)`, async () => {
+    const most = await depsOf(R_PACKAGES_MAX, ['--json']);
+    assert.equal(most.exitCode, 0, most.stderr);
+    assert.equal((JSON.parse(most.stdout) as { needs: unknown[] }).needs.length, R_PACKAGES_MAX);
+    const over = await depsOf(R_PACKAGES_MAX + 1);
+    assert.equal(over.exitCode, 2);
+    assert.equal(over.stderr, `plumb: the API needs ${R_PACKAGES_MAX + 1} R packages (from its code); plumb installs at most ${R_PACKAGES_MAX} for one API\n  deploy with --no-deps and install them on the droplet yourself, or split the API`);
   });
 });

@@ -24,7 +24,7 @@ export type ExitCode = (typeof EXIT)[ExitKind];
 export const ERROR_CODES = {
   // What the user typed
   INVALID_INPUT: ['usage', 'a flag, an argument or a name is not valid (including a flag plumb does not know); nothing was changed'],
-  DROPLET_AMBIGUOUS: ['usage', 'no droplet was named and plumb knows none, or several (give --droplet)'],
+  DROPLET_AMBIGUOUS: ['usage', 'no droplet was named and plumb knows none, or several and stdin is not a terminal to ask at (give --droplet)'],
   DROPLET_UNKNOWN: ['usage', 'plumb knows no droplet by that name or id'],
   CONFIRMATION_NEEDED: ['usage', 'a destructive command ran without --yes where no one can answer its question'],
   NOT_CONFIRMED: ['usage', 'the answer to the confirmation question was not "yes" (or the name): nothing was done'],
@@ -77,7 +77,7 @@ export const ERROR_CODES = {
   BAD_REQUEST: ['failure', 'the agent could not parse a request (versions apart?)'],
   BUSY: ['failure', 'the agent is doing the same thing already (one upload per connection, one upgrade at a time)'],
   NOT_FOUND: ['failure', 'the agent has no such HTTP endpoint'],
-  INTERNAL: ['failure', "the agent failed unexpectedly (journalctl -u plumb-agent says why), or sent a code this plumb does not know"],
+  INTERNAL: ['failure', "the agent failed unexpectedly (journalctl -u plumb-agent says why), or sent a code this plumb does not know; or plumb itself did (a bug: the stack trace is on stderr)"],
   // Provisioning and upgrades
   CLOUD_INIT_TEMPLATE_MISSING: ['failure', "plumb's own cloud-init template is not installed (a broken install)"],
   CLOUD_INIT_TEMPLATE_INVALID: ['failure', 'the rendered user-data fails cloud-init\'s schema or is over 64 KiB'],

@@ -38,7 +38,9 @@ export async function waitHealthy(unit: string, port: number, healthPath: string
       if (Date.now() - askedSystemd < HEALTH_INTERVAL_MS) return undefined;
       askedSystemd = Date.now();
       const state = await unitState(unit);
-      if (state.active === 'failed' || state.restarts > 0 || (state.active === 'inactive' && Date.now() - started > 2000)) {
+      // Started with --no-block: on a busy droplet the start job may wait in systemd's queue, and
+      // the unit is inactive until it runs. Inactive with no job left means R ran and ended.
+      if (state.active === 'failed' || state.restarts > 0 || (state.active === 'inactive' && !state.queued)) {
         const how = state.result === 'success' ? 'exited' : `failed (${state.result})`;
         return { ok: false, reason: 'exited', detail: `the R process ${how} while starting` };
       }

@@ -44,9 +44,11 @@ export interface UnitState {
   restarts: number;
   pid: number | null;
   since: string | null;
+  /** A job (a start, a stop) is queued for it: an inactive unit with one has not run yet. */
+  queued: boolean;
 }
 
-const SHOWN = 'ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
+const SHOWN = 'ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp,Job';
 
 export async function unitState(unit: string): Promise<UnitState> {
   return (await unitStates([unit])).get(unit)!;
@@ -75,6 +77,7 @@ function parseShow(block: string): UnitState {
     restarts: Number(props.get('NRestarts') ?? 0),
     pid: pid > 0 ? pid : null,
     since: props.get('ActiveEnterTimestamp') || null,
+    queued: (props.get('Job') ?? '') !== '',
   };
 }
 

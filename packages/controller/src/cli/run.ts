@@ -1,6 +1,7 @@
 import { EXIT, exitCodeOf, PlumbError, type ExitCode } from '@plumb/shared/core';
 import type { RemoteError } from '../agent/client.js';
 import type { Context } from '../context.js';
+import type { Chooser } from '../local/droplets-state.js';
 import { progressReporter } from '../output/progress.js';
 import { terminalSafe } from '../output/terminal.js';
 
@@ -18,7 +19,7 @@ export async function output<R>(flags: OutputFlags, work: (ctx: Context) => Prom
   const reporter = progressReporter(process.stderr, { quiet: flags.quiet ?? false });
   let result: R;
   try {
-    result = await work((await import('../context.js')).defaultContext(reporter.progress));
+    result = await work((await import('../context.js')).defaultContext(reporter.progress, process.env, await terminalChooser(reporter.hold)));
   } finally {
     reporter.stop();
   }
@@ -27,7 +28,14 @@ export async function output<R>(flags: OutputFlags, work: (ctx: Context) => Prom
 }
 
 /** A context without progress, for the commands that stream their own output (logs, watch). */
-export const quietContext = async (): Promise<Context> => (await import('../context.js')).defaultContext(() => {});
+export const quietContext = async (): Promise<Context> => (await import('../context.js')).defaultContext(() => {}, process.env, await terminalChooser((ask) => ask()));
+
+/** Asking which droplet, when none was named and plumb knows several: only where someone can answer. */
+async function terminalChooser(hold: <T>(ask: () => Promise<T>) => Promise<T>): Promise<Chooser | undefined> {
+  if (!process.stdin.isTTY) return undefined;
+  const { chooseOnTerminal } = await import('./choose.js');
+  return (names) => hold(() => chooseOnTerminal(names));
+}
 
 /** The exit code of a result that lists per-droplet errors: theirs when they agree, else a plain failure. */
 export function worstExit(errors: Array<{ code: string } | undefined>): ExitCode {
@@ -42,6 +50,8 @@ export function worstExit(errors: Array<{ code: string } | undefined>): ExitCode
  */
 export function reportError(err: unknown, json: boolean): ExitCode {
   if (!(err instanceof PlumbError)) {
+    // A bug, not a refusal: the stack goes to stderr for the report, and a script still reads one JSON error.
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'INTERNAL', message: `unexpected error: ${err instanceof Error ? err.message : String(err)}` } }, null, 2)}\n`);
     process.stderr.write(`plumb: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return EXIT.failure;
   }

@@ -1,4 +1,4 @@
-import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type PackagesSpec } from '@plumb/shared';
+import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
@@ -102,7 +102,12 @@ export function packagesSpec(detected: DetectedDependencies, opts: { strictVersi
 
 /** The API's R packages as the controller finds them in DIR (docs/r-packages.md). */
 export async function dependenciesOf(dir: string, files: string[]): Promise<DetectedDependencies> {
-  return detectDependencies(await readDependencyFiles(dir, files));
+  const detected = detectDependencies(await readDependencyFiles(dir, files));
+  // Refused here, in words, rather than by the request's schema (an unreadable message) on the droplet.
+  if (detected.needs.length > R_PACKAGES_MAX) {
+    throw new ValidationError(`the API needs ${detected.needs.length} R packages (from ${detected.source === 'code' ? 'its code' : detected.source}); plumb installs at most ${R_PACKAGES_MAX} for one API`, 'deploy with --no-deps and install them on the droplet yourself, or split the API');
+  }
+  return detected;
 }
 
 /** What a deploy sends, found (and, for several droplets, packed) once. */

@@ -23,8 +23,14 @@ export type KnownDroplet = z.infer<typeof KnownDroplet>;
 
 const File = z.object({ version: z.literal(1), droplets: z.array(KnownDroplet) });
 
+/** Picks one of several droplet names (the CLI asks at a terminal); given only when someone can answer. */
+export type Chooser = (names: string[]) => Promise<string>;
+
 export class DropletStore {
-  constructor(private readonly file = path.join(configDir(), 'droplets.json')) {}
+  constructor(
+    private readonly file = path.join(configDir(), 'droplets.json'),
+    private readonly choose?: Chooser,
+  ) {}
 
   async list(): Promise<KnownDroplet[]> {
     const raw = await readJson(this.file);
@@ -34,12 +40,18 @@ export class DropletStore {
     return parsed.data.droplets;
   }
 
-  /** By name or DigitalOcean id; with no argument, the only droplet (an error when there are several). */
+  /**
+   * By name or DigitalOcean id. With no argument: the only droplet; with several, the one the
+   * chooser picks, or (no one to ask) an error naming them.
+   */
   async find(which?: string): Promise<KnownDroplet> {
     const droplets = await this.list();
     if (which === undefined) {
       if (droplets.length === 1 && droplets[0]) return droplets[0];
-      throw new PlumbError('DROPLET_AMBIGUOUS', droplets.length === 0 ? 'plumb knows no droplet' : `plumb knows ${droplets.length} droplets`, droplets.length === 0 ? 'run `plumb provision` first' : 'say which with --droplet NAME');
+      if (droplets.length === 0) throw new PlumbError('DROPLET_AMBIGUOUS', 'plumb knows no droplet', 'run `plumb provision` first');
+      const names = droplets.map((d) => d.name);
+      if (!this.choose) throw new PlumbError('DROPLET_AMBIGUOUS', `plumb knows ${droplets.length} droplets (${names.join(', ')}) and no --droplet was given`, `say which with --droplet NAME, e.g. --droplet ${names[0]}`);
+      which = await this.choose(names);
     }
     const found = droplets.find((d) => d.name === which || String(d.id) === which);
     if (!found) throw new PlumbError('DROPLET_UNKNOWN', `plumb knows no droplet "${which}"`, 'see `plumb droplets`');

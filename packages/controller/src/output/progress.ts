@@ -6,14 +6,21 @@ import { terminalSafe } from './terminal.js';
  * Shows a long command's steps: on a terminal a spinner on the current step and a tick on each
  * finished one; otherwise (CI, a pipe, --json) one plain line per step on stderr.
  */
-export function progressReporter(stream: NodeJS.WriteStream = process.stderr, opts: { quiet?: boolean } = {}): { progress: Progress; stop(): void } {
-  if (opts.quiet) return { progress: () => {}, stop: () => {} };
+export function progressReporter(stream: NodeJS.WriteStream = process.stderr, opts: { quiet?: boolean } = {}): Reporter {
+  if (opts.quiet) return { progress: () => {}, stop: () => {}, hold: (ask) => ask() };
   const reporter = rawProgressReporter(stream);
   // Steps and details may carry a droplet's text (installer output): escaped before they are drawn.
   return { ...reporter, progress: (p) => reporter.progress({ ...p, step: terminalSafe(p.step), ...(p.detail ? { detail: terminalSafe(p.detail) } : {}) }) };
 }
 
-function rawProgressReporter(stream: NodeJS.WriteStream): { progress: Progress; stop(): void } {
+/** `hold`: runs a question at the terminal with the spinner stilled, so it does not draw over it. */
+interface Reporter {
+  progress: Progress;
+  stop(): void;
+  hold<T>(ask: () => Promise<T>): Promise<T>;
+}
+
+function rawProgressReporter(stream: NodeJS.WriteStream): Reporter {
   const started = Date.now();
   const elapsed = (since = started) => seconds(Date.now() - since, 's');
   if (!stream.isTTY) {
@@ -25,13 +32,15 @@ function rawProgressReporter(stream: NodeJS.WriteStream): { progress: Progress; 
         lastStep = step;
       },
       stop: () => {},
+      hold: (ask) => ask(),
     };
   }
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
   let current: { step: string; detail?: string; since: number } | undefined;
   let frame = 0;
+  let held = false;
   const draw = () => {
-    if (!current) return;
+    if (!current || held) return;
     const detail = current.detail ? `: ${current.detail}` : '';
     stream.write(`\r\x1b[K${frames[frame++ % frames.length]} ${current.step}${detail} (${elapsed(current.since)})`);
   };
@@ -47,6 +56,15 @@ function rawProgressReporter(stream: NodeJS.WriteStream): { progress: Progress; 
       if (done) return;
       current = current?.step === step ? { ...current, ...(detail ? { detail } : {}) } : { step, since: Date.now(), ...(detail ? { detail } : {}) };
       draw();
+    },
+    hold: async (ask) => {
+      if (current) stream.write('\r\x1b[K');
+      held = true;
+      try {
+        return await ask();
+      } finally {
+        held = false;
+      }
     },
     stop: () => {
       clearInterval(timer);
