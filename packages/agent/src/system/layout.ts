@@ -34,6 +34,8 @@ export const layout = {
   /** A deploy under way: what it made, so an agent killed in the middle removes just that when it starts again. */
   deployMarker: (name: string) => `/var/lib/plumb/deploying/${name}.json`,
   deployMarkersDir: '/var/lib/plumb/deploying',
+  /** The last R package check that passed, per API (ops/packages.ts). */
+  packageChecks: '/var/lib/plumb/package-checks.json',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
   /** The nftables table sending each API's front port to its live workers (render/nat.ts). */
@@ -41,6 +43,8 @@ export const layout = {
   /** Loads natRules at boot, before nginx (render/nat.ts). */
   routingUnit: '/etc/systemd/system/plumb-routing.service',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
+  /** Written by nginx's master once it runs. */
+  nginxPid: '/run/nginx.pid',
   acmeWebroot: '/var/lib/plumb/acme',
   /** Lab only: a root-owned file here kills the agent at that point (crash-point.ts). */
   crashPoint: (point: string) => `/var/lib/plumb/crash-points/${point}`,
