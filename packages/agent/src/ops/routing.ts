@@ -46,31 +46,37 @@ export async function applyRouting(state: AgentState): Promise<'unchanged' | 're
 }
 
 /**
- * Puts back what serving needs when something took it away, looked at on each monitor tick: the
- * nftables table (`nft flush ruleset`, a firewall tool that rewrites the whole ruleset; without it
- * every API answers 502) and plumb's nginx config on a fresh droplet, under the shared lock (so
- * never in the middle of a switch); then ufw's rules (the same flush takes them too and leaves every
- * port open) under ufw's own lock only: `ufw reload` takes seconds (14 s seen under load), and
- * every deploy's switch waits for the shared lock. Says what it put back.
+ * Puts back what serving needs when something took it away, looked at on each monitor tick under
+ * the shared lock (so never in the middle of a switch): the nftables table (`nft flush ruleset`, a
+ * firewall tool that rewrites the whole ruleset; without it every API answers 502) and plumb's
+ * nginx config on a fresh droplet. Says what it put back. ufw's rules, which the same flush takes,
+ * are restoreFirewallIfLost's: apart, so a slow `ufw reload` holds up neither this nor a switch.
  */
 export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks'>): Promise<string[]> {
-  const restored = await ctx.locks.with(SHARED, async () => {
-    const put: string[] = [];
+  return ctx.locks.with(SHARED, async () => {
+    const restored: string[] = [];
     if (await natLost()) {
       await applyNat(renderNat(nginxModel(ctx.state.get())));
       events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers) was gone or changed; put back from the state" });
-      put.push('nftables table');
+      restored.push('nftables table');
     }
-    if (await renderIfNeverRendered(ctx)) put.push("plumb's nginx config");
-    return put;
+    if (await renderIfNeverRendered(ctx)) restored.push("plumb's nginx config");
+    return restored;
   });
-  const firewall = await ctx.locks.with(UFW_LOCK, async () => {
+}
+
+/**
+ * Puts ufw's rules back when ufw is enabled but its chains are gone from the kernel (`nft flush
+ * ruleset` leaves every port open), under ufw's own lock only: `ufw reload` takes seconds (14 s
+ * seen under load), and every deploy's switch waits for the shared lock.
+ */
+export async function restoreFirewallIfLost(ctx: Pick<OpContext, 'locks'>): Promise<string[]> {
+  return ctx.locks.with(UFW_LOCK, async () => {
     if (!(await ufw.lost())) return [];
     await ufw.reload();
     events.record({ kind: 'firewall-restored', api: null, detail: "ufw is enabled but its rules were gone from the kernel (every port open); loaded again with `ufw reload`" });
     return ['ufw rules'];
   });
-  return [...restored, ...firewall];
 }
 
 /**
