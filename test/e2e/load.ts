@@ -12,6 +12,8 @@ export interface LoadReport {
   connections: number;
   /** The first few failures, for the assertion message. */
   failures: string[];
+  /** How each kept-alive connection that ended before the load did ended (the first few): why a client had to reconnect. */
+  closes: string[];
   /** Request latencies in ms, for the benchmarks. */
   latencies: number[];
 }
@@ -49,11 +51,15 @@ export function startLoad(url: string, opts: LoadOptions): Load {
   const client = opts.tls ? https : http;
   const agent = opts.keepAlive ? new client.Agent({ keepAlive: true, maxSockets: concurrency }) : false;
   const counted = new WeakSet<object>();
+  const stopping = { value: false };
+  const lastAnswer = new WeakMap<object, { count: number; connection: string }>();
   const tls = opts.tls ? { ca: opts.tls.ca, servername: opts.tls.servername, headers: { host: opts.tls.servername } } : {};
   return runLoad(opts, {
     request: (report, outcome) => {
       const started = performance.now();
       const req = client.get(url, { agent, timeout: 10_000, ...tls }, (res) => {
+        const seen = lastAnswer.get(res.socket);
+        lastAnswer.set(res.socket, { count: (seen?.count ?? 0) + 1, connection: String(res.headers.connection ?? '') });
         res.resume();
         const status = res.statusCode ?? 0;
         const bad = status >= 500 || (opts.expectStatus !== undefined && status !== opts.expectStatus);
@@ -64,11 +70,17 @@ export function startLoad(url: string, opts: LoadOptions): Load {
         if (counted.has(socket)) return;
         counted.add(socket);
         report.connections++;
+        if (!agent) return;
+        socket.on('close', (hadError: boolean) => {
+          const last = lastAnswer.get(socket);
+          if (report.closes.length < 10 && !stopping.value) report.closes.push(`${new Date().toISOString()} after ${last?.count ?? 0} answers (last said Connection: ${last?.connection || '-'}${hadError ? '; closed with an error' : ''})`);
+        });
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', (err: NodeJS.ErrnoException) => outcome.fail(err.code ?? err.message, err.message !== 'timeout'));
     },
     close: () => {
+      stopping.value = true;
       if (agent) agent.destroy();
     },
   });
@@ -121,7 +133,7 @@ export function startHttp2Load(url: string, opts: LoadOptions & { tls: { ca: str
 function runLoad(opts: LoadOptions, client: { request(report: LoadReport, outcome: Outcome): void; close(): void }): Load {
   const concurrency = opts.concurrency ?? 8;
   const interval = (1000 * concurrency) / opts.rps;
-  const report: LoadReport = { ok: 0, failed: 0, connectionErrors: 0, connections: 0, failures: [], latencies: [] };
+  const report: LoadReport = { ok: 0, failed: 0, connectionErrors: 0, connections: 0, failures: [], closes: [], latencies: [] };
   const deadline = Date.now() + (opts.maxMs ?? 300_000);
   let running = true;
   const one = () =>

@@ -5,7 +5,7 @@ import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { httpGet } from './helpers.js';
-import { sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -127,7 +127,7 @@ describe('R packages not checked again', () => {
   const checks = async () => Number((await onDroplet(['sh', '-c', `grep -c installed.packages ${calls} || true`])).trim());
   const jsonliteOf = (result: DeployResult | undefined) => result?.packages?.packages.filter((p) => p.name === 'jsonlite').map((p) => `${p.source} ${p.library}`);
 
-  test('a redeploy whose packages and R libraries are unchanged starts no R to check them; one after a library changed checks again', async () => {
+  test('a redeploy whose packages and R libraries are unchanged starts no R to check them, after an agent restart too; one after a package was edited by hand or a library changed checks again', async () => {
     // Every Rscript the agent starts by name goes through this wrapper (/usr/local/bin comes before
     // /usr/bin on its PATH); workers run /usr/bin/Rscript by its full path.
     await onDroplet(['sh', '-c', `printf '#!/bin/sh\\necho "$*" >> ${calls}\\nexec /usr/bin/Rscript "$@"\\n' > /usr/local/bin/Rscript && chmod 755 /usr/local/bin/Rscript && : > ${calls}`]);
@@ -145,12 +145,28 @@ describe('R packages not checked again', () => {
       // The release whose packages were not checked serves (a long wait: R on a loaded droplet).
       assert.deepEqual(JSON.parse((await httpGet(`http://${address}/unchecked/v`, 60_000)).body), ['v2']);
 
+      // The last check is kept on disk: a restarted (or upgraded) agent does not check again.
+      await onDroplet(['systemctl', 'restart', 'plumb-agent']);
+      assert.ok(await agentAnswersAgain(user), 'the agent answers after its restart');
+      const afterRestart = await deploy(jsonApi('v2r'), 'unchecked');
+      assert.equal(afterRestart.exitCode, 0, afterRestart.stderr);
+      assert.equal(afterRestart.result?.packages?.cached, true);
+      assert.equal(await checks(), 1);
+      assert.equal((await onDroplet(['stat', '-c', '%a %U', '/var/lib/plumb/package-checks.json'])).trim(), '600 root');
+
+      // A package edited by hand in place (its directory's own listing unchanged): checked again.
+      await onDroplet(['sh', '-c', 'echo "X-Edited: by hand" >> /usr/lib/R/site-library/jsonlite/DESCRIPTION']);
+      const edited = await deploy(jsonApi('v2e'), 'unchecked');
+      assert.equal(edited.exitCode, 0, edited.stderr);
+      assert.equal(edited.result?.packages?.cached, false);
+      assert.equal(await checks(), 2);
+
       // A package put in by hand where R looks first: the next deploy must see it.
       await onDroplet(['sh', '-c', 'mkdir -p /usr/local/lib/R/site-library && cp -a /usr/lib/R/site-library/jsonlite /usr/local/lib/R/site-library/']);
       const third = await deploy(jsonApi('v3'), 'unchecked');
       assert.equal(third.exitCode, 0, third.stderr);
       assert.equal(third.result?.packages?.cached, false);
-      assert.equal(await checks(), 2);
+      assert.equal(await checks(), 3);
       assert.deepEqual(jsonliteOf(third.result), ['local /usr/local/lib/R/site-library']);
     } finally {
       await onDroplet(['rm', '-rf', '/usr/local/bin/Rscript', '/usr/local/lib/R/site-library/jsonlite', calls]);

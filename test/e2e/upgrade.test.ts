@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { compareVersions } from '@plumb/shared';
+import { AGENT_NODE_FLAGS, compareVersions } from '@plumb/shared';
 import { PLUMB_VERSION } from '@plumb/controller/agent/version';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
@@ -84,6 +84,12 @@ describe('plumb upgrade', () => {
     const workerPid = before.status.apis[0]?.workers[0]?.pid;
     assert.ok(workerPid);
 
+    // A droplet provisioned before the agent had node flags: its unit file (cloud-init's, never rewritten) starts node without them.
+    const execStart = () => onDroplet(['systemctl', 'show', 'plumb-agent', '-p', 'ExecStart', '--value']);
+    await onDroplet(['sh', '-c', `sed -i 's/ ${AGENT_NODE_FLAGS.join(' ')}//' /etc/systemd/system/plumb-agent.service && systemctl daemon-reload`]);
+    const stripped = await execStart();
+    assert.ok(!AGENT_NODE_FLAGS.some((flag) => stripped.includes(flag)), `the flags are out of the unit: ${stripped}`);
+
     const upgraded = await underLoad(() => user.plumb(['upgrade', '--droplet', DROPLET]));
     assert.equal(upgraded.exitCode, 0, upgraded.stderr);
     assert.match(upgraded.stdout, new RegExp(`${DROPLET}: agent upgraded ${OLD} -> ${PLUMB_VERSION}`));
@@ -100,7 +106,8 @@ describe('plumb upgrade', () => {
     for (const e of before.status.events) assert.ok(ids.includes(e.id), `event ${e.id} (${e.kind}) was lost`);
     assert.ok(after.status.events.some((e) => e.kind === 'agent-upgraded' && e.detail.includes(`${OLD} -> ${PLUMB_VERSION}`)));
     assert.equal(await onDroplet(['readlink', '/opt/plumb-agent/current']), `versions/${PLUMB_VERSION}`);
-    assert.match(await onDroplet(['systemctl', 'show', 'plumb-agent', '-p', 'ExecStart', '--value']), /\/opt\/plumb-agent\/current\/bundle\/plumb-agent\.mjs/);
+    assert.match(await execStart(), /\/opt\/plumb-agent\/current\/bundle\/plumb-agent\.mjs/);
+    for (const flag of AGENT_NODE_FLAGS) assert.ok((await execStart()).includes(flag), `the upgraded agent's next start has ${flag}: ${await execStart()}`);
 
     const again = await user.plumb(['upgrade', '--droplet', DROPLET]);
     assert.equal(again.exitCode, 0, again.stderr);

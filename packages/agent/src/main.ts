@@ -17,8 +17,9 @@ import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
 import { resumeDrains } from './ops/drain.js';
 import { moveToApiUsers, reconcile } from './ops/reconcile.js';
+import { renderWhenNginxStarts } from './ops/routing.js';
 import { AGENT_VERSION } from './version.js';
-import { lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
+import { ensureUnitStartsCurrent, lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
 import { waitForWorkers } from './system/nat.js';
 
 /** plumb-agent: started by systemd (plumb-agent.service) on every droplet plumb provisions. */
@@ -76,13 +77,17 @@ async function main(): Promise<void> {
     return undefined;
   });
   const monitor = startMonitor({ state, locks, events, droplet: { uuid: config.dropletUuid, hostname: hostname() } });
+  let stopping = false;
+  void renderWhenNginxStarts({ state, locks }, () => stopping).catch((err: Error) => log.error("could not render plumb's nginx config", { error: err.message }));
   log.info('started', { version: AGENT_VERSION, fingerprint: identity.fingerprint, enrolled: state.get().enrolledAt !== null });
   // An upgrade to this version is confirmed only once the agent answers on its own port.
   await answersItself(config.host ?? '127.0.0.1', server.port);
   const confirmed = await upgrade.confirm();
   if (confirmed) events.record(confirmed);
+  await ensureUnitStartsCurrent().catch((err: Error) => log.warn('could not check the agent unit', { error: err.message }));
   const stop = (signal: string) => {
     log.info('stopping', { signal });
+    stopping = true;
     void Promise.all([monitor.stop(), server.close(), dropletHealth?.close()])
       .then(() => events.flush())
       .then(() => process.exit(0));

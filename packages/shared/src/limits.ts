@@ -156,6 +156,10 @@ export const DEFAULT_WORKERS = 1;
 
 /** The agent's own watch over its APIs (docs/health.md): how often each worker is checked. */
 export const MONITOR_INTERVAL_MS = 5_000;
+/** Until a fresh droplet's nginx first runs, how often the agent looks for its pid file (a stat) to render plumb's config at once. */
+export const FIRST_RENDER_POLL_MS = 200;
+/** How long the agent looks for nginx's first start that way; the monitor tick renders after that. */
+export const FIRST_RENDER_WAIT_MS = 60 * 60_000;
 /** A worker that fails this many checks in a row (HTTP, ~2 s each) is restarted by the agent. */
 export const MONITOR_FAILURES_BEFORE_RESTART = 4;
 /**

@@ -4,7 +4,7 @@ import { AGENT_SHUTDOWN_GRACE_MS, HEARTBEAT_INTERVAL_MS, MONITOR_INTERVAL_MS, MO
 import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
 import { isHealthy, probe } from '../ops/health.js';
-import { restoreServingIfLost } from '../ops/routing.js';
+import { restoreFirewallIfLost, restoreServingIfLost } from '../ops/routing.js';
 import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -36,7 +36,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
   const checking = new Map<string, Promise<void>>();
   const expiries = new Map<string, string>();
   let lastCertificateLook = 0;
-  let lookingAtRouting = false;
+  const looking = new Set<string>();
   let stopped = false;
   const alerter = new Alerter(opts.events, () => opts.state.get().alertWebhook, opts.droplet);
   const unsubscribe = opts.events.subscribe((event) => alerter.notify(event));
@@ -109,6 +109,16 @@ export function startMonitor(opts: MonitorOptions): Monitor {
     for (const c of found) expiries.set(c.name, c.expiresAt);
   }
 
+  /** Runs `look` unless the last one of that kind is still under way. */
+  function lookOnce(kind: string, look: () => Promise<string[]>, what: string): void {
+    if (looking.has(kind)) return;
+    looking.add(kind);
+    void look()
+      .then((restored) => restored.length > 0 && log.warn('put back what serving needs', { restored: restored.join(', ') }))
+      .catch((err: Error) => log.warn(`monitor could not look at ${what}`, { error: err.message }))
+      .finally(() => looking.delete(kind));
+  }
+
   function tick(): void {
     if (stopped) return;
     for (const watched of [...watches.keys()]) if (!opts.state.get().apis[watched.slice(0, watched.lastIndexOf('@'))]) watches.delete(watched);
@@ -121,13 +131,9 @@ export function startMonitor(opts: MonitorOptions): Monitor {
         .finally(() => checking.delete(name));
       checking.set(name, work);
     }
-    if (!lookingAtRouting) {
-      lookingAtRouting = true;
-      void restoreServingIfLost(opts)
-        .then((restored) => restored.length > 0 && log.warn('put back what serving needs', { restored: restored.join(', ') }))
-        .catch((err: Error) => log.warn('monitor could not look at nftables, ufw and nginx', { error: err.message }))
-        .finally(() => (lookingAtRouting = false));
-    }
+    // Each on its own: a slow `ufw reload` must not keep the nftables table from being put back.
+    lookOnce('routing', () => restoreServingIfLost(opts), 'nftables and nginx');
+    lookOnce('firewall', () => restoreFirewallIfLost(opts), 'ufw');
     void lookAtCertificates().catch((err: Error) => log.warn('monitor could not read certificates', { error: err.message }));
   }
 

@@ -5,12 +5,12 @@ import {
   BASE_R_PACKAGES,
   compareRVersions,
   DEFAULT_CRAN_URL,
+  PackagesReport,
   PlumbError,
   R_PACKAGES_FAILED_LOG_LINES,
   type InstalledRPackage,
   type PackagePlanItem,
   type PackagesPlan,
-  type PackagesReport,
   type PackagesResult,
   type PackagesSpec,
   type ReposResult,
@@ -18,6 +18,7 @@ import {
   type RPackageSource,
 } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
+import * as z from 'zod';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, linkTree, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
@@ -221,7 +222,7 @@ export interface PackagesInstalled {
 export async function installPackages(name: string, spec: PackagesSpec, repos: Repos, base: string | null | undefined, ctx: OpContext): Promise<PackagesInstalled> {
   const started = Date.now();
   const key = await checkKey(spec, repos, base, libraryPath(name, base));
-  const known = checked.get(name);
+  const known = (await checkedOnDisk())[name];
   if (known?.key === key) {
     ctx.progress('checking R packages', 'the same as the last deploy asked for, and no R library changed since: not checked again');
     log.info('R packages ready', { api: name, asked: spec.needs.length, installed: 0, library: known.library ?? 'none', checked: false });
@@ -229,27 +230,63 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
   }
   const result = await checkAndInstall(name, spec, repos, base, ctx, started);
   // Keyed by the state after the install: the next deploy starts from the generation this one made.
-  checked.set(name, { key: await checkKey(spec, repos, result.library, libraryPath(name, result.library)), library: result.library, report: result.report });
+  await rememberCheck(name, { key: await checkKey(spec, repos, result.library, libraryPath(name, result.library)), library: result.library, report: result.report });
   return result;
 }
 
 /**
- * The last package check that passed, per API, in memory (an agent restart checks once more).
- * Starting R to list its libraries is the slowest part of a redeploy whose packages did not
- * change (seconds on a busy droplet); what it found holds while the needs, the repositories,
- * the API's generation (never changed once made) and every library R searches stay the same.
+ * The last package check that passed, per API, kept on disk (0600, layout.packageChecks) so an
+ * agent restart or upgrade does not start R again. Starting R to list its libraries is the
+ * slowest part of a redeploy whose packages did not change (seconds on a busy droplet); what it
+ * found holds while the needs, the repositories, the API's generation and every package R sees
+ * stay the same. A file that cannot be read or parsed is an empty cache: the next deploy checks.
  */
-const checked = new Map<string, { key: string; library: string | null | undefined; report: PackagesReport }>();
+const CheckedPackages = z.record(z.string(), z.object({ key: z.string(), library: z.string().nullable().optional(), report: PackagesReport }));
+type CheckedPackages = z.infer<typeof CheckedPackages>;
+
+async function checkedOnDisk(): Promise<CheckedPackages> {
+  const text = await readFile(layout.packageChecks, 'utf8').catch(() => '{}');
+  try {
+    const parsed = CheckedPackages.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Deploys of one API hold its lock; two APIs' deploys may end together, hence one writer at a time. */
+let writing: Promise<unknown> = Promise.resolve();
+
+function rememberCheck(name: string, entry: CheckedPackages[string]): Promise<void> {
+  const write = writing.then(async () => {
+    const all = await checkedOnDisk();
+    await writeFileAtomic(layout.packageChecks, JSON.stringify({ ...all, [name]: entry }), 0o600);
+  });
+  writing = write.catch(() => undefined);
+  return write;
+}
 
 /**
  * What R's answer depends on besides the request: dpkg's database (apt installs, upgrades and
- * removals of Debian's R packages and of R itself), the libraries' directories (a package added
- * or removed by hand or by install.packages) and R's site files that set the search path.
+ * removals of Debian's R packages and of R itself), R's site files that set the search path, and
+ * in every library R searches (and the API's own generation) the two files R reads of each
+ * package, DESCRIPTION and Meta/package.rds: a package added, removed, upgraded or edited by hand
+ * changes one of them (their ctime, which `touch` cannot set back) or the library's directory.
  */
-const R_SYSTEM_MARKS = ['/var/lib/dpkg/status', '/usr/lib/R/library', '/usr/lib/R/site-library', '/usr/local/lib/R', '/usr/local/lib/R/site-library', '/etc/R', '/etc/R/Renviron', '/etc/R/Renviron.site', '/etc/R/Rprofile.site'];
+const R_SYSTEM_MARKS = ['/var/lib/dpkg/status', '/usr/local/lib/R', '/etc/R', '/etc/R/Renviron', '/etc/R/Renviron.site', '/etc/R/Rprofile.site'];
+const R_LIBRARIES = ['/usr/local/lib/R/site-library', '/usr/lib/R/site-library', '/usr/lib/R/library'];
+const PACKAGE_FILES_R_READS = ['DESCRIPTION', path.join('Meta', 'package.rds')];
+
+const mark = (file: string) => stat(file).then((s) => `${file} ${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs}`, () => `${file} -`);
+
+async function libraryMarks(dir: string): Promise<string[]> {
+  const packages = await readdir(dir).catch(() => undefined);
+  if (!packages) return [`${dir} -`];
+  return Promise.all([mark(dir), ...packages.sort().flatMap((p) => PACKAGE_FILES_R_READS.map((f) => mark(path.join(dir, p, f))))]);
+}
 
 async function checkKey(spec: PackagesSpec, repos: Repos, base: string | null | undefined, baseDir: string | null): Promise<string> {
-  const marks = await Promise.all([...R_SYSTEM_MARKS, baseDir ?? '/nonexistent'].map((file) => stat(file).then((s) => `${file} ${s.ino} ${s.size} ${s.mtimeMs}`, () => `${file} -`)));
+  const marks = await Promise.all([...R_SYSTEM_MARKS.map(mark), ...[...R_LIBRARIES, baseDir ?? '/nonexistent'].map(libraryMarks)]);
   return createHash('sha256').update(JSON.stringify({ spec, repos, base: base ?? null, marks })).digest('hex');
 }
 

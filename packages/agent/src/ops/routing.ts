@@ -1,9 +1,11 @@
 import { access, rm } from 'node:fs/promises';
-import { FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
+import { log } from '../log.js';
 import type { NginxModel } from '../render/model.js';
 import type { AgentState } from '../state.js';
 import { apiUids, removeApiUser } from '../system/api-account.js';
@@ -12,7 +14,7 @@ import { applyNat, natLost } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
 import * as systemd from '../system/systemd.js';
 import * as ufw from '../system/ufw.js';
-import { apiLock, SHARED, type OpContext } from './context.js';
+import { apiLock, SHARED, UFW_LOCK, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
 import { removeUnit, retireWorker } from './workers.js';
 
@@ -51,11 +53,10 @@ async function applyNatOf(model: NginxModel): Promise<void> {
 
 /**
  * Puts back what serving needs when something took it away, looked at on each monitor tick under
- * the shared lock (so never in the middle of a switch or a firewall change): the nftables table
- * (`nft flush ruleset`, a firewall tool that rewrites the whole ruleset; without it every API
- * answers 502), ufw's rules (the same flush takes them too and leaves every port open), and
- * plumb's nginx config on a fresh droplet (nginx is installed after the agent starts, and would
- * serve Debian's welcome page until the first deploy). Says what it put back.
+ * the shared lock (so never in the middle of a switch): the nftables table (`nft flush ruleset`, a
+ * firewall tool that rewrites the whole ruleset; without it every API answers 502) and plumb's
+ * nginx config on a fresh droplet. Says what it put back. ufw's rules, which the same flush takes,
+ * are restoreFirewallIfLost's: apart, so a slow `ufw reload` holds up neither this nor a switch.
  */
 export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks'>): Promise<string[]> {
   return ctx.locks.with(SHARED, async () => {
@@ -65,17 +66,39 @@ export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks
       events.record({ kind: 'routing-restored', api: null, detail: "the agent's nftables table (API front ports to workers, the APIs kept apart on loopback and from the metadata address) was gone or changed; put back from the state" });
       restored.push('nftables table');
     }
-    if (await ufw.lost()) {
-      await ufw.reload();
-      events.record({ kind: 'firewall-restored', api: null, detail: "ufw is enabled but its rules were gone from the kernel (every port open); loaded again with `ufw reload`" });
-      restored.push('ufw rules');
-    }
-    if (await nginxNeverRendered()) {
-      await applyRouting(ctx.state.get());
-      restored.push("plumb's nginx config");
-    }
+    if (await renderIfNeverRendered(ctx)) restored.push("plumb's nginx config");
     return restored;
   });
+}
+
+/**
+ * Puts ufw's rules back when ufw is enabled but its chains are gone from the kernel (`nft flush
+ * ruleset` leaves every port open), under ufw's own lock only: `ufw reload` takes seconds (14 s
+ * seen under load), and every deploy's switch waits for the shared lock.
+ */
+export async function restoreFirewallIfLost(ctx: Pick<OpContext, 'locks'>): Promise<string[]> {
+  return ctx.locks.with(UFW_LOCK, async () => {
+    if (!(await ufw.lost())) return [];
+    await ufw.reload();
+    events.record({ kind: 'firewall-restored', api: null, detail: "ufw is enabled but its rules were gone from the kernel (every port open); loaded again with `ufw reload`" });
+    return ['ufw rules'];
+  });
+}
+
+/**
+ * Writes plumb's nginx config if nginx runs and never had it (a fresh droplet: nginx is installed
+ * after the agent starts, and would serve Debian's welcome page until the first deploy). The
+ * caller holds the shared lock. True when it wrote it.
+ */
+async function renderIfNeverRendered(ctx: Pick<OpContext, 'state'>): Promise<boolean> {
+  if (!(await nginxNeverRendered())) return false;
+  await applyRouting(ctx.state.get());
+  return true;
+}
+
+/** True once plumb's nginx config is in place (and Debian's default site gone). */
+async function nginxRendered(): Promise<boolean> {
+  return (await exists(layout.nginxConf)) && !(await exists(layout.nginxDefaultSite));
 }
 
 /**
@@ -83,11 +106,34 @@ export async function restoreServingIfLost(ctx: Pick<OpContext, 'state' | 'locks
  * the default site they add) with Debian's default site or without plumb's file.
  */
 async function nginxNeverRendered(): Promise<boolean> {
-  if ((await exists(layout.nginxConf)) && !(await exists(layout.nginxDefaultSite))) return false;
+  if (await nginxRendered()) return false;
   return systemd.isActive('nginx.service');
 }
 
 const exists = (file: string) => access(file).then(() => true, () => false);
+
+/**
+ * Renders plumb's nginx config as soon as nginx first runs, rather than on the next monitor tick
+ * (up to MONITOR_INTERVAL_MS of Debian's welcome page on a fresh droplet, where cloud-init installs
+ * nginx after the agent started). Until then it looks for nginx's pid file every
+ * FIRST_RENDER_POLL_MS: a stat, no process; `systemctl` runs only once the file is there. Gives up
+ * after FIRST_RENDER_WAIT_MS (the monitor tick still renders). Resolves with how it ended.
+ */
+export async function renderWhenNginxStarts(ctx: Pick<OpContext, 'state' | 'locks'>, stopped: () => boolean): Promise<'rendered' | 'already' | 'gave up'> {
+  if (await nginxRendered()) return 'already';
+  const deadline = Date.now() + FIRST_RENDER_WAIT_MS;
+  while (!stopped() && Date.now() < deadline) {
+    if (await exists(layout.nginxPid)) {
+      if (await ctx.locks.with(SHARED, () => renderIfNeverRendered(ctx))) {
+        log.info("nginx started: plumb's nginx config rendered at once", { by: 'nginx-started' });
+        return 'rendered';
+      }
+      if (await nginxRendered()) return 'already';
+    }
+    await sleep(FIRST_RENDER_POLL_MS, undefined, { ref: false });
+  }
+  return 'gave up';
+}
 
 /** The lowest front port no other API has. */
 export function freeFrontPort(state: AgentState): number {

@@ -34,6 +34,8 @@ export const layout = {
   /** A deploy under way: what it made, so an agent killed in the middle removes just that when it starts again. */
   deployMarker: (name: string) => `/var/lib/plumb/deploying/${name}.json`,
   deployMarkersDir: '/var/lib/plumb/deploying',
+  /** The last R package check that passed, per API (ops/packages.ts). */
+  packageChecks: '/var/lib/plumb/package-checks.json',
   runner: '/usr/lib/plumb/run-api.R',
   nginxConf: '/etc/nginx/conf.d/plumb.conf',
   /** Where useradd writes the APIs' system users (their uids go into natRules). */
@@ -54,6 +56,8 @@ export const layout = {
   /** do_deploy_api()'s unit for an API, `plumber-NAME.service` (plumb's own are `plumber-NAME@PORT`). */
   legacyUnit: (name: string) => `plumber-${name}.service`,
   legacyUnitFile: (name: string) => `/etc/systemd/system/plumber-${name}.service`,
+  /** Written by nginx's master once it runs. */
+  nginxPid: '/run/nginx.pid',
   acmeWebroot: '/var/lib/plumb/acme',
   /** Lab only: a root-owned file here kills the agent at that point (crash-point.ts). */
   crashPoint: (point: string) => `/var/lib/plumb/crash-points/${point}`,

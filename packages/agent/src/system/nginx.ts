@@ -33,7 +33,7 @@ export async function applyNginx(config: string): Promise<'unchanged' | 'reloade
  * may still see the old config, so the agent waits for that before it reports success.
  */
 async function reloadAndWait(): Promise<void> {
-  const master = Number((await readFile('/run/nginx.pid', 'utf8').catch(() => '0')).trim());
+  const master = Number((await readFile(layout.nginxPid, 'utf8').catch(() => '0')).trim());
   const before = new Set(await workers(master));
   await reload('nginx.service');
   await pollUntil(

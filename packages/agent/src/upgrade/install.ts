@@ -112,14 +112,29 @@ export async function ensureLayout(runningVersion: string): Promise<void> {
     await switchLink(install.current, `versions/${runningVersion}`);
     log.info('agent layout: versions side by side', { version: runningVersion, from: running });
   }
-  const execStart = (await execa('systemctl', ['show', install.unit, '-p', 'ExecStart', '--value'], { reject: false })).stdout;
-  if (!execStart.includes(CURRENT_BUNDLE)) {
-    await mkdir(path.dirname(install.layoutDropIn), { recursive: true });
-    await writeFileAtomic(install.layoutDropIn, `# Written by plumb-agent: start the version /opt/plumb-agent/current links to.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} ${CURRENT_BUNDLE}\n`, 0o644);
-    await systemctl(['daemon-reload']);
-  }
+  await ensureUnitStartsCurrent();
   const bin = await readlink(install.binLink).catch(() => null);
   if (bin !== null && bin !== CURRENT_BUNDLE) await switchLink(install.binLink, CURRENT_BUNDLE);
+}
+
+/**
+ * Makes the unit start `current` with this agent's node flags (AGENT_NODE_FLAGS), by the layout
+ * drop-in, when its ExecStart says otherwise: a droplet provisioned before versions lived side by
+ * side, or before the flags existed, whose unit file (cloud-init wrote it once) nothing else
+ * rewrites. Run on an upgrade and at every start of a confirmed agent, so an upgraded droplet's
+ * next start has this version's flags. Takes effect at the next start; nothing restarts.
+ */
+export async function ensureUnitStartsCurrent(): Promise<void> {
+  const shown = await execa('systemctl', ['show', install.unit, '-p', 'ExecStart', '--value'], { reject: false });
+  // Not under systemd's plumb-agent.service (a test running the agent elsewhere): nothing to mend.
+  if (shown.exitCode !== 0 || !shown.stdout.includes('plumb-agent')) return;
+  // During a trial the runtime drop-in's ExecStart is shown; the layout drop-in is for after it.
+  if (await readFile(install.trialDropIn).then(() => true, () => false)) return;
+  if (shown.stdout.includes(CURRENT_BUNDLE) && AGENT_NODE_FLAGS.every((flag) => shown.stdout.includes(flag))) return;
+  await mkdir(path.dirname(install.layoutDropIn), { recursive: true });
+  await writeFileAtomic(install.layoutDropIn, `# Written by plumb-agent: start the version /opt/plumb-agent/current links to, with its node flags.\n[Service]\nExecStart=\nExecStart=${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} ${CURRENT_BUNDLE}\n`, 0o644);
+  await systemctl(['daemon-reload']);
+  log.info("agent unit: ExecStart set to start current with this version's node flags", { flags: AGENT_NODE_FLAGS.join(' ') });
 }
 
 export interface Trial {
