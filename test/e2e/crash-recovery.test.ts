@@ -85,7 +85,8 @@ test('kill -9 during the drain after a switch: the new release serves, the reque
       version,
       `\n#* @get /slow\nfunction() promises::promise(function(resolve, reject) {\n  check <- function() if (file.exists("/var/plumber/drain/data/go")) resolve("${version} slow") else later::later(check, 0.2)\n  check()\n})\n`,
     );
-  assert.equal((await user.plumb(['deploy', await apiDir(slow('d1')), '--name', 'drain'])).exitCode, 0);
+  const first = await user.plumb(['deploy', await apiDir(slow('d1')), '--name', 'drain']);
+  assert.equal(first.exitCode, 0, first.stderr);
   const old = await statusOf('drain');
   const inFlight = httpGet(`http://${address}/drain/slow`, 300_000);
   await until('the slow request to reach the worker', async () => (await onDroplet(['sh', '-c', `ss -Htn state established '( sport = :${old!.workers[0]!.port} )' | wc -l`])) !== '0', 30_000);
