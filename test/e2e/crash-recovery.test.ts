@@ -101,9 +101,9 @@ test('kill -9 during the drain after a switch: the new release serves, the reque
   await onDroplet(['touch', '/var/plumber/drain/data/go']);
   const answer = await inFlight;
   assert.deepEqual([answer.status, JSON.parse(answer.body)], [200, ['d1 slow']], 'the request in flight finished on the old release');
-  await until('the drained worker to stop', async () => (await runningWorkers('drain')).length === 1, 60_000);
+  // The agent stops the drained worker, then takes it out of the state: wait for the state.
+  await until('the drained worker to stop and leave the state', async () => (await statusOf('drain'))?.draining.length === 0, 60_000);
   const now = await statusOf('drain');
-  assert.equal(now?.draining.length, 0);
   assert.deepEqual(await runningWorkers('drain'), [`plumber-drain@${now!.workers[0]!.port}.service`]);
   assert.equal((await onDroplet(['readlink', '/var/plumber/drain/current'])).replace(/^releases\//, ''), now!.release);
 });
@@ -116,8 +116,11 @@ test('a reboot while a deploy waits at the health gate: the old release serves a
   await until('the new release to be starting', async () => (await runningWorkers('boot')).length === 2);
   await lab.droplet(dropletId).reboot();
   const cut = await held;
-  assert.equal(cut.exitCode, 3, cut.stderr);
-  assert.match(cut.stderr, /plumb status/);
+  // Either the agent went down with the droplet before it answered (exit 3, "run plumb status"), or
+  // it saw the shutdown stop the new worker first and failed the deploy (exit 1) with the old
+  // release serving: both are what happened, and both leave the droplet as checked below.
+  assert.ok([1, 3].includes(cut.exitCode ?? -1), cut.stderr);
+  assert.match(cut.stderr, cut.exitCode === 3 ? /plumb status/ : /the previous release is still serving/);
   assert.ok(await agentAnswersAgain(user), 'the agent answers after the boot');
 
   const now = await statusOf('boot');
