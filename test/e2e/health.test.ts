@@ -140,7 +140,7 @@ describe('status', () => {
     assert.equal(first.exitCode, 0, first.stderr);
     assert.match(first.stdout, /load \d+\.\d+ \d+\.\d+ \d+\.\d+\s+memory \S+ GiB free/);
     assert.match(first.stdout, /MEMORY/);
-    assert.match(first.stdout, /sum\s+active\s.*\s[1-9]\d* MiB$/m, 'the R worker uses some memory');
+    assert.match(first.stdout, /sum\s+active\s.*\s[1-9]\d* MiB\s+-$/m, 'the R worker uses some memory');
     assert.match(first.stdout, /^\s+\S+ \S+Z\s+deploy\s+sum\s+release \S+ live on port \d+$/m);
 
     const second = await user.plumb(['status']);
