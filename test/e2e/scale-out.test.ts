@@ -294,15 +294,18 @@ test("a group deploy while a droplet is off leaves it drifted, flagged by status
   assert.deepEqual((await groupStatus()).json.drifted, []);
 
   // The same code with another --env (and a memory limit), deployed to one droplet by hand: it
-  // behaves differently, so it drifts; the sync puts back the group's env and no memory limit.
+  // behaves differently, so it drifts; the sync puts back the group's env and its memory limit (none
+  // given: plumb's default share of RAM, as on a member that never had --memory).
   const byHand = await user.plumb(['deploy', v5, '--name', 'sum', '--droplet', third.name, '--env', 'MODE=debug', '--memory', '400M']);
   assert.equal(byHand.exitCode, 0, byHand.stderr);
-  const memoryMax = () => lab.droplet(third.id).exec(['sh', '-c', 'systemctl show -p MemoryMax --value $(systemctl list-units --plain --no-legend "plumber-sum@*" | cut -d" " -f1) | sed /^$/d | sort -u']);
+  const memoryMax = (id = third.id) => lab.droplet(id).exec(['sh', '-c', 'systemctl show -p MemoryMax --value $(systemctl list-units --plain --no-legend "plumber-sum@*" | cut -d" " -f1) | sed /^$/d | sort -u']);
+  const groupMemoryMax = await memoryMax(first.id);
+  assert.notEqual(groupMemoryMax, String(400 * 1024 * 1024));
   assert.equal(await memoryMax(), String(400 * 1024 * 1024));
   assert.deepEqual((await groupStatus()).json.drifted, [third.name], 'another env is drift, though the files are the same');
   const resynced = await user.plumb(['group', 'sync', GROUP]);
   assert.equal(resynced.exitCode, 0, resynced.stderr);
-  assert.equal(await memoryMax(), 'infinity');
+  assert.equal(await memoryMax(), groupMemoryMax);
   assert.deepEqual((await groupStatus()).json.drifted, []);
   const again = await user.plumb(['group', 'sync', GROUP]);
   assert.equal(again.exitCode, 0, again.stderr);
