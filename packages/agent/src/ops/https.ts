@@ -1,15 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import type { CertificateInfo, HttpsResult, Request } from '@plumb/shared';
 import { log } from '../log.js';
-import { renderNginx } from '../render/nginx.js';
 import type { AgentState, CertificateRecord } from '../state.js';
 import { CertbotError, certonly, deleteLineage, installDeployHook, readCertificate } from '../system/certbot.js';
 import { layout } from '../system/layout.js';
-import { applyNginx } from '../system/nginx.js';
 import * as ufw from '../system/ufw.js';
 import { SHARED, StepError, UFW_LOCK, type OpContext } from './context.js';
-import { nginxModel } from './nginx-model.js';
-import { changeRouting } from './routing.js';
+import { applyNginxOf, changeRouting } from './routing.js';
 
 export type HttpsRequest = Extract<Request, { type: 'https' }>;
 
@@ -55,7 +52,7 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
   // nginx must be the agent's (challenge directory included) before the CA asks for a challenge.
   ctx.progress('serving ACME challenges from nginx');
   await mkdir(layout.acmeWebroot, { recursive: true, mode: 0o755 });
-  await ctx.locks.with(SHARED, () => applyNginx(renderNginx(nginxModel(ctx.state.get()))));
+  await ctx.locks.with(SHARED, () => applyNginxOf(ctx.state.get()));
 
   // The firewall's files from the snapshot to a possible undo are this operation's: a `plumb
   // firewall` meanwhile would otherwise be written back over by the undo (one lock for ufw).

@@ -41,10 +41,19 @@ export async function changeRouting(ctx: OpContext, change: (state: AgentState) 
 
 /** Makes the nftables table (routing and isolation) and nginx say what `state` says. */
 export async function applyRouting(state: AgentState): Promise<'unchanged' | 'reloaded'> {
-  // An old do_provision() site still serving (adopt --import, until retire-legacy) keeps port 80's default.
-  const model = { ...nginxModel(state), defaultServer: !(await exists(layout.legacySite)) };
+  const model = await servingModel(state);
   await applyNatOf(model);
   return applyNginx(renderNginx(model));
+}
+
+/** Makes nginx alone say what `state` says (the nftables table is not touched). */
+export async function applyNginxOf(state: AgentState): Promise<'unchanged' | 'reloaded'> {
+  return applyNginx(renderNginx(await servingModel(state)));
+}
+
+/** What nginx serves: an old do_provision() site still serving (adopt --import, until retire-legacy) keeps port 80's default. */
+async function servingModel(state: AgentState): Promise<NginxModel> {
+  return { ...nginxModel(state), defaultServer: !(await exists(layout.legacySite)) };
 }
 
 async function applyNatOf(model: NginxModel): Promise<void> {
