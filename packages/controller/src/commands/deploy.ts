@@ -11,8 +11,10 @@ export interface DeployOptions {
   path?: string;
   forward?: boolean;
   droplet?: string;
-  /** `KEY=VALUE` pairs, as given on the command line. */
+  /** `KEY=VALUE` pairs, as given on the command line. None given: the API keeps the env it has. */
   env?: string[];
+  /** The env given is the API's whole env, even when empty (a copied release: group sync). */
+  replaceEnv?: boolean;
   workers?: number;
   /** null: none (any answer below 500 will do), as a copied release may say. */
   healthPath?: string | null;
@@ -69,7 +71,7 @@ export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'typ
 export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   const settings: DeploySettings = { name: checkInput(ApiName, opts.name, 'API name') };
   if (opts.path !== undefined) settings.path = checkInput(UrlPath, opts.path, 'path');
-  if (opts.env !== undefined && opts.env.length > 0) {
+  if (opts.env !== undefined && (opts.env.length > 0 || opts.replaceEnv === true)) {
     const env: Record<string, string> = {};
     for (const pair of opts.env) {
       const eq = pair.indexOf('=');

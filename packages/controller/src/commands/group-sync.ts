@@ -56,6 +56,8 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], gro
       path: s.path,
       forward: exported.forwarded,
       env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
+      // An empty env too: the member's own --env must not stay.
+      replaceEnv: true,
       workers: s.workers,
       // null too: a setting the source has none of must not stay as the member had it.
       healthPath: s.healthPath,
