@@ -21,6 +21,8 @@ export const KEEP_RELEASES = range(1, 50);
 export const HEALTH_TIMEOUT_SECONDS = range(1, 1800);
 /** How long the previous workers may finish requests in flight, in seconds. */
 export const DRAIN_TIMEOUT_SECONDS = range(0, DRAIN_TIMEOUT_MAX_MS / 1000);
+/** Droplets a group deploy changes at a time (`--parallel`). */
+export const GROUP_PARALLEL = range(1, 100);
 /** Lines one `plumb logs -n` may ask for. */
 export const LOG_LINES = range(0, LOGS_MAX_LINES);
 

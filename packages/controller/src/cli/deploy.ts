@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { PackagesReport } from '@plumb/shared';
-import { DRAIN_TIMEOUT_SECONDS, EXIT, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, range, WORKER_COUNT } from '@plumb/shared/core';
+import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, WORKER_COUNT } from '@plumb/shared/core';
 import { binaryRepoFlag, collect, dropletFlag, jsonFlag, quietFlag, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -53,7 +53,7 @@ export function register(program: Command) {
     .addOption(binaryRepoFlag())
     .addOption(dropletFlag())
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
-    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(range(1, 100)))
+    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL))
     .addOption(quietFlag())
     .addOption(jsonFlag())
     .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, ...o }) =>

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ApiName, checkInput, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, wholeNumber, type ApiStatus, type ReleasesResult, type RollbackResult } from '@plumb/shared';
+import { ApiName, checkInput, GROUP_PARALLEL, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, wholeNumber, type ApiStatus, type ReleasesResult, type RollbackResult } from '@plumb/shared';
 import { RemoteError } from '../agent/client.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
@@ -117,7 +117,7 @@ const failure = (err: unknown) => ({ code: err instanceof PlumbError ? err.code 
 export async function deployGroup(opts: DeployOptions & { group: string; parallel?: number }, ctx: Context): Promise<GroupDeployResult> {
   const started = Date.now();
   const { name } = checkDeployOptions(opts);
-  const parallel = checkInput(wholeNumber(1, 100), opts.parallel ?? 1, '--parallel');
+  const parallel = checkInput(wholeNumber(GROUP_PARALLEL.min, GROUP_PARALLEL.max), opts.parallel ?? 1, '--parallel');
   const members = await groupMembers(opts.group, ctx);
   const bundle = await prepareBundle(opts, ctx, true);
   // One more than any member holds: the agents keep it, so "the newest group deploy" needs no clock.
