@@ -53,7 +53,7 @@ export async function buildInstallation(version: string, opts: { breakAgent?: bo
   const { file } = JSON.parse(await readFile(path.join(agentDir, 'agent-package.json'), 'utf8')) as { file: string };
   const packages = await startPackageServer({ dir: agentDir, host: LAB_HOST_ADDRESS });
   const agentUrl = packages.url(file);
-  const cli = path.join(dir, 'packages/controller/dist/cli.js');
+  const cli = path.join(dir, 'packages/controller/dist/plumb.js');
   return {
     version,
     packages,

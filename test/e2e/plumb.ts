@@ -8,7 +8,7 @@ import { pollUntil } from '@plumb/shared';
 import { startLab, type Lab, type LabOptions } from '../lab/lab.js';
 
 /** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
-export const PLUMB_CLI = path.join(path.dirname(createRequire(import.meta.url).resolve('@plumb/controller/package.json')), 'dist/cli.js');
+export const PLUMB_CLI = path.join(path.dirname(createRequire(import.meta.url).resolve('@plumb/controller/package.json')), 'dist/plumb.js');
 
 /** What the person at the terminal sees: exit code, stdout, stderr. */
 export interface PlumbRun {
