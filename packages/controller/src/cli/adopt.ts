@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { range } from '@plumb/shared/core';
-import { jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { outputFlags, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { one } from './provision.js';
 import { output } from './run.js';
@@ -16,7 +16,7 @@ export const text = (r: AdoptResult) =>
   ].join('\n');
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('adopt')
     .argument('<root@host>', 'the Debian 13 server to take over, as ssh takes it')
     .description('make a server plumb did not create into a plumb droplet, over SSH once (the same base and agent as provision)')
@@ -25,9 +25,7 @@ export function register(program: Command) {
     .option('--port <n>', 'the SSH port', wholeNumber(range(1, 65535)), 22)
     .option('-y, --yes', "accept the host's SSH key on first contact without asking (for scripts); a changed key is still refused")
     .option('--force', 'take over even if nginx serves port 80, ufw has other rules or /var/plumber exists; lists what it changed')
-    .option('--import', "take over the APIs plumber's do_provision()/do_deploy_api() set up there as plumb APIs, at the same paths, without a failed request")
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--import', "take over the APIs plumber's do_provision()/do_deploy_api() set up there as plumb APIs, at the same paths, without a failed request"))
     .action((target, { json, quiet, ...o }) =>
       output({ json, quiet }, async (ctx) => (await import('../commands/adopt.js')).adopt({ ...o, target, interactive: process.stdin.isTTY === true }, ctx), text),
     );

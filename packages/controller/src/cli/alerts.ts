@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { AlertsResult } from '@plumb/shared';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -13,14 +13,12 @@ export function text(r: AlertsResult & { droplet: string }): string {
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('alerts')
     .description('make the droplet POST alerts (API down/up, repeated restarts, certificate expiry) to a webhook')
     .option('--webhook <url>', 'where to POST them (JSON); the droplet must reach it')
     .option('--off', 'stop sending alerts')
-    .addOption(dropletFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(dropletFlag()))
     .action(({ json, quiet, ...o }) => output({ json, quiet }, async (ctx) => (await import('../commands/alerts.js')).alerts(o, ctx), text));
   helpFooter(command, ['plumb alerts --webhook https://hooks.example.com/plumb', 'plumb alerts --off --droplet api-1']);
 }

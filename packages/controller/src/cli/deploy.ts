@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { PackagesReport } from '@plumb/shared';
 import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, WORKER_COUNT } from '@plumb/shared/core';
-import { binaryRepoFlag, collect, dropletFlag, jsonFlag, quietFlag, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
+import { binaryRepoFlag, collect, dropletFlag, outputFlags, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
@@ -31,7 +31,7 @@ export async function text(r: DeployOutcome | GroupDeployResult): Promise<string
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('deploy')
     .argument('[dir]', 'the directory holding plumber.R (or entrypoint.R)', '.')
     .description('deploy (or update) the plumber API in DIR; prints its URL. DIR/plumb.toml (plumb init) gives defaults for the flags')
@@ -53,9 +53,7 @@ export function register(program: Command) {
     .addOption(binaryRepoFlag())
     .addOption(dropletFlag())
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
-    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL)))
     .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, ...o }) =>
       output(
         { json, quiet },

@@ -1,10 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
-import { binaryRepoFlag, dropletFlag, jsonFlag, quietFlag, repoFlag, strictVersionsFlag } from './flags.js';
+import { binaryRepoFlag, dropletFlag, outputFlags, repoFlag, strictVersionsFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('deps')
     .argument('<dir>', 'the API directory')
     .description('the R packages the API in DIR needs, and how the droplet would install each (nothing is deployed)')
@@ -13,9 +13,7 @@ export function register(program: Command) {
     .addOption(strictVersionsFlag())
     .addOption(repoFlag())
     .addOption(binaryRepoFlag())
-    .addOption(dropletFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(dropletFlag()))
     .action(async (dir, { json, quiet, ...o }) => {
       const { deps, depsText } = await import('../commands/packages.js');
       await output({ json, quiet }, (ctx) => deps({ dir, ...o }, ctx), depsText);

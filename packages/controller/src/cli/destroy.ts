@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { dropletFlag, outputFlags, yesFlag } from './flags.js';
 import { confirm } from './confirm.js';
 import { helpFooter } from './help.js';
 import { dropletNamed } from './droplet-arg.js';
@@ -9,14 +9,12 @@ import type { DestroyResult } from '../commands/destroy.js';
 export const text = (r: DestroyResult) => (r.outcome === 'deleted' ? `destroyed droplet ${r.name} (id ${r.id})` : `droplet ${r.name} (id ${r.id}) was already gone; forgotten`);
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('destroy')
     .argument('[droplet]', 'name or id (or --droplet)')
     .description('delete a droplet (by name or id) and forget it')
     .addOption(dropletFlag())
-    .addOption(yesFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(yesFlag()))
     .action((positional, o) =>
       output(
         o,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Command } from '@commander-js/extra-typings';
-import { jsonFlag, quietFlag } from './flags.js';
+import { outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { table } from '../output/format.js';
@@ -27,11 +27,9 @@ export function register(program: Command) {
   const droplets = program.command('droplets').description('the droplets plumb knows; export and import them to share with another machine');
   helpFooter(droplets, ['plumb droplets', 'plumb droplets export > droplets.json', 'plumb droplets import droplets.json'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
-  const list = droplets
+  const list = outputFlags(droplets
     .command('list', { isDefault: true })
-    .description('the droplets plumb knows, with their state on DigitalOcean')
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .description('the droplets plumb knows, with their state on DigitalOcean'))
     .action((o) => output(o, async (ctx) => (await import('../commands/droplets.js')).droplets(ctx), listText));
   helpFooter(list, ['plumb droplets list --json'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
@@ -43,12 +41,10 @@ export function register(program: Command) {
     .action((names) => output({ json: true, quiet: true }, async (ctx) => (await import('../commands/droplets.js')).exportDroplets(names, ctx), () => ''));
   helpFooter(exported, ['plumb droplets export api-1 > api-1.json']);
 
-  const imported = droplets
+  const imported = outputFlags(droplets
     .command('import')
     .argument('<file>', 'the output of `plumb droplets export`, or - for stdin')
-    .description('learn droplets from `plumb droplets export` output (a file, or - for stdin)')
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .description('learn droplets from `plumb droplets export` output (a file, or - for stdin)'))
     .action((file, o) =>
       output(o, async (ctx) => (await import('../commands/droplets.js')).importDroplets(file === '-' ? readFileSync(0, 'utf8') : await readFile(file, 'utf8'), ctx), importText),
     );

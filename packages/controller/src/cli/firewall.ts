@@ -1,18 +1,16 @@
 import type { Command } from '@commander-js/extra-typings';
 import { confirm } from './confirm.js';
-import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { dropletFlag, outputFlags, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('firewall')
     .description("open or close SSH (22) in the droplet's firewall; 80, 443 and the agent port stay open")
     .argument('<action>', 'open-ssh or close-ssh')
     .addOption(dropletFlag())
-    .addOption(yesFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(yesFlag()))
     .action((action, { json, quiet, yes, ...o }) =>
       output(
         { json, quiet },

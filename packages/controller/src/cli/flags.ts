@@ -1,12 +1,15 @@
-import { InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { InvalidArgumentError, Option, type Command, type OptionValues } from '@commander-js/extra-typings';
 import { parseWholeNumber, type WholeNumberRange } from '@plumb/shared/core';
 
 /**
  * Flags more than one command takes, made once here so that each reads the same everywhere.
  * Each call makes a new Option: commander keeps per-command state on them.
  */
-export const jsonFlag = () => new Option('--json', 'print the result (or the error) as JSON on stdout');
-export const quietFlag = () => new Option('-q, --quiet', 'no progress lines on stderr: only the result and errors');
+const jsonFlag = () => new Option('--json', 'print the result (or the error) as JSON on stdout');
+const quietFlag = () => new Option('-q, --quiet', 'no progress lines on stderr: only the result and errors');
+/** `--quiet` and `--json`, last among the flags of every command that prints a result through cli/run.ts `output`. */
+export const outputFlags = <Args extends unknown[], Opts extends OptionValues, GlobalOpts extends OptionValues>(command: Command<Args, Opts, GlobalOpts>) =>
+  command.addOption(quietFlag()).addOption(jsonFlag());
 export const dropletFlag = () => new Option('--droplet <name|id>', 'which droplet (needed when plumb knows several)');
 export const yesFlag = () => new Option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)');
 export const waitFlag = () => new Option('--wait', 'return only once the previous workers have finished their requests and stopped');

@@ -1,16 +1,14 @@
 import type { Command } from '@commander-js/extra-typings';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('forward')
     .argument('<name>', 'API name')
     .description('serve API NAME at / too')
-    .addOption(dropletFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(dropletFlag()))
     .action((name, o) => output(o, async (ctx) => (await import('../commands/api.js')).forward(name, o, ctx), (r) => `/ now serves ${r.forward}`));
   helpFooter(command, ['plumb forward hello', 'plumb forward hello --droplet api-1']);
 }

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { collect, dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { collect, dropletFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import type { HttpsOutcome } from '../commands/https.js';
@@ -13,7 +13,7 @@ export function text(r: HttpsOutcome): string {
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('https')
     .description("a Let's Encrypt certificate for the droplet; HTTPS for every API, HTTP redirected (renews by itself)")
     .option('-d, --domain <domain>', 'a domain pointing at the droplet (repeatable; the first names the certificate)', collect, [] as string[])
@@ -22,9 +22,7 @@ export function register(program: Command) {
     .option('--staging', "Let's Encrypt's staging server: untrusted test certificates, no production rate limits")
     .option('--force', 'renew the certificate even if it is still valid')
     .option('--skip-dns-check', 'ask for the certificate even if a domain does not seem to point at the droplet')
-    .addOption(dropletFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(dropletFlag()))
     .action(({ domain, json, quiet, ...o }) => output({ json, quiet }, async (ctx) => (await import('../commands/https.js')).https({ ...o, domains: domain }, ctx), text));
   helpFooter(command, ['plumb https -d api.example.com --email me@example.com --agree-tos', 'plumb https -d api.example.com -d www.example.com --email me@example.com --agree-tos --staging'], ['PLUMB_ACME_SERVER', 'PLUMB_DNS_SERVER']);
 }

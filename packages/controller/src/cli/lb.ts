@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import { range } from '@plumb/shared/core';
 import { confirm } from './confirm.js';
-import { jsonFlag, quietFlag, wholeNumber, yesFlag } from './flags.js';
+import { outputFlags, wholeNumber, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -14,16 +14,14 @@ export function register(program: Command) {
   const lb = program.command('lb').description("a DigitalOcean Load Balancer in front of a group's droplets (see plumb provision --group)");
   helpFooter(lb, ['plumb lb', 'plumb lb create web', 'plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
-  const list = lb
+  const list = outputFlags(lb
     .command('list', { isDefault: true })
     .description("the groups' load balancers and each droplet's health as the balancer sees it")
-    .argument('[group]', 'one group')
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .argument('[group]', 'one group'))
     .action((group, o) => output(o, async (ctx) => (await import('../commands/lb.js')).lbList(group === undefined ? {} : { group }, ctx), async (rows) => (await import('../commands/lb.js')).lbText(rows)));
   helpFooter(list, ['plumb lb list web --json'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
-  const create = lb
+  const create = outputFlags(lb
     .command('create')
     .argument('<group>', 'the group (plumb provision --group)')
     .description("a balancer for the group's tag: port 80 to the droplets, health checked on /__plumb/health")
@@ -31,9 +29,7 @@ export function register(program: Command) {
     .option('--check-interval <seconds>', 'seconds between health checks (default 10)', seconds)
     .option('--check-timeout <seconds>', 'seconds a check may take (default 5)', seconds)
     .option('--unhealthy-threshold <n>', 'failed checks in a row before a droplet is out (default 3)', checks)
-    .option('--healthy-threshold <n>', 'passed checks in a row before it is back (default 3)', checks)
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--healthy-threshold <n>', 'passed checks in a row before it is back (default 3)', checks))
     .action((group, { json, quiet, region, checkInterval, checkTimeout, unhealthyThreshold, healthyThreshold }) =>
       output(
         { json, quiet },
@@ -54,13 +50,11 @@ export function register(program: Command) {
     );
   helpFooter(create, ['plumb lb create web', 'plumb lb create web --region ams3 --unhealthy-threshold 2'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
-  const destroy = lb
+  const destroy = outputFlags(lb
     .command('destroy')
     .argument('<group>', 'the group whose balancer goes')
     .description("delete the group's load balancer (the droplets stay)")
-    .addOption(yesFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(yesFlag()))
     .action((group, o) =>
       output(
         o,

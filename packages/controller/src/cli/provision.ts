@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { EXIT, GROUP_PROVISION_MAX, range } from '@plumb/shared/core';
-import { collect, jsonFlag, quietFlag, wholeNumber } from './flags.js';
+import { collect, outputFlags, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { seconds } from '../output/format.js';
@@ -26,7 +26,7 @@ export function one(r: Omit<ProvisionResult, 'cloudInit'>): string {
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('provision')
     .description('create a droplet with R, plumber, nginx, a firewall and the plumb agent')
     .option('--name <name>', 'droplet name (default: plumb-XXXXXX)')
@@ -39,9 +39,7 @@ export function register(program: Command) {
     .option('--close-ssh', 'keep SSH (22) closed in the firewall: only 80, 443 and the agent port (plumb firewall open-ssh opens it)')
     .option('--agent-url <url>', 'a mirror the droplet downloads the agent package from (default: plumb sends it; PLUMB_AGENT_URL)')
     .option('--group <group>', 'make the droplet(s) members of a group (a DigitalOcean tag; see plumb lb)')
-    .option('--count <n>', `with --group: how many droplets, made at once (at most ${GROUP_PROVISION_MAX})`, wholeNumber(range(1, GROUP_PROVISION_MAX)))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--count <n>', `with --group: how many droplets, made at once (at most ${GROUP_PROVISION_MAX})`, wholeNumber(range(1, GROUP_PROVISION_MAX))))
     .action(({ tag, json, quiet, group, ...o }) =>
       output(
         { json, quiet },

@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { ReleasesResult } from '@plumb/shared';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { outputGroup } from './group-run.js';
 import { output } from './run.js';
@@ -8,14 +8,12 @@ import { output } from './run.js';
 export const text = (r: ReleasesResult) => r.releases.map((x) => `${x.live ? '*' : ' '} ${x.id}  ${x.createdAt}  ${x.files} files${x.digest ? `  content ${x.digest.slice(0, 12)}` : ''}`).join('\n') || 'no releases';
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('releases')
     .argument('<name>', 'API name')
     .description("an API's releases kept on the droplet (the last 5), oldest first")
     .addOption(dropletFlag())
-    .addOption(groupFlag('each one\'s releases; the same content shows the same "content" hash'))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag('each one\'s releases; the same content shows the same "content" hash')))
     .action((name, { group, ...o }) => {
       if (group === undefined) return output(o, async (ctx) => (await import('../commands/api.js')).releases(name, o, ctx), text);
       return outputGroup(o, group, 'together', async (ctx, droplet) => (await import('../commands/api.js')).releases(name, { droplet }, ctx), text);

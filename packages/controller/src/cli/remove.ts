@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { RemoveResult } from '@plumb/shared';
 import { confirm } from './confirm.js';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags, yesFlag } from './flags.js';
 import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -9,16 +9,14 @@ import { output } from './run.js';
 export const text = (r: RemoveResult) => `removed ${r.name}${r.wasForwarded ? ' (and the forward of / to it)' : ''}${r.keptFiles ? '; its files are kept' : ''}`;
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('remove')
     .argument('<name>', 'API name')
     .description('take an API off the droplet: its workers, unit, nginx location and files (data/ too, unless --keep-files)')
     .option('--keep-files', 'leave /var/plumber/NAME on the droplet')
     .addOption(dropletFlag())
     .addOption(groupFlag('one after another, stopping at the first failure'))
-    .addOption(yesFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(yesFlag()))
     .action(async (name, { group, ...o }) => {
       const files = o.keepFiles ? 'its files stay' : `its files go, data/ included`;
       if (group !== undefined) {

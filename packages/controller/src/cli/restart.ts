@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { RestartResult } from '@plumb/shared';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags, waitFlag } from './flags.js';
 import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -9,15 +9,13 @@ import { count, drainText, seconds } from '../output/format.js';
 export const text = (r: RestartResult) => [`restarted ${r.name} (${count(r.workers, 'worker')}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('restart')
     .argument('<name>', 'API name')
     .description('new R processes for an API: started next to the old ones, which then drain (no request lost)')
     .addOption(waitFlag())
     .addOption(dropletFlag())
-    .addOption(groupFlag('one after another, stopping at the first failure'))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure')))
     .action((name, { group, ...o }) =>
       group === undefined
         ? output(o, async (ctx) => (await import('../commands/api.js')).restart(name, o, ctx), text)

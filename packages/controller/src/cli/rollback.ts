@@ -2,7 +2,7 @@ import type { Command } from '@commander-js/extra-typings';
 import type { RollbackResult } from '@plumb/shared';
 import { EXIT } from '@plumb/shared/core';
 import type { GroupDeployResult } from '../commands/group.js';
-import { dropletFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { dropletFlag, outputFlags, waitFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
@@ -11,16 +11,14 @@ export const text = async (r: RollbackResult | GroupDeployResult) => ('group' in
 const singleText = (r: RollbackResult) => [`${r.name} is back on release ${r.to} (was ${r.from}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('rollback')
     .argument('<name>', 'API name')
     .description('switch back to the previous release (or --to ID), through the same health gate as a deploy')
     .option('--to <release>', 'a release id from `plumb releases NAME`')
     .addOption(waitFlag())
     .addOption(dropletFlag())
-    .option('--group <group>', "undo the group's last deploy of NAME: each droplet it changed goes back to what it ran before")
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--group <group>', "undo the group's last deploy of NAME: each droplet it changed goes back to what it ran before"))
     .action((name, { group, ...o }) =>
       output(
         o,

@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { ScaleResult } from '@plumb/shared';
 import { WORKER_COUNT } from '@plumb/shared/core';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag, wholeNumber } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags, waitFlag, wholeNumber } from './flags.js';
 import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -10,16 +10,14 @@ import { drainText, seconds } from '../output/format.js';
 export const text = (r: ScaleResult) => [`${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('scale')
     .argument('<name>', 'API name')
     .argument('<workers>', 'how many R workers (1 to 16)', wholeNumber(WORKER_COUNT))
     .description('run N R workers for an API, without downtime')
     .addOption(waitFlag())
     .addOption(dropletFlag())
-    .addOption(groupFlag('one after another, stopping at the first failure'))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure')))
     .action((name, workers, { group, ...o }) =>
       group === undefined
         ? output(o, async (ctx) => (await import('../commands/api.js')).scale(name, workers, o, ctx), text)

@@ -3,7 +3,7 @@ import type { SecretsResult, SecretsSetResult } from '@plumb/shared';
 import { ENV_VALUE_MAX_CHARS } from '@plumb/shared/core';
 import type { Context } from '../context.js';
 import { promptHidden } from './confirm.js';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag, waitFlag } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags, waitFlag } from './flags.js';
 import { outputGroup } from './group-run.js';
 import { helpFooter } from './help.js';
 import { output, type OutputFlags } from './run.js';
@@ -42,7 +42,7 @@ export function register(program: Command) {
     .description("an API's secrets: environment variables set from stdin or a file, never the command line; plumb shows their names only");
   helpFooter(secrets, ['plumb secrets set hello TOKEN < ./token.txt', 'printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets list hello', 'plumb secrets unset hello TOKEN']);
 
-  const set = secrets
+  const set = outputFlags(secrets
     .command('set')
     .argument('<name>', 'API name')
     .argument('<key>', 'the environment variable, e.g. DB_PASSWORD')
@@ -50,36 +50,30 @@ export function register(program: Command) {
     .option('--file <path>', 'read the value from this file (one line; a final newline is dropped)')
     .addOption(waitFlag())
     .addOption(dropletFlag())
-    .addOption(groupFlag('one after another, stopping at the first failure'))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure')))
     .action((name, key, { group, ...o }) => {
       const value = secretValue(key, o);
       return onDroplets(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/secrets.js')).setSecret(name, key, await value(), { ...o, droplet }, ctx), changedText);
     });
   helpFooter(set, ['plumb secrets set hello TOKEN', 'plumb secrets set hello TOKEN < ./token.txt', 'printf %s "$TOKEN" | plumb secrets set hello TOKEN', 'plumb secrets set hello DB_PASSWORD --file ./db-password --group web']);
 
-  const list = secrets
+  const list = outputFlags(secrets
     .command('list')
     .argument('<name>', 'API name')
     .description("the names of an API's secrets (their values stay on the droplet)")
     .addOption(dropletFlag())
-    .addOption(groupFlag("each one's secret names"))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag("each one's secret names")))
     .action((name, { group, ...o }) => onDroplets(o, group, 'together', async (ctx, droplet) => (await import('../commands/secrets.js')).listSecrets(name, { droplet }, ctx), listText));
   helpFooter(list, ['plumb secrets list hello', 'plumb secrets list hello --json', 'plumb secrets list hello --group web']);
 
-  const unset = secrets
+  const unset = outputFlags(secrets
     .command('unset')
     .argument('<name>', 'API name')
     .argument('<key>', 'the secret to remove')
     .description('remove a secret and restart the workers without it (no request lost)')
     .addOption(waitFlag())
     .addOption(dropletFlag())
-    .addOption(groupFlag('one after another, stopping at the first failure'))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag('one after another, stopping at the first failure')))
     .action((name, key, { group, ...o }) => onDroplets(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/secrets.js')).unsetSecret(name, key, { ...o, droplet }, ctx), changedText));
   helpFooter(unset, ['plumb secrets unset hello TOKEN', 'plumb secrets unset hello TOKEN --group web']);
 }

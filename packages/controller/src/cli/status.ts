@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { ValidationError } from '@plumb/shared/core';
-import { dropletFlag, groupFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, groupFlag, outputFlags } from './flags.js';
 import { dropletNamed } from './droplet-arg.js';
 import { helpFooter } from './help.js';
 import { output, quietContext, worstExit } from './run.js';
@@ -32,15 +32,13 @@ async function watchStatus(droplet: string | undefined, o: { json?: true; quiet?
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('status')
     .argument('[droplet]', 'one droplet (name or id, or --droplet); all when omitted')
     .description('droplets, their APIs and health, and the events since the last look')
     .option('-w, --watch', 'print events as they happen (API down/up, restarts, deploys, ...) until Ctrl-C')
     .addOption(dropletFlag())
-    .addOption(groupFlag("each one's status, and which release of each API each runs (DRIFT: not the group's current one)"))
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(groupFlag("each one's status, and which release of each API each runs (DRIFT: not the group's current one)")))
     .action((positional, { group, ...o }) => {
       const droplet = dropletNamed(positional, o.droplet);
       if (group !== undefined) {

@@ -1,15 +1,13 @@
 import type { Command } from '@commander-js/extra-typings';
-import { dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { dropletFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('unforward')
     .description('stop serving an API at /')
-    .addOption(dropletFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(dropletFlag()))
     .action((o) => output(o, async (ctx) => (await import('../commands/api.js')).unforward(o, ctx), (r) => (r.was ? `/ no longer serves ${r.was}` : '/ was not forwarded')));
   helpFooter(command, ['plumb unforward', 'plumb unforward --droplet api-1']);
 }

@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { confirm } from './confirm.js';
-import { dropletFlag, jsonFlag, quietFlag, yesFlag } from './flags.js';
+import { dropletFlag, outputFlags, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { dropletNamed } from './droplet-arg.js';
 import { output } from './run.js';
@@ -9,14 +9,12 @@ import type { UninstallOutcome } from '../commands/droplets.js';
 export const text = (r: UninstallOutcome) => `the agent is being removed from ${r.name} (${r.removing.join(', ')}); its APIs keep serving; plumb forgot it`;
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('uninstall')
     .argument('[droplet]', 'name or id (or --droplet)')
     .description('remove the plumb agent from a droplet and forget it; its APIs, nginx and packages stay')
     .addOption(dropletFlag())
-    .addOption(yesFlag())
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .addOption(yesFlag()))
     .action((positional, o) =>
       output(o, async (ctx) => {
         const droplet = await ctx.droplets.find(dropletNamed(positional, o.droplet, { required: 'the droplet to uninstall from' }));

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { allFlag, dropletFlag, jsonFlag, quietFlag } from './flags.js';
+import { allFlag, dropletFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
 import { output, worstExit } from './run.js';
 import { seconds } from '../output/format.js';
@@ -19,14 +19,12 @@ export function text(rows: PerDroplet<Upgraded>[]): string {
 }
 
 export function register(program: Command) {
-  const command = program
+  const command = outputFlags(program
     .command('upgrade')
     .description("put this plumb's agent version on the droplet(s); the APIs keep serving, a failing new agent is rolled back by the droplet")
     .addOption(dropletFlag())
     .addOption(allFlag())
-    .option('--force', 'also replace a newer agent (a downgrade)')
-    .addOption(quietFlag())
-    .addOption(jsonFlag())
+    .option('--force', 'also replace a newer agent (a downgrade)'))
     .action(({ json, quiet, ...o }) =>
       output({ json, quiet }, async (ctx) => (await import('../commands/upgrade.js')).upgrade(o, ctx), text, (rows) => worstExit(rows.map((r) => r.error))),
     );
