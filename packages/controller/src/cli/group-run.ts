@@ -14,3 +14,11 @@ export function outputGroup<T>(flags: OutputFlags, group: string, mode: 'togethe
     (r) => worstExit(r.droplets.map((d) => d.error)),
   );
 }
+
+/**
+ * A per-droplet command that takes `--group`: on the one droplet (--droplet, or the only one plumb
+ * knows) without it, else on each of the group's as outputGroup does.
+ */
+export function onDroplets<T>(flags: OutputFlags & { droplet?: string }, group: string | undefined, mode: 'together' | 'rolling', work: (ctx: Context, droplet: string | undefined) => Promise<T>, text: (result: T) => string): Promise<void> {
+  return group === undefined ? output(flags, (ctx) => work(ctx, flags.droplet), text) : outputGroup(flags, group, mode, work, text);
+}

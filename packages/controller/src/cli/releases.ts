@@ -2,8 +2,7 @@ import type { Command } from '@commander-js/extra-typings';
 import type { ReleasesResult } from '@plumb/shared';
 import { dropletFlag, groupFlag, outputFlags } from './flags.js';
 import { helpFooter } from './help.js';
-import { outputGroup } from './group-run.js';
-import { output } from './run.js';
+import { onDroplets } from './group-run.js';
 
 export const text = (r: ReleasesResult) => r.releases.map((x) => `${x.live ? '*' : ' '} ${x.id}  ${x.createdAt}  ${x.files} files${x.digest ? `  content ${x.digest.slice(0, 12)}` : ''}`).join('\n') || 'no releases';
 
@@ -14,9 +13,6 @@ export function register(program: Command) {
     .description("an API's releases kept on the droplet (the last 5), oldest first")
     .addOption(dropletFlag())
     .addOption(groupFlag('each one\'s releases; the same content shows the same "content" hash')))
-    .action((name, { group, ...o }) => {
-      if (group === undefined) return output(o, async (ctx) => (await import('../commands/api.js')).releases(name, o, ctx), text);
-      return outputGroup(o, group, 'together', async (ctx, droplet) => (await import('../commands/api.js')).releases(name, { droplet }, ctx), text);
-    });
+    .action((name, { group, ...o }) => onDroplets(o, group, 'together', async (ctx, droplet) => (await import('../commands/api.js')).releases(name, { droplet }, ctx), text));
   helpFooter(command, ['plumb releases hello', 'plumb releases hello --json', 'plumb releases hello --group web']);
 }

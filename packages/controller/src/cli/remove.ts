@@ -2,9 +2,8 @@ import type { Command } from '@commander-js/extra-typings';
 import type { RemoveResult } from '@plumb/shared';
 import { confirm } from './confirm.js';
 import { dropletFlag, groupFlag, outputFlags, yesFlag } from './flags.js';
-import { outputGroup } from './group-run.js';
+import { onDroplets } from './group-run.js';
 import { helpFooter } from './help.js';
-import { output } from './run.js';
 
 export const text = (r: RemoveResult) => `removed ${r.name}${r.wasForwarded ? ' (and the forward of / to it)' : ''}${r.keptFiles ? '; its files are kept' : ''}`;
 
@@ -19,19 +18,16 @@ export function register(program: Command) {
     .addOption(yesFlag()))
     .action(async (name, { group, ...o }) => {
       const files = o.keepFiles ? 'its files stay' : `its files go, data/ included`;
-      if (group !== undefined) {
-        await confirm(o, `remove ${name}`, `Remove the API ${name} from every droplet of group ${group} (${files})? [y/N]`);
-        return outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).remove(name, { ...o, droplet }, ctx), text);
-      }
-      return output(
-        o,
-        async (ctx) => {
-          const droplet = await ctx.droplets.find(o.droplet);
-          await confirm(o, `remove ${name}`, `Remove the API ${name} from ${droplet.name} (${files})? [y/N]`);
-          return (await import('../commands/api.js')).remove(name, { ...o, droplet: String(droplet.id) }, ctx);
-        },
-        text,
-      );
+      if (group !== undefined) await confirm(o, `remove ${name}`, `Remove the API ${name} from every droplet of group ${group} (${files})? [y/N]`);
+      return onDroplets(o, group, 'rolling', async (ctx, droplet) => {
+        if (group === undefined) {
+          // Asked once the droplet is known (it may be chosen at a prompt), and not looked up again.
+          const one = await ctx.droplets.find(droplet);
+          await confirm(o, `remove ${name}`, `Remove the API ${name} from ${one.name} (${files})? [y/N]`);
+          droplet = String(one.id);
+        }
+        return (await import('../commands/api.js')).remove(name, { ...o, droplet }, ctx);
+      }, text);
     });
   helpFooter(command, ['plumb remove hello', 'plumb remove hello --keep-files --yes --droplet api-1', 'plumb remove hello --group web --yes']);
 }

@@ -1,9 +1,8 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { RestartResult } from '@plumb/shared';
 import { dropletFlag, groupFlag, outputFlags, waitFlag } from './flags.js';
-import { outputGroup } from './group-run.js';
+import { onDroplets } from './group-run.js';
 import { helpFooter } from './help.js';
-import { output } from './run.js';
 import { count, drainText, seconds } from '../output/format.js';
 
 export const text = (r: RestartResult) => [`restarted ${r.name} (${count(r.workers, 'worker')}) in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
@@ -16,10 +15,6 @@ export function register(program: Command) {
     .addOption(waitFlag())
     .addOption(dropletFlag())
     .addOption(groupFlag('one after another, stopping at the first failure')))
-    .action((name, { group, ...o }) =>
-      group === undefined
-        ? output(o, async (ctx) => (await import('../commands/api.js')).restart(name, o, ctx), text)
-        : outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).restart(name, { ...o, droplet }, ctx), text),
-    );
+    .action((name, { group, ...o }) => onDroplets(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).restart(name, { ...o, droplet }, ctx), text));
   helpFooter(command, ['plumb restart hello', 'plumb restart hello --wait', 'plumb restart hello --group web']);
 }

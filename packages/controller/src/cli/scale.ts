@@ -2,9 +2,8 @@ import type { Command } from '@commander-js/extra-typings';
 import type { ScaleResult } from '@plumb/shared';
 import { WORKER_COUNT } from '@plumb/shared/core';
 import { dropletFlag, groupFlag, outputFlags, waitFlag, wholeNumber } from './flags.js';
-import { outputGroup } from './group-run.js';
+import { onDroplets } from './group-run.js';
 import { helpFooter } from './help.js';
-import { output } from './run.js';
 import { drainText, seconds } from '../output/format.js';
 
 export const text = (r: ScaleResult) => [`${r.name}: ${r.from} -> ${r.to} workers in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
@@ -18,10 +17,6 @@ export function register(program: Command) {
     .addOption(waitFlag())
     .addOption(dropletFlag())
     .addOption(groupFlag('one after another, stopping at the first failure')))
-    .action((name, workers, { group, ...o }) =>
-      group === undefined
-        ? output(o, async (ctx) => (await import('../commands/api.js')).scale(name, workers, o, ctx), text)
-        : outputGroup(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).scale(name, workers, { ...o, droplet }, ctx), text),
-    );
+    .action((name, workers, { group, ...o }) => onDroplets(o, group, 'rolling', async (ctx, droplet) => (await import('../commands/api.js')).scale(name, workers, { ...o, droplet }, ctx), text));
   helpFooter(command, ['plumb scale hello 4', 'plumb scale hello 1 --wait --droplet api-1', 'plumb scale hello 2 --group web']);
 }

@@ -1,12 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { SecretsResult, SecretsSetResult } from '@plumb/shared';
 import { ENV_VALUE_MAX_CHARS } from '@plumb/shared/core';
-import type { Context } from '../context.js';
 import { promptHidden } from './confirm.js';
 import { dropletFlag, groupFlag, outputFlags, waitFlag } from './flags.js';
-import { outputGroup } from './group-run.js';
+import { onDroplets } from './group-run.js';
 import { helpFooter } from './help.js';
-import { output, type OutputFlags } from './run.js';
 import { count, drainText, seconds } from '../output/format.js';
 
 export const listText = (r: SecretsResult) => (r.keys.length === 0 ? `${r.name} has no secrets` : r.keys.join('\n'));
@@ -17,10 +15,6 @@ export function changedText(r: SecretsSetResult): string {
   return [`${r.name}: ${what}; restarted ${count(r.workers, 'worker')} with it in ${seconds(r.tookMs)}`, ...drainText(r.drain)].join('\n');
 }
 
-/** Runs on the one droplet (--droplet, or the only one plumb knows), or on each of --group's in turn. */
-function onDroplets<T>(o: OutputFlags & { droplet?: string }, group: string | undefined, mode: 'together' | 'rolling', work: (ctx: Context, droplet: string | undefined) => Promise<T>, text: (r: T) => string) {
-  return group === undefined ? output(o, (ctx) => work(ctx, o.droplet), text) : outputGroup(o, group, mode, work, text);
-}
 
 /**
  * The value, read once for every droplet: typed at a hidden prompt on a terminal, else from
