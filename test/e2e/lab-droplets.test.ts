@@ -38,15 +38,19 @@ after(async () => {
   await lab?.stop();
 });
 
-test('`npx @plumb/lab status --json`, run from the repository, shows this lab up at its API URL', async () => {
+test('`npx @plumb/lab status --json`, run from the repository, shows this lab up at its API URL, and its token only with --show-token', async () => {
   const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
   // --offline: the workspace package must be found in the clone, never fetched from a registry.
-  const { stdout } = await promisify(execFile)('npx', ['--offline', '@plumb/lab', 'status', '--json'], { cwd: repo });
+  const status = async (...flags: string[]) => (await promisify(execFile)('npx', ['--offline', '@plumb/lab', 'status', '--json', ...flags], { cwd: repo })).stdout;
+  const stdout = await status();
   const { instances } = JSON.parse(stdout) as { instances: { instance: string; apiUrl: string; running: boolean }[] };
   assert.deepEqual(
     instances.filter((i) => i.instance === lab.instance).map(({ apiUrl, running }) => ({ apiUrl, running })),
     [{ apiUrl: lab.apiUrl, running: true }],
   );
+  assert.ok(!stdout.includes(lab.token), 'status --json prints the lab token');
+  const shown = JSON.parse(await status('--show-token')) as { instances: { instance: string; token?: string }[] };
+  assert.equal(shown.instances.find((i) => i.instance === lab.instance)?.token, lab.token);
 });
 
 describe('a droplet made through the DigitalOcean stand-in', () => {

@@ -56,8 +56,10 @@ program
   .command('status')
   .description('labs running on this host and their droplets')
   .option('--json', 'print JSON')
-  .action(async (o: { json?: boolean }) => {
-    const instances = (await listInstances()).map((i) => ({ ...i, running: alive(i.pid) }));
+  .option('--show-token', "with --json: include each lab's API token (a credential for its stand-in; `lab up` prints it)")
+  .action(async (o: { json?: boolean; showToken?: boolean }) => {
+    // The token is left out unless asked for: status output ends up in logs and bug reports.
+    const instances = (await listInstances()).map(({ token, ...i }) => ({ ...i, ...(o.showToken ? { token } : {}), running: alive(i.pid) }));
     const droplets = await Promise.all(
       (await listRecords()).map(async (r) => ({ ...r, address: netFor(r.index).address, running: (await findNspawn(r.machine)).length > 0 })),
     );
