@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, test } from 'node:test';
-import type { AgentEvent, StatusResult } from '@plumb/shared';
+import { pollUntil, type AgentEvent, type StatusResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction, type HttpAnswer } from './helpers.js';
@@ -328,12 +328,10 @@ describe('the nftables table outlives a reboot and a flush', () => {
     try {
       await onDroplet(['nft', 'flush', 'ruleset']);
       // The agent looks every MONITOR_INTERVAL_MS; a minute allows for a busy machine.
-      const deadline = Date.now() + 60_000;
-      let answer = await get('/sum/version').catch(() => undefined);
-      while ((answer?.status !== 200 || !(await exists(entered))) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 250));
-        answer = await get('/sum/version').catch(() => undefined);
-      }
+      const answer = await pollUntil(async () => {
+        const got = await get('/sum/version').catch(() => undefined);
+        return got?.status === 200 && (await exists(entered)) ? got : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 250 });
       assert.deepEqual(answer && { status: answer.status, body: answer.body }, { status: 200, body: serving });
       assert.ok(await exists(entered), "the agent's ufw reload began");
       const restored = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'routing-restored');

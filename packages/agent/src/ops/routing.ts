@@ -1,6 +1,6 @@
 import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, MONITOR_INTERVAL_MS, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
@@ -134,8 +134,7 @@ export async function renderWhenNginxStarts(ctx: Pick<OpContext, 'state' | 'lock
       pidFile: () => exists(layout.nginxPid),
       rendered: nginxRendered,
       renderIfStarted: () => ctx.locks.with(SHARED, () => renderIfNeverRendered(ctx)),
-      sleep: (ms) => sleep(ms, undefined, { ref: false }),
-      now: Date.now,
+      clock: { now: Date.now, sleep: (ms) => sleep(ms, undefined, { ref: false }) },
     },
     stopped,
   );
@@ -147,8 +146,7 @@ export interface NginxStartProbes {
   rendered(): Promise<boolean>;
   /** Under the shared lock; true when it wrote the config. */
   renderIfStarted(): Promise<boolean>;
-  sleep(ms: number): Promise<void>;
-  now(): number;
+  clock: Clock;
 }
 
 /**
@@ -160,20 +158,21 @@ export interface NginxStartProbes {
  */
 export async function waitForNginxStart(probes: NginxStartProbes, stopped: () => boolean): Promise<'rendered' | 'already' | 'gave up'> {
   if (await probes.rendered()) return 'already';
-  const deadline = probes.now() + FIRST_RENDER_WAIT_MS;
-  let interval = FIRST_RENDER_POLL_MS;
-  while (!stopped() && probes.now() < deadline) {
-    if (await probes.pidFile()) {
+  let pidFileSeen = false;
+  const ended = await pollUntil(
+    async () => {
+      if (stopped()) return 'gave up';
+      if (!(await probes.pidFile())) return undefined;
+      pidFileSeen = true;
       if (await probes.renderIfStarted()) {
         log.info("nginx started: plumb's nginx config rendered at once", { by: 'nginx-started' });
         return 'rendered';
       }
-      if (await probes.rendered()) return 'already';
-      interval = MONITOR_INTERVAL_MS;
-    }
-    await probes.sleep(interval);
-  }
-  return 'gave up';
+      return (await probes.rendered()) ? 'already' : undefined;
+    },
+    { timeoutMs: FIRST_RENDER_WAIT_MS, intervalMs: () => (pidFileSeen ? MONITOR_INTERVAL_MS : FIRST_RENDER_POLL_MS), clock: probes.clock },
+  );
+  return ended ?? 'gave up';
 }
 
 /** The lowest front port no other API has. */
