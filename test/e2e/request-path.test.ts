@@ -295,7 +295,7 @@ describe('redirects', () => {
 });
 
 describe('the nftables table outlives a reboot and a flush', () => {
-  test('after a reboot the first answer nginx gives is the API\'s, not a 502: the saved table is loaded and the worker waited for before nginx starts', async () => {
+  test('after a reboot the first answer nginx gives is the API\'s, not a 502: the saved table is loaded before the worker starts, and the worker waited for before nginx starts', async () => {
     const serving = (await get('/sum/version')).body;
     const asked = clientFor(lab).droplet.rebootDroplet({ droplet_id: dropletId });
     // Answers from before the reboot do not count: the first one after the droplet stopped answering does.
@@ -313,6 +313,13 @@ describe('the nftables table outlives a reboot and a flush', () => {
     assert.ok(first, 'the API answered again after the reboot');
     assert.deepEqual({ status: first.status, body: first.body }, { status: 200, body: serving }, 'the first answer after the reboot');
     assert.equal(await onDroplet(['systemctl', 'is-active', 'plumb-routing.service']), 'active');
+    // The APIs were kept apart from their first moment: the saved table was loaded before the worker started.
+    const worker = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-sum@*.service' | cut -d' ' -f1"])).trim();
+    assert.match(worker, /^plumber-sum@\d+\.service$/);
+    assert.match(await onDroplet(['systemctl', 'show', '-P', 'After', worker]), /\bplumb-isolation\.service\b/);
+    const at = async (unit: string, property: string) => Number(await onDroplet(['systemctl', 'show', '-P', property, unit]));
+    const loaded = await at('plumb-isolation.service', 'ActiveEnterTimestampMonotonic');
+    assert.ok(loaded > 0 && loaded <= (await at(worker, 'ExecMainStartTimestampMonotonic')), 'the table was loaded before R started');
   });
 
   test("after `nft flush ruleset` the agent notices and puts its table and ufw's rules back by itself, with an event each; a deploy meanwhile does not wait for ufw's reload", async () => {
