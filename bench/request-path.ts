@@ -19,14 +19,24 @@ import { benchDroplet } from './bench-droplet.js';
 const REDEPLOYS = 20;
 const REQUESTS_PER_CLIENT = 300;
 const ROUNDS = 2;
-/** Settings tried on the proxied path (issue 11: at most 0.5 ms added); the rows say which help. */
-const VARIANTS: Array<[string, string]> = [
-  ['minimal proxy location', ''],
-  ['proxy_buffering off', 'proxy_buffering off;'],
-  ['access_log off', 'access_log off;'],
-  ['access_log buffered (64k, flush 1s)', 'access_log /var/log/nginx/access.log combined buffer=64k flush=1s;'],
-  ['tcp_nodelay off', 'tcp_nodelay off;'],
-]
+/**
+ * Settings tried on the proxied path (issue 11: at most 0.5 ms added), each a server of its own in
+ * front of the same front port: [row name, upstream block lines, location lines]. The earlier rows
+ * (proxy_buffering off, access_log off or buffered, tcp_nodelay off) made no difference beyond the
+ * noise and are in docs/benchmarks.md; what is left is whether nginx may keep its upstream
+ * connections (R spared an accept and a close per request) once the Nagle stall is gone.
+ */
+const VARIANTS: Array<[string, string, string]> = [
+  ['minimal proxy location', '', ''],
+  ['upstream keepalive 16 to the front port, keepalive_time 1s', 'keepalive 16; keepalive_time 1s;', 'proxy_set_header Connection "";'],
+];
+/**
+ * The loopback routes in quick-ACK mode (`ip route change ... quickack 1`): the receiver ACKs at
+ * once instead of delaying, so httpuv's second write is not held by Nagle on a reused connection.
+ * Per network namespace: in the lab, the droplet's own.
+ */
+const QUICKACK = (on: 0 | 1) =>
+  `ip route show table local | grep '^local 127\\.' | while read -r route; do ip route change $route table local quickack ${on}; done`;
 const LATENCY_ONLY = process.argv.includes('--latency-only');
 /**
  * `--pin`: the client on CPU 0 and the R worker on CPU 1 (nginx where the scheduler puts it), as
@@ -93,7 +103,7 @@ try {
   // The path before issue 11, beside plumb's: nginx with an upstream keepalive straight to the worker.
   const beforeServer = `upstream bench_keepalive { server 127.0.0.1:${workerPort}; keepalive 16; }\nserver { listen 127.0.0.1:8081; location / { proxy_pass http://bench_keepalive/; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n`;
   // nginx settings that might cut what nginx adds, each a server of its own in front of the same front port.
-  const variantServers = VARIANTS.map(([, extra], i) => `server { listen 127.0.0.1:${8090 + i}; ${extra} location / { proxy_pass http://127.0.0.1:${frontPort}/; proxy_http_version 1.1; } }`).join('\n');
+  const variantServers = VARIANTS.map(([, upstream, location], i) => `upstream bench_v${i} { server 127.0.0.1:${frontPort}; ${upstream} }\nserver { listen 127.0.0.1:${8090 + i}; location / { proxy_pass http://bench_v${i}/; proxy_http_version 1.1; ${location} } }`).join('\n');
   await onDroplet(['sh', '-c', `printf '%s\\n' '${beforeServer}${variantServers}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
   interface Run { latencies: number[]; clientCpuMs: number; serverCpuMs: number }
   const serverCpuMs = async () => Number(await onDroplet(['node', '-e', SERVER_CPU]));
@@ -141,11 +151,22 @@ try {
   console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms | nginx+R CPU ms/request | added CPU ms/request | client CPU ms/request |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const clients of [1, 16]) table(clients, paths, await measureAll(clients, paths));
-  // One nginx worker process instead of one per CPU (Debian's `auto`): global, so measured on its own.
-  const single = paths.slice(0, 2).map(([name, port, path]): [string, number, string] => [name === paths[0]?.[0] ? name : `${name}, worker_processes 1`, port, path]);
+  // Global settings, each measured on its own against direct, the last kept for the next.
+  const rowsOf = (names: string[], suffix: string) =>
+    paths.filter(([name]) => names.some((n) => name.includes(n))).map(([name, port, path]): [string, number, string] => [name === paths[0]?.[0] ? name : `${name}, ${suffix}`, port, path]);
+  const global = ['straight to the R worker', 'plumb:', 'keepalive_time', 'before:'];
+  console.log(`loopback routes: ${(await onDroplet(['sh', '-c', 'ip route show table local | grep "^local 127"'])).trim().replace(/\n/g, '; ')}`);
+  await onDroplet(['sh', '-c', QUICKACK(1)]);
+  const quick = rowsOf(global, 'quickack on lo');
+  for (const clients of [1, 16]) table(clients, quick, await measureAll(clients, quick));
+  // One nginx worker process instead of one per CPU (Debian's `auto`).
   await onDroplet(['sh', '-c', "sed -i 's/^worker_processes auto;/worker_processes 1;/' /etc/nginx/nginx.conf && nginx -t -q && systemctl reload nginx && sleep 2"]);
+  const single = rowsOf(global.slice(0, 3), 'quickack on lo, worker_processes 1');
   for (const clients of [1, 16]) table(clients, single, await measureAll(clients, single));
-  await onDroplet(['sh', '-c', "sed -i 's/^worker_processes 1;/worker_processes auto;/' /etc/nginx/nginx.conf"]);
+  await onDroplet(['sh', '-c', QUICKACK(0)]);
+  const singleOnly = rowsOf(global.slice(0, 2), 'worker_processes 1');
+  for (const clients of [1, 16]) table(clients, singleOnly, await measureAll(clients, singleOnly));
+  await onDroplet(['sh', '-c', "sed -i 's/^worker_processes 1;/worker_processes auto;/' /etc/nginx/nginx.conf && nginx -t -q && systemctl reload nginx"]);
   console.log(`load average after: ${await onDroplet(['cat', '/proc/loadavg'])}`);
   if (!LATENCY_ONLY) {
     // A reload closes idle keep-alive connections; let the old nginx workers finish before the load starts.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, test } from 'node:test';
-import type { AgentEvent, StatusResult } from '@plumb/shared';
+import { pollUntil, type AgentEvent, type StatusResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction, type HttpAnswer } from './helpers.js';
@@ -295,7 +295,7 @@ describe('redirects', () => {
 });
 
 describe('the nftables table outlives a reboot and a flush', () => {
-  test('after a reboot the first answer nginx gives is the API\'s, not a 502: the saved table is loaded and the worker waited for before nginx starts', async () => {
+  test('after a reboot the first answer nginx gives is the API\'s, not a 502: the saved table is loaded before the worker starts, and the worker waited for before nginx starts', async () => {
     const serving = (await get('/sum/version')).body;
     const asked = clientFor(lab).droplet.rebootDroplet({ droplet_id: dropletId });
     // Answers from before the reboot do not count: the first one after the droplet stopped answering does.
@@ -313,6 +313,13 @@ describe('the nftables table outlives a reboot and a flush', () => {
     assert.ok(first, 'the API answered again after the reboot');
     assert.deepEqual({ status: first.status, body: first.body }, { status: 200, body: serving }, 'the first answer after the reboot');
     assert.equal(await onDroplet(['systemctl', 'is-active', 'plumb-routing.service']), 'active');
+    // The APIs were kept apart from their first moment: the saved table was loaded before the worker started.
+    const worker = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-sum@*.service' | cut -d' ' -f1"])).trim();
+    assert.match(worker, /^plumber-sum@\d+\.service$/);
+    assert.match(await onDroplet(['systemctl', 'show', '-P', 'After', worker]), /\bplumb-isolation\.service\b/);
+    const at = async (unit: string, property: string) => Number(await onDroplet(['systemctl', 'show', '-P', property, unit]));
+    const loaded = await at('plumb-isolation.service', 'ActiveEnterTimestampMonotonic');
+    assert.ok(loaded > 0 && loaded <= (await at(worker, 'ExecMainStartTimestampMonotonic')), 'the table was loaded before R started');
   });
 
   test("after `nft flush ruleset` the agent notices and puts its table and ufw's rules back by itself, with an event each; a deploy meanwhile does not wait for ufw's reload", async () => {
@@ -328,12 +335,10 @@ describe('the nftables table outlives a reboot and a flush', () => {
     try {
       await onDroplet(['nft', 'flush', 'ruleset']);
       // The agent looks every MONITOR_INTERVAL_MS; a minute allows for a busy machine.
-      const deadline = Date.now() + 60_000;
-      let answer = await get('/sum/version').catch(() => undefined);
-      while ((answer?.status !== 200 || !(await exists(entered))) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 250));
-        answer = await get('/sum/version').catch(() => undefined);
-      }
+      const answer = await pollUntil(async () => {
+        const got = await get('/sum/version').catch(() => undefined);
+        return got?.status === 200 && (await exists(entered)) ? got : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 250 });
       assert.deepEqual(answer && { status: answer.status, body: answer.body }, { status: 200, body: serving });
       assert.ok(await exists(entered), "the agent's ufw reload began");
       const restored = (await statusJson()).events.filter((e: AgentEvent) => e.id > before.lastEventId && e.kind === 'routing-restored');

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { API_MEMORY_MAX_DEFAULT, apiUser, PlumbError, SYSTEM_USER_MAX_CHARS } from '@plumb/shared';
 import type { NginxModel } from '@plumb/agent/render/model';
-import { frontPortsOf, renderNat, renderRoutingUnit } from '@plumb/agent/render/nat';
+import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderNat, renderRoutingUnit } from '@plumb/agent/render/nat';
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
@@ -254,12 +254,13 @@ describe('nftables: the front ports', () => {
     assert.doesNotMatch(renderNat(twoApis, new Map([['sum', 998]])), /997/, 'an API whose user is missing owns nothing');
   });
 
-  test('at boot the saved table is loaded before nginx starts (after nftables.conf\'s flush), then the workers are waited for, bounded', () => {
-    const unit = renderRoutingUnit('/var/lib/plumb/nat.nft', ['/usr/bin/node', '/opt/plumb-agent/current/bundle/plumb-agent.mjs']);
-    for (const line of ['Before=nginx.service', 'After=local-fs.target nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'ExecStart=/usr/sbin/nft -f /var/lib/plumb/nat.nft', 'ExecStart=/usr/bin/node /opt/plumb-agent/current/bundle/plumb-agent.mjs --wait-for-workers', 'WantedBy=multi-user.target']) {
-      assert.ok(unit.split('\n').includes(line), `${line} in\n${unit}`);
-    }
-    assert.ok(unit.indexOf('nft -f') < unit.indexOf('--wait-for-workers'), 'the table first');
+  test('at boot the saved table is loaded before any worker and nginx start (after nftables.conf\'s flush), then the workers are waited for, bounded, before nginx', () => {
+    const has = (unit: string, lines: string[]) => {
+      for (const line of lines) assert.ok(unit.split('\n').includes(line), `${line} in\n${unit}`);
+    };
+    has(renderIsolationUnit('/var/lib/plumb/nat.nft'), ['Before=nginx.service', 'After=local-fs.target nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'ExecStart=/usr/sbin/nft -f /var/lib/plumb/nat.nft', 'WantedBy=multi-user.target']);
+    has(ISOLATION_DROP_IN, ['[Unit]', 'Wants=plumb-isolation.service', 'After=plumb-isolation.service']);
+    has(renderRoutingUnit('/var/lib/plumb/nat.nft', ['/usr/bin/node', '/opt/plumb-agent/current/bundle/plumb-agent.mjs']), ['After=plumb-isolation.service', 'Before=nginx.service', 'Type=oneshot', 'RemainAfterExit=yes', 'ExecStart=/usr/bin/node /opt/plumb-agent/current/bundle/plumb-agent.mjs --wait-for-workers', 'WantedBy=multi-user.target']);
   });
 });
 
@@ -460,14 +461,17 @@ describe('in the Debian 13 droplet image: systemd 257 reads what we render', { s
       'plumber-hello-world@.service': renderApiUnit('hello-world'),
       [`plumber-${long}@.service`]: renderApiUnit(long),
       'plumb-routing.service': renderRoutingUnit('/var/lib/plumb/nat.nft', ['/usr/bin/node', '/opt/plumb-agent/current/bundle/plumb-agent.mjs']),
+      'plumb-isolation.service': renderIsolationUnit('/var/lib/plumb/nat.nft'),
+      'plumb-isolation.conf': ISOLATION_DROP_IN,
     };
     const script = [
       'set -e',
       'for cmd in /usr/bin/Rscript /usr/sbin/nft /usr/bin/node; do test -x $cmd || { printf "#!/bin/sh\\nexit 0\\n" > $cmd; chmod +x $cmd; }; done',
       'mkdir -p /opt/plumb-agent/current/bundle && touch /opt/plumb-agent/current/bundle/plumb-agent.mjs',
-      'cp /tmp/plumber-*@.service /tmp/plumb-routing.service /etc/systemd/system/',
+      'cp /tmp/plumber-*@.service /tmp/plumb-routing.service /tmp/plumb-isolation.service /etc/systemd/system/',
+      'mkdir -p /etc/systemd/system/plumber-.service.d && cp /tmp/plumb-isolation.conf /etc/systemd/system/plumber-.service.d/',
       'systemd-analyze --version | head -n 1',
-      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service plumb-routing.service`,
+      `systemd-analyze verify plumber-sum@9000.service plumber-hello-world@9001.service plumber-${long}@9002.service plumb-routing.service plumb-isolation.service`,
       'echo verified',
     ].join('\n');
     const result = await image.run(['sh', '-c', script], files);

@@ -120,7 +120,7 @@ export const DRAIN_POLL_MS = 100;
 export const FRONT_PORT_FIRST = 7000;
 export const FRONT_PORT_LAST = 7999;
 /**
- * At boot, plumb-routing.service puts the saved nftables table back and then waits, at most this
+ * At boot, once plumb-isolation.service has put the saved nftables table back, plumb-routing.service waits, at most this
  * long, until each API's front port reaches a worker; nginx starts after it, so its first answer
  * comes from an API, not a 502. A worker that never starts delays nginx by this much, no more.
  */

@@ -1,6 +1,6 @@
 import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, PlumbError, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
@@ -129,19 +129,50 @@ const exists = (file: string) => access(file).then(() => true, () => false);
  * after FIRST_RENDER_WAIT_MS (the monitor tick still renders). Resolves with how it ended.
  */
 export async function renderWhenNginxStarts(ctx: Pick<OpContext, 'state' | 'locks'>, stopped: () => boolean): Promise<'rendered' | 'already' | 'gave up'> {
-  if (await nginxRendered()) return 'already';
-  const deadline = Date.now() + FIRST_RENDER_WAIT_MS;
-  while (!stopped() && Date.now() < deadline) {
-    if (await exists(layout.nginxPid)) {
-      if (await ctx.locks.with(SHARED, () => renderIfNeverRendered(ctx))) {
+  return waitForNginxStart(
+    {
+      pidFile: () => exists(layout.nginxPid),
+      rendered: nginxRendered,
+      renderIfStarted: () => ctx.locks.with(SHARED, () => renderIfNeverRendered(ctx)),
+      clock: { now: Date.now, sleep: (ms) => sleep(ms, undefined, { ref: false }) },
+    },
+    stopped,
+  );
+}
+
+/** What renderWhenNginxStarts looks at and does, apart from its schedule (a unit test drives it with a fake clock). */
+export interface NginxStartProbes {
+  pidFile(): Promise<boolean>;
+  rendered(): Promise<boolean>;
+  /** Under the shared lock; true when it wrote the config. */
+  renderIfStarted(): Promise<boolean>;
+  clock: Clock;
+}
+
+/**
+ * renderWhenNginxStarts' schedule. A pid file with nginx not active is stale (nginx stopped or
+ * died without removing it, e.g. an adopted host's nginx that is disabled): polling the shared
+ * lock and `systemctl` every FIRST_RENDER_POLL_MS for an hour would contend with every deploy
+ * for nothing, so once the file has been seen it looks only every MONITOR_INTERVAL_MS, the tick
+ * that would render anyway.
+ */
+export async function waitForNginxStart(probes: NginxStartProbes, stopped: () => boolean): Promise<'rendered' | 'already' | 'gave up'> {
+  if (await probes.rendered()) return 'already';
+  let pidFileSeen = false;
+  const ended = await pollUntil(
+    async () => {
+      if (stopped()) return 'gave up';
+      if (!(await probes.pidFile())) return undefined;
+      pidFileSeen = true;
+      if (await probes.renderIfStarted()) {
         log.info("nginx started: plumb's nginx config rendered at once", { by: 'nginx-started' });
         return 'rendered';
       }
-      if (await nginxRendered()) return 'already';
-    }
-    await sleep(FIRST_RENDER_POLL_MS, undefined, { ref: false });
-  }
-  return 'gave up';
+      return (await probes.rendered()) ? 'already' : undefined;
+    },
+    { timeoutMs: FIRST_RENDER_WAIT_MS, intervalMs: () => (pidFileSeen ? MONITOR_INTERVAL_MS : FIRST_RENDER_POLL_MS), clock: probes.clock },
+  );
+  return ended ?? 'gave up';
 }
 
 /** The lowest front port no other API has. */

@@ -9,7 +9,7 @@ const AGENT_FILES = ['/opt/plumb-agent', '/usr/local/bin/plumb-agent', '/usr/loc
 
 /**
  * What of the agent's state directory the APIs left behind still need: their workers' env files
- * (systemd reads them at every start), the nftables map loaded at boot (plumb-routing.service),
+ * (systemd reads them at every start), the nftables map loaded at boot (plumb-isolation.service),
  * certbot's webroot, and the state itself, which a later `plumb adopt` of the host takes over.
  */
 const KEPT = ['state.json', 'state.json.backup', 'instances', 'nat.nft', 'acme'];

@@ -65,16 +65,15 @@ function rule(api: RenderedApi): string {
 }
 
 /**
- * /etc/systemd/system/plumb-routing.service: the table above does not survive a reboot, and
- * until the agent has started and put it back, nginx's upstreams lead nowhere (502). This unit
- * loads the saved table before nginx starts, then waits (bounded) until each API's front port
- * reaches a worker, so nginx's first answer after a boot comes from the API. After
- * nftables.service: Debian's /etc/nftables.conf begins with `flush ruleset`.
+ * /etc/systemd/system/plumb-isolation.service: the table above does not survive a reboot. This
+ * loads the saved one before any API worker starts (ISOLATION_DROP_IN orders every plumber-*
+ * unit after it), so at boot no API has a moment to reach another's ports or the metadata
+ * address. After nftables.service: Debian's /etc/nftables.conf begins with `flush ruleset`.
  */
-export function renderRoutingUnit(natRules: string, agentCommand: string[]): string {
+export function renderIsolationUnit(natRules: string): string {
   return `# Written by plumb-agent; edits here are overwritten.
 [Unit]
-Description=plumb: API front ports to their workers (nftables), before nginx
+Description=plumb: the saved nftables table (APIs kept apart, front ports), before any API worker
 After=local-fs.target nftables.service
 Before=nginx.service
 ConditionPathExists=${natRules}
@@ -83,6 +82,43 @@ ConditionPathExists=${natRules}
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/nft -f ${natRules}
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * /etc/systemd/system/plumber-.service.d/plumb-isolation.conf: systemd reads a drop-in under a
+ * unit name's prefix up to a dash for every unit with that prefix, so this holds for every API's
+ * workers (plumber-NAME@PORT), those deployed before this agent version included, without
+ * rewriting their units.
+ */
+export const ISOLATION_DROP_IN = `# Written by plumb-agent; edits here are overwritten.
+# Every API worker starts only once plumb's nftables table (the APIs kept apart) is loaded.
+[Unit]
+Wants=plumb-isolation.service
+After=plumb-isolation.service
+`;
+
+/**
+ * /etc/systemd/system/plumb-routing.service: until the table is back and the workers listen,
+ * nginx's upstreams lead nowhere (502). This waits, after plumb-isolation.service has loaded the
+ * table, until each API's front port reaches a worker, and nginx waits for it, so nginx's first
+ * answer after a boot comes from the API.
+ */
+export function renderRoutingUnit(natRules: string, agentCommand: string[]): string {
+  return `# Written by plumb-agent; edits here are overwritten.
+[Unit]
+Description=plumb: nginx starts once each API's front port reaches a worker
+Wants=plumb-isolation.service
+After=plumb-isolation.service
+Before=nginx.service
+ConditionPathExists=${natRules}
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
 ExecStart=${agentCommand.join(' ')} --wait-for-workers
 TimeoutStartSec=${Math.ceil(BOOT_ROUTING_WAIT_MS / 1000) + 30}
 

@@ -182,7 +182,16 @@ function upstream(api: RenderedApi): string[] {
     // No `keepalive`: httpuv writes an answer in two writes without TCP_NODELAY, so on a reused
     // connection Nagle holds the second until nginx's delayed ACK (~40 ms per request, measured:
     // docs/benchmarks.md). A fresh loopback connection per request costs ~0.1 ms, and it is
-    // what lets a switch take effect at once and an old worker be seen idle (drain).
+    // what lets a switch take effect at once and an old worker be seen idle (drain). `quickack 1`
+    // on the loopback routes removes that stall (measured), and `keepalive_time`/`keepalive_timeout`
+    // of 1 s would bound how long a kept connection stays on an old worker; not rendered: what
+    // is left over straight-to-R with 16 clients is nginx's own CPU (~0.33 ms a request) taken
+    // from the core R or the client needs, which a kept connection only trims; and new requests
+    // would keep reaching the old release for up to keepalive_time after a switch (a cached
+    // connection stays DNATed to its worker), every drain waiting out nginx's idle ones. Nor is
+    // `worker_processes 1` (Debian's `auto`, one per CPU, stays): it was better on the lab's
+    // 2-core host, where a second nginx worker only competes with R, but a droplet with more
+    // cores than R workers gains from more nginx workers (docs/benchmarks.md).
     '}',
   ];
 }

@@ -44,6 +44,9 @@ export const layout = {
   natRules: '/var/lib/plumb/nat.nft',
   /** Loads natRules at boot, before nginx (render/nat.ts). */
   routingUnit: '/etc/systemd/system/plumb-routing.service',
+  isolationUnit: '/etc/systemd/system/plumb-isolation.service',
+  /** Read by systemd for every plumber-* unit: the workers start after plumb-isolation.service. */
+  isolationDropIn: '/etc/systemd/system/plumber-.service.d/plumb-isolation.conf',
   nginxDefaultSite: '/etc/nginx/sites-enabled/default',
   /**
    * plumber's do_provision() site (its APIs' locations are included from

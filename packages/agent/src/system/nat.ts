@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { BOOT_ROUTING_POLL_MS, BOOT_ROUTING_WAIT_MS, PlumbError, pollUntil } from '@plumb/shared';
 import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
 import { log } from '../log.js';
-import { frontPortsOf, renderRoutingUnit } from '../render/nat.js';
+import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderRoutingUnit } from '../render/nat.js';
 import { layout } from './layout.js';
 import * as systemd from './systemd.js';
 
@@ -13,7 +13,7 @@ let applied: string | undefined;
 
 /**
  * Puts the agent's nftables table in place: the file first (so an operator can read what is
- * live, and plumb-routing.service loads it at boot), then `nft -f`, which replaces the whole
+ * live, and plumb-isolation.service loads it at boot), then `nft -f`, which replaces the whole
  * table in one transaction. Connections already open keep the worker they were sent to
  * (conntrack), so this never cuts a request.
  */
@@ -30,7 +30,7 @@ export async function applyNat(ruleset: string): Promise<void> {
   }
   applied = await listTable();
   // Serving is already right; only the next boot would miss the unit, so this does not fail the change.
-  await ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-routing.service', { error: err.message }));
+  await ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-isolation.service and plumb-routing.service', { error: err.message }));
 }
 
 /**
@@ -48,11 +48,20 @@ async function listTable(): Promise<string> {
   return result.exitCode === 0 ? result.stdout : '';
 }
 
-/** Installed by whichever agent version first applies a table, so upgraded droplets get it too. */
+/** Installed by whichever agent version first applies a table, so upgraded droplets get them too. */
 async function ensureRoutingUnit(): Promise<void> {
-  const unit = renderRoutingUnit(layout.natRules, [process.execPath, process.argv[1] ?? '']);
-  if (!(await writeIfChanged(layout.routingUnit, unit, 0o644))) return;
+  const files: Array<[string, string]> = [
+    [layout.isolationUnit, renderIsolationUnit(layout.natRules)],
+    [layout.isolationDropIn, ISOLATION_DROP_IN],
+    [layout.routingUnit, renderRoutingUnit(layout.natRules, [process.execPath, process.argv[1] ?? ''])],
+  ];
+  let changed = false;
+  for (const [file, content] of files) if (await writeIfChanged(file, content, 0o644)) changed = true;
+  if (!changed) return;
   await systemd.daemonReload();
+  // Active from now on (it loads the table just applied): a worker's start (--no-block) that pulled
+  // it in later would load the file a moment after the agent, racing with the agent's next switch.
+  await systemd.enableNow('plumb-isolation.service');
   await systemd.enable('plumb-routing.service');
 }
 

@@ -20,6 +20,7 @@ export async function restart(unit: string): Promise<void> {
 }
 export const stop = (unit: string) => systemctl('stop', unit);
 export const enable = (unit: string) => systemctl('enable', unit);
+export const enableNow = (unit: string) => systemctl('enable', '--now', unit);
 /**
  * Started at boot, for a unit already running: only the wants link is made. The manager need not
  * reload (it reads the links at boot), and a daemon-reload per worker was the slowest part of
