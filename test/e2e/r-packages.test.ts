@@ -168,6 +168,12 @@ describe('R packages not checked again', () => {
       assert.equal(third.result?.packages?.cached, false);
       assert.equal(await checks(), 3);
       assert.deepEqual(jsonliteOf(third.result), ['local /usr/local/lib/R/site-library']);
+
+      // `plumb remove` takes the API's check with it: the file holds no entry for an API that is gone.
+      const checked = async () => Object.keys(JSON.parse(await onDroplet(['cat', '/var/lib/plumb/package-checks.json'])) as object);
+      assert.ok((await checked()).includes('unchecked'));
+      assert.equal((await user.plumb(['remove', 'unchecked', '--yes'])).exitCode, 0);
+      assert.ok(!(await checked()).includes('unchecked'), 'the removed API has no package check left');
     } finally {
       await onDroplet(['rm', '-rf', '/usr/local/bin/Rscript', '/usr/local/lib/R/site-library/jsonlite', calls]);
     }
