@@ -9,7 +9,8 @@
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
  *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
  *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time;
- *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it.
+ *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it;
+ *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures).
  */
@@ -170,6 +171,47 @@ try {
   console.log(`| step | ${shown.map((r) => `${r.what.replace(', a line changed', '')}, ${r.network}`).join(' | ')} |`);
   console.log(`|---|${shown.map(() => '---').join('|')}|`);
   for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
+
+  // 1b. The warm spare (deploy --spare): the same one-file redeploy, cold and handed to a spare, in
+  // turns on the LAN. Between deploys the spare is let become ready, as it is between a user's deploys.
+  const warmDir = await apiDir(sumApi('w0'));
+  const spareReady = async (workers: number[]) => {
+    for (let i = 0; i < 1200; i++) {
+      const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active 'plumber-warm@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+      const port = units.map((u) => Number(/@(\d+)\./.exec(u)?.[1])).find((p) => !workers.includes(p));
+      if (port !== undefined && (await onDroplet(['journalctl', '-u', `plumber-warm@${port}.service`, '-o', 'cat', '--no-pager'])).includes('plumb: spare ready')) return port;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('the warm spare did not become ready');
+  };
+  const warmRuns: Record<'cold' | 'spare', Deployed[]> = { cold: [], spare: [] };
+  let spareRss = NaN;
+  const warmDeploy = async (flags: string[]) => {
+    const v = `w${++version}`;
+    await writeFile(path.join(warmDir, 'plumber.R'), sumApi(v)['plumber.R']);
+    return timedDeploy(networks.LAN, warmDir, 'warm', v, flags);
+  };
+  const warmWorkers = async () => (JSON.parse((await plumb(networks.LAN, ['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; workers: Array<{ port: number }> }> } }>)[0]?.status.apis.find((a) => a.name === 'warm')?.workers.map((w) => w.port) ?? [];
+  await warmDeploy(['--no-spare']);
+  for (let i = 0; i < REPS; i++) {
+    // No spare yet: a cold start, after which a spare starts. The next redeploy is handed to it;
+    // a --no-spare deploy (not counted) then takes the API back to no spare.
+    warmRuns.cold.push(await warmDeploy(['--spare']));
+    const port = await spareReady(await warmWorkers());
+    spareRss = Number(await onDroplet(['systemctl', 'show', '-p', 'MemoryCurrent', '--value', `plumber-warm@${port}.service`])) / 1024 / 1024;
+    warmRuns.spare.push(await warmDeploy([]));
+    await warmDeploy(['--no-spare']);
+  }
+  const coldServing = median(warmRuns.cold.map((x) => x.servingMs));
+  const spareServing = median(warmRuns.spare.map((x) => x.servingMs));
+  console.log(`\n### The warm spare: one-file redeploy on the LAN, started cold vs handed to a spare (median of ${REPS} each, in turns)\n`);
+  console.log('| start | new code answers | command returns | starting R + waiting for the API |');
+  console.log('|---|---|---|---|');
+  for (const [mode, runs] of Object.entries(warmRuns)) {
+    const r = (step: string) => median(runs.map((x) => x.steps.get(step) ?? 0));
+    console.log(`| ${mode} | ${sec(median(runs.map((x) => x.servingMs)))} s | ${sec(median(runs.map((x) => x.commandMs)))} s | ${sec(r('starting R') + r('waiting for the API'))} s |`);
+  }
+  console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (systemd MemoryCurrent): ${spareRss.toFixed(0)} MiB`);
 
   // 3. The old way, over SSH, on the same droplet and networks.
   const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);

@@ -15,6 +15,7 @@ import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { installPackages, pruneLibraries, reposFor } from './packages.js';
 import { rollout, startNextSpare } from './rollout.js';
+import { stopSpare } from './spare.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -117,6 +118,8 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const library = installed ? installed.library : liveLibrary;
     const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library, packagesSpec: req.packages ?? null };
+    // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
+    if (!settings.spare) await stopSpare(req.name);
     const { ports, drain } = await rollout(
       { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, ...(settings.spare ? { spare: fit } : {}) },
       (ports) => ({

@@ -80,7 +80,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const unitChanged = await ensureUnit(name, target.memoryMax);
   const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
   // A unit changed since the spare started would not be the worker a cold start makes.
-  const spare = target.spare && !unitChanged ? await takeSpare(name, target.spare, vars) : await stopSpare(name);
+  const spare = !target.spare ? undefined : unitChanged ? await stopSpare(name) : await takeSpare(name, target.spare, vars);
   const ports = [...(spare ? [spare.port] : []), ...(await freePorts(target.workers - (spare ? 1 : 0), takenPorts(ctx)))];
   ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
