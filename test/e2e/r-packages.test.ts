@@ -291,6 +291,8 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     'data.txt': `data ${version}\n`,
   });
   interface WarmAnswer { version: string; cwd: string; greeting: string; token: string; data: string; spareVar: string; pid: number }
+  // A long wait: R's first answer on a loaded droplet.
+  const warmGet = async () => JSON.parse((await httpGet(`http://${address}/warm/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
 
   /** The spare next to `workers`: its port once it says it is ready (loaded, waiting on its fifo). */
@@ -320,7 +322,7 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     const second = await deploy(warmApi('w2'), 'warm', ['--env', 'GREETING=bonjour']);
     assert.equal(second.exitCode, 0, second.stderr);
     assert.deepEqual(second.result?.ports, [spare], 'the new release runs on the spare\'s port');
-    const answer = (await get('/warm/v')) as WarmAnswer;
+    const answer = (await warmGet()) as WarmAnswer;
     assert.deepEqual(
       { ...answer, pid: answer.pid === sparePid },
       { version: 'w2', cwd: `/var/plumber/warm/releases/${second.result?.release}`, greeting: 'bonjour', token: 'tok-1', data: 'data w2', spareVar: 'unset', pid: true },
@@ -333,7 +335,7 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     const nextPid = await unitPid(await readySpare([spare]));
     const third = await deploy(warmApi('w3', 'library(base64enc)\n'), 'warm');
     assert.equal(third.exitCode, 0, third.stderr);
-    const cold = (await get('/warm/v')) as WarmAnswer;
+    const cold = (await warmGet()) as WarmAnswer;
     assert.deepEqual([cold.version, cold.greeting, cold.token, cold.data], ['w3', 'bonjour', 'tok-1', 'data w3']);
     assert.notEqual(cold.pid, nextPid, 'a new R process serves the release');
     assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${nextPid} && echo running || echo gone`])).trim(), 'gone', 'the spare that did not fit was stopped');
