@@ -9,9 +9,11 @@
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
  *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
  *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time;
- *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it.
+ *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it;
+ *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
- * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures).
+ * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures; --spare-only:
+ * section 6 alone).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -29,6 +31,8 @@ import { startDelayProxy } from './delay-proxy.js';
 import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
 
 const quick = process.argv.includes('--quick');
+/** Only the warm spare's section (6), on its own droplet. */
+const spareOnly = process.argv.includes('--spare-only');
 const REPS = quick ? 1 : 5;
 const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
 const STATUS_APIS = quick ? 2 : 10;
@@ -129,178 +133,227 @@ try {
   };
   const idle = await memory();
 
-  // 1. Redeploys.
-  const small = await apiDir(sumApi('s0'));
-  const big = await apiDir(sumApi('b0'));
-  await mkdir(path.join(big, 'data'));
-  await writeFile(path.join(big, 'data/model.bin'), randomBytes(BIG_BYTES));
-  await timedDeploy(networks.LAN, small, 'small', 's0');
-  await timedDeploy(networks.LAN, big, 'big', 'b0');
-  const afterBig = await memory();
-
-  const cases = [
-    { what: 'one-file API, a line changed', dir: small, name: 'small', flags: [] as string[], reps: REPS },
-    { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed`, dir: big, name: 'big', flags: [] as string[], reps: REPS },
-    { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed, --full`, dir: big, name: 'big', flags: ['--full'], reps: Math.min(REPS, 3) },
-  ];
-  const rows: Array<{ what: string; network: string; runs: Deployed[] }> = [];
-  let version = 0;
-  for (const [network, home] of Object.entries(networks)) {
-    for (const c of cases) {
-      const runs: Deployed[] = [];
-      for (let i = 0; i < c.reps; i++) {
-        const v = `${c.name}${++version}`;
-        await writeFile(path.join(c.dir, 'plumber.R'), sumApi(v)['plumber.R']);
-        runs.push(await timedDeploy(home, c.dir, c.name, v, c.flags));
+  let warmVersion = 0;
+  async function warmSpare() {
+    // 6. The warm spare (deploy --spare): the same one-file redeploy, cold and handed to a spare, in
+    // turns on the LAN. Between deploys the spare is let become ready, as it is between a user's deploys.
+    const warmDir = await apiDir(sumApi('w0'));
+    const spareReady = async (workers: number[]) => {
+      for (let i = 0; i < 1200; i++) {
+        const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active 'plumber-warm@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+        const port = units.map((u) => Number(/@(\d+)\./.exec(u)?.[1])).find((p) => !workers.includes(p));
+        if (port !== undefined && (await onDroplet(['journalctl', '-u', `plumber-warm@${port}.service`, '-o', 'cat', '--no-pager'])).includes('plumb: spare ready')) return port;
+        await new Promise((r) => setTimeout(r, 100));
       }
-      rows.push({ what: c.what, network, runs });
-    }
-  }
-  const base = new Map(rows.filter((r) => r.what.startsWith('one-file')).map((r) => [r.network, median(r.runs.map((x) => x.servingMs))]));
-  console.log(`\n### Redeploys (median of ${REPS}; --full: of ${Math.min(REPS, 3)}), default flags (R packages checked)\n`);
-  console.log('| API | network | upload | sent | new code answers | command returns | answers vs one-file API |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const r of rows) {
-    const serving = median(r.runs.map((x) => x.servingMs));
-    console.log(`| ${r.what} | ${r.network} | ${r.runs[0]!.mode} | ${(median(r.runs.map((x) => x.sentBytes)) / 1024).toFixed(0)} KiB | ${sec(serving)} s | ${sec(median(r.runs.map((x) => x.commandMs)))} s | ${(serving / base.get(r.network)!).toFixed(2)}x |`);
-  }
-  console.log('\n### Where the time goes (median seconds per step, as plumb prints them)\n');
-  const shown = rows.filter((r) => !r.what.includes('--full'));
-  const stepNames = [...new Set(shown.flatMap((r) => r.runs.flatMap((x) => [...x.steps.keys()])))];
-  console.log(`| step | ${shown.map((r) => `${r.what.replace(', a line changed', '')}, ${r.network}`).join(' | ')} |`);
-  console.log(`|---|${shown.map(() => '---').join('|')}|`);
-  for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
-
-  // 3. The old way, over SSH, on the same droplet and networks.
-  const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);
-  const baseline = await sshBaseline(onDroplet, address);
-  const sshDir = await apiDir(sumApi('x0'));
-  const sshTargets = { LAN: { host: address, port: 22 }, '+50 ms RTT': { host: '127.0.0.1', port: sshProxy.port } } as const;
-  const sshRows: Array<{ network: string; runs: Array<SshDeploy & { servingMs: number }> }> = [];
-  for (const [network, target] of Object.entries(sshTargets)) {
-    const runs: Array<SshDeploy & { servingMs: number }> = [];
-    for (let i = 0; i < REPS; i++) {
-      const v = `x${++version}`;
-      await writeFile(path.join(sshDir, 'plumber.R'), sumApi(v)['plumber.R']);
-      const { result, servingMs } = await watched(`${baseline.url}/version`, v, () => baseline.deploy(sshDir, target));
-      runs.push({ ...result, servingMs });
-    }
-    sshRows.push({ network, runs });
-  }
-  await sshProxy.close();
-  console.log(`\n### The old way: plumberDeploy's do_deploy_api replayed over one OpenSSH connection, one-file API (median of ${REPS})\n`);
-  console.log('| way | network | new code answers | command returns | of which fixed sleeps | answers: SSH / plumb | returns: SSH / plumb |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const r of sshRows) {
-    const plumbRow = rows.find((x) => x.network === r.network && x.what.startsWith('one-file'))!;
-    const plumbServing = median(plumbRow.runs.map((x) => x.servingMs));
-    const plumbCommand = median(plumbRow.runs.map((x) => x.commandMs));
-    const serving = median(r.runs.map((x) => x.servingMs));
-    const total = median(r.runs.map((x) => x.totalMs));
-    console.log(`| plumb deploy | ${r.network} | ${sec(plumbServing)} s | ${sec(plumbCommand)} s | 0 s | | |`);
-    console.log(`| SSH replay (${r.runs[0]!.operations.length} operations) | ${r.network} | ${sec(serving)} s | ${sec(total)} s | ${sec(r.runs[0]!.sleepMs)} s | ${(serving / plumbServing).toFixed(2)}x | ${(total / plumbCommand).toFixed(2)}x |`);
-  }
-  console.log('\nSSH operations (median ms): ' + sshRows.map((r) => `${r.network}: ${r.runs[0]!.operations.map((o, i) => `${o.what} ${median(r.runs.map((x) => x.operations[i]!.ms)).toFixed(0)}`).join(', ')}`).join('; '));
-
-  // 2. Status with many workers.
-  for (let i = 1; i <= STATUS_APIS; i++) {
-    const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
-    if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
-  }
-  const statusTimes: Record<string, number> = {};
-  for (const [network, home] of Object.entries(networks)) {
-    const times: number[] = [];
-    for (let i = 0; i < Math.max(REPS, 3); i++) {
-      const started = performance.now();
-      const r = await plumb(home, ['status', '--json']);
-      if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
-      times.push(performance.now() - started);
-    }
-    statusTimes[network] = median(times);
-  }
-  const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
-  // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
-  const ms = async (script: string) => {
-    const times: number[] = [];
-    for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
-    return median(times);
-  };
-  const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
-  const perApi = new Map<string, string[]>();
-  for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
-  const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
-  const beforeMs = await ms(`${before} cloud-init status --format json; cloud-init status --format json`);
-  const afterMs = await ms(`systemctl show ${props} -- ${workerUnits.join(' ')}`);
-  console.log(`\n### \`plumb status\` with ${STATUS_APIS} APIs x 2 workers (median of ${Math.max(REPS, 3)})\n`);
-  console.log('| what | ms |');
-  console.log('|---|---|');
-  for (const [network, t] of Object.entries(statusTimes)) console.log(`| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
-  console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
-  console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
-  console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
-
-  // 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it.
-  const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
-  const loggerDeploy = await plumb(networks.LAN, ['deploy', logger, '--name', 'logger', '--no-deps']);
-  if (loggerDeploy.exitCode !== 0) throw new Error(`plumb deploy logger: ${loggerDeploy.stderr}`);
-  const logLatency: Record<string, number[]> = {};
-  let said = 0;
-  for (const [network, home] of Object.entries(networks)) {
-    const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
-    const seen = new Map<number, number>();
-    createInterface({ input: follower.stdout! }).on('line', (line) => {
-      const n = /plumb-bench-line (\d+)/.exec(line)?.[1];
-      if (n !== undefined) seen.set(Number(n), performance.now());
-    });
-    /** Says line n; the ms until the follower printed it (NaN: not within LOG_WAIT_MS). */
-    const say = async () => {
-      const n = ++said;
-      const sent = performance.now();
-      await httpGet(`http://${address}/logger/say?n=${n}`, LOG_WAIT_MS);
-      while (!seen.has(n) && performance.now() - sent < LOG_WAIT_MS) await new Promise((r) => setTimeout(r, 1));
-      return (seen.get(n) ?? NaN) - sent;
+      throw new Error('the warm spare did not become ready');
     };
-    // Until the follower is connected and following.
-    for (let i = 0; i < 30 && Number.isNaN(await say()); i++);
-    const times: number[] = [];
-    for (let i = 0; i < LOG_LINES; i++) times.push(await say());
-    follower.kill('SIGINT');
-    await follower;
-    logLatency[network] = times;
-  }
-  const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)]!;
-  console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time)\n`);
-  console.log('| network | median ms | p95 ms | lost |');
-  console.log('|---|---|---|---|');
-  for (const [network, times] of Object.entries(logLatency)) {
-    const got = times.filter((t) => !Number.isNaN(t));
-    console.log(`| ${network} | ${median(got).toFixed(0)} | ${p95(got).toFixed(0)} | ${times.length - got.length} |`);
+    const warmRuns: Record<'cold' | 'spare', Deployed[]> = { cold: [], spare: [] };
+    let spareRss = NaN;
+    const warmDeploy = async (flags: string[]) => {
+      const v = `w${++warmVersion}`;
+      await writeFile(path.join(warmDir, 'plumber.R'), sumApi(v)['plumber.R']);
+      return timedDeploy(networks.LAN, warmDir, 'warm', v, flags);
+    };
+    const warmWorkers = async () => (JSON.parse((await plumb(networks.LAN, ['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; workers: Array<{ port: number }> }> } }>)[0]?.status.apis.find((a) => a.name === 'warm')?.workers.map((w) => w.port) ?? [];
+    await warmDeploy(['--no-spare']);
+    for (let i = 0; i < REPS; i++) {
+      // No spare yet: a cold start, after which a spare starts. The next redeploy is handed to it;
+      // a --no-spare deploy (not counted) then takes the API back to no spare.
+      warmRuns.cold.push(await warmDeploy(['--spare']));
+      const port = await spareReady(await warmWorkers());
+      spareRss = Number(await onDroplet(['systemctl', 'show', '-p', 'MemoryCurrent', '--value', `plumber-warm@${port}.service`])) / 1024 / 1024;
+      warmRuns.spare.push(await warmDeploy([]));
+      await warmDeploy(['--no-spare']);
+    }
+    const coldServing = median(warmRuns.cold.map((x) => x.servingMs));
+    const spareServing = median(warmRuns.spare.map((x) => x.servingMs));
+    console.log(`\n### The warm spare: one-file redeploy on the LAN, started cold vs handed to a spare (median of ${REPS} each, in turns)\n`);
+    console.log('| start | new code answers | command returns | starting R + waiting for the API |');
+    console.log('|---|---|---|---|');
+    for (const [mode, runs] of Object.entries(warmRuns)) {
+      const r = (step: string) => median(runs.map((x) => x.steps.get(step) ?? 0));
+      console.log(`| ${mode} | ${sec(median(runs.map((x) => x.servingMs)))} s | ${sec(median(runs.map((x) => x.commandMs)))} s | ${sec(r('starting R') + r('waiting for the API'))} s |`);
+    }
+    console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (systemd MemoryCurrent): ${spareRss.toFixed(0)} MiB`);
   }
 
-  // 4b. CLI start time.
-  const atEnd = await memory();
-  const starts = async (argv: string[]) => {
-    const times: number[] = [];
-    for (let i = 0; i < 11; i++) {
-      const started = performance.now();
-      await execa(process.execPath, argv, { env: user.env });
-      times.push(performance.now() - started);
+  if (spareOnly) await warmSpare();
+  else {
+    // 1. Redeploys.
+    const small = await apiDir(sumApi('s0'));
+    const big = await apiDir(sumApi('b0'));
+    await mkdir(path.join(big, 'data'));
+    await writeFile(path.join(big, 'data/model.bin'), randomBytes(BIG_BYTES));
+    await timedDeploy(networks.LAN, small, 'small', 's0');
+    await timedDeploy(networks.LAN, big, 'big', 'b0');
+    const afterBig = await memory();
+
+    const cases = [
+      { what: 'one-file API, a line changed', dir: small, name: 'small', flags: [] as string[], reps: REPS },
+      { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed`, dir: big, name: 'big', flags: [] as string[], reps: REPS },
+      { what: `${BIG_BYTES / 1024 / 1024} MB API, a line changed, --full`, dir: big, name: 'big', flags: ['--full'], reps: Math.min(REPS, 3) },
+    ];
+    const rows: Array<{ what: string; network: string; runs: Deployed[] }> = [];
+    let version = 0;
+    for (const [network, home] of Object.entries(networks)) {
+      for (const c of cases) {
+        const runs: Deployed[] = [];
+        for (let i = 0; i < c.reps; i++) {
+          const v = `${c.name}${++version}`;
+          await writeFile(path.join(c.dir, 'plumber.R'), sumApi(v)['plumber.R']);
+          runs.push(await timedDeploy(home, c.dir, c.name, v, c.flags));
+        }
+        rows.push({ what: c.what, network, runs });
+      }
     }
-    return median(times);
-  };
-  const version_ = await starts([PLUMB_CLI, '--version']);
-  const help = await starts([PLUMB_CLI, '--help']);
-  const floor = await starts(['-e', '0']);
-  console.log('\n### The agent and the CLI\n');
-  console.log('| what | figure |');
-  console.log('|---|---|');
-  console.log(`| agent RSS, idle after provision (peak so far) | ${idle.rss.toFixed(0)} MiB (${idle.peak.toFixed(0)} MiB) |`);
-  console.log(`| agent peak RSS (VmHWM) after receiving a ${BIG_BYTES / 1024 / 1024} MB bundle | ${afterBig.peak.toFixed(0)} MiB (+${(afterBig.peak - idle.peak).toFixed(0)} MiB) |`);
-  console.log(`| agent RSS at the end of the benchmark (peak) | ${atEnd.rss.toFixed(0)} MiB (${atEnd.peak.toFixed(0)} MiB) |`);
-  console.log(`| \`plumb --version\` (median of 11) | ${version_.toFixed(0)} ms |`);
-  console.log(`| \`plumb --help\` | ${help.toFixed(0)} ms |`);
-  console.log(`| \`node -e 0\` (the floor) | ${floor.toFixed(0)} ms |`);
-  console.log(`\nmachine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end (other engineers' tests share it); node ${process.version}`);
+    const base = new Map(rows.filter((r) => r.what.startsWith('one-file')).map((r) => [r.network, median(r.runs.map((x) => x.servingMs))]));
+    console.log(`\n### Redeploys (median of ${REPS}; --full: of ${Math.min(REPS, 3)}), default flags (R packages checked)\n`);
+    console.log('| API | network | upload | sent | new code answers | command returns | answers vs one-file API |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const r of rows) {
+      const serving = median(r.runs.map((x) => x.servingMs));
+      console.log(`| ${r.what} | ${r.network} | ${r.runs[0]!.mode} | ${(median(r.runs.map((x) => x.sentBytes)) / 1024).toFixed(0)} KiB | ${sec(serving)} s | ${sec(median(r.runs.map((x) => x.commandMs)))} s | ${(serving / base.get(r.network)!).toFixed(2)}x |`);
+    }
+    console.log('\n### Where the time goes (median seconds per step, as plumb prints them)\n');
+    const shown = rows.filter((r) => !r.what.includes('--full'));
+    const stepNames = [...new Set(shown.flatMap((r) => r.runs.flatMap((x) => [...x.steps.keys()])))];
+    console.log(`| step | ${shown.map((r) => `${r.what.replace(', a line changed', '')}, ${r.network}`).join(' | ')} |`);
+    console.log(`|---|${shown.map(() => '---').join('|')}|`);
+    for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
+
+    await warmSpare();
+
+    // 3. The old way, over SSH, on the same droplet and networks.
+    const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);
+    const baseline = await sshBaseline(onDroplet, address);
+    const sshDir = await apiDir(sumApi('x0'));
+    const sshTargets = { LAN: { host: address, port: 22 }, '+50 ms RTT': { host: '127.0.0.1', port: sshProxy.port } } as const;
+    const sshRows: Array<{ network: string; runs: Array<SshDeploy & { servingMs: number }> }> = [];
+    for (const [network, target] of Object.entries(sshTargets)) {
+      const runs: Array<SshDeploy & { servingMs: number }> = [];
+      for (let i = 0; i < REPS; i++) {
+        const v = `x${++version}`;
+        await writeFile(path.join(sshDir, 'plumber.R'), sumApi(v)['plumber.R']);
+        const { result, servingMs } = await watched(`${baseline.url}/version`, v, () => baseline.deploy(sshDir, target));
+        runs.push({ ...result, servingMs });
+      }
+      sshRows.push({ network, runs });
+    }
+    await sshProxy.close();
+    console.log(`\n### The old way: plumberDeploy's do_deploy_api replayed over one OpenSSH connection, one-file API (median of ${REPS})\n`);
+    console.log('| way | network | new code answers | command returns | of which fixed sleeps | answers: SSH / plumb | returns: SSH / plumb |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const r of sshRows) {
+      const plumbRow = rows.find((x) => x.network === r.network && x.what.startsWith('one-file'))!;
+      const plumbServing = median(plumbRow.runs.map((x) => x.servingMs));
+      const plumbCommand = median(plumbRow.runs.map((x) => x.commandMs));
+      const serving = median(r.runs.map((x) => x.servingMs));
+      const total = median(r.runs.map((x) => x.totalMs));
+      console.log(`| plumb deploy | ${r.network} | ${sec(plumbServing)} s | ${sec(plumbCommand)} s | 0 s | | |`);
+      console.log(`| SSH replay (${r.runs[0]!.operations.length} operations) | ${r.network} | ${sec(serving)} s | ${sec(total)} s | ${sec(r.runs[0]!.sleepMs)} s | ${(serving / plumbServing).toFixed(2)}x | ${(total / plumbCommand).toFixed(2)}x |`);
+    }
+    console.log('\nSSH operations (median ms): ' + sshRows.map((r) => `${r.network}: ${r.runs[0]!.operations.map((o, i) => `${o.what} ${median(r.runs.map((x) => x.operations[i]!.ms)).toFixed(0)}`).join(', ')}`).join('; '));
+
+    // 2. Status with many workers.
+    for (let i = 1; i <= STATUS_APIS; i++) {
+      const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
+      if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
+    }
+    const statusTimes: Record<string, number> = {};
+    for (const [network, home] of Object.entries(networks)) {
+      const times: number[] = [];
+      for (let i = 0; i < Math.max(REPS, 3); i++) {
+        const started = performance.now();
+        const r = await plumb(home, ['status', '--json']);
+        if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
+        times.push(performance.now() - started);
+      }
+      statusTimes[network] = median(times);
+    }
+    const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
+    // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
+    const ms = async (script: string) => {
+      const times: number[] = [];
+      for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
+      return median(times);
+    };
+    const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+    const perApi = new Map<string, string[]>();
+    for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
+    const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
+    const beforeMs = await ms(`${before} cloud-init status --format json; cloud-init status --format json`);
+    const afterMs = await ms(`systemctl show ${props} -- ${workerUnits.join(' ')}`);
+    console.log(`\n### \`plumb status\` with ${STATUS_APIS} APIs x 2 workers (median of ${Math.max(REPS, 3)})\n`);
+    console.log('| what | ms |');
+    console.log('|---|---|');
+    for (const [network, t] of Object.entries(statusTimes)) console.log(`| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
+    console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
+    console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
+    console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
+
+    // 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it.
+    const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
+    const loggerDeploy = await plumb(networks.LAN, ['deploy', logger, '--name', 'logger', '--no-deps']);
+    if (loggerDeploy.exitCode !== 0) throw new Error(`plumb deploy logger: ${loggerDeploy.stderr}`);
+    const logLatency: Record<string, number[]> = {};
+    let said = 0;
+    for (const [network, home] of Object.entries(networks)) {
+      const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
+      const seen = new Map<number, number>();
+      createInterface({ input: follower.stdout! }).on('line', (line) => {
+        const n = /plumb-bench-line (\d+)/.exec(line)?.[1];
+        if (n !== undefined) seen.set(Number(n), performance.now());
+      });
+      /** Says line n; the ms until the follower printed it (NaN: not within LOG_WAIT_MS). */
+      const say = async () => {
+        const n = ++said;
+        const sent = performance.now();
+        await httpGet(`http://${address}/logger/say?n=${n}`, LOG_WAIT_MS);
+        while (!seen.has(n) && performance.now() - sent < LOG_WAIT_MS) await new Promise((r) => setTimeout(r, 1));
+        return (seen.get(n) ?? NaN) - sent;
+      };
+      // Until the follower is connected and following.
+      for (let i = 0; i < 30 && Number.isNaN(await say()); i++);
+      const times: number[] = [];
+      for (let i = 0; i < LOG_LINES; i++) times.push(await say());
+      follower.kill('SIGINT');
+      await follower;
+      logLatency[network] = times;
+    }
+    const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)]!;
+    console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time)\n`);
+    console.log('| network | median ms | p95 ms | lost |');
+    console.log('|---|---|---|---|');
+    for (const [network, times] of Object.entries(logLatency)) {
+      const got = times.filter((t) => !Number.isNaN(t));
+      console.log(`| ${network} | ${median(got).toFixed(0)} | ${p95(got).toFixed(0)} | ${times.length - got.length} |`);
+    }
+
+    // 4b. CLI start time.
+    const atEnd = await memory();
+    const starts = async (argv: string[]) => {
+      const times: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        const started = performance.now();
+        await execa(process.execPath, argv, { env: user.env });
+        times.push(performance.now() - started);
+      }
+      return median(times);
+    };
+    const version_ = await starts([PLUMB_CLI, '--version']);
+    const help = await starts([PLUMB_CLI, '--help']);
+    const floor = await starts(['-e', '0']);
+    console.log('\n### The agent and the CLI\n');
+    console.log('| what | figure |');
+    console.log('|---|---|');
+    console.log(`| agent RSS, idle after provision (peak so far) | ${idle.rss.toFixed(0)} MiB (${idle.peak.toFixed(0)} MiB) |`);
+    console.log(`| agent peak RSS (VmHWM) after receiving a ${BIG_BYTES / 1024 / 1024} MB bundle | ${afterBig.peak.toFixed(0)} MiB (+${(afterBig.peak - idle.peak).toFixed(0)} MiB) |`);
+    console.log(`| agent RSS at the end of the benchmark (peak) | ${atEnd.rss.toFixed(0)} MiB (${atEnd.peak.toFixed(0)} MiB) |`);
+    console.log(`| \`plumb --version\` (median of 11) | ${version_.toFixed(0)} ms |`);
+    console.log(`| \`plumb --help\` | ${help.toFixed(0)} ms |`);
+    console.log(`| \`node -e 0\` (the floor) | ${floor.toFixed(0)} ms |`);
+    console.log(`\nmachine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end (other engineers' tests share it); node ${process.version}`);
+  }
   await proxy.close();
 } finally {
   await lab.stop();

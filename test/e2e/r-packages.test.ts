@@ -4,8 +4,9 @@ import type { DeployResult, PackagesResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
+import { pollUntil } from '@plumb/shared';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -168,6 +169,12 @@ describe('R packages not checked again', () => {
       assert.equal(third.result?.packages?.cached, false);
       assert.equal(await checks(), 3);
       assert.deepEqual(jsonliteOf(third.result), ['local /usr/local/lib/R/site-library']);
+
+      // `plumb remove` takes the API's check with it: the file holds no entry for an API that is gone.
+      const checked = async () => Object.keys(JSON.parse(await onDroplet(['cat', '/var/lib/plumb/package-checks.json'])) as object);
+      assert.ok((await checked()).includes('unchecked'));
+      assert.equal((await user.plumb(['remove', 'unchecked', '--yes'])).exitCode, 0);
+      assert.ok(!(await checked()).includes('unchecked'), 'the removed API has no package check left');
     } finally {
       await onDroplet(['rm', '-rf', '/usr/local/bin/Rscript', '/usr/local/lib/R/site-library/jsonlite', calls]);
     }
@@ -266,5 +273,74 @@ describe('R packages from a CRAN-like repository', () => {
     const pruned = await deploy({ ...demoApi, 'renv.lock': pinned('2.0') }, 'gens', ['--wait']);
     assert.equal(pruned.exitCode, 0, pruned.stderr);
     assert.deepEqual(await onDroplet(['ls', '-A', '/var/plumber/gens/library']), two.slice(two.lastIndexOf('/') + 1));
+  });
+});
+
+/**
+ * The warm spare (issue 14): on this droplet because a package change is what must send a
+ * redeploy back to a cold start. entrypoint.R sets a serializer (only it makes answers unboxed),
+ * data.txt is read by a relative path (the working directory), GREETING is an --env and
+ * WARM_TOKEN a secret: each is what a cold start gives, and each must hold for the spare too.
+ */
+describe('the warm spare (deploy --spare)', () => {
+  const warmApi = (version: string, head = '') => ({
+    'entrypoint.R': 'pr <- plumber::plumb("api.R")\npr$setSerializer(plumber::serializer_unboxed_json())\npr\n',
+    'api.R': `${head}#* @get /v
+function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GREETING"), token = Sys.getenv("WARM_TOKEN"), data = readLines("data.txt"), spareVar = Sys.getenv("PLUMB_SPARE", "unset"), pid = Sys.getpid())
+`,
+    'data.txt': `data ${version}\n`,
+  });
+  interface WarmAnswer { version: string; cwd: string; greeting: string; token: string; data: string; spareVar: string; pid: number }
+  // A long wait: R's first answer on a loaded droplet.
+  const warmGet = async () => JSON.parse((await httpGet(`http://${address}/warm/v`, 60_000)).body) as unknown;
+  const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
+
+  /** The spare next to `workers`: its port once it says it is ready (loaded, waiting on its fifo). */
+  async function readySpare(workers: number[]): Promise<number> {
+    const found = await pollUntil(
+      async () => {
+        const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active 'plumber-warm@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+        const port = units.map((u) => Number(/@(\d+)\./.exec(u)?.[1])).find((p) => !workers.includes(p));
+        if (port === undefined) return undefined;
+        const said = await onDroplet(['journalctl', '-u', `plumber-warm@${port}.service`, '-o', 'cat', '--no-pager']);
+        return said.includes('plumb: spare ready') ? port : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    assert.ok(found !== undefined, 'a warm spare is running and ready after a deploy with --spare');
+    return found;
+  }
+
+  test('a redeploy is served by the spare with the new code, --env, secret, working directory and entrypoint.R of a cold start; a package change starts cold', async () => {
+    const first = await deploy(warmApi('w1'), 'warm', ['--spare', '--env', 'GREETING=hello']);
+    assert.equal(first.exitCode, 0, first.stderr);
+    const set = await user.plumb(['secrets', 'set', 'warm', 'WARM_TOKEN', '--wait'], { input: 'tok-1\n' });
+    assert.equal(set.exitCode, 0, set.stderr);
+    const spare = await readySpare((await apiStatus(user, 'warm'))?.workers.map((w) => w.port) ?? []);
+    const sparePid = await unitPid(spare);
+
+    const second = await deploy(warmApi('w2'), 'warm', ['--env', 'GREETING=bonjour']);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.deepEqual(second.result?.ports, [spare], 'the new release runs on the spare\'s port');
+    const answer = (await warmGet()) as WarmAnswer;
+    assert.deepEqual(
+      { ...answer, pid: answer.pid === sparePid },
+      { version: 'w2', cwd: `/var/plumber/warm/releases/${second.result?.release}`, greeting: 'bonjour', token: 'tok-1', data: 'data w2', spareVar: 'unset', pid: true },
+    );
+    // Still the worker unit systemd supervises: its process, and its lines in that unit's journal.
+    assert.equal(await unitPid(spare), sparePid);
+    assert.match(await onDroplet(['journalctl', '-u', `plumber-warm@${spare}.service`, '-o', 'cat', '--no-pager']), /plumb: serving \/var\/plumber\/warm\/releases\//);
+
+    // The code now needs a package the spare did not load: the spare goes and the release starts cold.
+    const nextPid = await unitPid(await readySpare([spare]));
+    const third = await deploy(warmApi('w3', 'library(base64enc)\n'), 'warm');
+    assert.equal(third.exitCode, 0, third.stderr);
+    const cold = (await warmGet()) as WarmAnswer;
+    assert.deepEqual([cold.version, cold.greeting, cold.token, cold.data], ['w3', 'bonjour', 'tok-1', 'data w3']);
+    assert.notEqual(cold.pid, nextPid, 'a new R process serves the release');
+    assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${nextPid} && echo running || echo gone`])).trim(), 'gone', 'the spare that did not fit was stopped');
+
+    assert.equal((await user.plumb(['remove', 'warm', '--yes'])).exitCode, 0);
+    assert.equal((await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-warm@*.service' | wc -l"])).trim(), '0', 'remove stops the spare too');
   });
 });

@@ -9,7 +9,7 @@ import type { NginxModel } from '@plumb/agent/render/model';
 import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderNat, renderRoutingUnit } from '@plumb/agent/render/nat';
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
-import { renderApiUnit, renderInstanceEnv, renderUserEnv } from '@plumb/agent/render/systemd';
+import { renderApiUnit, renderInstanceEnv, renderSpareEnv, renderUserEnv } from '@plumb/agent/render/systemd';
 import { aptArchiveDir } from '../lab/paths.js';
 import { IMAGE_OVERLAY_PRELUDE } from '../lab/droplets/prefetch.js';
 import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
@@ -355,6 +355,15 @@ describe('systemd: the worker unit and its environment files', () => {
     for (const bad of ['/var/plumber/sum/releases/x', '/var/plumber/sum/releases/20261125T190000Z-1a2b/..', '/var/plumber/../releases/20261125T190000Z-1a2b', 'relative', `${RELEASE_SUM} X=1`, `${RELEASE_SUM}\nX=1`]) {
       refused(() => renderInstanceEnv(bad), /release directory/);
     }
+  });
+
+  test("a warm spare's file names its fifo, the packages it loads and the live release's library; nothing else, and nothing that could add a line", () => {
+    const generation = '/var/plumber/sum/library/g-0123456789abcdef';
+    assert.equal(renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', generation, ['plumber', 'data.table']), `PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES="plumber data.table"\nR_LIBS=${generation}\n`);
+    assert.equal(renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', undefined, []), 'PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES=""\n');
+    for (const bad of ['a b', 'x"\nX=1', '1abc', '']) refused(() => renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', null, [bad]), /R package name/);
+    for (const bad of ['/var/plumber/other/spare.fifo', '/tmp/spare.fifo', '/var/plumber/sum/spare.fifo\nX=1']) refused(() => renderSpareEnv('sum', bad, null, []), /fifo/);
+    refused(() => renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', '/var/plumber/other/library/g-0123456789abcdef', []), /R library/);
   });
 
   test("a worker's own file names its release's R library generation, or none, before the user's env (whose R_LIBS wins)", () => {

@@ -63,6 +63,8 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
+  /** A warm spare is kept for it (deploy --spare, ops/spare.ts). */
+  spare: z.boolean().default(false),
   /**
    * Its secrets (plumb secrets): environment variables every worker gets on top of the live
    * release's --env (a secret wins over an --env of the same name). Kept per API, not per

@@ -247,6 +247,11 @@ export const R_PACKAGES_MAX = 500;
 
 /** The longest environment value (--env, a secret), in characters: one line of a worker's env file. */
 export const ENV_VALUE_MAX_CHARS = 32 * 1024;
+/**
+ * The most a warm spare is handed (release, --env, secrets, in hex) in one write to its fifo:
+ * under a pipe's 64 KiB, so the write never blocks; a larger environment starts the worker cold.
+ */
+export const SPARE_HANDOVER_MAX_BYTES = 60 * 1024;
 /** Secrets one API may hold (plumb secrets): each is a line of every worker's environment file. */
 export const SECRETS_MAX = 100;
 /** How long apt may wait for another apt/dpkg to let go of its lock (apt's DPkg::Lock::Timeout), in seconds. */

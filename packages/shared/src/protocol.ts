@@ -364,6 +364,8 @@ export const DeployRequest = z.object({
   keepReleases: KeepReleases.optional(),
   /** How long the previous release's workers may finish requests in flight before they are stopped. */
   drainTimeoutMs: DrainTimeoutMs.optional(),
+  /** Keep a warm spare for the API (--spare; see docs/architecture.md); absent: as it was (off at first). */
+  spare: z.boolean().optional(),
   /** Answer once the previous workers have stopped, not as soon as traffic switched. */
   wait: Wait,
   /** The API's R packages, installed before the new release starts; absent (--no-deps): none checked. */

@@ -52,4 +52,6 @@ export class Locks {
 export const SHARED = 'shared-state';
 /** ufw is one set of files: every change to it (firewall, https) one at a time. */
 export const UFW_LOCK = 'ufw';
+/** /var/lib/plumb/package-checks.json: one read-modify-write at a time (packages.ts). */
+export const PACKAGE_CHECKS_LOCK = 'package-checks';
 export const apiLock = (name: string) => `api:${name}`;

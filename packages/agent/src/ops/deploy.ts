@@ -14,7 +14,8 @@ import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-acco
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { installPackages, pruneLibraries, reposFor } from './packages.js';
-import { rollout } from './rollout.js';
+import { rollout, startNextSpare } from './rollout.js';
+import { stopSpare } from './spare.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -34,6 +35,7 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
     drainTimeoutMs: req.drainTimeoutMs ?? previous?.drainTimeoutMs ?? DRAIN_TIMEOUT_MS,
+    spare: req.spare ?? previous?.spare ?? false,
     repo: req.packages?.repo ?? previous?.repo ?? null,
     binaryRepo: req.packages?.binaryRepo ?? previous?.binaryRepo ?? null,
   };
@@ -114,9 +116,12 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const installed = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), liveLibrary, ctx) : null;
     const packages = installed?.report ?? null;
     const library = installed ? installed.library : liveLibrary;
+    const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library, packagesSpec: req.packages ?? null };
+    // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
+    if (!settings.spare) await stopSpare(req.name);
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait },
+      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, ...(settings.spare ? { spare: fit } : {}) },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -128,6 +133,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
+        spare: settings.spare,
         secrets: previous?.secrets ?? {},
         repo: settings.repo,
         binaryRepo: settings.binaryRepo,
@@ -138,6 +144,10 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
       ctx,
     );
     await pruneReleases(req.name, ctx);
+    if (settings.spare) {
+      // Queued behind this deploy on the API's lock: the answer does not wait for it.
+      void ctx.locks.with(apiLock(req.name), () => (ctx.state.get().apis[req.name]?.spare ? startNextSpare(req.name, fit, ctx) : Promise.resolve())).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
+    }
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
     return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };

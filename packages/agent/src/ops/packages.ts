@@ -23,7 +23,7 @@ import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, linkTree, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
 import { LibraryGeneration, type AgentState, type ApiRecord, type Release } from '../state.js';
-import { SHARED, StepError, type OpContext } from './context.js';
+import { PACKAGE_CHECKS_LOCK, SHARED, StepError, type OpContext } from './context.js';
 import { requireApi } from './routing.js';
 
 /**
@@ -230,7 +230,7 @@ export async function installPackages(name: string, spec: PackagesSpec, repos: R
   }
   const result = await checkAndInstall(name, spec, repos, base, ctx, started);
   // Keyed by the state after the install: the next deploy starts from the generation this one made.
-  await rememberCheck(name, { key: await checkKey(spec, repos, result.library, libraryPath(name, result.library)), library: result.library, report: result.report });
+  await rememberCheck(name, { key: await checkKey(spec, repos, result.library, libraryPath(name, result.library)), library: result.library, report: result.report }, ctx);
   return result;
 }
 
@@ -254,17 +254,23 @@ async function checkedOnDisk(): Promise<CheckedPackages> {
   }
 }
 
-/** Deploys of one API hold its lock; two APIs' deploys may end together, hence one writer at a time. */
-let writing: Promise<unknown> = Promise.resolve();
-
-function rememberCheck(name: string, entry: CheckedPackages[string]): Promise<void> {
-  const write = writing.then(async () => {
-    const all = await checkedOnDisk();
-    await writeFileAtomic(layout.packageChecks, JSON.stringify({ ...all, [name]: entry }), 0o600);
+/**
+ * Deploys of one API hold its lock; two APIs' deploys may end together, and a remove may run
+ * beside a deploy: one read-modify-write of the file at a time. Each write also drops the
+ * entries of APIs the state no longer has (removed, or a failed first deploy).
+ */
+function changeChecks(ctx: OpContext, change: (all: CheckedPackages) => CheckedPackages): Promise<void> {
+  return ctx.locks.with(PACKAGE_CHECKS_LOCK, async () => {
+    const apis = ctx.state.get().apis;
+    const kept = Object.fromEntries(Object.entries(await checkedOnDisk()).filter(([api]) => api in apis));
+    await writeFileAtomic(layout.packageChecks, JSON.stringify(change(kept)), 0o600);
   });
-  writing = write.catch(() => undefined);
-  return write;
 }
+
+const rememberCheck = (name: string, entry: CheckedPackages[string], ctx: OpContext) => changeChecks(ctx, (all) => ({ ...all, [name]: entry }));
+
+/** `plumb remove`: the API's last package check goes with it (changeChecks drops it: the state no longer has it). */
+export const forgetCheck = (ctx: OpContext) => changeChecks(ctx, (all) => all);
 
 /**
  * What R's answer depends on besides the request: dpkg's database (apt installs, upgrades and

@@ -10,10 +10,29 @@ import { drainWorkers } from './drain.js';
 import { freePorts, waitHealthy } from './health.js';
 import { libraryPath } from './packages.js';
 import { changeRouting, freeFrontPort } from './routing.js';
-import { ensureUnit, pointCurrent, retireWorker, startWorker } from './workers.js';
+import { startSpare, stopSpare, sparePorts, takeSpare, type SpareFit } from './spare.js';
+import { ensureUnit, pointCurrent, retireWorker, startWorker, writeWorkerEnv } from './workers.js';
 
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
 const reservedPorts = new Set<number>();
+
+/** Ports no new worker or spare may take: promised, a worker's (live or draining), a spare's. */
+const takenPorts = (ctx: OpContext) => new Set([...reservedPorts, ...sparePorts(), ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
+
+/**
+ * After a deploy: the API's next warm spare, on a port of its own, loading what `fit` says (the
+ * release just deployed). A spare that cannot start is no failure: the next deploy starts cold.
+ */
+export async function startNextSpare(name: string, fit: SpareFit, ctx: OpContext): Promise<void> {
+  const [port] = await freePorts(1, takenPorts(ctx));
+  if (port === undefined) return;
+  reservedPorts.add(port);
+  try {
+    await startSpare(name, port, fit);
+  } finally {
+    reservedPorts.delete(port);
+  }
+}
 
 
 export interface RolloutTarget {
@@ -32,6 +51,8 @@ export interface RolloutTarget {
   drainTimeoutMs: number;
   /** Answer only once the previous workers have drained and stopped. */
   wait: boolean;
+  /** A deploy: what the API's warm spare must have loaded to serve as one of the new workers (ops/spare.ts). */
+  spare?: SpareFit;
 }
 
 /** The API as the rollout leaves it; the rollout itself fills in where traffic comes from and what drains. */
@@ -56,13 +77,23 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   ctx.progress('starting R', `${target.workers} worker${target.workers > 1 ? 's' : ''}`);
   // A release from before APIs could write beside their code (rollback) is opened first.
   await openRelease(releaseDir, await ensureApiAccount(name));
-  await ensureUnit(name, target.memoryMax);
-  const taken = new Set([...reservedPorts, ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
-  const ports = await freePorts(target.workers, taken);
+  const unitChanged = await ensureUnit(name, target.memoryMax);
+  const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
+  // A unit changed since the spare started would not be the worker a cold start makes.
+  const spare = !target.spare ? undefined : unitChanged ? await stopSpare(name) : await takeSpare(name, target.spare, vars);
+  const ports = [...(spare ? [spare.port] : []), ...(await freePorts(target.workers - (spare ? 1 : 0), takenPorts(ctx)))];
   ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
   try {
-    for (const port of ports) await startWorker(name, port, releaseDir, target.env, target.secrets, target.library === undefined ? undefined : libraryPath(name, target.library));
+    const library = target.library === undefined ? undefined : libraryPath(name, target.library);
+    for (const port of ports) {
+      if (port !== spare?.port) await startWorker(name, port, releaseDir, target.env, target.secrets, library);
+      else {
+        await writeWorkerEnv(name, port, releaseDir, target.env, target.secrets, library);
+        await spare.handOver();
+        ctx.progress('starting R', `the warm spare on port ${port} takes the release`);
+      }
+    }
     ctx.progress('waiting for the API to answer');
     const outcomes = await Promise.all(ports.map((port) => waitHealthy(layout.instanceUnit(name, port), port, target.healthPath, target.healthTimeoutMs)));
     const failed = outcomes.findIndex((o) => !o.ok);

@@ -16,6 +16,8 @@ import * as systemd from '../system/systemd.js';
 import * as ufw from '../system/ufw.js';
 import { apiLock, SHARED, UFW_LOCK, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
+import { forgetCheck } from './packages.js';
+import { stopSpare } from './spare.js';
 import { removeUnit, retireWorker } from './workers.js';
 
 /**
@@ -215,7 +217,9 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
       return { ...s, apis, forward: s.forward === name ? null : s.forward };
     });
     for (const worker of [...api.workers, ...api.draining]) await retireWorker(name, worker.port);
+    await stopSpare(name);
     await removeUnit(name);
+    await forgetCheck(ctx);
     if (!keepFiles) {
       await rm(layout.apiDir(name), { recursive: true, force: true });
       // Kept with kept files, which it owns: deployed again, the API finds them as its own.

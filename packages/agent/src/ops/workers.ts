@@ -27,9 +27,14 @@ export async function removeUnit(name: string): Promise<void> {
 
 /** `library`: the path of the release's R library generation (see renderInstanceEnv). */
 export async function startWorker(name: string, port: number, releaseDir: string, env: Record<string, string>, secrets: Record<string, string>, library: string | null | undefined): Promise<void> {
+  await writeWorkerEnv(name, port, releaseDir, env, secrets, library);
+  await systemd.start(layout.instanceUnit(name, port));
+}
+
+/** The worker's env file: what systemd gives it at every (re)start, and what a warm spare is handed. */
+export async function writeWorkerEnv(name: string, port: number, releaseDir: string, env: Record<string, string>, secrets: Record<string, string>, library: string | null | undefined): Promise<void> {
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(layout.instanceEnvFile(name, port), renderInstanceEnv(releaseDir, env, library, secrets), 0o600);
-  await systemd.start(layout.instanceUnit(name, port));
 }
 
 /** Stops a worker and forgets it: not started at boot any more, its environment file gone. */

@@ -12,6 +12,27 @@
  */
 export const RUNNER_R = `# Written by plumb-agent; edits here are overwritten. Runs one worker of a plumber API
 # (unit plumber-NAME@PORT): PLUMB_RELEASE_DIR and PLUMB_PORT come from the unit.
+spare <- Sys.getenv("PLUMB_SPARE")
+if (nzchar(spare)) {
+  # A warm spare (ops/spare.ts): plumber and the live release's packages loaded (not attached: the
+  # API's own library() calls decide its search path), then it waits on its fifo until a deploy
+  # hands it a release: one "NAME HEX" line per variable its env file now holds, as systemd would
+  # have given them to a worker started cold.
+  library(plumber)
+  for (pkg in strsplit(Sys.getenv("PLUMB_SPARE_PACKAGES"), " ", fixed = TRUE)[[1]]) {
+    if (nzchar(pkg)) try(loadNamespace(pkg), silent = TRUE)
+  }
+  Sys.unsetenv(c("PLUMB_SPARE", "PLUMB_SPARE_PACKAGES"))
+  message("plumb: spare ready")
+  con <- fifo(spare, open = "r", blocking = TRUE)
+  handover <- readLines(con)
+  close(con)
+  unhex <- function(h) if (!nzchar(h)) "" else rawToChar(as.raw(strtoi(substring(h, seq(1, nchar(h), 2), seq(2, nchar(h), 2)), 16L)))
+  for (line in handover) {
+    kv <- strsplit(line, " ", fixed = TRUE)[[1]]
+    if (length(kv) >= 1 && nzchar(kv[1])) do.call(Sys.setenv, stats::setNames(list(unhex(if (length(kv) > 1) kv[2] else "")), kv[1]))
+  }
+}
 release <- Sys.getenv("PLUMB_RELEASE_DIR")
 port <- Sys.getenv("PLUMB_PORT")
 if (!nzchar(release) || !grepl("^[0-9]+$", port)) {

@@ -104,13 +104,32 @@ export function renderInstanceEnv(releaseDir: string, env: Record<string, string
   if (!ApiName.safeParse(name).success || !ReleaseId.safeParse(release).success) {
     throw renderRefused(`the release directory ${JSON.stringify(releaseDir)}: not /var/plumber/NAME/releases/ID`);
   }
-  if (library && library !== `/var/plumber/${name}/library/${/^\/var\/plumber\/[^/]+\/library\/(g-[0-9a-f]{16})$/.exec(library)?.[1] ?? ''}`) {
-    throw renderRefused(`the R library ${JSON.stringify(library)}: not /var/plumber/${name}/library/g-HASH`);
-  }
-  const rLibs = library === undefined ? '' : `R_LIBS=${library ?? ''}\n`;
+  const rLibs = rLibsLine(name, library);
   const plain = Object.fromEntries(Object.entries(env).filter(([key]) => !(key in secrets)));
   const secretLines = Object.keys(secrets).length > 0 ? `${SECRETS_MARK}\n${renderUserEnv(secrets)}` : '';
   return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibs}${renderUserEnv(plain)}${secretLines}`;
+}
+
+/**
+ * A warm spare's env file (ops/spare.ts), at the path of the worker it will become: the fifo it
+ * waits on, the packages it loads, and the live release's R library (as renderInstanceEnv writes
+ * it). No release, --env or secret: those come at the handover, and the handover rewrites this
+ * file as renderInstanceEnv, so a restart of the worker is a cold start of its release.
+ */
+export function renderSpareEnv(name: string, fifo: string, library: string | null | undefined, packages: readonly string[]): string {
+  checked(ApiName, name, 'the API name');
+  if (fifo !== `/var/plumber/${name}/spare.fifo`) throw renderRefused(`the spare's fifo ${JSON.stringify(fifo)}: not /var/plumber/${name}/spare.fifo`);
+  const bad = packages.find((p) => !/^[A-Za-z][A-Za-z0-9.]*$/.test(p));
+  if (bad !== undefined) throw renderRefused(`the R package name ${JSON.stringify(bad)}`);
+  return `PLUMB_SPARE=${fifo}\nPLUMB_SPARE_PACKAGES="${packages.join(' ')}"\n${rLibsLine(name, library)}`;
+}
+
+/** The R_LIBS line of a worker's env file: its release's generation, none, or (undefined) the unit's default. */
+function rLibsLine(name: string, library: string | null | undefined): string {
+  if (library && library !== `/var/plumber/${name}/library/${/^\/var\/plumber\/[^/]+\/library\/(g-[0-9a-f]{16})$/.exec(library)?.[1] ?? ''}`) {
+    throw renderRefused(`the R library ${JSON.stringify(library)}: not /var/plumber/${name}/library/g-HASH`);
+  }
+  return library === undefined ? '' : `R_LIBS=${library ?? ''}\n`;
 }
 
 /** A comment line (systemd skips it) after which a worker's env file holds the API's secrets. */

@@ -26,6 +26,8 @@ export const layout = {
   /** The API user's HOME: R's user cache, data and config (tools::R_user_dir) land here. */
   homeDir: (name: string) => `/var/plumber/${name}/home`,
   apisRoot: '/var/plumber',
+  /** Where the API's warm spare waits for its release (ops/spare.ts); the API user's, 0600. */
+  spareFifo: (name: string) => `/var/plumber/${name}/spare.fifo`,
   instanceUnit: (name: string, port: number) => `plumber-${name}@${port}.service`,
   unitFile: (name: string) => `/etc/systemd/system/plumber-${name}@.service`,
   /** Per-worker environment (release dir and the user's --env), root-only. */

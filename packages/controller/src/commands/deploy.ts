@@ -27,6 +27,8 @@ export interface DeployOptions {
   drainTimeoutSeconds?: number;
   /** Return only once the previous workers have stopped. */
   wait?: boolean;
+  /** Keep a warm spare (an R process with plumber loaded) for faster redeploys; undefined: as it was. */
+  spare?: boolean;
   /** false (--no-deps): no R package is looked for or installed. */
   deps?: boolean;
   /** Versions other than renv.lock's are errors, not warnings. */
@@ -88,6 +90,7 @@ export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   if (opts.memory !== undefined) settings.memoryMax = opts.memory === null ? null : checkInput(MemoryLimit, opts.memory, '--memory');
   if (opts.keep !== undefined) settings.keepReleases = checkInput(KeepReleases, opts.keep, '--keep');
   if (opts.drainTimeoutSeconds !== undefined) settings.drainTimeoutMs = checkInput(DrainTimeoutSeconds, opts.drainTimeoutSeconds, '--drain-timeout') * 1000;
+  if (opts.spare !== undefined) settings.spare = opts.spare;
   return settings;
 }
 
