@@ -5,6 +5,7 @@
 #   plumb-adopt import NAME FORWARD   (--import) an API of plumber's do_deploy_api() to take over;
 #                                     FORWARD 1 when do_forward() sends / to it
 #   plumb-adopt code NAME BASE64      (--import) that API's files, /var/plumber/NAME, as a gzip tar
+#   plumb-adopt droplet ID            DigitalOcean's metadata service says this host is droplet ID
 # and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
 
 plumb_say() { echo "plumb-adopt $*"; }
@@ -117,4 +118,10 @@ for plumb_name in $plumb_legacy_apis; do
   plumb_say import "$plumb_name" "$plumb_forward"
   plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" -czf - . | base64 -w0)"
 done
+# A DigitalOcean droplet knows its id from the metadata service (root only once plumb's filter is
+# on: APIs never reach it); anywhere else nothing answers there within the short wait.
+if command -v curl >/dev/null 2>&1; then
+  plumb_droplet_id=$(curl -fsS --max-time "$PLUMB_METADATA_TIMEOUT_S" http://169.254.169.254/metadata/v1/id 2>/dev/null || true)
+  case "$plumb_droplet_id" in ''|*[!0-9]*) ;; *) plumb_say droplet "$plumb_droplet_id" ;; esac
+fi
 plumb_say checked
