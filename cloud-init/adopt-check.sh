@@ -47,6 +47,12 @@ if [ "$PLUMB_IMPORT" = 1 ]; then
   if [ -z "$plumb_legacy_apis" ]; then
     plumb_refuse ADOPT_CLASH "--import found no API of plumber's do_deploy_api() (a unit /etc/systemd/system/plumber-NAME.service)"
   fi
+  # Checked before anything is installed (--force does not lift it): the agent takes at most this many in one step.
+  plumb_legacy_count=$(echo $plumb_legacy_apis | wc -w)
+  if [ "$plumb_legacy_count" -gt "$PLUMB_LEGACY_APIS_MAX" ]; then
+    plumb_say refuse ADOPT_IMPORT_LIMIT "--import found $plumb_legacy_count APIs of plumber's do_deploy_api(); plumb imports at most $PLUMB_LEGACY_APIS_MAX in one adopt"
+    exit 0
+  fi
 fi
 
 # Debian's own default site, unchanged, is plumb's to switch off (the agent does); anything else

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { EXIT } from '@plumb/shared';
+import { EXIT, LEGACY_APIS_MAX } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitActive } from './helpers.js';
@@ -86,6 +86,17 @@ describe('adopt refuses, and leaves the host as it was', () => {
     assert.match(await user.plumb(['droplets', '--json']).then((r) => r.stdout), /^\[\]$/);
     // Debian again: the import tests below take this droplet over.
     await on(other, ['ln', '-sf', '../usr/lib/os-release', '/etc/os-release']);
+  });
+
+  test('--import of more old APIs than one adopt takes: refused before anything is installed, even with --force', async () => {
+    const names = Array.from({ length: LEGACY_APIS_MAX + 1 }, (_, i) => `old${i}`);
+    await on(other, ['sh', '-c', `for n in ${names.join(' ')}; do mkdir -p /var/plumber/$n && echo '#* @get /' > /var/plumber/$n/plumber.R && printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/plumber-$n.service; done`]);
+    const before = await untouched(other);
+    const refused = await adopt(other.address, '--yes', '--import', '--force');
+    assert.equal(refused.exitCode, EXIT.failure, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`^plumb: plumb did not take over .*: --import found ${LEGACY_APIS_MAX + 1} APIs of plumber's do_deploy_api\\(\\); plumb imports at most ${LEGACY_APIS_MAX} in one adopt; nothing was changed$`, 'm'));
+    assert.equal(await untouched(other), before);
+    await on(other, ['sh', '-c', 'rm -rf /var/plumber /etc/systemd/system/plumber-old*.service']);
   });
 
   test('a host whose nginx already serves port 80, unless --force', async () => {

@@ -268,7 +268,7 @@ async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx:
     const [first] = refusals;
     const code = first!.split(' ')[0]!;
     const messages = refusals.map((r) => r.slice(r.indexOf(' ') + 1));
-    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
+    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : code === 'ADOPT_IMPORT_LIMIT' ? 'take the extra APIs off the old way first (plumber\'s do_remove_api()), adopt with --import, then `plumb deploy` them' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
   }
   if (exitCode === 255 && !said.includes('checked')) throw sshFailure(host, log.join('\n'));
   throw new PlumbError('ADOPT_FAILED', `installing plumb on ${host} failed (ssh exit ${exitCode ?? 'timeout'}); the end of its output:\n${log.slice(-ADOPT_LOG_LINES).join('\n')}`, 'fix what the output names, then adopt again with --force (what was installed stays)');
