@@ -5,6 +5,7 @@
 #   plumb-adopt import NAME FORWARD   (--import) an API of plumber's do_deploy_api() to take over;
 #                                     FORWARD 1 when do_forward() sends / to it
 #   plumb-adopt code NAME BASE64      (--import) that API's files, /var/plumber/NAME, as a gzip tar
+#   plumb-adopt droplet ID            DigitalOcean's metadata service says this host is droplet ID
 # and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
 
 plumb_say() { echo "plumb-adopt $*"; }
@@ -45,6 +46,12 @@ if [ "$PLUMB_IMPORT" = 1 ]; then
   done
   if [ -z "$plumb_legacy_apis" ]; then
     plumb_refuse ADOPT_CLASH "--import found no API of plumber's do_deploy_api() (a unit /etc/systemd/system/plumber-NAME.service)"
+  fi
+  # Checked before anything is installed (--force does not lift it): the agent takes at most this many in one step.
+  plumb_legacy_count=$(echo $plumb_legacy_apis | wc -w)
+  if [ "$plumb_legacy_count" -gt "$PLUMB_LEGACY_APIS_MAX" ]; then
+    plumb_say refuse ADOPT_IMPORT_LIMIT "--import found $plumb_legacy_count APIs of plumber's do_deploy_api(); plumb imports at most $PLUMB_LEGACY_APIS_MAX in one adopt"
+    exit 0
   fi
 fi
 
@@ -117,4 +124,10 @@ for plumb_name in $plumb_legacy_apis; do
   plumb_say import "$plumb_name" "$plumb_forward"
   plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" -czf - . | base64 -w0)"
 done
+# A DigitalOcean droplet knows its id from the metadata service (root only once plumb's filter is
+# on: APIs never reach it); anywhere else nothing answers there within the short wait.
+if command -v curl >/dev/null 2>&1; then
+  plumb_droplet_id=$(curl -fsS --max-time "$PLUMB_METADATA_TIMEOUT_S" http://169.254.169.254/metadata/v1/id 2>/dev/null || true)
+  case "$plumb_droplet_id" in ''|*[!0-9]*) ;; *) plumb_say droplet "$plumb_droplet_id" ;; esac
+fi
 plumb_say checked

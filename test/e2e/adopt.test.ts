@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { EXIT } from '@plumb/shared';
+import { EXIT, LEGACY_APIS_MAX } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitActive } from './helpers.js';
@@ -27,7 +27,11 @@ const web = { id: 0, address: '' };
 const other = { id: 0, address: '' };
 
 const on = (d: { id: number }, argv: string[]) => lab.droplet(d.id).exec(argv);
-const adopt = (address: string, ...flags: string[]) => user.plumb(['adopt', `root@${address}`, '--ssh-key', path.join(sshDir, 'id_ed25519'), ...flags], { env: { PLUMB_SSH_CONFIG: path.join(sshDir, 'config') } });
+const adoptAs = (env: Record<string, string>, address: string, ...flags: string[]) =>
+  user.plumb(['adopt', `root@${address}`, '--ssh-key', path.join(sshDir, 'id_ed25519'), ...flags], { env: { PLUMB_SSH_CONFIG: path.join(sshDir, 'config'), ...env } });
+const adopt = (address: string, ...flags: string[]) => adoptAs({}, address, ...flags);
+/** The droplet as the stand-in's API has it now (its tags), or undefined once it is gone. */
+const standinDroplet = (id: number) => clientFor(lab).droplet.getDroplet({ droplet_id: id }).then((r) => r.data.droplet, () => undefined);
 /** What a refused adopt must not have touched: plumb's files, user, packages and the host's own nginx sites. */
 const untouched = (d: { id: number }) =>
   on(d, ['sh', '-c', 'ls -d /etc/plumb-agent /opt/plumb-agent /var/plumber /usr/local/sbin/plumb-* 2>&1; id plumber 2>&1; dpkg -l nodejs nginx 2>&1 | tail -n +6; ls /etc/nginx/sites-enabled /etc/os-release; true']);
@@ -84,6 +88,17 @@ describe('adopt refuses, and leaves the host as it was', () => {
     await on(other, ['ln', '-sf', '../usr/lib/os-release', '/etc/os-release']);
   });
 
+  test('--import of more old APIs than one adopt takes: refused before anything is installed, even with --force', async () => {
+    const names = Array.from({ length: LEGACY_APIS_MAX + 1 }, (_, i) => `old${i}`);
+    await on(other, ['sh', '-c', `for n in ${names.join(' ')}; do mkdir -p /var/plumber/$n && echo '#* @get /' > /var/plumber/$n/plumber.R && printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/plumber-$n.service; done`]);
+    const before = await untouched(other);
+    const refused = await adopt(other.address, '--yes', '--import', '--force');
+    assert.equal(refused.exitCode, EXIT.failure, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`^plumb: plumb did not take over .*: --import found ${LEGACY_APIS_MAX + 1} APIs of plumber's do_deploy_api\\(\\); plumb imports at most ${LEGACY_APIS_MAX} in one adopt; nothing was changed$`, 'm'));
+    assert.equal(await untouched(other), before);
+    await on(other, ['sh', '-c', 'rm -rf /var/plumber /etc/systemd/system/plumber-old*.service']);
+  });
+
   test('a host whose nginx already serves port 80, unless --force', async () => {
     const before = await untouched(web);
     const refused = await adopt(web.address, '--yes');
@@ -100,19 +115,22 @@ describe('an adopted host is a plumb droplet', () => {
   before(async () => {
     // The refused droplet becomes an old plumber one meanwhile (its apt install beside this one's).
     legacyReady = legacySsh(doProvisionAndDeploy(sumApi('v1')['plumber.R'])).then(() => undefined, (err: Error) => err);
-    adopted = await adopt(web.address, '--yes', '--force', '--name', 'web');
+    // No DigitalOcean token at first: the droplet is recognized by its metadata but cannot be tagged yet.
+    adopted = await adoptAs({ DIGITALOCEAN_ACCESS_TOKEN: '' }, web.address, '--yes', '--force', '--name', 'web');
   });
 
   test('adopt --force installs the base and agent, pins it, prints provision\'s summary and what it changed', () => {
     assert.equal(adopted.exitCode, 0, adopted.stderr);
-    assert.match(adopted.stdout, new RegExp(`^droplet web \\(id -\\d+\\) is ready at ${web.address.replaceAll('.', '\\.')} in `));
+    assert.match(adopted.stdout, new RegExp(`^droplet web \\(id ${web.id}\\) is ready at ${web.address.replaceAll('.', '\\.')} in `));
+    assert.match(adopted.stdout, new RegExp(`\\n {2}DigitalOcean droplet ${web.id}, not tagged \\(no DIGITALOCEAN_ACCESS_TOKEN: set DIGITALOCEAN_ACCESS_TOKEN and run \`plumb adopt root@${web.address.replaceAll('.', '\\.')}\` again to tag it\\); external until then$`, 'm'));
     assert.match(adopted.stdout, /\n {2}agent \d+\.\d+\.\d+, enrolled; certificate pinned [0-9a-f]{16}…\n/);
     assert.match(adopted.stdout, /changed on the host:\n {4}nginx: \/etc\/nginx\/sites-enabled\/shop disabled/);
   });
 
   test('it is listed as external, with the same base as a provisioned droplet (the site on 8080 kept)', async () => {
     const listed = await user.plumb(['droplets']);
-    assert.match(listed.stdout, new RegExp(`\\nweb +-\\d+ +${web.address.replaceAll('.', '\\.')} +external `));
+    assert.match(listed.stdout, new RegExp(`\\nweb +${web.id} +${web.address.replaceAll('.', '\\.')} +external `));
+    assert.deepEqual((await standinDroplet(web.id))?.tags, []);
     assert.equal(await on(web, ['systemctl', 'is-active', 'plumb-agent']), 'active');
     assert.match(await on(web, ['ufw', 'status']), /Status: active[\s\S]*22\/tcp[\s\S]*80\/tcp[\s\S]*8731\/tcp/);
     const sites = await on(web, ['ls', '/etc/nginx/sites-enabled']);
@@ -137,21 +155,31 @@ describe('an adopted host is a plumb droplet', () => {
     assert.equal(await portOpen(web.address, 22), false);
     const again = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
     assert.equal(again.exitCode, 0, again.stderr);
-    // Three tries of 5 s: one run under a load average of 28 saw a single try go unanswered.
-    let answer = { body: '' };
-    for (let i = 0; i < 3 && answer.body !== '["v2"]'; i++) answer = await httpGet(`http://${web.address}/sum/version`, 5000).catch((err: Error) => ({ body: err.message }));
-    assert.equal(answer.body, '["v2"]', await on(web, ['sh', '-c', 'ufw status; nft list ruleset | head -80']));
+    assert.equal(await answerOf(`http://${web.address}/sum/version`, '["v2"]'), '["v2"]', await on(web, ['sh', '-c', 'ufw status; nft list ruleset | head -80']));
     assert.equal((await user.plumb(['status'])).exitCode, 0);
   });
 
-  test('destroy refuses an external host; forget drops it and leaves the agent; uninstall removes the agent, the API keeps serving', async () => {
+  test('destroy refuses it untagged; adopt again with a token tags it (no SSH): listed as a droplet of its group', async () => {
     const destroyed = await user.plumb(['destroy', 'web', '--yes']);
     assert.equal(destroyed.exitCode, EXIT.usage);
-    assert.match(destroyed.stderr, /adopted from outside DigitalOcean/);
+    assert.match(destroyed.stderr, new RegExp(`^plumb: web is DigitalOcean droplet ${web.id}, adopted but never tagged for plumb: plumb does not destroy it\\n.*plumb adopt root@`, 'm'));
+    // SSH is closed by now: tagging needs only DigitalOcean's API.
+    const tagged = await adopt(web.address, '--group', 'edge');
+    assert.equal(tagged.exitCode, 0, tagged.stderr);
+    assert.match(tagged.stdout, new RegExp(`\\n {2}DigitalOcean droplet ${web.id}: tagged plumb`));
+    assert.deepEqual((await standinDroplet(web.id))?.tags, ['plumb', 'plumb-group:edge']);
+    assert.match((await user.plumb(['droplets'])).stdout, new RegExp(`\\nweb +${web.id} +${web.address.replaceAll('.', '\\.')} +active .*edge`));
+    const group = await user.plumb(['status', '--group', 'edge']);
+    assert.equal(group.exitCode, 0, group.stderr);
+    assert.match(group.stdout, /web[\s\S]*sum/);
+  });
+
+  test('forget drops it and leaves the agent; uninstall removes the agent, the API keeps serving', async () => {
     const exported = await user.plumb(['droplets', 'export', 'web']);
     const forgotten = await user.plumb(['forget', 'web']);
     assert.equal(forgotten.exitCode, 0, forgotten.stderr);
-    assert.equal((await user.plumb(['droplets', '--json'])).stdout, '[]');
+    // Still tagged on DigitalOcean, so listed, but as another controller's (nothing here holds its pin).
+    assert.deepEqual(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).map((r: { name: string; foreign: boolean }) => [r.name, r.foreign]), [['web', true]]);
     assert.equal(await on(web, ['systemctl', 'is-active', 'plumb-agent']), 'active');
 
     const file = path.join(sshDir, 'web.json');
@@ -163,10 +191,11 @@ describe('an adopted host is a plumb droplet', () => {
     await waitFor(async () => (await on(web, ['sh', '-c', 'systemctl is-active plumb-agent; ls /opt/plumb-agent 2>&1; true'])).startsWith('inactive\nls:'));
     assert.equal(await portOpen(web.address, 8731), false);
     assert.equal((await httpGet(`http://${web.address}/sum/version`, 5000)).body, '["v2"]');
-    assert.equal((await user.plumb(['droplets', '--json'])).stdout, '[]');
+    // Still tagged on DigitalOcean, so listed, but as another controller's (nothing here holds its pin).
+    assert.deepEqual(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).map((r: { name: string; foreign: boolean }) => [r.name, r.foreign]), [['web', true]]);
   });
 
-  test('after uninstall a restarted worker still serves, and adopting the host again (no --force) takes its API over', async () => {
+  test('after uninstall a restarted worker still serves; adopting again (no --force) takes its API over, tagged at once; destroy deletes the droplet', async () => {
     // Its env file and the nftables map outlive the agent.
     await on(web, ['sh', '-c', "systemctl restart 'plumber-sum@*.service'"]);
     await waitFor(async () => (await httpGet(`http://${web.address}/sum/version`, 5000).catch(() => ({ body: '' }))).body === '["v2"]');
@@ -178,7 +207,11 @@ describe('an adopted host is a plumb droplet', () => {
     assert.match((await user.plumb(['status'])).stdout, /sum/);
     assert.equal((await user.plumb(['releases', 'sum'])).exitCode, 0);
     assert.equal((await httpGet(`http://${web.address}/sum/version`, 5000)).body, '["v2"]');
-    assert.equal((await user.plumb(['forget', 'web'])).exitCode, 0);
+    assert.match(again.stdout, new RegExp(`\\(id ${web.id}\\)[\\s\\S]*DigitalOcean droplet ${web.id}: tagged plumb`));
+    const destroyed = await user.plumb(['destroy', 'web', '--yes']);
+    assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+    assert.equal(await standinDroplet(web.id), undefined);
+    assert.equal((await user.plumb(['droplets', '--json'])).stdout, '[]');
   });
 });
 
@@ -260,6 +293,8 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     if (failed) throw failed;
     await waitFor(async () => (await httpGet(`http://${other.address}/sum/version`, 5000).catch(() => ({ body: '' }))).body === '["v1"]');
     // Every answer must be the API's 200: a 404 or 502 while the port changes hands is a failure.
+    // A server DigitalOcean did not make: nothing answers at its metadata address.
+    lab.metadata.hide(other.id);
     const running = startLoad(`http://${other.address}/sum/version`, { rps: 20, concurrency: 4, maxMs: 15 * 60_000, expectStatus: 200 });
     adopted = await adopt(other.address, '--yes', '--import', '--name', 'old');
     load = await running.stop();
@@ -277,15 +312,31 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     assert.match((await user.plumb(['status'])).stdout, /sum/);
   });
 
+  test('a host with no metadata service is external: listed so, and destroy refuses it with forget\'s hint', async () => {
+    assert.match(adopted.stdout, /\n {2}not a DigitalOcean droplet \(no answer from its metadata service\): listed as external\n/);
+    assert.match((await user.plumb(['droplets'])).stdout, new RegExp(`\\nold +-\\d+ +${other.address.replaceAll('.', '\\.')} +external `));
+    const destroyed = await user.plumb(['destroy', 'old', '--yes']);
+    assert.equal(destroyed.exitCode, EXIT.usage);
+    assert.match(destroyed.stderr, /^plumb: old was adopted from outside DigitalOcean: plumb cannot destroy it\n.*plumb forget old/m);
+    assert.deepEqual((await standinDroplet(other.id))?.tags, []);
+  });
+
   test('the old unit is stopped and disabled, its nginx site switched off; plumb answers at the same path, and v2 deploys there', async () => {
     assert.equal(await on(other, ['sh', '-c', 'systemctl is-active plumber-sum.service; systemctl is-enabled plumber-sum.service; true']), 'inactive\ndisabled');
     assert.match(await on(other, ['ls', '/etc/nginx/sites-enabled', '/etc/nginx/plumb-disabled']), /^\/etc\/nginx\/plumb-disabled:\nsites-enabled-plumber\n\n\/etc\/nginx\/sites-enabled:$/);
     assert.equal((await httpGet(`http://${other.address}/sum/add?a=2&b=3`, 5000)).body, '[5]');
     const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
-    assert.equal((await httpGet(`http://${other.address}/sum/version`, 5000)).body, '["v2"]');
+    assert.equal(await answerOf(`http://${other.address}/sum/version`, '["v2"]'), '["v2"]');
   });
 });
+
+/** The body at `url`, tried up to three times for `want` (5 s each): runs under a load average of 24-28 saw a single try go unanswered. */
+async function answerOf(url: string, want: string): Promise<string> {
+  let body = '';
+  for (let i = 0; i < 3 && body !== want; i++) body = await httpGet(url, 5000).then((r) => r.body, (err: Error) => err.message);
+  return body;
+}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

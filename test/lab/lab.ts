@@ -12,6 +12,7 @@ import { ensureHostSide, LAB_HOST_ADDRESS } from './droplets/network.js';
 import { ensureRootfs } from './droplets/rootfs.js';
 import { labDown } from './down.js';
 import { saveInstance } from './instances.js';
+import { startMetadataServer, type MetadataServer } from './metadata.js';
 import { startPackageServer } from './package-server.js';
 import { instancesDir } from './paths.js';
 
@@ -45,6 +46,8 @@ export interface Lab {
   /** The HAProxies behind `/v2/load_balancers`. */
   balancers: HaproxyBalancers;
   acme?: AcmeServer;
+  /** DigitalOcean's metadata service for the stand-in's droplets (`hide` one: a host DigitalOcean did not make). */
+  metadata: MetadataServer;
   /** The booted container behind a droplet id, to run commands inside it. */
   droplet(id: number): NspawnDroplet;
   /** Deletes every droplet and stops every process this lab started. */
@@ -70,7 +73,10 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const balancers = new HaproxyBalancers(instance, log);
   const standin = await startDoStandin({ tokens: [token], machines, balancers, log, host: '127.0.0.1', port: opts.port ?? 0 });
   let acme: AcmeServer | undefined;
+  let metadata: MetadataServer | undefined;
   try {
+    metadata = await startMetadataServer({ host: LAB_HOST_ADDRESS, store: standin.store, machines });
+    machines.metadataPort = metadata.port;
     if (opts.acme) {
       acme = await startAcmeServer({
         stateDir: path.join(stateDir, 'acme'),
@@ -95,6 +101,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     });
   } catch (err) {
     await standin.close();
+    await metadata?.close();
     await packages?.close();
     await acme?.stop();
     throw err;
@@ -110,11 +117,13 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     machines,
     balancers,
     ...(acme ? { acme } : {}),
+    metadata,
     droplet: (id) => machines.get(id),
     stop: () =>
       (stopped ??= (async () => {
         await standin.close();
         await machines.destroyAll();
+        await metadata.close();
         await balancers.destroyAll();
         await packages?.close();
         await acme?.stop();

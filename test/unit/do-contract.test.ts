@@ -129,6 +129,8 @@ function operations(ids: { droplet: number; action: number; key: number; lb: str
     { method: 'GET', path: `/droplets/${ids.droplet}/actions` },
     { method: 'POST', path: `/droplets/${ids.droplet}/actions`, body: { type: 'reboot' } },
     { method: 'GET', path: `/droplets/${ids.droplet}/actions/${ids.action}` },
+    { method: 'POST', path: '/tags', body: { name: 'adopted' } },
+    { method: 'POST', path: '/tags/contract/resources', body: { resources: [{ resource_id: String(ids.droplet), resource_type: 'droplet' }] } },
     { method: 'GET', path: '/actions' },
     { method: 'GET', path: `/actions/${ids.action}` },
     { method: 'GET', path: '/regions' },
@@ -162,6 +164,9 @@ test('contract: successful answers of every implemented endpoint match the spec'
   assert.equal((active as { droplet: { status: string } }).droplet.status, 'active');
   await conforms({ method: 'GET', path: '/droplets?per_page=1&page=2' }, 200);
   await conforms({ method: 'GET', path: '/droplets?tag_name=contract' }, 200);
+  await conforms({ method: 'POST', path: '/tags', body: { name: 'adopted' } }, 201);
+  await conforms({ method: 'POST', path: '/tags/adopted/resources', body: { resources: [{ resource_id: String(dropletId), resource_type: 'droplet' }] } }, 204);
+  assert.deepEqual(((await call({ method: 'GET', path: `/droplets/${dropletId}` })).body as { droplet: { tags: string[] } }).droplet.tags, ['contract', 'adopted']);
 
   const action = await conforms({ method: 'POST', path: `/droplets/${dropletId}/actions`, body: { type: 'reboot' } }, 201);
   const actionId = idOf(action, 'action');
@@ -220,6 +225,7 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'GET', path: `/droplets/${missing}` },
     { method: 'DELETE', path: `/droplets/${missing}` },
     { method: 'DELETE', path: '/droplets?tag_name=never-seen' },
+    { method: 'POST', path: '/tags/never-seen/resources', body: { resources: [{ resource_id: '1', resource_type: 'droplet' }] } },
     { method: 'POST', path: `/droplets/${missing}/actions`, body: { type: 'reboot' } },
     { method: 'GET', path: `/droplets/${missing}/actions` },
     { method: 'GET', path: `/droplets/${missing}/actions/1` },
@@ -269,6 +275,8 @@ test('contract: every implemented operation was checked for success, 401 and 429
     'GET /v2/droplets/{droplet_id}/actions': '200',
     'POST /v2/droplets/{droplet_id}/actions': '201',
     'GET /v2/droplets/{droplet_id}/actions/{action_id}': '200',
+    'POST /v2/tags': '201',
+    'POST /v2/tags/{tag_id}/resources': '204',
     'GET /v2/actions': '200',
     'GET /v2/actions/{action_id}': '200',
     'GET /v2/regions': '200',

@@ -57,7 +57,8 @@ export class OpenApiContract {
   private readonly validators = new Map<string, ValidateFunction>();
 
   constructor(private readonly spec: Json) {
-    const options = { strict: false, allErrors: true, validateSchema: false } as const;
+    // The spec's patterns are ECMAScript ones without the u flag (the tag name's `[a-zA-Z0-9_\-\:]` escapes a colon).
+    const options = { strict: false, allErrors: true, validateSchema: false, unicodeRegExp: false } as const;
     this.ajv = new Ajv(options);
     // Header values arrive as strings; their schemas say integer.
     this.headerAjv = new Ajv({ ...options, coerceTypes: true });

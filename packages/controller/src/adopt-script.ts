@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { PlumbError } from '@plumb/shared';
+import { ADOPT_METADATA_TIMEOUT_S, LEGACY_APIS_MAX, PlumbError } from '@plumb/shared';
 import { cloudInitDir, ONCE_PER_INSTANCE, type DropletBase, type WriteFile } from './cloud-init.js';
 
 /**
@@ -37,6 +37,8 @@ export function renderAdoptScript(input: AdoptScriptInput): string {
     `PLUMB_AGENT_PORT=${input.agentPort}`,
     `PLUMB_FORCE=${input.force ? 1 : 0}`,
     `PLUMB_IMPORT=${input.import === true ? 1 : 0}`,
+    `PLUMB_METADATA_TIMEOUT_S=${ADOPT_METADATA_TIMEOUT_S}`,
+    `PLUMB_LEGACY_APIS_MAX=${LEGACY_APIS_MAX}`,
     check,
     // From here on only plumb's own lines reach stdout.
     'exec 3>&1 1>&2',

@@ -41,6 +41,8 @@ export const ERROR_CODES = {
   ADOPT_ALREADY: ['failure', 'the host already has a plumb agent; nothing was changed'],
   ADOPT_CLASH: ['failure', 'the host serves things plumb would overwrite (nginx on port 80, ufw rules, /var/plumber); nothing was changed (--force takes over)'],
   ADOPT_FAILED: ['failure', 'installing plumb over SSH failed part way (its output is shown)'],
+  ADOPT_IMPORT_LIMIT: ['failure', 'adopt --import found more old APIs than plumb takes over in one adopt (LEGACY_APIS_MAX); nothing was changed'],
+  ADOPT_NOT_TAGGED: ['failure', 'an adopted DigitalOcean droplet could still not be tagged (no token, another account, another address); it stays external'],
   SSH_HOST_KEY_CHANGED: ['auth', "the host's SSH key is not the one in known_hosts: plumb did not log in"],
   SSH_HOST_KEY_UNKNOWN: ['auth', 'the host is not in known_hosts and no one could be asked (add --yes to accept it on first contact)'],
   SSH_AUTH_FAILED: ['auth', 'the host refused the SSH key(s)'],

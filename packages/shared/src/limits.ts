@@ -282,6 +282,8 @@ export const GROUP_PROVISION_MAX = 10;
 /** `plumb adopt`: how long SSH may take to connect, and the whole session (apt installs R, nginx, ufw, certbot). */
 export const ADOPT_SSH_CONNECT_TIMEOUT_S = 20;
 export const ADOPT_SSH_SESSION_TIMEOUT_MS = 20 * 60_000;
+/** How long adopt's check waits for DigitalOcean's metadata service (it answers at once on a droplet; elsewhere nothing does). */
+export const ADOPT_METADATA_TIMEOUT_S = 3;
 /** How much of SSH's stderr (apt's output) a failed adopt shows. */
 export const ADOPT_LOG_LINES = 30;
 /**

@@ -13,6 +13,7 @@ import type { Machines } from './machines.js';
 import { rateLimit, type RateLimiter } from './rate-limit.js';
 import { logRequests, type RequestLog } from './request-log.js';
 import { sshKeyRoutes } from './ssh-keys.js';
+import { tagRoutes } from './tags.js';
 import type { Store } from './store.js';
 
 /** Room for a create request with 64 KiB of user data, so its size is judged by the API's own rule. */
@@ -50,6 +51,7 @@ export function createApp(parts: AppParts): express.Express {
   v2.use('/account', accountRoutes(account));
   v2.use('/droplets', dropletRoutes({ store, machines, dropletLimit: account.droplet_limit, log }));
   v2.use('/actions', actionRoutes(store, machines));
+  v2.use('/tags', tagRoutes(store));
   v2.use('/load_balancers', loadBalancerRoutes({ store, machines, balancers, log }));
   v2.use('/monitoring/metrics/load_balancer', loadBalancerHealthRoute({ store, machines, balancers, log }));
   v2.use(catalogRoutes());

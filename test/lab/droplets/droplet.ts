@@ -33,6 +33,8 @@ export interface DropletSpec {
   files?: Record<string, string>;
   /** No route beyond the lab's network (NspawnMachines.cutOffNext). */
   offline?: boolean;
+  /** The lab's metadata server on the host, which this droplet's 169.254.169.254:80 reaches. */
+  metadataPort?: number;
 }
 
 interface Run {
@@ -75,7 +77,7 @@ export class NspawnDroplet {
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${this.spec.rootfs},upperdir=${dir}/upper,workdir=${dir}/work`, this.rootDir]);
     await this.writeSeed();
     if (!this.spec.offline) await seedArchive(dir);
-    await createNet(this.net, this.spec.offline ?? false);
+    await createNet(this.net, this.spec.offline ?? false, this.spec.metadataPort);
     this.start(await createLimits(this.record.machine, this.spec.limits));
   }
 

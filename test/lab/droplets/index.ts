@@ -12,6 +12,8 @@ import { saveRecord, type DropletRecord } from './records.js';
 export class NspawnMachines implements Machines {
   private readonly droplets = new Map<number, NspawnDroplet>();
   private offlineLeft = 0;
+  /** Where droplets created from now on find DigitalOcean's metadata service (the lab's server). */
+  metadataPort: number | undefined;
 
   constructor(
     /** Names this lab's droplets on the host, so `lab down --instance` removes only them. */
@@ -58,6 +60,7 @@ export class NspawnMachines implements Machines {
       rootfs,
       files: this.files,
       offline,
+      ...(this.metadataPort === undefined ? {} : { metadataPort: this.metadataPort }),
       limits: { memoryBytes: spec.memoryMiB * 1024 * 1024, vcpus: spec.vcpus },
     });
     try {

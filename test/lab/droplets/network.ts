@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../errors.js';
+import { METADATA_ADDRESS } from '../metadata.js';
 import { run, tryRun } from '../host.js';
 import { netClaimsDir } from '../paths.js';
 
@@ -67,9 +68,10 @@ const iptables = (op: '-C' | '-I' | '-D', rule: readonly string[]) => ['-w', ...
 /**
  * NAT out and forwarding; `offline` adds (inserted last, so first in the chain) a refusal of
  * everything beyond the lab's network: a droplet whose mirrors are unreachable, answered at once
- * (ICMP unreachable) as a dead route or a firewalled mirror would be.
+ * (ICMP unreachable) as a dead route or a firewalled mirror would be. `metadataPort`: the
+ * droplet's requests to DigitalOcean's metadata address go to the lab's metadata server there.
  */
-function natRules(net: DropletNet, offline = false): string[][] {
+function natRules(net: DropletNet, offline = false, metadataPort?: number): string[][] {
   const comment = ['-m', 'comment', '--comment', `${RULE_COMMENT_PREFIX}:${net.index}`];
   const subnet = `10.213.${net.index}.0/24`;
   return [
@@ -77,11 +79,12 @@ function natRules(net: DropletNet, offline = false): string[][] {
     ['filter', 'FORWARD', '-i', net.hostIf, '-j', 'ACCEPT', ...comment],
     ['filter', 'FORWARD', '-o', net.hostIf, '-j', 'ACCEPT', ...comment],
     ...(offline ? [['filter', 'FORWARD', '-i', net.hostIf, '!', '-d', LAB_NET, '-j', 'REJECT', ...comment]] : []),
+    ...(metadataPort === undefined ? [] : [['nat', 'PREROUTING', '-i', net.hostIf, '-d', `${METADATA_ADDRESS}/32`, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${LAB_HOST_ADDRESS}:${metadataPort}`, ...comment]]),
   ];
 }
 
 /** Makes the namespace, the veth pair with eth0 inside, the routes and the NAT rules (`offline`: no way out of the lab). */
-export async function createNet(net: DropletNet, offline = false): Promise<void> {
+export async function createNet(net: DropletNet, offline = false, metadataPort?: number): Promise<void> {
   await ensureHostSide();
   await run('ip', ['netns', 'add', net.netns]);
   await run('ip', ['link', 'add', net.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', net.netns]);
@@ -92,14 +95,12 @@ export async function createNet(net: DropletNet, offline = false): Promise<void>
   await inside('addr', 'add', `${net.address}/24`, 'dev', 'eth0');
   await inside('link', 'set', 'eth0', 'up');
   await inside('route', 'add', 'default', 'via', net.gateway);
-  for (const rule of natRules(net, offline)) await run('iptables', iptables('-I', rule));
+  for (const rule of natRules(net, offline, metadataPort)) await run('iptables', iptables('-I', rule));
 }
 
 /** Removes what createNet made; each step tolerates its target being gone already. */
 export async function removeNet(net: DropletNet): Promise<void> {
-  for (const rule of natRules(net, true)) {
-    while (await tryRun('iptables', iptables('-D', rule)));
-  }
+  await removeRules((comment) => comment === `${RULE_COMMENT_PREFIX}:${net.index}`);
   await tryRun('ip', ['link', 'del', net.hostIf]);
   await tryRun('ip', ['netns', 'del', net.netns]);
 }
@@ -117,14 +118,21 @@ export async function sweepNet(): Promise<string[]> {
   for (const ns of namespaces) if (await tryRun('ip', ['netns', 'del', ns])) removed.push(`netns ${ns}`);
   const links = (await run('ip', ['-o', 'link', 'show'])).split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => /^plv\d+$/.test(n));
   for (const link of links) if (await tryRun('ip', ['link', 'del', link])) removed.push(`link ${link}`);
+  removed.push(...(await removeRules((comment) => comment.startsWith(`${RULE_COMMENT_PREFIX}:`))));
+  await tryRun('ip', ['addr', 'del', `${LAB_HOST_ADDRESS}/32`, 'dev', 'lo']);
+  return removed;
+}
+
+/** Deletes the lab's iptables rules whose comment `matches` (by comment: a rule's other words, such as a metadata port, need not be known). */
+async function removeRules(matches: (comment: string) => boolean): Promise<string[]> {
+  const removed: string[] = [];
   for (const table of ['nat', 'filter']) {
-    const rules = (await run('iptables', ['-w', '-t', table, '-S'])).split('\n').filter((r) => r.startsWith('-A ') && r.includes(`${RULE_COMMENT_PREFIX}:`));
+    const rules = (await run('iptables', ['-w', '-t', table, '-S'])).split('\n').filter((r) => r.startsWith('-A ') && matches(/--comment "?([^" ]*)"?/.exec(r)?.[1] ?? ''));
     for (const rule of rules) {
       const args = splitRule(rule.slice(3));
       if (await tryRun('iptables', ['-w', '-t', table, '-D', ...args])) removed.push(`iptables ${table} ${rule}`);
     }
   }
-  await tryRun('ip', ['addr', 'del', `${LAB_HOST_ADDRESS}/32`, 'dev', 'lo']);
   return removed;
 }
 

@@ -12,7 +12,8 @@ import { applyRouting, requireApi } from './routing.js';
  * `plumb adopt --import`, last step. Each named API is a plumb API by now (deployed from the old
  * one's code, through the health gate), so plumber's do_provision() site goes and plumb's server
  * becomes port 80's default in one nginx reload; requests nginx had already sent to an old unit
- * finish (its port has no connection left, or LEGACY_DRAIN_MS passed), and then the old units stop
+ * finish (its port has no connection left, or LEGACY_DRAIN_MS passed, each unit drained at the same
+ * time as the others), and then the old units stop
  * and are disabled. Their files stay where they were (the unit file, /var/plumber/NAME's old
  * files, sites-available/): only what served is switched off.
  */
@@ -38,18 +39,20 @@ export async function retireLegacy(names: string[], ctx: OpContext): Promise<Ret
     }
     return had ? moved : null;
   });
-  const stopped: string[] = [];
-  for (const name of names) {
-    const unit = layout.legacyUnit(name);
-    const port = await legacyPort(name);
-    if (port !== null) {
-      await pollUntil(async () => ((await openConnections(port)) === 0 ? true : undefined), { timeoutMs: LEGACY_DRAIN_MS, intervalMs: DRAIN_POLL_MS }).catch(() => {
-        log.warn('legacy drain cut', { api: name, port });
-      });
-    }
-    await systemd.stopAndDisable(unit);
-    stopped.push(unit);
-  }
+  // All at once: one slow drain must not hold the others (N old APIs would otherwise take N × LEGACY_DRAIN_MS).
+  const stopped = await Promise.all(
+    names.map(async (name) => {
+      const unit = layout.legacyUnit(name);
+      const port = await legacyPort(name);
+      if (port !== null) {
+        await pollUntil(async () => ((await openConnections(port)) === 0 ? true : undefined), { timeoutMs: LEGACY_DRAIN_MS, intervalMs: DRAIN_POLL_MS }).catch(() => {
+          log.warn('legacy drain cut', { api: name, port });
+        });
+      }
+      await systemd.stopAndDisable(unit);
+      return unit;
+    }),
+  );
   log.info('legacy retired', { apis: names.join(' '), site: site ?? '' });
   return { stopped, site };
 }

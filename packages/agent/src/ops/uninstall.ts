@@ -23,12 +23,13 @@ const KEPT = ['state.json', 'state.json.backup', 'instances', 'nat.nft', 'acme']
 export function uninstall(afterAnswer: (work: () => void) => void, ctx: Pick<OpContext, 'state'>): UninstallResult {
   const paths = agentPaths();
   const stateDir = paths.stateDir;
-  const removing = [...AGENT_FILES, paths.config.replace(/\/[^/]+$/, ''), `${stateDir}/* but ${KEPT.join(', ')}`];
+  const removed = [...AGENT_FILES, paths.config.replace(/\/[^/]+$/, '')];
+  const removing = [...removed, `${stateDir}/* but ${KEPT.join(', ')}`];
   const keep = KEPT.map((name) => `! -name '${name}'`).join(' ');
   const script = [
     `ufw delete allow ${AGENT_PORT}/tcp || true`,
     'systemctl disable --now plumb-agent.service || true',
-    `rm -rf ${removing.slice(0, -1).map((p) => `'${p}'`).join(' ')}`,
+    `rm -rf ${removed.map((p) => `'${p}'`).join(' ')}`,
     `find '${stateDir}' -mindepth 1 -maxdepth 1 ${keep} -exec rm -rf {} +`,
     'systemctl daemon-reload',
   ].join('; ');

@@ -10,6 +10,9 @@ export const text = (r: AdoptResult) =>
   [
     one(r),
     ...(r.changes.length > 0 ? ['  changed on the host:', ...r.changes.map((c) => `    ${c}`)] : []),
+    ...(r.digitalOcean === null
+      ? ['  not a DigitalOcean droplet (no answer from its metadata service): listed as external']
+      : [r.digitalOcean.tagged ? `  DigitalOcean droplet ${r.digitalOcean.id}: tagged plumb, listed and destroyed like a provisioned one` : `  DigitalOcean droplet ${r.digitalOcean.id}, not tagged (${r.digitalOcean.note ?? ''}); external until then`]),
     ...(r.imported.length > 0
       ? ["  imported from plumber's do_deploy_api() (the old units are stopped and disabled):", ...r.imported.map((a) => `    ${a.name} at ${a.path}: release ${a.release}${a.forwarded ? ', served at /' : ''}`)]
       : []),
@@ -25,6 +28,7 @@ export function register(program: Command) {
     .option('--port <n>', 'the SSH port', wholeNumber(range(1, 65535)), 22)
     .option('-y, --yes', "accept the host's SSH key on first contact without asking (for scripts); a changed key is still refused")
     .option('--force', 'take over even if nginx serves port 80, ufw has other rules or /var/plumber exists; lists what it changed')
+    .option('--group <name>', 'on DigitalOcean, also tag the droplet into this group (as provision --group)')
     .option('--import', "take over the APIs plumber's do_provision()/do_deploy_api() set up there as plumb APIs, at the same paths, without a failed request"))
     .action((target, { json, quiet, ...o }) =>
       output({ json, quiet }, async (ctx) => (await import('../commands/adopt.js')).adopt({ ...o, target, interactive: process.stdin.isTTY === true }, ctx), text),

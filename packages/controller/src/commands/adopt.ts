@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,9 @@ import {
   checkInput,
   DropletName,
   ENROLMENT_SECRET_BYTES,
+  DigitalOceanError,
+  GroupName,
+  groupTag,
   isErrorCode,
   PlumbError,
   ValidationError,
@@ -30,7 +34,8 @@ import { dropletBase } from '../cloud-init.js';
 import type { Context } from '../context.js';
 import type { KnownDroplet } from '../local/droplets-state.js';
 import { loadOrCreateSigningKey } from '../local/keys.js';
-import { installAndEnrol, type ProvisionResult } from './provision.js';
+import { fromEnv } from '../digitalocean/client.js';
+import { installAndEnrol, PLUMB_TAG, type ProvisionResult } from './provision.js';
 
 export interface AdoptOptions {
   /** root@HOST */
@@ -46,6 +51,8 @@ export interface AdoptOptions {
   import?: boolean;
   /** Whether ssh can ask the person at the terminal (host key on first contact, a key's passphrase). */
   interactive: boolean;
+  /** A DigitalOcean droplet is tagged into this group too (`provision --group`'s tag). */
+  group?: string;
 }
 
 export interface AdoptResult extends Omit<ProvisionResult, 'cloudInit' | 'example'> {
@@ -54,6 +61,16 @@ export interface AdoptResult extends Omit<ProvisionResult, 'cloudInit' | 'exampl
   changes: string[];
   /** With --import: each old API, now a plumb API with its first release. */
   imported: ImportedApi[];
+  /** What DigitalOcean's metadata service said the host is, and whether it was tagged (null: not a DigitalOcean droplet). */
+  digitalOcean: Recognized | null;
+}
+
+export interface Recognized {
+  id: number;
+  /** Tagged `plumb` (and the group's tag): `plumb droplets`, groups and `destroy` treat it as one of plumb's. */
+  tagged: boolean;
+  /** Why it was not tagged, and how to tag it later. */
+  note?: string;
 }
 
 export interface ImportedApi {
@@ -81,7 +98,10 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   const name = opts.name ?? (DropletName.safeParse(host).success ? host : `adopted-${randomBytes(3).toString('hex')}`);
   checkInput(DropletName, name, 'droplet name');
   if (opts.sshKey !== undefined) await access(opts.sshKey).catch(() => { throw new ValidationError(`no SSH key file at ${opts.sshKey}`, 'give the private key file, e.g. --ssh-key ~/.ssh/id_ed25519'); });
+  if (opts.group !== undefined) checkInput(GroupName, opts.group, 'group name');
   const known = await ctx.droplets.list();
+  const untagged = known.find((d) => d.ipv4 === host && d.external && d.id > 0 && d.fingerprint !== null);
+  if (untagged) return tagAgain(untagged, opts, ctx, started);
   if (known.some((d) => d.name === name || d.ipv4 === host)) throw new ValidationError(`plumb already knows a droplet named ${name} or at ${host}`, 'choose another --name, or `plumb forget` the old one');
 
   const key = await loadOrCreateSigningKey(ctx.configDir);
@@ -96,9 +116,11 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: 'R, plumber, nginx, ufw, certbot' });
   const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false, import: opts.import ?? false }), ctx);
 
+  if (report.dropletId !== undefined && known.some((d) => d.id === report.dropletId)) throw new ValidationError(`plumb already knows DigitalOcean droplet ${report.dropletId} (${host}) under another address`, 'see `plumb droplets`; `plumb forget` the old record first');
+  // External until it is tagged, so a failure before then says `forget`, never `destroy`, for a server the user had.
   const record: KnownDroplet = {
     name,
-    id: -randomInt(1, 2 ** 31),
+    id: report.dropletId ?? -randomInt(1, 2 ** 31),
     uuid: dropletUuid,
     ipv4: host,
     agentPort: AGENT_PORT,
@@ -111,19 +133,64 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   await ctx.droplets.save(record);
   await installAndEnrol(record, enrolmentSecret, pkg, key, ctx);
   const imported = await importLegacy(record, report.imports, ctx);
-  const connection = await AgentConnection.open({ host, port: AGENT_PORT }, record.fingerprint!, await tokenFor(key, dropletUuid));
+  const digitalOcean = report.dropletId === undefined ? null : await recognize(record, opts, ctx);
+  return summary(record, { changes: report.changes, imported, digitalOcean }, ctx, started);
+}
+
+/** Provision's summary of a droplet whose agent is enrolled, with adopt's own parts. */
+async function summary(record: KnownDroplet, parts: Pick<AdoptResult, 'changes' | 'imported' | 'digitalOcean'>, ctx: Context, started: number): Promise<AdoptResult> {
+  const key = await loadOrCreateSigningKey(ctx.configDir);
+  const connection = await AgentConnection.open({ host: record.ipv4, port: record.agentPort }, record.fingerprint!, await tokenFor(key, record.uuid));
   try {
     const facts = await connection.request<{ swap: ProvisionResult['swap']; agentVersion: string }>({ type: 'facts' });
     ctx.progress({ step: 'done', done: true });
-    return { droplet: record, example: null, agentVersion: facts.agentVersion, swap: facts.swap, changes: report.changes, imported, tookMs: Date.now() - started };
+    return { droplet: record, example: null, agentVersion: facts.agentVersion, swap: facts.swap, ...parts, tookMs: Date.now() - started };
   } finally {
     connection.close();
+  }
+}
+
+/** Adopt of a host adopted before as a DigitalOcean droplet that was not tagged then: only the tagging, no SSH. */
+async function tagAgain(record: KnownDroplet, opts: AdoptOptions, ctx: Context, started: number): Promise<AdoptResult> {
+  const digitalOcean = await recognize(record, opts, ctx);
+  if (!digitalOcean.tagged) throw new PlumbError('ADOPT_NOT_TAGGED', `${record.name} is DigitalOcean droplet ${record.id}, adopted already, and is still not tagged: ${digitalOcean.note ?? ''}`, 'fix that and run the same `plumb adopt` again');
+  return summary(record, { changes: [], imported: [], digitalOcean }, ctx, started);
+}
+
+/**
+ * The host's metadata said it is DigitalOcean droplet `record.id`. With a token, DigitalOcean must
+ * list that droplet at the address adopted (a host that only claims an id is not trusted with
+ * someone else's droplet); then it gets provision's tags and becomes a droplet like the others.
+ * Anything short of that leaves it external, with the reason and how to tag it later.
+ */
+async function recognize(record: KnownDroplet, opts: AdoptOptions, ctx: Context): Promise<Recognized> {
+  const { id } = record;
+  const later = `set DIGITALOCEAN_ACCESS_TOKEN and run \`plumb adopt root@${record.ipv4}\` again to tag it`;
+  if (!ctx.env.DIGITALOCEAN_ACCESS_TOKEN?.trim()) return { id, tagged: false, note: `no DIGITALOCEAN_ACCESS_TOKEN: ${later}` };
+  ctx.progress({ step: `tagging DigitalOcean droplet ${id}` });
+  const api = fromEnv(ctx.env);
+  try {
+    const droplet = await api.getDroplet(id);
+    const addresses = (await lookup(record.ipv4, { all: true })).map((a) => a.address);
+    if (droplet.publicIpv4 === undefined || !addresses.includes(droplet.publicIpv4)) {
+      return { id, tagged: false, note: `DigitalOcean lists droplet ${id} at ${droplet.publicIpv4 ?? 'no address'}, not at ${record.ipv4}: not tagged` };
+    }
+    await api.tagDroplet(id, [PLUMB_TAG, ...(opts.group === undefined ? [] : [groupTag(opts.group)])]);
+    Object.assign(record, { region: droplet.region, size: droplet.size, external: false });
+    await ctx.droplets.save(record);
+    return { id, tagged: true };
+  } catch (err) {
+    if (!(err instanceof DigitalOceanError)) throw err;
+    const reason = err.code === 'DIGITALOCEAN_NOT_FOUND' ? `this DigitalOcean account has no droplet ${id}` : err.message;
+    return { id, tagged: false, note: `${reason}; ${later}` };
   }
 }
 
 interface ScriptReport {
   changes: string[];
   imports: LegacyApi[];
+  /** The id DigitalOcean's metadata service gave, on a DigitalOcean droplet. */
+  dropletId?: number;
 }
 
 /** An API of plumber's do_deploy_api() as the check found it: its files (a gzip tar) and whether `/` forwards to it. */
@@ -195,12 +262,13 @@ async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx:
   const said = lines.filter((l) => l.startsWith('plumb-adopt ')).map((l) => l.slice('plumb-adopt '.length));
   const refusals = said.filter((l) => l.startsWith('refuse ')).map((l) => l.slice('refuse '.length));
   const changes = said.filter((l) => l.startsWith('change ')).map((l) => l.slice('change '.length));
-  if (said.includes('done') && exitCode === 0) return { changes, imports: legacyApis(said) };
+  const dropletId = Number(said.find((l) => l.startsWith('droplet '))?.slice('droplet '.length));
+  if (said.includes('done') && exitCode === 0) return { changes, imports: legacyApis(said), ...(Number.isSafeInteger(dropletId) && dropletId > 0 ? { dropletId } : {}) };
   if (refusals.length > 0 && !said.includes('checked')) {
     const [first] = refusals;
     const code = first!.split(' ')[0]!;
     const messages = refusals.map((r) => r.slice(r.indexOf(' ') + 1));
-    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
+    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : code === 'ADOPT_IMPORT_LIMIT' ? 'take the extra APIs off the old way first (plumber\'s do_remove_api()), adopt with --import, then `plumb deploy` them' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
   }
   if (exitCode === 255 && !said.includes('checked')) throw sshFailure(host, log.join('\n'));
   throw new PlumbError('ADOPT_FAILED', `installing plumb on ${host} failed (ssh exit ${exitCode ?? 'timeout'}); the end of its output:\n${log.slice(-ADOPT_LOG_LINES).join('\n')}`, 'fix what the output names, then adopt again with --force (what was installed stays)');

@@ -236,6 +236,25 @@ export class DigitalOcean {
     return toDroplet(data.droplet);
   }
 
+  /**
+   * Puts tags on a droplet made elsewhere (an adopted one), as provision's create puts them on its
+   * own. DigitalOcean answers 404 for a tag it does not have yet: that tag is created and the call
+   * made again (as DigitalOcean's own Packer plugin does). Tagging twice is harmless, so a retry
+   * after a lost answer is too.
+   */
+  async tagDroplet(id: number, tags: string[]): Promise<void> {
+    for (const tag of tags) {
+      const assign = () => this.call({ what: `tag ${tag} on droplet ${id}` }, () => this.api.tag.tagResources({ tag_name: tag, resources: [{ resource_id: String(id), resource_type: 'droplet' }] }));
+      try {
+        await assign();
+      } catch (err) {
+        if (!(err instanceof DigitalOceanError && err.code === 'DIGITALOCEAN_NOT_FOUND')) throw err;
+        await this.call({ what: `tag ${tag}` }, () => this.api.tag.createTag({ name: tag }));
+        await assign();
+      }
+    }
+  }
+
   /** Every droplet (with `tag`: every droplet carrying it), all pages. */
   async listDroplets({ tag }: { tag?: string } = {}): Promise<Droplet[]> {
     const raw = await this.listAll({ what: tag === undefined ? 'droplets' : `droplets tagged ${tag}` }, async (page, per_page) => {

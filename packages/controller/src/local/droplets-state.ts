@@ -16,7 +16,11 @@ export const KnownDroplet = z.object({
   region: z.string(),
   size: z.string(),
   createdAt: z.string(),
-  /** Adopted over SSH from outside DigitalOcean (`plumb adopt`): its id is plumb's own, negative, and DigitalOcean is never asked about it. */
+  /**
+   * Adopted over SSH (`plumb adopt`) and not tagged on DigitalOcean, so DigitalOcean is never asked
+   * about it: a host elsewhere (its id is plumb's own, negative) or a DigitalOcean droplet adopted
+   * without a usable token (its real id, from its metadata; adopting it again tags it).
+   */
   external: z.boolean().optional(),
 });
 export type KnownDroplet = z.infer<typeof KnownDroplet>;
