@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { cp, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -27,12 +27,26 @@ export interface PlumbUser {
 
 export async function plumbUser(lab: Lab): Promise<PlumbUser> {
   const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-user-'));
-  const env = {
+  return userAt(configHome, {
     DIGITALOCEAN_ACCESS_TOKEN: lab.token,
     PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
     XDG_CONFIG_HOME: configHome,
     NO_PROXY: '127.0.0.1,localhost,10.213.0.0/16',
-  };
+  });
+}
+
+/**
+ * The same user at a second terminal with a copy of the config: the same keys and droplets, but
+ * what `plumb status` has shown (its "since the last look") is this copy's own, so tests that run
+ * side by side do not take each other's events.
+ */
+export async function userCopy(user: PlumbUser): Promise<PlumbUser> {
+  const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-user-'));
+  await cp(user.configHome, configHome, { recursive: true });
+  return userAt(configHome, { ...user.env, XDG_CONFIG_HOME: configHome });
+}
+
+function userAt(configHome: string, env: Record<string, string>): PlumbUser {
   return {
     configHome,
     env,

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import type { AgentConfig } from '@plumb/shared';
+import { STATUS_EVENTS_MAX, StatusResult, type AgentConfig } from '@plumb/shared';
 import { AgentConnection, agentAnswers, enrol, type AgentAddress } from '@plumb/controller/agent/client';
 import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/local/keys';
 import { tokenFor } from '@plumb/controller/agent/tokens';
+import { printStatus } from '@plumb/controller/output/print-status';
 import { agentAuthCases, type AuthTarget } from '../cases/agent-auth.cases.js';
 import { agentFrameCases } from '../cases/agent-frames.cases.js';
 import { agentFuzzCases } from '../cases/agent-fuzz.cases.js';
@@ -59,6 +60,9 @@ async function digestTree(root: string): Promise<string> {
   return lines.sort().join('\n');
 }
 
+/** Events on the local agent before it starts: past STATUS_EVENTS_MAX, within EVENTS_KEPT. */
+const SEEDED_EVENTS = STATUS_EVENTS_MAX + 50;
+
 describe('a local plumb-agent', () => {
   let dir: string;
   let agent: ChildProcess;
@@ -74,6 +78,10 @@ describe('a local plumb-agent', () => {
     address = { host: '127.0.0.1', port: await freePort() };
     const config: AgentConfig = { dropletUuid, dropletName: 'local', port: address.port, host: '127.0.0.1', controllerKeys: [key.publicKey], enrolmentSecret: secret };
     await writeFile(path.join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+    // A droplet that has been busy: more events kept than one status carries.
+    await mkdir(path.join(dir, 'state'), { recursive: true, mode: 0o700 });
+    const events = Array.from({ length: SEEDED_EVENTS }, (_, i) => ({ id: i + 1, time: new Date(Date.now() - 1000 * (SEEDED_EVENTS - i)).toISOString(), kind: 'deploy', api: 'sum', port: null, by: null, detail: `release ${i + 1}` }));
+    await writeFile(path.join(dir, 'state', 'events.json'), JSON.stringify({ version: 1, events }), { mode: 0o600 });
     agent = spawn(process.execPath, [AGENT_MAIN], {
       env: { ...process.env, PLUMB_AGENT_CONFIG: path.join(dir, 'config.json'), PLUMB_AGENT_STATE_DIR: path.join(dir, 'state') },
       stdio: 'ignore',
@@ -137,6 +145,18 @@ describe('a local plumb-agent', () => {
   agentFrameCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentLimitCases((): AuthTarget => ({ address, dropletUuid, pin, key }));
   agentFuzzCases((): AuthTarget => ({ address, dropletUuid, pin, key }), { runs: 60, snapshot: () => digestTree(path.join(dir, 'state')) });
+
+  test(`status carries the latest ${STATUS_EVENTS_MAX} events of the ${SEEDED_EVENTS} kept, and plumb status says how many it did not show`, async () => {
+    const connection = await AgentConnection.open(address, pin, await tokenFor(key, dropletUuid));
+    const status = StatusResult.parse(await connection.request({ type: 'status' }).finally(() => connection.close()));
+    assert.equal(status.events.length, STATUS_EVENTS_MAX);
+    // The newest ones, one after another (the tests before this one added some of their own).
+    assert.deepEqual(status.events.map((e) => e.id), Array.from({ length: STATUS_EVENTS_MAX }, (_, i) => status.lastEventId - STATUS_EVENTS_MAX + 1 + i));
+    const seen = 10;
+    const text = printStatus([{ droplet: 'local', address: address.host, status, seenEventId: seen }]);
+    const fresh = status.lastEventId - seen;
+    assert.match(text, new RegExp(`events since the last look \\(${fresh}\\):\n    … ${fresh - 20} earlier \\(plumb status --json lists the last ${STATUS_EVENTS_MAX}\\)`));
+  });
 
   // Last: it may leave only the second key trusted.
   test('keys: two controllers revoking each other at once leave one key trusted, and the other is told why', async () => {

@@ -5,12 +5,13 @@ import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, syml
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { createGzip, gzipSync } from 'node:zlib';
 import { list } from 'tar';
-import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, ValidationError } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, ValidationError } from '@plumb/shared';
 import { inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
-import { pax, rawTar } from '../cases/raw-tar.js';
+import { pax, rawHeader, rawTar } from '../cases/raw-tar.js';
 
 /**
  * Bundles end to end on this machine: the controller's packing of an API directory, the
@@ -259,6 +260,24 @@ test('bundle refused: over maxBytes compressed', async (t) => {
 test('bundle refused: over maxExtractedBytes', async (t) => {
   const tgz = gzipSync(rawTar([{ path: 'noise.bin', body: randomBytes(2 * 1024 * 1024) }]));
   await assertRefused(t, tgz, /^the bundle is over 1 MiB uncompressed$/, { ...DEFAULT_EXTRACT_LIMITS, maxExtractedBytes: 1024 * 1024 });
+});
+
+test(`bundle refused: past BUNDLE_MAX_EXTRACTED_BYTES at its real size (${BUNDLE_MAX_EXTRACTED_BYTES / 1024 / 1024} MiB), a stream made on the fly that stays under the ratio`, async (t) => {
+  const MiB = 1024 * 1024;
+  // Each MiB starts with noise and ends in zeros: it compresses well, but not past
+  // BUNDLE_MAX_RATIO, so only the extracted size can stop it (2.5 x the ratio's floor of noise).
+  const piece = Buffer.alloc(MiB);
+  randomBytes(Math.ceil((MiB / BUNDLE_MAX_RATIO) * 2.5)).copy(piece);
+  async function* tar(): AsyncGenerator<Buffer> {
+    yield rawTar([{ path: 'plumber.R', body: plumberR }]).subarray(0, -1024);
+    // One file of exactly the limit: with the headers before it, the stream goes past the limit.
+    yield rawHeader({ path: 'big.bin' }, BUNDLE_MAX_EXTRACTED_BYTES);
+    for (let i = 0; i < BUNDLE_MAX_EXTRACTED_BYTES / MiB; i++) yield piece;
+    yield Buffer.alloc(1024);
+  }
+  const gzip = Readable.from(tar()).pipe(createGzip({ level: 1 }));
+  await assertRefused(t, gzip, new RegExp(`^the bundle is over ${BUNDLE_MAX_EXTRACTED_BYTES / MiB} MiB uncompressed$`));
+  gzip.destroy();
 });
 
 test('bundle refused: more than maxEntries entries', async (t) => {

@@ -106,6 +106,11 @@ export const HEALTH_INTERVAL_MS = 250;
  */
 export const HEALTH_PROBE_INTERVAL_MS = 50;
 /**
+ * One HTTP check of a worker on loopback (the health gate, the monitor, /__plumb/health) gets no
+ * answer after this long: R serves one request at a time, so a worker busy past it misses the check.
+ */
+export const HEALTH_PROBE_TIMEOUT_MS = 2_000;
+/**
  * Drain: after a switch, an old worker stops as soon as no request is in flight on it (its open
  * connections, looked at every DRAIN_POLL_MS), and at the latest after the API's drain timeout
  * (`--drain-timeout`, default DRAIN_TIMEOUT_MS, at most DRAIN_TIMEOUT_MAX_MS).
@@ -160,7 +165,7 @@ export const MONITOR_INTERVAL_MS = 5_000;
 export const FIRST_RENDER_POLL_MS = 200;
 /** How long the agent looks for nginx's first start that way; the monitor tick renders after that. */
 export const FIRST_RENDER_WAIT_MS = 60 * 60_000;
-/** A worker that fails this many checks in a row (HTTP, ~2 s each) is restarted by the agent. */
+/** A worker that fails this many checks in a row (HTTP, HEALTH_PROBE_TIMEOUT_MS each) is restarted by the agent. */
 export const MONITOR_FAILURES_BEFORE_RESTART = 4;
 /**
  * R answers one request at a time, so a worker computing a long request misses checks too. One

@@ -1,12 +1,12 @@
 import http from 'node:http';
 import net from 'node:net';
-import { HEALTH_INTERVAL_MS, HEALTH_PROBE_INTERVAL_MS, pollUntil, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
+import { HEALTH_INTERVAL_MS, HEALTH_PROBE_INTERVAL_MS, HEALTH_PROBE_TIMEOUT_MS, pollUntil, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
 import { unitState } from '../system/systemd.js';
 
 /** One HTTP answer from a worker on loopback, or undefined when nothing answered. */
 export function probe(port: number, path: string): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: HEALTH_PROBE_TIMEOUT_MS }, (res) => {
       res.resume();
       resolve(res.statusCode);
     });
