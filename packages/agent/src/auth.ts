@@ -30,6 +30,8 @@ async function importKeys(controllerKeys: readonly ControllerKey[]): Promise<Map
  */
 export class TokenVerifier {
   private readonly seen = new Map<string, number>();
+  /** The second of the last sweep of expired jtis: one sweep a second, not one a request (a full cache is 100k entries). */
+  private sweptAt = -1;
 
   private constructor(
     private readonly audience: string,
@@ -83,6 +85,8 @@ export class TokenVerifier {
   }
 
   private forgetExpired(nowSeconds: number): void {
+    if (nowSeconds === this.sweptAt) return;
+    this.sweptAt = nowSeconds;
     for (const [jti, until] of this.seen) if (until < nowSeconds) this.seen.delete(jti);
   }
 }
