@@ -13,7 +13,7 @@ if (!source) {
   console.error('usage: node scripts/vendor-do-spec.mjs PATH/TO/do-openapi.yaml (the whole bundled spec)');
   process.exit(2);
 }
-const prefixes = ['/v2/account', '/v2/droplets', '/v2/actions', '/v2/images', '/v2/regions', '/v2/sizes', '/v2/tags', '/v2/load_balancers', '/v2/monitoring/metrics/load_balancer/droplets_health_checks'];
+const prefixes = ['/v2/account', '/v2/droplets', '/v2/actions', '/v2/images', '/v2/regions', '/v2/sizes', '/v2/tags', '/v2/load_balancers', '/v2/certificates', '/v2/domains', '/v2/monitoring/metrics/load_balancer/droplets_health_checks'];
 
 const text = readFileSync(source, 'utf8');
 const spec = YAML.parse(text);

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { pollUntil } from '@plumb/shared';
 import { execa } from 'execa';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
@@ -16,7 +19,7 @@ import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
  * restart, logs and remove, a droplet added later that gets the group's APIs from a member,
  * rolling group deploys under load, a deploy that fails on the second droplet and the group
  * rollback, a droplet powered off (the balancer takes it out; a group deploy while it is off
- * leaves it drifted until it is synced). One group for the whole file: two droplets boot at once,
+ * leaves it drifted until it is synced), HTTPS on the balancer (`plumb lb https`). One group for the whole file: two droplets boot at once,
  * a third joins later, so the late joiner is tested without booting a droplet of its own.
  */
 
@@ -68,6 +71,37 @@ const allHealthy = (row: LbRow) =>
 /** How long one request to a droplet may take: on a loaded CI machine R answers slowly (what answers is checked, not how fast). */
 const ANSWER_MS = 15_000;
 const versionOn = async (ipv4: string) => (await httpGet(`http://${ipv4}/sum/version`, ANSWER_MS)).body;
+
+/** The zone the HTTPS tests put on the stand-in's "DigitalOcean DNS", and the name the group answers to. */
+const ZONE = 'plumb-lab.test';
+const DOMAIN = `api.${ZONE}`;
+let labCa: string;
+
+/** A request to the balancer's address as a browser sends one for DOMAIN: SNI and Host, the lab CA trusted. */
+function viaBalancer(scheme: 'http' | 'https', urlPath: string): Promise<{ status: number; location: string | undefined; body: string }> {
+  const client = scheme === 'https' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = client.get(
+      `${scheme}://${balancerIp}${urlPath}`,
+      { agent: false, timeout: ANSWER_MS, headers: { host: DOMAIN }, ...(scheme === 'https' ? { ca: labCa, servername: DOMAIN } : {}) },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${scheme} ${urlPath}: no answer within ${ANSWER_MS} ms`)));
+    req.on('error', reject);
+  });
+}
+
+/** The stand-in's DigitalOcean API, as the user's own tools (doctl, the control panel) would use it. */
+async function doApi(method: string, apiPath: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${lab.apiUrl}${apiPath}`, { method, headers: { authorization: `Bearer ${lab.token}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const text = await res.text();
+  return { status: res.status, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
 
 async function deployGroup(version: string, extra: string[] = []) {
   return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
@@ -147,12 +181,15 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
   const follow = execa(process.execPath, [PLUMB_CLI, 'logs', 'sum', '--group', GROUP, '-f', '-n', '0'], { env: user.env, reject: false, stdin: 'ignore' });
   let out = '';
   follow.stdout?.on('data', (chunk: Buffer) => (out += String(chunk)));
-  const deadline = Date.now() + 60_000;
   const wanted = members.map((m) => new RegExp(`^${m.name}  \\S+ plumber-sum@\\d+  shout: from-${m.name}$`, 'm'));
-  while (!wanted.every((w) => w.test(out)) && Date.now() < deadline) {
-    for (const m of members) await httpGet(`http://${m.ipv4}/sum/shout?msg=from-${m.name}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
+  await pollUntil(
+    async () => {
+      if (wanted.every((w) => w.test(out))) return true;
+      for (const m of members) await httpGet(`http://${m.ipv4}/sum/shout?msg=from-${m.name}`);
+      return undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
+  );
   follow.kill('SIGINT');
   await follow;
   for (const w of wanted) assert.match(out, w);
@@ -209,8 +246,49 @@ test('each droplet answers /__plumb/health on port 80 with every API it serves',
   await untilBalancer(allHealthy, 'every droplet healthy again');
 });
 
-test('three group redeploys under a steady load through the balancer: no request fails', async () => {
+test('lb https: bad input and a domain not on DigitalOcean DNS change nothing; then the balancer terminates TLS for the domain and redirects http', async () => {
+  labCa = await lab.certificates.caPem();
+  const rulesNow = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: unknown[]; redirect_http_to_https: boolean }[])[0];
+  const before = await rulesNow();
+  const noDomain = await user.plumb(['lb', 'https', GROUP]);
+  assert.equal(noDomain.exitCode, 2, noDomain.stderr);
+  assert.match(noDomain.stderr, /^plumb: plumb lb https needs --domain D/);
+  const badDomain = await user.plumb(['lb', 'https', GROUP, '--domain', 'https://api.example.com']);
+  assert.equal(badDomain.exitCode, 2, badDomain.stderr);
+  const elsewhere = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN]);
+  assert.equal(elsewhere.exitCode, 1, elsewhere.stderr);
+  assert.match(elsewhere.stderr, new RegExp(`^plumb: ${DOMAIN.replaceAll('.', '\\.')} is not on DigitalOcean DNS.*\\n.*doctl compute domain create ${ZONE.replaceAll('.', '\\.')}`));
+  assert.deepEqual((await doApi('GET', '/certificates')).json.certificates, [], 'no certificate was asked for');
+  assert.deepEqual(await rulesNow(), before, 'the balancer is unchanged');
+
+  // The user moves the zone to DigitalOcean DNS (doctl compute domain create), then asks again.
+  assert.equal((await doApi('POST', '/domains', { name: ZONE })).status, 201);
+  const made = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--json']);
+  assert.equal(made.exitCode, 0, made.stderr);
+  const result = JSON.parse(made.stdout) as { url: string; certificate: { reused: boolean }; redirect: boolean };
+  assert.equal(result.url, `https://${DOMAIN}/`);
+  assert.deepEqual([result.certificate.reused, result.redirect], [false, true]);
+  const records = (await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[];
+  assert.ok(records.some((r) => r.type === 'A' && r.name === 'api' && r.data === balancerIp), `the domain points at the balancer: ${JSON.stringify(records)}`);
+
+  const secure = await viaBalancer('https', '/sum/version');
+  assert.equal(secure.status, 200, secure.body);
+  assert.equal(secure.body, '["v1"]');
+  const plain = await viaBalancer('http', '/sum/version?x=1');
+  assert.ok(plain.status === 301 || plain.status === 308, `http answers a permanent redirect, not ${plain.status}`);
+  assert.equal(plain.location, `https://${DOMAIN}/sum/version?x=1`);
+
+  // Run again without the redirect: the certificate is reused and port 80 serves again.
+  const again = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--no-redirect']);
+  assert.equal(again.exitCode, 0, again.stderr);
+  assert.match(again.stdout, new RegExp(`^https://${DOMAIN.replaceAll('.', '\\.')}/ answers through plumb-${GROUP} .*\\(already there\\)`, 'm'));
+  assert.equal((await viaBalancer('http', '/sum/version')).status, 200);
+  assert.equal(((await doApi('GET', '/certificates')).json.certificates as unknown[]).length, 1, 'the second run reused the certificate');
+});
+
+test('three group redeploys under a steady load through the balancer, over http and https: no request fails', async () => {
   const load = startLoad(`http://${balancerIp}/sum/add?a=1&b=2`, { rps: 20, concurrency: 4, maxMs: 240_000 });
+  const secure = startLoad(`https://${balancerIp}/sum/add?a=1&b=2`, { rps: 5, concurrency: 2, maxMs: 240_000, expectStatus: 200, tls: { ca: labCa, servername: DOMAIN } });
   for (const version of ['v2', 'v3', 'v4']) {
     const deployed = await deployGroup(version);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
@@ -219,6 +297,9 @@ test('three group redeploys under a steady load through the balancer: no request
   const report = await load.stop();
   assert.equal(report.failed, 0, report.failures.join('\n'));
   assert.ok(report.ok > 50, `only ${report.ok} requests answered`);
+  const overTls = await secure.stop();
+  assert.equal(overTls.failed, 0, overTls.failures.join('\n'));
+  assert.ok(overTls.ok > 10, `only ${overTls.ok} requests answered over https`);
   for (const d of members) assert.equal(await versionOn(d.ipv4), '["v4"]');
   assert.equal((await httpGet(`http://${balancerIp}/sum/version`)).body, '["v4"]');
 });

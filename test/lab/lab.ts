@@ -5,6 +5,7 @@ import path from 'node:path';
 import { agentPackage } from '@plumb/controller/agent/package';
 import { dropletTrustFiles, startAcmeServer, type AcmeServer } from './acme.js';
 import { HaproxyBalancers } from './balancers/haproxy.js';
+import { LabCertificateAuthority } from './certificate-authority.js';
 import { startDoStandin } from './do-standin/index.js';
 import { NspawnMachines } from './droplets/index.js';
 import type { NspawnDroplet } from './droplets/droplet.js';
@@ -45,6 +46,8 @@ export interface Lab {
   machines: NspawnMachines;
   /** The HAProxies behind `/v2/load_balancers`. */
   balancers: HaproxyBalancers;
+  /** Signs the stand-in's `lets_encrypt` certificates; trust its `caPem()` to check the balancers' TLS. */
+  certificates: LabCertificateAuthority;
   acme?: AcmeServer;
   /** DigitalOcean's metadata service for the stand-in's droplets (`hide` one: a host DigitalOcean did not make). */
   metadata: MetadataServer;
@@ -71,7 +74,8 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const bootFiles: Record<string, string> = {};
   const machines = new NspawnMachines(instance, log, bootFiles);
   const balancers = new HaproxyBalancers(instance, log);
-  const standin = await startDoStandin({ tokens: [token], machines, balancers, log, host: '127.0.0.1', port: opts.port ?? 0 });
+  const certificates = new LabCertificateAuthority(path.join(stateDir, 'certificates'));
+  const standin = await startDoStandin({ tokens: [token], machines, balancers, issuer: certificates, log, host: '127.0.0.1', port: opts.port ?? 0 });
   let acme: AcmeServer | undefined;
   let metadata: MetadataServer | undefined;
   try {
@@ -116,6 +120,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     agentUrl,
     machines,
     balancers,
+    certificates,
     ...(acme ? { acme } : {}),
     metadata,
     droplet: (id) => machines.get(id),

@@ -182,7 +182,7 @@ describe('every command', () => {
   test('that acts on a droplet takes --droplet, and every one that prints a result takes --json and --quiet', () => {
     // These act on no droplet: they make one, list or share what this machine knows, print a script,
     // or act on a group's load balancer.
-    const noDroplet = ['provision', 'adopt', 'init', 'droplets list', 'droplets export', 'droplets import', 'keys show', 'completion', 'lb list', 'lb create', 'lb destroy', 'group sync'];
+    const noDroplet = ['provision', 'adopt', 'init', 'droplets list', 'droplets export', 'droplets import', 'keys show', 'completion', 'lb list', 'lb create', 'lb https', 'lb destroy', 'group sync'];
     for (const { words, command } of leaves(program)) {
       const flags = command.options.map((o) => o.long);
       if (!noDroplet.includes(words.join(' '))) assert.ok(flags.includes('--droplet'), `plumb ${words.join(' ')} takes --droplet`);

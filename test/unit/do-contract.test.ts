@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { LabCertificateAuthority } from '../lab/certificate-authority.js';
 import { startDoStandin, type StartedDoStandin } from '../lab/do-standin/index.js';
 import { OpenApiContract, type Answer } from './do-openapi.js';
 import { ScriptedMachines } from './do-test-machines.js';
@@ -16,15 +20,22 @@ const TOKEN = 'contract-token';
 let contract: OpenApiContract;
 let standin: StartedDoStandin;
 let machines: ScriptedMachines;
+let caDir: string;
+let ca: LabCertificateAuthority;
 /** Which statuses were checked per operation, to prove the coverage claimed below. */
 const checked = new Map<string, Set<string>>();
 
 before(async () => {
   contract = OpenApiContract.load();
   machines = new ScriptedMachines();
-  standin = await startDoStandin({ tokens: [TOKEN], machines });
+  caDir = await mkdtemp(path.join(tmpdir(), 'plumb-contract-ca-'));
+  ca = new LabCertificateAuthority(caDir);
+  standin = await startDoStandin({ tokens: [TOKEN], machines, issuer: ca });
 });
-after(() => standin.close());
+after(async () => {
+  await standin.close();
+  await rm(caDir, { recursive: true, force: true });
+});
 
 interface Call {
   method: string;
@@ -102,9 +113,19 @@ const lbIdOf = (body: unknown): string => {
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEtyuG2RYz076Fwx82E3zwNmi4ES9vLvUtNCQ34BrfLm lab@plumb';
 
 /** Every operation the stand-in implements, each with a path that reaches an existing resource. */
-function operations(ids: { droplet: number; action: number; key: number; lb: string }): Call[] {
+function operations(ids: { droplet: number; action: number; key: number; lb: string; certificate: string; domain: string }): Call[] {
   const rule = { entry_protocol: 'tcp', entry_port: 8443, target_protocol: 'tcp', target_port: 8443 };
   return [
+    { method: 'GET', path: '/certificates' },
+    { method: 'POST', path: '/certificates', body: { name: 'c', type: 'lets_encrypt', dns_names: [`www.${ids.domain}`] } },
+    { method: 'GET', path: `/certificates/${ids.certificate}` },
+    { method: 'DELETE', path: `/certificates/${ids.certificate}` },
+    { method: 'GET', path: '/domains' },
+    { method: 'POST', path: '/domains', body: { name: 'other.example' } },
+    { method: 'GET', path: `/domains/${ids.domain}` },
+    { method: 'DELETE', path: `/domains/${ids.domain}` },
+    { method: 'GET', path: `/domains/${ids.domain}/records` },
+    { method: 'POST', path: `/domains/${ids.domain}/records`, body: { type: 'A', name: 'www', data: '192.0.2.1' } },
     { method: 'GET', path: '/load_balancers' },
     { method: 'POST', path: '/load_balancers', body: lbRequest },
     { method: 'GET', path: `/load_balancers/${ids.lb}` },
@@ -195,6 +216,39 @@ test('contract: successful answers of every implemented endpoint match the spec'
   await conforms({ method: 'DELETE', path: `/load_balancers/${byId}` }, 204);
   await conforms({ method: 'DELETE', path: `/load_balancers/${lb}` }, 204);
 
+  // HTTPS on a balancer: a zone on DigitalOcean DNS, a Let's Encrypt certificate for a name in it
+  // (pending, then verified), a custom one, and a 443 rule that terminates TLS with a redirect.
+  await conforms({ method: 'POST', path: '/domains', body: { name: 'example.com', ip_address: '192.0.2.1' } }, 201);
+  await conforms({ method: 'GET', path: '/domains/example.com' }, 200);
+  await conforms({ method: 'GET', path: '/domains?per_page=1' }, 200);
+  await conforms({ method: 'POST', path: '/domains/example.com/records', body: { type: 'A', name: 'api', data: '192.0.2.2' } }, 201);
+  const records = (await conforms({ method: 'GET', path: '/domains/example.com/records' }, 200)) as { domain_records: { type: string; name: string; data: string }[] };
+  assert.ok(records.domain_records.some((r) => r.type === 'A' && r.name === 'api' && r.data === '192.0.2.2'));
+  const created = (await conforms({ method: 'POST', path: '/certificates', body: { name: 'api-cert', type: 'lets_encrypt', dns_names: ['api.example.com'] } }, 201)) as { certificate: { id: string; state: string } };
+  assert.equal(created.certificate.state, 'pending', 'a Let\'s Encrypt certificate starts pending');
+  const certId = created.certificate.id;
+  let verified: { state: string; dns_names: string[]; sha1_fingerprint: string } | undefined;
+  for (let i = 0; i < 100 && verified === undefined; i++) {
+    const { certificate } = (await conforms({ method: 'GET', path: `/certificates/${certId}` }, 200)) as { certificate: { state: string; dns_names: string[]; sha1_fingerprint: string } };
+    if (certificate.state === 'verified') verified = certificate;
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(verified, 'the certificate became verified');
+  assert.deepEqual(verified.dns_names, ['api.example.com']);
+  assert.match(verified.sha1_fingerprint, /^[0-9a-f]{40}$/);
+  const pems = await ca.issue(['custom.example.com']);
+  await conforms({ method: 'POST', path: '/certificates', body: { name: 'custom-cert', type: 'custom', private_key: pems.key, leaf_certificate: pems.leaf } }, 201);
+  await conforms({ method: 'GET', path: '/certificates?per_page=1' }, 200);
+  const tls = { entry_protocol: 'https', entry_port: 443, target_protocol: 'http', target_port: 80, certificate_id: certId };
+  const secure = lbIdOf(await conforms({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, name: 'secure' } }, 202));
+  const updated = (await conforms({ method: 'PUT', path: `/load_balancers/${secure}`, body: { ...lbRequest, name: 'secure', forwarding_rules: [...lbRequest.forwarding_rules, tls], redirect_http_to_https: true } }, 200)) as { load_balancer: { redirect_http_to_https: boolean; forwarding_rules: { certificate_id: string }[] } };
+  assert.equal(updated.load_balancer.redirect_http_to_https, true);
+  assert.equal(updated.load_balancer.forwarding_rules[1]?.certificate_id, certId);
+  await conforms({ method: 'DELETE', path: `/certificates/${certId}` }, 422);
+  await conforms({ method: 'DELETE', path: `/load_balancers/${secure}` }, 204);
+  await conforms({ method: 'DELETE', path: `/certificates/${certId}` }, 204);
+  await conforms({ method: 'DELETE', path: '/domains/example.com' }, 204);
+
   await conforms({ method: 'DELETE', path: `/droplets/${dropletId}` }, 204);
   await conforms({ method: 'DELETE', path: '/droplets?tag_name=contract' }, 204);
   await conforms({ method: 'DELETE', path: `/account/keys/${fingerprint}` }, 204);
@@ -206,9 +260,12 @@ test('contract: 401, 429, 500 and 503 answers of every implemented endpoint matc
   const actions = (await call({ method: 'GET', path: `/droplets/${droplet}/actions` })).body as { actions: { id: number }[] };
   const actionId = actions.actions[0]?.id ?? 0;
   const lb = lbIdOf((await call({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: undefined, droplet_ids: [droplet] } })).body);
+  const domain = 'faults.example';
+  await call({ method: 'POST', path: '/domains', body: { name: domain } });
+  const certificate = ((await call({ method: 'POST', path: '/certificates', body: { name: 'faults', type: 'lets_encrypt', dns_names: [domain] } })).body as { certificate: { id: string } }).certificate.id;
   const machineCalls = machines.calls.length;
 
-  for (const request of operations({ droplet, action: actionId, key, lb })) {
+  for (const request of operations({ droplet, action: actionId, key, lb, certificate, domain })) {
     await conforms({ ...request, token: 'wrong' }, 401);
     await conforms({ ...request, token: null }, 401);
     for (const status of [429, 500, 503] as const) {
@@ -238,6 +295,12 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'DELETE', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6' },
     { method: 'POST', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6/droplets', body: { droplet_ids: [1] } },
     { method: 'POST', path: '/load_balancers/4de7ac8b-495b-4884-9a69-1050c6793cd6/forwarding_rules', body: { forwarding_rules: [] } },
+    { method: 'GET', path: '/certificates/4de7ac8b-495b-4884-9a69-1050c6793cd6' },
+    { method: 'DELETE', path: '/certificates/4de7ac8b-495b-4884-9a69-1050c6793cd6' },
+    { method: 'GET', path: '/domains/never.example' },
+    { method: 'DELETE', path: '/domains/never.example' },
+    { method: 'GET', path: '/domains/never.example/records' },
+    { method: 'POST', path: '/domains/never.example/records', body: { type: 'A', name: 'www', data: '192.0.2.1' } },
   ]) {
     await conforms(request, 404);
   }
@@ -254,6 +317,11 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'POST', path: '/load_balancers', body: { ...lbRequest, health_check: { unhealthy_threshold: 1 } } },
     { method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: 'not a tag' } },
     { method: 'POST', path: '/load_balancers', body: { ...lbRequest, droplet_ids: [droplet] } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, forwarding_rules: [{ entry_protocol: 'https', entry_port: 443, target_protocol: 'http', target_port: 80, certificate_id: '4de7ac8b-495b-4884-9a69-1050c6793cd6' }] } },
+    { method: 'POST', path: '/load_balancers', body: { ...lbRequest, redirect_http_to_https: true } },
+    { method: 'POST', path: '/certificates', body: { name: 'elsewhere', type: 'lets_encrypt', dns_names: ['api.not-on-do.example'] } },
+    { method: 'POST', path: '/certificates', body: { name: 'bad', type: 'custom', private_key: 'x', leaf_certificate: 'y' } },
+    { method: 'POST', path: '/domains', body: { name: 'not a domain' } },
   ]) {
     await conforms(request, 422);
   }
@@ -292,6 +360,16 @@ test('contract: every implemented operation was checked for success, 401 and 429
     'POST /v2/load_balancers/{lb_id}/forwarding_rules': '204',
     'DELETE /v2/load_balancers/{lb_id}/forwarding_rules': '204',
     'GET /v2/monitoring/metrics/load_balancer/droplets_health_checks': '200',
+    'GET /v2/certificates': '200',
+    'POST /v2/certificates': '201',
+    'GET /v2/certificates/{certificate_id}': '200',
+    'DELETE /v2/certificates/{certificate_id}': '204',
+    'GET /v2/domains': '200',
+    'POST /v2/domains': '201',
+    'GET /v2/domains/{domain_name}': '200',
+    'DELETE /v2/domains/{domain_name}': '204',
+    'GET /v2/domains/{domain_name}/records': '200',
+    'POST /v2/domains/{domain_name}/records': '201',
   };
   for (const [operation, success] of Object.entries(expected)) {
     const statuses = [...(checked.get(operation) ?? [])].sort();

@@ -151,6 +151,9 @@ export const ERROR_CODES = {
   LB_ERRORED: ['failure', 'DigitalOcean reports the load balancer as errored'],
   LB_NOT_READY: ['failure', 'the load balancer did not become active in time'],
   LB_UNKNOWN: ['failure', 'the group has no load balancer'],
+  DOMAIN_NOT_ON_DIGITALOCEAN: ['failure', "a domain's zone is not on DigitalOcean DNS (a certificate on the balancer needs it)"],
+  DNS_RECORD_ELSEWHERE: ['failure', 'a domain has an A record to another address than the balancer'],
+  LB_CERTIFICATE_FAILED: ['failure', 'DigitalOcean did not issue the certificate (error state, or not in time)'],
   // Watching
   WATCH_ENDED: ['failure', 'the agent ended a watch'],
   WATCH_TOO_SLOW: ['failure', 'the watcher read events more slowly than the droplet made them'],

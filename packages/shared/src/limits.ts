@@ -205,6 +205,8 @@ export const CERTBOT_TIMEOUT_MS = 5 * 60_000;
 /** The controller's fetch of the ACME directory (for its terms of service): time and size. */
 export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
 export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;
+/** plumb lb https: how long DigitalOcean may take to issue a Let's Encrypt certificate (DNS-01 on its own DNS). */
+export const LB_CERTIFICATE_TIMEOUT_MS = 10 * 60_000;
 /** The controller's check that each domain resolves to the droplet: per query. */
 export const DNS_CHECK_TIMEOUT_MS = 5_000;
 

@@ -12,13 +12,18 @@ import type { BalancerConfig, ForwardingRule } from '../do-standin/balancers.js'
 export interface HaproxyPaths {
   socket: string;
   stateFile: string;
+  /** Where each certificate_id's PEM is, as `ID.pem`. */
+  certDir: string;
 }
 
 const backendName = (rule: ForwardingRule) => `be_${rule.entry_port}`;
 const serverName = (dropletId: number) => `d${dropletId}`;
 
+/** A rule with a certificate terminates TLS and speaks HTTP both ways, as DigitalOcean's does. */
+const terminates = (rule: ForwardingRule) => rule.entry_protocol === 'https' && rule.certificate_id !== '';
+
 function modeOf(rule: ForwardingRule): 'http' | 'tcp' {
-  return rule.entry_protocol === 'http' ? 'http' : 'tcp';
+  return rule.entry_protocol === 'http' || terminates(rule) ? 'http' : 'tcp';
 }
 
 export function renderHaproxy(config: BalancerConfig, address: string, paths: HaproxyPaths): string {
@@ -48,14 +53,16 @@ export function renderHaproxy(config: BalancerConfig, address: string, paths: Ha
       '',
       `frontend fe_${rule.entry_port}`,
       `    mode ${mode}`,
-      `    bind ${address}:${rule.entry_port}`,
+      `    bind ${address}:${rule.entry_port}${terminates(rule) ? ` ssl crt ${paths.certDir}/${rule.certificate_id}.pem` : ''}`,
+      // DigitalOcean answers a permanent redirect to the same host and path over https.
+      ...(config.redirectHttpToHttps && rule.entry_protocol === 'http' ? ['    http-request redirect scheme https code 308'] : []),
       `    default_backend ${backend}`,
       '',
       `backend ${backend}`,
       `    mode ${mode}`,
       '    balance roundrobin',
     );
-    if (mode === 'http') lines.push('    option forwardfor', '    http-request set-header X-Forwarded-Proto http');
+    if (mode === 'http') lines.push('    option forwardfor', `    http-request set-header X-Forwarded-Proto ${terminates(rule) ? 'https' : 'http'}`);
     const checks = rule === first;
     if (checks && check.protocol === 'http') lines.push(`    option httpchk GET ${check.path}`);
     for (const target of config.targets) {

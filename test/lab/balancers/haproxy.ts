@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { BalancerConfig, Balancers, TargetHealth } from '../do-standin/balancers.js';
@@ -21,6 +21,13 @@ interface Running {
   paths: HaproxyPaths & { config: string; pidFile: string; log: string };
   child: ChildProcess;
   config: BalancerConfig;
+}
+
+/** The certificates the rules name, one PEM file each (leaf, chain, key) readable by root only. */
+async function writeCertificates(dir: string, config: BalancerConfig): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const [id, pem] of Object.entries(config.certificates)) await writeFile(path.join(dir, `${id}.pem`), pem, { mode: 0o600 });
 }
 
 /**
@@ -48,6 +55,7 @@ export class HaproxyBalancers implements Balancers {
       config: path.join(dir, 'haproxy.cfg'),
       pidFile: path.join(dir, 'haproxy.pid'),
       log: path.join(dir, 'haproxy.log'),
+      certDir: path.join(dir, 'certs'),
     };
     const record: DropletRecord = { key, instance: this.instance, id: 0, name: `lb-${id.slice(0, 8)}`, index, dir, machine: `lab-${key}`, pidFile: paths.pidFile };
     try {
@@ -60,6 +68,7 @@ export class HaproxyBalancers implements Balancers {
     try {
       await mkdir(dir, { recursive: true });
       await createNet(net);
+      await writeCertificates(paths.certDir, config);
       await writeFile(paths.config, renderHaproxy(config, net.address, paths));
       await run('haproxy', ['-c', '-q', '-f', paths.config]);
       const log = openSync(paths.log, 'a');
@@ -82,6 +91,7 @@ export class HaproxyBalancers implements Balancers {
     const balancer = this.get(id);
     const before = await this.workerPid(balancer);
     await writeFile(balancer.paths.stateFile, await this.ask(balancer, 'show servers state'));
+    await writeCertificates(balancer.paths.certDir, config);
     await writeFile(balancer.paths.config, renderHaproxy(config, balancer.net.address, balancer.paths));
     await run('haproxy', ['-c', '-q', '-f', balancer.paths.config]);
     balancer.child.kill('SIGUSR2');

@@ -3,6 +3,8 @@ import { accountRoutes, type Account } from './account.js';
 import { actionRoutes } from './actions.js';
 import { requireToken } from './auth.js';
 import { catalogRoutes } from './catalog-routes.js';
+import { certificateRoutes, type CertificateIssuer } from './certificates.js';
+import { domainRoutes } from './domains.js';
 import { dropletRoutes } from './droplets.js';
 import { assignRequestId, errorHandler, routeNotFound } from './errors.js';
 import { injectFaults, type Faults } from './faults.js';
@@ -23,6 +25,7 @@ export interface AppParts {
   tokens: ReadonlySet<string>;
   machines: Machines;
   balancers: Balancers;
+  issuer: CertificateIssuer;
   store: Store;
   faults: Faults;
   limiter: RateLimiter;
@@ -37,7 +40,7 @@ export interface AppParts {
  * check; the body is read only for an authenticated caller.
  */
 export function createApp(parts: AppParts): express.Express {
-  const { tokens, machines, balancers, store, faults, limiter, requests, account, log } = parts;
+  const { tokens, machines, balancers, issuer, store, faults, limiter, requests, account, log } = parts;
   const v2 = Router();
   v2.use(
     logRequests(requests),
@@ -53,6 +56,8 @@ export function createApp(parts: AppParts): express.Express {
   v2.use('/actions', actionRoutes(store, machines));
   v2.use('/tags', tagRoutes(store));
   v2.use('/load_balancers', loadBalancerRoutes({ store, machines, balancers, log }));
+  v2.use('/certificates', certificateRoutes(store, issuer));
+  v2.use('/domains', domainRoutes(store));
   v2.use('/monitoring/metrics/load_balancer', loadBalancerHealthRoute({ store, machines, balancers, log }));
   v2.use(catalogRoutes());
   v2.use(routeNotFound);

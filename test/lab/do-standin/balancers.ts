@@ -38,6 +38,10 @@ export interface BalancerConfig {
   healthCheck: HealthCheck;
   targets: BalancerTarget[];
   httpIdleTimeoutSeconds: number;
+  /** Port 80 (http) answers a redirect to https. */
+  redirectHttpToHttps: boolean;
+  /** The PEM (leaf, chain, key) of each certificate_id the rules name. */
+  certificates: Record<string, string>;
 }
 
 export type TargetHealth = 'healthy' | 'unhealthy';

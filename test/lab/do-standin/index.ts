@@ -3,6 +3,7 @@ import type express from 'express';
 import { labAccount } from './account.js';
 import { createApp } from './app.js';
 import { PaperBalancers, type Balancers } from './balancers.js';
+import { NoIssuer, type CertificateIssuer } from './certificates.js';
 import { Faults } from './faults.js';
 import { startBalancerSync } from './load-balancers.js';
 import type { Machines } from './machines.js';
@@ -14,6 +15,8 @@ export type { FaultSpec, FaultStatus, PendingFault } from './faults.js';
 export type { LoggedRequest } from './request-log.js';
 export type { BalancerConfig, BalancerTarget, Balancers, ForwardingRule, HealthCheck, TargetHealth } from './balancers.js';
 export { PaperBalancers } from './balancers.js';
+export type { CertificateIssuer } from './certificates.js';
+export type { CertificatePems } from './store.js';
 export type { MachineAddress, MachineInfo, MachineSpec, MachineState, Machines } from './machines.js';
 export { Faults } from './faults.js';
 export { RequestLog } from './request-log.js';
@@ -25,6 +28,8 @@ export interface DoStandinOptions {
   machines: Machines;
   /** What really balances traffic for `/v2/load_balancers`; records only (PaperBalancers) when omitted. */
   balancers?: Balancers;
+  /** Who issues `lets_encrypt` certificates; none (they stay pending) when omitted. */
+  issuer?: CertificateIssuer;
   /** The account's droplet limit, enforced on create as DigitalOcean does (new real accounts start lower). */
   dropletLimit?: number;
   /** Requests per token per hour before the stand-in itself answers 429. */
@@ -58,6 +63,7 @@ export function createDoStandin(opts: DoStandinOptions): DoStandin {
     tokens: new Set(opts.tokens),
     machines: opts.machines,
     balancers,
+    issuer: opts.issuer ?? new NoIssuer(),
     store,
     faults,
     limiter: new RateLimiter(opts.rateLimitPerHour ?? RATE_LIMIT_PER_HOUR),

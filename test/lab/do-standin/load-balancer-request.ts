@@ -4,9 +4,9 @@ import type { EntryProtocol, ForwardingRule, HealthCheck, TargetProtocol } from 
 
 /**
  * The parts of a load balancer request the lab acts on, checked as DigitalOcean checks them: a
- * wrong value is a 422 with a message naming it. What the lab cannot do for real (terminating TLS
- * with a certificate, UDP, HTTP/2 and HTTP/3 entry) is refused the same way, with a message that
- * says it is the lab refusing, so no test passes on a balancer that does not really balance.
+ * wrong value is a 422 with a message naming it. What the lab cannot do for real (UDP, HTTP/2 and
+ * HTTP/3 entry, TLS to the droplets) is refused the same way, with a message that says it is the
+ * lab refusing, so no test passes on a balancer that does not really balance.
  */
 
 type Fields = Record<string, unknown>;
@@ -62,9 +62,11 @@ function parseRule(raw: unknown): ForwardingRule {
     throw unprocessable('tls_passthrough needs entry_protocol and target_protocol https.');
   }
   if (rule.tls_passthrough && rule.certificate_id !== '') throw unprocessable('a forwarding rule cannot have both a certificate_id and tls_passthrough.');
-  const supported = (rule.entry_protocol === 'http' && rule.target_protocol === 'http') || (rule.entry_protocol === 'tcp' && rule.target_protocol === 'tcp') || rule.tls_passthrough;
+  if (rule.entry_protocol === 'https' && !rule.tls_passthrough && rule.certificate_id === '') throw unprocessable('an https forwarding rule needs a certificate_id or tls_passthrough.');
+  const terminates = rule.entry_protocol === 'https' && rule.target_protocol === 'http' && rule.certificate_id !== '';
+  const supported = (rule.entry_protocol === 'http' && rule.target_protocol === 'http') || (rule.entry_protocol === 'tcp' && rule.target_protocol === 'tcp') || rule.tls_passthrough || terminates;
   if (!supported) {
-    throw unprocessable(`the lab's balancer forwards http to http, tcp to tcp and https with tls_passthrough; not ${rule.entry_protocol} to ${rule.target_protocol}${rule.certificate_id ? ' with a certificate' : ''}.`);
+    throw unprocessable(`the lab's balancer forwards http to http, tcp to tcp, https to http with a certificate and https with tls_passthrough; not ${rule.entry_protocol} to ${rule.target_protocol}.`);
   }
   return rule;
 }
@@ -107,6 +109,7 @@ export interface LoadBalancerRequest {
   target: { tag: string } | { dropletIds: number[] };
   httpIdleTimeoutSeconds: number;
   sizeUnit: number;
+  redirectHttpToHttps: boolean;
 }
 
 export function parseDropletIds(raw: unknown): number[] {
@@ -133,13 +136,18 @@ export function parseLoadBalancer(body: unknown, fallbackName: string): LoadBala
   if (!Number.isInteger(idle) || (idle as number) < 30 || (idle as number) > 600) throw unprocessable('http_idle_timeout_seconds must be from 30 to 600.');
   const sizeUnit = body.size_unit ?? 1;
   if (!Number.isInteger(sizeUnit) || (sizeUnit as number) < 1 || (sizeUnit as number) > 100) throw unprocessable('size_unit must be from 1 to 100.');
+  const redirect = body.redirect_http_to_https ?? false;
+  if (typeof redirect !== 'boolean') throw unprocessable('redirect_http_to_https must be true or false.');
+  const forwardingRules = parseForwardingRules(body.forwarding_rules);
+  if (redirect && !forwardingRules.some((r) => r.entry_protocol === 'https')) throw unprocessable('redirect_http_to_https needs a forwarding rule with entry_protocol https.');
   return {
     name,
     region,
-    forwardingRules: parseForwardingRules(body.forwarding_rules),
+    forwardingRules,
     healthCheck: parseHealthCheck(body.health_check),
     target,
     httpIdleTimeoutSeconds: idle as number,
     sizeUnit: sizeUnit as number,
+    redirectHttpToHttps: redirect,
   };
 }

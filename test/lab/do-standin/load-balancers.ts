@@ -33,7 +33,12 @@ function configOf(lb: LoadBalancerRecord, { store, machines }: LoadBalancerParts
     const address = machines.inspect(dropletId)?.ipv4?.address;
     return address === undefined ? [] : [{ dropletId, address }];
   });
-  return { forwardingRules: lb.forwardingRules, healthCheck: lb.healthCheck, targets, httpIdleTimeoutSeconds: lb.httpIdleTimeoutSeconds };
+  const certificates: Record<string, string> = {};
+  for (const { certificate_id: id } of lb.forwardingRules) {
+    const pems = id === '' ? undefined : store.certificates.get(id)?.pems;
+    if (pems !== undefined) certificates[id] = [pems.leaf, pems.chain, pems.key].filter((p) => p.trim() !== '').map((p) => `${p.trim()}\n`).join('');
+  }
+  return { forwardingRules: lb.forwardingRules, healthCheck: lb.healthCheck, targets, httpIdleTimeoutSeconds: lb.httpIdleTimeoutSeconds, redirectHttpToHttps: lb.redirectHttpToHttps, certificates };
 }
 
 export function renderLoadBalancer(lb: LoadBalancerRecord, store: Store) {
@@ -51,7 +56,7 @@ export function renderLoadBalancer(lb: LoadBalancerRecord, store: Store) {
     region: lb.region,
     ...('tag' in lb.target ? { tag: lb.target.tag } : { tag: '' }),
     droplet_ids: dropletIdsOf(lb, store),
-    redirect_http_to_https: false,
+    redirect_http_to_https: lb.redirectHttpToHttps,
     enable_proxy_protocol: false,
     enable_backend_keepalive: false,
     http_idle_timeout_seconds: lb.httpIdleTimeoutSeconds,
@@ -111,6 +116,16 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
   const checkDroplets = (request: LoadBalancerRequest) => {
     const missing = 'dropletIds' in request.target ? request.target.dropletIds.find((id) => !store.droplets.has(id)) : undefined;
     if (missing !== undefined) throw unprocessable(`droplet ${missing} does not exist.`);
+    checkCertificates(request.forwardingRules);
+  };
+  /** A rule may name only a certificate that exists and has been issued. */
+  const checkCertificates = (rules: LoadBalancerRequest['forwardingRules']) => {
+    for (const { certificate_id: id } of rules) {
+      if (id === '') continue;
+      const cert = store.certificates.get(id);
+      if (cert === undefined) throw unprocessable(`certificate ${id} does not exist.`);
+      if (cert.state !== 'verified') throw unprocessable(`certificate ${cert.name} is ${cert.state}, not verified yet.`);
+    }
   };
   const view = (lb: LoadBalancerRecord) => renderLoadBalancer(lb, store);
 
@@ -127,6 +142,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
       target: request.target,
       httpIdleTimeoutSeconds: request.httpIdleTimeoutSeconds,
       sizeUnit: request.sizeUnit,
+      redirectHttpToHttps: request.redirectHttpToHttps,
       vpcUuid: store.defaultVpc(request.region.slug),
       ip: '',
       status: 'new',
@@ -161,6 +177,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
       target: request.target,
       httpIdleTimeoutSeconds: request.httpIdleTimeoutSeconds,
       sizeUnit: request.sizeUnit,
+      redirectHttpToHttps: request.redirectHttpToHttps,
     });
     await applyConfig(lb, parts);
     res.json({ load_balancer: view(lb) });
@@ -194,6 +211,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
     const lb = existing(req);
     const body = req.body as { forwarding_rules?: unknown } | undefined;
     const rules = parseForwardingRules(body?.forwarding_rules);
+    checkCertificates(rules);
     const same = (a: (typeof rules)[number], b: (typeof rules)[number]) => a.entry_port === b.entry_port && a.entry_protocol === b.entry_protocol && a.target_port === b.target_port && a.target_protocol === b.target_protocol;
     const next = add ? [...lb.forwardingRules, ...rules] : lb.forwardingRules.filter((r) => !rules.some((x) => same(r, x)));
     if (next.length === 0) throw unprocessable('a load balancer needs at least one forwarding rule.');

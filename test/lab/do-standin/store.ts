@@ -49,6 +49,7 @@ export interface LoadBalancerRecord {
   target: { tag: string } | { dropletIds: number[] };
   httpIdleTimeoutSeconds: number;
   sizeUnit: number;
+  redirectHttpToHttps: boolean;
   vpcUuid: string;
   /** '' until the proxy listens. */
   ip: string;
@@ -62,13 +63,13 @@ export interface LoadBalancerRecord {
 /** DigitalOcean's timestamps have whole seconds: 2020-07-21T18:37:44Z. */
 export const timestamp = (at: Date = new Date()) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-type IdKind = 'droplet' | 'sshKey' | 'action';
+type IdKind = 'droplet' | 'sshKey' | 'action' | 'domainRecord';
 
 /**
  * Ids start at a random point of the range DigitalOcean uses today and grow by random steps, so
  * they are large, unique within a run, and unlikely to meet leftovers of an earlier lab run.
  */
-const idRanges: Record<IdKind, number> = { droplet: 500_000_000, sshKey: 45_000_000, action: 2_500_000_000 };
+const idRanges: Record<IdKind, number> = { droplet: 500_000_000, sshKey: 45_000_000, action: 2_500_000_000, domainRecord: 1_700_000_000 };
 
 /** The stand-in's whole state, in memory: a lab run starts empty. */
 export class Store {
@@ -76,12 +77,16 @@ export class Store {
   readonly droplets = new Map<number, DropletRecord>();
   readonly actions = new Map<number, ActionRecord>();
   readonly loadBalancers = new Map<string, LoadBalancerRecord>();
+  readonly certificates = new Map<string, CertificateRecord>();
+  /** Zones on "DigitalOcean DNS", by name. */
+  readonly domains = new Map<string, DomainRecord>();
   /** Tags outlive their droplets, as DigitalOcean's do; deleting by a never-seen tag is a 404. */
   readonly tags = new Set<string>();
   private readonly lastIds: Record<IdKind, number> = {
     droplet: idRanges.droplet + randomInt(100_000_000),
     sshKey: idRanges.sshKey + randomInt(5_000_000),
     action: idRanges.action + randomInt(100_000_000),
+    domainRecord: idRanges.domainRecord + randomInt(100_000_000),
   };
   private readonly vpcs = new Map<string, string>();
 
@@ -99,4 +104,38 @@ export class Store {
     }
     return uuid;
   }
+}
+
+/** What a certificate is on the wire: the PEMs the balancer serves (never returned by the API). */
+export interface CertificatePems {
+  leaf: string;
+  chain: string;
+  key: string;
+}
+
+export interface CertificateRecord {
+  id: string;
+  name: string;
+  type: 'custom' | 'lets_encrypt';
+  dnsNames: string[];
+  state: 'pending' | 'verified' | 'error';
+  createdAt: string;
+  /** '' while pending (nothing issued yet). */
+  notAfter: string;
+  sha1: string;
+  pems?: CertificatePems;
+}
+
+export interface DomainRecordEntry {
+  id: number;
+  type: string;
+  name: string;
+  data: string;
+  ttl: number;
+}
+
+export interface DomainRecord {
+  name: string;
+  ttl: number;
+  records: DomainRecordEntry[];
 }

@@ -1,7 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import { range } from '@plumb/shared/core';
 import { confirm } from './confirm.js';
-import { outputFlags, wholeNumber, yesFlag } from './flags.js';
+import { collect, outputFlags, wholeNumber, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
 
@@ -12,7 +12,7 @@ const checks = wholeNumber(range(2, 10));
 /** `plumb lb`: the DigitalOcean Load Balancer in front of a group of droplets (docs/scale-out.md). */
 export function register(program: Command) {
   const lb = program.command('lb').description("a DigitalOcean Load Balancer in front of a group's droplets (see plumb provision --group)");
-  helpFooter(lb, ['plumb lb', 'plumb lb create web', 'plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+  helpFooter(lb, ['plumb lb', 'plumb lb create web', 'plumb lb https web --domain api.example.com', 'plumb lb destroy web'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
   const list = outputFlags(lb
     .command('list', { isDefault: true })
@@ -49,6 +49,21 @@ export function register(program: Command) {
       ),
     );
   helpFooter(create, ['plumb lb create web', 'plumb lb create web --region ams3 --unhealthy-threshold 2'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+
+  const https = outputFlags(lb
+    .command('https')
+    .argument('<group>', 'the group whose balancer gets HTTPS')
+    .description("HTTPS on the group's balancer: a DigitalOcean-managed Let's Encrypt certificate (the domain's zone must be on DigitalOcean DNS), port 443, and http redirected to https")
+    .option('-d, --domain <domain>', 'a name the group answers to (repeatable; its zone must be on DigitalOcean DNS)', collect, [] as string[])
+    .option('--no-redirect', 'keep answering plain http on port 80'))
+    .action((group, { json, quiet, domain, redirect }) =>
+      output(
+        { json, quiet },
+        async (ctx) => (await import('../commands/lb-https.js')).lbHttps({ group, domains: domain, redirect }, ctx),
+        async (r) => (await import('../commands/lb-https.js')).lbHttpsText(r),
+      ),
+    );
+  helpFooter(https, ['plumb lb https web --domain api.example.com', 'plumb lb https web -d example.com -d www.example.com --no-redirect'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
   const destroy = outputFlags(lb
     .command('destroy')

@@ -121,10 +121,13 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   const members = await groupMembers(opts.group, ctx);
   const bundle = await prepareBundle(opts, ctx, true);
   // One more than any member holds: the agents keep it, so "the newest group deploy" needs no clock.
-  const group = { name: opts.group, generation: topGeneration(opts.group, await apiOnMembers(members, name, ctx)) + 1 };
+  const before = await apiOnMembers(members, name, ctx);
+  const group = { name: opts.group, generation: topGeneration(opts.group, before) + 1 };
+  // What each member ran before, from the same status round: no `releases` request per member.
+  const liveBefore = new Map(members.map((d, i) => [d.id, before[i]?.release ?? null]));
   let first: DeployOutcome | undefined;
   const droplets = await inWaves(members, parallel, async (droplet) => {
-    const from = await liveOn(droplet, name, ctx);
+    const from = liveBefore.get(droplet.id) ?? null;
     try {
       const result = await deploy({ ...opts, droplet: String(droplet.id), groupChange: group }, ctx, bundle);
       first ??= result;

@@ -30,11 +30,11 @@ export interface LbView {
 /** The balancer plumb makes for group NAME is named plumb-NAME: how it is found again, with no local state. */
 export const balancerName = (group: string) => `plumb-${group}`;
 
-async function findBalancer(api: DigitalOcean, group: string): Promise<LoadBalancer | undefined> {
+export async function findBalancer(api: DigitalOcean, group: string): Promise<LoadBalancer | undefined> {
   return (await api.listLoadBalancers()).find((lb) => lb.name === balancerName(group));
 }
 
-async function view(api: DigitalOcean, group: string, lb: LoadBalancer): Promise<LbView> {
+export async function lbView(api: DigitalOcean, group: string, lb: LoadBalancer): Promise<LbView> {
   const [health, members] = await Promise.all([lb.status === 'active' ? api.loadBalancerHealth(lb.id) : new Map<number, boolean>(), api.listDroplets({ tag: groupTag(group) })]);
   const interval = lb.healthCheck.check_interval_seconds ?? 10;
   return {
@@ -88,7 +88,7 @@ export async function lbCreate(opts: LbCreateOptions, ctx: Context): Promise<LbV
   if (!active) throw new PlumbError('LB_NOT_READY', `load balancer ${lb.name} is still ${lb.status} after ${LOAD_BALANCER_ACTIVE_TIMEOUT_MS / 60_000} minutes`, '`plumb lb` shows when it is up');
   lb = active;
   ctx.progress({ step: 'done', done: true });
-  return view(api, group, lb);
+  return lbView(api, group, lb);
 }
 
 /** Every group's balancer (or one group's), with each droplet's health as the balancer sees it. */
@@ -96,7 +96,7 @@ export async function lbList(opts: { group?: string }, ctx: Context): Promise<Lb
   const api = fromEnv(ctx.env);
   const all = (await api.listLoadBalancers()).filter((lb) => lb.name.startsWith('plumb-') && lb.tag.startsWith(groupTag('')));
   const wanted = opts.group === undefined ? all : all.filter((lb) => lb.name === balancerName(checkInput(GroupName, opts.group ?? '', 'group name')));
-  return Promise.all(wanted.map((lb) => view(api, lb.tag.slice(groupTag('').length), lb)));
+  return Promise.all(wanted.map((lb) => lbView(api, lb.tag.slice(groupTag('').length), lb)));
 }
 
 export async function lbDestroy(group: string, ctx: Context): Promise<{ group: string; id: string; name: string }> {

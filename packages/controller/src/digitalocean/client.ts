@@ -70,6 +70,22 @@ export interface LoadBalancer {
   dropletIds: number[];
   forwardingRules: modules.loadBalancer.IForwardingRule[];
   healthCheck: modules.loadBalancer.IHealthCheck;
+  redirectHttpToHttps: boolean;
+}
+
+export interface DomainRecord {
+  id: number;
+  type: string;
+  name: string;
+  data: string;
+}
+
+export interface Certificate {
+  id: string;
+  name: string;
+  type: 'custom' | 'lets_encrypt';
+  state: 'pending' | 'verified' | 'error';
+  dns_names: string[];
 }
 
 export interface CreateLoadBalancerRequest {
@@ -89,6 +105,7 @@ const toLoadBalancer = (lb: modules.loadBalancer.ILoadBalancer): LoadBalancer =>
   dropletIds: [...(lb.droplet_ids ?? [])],
   forwardingRules: lb.forwarding_rules,
   healthCheck: lb.health_check,
+  redirectHttpToHttps: lb.redirect_http_to_https === true,
 });
 
 export interface WaitForActiveOptions {
@@ -326,6 +343,74 @@ export class DigitalOcean {
       if (Number.isInteger(droplet) && last !== undefined) health.set(droplet, last[1] === '1');
     }
     return health;
+  }
+
+  /** The zones on DigitalOcean DNS in the account (names only). */
+  async listDomains(): Promise<string[]> {
+    const raw = await this.listAll({ what: 'domains' }, async (page, per_page) => {
+      const { data } = await this.httpClient().get<{ domains: { name: string }[]; links?: Page<unknown>['links'] }>('/domains', { params: { page, per_page } });
+      return { items: data.domains, links: data.links };
+    });
+    return raw.map((d) => d.name);
+  }
+
+  async listDomainRecords(zone: string): Promise<DomainRecord[]> {
+    return this.listAll({ what: `records of ${zone}` }, async (page, per_page) => {
+      const { data } = await this.httpClient().get<{ domain_records: DomainRecord[]; links?: Page<unknown>['links'] }>(`/domains/${encodeURIComponent(zone)}/records`, { params: { page, per_page } });
+      return { items: data.domain_records, links: data.links };
+    });
+  }
+
+  async createDomainRecord(zone: string, record: Omit<DomainRecord, 'id'>): Promise<DomainRecord> {
+    const { data } = await this.call({ what: `a ${record.type} record in ${zone}` }, () => this.httpClient().post<{ domain_record: DomainRecord }>(`/domains/${encodeURIComponent(zone)}/records`, record));
+    return data.domain_record;
+  }
+
+  async listCertificates(): Promise<Certificate[]> {
+    return this.listAll({ what: 'certificates' }, async (page, per_page) => {
+      const { data } = await this.httpClient().get<{ certificates: Certificate[]; links?: Page<unknown>['links'] }>('/certificates', { params: { page, per_page } });
+      return { items: data.certificates, links: data.links };
+    });
+  }
+
+  /** A DigitalOcean-managed Let's Encrypt certificate; `pending` until DigitalOcean has it issued. */
+  async createLetsEncryptCertificate(name: string, dnsNames: string[]): Promise<Certificate> {
+    const { data } = await this.call({ what: `certificate ${name}` }, () => this.httpClient().post<{ certificate: Certificate }>('/certificates', { name, type: 'lets_encrypt', dns_names: dnsNames }));
+    return data.certificate;
+  }
+
+  async getCertificate(id: string): Promise<Certificate> {
+    const { data } = await this.call({ what: `certificate ${id}` }, () => this.httpClient().get<{ certificate: Certificate }>(`/certificates/${encodeURIComponent(id)}`));
+    return data.certificate;
+  }
+
+  /**
+   * Replaces a balancer's forwarding rules and redirect setting. DigitalOcean's update is a full
+   * PUT, so everything else is sent back as it is now.
+   */
+  async updateLoadBalancerRules(id: string, rules: modules.loadBalancer.IForwardingRule[], redirectHttpToHttps: boolean): Promise<LoadBalancer> {
+    const { data } = await this.call({ what: `load balancer ${id}` }, async () => {
+      const { data: current } = await this.httpClient().get<{ load_balancer: Record<string, unknown> & { region: { slug: string }; tag?: string; droplet_ids?: number[] } }>(`/load_balancers/${encodeURIComponent(id)}`);
+      const lb = current.load_balancer;
+      const body = {
+        name: lb.name,
+        region: lb.region.slug,
+        size_unit: lb.size_unit,
+        ...(lb.tag ? { tag: lb.tag } : { droplet_ids: lb.droplet_ids ?? [] }),
+        forwarding_rules: rules,
+        health_check: lb.health_check,
+        sticky_sessions: lb.sticky_sessions,
+        http_idle_timeout_seconds: lb.http_idle_timeout_seconds,
+        redirect_http_to_https: redirectHttpToHttps,
+      };
+      return this.httpClient().put<{ load_balancer: modules.loadBalancer.ILoadBalancer }>(`/load_balancers/${encodeURIComponent(id)}`, body);
+    });
+    return toLoadBalancer(data.load_balancer);
+  }
+
+  private httpClient(): NonNullable<DigitalOcean['http']> {
+    if (this.http === undefined) throw new Error('the DigitalOcean client is not ready');
+    return this.http;
   }
 
   /** The account's SSH key with this fingerprint, name or id; undefined if there is none. */
