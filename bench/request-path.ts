@@ -43,7 +43,14 @@ const LATENCY_ONLY = process.argv.includes('--latency-only');
  * when the clients are other machines: without it the 16 clients take the droplet's CPUs from R
  * and nginx, and what nginx costs is multiplied by the queue's depth.
  */
-const PIN = process.argv.includes('--pin');
+const PIN_NGINX = process.argv.includes('--pin-nginx');
+const PIN = PIN_NGINX || process.argv.includes('--pin');
+/**
+ * `--pin-nginx` (implies --pin): nginx too on CPU 0, beside the client, so R's CPU is R's alone, as
+ * on a droplet whose clients are other machines and whose second CPU nginx has to itself. The
+ * master is pinned as well, so the workers each reload forks keep the pin.
+ */
+const PIN_NGINX_CMD = 'for p in $(pgrep -x nginx); do taskset -a -p -c 0 "$p" >/dev/null; done';
 const SLOW = '\n#* @get /slow\nfunction(s = 20) {\n  Sys.sleep(as.numeric(s))\n  "slept"\n}\n';
 
 /** A client run inside the droplet (its node): `clients` loops of `n` GETs, each on a fresh connection; prints latencies in ms. */
@@ -105,6 +112,7 @@ try {
   // nginx settings that might cut what nginx adds, each a server of its own in front of the same front port.
   const variantServers = VARIANTS.map(([, upstream, location], i) => `upstream bench_v${i} { server 127.0.0.1:${frontPort}; ${upstream} }\nserver { listen 127.0.0.1:${8090 + i}; location / { proxy_pass http://bench_v${i}/; proxy_http_version 1.1; ${location} } }`).join('\n');
   await onDroplet(['sh', '-c', `printf '%s\\n' '${beforeServer}${variantServers}' > /etc/nginx/conf.d/zz-bench.conf && nginx -t -q && systemctl reload nginx && sleep 1`]);
+  if (PIN_NGINX) await onDroplet(['sh', '-c', PIN_NGINX_CMD]);
   interface Run { latencies: number[]; clientCpuMs: number; serverCpuMs: number }
   const serverCpuMs = async () => Number(await onDroplet(['node', '-e', SERVER_CPU]));
   const latencies = async (port: number, path: string, clients: number): Promise<Run> => {
@@ -147,7 +155,7 @@ try {
     }
   };
   console.log(`\n### Latency of GET /version, from inside the droplet, fresh connection per request (${REQUESTS_PER_CLIENT} requests per client, ${ROUNDS} interleaved rounds)\n`);
-  console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}${PIN ? '; pinned: client on CPU 0, R worker on CPU 1' : ''}`);
+  console.log(`load average before: ${await onDroplet(['cat', '/proc/loadavg'])}${PIN ? `; pinned: client${PIN_NGINX ? ' and nginx' : ''} on CPU 0, R worker on CPU 1` : ''}`);
   console.log('| clients | path | p50 ms | p99 ms | p50 vs direct | p99 vs direct | p50 added ms | p99 added ms | nginx+R CPU ms/request | added CPU ms/request | client CPU ms/request |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const clients of [1, 16]) table(clients, paths, await measureAll(clients, paths));
