@@ -253,7 +253,7 @@ describe('remove', () => {
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal((await get('/sum/add?a=1&b=2')).status, 404);
     assert.equal((await get('/add?a=1&b=2')).status, 404);
-    assert.equal(await onDroplet(['sh', '-c', 'ls /etc/systemd/system/ | grep -c plumber- || true']), '0');
+    assert.equal(await onDroplet(['sh', '-c', 'ls /etc/systemd/system/ | grep -c "^plumber-sum" || true']), '0');
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/sum && echo present || echo gone']), 'gone');
     await nginxTest();
   });

@@ -331,14 +331,18 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.equal(await unitPid(spare), sparePid);
     assert.match(await onDroplet(['journalctl', '-u', `plumber-warm@${spare}.service`, '-o', 'cat', '--no-pager']), /plumb: serving \/var\/plumber\/warm\/releases\//);
 
-    // The code now needs a package the spare did not load: the spare goes and the release starts cold.
+    // The code now needs a package the spare did not load, built from the repository into a generation
+    // of the API's library: the spare goes and the release starts cold.
     const nextPid = await unitPid(await readySpare([spare]));
-    const third = await deploy(warmApi('w3', 'library(base64enc)\n'), 'warm');
+    const third = await deploy(warmApi('w3', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
     assert.equal(third.exitCode, 0, third.stderr);
     const cold = (await warmGet()) as WarmAnswer;
     assert.deepEqual([cold.version, cold.greeting, cold.token, cold.data], ['w3', 'bonjour', 'tok-1', 'data w3']);
     assert.notEqual(cold.pid, nextPid, 'a new R process serves the release');
     assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${nextPid} && echo running || echo gone`])).trim(), 'gone', 'the spare that did not fit was stopped');
+    // The next spare loads the new release's library generation (R_LIBS=/var/plumber/warm/library/g-HASH).
+    const afterPackages = await readySpare((await apiStatus(user, 'warm'))?.workers.map((w) => w.port) ?? []);
+    assert.match(await onDroplet(['cat', `/var/lib/plumb/instances/warm@${afterPackages}.env`]), /R_LIBS=\/var\/plumber\/warm\/library\/g-[0-9a-f]{16}/);
 
     assert.equal((await user.plumb(['remove', 'warm', '--yes'])).exitCode, 0);
     assert.equal((await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-warm@*.service' | wc -l"])).trim(), '0', 'remove stops the spare too');

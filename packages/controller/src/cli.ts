@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import module, { createRequire } from 'node:module';
+import { createRequire } from 'node:module';
 
 const argv = process.argv.slice(2);
 
@@ -7,7 +7,5 @@ const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   process.stdout.write(`${(createRequire(import.meta.url)('../package.json') as { version: string }).version}\n`);
 } else {
-  // Node 22.1+ keeps compiled code on disk across runs (a no-op on node 20, which has no such cache).
-  (module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
   await (await import('./cli/main.js')).main(argv);
 }

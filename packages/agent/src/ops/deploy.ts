@@ -117,7 +117,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const packages = installed?.report ?? null;
     const library = installed ? installed.library : liveLibrary;
     const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library, packagesSpec: req.packages ?? null };
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: fit.packages, library, packagesSpec: req.packages ?? null };
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
     if (!settings.spare) await stopSpare(req.name);
     const { ports, drain } = await rollout(
@@ -145,8 +145,9 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     );
     await pruneReleases(req.name, ctx);
     if (settings.spare) {
-      // Queued behind this deploy on the API's lock: the answer does not wait for it.
-      void ctx.locks.with(apiLock(req.name), () => (ctx.state.get().apis[req.name]?.spare ? startNextSpare(req.name, fit, ctx) : Promise.resolve())).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
+      // Queued behind this deploy on the API's lock: the answer does not wait for it. A deploy queued
+      // before it has made this release old by then: that deploy's spare is the one to start.
+      void ctx.locks.with(apiLock(req.name), () => (ctx.state.get().apis[req.name]?.spare && ctx.state.get().apis[req.name]?.current === release ? startNextSpare(req.name, fit, ctx) : Promise.resolve())).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
     }
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });

@@ -256,21 +256,19 @@ async function checkedOnDisk(): Promise<CheckedPackages> {
 
 /**
  * Deploys of one API hold its lock; two APIs' deploys may end together, and a remove may run
- * beside a deploy: one read-modify-write of the file at a time. Each write also drops the
- * entries of APIs the state no longer has (removed, or a failed first deploy).
+ * beside a deploy: one read-modify-write of the file at a time. Only the API named changes: an
+ * API whose first deploy has its packages but is not in the state yet keeps its entry.
  */
 function changeChecks(ctx: OpContext, change: (all: CheckedPackages) => CheckedPackages): Promise<void> {
   return ctx.locks.with(PACKAGE_CHECKS_LOCK, async () => {
-    const apis = ctx.state.get().apis;
-    const kept = Object.fromEntries(Object.entries(await checkedOnDisk()).filter(([api]) => api in apis));
-    await writeFileAtomic(layout.packageChecks, JSON.stringify(change(kept)), 0o600);
+    await writeFileAtomic(layout.packageChecks, JSON.stringify(change(await checkedOnDisk())), 0o600);
   });
 }
 
 const rememberCheck = (name: string, entry: CheckedPackages[string], ctx: OpContext) => changeChecks(ctx, (all) => ({ ...all, [name]: entry }));
 
-/** `plumb remove`: the API's last package check goes with it (changeChecks drops it: the state no longer has it). */
-export const forgetCheck = (ctx: OpContext) => changeChecks(ctx, (all) => all);
+/** `plumb remove`: the API's last package check goes with it. */
+export const forgetCheck = (name: string, ctx: OpContext) => changeChecks(ctx, ({ [name]: _gone, ...rest }) => rest);
 
 /**
  * What R's answer depends on besides the request: dpkg's database (apt installs, upgrades and

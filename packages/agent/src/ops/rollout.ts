@@ -24,6 +24,8 @@ const takenPorts = (ctx: OpContext) => new Set([...reservedPorts, ...sparePorts(
  * release just deployed). A spare that cannot start is no failure: the next deploy starts cold.
  */
 export async function startNextSpare(name: string, fit: SpareFit, ctx: OpContext): Promise<void> {
+  // A spare of an earlier deploy (two deploys queued on the API's lock) goes first: one per API.
+  await stopSpare(name);
   const [port] = await freePorts(1, takenPorts(ctx));
   if (port === undefined) return;
   reservedPorts.add(port);
@@ -81,10 +83,11 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
   // A unit changed since the spare started would not be the worker a cold start makes.
   const spare = !target.spare ? undefined : unitChanged ? await stopSpare(name) : await takeSpare(name, target.spare, vars);
-  const ports = [...(spare ? [spare.port] : []), ...(await freePorts(target.workers - (spare ? 1 : 0), takenPorts(ctx)))];
-  ports.forEach((p) => reservedPorts.add(p));
   const startedAt = Date.now();
+  const ports = spare ? [spare.port] : [];
   try {
+    ports.push(...(await freePorts(target.workers - ports.length, takenPorts(ctx))));
+    ports.forEach((p) => reservedPorts.add(p));
     const library = target.library === undefined ? undefined : libraryPath(name, target.library);
     for (const port of ports) {
       if (port !== spare?.port) await startWorker(name, port, releaseDir, target.env, target.secrets, library);
@@ -129,6 +132,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     }
     return { ports, drain: { ...drain, stopped: retiring.length === 0 } };
   } catch (err) {
+    await spare?.drop().catch(() => undefined);
     const live = ctx.state.get().apis[name]?.workers.map((w) => w.port) ?? [];
     for (const port of ports.filter((p) => !live.includes(p))) await retireWorker(name, port);
     throw err;

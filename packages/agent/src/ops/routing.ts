@@ -219,7 +219,7 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
     for (const worker of [...api.workers, ...api.draining]) await retireWorker(name, worker.port);
     await stopSpare(name);
     await removeUnit(name);
-    await forgetCheck(ctx);
+    await forgetCheck(name, ctx);
     if (!keepFiles) {
       await rm(layout.apiDir(name), { recursive: true, force: true });
       // Kept with kept files, which it owns: deployed again, the API finds them as its own.

@@ -62,7 +62,7 @@ export async function startSpare(name: string, port: number, fit: SpareFit): Pro
   await execa('mkfifo', ['-m', '0600', fifo]);
   await chown(fifo, account.uid, account.gid);
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fifo, fit.library, fit.packages), 0o600);
+  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fifo, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages), 0o600);
   spares.set(name, { port, key: await keyOf(fit) });
   await systemd.start(layout.instanceUnit(name, port));
   log.info('spare started', { api: name, port });
@@ -79,6 +79,8 @@ export async function stopSpare(name: string): Promise<void> {
 export interface TakenSpare {
   port: number;
   handOver: () => Promise<void>;
+  /** Closes the fifo if the handover never came (a rollout that failed first); the worker is retired as any other. */
+  drop: () => Promise<void>;
 }
 
 /**
@@ -104,14 +106,21 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
     return undefined;
   }
   spares.delete(name);
+  let closed = false;
+  const drop = async () => {
+    if (closed) return;
+    closed = true;
+    await fifo.close();
+  };
   return {
     port: spare.port,
     handOver: async () => {
       try {
         await fifo.writeFile(handover);
       } finally {
-        await fifo.close();
+        await drop();
       }
     },
+    drop,
   };
 }

@@ -116,7 +116,7 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: 'R, plumber, nginx, ufw, certbot' });
   const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false, import: opts.import ?? false }), ctx);
 
-  if (report.dropletId !== undefined && known.some((d) => d.id === report.dropletId)) throw new ValidationError(`plumb already knows DigitalOcean droplet ${report.dropletId} (${host}) under another address`, 'see `plumb droplets`; `plumb forget` the old record first');
+  if (report.dropletId !== undefined && known.some((d) => d.id === report.dropletId)) throw new ValidationError(`plumb already knows DigitalOcean droplet ${report.dropletId} (${host}) under another address; plumb's base is installed on ${host} but its agent was not enrolled`, 'see `plumb droplets`; `plumb forget` the old record, then adopt again with --force');
   // External until it is tagged, so a failure before then says `forget`, never `destroy`, for a server the user had.
   const record: KnownDroplet = {
     name,

@@ -51,12 +51,12 @@ async function waitVerified(api: DigitalOcean, cert: Certificate): Promise<Certi
   const issued = await pollUntil(
     async (attempt) => {
       const now = attempt === 0 ? cert : await api.getCertificate(cert.id);
-      if (now.state === 'error') throw new PlumbError('LB_CERTIFICATE_FAILED', `DigitalOcean could not issue certificate ${now.name} for ${now.dns_names.join(', ')} (state: error)`, 'check that the zone\'s NS records point at DigitalOcean (ns1-3.digitalocean.com), delete the certificate in the control panel and run this again');
+      if (now.state === 'error') throw new PlumbError('LB_CERTIFICATE_FAILED', `DigitalOcean could not issue certificate ${now.name} for ${now.dns_names.join(', ')} (state: error)`, 'check that the zone\'s NS records point at DigitalOcean (ns1-3.digitalocean.com), delete the certificate in the control panel and run this again (the balancer was not changed; the domain\'s A record to it stays)');
       return now.state === 'verified' ? now : undefined;
     },
     { timeoutMs: LB_CERTIFICATE_TIMEOUT_MS, intervalMs: POLL_MS },
   );
-  if (!issued) throw new PlumbError('LB_CERTIFICATE_FAILED', `certificate ${cert.name} is still pending after ${LB_CERTIFICATE_TIMEOUT_MS / 60_000} minutes; the balancer was not changed`, 'run this again later: it reuses the certificate');
+  if (!issued) throw new PlumbError('LB_CERTIFICATE_FAILED', `certificate ${cert.name} is still pending after ${LB_CERTIFICATE_TIMEOUT_MS / 60_000} minutes; the balancer was not changed (the domain's A record to it stays)`, 'run this again later: it reuses the certificate and the record');
   return issued;
 }
 

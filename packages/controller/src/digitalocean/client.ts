@@ -391,16 +391,15 @@ export class DigitalOcean {
   async updateLoadBalancerRules(id: string, rules: modules.loadBalancer.IForwardingRule[], redirectHttpToHttps: boolean): Promise<LoadBalancer> {
     const { data } = await this.call({ what: `load balancer ${id}` }, async () => {
       const { data: current } = await this.httpClient().get<{ load_balancer: Record<string, unknown> & { region: { slug: string }; tag?: string; droplet_ids?: number[] } }>(`/load_balancers/${encodeURIComponent(id)}`);
-      const lb = current.load_balancer;
+      // DigitalOcean's update replaces the whole balancer: everything it has (firewall, proxy
+      // protocol, VPC…) goes back as it is, less what only DigitalOcean sets, with the new rules.
+      const { id: _id, ip: _ip, ipv6: _ipv6, status: _status, created_at: _created, region, tag, droplet_ids, size, size_unit, ...kept } = current.load_balancer;
       const body = {
-        name: lb.name,
-        region: lb.region.slug,
-        size_unit: lb.size_unit,
-        ...(lb.tag ? { tag: lb.tag } : { droplet_ids: lb.droplet_ids ?? [] }),
+        ...kept,
+        region: region.slug,
+        ...(tag ? { tag } : { droplet_ids: droplet_ids ?? [] }),
+        ...(size_unit !== undefined ? { size_unit } : size !== undefined ? { size } : {}),
         forwarding_rules: rules,
-        health_check: lb.health_check,
-        sticky_sessions: lb.sticky_sessions,
-        http_idle_timeout_seconds: lb.http_idle_timeout_seconds,
         redirect_http_to_https: redirectHttpToHttps,
       };
       return this.httpClient().put<{ load_balancer: modules.loadBalancer.ILoadBalancer }>(`/load_balancers/${encodeURIComponent(id)}`, body);
