@@ -165,6 +165,12 @@ export const MONITOR_INTERVAL_MS = 5_000;
 export const FIRST_RENDER_POLL_MS = 200;
 /** How long the agent looks for nginx's first start that way; the monitor tick renders after that. */
 export const FIRST_RENDER_WAIT_MS = 60 * 60_000;
+/**
+ * A pid file with nginx not active this long after it was first seen is stale, and the agent looks
+ * only each monitor tick from then on. Not at once: nginx writes its pid file a moment before
+ * systemd calls it active, and a fresh droplet's first render must not wait for a tick.
+ */
+export const FIRST_RENDER_STALE_PID_MS = 10_000;
 /** A worker that fails this many checks in a row (HTTP, HEALTH_PROBE_TIMEOUT_MS each) is restarted by the agent. */
 export const MONITOR_FAILURES_BEFORE_RESTART = 4;
 /**

@@ -1,6 +1,6 @@
 import { access, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FIRST_RENDER_POLL_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { FIRST_RENDER_POLL_MS, FIRST_RENDER_STALE_PID_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
@@ -155,24 +155,25 @@ export interface NginxStartProbes {
  * renderWhenNginxStarts' schedule. A pid file with nginx not active is stale (nginx stopped or
  * died without removing it, e.g. an adopted host's nginx that is disabled): polling the shared
  * lock and `systemctl` every FIRST_RENDER_POLL_MS for an hour would contend with every deploy
- * for nothing, so once the file has been seen it looks only every MONITOR_INTERVAL_MS, the tick
- * that would render anyway.
+ * for nothing, so once the file has been there FIRST_RENDER_STALE_PID_MS without nginx active it
+ * looks only every MONITOR_INTERVAL_MS, the tick that would render anyway.
  */
 export async function waitForNginxStart(probes: NginxStartProbes, stopped: () => boolean): Promise<'rendered' | 'already' | 'gave up'> {
   if (await probes.rendered()) return 'already';
-  let pidFileSeen = false;
+  let pidFileSeenAt: number | undefined;
+  const stale = () => pidFileSeenAt !== undefined && probes.clock.now() - pidFileSeenAt >= FIRST_RENDER_STALE_PID_MS;
   const ended = await pollUntil(
     async () => {
       if (stopped()) return 'gave up';
       if (!(await probes.pidFile())) return undefined;
-      pidFileSeen = true;
+      pidFileSeenAt ??= probes.clock.now();
       if (await probes.renderIfStarted()) {
         log.info("nginx started: plumb's nginx config rendered at once", { by: 'nginx-started' });
         return 'rendered';
       }
       return (await probes.rendered()) ? 'already' : undefined;
     },
-    { timeoutMs: FIRST_RENDER_WAIT_MS, intervalMs: () => (pidFileSeen ? MONITOR_INTERVAL_MS : FIRST_RENDER_POLL_MS), clock: probes.clock },
+    { timeoutMs: FIRST_RENDER_WAIT_MS, intervalMs: () => (stale() ? MONITOR_INTERVAL_MS : FIRST_RENDER_POLL_MS), clock: probes.clock },
   );
   return ended ?? 'gave up';
 }
