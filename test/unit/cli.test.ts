@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
-import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PROVISION_MAX, HTTPS_MAX_DOMAINS, parseWholeNumber, WORKER_COUNT } from '@plumb/shared';
+import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PROVISION_MAX, HEALTH_TIMEOUT_SECONDS, HTTPS_MAX_DOMAINS, KEEP_RELEASES, parseWholeNumber, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from '@plumb/shared';
 import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
 import { plumbProgram } from '@plumb/controller/cli/program';
@@ -170,14 +170,22 @@ describe('limits a user meets on the command line: one past is refused before an
     });
   }
 
-  test(`plumb deploy --env takes a value of at most ${ENV_VALUE_MAX_CHARS} characters`, async () => {
+  test(`plumb deploy takes --env values of at most ${ENV_VALUE_MAX_CHARS} characters, --keep up to ${KEEP_RELEASES.max}, --health-timeout up to ${HEALTH_TIMEOUT_SECONDS.max}`, async () => {
     const home = await configHome();
     await writeFile(path.join(home, 'plumber.R'), '#* @get /x\nfunction() 1\n');
-    const deploy = (chars: number) => plumb(['deploy', home, '--name', 'x', '--no-deps', '--env', `K=${value(chars)}`], { XDG_CONFIG_HOME: home });
-    assert.equal(deploy(ENV_VALUE_MAX_CHARS).stderr, noDroplet);
-    const over = deploy(ENV_VALUE_MAX_CHARS + 1);
-    assert.equal(over.exitCode, EXIT.usage);
-    assert.equal(over.stderr, `plumb: invalid --env K value: an environment value is at most ${ENV_VALUE_MAX_CHARS} characters\n  an environment value is one line: put multi-line text in a file the API reads\n`);
+    const deploy = (flags: string[]) => plumb(['deploy', home, '--name', 'x', '--no-deps', ...flags], { XDG_CONFIG_HOME: home });
+    const refusedFlag = (flag: string, r: WholeNumberRange) => (n: number) => `plumb: invalid ${flag} "${n}": ${wholeNumberMessage(r)}\n  see \`plumb deploy --help\`\n`;
+    const limits: Array<[(n: number) => string[], number, (n: number) => string]> = [
+      [(n) => ['--env', `K=${value(n)}`], ENV_VALUE_MAX_CHARS, () => `plumb: invalid --env K value: an environment value is at most ${ENV_VALUE_MAX_CHARS} characters\n  an environment value is one line: put multi-line text in a file the API reads\n`],
+      [(n) => ['--keep', String(n)], KEEP_RELEASES.max, refusedFlag('--keep', KEEP_RELEASES)],
+      [(n) => ['--health-timeout', String(n)], HEALTH_TIMEOUT_SECONDS.max, refusedFlag('--health-timeout', HEALTH_TIMEOUT_SECONDS)],
+    ];
+    for (const [flags, limit, refusal] of limits) {
+      assert.equal(deploy(flags(limit)).stderr, noDroplet, flags(limit)[0]);
+      const over = deploy(flags(limit + 1));
+      assert.equal(over.exitCode, EXIT.usage);
+      assert.equal(over.stderr, refusal(limit + 1));
+    }
   });
 
   test(`plumb secrets set stops reading a stdin that goes on past ${ENV_VALUE_MAX_CHARS} characters of 4 bytes`, async () => {
