@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
-import { DRAIN_TIMEOUT_SECONDS, ERROR_CODES, EXIT, parseWholeNumber, WORKER_COUNT } from '@plumb/shared';
+import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PROVISION_MAX, HEALTH_TIMEOUT_SECONDS, HTTPS_MAX_DOMAINS, KEEP_RELEASES, parseWholeNumber, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from '@plumb/shared';
 import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
 import { plumbProgram } from '@plumb/controller/cli/program';
@@ -23,10 +23,10 @@ async function configHome(): Promise<string> {
   return mkdtemp(path.join(tmpdir(), 'plumb-cli-'));
 }
 
-function plumb(args: string[], env: Record<string, string> = {}) {
+function plumb(args: string[], env: Record<string, string> = {}, input?: string) {
   // No DigitalOcean variables from the machine running the tests: each test gives what it means to.
   const { DIGITALOCEAN_ACCESS_TOKEN: _t, PLUMB_DIGITALOCEAN_API_URL: _u, ...base } = process.env;
-  const r = spawnSync(process.execPath, [PLUMB_CLI, ...args], { env: { ...base, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(process.execPath, [PLUMB_CLI, ...args], { env: { ...base, ...env }, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], input });
   return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -137,6 +137,61 @@ describe('exit codes of failures', () => {
     assert.equal(destroyed.exitCode, EXIT.usage);
     assert.equal((JSON.parse(destroyed.stdout) as { error: { code: string } }).error.code, 'CONFIRMATION_NEEDED');
     assert.match(await readFile(path.join(home, 'plumb/droplets.json'), 'utf8'), /"far"/, 'the droplet is still known');
+  });
+});
+
+describe('limits a user meets on the command line: one past is refused before anything is asked, the limit itself is not', () => {
+  const domains = (n: number) => Array.from({ length: n }, (_, i) => ['-d', `d${i}.example.com`]).flat();
+  const value = (chars: number) => 'x'.repeat(chars);
+  const noDroplet = 'plumb: plumb knows no droplet\n  run `plumb provision` first\n';
+  const noToken = /^plumb: DIGITALOCEAN_ACCESS_TOKEN is not set/;
+  /** [what, arguments for (limit), its stdin, what it gets at the limit (the next thing it needs), the one-line refusal one past it]. */
+  const cases: Array<[string, (limit: number) => string[], (limit: number) => string | undefined, number, string | RegExp, (limit: number) => string]> = [
+    [`plumb https names at most ${HTTPS_MAX_DOMAINS} domains`, (n) => ['https', ...domains(n), '--email', 'me@example.com', '--agree-tos'], () => undefined, HTTPS_MAX_DOMAINS, noDroplet,
+      (n) => `plumb: ${n} domains: one certificate names at most ${HTTPS_MAX_DOMAINS}\n  give at most ${HTTPS_MAX_DOMAINS} --domain\n`],
+    [`plumb lb https names at most ${HTTPS_MAX_DOMAINS} domains`, (n) => ['lb', 'https', 'web', ...domains(n)], () => undefined, HTTPS_MAX_DOMAINS, noToken,
+      () => `plumb: at most ${HTTPS_MAX_DOMAINS} domains per certificate\n  give fewer --domain\n`],
+    [`plumb provision --group makes at most ${GROUP_PROVISION_MAX} droplets`, (n) => ['provision', '--group', 'web', '--count', String(n)], () => undefined, GROUP_PROVISION_MAX, noToken,
+      (n) => `plumb: invalid --count "${n}": a whole number from 1 to ${GROUP_PROVISION_MAX}\n  see \`plumb provision --help\`\n`],
+    [`plumb secrets set takes a value of at most ${ENV_VALUE_MAX_CHARS} characters`, () => ['secrets', 'set', 'hello', 'TOKEN'], (n) => value(n), ENV_VALUE_MAX_CHARS, noDroplet,
+      () => `plumb: invalid secret TOKEN value: an environment value is at most ${ENV_VALUE_MAX_CHARS} characters\n  an environment value is one line: put multi-line text in a file the API reads\n`],
+  ];
+  for (const [what, args, input, limit, atLimit, refusal] of cases) {
+    test(what, async () => {
+      const home = await configHome();
+      const at = plumb(args(limit), { XDG_CONFIG_HOME: home }, input(limit));
+      assert.notEqual(at.exitCode, EXIT.ok);
+      if (typeof atLimit === 'string') assert.equal(at.stderr, atLimit);
+      else assert.match(at.stderr, atLimit);
+      const over = plumb([...args(limit + 1), '--json'], { XDG_CONFIG_HOME: home }, input(limit + 1));
+      assert.equal(over.exitCode, EXIT.usage);
+      assert.equal((JSON.parse(over.stdout) as { error: { code: string } }).error.code, 'INVALID_INPUT');
+      assert.equal(plumb(args(limit + 1), { XDG_CONFIG_HOME: home }, input(limit + 1)).stderr, refusal(limit + 1));
+    });
+  }
+
+  test(`plumb deploy takes --env values of at most ${ENV_VALUE_MAX_CHARS} characters, --keep up to ${KEEP_RELEASES.max}, --health-timeout up to ${HEALTH_TIMEOUT_SECONDS.max}`, async () => {
+    const home = await configHome();
+    await writeFile(path.join(home, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+    const deploy = (flags: string[]) => plumb(['deploy', home, '--name', 'x', '--no-deps', ...flags], { XDG_CONFIG_HOME: home });
+    const refusedFlag = (flag: string, r: WholeNumberRange) => (n: number) => `plumb: invalid ${flag} "${n}": ${wholeNumberMessage(r)}\n  see \`plumb deploy --help\`\n`;
+    const limits: Array<[(n: number) => string[], number, (n: number) => string]> = [
+      [(n) => ['--env', `K=${value(n)}`], ENV_VALUE_MAX_CHARS, () => `plumb: invalid --env K value: an environment value is at most ${ENV_VALUE_MAX_CHARS} characters\n  an environment value is one line: put multi-line text in a file the API reads\n`],
+      [(n) => ['--keep', String(n)], KEEP_RELEASES.max, refusedFlag('--keep', KEEP_RELEASES)],
+      [(n) => ['--health-timeout', String(n)], HEALTH_TIMEOUT_SECONDS.max, refusedFlag('--health-timeout', HEALTH_TIMEOUT_SECONDS)],
+    ];
+    for (const [flags, limit, refusal] of limits) {
+      assert.equal(deploy(flags(limit)).stderr, noDroplet, flags(limit)[0]);
+      const over = deploy(flags(limit + 1));
+      assert.equal(over.exitCode, EXIT.usage);
+      assert.equal(over.stderr, refusal(limit + 1));
+    }
+  });
+
+  test(`plumb secrets set stops reading a stdin that goes on past ${ENV_VALUE_MAX_CHARS} characters of 4 bytes`, async () => {
+    const r = plumb(['secrets', 'set', 'hello', 'TOKEN'], { XDG_CONFIG_HOME: await configHome() }, value(ENV_VALUE_MAX_CHARS * 4 + 3));
+    assert.equal(r.exitCode, EXIT.usage);
+    assert.equal(r.stderr, `plumb: the value from stdin is over ${ENV_VALUE_MAX_CHARS * 4 + 2} bytes\n  a secret is one line of at most ${ENV_VALUE_MAX_CHARS} characters: put larger data in a file the API reads\n`);
   });
 });
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { EVENTS_KEPT, WebhookPayload, WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE_MAX, type AgentEvent, type Heartbeat } from '@plumb/shared';
+import { EVENTS_KEPT, WATCH_MAX_BUFFERED_BYTES, WebhookPayload, WEBHOOK_ATTEMPTS, WEBHOOK_QUEUE_MAX, type AgentEvent, type Heartbeat } from '@plumb/shared';
 import { appendBounded, EventLog } from '@plumb/agent/monitor/events';
 import { certificates } from '@plumb/agent/monitor/heartbeat';
 import { watch } from '@plumb/agent/monitor/watch';
@@ -108,11 +108,19 @@ describe('watch', () => {
     assert.ok(beat && beat.type === 'heartbeat' && beat.heartbeat.lastEventId >= 3 && beat.heartbeat.load.length === 3);
   });
 
-  test('a controller that stops reading is cut off, not buffered for without end', async () => {
+  test(`a controller that stops reading is sent events while ${WATCH_MAX_BUFFERED_BYTES} bytes wait unsent, and cut off past that`, async () => {
     const log = new EventLog();
-    const w = await watching(log, null, () => 10 * 1024 * 1024);
+    let unsent = WATCH_MAX_BUFFERED_BYTES;
+    const w = await watching(log, null, () => unsent);
     log.record({ kind: 'down', api: 'a', port: 9000, detail: 'x' });
-    await assert.rejects(w.result, { code: 'WATCH_TOO_SLOW' });
+    assert.deepEqual(w.sent.filter((m) => m.type === 'event').map((m) => m.event.id), [1], 'at the limit, the event is sent');
+    unsent++;
+    log.record({ kind: 'down', api: 'a', port: 9000, detail: 'y' });
+    const sent = w.sent.filter((m) => m.type === 'event').length;
+    // Ends a watch that was not cut off, so a broken limit fails here rather than waiting forever.
+    w.cancel();
+    assert.equal(sent, 1, 'the event past it is not sent');
+    await assert.rejects(w.result, { code: 'WATCH_TOO_SLOW', message: 'the controller did not keep up with the events; watch again' });
   });
 });
 

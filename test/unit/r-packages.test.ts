@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
-import { compareRVersions, parseDcf, R_PACKAGES_MAX, ValidationError, type RPackageNeed } from '@plumb/shared';
+import { compareRVersions, parseDcf, R_PACKAGES_MAX, R_REPO_INDEX_MAX_BYTES, ValidationError, type RPackageNeed } from '@plumb/shared';
 import { detectDependencies, fromDescription, fromRenvLock, scanRCode } from '@plumb/controller/api-dir/r-deps';
 import { planPackages } from '@plumb/agent/ops/packages';
-import { outputAbout, upstreamVersion, type DebianCandidate, type RepoPackage } from '@plumb/agent/system/r-packages';
+import { outputAbout, readRepoIndex, upstreamVersion, type DebianCandidate, type RepoPackage } from '@plumb/agent/system/r-packages';
 import { PLUMB_CLI } from '../e2e/plumb.js';
 
 /** R package detection (controller) and the install plan (agent): pure functions on file contents and facts. */
@@ -229,5 +231,44 @@ describe(`at most ${R_PACKAGES_MAX} R packages for one API`, () => {
     const over = await depsOf(R_PACKAGES_MAX + 1);
     assert.equal(over.exitCode, 2);
     assert.equal(over.stderr, `plumb: the API needs ${R_PACKAGES_MAX + 1} R packages (from its code); plumb installs at most ${R_PACKAGES_MAX} for one API\n  deploy with --no-deps and install them on the droplet yourself, or split the API`);
+  });
+});
+
+describe(`a repository's index is read up to ${R_REPO_INDEX_MAX_BYTES} bytes`, () => {
+  /**
+   * A CRAN-like repository on loopback whose src/contrib/PACKAGES is one package record padded to
+   * `bytes`, sent without a length (chunked); `endless` goes on sending until the reader hangs up.
+   */
+  async function repository(bytes: number, endless = false) {
+    const record = Buffer.from('Package: a\nVersion: 1.0\nDescription: ');
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    let sent = 0;
+    const server = http.createServer((_req, res) => {
+      const more = () => {
+        while (endless || sent < bytes) {
+          const piece = sent === 0 ? record : chunk.subarray(0, endless ? chunk.length : Math.min(chunk.length, bytes - sent));
+          sent += piece.length;
+          if (!res.write(piece)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      res.on('close', () => server.close());
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sent: () => sent };
+  }
+
+  test('an index of exactly the limit is read; one byte more is refused', async () => {
+    const at = await repository(R_REPO_INDEX_MAX_BYTES);
+    assert.deepEqual([...(await readRepoIndex(at.url)).keys()], ['a']);
+    const over = await repository(R_REPO_INDEX_MAX_BYTES + 1);
+    await assert.rejects(readRepoIndex(over.url), { message: `${over.url}/src/contrib/PACKAGES is over ${R_REPO_INDEX_MAX_BYTES} bytes` });
+  });
+
+  test('an index that never ends is refused once past the limit, not read until the timeout', async () => {
+    const endless = await repository(0, true);
+    await assert.rejects(readRepoIndex(endless.url), /is over/);
+    assert.ok(endless.sent() < 2 * R_REPO_INDEX_MAX_BYTES, `${endless.sent()} bytes sent`);
   });
 });

@@ -1,5 +1,13 @@
 /**
- * Every limit and wait in plumb, named once. Both ends import these; a test crosses each one.
+ * Every limit and wait in plumb, named once. Both ends import these.
+ *
+ * Each limit a user or an attacker can reach has a test (a unit test, or an e2e test against the
+ * lab) that goes one past it the way they would, by the constant's name (grep it under test/),
+ * and gets the clean error. Not yet: the agent package's bytes, extracted bytes and entries
+ * (enforced by the upload and extractBundle, whose bundle limits bundle.test.ts crosses), and
+ * what a hostile server answers the controller (AGENT_HTTP_BODY_MAX_BYTES,
+ * ACME_DIRECTORY_MAX_BYTES: enforced as the body arrives). The waits, intervals and ports are
+ * plumb's own pacing and layout, which no input moves past: e2e tests run them.
  */
 
 /** The agent's TLS WebSocket port on each droplet (opened in ufw next to 22 and 80). */

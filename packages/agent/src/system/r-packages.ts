@@ -95,10 +95,19 @@ export async function readRepoIndex(repo: string): Promise<Map<string, RepoPacka
   const url = `${repo.replace(/\/+$/, '')}/src/contrib/PACKAGES`;
   const response = await fetch(url, { signal: AbortSignal.timeout(R_REPO_INDEX_TIMEOUT_MS) });
   if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
-  const declared = Number(response.headers.get('content-length') ?? 0);
-  if (declared > R_REPO_INDEX_MAX_BYTES) throw new Error(`${url} is over ${R_REPO_INDEX_MAX_BYTES} bytes`);
-  const text = await response.text();
-  if (text.length > R_REPO_INDEX_MAX_BYTES) throw new Error(`${url} is over ${R_REPO_INDEX_MAX_BYTES} bytes`);
+  const tooLarge = () => new Error(`${url} is over ${R_REPO_INDEX_MAX_BYTES} bytes`);
+  if (Number(response.headers.get('content-length') ?? 0) > R_REPO_INDEX_MAX_BYTES) throw tooLarge();
+  // Counted as it arrives: a body without a length (chunked) may not end.
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    // Leaving the loop cancels the download.
+    if (size > R_REPO_INDEX_MAX_BYTES) break;
+    chunks.push(chunk);
+  }
+  if (size > R_REPO_INDEX_MAX_BYTES) throw tooLarge();
+  const text = Buffer.concat(chunks).toString('utf8');
   const index = new Map<string, RepoPackage>();
   for (const record of parseDcf(text)) {
     const name = record['Package'];

@@ -32,7 +32,7 @@ export function checkHttpsOptions(opts: HttpsOptions): { domains: string[]; emai
     const parsed = DomainName.safeParse(domain);
     if (!parsed.success) throw new ValidationError(`invalid domain "${domain}": ${parsed.error.issues[0]?.message}`);
   }
-  if (domains.length > HTTPS_MAX_DOMAINS) throw new ValidationError(`${domains.length} domains: one certificate names at most ${HTTPS_MAX_DOMAINS}`);
+  if (domains.length > HTTPS_MAX_DOMAINS) throw new ValidationError(`${domains.length} domains: one certificate names at most ${HTTPS_MAX_DOMAINS}`, `give at most ${HTTPS_MAX_DOMAINS} --domain`);
   if (opts.email === undefined) throw new ValidationError('--email is needed: the ACME account\'s address, where expiry notices go');
   const email = Email.safeParse(opts.email);
   if (!email.success) throw new ValidationError(`invalid email "${opts.email}": ${email.error.issues[0]?.message}`);
