@@ -17,7 +17,8 @@ import { percentile, startLoad, type LoadReport } from '../test/e2e/load.js';
 import { benchDroplet } from './bench-droplet.js';
 
 const REDEPLOYS = 20;
-const REQUESTS_PER_CLIENT = 300;
+/** `--requests N`: GETs per client per round (300 unless given; more settles the 1-client p99). */
+const REQUESTS_PER_CLIENT = Number(process.argv[process.argv.indexOf('--requests') + 1] ?? '') || 300;
 const ROUNDS = 2;
 /**
  * Settings tried on the proxied path (issue 11: at most 0.5 ms added), each a server of its own in

@@ -175,7 +175,8 @@ describe('plumb keys', () => {
     assert.equal(own.exitCode, 1);
     assert.match(own.stderr, /would lock this machine out/);
     const ownerKid = (JSON.parse((await user.plumb(['keys', 'show', '--json'])).stdout) as { kid: string }).kid;
-    const ownerOwn = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, ownerKid, '--yes']);
+    // A key id may start with "-" (base64url); `--` passes it as the usage hint says.
+    const ownerOwn = await user.plumb(['keys', 'revoke', '--droplet', DROPLET, '--yes', '--', ownerKid]);
     assert.equal(ownerOwn.exitCode, 1);
     assert.match(ownerOwn.stderr, /would lock this machine out/);
 

@@ -72,6 +72,8 @@ describe('usage errors exit 2 with one line and a hint', () => {
     [['keys', 'add', 'ed25519:x'], "plumb: required option '--name <name>' not specified", 'see `plumb keys add --help`'],
     [['scale', 'hello'], "plumb: missing required argument 'workers'", 'see `plumb scale --help`'],
     [['keys', 'add', 'k', '--name', 'a', '--bogus'], "plumb: unknown option '--bogus'", 'see `plumb keys add --help`'],
+    // A key id is base64url: one that starts with "-" reads as a flag, and the hint says how to pass it.
+    [['keys', 'revoke', '-Zk3x', '--yes'], "plumb: unknown option '-Zk3x'", 'if -Zk3x is a value, not a flag, put it after `--`: `plumb keys revoke [flags] -- -Zk3x`'],
     [['logs', 'hello', '-n', '-3'], 'plumb: invalid --lines "-3": a whole number from 0 to 10000', 'see `plumb logs --help`'],
     [['completion', 'tcsh'], 'plumb: invalid shell "tcsh": Allowed choices are bash, zsh, fish.', 'see `plumb completion --help`'],
     [['status', 'a', '--droplet', 'b'], 'plumb: two droplets named: "a" and --droplet "b"', 'name it once'],

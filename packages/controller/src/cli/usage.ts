@@ -24,5 +24,9 @@ export function usageError(err: CommanderError, program: CommandUnknownOpts, arg
     // Said as plumb's own checks say it (`invalid WHAT "VALUE": RULE`).
     .replace(/^option '(-\S+ )?(--[\w-]+)[^']*' argument '(.*)' is invalid\. /, 'invalid $2 "$3": ')
     .replace(/^command-argument value '(.*)' is invalid for argument '([\w-]+)'\. /, 'invalid $2 "$1": ');
-  return new ValidationError(message, `see \`${['plumb', ...commandPath(program, argv), '--help'].join(' ')}\``);
+  const command = ['plumb', ...commandPath(program, argv)].join(' ');
+  // A value that starts with "-" (a key id is base64url, so 1 in 32 do) reads as a flag; `--` ends the flags.
+  const dashed = err.code === 'commander.unknownOption' ? /^unknown option '(-[^-'][^']+)'/.exec(message)?.[1] : undefined;
+  if (dashed) return new ValidationError(message, `if ${dashed} is a value, not a flag, put it after \`--\`: \`${command} [flags] -- ${dashed}\``);
+  return new ValidationError(message, `see \`${command} --help\``);
 }
