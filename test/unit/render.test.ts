@@ -359,11 +359,11 @@ describe('systemd: the worker unit and its environment files', () => {
 
   test("a warm spare's file names its fifo, the packages it loads and the live release's library; nothing else, and nothing that could add a line", () => {
     const generation = '/var/plumber/sum/library/g-0123456789abcdef';
-    assert.equal(renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', generation, ['plumber', 'data.table']), `PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES="plumber data.table"\nR_LIBS=${generation}\n`);
-    assert.equal(renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', undefined, []), 'PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES=""\n');
-    for (const bad of ['a b', 'x"\nX=1', '1abc', '']) refused(() => renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', null, [bad]), /R package name/);
-    for (const bad of ['/var/plumber/other/spare.fifo', '/tmp/spare.fifo', '/var/plumber/sum/spare.fifo\nX=1']) refused(() => renderSpareEnv('sum', bad, null, []), /fifo/);
-    refused(() => renderSpareEnv('sum', '/var/plumber/sum/spare.fifo', '/var/plumber/other/library/g-0123456789abcdef', []), /R library/);
+    assert.equal(renderSpareEnv('sum', generation, ['plumber', 'data.table']), `PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES="plumber data.table"\nR_LIBS=${generation}\n`);
+    assert.equal(renderSpareEnv('sum', undefined, []), 'PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES=""\n');
+    for (const bad of ['a b', 'x"\nX=1', '1abc', '']) refused(() => renderSpareEnv('sum', null, [bad]), /R package name/);
+    refused(() => renderSpareEnv('sum\nX=1', null, []), /API name/);
+    refused(() => renderSpareEnv('sum', '/var/plumber/other/library/g-0123456789abcdef', []), /R library/);
   });
 
   test("a worker's own file names its release's R library generation, or none, before the user's env (whose R_LIBS wins)", () => {

@@ -82,7 +82,9 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const unitChanged = await ensureUnit(name, target.memoryMax);
   const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
   // A unit changed since the spare started would not be the worker a cold start makes.
-  const spare = !target.spare ? undefined : unitChanged ? await stopSpare(name) : await takeSpare(name, target.spare, vars);
+  const taken = target.spare ? await takeSpare(name, target.spare, vars, unitChanged) : undefined;
+  if (taken?.why) ctx.progress('starting R', `cold: the warm spare was not used (${taken.why})`);
+  const spare = taken?.spare;
   const startedAt = Date.now();
   const ports = spare ? [spare.port] : [];
   try {

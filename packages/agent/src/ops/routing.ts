@@ -1,6 +1,6 @@
-import { access, rm } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FIRST_RENDER_POLL_MS, FIRST_RENDER_STALE_PID_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type RemoveResult, type UnforwardResult } from '@plumb/shared';
+import { FIRST_RENDER_POLL_MS, FIRST_RENDER_STALE_PID_MS, FIRST_RENDER_WAIT_MS, FRONT_PORT_FIRST, FRONT_PORT_LAST, MONITOR_INTERVAL_MS, PlumbError, pollUntil, type Clock, type ForwardResult, type UnforwardResult } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
@@ -8,17 +8,14 @@ import { events } from '../monitor/events.js';
 import { log } from '../log.js';
 import type { NginxModel } from '../render/model.js';
 import type { AgentState } from '../state.js';
-import { apiUids, removeApiUser } from '../system/api-account.js';
+import { apiUids } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { applyNat, natLost } from '../system/nat.js';
 import { applyNginx } from '../system/nginx.js';
 import * as systemd from '../system/systemd.js';
 import * as ufw from '../system/ufw.js';
-import { apiLock, SHARED, UFW_LOCK, type OpContext } from './context.js';
+import { SHARED, UFW_LOCK, type OpContext } from './context.js';
 import { nginxModel } from './nginx-model.js';
-import { forgetCheck } from './packages.js';
-import { stopSpare } from './spare.js';
-import { removeUnit, retireWorker } from './workers.js';
 
 /**
  * Changes the shared state and what serves together: the nftables map (which workers new
@@ -203,30 +200,4 @@ export async function unforward(ctx: OpContext): Promise<UnforwardResult> {
   const was = ctx.state.get().forward;
   await changeRouting(ctx, (s) => ({ ...s, forward: null }));
   return { forward: null, was };
-}
-
-/**
- * plumber's do_remove_api(): nginx stops routing to it first, then its workers stop, its unit
- * goes, and its files and system user unless the files are kept.
- */
-export async function remove(name: string, keepFiles: boolean, ctx: OpContext): Promise<RemoveResult> {
-  return ctx.locks.with(apiLock(name), async () => {
-    const api = requireApi(ctx.state.get(), name);
-    const wasForwarded = ctx.state.get().forward === name;
-    await changeRouting(ctx, (s) => {
-      const { [name]: _removed, ...apis } = s.apis;
-      return { ...s, apis, forward: s.forward === name ? null : s.forward };
-    });
-    for (const worker of [...api.workers, ...api.draining]) await retireWorker(name, worker.port);
-    await stopSpare(name);
-    await removeUnit(name);
-    await forgetCheck(name, ctx);
-    if (!keepFiles) {
-      await rm(layout.apiDir(name), { recursive: true, force: true });
-      // Kept with kept files, which it owns: deployed again, the API finds them as its own.
-      await removeApiUser(name);
-    }
-    events.record({ kind: 'remove', api: name, detail: keepFiles ? 'removed; its files are kept' : 'removed with its files' });
-    return { name, keptFiles: keepFiles, wasForwarded };
-  });
 }

@@ -20,8 +20,9 @@ import { retireWorker } from './workers.js';
  *
  * Used only when the spare loaded what the release would: the same R library generation, the same
  * packages, dpkg's database unchanged (no Debian package upgraded under it) and the same unit
- * settings; and only when no variable that R reads once at its start is set (see STARTUP_ENV).
- * Else the spare is stopped and the release starts cold. Kept in memory: an agent that starts
+ * settings; only when no variable that R reads once at its start is set (see STARTUP_ENV); and
+ * only when it never crashed while it waited. Else the spare is stopped and the release starts
+ * cold, and the deploy's step says why. Kept in memory: an agent that starts
  * again stops every worker its state does not list (reconcile.ts), spares included.
  */
 
@@ -34,6 +35,9 @@ const spares = new Map<string, Spare>();
 
 /** Ports spares wait on: no rollout may pick them. */
 export const sparePorts = (): number[] => [...spares.values()].map((s) => s.port);
+
+/** The port of the API's spare, if it has one (plumb status). */
+export const sparePort = (name: string): number | undefined => spares.get(name)?.port;
 
 /**
  * Variables R (or its startup files) reads once as it starts: R_LIBS*, R_HOME, R_PROFILE*, R's
@@ -62,7 +66,7 @@ export async function startSpare(name: string, port: number, fit: SpareFit): Pro
   await execa('mkfifo', ['-m', '0600', fifo]);
   await chown(fifo, account.uid, account.gid);
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fifo, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages), 0o600);
+  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages), 0o600);
   spares.set(name, { port, key: await keyOf(fit) });
   await systemd.start(layout.instanceUnit(name, port));
   log.info('spare started', { api: name, port });
@@ -83,27 +87,36 @@ export interface TakenSpare {
   drop: () => Promise<void>;
 }
 
+/** What became of the API's spare for a release: taken, or not used (and stopped) and why; `why` null: it had none. */
+export type SpareOutcome = { spare: TakenSpare; why?: undefined } | { spare?: undefined; why: string | null };
+
 /**
  * The API's spare if it fits the release and is waiting on its fifo (opened without blocking:
- * a spare still loading, or one that died, is not waited for); else undefined and no spare left.
- * `vars`: what differs from the spare's own environment: the release directory, --env and
- * secrets (a secret over an --env of the same name, as in the env file); R_LIBS is the same.
+ * a spare still loading, or one that died, is not waited for); else no spare is left and `why`
+ * says why it was not used. `vars`: what differs from the spare's own environment: the release
+ * directory, --env and secrets (a secret over an --env of the same name, as in the env file);
+ * R_LIBS is the same. `unitChanged`: the unit file was rewritten since the spare started.
  */
-export async function takeSpare(name: string, fit: SpareFit, vars: Record<string, string>): Promise<TakenSpare | undefined> {
+export async function takeSpare(name: string, fit: SpareFit, vars: Record<string, string>, unitChanged: boolean): Promise<SpareOutcome> {
   const spare = spares.get(name);
-  if (!spare) return undefined;
+  if (!spare) return { why: null };
   // One line per variable, the value in hex: any text a value may hold passes.
   const handover = Object.entries(vars).map(([k, v]) => `${k} ${Buffer.from(v, 'utf8').toString('hex')}\n`).join('');
   const why =
-    spare.key !== (await keyOf(fit)) ? 'it loaded other packages or settings'
+    unitChanged ? 'its unit changed'
+    : spare.key !== (await keyOf(fit)) ? 'it loaded other packages or settings'
     : Object.keys(vars).some((k) => STARTUP_ENV.test(k)) ? 'the environment sets a variable R reads as it starts'
     : Buffer.byteLength(handover) > SPARE_HANDOVER_MAX_BYTES ? 'the environment is larger than a pipe holds'
+    // systemd started it again (Restart=always): whatever ended it while it waited (a kill, the
+    // OOM killer) may end it again, and the health gate counts a restart as a failed start.
+    : (await systemd.unitState(layout.instanceUnit(name, spare.port)).then((u) => u.restarts, () => 0)) > 0 ? 'it crashed while waiting'
     : undefined;
   const fifo = why === undefined ? await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined) : undefined;
   if (!fifo) {
-    log.info('spare not used', { api: name, port: spare.port, why: why ?? 'it was not waiting yet' });
+    const unused = why ?? 'it was not waiting (still loading, or not running)';
+    log.info('spare not used', { api: name, port: spare.port, why: unused });
     await stopSpare(name);
-    return undefined;
+    return { why: unused };
   }
   spares.delete(name);
   let closed = false;
@@ -113,14 +126,16 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
     await fifo.close();
   };
   return {
-    port: spare.port,
-    handOver: async () => {
-      try {
-        await fifo.writeFile(handover);
-      } finally {
-        await drop();
-      }
+    spare: {
+      port: spare.port,
+      handOver: async () => {
+        try {
+          await fifo.writeFile(handover);
+        } finally {
+          await drop();
+        }
+      },
+      drop,
     },
-    drop,
   };
 }

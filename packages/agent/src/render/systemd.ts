@@ -1,4 +1,5 @@
 import { API_MEMORY_MAX_DEFAULT, API_OOM_SCORE_ADJUST, ApiName, apiUser, EnvKey, EnvValue, MemoryLimit, METADATA_ADDRESS, ReleaseId } from '@plumb/shared';
+import { layout } from '../system/layout.js';
 import { checked, renderRefused } from './model.js';
 
 /**
@@ -112,16 +113,16 @@ export function renderInstanceEnv(releaseDir: string, env: Record<string, string
 
 /**
  * A warm spare's env file (ops/spare.ts), at the path of the worker it will become: the fifo it
- * waits on, the packages it loads, and the live release's R library (as renderInstanceEnv writes
- * it). No release, --env or secret: those come at the handover, and the handover rewrites this
- * file as renderInstanceEnv, so a restart of the worker is a cold start of its release.
+ * waits on (layout.spareFifo), the packages it loads, and the live release's R library (as
+ * renderInstanceEnv writes it). No release, --env or secret: those come at the handover, and the
+ * handover rewrites this file as renderInstanceEnv, so a restart of the worker is a cold start of
+ * its release.
  */
-export function renderSpareEnv(name: string, fifo: string, library: string | null | undefined, packages: readonly string[]): string {
+export function renderSpareEnv(name: string, library: string | null | undefined, packages: readonly string[]): string {
   checked(ApiName, name, 'the API name');
-  if (fifo !== `/var/plumber/${name}/spare.fifo`) throw renderRefused(`the spare's fifo ${JSON.stringify(fifo)}: not /var/plumber/${name}/spare.fifo`);
   const bad = packages.find((p) => !/^[A-Za-z][A-Za-z0-9.]*$/.test(p));
   if (bad !== undefined) throw renderRefused(`the R package name ${JSON.stringify(bad)}`);
-  return `PLUMB_SPARE=${fifo}\nPLUMB_SPARE_PACKAGES="${packages.join(' ')}"\n${rLibsLine(name, library)}`;
+  return `PLUMB_SPARE=${layout.spareFifo(name)}\nPLUMB_SPARE_PACKAGES="${packages.join(' ')}"\n${rLibsLine(name, library)}`;
 }
 
 /** The R_LIBS line of a worker's env file: its release's generation, none, or (undefined) the unit's default. */
