@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { AGENT_PORT } from '@plumb/shared';
+import { AGENT_PORT, pollUntil, type StatusResult } from '@plumb/shared';
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { httpGet } from '../test/e2e/helpers.js';
@@ -138,14 +138,19 @@ try {
     // 6. The warm spare (deploy --spare): the same one-file redeploy, cold and handed to a spare, in
     // turns on the LAN. Between deploys the spare is let become ready, as it is between a user's deploys.
     const warmDir = await apiDir(sumApi('w0'));
-    const spareReady = async (workers: number[]) => {
-      for (let i = 0; i < 1200; i++) {
-        const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active 'plumber-warm@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
-        const port = units.map((u) => Number(/@(\d+)\./.exec(u)?.[1])).find((p) => !workers.includes(p));
-        if (port !== undefined && (await onDroplet(['journalctl', '-u', `plumber-warm@${port}.service`, '-o', 'cat', '--no-pager'])).includes('plumb: spare ready')) return port;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error('the warm spare did not become ready');
+    // Waiting as `plumb status` shows it (its R process said so on its journal), with its memory as
+    // status reads it: VmRSS (the lab's containers leave systemd's MemoryCurrent unset).
+    const waitingSpare = async () => {
+      const spare = await pollUntil(
+        async () => {
+          const statuses = JSON.parse((await plumb(networks.LAN, ['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
+          const found = statuses[0]?.status?.apis.find((a) => a.name === 'warm')?.spare;
+          return found?.state === 'waiting' ? found : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 100 },
+      );
+      if (!spare) throw new Error('the warm spare did not become ready');
+      return spare;
     };
     const warmRuns: Record<'cold' | 'spare', Deployed[]> = { cold: [], spare: [] };
     let spareRss = NaN;
@@ -154,14 +159,12 @@ try {
       await writeFile(path.join(warmDir, 'plumber.R'), sumApi(v)['plumber.R']);
       return timedDeploy(networks.LAN, warmDir, 'warm', v, flags);
     };
-    const warmWorkers = async () => (JSON.parse((await plumb(networks.LAN, ['status', '--json'])).stdout) as Array<{ status: { apis: Array<{ name: string; workers: Array<{ port: number }> }> } }>)[0]?.status.apis.find((a) => a.name === 'warm')?.workers.map((w) => w.port) ?? [];
     await warmDeploy(['--no-spare']);
     for (let i = 0; i < REPS; i++) {
       // No spare yet: a cold start, after which a spare starts. The next redeploy is handed to it;
       // a --no-spare deploy (not counted) then takes the API back to no spare.
       warmRuns.cold.push(await warmDeploy(['--spare']));
-      const port = await spareReady(await warmWorkers());
-      spareRss = Number(await onDroplet(['systemctl', 'show', '-p', 'MemoryCurrent', '--value', `plumber-warm@${port}.service`])) / 1024 / 1024;
+      spareRss = ((await waitingSpare()).rssBytes ?? NaN) / 1024 / 1024;
       warmRuns.spare.push(await warmDeploy([]));
       await warmDeploy(['--no-spare']);
     }
@@ -174,7 +177,7 @@ try {
       const r = (step: string) => median(runs.map((x) => x.steps.get(step) ?? 0));
       console.log(`| ${mode} | ${sec(median(runs.map((x) => x.servingMs)))} s | ${sec(median(runs.map((x) => x.commandMs)))} s | ${sec(r('starting R') + r('waiting for the API'))} s |`);
     }
-    console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (systemd MemoryCurrent): ${spareRss.toFixed(0)} MiB`);
+    console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (resident, as plumb status shows it): ${spareRss.toFixed(0)} MiB`);
   }
 
   if (spareOnly) await warmSpare();

@@ -7,9 +7,9 @@ import { printStatus } from '@plumb/controller/output/print-status';
 
 const heartbeat: StatusResult['heartbeat'] = { time: '2026-11-28T06:00:00.000Z', lastEventId: 0, load: [0.1, 0.2, 0.3], memory: { totalBytes: 4 * 1024 ** 3, availableBytes: 2 * 1024 ** 3 }, disk: { totalBytes: 1e11, freeBytes: 5e10 }, workers: [], certificates: [] };
 
-function statusWith(draining: StatusResult['apis'][number]['draining'], secrets: string[] = []): StatusResult {
+function statusWith(draining: StatusResult['apis'][number]['draining'], secrets: string[] = [], spare: StatusResult['apis'][number]['spare'] = null): StatusResult {
   return {
-    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null, group: null }],
+    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null, group: null, spare }],
     forward: null,
     hello: { type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null, features: [] },
     load: heartbeat.load,
@@ -35,4 +35,13 @@ test('status: the SECRETS column names an API\'s secrets (the agent never sends 
   assert.match(header(withSecrets), /\sSECRETS$/);
   assert.match(row(withSecrets), /\sDB_PASSWORD,TOKEN$/);
   assert.match(row(text(statusWith([]))), /\s-$/);
+});
+
+test("status: an API's warm spare gets a line under the table: its port, whether the next deploy can take it, its memory; none without a spare", () => {
+  const lines = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n');
+  const spare = { port: 9002, state: 'waiting', pid: 43, restarts: 0, rssBytes: 85 * 1024 ** 2 };
+  assert.ok(lines(statusWith([], [], spare)).includes('  sum: warm spare on port 9002, waiting, 85 MiB'));
+  assert.ok(lines(statusWith([], [], { ...spare, restarts: 1 })).includes('  sum: warm spare on port 9002, waiting (crashed while waiting: the next deploy starts cold), 85 MiB'));
+  assert.ok(lines(statusWith([], [], { ...spare, state: 'restarting', pid: null, restarts: 1, rssBytes: null })).includes('  sum: warm spare on port 9002, restarting (crashed while waiting: the next deploy starts cold)'));
+  assert.ok(!lines(statusWith([])).some((l) => l.includes('spare')));
 });

@@ -592,6 +592,13 @@ export const ApiStatus = z.object({
   digest: ReleaseDigest.nullable().default(null),
   /** The API's last group deploy or rollback on this droplet; null: none (or an agent from before marks). */
   group: GroupMark.nullable().default(null),
+  /**
+   * Its warm spare (deploy --spare); null: none (or an agent from before spares were shown).
+   * state: waiting (loaded, ready for the next deploy), starting (loading), restarting (its R
+   * process ended and systemd starts it again), or systemd's state of its unit (failed, inactive).
+   * restarts above 0: it crashed while waiting, and the next deploy starts cold.
+   */
+  spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), rssBytes: z.number().int().nullable() }).nullable().default(null),
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
 

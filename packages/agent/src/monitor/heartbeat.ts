@@ -37,6 +37,9 @@ export function processUptime(stat: string, uptime: string): number | null {
   return Math.max(0, Math.round(since - startTicks / USER_HZ));
 }
 
+/** A process's VmRSS in bytes; null once it is gone. */
+export const residentBytes = async (pid: number): Promise<number | null> => parseVmRss(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''));
+
 async function workerFacts(api: string, port: number, unit: UnitState | undefined): Promise<Heartbeat['workers'][number]> {
   const pid = unit?.pid ?? null;
   if (pid === null) return { api, port, pid, rssBytes: null, uptimeSeconds: null };

@@ -1,16 +1,24 @@
 import { STATUS_EVENTS_MAX, type ApiStatus, type Hello, type StatusResult } from '@plumb/shared';
 import { releaseDigest, manifestOf } from '../bundle/delta.js';
 import { events } from '../monitor/events.js';
-import { heartbeat } from '../monitor/heartbeat.js';
-import { layout } from '../system/layout.js';
-import { unitStates } from '../system/systemd.js';
+import { heartbeat, residentBytes } from '../monitor/heartbeat.js';
+import { SPARE_READY } from '../render/runner.js';
+import { processesThatSaid } from '../system/journal.js';
+import { layout, workerUnits } from '../system/layout.js';
+import { unitStates, type UnitState } from '../system/systemd.js';
 import type { ApiRecord } from '../state.js';
 import type { OpContext } from './context.js';
+import { sparePort } from './spare.js';
 
 /** Every API with what systemd says of its workers, the droplet's heartbeat, and the latest events. */
 export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult> {
   const state = ctx.state.get();
-  const units = await unitStates(Object.values(state.apis).flatMap((api) => api.workers.map((w) => layout.instanceUnit(api.name, w.port))));
+  const spareUnits = Object.values(state.apis).flatMap((api) => {
+    const port = sparePort(api.name);
+    return port === undefined ? [] : [layout.instanceUnit(api.name, port)];
+  });
+  const units = await unitStates([...Object.values(state.apis).flatMap((api) => api.workers.map((w) => layout.instanceUnit(api.name, w.port))), ...spareUnits]);
+  const spares = await spareStates(spareUnits, units);
   const apis: ApiStatus[] = [];
   for (const api of Object.values(state.apis)) {
     const workers = api.workers.map((w) => {
@@ -20,7 +28,7 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
-    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group });
+    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group, spare: spares.get(api.name) ?? null });
   }
   const beat = await heartbeat(state, events.lastId, units);
   return {
@@ -34,6 +42,23 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     events: events.latest(STATUS_EVENTS_MAX),
     lastEventId: events.lastId,
   };
+}
+
+/**
+ * Each API's spare as plumb status shows it: waiting once its R process said so (SPARE_READY, in
+ * the journal under its current pid), else starting; restarting while systemd waits to start it
+ * again; its resident memory.
+ */
+async function spareStates(spareUnits: readonly string[], units: Map<string, UnitState>): Promise<Map<string, NonNullable<ApiStatus['spare']>>> {
+  const ready = await processesThatSaid(spareUnits.flatMap((u) => units.get(u)?.pid ?? []), SPARE_READY);
+  const spares = new Map<string, NonNullable<ApiStatus['spare']>>();
+  for (const unit of spareUnits) {
+    const [, name = '', port = ''] = workerUnits.pattern.exec(unit) ?? [];
+    const { active, pid, restarts } = units.get(unit)!;
+    const state = active === 'active' ? (pid !== null && ready.has(pid) ? 'waiting' : 'starting') : active === 'activating' ? 'restarting' : active;
+    spares.set(name, { port: Number(port), state, pid, restarts, rssBytes: pid === null ? null : await residentBytes(pid) });
+  }
+  return spares;
 }
 
 /** A release's ReleaseDigest from its file list (made once for releases from before lists were kept) and env; null when it cannot be read. */

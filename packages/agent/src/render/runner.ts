@@ -1,3 +1,6 @@
+/** What a warm spare writes to its journal once it waits on its fifo (plumb status reads it). */
+export const SPARE_READY = 'plumb: spare ready';
+
 /**
  * /usr/lib/plumb/run-api.R, what every worker unit runs. It starts an API as plumber itself
  * would, so plumber's own examples work unchanged:
@@ -23,7 +26,7 @@ if (nzchar(spare)) {
     if (nzchar(pkg)) try(loadNamespace(pkg), silent = TRUE)
   }
   Sys.unsetenv(c("PLUMB_SPARE", "PLUMB_SPARE_PACKAGES"))
-  message("plumb: spare ready")
+  message("${SPARE_READY}")
   con <- fifo(spare, open = "r", blocking = TRUE)
   handover <- readLines(con)
   close(con)

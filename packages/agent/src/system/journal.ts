@@ -30,3 +30,20 @@ export async function lastLines(unit: string, lines: number, sinceMs?: number): 
   const result = await execa('journalctl', ['-u', unit, ...since, '-n', String(lines), '-o', 'cat', '--no-pager'], { reject: false, timeout: 30_000 });
   return result.stdout.split('\n').filter((l) => l.length > 0);
 }
+
+/**
+ * Which of these processes wrote the line `message` this boot: one journalctl for all of them
+ * (journalctl ORs the values of one field and ANDs the fields).
+ */
+export async function processesThatSaid(pids: readonly number[], message: string): Promise<Set<number>> {
+  if (pids.length === 0) return new Set();
+  const result = await execa('journalctl', ['-b', '-o', 'json', '--output-fields=_PID', '--no-pager', ...pids.map((pid) => `_PID=${pid}`), `MESSAGE=${message}`], { reject: false, timeout: 30_000 });
+  const said = result.stdout.split('\n').map((line) => {
+    try {
+      return Number((JSON.parse(line) as Record<string, unknown>)['_PID']);
+    } catch {
+      return NaN;
+    }
+  });
+  return new Set(said.filter((pid) => pids.includes(pid)));
+}

@@ -43,6 +43,12 @@ function eventLines(d: DropletStatus, s: StatusResult): string {
     .join('');
 }
 
+/** An API's warm spare (deploy --spare), under the table: which port, whether the next deploy can take it, its memory. */
+function spareLine(api: string, spare: NonNullable<StatusResult['apis'][number]['spare']>): string {
+  const crashed = spare.restarts > 0 ? ' (crashed while waiting: the next deploy starts cold)' : '';
+  return `  ${api}: warm spare on port ${spare.port}, ${spare.state}${crashed}${spare.rssBytes === null ? '' : `, ${mib(spare.rssBytes)}`}`;
+}
+
 /** The agent's version, and whether `plumb upgrade` has a newer one. */
 function agentLine(d: DropletStatus): string {
   if (!d.agent) return 'agent ?';
@@ -76,7 +82,8 @@ export function printStatus(droplets: DropletStatus[]): string {
           a.secrets.length > 0 ? a.secrets.join(',') : '-',
         ]),
       ];
-      return `${head}\n${table(rows)}${eventLines(d, s)}`;
+      const spares = s.apis.flatMap((a) => (a.spare ? [spareLine(a.name, a.spare)] : []));
+      return `${head}\n${[table(rows), ...spares].join('\n')}${eventLines(d, s)}`;
     })
     .join('\n\n');
 }
