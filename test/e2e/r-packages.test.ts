@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { DeployResult, PackagesResult } from '@plumb/shared';
+import type { ApiStatus, DeployResult, PackagesResult, StatusResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { pollUntil } from '@plumb/shared';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, apiStatus, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -295,15 +295,15 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
   const warmGet = async () => JSON.parse((await httpGet(`http://${address}/warm/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
 
-  /** The spare next to `workers`: its port once it says it is ready (loaded, waiting on its fifo). */
-  async function readySpare(workers: number[]): Promise<number> {
+  type SpareShown = NonNullable<ApiStatus['spare']>;
+  /** The API's spare once `plumb status --json` shows it waiting (loaded, on its fifo), on a port no worker has. */
+  async function readySpare(fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
     const found = await pollUntil(
       async () => {
-        const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active 'plumber-warm@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
-        const port = units.map((u) => Number(/@(\d+)\./.exec(u)?.[1])).find((p) => !workers.includes(p));
-        if (port === undefined) return undefined;
-        const said = await onDroplet(['journalctl', '-u', `plumber-warm@${port}.service`, '-o', 'cat', '--no-pager']);
-        return said.includes('plumb: spare ready') ? port : undefined;
+        const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
+        const api = rows[0]?.status?.apis.find((a) => a.name === 'warm');
+        const spare = api?.spare;
+        return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && fits(spare) ? spare : undefined;
       },
       { timeoutMs: 120_000, intervalMs: 500 },
     );
@@ -311,12 +311,12 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     return found;
   }
 
-  test('a redeploy is served by the spare with the new code, --env, secret, working directory and entrypoint.R of a cold start; a package change starts cold', async () => {
+  test('a redeploy is served by the spare with the new code, --env, secret, working directory and entrypoint.R of a cold start; a package change starts cold; plumb status shows the spare; one that crashed while waiting makes the next deploy start cold, not fail', async () => {
     const first = await deploy(warmApi('w1'), 'warm', ['--spare', '--env', 'GREETING=hello']);
     assert.equal(first.exitCode, 0, first.stderr);
     const set = await user.plumb(['secrets', 'set', 'warm', 'WARM_TOKEN', '--wait'], { input: 'tok-1\n' });
     assert.equal(set.exitCode, 0, set.stderr);
-    const spare = await readySpare((await apiStatus(user, 'warm'))?.workers.map((w) => w.port) ?? []);
+    const spare = (await readySpare()).port;
     const sparePid = await unitPid(spare);
 
     const second = await deploy(warmApi('w2'), 'warm', ['--env', 'GREETING=bonjour']);
@@ -333,7 +333,7 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
 
     // The code now needs a package the spare did not load, built from the repository into a generation
     // of the API's library: the spare goes and the release starts cold.
-    const nextPid = await unitPid(await readySpare([spare]));
+    const nextPid = await unitPid((await readySpare()).port);
     const third = await deploy(warmApi('w3', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
     assert.equal(third.exitCode, 0, third.stderr);
     const cold = (await warmGet()) as WarmAnswer;
@@ -341,8 +341,26 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.notEqual(cold.pid, nextPid, 'a new R process serves the release');
     assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${nextPid} && echo running || echo gone`])).trim(), 'gone', 'the spare that did not fit was stopped');
     // The next spare loads the new release's library generation (R_LIBS=/var/plumber/warm/library/g-HASH).
-    const afterPackages = await readySpare((await apiStatus(user, 'warm'))?.workers.map((w) => w.port) ?? []);
-    assert.match(await onDroplet(['cat', `/var/lib/plumb/instances/warm@${afterPackages}.env`]), /R_LIBS=\/var\/plumber\/warm\/library\/g-[0-9a-f]{16}/);
+    const afterPackages = await readySpare();
+    assert.match(await onDroplet(['cat', `/var/lib/plumb/instances/warm@${afterPackages.port}.env`]), /R_LIBS=\/var\/plumber\/warm\/library\/g-[0-9a-f]{16}/);
+
+    // plumb status shows the spare as the user reads it: its port, waiting, its process and memory.
+    assert.equal(afterPackages.pid, await unitPid(afterPackages.port));
+    assert.ok((afterPackages.rssBytes ?? 0) > 10 * 1024 ** 2, `a spare holds R and plumber: ${afterPackages.rssBytes} bytes`);
+    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare on port ${afterPackages.port}, waiting, \\d+ MiB$`, 'm'));
+
+    // Its R process killed while it waits: systemd starts it again and it waits once more, but the
+    // next deploy (same packages: the spare would fit) starts cold instead of failing, and says so.
+    await onDroplet(['kill', '-9', String(afterPackages.pid)]);
+    const restarted = await readySpare((s) => s.pid !== afterPackages.pid);
+    assert.equal(restarted.restarts, 1);
+    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare on port ${restarted.port}, waiting \\(crashed while waiting: the next deploy starts cold\\)`, 'm'));
+    const fourth = await deploy(warmApi('w4', 'library(plumbdemo)\n'), 'warm');
+    assert.equal(fourth.exitCode, 0, fourth.stderr);
+    assert.match(fourth.stderr, /cold: the warm spare was not used \(it crashed while waiting\)/);
+    const afterCrash = (await warmGet()) as WarmAnswer;
+    assert.deepEqual([afterCrash.version, afterCrash.greeting, afterCrash.token, afterCrash.data], ['w4', 'bonjour', 'tok-1', 'data w4']);
+    assert.notEqual(afterCrash.pid, restarted.pid, 'a new R process serves the release');
 
     assert.equal((await user.plumb(['remove', 'warm', '--yes'])).exitCode, 0);
     assert.equal((await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-warm@*.service' | wc -l"])).trim(), '0', 'remove stops the spare too');
