@@ -139,7 +139,7 @@ try {
     // turns on the LAN. Between deploys the spare is let become ready, as it is between a user's deploys.
     const warmDir = await apiDir(sumApi('w0'));
     // Waiting as `plumb status` shows it (its R process said so on its journal), with its memory as
-    // status reads it: VmRSS (the lab's containers leave systemd's MemoryCurrent unset).
+    // status reads it: VmRSS (systemd's MemoryCurrent, read here before, gave NaN in the lab).
     const waitingSpare = async () => {
       const spare = await pollUntil(
         async () => {
