@@ -106,7 +106,8 @@ export const topGeneration = (group: string, apis: (ApiStatus | undefined)[]) =>
  */
 export function nextGeneration(group: string, api: string, members: KnownDroplet[], statuses: DropletStatus[], opts: { skipUnreachable: boolean; recorded: number }): { generation: number; unreachable: KnownDroplet[] } {
   const unreachable = members.filter((_, i) => !statuses[i]?.status);
-  if (unreachable.length > 0 && !opts.skipUnreachable) {
+  // Going on without every member is a deploy to none.
+  if (unreachable.length > 0 && (!opts.skipUnreachable || unreachable.length === members.length)) {
     const why = unreachable.map((d) => `${d.name} (${statuses[members.indexOf(d)]?.error ?? 'no answer'})`).join(', ');
     throw new PlumbError(
       'GROUP_MEMBER_UNREACHABLE',
