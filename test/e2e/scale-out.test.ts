@@ -174,7 +174,8 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
 
   const releases = await user.plumb(['releases', 'sum', '--group', GROUP]);
   assert.equal(releases.exitCode, 0, releases.stderr);
-  for (const m of members) assert.match(releases.stdout, new RegExp(`^${m.name}: \\* \\S+ .* content ${sum.members[0]?.digest?.slice(0, 12)}`, 'm'));
+  // Each droplet's releases under its name (two: the group's first and second deploy), the live one starred.
+  for (const m of members) assert.match(releases.stdout, new RegExp(`^${m.name}:\\n(?: {4}\\S+ .*\\n)*  \\* \\S+ .* content ${sum.members[0]?.digest?.slice(0, 12)}`, 'm'));
 
   const scaled = await user.plumb(['scale', 'sum', '2', '--group', GROUP]);
   assert.equal(scaled.exitCode, 0, scaled.stderr);
