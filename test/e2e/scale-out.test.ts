@@ -18,8 +18,10 @@ import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
  * with the real `plumb`: group provision, `lb create`, `--group` on status, releases, scale,
  * restart, logs and remove, a droplet added later that gets the group's APIs from a member,
  * rolling group deploys under load, a deploy that fails on the second droplet and the group
- * rollback, a droplet powered off (the balancer takes it out; a group deploy while it is off
- * leaves it drifted until it is synced), HTTPS on the balancer (`plumb lb https`). One group for the whole file: two droplets boot at once,
+ * rollback (also of a deploy the late joiner got by copy), a droplet powered off (the balancer
+ * takes it out; a group deploy refuses while it cannot be asked, and with --skip-unreachable
+ * leaves it drifted until it is synced), HTTPS on the balancer (`plumb lb https`, `--off`) and
+ * what `plumb lb destroy` removes. One group for the whole file: two droplets boot at once,
  * a third joins later, so the late joiner is tested without booting a droplet of its own.
  */
 
@@ -38,7 +40,7 @@ let user: PlumbUser;
 /** Oldest first (the order of a rolling deploy); the third joins in a test. */
 let members: Member[];
 let balancerIp: string;
-/** The first release's directory: removed before the late joiner arrives, so its copy can only come from a member. */
+/** The group's second release's directory: removed before the late joiner arrives, so its copy can only come from a member. */
 let v1Dir: string;
 
 interface LbRow {
@@ -103,6 +105,9 @@ async function doApi(method: string, apiPath: string, body?: unknown): Promise<{
   return { status: res.status, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
 }
 
+/** What the API is told of the client's scheme (X-Forwarded-Proto as nginx passes it on). */
+const PROTO_ENDPOINT = '#* @get /proto\nfunction(req) {\n  if (is.null(req$HTTP_X_FORWARDED_PROTO)) "" else req$HTTP_X_FORWARDED_PROTO\n}\n';
+
 async function deployGroup(version: string, extra: string[] = []) {
   return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
 }
@@ -126,8 +131,12 @@ before(async () => {
   const made = await user.plumb(['provision', '--group', GROUP, '--count', '2', '--json']);
   assert.equal(made.exitCode, 0, made.stderr);
   members = (JSON.parse(made.stdout) as { droplet: Member }[]).map((r) => r.droplet).sort((a, b) => a.id - b.id);
+  // Two releases, so the group's last deploy has one to go back to (the late joiner's rollback).
+  // Both droplets at once: the second deploy costs the file no more time than one deploy in turn.
+  const first = await user.plumb(['deploy', await apiDir(sumApi('v0')), '--name', 'sum', '--group', GROUP, '--parallel', '2']);
+  assert.equal(first.exitCode, 0, first.stderr);
   v1Dir = await apiDir(sumApi('v1'));
-  const deployed = await user.plumb(['deploy', v1Dir, '--name', 'sum', '--group', GROUP]);
+  const deployed = await user.plumb(['deploy', v1Dir, '--name', 'sum', '--group', GROUP, '--parallel', '2']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   const created = await user.plumb(['lb', 'create', GROUP, ...CHECKS, '--json']);
   assert.equal(created.exitCode, 0, created.stderr);
@@ -165,7 +174,8 @@ test('--group on status, releases, scale, restart and logs acts on every droplet
 
   const releases = await user.plumb(['releases', 'sum', '--group', GROUP]);
   assert.equal(releases.exitCode, 0, releases.stderr);
-  for (const m of members) assert.match(releases.stdout, new RegExp(`^${m.name}: \\* \\S+ .* content ${sum.members[0]?.digest?.slice(0, 12)}`, 'm'));
+  // Each droplet's releases under its name (two: the group's first and second deploy), the live one starred.
+  for (const m of members) assert.match(releases.stdout, new RegExp(`^${m.name}:\\n(?: {4}\\S+ .*\\n)*  \\* \\S+ .* content ${sum.members[0]?.digest?.slice(0, 12)}`, 'm'));
 
   const scaled = await user.plumb(['scale', 'sum', '2', '--group', GROUP]);
   assert.equal(scaled.exitCode, 0, scaled.stderr);
@@ -228,6 +238,19 @@ test("a droplet added to the group later gets the group's APIs from a member and
   assert.deepEqual((await groupStatus()).json.drifted, []);
 });
 
+test('rollback --group after a late joiner: the others go back to their release before, and the joiner, which had none, gets that release from one of them', async () => {
+  const [first, second, third] = members;
+  assert.ok(first && second && third);
+  const rolled = await user.plumb(['rollback', 'sum', '--group', GROUP]);
+  assert.equal(rolled.exitCode, 0, `${rolled.stderr}\n${rolled.stdout}`);
+  assert.match(rolled.stdout, new RegExp(`^rolled back sum on every droplet of group ${GROUP} \\(3\\)`, 'm'));
+  for (const m of [first, second]) assert.match(rolled.stdout, new RegExp(`^  ${m.name}: \\S+ -> \\S+$`, 'm'));
+  assert.match(rolled.stdout, new RegExp(`^  ${third.name}: \\S+ -> \\S+ \\(it joined the group after that deploy, with no release before it: copied from (${first.name}|${second.name})\\)$`, 'm'));
+  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v0"]', '["v0"]', '["v0"]']);
+  assert.deepEqual((await groupStatus()).json.drifted, [], 'one release everywhere');
+  await untilBalancer(allHealthy, 'every droplet healthy after the rollback');
+});
+
 test('each droplet answers /__plumb/health on port 80 with every API it serves', async () => {
   for (const d of members) {
     const health = await httpGet(`http://${d.ipv4}/__plumb/health`);
@@ -273,7 +296,7 @@ test('lb https: bad input and a domain not on DigitalOcean DNS change nothing; t
 
   const secure = await viaBalancer('https', '/sum/version');
   assert.equal(secure.status, 200, secure.body);
-  assert.equal(secure.body, '["v1"]');
+  assert.equal(secure.body, '["v0"]');
   const plain = await viaBalancer('http', '/sum/version?x=1');
   assert.ok(plain.status === 301 || plain.status === 308, `http answers a permanent redirect, not ${plain.status}`);
   assert.equal(plain.location, `https://${DOMAIN}/sum/version?x=1`);
@@ -355,10 +378,17 @@ test("a group deploy while a droplet is off leaves it drifted, flagged by status
   const [first, second, third] = members;
   assert.ok(first && second && third);
   const api = clientFor(lab);
-  const v5 = await apiDir(sumApi('v5'));
-  const deployed = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP]);
-  assert.equal(deployed.exitCode, 1, deployed.stdout);
-  assert.match(deployed.stdout, new RegExp(`${third.name}: FAILED`));
+  const v5 = await apiDir(sumApi('v5', PROTO_ENDPOINT));
+  // Its mark of the group's last deploy cannot be read, so the deploy could not be numbered safely: nothing is deployed.
+  const refused = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP]);
+  assert.equal(refused.exitCode, 3, refused.stderr);
+  assert.match(refused.stderr, new RegExp(`^plumb: a droplet of group ${GROUP} could not be asked: ${third.name} .*nothing was deployed`, 'm'));
+  assert.match(refused.stderr, /--skip-unreachable/);
+  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4)], ['["v4"]', '["v4"]']);
+  const deployed = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP, '--skip-unreachable']);
+  assert.equal(deployed.exitCode, 0, deployed.stderr);
+  assert.match(deployed.stdout, new RegExp(`except ${third.name} \\(could not be asked\\)`));
+  assert.match(deployed.stdout, new RegExp(`^  ${third.name}: SKIPPED, could not be asked`, 'm'));
   assert.equal(await waitAction(api, (await api.droplet.powerOnDroplet({ droplet_id: third.id })).data.action.id), 'completed');
   // Back on, it serves what it served before the deploy, so the balancer counts it healthy: only plumb can tell.
   await untilBalancer(allHealthy, `${third.name} healthy again`);
@@ -391,6 +421,45 @@ test("a group deploy while a droplet is off leaves it drifted, flagged by status
   const again = await user.plumb(['group', 'sync', GROUP]);
   assert.equal(again.exitCode, 0, again.stderr);
   assert.match(again.stdout, /already runs the group's current release/);
+
+  // A client that reaches a droplet directly cannot make the API believe it came over https.
+  for (const m of members) {
+    const direct = await fetch(`http://${m.ipv4}/sum/proto`, { headers: { 'x-forwarded-proto': 'https' }, signal: AbortSignal.timeout(ANSWER_MS) });
+    assert.equal(await direct.text(), '["http"]', `${m.name} passed a client's X-Forwarded-Proto on`);
+  }
+});
+
+test('lb https --off takes HTTPS off the balancer; lb destroy removes the certificate and the DNS record plumb made, and keeps the user\'s own', async () => {
+  const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
+  const certificates = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
+  const records = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
+  // HTTPS with the redirect again (the certificate is reused), then off.
+  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
+  assert.ok([301, 308].includes((await viaBalancer('http', '/sum/version')).status), 'http redirects to https');
+  const both = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--off']);
+  assert.equal(both.exitCode, 2, both.stderr);
+  const off = await user.plumb(['lb', 'https', GROUP, '--off']);
+  assert.equal(off.exitCode, 0, off.stderr);
+  assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
+  const plain = await balancer();
+  assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
+  assert.deepEqual(await certificates(), []);
+  assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
+  await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
+  assert.deepEqual(await records(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
+  assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
+
+  // HTTPS again (a new certificate), and the user's own record and certificate in the same zone.
+  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
+  assert.equal((await doApi('POST', `/domains/${ZONE}/records`, { type: 'A', name: 'www', data: '192.0.2.10' })).status, 201);
+  assert.equal((await doApi('POST', '/certificates', { name: 'mine', type: 'lets_encrypt', dns_names: [`www.${ZONE}`] })).status, 201);
+  const destroyed = await user.plumb(['lb', 'destroy', GROUP, '--yes']);
+  assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+  assert.match(destroyed.stdout, new RegExp(`^destroyed load balancer plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}\\n  removed DNS record ${DOMAIN.replaceAll('.', '\\.')} A ${balancerIp.replaceAll('.', '\\.')}$`));
+  assert.deepEqual(await certificates(), ['mine']);
+  assert.deepEqual(await records(), ['www 192.0.2.10']);
+  assert.match((await user.plumb(['lb'])).stdout, /no load balancers/);
+  for (const m of members) assert.equal((await httpGet(`http://${m.ipv4}/sum/version`, ANSWER_MS)).status, 200, 'the droplets stay');
 });
 
 test('remove --group takes the API off every droplet', async () => {

@@ -113,7 +113,7 @@ const lbIdOf = (body: unknown): string => {
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEtyuG2RYz076Fwx82E3zwNmi4ES9vLvUtNCQ34BrfLm lab@plumb';
 
 /** Every operation the stand-in implements, each with a path that reaches an existing resource. */
-function operations(ids: { droplet: number; action: number; key: number; lb: string; certificate: string; domain: string }): Call[] {
+function operations(ids: { droplet: number; action: number; key: number; lb: string; certificate: string; domain: string; record: number }): Call[] {
   const rule = { entry_protocol: 'tcp', entry_port: 8443, target_protocol: 'tcp', target_port: 8443 };
   return [
     { method: 'GET', path: '/certificates' },
@@ -126,6 +126,7 @@ function operations(ids: { droplet: number; action: number; key: number; lb: str
     { method: 'DELETE', path: `/domains/${ids.domain}` },
     { method: 'GET', path: `/domains/${ids.domain}/records` },
     { method: 'POST', path: `/domains/${ids.domain}/records`, body: { type: 'A', name: 'www', data: '192.0.2.1' } },
+    { method: 'DELETE', path: `/domains/${ids.domain}/records/${ids.record}` },
     { method: 'GET', path: '/load_balancers' },
     { method: 'POST', path: '/load_balancers', body: lbRequest },
     { method: 'GET', path: `/load_balancers/${ids.lb}` },
@@ -222,8 +223,13 @@ test('contract: successful answers of every implemented endpoint match the spec'
   await conforms({ method: 'GET', path: '/domains/example.com' }, 200);
   await conforms({ method: 'GET', path: '/domains?per_page=1' }, 200);
   await conforms({ method: 'POST', path: '/domains/example.com/records', body: { type: 'A', name: 'api', data: '192.0.2.2' } }, 201);
-  const records = (await conforms({ method: 'GET', path: '/domains/example.com/records' }, 200)) as { domain_records: { type: string; name: string; data: string }[] };
+  const records = (await conforms({ method: 'GET', path: '/domains/example.com/records' }, 200)) as { domain_records: { id: number; type: string; name: string; data: string }[] };
   assert.ok(records.domain_records.some((r) => r.type === 'A' && r.name === 'api' && r.data === '192.0.2.2'));
+  const apex = records.domain_records.find((r) => r.type === 'A' && r.name === '@');
+  assert.ok(apex, 'the zone was made with an apex A record');
+  await conforms({ method: 'DELETE', path: `/domains/example.com/records/${apex.id}` }, 204);
+  const left = (await conforms({ method: 'GET', path: '/domains/example.com/records' }, 200)) as { domain_records: { id: number }[] };
+  assert.ok(!left.domain_records.some((r) => r.id === apex.id), 'the deleted record is gone');
   const created = (await conforms({ method: 'POST', path: '/certificates', body: { name: 'api-cert', type: 'lets_encrypt', dns_names: ['api.example.com'] } }, 201)) as { certificate: { id: string; state: string } };
   assert.equal(created.certificate.state, 'pending', 'a Let\'s Encrypt certificate starts pending');
   const certId = created.certificate.id;
@@ -262,10 +268,11 @@ test('contract: 401, 429, 500 and 503 answers of every implemented endpoint matc
   const lb = lbIdOf((await call({ method: 'POST', path: '/load_balancers', body: { ...lbRequest, tag: undefined, droplet_ids: [droplet] } })).body);
   const domain = 'faults.example';
   await call({ method: 'POST', path: '/domains', body: { name: domain } });
+  const record = ((await call({ method: 'POST', path: `/domains/${domain}/records`, body: { type: 'A', name: 'api', data: '192.0.2.1' } })).body as { domain_record: { id: number } }).domain_record.id;
   const certificate = ((await call({ method: 'POST', path: '/certificates', body: { name: 'faults', type: 'lets_encrypt', dns_names: [domain] } })).body as { certificate: { id: string } }).certificate.id;
   const machineCalls = machines.calls.length;
 
-  for (const request of operations({ droplet, action: actionId, key, lb, certificate, domain })) {
+  for (const request of operations({ droplet, action: actionId, key, lb, certificate, domain, record })) {
     await conforms({ ...request, token: 'wrong' }, 401);
     await conforms({ ...request, token: null }, 401);
     for (const status of [429, 500, 503] as const) {
@@ -301,6 +308,7 @@ test('contract: 404 and 422 answers match the spec', async () => {
     { method: 'DELETE', path: '/domains/never.example' },
     { method: 'GET', path: '/domains/never.example/records' },
     { method: 'POST', path: '/domains/never.example/records', body: { type: 'A', name: 'www', data: '192.0.2.1' } },
+    { method: 'DELETE', path: '/domains/never.example/records/1' },
   ]) {
     await conforms(request, 404);
   }
@@ -370,6 +378,7 @@ test('contract: every implemented operation was checked for success, 401 and 429
     'DELETE /v2/domains/{domain_name}': '204',
     'GET /v2/domains/{domain_name}/records': '200',
     'POST /v2/domains/{domain_name}/records': '201',
+    'DELETE /v2/domains/{domain_name}/records/{domain_record_id}': '204',
   };
   for (const [operation, success] of Object.entries(expected)) {
     const statuses = [...(checked.get(operation) ?? [])].sort();

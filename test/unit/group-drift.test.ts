@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { ApiStatus, StatusResult } from '@plumb/shared';
 import { groupApis } from '@plumb/controller/commands/group-ops';
-import { topGeneration } from '@plumb/controller/commands/group';
+import { nextGeneration, topGeneration } from '@plumb/controller/commands/group';
+import { GroupGenerations } from '@plumb/controller/local/group-generations';
 import type { DropletStatus } from '@plumb/controller/commands/status';
 import type { KnownDroplet } from '@plumb/controller/local/droplets-state';
 import { releaseDigest } from '@plumb/agent/bundle/delta';
@@ -74,6 +78,34 @@ test('group drift: agents from before digests are compared by nothing but the so
 test('group generation: the highest mark of this group any member holds; another group\'s marks do not count', () => {
   assert.equal(topGeneration('web', [undefined, api('r', NEW, '', deployed(3, null, 'r')), api('r', NEW, '', { name: 'other', generation: 9, kind: 'deploy', from: null, to: 'r' })]), 3);
   assert.equal(topGeneration('web', [undefined, api('r', NEW, '')]), 0);
+});
+
+test('group generation: a member that cannot be asked stops a group deploy, as it may hold a higher mark than the others; told to go on, the deploy takes one more than any mark seen or given here', async () => {
+  const [a, b, c] = [member(1), member(2), member(3)];
+  // c took generation 6 alone (that deploy failed on the next member) and is now off: the others hold 5.
+  const statuses = [serving(a, [api('r', NEW, '', deployed(5, 'q', 'r'))]), serving(b, [api('r', NEW, '', deployed(5, 'q', 'r'))]), { droplet: c.name, address: c.ipv4, error: 'connect ECONNREFUSED', code: 'AGENT_UNREACHABLE' as const }];
+  assert.throws(() => nextGeneration('web', 'sum', [a, b, c], statuses, { skipUnreachable: false, recorded: 0 }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'GROUP_MEMBER_UNREACHABLE');
+    assert.match(err.message, /web-3 \(connect ECONNREFUSED\).*nothing was deployed/);
+    return true;
+  });
+  // This controller gave 6: the next is 7, not a second 6 beside c's.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-gen-'));
+  try {
+    const generations = GroupGenerations.in(dir);
+    assert.equal(await generations.highest('web', 'sum'), 0);
+    await generations.raise('web', 'sum', 6);
+    await generations.raise('web', 'sum', 4);
+    const recorded = await GroupGenerations.in(dir).highest('web', 'sum');
+    assert.equal(recorded, 6, 'raised, never lowered, and kept on disk');
+    const next = nextGeneration('web', 'sum', [a, b, c], statuses, { skipUnreachable: true, recorded });
+    assert.equal(next.generation, 7);
+    assert.deepEqual(next.unreachable.map((d) => d.name), ['web-3']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  // Every member answers: one more than the highest mark, whatever this controller recorded.
+  assert.equal(nextGeneration('web', 'sum', [a, b], statuses.slice(0, 2), { skipUnreachable: false, recorded: 2 }).generation, 6);
 });
 
 test("release digest: the same files give the same digest in any order; a changed byte or mode bit changes it", () => {

@@ -6,7 +6,7 @@ import type { DomainRecord, DomainRecordEntry, Store } from './store.js';
 
 /**
  * A minimal /v2/domains: zones "on DigitalOcean DNS" (create, get, list, delete) and their records
- * (list, create). It is what a `lets_encrypt` certificate is checked against; the lab serves no
+ * (list, create, delete). It is what a `lets_encrypt` certificate is checked against; the lab serves no
  * DNS from it (tests reach a balancer by its address).
  */
 
@@ -75,6 +75,14 @@ export function domainRoutes(store: Store): Router {
     if (typeof body.name !== 'string' || body.name === '') throw unprocessable('Name is invalid');
     if (typeof body.data !== 'string' || (type === 'A' && !isIPv4(body.data))) throw unprocessable('Data needs to be a valid IP address');
     res.status(201).json({ domain_record: renderRecord(addRecord(domain, type, body.name, body.data)) });
+  });
+
+  router.delete('/:name/records/:id', (req, res) => {
+    const domain = existing(req.params.name);
+    const at = domain.records.findIndex((r) => String(r.id) === req.params.id);
+    if (at < 0) throw notFound();
+    domain.records.splice(at, 1);
+    res.status(204).set('content-type', 'application/json; charset=utf-8').end();
   });
   return router;
 }

@@ -55,14 +55,15 @@ export function register(program: Command) {
     .addOption(binaryRepoFlag())
     .addOption(dropletFlag())
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
-    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL)))
-    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, ...o }) =>
+    .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL))
+    .option('--skip-unreachable', 'with --group: deploy to the droplets that answer, leaving out one that cannot be asked (else nothing is deployed)'))
+    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, skipUnreachable, ...o }) =>
       output(
         { json, quiet },
         async (ctx): Promise<DeployOutcome | GroupDeployResult> => {
           const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
           const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
-          if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, ...(parallel === undefined ? {} : { parallel }) }, ctx);
+          if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, skipUnreachable: skipUnreachable === true, ...(parallel === undefined ? {} : { parallel }) }, ctx);
           return (await import('../commands/deploy.js')).deploy(opts, ctx);
         },
         text,

@@ -1,5 +1,5 @@
 import type { Command } from '@commander-js/extra-typings';
-import { range } from '@plumb/shared/core';
+import { range, ValidationError } from '@plumb/shared/core';
 import { confirm } from './confirm.js';
 import { collect, outputFlags, wholeNumber, yesFlag } from './flags.js';
 import { helpFooter } from './help.js';
@@ -55,20 +55,30 @@ export function register(program: Command) {
     .argument('<group>', 'the group whose balancer gets HTTPS')
     .description("HTTPS on the group's balancer: a DigitalOcean-managed Let's Encrypt certificate (the domain's zone must be on DigitalOcean DNS), port 443, and http redirected to https")
     .option('-d, --domain <domain>', 'a name the group answers to (repeatable; its zone must be on DigitalOcean DNS)', collect, [] as string[])
-    .option('--no-redirect', 'keep answering plain http on port 80'))
-    .action((group, { json, quiet, domain, redirect }) =>
-      output(
-        { json, quiet },
-        async (ctx) => (await import('../commands/lb-https.js')).lbHttps({ group, domains: domain, redirect }, ctx),
-        async (r) => (await import('../commands/lb-https.js')).lbHttpsText(r),
-      ),
+    .option('--no-redirect', 'keep answering plain http on port 80')
+    .option('--off', 'take HTTPS off again: the 443 rule, the redirect and the certificate plumb made go (the A records stay)'))
+    .action((group, { json, quiet, domain, redirect, off }) =>
+      off === true
+        ? output(
+            { json, quiet },
+            async (ctx) => {
+              if (domain.length > 0) throw new ValidationError('give --domain or --off, not both', `plumb lb https ${group} --off`);
+              return (await import('../commands/lb-https.js')).lbHttpsOff(group, ctx);
+            },
+            async (r) => (await import('../commands/lb-https.js')).lbHttpsOffText(r),
+          )
+        : output(
+            { json, quiet },
+            async (ctx) => (await import('../commands/lb-https.js')).lbHttps({ group, domains: domain, redirect }, ctx),
+            async (r) => (await import('../commands/lb-https.js')).lbHttpsText(r),
+          ),
     );
-  helpFooter(https, ['plumb lb https web --domain api.example.com', 'plumb lb https web -d example.com -d www.example.com --no-redirect'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
+  helpFooter(https, ['plumb lb https web --domain api.example.com', 'plumb lb https web -d example.com -d www.example.com --no-redirect', 'plumb lb https web --off'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);
 
   const destroy = outputFlags(lb
     .command('destroy')
     .argument('<group>', 'the group whose balancer goes')
-    .description("delete the group's load balancer (the droplets stay)")
+    .description("delete the group's load balancer, and the certificates and DNS records `plumb lb https` made for it (the droplets stay)")
     .addOption(yesFlag()))
     .action((group, o) =>
       output(
@@ -77,7 +87,7 @@ export function register(program: Command) {
           await confirm(o, `destroy the load balancer of ${group}`, `Destroy the load balancer of group ${group}? Its address stops answering (the droplets stay). [y/N]`);
           return (await import('../commands/lb.js')).lbDestroy(group, ctx);
         },
-        (r) => `destroyed load balancer ${r.name} (${r.id}); the droplets of group ${r.group} stay`,
+        async (r) => (await import('../commands/lb.js')).lbDestroyText(r),
       ),
     );
   helpFooter(destroy, ['plumb lb destroy web', 'plumb lb destroy web --yes'], ['DIGITALOCEAN_ACCESS_TOKEN', 'PLUMB_DIGITALOCEAN_API_URL']);

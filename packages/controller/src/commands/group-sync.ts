@@ -84,14 +84,15 @@ const deployMark = (mark: GroupMark | null): GroupChange | undefined => (mark?.k
  * run the group's current release of an API (one that was off during a group deploy, or that joined
  * later) gets it, copied from the member that runs it, agent to agent through this controller on
  * the authenticated sockets, so the laptop need not have the API's directory any more. Each copy is
- * a normal deploy on its droplet (health gate, zero-downtime switch). `only`: these droplets alone.
+ * a normal deploy on its droplet (health gate, zero-downtime switch). `only`: these droplets alone;
+ * `api`: that API alone.
  */
-export async function syncGroup(group: string, opts: { only?: number[] }, ctx: Context): Promise<SyncResult> {
+export async function syncGroup(group: string, opts: { only?: number[]; api?: string }, ctx: Context): Promise<SyncResult> {
   const started = Date.now();
   const members = await groupMembers(group, ctx);
   const statuses = await status({ members, remember: false }, ctx);
   const apis: SyncedApi[] = [];
-  for (const api of groupApis(group, members, statuses)) {
+  for (const api of groupApis(group, members, statuses).filter((a) => opts.api === undefined || a.name === opts.api)) {
     const targets = api.members.filter((m) => (m.state === 'drift' || m.state === 'missing') && (opts.only === undefined || opts.only.includes(m.id)));
     if (targets.length === 0) continue;
     ctx.progress({ step: `copying ${api.name} from ${api.source.droplet} to ${targets.map((t) => t.droplet).join(', ')}` });

@@ -10,7 +10,8 @@ import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type Dep
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { rollback } from './api.js';
 import { syncGroup, type SyncResult } from './group-sync.js';
-import { status } from './status.js';
+import { status, type DropletStatus } from './status.js';
+import { GroupGenerations } from '../local/group-generations.js';
 
 const groupName = (group: string) => checkInput(GroupName, group, 'group name');
 
@@ -59,11 +60,16 @@ export async function groupMembers(group: string, ctx: Context): Promise<KnownDr
 export interface MemberOutcome {
   droplet: string;
   id: number;
-  outcome: 'updated' | 'failed' | 'untouched';
+  /** skipped: it could not be asked, and the deploy was told to go on without it (--skip-unreachable). */
+  outcome: 'updated' | 'failed' | 'untouched' | 'skipped';
   /** The live release before, and now. */
   from: string | null;
   release: string | null;
-  /** Why it failed; with the droplet's last log lines when the droplet said (the R process's, for a failed start). */
+  /** The droplet's own time for its deploy, as its agent measured it (the controller's and the network's share is the rest). */
+  tookMs?: number;
+  /** It had no release before the group deploy a rollback undid (it joined later): the release the others went back to was copied to it from this member. */
+  copiedFrom?: string;
+  /** Why it failed or was skipped; with the droplet's last log lines when the droplet said (the R process's, for a failed start). */
   error?: { code: string; message: string; log: string[] };
 }
 
@@ -82,15 +88,35 @@ async function liveOn(droplet: KnownDroplet, name: string, ctx: Context): Promis
   return withAgent(ctx, String(droplet.id), ({ connection }) => connection.request<ReleasesResult>({ type: 'releases', name })).then(liveRelease, () => null);
 }
 
+// Not a look by the user: the events stay new for their next `plumb status`.
+const memberStatuses = (members: KnownDroplet[], ctx: Context) => status({ members, remember: false }, ctx);
+
 /** Each member's API `name` as its agent reports it (undefined: not served, or the member could not be asked). */
-async function apiOnMembers(members: KnownDroplet[], name: string, ctx: Context): Promise<(ApiStatus | undefined)[]> {
-  // Not a look by the user: the events stay new for their next `plumb status`.
-  const statuses = await status({ members, remember: false }, ctx);
-  return statuses.map((s) => s.status?.apis.find((a) => a.name === name));
-}
+const apiOf = (statuses: DropletStatus[], name: string) => statuses.map((s) => s.status?.apis.find((a) => a.name === name));
 
 /** The newest group generation of an API any member holds (0: none), from the marks the agents keep. */
 export const topGeneration = (group: string, apis: (ApiStatus | undefined)[]) => Math.max(0, ...apis.map((a) => (a?.group?.name === group ? a.group.generation : 0)));
+
+/**
+ * The generation of a new group deploy: one more than any mark a member holds and than this
+ * controller last gave the API (`recorded`). It must be new: two deploys sharing one would leave
+ * "the group's current release" to the tie rule. A member that cannot be asked may hold a higher
+ * mark (another controller's deploy that reached it alone), so plumb refuses unless told to go on
+ * without it (`skipUnreachable`); then only another controller's deploy can still tie.
+ */
+export function nextGeneration(group: string, api: string, members: KnownDroplet[], statuses: DropletStatus[], opts: { skipUnreachable: boolean; recorded: number }): { generation: number; unreachable: KnownDroplet[] } {
+  const unreachable = members.filter((_, i) => !statuses[i]?.status);
+  // Going on without every member is a deploy to none.
+  if (unreachable.length > 0 && (!opts.skipUnreachable || unreachable.length === members.length)) {
+    const why = unreachable.map((d) => `${d.name} (${statuses[members.indexOf(d)]?.error ?? 'no answer'})`).join(', ');
+    throw new PlumbError(
+      'GROUP_MEMBER_UNREACHABLE',
+      `${unreachable.length === 1 ? 'a droplet' : 'droplets'} of group ${group} could not be asked: ${why}; nothing was deployed (its mark of the group's last deploy is needed to number this one)`,
+      `bring it back and deploy again, or add --skip-unreachable to deploy to the others (it then drifts until \`plumb group sync ${group}\`)`,
+    );
+  }
+  return { generation: Math.max(topGeneration(group, apiOf(statuses, api)), opts.recorded) + 1, unreachable };
+}
 
 /** Runs `work` on the members `parallel` at a time, wave after wave; stops after the first wave with a failure. */
 async function inWaves(members: KnownDroplet[], parallel: number, work: (d: KnownDroplet) => Promise<MemberOutcome>): Promise<MemberOutcome[]> {
@@ -114,29 +140,37 @@ const failure = (err: unknown) => ({ code: err instanceof PlumbError ? err.code 
  * has droplets serving. The first failure stops the rollout: the result says which droplets run
  * which release, and `rollback --group` undoes what this deploy changed.
  */
-export async function deployGroup(opts: DeployOptions & { group: string; parallel?: number }, ctx: Context): Promise<GroupDeployResult> {
+export async function deployGroup(opts: DeployOptions & { group: string; parallel?: number; skipUnreachable?: boolean }, ctx: Context): Promise<GroupDeployResult> {
   const started = Date.now();
   const { name } = checkDeployOptions(opts);
   const parallel = checkInput(wholeNumber(GROUP_PARALLEL.min, GROUP_PARALLEL.max), opts.parallel ?? 1, '--parallel');
   const members = await groupMembers(opts.group, ctx);
   const bundle = await prepareBundle(opts, ctx, true);
-  // One more than any member holds: the agents keep it, so "the newest group deploy" needs no clock.
-  const before = await apiOnMembers(members, name, ctx);
-  const group = { name: opts.group, generation: topGeneration(opts.group, before) + 1 };
+  // Numbered from the marks the agents keep, so "the newest group deploy" needs no clock.
+  const statuses = await memberStatuses(members, ctx);
+  const generations = GroupGenerations.in(ctx.configDir);
+  const { generation, unreachable } = nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded: await generations.highest(opts.group, name) });
+  const group = { name: opts.group, generation };
+  // Only a convenience against repeats (the marks are the record): a config dir that cannot be written must not stop the deploy.
+  await generations.raise(opts.group, name, generation).catch(() => {});
   // What each member ran before, from the same status round: no `releases` request per member.
+  const before = apiOf(statuses, name);
   const liveBefore = new Map(members.map((d, i) => [d.id, before[i]?.release ?? null]));
   let first: DeployOutcome | undefined;
-  const droplets = await inWaves(members, parallel, async (droplet) => {
+  const reachable = members.filter((d) => !unreachable.includes(d));
+  const deployed = await inWaves(reachable, parallel, async (droplet) => {
     const from = liveBefore.get(droplet.id) ?? null;
     try {
       const result = await deploy({ ...opts, droplet: String(droplet.id), groupChange: group }, ctx, bundle);
       first ??= result;
-      return { droplet: droplet.name, id: droplet.id, outcome: 'updated', from, release: result.release };
+      return { droplet: droplet.name, id: droplet.id, outcome: 'updated', from, release: result.release, tookMs: result.tookMs };
     } catch (err) {
       return { droplet: droplet.name, id: droplet.id, outcome: 'failed', from, release: await liveOn(droplet, name, ctx), error: failure(err) };
     }
   });
-  return { name, group: opts.group, ok: droplets.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
+  const skipped = unreachable.map((d): MemberOutcome => ({ droplet: d.name, id: d.id, outcome: 'skipped', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: statuses[members.indexOf(d)]?.error ?? 'no answer', log: [] } }));
+  const droplets = members.map((d) => [...deployed, ...skipped].find((o) => o.id === d.id)).filter((o): o is MemberOutcome => o !== undefined);
+  return { name, group: opts.group, ok: deployed.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
 }
 
 /**
@@ -152,42 +186,71 @@ export async function rollbackGroup(name: string, opts: { group: string; wait?: 
   const api = checkInput(ApiName, name, 'API name');
   const group = groupName(opts.group);
   const members = await groupMembers(group, ctx);
-  const apis = await apiOnMembers(members, api, ctx);
+  const apis = apiOf(await memberStatuses(members, ctx), api);
   const top = topGeneration(group, apis);
   // Only members still on what that deploy put there: one changed by hand since is left as it is.
   const undo = (a: ApiStatus | undefined) => a?.group?.name === group && a.group.generation === top && a.group.kind === 'deploy' && a.release === a.group.to;
   if (top === 0 || !apis.some(undo)) {
     throw new PlumbError('GROUP_NO_DEPLOY', `no group deploy of ${api} to ${group} to undo (its droplets hold no such mark, or it was undone already)`, `roll droplets back one by one: \`plumb rollback ${api} --droplet NAME --to RELEASE\` (\`plumb releases ${api} --droplet NAME\` lists them)`);
   }
-  const droplets: MemberOutcome[] = [];
+  // A member that joined after that deploy got its release by `group sync`, with nothing before it
+  // (`from: null`): it has no release to go back to. It gets the one the others go back to, copied
+  // from one of them once they are back, so the group ends on one release.
+  const joined = members.filter((_, i) => undo(apis[i]) && apis[i]?.group?.from === null);
+  if (joined.length === members.filter((_, i) => undo(apis[i])).length) {
+    throw new PlumbError('GROUP_NO_DEPLOY', `the group's last deploy of ${api} to ${group} was the first release of ${api} on every droplet it reached: there is no earlier release to go back to`, `deploy the release you want (\`plumb deploy DIR --name ${api} --group ${group}\`), or take ${api} off with \`plumb remove ${api} --group ${group}\``);
+  }
+  const outcomes = new Map<number, MemberOutcome>();
+  let ok = true;
   for (const [i, droplet] of members.entries()) {
     const mark = apis[i]?.group;
-    if (!undo(apis[i]) || !mark) {
-      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'untouched', from: null, release: apis[i]?.release ?? null });
+    if (!undo(apis[i]) || !mark?.from || !ok) {
+      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'untouched', from: null, release: apis[i]?.release ?? null });
       continue;
     }
     try {
-      const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, group: { name: group, generation: top }, ...(mark.from ? { to: mark.from } : {}) }, ctx);
-      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'updated', from: result.from, release: result.to });
+      const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, group: { name: group, generation: top }, to: mark.from }, ctx);
+      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'updated', from: result.from, release: result.to, tookMs: result.tookMs });
     } catch (err) {
-      droplets.push({ droplet: droplet.name, id: droplet.id, outcome: 'failed', from: mark.to, release: await liveOn(droplet, api, ctx), error: failure(err) });
-      break;
+      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'failed', from: mark.to, release: await liveOn(droplet, api, ctx), error: failure(err) });
+      ok = false;
     }
   }
-  const ok = droplets.every((d) => d.outcome !== 'failed');
-  return { name: api, group, ok, droplets, tookMs: Date.now() - started };
+  if (ok && joined.length > 0) {
+    for (const synced of await catchUp(group, api, joined, ctx)) outcomes.set(synced.id, synced);
+  }
+  const droplets = members.flatMap((d) => outcomes.get(d.id) ?? []);
+  return { name: api, group, ok: droplets.every((d) => d.outcome !== 'failed'), droplets, tookMs: Date.now() - started };
+}
+
+/** The members that joined after an undone deploy, given the group's release again (group sync, this API only). */
+async function catchUp(group: string, api: string, joined: KnownDroplet[], ctx: Context): Promise<MemberOutcome[]> {
+  const synced = await syncGroup(group, { only: joined.map((d) => d.id), api }, ctx);
+  const copied = synced.apis.find((a) => a.name === api);
+  return joined.map((d): MemberOutcome => {
+    const done = copied?.droplets.find((o) => o.id === d.id);
+    if (done) return { ...done, copiedFrom: copied?.source ?? '' };
+    if (synced.unreachable.includes(d.name)) return { droplet: d.name, id: d.id, outcome: 'failed', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: 'could not be asked to take the release the others went back to', log: [] } };
+    // Already on that release's content.
+    return { droplet: d.name, id: d.id, outcome: 'untouched', from: null, release: null };
+  });
 }
 
 export function groupText(r: GroupDeployResult, verb: string): string {
   const lines = r.droplets.map((d) => {
     const where = d.release ?? 'no release';
-    if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}`;
+    if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}${d.copiedFrom ? ` (it joined the group after that deploy, with no release before it: copied from ${d.copiedFrom})` : ''}`;
+    if (d.outcome === 'skipped') return `  ${d.droplet}: SKIPPED, could not be asked (${d.error?.message ?? '?'}); \`plumb group sync ${r.group}\` once it is back`;
     if (d.outcome === 'failed') return [`  ${d.droplet}: FAILED (${d.error?.message ?? '?'}); runs ${where}`, ...(d.error?.log ?? []).map((l) => `      ${terminalSafe(l)}`)].join('\n');
     return `  ${d.droplet}: untouched; runs ${d.release ?? 'what it ran before'}`;
   });
-  const head = r.ok
-    ? `${verb} ${r.name} on every droplet of group ${r.group} (${r.droplets.length}) in ${(r.tookMs / 1000).toFixed(1)} s`
-    : `${verb} ${r.name} on group ${r.group} stopped at the first failure: the droplets run different releases`;
+  const skipped = r.droplets.filter((d) => d.outcome === 'skipped').map((d) => d.droplet);
+  const took = `${(r.tookMs / 1000).toFixed(1)} s`;
+  const head = !r.ok
+    ? `${verb} ${r.name} on group ${r.group} stopped at the first failure: the droplets run different releases`
+    : skipped.length > 0
+      ? `${verb} ${r.name} on group ${r.group} in ${took}, except ${skipped.join(', ')} (could not be asked): the droplets run different releases`
+      : `${verb} ${r.name} on every droplet of group ${r.group} (${r.droplets.length}) in ${took}`;
   const tail = r.ok ? [] : [`  \`plumb rollback ${r.name} --group ${r.group}\` puts back what each droplet ran before`];
   return [head, ...lines, ...tail].join('\n');
 }

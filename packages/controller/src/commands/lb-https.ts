@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { checkInput, DomainName, GroupName, HTTPS_MAX_DOMAINS, LB_CERTIFICATE_TIMEOUT_MS, PlumbError, pollUntil } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv, type Certificate, type DigitalOcean } from '../digitalocean/client.js';
-import { balancerName, findBalancer, lbView, type LbView } from './lb.js';
+import { balancerName, certificateName, findBalancer, lbView, removedLines, removeGroupCertificates, type LbView, type Removed } from './lb.js';
 
 const POLL_MS = 2000;
 const HTTPS_PORT = 443;
@@ -43,9 +42,6 @@ function place(domains: string[], zones: string[]): Placement[] {
     return { domain, zone, recordName: domain === zone ? '@' : domain.slice(0, -(zone.length + 1)) };
   });
 }
-
-/** The certificate plumb makes for these names: one per group and set of names, so a rerun finds it. */
-const certificateName = (group: string, domains: string[]) => `plumb-${group}-${createHash('sha256').update([...domains].sort().join(',')).digest('hex').slice(0, 10)}`;
 
 async function waitVerified(api: DigitalOcean, cert: Certificate): Promise<Certificate> {
   const issued = await pollUntil(
@@ -114,6 +110,42 @@ export async function lbHttps(opts: LbHttpsOptions, ctx: Context): Promise<LbHtt
     redirect: opts.redirect,
   };
 }
+
+export interface LbHttpsOffResult {
+  group: string;
+  name: string;
+  ip: string;
+  /** false: the balancer had no 443 rule and no redirect, and nothing was changed. */
+  changed: boolean;
+  removed: Removed;
+}
+
+/**
+ * `plumb lb https G --off`: the balancer forwards port 80 only again. Its 443 rule and the redirect
+ * go, and so does the certificate plumb made for that rule: one no rule uses would only sit in the
+ * account (and `plumb lb https` makes a new one within minutes). The domains' A records stay: they
+ * still reach the balancer, over http.
+ */
+export async function lbHttpsOff(group: string, ctx: Context): Promise<LbHttpsOffResult> {
+  const checked = checkInput(GroupName, group, 'group name');
+  const api = fromEnv(ctx.env);
+  const lb = await findBalancer(api, checked);
+  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${checked} has no load balancer`, '`plumb lb` lists them');
+  const removed: Removed = { certificates: [], records: [], left: [] };
+  const https = lb.forwardingRules.filter((r) => r.entry_port === HTTPS_PORT);
+  if (https.length === 0 && !lb.redirectHttpToHttps) return { group: checked, name: lb.name, ip: lb.ip, changed: false, removed };
+  ctx.progress({ step: `removing the ${HTTPS_PORT} rule and the redirect from ${lb.name}` });
+  await api.updateLoadBalancerRules(lb.id, lb.forwardingRules.filter((r) => r.entry_port !== HTTPS_PORT), false);
+  const used = new Set(https.flatMap((r) => (r.certificate_id ? [r.certificate_id] : [])));
+  if (used.size > 0) await removeGroupCertificates(api, checked, removed, used);
+  ctx.progress({ step: 'done', done: true });
+  return { group: checked, name: lb.name, ip: lb.ip, changed: true, removed };
+}
+
+export const lbHttpsOffText = (r: LbHttpsOffResult) =>
+  r.changed
+    ? [`HTTPS is off on ${r.name} (${r.ip}): port 80 serves plain http again, port ${HTTPS_PORT} is closed`, ...removedLines(r.removed)].join('\n')
+    : `HTTPS was not on at ${r.name} (${r.ip}): nothing changed`;
 
 export function lbHttpsText(r: LbHttpsResult): string {
   return [

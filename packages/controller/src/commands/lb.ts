@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, pollUntil, wholeNumber } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean/client.js';
@@ -29,6 +30,58 @@ export interface LbView {
 
 /** The balancer plumb makes for group NAME is named plumb-NAME: how it is found again, with no local state. */
 export const balancerName = (group: string) => `plumb-${group}`;
+
+/**
+ * The certificates `plumb lb https` makes for group G are named plumb-G-HASH (HASH: 10 hex digits of
+ * the sorted names), so they are found again, and told from the user's own, with no local state.
+ */
+export const certificateName = (group: string, domains: string[]) => `plumb-${group}-${createHash('sha256').update([...domains].sort().join(',')).digest('hex').slice(0, 10)}`;
+export const isGroupCertificate = (group: string, name: string) => name.startsWith(`plumb-${group}-`) && /^[0-9a-f]{10}$/.test(name.slice(`plumb-${group}-`.length));
+
+/** What a clean-up removed, and what it could not (with why): the rest of it went on. */
+export interface Removed {
+  certificates: string[];
+  records: string[];
+  left: string[];
+}
+
+/** Deletes one thing a clean-up found; a failure is noted and the clean-up goes on. */
+async function attempt(what: string, list: string[], left: string[], work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+    list.push(what);
+  } catch (err) {
+    left.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** The group's certificates that plumb made (all of them, or those with these ids), deleted. */
+export async function removeGroupCertificates(api: DigitalOcean, group: string, removed: Removed, only?: Set<string>): Promise<void> {
+  for (const cert of await api.listCertificates()) {
+    if (isGroupCertificate(group, cert.name) && (only === undefined || only.has(cert.id))) await attempt(cert.name, removed.certificates, removed.left, () => api.deleteCertificate(cert.id));
+  }
+}
+
+/**
+ * Every A record in the account's zones that points at `ip`, deleted: once the balancer is gone its
+ * address goes back to DigitalOcean's pool, and a name left pointing there would reach whoever gets it next.
+ */
+async function removeRecordsTo(api: DigitalOcean, ip: string, removed: Removed): Promise<void> {
+  if (ip === '') return;
+  for (const zone of await api.listDomains()) {
+    for (const record of (await api.listDomainRecords(zone)).filter((r) => r.type === 'A' && r.data === ip)) {
+      await attempt(`${record.name === '@' ? zone : `${record.name}.${zone}`} A ${ip}`, removed.records, removed.left, () => api.deleteDomainRecord(zone, record.id));
+    }
+  }
+}
+
+export function removedLines(r: Removed): string[] {
+  return [
+    ...r.certificates.map((c) => `  removed certificate ${c}`),
+    ...r.records.map((d) => `  removed DNS record ${d}`),
+    ...r.left.map((l) => `  NOT removed: ${l} (remove it in the control panel)`),
+  ];
+}
 
 export async function findBalancer(api: DigitalOcean, group: string): Promise<LoadBalancer | undefined> {
   return (await api.listLoadBalancers()).find((lb) => lb.name === balancerName(group));
@@ -99,14 +152,32 @@ export async function lbList(opts: { group?: string }, ctx: Context): Promise<Lb
   return Promise.all(wanted.map((lb) => lbView(api, lb.tag.slice(groupTag('').length), lb)));
 }
 
-export async function lbDestroy(group: string, ctx: Context): Promise<{ group: string; id: string; name: string }> {
+export interface LbDestroyResult {
+  group: string;
+  id: string;
+  name: string;
+  /** What `plumb lb https` had made for it: its certificates and the A records to its address. */
+  removed: Removed;
+}
+
+/**
+ * Deletes the group's balancer, then what `plumb lb https` made for it: the certificates named
+ * plumb-G-HASH and the A records pointing at its address (the user's other certificates and
+ * records stay). The certificates go after the balancer, which holds them while it lives.
+ */
+export async function lbDestroy(group: string, ctx: Context): Promise<LbDestroyResult> {
   const checked = checkInput(GroupName, group, 'group name');
   const api = fromEnv(ctx.env);
   const lb = await findBalancer(api, checked);
   if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${checked} has no load balancer`, '`plumb lb` lists them');
   await api.deleteLoadBalancer(lb.id);
-  return { group: checked, id: lb.id, name: lb.name };
+  const removed: Removed = { certificates: [], records: [], left: [] };
+  await removeGroupCertificates(api, checked, removed);
+  await removeRecordsTo(api, lb.ip, removed);
+  return { group: checked, id: lb.id, name: lb.name, removed };
 }
+
+export const lbDestroyText = (r: LbDestroyResult) => [`destroyed load balancer ${r.name} (${r.id}); the droplets of group ${r.group} stay`, ...removedLines(r.removed)].join('\n');
 
 export function lbText(rows: LbView[]): string {
   if (rows.length === 0) return 'no load balancers (create one with `plumb lb create GROUP`)';

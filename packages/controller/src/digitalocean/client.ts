@@ -366,6 +366,10 @@ export class DigitalOcean {
     return data.domain_record;
   }
 
+  async deleteDomainRecord(zone: string, id: number): Promise<void> {
+    await this.call({ what: `record ${id} of ${zone}` }, () => this.httpClient().delete(`/domains/${encodeURIComponent(zone)}/records/${id}`));
+  }
+
   async listCertificates(): Promise<Certificate[]> {
     return this.listAll({ what: 'certificates' }, async (page, per_page) => {
       const { data } = await this.httpClient().get<{ certificates: Certificate[]; links?: Page<unknown>['links'] }>('/certificates', { params: { page, per_page } });
@@ -377,6 +381,10 @@ export class DigitalOcean {
   async createLetsEncryptCertificate(name: string, dnsNames: string[]): Promise<Certificate> {
     const { data } = await this.call({ what: `certificate ${name}` }, () => this.httpClient().post<{ certificate: Certificate }>('/certificates', { name, type: 'lets_encrypt', dns_names: dnsNames }));
     return data.certificate;
+  }
+
+  async deleteCertificate(id: string): Promise<void> {
+    await this.call({ what: `certificate ${id}` }, () => this.httpClient().delete(`/certificates/${encodeURIComponent(id)}`));
   }
 
   async getCertificate(id: string): Promise<Certificate> {
