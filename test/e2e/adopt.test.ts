@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { EXIT, LEGACY_APIS_MAX } from '@plumb/shared';
+import { AGENT_PACKAGE_MAX_BYTES, EXIT, LEGACY_APIS_MAX, PlumbError } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitActive } from './helpers.js';
 import { startLoad, type LoadReport } from './load.js';
-import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, rawUpload, type PlumbUser } from './plumb.js';
 
 /**
  * `plumb adopt`: lab droplets made WITHOUT plumb's user-data, only with an SSH key (as a user's
@@ -175,6 +175,17 @@ describe('an adopted host is a plumb droplet', () => {
     const again = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum']);
     assert.equal(again.exitCode, 0, again.stderr);
     assert.equal(await answerOf(`http://${web.address}/sum/version`, '["v2"]'), '["v2"]', await on(web, ['sh', '-c', 'ufw status; nft list ruleset | head -80']));
+    assert.equal((await user.plumb(['status'])).exitCode, 0);
+  });
+
+  test(`an agent package over ${AGENT_PACKAGE_MAX_BYTES / 1024 / 1024} MiB is refused as it arrives; one of that size is read whole (and refused for its sha512); nothing is installed`, async () => {
+    const versions = () => on(web, ['ls', '-A', '/opt/plumb-agent/versions']);
+    const before = await versions();
+    const upgrade = { type: 'upgrade', version: '999.0.0', sha512: '0'.repeat(128), force: false } as const;
+    const refusedWith = (code: string) => (err: unknown) => err instanceof PlumbError && err.code === code;
+    await assert.rejects(rawUpload(user, web.address, upgrade, zeros(AGENT_PACKAGE_MAX_BYTES)), refusedWith('AGENT_PACKAGE_INTEGRITY'));
+    await assert.rejects(rawUpload(user, web.address, upgrade, zeros(AGENT_PACKAGE_MAX_BYTES + 1)), refusedWith('AGENT_PACKAGE_TOO_LARGE'));
+    assert.equal(await versions(), before);
     assert.equal((await user.plumb(['status'])).exitCode, 0);
   });
 
@@ -420,6 +431,11 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     assert.equal(await answerOf(`http://${other.address}/sum/version`, '["v2"]'), '["v2"]');
   });
 });
+
+/** `bytes` zero bytes, a MiB at a time. */
+async function* zeros(bytes: number): AsyncIterable<Buffer> {
+  for (let left = bytes; left > 0; left -= 1024 * 1024) yield Buffer.alloc(Math.min(left, 1024 * 1024));
+}
 
 /** The body at `url`, tried up to three times for `want` (5 s each): runs under a load average of 24-28 saw a single try go unanswered. */
 async function answerOf(url: string, want: string): Promise<string> {
