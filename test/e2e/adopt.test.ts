@@ -382,7 +382,8 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     await legacySsh(doRemoveApi('tally'));
     const uninstalled = await user.plumb(['uninstall', 'old', '--yes']);
     if (uninstalled.exitCode !== 0) throw new Error(uninstalled.stderr);
-    await waitFor(async () => (await on(other, ['sh', '-c', 'ls /opt/plumb-agent 2>&1; true'])).startsWith('ls:'));
+    // Gone once the agent and its identity are: the uninstall's own unit removes them one after the other.
+    await waitFor(async () => (await on(other, ['sh', '-c', 'test -e /opt/plumb-agent || test -e /var/lib/plumb/tls; echo $?'])) === '1');
     adopted = await adopt(other.address, '--yes', '--import', '--name', 'old');
     load = await running.stop();
   });
