@@ -6,7 +6,8 @@
 #                                     FORWARD 1 when do_forward() sends / to it
 #   plumb-adopt code NAME BASE64      (--import) that API's files, /var/plumber/NAME, as a gzip tar
 #   plumb-adopt droplet ID            DigitalOcean's metadata service says this host is droplet ID
-# and stops with nothing changed when there is a refusal (or any, for the OS and an agent already there).
+# and stops with nothing changed when there is a refusal (or any, for the OS, an agent a controller
+# drives already, too many old APIs, and --group on a host that is not a DigitalOcean droplet).
 
 plumb_say() { echo "plumb-adopt $*"; }
 plumb_refusals=0
@@ -19,7 +20,14 @@ case "$plumb_os" in
     plumb_say refuse ADOPT_UNSUPPORTED_OS "the host runs ${plumb_os#*:*:}; plumb supports Debian 13 (trixie) only"
     exit 0 ;;
 esac
-if [ -e /opt/plumb-agent/current ]; then
+# The agent forgets its enrolment secret at the first authenticated socket: one that still holds it
+# was never driven by any controller. That is what an adopt cut short leaves (the SSH session or
+# the controller gone between the agent's install and its enrolment), and it is replaced below.
+plumb_config=/etc/plumb-agent/config.json
+plumb_half_done=0
+if [ -f "$plumb_config" ] && grep -q '"enrolmentSecret"' "$plumb_config"; then
+  plumb_half_done=1
+elif [ -e /opt/plumb-agent/current ]; then
   plumb_say refuse ADOPT_ALREADY "the host already has a plumb agent (/opt/plumb-agent)"
   exit 0
 fi
@@ -99,10 +107,26 @@ fi
 # `plumb uninstall` leaves its APIs serving, with the state a new agent takes them over from.
 if [ -n "$plumb_var_other" ] && [ -f /var/lib/plumb/state.json ]; then
   plumb_var_other=
-  plumb_say change "the APIs plumb uninstall left in /var/plumber are the new agent's (from /var/lib/plumb/state.json)"
+  grep -q '^  "apis": {}' /var/lib/plumb/state.json ||
+    plumb_say change "the APIs plumb uninstall left in /var/plumber are the new agent's (from /var/lib/plumb/state.json)"
 fi
+# After a half-done adopt it is the one that adopt made (or one its check let it keep).
+[ "$plumb_half_done" = 1 ] && plumb_var_other=
 plumb_var_listed=${plumb_var_other#/var/plumber}
 [ -n "$plumb_var_other" ] && plumb_refuse ADOPT_CLASH "/var/plumber exists${plumb_var_listed:+ with$plumb_var_listed}: plumb keeps its APIs there"
+
+# A DigitalOcean droplet knows its id from the metadata service (root only once plumb's filter is
+# on: APIs never reach it); anywhere else nothing answers there within the short wait.
+plumb_droplet_id=
+if command -v curl >/dev/null 2>&1; then
+  plumb_droplet_id=$(curl -fsS --max-time "$PLUMB_METADATA_TIMEOUT_S" http://169.254.169.254/metadata/v1/id 2>/dev/null || true)
+  case "$plumb_droplet_id" in ''|*[!0-9]*) plumb_droplet_id= ;; *) plumb_say droplet "$plumb_droplet_id" ;; esac
+fi
+# Groups are DigitalOcean tags: a host that is not a droplet cannot join one (--force does not lift it).
+if [ "$PLUMB_GROUP" = 1 ] && [ -z "$plumb_droplet_id" ]; then
+  plumb_say refuse INVALID_INPUT "--group tags a DigitalOcean droplet, and this host is none (its metadata service did not answer)"
+  exit 0
+fi
 
 if [ "$plumb_refusals" -gt 0 ]; then
   [ "$PLUMB_FORCE" = 1 ] || exit 0
@@ -115,6 +139,18 @@ if [ "$plumb_refusals" -gt 0 ]; then
   [ -n "${plumb_other_rules:-}" ] && plumb_say change "ufw: incoming now denied by default; kept the rules $plumb_other_rules"
   [ -n "$plumb_var_other" ] && plumb_say change "/var/plumber kept as it is; plumb adds its APIs beside what is there"
 fi
+if [ "$plumb_half_done" = 1 ]; then
+  # Its bootstrap may still wait for a package with the old secret, and its agent holds the port:
+  # both go, so the bootstrap below starts afresh with this adopt's config. Its TLS key stays.
+  systemctl stop plumb-bootstrap.service plumb-agent.service >/dev/null 2>&1 || true
+  systemctl disable plumb-agent.service >/dev/null 2>&1 || true
+  rm -rf /opt/plumb-agent /usr/local/bin/plumb-agent
+  # An enrolment whose answer never arrived marked the state enrolled: it is enrolled afresh.
+  for plumb_state in /var/lib/plumb/state.json /var/lib/plumb/state.json.backup; do
+    if [ -f "$plumb_state" ]; then sed -i 's/^\(  "enrolledAt": \)"[^"]*"/\1null/' "$plumb_state"; fi
+  done
+  plumb_say change "the agent an adopt cut short left here (installed, never enrolled) is replaced"
+fi
 if ! ufw status 2>/dev/null | grep -q '^Status: active' || ! ufw status verbose 2>/dev/null | grep -q 'deny (incoming)'; then
   plumb_say change "ufw: on, incoming denied by default except SSH (22), HTTP (80) and the agent ($PLUMB_AGENT_PORT)"
 fi
@@ -122,12 +158,7 @@ for plumb_name in $plumb_legacy_apis; do
   plumb_forward=0
   grep -Eqs "return +[0-9]+ +/$plumb_name/?;" /etc/nginx/sites-available/plumber-apis/_forward.conf && plumb_forward=1
   plumb_say import "$plumb_name" "$plumb_forward"
-  plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" -czf - . | base64 -w0)"
+  # Without what a plumb release of the same name left there (an import rolled back, an uninstall).
+  plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" --exclude=./releases --exclude=./current -czf - . | base64 -w0)"
 done
-# A DigitalOcean droplet knows its id from the metadata service (root only once plumb's filter is
-# on: APIs never reach it); anywhere else nothing answers there within the short wait.
-if command -v curl >/dev/null 2>&1; then
-  plumb_droplet_id=$(curl -fsS --max-time "$PLUMB_METADATA_TIMEOUT_S" http://169.254.169.254/metadata/v1/id 2>/dev/null || true)
-  case "$plumb_droplet_id" in ''|*[!0-9]*) ;; *) plumb_say droplet "$plumb_droplet_id" ;; esac
-fi
 plumb_say checked

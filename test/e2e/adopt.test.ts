@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { EXIT, LEGACY_APIS_MAX } from '@plumb/shared';
+import { AGENT_PACKAGE_MAX_BYTES, EXIT, LEGACY_APIS_MAX, PlumbError } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitActive } from './helpers.js';
 import { startLoad, type LoadReport } from './load.js';
-import { plumbUser, type PlumbUser } from './plumb.js';
+import { PLUMB_CLI, plumbUser, rawUpload, type PlumbUser } from './plumb.js';
 
 /**
  * `plumb adopt`: lab droplets made WITHOUT plumb's user-data, only with an SSH key (as a user's
@@ -27,9 +27,28 @@ const web = { id: 0, address: '' };
 const other = { id: 0, address: '' };
 
 const on = (d: { id: number }, argv: string[]) => lab.droplet(d.id).exec(argv);
-const adoptAs = (env: Record<string, string>, address: string, ...flags: string[]) =>
-  user.plumb(['adopt', `root@${address}`, '--ssh-key', path.join(sshDir, 'id_ed25519'), ...flags], { env: { PLUMB_SSH_CONFIG: path.join(sshDir, 'config'), ...env } });
+/** `plumb adopt root@ADDRESS` with the test's key, and the environment pointing plumb's ssh at the test's known_hosts. */
+const adoptArgs = (address: string, flags: string[]) => ['adopt', `root@${address}`, '--ssh-key', path.join(sshDir, 'id_ed25519'), ...flags];
+const sshEnv = () => ({ PLUMB_SSH_CONFIG: path.join(sshDir, 'config') });
+const adoptAs = (env: Record<string, string>, address: string, ...flags: string[]) => user.plumb(adoptArgs(address, flags), { env: { ...sshEnv(), ...env } });
 const adopt = (address: string, ...flags: string[]) => adoptAs({}, address, ...flags);
+/**
+ * `plumb adopt` killed, as a dropped connection or a Ctrl-C ends it, once its progress shows the
+ * agent package installed on the host and not yet enrolled (the bootstrap then starts the agent
+ * on its own).
+ */
+async function adoptCutBeforeEnrolment(address: string, ...flags: string[]): Promise<void> {
+  const installed = /\] (waiting for cloud-init to install node|starting the agent)\n/;
+  const run = execa(process.execPath, [PLUMB_CLI, ...adoptArgs(address, flags)], { env: { ...user.env, ...sshEnv() }, reject: false, stdin: 'ignore', stdout: 'ignore', buffer: false });
+  let progress = '';
+  run.stderr?.on('data', (chunk: Buffer) => {
+    progress += chunk.toString('utf8');
+    if (installed.test(progress)) run.kill('SIGKILL');
+  });
+  const ended = await run;
+  assert.equal(ended.signal, 'SIGKILL', `adopt was not cut before enrolment:\n${progress}`);
+  assert.doesNotMatch(progress, /enrolling the agent/);
+}
 /** The droplet as the stand-in's API has it now (its tags), or undefined once it is gone. */
 const standinDroplet = (id: number) => clientFor(lab).droplet.getDroplet({ droplet_id: id }).then((r) => r.data.droplet, () => undefined);
 /** What a refused adopt must not have touched: plumb's files, user, packages and the host's own nginx sites. */
@@ -114,7 +133,7 @@ describe('an adopted host is a plumb droplet', () => {
 
   before(async () => {
     // The refused droplet becomes an old plumber one meanwhile (its apt install beside this one's).
-    legacyReady = legacySsh(doProvisionAndDeploy(sumApi('v1')['plumber.R'])).then(() => undefined, (err: Error) => err);
+    legacyReady = legacySsh(doProvisionAndDeploy(sumApi('v1')['plumber.R']) + doDeployApi('tally', 8001, TALLY_R)).then(() => undefined, (err: Error) => err);
     // No DigitalOcean token at first: the droplet is recognized by its metadata but cannot be tagged yet.
     adopted = await adoptAs({ DIGITALOCEAN_ACCESS_TOKEN: '' }, web.address, '--yes', '--force', '--name', 'web');
   });
@@ -159,11 +178,26 @@ describe('an adopted host is a plumb droplet', () => {
     assert.equal((await user.plumb(['status'])).exitCode, 0);
   });
 
+  test(`an agent package over ${AGENT_PACKAGE_MAX_BYTES / 1024 / 1024} MiB is refused as it arrives; one of that size is read whole (and refused for its sha512); nothing is installed`, async () => {
+    const versions = () => on(web, ['ls', '-A', '/opt/plumb-agent/versions']);
+    const before = await versions();
+    const upgrade = { type: 'upgrade', version: '999.0.0', sha512: '0'.repeat(128), force: false } as const;
+    const refusedWith = (code: string) => (err: unknown) => err instanceof PlumbError && err.code === code;
+    await assert.rejects(rawUpload(user, web.address, upgrade, zeros(AGENT_PACKAGE_MAX_BYTES)), refusedWith('AGENT_PACKAGE_INTEGRITY'));
+    await assert.rejects(rawUpload(user, web.address, upgrade, zeros(AGENT_PACKAGE_MAX_BYTES + 1)), refusedWith('AGENT_PACKAGE_TOO_LARGE'));
+    assert.equal(await versions(), before);
+    assert.equal((await user.plumb(['status'])).exitCode, 0);
+  });
+
   test('destroy refuses it untagged; adopt again with a token tags it (no SSH): listed as a droplet of its group', async () => {
     const destroyed = await user.plumb(['destroy', 'web', '--yes']);
     assert.equal(destroyed.exitCode, EXIT.usage);
     assert.match(destroyed.stderr, new RegExp(`^plumb: web is DigitalOcean droplet ${web.id}, adopted but never tagged for plumb: plumb does not destroy it\\n.*plumb adopt root@`, 'm'));
-    // SSH is closed by now: tagging needs only DigitalOcean's API.
+    // SSH is closed by now: tagging needs only DigitalOcean's API, and flags that need SSH are refused.
+    const idle = await adopt(web.address, '--import', '--force', '--group', 'edge');
+    assert.equal(idle.exitCode, EXIT.usage, idle.stderr);
+    assert.match(idle.stderr, new RegExp(`^plumb: web \\(${web.address.replaceAll('.', '\\.')}\\) is adopted already, so adopt now only tags it on DigitalOcean \\(no SSH\\) and --import, --force would do nothing; nothing was changed$`, 'm'));
+    assert.deepEqual((await standinDroplet(web.id))?.tags, []);
     const tagged = await adopt(web.address, '--group', 'edge');
     assert.equal(tagged.exitCode, 0, tagged.stderr);
     assert.match(tagged.stdout, new RegExp(`\\n {2}DigitalOcean droplet ${web.id}: tagged plumb`));
@@ -190,19 +224,27 @@ describe('an adopted host is a plumb droplet', () => {
     assert.match(uninstalled.stdout, /the agent is being removed from web .*its APIs keep serving/);
     await waitFor(async () => (await on(web, ['sh', '-c', 'systemctl is-active plumb-agent; ls /opt/plumb-agent 2>&1; true'])).startsWith('inactive\nls:'));
     assert.equal(await portOpen(web.address, 8731), false);
+    // Nothing is left that runs the agent's gone binary at boot; the table the APIs are reached by still loads.
+    assert.equal(await on(web, ['sh', '-c', 'ls /etc/systemd/system/plumb-routing.service /etc/systemd/system/*.wants/plumb-routing.service 2>/dev/null; systemctl is-enabled plumb-isolation.service; true']), 'enabled');
     assert.equal((await httpGet(`http://${web.address}/sum/version`, 5000)).body, '["v2"]');
     // Still tagged on DigitalOcean, so listed, but as another controller's (nothing here holds its pin).
     assert.deepEqual(JSON.parse((await user.plumb(['droplets', '--json'])).stdout).map((r: { name: string; foreign: boolean }) => [r.name, r.foreign]), [['web', true]]);
   });
 
-  test('after uninstall a restarted worker still serves; adopting again (no --force) takes its API over, tagged at once; destroy deletes the droplet', async () => {
+  test('after uninstall a restarted worker still serves; an adopt cut between the agent\'s install and its enrolment, run again (no --force), takes its API over, tagged at once; destroy deletes the droplet', async () => {
     // Its env file and the nftables map outlive the agent.
     await on(web, ['sh', '-c', "systemctl restart 'plumber-sum@*.service'"]);
     await waitFor(async () => (await httpGet(`http://${web.address}/sum/version`, 5000).catch(() => ({ body: '' }))).body === '["v2"]');
     // close-ssh closed SSH; its owner opens it again for the new adopt.
     await on(web, ['ufw', 'allow', '22/tcp']);
+    await adoptCutBeforeEnrolment(web.address, '--yes', '--name', 'web');
+    // What it left: the agent installed and started by the bootstrap, holding a secret no controller used.
+    await waitFor(async () => (await on(web, ['sh', '-c', 'systemctl is-active plumb-agent; true'])) === 'active');
+    assert.match(await on(web, ['cat', '/etc/plumb-agent/config.json']), /"enrolmentSecret"/);
     const again = await adopt(web.address, '--yes', '--name', 'web');
     assert.equal(again.exitCode, 0, again.stderr);
+    assert.match(again.stdout, /changed on the host:[\s\S]*\n {4}the agent an adopt cut short left here \(installed, never enrolled\) is replaced\n/);
+    assert.doesNotMatch(await on(web, ['cat', '/etc/plumb-agent/config.json']), /"enrolmentSecret"/);
     assert.match(again.stdout, /the APIs plumb uninstall left in \/var\/plumber are the new agent's/);
     assert.match((await user.plumb(['status'])).stdout, /sum/);
     assert.equal((await user.plumb(['releases', 'sum'])).exitCode, 0);
@@ -220,6 +262,16 @@ const legacySsh = (script: string) =>
   execa('ssh', ['-F', path.join(sshDir, 'config'), '-i', path.join(sshDir, 'id_ed25519'), '-o', 'StrictHostKeyChecking=accept-new', '-o', 'BatchMode=yes', `root@${other.address}`, '/bin/sh -s'], { input: script });
 /** plumber's old setup of the refused droplet, started while the other one is adopted; an error if it failed. */
 let legacyReady: Promise<Error | undefined> = Promise.resolve(new Error('the old plumber setup never started'));
+
+/**
+ * An old API that writes beside its code as it starts: root could, under its old unit; plumb's
+ * sandbox lets an API write only to its data/, so under plumb it never starts.
+ */
+const TALLY_R = `writeLines(format(Sys.time()), "/var/plumber/tally/started.txt")
+
+#* @get /count
+function() 1
+`;
 
 /**
  * plumber's do_provision() and do_deploy_api(droplet, "sum", dir, port = 8000, forward = TRUE), step
@@ -253,29 +305,7 @@ systemctl reload nginx
 ufw allow http >/dev/null
 ufw allow ssh >/dev/null
 ufw -f enable >/dev/null
-mkdir -p /var/plumber/sum
-printf %s '${Buffer.from(plumberR).toString('base64')}' | base64 -d > /var/plumber/sum/plumber.R
-cat > /etc/systemd/system/plumber-sum.service <<'END'
-[Unit]
-Description=Plumber API
-
-[Service]
-ExecStart=/usr/bin/Rscript -e "pr <- plumber::plumb('/var/plumber/sum/plumber.R');  pr$run(port=8000, swagger=FALSE)"
-Restart=on-abnormal
-WorkingDirectory=/var/plumber/sum/
-
-[Install]
-WantedBy=multi-user.target
-END
-systemctl daemon-reload
-systemctl start plumber-sum && sleep 1
-systemctl enable plumber-sum 2>/dev/null
-cat > /etc/nginx/sites-available/plumber-apis/sum.conf <<'END'
-location /sum/ {
-  proxy_pass http://localhost:8000/;
-  proxy_set_header Host $host;
-}
-END
+${doDeployApi('sum', 8000, plumberR)}
 cat > /etc/nginx/sites-available/plumber-apis/_forward.conf <<'END'
 location = / {
   return 307 /sum;
@@ -284,23 +314,95 @@ END
 systemctl reload nginx
 `;
 
+/** do_deploy_api(droplet, NAME, dir, port = PORT) on a droplet do_provision() set up. */
+const doDeployApi = (name: string, port: number, plumberR: string) => `
+mkdir -p /var/plumber/${name}
+printf %s '${Buffer.from(plumberR).toString('base64')}' | base64 -d > /var/plumber/${name}/plumber.R
+cat > /etc/systemd/system/plumber-${name}.service <<'END'
+[Unit]
+Description=Plumber API
+
+[Service]
+ExecStart=/usr/bin/Rscript -e "pr <- plumber::plumb('/var/plumber/${name}/plumber.R');  pr$run(port=${port}, swagger=FALSE)"
+Restart=on-abnormal
+WorkingDirectory=/var/plumber/${name}/
+
+[Install]
+WantedBy=multi-user.target
+END
+systemctl daemon-reload
+systemctl start plumber-${name} && sleep 1
+systemctl enable plumber-${name} 2>/dev/null
+cat > /etc/nginx/sites-available/plumber-apis/${name}.conf <<'END'
+location /${name}/ {
+  proxy_pass http://localhost:${port}/;
+  proxy_set_header Host $host;
+}
+END
+systemctl reload nginx
+`;
+
+/** do_remove_api(droplet, NAME, delete = TRUE): its unit, its location and its files go. */
+const doRemoveApi = (name: string) => `set -e
+systemctl disable --now plumber-${name} 2>/dev/null
+rm -rf /etc/systemd/system/plumber-${name}.service /etc/nginx/sites-available/plumber-apis/${name}.conf /var/plumber/${name}
+systemctl daemon-reload
+systemctl reload nginx
+`;
+
 describe("a droplet of plumber's do_provision(), adopted with --import (the refused droplet, Debian again)", () => {
+  let grouped: Awaited<ReturnType<typeof adopt>>;
+  let groupedChanged: { before: string; after: string };
+  let importCut: Awaited<ReturnType<typeof adopt>>;
+  let importLeft: { sum: string; tally: string; status: string };
   let adopted: Awaited<ReturnType<typeof adopt>>;
   let load: LoadReport;
 
   before(async () => {
     const failed = await legacyReady;
     if (failed) throw failed;
-    await waitFor(async () => (await httpGet(`http://${other.address}/sum/version`, 5000).catch(() => ({ body: '' }))).body === '["v1"]');
-    // Every answer must be the API's 200: a 404 or 502 while the port changes hands is a failure.
+    for (const [api, answer] of [['sum/version', '["v1"]'], ['tally/count', '[1]']]) {
+      await waitFor(async () => (await httpGet(`http://${other.address}/${api}`, 5000).catch(() => ({ body: '' }))).body === answer);
+    }
     // A server DigitalOcean did not make: nothing answers at its metadata address.
     lab.metadata.hide(other.id);
-    const running = startLoad(`http://${other.address}/sum/version`, { rps: 20, concurrency: 4, maxMs: 15 * 60_000, expectStatus: 200 });
+    const before = await untouched(other);
+    grouped = await adopt(other.address, '--yes', '--import', '--group', 'edge');
+    groupedChanged = { before, after: await untouched(other) };
+    // Every answer must be the API's 200: a 404 or 502 while the port changes hands is a failure.
+    const running = startLoad(`http://${other.address}/sum/version`, { rps: 20, concurrency: 4, maxMs: 25 * 60_000, expectStatus: 200 });
+    // tally does not start under plumb: the import stops there, and sum, imported before it, leaves plumb again.
+    importCut = await adopt(other.address, '--yes', '--import', '--name', 'old');
+    importLeft = {
+      sum: await httpGet(`http://${other.address}/sum/version`, 5000).then((r) => r.body, (err: Error) => err.message),
+      tally: await httpGet(`http://${other.address}/tally/count`, 5000).then((r) => r.body, (err: Error) => err.message),
+      status: (await user.plumb(['status', '--json'])).stdout,
+    };
+    // What its hint says: the old API fixed (here: taken off the old way), plumb uninstalled, adopt again.
+    await legacySsh(doRemoveApi('tally'));
+    const uninstalled = await user.plumb(['uninstall', 'old', '--yes']);
+    if (uninstalled.exitCode !== 0) throw new Error(uninstalled.stderr);
+    // Gone once the agent and its identity are: the uninstall's own unit removes them one after the other.
+    await waitFor(async () => (await on(other, ['sh', '-c', 'test -e /opt/plumb-agent || test -e /var/lib/plumb/tls; echo $?'])) === '1');
     adopted = await adopt(other.address, '--yes', '--import', '--name', 'old');
     load = await running.stop();
   });
 
-  test('the old API answers all through the adopt (0 failed requests), then is a plumb API whose first release is its code', async () => {
+  test('adopt --group of a host that is not a DigitalOcean droplet is refused before anything changes', () => {
+    assert.equal(grouped.exitCode, EXIT.usage, grouped.stderr);
+    assert.match(grouped.stderr, /^plumb: plumb did not take over .*: --group tags a DigitalOcean droplet, and this host is none \(its metadata service did not answer\); nothing was changed\n {2}adopt it without --group/m);
+    assert.equal(groupedChanged.after, groupedChanged.before);
+  });
+
+  test('an import whose API does not start under plumb changes nothing that serves: the old site serves every API, plumb none, and the error says so', () => {
+    assert.equal(importCut.exitCode, EXIT.failure, importCut.stderr);
+    assert.match(importCut.stderr, /importing tally failed: .*; nothing was switched: plumber's old site still serves every API as before; sum \(imported before it\) left plumb again\n {2}make tally start under plumb .*`plumb uninstall old --yes` and adopt again with --import/);
+    assert.equal(importLeft.sum, '["v1"]');
+    assert.equal(importLeft.tally, '[1]');
+    assert.deepEqual(JSON.parse(importLeft.status).map((d: { status: { apis: unknown[] } }) => d.status.apis), [[]]);
+  });
+
+  test('the old API answers all through the failed import and the adopt (0 failed requests), then is a plumb API whose first release is its code', async () => {
     assert.equal(adopted.exitCode, 0, adopted.stderr);
     assert.equal(load.failed, 0, load.failures.join('\n'));
     assert.ok(load.ok > 100, `only ${load.ok} requests answered`);
@@ -330,6 +432,11 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     assert.equal(await answerOf(`http://${other.address}/sum/version`, '["v2"]'), '["v2"]');
   });
 });
+
+/** `bytes` zero bytes, a MiB at a time. */
+async function* zeros(bytes: number): AsyncIterable<Buffer> {
+  for (let left = bytes; left > 0; left -= 1024 * 1024) yield Buffer.alloc(Math.min(left, 1024 * 1024));
+}
 
 /** The body at `url`, tried up to three times for `want` (5 s each): runs under a load average of 24-28 saw a single try go unanswered. */
 async function answerOf(url: string, want: string): Promise<string> {

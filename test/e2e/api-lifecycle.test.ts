@@ -6,15 +6,12 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
-import { AGENT_PORT, BUNDLE_MAX_BYTES } from '@plumb/shared';
-import { loadSigningKey } from '@plumb/controller/local/keys';
-import { tokenFor } from '@plumb/controller/agent/tokens';
+import { BUNDLE_MAX_BYTES } from '@plumb/shared';
 import { rawHeader, rawTar } from '../cases/raw-tar.js';
-import { AgentConnection } from '@plumb/controller/agent/client';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { agentAnswersAgain, PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, PLUMB_CLI, rawUpload, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -260,28 +257,7 @@ describe('remove', () => {
 });
 
 describe('hostile bundles, sent with a raw client (not the CLI)', () => {
-  async function rawDeploy(name: string, source: AsyncIterable<Buffer> | Buffer): Promise<unknown> {
-    const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ uuid: string; fingerprint: string }> };
-    const [droplet] = droplets;
-    assert.ok(droplet);
-    const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
-    const connection = await AgentConnection.open({ host: address, port: AGENT_PORT }, droplet.fingerprint, await tokenFor(key, droplet.uuid));
-    try {
-      const pending = connection.start({ type: 'deploy', name, path: `/${name}`, forward: false, env: {}, workers: 1, healthPath: null });
-      let bytes = 0;
-      let settled = false;
-      pending.result.then(() => (settled = true), () => (settled = true));
-      for await (const chunk of Buffer.isBuffer(source) ? [source] : source) {
-        if (settled) break;
-        bytes += chunk.length;
-        await connection.sendBinary(chunk);
-      }
-      if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
-      return await pending.result;
-    } finally {
-      connection.close();
-    }
-  }
+  const rawDeploy = (name: string, source: AsyncIterable<Buffer> | Buffer) => rawUpload(user, address, { type: 'deploy', name, path: `/${name}`, forward: false, env: {}, workers: 1, healthPath: null }, source);
 
   const hostile: Array<[string, Buffer, RegExp]> = [
     ['a ../ entry', gzipSync(rawTar([{ path: 'plumber.R', body: '1' }, { path: '../../../../tmp/plumb-escape', body: 'x' }])), /outside/],

@@ -1,10 +1,13 @@
-import { cp, mkdtemp } from 'node:fs/promises';
+import { cp, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { execa } from 'execa';
-import { pollUntil } from '@plumb/shared';
+import { AGENT_PORT, pollUntil } from '@plumb/shared';
+import { AgentConnection, type RequestBody } from '@plumb/controller/agent/client';
+import { tokenFor } from '@plumb/controller/agent/tokens';
+import { loadSigningKey } from '@plumb/controller/local/keys';
 import { startLab, type Lab, type LabOptions } from '../lab/lab.js';
 
 /** The real `plumb` binary, run as a user would, pointed at the lab by configuration only. */
@@ -121,4 +124,32 @@ export async function apiStatus(user: PlumbUser, name: string): Promise<ApiStatu
   const status = await user.plumb(['status', '--json']);
   const rows = JSON.parse(status.stdout) as Array<{ status: { apis: ApiStatusRow[] } }>;
   return rows[0]?.status.apis.find((a) => a.name === name);
+}
+
+/**
+ * A request with an upload (a deploy's bundle, an upgrade's package) sent by a raw client, not the
+ * CLI, to the user's droplet at `address`: `source` as binary frames (as fast as the agent reads),
+ * then `upload-end`; resolves with the agent's answer, rejects with its error.
+ */
+export async function rawUpload(user: PlumbUser, address: string, request: RequestBody, source: AsyncIterable<Buffer> | Buffer): Promise<unknown> {
+  const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ ipv4: string; uuid: string; fingerprint: string }> };
+  const droplet = droplets.find((d) => d.ipv4 === address);
+  if (!droplet) throw new Error(`the user knows no droplet at ${address}`);
+  const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
+  const connection = await AgentConnection.open({ host: address, port: AGENT_PORT }, droplet.fingerprint, await tokenFor(key, droplet.uuid));
+  try {
+    const pending = connection.start(request);
+    let bytes = 0;
+    let settled = false;
+    pending.result.then(() => (settled = true), () => (settled = true));
+    for await (const chunk of Buffer.isBuffer(source) ? [source] : source) {
+      if (settled) break;
+      bytes += chunk.length;
+      await connection.sendBinary(chunk);
+    }
+    if (!settled) connection.notify({ type: 'upload-end', id: pending.id, bytes });
+    return await pending.result;
+  } finally {
+    connection.close();
+  }
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { CommandUnknownOpts } from '@commander-js/extra-typings';
-import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PROVISION_MAX, HEALTH_TIMEOUT_SECONDS, HTTPS_MAX_DOMAINS, KEEP_RELEASES, parseWholeNumber, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from '@plumb/shared';
+import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PARALLEL, GROUP_PROVISION_MAX, HEALTH_TIMEOUT_SECONDS, HTTPS_MAX_DOMAINS, KEEP_RELEASES, parseWholeNumber, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from '@plumb/shared';
 import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
 import { plumbProgram } from '@plumb/controller/cli/program';
@@ -155,6 +155,8 @@ describe('limits a user meets on the command line: one past is refused before an
       () => `plumb: at most ${HTTPS_MAX_DOMAINS} domains per certificate\n  give fewer --domain\n`],
     [`plumb provision --group makes at most ${GROUP_PROVISION_MAX} droplets`, (n) => ['provision', '--group', 'web', '--count', String(n)], () => undefined, GROUP_PROVISION_MAX, noToken,
       (n) => `plumb: invalid --count "${n}": a whole number from 1 to ${GROUP_PROVISION_MAX}\n  see \`plumb provision --help\`\n`],
+    [`plumb deploy --group runs at most ${GROUP_PARALLEL.max} droplets at a time`, (n) => ['deploy', path.join(REPO, 'packages/controller/examples/hello'), '--name', 'hello', '--group', 'web', '--parallel', String(n)], () => undefined, GROUP_PARALLEL.max, noToken,
+      (n) => `plumb: invalid --parallel "${n}": a whole number from ${GROUP_PARALLEL.min} to ${GROUP_PARALLEL.max}\n  see \`plumb deploy --help\`\n`],
     [`plumb secrets set takes a value of at most ${ENV_VALUE_MAX_CHARS} characters`, () => ['secrets', 'set', 'hello', 'TOKEN'], (n) => value(n), ENV_VALUE_MAX_CHARS, noDroplet,
       () => `plumb: invalid secret TOKEN value: an environment value is at most ${ENV_VALUE_MAX_CHARS} characters\n  an environment value is one line: put multi-line text in a file the API reads\n`],
   ];

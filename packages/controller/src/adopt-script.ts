@@ -24,6 +24,8 @@ export interface AdoptScriptInput {
   force: boolean;
   /** Take over plumber's old do_deploy_api() APIs: the check lists them and sends their files. */
   import?: boolean;
+  /** `--group` was given: a host that is not a DigitalOcean droplet is refused before anything changes. */
+  group?: boolean;
 }
 
 /** POSIX sh single quotes: nothing inside is special. */
@@ -37,6 +39,7 @@ export function renderAdoptScript(input: AdoptScriptInput): string {
     `PLUMB_AGENT_PORT=${input.agentPort}`,
     `PLUMB_FORCE=${input.force ? 1 : 0}`,
     `PLUMB_IMPORT=${input.import === true ? 1 : 0}`,
+    `PLUMB_GROUP=${input.group === true ? 1 : 0}`,
     `PLUMB_METADATA_TIMEOUT_S=${ADOPT_METADATA_TIMEOUT_S}`,
     `PLUMB_LEGACY_APIS_MAX=${LEGACY_APIS_MAX}`,
     check,

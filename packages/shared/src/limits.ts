@@ -3,10 +3,12 @@
  *
  * Each limit a user or an attacker can reach has a test (a unit test, or an e2e test against the
  * lab) that goes one past it the way they would, by the constant's name (grep it under test/),
- * and gets the clean error. Not yet: the agent package's bytes, extracted bytes and entries
- * (enforced by the upload and extractBundle, whose bundle limits bundle.test.ts crosses), and
- * what a hostile server answers the controller (AGENT_HTTP_BODY_MAX_BYTES,
- * ACME_DIRECTORY_MAX_BYTES: enforced as the body arrives). The waits, intervals and ports are
+ * and gets the clean error; what a hostile server answers the controller (AGENT_HTTP_BODY_MAX_BYTES,
+ * ACME_DIRECTORY_MAX_BYTES) is crossed in test/unit/limits.test.ts, and the ranges of ranges.ts
+ * (GROUP_PARALLEL among them) in cli.test.ts, and AGENT_PACKAGE_MAX_BYTES over a real agent's
+ * socket in adopt.test.ts. Not yet: the agent package's extracted bytes and entries (enforced by
+ * extractBundle, whose bundle limits bundle.test.ts crosses), and SPARE_HANDOVER_MAX_BYTES (only
+ * a waiting spare meets it: r-packages.test.ts's droplet). The waits, intervals and ports are
  * plumb's own pacing and layout, which no input moves past: e2e tests run them.
  */
 

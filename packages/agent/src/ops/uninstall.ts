@@ -1,11 +1,17 @@
+import path from 'node:path';
 import { AGENT_PORT, type UninstallResult } from '@plumb/shared';
 import { execa } from 'execa';
 import { log } from '../log.js';
 import { agentPaths } from '../paths.js';
+import { layout } from '../system/layout.js';
 import type { OpContext } from './context.js';
 
-/** Everything plumb's agent brought to the host (the bootstrap's and the agent's files, its config and identity). */
-const AGENT_FILES = ['/opt/plumb-agent', '/usr/local/bin/plumb-agent', '/usr/local/sbin/plumb-bootstrap', '/etc/systemd/system/plumb-agent.service'];
+/**
+ * Everything plumb's agent brought to the host (the bootstrap's and the agent's files, its config
+ * and identity), and plumb-routing.service, which runs the agent at boot. plumb-isolation.service
+ * stays: it runs only nft, and loads the table the APIs left behind are kept apart and reached by.
+ */
+const AGENT_FILES = ['/opt/plumb-agent', '/usr/local/bin/plumb-agent', '/usr/local/sbin/plumb-bootstrap', '/etc/systemd/system/plumb-agent.service', layout.routingUnit];
 
 /**
  * What of the agent's state directory the APIs left behind still need: their workers' env files
@@ -29,6 +35,8 @@ export function uninstall(afterAnswer: (work: () => void) => void, ctx: Pick<OpC
   const script = [
     `ufw delete allow ${AGENT_PORT}/tcp || true`,
     'systemctl disable --now plumb-agent.service || true',
+    // Apart: one unit systemctl does not know (no API ever deployed) would fail the whole command.
+    `systemctl disable ${path.basename(layout.routingUnit)} || true`,
     `rm -rf ${removed.map((p) => `'${p}'`).join(' ')}`,
     `find '${stateDir}' -mindepth 1 -maxdepth 1 ${keep} -exec rm -rf {} +`,
     'systemctl daemon-reload',

@@ -26,7 +26,7 @@ import {
   type RetireLegacyResult,
 } from '@plumb/shared';
 import { withAgent } from '../agent/connect.js';
-import { AgentConnection } from '../agent/client.js';
+import { AgentConnection, RemoteError } from '../agent/client.js';
 import { agentPackage } from '../agent/package.js';
 import { tokenFor } from '../agent/tokens.js';
 import { renderAdoptScript } from '../adopt-script.js';
@@ -95,14 +95,18 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   const started = Date.now();
   const host = TARGET.exec(opts.target)?.[1]?.replace(/^\[(.*)\]$/, '$1');
   if (host === undefined) throw new PlumbError('ADOPT_TARGET', `"${opts.target}" is not root@HOST`, 'plumb installs as root: plumb adopt root@203.0.113.7 (or root@server.example.com)');
-  const name = opts.name ?? (DropletName.safeParse(host).success ? host : `adopted-${randomBytes(3).toString('hex')}`);
-  checkInput(DropletName, name, 'droplet name');
   if (opts.sshKey !== undefined) await access(opts.sshKey).catch(() => { throw new ValidationError(`no SSH key file at ${opts.sshKey}`, 'give the private key file, e.g. --ssh-key ~/.ssh/id_ed25519'); });
   if (opts.group !== undefined) checkInput(GroupName, opts.group, 'group name');
   const known = await ctx.droplets.list();
   const untagged = known.find((d) => d.ipv4 === host && d.external && d.id > 0 && d.fingerprint !== null);
   if (untagged) return tagAgain(untagged, opts, ctx, started);
-  if (known.some((d) => d.name === name || d.ipv4 === host)) throw new ValidationError(`plumb already knows a droplet named ${name} or at ${host}`, 'choose another --name, or `plumb forget` the old one');
+  // An adopt of this host cut short before its agent was enrolled: this one takes its place (and
+  // adopt-check.sh replaces the agent it left, which no controller ever drove).
+  const halfDone = known.find((d) => d.ipv4 === host && d.external === true && d.fingerprint === null);
+  const name = opts.name ?? halfDone?.name ?? (DropletName.safeParse(host).success ? host : `adopted-${randomBytes(3).toString('hex')}`);
+  checkInput(DropletName, name, 'droplet name');
+  const others = known.filter((d) => d !== halfDone);
+  if (others.some((d) => d.name === name || d.ipv4 === host)) throw new ValidationError(`plumb already knows a droplet named ${name} or at ${host}`, 'choose another --name, or `plumb forget` the old one');
 
   const key = await loadOrCreateSigningKey(ctx.configDir);
   const dropletUuid = randomUUID();
@@ -114,9 +118,9 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
   });
 
   ctx.progress({ step: `installing plumb's base on ${host} over SSH`, detail: 'R, plumber, nginx, ufw, certbot' });
-  const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false, import: opts.import ?? false }), ctx);
+  const report = await runOverSsh(host, opts, renderAdoptScript({ base, agentPort: AGENT_PORT, force: opts.force ?? false, import: opts.import ?? false, group: opts.group !== undefined }), ctx);
 
-  if (report.dropletId !== undefined && known.some((d) => d.id === report.dropletId)) throw new ValidationError(`plumb already knows DigitalOcean droplet ${report.dropletId} (${host}) under another address; plumb's base is installed on ${host} but its agent was not enrolled`, 'see `plumb droplets`; `plumb forget` the old record, then adopt again with --force');
+  if (report.dropletId !== undefined && others.some((d) => d.id === report.dropletId)) throw new ValidationError(`plumb already knows DigitalOcean droplet ${report.dropletId} (${host}) under another address; plumb's base is installed on ${host} but its agent was not enrolled`, 'see `plumb droplets`; `plumb forget` the old record, then adopt again with --force');
   // External until it is tagged, so a failure before then says `forget`, never `destroy`, for a server the user had.
   const record: KnownDroplet = {
     name,
@@ -130,6 +134,7 @@ export async function adopt(opts: AdoptOptions, ctx: Context): Promise<AdoptResu
     createdAt: new Date().toISOString(),
     external: true,
   };
+  if (halfDone) await ctx.droplets.forget(halfDone.id);
   await ctx.droplets.save(record);
   await installAndEnrol(record, enrolmentSecret, pkg, key, ctx);
   const imported = await importLegacy(record, report.imports, ctx);
@@ -152,6 +157,10 @@ async function summary(record: KnownDroplet, parts: Pick<AdoptResult, 'changes' 
 
 /** Adopt of a host adopted before as a DigitalOcean droplet that was not tagged then: only the tagging, no SSH. */
 async function tagAgain(record: KnownDroplet, opts: AdoptOptions, ctx: Context, started: number): Promise<AdoptResult> {
+  const idle = [opts.import && '--import', opts.force && '--force', opts.name !== undefined && opts.name !== record.name && '--name'].filter((f): f is string => typeof f === 'string');
+  if (idle.length > 0) {
+    throw new ValidationError(`${record.name} (${record.ipv4}) is adopted already, so adopt now only tags it on DigitalOcean (no SSH) and ${idle.join(', ')} would do nothing; nothing was changed`, `run it without ${idle.join(', ')}; \`plumb deploy\` adds APIs to it`);
+  }
   const digitalOcean = await recognize(record, opts, ctx);
   if (!digitalOcean.tagged) throw new PlumbError('ADOPT_NOT_TAGGED', `${record.name} is DigitalOcean droplet ${record.id}, adopted already, and is still not tagged: ${digitalOcean.note ?? ''}`, 'fix that and run the same `plumb adopt` again');
   return summary(record, { changes: [], imported: [], digitalOcean }, ctx, started);
@@ -165,7 +174,7 @@ async function tagAgain(record: KnownDroplet, opts: AdoptOptions, ctx: Context, 
  */
 async function recognize(record: KnownDroplet, opts: AdoptOptions, ctx: Context): Promise<Recognized> {
   const { id } = record;
-  const later = `set DIGITALOCEAN_ACCESS_TOKEN and run \`plumb adopt root@${record.ipv4}\` again to tag it`;
+  const later = `set DIGITALOCEAN_ACCESS_TOKEN and run \`plumb adopt root@${record.ipv4}${opts.group === undefined ? '' : ` --group ${opts.group}`}\` again to tag it`;
   if (!ctx.env.DIGITALOCEAN_ACCESS_TOKEN?.trim()) return { id, tagged: false, note: `no DIGITALOCEAN_ACCESS_TOKEN: ${later}` };
   ctx.progress({ step: `tagging DigitalOcean droplet ${id}` });
   const api = fromEnv(ctx.env);
@@ -204,7 +213,9 @@ interface LegacyApi {
  * Each old API is deployed as a plumb API of the same name at the same path (`/NAME`, as
  * do_deploy_api() served it), from its files, through deploy's health gate; meanwhile the old
  * site keeps port 80 (the agent's server is not the default while it is there). Then one request
- * has the agent switch port 80 to plumb and stop the old units.
+ * has the agent switch port 80 to plumb and stop the old units. All or nothing: if one does not
+ * start under plumb, those imported before it are taken off plumb again (their files stay) and
+ * nothing is switched, so the old site goes on serving every API and no plumb API sits unrouted.
  */
 async function importLegacy(record: KnownDroplet, apis: LegacyApi[], ctx: Context): Promise<ImportedApi[]> {
   if (apis.length === 0) return [];
@@ -217,6 +228,8 @@ async function importLegacy(record: KnownDroplet, apis: LegacyApi[], ctx: Contex
       ctx.progress({ step: `importing ${api.name}: its first plumb release from /var/plumber/${api.name}` });
       const deployed = await deploy({ dir, name: api.name, path: `/${api.name}`, forward: api.forward, droplet: record.name }, ctx);
       imported.push({ name: api.name, path: deployed.path, release: deployed.release, forwarded: api.forward });
+    } catch (err) {
+      throw await importFailed(record, api.name, imported.map((a) => a.name), err, ctx);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -224,6 +237,27 @@ async function importLegacy(record: KnownDroplet, apis: LegacyApi[], ctx: Contex
   ctx.progress({ step: 'switching port 80 to plumb and stopping the old units' });
   await withAgent(ctx, record.name, ({ connection }) => connection.request<RetireLegacyResult>({ type: 'retire-legacy', names: apis.map((a) => a.name) }));
   return imported;
+}
+
+/** The import of `name` failed: the APIs imported before it leave plumb again, and the error says what still serves. */
+async function importFailed(record: KnownDroplet, name: string, before: string[], err: unknown, ctx: Context): Promise<unknown> {
+  if (!(err instanceof PlumbError)) return err;
+  const stuck: string[] = [];
+  if (before.length > 0) {
+    ctx.progress({ step: `taking ${before.join(', ')} off plumb again: the old site keeps serving them` });
+    await withAgent(ctx, record.name, async ({ connection }) => {
+      for (const api of before) await connection.request({ type: 'remove', name: api, keepFiles: true }).catch(() => stuck.push(api));
+    }).catch(() => stuck.push(...before.filter((a) => !stuck.includes(a))));
+  }
+  const taken = before.filter((a) => !stuck.includes(a));
+  const message = [
+    `importing ${name} failed: ${err.message}`,
+    `nothing was switched: plumber's old site still serves every API as before`,
+    ...(taken.length > 0 ? [`${taken.join(', ')} (imported before it) left plumb again`] : []),
+    ...(stuck.length > 0 ? [`${stuck.join(', ')} could not be taken off plumb (\`plumb remove NAME --keep-files\`)`] : []),
+  ].join('; ');
+  const hint = `make ${name} start under plumb (its files are in /var/plumber/${name}), then \`plumb uninstall ${record.name} --yes\` and adopt again with --import`;
+  return err instanceof RemoteError ? new RemoteError({ code: err.code, message, hint, ...(err.step === undefined ? {} : { step: err.step }), log: err.log }) : new PlumbError(err.code, message, hint);
 }
 
 /** ssh's options: the user's own rules, with the host key question answered as the flags say. */
@@ -268,11 +302,19 @@ async function runOverSsh(host: string, opts: AdoptOptions, script: string, ctx:
     const [first] = refusals;
     const code = first!.split(' ')[0]!;
     const messages = refusals.map((r) => r.slice(r.indexOf(' ') + 1));
-    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, code === 'ADOPT_CLASH' ? 'move those aside, or add --force to take over (plumb lists what it changed)' : code === 'ADOPT_ALREADY' ? 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again' : code === 'ADOPT_IMPORT_LIMIT' ? 'take the extra APIs off the old way first (plumber\'s do_remove_api()), adopt with --import, then `plumb deploy` them' : 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
+    throw new PlumbError(isErrorCode(code) ? code : 'ADOPT_CLASH', `plumb did not take over ${host}: ${messages.join('; ')}; nothing was changed`, REFUSAL_HINTS[code] ?? 'adopt a Debian 13 host (on DigitalOcean: image debian-13-x64)');
   }
   if (exitCode === 255 && !said.includes('checked')) throw sshFailure(host, log.join('\n'));
   throw new PlumbError('ADOPT_FAILED', `installing plumb on ${host} failed (ssh exit ${exitCode ?? 'timeout'}); the end of its output:\n${log.slice(-ADOPT_LOG_LINES).join('\n')}`, 'fix what the output names, then adopt again with --force (what was installed stays)');
 }
+
+/** What to do about each refusal of adopt-check.sh, by its code (the OS's is the default). */
+const REFUSAL_HINTS: Record<string, string> = {
+  ADOPT_CLASH: 'move those aside, or add --force to take over (plumb lists what it changed)',
+  ADOPT_ALREADY: 'it is managed already: `plumb uninstall` on the controller that adopted it, then adopt again',
+  ADOPT_IMPORT_LIMIT: "take the extra APIs off the old way first (plumber's do_remove_api()), adopt with --import, then `plumb deploy` them",
+  INVALID_INPUT: 'adopt it without --group: groups are DigitalOcean tags',
+};
 
 /** The check's `import NAME FORWARD` and `code NAME BASE64` lines, paired by name. */
 function legacyApis(said: string[]): LegacyApi[] {
