@@ -158,7 +158,8 @@ for plumb_name in $plumb_legacy_apis; do
   plumb_forward=0
   grep -Eqs "return +[0-9]+ +/$plumb_name/?;" /etc/nginx/sites-available/plumber-apis/_forward.conf && plumb_forward=1
   plumb_say import "$plumb_name" "$plumb_forward"
-  # Without what a plumb release of the same name left there (an import rolled back, an uninstall).
-  plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" --exclude=./releases --exclude=./current -czf - . | base64 -w0)"
+  # Without what a plumb release of the same name left there (an import rolled back, an uninstall):
+  # its releases, the live link, the manifests, the R library, R's home and the spare's fifo.
+  plumb_say code "$plumb_name" "$(tar -C "/var/plumber/$plumb_name" --exclude=./releases --exclude=./current --exclude=./manifests --exclude=./library --exclude=./home --exclude=./spare.fifo -czf - . | base64 -w0)"
 done
 plumb_say checked

@@ -411,6 +411,10 @@ describe("a droplet of plumber's do_provision(), adopted with --import (the refu
     const releases = await user.plumb(['releases', 'sum']);
     assert.equal(releases.exitCode, 0, releases.stderr);
     assert.match(releases.stdout, new RegExp(release));
+    // The failed import's plumb release left its own directories beside the code: none is packed into this one.
+    const files = (await on(other, ['ls', '-A', `/var/plumber/sum/releases/${release}`])).split('\n');
+    assert.ok(files.includes('plumber.R'), files.join(' '));
+    for (const own of ['releases', 'current', 'manifests', 'library', 'home', 'spare.fifo']) assert.ok(!files.includes(own), `${own} was packed into the imported release: ${files.join(' ')}`);
     assert.match((await user.plumb(['status'])).stdout, /sum/);
   });
 

@@ -14,7 +14,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Resolver } from 'node:dns/promises';
-import { isIPv4 } from 'node:net';
+import { createServer, isIPv4 } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
@@ -221,6 +222,41 @@ export async function startAcmeServer(opts: AcmeServerOptions): Promise<AcmeServ
  * recorded, so a reused pid or another lab's pebble is never touched. Idempotent; resolves with
  * the number of processes it stopped.
  */
+/** A port free for TCP and UDP on 127.0.0.1 now (challtestsrv's DNS takes both); the caller binds it right after. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    if (address === null || typeof address === 'string') throw new Error('no TCP port');
+    const udp = createSocket('udp4');
+    const ok = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(address.port, '127.0.0.1', () => resolve(true));
+    });
+    udp.close();
+    if (ok) return address.port;
+  }
+}
+
+/**
+ * startAcmeServer on four ports free a moment ago. Between the look and pebble's bind another
+ * process (a parallel test file's lab) may take one: pebble then exits "address already in use",
+ * and the start is tried again on new ports, in the same directory (its sweep ends the first try's
+ * leftovers).
+ */
+export async function startAcmeServerOnFreePorts(opts: Omit<AcmeServerOptions, 'acmePort' | 'managementPort' | 'dnsPort' | 'dnsManagementPort'>, tries = 3): Promise<{ server: AcmeServer; options: AcmeServerOptions }> {
+  for (let attempt = 1; ; attempt++) {
+    const options = { ...opts, acmePort: await freePort(), managementPort: await freePort(), dnsPort: await freePort(), dnsManagementPort: await freePort() };
+    try {
+      return { server: await startAcmeServer(options), options };
+    } catch (err) {
+      if (attempt >= tries || !(err instanceof AcmeLabError && /address already in use/.test(err.message))) throw err;
+    }
+  }
+}
+
 export async function sweepAcme(stateDir: string): Promise<number> {
   const recorded = await readPids(stateDir);
   const alive: Recorded[] = [];

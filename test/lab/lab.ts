@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { agentPackage } from '@plumb/controller/agent/package';
-import { dropletTrustFiles, startAcmeServer, type AcmeServer } from './acme.js';
+import { dropletTrustFiles, startAcmeServerOnFreePorts, type AcmeServer } from './acme.js';
 import { HaproxyBalancers } from './balancers/haproxy.js';
 import { LabCertificateAuthority } from './certificate-authority.js';
 import { startDoStandin } from './do-standin/index.js';
@@ -82,14 +81,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     metadata = await startMetadataServer({ host: LAB_HOST_ADDRESS, store: standin.store, machines });
     machines.metadataPort = metadata.port;
     if (opts.acme) {
-      acme = await startAcmeServer({
-        stateDir: path.join(stateDir, 'acme'),
-        bindAddress: LAB_HOST_ADDRESS,
-        acmePort: await freePort(),
-        managementPort: await freePort(),
-        dnsPort: await freePort(),
-        dnsManagementPort: await freePort(),
-      });
+      ({ server: acme } = await startAcmeServerOnFreePorts({ stateDir: path.join(stateDir, 'acme'), bindAddress: LAB_HOST_ADDRESS }));
       Object.assign(bootFiles, dropletTrustFiles(acme.listenerCaPem));
     }
     await saveInstance({
@@ -137,14 +129,3 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   };
 }
 
-/** A port free on the host now; the lab's services bind it right after. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}

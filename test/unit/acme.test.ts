@@ -2,35 +2,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { X509Certificate } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { startAcmeServer, sweepAcme, type AcmeServer, type AcmeServerOptions } from '../lab/acme.js';
-
-/** A port free for TCP and UDP on 127.0.0.1 (challtestsrv's DNS takes both). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    await new Promise((resolve) => server.close(resolve));
-    if (address === null || typeof address === 'string') throw new Error('no TCP port');
-    const udp = createSocket('udp4');
-    const ok = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(address.port, '127.0.0.1', () => resolve(true));
-    });
-    udp.close();
-    if (ok) return address.port;
-  }
-}
+import { freePort, startAcmeServer, startAcmeServerOnFreePorts, sweepAcme, type AcmeServer, type AcmeServerOptions } from '../lab/acme.js';
 
 async function labPorts() {
   return {
@@ -95,8 +75,8 @@ describe('acme: pebble and challtestsrv for the lab', () => {
   let pids: number[];
 
   before(async () => {
-    opts = await labOptions('plumb-acme-');
-    server = await startAcmeServer(opts);
+    // The ports a parallel test file's lab may take between the look and the bind: tried again on new ones.
+    ({ server, options: opts } = await startAcmeServerOnFreePorts({ stateDir: await mkdtemp(join(tmpdir(), 'plumb-acme-')), bindAddress: '127.0.0.1' }));
     pids = await recordedPids(opts.stateDir);
   });
   after(async () => {

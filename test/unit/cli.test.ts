@@ -74,6 +74,7 @@ describe('usage errors exit 2 with one line and a hint', () => {
     [['keys', 'add', 'k', '--name', 'a', '--bogus'], "plumb: unknown option '--bogus'", 'see `plumb keys add --help`'],
     // A key id is base64url: one that starts with "-" reads as a flag, and the hint says how to pass it.
     [['keys', 'revoke', '-Zk3x', '--yes'], "plumb: unknown option '-Zk3x'", 'if -Zk3x is a value, not a flag, put it after `--`: `plumb keys revoke [flags] -- -Zk3x`'],
+    [['deploy', '.', '--name', 'x', '--parallel', '2'], 'plumb: --parallel goes with --group only', 'add --group GROUP to deploy to every droplet of a group, or leave it out'],
     [['logs', 'hello', '-n', '-3'], 'plumb: invalid --lines "-3": a whole number from 0 to 10000', 'see `plumb logs --help`'],
     [['completion', 'tcsh'], 'plumb: invalid shell "tcsh": Allowed choices are bash, zsh, fish.', 'see `plumb completion --help`'],
     [['status', 'a', '--droplet', 'b'], 'plumb: two droplets named: "a" and --droplet "b"', 'name it once'],

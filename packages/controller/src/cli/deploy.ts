@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { PackagesReport } from '@plumb/shared';
-import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, WORKER_COUNT } from '@plumb/shared/core';
+import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, ValidationError, WORKER_COUNT } from '@plumb/shared/core';
 import { binaryRepoFlag, collect, dropletFlag, outputFlags, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
 import { helpFooter } from './help.js';
 import { output } from './run.js';
@@ -61,6 +61,8 @@ export function register(program: Command) {
       output(
         { json, quiet },
         async (ctx): Promise<DeployOutcome | GroupDeployResult> => {
+          const groupOnly = [parallel === undefined ? '' : '--parallel', skipUnreachable ? '--skip-unreachable' : ''].filter(Boolean);
+          if (group === undefined && groupOnly.length > 0) throw new ValidationError(`${groupOnly.join(' and ')} ${groupOnly.length > 1 ? 'go' : 'goes'} with --group only`, 'add --group GROUP to deploy to every droplet of a group, or leave it out');
           const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
           const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
           if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, skipUnreachable: skipUnreachable === true, ...(parallel === undefined ? {} : { parallel }) }, ctx);

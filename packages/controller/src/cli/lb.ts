@@ -63,6 +63,7 @@ export function register(program: Command) {
             { json, quiet },
             async (ctx) => {
               if (domain.length > 0) throw new ValidationError('give --domain or --off, not both', `plumb lb https ${group} --off`);
+              if (redirect === false) throw new ValidationError('--no-redirect does nothing with --off (the redirect goes with HTTPS)', `plumb lb https ${group} --off`);
               return (await import('../commands/lb-https.js')).lbHttpsOff(group, ctx);
             },
             async (r) => (await import('../commands/lb-https.js')).lbHttpsOffText(r),
@@ -78,7 +79,7 @@ export function register(program: Command) {
   const destroy = outputFlags(lb
     .command('destroy')
     .argument('<group>', 'the group whose balancer goes')
-    .description("delete the group's load balancer, and the certificates and DNS records `plumb lb https` made for it (the droplets stay)")
+    .description("delete the group's load balancer, the certificates `plumb lb https` made for it and every A record pointing at its address (the droplets stay)")
     .addOption(yesFlag()))
     .action((group, o) =>
       output(

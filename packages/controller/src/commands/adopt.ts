@@ -241,7 +241,6 @@ async function importLegacy(record: KnownDroplet, apis: LegacyApi[], ctx: Contex
 
 /** The import of `name` failed: the APIs imported before it leave plumb again, and the error says what still serves. */
 async function importFailed(record: KnownDroplet, name: string, before: string[], err: unknown, ctx: Context): Promise<unknown> {
-  if (!(err instanceof PlumbError)) return err;
   const stuck: string[] = [];
   if (before.length > 0) {
     ctx.progress({ step: `taking ${before.join(', ')} off plumb again: the old site keeps serving them` });
@@ -251,13 +250,13 @@ async function importFailed(record: KnownDroplet, name: string, before: string[]
   }
   const taken = before.filter((a) => !stuck.includes(a));
   const message = [
-    `importing ${name} failed: ${err.message}`,
+    `importing ${name} failed: ${err instanceof Error ? err.message : String(err)}`,
     `nothing was switched: plumber's old site still serves every API as before`,
     ...(taken.length > 0 ? [`${taken.join(', ')} (imported before it) left plumb again`] : []),
     ...(stuck.length > 0 ? [`${stuck.join(', ')} could not be taken off plumb (\`plumb remove NAME --keep-files\`)`] : []),
   ].join('; ');
   const hint = `make ${name} start under plumb (its files are in /var/plumber/${name}), then \`plumb uninstall ${record.name} --yes\` and adopt again with --import`;
-  return err instanceof RemoteError ? new RemoteError({ code: err.code, message, hint, ...(err.step === undefined ? {} : { step: err.step }), log: err.log }) : new PlumbError(err.code, message, hint);
+  return err instanceof RemoteError ? new RemoteError({ code: err.code, message, hint, ...(err.step === undefined ? {} : { step: err.step }), log: err.log }) : new PlumbError(err instanceof PlumbError ? err.code : 'INTERNAL', message, hint);
 }
 
 /** ssh's options: the user's own rules, with the host key question answered as the flags say. */

@@ -112,7 +112,9 @@ export function nextGeneration(group: string, api: string, members: KnownDroplet
     throw new PlumbError(
       'GROUP_MEMBER_UNREACHABLE',
       `${unreachable.length === 1 ? 'a droplet' : 'droplets'} of group ${group} could not be asked: ${why}; nothing was deployed (its mark of the group's last deploy is needed to number this one)`,
-      `bring it back and deploy again, or add --skip-unreachable to deploy to the others (it then drifts until \`plumb group sync ${group}\`)`,
+      unreachable.length === members.length
+        ? `no droplet of group ${group} answers: check them with \`plumb status --group ${group}\``
+        : `bring it back and deploy again, or add --skip-unreachable to deploy to the others (it then drifts until \`plumb group sync ${group}\`)`,
     );
   }
   return { generation: Math.max(topGeneration(group, apiOf(statuses, api)), opts.recorded) + 1, unreachable };
@@ -239,7 +241,7 @@ async function catchUp(group: string, api: string, joined: KnownDroplet[], ctx: 
 export function groupText(r: GroupDeployResult, verb: string): string {
   const lines = r.droplets.map((d) => {
     const where = d.release ?? 'no release';
-    if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}${d.copiedFrom ? ` (it joined the group after that deploy, with no release before it: copied from ${d.copiedFrom})` : ''}`;
+    if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}${d.copiedFrom ? ` (it had no release before that deploy: copied from ${d.copiedFrom})` : ''}`;
     if (d.outcome === 'skipped') return `  ${d.droplet}: SKIPPED, could not be asked (${d.error?.message ?? '?'}); \`plumb group sync ${r.group}\` once it is back`;
     if (d.outcome === 'failed') return [`  ${d.droplet}: FAILED (${d.error?.message ?? '?'}); runs ${where}`, ...(d.error?.log ?? []).map((l) => `      ${terminalSafe(l)}`)].join('\n');
     return `  ${d.droplet}: untouched; runs ${d.release ?? 'what it ran before'}`;
@@ -251,6 +253,8 @@ export function groupText(r: GroupDeployResult, verb: string): string {
     : skipped.length > 0
       ? `${verb} ${r.name} on group ${r.group} in ${took}, except ${skipped.join(', ')} (could not be asked): the droplets run different releases`
       : `${verb} ${r.name} on every droplet of group ${r.group} (${r.droplets.length}) in ${took}`;
-  const tail = r.ok ? [] : [`  \`plumb rollback ${r.name} --group ${r.group}\` puts back what each droplet ran before`];
+  // A rollback's failed copy to a member with no earlier release: another rollback would find nothing to undo there.
+  const copyFailed = verb === 'rolled back' && r.droplets.some((d) => d.outcome === 'failed' && d.from === null);
+  const tail = r.ok ? [] : [copyFailed ? `  \`plumb group sync ${r.group}\` gives the droplets that failed the release the others run` : `  \`plumb rollback ${r.name} --group ${r.group}\` puts back what each droplet ran before`];
   return [head, ...lines, ...tail].join('\n');
 }

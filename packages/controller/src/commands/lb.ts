@@ -57,7 +57,9 @@ async function attempt(what: string, list: string[], left: string[], work: () =>
 
 /** The group's certificates that plumb made (all of them, or those with these ids), deleted. */
 export async function removeGroupCertificates(api: DigitalOcean, group: string, removed: Removed, only?: Set<string>): Promise<void> {
-  for (const cert of await api.listCertificates()) {
+  // A listing that fails is said, not thrown: the balancer may be gone already, and a re-run would not find it again.
+  const certificates = await api.listCertificates().catch((err: unknown) => void removed.left.push(`the certificates of group ${group} (listing them failed: ${err instanceof Error ? err.message : String(err)})`));
+  for (const cert of certificates ?? []) {
     if (isGroupCertificate(group, cert.name) && (only === undefined || only.has(cert.id))) await attempt(cert.name, removed.certificates, removed.left, () => api.deleteCertificate(cert.id));
   }
 }
@@ -68,8 +70,9 @@ export async function removeGroupCertificates(api: DigitalOcean, group: string, 
  */
 async function removeRecordsTo(api: DigitalOcean, ip: string, removed: Removed): Promise<void> {
   if (ip === '') return;
-  for (const zone of await api.listDomains()) {
-    for (const record of (await api.listDomainRecords(zone)).filter((r) => r.type === 'A' && r.data === ip)) {
+  const failed = (what: string) => (err: unknown) => void removed.left.push(`${what} (listing them failed: ${err instanceof Error ? err.message : String(err)})`);
+  for (const zone of (await api.listDomains().catch(failed(`the A records to ${ip}`))) ?? []) {
+    for (const record of ((await api.listDomainRecords(zone).catch(failed(`the A records to ${ip} in ${zone}`))) ?? []).filter((r) => r.type === 'A' && r.data === ip)) {
       await attempt(`${record.name === '@' ? zone : `${record.name}.${zone}`} A ${ip}`, removed.records, removed.left, () => api.deleteDomainRecord(zone, record.id));
     }
   }
