@@ -1,7 +1,7 @@
 import { checkInput, DomainName, GroupName, HTTPS_MAX_DOMAINS, LB_CERTIFICATE_TIMEOUT_MS, PlumbError, pollUntil } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv, type Certificate, type DigitalOcean } from '../digitalocean/client.js';
-import { balancerName, certificateName, findBalancer, lbView, removedLines, removeGroupCertificates, type LbView, type Removed } from './lb.js';
+import { balancerName, certificateName, groupBalancer, lbView, removedLines, removeGroupCertificates, type LbView, type Removed } from './lb.js';
 
 const POLL_MS = 2000;
 const HTTPS_PORT = 443;
@@ -67,8 +67,7 @@ export async function lbHttps(opts: LbHttpsOptions, ctx: Context): Promise<LbHtt
   if (opts.domains.length > HTTPS_MAX_DOMAINS) throw new PlumbError('INVALID_INPUT', `at most ${HTTPS_MAX_DOMAINS} domains per certificate`, 'give fewer --domain');
   const domains = [...new Set(opts.domains.map((d) => checkInput(DomainName, d, '--domain')))];
   const api = fromEnv(ctx.env);
-  const lb = await findBalancer(api, group);
-  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${group} has no load balancer`, `create it first: plumb lb create ${group}`);
+  const lb = await groupBalancer(api, group, `create it first: plumb lb create ${group}`);
   if (lb.status !== 'active' || lb.ip === '') throw new PlumbError('LB_NOT_READY', `load balancer ${lb.name} is ${lb.status}, not active yet`, '`plumb lb` shows when it is up; run this again then');
 
   const placements = place(domains, await api.listDomains());
@@ -129,8 +128,7 @@ export interface LbHttpsOffResult {
 export async function lbHttpsOff(group: string, ctx: Context): Promise<LbHttpsOffResult> {
   const checked = checkInput(GroupName, group, 'group name');
   const api = fromEnv(ctx.env);
-  const lb = await findBalancer(api, checked);
-  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${checked} has no load balancer`, '`plumb lb` lists them');
+  const lb = await groupBalancer(api, checked);
   const removed: Removed = { certificates: [], records: [], left: [] };
   const https = lb.forwardingRules.filter((r) => r.entry_port === HTTPS_PORT);
   if (https.length === 0 && !lb.redirectHttpToHttps) return { group: checked, name: lb.name, ip: lb.ip, changed: false, removed };

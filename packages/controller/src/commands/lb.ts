@@ -90,6 +90,13 @@ export async function findBalancer(api: DigitalOcean, group: string): Promise<Lo
   return (await api.listLoadBalancers()).find((lb) => lb.name === balancerName(group));
 }
 
+/** The group's balancer; LB_UNKNOWN (with `hint`) when the group has none. */
+export async function groupBalancer(api: DigitalOcean, group: string, hint = '`plumb lb` lists them'): Promise<LoadBalancer> {
+  const lb = await findBalancer(api, group);
+  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${group} has no load balancer`, hint);
+  return lb;
+}
+
 export async function lbView(api: DigitalOcean, group: string, lb: LoadBalancer): Promise<LbView> {
   const [health, members] = await Promise.all([lb.status === 'active' ? api.loadBalancerHealth(lb.id) : new Map<number, boolean>(), api.listDroplets({ tag: groupTag(group) })]);
   const interval = lb.healthCheck.check_interval_seconds ?? 10;
@@ -171,8 +178,7 @@ export interface LbDestroyResult {
 export async function lbDestroy(group: string, ctx: Context): Promise<LbDestroyResult> {
   const checked = checkInput(GroupName, group, 'group name');
   const api = fromEnv(ctx.env);
-  const lb = await findBalancer(api, checked);
-  if (!lb) throw new PlumbError('LB_UNKNOWN', `group ${checked} has no load balancer`, '`plumb lb` lists them');
+  const lb = await groupBalancer(api, checked);
   await api.deleteLoadBalancer(lb.id);
   const removed: Removed = { certificates: [], records: [], left: [] };
   await removeGroupCertificates(api, checked, removed);
