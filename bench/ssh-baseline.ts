@@ -39,7 +39,8 @@ export async function sshBaseline(onDroplet: (argv: string[], opts?: { input?: s
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
   const pub = await execa('cat', [`${key}.pub`]);
   await onDroplet(['sh', '-c', 'mkdir -p /root/.ssh && chmod 700 /root/.ssh && cat >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys && systemctl enable --now ssh.service && ufw allow 8082/tcp >/dev/null && mkdir -p /var/plumber-ssh'], { input: `${pub.stdout}\n` });
-  const unit = `[Unit]\nDescription=plumber API ${name} (plumberDeploy replay)\n\n[Service]\nExecStart=/usr/bin/Rscript -e "pr <- plumber::plumb(dir='/var/plumber-ssh/${name}'); pr\\$run(host='127.0.0.1', port=${API_PORT}, docs=FALSE)"\nRestart=on-failure\nWorkingDirectory=/var/plumber-ssh/${name}\n\n[Install]\nWantedBy=multi-user.target\n`;
+  // `$$` is systemd's escape for `$`: a `\$` reached R as written and the replayed API never started.
+  const unit = `[Unit]\nDescription=plumber API ${name} (plumberDeploy replay)\n\n[Service]\nExecStart=/usr/bin/Rscript -e "pr <- plumber::plumb(dir='/var/plumber-ssh/${name}'); pr$$run(host='127.0.0.1', port=${API_PORT}, docs=FALSE)"\nRestart=on-failure\nWorkingDirectory=/var/plumber-ssh/${name}\n\n[Install]\nWantedBy=multi-user.target\n`;
   const nginx = `server {\n  listen ${BASELINE_PORT};\n  location /${name}/ {\n    proxy_pass http://127.0.0.1:${API_PORT}/;\n  }\n}\n`;
   await writeFile(path.join(home, 'unit'), unit);
   await writeFile(path.join(home, 'nginx.conf'), nginx);
