@@ -14,10 +14,11 @@
  * (--quick: 3 droplets, 1 run each: a check that the benchmark works, not figures).
  */
 import os from 'node:os';
+import { execa } from 'execa';
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { httpGet } from '../test/e2e/helpers.js';
-import { plumbUser } from '../test/e2e/plumb.js';
+import { PLUMB_CLI, plumbUser } from '../test/e2e/plumb.js';
 
 const quick = process.argv.includes('--quick');
 const COUNT = quick ? 3 : 10;
@@ -30,10 +31,11 @@ const median = (xs: number[]) => {
 };
 const sec = (ms: number) => (ms / 1000).toFixed(1);
 
-/** A deploy command's time and the droplets' part of it (the slowest droplet's own deploy). */
+/** A deploy command's time, the droplets' part of it (the slowest droplet's own deploy), and the CLI's own CPU time. */
 interface Timing {
   ms: number;
   droplet: number;
+  cpu: number;
 }
 interface Summary extends Timing {
   rest: number;
@@ -41,8 +43,15 @@ interface Summary extends Timing {
 const summary = (ts: Timing[]): Summary => {
   const ms = median(ts.map((t) => t.ms));
   const droplet = median(ts.map((t) => t.droplet));
-  return { ms, droplet, rest: median(ts.map((t) => t.ms - t.droplet)) };
+  return { ms, droplet, cpu: median(ts.map((t) => t.cpu)), rest: median(ts.map((t) => t.ms - t.droplet)) };
 };
+
+/** `plumb ARGS` run by bash, whose `times` then prints its children's user and system CPU (`0m1.234s 0m0.056s`). */
+async function withCpu(env: Record<string, string>, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string; cpuMs: number }> {
+  const r = await execa('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', process.execPath, PLUMB_CLI, ...args], { env, reject: false, stdin: 'ignore' });
+  const [user = 0, system = 0] = [...(r.stderr.trim().split('\n').at(-1) ?? '').matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr, cpuMs: user + system };
+}
 
 const lab = await startLab();
 try {
@@ -65,8 +74,10 @@ try {
     const v = `v${++version}`;
     const dir = await apiDir(sumApi(v));
     const started = Date.now();
-    const out = JSON.parse((await run(['deploy', dir, '--name', 'sum', ...where, '--json'])).stdout) as { tookMs: number; droplets?: { tookMs?: number }[] };
+    const result = await withCpu(user.env, ['deploy', dir, '--name', 'sum', ...where, '--json']);
     const ms = Date.now() - started;
+    if (result.exitCode !== 0) throw new Error(`plumb deploy ${where.join(' ')}: ${result.stderr}\n${result.stdout}`);
+    const out = JSON.parse(result.stdout) as { tookMs: number; droplets?: { tookMs?: number }[] };
     for (const t of targets) {
       const body = (await httpGet(`http://${t.ipv4}/sum/version`, 10_000)).body;
       if (body !== `["${v}"]`) throw new Error(`${t.ipv4} answers ${body} after deploying ${v}`);
@@ -74,10 +85,13 @@ try {
     const each = out.droplets?.map((d) => d.tookMs ?? 0) ?? [out.tookMs];
     // At once, the slowest droplet holds the command up; in turn, each one does.
     const droplet = inTurn ? each.reduce((a, b) => a + b, 0) : Math.max(...each);
-    return { ms, droplet };
+    return { ms, droplet, cpu: result.cpuMs };
   };
   // The first deploy creates the API everywhere (users, units, nginx locations): not measured.
   await timed(['--group', GROUP, '--parallel', String(COUNT)], droplets);
+  // The droplets' first boot loads the host for a while after provision returns: measured once it settles (bounded).
+  for (const until = Date.now() + 240_000; os.loadavg()[0]! > 3 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5000));
+  const loadBefore = os.loadavg()[0]!.toFixed(1);
   const one: Timing[] = [];
   const group: Timing[] = [];
   for (let i = 0; i < REPS; i++) {
@@ -88,11 +102,11 @@ try {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
   const base = summary(one);
   const row = (what: string, t: Summary) =>
-    `| ${what} | ${sec(t.ms)} | ${(t.ms / base.ms).toFixed(2)}x | ${sec(t.droplet)} | ${(t.droplet / base.droplet).toFixed(2)}x | ${sec(t.rest)} | ${(t.rest / base.rest).toFixed(2)}x |`;
-  console.log(`\n${COUNT} droplets (lab, s-1vcpu-1gb), one-file API, ${REPS} run(s) each, median; host load ${load}, ${os.cpus().length} CPUs`);
-  console.log("droplets: the slowest droplet's own deploy (its agent's time; on the lab's shared CPUs it grows with the count); rest: controller and network\n");
-  console.log('| deploy | seconds | vs one droplet | droplets | vs one | rest | vs one |');
-  console.log('|---|---|---|---|---|---|---|');
+    `| ${what} | ${sec(t.ms)} | ${(t.ms / base.ms).toFixed(2)}x | ${sec(t.droplet)} | ${(t.droplet / base.droplet).toFixed(2)}x | ${sec(t.rest)} | ${(t.rest / base.rest).toFixed(2)}x | ${(t.cpu / 1000).toFixed(2)} | ${(t.cpu / base.cpu).toFixed(2)}x |`;
+  console.log(`\n${COUNT} droplets (lab, s-1vcpu-1gb), one-file API, ${REPS} run(s) each, median; host load ${loadBefore} before the first measured deploy, ${load} after the last, ${os.cpus().length} CPUs`);
+  console.log("droplets: the slowest droplet's own deploy (its agent's time; on the lab's shared CPUs it grows with the count); rest: controller and network; CLI CPU: the plumb process's own user+system seconds, the controller's share that does not run in parallel\n");
+  console.log('| deploy | seconds | vs one droplet | droplets | vs one | rest | vs one | CLI CPU s | vs one |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   console.log(row('one droplet (`--droplet`)', base));
   console.log(row(`${COUNT} droplets, \`--group --parallel ${COUNT}\``, summary(group)));
   console.log(row(`${COUNT} droplets, \`--group --parallel 1\` (rolling, once; droplets: their sum)`, summary([rolling])));
