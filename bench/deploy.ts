@@ -25,7 +25,7 @@ import { AGENT_PORT, pollUntil, type StatusResult } from '@plumb/shared';
 import { startLab } from '../test/lab/lab.js';
 import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { httpGet } from '../test/e2e/helpers.js';
-import { PLUMB_CLI } from '../test/e2e/plumb.js';
+import { PLUMB_CLI, rawConnection } from '../test/e2e/plumb.js';
 import { benchDroplet } from './bench-droplet.js';
 import { startDelayProxy } from './delay-proxy.js';
 import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
@@ -273,6 +273,18 @@ try {
       }
       statusTimes[network] = median(times);
     }
+    // The whole command split: opening a socket (TLS, upgrade, auth), and the status request on an open one (the agent's work).
+    const connectTimes: number[] = [];
+    const requestTimes: number[] = [];
+    for (let i = 0; i < Math.max(REPS, 3); i++) {
+      const opened = performance.now();
+      const connection = await rawConnection(user, address);
+      const asked = performance.now();
+      await connection.request<StatusResult>({ type: 'status' });
+      requestTimes.push(performance.now() - asked);
+      connectTimes.push(asked - opened);
+      connection.close();
+    }
     const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
     // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
     const ms = async (script: string) => {
@@ -290,6 +302,8 @@ try {
     console.log('| what | ms |');
     console.log('|---|---|');
     for (const [network, t] of Object.entries(statusTimes)) console.log(`| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
+    console.log(`| of which: opening a socket to the agent (TLS, upgrade, auth), LAN, in one process | ${median(connectTimes).toFixed(0)} |`);
+    console.log(`| of which: the status request on an open socket (the agent's work), LAN | ${median(requestTimes).toFixed(0)} |`);
     console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
     console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
     console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);

@@ -126,17 +126,22 @@ export async function apiStatus(user: PlumbUser, name: string): Promise<ApiStatu
   return rows[0]?.status.apis.find((a) => a.name === name);
 }
 
+/** An authenticated socket to the user's droplet at `address`, opened as the CLI opens it, for a raw client. */
+export async function rawConnection(user: PlumbUser, address: string, port = AGENT_PORT): Promise<AgentConnection> {
+  const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ ipv4: string; uuid: string; fingerprint: string }> };
+  const droplet = droplets.find((d) => d.ipv4 === address);
+  if (!droplet) throw new Error(`the user knows no droplet at ${address}`);
+  const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
+  return AgentConnection.open({ host: address, port }, droplet.fingerprint, await tokenFor(key, droplet.uuid));
+}
+
 /**
  * A request with an upload (a deploy's bundle, an upgrade's package) sent by a raw client, not the
  * CLI, to the user's droplet at `address`: `source` as binary frames (as fast as the agent reads),
  * then `upload-end`; resolves with the agent's answer, rejects with its error.
  */
 export async function rawUpload(user: PlumbUser, address: string, request: RequestBody, source: AsyncIterable<Buffer> | Buffer): Promise<unknown> {
-  const { droplets } = JSON.parse(await readFile(path.join(user.configHome, 'plumb/droplets.json'), 'utf8')) as { droplets: Array<{ ipv4: string; uuid: string; fingerprint: string }> };
-  const droplet = droplets.find((d) => d.ipv4 === address);
-  if (!droplet) throw new Error(`the user knows no droplet at ${address}`);
-  const key = await loadSigningKey(path.join(user.configHome, 'plumb'));
-  const connection = await AgentConnection.open({ host: address, port: AGENT_PORT }, droplet.fingerprint, await tokenFor(key, droplet.uuid));
+  const connection = await rawConnection(user, address);
   try {
     const pending = connection.start(request);
     let bytes = 0;
