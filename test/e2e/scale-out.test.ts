@@ -44,6 +44,8 @@ let members: Member[];
 let balancerIp: string;
 /** The group's second release's directory: removed before the late joiner arrives, so its copy can only come from a member. */
 let v1Dir: string;
+/** What the third droplet served before it was powered off. */
+let thirdBeforeOff: string;
 
 interface LbRow {
   ip: string;
@@ -378,6 +380,7 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
 test('a droplet powered off: the balancer takes it out within its unhealthy window, then every request succeeds', async () => {
   const [, , third] = members;
   assert.ok(third);
+  thirdBeforeOff = await versionOn(third.ipv4);
   const during = startLoad(`http://${balancerIp}/sum/add?a=1&b=2`, { rps: 20, concurrency: 4, maxMs: 120_000 });
   const api = clientFor(lab);
   const { action } = (await api.droplet.powerOffDroplet({ droplet_id: third.id })).data;
@@ -438,7 +441,7 @@ test("powered on again, the droplet that missed the group's deploy is flagged by
   assert.equal(await waitAction(api, (await api.droplet.powerOnDroplet({ droplet_id: third.id })).data.action.id), 'completed');
   // Back on, it serves what it served before the deploy, so the balancer counts it healthy: only plumb can tell.
   await untilBalancer(allHealthy, `${third.name} healthy again`);
-  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v5"]', '["v4"]']);
+  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v5"]', thirdBeforeOff]);
   const drifted = await groupStatus();
   assert.deepEqual(drifted.json.drifted, [third.name]);
   assert.match(drifted.text, new RegExp(`not on the group's current release: ${third.name} \\(\`plumb group sync ${GROUP}\``));
