@@ -377,6 +377,28 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   assert.match(again.stderr, /no group deploy of sum to web to undo/);
 });
 
+const certificates = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
+const records = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
+
+test('lb https --off takes HTTPS off the balancer and deletes the certificate plumb made (once DigitalOcean lets go of it); the DNS record stays', async () => {
+  const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
+  // HTTPS with the redirect again (the certificate is reused), then off.
+  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
+  assert.ok([301, 308].includes((await viaBalancer('http', '/sum/version')).status), 'http redirects to https');
+  const both = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--off']);
+  assert.equal(both.exitCode, 2, both.stderr);
+  const off = await user.plumb(['lb', 'https', GROUP, '--off']);
+  assert.equal(off.exitCode, 0, off.stderr);
+  assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
+  const plain = await balancer();
+  assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
+  assert.deepEqual(await certificates(), []);
+  assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
+  await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
+  assert.deepEqual(await records(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
+  assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
+});
+
 test('a droplet powered off: the balancer takes it out within its unhealthy window, then every request succeeds', async () => {
   const [, , third] = members;
   assert.ok(third);
@@ -470,28 +492,6 @@ test("powered on again, the droplet that missed the group's deploy is flagged by
   const again = await user.plumb(['group', 'sync', GROUP]);
   assert.equal(again.exitCode, 0, again.stderr);
   assert.match(again.stdout, /already runs the group's current release/);
-});
-
-const certificates = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
-const records = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
-
-test('lb https --off takes HTTPS off the balancer and deletes the certificate plumb made (once DigitalOcean lets go of it); the DNS record stays', async () => {
-  const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
-  // HTTPS with the redirect again (the certificate is reused), then off.
-  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
-  assert.ok([301, 308].includes((await viaBalancer('http', '/sum/version')).status), 'http redirects to https');
-  const both = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--off']);
-  assert.equal(both.exitCode, 2, both.stderr);
-  const off = await user.plumb(['lb', 'https', GROUP, '--off']);
-  assert.equal(off.exitCode, 0, off.stderr);
-  assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
-  const plain = await balancer();
-  assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
-  assert.deepEqual(await certificates(), []);
-  assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
-  await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
-  assert.deepEqual(await records(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
-  assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
 });
 
 test("lb destroy removes the certificate and the DNS record plumb made, and keeps the user's own", async () => {
