@@ -1,6 +1,6 @@
 import path from 'node:path';
 import * as z from 'zod';
-import { PlumbError } from '@plumb/shared';
+import { LOCAL_STATE_LOCK_WAIT_MS, PlumbError } from '@plumb/shared';
 import { withFileLock } from '@plumb/shared/files';
 import { readJson, writePrivateJson } from './config.js';
 
@@ -16,7 +16,7 @@ export class GroupGenerations {
   constructor(
     private readonly file: string,
     /** How long to wait for another plumb process numbering a group deploy (tests shorten it). */
-    private readonly lockWaitMs?: number,
+    private readonly lockWaitMs = LOCAL_STATE_LOCK_WAIT_MS,
   ) {}
 
   static in(configDir: string): GroupGenerations {
@@ -50,7 +50,7 @@ export class GroupGenerations {
         await writePrivateJson(this.file, { version: 1, groups });
         return claimed;
       },
-      ...(this.lockWaitMs === undefined ? [] : [this.lockWaitMs]),
+      this.lockWaitMs,
     );
     // A refusal (held too long, a member that cannot be asked) stands; a file system error does not.
     return locked.catch(async (err: unknown) => {
