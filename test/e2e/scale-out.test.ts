@@ -377,8 +377,8 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   assert.match(again.stderr, /no group deploy of sum to web to undo/);
 });
 
-const certificates = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
-const records = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
+const certificateNames = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
+const aRecords = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
 
 test('lb https --off takes HTTPS off the balancer and deletes the certificate plumb made (once DigitalOcean lets go of it); the DNS record stays', async () => {
   const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
@@ -392,10 +392,10 @@ test('lb https --off takes HTTPS off the balancer and deletes the certificate pl
   assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
   const plain = await balancer();
   assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
-  assert.deepEqual(await certificates(), []);
+  assert.deepEqual(await certificateNames(), []);
   assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
   await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
-  assert.deepEqual(await records(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
+  assert.deepEqual(await aRecords(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
   assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
 });
 
@@ -502,8 +502,8 @@ test("lb destroy removes the certificate and the DNS record plumb made, and keep
   const destroyed = await user.plumb(['lb', 'destroy', GROUP, '--yes']);
   assert.equal(destroyed.exitCode, 0, destroyed.stderr);
   assert.match(destroyed.stdout, new RegExp(`^destroyed load balancer plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}\\n  removed DNS record ${DOMAIN.replaceAll('.', '\\.')} A ${balancerIp.replaceAll('.', '\\.')}$`));
-  assert.deepEqual(await certificates(), ['mine']);
-  assert.deepEqual(await records(), ['www 192.0.2.10']);
+  assert.deepEqual(await certificateNames(), ['mine']);
+  assert.deepEqual(await aRecords(), ['www 192.0.2.10']);
   assert.match((await user.plumb(['lb'])).stdout, /no load balancers/);
   for (const m of members) assert.equal((await httpGet(`http://${m.ipv4}/sum/version`, ANSWER_MS)).status, 200, 'the droplets stay');
 });
