@@ -150,8 +150,8 @@ test('group rollback plan: a member that cannot be asked is skipped and said so,
     ['web-3', 'skip', 'connect ETIMEDOUT'],
     ['web-4', 'catch-up', null],
   ]);
-  // The deploy reached only the member that is off: the others hold nothing to undo.
-  const elsewhere = [serving(a, [api('r0', OLD, '', deployed(4, 'rr', 'r0'))]), off];
+  // The last deploy reached only the member that is off (it failed on the next one, since rolled back): the others hold nothing to undo.
+  const elsewhere = [serving(a, [api('r0', OLD, '', rolledBack(4, 'r1', 'r0'))]), off];
   assert.throws(() => rollbackPlan('web', 'sum', [a, c], elsewhere), (err: Error & { code?: string; hint?: string }) => {
     assert.equal(err.code, 'GROUP_MEMBER_UNREACHABLE');
     assert.match(err.message, /web-3 \(connect ETIMEDOUT\) could not be asked; nothing was rolled back/);
