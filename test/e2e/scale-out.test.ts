@@ -18,10 +18,12 @@ import { PLUMB_CLI, plumbUser, type PlumbUser } from './plumb.js';
  * with the real `plumb`: group provision, `lb create`, `--group` on status, releases, scale,
  * restart, logs and remove, a droplet added later that gets the group's APIs from a member,
  * rolling group deploys under load, a deploy that fails on the second droplet and the group
- * rollback (also of a deploy the late joiner got by copy), a droplet powered off (the balancer
- * takes it out; a group deploy refuses while it cannot be asked, and with --skip-unreachable
- * leaves it drifted until it is synced), HTTPS on the balancer (`plumb lb https`, `--off`) and
- * what `plumb lb destroy` removes. One group for the whole file: two droplets boot at once,
+ * rollback (also of a deploy the late joiner got by copy, which then holds the others' rollback
+ * mark), a droplet powered off (the balancer takes it out; a group deploy refuses while it cannot
+ * be asked, with --skip-unreachable leaves it drifted until it is synced, and a group rollback
+ * says it could not be asked), HTTPS on the balancer (`plumb lb https`, `--off`) and what
+ * `plumb lb destroy` removes (the stand-in, as DigitalOcean, refuses to delete a certificate for
+ * a moment after its balancer let it go). One group for the whole file: two droplets boot at once,
  * a third joins later, so the late joiner is tested without booting a droplet of its own.
  */
 
@@ -42,6 +44,8 @@ let members: Member[];
 let balancerIp: string;
 /** The group's second release's directory: removed before the late joiner arrives, so its copy can only come from a member. */
 let v1Dir: string;
+/** What the third droplet served before it was powered off. */
+let thirdBeforeOff: string;
 
 interface LbRow {
   ip: string;
@@ -107,13 +111,16 @@ async function doApi(method: string, apiPath: string, body?: unknown): Promise<{
 
 /** What the API is told of the client's scheme (X-Forwarded-Proto as nginx passes it on). */
 const PROTO_ENDPOINT = '#* @get /proto\nfunction(req) {\n  if (is.null(req$HTTP_X_FORWARDED_PROTO)) "" else req$HTTP_X_FORWARDED_PROTO\n}\n';
+/** The group's API: sumApi with /proto, so any test can ask what scheme it is told. */
+const groupApi = (version: string, extra = '') => sumApi(version, PROTO_ENDPOINT + extra);
 
 async function deployGroup(version: string, extra: string[] = []) {
-  return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
+  return user.plumb(['deploy', await apiDir(groupApi(version)), '--name', 'sum', '--group', GROUP, ...extra]);
 }
 
 interface GroupStatusJson {
   drifted: string[];
+  droplets: { droplet: string; status?: { apis: { name: string; release: string; group: { name: string; generation: number; kind: string; to: string } | null }[] } }[];
   apis: { name: string; source: { droplet: string }; members: { droplet: string; state: string; digest: string | null }[] }[];
 }
 
@@ -133,9 +140,9 @@ before(async () => {
   members = (JSON.parse(made.stdout) as { droplet: Member }[]).map((r) => r.droplet).sort((a, b) => a.id - b.id);
   // Two releases, so the group's last deploy has one to go back to (the late joiner's rollback).
   // Both droplets at once: the second deploy costs the file no more time than one deploy in turn.
-  const first = await user.plumb(['deploy', await apiDir(sumApi('v0')), '--name', 'sum', '--group', GROUP, '--parallel', '2']);
+  const first = await user.plumb(['deploy', await apiDir(groupApi('v0')), '--name', 'sum', '--group', GROUP, '--parallel', '2']);
   assert.equal(first.exitCode, 0, first.stderr);
-  v1Dir = await apiDir(sumApi('v1'));
+  v1Dir = await apiDir(groupApi('v1'));
   const deployed = await user.plumb(['deploy', v1Dir, '--name', 'sum', '--group', GROUP, '--parallel', '2']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   const created = await user.plumb(['lb', 'create', GROUP, ...CHECKS, '--json']);
@@ -162,6 +169,13 @@ test('provision --group: the droplets carry the group tag, and the group and its
   assert.equal(lb.exitCode, 0, lb.stderr);
   assert.match(lb.stdout, new RegExp(`plumb-${GROUP} \\(group ${GROUP}\\) active at ${balancerIp.replaceAll('.', '\\.')}`));
   for (const d of members) assert.match(lb.stdout, new RegExp(`${d.name} \\(${d.id}\\): healthy`));
+});
+
+test('a client that reaches a droplet directly cannot make the API believe it came over https (X-Forwarded-Proto)', async () => {
+  for (const m of members) {
+    const direct = await fetch(`http://${m.ipv4}/sum/proto`, { headers: { 'x-forwarded-proto': 'https' }, signal: AbortSignal.timeout(ANSWER_MS) });
+    assert.equal(await direct.text(), '["http"]', `${m.name} passed a client's X-Forwarded-Proto on`);
+  }
 });
 
 test('--group on status, releases, scale, restart and logs acts on every droplet of the group', async () => {
@@ -247,7 +261,12 @@ test('rollback --group after a late joiner: the others go back to their release 
   for (const m of [first, second]) assert.match(rolled.stdout, new RegExp(`^  ${m.name}: \\S+ -> \\S+$`, 'm'));
   assert.match(rolled.stdout, new RegExp(`^  ${third.name}: \\S+ -> \\S+ \\(it had no release before that deploy: copied from (${first.name}|${second.name})\\)$`, 'm'));
   assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v0"]', '["v0"]', '["v0"]']);
-  assert.deepEqual((await groupStatus()).json.drifted, [], 'one release everywhere');
+  const { json } = await groupStatus();
+  assert.deepEqual(json.drifted, [], 'one release everywhere');
+  // The copy carries the others' rollback mark: the joiner reads as rolled back, not as still holding that deploy.
+  const marks = json.droplets.map((d) => d.status?.apis.find((a) => a.name === 'sum')?.group);
+  assert.deepEqual(marks.map((m) => [m?.name, m?.kind]), [[GROUP, 'rollback'], [GROUP, 'rollback'], [GROUP, 'rollback']], JSON.stringify(marks));
+  assert.equal(new Set(marks.map((m) => m?.generation)).size, 1, 'one generation on every droplet');
   await untilBalancer(allHealthy, 'every droplet healthy after the rollback');
 });
 
@@ -296,7 +315,8 @@ test('lb https: bad input and a domain not on DigitalOcean DNS change nothing; t
 
   const secure = await viaBalancer('https', '/sum/version');
   assert.equal(secure.status, 200, secure.body);
-  assert.equal(secure.body, '["v0"]');
+  const served = await Promise.all(members.map((m) => versionOn(m.ipv4)));
+  assert.ok(served.includes(secure.body), `the API of a member answers over TLS: ${secure.body} (members: ${served.join(', ')})`);
   const plain = await viaBalancer('http', '/sum/version?x=1');
   assert.ok(plain.status === 301 || plain.status === 308, `http answers a permanent redirect, not ${plain.status}`);
   assert.equal(plain.location, `https://${DOMAIN}/sum/version?x=1`);
@@ -331,7 +351,7 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   const [first, second, third] = members;
   assert.ok(first && second && third);
   // R code that refuses to start on the second droplet only (its hostname is the droplet's name).
-  const failsOnSecond = sumApi('v5', `if (Sys.info()[["nodename"]] == "${second.name}") stop("this release cannot start on ${second.name}")\n`);
+  const failsOnSecond = groupApi('v5', `if (Sys.info()[["nodename"]] == "${second.name}") stop("this release cannot start on ${second.name}")\n`);
   // The same user's other laptop, set up before this deploy (its keys and droplets, no record of
   // the deploy): it undoes the deploy from what the droplets' agents keep.
   const laptop = await mkdtemp(path.join(os.tmpdir(), 'plumb-laptop-'));
@@ -357,9 +377,32 @@ test('a deploy failing its health gate on the second droplet stops there; rollba
   assert.match(again.stderr, /no group deploy of sum to web to undo/);
 });
 
+const certificateNames = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
+const aRecords = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
+
+test('lb https --off takes HTTPS off the balancer and deletes the certificate plumb made (once DigitalOcean lets go of it); the DNS record stays', async () => {
+  const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
+  // HTTPS with the redirect again (the certificate is reused), then off.
+  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
+  assert.ok([301, 308].includes((await viaBalancer('http', '/sum/version')).status), 'http redirects to https');
+  const both = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--off']);
+  assert.equal(both.exitCode, 2, both.stderr);
+  const off = await user.plumb(['lb', 'https', GROUP, '--off']);
+  assert.equal(off.exitCode, 0, off.stderr);
+  assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
+  const plain = await balancer();
+  assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
+  assert.deepEqual(await certificateNames(), []);
+  assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
+  await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
+  assert.deepEqual(await aRecords(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
+  assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
+});
+
 test('a droplet powered off: the balancer takes it out within its unhealthy window, then every request succeeds', async () => {
   const [, , third] = members;
   assert.ok(third);
+  thirdBeforeOff = await versionOn(third.ipv4);
   const during = startLoad(`http://${balancerIp}/sum/add?a=1&b=2`, { rps: 20, concurrency: 4, maxMs: 120_000 });
   const api = clientFor(lab);
   const { action } = (await api.droplet.powerOffDroplet({ droplet_id: third.id })).data;
@@ -374,25 +417,53 @@ test('a droplet powered off: the balancer takes it out within its unhealthy wind
   assert.ok(report.ok > 20, `only ${report.ok} requests answered`);
 });
 
-test("a group deploy while a droplet is off leaves it drifted, flagged by status --group; group sync copies the group's release to it", async () => {
+/** The version each member serves, for those given. */
+const versionsOn = (ms: Member[]) => Promise.all(ms.map((m) => versionOn(m.ipv4)));
+
+test('a group deploy while a droplet is off changes nothing and says which droplet could not be asked', async () => {
   const [first, second, third] = members;
   assert.ok(first && second && third);
-  const api = clientFor(lab);
-  const v5 = await apiDir(sumApi('v5', PROTO_ENDPOINT));
+  const before = await versionsOn([first, second]);
   // Its mark of the group's last deploy cannot be read, so the deploy could not be numbered safely: nothing is deployed.
-  const refused = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP]);
-  assert.equal(refused.exitCode, 3, refused.stderr);
+  const refused = await user.plumb(['deploy', await apiDir(groupApi('v5')), '--name', 'sum', '--group', GROUP]);
+  assert.equal(refused.exitCode, 3, `${refused.stderr}\n${refused.stdout}`);
   assert.match(refused.stderr, new RegExp(`^plumb: a droplet of group ${GROUP} could not be asked: ${third.name} .*nothing was deployed`, 'm'));
   assert.match(refused.stderr, /--skip-unreachable/);
-  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4)], ['["v4"]', '["v4"]']);
+  assert.deepEqual(await versionsOn([first, second]), before);
+});
+
+test('--skip-unreachable deploys to the others; rollback --group while a droplet is off rolls back the others and says it could not be asked (exit 3)', async () => {
+  const [first, second, third] = members;
+  assert.ok(first && second && third);
+  const v5 = await apiDir(groupApi('v5'));
+  const before = await versionsOn([first, second]);
   const deployed = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP, '--skip-unreachable']);
   assert.equal(deployed.exitCode, 0, deployed.stderr);
   assert.match(deployed.stdout, new RegExp(`except ${third.name} \\(could not be asked\\)`));
   assert.match(deployed.stdout, new RegExp(`^  ${third.name}: SKIPPED, could not be asked`, 'm'));
+  assert.deepEqual(await versionsOn([first, second]), ['["v5"]', '["v5"]']);
+
+  const rolled = await user.plumb(['rollback', 'sum', '--group', GROUP]);
+  assert.equal(rolled.exitCode, 3, `${rolled.stderr}\n${rolled.stdout}`);
+  assert.match(rolled.stdout, new RegExp(`^rolled back sum on group ${GROUP} in [\\d.]+ s, except ${third.name} \\(could not be asked\\)`, 'm'));
+  assert.match(rolled.stdout, new RegExp(`^  ${third.name}: SKIPPED, could not be asked \\(.+\\); once it is back, \`plumb group sync ${GROUP}\` gives it the release the others went back to$`, 'm'));
+  for (const m of [first, second]) assert.match(rolled.stdout, new RegExp(`^  ${m.name}: \\S+ -> \\S+$`, 'm'));
+  assert.doesNotMatch(rolled.stdout, /untouched/);
+  assert.deepEqual(await versionsOn([first, second]), before, 'the others are back on what they ran before');
+  // Deployed again, so the droplet that is off misses a deploy that stays live.
+  const again = await user.plumb(['deploy', v5, '--name', 'sum', '--group', GROUP, '--skip-unreachable']);
+  assert.equal(again.exitCode, 0, again.stderr);
+});
+
+test("powered on again, the droplet that missed the group's deploy is flagged by status --group; group sync copies the group's release to it", async () => {
+  const [first, second, third] = members;
+  assert.ok(first && second && third);
+  const api = clientFor(lab);
+  const v5 = await apiDir(groupApi('v5'));
   assert.equal(await waitAction(api, (await api.droplet.powerOnDroplet({ droplet_id: third.id })).data.action.id), 'completed');
   // Back on, it serves what it served before the deploy, so the balancer counts it healthy: only plumb can tell.
   await untilBalancer(allHealthy, `${third.name} healthy again`);
-  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v5"]', '["v4"]']);
+  assert.deepEqual([await versionOn(first.ipv4), await versionOn(second.ipv4), await versionOn(third.ipv4)], ['["v5"]', '["v5"]', thirdBeforeOff]);
   const drifted = await groupStatus();
   assert.deepEqual(drifted.json.drifted, [third.name]);
   assert.match(drifted.text, new RegExp(`not on the group's current release: ${third.name} \\(\`plumb group sync ${GROUP}\``));
@@ -421,43 +492,18 @@ test("a group deploy while a droplet is off leaves it drifted, flagged by status
   const again = await user.plumb(['group', 'sync', GROUP]);
   assert.equal(again.exitCode, 0, again.stderr);
   assert.match(again.stdout, /already runs the group's current release/);
-
-  // A client that reaches a droplet directly cannot make the API believe it came over https.
-  for (const m of members) {
-    const direct = await fetch(`http://${m.ipv4}/sum/proto`, { headers: { 'x-forwarded-proto': 'https' }, signal: AbortSignal.timeout(ANSWER_MS) });
-    assert.equal(await direct.text(), '["http"]', `${m.name} passed a client's X-Forwarded-Proto on`);
-  }
 });
 
-test('lb https --off takes HTTPS off the balancer; lb destroy removes the certificate and the DNS record plumb made, and keeps the user\'s own', async () => {
-  const balancer = async () => ((await doApi('GET', '/load_balancers')).json.load_balancers as { forwarding_rules: { entry_port: number }[]; redirect_http_to_https: boolean }[])[0];
-  const certificates = async () => ((await doApi('GET', '/certificates')).json.certificates as { name: string }[]).map((c) => c.name).sort();
-  const records = async () => ((await doApi('GET', `/domains/${ZONE}/records`)).json.domain_records as { type: string; name: string; data: string }[]).filter((r) => r.type === 'A').map((r) => `${r.name} ${r.data}`).sort();
-  // HTTPS with the redirect again (the certificate is reused), then off.
-  assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
-  assert.ok([301, 308].includes((await viaBalancer('http', '/sum/version')).status), 'http redirects to https');
-  const both = await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN, '--off']);
-  assert.equal(both.exitCode, 2, both.stderr);
-  const off = await user.plumb(['lb', 'https', GROUP, '--off']);
-  assert.equal(off.exitCode, 0, off.stderr);
-  assert.match(off.stdout, new RegExp(`^HTTPS is off on plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}$`));
-  const plain = await balancer();
-  assert.deepEqual([plain?.forwarding_rules.map((r) => r.entry_port), plain?.redirect_http_to_https], [[80], false]);
-  assert.deepEqual(await certificates(), []);
-  assert.equal((await viaBalancer('http', '/sum/version')).status, 200, 'port 80 serves again, no redirect');
-  await assert.rejects(viaBalancer('https', '/sum/version'), 'port 443 is closed');
-  assert.deepEqual(await records(), [`api ${balancerIp}`], 'the name still reaches the balancer, over http');
-  assert.match((await user.plumb(['lb', 'https', GROUP, '--off'])).stdout, /HTTPS was not on .*nothing changed/);
-
-  // HTTPS again (a new certificate), and the user's own record and certificate in the same zone.
+test("lb destroy removes the certificate and the DNS record plumb made, and keeps the user's own", async () => {
+  // HTTPS again, and the user's own record and certificate in the same zone.
   assert.equal((await user.plumb(['lb', 'https', GROUP, '--domain', DOMAIN])).exitCode, 0);
   assert.equal((await doApi('POST', `/domains/${ZONE}/records`, { type: 'A', name: 'www', data: '192.0.2.10' })).status, 201);
   assert.equal((await doApi('POST', '/certificates', { name: 'mine', type: 'lets_encrypt', dns_names: [`www.${ZONE}`] })).status, 201);
   const destroyed = await user.plumb(['lb', 'destroy', GROUP, '--yes']);
   assert.equal(destroyed.exitCode, 0, destroyed.stderr);
   assert.match(destroyed.stdout, new RegExp(`^destroyed load balancer plumb-${GROUP} .*\\n  removed certificate plumb-${GROUP}-[0-9a-f]{10}\\n  removed DNS record ${DOMAIN.replaceAll('.', '\\.')} A ${balancerIp.replaceAll('.', '\\.')}$`));
-  assert.deepEqual(await certificates(), ['mine']);
-  assert.deepEqual(await records(), ['www 192.0.2.10']);
+  assert.deepEqual(await certificateNames(), ['mine']);
+  assert.deepEqual(await aRecords(), ['www 192.0.2.10']);
   assert.match((await user.plumb(['lb'])).stdout, /no load balancers/);
   for (const m of members) assert.equal((await httpGet(`http://${m.ipv4}/sum/version`, ANSWER_MS)).status, 200, 'the droplets stay');
 });

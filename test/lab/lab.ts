@@ -16,6 +16,13 @@ import { startMetadataServer, type MetadataServer } from './metadata.js';
 import { startPackageServer } from './package-server.js';
 import { instancesDir } from './paths.js';
 
+/**
+ * DigitalOcean still counts a certificate in use for a moment after the balancer that used it was
+ * deleted or dropped its rule (terraform-provider-digitalocean retries the delete for that, PR
+ * #951); the lab's stand-in does too, so plumb's clean-up meets it as it would for real.
+ */
+const LAB_CERTIFICATE_RELEASE_MS = 2_000;
+
 export interface LabOptions {
   /** Names this lab's resources on the host; random when omitted. */
   instance?: string;
@@ -74,7 +81,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const machines = new NspawnMachines(instance, log, bootFiles);
   const balancers = new HaproxyBalancers(instance, log);
   const certificates = new LabCertificateAuthority(path.join(stateDir, 'certificates'));
-  const standin = await startDoStandin({ tokens: [token], machines, balancers, issuer: certificates, log, host: '127.0.0.1', port: opts.port ?? 0 });
+  const standin = await startDoStandin({ tokens: [token], machines, balancers, issuer: certificates, log, host: '127.0.0.1', port: opts.port ?? 0, certificateReleaseMs: LAB_CERTIFICATE_RELEASE_MS });
   let acme: AcmeServer | undefined;
   let metadata: MetadataServer | undefined;
   try {

@@ -250,7 +250,7 @@ test('contract: successful answers of every implemented endpoint match the spec'
   const updated = (await conforms({ method: 'PUT', path: `/load_balancers/${secure}`, body: { ...lbRequest, name: 'secure', forwarding_rules: [...lbRequest.forwarding_rules, tls], redirect_http_to_https: true } }, 200)) as { load_balancer: { redirect_http_to_https: boolean; forwarding_rules: { certificate_id: string }[] } };
   assert.equal(updated.load_balancer.redirect_http_to_https, true);
   assert.equal(updated.load_balancer.forwarding_rules[1]?.certificate_id, certId);
-  await conforms({ method: 'DELETE', path: `/certificates/${certId}` }, 422);
+  await conforms({ method: 'DELETE', path: `/certificates/${certId}` }, 403);
   await conforms({ method: 'DELETE', path: `/load_balancers/${secure}` }, 204);
   await conforms({ method: 'DELETE', path: `/certificates/${certId}` }, 204);
   await conforms({ method: 'DELETE', path: '/domains/example.com' }, 204);

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { ApiStatus, StatusResult } from '@plumb/shared';
 import { groupApis } from '@plumb/controller/commands/group-ops';
-import { nextGeneration, topGeneration } from '@plumb/controller/commands/group';
+import { copyMark } from '@plumb/controller/commands/group-sync';
+import { groupText, nextGeneration, rollbackPlan, topGeneration } from '@plumb/controller/commands/group';
 import { GroupGenerations } from '@plumb/controller/local/group-generations';
 import type { DropletStatus } from '@plumb/controller/commands/status';
 import type { KnownDroplet } from '@plumb/controller/local/droplets-state';
@@ -94,18 +95,97 @@ test('group generation: a member that cannot be asked stops a group deploy, as i
   try {
     const generations = GroupGenerations.in(dir);
     assert.equal(await generations.highest('web', 'sum'), 0);
-    await generations.raise('web', 'sum', 6);
-    await generations.raise('web', 'sum', 4);
-    const recorded = await GroupGenerations.in(dir).highest('web', 'sum');
-    assert.equal(recorded, 6, 'raised, never lowered, and kept on disk');
-    const next = nextGeneration('web', 'sum', [a, b, c], statuses, { skipUnreachable: true, recorded });
+    await generations.claim('web', 'sum', () => ({ generation: 6 }));
+    await generations.claim('web', 'sum', () => ({ generation: 4 }));
+    assert.equal(await GroupGenerations.in(dir).highest('web', 'sum'), 6, 'raised, never lowered, and kept on disk');
+    const next = await generations.claim('web', 'sum', (recorded) => nextGeneration('web', 'sum', [a, b, c], statuses, { skipUnreachable: true, recorded }));
     assert.equal(next.generation, 7);
     assert.deepEqual(next.unreachable.map((d) => d.name), ['web-3']);
+    await assert.rejects(generations.claim('web', 'sum', (recorded) => nextGeneration('web', 'sum', [a, b, c], statuses, { skipUnreachable: false, recorded })), /could not be asked/);
+    assert.equal(await generations.highest('web', 'sum'), 7, 'a refused deploy records nothing');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
   // Every member answers: one more than the highest mark, whatever this controller recorded.
   assert.equal(nextGeneration('web', 'sum', [a, b], statuses.slice(0, 2), { skipUnreachable: false, recorded: 2 }).generation, 6);
+});
+
+test('group generation: two group deploys numbered at once from one controller get two generations, as two plumb processes would', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-gen-'));
+  try {
+    // Each reads what was given (3), as the members' marks say: without the lock each would take 4.
+    await GroupGenerations.in(dir).claim('web', 'sum', () => ({ generation: 3 }));
+    const deploy = () => GroupGenerations.in(dir).claim('web', 'sum', (recorded) => ({ generation: Math.max(3, recorded) + 1 }));
+    const taken = await Promise.all([deploy(), deploy(), deploy()]);
+    assert.deepEqual(taken.map((t) => t.generation).sort(), [4, 5, 6]);
+    assert.equal(await GroupGenerations.in(dir).highest('web', 'sum'), 6);
+    // A lock held too long (another plumb stuck numbering): a clear refusal after the bounded wait, nothing recorded.
+    await writeFile(path.join(dir, 'group-generations.json.lock'), String(process.ppid));
+    await assert.rejects(new GroupGenerations(path.join(dir, 'group-generations.json'), 50).claim('web', 'sum', () => ({ generation: 9 })), (err: Error & { code?: string; hint?: string }) => {
+      assert.equal(err.code, 'STATE_LOCKED');
+      assert.match(err.message, new RegExp(`pid ${process.ppid}\\b.*group-generations\\.json\\.lock`));
+      return true;
+    });
+    assert.equal(await GroupGenerations.in(dir).highest('web', 'sum'), 6);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('group rollback plan: a member that cannot be asked is skipped and said so, not counted as untouched; a late joiner is caught up; with none that answers holding the deploy, nothing is rolled back', () => {
+  const [a, b, c, d] = [member(1), member(2), member(3), member(4)];
+  const off = { droplet: c.name, address: c.ipv4, error: 'connect ETIMEDOUT', code: 'AGENT_UNREACHABLE' as const };
+  const statuses = [
+    serving(a, [api('r1', NEW, '', deployed(5, 'r0', 'r1'))]),
+    serving(b, [api('q1', NEW, '', deployed(5, 'q0', 'q1'))]),
+    off,
+    // Joined after that deploy: its copy carries the mark, with nothing before it.
+    serving(d, [api('s1', NEW, '', deployed(5, null, 's1'))]),
+  ];
+  const plan = rollbackPlan('web', 'sum', [a, b, c, d], statuses);
+  assert.equal(plan.generation, 5);
+  assert.deepEqual(plan.steps.map((s) => [s.droplet.name, s.act, s.act === 'rollback' ? s.to : s.act === 'skip' ? s.why : null]), [
+    ['web-1', 'rollback', 'r0'],
+    ['web-2', 'rollback', 'q0'],
+    ['web-3', 'skip', 'connect ETIMEDOUT'],
+    ['web-4', 'catch-up', null],
+  ]);
+  // The last deploy reached only the member that is off (it failed on the next one, since rolled back): the others hold nothing to undo.
+  const elsewhere = [serving(a, [api('r0', OLD, '', rolledBack(4, 'r1', 'r0'))]), off];
+  assert.throws(() => rollbackPlan('web', 'sum', [a, c], elsewhere), (err: Error & { code?: string; hint?: string }) => {
+    assert.equal(err.code, 'GROUP_MEMBER_UNREACHABLE');
+    assert.match(err.message, /web-3 \(connect ETIMEDOUT\) could not be asked; nothing was rolled back/);
+    assert.match(err.hint ?? '', /once it is back, run `plumb rollback sum --group web` again/);
+    return true;
+  });
+  assert.throws(() => rollbackPlan('web', 'sum', [c], [off]), /no droplet of group web could be asked/);
+  // Every member answers and the deploy was undone: as before, nothing to undo.
+  assert.throws(() => rollbackPlan('web', 'sum', [a], [serving(a, [api('r0', OLD, '', rolledBack(5, 'r1', 'r0'))])]), (err: Error & { code?: string }) => err.code === 'GROUP_NO_DEPLOY');
+});
+
+test('group rollback text: a skipped member says it could not be asked and what to run once it is back', () => {
+  const text = groupText(
+    {
+      name: 'sum',
+      group: 'web',
+      ok: true,
+      tookMs: 4200,
+      droplets: [
+        { droplet: 'web-1', id: 1, outcome: 'updated', from: 'r1', release: 'r0' },
+        { droplet: 'web-3', id: 3, outcome: 'skipped', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: 'connect ETIMEDOUT', log: [] } },
+      ],
+    },
+    'rolled back',
+  );
+  assert.match(text, /^rolled back sum on group web in 4\.2 s, except web-3 \(could not be asked\): it may still run what that deploy put there$/m);
+  assert.match(text, /^ {2}web-3: SKIPPED, could not be asked \(connect ETIMEDOUT\); once it is back, `plumb group sync web` gives it the release the others went back to$/m);
+  assert.doesNotMatch(text, /untouched/);
+});
+
+test("group sync: a copy carries its source's mark, a rollback's as a rollback (so a late joiner caught up by rollback --group has nothing left to undo); a source changed by hand gives none", () => {
+  assert.deepEqual(copyMark(rolledBack(5, 'r1', 'r0')), { name: 'web', generation: 5, kind: 'rollback' });
+  assert.deepEqual(copyMark(deployed(6, 'r0', 'r2')), { name: 'web', generation: 6, kind: 'deploy' });
+  assert.equal(copyMark(null), undefined);
 });
 
 test("release digest: the same files give the same digest in any order; a changed byte or mode bit changes it", () => {

@@ -146,7 +146,7 @@ export const ERROR_CODES = {
   GROUP_EMPTY: ['failure', "no droplet carries the group's tag"],
   GROUP_MEMBER_UNKNOWN: ['failure', 'a droplet of the group is not known to this plumb (plumb droplets import it)'],
   GROUP_NO_DEPLOY: ['failure', 'this plumb has no record of a group deploy of that API to undo'],
-  GROUP_MEMBER_UNREACHABLE: ['unreachable', 'a droplet of the group could not be asked before a group deploy; nothing was deployed (--skip-unreachable deploys to the others)'],
+  GROUP_MEMBER_UNREACHABLE: ['unreachable', 'a droplet of the group could not be asked: a group deploy deployed nothing (--skip-unreachable deploys to the others); a group rollback found nothing to undo on the droplets that answered'],
   GROUP_SYNC_FAILED: ['failure', "droplets joined a group but could not be given the group's APIs (plumb group sync)"],
   LB_EXISTS: ['failure', 'the group has a load balancer already'],
   LB_ERRORED: ['failure', 'DigitalOcean reports the load balancer as errored'],

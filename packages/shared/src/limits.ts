@@ -223,6 +223,13 @@ export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
 export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;
 /** plumb lb https: how long DigitalOcean may take to issue a Let's Encrypt certificate (DNS-01 on its own DNS). */
 export const LB_CERTIFICATE_TIMEOUT_MS = 10 * 60_000;
+/**
+ * plumb lb destroy / lb https --off: how long plumb keeps asking DigitalOcean to delete a
+ * certificate it still counts in use (403, for a moment after the balancer let it go), and how
+ * often. Terraform's DigitalOcean provider waits 30 s, a second apart.
+ */
+export const LB_CERTIFICATE_DELETE_WAIT_MS = 30_000;
+export const LB_CERTIFICATE_DELETE_RETRY_MS = 1_000;
 /** The controller's check that each domain resolves to the droplet: per query. */
 export const DNS_CHECK_TIMEOUT_MS = 5_000;
 

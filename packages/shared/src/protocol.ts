@@ -166,6 +166,8 @@ export const AGENT_FEATURES = {
   exportRelease: 'export-release',
   /** Deploys and rollbacks may carry a `group` mark, kept with the API and shown by `status` (GroupMark). */
   groupMarks: 'group-marks',
+  /** A deploy's `group` may carry `kind: rollback`: a copy (group sync) of a release a group rollback put live keeps that mark. */
+  copiedMarks: 'copied-marks',
 } as const;
 
 /** What the agent says first on every socket. */
@@ -372,8 +374,12 @@ export const DeployRequest = z.object({
   packages: PackagesSpec.optional(),
   /** Every file of the release (see above); absent: the bundle is the whole release. */
   manifest: z.array(BundleFile).max(BUNDLE_MAX_ENTRIES).optional(),
-  /** Part of a group deploy: the agent keeps the mark with the API once the release is live. */
-  group: GroupChange.optional(),
+  /**
+   * Part of a group deploy: the agent keeps the mark with the API once the release is live. A copy
+   * by `group sync` carries its source's mark, whose `kind` may be `rollback` (agents with
+   * AGENT_FEATURES.copiedMarks; absent: `deploy`).
+   */
+  group: GroupChange.extend({ kind: GroupMark.shape.kind.optional() }).optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 

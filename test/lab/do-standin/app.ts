@@ -32,6 +32,8 @@ export interface AppParts {
   requests: RequestLog;
   account: Account;
   log: (line: string) => void;
+  /** How long a certificate stays in use after its balancer let it go. */
+  certificateReleaseMs?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export interface AppParts {
  * check; the body is read only for an authenticated caller.
  */
 export function createApp(parts: AppParts): express.Express {
-  const { tokens, machines, balancers, issuer, store, faults, limiter, requests, account, log } = parts;
+  const { tokens, machines, balancers, issuer, store, faults, limiter, requests, account, log, certificateReleaseMs } = parts;
   const v2 = Router();
   v2.use(
     logRequests(requests),
@@ -55,7 +57,7 @@ export function createApp(parts: AppParts): express.Express {
   v2.use('/droplets', dropletRoutes({ store, machines, dropletLimit: account.droplet_limit, log }));
   v2.use('/actions', actionRoutes(store, machines));
   v2.use('/tags', tagRoutes(store));
-  v2.use('/load_balancers', loadBalancerRoutes({ store, machines, balancers, log }));
+  v2.use('/load_balancers', loadBalancerRoutes({ store, machines, balancers, log, ...(certificateReleaseMs === undefined ? {} : { certificateReleaseMs }) }));
   v2.use('/certificates', certificateRoutes(store, issuer));
   v2.use('/domains', domainRoutes(store));
   v2.use('/monitoring/metrics/load_balancer', loadBalancerHealthRoute({ store, machines, balancers, log }));

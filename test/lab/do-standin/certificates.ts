@@ -1,6 +1,6 @@
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { Router } from 'express';
-import { notFound, unprocessable } from './errors.js';
+import { forbidden, notFound, unprocessable } from './errors.js';
 import { paginate } from './pagination.js';
 import { queryParam } from './request.js';
 import { timestamp, type CertificatePems, type CertificateRecord, type Store } from './store.js';
@@ -125,8 +125,11 @@ export function certificateRoutes(store: Store, issuer: CertificateIssuer): Rout
   router.delete('/:id', (req, res) => {
     const cert = existing(req.params.id);
     const user = [...store.loadBalancers.values()].find((lb) => lb.forwardingRules.some((r) => r.certificate_id === cert.id));
-    if (user !== undefined) throw unprocessable(`certificate ${cert.name} is in use by load balancer ${user.name}.`);
+    const held = (store.certificateHolds.get(cert.id) ?? 0) > Date.now();
+    // DigitalOcean's 403 and words (the ones its Terraform provider waits out).
+    if (user !== undefined || held) throw forbidden(`certificate ${cert.name} is in use${user ? ` by load balancer ${user.name}` : ''}. Make sure the certificate is not in use before deleting it.`);
     store.certificates.delete(cert.id);
+    store.certificateHolds.delete(cert.id);
     res.status(204).set('content-type', 'application/json; charset=utf-8').end();
   });
   return router;

@@ -29,6 +29,7 @@ export const unauthorized = () => new ApiError(401, 'Unauthorized', 'Unable to a
 export const notFound = () =>
   new ApiError(404, 'not_found', 'The resource you were accessing could not be found.');
 export const unprocessable = (message: string) => new ApiError(422, 'unprocessable_entity', message);
+export const forbidden = (message: string) => new ApiError(403, 'forbidden', message);
 export const badRequest = (message: string) => new ApiError(400, 'bad_request', message);
 export const tooManyRequests = (retryAfterSeconds: number) =>
   new ApiError(429, 'too_many_requests', 'API Rate limit exceeded.', {

@@ -36,6 +36,11 @@ export interface DoStandinOptions {
   rateLimitPerHour?: number;
   /** Where internal failures (a machine that would not start) are reported; silent by default. */
   log?: (line: string) => void;
+  /**
+   * How long DigitalOcean still counts a certificate in use (and refuses to delete it) after the
+   * balancer that used it was deleted or dropped its rule; 0 (not at all) when omitted.
+   */
+  certificateReleaseMs?: number;
 }
 
 export interface DoStandin {
@@ -70,6 +75,7 @@ export function createDoStandin(opts: DoStandinOptions): DoStandin {
     requests,
     account: labAccount(dropletLimit),
     log,
+    ...(opts.certificateReleaseMs === undefined ? {} : { certificateReleaseMs: opts.certificateReleaseMs }),
   });
   const stopSync = startBalancerSync({ store, machines: opts.machines, balancers, log });
   return { app, faults, store, requests, stopSync };

@@ -16,6 +16,8 @@ export interface LoadBalancerParts {
   machines: Machines;
   balancers: Balancers;
   log: (line: string) => void;
+  /** How long a certificate stays in use after its balancer let it go (0: not at all). */
+  certificateReleaseMs?: number;
 }
 
 const noContent = (res: Response) => res.status(204).set('content-type', 'application/json; charset=utf-8').end();
@@ -128,6 +130,15 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
     }
   };
   const view = (lb: LoadBalancerRecord) => renderLoadBalancer(lb, store);
+  /**
+   * DigitalOcean takes a moment to see that a balancer no longer uses a certificate (its
+   * Terraform provider retries the delete for it): the certificates `before` named and the
+   * balancer's rules no longer do stay in use for certificateReleaseMs.
+   */
+  const letGo = (before: LoadBalancerRecord['forwardingRules'], after: LoadBalancerRecord['forwardingRules']) => {
+    const until = Date.now() + (parts.certificateReleaseMs ?? 0);
+    for (const { certificate_id: id } of before) if (id !== '' && !after.some((r) => r.certificate_id === id) && until > Date.now()) store.certificateHolds.set(id, until);
+  };
 
   router.post('/', (req, res) => {
     const request = parseLoadBalancer(req.body, `lb-${randomUUID().slice(0, 8)}`);
@@ -170,6 +181,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
     const request = parseLoadBalancer(req.body, lb.name);
     checkDroplets(request);
     if (request.region.slug !== lb.region.slug) throw unprocessable('the region of a load balancer cannot be changed.');
+    letGo(lb.forwardingRules, request.forwardingRules);
     Object.assign(lb, {
       name: request.name,
       forwardingRules: request.forwardingRules,
@@ -186,6 +198,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
   router.delete('/:id', async (req, res) => {
     const lb = existing(req);
     store.loadBalancers.delete(lb.id);
+    letGo(lb.forwardingRules, []);
     // Answered once the proxy is gone, so the host is clean when a test looks (as for droplets).
     await lb.work.catch(() => {});
     await balancers.destroy(lb.id);
@@ -215,6 +228,7 @@ export function loadBalancerRoutes(parts: LoadBalancerParts): Router {
     const same = (a: (typeof rules)[number], b: (typeof rules)[number]) => a.entry_port === b.entry_port && a.entry_protocol === b.entry_protocol && a.target_port === b.target_port && a.target_protocol === b.target_protocol;
     const next = add ? [...lb.forwardingRules, ...rules] : lb.forwardingRules.filter((r) => !rules.some((x) => same(r, x)));
     if (next.length === 0) throw unprocessable('a load balancer needs at least one forwarding rule.');
+    letGo(lb.forwardingRules, next);
     lb.forwardingRules = parseForwardingRules(next);
     await applyConfig(lb, parts);
     noContent(res);

@@ -78,6 +78,11 @@ export class Store {
   readonly actions = new Map<number, ActionRecord>();
   readonly loadBalancers = new Map<string, LoadBalancerRecord>();
   readonly certificates = new Map<string, CertificateRecord>();
+  /**
+   * Certificates a balancer let go of (it was deleted, or its rule removed), by id: until this
+   * time (ms since the epoch) DigitalOcean still counts them in use and refuses their deletion.
+   */
+  readonly certificateHolds = new Map<string, number>();
   /** Zones on "DigitalOcean DNS", by name. */
   readonly domains = new Map<string, DomainRecord>();
   /** Tags outlive their droplets, as DigitalOcean's do; deleting by a never-seen tag is a 404. */

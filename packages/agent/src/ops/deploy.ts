@@ -138,7 +138,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
         repo: settings.repo,
         binaryRepo: settings.binaryRepo,
         deployedAt: new Date().toISOString(),
-        group: req.group ? { ...req.group, kind: 'deploy', from: previous?.current ?? null, to: release } : (previous?.group ?? null),
+        group: req.group ? { ...req.group, kind: req.group.kind ?? 'deploy', from: previous?.current ?? null, to: release } : (previous?.group ?? null),
       }),
       req.forward,
       ctx,

@@ -25,7 +25,8 @@ export function register(program: Command) {
         async (ctx): Promise<RollbackResult | GroupDeployResult> =>
           group === undefined ? (await import('../commands/api.js')).rollback(name, o, ctx) : (await import('../commands/group.js')).rollbackGroup(name, { ...o, group }, ctx),
         text,
-        (r) => ('group' in r && !r.ok ? EXIT.failure : EXIT.ok),
+        // A member left out because it could not be asked: as a group deploy that cannot ask one, exit 3.
+        (r) => (!('group' in r) ? EXIT.ok : !r.ok ? EXIT.failure : r.droplets.some((d) => d.outcome === 'skipped') ? EXIT.unreachable : EXIT.ok),
       ),
     );
   helpFooter(command, ['plumb rollback hello', 'plumb rollback hello --to 20261125T195641Z-86e4', 'plumb rollback hello --group web']);

@@ -1,4 +1,4 @@
-import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type PackagesSpec } from '@plumb/shared';
+import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type GroupMark, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
@@ -39,8 +39,8 @@ export interface DeployOptions {
   binaryRepo?: string;
   /** Send every file, even those the droplet has in an earlier release. */
   full?: boolean;
-  /** Part of a group deploy: the mark its agent keeps (GroupChange). */
-  groupChange?: GroupChange;
+  /** Part of a group deploy, or a copy of a group's release: the mark its agent keeps. */
+  groupChange?: GroupChange & { kind?: GroupMark['kind'] };
 }
 
 /**
@@ -154,6 +154,17 @@ async function packWhole(dir: string, info: BundleInfo): Promise<Buffer[]> {
 }
 
 /**
+ * The mark a deploy asks its agent to keep. An agent from before copied marks would keep a
+ * rollback's copy as a `deploy` mark, which a later `rollback --group` would undo: it keeps the
+ * mark it had instead, as such agents always did.
+ */
+function markFor(change: DeployOptions['groupChange'], features: readonly string[]): { group: NonNullable<DeployOptions['groupChange']> } | undefined {
+  if (!change) return undefined;
+  if (change.kind === 'rollback' && !features.includes(AGENT_FEATURES.copiedMarks)) return undefined;
+  return { group: change };
+}
+
+/**
  * plumber's do_deploy_api(): packs DIR, streams it to the agent, which starts the new release
  * next to the old one and switches nginx once it answers. Running it again updates the API.
  */
@@ -168,7 +179,7 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     let needed: (files: number[]) => void = () => undefined;
     const need = new Promise<number[]>((resolve) => (needed = resolve));
     const pending = connection.start<DeployResult>(
-      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}), ...(opts.groupChange ? { group: opts.groupChange } : {}) },
+      { type: 'deploy', forward: opts.forward ?? false, wait: opts.wait ?? false, ...checked, ...(packages ? { packages } : {}), ...(delta ? { manifest: delta } : {}), ...(markFor(opts.groupChange, connection.hello.features) ?? {}) },
       { onProgress: agentProgress(ctx), onNeed: needed },
     );
     let settled = false;

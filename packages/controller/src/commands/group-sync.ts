@@ -39,7 +39,7 @@ async function exportFrom(dropletId: number, name: string, ctx: Context): Promis
 }
 
 /** The deploy that puts an exported release on another member, with the settings it runs with on its source. */
-function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], group: GroupChange | undefined, ctx: Context) {
+function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], group: ReturnType<typeof copyMark>, ctx: Context) {
   const s = exported.settings;
   const bundle: PackedBundle = {
     info: { files: exported.files, entrypoint: ENTRYPOINTS.find((e) => exported.files.some((f) => f.toLowerCase() === e.toLowerCase())) ?? 'plumber.R' },
@@ -73,11 +73,13 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], gro
 }
 
 /**
- * A copy of a release a group deploy put on the source carries that deploy's mark, so the member
- * counts as part of it (`rollback --group` takes it back too). A source last changed by a group
- * rollback, or by hand, gives none: the copy is current by its content alone.
+ * A copy carries the mark of the group change that put the release live on its source, kind and
+ * generation alike: a copy of a deploy's release counts as part of that deploy (`rollback --group`
+ * takes the member back too), a copy of a rollback's release as rolled back (a late joiner given
+ * the release the others went back to has nothing left to undo, and reads as the group's newest
+ * change). A source changed by hand since gives none: the copy is current by its content alone.
  */
-const deployMark = (mark: GroupMark | null): GroupChange | undefined => (mark?.kind === 'deploy' ? { name: mark.name, generation: mark.generation } : undefined);
+export const copyMark = (mark: GroupMark | null): (GroupChange & { kind: GroupMark['kind'] }) | undefined => (mark ? { name: mark.name, generation: mark.generation, kind: mark.kind } : undefined);
 
 /**
  * `plumb group sync G` (and `provision --group G` for the new droplet): every member that does not
@@ -110,7 +112,7 @@ export async function syncGroup(group: string, opts: { only?: number[]; api?: st
         continue;
       }
       try {
-        const done = await copyTo(t.id, copy.exported, copy.chunks, deployMark(api.source.mark), ctx);
+        const done = await copyTo(t.id, copy.exported, copy.chunks, copyMark(api.source.mark), ctx);
         droplets.push({ droplet: t.droplet, id: t.id, outcome: 'updated', from: t.release, release: done.release });
       } catch (err) {
         droplets.push({ droplet: t.droplet, id: t.id, outcome: 'failed', from: t.release, release: t.release, error: { code: err instanceof PlumbError ? err.code : 'INTERNAL', message: (err as Error).message, log: [] } });

@@ -60,7 +60,7 @@ export async function groupMembers(group: string, ctx: Context): Promise<KnownDr
 export interface MemberOutcome {
   droplet: string;
   id: number;
-  /** skipped: it could not be asked, and the deploy was told to go on without it (--skip-unreachable). */
+  /** skipped: it could not be asked (a deploy goes on without it only with --skip-unreachable; a rollback always does, and says so). */
   outcome: 'updated' | 'failed' | 'untouched' | 'skipped';
   /** The live release before, and now. */
   from: string | null;
@@ -150,11 +150,8 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   const bundle = await prepareBundle(opts, ctx, true);
   // Numbered from the marks the agents keep, so "the newest group deploy" needs no clock.
   const statuses = await memberStatuses(members, ctx);
-  const generations = GroupGenerations.in(ctx.configDir);
-  const { generation, unreachable } = nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded: await generations.highest(opts.group, name) });
+  const { generation, unreachable } = await GroupGenerations.in(ctx.configDir).claim(opts.group, name, (recorded) => nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded }));
   const group = { name: opts.group, generation };
-  // Only a convenience against repeats (the marks are the record): a config dir that cannot be written must not stop the deploy.
-  await generations.raise(opts.group, name, generation).catch(() => {});
   // What each member ran before, from the same status round: no `releases` request per member.
   const before = apiOf(statuses, name);
   const liveBefore = new Map(members.map((d, i) => [d.id, before[i]?.release ?? null]));
@@ -175,49 +172,89 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   return { name, group: opts.group, ok: deployed.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
 }
 
+/** What `rollback --group` does to one member, decided from the marks before anything changes. */
+export type RollbackStep =
+  | { droplet: KnownDroplet; act: 'rollback'; from: string; to: string }
+  /** Joined after the deploy (no release before it): given the release the others go back to. */
+  | { droplet: KnownDroplet; act: 'catch-up'; release: string }
+  /** Could not be asked: it may hold that deploy's mark, so the group may not be on one release. */
+  | { droplet: KnownDroplet; act: 'skip'; why: string }
+  | { droplet: KnownDroplet; act: 'leave'; release: string | null };
+
+/**
+ * The plan of `rollback NAME --group G` from the members' statuses: the newest generation's
+ * `deploy` mark is undone on the members still running what it put there (one changed by hand
+ * since is left as it is); a member that joined after it gets the release the others go back to;
+ * a member that cannot be asked is skipped and said so, never counted as untouched.
+ */
+export function rollbackPlan(group: string, api: string, members: KnownDroplet[], statuses: DropletStatus[]): { generation: number; steps: RollbackStep[] } {
+  const unreachable = members.filter((_, i) => !statuses[i]?.status);
+  const why = (d: KnownDroplet) => statuses[members.indexOf(d)]?.error ?? 'no answer';
+  const named = (ds: KnownDroplet[]) => ds.map((d) => `${d.name} (${why(d)})`).join(', ');
+  if (unreachable.length === members.length) {
+    throw new PlumbError('GROUP_MEMBER_UNREACHABLE', `no droplet of group ${group} could be asked: ${named(unreachable)}; nothing was rolled back`, `check them with \`plumb status --group ${group}\`, then run this again`);
+  }
+  const apis = apiOf(statuses, api);
+  const top = topGeneration(group, apis);
+  const undo = (a: ApiStatus | undefined) => a?.group?.name === group && a.group.generation === top && a.group.kind === 'deploy' && a.release === a.group.to;
+  if (top === 0 || !apis.some(undo)) {
+    // The deploy to undo may have reached only the members that cannot be asked.
+    if (unreachable.length > 0) {
+      throw new PlumbError('GROUP_MEMBER_UNREACHABLE', `no droplet of group ${group} that answered holds a group deploy of ${api} to undo, and ${named(unreachable)} could not be asked; nothing was rolled back`, `once it is back, run \`plumb rollback ${api} --group ${group}\` again`);
+    }
+    throw new PlumbError('GROUP_NO_DEPLOY', `no group deploy of ${api} to ${group} to undo (its droplets hold no such mark, or it was undone already)`, `roll droplets back one by one: \`plumb rollback ${api} --droplet NAME --to RELEASE\` (\`plumb releases ${api} --droplet NAME\` lists them)`);
+  }
+  // A member that joined after that deploy got its release by `group sync`, with nothing before it
+  // (`from: null`): it has no release to go back to.
+  const steps = members.map((droplet, i): RollbackStep => {
+    const a = apis[i];
+    if (!statuses[i]?.status) return { droplet, act: 'skip', why: why(droplet) };
+    if (!undo(a) || !a?.group) return { droplet, act: 'leave', release: a?.release ?? null };
+    return a.group.from === null ? { droplet, act: 'catch-up', release: a.group.to } : { droplet, act: 'rollback', from: a.group.to, to: a.group.from };
+  });
+  if (!steps.some((s) => s.act === 'rollback')) {
+    throw new PlumbError('GROUP_NO_DEPLOY', `the group's last deploy of ${api} to ${group} was the first release of ${api} on every droplet it reached: there is no earlier release to go back to`, `deploy the release you want (\`plumb deploy DIR --name ${api} --group ${group}\`), or take ${api} off with \`plumb remove ${api} --group ${group}\``);
+  }
+  return { generation: top, steps };
+}
+
 /**
  * `plumb rollback NAME --group G`: puts back the release each droplet ran before the group's last
  * deploy, on exactly the droplets that deploy changed (their agents hold its mark, so any
  * controller can do it); the others already run it. Release ids are the droplets' own, so "one
  * release everywhere" means: every droplet back on what it ran before. A rollback that stopped
  * part-way is finished by running it again: the members it reached hold a rollback mark of the
- * same generation, the others still the deploy's.
+ * same generation, the others still the deploy's. Members that joined after the deploy get the
+ * release the others went back to, copied from one of them once they are back.
  */
 export async function rollbackGroup(name: string, opts: { group: string; wait?: boolean }, ctx: Context): Promise<GroupDeployResult> {
   const started = Date.now();
   const api = checkInput(ApiName, name, 'API name');
   const group = groupName(opts.group);
   const members = await groupMembers(group, ctx);
-  const apis = apiOf(await memberStatuses(members, ctx), api);
-  const top = topGeneration(group, apis);
-  // Only members still on what that deploy put there: one changed by hand since is left as it is.
-  const undo = (a: ApiStatus | undefined) => a?.group?.name === group && a.group.generation === top && a.group.kind === 'deploy' && a.release === a.group.to;
-  if (top === 0 || !apis.some(undo)) {
-    throw new PlumbError('GROUP_NO_DEPLOY', `no group deploy of ${api} to ${group} to undo (its droplets hold no such mark, or it was undone already)`, `roll droplets back one by one: \`plumb rollback ${api} --droplet NAME --to RELEASE\` (\`plumb releases ${api} --droplet NAME\` lists them)`);
-  }
-  // A member that joined after that deploy got its release by `group sync`, with nothing before it
-  // (`from: null`): it has no release to go back to. It gets the one the others go back to, copied
-  // from one of them once they are back, so the group ends on one release.
-  const joined = members.filter((_, i) => undo(apis[i]) && apis[i]?.group?.from === null);
-  if (joined.length === members.filter((_, i) => undo(apis[i])).length) {
-    throw new PlumbError('GROUP_NO_DEPLOY', `the group's last deploy of ${api} to ${group} was the first release of ${api} on every droplet it reached: there is no earlier release to go back to`, `deploy the release you want (\`plumb deploy DIR --name ${api} --group ${group}\`), or take ${api} off with \`plumb remove ${api} --group ${group}\``);
-  }
+  const { generation, steps } = rollbackPlan(group, api, members, await memberStatuses(members, ctx));
   const outcomes = new Map<number, MemberOutcome>();
   let ok = true;
-  for (const [i, droplet] of members.entries()) {
-    const mark = apis[i]?.group;
-    if (!undo(apis[i]) || !mark?.from || !ok) {
-      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'untouched', from: null, release: apis[i]?.release ?? null });
-      continue;
-    }
-    try {
-      const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, group: { name: group, generation: top }, to: mark.from }, ctx);
-      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'updated', from: result.from, release: result.to, tookMs: result.tookMs });
-    } catch (err) {
-      outcomes.set(droplet.id, { droplet: droplet.name, id: droplet.id, outcome: 'failed', from: mark.to, release: await liveOn(droplet, api, ctx), error: failure(err) });
-      ok = false;
+  for (const step of steps) {
+    const { droplet } = step;
+    const base = { droplet: droplet.name, id: droplet.id };
+    if (step.act === 'skip') {
+      outcomes.set(droplet.id, { ...base, outcome: 'skipped', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: step.why, log: [] } });
+    } else if (step.act === 'leave' || (step.act === 'rollback' && !ok)) {
+      outcomes.set(droplet.id, { ...base, outcome: 'untouched', from: null, release: step.act === 'leave' ? step.release : step.from });
+    } else if (step.act === 'rollback') {
+      try {
+        const result: RollbackResult = await rollback(api, { droplet: String(droplet.id), wait: opts.wait ?? false, group: { name: group, generation }, to: step.to }, ctx);
+        outcomes.set(droplet.id, { ...base, outcome: 'updated', from: result.from, release: result.to, tookMs: result.tookMs });
+      } catch (err) {
+        outcomes.set(droplet.id, { ...base, outcome: 'failed', from: step.from, release: await liveOn(droplet, api, ctx), error: failure(err) });
+        ok = false;
+      }
     }
   }
+  const joining = steps.flatMap((s) => (s.act === 'catch-up' ? [s] : []));
+  for (const { droplet: d, release } of joining) outcomes.set(d.id, { droplet: d.name, id: d.id, outcome: 'untouched', from: null, release });
+  const joined = joining.map((s) => s.droplet);
   if (ok && joined.length > 0) {
     for (const synced of await catchUp(group, api, joined, ctx)) outcomes.set(synced.id, synced);
   }
@@ -239,10 +276,11 @@ async function catchUp(group: string, api: string, joined: KnownDroplet[], ctx: 
 }
 
 export function groupText(r: GroupDeployResult, verb: string): string {
+  const rollingBack = verb === 'rolled back';
   const lines = r.droplets.map((d) => {
     const where = d.release ?? 'no release';
     if (d.outcome === 'updated') return `  ${d.droplet}: ${d.from ?? 'nothing'} -> ${where}${d.copiedFrom ? ` (it had no release before that deploy: copied from ${d.copiedFrom})` : ''}`;
-    if (d.outcome === 'skipped') return `  ${d.droplet}: SKIPPED, could not be asked (${d.error?.message ?? '?'}); \`plumb group sync ${r.group}\` once it is back`;
+    if (d.outcome === 'skipped') return `  ${d.droplet}: SKIPPED, could not be asked (${d.error?.message ?? '?'}); once it is back, \`plumb group sync ${r.group}\` gives it the release ${rollingBack ? 'the others went back to' : 'the others run'}`;
     if (d.outcome === 'failed') return [`  ${d.droplet}: FAILED (${d.error?.message ?? '?'}); runs ${where}`, ...(d.error?.log ?? []).map((l) => `      ${terminalSafe(l)}`)].join('\n');
     return `  ${d.droplet}: untouched; runs ${d.release ?? 'what it ran before'}`;
   });
@@ -251,10 +289,10 @@ export function groupText(r: GroupDeployResult, verb: string): string {
   const head = !r.ok
     ? `${verb} ${r.name} on group ${r.group} stopped at the first failure: the droplets run different releases`
     : skipped.length > 0
-      ? `${verb} ${r.name} on group ${r.group} in ${took}, except ${skipped.join(', ')} (could not be asked): the droplets run different releases`
+      ? `${verb} ${r.name} on group ${r.group} in ${took}, except ${skipped.join(', ')} (could not be asked): ${rollingBack ? `${skipped.length === 1 ? 'it' : 'they'} may still run what that deploy put there` : 'the droplets run different releases'}`
       : `${verb} ${r.name} on every droplet of group ${r.group} (${r.droplets.length}) in ${took}`;
   // A rollback's failed copy to a member with no earlier release: another rollback would find nothing to undo there.
-  const copyFailed = verb === 'rolled back' && r.droplets.some((d) => d.outcome === 'failed' && d.from === null);
+  const copyFailed = rollingBack && r.droplets.some((d) => d.outcome === 'failed' && d.from === null);
   const tail = r.ok ? [] : [copyFailed ? `  \`plumb group sync ${r.group}\` gives the droplets that failed the release the others run` : `  \`plumb rollback ${r.name} --group ${r.group}\` puts back what each droplet ran before`];
   return [head, ...lines, ...tail].join('\n');
 }

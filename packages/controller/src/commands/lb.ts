@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { checkInput, DROPLET_HEALTH_PATH, GroupName, groupTag, PlumbError, pollUntil, wholeNumber } from '@plumb/shared';
+import { checkInput, DigitalOceanError, DROPLET_HEALTH_PATH, GroupName, groupTag, LB_CERTIFICATE_DELETE_RETRY_MS, LB_CERTIFICATE_DELETE_WAIT_MS, PlumbError, pollUntil, wholeNumber } from '@plumb/shared';
 import type { Context } from '../context.js';
 import { fromEnv, type DigitalOcean, type LoadBalancer } from '../digitalocean/client.js';
 
@@ -55,12 +55,41 @@ async function attempt(what: string, list: string[], left: string[], work: () =>
   }
 }
 
+/** How long a certificate's deletion is retried while DigitalOcean counts it in use, and how often. */
+export interface CertificateDeleteWait {
+  timeoutMs: number;
+  intervalMs: number;
+}
+
+const IN_USE = /not in use before deleting/i;
+
+/**
+ * Deletes a certificate, asking again while DigitalOcean still counts it in use: it does for a
+ * moment after the balancer that used it was deleted or dropped its rule (403 "Make sure the
+ * certificate is not in use before deleting it"; Terraform's provider retries it the same way).
+ */
+async function deleteWhenFree(api: DigitalOcean, id: string, wait: CertificateDeleteWait): Promise<void> {
+  const deleted = await pollUntil(
+    async () => {
+      try {
+        await api.deleteCertificate(id);
+        return true;
+      } catch (err) {
+        if (!(err instanceof DigitalOceanError && err.status === 403 && IN_USE.test(err.message))) throw err;
+        return undefined;
+      }
+    },
+    wait,
+  );
+  if (!deleted) throw new PlumbError('DIGITALOCEAN_REJECTED', `DigitalOcean still counted it in use ${wait.timeoutMs / 1000} s after the balancer let it go`);
+}
+
 /** The group's certificates that plumb made (all of them, or those with these ids), deleted. */
-export async function removeGroupCertificates(api: DigitalOcean, group: string, removed: Removed, only?: Set<string>): Promise<void> {
+export async function removeGroupCertificates(api: DigitalOcean, group: string, removed: Removed, only?: Set<string>, wait: CertificateDeleteWait = { timeoutMs: LB_CERTIFICATE_DELETE_WAIT_MS, intervalMs: LB_CERTIFICATE_DELETE_RETRY_MS }): Promise<void> {
   // A listing that fails is said, not thrown: the balancer may be gone already, and a re-run would not find it again.
   const certificates = await api.listCertificates().catch((err: unknown) => void removed.left.push(`the certificates of group ${group} (listing them failed: ${err instanceof Error ? err.message : String(err)})`));
   for (const cert of certificates ?? []) {
-    if (isGroupCertificate(group, cert.name) && (only === undefined || only.has(cert.id))) await attempt(cert.name, removed.certificates, removed.left, () => api.deleteCertificate(cert.id));
+    if (isGroupCertificate(group, cert.name) && (only === undefined || only.has(cert.id))) await attempt(cert.name, removed.certificates, removed.left, () => deleteWhenFree(api, cert.id, wait));
   }
 }
 
