@@ -45,6 +45,8 @@ const LOG_LINES = quick ? 20 : 100;
 const LOG_WAIT_MS = 5_000;
 /** Each line is said at a random moment within this long after the last one showed. */
 const LOG_PHASE_MS = 1_000;
+/** How long the follower is left with nothing new to show, to see what following costs the agent. */
+const LOG_IDLE_MS = quick ? 5_000 : 10_000;
 /** How long the new code is looked for once the command has returned. */
 const WATCH_AFTER_MS = 120_000;
 
@@ -196,8 +198,9 @@ try {
   /**
    * 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it, split
    * where the line is seen: journald stores it (the entry's own time; the droplet is a container on
-   * this machine, so one clock), a journalctl -f of the bench's own on the droplet prints it (what
-   * any follower gets from journald), `plumb logs -f --json` prints it here (plumb: agent, network, CLI).
+   * this machine, so one clock), `plumb logs -f --json` prints it here (plumb: agent, network, CLI);
+   * beside it, when a journalctl -f of the bench's own on the droplet printed it (what a follower
+   * that waits for journald's notice gets).
    */
   async function logsLatency() {
     const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
@@ -207,6 +210,12 @@ try {
     await onDroplet(['systemd-run', '--unit=plumb-bench-journal', '--quiet', '--', 'bash', '-c', `journalctl -f -n 0 -o cat SYSLOG_IDENTIFIER=plumber-logger | while IFS= read -r l; do printf '%s %s\\n' "$EPOCHREALTIME" "$l"; done > ${stamps}`]);
     const now = () => performance.timeOrigin + performance.now();
     const timed: Record<string, LoggedLine[]> = {};
+    const cpuPerSecond: Record<string, { idle: number; lines: number }> = {};
+    // The agent's CPU and that of the processes it ran and reaped (its journalctl reads): utime, stime, cutime, cstime in 10 ms ticks.
+    const agentCpuMs = async () => {
+      const fields = (await onDroplet(['cat', `/proc/${agentPid}/stat`])).split(') ')[1]!.split(' ');
+      return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
+    };
     let said = 0;
     for (const [network, home] of Object.entries(networks)) {
       const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0', '--json'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
@@ -226,6 +235,9 @@ try {
       };
       // Until the follower is connected and following.
       for (let i = 0; i < 30 && (await say()).printed === undefined; i++);
+      const idleFrom = { cpu: await agentCpuMs(), at: now() };
+      await new Promise((r) => setTimeout(r, LOG_IDLE_MS));
+      const busyFrom = { cpu: await agentCpuMs(), at: now() };
       const lines: LoggedLine[] = [];
       for (let i = 0; i < LOG_LINES; i++) {
         // At a random moment: a line said as soon as the last one showed keeps step with journald's
@@ -233,6 +245,8 @@ try {
         await new Promise((r) => setTimeout(r, Math.random() * LOG_PHASE_MS));
         lines.push(await say());
       }
+      const end = { cpu: await agentCpuMs(), at: now() };
+      cpuPerSecond[network] = { idle: (busyFrom.cpu - idleFrom.cpu) / ((busyFrom.at - idleFrom.at) / 1000), lines: (end.cpu - busyFrom.cpu) / ((end.at - busyFrom.at) / 1000) };
       follower.kill('SIGINT');
       await follower;
       timed[network] = lines;
@@ -249,14 +263,15 @@ try {
     const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)] ?? NaN;
     const cell = (xs: number[]) => `${median(xs).toFixed(0)} / ${p95(xs).toFixed(0)}`;
     console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time, each at a random moment within ${LOG_PHASE_MS} ms; ms, median / p95)\n`);
-    console.log('| network | request → journald stored it (HTTP, R) | → a journalctl -f on the droplet printed it (journald) | → `plumb logs -f` printed it (agent, network, CLI) | total | lost |');
+    console.log('| network | request → journald stored it (HTTP, R) | stored → a `journalctl -f` on the droplet printed it (journald\'s notice) | stored → `plumb logs -f` printed it (agent, network, CLI) | total | lost |');
     console.log('|---|---|---|---|---|---|');
     for (const [network, lines] of Object.entries(timed)) {
       const got = lines.filter((l): l is Required<LoggedLine> => l.printed !== undefined && l.stored !== undefined);
-      const split = got.filter((l) => journalctlPrinted.has(l.n));
-      console.log(`| ${network} | ${cell(split.map((l) => l.stored - l.sent))} | ${cell(split.map((l) => journalctlPrinted.get(l.n)! - l.stored))} | ${cell(split.map((l) => l.printed - journalctlPrinted.get(l.n)!))} | ${cell(got.map((l) => l.printed - l.sent))} | ${lines.length - got.length} |`);
+      const noticed = got.filter((l) => journalctlPrinted.has(l.n));
+      console.log(`| ${network} | ${cell(got.map((l) => l.stored - l.sent))} | ${cell(noticed.map((l) => journalctlPrinted.get(l.n)! - l.stored))} | ${cell(got.map((l) => l.printed - l.stored))} | ${cell(got.map((l) => l.printed - l.sent))} | ${lines.length - got.length} |`);
     }
-    console.log(`\none \`journalctl\` reading the API's journal from a second ago (what a follower re-reading on a timer would run each time): ${readMs.toFixed(1)} ms of CPU (mean of ${reads})`);
+    console.log(`\none \`journalctl\` reading the API's journal from a second ago (what plumb's follower runs each time the journal changed): ${readMs.toFixed(1)} ms of CPU (mean of ${reads})`);
+    for (const [network, cpu] of Object.entries(cpuPerSecond)) console.log(`the agent's CPU with its reads, ${network}: ${cpu.idle.toFixed(1)} ms/s following with nothing new for ${LOG_IDLE_MS / 1000} s, ${cpu.lines.toFixed(1)} ms/s while the lines came`);
   }
 
   if (spareOnly) await warmSpare();

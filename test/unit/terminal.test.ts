@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LOG_ENTRY_MAX_BYTES } from '@plumb/shared';
 import { bounded } from '@plumb/agent/ops/logs';
-import { followArgs, ofApi, parseJournalLine } from '@plumb/agent/system/journal';
+import { ofApi, parseJournalLine, readArgs } from '@plumb/agent/system/journal';
 import { terminalSafe } from '@plumb/controller/output/terminal';
 
 test('terminalSafe: escape sequences, carriage returns, C1 and bidi overrides from a droplet are shown, not obeyed', () => {
@@ -36,6 +36,6 @@ test('logs -f: a followed line is the API\'s when journald says its unit is one 
   assert.ok(!ofApi('a', record({ _PID: '77', SYSLOG_IDENTIFIER: 'plumber-a', UNIT: 'plumber-a@9731.service', _SYSTEMD_UNIT: 'plumber-b@9001.service' })));
   assert.equal(parseJournalLine('not json'), undefined);
   // journalctl's own matches: one field per term, `+` between; the start is a cursor or the asking moment.
-  assert.deepEqual(followArgs('a', { sinceMs: 1700000000123 }).slice(-4), ['--since=@1700000000.123', 'SYSLOG_IDENTIFIER=plumber-a', '+', '_PID=1']);
-  assert.ok(followArgs('a', { afterCursor: 's=1;i=2' }).includes('--after-cursor=s=1;i=2'));
+  assert.deepEqual(readArgs('a', { sinceMs: 1700000000123 }).slice(-4), ['--since=@1700000000.123', 'SYSLOG_IDENTIFIER=plumber-a', '+', '_PID=1']);
+  assert.ok(readArgs('a', { afterCursor: 's=1;i=2' }).includes('--after-cursor=s=1;i=2'));
 });

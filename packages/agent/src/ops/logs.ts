@@ -1,7 +1,9 @@
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, type LogEntry } from '@plumb/shared';
-import { followArgs, journalArgs, ofApi, parseJournalLine, type JournalRecord } from '../system/journal.js';
+import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, LOG_FOLLOW_READ_GAP_MS, type LogEntry } from '@plumb/shared';
+import { journalArgs, ofApi, parseJournalLine, readArgs, type JournalRecord, type JournalStart } from '../system/journal.js';
+import { JournalWatch } from '../system/journal-watch.js';
 import { requireApi } from './routing.js';
 import type { OpContext } from './context.js';
 
@@ -25,9 +27,32 @@ export async function logs(req: { name: string; lines: number; since: string | n
   const past = req.follow && req.lines === 0 ? { entries: 0, cursor: undefined } : await journal(journalArgs(req.name, req), sink, () => true);
   if (!req.follow || sink.signal.aborted) return { entries: past.entries };
   // After the last line shown, or, if none was, from the moment of asking: nothing in between is lost or shown twice.
-  const from = past.cursor ? { afterCursor: past.cursor } : { sinceMs: asked };
-  const followed = await journal(followArgs(req.name, from), sink, (record) => ofApi(req.name, record));
-  return { entries: past.entries + followed.entries };
+  return { entries: past.entries + (await follow(req.name, past.cursor ? { afterCursor: past.cursor } : { sinceMs: asked }, sink)) };
+}
+
+/**
+ * Reads the journal again each time journald has appended to it (JournalWatch), at most once per
+ * LOG_FOLLOW_READ_GAP_MS, each read after the last line read: a line shows within about a gap,
+ * where `journalctl -f` waits 250-500 ms for journald's notification. Without a journal file to
+ * watch, `journalctl -f` itself.
+ */
+async function follow(name: string, from: JournalStart, sink: LogSink): Promise<number> {
+  const keep = (record: JournalRecord) => ofApi(name, record);
+  const watch = await JournalWatch.open();
+  if (!watch) return (await journal([...readArgs(name, from), '-f'], sink, keep)).entries;
+  let entries = 0;
+  let start = from;
+  const gap = () => sleep(LOG_FOLLOW_READ_GAP_MS, true, { signal: sink.signal }).catch(() => false);
+  try {
+    do {
+      const read = await journal(readArgs(name, start), sink, keep);
+      entries += read.entries;
+      if (read.cursor) start = { afterCursor: read.cursor };
+    } while ((await gap()) && (await watch.grown(sink.signal)));
+  } finally {
+    await watch.close();
+  }
+  return entries;
 }
 
 /** Sends what one journalctl prints (the records `keep` takes) as it comes; how many were sent and the last cursor it printed. */
