@@ -8,6 +8,12 @@ const JOURNAL_DIRS = ['/var/log/journal', '/run/log/journal'];
 const SIGNATURE = Buffer.from('LPKSHHRH');
 const N_ENTRIES_OFFSET = 152;
 
+/** Where journald keeps the journal (tests: a directory of their own). */
+export interface JournalPlace {
+  dirs: readonly string[];
+  machineId: string;
+}
+
 interface Opened {
   path: string;
   file: FileHandle;
@@ -24,12 +30,16 @@ interface Opened {
  * following, 8 bytes read per look.
  */
 export class JournalWatch {
-  private constructor(private active: Opened) {}
+  private constructor(
+    private active: Opened,
+    private readonly where: JournalPlace,
+  ) {}
 
   /** undefined: no system journal where journald keeps one; follow with journalctl -f instead. */
-  static async open(): Promise<JournalWatch | undefined> {
-    const active = await openActive();
-    return active && new JournalWatch(active);
+  static async open(where: Partial<JournalPlace> = {}): Promise<JournalWatch | undefined> {
+    const place = { dirs: where.dirs ?? JOURNAL_DIRS, machineId: where.machineId ?? (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim() };
+    const active = await openActive(place);
+    return active && new JournalWatch(active, place);
   }
 
   /** Resolves true once the journal has changed since the last time it did (or since open); false once `signal` aborts. */
@@ -49,7 +59,7 @@ export class JournalWatch {
     const ino = await stat(this.active.path).then((s) => s.ino, () => undefined);
     if (ino !== this.active.ino) {
       // Rotated (renamed, a new file started) or flushed from /run to /var: the file to watch is another one.
-      const next = await openActive();
+      const next = await openActive(this.where);
       if (!next) return false;
       await this.active.file.close();
       this.active = next;
@@ -65,10 +75,9 @@ export class JournalWatch {
 }
 
 /** The system journal journald writes to now: of the persistent and the volatile one, the one it changed last. */
-async function openActive(): Promise<Opened | undefined> {
-  const machineId = (await readFile('/etc/machine-id', 'utf8').catch(() => '')).trim();
+async function openActive({ dirs, machineId }: JournalPlace): Promise<Opened | undefined> {
   if (!/^[0-9a-f]{32}$/.test(machineId)) return undefined;
-  const found = (await Promise.all(JOURNAL_DIRS.map((dir) => openJournal(`${dir}/${machineId}/system.journal`)))).filter((o): o is Opened => o !== undefined);
+  const found = (await Promise.all(dirs.map((dir) => openJournal(`${dir}/${machineId}/system.journal`)))).filter((o): o is Opened => o !== undefined);
   found.sort((a, b) => b.mtimeMs - a.mtimeMs);
   await Promise.all(found.slice(1).map((o) => o.file.close()));
   return found[0];
