@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, LOG_FOLLOW_READ_GAP_MS, type LogEntry } from '@plumb/shared';
 import { journalArgs, ofApi, parseJournalLine, readArgs, type JournalRecord, type JournalStart } from '../system/journal.js';
+import { apiUids } from '../system/api-account.js';
 import { JournalWatch } from '../system/journal-watch.js';
 import { requireApi } from './routing.js';
 import type { OpContext } from './context.js';
@@ -38,14 +39,15 @@ export async function logs(req: { name: string; lines: number; since: string | n
  */
 async function follow(name: string, from: JournalStart, sink: LogSink): Promise<number> {
   const keep = (record: JournalRecord) => ofApi(name, record);
+  const uid = (await apiUids([name])).get(name);
   const watch = await JournalWatch.open();
-  if (!watch) return (await journal([...readArgs(name, from), '-f'], sink, keep)).entries;
+  if (!watch) return (await journal([...readArgs(name, from, uid), '-f'], sink, keep)).entries;
   let entries = 0;
   let start = from;
   const gap = () => sleep(LOG_FOLLOW_READ_GAP_MS, true, { signal: sink.signal }).catch(() => false);
   try {
     do {
-      const read = await journal(readArgs(name, start), sink, keep);
+      const read = await journal(readArgs(name, start, uid), sink, keep);
       entries += read.entries;
       if (read.cursor) start = { afterCursor: read.cursor };
     } while ((await gap()) && (await watch.grown(sink.signal)));

@@ -15,13 +15,14 @@ export type JournalStart = { afterCursor: string } | { sinceMs: number };
  * The API's journal from a point on (add `-f` to follow). Not `-u 'plumber-NAME@*'`: journalctl
  * turns a unit glob into the names already in the journal when it starts (journalctl-filter.c,
  * journal_add_unit_matches: get_possible_field_values), so a follow never showed a worker on a port
- * the API had not used before, as the next deploy's often is. A worker's own lines carry the unit's
- * SyslogIdentifier whatever its port; systemd's lines about it (started, failed, killed) come from
- * PID 1. journalctl gives both, and ofApi keeps the API's.
+ * the API had not used before, as the next deploy's often is. A worker's output carries the unit's
+ * SyslogIdentifier whatever its port, and what else its processes write their user's uid;
+ * systemd's lines about it (started, failed, killed) come from PID 1. journalctl gives all three,
+ * and ofApi keeps the API's.
  */
-export function readArgs(name: string, from: JournalStart): string[] {
+export function readArgs(name: string, from: JournalStart, uid?: number): string[] {
   const start = 'afterCursor' in from ? `--after-cursor=${from.afterCursor}` : `--since=@${(from.sinceMs / 1000).toFixed(3)}`;
-  return ['-o', 'json', '--all', '--no-pager', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1'];
+  return ['-o', 'json', '--all', '--no-pager', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1', ...(uid === undefined ? [] : ['+', `_UID=${uid}`])];
 }
 
 /** One line of `journalctl -o json`: the entry, where a later journalctl would continue after it, and the unit journald vouches it is from or about. */
