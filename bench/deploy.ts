@@ -252,8 +252,8 @@ try {
       timed[network] = lines;
     }
     await onDroplet(['systemctl', 'stop', 'plumb-bench-journal']);
-    // What a follower that re-read the journal on a timer instead of waiting for journald would pay
-    // per read: one journalctl from a second ago with plumb's follow filter (CPU, from bash's `times`).
+    // What the agent's follower pays per read of the journal: one journalctl from a second ago with
+    // its filter (CPU, from bash's `times`).
     const reads = 10;
     const readCpu = await onDroplet(['bash', '-c', `for i in $(seq ${reads}); do journalctl -o json --all --no-pager -n all --since=@$(($(date +%s) - 1)) SYSLOG_IDENTIFIER=plumber-logger + _PID=1 >/dev/null; done; times`]);
     const children = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(readCpu.trim());
