@@ -252,8 +252,8 @@ try {
       timed[network] = lines;
     }
     await onDroplet(['systemctl', 'stop', 'plumb-bench-journal']);
-    // What the agent's follower pays per read of the journal: one journalctl from a second ago with
-    // its filter (CPU, from bash's `times`).
+    // What a follower that read the journal again on each change (instead of waiting for journald's
+    // notice) would pay per read: one journalctl from a second ago with plumb's filter (CPU, from bash's `times`).
     const reads = 10;
     const readCpu = await onDroplet(['bash', '-c', `for i in $(seq ${reads}); do journalctl -o json --all --no-pager -n all --since=@$(($(date +%s) - 1)) SYSLOG_IDENTIFIER=plumber-logger + _PID=1 >/dev/null; done; times`]);
     const children = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(readCpu.trim());
@@ -270,7 +270,7 @@ try {
       const noticed = got.filter((l) => journalctlPrinted.has(l.n));
       console.log(`| ${network} | ${cell(got.map((l) => l.stored - l.sent))} | ${cell(noticed.map((l) => journalctlPrinted.get(l.n)! - l.stored))} | ${cell(got.map((l) => l.printed - l.stored))} | ${cell(got.map((l) => l.printed - l.sent))} | ${lines.length - got.length} |`);
     }
-    console.log(`\none \`journalctl\` reading the API's journal from a second ago (what plumb's follower runs each time the journal changed): ${readMs.toFixed(1)} ms of CPU (mean of ${reads})`);
+    console.log(`\none \`journalctl\` reading the API's journal from a second ago (what a follower reading on each change of the journal would run each time): ${readMs.toFixed(1)} ms of CPU (mean of ${reads})`);
     for (const [network, cpu] of Object.entries(cpuPerSecond)) console.log(`the agent's CPU with its reads, ${network}: ${cpu.idle.toFixed(1)} ms/s following with nothing new for ${LOG_IDLE_MS / 1000} s, ${cpu.lines.toFixed(1)} ms/s while the lines came`);
   }
 

@@ -122,10 +122,9 @@ test('a controller that vanishes (no more pongs) is dropped: its log follower on
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'vanish'])).exitCode, 0);
   const { ws, tls } = await rawSession();
   ws.send(JSON.stringify({ type: 'logs', id: 1, name: 'vanish', lines: 0, since: null, follow: true }));
-  // The agent follows by watching the journal file (an open file of its own) or, where there is none, with journalctl -f.
-  const followers = () => onDroplet(['sh', '-c', 'echo $(( $(pgrep -fc "[j]ournalctl .*plumber-vanish.* -f$") + $(ls -l /proc/$(systemctl show -p MainPID --value plumb-agent)/fd | grep -c "\\.journal$") ))']);
-  for (let i = 0; i < 40 && (await followers()) === '0'; i++) await new Promise((r) => setTimeout(r, 250));
-  assert.notEqual(await followers(), '0', 'the agent follows the journal for the controller');
+  const followers = () => onDroplet(['sh', '-c', 'pgrep -fc "[j]ournalctl .*plumber-vanish.* -f$" || true']);
+  for (let i = 0; i < 40 && (await followers()) !== '1'; i++) await new Promise((r) => setTimeout(r, 250));
+  assert.equal(await followers(), '1', 'journalctl follows for the controller');
   // Half-open: this end stops reading, so the agent's pings go unanswered.
   tls.pause();
   const deadline = Date.now() + 3 * WS_PING_INTERVAL_MS + 10_000;

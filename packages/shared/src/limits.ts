@@ -233,14 +233,6 @@ export const LOCAL_STATE_LOCK_WAIT_MS = 15_000;
 export const LOG_BATCH_MAX_BYTES = 1024 * 1024;
 /** A journal entry's message longer than this is cut (journald's own LineMax is 48 KiB). */
 export const LOG_ENTRY_MAX_BYTES = 64 * 1024;
-/**
- * `logs -f`: how often the agent reads the journal file's entry count, and the least time between two
- * reads of the journal that a change starts (one `journalctl` each). A line shows within about a
- * gap of being written, where journald tells its own followers 250-500 ms late; a journal that never
- * stops changing costs one `journalctl` per gap.
- */
-export const LOG_FOLLOW_POLL_MS = 25;
-export const LOG_FOLLOW_READ_GAP_MS = 100;
 
 /** The agent pings every controller socket this often; one that has not answered the last ping is closed. */
 export const WS_PING_INTERVAL_MS = 15_000;

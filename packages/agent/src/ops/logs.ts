@@ -1,10 +1,8 @@
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, LOG_FOLLOW_READ_GAP_MS, type LogEntry } from '@plumb/shared';
+import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, type LogEntry } from '@plumb/shared';
 import { journalArgs, ofApi, parseJournalLine, readArgs, type JournalRecord, type JournalStart } from '../system/journal.js';
 import { apiUids } from '../system/api-account.js';
-import { JournalWatch } from '../system/journal-watch.js';
 import { requireApi } from './routing.js';
 import type { OpContext } from './context.js';
 
@@ -31,30 +29,10 @@ export async function logs(req: { name: string; lines: number; since: string | n
   return { entries: past.entries + (await follow(req.name, past.cursor ? { afterCursor: past.cursor } : { sinceMs: asked }, sink)) };
 }
 
-/**
- * Reads the journal again each time journald has appended to it (JournalWatch), at most once per
- * LOG_FOLLOW_READ_GAP_MS, each read after the last line read: a line shows within about a gap,
- * where `journalctl -f` waits 250-500 ms for journald's notification. Without a journal file to
- * watch, `journalctl -f` itself.
- */
+/** journalctl -f from `from` on, keeping the API's lines (ofApi). */
 async function follow(name: string, from: JournalStart, sink: LogSink): Promise<number> {
-  const keep = (record: JournalRecord) => ofApi(name, record);
   const uid = (await apiUids([name])).get(name);
-  const watch = await JournalWatch.open();
-  if (!watch) return (await journal([...readArgs(name, from, uid), '-f'], sink, keep)).entries;
-  let entries = 0;
-  let start = from;
-  const gap = () => sleep(LOG_FOLLOW_READ_GAP_MS, true, { signal: sink.signal }).catch(() => false);
-  try {
-    do {
-      const read = await journal(readArgs(name, start, uid), sink, keep);
-      entries += read.entries;
-      if (read.cursor) start = { afterCursor: read.cursor };
-    } while ((await gap()) && (await watch.grown(sink.signal)));
-  } finally {
-    await watch.close();
-  }
-  return entries;
+  return (await journal([...readArgs(name, from, uid), '-f'], sink, (record) => ofApi(name, record))).entries;
 }
 
 /** Sends what one journalctl prints (the records `keep` takes) as it comes; how many were sent and the last cursor it printed. */
