@@ -9,11 +9,12 @@
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
  *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
  *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time;
- *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it;
+ *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it, split
+ *      into journald's part and plumb's;
  *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures; --spare-only:
- * section 6 alone).
+ * section 6 alone; --logs-only: section 5 alone).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -33,6 +34,8 @@ import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
 const quick = process.argv.includes('--quick');
 /** Only the warm spare's section (6), on its own droplet. */
 const spareOnly = process.argv.includes('--spare-only');
+/** Only `plumb logs -f` (section 5). */
+const logsOnly = process.argv.includes('--logs-only');
 const REPS = quick ? 1 : 5;
 const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
 const STATUS_APIS = quick ? 2 : 10;
@@ -40,6 +43,10 @@ const ONE_WAY_MS = 25;
 /** `plumb logs -f` latency: lines timed per network, and how long one may take before it counts as lost. */
 const LOG_LINES = quick ? 20 : 100;
 const LOG_WAIT_MS = 5_000;
+/** Each line is said at a random moment within this long after the last one showed. */
+const LOG_PHASE_MS = 1_000;
+/** How long the follower is left with nothing new to show, to see what following costs the agent. */
+const LOG_IDLE_MS = quick ? 5_000 : 10_000;
 /** How long the new code is looked for once the command has returned. */
 const WATCH_AFTER_MS = 120_000;
 
@@ -48,6 +55,14 @@ const median = (xs: number[]) => {
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const sec = (ms: number) => (ms / 1000).toFixed(2);
+
+/** One line `plumb logs -f` was timed for: when it was asked for, stored by journald and printed by the follower (ms since the epoch). */
+interface LoggedLine {
+  n: number;
+  sent: number;
+  stored?: number;
+  printed?: number;
+}
 
 interface Deployed {
   commandMs: number;
@@ -180,7 +195,87 @@ try {
     console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (resident, as plumb status shows it): ${spareRss.toFixed(0)} MiB`);
   }
 
+  /**
+   * 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it, split
+   * where the line is seen: journald stores it (the entry's own time; the droplet is a container on
+   * this machine, so one clock), `plumb logs -f --json` prints it here (plumb: agent, network, CLI);
+   * beside it, when a journalctl -f of the bench's own on the droplet printed it (what a follower
+   * that waits for journald's notice gets).
+   */
+  async function logsLatency() {
+    const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
+    const loggerDeploy = await plumb(networks.LAN, ['deploy', logger, '--name', 'logger', '--no-deps']);
+    if (loggerDeploy.exitCode !== 0) throw new Error(`plumb deploy logger: ${loggerDeploy.stderr}`);
+    const stamps = '/run/plumb-bench-journal.log';
+    await onDroplet(['systemd-run', '--unit=plumb-bench-journal', '--quiet', '--', 'bash', '-c', `journalctl -f -n 0 -o cat SYSLOG_IDENTIFIER=plumber-logger | while IFS= read -r l; do printf '%s %s\\n' "$EPOCHREALTIME" "$l"; done > ${stamps}`]);
+    const now = () => performance.timeOrigin + performance.now();
+    const timed: Record<string, LoggedLine[]> = {};
+    const cpuPerSecond: Record<string, { idle: number; lines: number }> = {};
+    // The agent's CPU and that of the processes it ran and reaped (its journalctl reads): utime, stime, cutime, cstime in 10 ms ticks.
+    const agentCpuMs = async () => {
+      const fields = (await onDroplet(['cat', `/proc/${agentPid}/stat`])).split(') ')[1]!.split(' ');
+      return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
+    };
+    let said = 0;
+    for (const [network, home] of Object.entries(networks)) {
+      const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0', '--json'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
+      const seen = new Map<number, { printed: number; stored: number }>();
+      createInterface({ input: follower.stdout! }).on('line', (line) => {
+        const entry = JSON.parse(line) as { time: number; message: string };
+        const n = /plumb-bench-line (\d+)/.exec(entry.message)?.[1];
+        if (n !== undefined) seen.set(Number(n), { printed: now(), stored: entry.time / 1000 });
+      });
+      /** Says line n; when, and when it was stored and printed here (absent: not within LOG_WAIT_MS). */
+      const say = async (): Promise<LoggedLine> => {
+        const n = ++said;
+        const sent = now();
+        await httpGet(`http://${address}/logger/say?n=${n}`, LOG_WAIT_MS);
+        while (!seen.has(n) && now() - sent < LOG_WAIT_MS) await new Promise((r) => setTimeout(r, 1));
+        return { n, sent, ...seen.get(n) };
+      };
+      // Until the follower is connected and following.
+      for (let i = 0; i < 30 && (await say()).printed === undefined; i++);
+      const idleFrom = { cpu: await agentCpuMs(), at: now() };
+      await new Promise((r) => setTimeout(r, LOG_IDLE_MS));
+      const busyFrom = { cpu: await agentCpuMs(), at: now() };
+      const lines: LoggedLine[] = [];
+      for (let i = 0; i < LOG_LINES; i++) {
+        // At a random moment: a line said as soon as the last one showed keeps step with journald's
+        // wake-ups, which fall on one 250 ms grid per boot (sd-event's sleep_between), and would measure one phase of it.
+        await new Promise((r) => setTimeout(r, Math.random() * LOG_PHASE_MS));
+        lines.push(await say());
+      }
+      const end = { cpu: await agentCpuMs(), at: now() };
+      cpuPerSecond[network] = { idle: (busyFrom.cpu - idleFrom.cpu) / ((busyFrom.at - idleFrom.at) / 1000), lines: (end.cpu - busyFrom.cpu) / ((end.at - busyFrom.at) / 1000) };
+      follower.kill('SIGINT');
+      await follower;
+      timed[network] = lines;
+    }
+    await onDroplet(['systemctl', 'stop', 'plumb-bench-journal']);
+    // What a follower that read the journal again on each change (instead of waiting for journald's
+    // notice) would pay per read: one journalctl from a second ago with plumb's filter (CPU, from bash's `times`).
+    const reads = 10;
+    const readCpu = await onDroplet(['bash', '-c', `for i in $(seq ${reads}); do journalctl -o json --all --no-pager -n all --since=@$(($(date +%s) - 1)) SYSLOG_IDENTIFIER=plumber-logger + _PID=1 >/dev/null; done; times`]);
+    const children = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(readCpu.trim());
+    const readMs = children ? ((Number(children[1]) * 60 + Number(children[2]) + Number(children[3]) * 60 + Number(children[4])) * 1000) / reads : NaN;
+    const journalctlPrinted = new Map<number, number>();
+    for (const m of (await onDroplet(['cat', stamps])).matchAll(/^([\d.]+) plumb-bench-line (\d+)$/gm)) journalctlPrinted.set(Number(m[2]), Number(m[1]) * 1000);
+    const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)] ?? NaN;
+    const cell = (xs: number[]) => `${median(xs).toFixed(0)} / ${p95(xs).toFixed(0)}`;
+    console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time, each at a random moment within ${LOG_PHASE_MS} ms; ms, median / p95)\n`);
+    console.log('| network | request → journald stored it (HTTP, R) | stored → a `journalctl -f` on the droplet printed it (journald\'s notice) | stored → `plumb logs -f` printed it (agent, network, CLI) | total | lost |');
+    console.log('|---|---|---|---|---|---|');
+    for (const [network, lines] of Object.entries(timed)) {
+      const got = lines.filter((l): l is Required<LoggedLine> => l.printed !== undefined && l.stored !== undefined);
+      const noticed = got.filter((l) => journalctlPrinted.has(l.n));
+      console.log(`| ${network} | ${cell(got.map((l) => l.stored - l.sent))} | ${cell(noticed.map((l) => journalctlPrinted.get(l.n)! - l.stored))} | ${cell(got.map((l) => l.printed - l.stored))} | ${cell(got.map((l) => l.printed - l.sent))} | ${lines.length - got.length} |`);
+    }
+    console.log(`\none \`journalctl\` reading the API's journal from a second ago (what a follower reading on each change of the journal would run each time): ${readMs.toFixed(1)} ms of CPU (mean of ${reads})`);
+    for (const [network, cpu] of Object.entries(cpuPerSecond)) console.log(`the agent's CPU with its reads, ${network}: ${cpu.idle.toFixed(1)} ms/s following with nothing new for ${LOG_IDLE_MS / 1000} s, ${cpu.lines.toFixed(1)} ms/s while the lines came`);
+  }
+
   if (spareOnly) await warmSpare();
+  else if (logsOnly) await logsLatency();
   else {
     // 1. Redeploys.
     const small = await apiDir(sumApi('s0'));
@@ -308,43 +403,7 @@ try {
     console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
     console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
 
-    // 5. `plumb logs -f`: from the request that makes R write a line until the follower prints it.
-    const logger = await apiDir({ 'plumber.R': '#* @get /say\nfunction(n) {\n  message("plumb-bench-line ", n)\n  "ok"\n}\n' });
-    const loggerDeploy = await plumb(networks.LAN, ['deploy', logger, '--name', 'logger', '--no-deps']);
-    if (loggerDeploy.exitCode !== 0) throw new Error(`plumb deploy logger: ${loggerDeploy.stderr}`);
-    const logLatency: Record<string, number[]> = {};
-    let said = 0;
-    for (const [network, home] of Object.entries(networks)) {
-      const follower = execa(process.execPath, [PLUMB_CLI, 'logs', 'logger', '-f', '-n', '0'], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore', buffer: false });
-      const seen = new Map<number, number>();
-      createInterface({ input: follower.stdout! }).on('line', (line) => {
-        const n = /plumb-bench-line (\d+)/.exec(line)?.[1];
-        if (n !== undefined) seen.set(Number(n), performance.now());
-      });
-      /** Says line n; the ms until the follower printed it (NaN: not within LOG_WAIT_MS). */
-      const say = async () => {
-        const n = ++said;
-        const sent = performance.now();
-        await httpGet(`http://${address}/logger/say?n=${n}`, LOG_WAIT_MS);
-        while (!seen.has(n) && performance.now() - sent < LOG_WAIT_MS) await new Promise((r) => setTimeout(r, 1));
-        return (seen.get(n) ?? NaN) - sent;
-      };
-      // Until the follower is connected and following.
-      for (let i = 0; i < 30 && Number.isNaN(await say()); i++);
-      const times: number[] = [];
-      for (let i = 0; i < LOG_LINES; i++) times.push(await say());
-      follower.kill('SIGINT');
-      await follower;
-      logLatency[network] = times;
-    }
-    const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)]!;
-    console.log(`\n### \`plumb logs -f\`: a line R writes (message()), until the follower prints it (${LOG_LINES} lines, one at a time)\n`);
-    console.log('| network | median ms | p95 ms | lost |');
-    console.log('|---|---|---|---|');
-    for (const [network, times] of Object.entries(logLatency)) {
-      const got = times.filter((t) => !Number.isNaN(t));
-      console.log(`| ${network} | ${median(got).toFixed(0)} | ${p95(got).toFixed(0)} | ${times.length - got.length} |`);
-    }
+    await logsLatency();
 
     // 4b. CLI start time.
     const atEnd = await memory();

@@ -122,7 +122,7 @@ test('a controller that vanishes (no more pongs) is dropped: its log follower on
   assert.equal((await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'vanish'])).exitCode, 0);
   const { ws, tls } = await rawSession();
   ws.send(JSON.stringify({ type: 'logs', id: 1, name: 'vanish', lines: 0, since: null, follow: true }));
-  const followers = () => onDroplet(['sh', '-c', 'pgrep -fc "[j]ournalctl .*plumber-vanish@" || true']);
+  const followers = () => onDroplet(['sh', '-c', 'pgrep -fc "[j]ournalctl .*plumber-vanish.* -f$" || true']);
   for (let i = 0; i < 40 && (await followers()) !== '1'; i++) await new Promise((r) => setTimeout(r, 250));
   assert.equal(await followers(), '1', 'journalctl follows for the controller');
   // Half-open: this end stops reading, so the agent's pings go unanswered.

@@ -329,6 +329,32 @@ describe('logs', () => {
     assert.ok(Math.abs(later.time / 1000 - Date.now()) < 24 * 3600_000, 'time is in microseconds since the epoch');
   });
 
+  test('logs -f follows across a redeploy: the new release writes from a worker port the API never had, and its lines show', async () => {
+    const child = spawn(process.execPath, [PLUMB_CLI, 'logs', 'loud', '-f', '-n', '0'], { env: { ...process.env, ...user.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    const workerOf = (msg: string) => new RegExp(`(plumber-loud@\\d+)  shout: ${msg}$`, 'm').exec(out)?.[1];
+    try {
+      // Until a first line shows, the follow is not set up yet (connecting, journalctl starting).
+      for (let i = 0; i < 50 && !workerOf('before'); i++) {
+        await shout('before');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(workerOf('before'), out);
+      await ok(await user.plumb(['deploy', await apiDir(sumApi('l2')), '--name', 'loud']));
+      assert.deepEqual(await json('/loud/version'), ['l2']);
+      await shout('after');
+      for (let i = 0; i < 300 && !workerOf('after'); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(workerOf('after'), `the new release's line while following:\n${out}`);
+      assert.notEqual(workerOf('after'), workerOf('before'), 'written by the new worker');
+      child.kill('SIGINT');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0);
+    } finally {
+      child.kill();
+    }
+  });
+
   test(`a --since journalctl cannot read, or more than ${LOGS_MAX_LINES} lines, is refused in one line`, async () => {
     oneLineRefusal(await user.plumb(['logs', 'loud', '--since', 'yesterday; rm -rf /']), /--since/);
     oneLineRefusal(await user.plumb(['logs', 'loud', '-n', String(LOGS_MAX_LINES + 1)]), new RegExp(`${LOGS_MAX_LINES}`));

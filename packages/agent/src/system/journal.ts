@@ -1,27 +1,63 @@
 import { execa } from 'execa';
 import type { LogEntry } from '@plumb/shared';
-import { unitGlob } from './layout.js';
+import { unitGlob, workerUnits } from './layout.js';
 
-/** The API's journal, as journalctl gives it (`-o json`), for all its workers. */
-export function journalArgs(name: string, opts: { lines: number; since: string | null; follow: boolean }): string[] {
+/** The API's journal as it is now, as journalctl gives it (`-o json`), for all its workers. */
+export function journalArgs(name: string, opts: { lines: number; since: string | null }): string[] {
   // --all: without it journalctl's JSON gives `null` for any field over 4096 bytes, so a long line arrived empty.
-  return ['-o', 'json', '--all', '--no-pager', '-u', unitGlob(name), '-n', String(opts.lines), ...(opts.since ? ['--since', opts.since] : []), ...(opts.follow ? ['-f'] : [])];
+  return ['-o', 'json', '--all', '--no-pager', '-u', unitGlob(name), '-n', String(opts.lines), ...(opts.since ? ['--since', opts.since] : [])];
 }
 
-export function parseJournalLine(line: string): LogEntry | undefined {
+/** Where reading the journal again starts: after the last entry read, or at a moment. */
+export type JournalStart = { afterCursor: string } | { sinceMs: number };
+
+/**
+ * The API's journal from a point on (add `-f` to follow). Not `-u 'plumber-NAME@*'`: journalctl
+ * turns a unit glob into the names already in the journal when it starts (journalctl-filter.c,
+ * journal_add_unit_matches: get_possible_field_values), so a follow never showed a worker on a port
+ * the API had not used before, as the next deploy's often is. A worker's output carries the unit's
+ * SyslogIdentifier whatever its port, and what else its processes write their user's uid;
+ * systemd's lines about it (started, failed, killed) come from PID 1. journalctl gives all three,
+ * and ofApi keeps the API's.
+ */
+export function readArgs(name: string, from: JournalStart, uid?: number): string[] {
+  const start = 'afterCursor' in from ? `--after-cursor=${from.afterCursor}` : `--since=@${(from.sinceMs / 1000).toFixed(3)}`;
+  return ['-o', 'json', '--all', '--no-pager', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1', ...(uid === undefined ? [] : ['+', `_UID=${uid}`])];
+}
+
+/** One line of `journalctl -o json`: the entry, where a later journalctl would continue after it, and the unit journald vouches it is from or about. */
+export interface JournalRecord {
+  entry: LogEntry;
+  cursor: string | undefined;
+  /** `_SYSTEMD_UNIT` (set by journald from the writer's cgroup), or for PID 1's lines the unit they are about. */
+  trustedUnit: string | undefined;
+}
+
+export function parseJournalLine(line: string): JournalRecord | undefined {
   try {
     const j = JSON.parse(line) as Record<string, unknown>;
     const message = Array.isArray(j['MESSAGE']) ? Buffer.from(j['MESSAGE'] as number[]).toString('utf8') : String(j['MESSAGE'] ?? '');
+    const field = (key: string) => (typeof j[key] === 'string' ? (j[key] as string) : undefined);
     return {
-      time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
-      // systemd's own lines about a worker (started, failed) carry it in UNIT; the worker's in _SYSTEMD_UNIT.
-      unit: String(j['UNIT'] ?? j['_SYSTEMD_UNIT'] ?? ''),
-      priority: Number(j['PRIORITY'] ?? 6),
-      message,
+      entry: {
+        time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
+        // systemd's own lines about a worker (started, failed) carry it in UNIT; the worker's in _SYSTEMD_UNIT.
+        unit: String(j['UNIT'] ?? j['_SYSTEMD_UNIT'] ?? ''),
+        priority: Number(j['PRIORITY'] ?? 6),
+        message,
+      },
+      cursor: field('__CURSOR'),
+      // Any process may write SYSLOG_IDENTIFIER=plumber-NAME or UNIT=...; only journald's own fields (`_`) say who wrote it.
+      trustedUnit: field('_PID') === '1' ? field('UNIT') : field('_SYSTEMD_UNIT'),
     };
   } catch {
     return undefined;
   }
+}
+
+/** Whether a followed record is one of the API's workers' lines or systemd's about one of them. */
+export function ofApi(name: string, record: JournalRecord): boolean {
+  return workerUnits.pattern.exec(record.trustedUnit ?? '')?.[1] === name;
 }
 
 /** The last lines one worker wrote since it started: shown with a failed deploy (earlier workers on the same port are not). */
