@@ -383,7 +383,7 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     await onDroplet(['sh', '-c', 'mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/spare-handover']);
     const second = await deploy(warmApi('s2'), 'spry');
     assert.equal(second.exitCode, 0, second.stderr);
-    assert.equal(await onDroplet(['ls', '-A', '/var/lib/plumb/crash-points']), '', 'the crash point fired');
+    assert.equal((await onDroplet(['ls', '-A', '/var/lib/plumb/crash-points'])).trim(), '', 'the crash point fired');
     assert.match(second.stderr, /cold: the warm spare was not used \(it ended before it took the release\)/);
     assert.ok(second.result !== undefined && !second.result.ports.includes(spare.port), `a worker of its own, not the killed spare's unit: ${JSON.stringify(second.result?.ports)}`);
     const cold = (await warmGet('spry')) as WarmAnswer;

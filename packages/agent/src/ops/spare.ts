@@ -45,6 +45,11 @@ const spares = new Map<string, Spare>();
  */
 const crashes = new Map<string, { past: number; said: boolean }>();
 
+function countCrashes(name: string, more: number): void {
+  const count = crashes.get(name) ?? { past: 0, said: false };
+  crashes.set(name, { ...count, past: count.past + more });
+}
+
 /** Ports spares wait on: no rollout may pick them. */
 export const sparePorts = (): number[] => [...spares.values()].map((s) => s.port);
 
@@ -107,10 +112,7 @@ export async function startSpare(name: string, port: number, fit: SpareFit): Pro
 export async function stopSpare(name: string, opts: { forget?: boolean } = {}): Promise<void> {
   const spare = spares.get(name);
   if (opts.forget) crashes.delete(name);
-  else if (spare) {
-    const count = crashes.get(name) ?? { past: 0, said: false };
-    crashes.set(name, { ...count, past: count.past + (await restartsOf(name, spare)) });
-  }
+  else if (spare) countCrashes(name, await restartsOf(name, spare));
   spares.delete(name);
   if (spare) await retireWorker(name, spare.port);
 }
@@ -196,8 +198,7 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
           return null;
         } catch (err) {
           log.warn('spare ended before the handover', { api: name, port: spare.port, error: (err as Error).message });
-          const count = crashes.get(name) ?? { past: 0, said: false };
-          crashes.set(name, { ...count, past: count.past + 1 });
+          countCrashes(name, 1);
           return 'it ended before it took the release';
         } finally {
           await drop();
