@@ -1,5 +1,4 @@
 import { lstatSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { CRASH_POINT_KILL_WAIT_MS, pollUntil } from '@plumb/shared';
 import { log } from './log.js';
 import { layout } from './system/layout.js';
@@ -38,15 +37,13 @@ export function crashPoint(point: CrashPoint): void {
 
 /**
  * SIGKILLs the process `pid()` names here if, and only if, the lab armed `point`, and returns once
- * it has exited (its files closed: gone, or a zombie), so what follows meets it dead.
+ * `gone()` says it is (what follows must meet it dead), within CRASH_POINT_KILL_WAIT_MS.
  */
-export async function killAtCrashPoint(point: CrashPoint, pid: () => Promise<number | null>): Promise<void> {
+export async function killAtCrashPoint(point: CrashPoint, pid: () => Promise<number | null>, gone: () => Promise<boolean>): Promise<void> {
   if (!armed(point)) return;
   const victim = await pid();
   if (victim === null) return;
   log.warn('killing a process at a crash point the lab set', { point, pid: victim });
   process.kill(victim, 'SIGKILL');
-  // /proc/PID/stat: "PID (comm) STATE …"; Z once it has exited and not yet been reaped.
-  const gone = async () => ((await readFile(`/proc/${victim}/stat`, 'utf8').then((s) => /\) Z /.test(s), () => true)) ? true : undefined);
-  await pollUntil(gone, { timeoutMs: CRASH_POINT_KILL_WAIT_MS, intervalMs: 10 });
+  await pollUntil(async () => ((await gone()) ? true : undefined), { timeoutMs: CRASH_POINT_KILL_WAIT_MS, intervalMs: 10 });
 }

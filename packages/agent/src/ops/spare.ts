@@ -191,7 +191,9 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
       port: spare.port,
       handOver: async () => {
         try {
-          await killAtCrashPoint('spare-handover', async () => (await systemd.unitState(unit)).pid);
+          // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
+          const noReader = () => open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close().then(() => false), () => true);
+          await killAtCrashPoint('spare-handover', async () => (await systemd.unitState(unit)).pid, noReader);
           // No reader any more (it ended since the open): EPIPE, and nothing was handed over.
           await fifo.writeFile(handover);
           crashes.delete(name);
