@@ -333,6 +333,7 @@ try {
         const v = `x${++version}`;
         await writeFile(path.join(sshDir, 'plumber.R'), sumApi(v)['plumber.R']);
         const { result, servingMs } = await watched(`${baseline.url}/version`, v, () => baseline.deploy(sshDir, target));
+        if (Number.isNaN(servingMs)) console.error(`the SSH replay's API did not answer ${v} within ${WATCH_AFTER_MS / 1000} s of its return; its unit's journal:\n${await baseline.lastLines()}`);
         runs.push({ ...result, servingMs });
       }
       sshRows.push({ network, runs });

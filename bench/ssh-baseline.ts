@@ -30,6 +30,8 @@ export interface SshDeploy {
 export interface SshBaseline {
   deploy(dir: string, target: { host: string; port: number }): Promise<SshDeploy>;
   url: string;
+  /** The replayed unit's last journal lines: why its API does not answer. */
+  lastLines(): Promise<string>;
 }
 
 /** Lets the bench's key in as root, opens BASELINE_PORT in ufw: done once, not timed. */
@@ -39,7 +41,9 @@ export async function sshBaseline(onDroplet: (argv: string[], opts?: { input?: s
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
   const pub = await execa('cat', [`${key}.pub`]);
   await onDroplet(['sh', '-c', 'mkdir -p /root/.ssh && chmod 700 /root/.ssh && cat >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys && systemctl enable --now ssh.service && ufw allow 8082/tcp >/dev/null && mkdir -p /var/plumber-ssh'], { input: `${pub.stdout}\n` });
-  // `$$` is systemd's escape for `$`: a `\$` reached R as written and the replayed API never started.
+  // "$$": systemd's way to write a "$" in ExecStart=. It knows no "\$" escape: it kept the
+  // backslash (warning "Ignoring unknown escape sequences"), R refused `pr\$run` as a syntax
+  // error, and the replayed API never answered: the bench's NaN.
   const unit = `[Unit]\nDescription=plumber API ${name} (plumberDeploy replay)\n\n[Service]\nExecStart=/usr/bin/Rscript -e "pr <- plumber::plumb(dir='/var/plumber-ssh/${name}'); pr$$run(host='127.0.0.1', port=${API_PORT}, docs=FALSE)"\nRestart=on-failure\nWorkingDirectory=/var/plumber-ssh/${name}\n\n[Install]\nWantedBy=multi-user.target\n`;
   const nginx = `server {\n  listen ${BASELINE_PORT};\n  location /${name}/ {\n    proxy_pass http://127.0.0.1:${API_PORT}/;\n  }\n}\n`;
   await writeFile(path.join(home, 'unit'), unit);
@@ -48,6 +52,7 @@ export async function sshBaseline(onDroplet: (argv: string[], opts?: { input?: s
 
   return {
     url: `http://${address}:${BASELINE_PORT}/${name}`,
+    lastLines: () => onDroplet(['journalctl', '-u', `plumber-ssh-${name}`, '-n', '8', '-o', 'cat', '--no-pager']),
     async deploy(dir, target) {
       const opts = ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', `ControlPath=${control}`];
       const ssh = (command: string) => execa('ssh', [...opts, '-p', String(target.port), `root@${target.host}`, command]);

@@ -4,7 +4,7 @@ import type { ApiStatus, DeployResult, PackagesResult, StatusResult } from '@plu
 import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
-import { pollUntil } from '@plumb/shared';
+import { pollUntil, SPARE_CRASHES_ALERT } from '@plumb/shared';
 import { httpGet } from './helpers.js';
 import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
 
@@ -38,7 +38,14 @@ sharedDroplet(
   async (shared) => {
     ({ lab, user, id: dropletId, address } = shared);
     repo = await startCranRepo(
-      [demo('2.0'), { name: 'plumbextra', version: '1.0', code: { 'extra.R': 'extra <- function() "extra"\n' } }, { name: 'plumbbroken', version: '1.0', code: { 'broken.R': 'broken <- function( {\n' } }],
+      [
+        demo('2.0'),
+        { name: 'plumbextra', version: '1.0', code: { 'extra.R': 'extra <- function() "extra"\n' } },
+        { name: 'plumbbroken', version: '1.0', code: { 'broken.R': 'broken <- function( {\n' } },
+        // Ends R as it loads in a warm spare only (PLUMB_SPARE is set while a spare loads packages): what
+        // commands.md warns of, a package's .onLoad reading the environment.
+        { name: 'plumbspareless', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) if (nzchar(Sys.getenv("PLUMB_SPARE"))) quit(save = "no", status = 3)\nspareless <- function() "ok"\n' } },
+      ],
       [demo('1.0')],
     );
   },
@@ -292,16 +299,16 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
   });
   interface WarmAnswer { version: string; cwd: string; greeting: string; token: string; data: string; spareVar: string; pid: number }
   // A long wait: R's first answer on a loaded droplet.
-  const warmGet = async () => JSON.parse((await httpGet(`http://${address}/warm/v`, 60_000)).body) as unknown;
+  const warmGet = async (api = 'warm') => JSON.parse((await httpGet(`http://${address}/${api}/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
 
   type SpareShown = NonNullable<ApiStatus['spare']>;
   /** The API's spare once `plumb status --json` shows it waiting (loaded, on its fifo), on a port no worker has. */
-  async function readySpare(fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
+  async function readySpare(fits: (spare: SpareShown) => boolean = () => true, name = 'warm'): Promise<SpareShown> {
     const found = await pollUntil(
       async () => {
         const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
-        const api = rows[0]?.status?.apis.find((a) => a.name === 'warm');
+        const api = rows[0]?.status?.apis.find((a) => a.name === name);
         const spare = api?.spare;
         return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && fits(spare) ? spare : undefined;
       },
@@ -364,5 +371,44 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
 
     assert.equal((await user.plumb(['remove', 'warm', '--yes'])).exitCode, 0);
     assert.equal((await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-warm@*.service' | wc -l"])).trim(), '0', 'remove stops the spare too');
+  });
+
+  test(`a spare that ends as the deploy hands it the release makes that deploy start cold, not fail; one that crashes as it loads is said to, and after ${SPARE_CRASHES_ALERT} restarts plumb status shows a spare-crashing event`, async () => {
+    const first = await deploy(warmApi('s1'), 'spry', ['--spare']);
+    assert.equal(first.exitCode, 0, first.stderr);
+    const spare = await readySpare(() => true, 'spry');
+
+    // The lab's crash point (packages/agent/src/crash-point.ts): the agent SIGKILLs the spare after
+    // it opened the spare's fifo and before it writes the release to it.
+    await onDroplet(['sh', '-c', 'mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/spare-handover']);
+    const second = await deploy(warmApi('s2'), 'spry');
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.equal((await onDroplet(['ls', '-A', '/var/lib/plumb/crash-points'])).trim(), '', 'the crash point fired');
+    assert.match(second.stderr, /cold: the warm spare was not used \(it ended before it took the release\)/);
+    assert.ok(second.result !== undefined && !second.result.ports.includes(spare.port), `a worker of its own, not the killed spare's unit: ${JSON.stringify(second.result?.ports)}`);
+    const cold = (await warmGet('spry')) as WarmAnswer;
+    assert.deepEqual([cold.version, cold.data, cold.spareVar], ['s2', 'data s2', 'unset']);
+    assert.notEqual(cold.pid, spare.pid);
+
+    // The release now loads a package that ends R in a spare: the next spare crashes as it loads,
+    // again and again. The monitor says so once, in the events plumb status lists.
+    const third = await deploy(warmApi('s3', 'library(plumbspareless)\n'), 'spry', ['--repo', repo.url]);
+    assert.equal(third.exitCode, 0, third.stderr);
+    const shown = await pollUntil(
+      async () => {
+        const out = (await user.plumb(['status'])).stdout;
+        return /spare-crashing/.test(out) ? out : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+    assert.ok(shown !== undefined, 'plumb status lists a spare-crashing event');
+    assert.match(shown, /spare-crashing\s+spry\s+its warm spares restarted \d+ times since one last took a release/);
+    assert.match(shown, /^  spry: warm spare on port \d+, \w+ \(crashed( \d+ times)? while loading: the next deploy starts cold\)/m);
+
+    const fourth = await deploy(warmApi('s4', 'library(plumbspareless)\n'), 'spry');
+    assert.equal(fourth.exitCode, 0, fourth.stderr);
+    assert.match(fourth.stderr, /cold: the warm spare was not used \(it crashed( \d+ times)? while loading\)/);
+    assert.equal(((await warmGet('spry')) as WarmAnswer).version, 's4');
+    assert.equal((await user.plumb(['remove', 'spry', '--yes'])).exitCode, 0);
   });
 });

@@ -125,8 +125,9 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
 const event = (over: Partial<AgentEvent>): AgentEvent => ({ id: 1, time: new Date(T0).toISOString(), kind: 'restarted', api: 'sum', port: 9000, by: 'systemd', detail: 'x', ...over });
 
 describe('alerts: which events reach the webhook', () => {
-  test('down, up and certificate-expiring are alerts; health-failed, deploy and a single restart are not', () => {
+  test('down, up, certificate-expiring and a warm spare that keeps crashing are alerts; health-failed, deploy and a single restart are not', () => {
     assert.equal(alertFor(event({ kind: 'down' }), [], undefined, T0), 'down');
+    assert.equal(alertFor(event({ kind: 'spare-crashing', port: null, by: null }), [], undefined, T0), 'spare-crashing');
     assert.equal(alertFor(event({ kind: 'up' }), [], undefined, T0), 'up');
     assert.equal(alertFor(event({ kind: 'certificate-expiring', api: null }), [], undefined, T0), 'certificate-expiring');
     for (const kind of ['health-failed', 'deploy', 'remove', 'rollback', 'certificate-renewed'] as const) assert.equal(alertFor(event({ kind }), [], undefined, T0), null, kind);

@@ -39,9 +39,21 @@ test('status: the SECRETS column names an API\'s secrets (the agent never sends 
 
 test("status: an API's warm spare gets a line under the table: its port, whether the next deploy can take it, its memory; none without a spare", () => {
   const lines = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n');
-  const spare = { port: 9002, state: 'waiting', pid: 43, restarts: 0, rssBytes: 85 * 1024 ** 2 };
+  const spare = { port: 9002, state: 'waiting', pid: 43, restarts: 0, restartsWhileWaiting: 0, rssBytes: 85 * 1024 ** 2 };
   assert.ok(lines(statusWith([], [], spare)).includes('  sum: warm spare on port 9002, waiting, 85 MiB'));
-  assert.ok(lines(statusWith([], [], { ...spare, restarts: 1 })).includes('  sum: warm spare on port 9002, waiting (crashed while waiting: the next deploy starts cold), 85 MiB'));
-  assert.ok(lines(statusWith([], [], { ...spare, state: 'restarting', pid: null, restarts: 1, rssBytes: null })).includes('  sum: warm spare on port 9002, restarting (crashed while waiting: the next deploy starts cold)'));
+  assert.ok(lines(statusWith([], [], { ...spare, restarts: 1, restartsWhileWaiting: 1 })).includes('  sum: warm spare on port 9002, waiting (crashed while waiting: the next deploy starts cold), 85 MiB'));
+  assert.ok(lines(statusWith([], [], { ...spare, state: 'restarting', pid: null, restarts: 1, restartsWhileWaiting: 1, rssBytes: null })).includes('  sum: warm spare on port 9002, restarting (crashed while waiting: the next deploy starts cold)'));
   assert.ok(!lines(statusWith([])).some((l) => l.includes('spare')));
+});
+
+test('status: a spare that crashed is said to have crashed while loading or while waiting, as it did; "crashed" alone from an agent that does not say', () => {
+  const line = (over: Partial<NonNullable<StatusResult['apis'][number]['spare']>>) =>
+    printStatus([{ droplet: 'd', address: '10.0.0.2', status: statusWith([], [], { port: 9002, state: 'starting', pid: 43, restarts: 0, restartsWhileWaiting: 0, rssBytes: null, ...over }), seenEventId: null }])
+      .split('\n')
+      .find((l) => l.includes('warm spare'));
+  assert.equal(line({ restarts: 1, restartsWhileWaiting: 0 }), '  sum: warm spare on port 9002, starting (crashed while loading: the next deploy starts cold)');
+  assert.equal(line({ state: 'failed', pid: null, restarts: 3, restartsWhileWaiting: 0 }), '  sum: warm spare on port 9002, failed (crashed 3 times while loading: the next deploy starts cold)');
+  assert.equal(line({ state: 'waiting', restarts: 3, restartsWhileWaiting: 3 }), '  sum: warm spare on port 9002, waiting (crashed 3 times while waiting: the next deploy starts cold)');
+  assert.equal(line({ restarts: 3, restartsWhileWaiting: 1 }), '  sum: warm spare on port 9002, starting (crashed 3 times, 2 while loading and 1 while waiting: the next deploy starts cold)');
+  assert.equal(line({ restarts: 2, restartsWhileWaiting: null }), '  sum: warm spare on port 9002, starting (crashed 2 times: the next deploy starts cold)');
 });

@@ -282,6 +282,13 @@ export const ENV_VALUE_MAX_CHARS = 32 * 1024;
  * under a pipe's 64 KiB, so the write never blocks; a larger environment starts the worker cold.
  */
 export const SPARE_HANDOVER_MAX_BYTES = 60 * 1024;
+/**
+ * An API's warm spares restarted this many times in all since one last took a release: the agent
+ * records a `spare-crashing` event (and alert) once, since every deploy meanwhile starts cold.
+ */
+export const SPARE_CRASHES_ALERT = 3;
+/** The lab's crash point that kills a spare at its handover waits at most this long for it to be gone. */
+export const CRASH_POINT_KILL_WAIT_MS = 10_000;
 /** Secrets one API may hold (plumb secrets): each is a line of every worker's environment file. */
 export const SECRETS_MAX = 100;
 /** How long apt may wait for another apt/dpkg to let go of its lock (apt's DPkg::Lock::Timeout), in seconds. */

@@ -602,17 +602,33 @@ export const ApiStatus = z.object({
    * Its warm spare (deploy --spare); null: none (or an agent from before spares were shown).
    * state: waiting (loaded, ready for the next deploy), starting (loading), restarting (its R
    * process ended and systemd starts it again), or systemd's state of its unit (failed, inactive).
-   * restarts above 0: it crashed while waiting, and the next deploy starts cold.
+   * restarts above 0: it crashed, and the next deploy starts cold; restartsWhileWaiting: how many of
+   * those ended a process that had loaded and waited (the rest ended one still loading; null from
+   * agents before it).
    */
-  spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), rssBytes: z.number().int().nullable() }).nullable().default(null),
+  spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), restartsWhileWaiting: z.number().int().nullable().default(null), rssBytes: z.number().int().nullable() }).nullable().default(null),
 });
 export type ApiStatus = z.infer<typeof ApiStatus>;
+
+/**
+ * How a warm spare's restarts read (the deploy's step, plumb status): when they came, since a
+ * spare that dies while loading (a package's .onLoad) is another trouble than one killed while it
+ * waits (the OOM killer). `whileWaiting` null: not known (an agent from before it).
+ */
+export function spareCrashes(restarts: number, whileWaiting: number | null): string {
+  const times = restarts === 1 ? '' : ` ${restarts} times`;
+  if (whileWaiting === null) return `crashed${times}`;
+  const waiting = Math.min(whileWaiting, restarts);
+  if (waiting === restarts) return `crashed${times} while waiting`;
+  if (waiting === 0) return `crashed${times} while loading`;
+  return `crashed${times}, ${restarts - waiting} while loading and ${waiting} while waiting`;
+}
 
 /** What the agent records about its APIs (docs/health.md), newest last. */
 export const EVENT_KINDS = [
   'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
   'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut', 'operation-cut',
-  'routing-restored', 'firewall-restored',
+  'routing-restored', 'firewall-restored', 'spare-crashing',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
@@ -726,7 +742,7 @@ export type UninstallResult = z.infer<typeof UninstallResult>;
 /** What the agent POSTs (JSON) to the alerts webhook; `text` reads well in a chat channel. */
 export const WebhookPayload = z.object({
   source: z.literal('plumb-agent'),
-  alert: z.enum(['down', 'up', 'repeated-restarts', 'certificate-expiring', 'test']),
+  alert: z.enum(['down', 'up', 'repeated-restarts', 'certificate-expiring', 'spare-crashing', 'test']),
   droplet: z.object({ uuid: DropletUuid, hostname: z.string() }),
   text: z.string(),
   event: AgentEvent.nullable(),

@@ -5,6 +5,7 @@ import { log } from '../log.js';
 import { apiLock, type Locks } from '../ops/context.js';
 import { isHealthy, probe } from '../ops/health.js';
 import { restoreFirewallIfLost, restoreServingIfLost } from '../ops/routing.js';
+import { spareCrashEvent } from '../ops/spare.js';
 import type { ApiRecord, StateStore } from '../state.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -97,6 +98,12 @@ export function startMonitor(opts: MonitorOptions): Monitor {
         await systemd.restart(unit).catch((err: Error) => opts.events.record({ kind: 'health-failed', api: name, port: s.port, detail: `the agent could not restart it: ${err.message}` }));
       }
     }
+    // The API's warm spare is systemd's to restart; the monitor only says when it keeps crashing.
+    const spare = await spareCrashEvent(name).catch((err: Error) => {
+      log.warn('monitor could not look at a spare', { api: name, error: err.message });
+      return undefined;
+    });
+    if (spare && !stopped) opts.events.record(spare);
   }
 
   async function lookAtCertificates(): Promise<void> {

@@ -196,6 +196,7 @@ export function alertFor(event: AgentEvent, recent: readonly AgentEvent[], lastR
     case 'down':
     case 'up':
     case 'certificate-expiring':
+    case 'spare-crashing':
       return event.kind;
     case 'restarted': {
       // Restarts someone asked for (plumb restart, systemctl) are not trouble.

@@ -38,6 +38,7 @@ export function alertText(alert: WebhookPayload['alert'], event: AgentEvent | nu
     up: 'is up again',
     'repeated-restarts': `keeps restarting (${ALERT_RESTARTS} or more times within ${ALERT_RESTARTS_WINDOW_MS / 60_000} min); the latest`,
     'certificate-expiring': 'has a certificate about to expire',
+    'spare-crashing': 'has a warm spare that keeps crashing',
     test: '',
   };
   return `[${droplet.hostname}] ${where} ${what[alert]}: ${event.detail}`;

@@ -119,7 +119,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: fit.packages, library, packagesSpec: req.packages ?? null };
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
-    if (!settings.spare) await stopSpare(req.name);
+    if (!settings.spare) await stopSpare(req.name, { forget: true });
     const { ports, drain } = await rollout(
       { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, ...(settings.spare ? { spare: fit } : {}) },
       (ports) => ({

@@ -23,7 +23,7 @@ export async function remove(name: string, keepFiles: boolean, ctx: OpContext): 
       return { ...s, apis, forward: s.forward === name ? null : s.forward };
     });
     for (const worker of [...api.workers, ...api.draining]) await retireWorker(name, worker.port);
-    await stopSpare(name);
+    await stopSpare(name, { forget: true });
     await removeUnit(name);
     await forgetCheck(name, ctx);
     if (!keepFiles) {

@@ -86,19 +86,34 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   if (taken?.why) ctx.progress('starting R', `cold: the warm spare was not used (${taken.why})`);
   const spare = taken?.spare;
   const startedAt = Date.now();
-  const ports = spare ? [spare.port] : [];
+  const ports: number[] = [];
+  // Every port this rollout holds, a spare's lost at its handover too: no cold worker may take it
+  // while its unit (restarted by systemd) is being stopped.
+  const reserved: number[] = [];
+  const reserve = (more: number[]) => {
+    reserved.push(...more);
+    more.forEach((p) => reservedPorts.add(p));
+  };
   try {
-    ports.push(...(await freePorts(target.workers - ports.length, takenPorts(ctx))));
-    ports.forEach((p) => reservedPorts.add(p));
     const library = target.library === undefined ? undefined : libraryPath(name, target.library);
-    for (const port of ports) {
-      if (port !== spare?.port) await startWorker(name, port, releaseDir, target.env, target.secrets, library);
+    if (spare) {
+      reserve([spare.port]);
+      ports.push(spare.port);
+      await writeWorkerEnv(name, spare.port, releaseDir, target.env, target.secrets, library);
+      const lost = await spare.handOver();
+      if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release`);
       else {
-        await writeWorkerEnv(name, port, releaseDir, target.env, target.secrets, library);
-        await spare.handOver();
-        ctx.progress('starting R', `the warm spare on port ${port} takes the release`);
+        ctx.progress('starting R', `cold: the warm spare was not used (${lost})`);
+        // systemd restarts it cold from the env file just written, but the health gate would count
+        // that restart as a failed start: a worker of its own instead.
+        ports.pop();
+        await retireWorker(name, spare.port);
       }
     }
+    const cold = await freePorts(target.workers - ports.length, takenPorts(ctx));
+    reserve(cold);
+    ports.push(...cold);
+    for (const port of cold) await startWorker(name, port, releaseDir, target.env, target.secrets, library);
     ctx.progress('waiting for the API to answer');
     const outcomes = await Promise.all(ports.map((port) => waitHealthy(layout.instanceUnit(name, port), port, target.healthPath, target.healthTimeoutMs)));
     const failed = outcomes.findIndex((o) => !o.ok);
@@ -139,6 +154,6 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     for (const port of ports.filter((p) => !live.includes(p))) await retireWorker(name, port);
     throw err;
   } finally {
-    ports.forEach((p) => reservedPorts.delete(p));
+    reserved.forEach((p) => reservedPorts.delete(p));
   }
 }

@@ -1,9 +1,12 @@
 import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_HANDOVER_MAX_BYTES } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, SPARE_HANDOVER_MAX_BYTES, spareCrashes } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
+import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
+import type { EventInput } from '../monitor/events.js';
+import { SPARE_READY } from '../render/runner.js';
 import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
@@ -21,23 +24,52 @@ import { retireWorker } from './workers.js';
  * Used only when the spare loaded what the release would: the same R library generation, the same
  * packages, dpkg's database unchanged (no Debian package upgraded under it) and the same unit
  * settings; only when no variable that R reads once at its start is set (see STARTUP_ENV); and
- * only when it never crashed while it waited. Else the spare is stopped and the release starts
- * cold, and the deploy's step says why. Kept in memory: an agent that starts
- * again stops every worker its state does not list (reconcile.ts), spares included.
+ * only when it never crashed (systemd restarted it). Else the spare is stopped and the release
+ * starts cold, and the deploy's step says why; so it does when the spare ends between the agent
+ * opening its fifo and writing to it. Kept in memory: an agent that starts again stops every
+ * worker its state does not list (reconcile.ts), spares included.
  */
 
 interface Spare {
   port: number;
   key: string;
+  /** When the agent started it: its unit's journal from then on is this spare's. */
+  startedAt: number;
 }
 
 const spares = new Map<string, Spare>();
 
+/**
+ * Per API: restarts of its spares since one last took a release (those stopped, plus the live
+ * one's), and whether the monitor has said so (spareCrashEvent).
+ */
+const crashes = new Map<string, { past: number; said: boolean }>();
+
+function countCrashes(name: string, more: number): void {
+  const count = crashes.get(name) ?? { past: 0, said: false };
+  crashes.set(name, { ...count, past: count.past + more });
+}
+
 /** Ports spares wait on: no rollout may pick them. */
 export const sparePorts = (): number[] => [...spares.values()].map((s) => s.port);
 
-/** The port of the API's spare, if it has one (plumb status). */
-export const sparePort = (name: string): number | undefined => spares.get(name)?.port;
+/** Each API's spare: its worker unit and port (plumb status). */
+export const spareUnits = (): Array<{ name: string; port: number; unit: string }> => [...spares].map(([name, s]) => ({ name, port: s.port, unit: layout.instanceUnit(name, s.port) }));
+
+const restartsOf = (name: string, spare: Spare) => systemd.unitState(layout.instanceUnit(name, spare.port)).then((u) => u.restarts, () => 0);
+
+/**
+ * How many of the API's spare's processes since it started had said SPARE_READY before they
+ * ended (all that said it but `pid`, the one running): crashes while waiting, the rest of its
+ * restarts came while loading. One journalctl, asked only for a spare that restarted.
+ */
+export async function restartsWhileWaiting(name: string, pid: number | null): Promise<number | null> {
+  const spare = spares.get(name);
+  if (!spare) return null;
+  const result = await execa('journalctl', ['-b', `--since=@${Math.floor(spare.startedAt / 1000)}`, '-o', 'cat', '--output-fields=_PID', '--no-pager', `_SYSTEMD_UNIT=${layout.instanceUnit(name, spare.port)}`, `MESSAGE=${SPARE_READY}`], { reject: false, timeout: 30_000 });
+  if (result.exitCode !== 0) return null;
+  return new Set(result.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0 && p !== pid)).size;
+}
 
 /**
  * Variables R (or its startup files) reads once as it starts: R_LIBS*, R_HOME, R_PROFILE*, R's
@@ -67,22 +99,51 @@ export async function startSpare(name: string, port: number, fit: SpareFit): Pro
   await chown(fifo, account.uid, account.gid);
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages), 0o600);
-  spares.set(name, { port, key: await keyOf(fit) });
+  spares.set(name, { port, key: await keyOf(fit), startedAt: Date.now() });
   await systemd.start(layout.instanceUnit(name, port));
   log.info('spare started', { api: name, port });
 }
 
-/** Stops the API's spare, if it has one (a remove, a spare that does not fit). */
-export async function stopSpare(name: string): Promise<void> {
+/**
+ * Stops the API's spare, if it has one (a spare that does not fit, a newer one); its restarts
+ * still count towards SPARE_CRASHES_ALERT. `forget`: the API keeps no spare any more (a remove,
+ * --no-spare), so neither do they.
+ */
+export async function stopSpare(name: string, opts: { forget?: boolean } = {}): Promise<void> {
   const spare = spares.get(name);
+  if (opts.forget) crashes.delete(name);
+  else if (spare) countCrashes(name, await restartsOf(name, spare));
   spares.delete(name);
   if (spare) await retireWorker(name, spare.port);
+}
+
+/**
+ * For the monitor, under the API's lock: a `spare-crashing` event, once, when the API's spares
+ * restarted SPARE_CRASHES_ALERT times since one last took a release. Each such deploy started
+ * cold and said so in its step, but nobody may read a deploy's steps (CI), and a spare that
+ * crashes as it loads crashes again in every deploy's next spare.
+ */
+export async function spareCrashEvent(name: string): Promise<EventInput | undefined> {
+  const count = crashes.get(name) ?? { past: 0, said: false };
+  const spare = spares.get(name);
+  if (count.said || (!spare && count.past === 0)) return undefined;
+  const total = count.past + (spare ? await restartsOf(name, spare) : 0);
+  if (total < SPARE_CRASHES_ALERT) return undefined;
+  crashes.set(name, { ...count, said: true });
+  return {
+    kind: 'spare-crashing',
+    api: name,
+    // Not a worker's: an alert would call the port one.
+    port: null,
+    detail: `its warm spares restarted ${total} times since one last took a release${spare ? ` (now on port ${spare.port})` : ''}: every deploy starts cold meanwhile (journalctl -u 'plumber-${name}@*'; deploy --no-spare turns the spare off)`,
+  };
 }
 
 /** A spare taken for a release: write the worker's env file first, then `handOver`. */
 export interface TakenSpare {
   port: number;
-  handOver: () => Promise<void>;
+  /** Hands the release over: null once written, else why not (the spare ended first): start the worker cold then. */
+  handOver: () => Promise<string | null>;
   /** Closes the fifo if the handover never came (a rollout that failed first); the worker is retired as any other. */
   drop: () => Promise<void>;
 }
@@ -107,10 +168,9 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
     : spare.key !== (await keyOf(fit)) ? 'it loaded other packages or settings'
     : Object.keys(vars).some((k) => STARTUP_ENV.test(k)) ? 'the environment sets a variable R reads as it starts'
     : Buffer.byteLength(handover) > SPARE_HANDOVER_MAX_BYTES ? 'the environment is larger than a pipe holds'
-    // systemd started it again (Restart=always): whatever ended it while it waited (a kill, the
-    // OOM killer) may end it again, and the health gate counts a restart as a failed start.
-    : (await systemd.unitState(layout.instanceUnit(name, spare.port)).then((u) => u.restarts, () => 0)) > 0 ? 'it crashed while waiting'
-    : undefined;
+    // systemd started it again (Restart=always): whatever ended it (a kill, the OOM killer, a
+    // package as it loads) may end it again, and the health gate counts a restart as a failed start.
+    : await crashed(name, spare);
   const fifo = why === undefined ? await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined) : undefined;
   if (!fifo) {
     const unused = why ?? 'it was not waiting (still loading, or not running)';
@@ -119,6 +179,7 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
     return { why: unused };
   }
   spares.delete(name);
+  const unit = layout.instanceUnit(name, spare.port);
   let closed = false;
   const drop = async () => {
     if (closed) return;
@@ -130,7 +191,17 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
       port: spare.port,
       handOver: async () => {
         try {
+          // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
+          const noReader = () => open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close().then(() => false), () => true);
+          await killAtCrashPoint('spare-handover', async () => (await systemd.unitState(unit)).pid, noReader);
+          // No reader any more (it ended since the open): EPIPE, and nothing was handed over.
           await fifo.writeFile(handover);
+          crashes.delete(name);
+          return null;
+        } catch (err) {
+          log.warn('spare ended before the handover', { api: name, port: spare.port, error: (err as Error).message });
+          countCrashes(name, 1);
+          return 'it ended before it took the release';
         } finally {
           await drop();
         }
@@ -138,4 +209,11 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
       drop,
     },
   };
+}
+
+/** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did. */
+async function crashed(name: string, spare: Spare): Promise<string | undefined> {
+  const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
+  if (!unit || unit.restarts === 0) return undefined;
+  return `it ${spareCrashes(unit.restarts, await restartsWhileWaiting(name, unit.pid))}`;
 }

@@ -4,21 +4,18 @@ import { events } from '../monitor/events.js';
 import { heartbeat, residentBytes } from '../monitor/heartbeat.js';
 import { SPARE_READY } from '../render/runner.js';
 import { processesThatSaid } from '../system/journal.js';
-import { layout, workerUnits } from '../system/layout.js';
+import { layout } from '../system/layout.js';
 import { unitStates, type UnitState } from '../system/systemd.js';
 import type { ApiRecord } from '../state.js';
 import type { OpContext } from './context.js';
-import { sparePort } from './spare.js';
+import { restartsWhileWaiting, spareUnits } from './spare.js';
 
 /** Every API with what systemd says of its workers, the droplet's heartbeat, and the latest events. */
 export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult> {
   const state = ctx.state.get();
-  const spareUnits = Object.values(state.apis).flatMap((api) => {
-    const port = sparePort(api.name);
-    return port === undefined ? [] : [layout.instanceUnit(api.name, port)];
-  });
-  const units = await unitStates([...Object.values(state.apis).flatMap((api) => api.workers.map((w) => layout.instanceUnit(api.name, w.port))), ...spareUnits]);
-  const spares = await spareStates(spareUnits, units);
+  const spareList = spareUnits().filter((s) => state.apis[s.name]);
+  const units = await unitStates([...Object.values(state.apis).flatMap((api) => api.workers.map((w) => layout.instanceUnit(api.name, w.port))), ...spareList.map((s) => s.unit)]);
+  const spares = await spareStates(spareList, units);
   const apis: ApiStatus[] = [];
   for (const api of Object.values(state.apis)) {
     const workers = api.workers.map((w) => {
@@ -47,16 +44,16 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
 /**
  * Each API's spare as plumb status shows it: waiting once its R process said so (SPARE_READY, in
  * the journal under its current pid), else starting; restarting while systemd waits to start it
- * again; its resident memory.
+ * again; how many of its restarts came while it waited; its resident memory.
  */
-async function spareStates(spareUnits: readonly string[], units: Map<string, UnitState>): Promise<Map<string, NonNullable<ApiStatus['spare']>>> {
-  const ready = await processesThatSaid(spareUnits.flatMap((u) => units.get(u)?.pid ?? []), SPARE_READY);
+async function spareStates(spareList: ReadonlyArray<{ name: string; port: number; unit: string }>, units: Map<string, UnitState>): Promise<Map<string, NonNullable<ApiStatus['spare']>>> {
+  const ready = await processesThatSaid(spareList.flatMap((s) => units.get(s.unit)?.pid ?? []), SPARE_READY);
   const spares = new Map<string, NonNullable<ApiStatus['spare']>>();
-  for (const unit of spareUnits) {
-    const [, name = '', port = ''] = workerUnits.pattern.exec(unit) ?? [];
+  for (const { name, port, unit } of spareList) {
     const { active, pid, restarts } = units.get(unit)!;
     const state = active === 'active' ? (pid !== null && ready.has(pid) ? 'waiting' : 'starting') : active === 'activating' ? 'restarting' : active;
-    spares.set(name, { port: Number(port), state, pid, restarts, rssBytes: pid === null ? null : await residentBytes(pid) });
+    const whileWaiting = restarts > 0 ? await restartsWhileWaiting(name, pid) : 0;
+    spares.set(name, { port, state, pid, restarts, restartsWhileWaiting: whileWaiting, rssBytes: pid === null ? null : await residentBytes(pid) });
   }
   return spares;
 }

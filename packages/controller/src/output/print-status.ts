@@ -1,4 +1,4 @@
-import type { AgentEvent, StatusResult } from '@plumb/shared';
+import { spareCrashes, type AgentEvent, type StatusResult } from '@plumb/shared';
 import type { DropletStatus } from '../commands/status.js';
 import { table } from './format.js';
 import { terminalSafe } from './terminal.js';
@@ -45,7 +45,7 @@ function eventLines(d: DropletStatus, s: StatusResult): string {
 
 /** An API's warm spare (deploy --spare), under the table: which port, whether the next deploy can take it, its memory. */
 function spareLine(api: string, spare: NonNullable<StatusResult['apis'][number]['spare']>): string {
-  const crashed = spare.restarts > 0 ? ' (crashed while waiting: the next deploy starts cold)' : '';
+  const crashed = spare.restarts > 0 ? ` (${spareCrashes(spare.restarts, spare.restartsWhileWaiting)}: the next deploy starts cold)` : '';
   return `  ${api}: warm spare on port ${spare.port}, ${spare.state}${crashed}${spare.rssBytes === null ? '' : `, ${mib(spare.rssBytes)}`}`;
 }
 
