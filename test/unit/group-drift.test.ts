@@ -158,6 +158,14 @@ test('group rollback plan: a member that cannot be asked is skipped and said so,
     assert.match(err.hint ?? '', /once it is back, run `plumb rollback sum --group web` again/);
     return true;
   });
+  // The last deploy this controller numbered (6) reached the member that is off, then failed before the others: they still hold 5, which is not to be undone.
+  assert.throws(() => rollbackPlan('web', 'sum', [a, b, c], statuses.slice(0, 3), 6), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'GROUP_MEMBER_UNREACHABLE');
+    assert.match(err.message, /last deploy of sum \(generation 6\) may have reached only web-3 \(connect ETIMEDOUT\).*nothing was rolled back/);
+    return true;
+  });
+  // With every member answering, what this controller recorded does not matter: the marks say it.
+  assert.equal(rollbackPlan('web', 'sum', [a, b], statuses.slice(0, 2), 6).generation, 5);
   assert.throws(() => rollbackPlan('web', 'sum', [c], [off]), /no droplet of group web could be asked/);
   // Every member answers and the deploy was undone: as before, nothing to undo.
   assert.throws(() => rollbackPlan('web', 'sum', [a], [serving(a, [api('r0', OLD, '', rolledBack(5, 'r1', 'r0'))])]), (err: Error & { code?: string }) => err.code === 'GROUP_NO_DEPLOY');

@@ -22,7 +22,8 @@ export type JournalStart = { afterCursor: string } | { sinceMs: number };
  */
 export function readArgs(name: string, from: JournalStart, uid?: number): string[] {
   const start = 'afterCursor' in from ? `--after-cursor=${from.afterCursor}` : `--since=@${(from.sinceMs / 1000).toFixed(3)}`;
-  return ['-o', 'json', '--all', '--no-pager', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1', ...(uid === undefined ? [] : ['+', `_UID=${uid}`])];
+  // --no-tail: with -f journalctl would otherwise stop its first pass after 10 entries (its follow default).
+  return ['-o', 'json', '--all', '--no-pager', '--no-tail', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1', ...(uid === undefined ? [] : ['+', `_UID=${uid}`])];
 }
 
 /** One line of `journalctl -o json`: the entry, where a later journalctl would continue after it, and the unit journald vouches it is from or about. */

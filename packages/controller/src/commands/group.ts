@@ -187,7 +187,7 @@ export type RollbackStep =
  * since is left as it is); a member that joined after it gets the release the others go back to;
  * a member that cannot be asked is skipped and said so, never counted as untouched.
  */
-export function rollbackPlan(group: string, api: string, members: KnownDroplet[], statuses: DropletStatus[]): { generation: number; steps: RollbackStep[] } {
+export function rollbackPlan(group: string, api: string, members: KnownDroplet[], statuses: DropletStatus[], recorded = 0): { generation: number; steps: RollbackStep[] } {
   const unreachable = members.filter((_, i) => !statuses[i]?.status);
   const why = (d: KnownDroplet) => statuses[members.indexOf(d)]?.error ?? 'no answer';
   const named = (ds: KnownDroplet[]) => ds.map((d) => `${d.name} (${why(d)})`).join(', ');
@@ -196,6 +196,11 @@ export function rollbackPlan(group: string, api: string, members: KnownDroplet[]
   }
   const apis = apiOf(statuses, api);
   const top = topGeneration(group, apis);
+  // This controller numbered a later deploy than any member that answered holds: it may have
+  // reached only members that cannot be asked, and undoing `top` here would undo an older deploy.
+  if (unreachable.length > 0 && recorded > top) {
+    throw new PlumbError('GROUP_MEMBER_UNREACHABLE', `the group's last deploy of ${api} (generation ${recorded}) may have reached only ${named(unreachable)}, which could not be asked; nothing was rolled back`, `once it is back, run \`plumb rollback ${api} --group ${group}\` again`);
+  }
   const undo = (a: ApiStatus | undefined) => a?.group?.name === group && a.group.generation === top && a.group.kind === 'deploy' && a.release === a.group.to;
   if (top === 0 || !apis.some(undo)) {
     // The deploy to undo may have reached only the members that cannot be asked.
@@ -232,7 +237,7 @@ export async function rollbackGroup(name: string, opts: { group: string; wait?: 
   const api = checkInput(ApiName, name, 'API name');
   const group = groupName(opts.group);
   const members = await groupMembers(group, ctx);
-  const { generation, steps } = rollbackPlan(group, api, members, await memberStatuses(members, ctx));
+  const { generation, steps } = rollbackPlan(group, api, members, await memberStatuses(members, ctx), await GroupGenerations.in(ctx.configDir).highest(group, api));
   const outcomes = new Map<number, MemberOutcome>();
   let ok = true;
   for (const step of steps) {
