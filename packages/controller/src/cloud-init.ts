@@ -9,6 +9,7 @@ import AjvModule, {
   type ValidateFunction,
 } from 'ajv-draft-04';
 import { Document, isSeq, parse, YAMLParseError } from 'yaml';
+import { distFile, packageFile } from './package-files.js';
 
 export interface UserDataInput {
   /** Written to /etc/plumb-agent/config.json, root-only. */
@@ -251,7 +252,7 @@ function refused(keyword: 'deprecated' | 'changed'): FuncKeywordDefinition {
  * in the repository the source copy two levels above dist/ serves when the build has not.
  */
 export function cloudInitDir(): URL {
-  const candidates = [new URL('./cloud-init/', import.meta.url), new URL('../../../cloud-init/', import.meta.url)];
+  const candidates = [distFile('cloud-init/'), packageFile('../../cloud-init/')];
   const found = candidates.find((dir) => existsSync(new URL(TEMPLATE, dir)));
   if (!found) {
     throw new PlumbError(

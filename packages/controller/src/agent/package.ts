@@ -1,7 +1,8 @@
-import { createRequire } from 'node:module';
 import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { PlumbError, ValidationError } from '@plumb/shared';
+import { distFile } from '../package-files.js';
+import { PLUMB_VERSION } from '../plumb-version.js';
 
 /**
  * The agent as the droplet gets it: the npm package `@plumb/agent` of exactly this controller's
@@ -64,7 +65,7 @@ function mirrorUrl(flag: string | undefined, env: Readonly<Record<string, string
  * `PLUMB_AGENT_URL`) the droplet downloads it from there, with the same size and sha512 check.
  */
 export async function agentPackage(env: Readonly<Record<string, string | undefined>> = process.env, agentUrl?: string): Promise<AgentPackage> {
-  const manifestUrl = new URL('../agent-package/agent-package.json', import.meta.url);
+  const manifestUrl = distFile('agent-package/agent-package.json');
   const text = await readFile(manifestUrl, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') throw new PlumbError('AGENT_PACKAGE_MISSING', 'the agent package is not built', 'run npm run build');
     throw err;
@@ -73,15 +74,14 @@ export async function agentPackage(env: Readonly<Record<string, string | undefin
   if (!isManifest(manifest)) {
     throw new PlumbError('AGENT_PACKAGE_INVALID', `${fileURLToPath(manifestUrl)} is not an agent package manifest`, 'run npm run build');
   }
-  const controller = createRequire(import.meta.url)('../../package.json') as { version: string };
-  if (manifest.version !== controller.version) {
+  if (manifest.version !== PLUMB_VERSION) {
     throw new PlumbError(
       'AGENT_PACKAGE_MISMATCH',
-      `the built agent package is version ${manifest.version} but plumb is ${controller.version}`,
+      `the built agent package is version ${manifest.version} but plumb is ${PLUMB_VERSION}`,
       'run npm run build',
     );
   }
-  const tarballPath = fileURLToPath(new URL(`../agent-package/${manifest.file}`, import.meta.url));
+  const tarballPath = fileURLToPath(distFile(`agent-package/${manifest.file}`));
   return {
     name: manifest.name,
     version: manifest.version,

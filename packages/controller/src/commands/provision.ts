@@ -21,6 +21,7 @@ import { AgentConnection, enrol, PinMismatchError, RemoteError, type AgentAddres
 import { agentPackage, type AgentPackage } from '../agent/package.js';
 import { probe, uploadPackage } from '../agent/bootstrap-client.js';
 import { renderUserData } from '../cloud-init.js';
+import { packageFile } from '../package-files.js';
 import type { Context } from '../context.js';
 import { fromEnv } from '../digitalocean/client.js';
 import type { KnownDroplet } from '../local/droplets-state.js';
@@ -48,7 +49,7 @@ export interface ProvisionOptions {
 }
 
 /** The example API shipped with the controller. */
-export const EXAMPLE_DIR = fileURLToPath(new URL('../../examples/hello/', import.meta.url));
+export const EXAMPLE_DIR = fileURLToPath(packageFile('examples/hello/'));
 
 export interface ProvisionResult {
   droplet: KnownDroplet;
