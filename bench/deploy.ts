@@ -3,7 +3,8 @@
  *   1. redeploys: a one-file API, and a one-line change to an API with a 100 MB file, sent as a
  *      delta and with --full; on the LAN and with 50 ms added to the round trip by a userspace
  *      delay proxy in front of the agent's port. Time until the new code answers, until the
- *      command returns, bytes sent, and where the time goes (the step times plumb prints);
+ *      command returns, bytes sent, and where the time goes (the step times plumb prints); and the
+ *      one-file redeploy from the bundled CLI and from tsc's separate files, in turns;
  *   2. `plumb status` for 10 APIs with 2 workers each, and what the agent's systemd questions
  *      cost asked one process per worker (before) and in one `systemctl show` (after);
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
@@ -37,6 +38,8 @@ const spareOnly = process.argv.includes('--spare-only');
 /** Only `plumb logs -f` (section 5). */
 const logsOnly = process.argv.includes('--logs-only');
 const REPS = quick ? 1 : 5;
+/** tsc's own files, before scripts/bundle-cli.mjs: the same CLI with ~200 modules to resolve and link. */
+const UNBUNDLED_CLI = path.join(path.dirname(PLUMB_CLI), 'cli.js');
 const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
 const STATUS_APIS = quick ? 2 : 10;
 const ONE_WAY_MS = 25;
@@ -77,11 +80,13 @@ interface Deployed {
 /** A step's name without what changes from run to run (counts, droplet names, details). */
 const stepName = (line: string) => line.replace(/ to \S+$/, '').replace(/\d+( of \d+)? files?/, 'N files').replace(/: .*$/, '');
 
+const OUTSIDE_STEPS = 'node and plumb starting, connecting (until the first step)';
+
 function stepTimes(stderr: string, totalMs: number): Map<string, number> {
   const marks = [...stderr.matchAll(/^\[\s*([\d.]+)s\] (\S.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000, step: stepName(m[2]!) }));
   const steps = new Map<string, number>();
   const first = marks[0]?.at ?? 0;
-  steps.set('node and plumb starting, connecting (until the first step)', totalMs - (marks.at(-1)?.at ?? 0) + first);
+  steps.set(OUTSIDE_STEPS, totalMs - (marks.at(-1)?.at ?? 0) + first);
   marks.forEach((m, i) => {
     const next = marks[i + 1];
     if (next) steps.set(m.step, (steps.get(m.step) ?? 0) + next.at - m.at);
@@ -105,7 +110,7 @@ try {
   await writeFile(dropletsFile, JSON.stringify(known));
   const networks = { LAN: user.configHome, '+50 ms RTT': wanHome } as const;
 
-  const plumb = (home: string, args: string[]) => execa(process.execPath, [PLUMB_CLI, ...args], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore' });
+  const plumb = (home: string, args: string[], cli = PLUMB_CLI) => execa(process.execPath, [cli, ...args], { env: { ...user.env, XDG_CONFIG_HOME: home }, reject: false, stdin: 'ignore' });
 
   /** Runs `work` and watches `url` meanwhile: how long until it answered `version`, and until `work` ended. */
   async function watched<T>(url: string, version: string, work: () => Promise<T>): Promise<{ result: T; servingMs: number; commandMs: number }> {
@@ -132,8 +137,8 @@ try {
     return { result, servingMs, commandMs };
   }
 
-  async function timedDeploy(home: string, dir: string, name: string, version: string, flags: string[] = []): Promise<Deployed> {
-    const { result: run, servingMs, commandMs } = await watched(`http://${address}/${name}/version`, version, () => plumb(home, ['deploy', dir, '--name', name, '--json', ...flags]));
+  async function timedDeploy(home: string, dir: string, name: string, version: string, flags: string[] = [], cli = PLUMB_CLI): Promise<Deployed> {
+    const { result: run, servingMs, commandMs } = await watched(`http://${address}/${name}/version`, version, () => plumb(home, ['deploy', dir, '--name', name, '--json', ...flags], cli));
     if (run.exitCode !== 0) throw new Error(`plumb deploy ${name}: ${run.stderr}`);
     const result = JSON.parse(run.stdout) as { upload: { mode: string; bytes: number } };
     return { commandMs, servingMs, sentBytes: result.upload.bytes, mode: result.upload.mode, steps: stepTimes(run.stderr, commandMs) };
@@ -318,6 +323,24 @@ try {
     console.log(`| step | ${shown.map((r) => `${r.what.replace(', a line changed', '')}, ${r.network}`).join(' | ')} |`);
     console.log(`|---|${shown.map(() => '---').join('|')}|`);
     for (const step of stepNames) console.log(`| ${step} | ${shown.map((r) => sec(median(r.runs.map((x) => x.steps.get(step) ?? 0)))).join(' | ')} |`);
+
+    // 1b. The same one-file redeploy from tsc's separate files (dist/cli.js: ~200 modules resolved and
+    // linked, what scripts/bundle-cli.mjs bundles), in turns with the bundle so that load hits both alike.
+    const byCli: Record<'bundle' | 'separate', Deployed[]> = { bundle: [], separate: [] };
+    for (let i = 0; i < REPS; i++) {
+      for (const [which, cli] of [['bundle', PLUMB_CLI], ['separate', UNBUNDLED_CLI]] as const) {
+        const v = `small${++version}`;
+        await writeFile(path.join(small, 'plumber.R'), sumApi(v)['plumber.R']);
+        byCli[which].push(await timedDeploy(networks.LAN, small, 'small', v, [], cli));
+      }
+    }
+    console.log(`\n### One-file redeploy on the LAN: the CLI bundled vs tsc's separate files (median of ${REPS} each, in turns)\n`);
+    console.log('| CLI | outside the steps (node and plumb starting; after the last) | new code answers | command returns |');
+    console.log('|---|---|---|---|');
+    for (const [which, runs] of Object.entries(byCli)) {
+      const first = median(runs.map((x) => x.steps.get(OUTSIDE_STEPS) ?? NaN));
+      console.log(`| ${which === 'bundle' ? 'dist/plumb.js (the bundle)' : "dist/cli.js (tsc's separate files)"} | ${sec(first)} s | ${sec(median(runs.map((x) => x.servingMs)))} s | ${sec(median(runs.map((x) => x.commandMs)))} s |`);
+    }
 
     await warmSpare();
 
