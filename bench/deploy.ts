@@ -382,15 +382,21 @@ try {
       if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
     }
     const statusTimes: Record<string, number> = {};
+    const timedStatus = async (home: string, cli = PLUMB_CLI) => {
+      const started = performance.now();
+      const r = await plumb(home, ['status', '--json'], cli);
+      if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
+      return performance.now() - started;
+    };
     for (const [network, home] of Object.entries(networks)) {
       const times: number[] = [];
+      const separate: number[] = [];
       for (let i = 0; i < Math.max(REPS, 3); i++) {
-        const started = performance.now();
-        const r = await plumb(home, ['status', '--json']);
-        if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
-        times.push(performance.now() - started);
+        times.push(await timedStatus(home));
+        if (network === 'LAN') separate.push(await timedStatus(home, UNBUNDLED_CLI));
       }
       statusTimes[network] = median(times);
+      if (separate.length > 0) statusTimes[`${network}, from tsc's separate files (dist/cli.js), in turns with the bundle`] = median(separate);
     }
     // The whole command split: opening a socket (TLS, upgrade, auth), and the status request on an open one (the agent's work).
     const connectTimes: number[] = [];
