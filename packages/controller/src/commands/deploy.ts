@@ -1,6 +1,6 @@
 import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type GroupMark, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
-import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
+import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
@@ -188,7 +188,10 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     // The whole bundle packed once for a group goes as packed; a file list's part is packed here.
     const packed = files === info.files ? await whole?.() : undefined;
     const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled, packed);
-    const result = await pending.result;
+    const result = await pending.result.catch(async (err: unknown) => {
+      // The agent knows only that the stream passed its cap; the files that made it big are here.
+      throw err instanceof PlumbError && err.code === 'BUNDLE_TOO_LARGE' ? await bundleTooLarge(opts.dir, opts.name, files ?? info.files) : err;
+    });
     ctx.progress({ step: 'done', done: true });
     const upload: UploadReport = { mode: delta ? 'delta' : 'full', files: files?.length ?? 0, totalFiles: info.files.length, bytes: bytes + (delta ? JSON.stringify(delta).length : 0) };
     return { ...result, dependencies: detected && { source: detected.source, notes: detected.notes }, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes, upload };
