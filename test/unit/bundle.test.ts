@@ -148,7 +148,7 @@ test('bundle: a bundle the droplet refused as too large is said with its largest
   await truncate(path.join(dir, 'data/lookup.csv'), 40 * 1024 * 1024);
   const refused = await bundleTooLarge(dir, 'huge', (await inspectApiDir(dir)).files);
   assert.equal(refused.code, 'BUNDLE_TOO_LARGE');
-  assert.equal(refused.message, 'the bundle is over 200 MiB compressed, the most a droplet takes (nothing changed there); its largest files: data/model.bin (500 MiB), data/lookup.csv (40 MiB), plumber.R (0.0 MiB)');
+  assert.equal(refused.message, 'the bundle is over 200 MiB compressed, the most a droplet takes (nothing changed there); its largest files: data/model.bin (500 MiB), data/lookup.csv (40 MiB)');
   assert.equal(refused.hint, 'add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/huge/data/ (kept across releases)');
 });
 

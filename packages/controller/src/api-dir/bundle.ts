@@ -74,7 +74,8 @@ export async function bundleManifest(dir: string, info: BundleInfo): Promise<Bun
  */
 export async function bundleTooLarge(dir: string, name: string, files: string[]): Promise<PlumbError> {
   const sized = await Promise.all(files.map(async (file) => ({ file, size: (await stat(path.join(dir, file))).size })));
-  const largest = sized.sort((a, b) => b.size - a.size).slice(0, 3);
+  // The big ones only: a plumber.R beside a 500 MiB model is no lead.
+  const largest = sized.sort((a, b) => b.size - a.size).filter((f, i) => i < 3 && (i === 0 || f.size >= 1024 * 1024));
   const mib = (n: number) => `${(n / 1024 / 1024).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
   return new PlumbError(
     'BUNDLE_TOO_LARGE',
