@@ -9,7 +9,7 @@ export interface UploadCap {
 
 const BUNDLE_CAP: UploadCap = {
   bytes: BUNDLE_MAX_BYTES,
-  refusal: () => new PlumbError('BUNDLE_TOO_LARGE', `the bundle is over ${BUNDLE_MAX_BYTES / 1024 / 1024} MiB compressed`, 'leave large data out with .plumbignore and have the API fetch it when it starts, or copy it to the droplet once yourself'),
+  refusal: () => new PlumbError('BUNDLE_TOO_LARGE', `the bundle is over ${BUNDLE_MAX_BYTES / 1024 / 1024} MiB compressed`, 'leave large data out with .plumbignore and have the API fetch it when it starts, into /var/plumber/NAME/data/ (kept across releases)'),
 };
 
 /**
