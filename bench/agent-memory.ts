@@ -83,7 +83,12 @@ try {
     const plumbPeakMiB = Number(/plumb-max-rss-kib=(\d+)/.exec(run.stderr)?.[1] ?? NaN) / 1024;
     const after = await memory();
     const received = await lastReceived();
-    const out = JSON.parse(run.stdout) as { upload?: { bytes: number }; error?: { code: string; message: string; hint?: string } };
+    let out: { upload?: { bytes: number }; error?: { code: string; message: string; hint?: string } };
+    try {
+      out = JSON.parse(run.stdout) as typeof out;
+    } catch {
+      throw new Error(`plumb deploy ${name} printed no JSON (exit ${run.exitCode}): ${run.stderr}`);
+    }
     const said = out.error ? `${out.error.code}: ${out.error.message}${out.error.hint ? ` (${out.error.hint})` : ''}` : '';
     return { what, exitCode: run.exitCode ?? -1, sentBytes: out.upload?.bytes ?? received?.received_bytes ?? NaN, seconds, agentBeforeMiB: before.rss, agentPeakMiB: after.peak, agentAfterMiB: after.rss, queuedPeakMiB: (received?.peak_queued_bytes ?? NaN) / MIB, plumbPeakMiB, said };
   }
