@@ -9,7 +9,7 @@
  *      cost asked one process per worker (before) and in one `systemctl show` (after);
  *   3. the old way: plumberDeploy's do_deploy_api operations replayed with OpenSSH over one
  *      connection (ssh-baseline.ts), same one-file API, LAN and +50 ms, beside plumb's figures;
- *   4. the agent's memory idle and around a 100 MB upload; `plumb --version` start time;
+ *   4. the agent's memory idle and around a 100 MB upload (bundles up to the cap: agent-memory.ts); `plumb --version` start time;
  *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it, split
  *      into journald's part and plumb's;
  *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.

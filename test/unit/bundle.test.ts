@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { linkSync } from 'node:fs';
-import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { createGzip, gzipSync } from 'node:zlib';
 import { list } from 'tar';
 import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, ValidationError } from '@plumb/shared';
-import { inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
+import { bundleTooLarge, inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
 import { pax, rawHeader, rawTar } from '../cases/raw-tar.js';
 
@@ -135,6 +135,21 @@ test('bundle: an API directory goes through packBundle and extractBundle unchang
   assert.equal(result.bytes, bytes);
   assert.equal((await stat(p.releaseDir)).mode & 0o7777, 0o755);
   assert.equal((await stat(path.join(p.releaseDir, 'data'))).mode & 0o7777, 0o755);
+});
+
+test('bundle: a bundle the droplet refused as too large is said with its largest files and what to do instead', async (t) => {
+  const dir = await scratch(t, 'huge');
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  await mkdir(path.join(dir, 'data'));
+  // Sparse: the sizes a user's 500 MB API would have, without writing them.
+  await writeFile(path.join(dir, 'data/model.bin'), '');
+  await truncate(path.join(dir, 'data/model.bin'), 500 * 1024 * 1024);
+  await writeFile(path.join(dir, 'data/lookup.csv'), '');
+  await truncate(path.join(dir, 'data/lookup.csv'), 40 * 1024 * 1024);
+  const refused = await bundleTooLarge(dir, 'huge', (await inspectApiDir(dir)).files);
+  assert.equal(refused.code, 'BUNDLE_TOO_LARGE');
+  assert.equal(refused.message, 'the bundle is over 200 MiB compressed, the most a droplet takes (nothing changed there); its largest files: data/model.bin (500 MiB), data/lookup.csv (40 MiB)');
+  assert.equal(refused.hint, 'add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/huge/data/ (kept across releases)');
 });
 
 test('bundle: the packed stream holds only regular files, with no owner names', async (t) => {

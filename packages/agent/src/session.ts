@@ -94,10 +94,10 @@ export class Session {
     const controller = new AbortController();
     this.running.set(request.id, controller);
     let upload: Upload | undefined;
-    if (request.type === 'deploy') upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES);
+    if (request.type === 'deploy') upload = Upload.fromSocket(this.ws);
     if (request.type === 'upgrade') {
       const refusal = () => new PlumbError('AGENT_PACKAGE_TOO_LARGE', `the agent package is over ${AGENT_PACKAGE_MAX_BYTES / 1024 / 1024} MiB`);
-      upload = new Upload(() => this.ws.pause(), () => this.ws.resume(), BUNDLE_HIGH_WATER_BYTES, { bytes: AGENT_PACKAGE_MAX_BYTES, refusal });
+      upload = Upload.fromSocket(this.ws, { bytes: AGENT_PACKAGE_MAX_BYTES, refusal });
     }
     if (upload) this.upload = { id: request.id, upload };
     const afterAnswer: Array<() => void> = [];
@@ -141,6 +141,7 @@ export class Session {
       this.pending--;
       this.running.delete(request.id);
       upload?.discard();
+      if (upload && upload.counts.receivedBytes > 0) log.info('bundle received', { type: request.type, received_bytes: upload.counts.receivedBytes, peak_queued_bytes: upload.counts.peakQueuedBytes });
       this.inFlight.delete(work);
     });
   }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import ignore, { type Ignore } from 'ignore';
 import { c as createTar } from 'tar';
-import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, ValidationError, type BundleFile } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, PlumbError, ValidationError, type BundleFile } from '@plumb/shared';
 
 export interface BundleInfo {
   /** What goes in the bundle: regular files (symlinks resolved), POSIX paths relative to the directory, sorted. */
@@ -65,6 +65,23 @@ export async function bundleManifest(dir: string, info: BundleInfo): Promise<Bun
     manifest.push({ path: file, sha256: hash.digest('hex'), size, executable: ((await stat(abs)).mode & 0o111) !== 0 });
   }
   return manifest;
+}
+
+/**
+ * What a deploy says when the droplet refused its bundle as over BUNDLE_MAX_BYTES: which files
+ * made it big, and how the API can still have them. The droplet kept what it had (the agent
+ * removes a refused release), so a user only has to act on the directory.
+ */
+export async function bundleTooLarge(dir: string, name: string, files: string[]): Promise<PlumbError> {
+  const sized = await Promise.all(files.map(async (file) => ({ file, size: (await stat(path.join(dir, file))).size })));
+  // The big ones only: a plumber.R beside a 500 MiB model is no lead.
+  const largest = sized.sort((a, b) => b.size - a.size).filter((f, i) => i < 3 && (i === 0 || f.size >= 1024 * 1024));
+  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+  return new PlumbError(
+    'BUNDLE_TOO_LARGE',
+    `the bundle is over ${mib(BUNDLE_MAX_BYTES)} compressed, the most a droplet takes (nothing changed there); its largest files: ${largest.map((f) => `${f.file} (${mib(f.size)})`).join(', ')}`,
+    `add large data to ${IGNORE_FILE} (e.g. ${largest[0]?.file ?? 'data/'}) and have the API fetch it when it starts, into /var/plumber/${name}/data/ (kept across releases)`,
+  );
 }
 
 async function readIgnoreFile(dir: string): Promise<string> {

@@ -1,6 +1,11 @@
+import { createReadStream, createWriteStream, openSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type GroupMark, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
-import { bundleManifest, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
+import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
@@ -120,11 +125,11 @@ export interface PackedBundle {
   info: Awaited<ReturnType<typeof inspectApiDir>>;
   detected: DetectedDependencies | null;
   /**
-   * The gzip tar stream in memory, to send the same bytes to several droplets, packed when the
-   * first of them needs the whole bundle (those that take a delta never do); undefined: packed
-   * while sending.
+   * The gzip tar stream packed once, to send the same bytes to several droplets, packed when the
+   * first of them needs the whole bundle (those that take a delta never do); each call of what it
+   * gives reads it from the start. undefined: packed while sending.
    */
-  whole: (() => Promise<Buffer[]>) | undefined;
+  whole: (() => Promise<() => Packed>) | undefined;
   /** The files' hashes for agents that take only what they lack (null: `--full`). */
   hashing: Promise<BundleFile[]> | null;
   /** The package request as another droplet recorded it (a release copied within a group), instead of `detected`'s. */
@@ -143,14 +148,25 @@ export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boo
   const hashing = opts.full ? null : bundleManifest(opts.dir, info);
   hashing?.catch(() => undefined);
   if (!keep) return { info, detected, whole: undefined, hashing };
-  let packing: Promise<Buffer[]> | undefined;
+  let packing: Promise<() => Packed> | undefined;
   return { info, detected, whole: () => (packing ??= packWhole(opts.dir, info)), hashing };
 }
 
-async function packWhole(dir: string, info: BundleInfo): Promise<Buffer[]> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of packBundle(dir, info)) chunks.push(chunk as Buffer);
-  return chunks;
+/** A packed bundle's bytes, in order. */
+export type Packed = AsyncIterable<Buffer> | Iterable<Buffer>;
+
+/**
+ * Packs into a temporary file, not memory (a bundle may be BUNDLE_MAX_BYTES). The file is unlinked
+ * at once and read through its descriptor, so nothing is left behind however the command ends; the
+ * descriptor goes with the process. Reads are positioned, so members deployed in parallel each
+ * read it whole.
+ */
+async function packWhole(dir: string, info: BundleInfo): Promise<() => Packed> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'plumb-bundle-'));
+  const fd = openSync(path.join(tmp, 'bundle.tar.gz'), 'w+', 0o600);
+  await rm(tmp, { recursive: true, force: true });
+  await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
+  return () => createReadStream('', { fd, start: 0, autoClose: false });
 }
 
 /**
@@ -186,9 +202,13 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
     pending.result.then(() => (settled = true), () => (settled = true));
     const files = delta ? await filesNeeded(delta, need, pending) : info.files;
     // The whole bundle packed once for a group goes as packed; a file list's part is packed here.
-    const packed = files === info.files ? await whole?.() : undefined;
+    const packed = files === info.files ? (await whole?.())?.() : undefined;
     const bytes = files === null ? 0 : await sendBundle(ctx, connection, pending, opts.dir, { ...info, files }, droplet.name, info.files.length, () => settled, packed);
-    const result = await pending.result;
+    const result = await pending.result.catch(async (err: unknown) => {
+      // The agent knows only that the stream passed its cap; the files that made it big are here.
+      // A copied release (group sync) has no directory here to look in: its refusal stays the agent's.
+      throw err instanceof PlumbError && err.code === 'BUNDLE_TOO_LARGE' ? await bundleTooLarge(opts.dir, opts.name, files ?? info.files).catch(() => err) : err;
+    });
     ctx.progress({ step: 'done', done: true });
     const upload: UploadReport = { mode: delta ? 'delta' : 'full', files: files?.length ?? 0, totalFiles: info.files.length, bytes: bytes + (delta ? JSON.stringify(delta).length : 0) };
     return { ...result, dependencies: detected && { source: detected.source, notes: detected.notes }, droplet: droplet.name, url: `http://${droplet.ipv4}${result.path}/`, bundleBytes: bytes, upload };
@@ -207,7 +227,7 @@ async function filesNeeded(manifest: BundleFile[], need: Promise<number[]>, pend
 }
 
 /** Streams the bundle of `info.files` with backpressure, then `upload-end`; returns the bytes sent. */
-async function sendBundle(ctx: Context, connection: AgentConnection, pending: PendingRequest<DeployResult>, dir: string, info: BundleInfo, droplet: string, totalFiles: number, settled: () => boolean, packed?: Buffer[]): Promise<number> {
+async function sendBundle(ctx: Context, connection: AgentConnection, pending: PendingRequest<DeployResult>, dir: string, info: BundleInfo, droplet: string, totalFiles: number, settled: () => boolean, packed?: Packed): Promise<number> {
   const count = info.files.length === totalFiles ? `${totalFiles} file${totalFiles === 1 ? '' : 's'}` : `${info.files.length} of ${totalFiles} files`;
   ctx.progress({ step: `uploading ${count} to ${droplet}` });
   let bytes = 0;

@@ -44,7 +44,7 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], gro
   const bundle: PackedBundle = {
     info: { files: exported.files, entrypoint: ENTRYPOINTS.find((e) => exported.files.some((f) => f.toLowerCase() === e.toLowerCase())) ?? 'plumber.R' },
     detected: null,
-    whole: () => Promise.resolve(chunks),
+    whole: () => Promise.resolve(() => chunks),
     hashing: null,
     ...(exported.packages ? { packages: exported.packages } : {}),
   };
