@@ -28,9 +28,9 @@ export async function applyNat(ruleset: string): Promise<void> {
       missing ? 'install it as root (apt-get install nftables), then try again' : 'nothing was changed; this is a bug in plumb-agent, please report it',
     );
   }
-  applied = await listTable();
   // Serving is already right; only the next boot would miss the unit, so this does not fail the change.
-  await ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-isolation.service and plumb-routing.service', { error: err.message }));
+  const [listed] = await Promise.all([listTable(), ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-isolation.service and plumb-routing.service', { error: err.message }))]);
+  applied = listed;
 }
 
 /**
