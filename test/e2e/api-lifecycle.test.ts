@@ -28,8 +28,12 @@ const get = (path: string) => httpGet(`http://${address}${path}`, 5000);
 const json = async (path: string) => JSON.parse((await get(path)).body) as unknown;
 const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId).exec(argv, timeoutMs === undefined ? {} : { timeoutMs });
 
-/** What bad input must leave untouched: nginx's config and every plumber unit, byte for byte (what is missing, as missing: a test run alone finds a fresh droplet). */
-const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f" 2>&1; done; ls /var/lib/plumb/instances 2>&1; true']);
+/**
+ * What bad input must leave untouched: nginx's config, every plumber unit byte for byte, and which
+ * workers start at boot (a failed release's workers are linked while R loads, and must be unlinked).
+ * What is missing, as missing: a test run alone finds a fresh droplet.
+ */
+const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f" 2>&1; done; ls /var/lib/plumb/instances 2>&1; ls /etc/systemd/system/multi-user.target.wants | grep "^plumber-"; true']);
 const nginxTest = () => onDroplet(['nginx', '-t']);
 
 sharedDroplet('apis', (shared) => void ({ lab, user, id: dropletId, address } = shared));

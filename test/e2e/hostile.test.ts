@@ -119,6 +119,9 @@ async function assertCoherent(name: string): Promise<ApiStatusRow> {
   assert.ok(row, `${name} is in the state`);
   const running = (await sh(`systemctl list-units --plain --no-legend --state=active,activating 'plumber-${name}@*.service' | cut -d' ' -f1 | sort`)).split('\n').filter(Boolean);
   assert.deepEqual(running, [...row.workers, ...row.draining].map((w) => `plumber-${name}@${w.port}.service`).sort(), 'exactly the state\'s workers run');
+  // A rollout links its new workers to start at boot while R loads: one cut before its switch must not leave them linked.
+  const atBoot = (await sh(`ls /etc/systemd/system/multi-user.target.wants | grep '^plumber-${name}@' || true`)).split('\n').filter(Boolean).sort();
+  assert.deepEqual(atBoot, [...row.workers, ...row.draining].map((w) => `plumber-${name}@${w.port}.service`).sort(), 'exactly the state\'s workers start at boot');
   const releases = JSON.parse((await user.plumb(['releases', name, '--json'])).stdout) as { releases: Array<{ id: string }> } | Array<{ releases: Array<{ id: string }> }>;
   const ids = (Array.isArray(releases) ? releases[0]!.releases : releases.releases).map((r) => r.id).sort();
   assert.deepEqual((await sh(`ls /var/plumber/${name}/releases`)).split('\n').filter(Boolean).sort(), ids, 'no release directory the state does not list');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { StatusResult } from '@plumb/shared';
+import { StatusResult } from '@plumb/shared';
 import { printStatus } from '@plumb/controller/output/print-status';
 
 /** `plumb status` as text, from a status the agent could send. */
@@ -56,4 +56,15 @@ test('status: a spare that crashed is said to have crashed while loading or whil
   assert.equal(line({ state: 'waiting', restarts: 3, restartsWhileWaiting: 3 }), '  sum: warm spare on port 9002, waiting (crashed 3 times while waiting: the next deploy starts cold)');
   assert.equal(line({ restarts: 3, restartsWhileWaiting: 1 }), '  sum: warm spare on port 9002, starting (crashed 3 times, 2 while loading and 1 while waiting: the next deploy starts cold)');
   assert.equal(line({ restarts: 2, restartsWhileWaiting: null }), '  sum: warm spare on port 9002, starting (crashed 2 times: the next deploy starts cold)');
+});
+
+test('status: an event kind this plumb does not know (a newer agent recorded it) parses and shows under its own name, marked, with its detail', () => {
+  const event = (id: number, kind: string) => ({ id, time: '2026-11-29T05:00:00.000Z', kind, api: 'sum', port: null, by: null, detail: `detail ${id}` });
+  const wire = JSON.parse(JSON.stringify({ ...statusWith([]), events: [event(1, 'deploy'), event(2, 'spare-warmed-twice'), event(3, 'odd\u001b[2Jkind')], lastEventId: 3 })) as unknown;
+  const text = printStatus([{ droplet: 'd', address: '10.0.0.2', status: StatusResult.parse(wire), seenEventId: null }]).split('\n');
+  const line = (id: number) => text.find((l) => l.endsWith(`detail ${id}`)) ?? '';
+  assert.match(line(1), /\sdeploy\s+sum\s+detail 1$/);
+  assert.match(line(2), /\sspare-warmed-twice \(new kind\)\s+sum\s+detail 2$/);
+  assert.ok(!line(3).includes('\u001b'), line(3));
+  assert.match(line(3), /odd.*\(new kind\)/);
 });

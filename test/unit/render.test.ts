@@ -321,6 +321,9 @@ describe('systemd: the worker unit and its environment files', () => {
     ]) assert.ok(lines.includes(line), `${line} in\n${unit}`);
     assert.equal(lines.filter((l) => l.startsWith('EnvironmentFile=')).length, 1, 'one environment file: the worker\'s own');
     assert.doesNotMatch(unit, /[ \t]$/m);
+    // Its comment's way to follow the log must keep following across redeploys (new ports).
+    assert.match(unit, /journalctl -t plumber-sum -f/);
+    assert.doesNotMatch(unit, /journalctl -u \S+ -f/);
     assert.equal(renderApiUnit('sum'), unit);
   });
 

@@ -153,9 +153,9 @@ export class StateStore {
   async update(change: (state: AgentState) => AgentState): Promise<AgentState> {
     const next = AgentState.parse(change(this.current));
     const text = `${JSON.stringify(next, null, 2)}\n`;
-    await writeFileAtomic(this.file, text);
-    // A second copy: if state.json is ever damaged (a bad disk, a hand edit), the rebuild starts from it.
-    await writeFileAtomic(`${this.file}.backup`, text);
+    // A second copy: if state.json is ever damaged (a bad disk, a hand edit), the rebuild starts from
+    // it. Each write is atomic on its own, so both at once: their fsyncs are on a deploy's answer path.
+    await Promise.all([writeFileAtomic(this.file, text), writeFileAtomic(`${this.file}.backup`, text)]);
     this.current = next;
     return next;
   }

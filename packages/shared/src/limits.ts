@@ -111,10 +111,11 @@ export const HEALTH_TIMEOUT_MS = 120_000;
 export const HEALTH_INTERVAL_MS = 250;
 /**
  * How often the gate knocks on a starting worker's port: a refused connect on loopback costs next
- * to nothing, and each wait is time the new release could already be serving. systemd is asked
- * whether R died only every HEALTH_INTERVAL_MS (a process each time).
+ * to nothing, and each wait is time the new release could already be serving (half an interval
+ * on average after R listens). systemd is asked whether R died only every HEALTH_INTERVAL_MS (a
+ * process each time).
  */
-export const HEALTH_PROBE_INTERVAL_MS = 50;
+export const HEALTH_PROBE_INTERVAL_MS = 20;
 /**
  * One HTTP check of a worker on loopback (the health gate, the monitor, /__plumb/health) gets no
  * answer after this long: R serves one request at a time, so a worker busy past it misses the check.

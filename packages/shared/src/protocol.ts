@@ -632,7 +632,8 @@ export const EVENT_KINDS = [
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-export const AgentEvent = z.object({
+/** An event as the agent records it (events.json, its ring): only the kinds this version knows. */
+export const RecordedEvent = z.object({
   /** Increasing on this droplet, kept across agent restarts. */
   id: z.number().int().positive(),
   time: z.string(),
@@ -644,7 +645,16 @@ export const AgentEvent = z.object({
   by: z.enum(['systemd', 'agent', 'operator']).nullable(),
   detail: z.string(),
 });
+export type RecordedEvent = z.infer<typeof RecordedEvent>;
+
+/**
+ * An event as a controller reads it (status, watch, the webhook): a newer agent speaking the same
+ * protocol may record a kind this plumb does not know, kept as its string (isEventKind tells).
+ */
+export const AgentEvent = RecordedEvent.extend({ kind: z.string() });
 export type AgentEvent = z.infer<typeof AgentEvent>;
+
+export const isEventKind = (kind: string): kind is EventKind => (EVENT_KINDS as readonly string[]).includes(kind);
 
 /** The droplet's vital signs, in `status` and sent periodically to a watching controller. */
 export const Heartbeat = z.object({

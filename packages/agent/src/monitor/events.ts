@@ -1,7 +1,7 @@
 import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { AgentEvent, EVENTS_KEPT, type EventKind } from '@plumb/shared';
+import { EVENTS_KEPT, RecordedEvent, type EventKind } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from '../log.js';
 
@@ -10,7 +10,7 @@ export interface EventInput {
   kind: EventKind;
   api?: string | null;
   port?: number | null;
-  by?: AgentEvent['by'];
+  by?: RecordedEvent['by'];
   detail: string;
 }
 
@@ -30,9 +30,9 @@ export function appendBounded<T>(ring: readonly T[], item: T, max: number): T[] 
  * it is recorded.
  */
 export class EventLog {
-  private ring: AgentEvent[] = [];
+  private ring: RecordedEvent[] = [];
   private file: string | undefined;
-  private readonly listeners = new Set<(event: AgentEvent) => void>();
+  private readonly listeners = new Set<(event: RecordedEvent) => void>();
   private saving: Promise<void> = Promise.resolve();
   private saveQueued = false;
 
@@ -45,7 +45,7 @@ export class EventLog {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    let saved: AgentEvent[] = [];
+    let saved: RecordedEvent[] = [];
     if (text !== undefined) {
       let parsed: z.ZodSafeParseResult<z.infer<typeof EventsFile>> | undefined;
       try {
@@ -53,7 +53,7 @@ export class EventLog {
       } catch {
         parsed = undefined;
       }
-      if (parsed?.success) saved = parsed.data.events.flatMap((e) => AgentEvent.safeParse(e).data ?? []);
+      if (parsed?.success) saved = parsed.data.events.flatMap((e) => RecordedEvent.safeParse(e).data ?? []);
       else {
         log.warn('events file damaged; starting a new one', { file, kept: `${file}.damaged` });
         await rename(file, `${file}.damaged`);
@@ -71,8 +71,8 @@ export class EventLog {
     return this.ring.at(-1)?.id ?? 0;
   }
 
-  record(input: EventInput): AgentEvent {
-    const event: AgentEvent = {
+  record(input: EventInput): RecordedEvent {
+    const event: RecordedEvent = {
       id: this.lastId + 1,
       time: new Date().toISOString(),
       kind: input.kind,
@@ -95,16 +95,16 @@ export class EventLog {
   }
 
   /** Events after `id` (all when null), oldest first, at most the newest `max`. */
-  after(id: number | null, max = this.max): AgentEvent[] {
+  after(id: number | null, max = this.max): RecordedEvent[] {
     const newer = id === null ? this.ring : this.ring.filter((e) => e.id > id);
     return newer.slice(-max);
   }
 
-  latest(max: number): AgentEvent[] {
+  latest(max: number): RecordedEvent[] {
     return this.ring.slice(-max);
   }
 
-  subscribe(listener: (event: AgentEvent) => void): () => void {
+  subscribe(listener: (event: RecordedEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

@@ -10,7 +10,7 @@ import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import type { AgentState, ApiRecord } from '../state.js';
-import { ensureApiAccount, openRelease, removeApiUser } from '../system/api-account.js';
+import { ensureApiAccount, openRelease, removeApiUser, type ApiAccount } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, SHARED, StepError, type OpContext } from './context.js';
 import { installPackages, pruneLibraries, reposFor } from './packages.js';
@@ -90,8 +90,9 @@ interface DeployRun {
 async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: DeployRun, ctx: OpContext): Promise<DeployResult> {
   const { settings, previous, release, releaseDir, forgetIfNew, started } = run;
   let extracted: ReleaseFiles;
+  let account: ApiAccount;
   try {
-    const account = await ensureApiAccount(req.name);
+    account = await ensureApiAccount(req.name);
     extracted = req.manifest
       ? await receiveDelta(req.name, req.manifest, keptReleases(previous), bundle, releaseDir, (step) => ctx.progress(step))
       : { ...(await extractBundle(bundle.data, releaseDir)), reused: 0 };
@@ -121,7 +122,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
     if (!settings.spare) await stopSpare(req.name, { forget: true });
     const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, ...(settings.spare ? { spare: fit } : {}) },
+      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, account, ...(settings.spare ? { spare: fit } : {}) },
       (ports) => ({
         name: req.name,
         path: settings.path,

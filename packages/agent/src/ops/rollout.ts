@@ -1,7 +1,7 @@
 import { FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import type { ApiRecord } from '../state.js';
-import { ensureApiAccount, openRelease } from '../system/api-account.js';
+import { ensureApiAccount, openRelease, type ApiAccount } from '../system/api-account.js';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -55,6 +55,17 @@ export interface RolloutTarget {
   wait: boolean;
   /** A deploy: what the API's warm spare must have loaded to serve as one of the new workers (ops/spare.ts). */
   spare?: SpareFit;
+  /** The API's account, when the caller has just made sure of it (a deploy). */
+  account?: ApiAccount;
+}
+
+/**
+ * Waits for every one to settle (none left running behind a failure, which the caller's clean-up
+ * would race), then fails with the first failure, if any.
+ */
+async function allDone(work: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** The API as the rollout leaves it; the rollout itself fills in where traffic comes from and what drains. */
@@ -77,8 +88,9 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   const { name } = target;
   const releaseDir = layout.releaseDir(name, target.release);
   ctx.progress('starting R', `${target.workers} worker${target.workers > 1 ? 's' : ''}`);
-  // A release from before APIs could write beside their code (rollback) is opened first.
-  await openRelease(releaseDir, await ensureApiAccount(name));
+  // A release from before APIs could write beside their code (rollback) is opened first; a
+  // deploy's own is open already and brings its account (getent is a process on the way to R).
+  await openRelease(releaseDir, target.account ?? (await ensureApiAccount(name)));
   const unitChanged = await ensureUnit(name, target.memoryMax);
   const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
   // A unit changed since the spare started would not be the worker a cold start makes.
@@ -94,6 +106,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     reserved.push(...more);
     more.forEach((p) => reservedPorts.add(p));
   };
+  let enabling: Promise<unknown> = Promise.resolve();
   try {
     const library = target.library === undefined ? undefined : libraryPath(name, target.library);
     if (spare) {
@@ -113,8 +126,12 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     const cold = await freePorts(target.workers - ports.length, takenPorts(ctx));
     reserve(cold);
     ports.push(...cold);
-    for (const port of cold) await startWorker(name, port, releaseDir, target.env, target.secrets, library);
+    await allDone(cold.map((port) => startWorker(name, port, releaseDir, target.env, target.secrets, library)));
     ctx.progress('waiting for the API to answer');
+    // Linked while R loads, not after the switch, where each systemctl held up the answer; a worker
+    // that fails the gate is unlinked with the rest (retireWorker). The failure is kept until
+    // awaited: a rejection left unhandled meanwhile would end the agent.
+    enabling = allDone(ports.map((port) => systemd.enableAtBoot(layout.instanceUnit(name, port)))).then(() => undefined, (err: unknown) => err);
     const outcomes = await Promise.all(ports.map((port) => waitHealthy(layout.instanceUnit(name, port), port, target.healthPath, target.healthTimeoutMs)));
     const failed = outcomes.findIndex((o) => !o.ok);
     if (failed >= 0) {
@@ -122,6 +139,8 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       const lines = await lastLines(layout.instanceUnit(name, ports[failed] ?? 0), FAILED_DEPLOY_LOG_LINES, startedAt);
       throw new StepError('HEALTH_CHECK_FAILED', 'health check', `the new release did not come up: ${outcome && !outcome.ok ? outcome.detail : 'unknown'}`, lines, ctx.state.get().apis[name] ? 'the previous release is still serving' : 'nothing was changed; fix the API and deploy again');
     }
+    const notEnabled = await enabling;
+    if (notEnabled) throw notEnabled;
 
     ctx.progress('switching traffic to the new workers');
     const before = ctx.state.get().apis[name]?.workers ?? [];
@@ -140,7 +159,6 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     crashPoint('state-saved');
     // From here the old workers are draining in the state: they stop whatever happens next.
     const drained = drainWorkers(name, retiring, ctx);
-    for (const port of ports) await systemd.enableAtBoot(layout.instanceUnit(name, port));
     await pointCurrent(name, releaseDir);
     const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
     if (target.wait && retiring.length > 0) {
@@ -149,6 +167,8 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     }
     return { ports, drain: { ...drain, stopped: retiring.length === 0 } };
   } catch (err) {
+    // An enable still running would link a worker back after its retireWorker had unlinked it.
+    await enabling;
     await spare?.drop().catch(() => undefined);
     const live = ctx.state.get().apis[name]?.workers.map((w) => w.port) ?? [];
     for (const port of ports.filter((p) => !live.includes(p))) await retireWorker(name, port);

@@ -9,6 +9,7 @@ import type { EventInput } from '../monitor/events.js';
 import { SPARE_READY } from '../render/runner.js';
 import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
+import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 import { retireWorker } from './workers.js';
@@ -66,9 +67,8 @@ const restartsOf = (name: string, spare: Spare) => systemd.unitState(layout.inst
 export async function restartsWhileWaiting(name: string, pid: number | null): Promise<number | null> {
   const spare = spares.get(name);
   if (!spare) return null;
-  const result = await execa('journalctl', ['-b', `--since=@${Math.floor(spare.startedAt / 1000)}`, '-o', 'cat', '--output-fields=_PID', '--no-pager', `_SYSTEMD_UNIT=${layout.instanceUnit(name, spare.port)}`, `MESSAGE=${SPARE_READY}`], { reject: false, timeout: 30_000 });
-  if (result.exitCode !== 0) return null;
-  return new Set(result.stdout.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0 && p !== pid)).size;
+  const said = await pidsThatSaid({ unit: layout.instanceUnit(name, spare.port), sinceMs: spare.startedAt }, SPARE_READY);
+  return said === null ? null : [...said].filter((p) => p !== pid).length;
 }
 
 /**

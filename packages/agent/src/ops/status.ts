@@ -3,7 +3,7 @@ import { releaseDigest, manifestOf } from '../bundle/delta.js';
 import { events } from '../monitor/events.js';
 import { heartbeat, residentBytes } from '../monitor/heartbeat.js';
 import { SPARE_READY } from '../render/runner.js';
-import { processesThatSaid } from '../system/journal.js';
+import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import { unitStates, type UnitState } from '../system/systemd.js';
 import type { ApiRecord } from '../state.js';
@@ -47,7 +47,7 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
  * again; how many of its restarts came while it waited; its resident memory.
  */
 async function spareStates(spareList: ReadonlyArray<{ name: string; port: number; unit: string }>, units: Map<string, UnitState>): Promise<Map<string, NonNullable<ApiStatus['spare']>>> {
-  const ready = await processesThatSaid(spareList.flatMap((s) => units.get(s.unit)?.pid ?? []), SPARE_READY);
+  const ready = (await pidsThatSaid({ pids: spareList.flatMap((s) => units.get(s.unit)?.pid ?? []) }, SPARE_READY)) ?? new Set<number>();
   const spares = new Map<string, NonNullable<ApiStatus['spare']>>();
   for (const { name, port, unit } of spareList) {
     const { active, pid, restarts } = units.get(unit)!;

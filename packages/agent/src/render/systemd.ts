@@ -15,7 +15,8 @@ export function renderApiUnit(name: string, opts: { memoryMax?: string | null } 
     ? `# --memory: systemd stops a worker that grows past this (and restarts it).\nMemoryMax=${checked(MemoryLimit, opts.memoryMax, 'the memory limit')}`
     : `# No --memory given: a share of the droplet's RAM, so one runaway worker cannot starve the rest.\nMemoryMax=${API_MEMORY_MAX_DEFAULT}`;
   return `# Written by plumb-agent; edits here are overwritten. One instance per worker port:
-#   systemctl restart 'plumber-${name}@*'    journalctl -u 'plumber-${name}@*' -f
+#   systemctl restart 'plumber-${name}@*'    journalctl -t plumber-${name} -f   (or plumb logs ${name} -f)
+# (A -u glob does not follow: journalctl matches it once, to the ports already in the journal, not a redeploy's.)
 [Unit]
 Description=plumber API ${name} (port %i)
 After=network.target

@@ -68,13 +68,18 @@ export async function lastLines(unit: string, lines: number, sinceMs?: number): 
   return result.stdout.split('\n').filter((l) => l.length > 0);
 }
 
+/** Whose lines to look in: these processes, or any the unit ran since a moment (this boot either way). */
+export type Speakers = { pids: readonly number[] } | { unit: string; sinceMs: number };
+
 /**
- * Which of these processes wrote the line `message` this boot: one journalctl for all of them
- * (journalctl ORs the values of one field and ANDs the fields).
+ * The pids of the processes among `who` that wrote the line `message`: one journalctl for all
+ * (it ORs the values of one field and ANDs the fields). null when journalctl failed.
  */
-export async function processesThatSaid(pids: readonly number[], message: string): Promise<Set<number>> {
-  if (pids.length === 0) return new Set();
-  const result = await execa('journalctl', ['-b', '-o', 'json', '--output-fields=_PID', '--no-pager', ...pids.map((pid) => `_PID=${pid}`), `MESSAGE=${message}`], { reject: false, timeout: 30_000 });
+export async function pidsThatSaid(who: Speakers, message: string): Promise<Set<number> | null> {
+  if ('pids' in who && who.pids.length === 0) return new Set();
+  const match = 'pids' in who ? who.pids.map((pid) => `_PID=${pid}`) : [`--since=@${Math.floor(who.sinceMs / 1000)}`, `_SYSTEMD_UNIT=${who.unit}`];
+  const result = await execa('journalctl', ['-b', '-o', 'json', '--output-fields=_PID', '--no-pager', ...match, `MESSAGE=${message}`], { reject: false, timeout: 30_000 });
+  if (result.exitCode !== 0) return null;
   const said = result.stdout.split('\n').map((line) => {
     try {
       return Number((JSON.parse(line) as Record<string, unknown>)['_PID']);
@@ -82,5 +87,5 @@ export async function processesThatSaid(pids: readonly number[], message: string
       return NaN;
     }
   });
-  return new Set(said.filter((pid) => pids.includes(pid)));
+  return new Set(said.filter((pid) => ('pids' in who ? who.pids.includes(pid) : Number.isInteger(pid) && pid > 0)));
 }

@@ -1,4 +1,4 @@
-import { spareCrashes, type AgentEvent, type StatusResult } from '@plumb/shared';
+import { isEventKind, spareCrashes, type AgentEvent, type StatusResult } from '@plumb/shared';
 import type { DropletStatus } from '../commands/status.js';
 import { table } from './format.js';
 import { terminalSafe } from './terminal.js';
@@ -18,11 +18,15 @@ function certificateLine(c: StatusResult['heartbeat']['certificates'][number]): 
 const mib = (bytes: number) => `${Math.round(bytes / 1024 ** 2)} MiB`;
 /** Events listed under a droplet at most; `--json` has all the agent sent. */
 const EVENTS_SHOWN = 20;
+/** Characters of an event kind this plumb does not know shown at most (it comes from the droplet). */
+const EVENT_KIND_SHOWN = 32;
 
 /** One event as a line: when, (which droplet), what, which API and worker, and why. */
 export function formatEvent(e: AgentEvent, droplet?: string): string {
   const when = e.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  const what = e.kind === 'restarted' && e.by ? `restarted (${e.by})` : e.kind;
+  // A kind from a newer agent: its own name, marked, since this plumb cannot say more than its detail does.
+  const kind = isEventKind(e.kind) ? e.kind : `${terminalSafe(e.kind).slice(0, EVENT_KIND_SHOWN)} (new kind)`;
+  const what = e.kind === 'restarted' && e.by ? `restarted (${e.by})` : kind;
   const where = e.api === null ? '-' : e.port === null ? e.api : `${e.api}@${e.port}`;
   return [when, ...(droplet ? [droplet] : []), what.padEnd(20), where.padEnd(16), terminalSafe(e.detail)].join('  ');
 }
