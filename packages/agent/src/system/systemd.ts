@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
+import { busUnitStates } from './systemd-bus.js';
 
 /** systemctl, always with argument arrays. Unit names come from validated API names and ports. */
 async function systemctl(...args: string[]): Promise<string> {
@@ -56,12 +57,15 @@ export async function unitState(unit: string): Promise<UnitState> {
 }
 
 /**
- * Several units' states from one `systemctl show` (one process, not one per worker): systemd
- * prints a block of properties per unit, in the order asked, blocks parted by a blank line.
+ * Several units' states: over D-Bus on the agent's open connection to systemd (no process), else
+ * from one `systemctl show`, which prints a block of properties per unit, in the order asked,
+ * blocks parted by a blank line.
  */
 export async function unitStates(units: readonly string[]): Promise<Map<string, UnitState>> {
   const states = new Map<string, UnitState>();
   if (units.length === 0) return states;
+  const viaBus = await busUnitStates(units);
+  if (viaBus) return viaBus;
   const out = await systemctl('show', `--property=${SHOWN}`, '--', ...units);
   const blocks = out.split(/\n\n+/);
   units.forEach((unit, i) => states.set(unit, parseShow(blocks[i] ?? '')));

@@ -1,0 +1,137 @@
+import { SYSTEMD_BUS_TIMEOUT_MS } from '@plumb/shared';
+import { log } from '../log.js';
+import { DBusClosedError, DBusConnection, DBusError, type DBusValue } from './dbus.js';
+import type { UnitState } from './systemd.js';
+
+/**
+ * Asks systemd over D-Bus on one long-lived connection instead of a `systemctl` process per
+ * question (a process costs tens of ms of the droplet's CPU; a pipelined question on an open
+ * connection well under one). systemd's private socket first: it is what `systemctl` itself uses
+ * as root, and it does not go away when dbus-daemon restarts; the system bus second.
+ */
+const SOCKETS = [
+  { path: '/run/systemd/private', hello: false },
+  { path: '/run/dbus/system_bus_socket', hello: true },
+] as const;
+
+let connecting: Promise<DBusConnection> | undefined;
+/** Whether the last attempt fell back to systemctl: said once in the log, not at every question. */
+let fellBack = false;
+
+async function open(): Promise<DBusConnection> {
+  const failures: string[] = [];
+  for (const socket of SOCKETS) {
+    try {
+      return await DBusConnection.open(socket.path, { hello: socket.hello, timeoutMs: SYSTEMD_BUS_TIMEOUT_MS });
+    } catch (error) {
+      failures.push((error as Error).message);
+    }
+  }
+  throw new DBusClosedError(failures.join('; '));
+}
+
+async function connection(): Promise<DBusConnection> {
+  const current = connecting && (await connecting.catch(() => undefined));
+  if (current && !current.closed) return current;
+  connecting = open();
+  return connecting;
+}
+
+/**
+ * Runs `ask` on the connection, on a new one if the old one dropped (systemd re-executed, dbus
+ * restarted), and answers undefined when systemd cannot be reached over D-Bus at all, so the caller
+ * asks `systemctl` instead.
+ */
+async function onBus<T>(ask: (bus: DBusConnection) => Promise<T>): Promise<T | undefined> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const answer = await ask(await connection());
+      if (fellBack) log.info('asking systemd over D-Bus again');
+      fellBack = false;
+      return answer;
+    } catch (error) {
+      if (!(error instanceof DBusClosedError)) throw error;
+      if (attempt === 1) {
+        if (!fellBack) log.warn('systemd cannot be reached over D-Bus; asking systemctl instead', { error: error.message });
+        fellBack = true;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** systemd's object path for a unit (bus_label_escape): every byte but [A-Za-z0-9] as _xx, a leading digit too. */
+export function unitPath(unit: string): string {
+  let label = '';
+  for (const [i, byte] of [...Buffer.from(unit, 'utf8')].entries()) {
+    const c = String.fromCharCode(byte);
+    label += /[A-Za-z]/.test(c) || (/[0-9]/.test(c) && i > 0) ? c : `_${byte.toString(16).padStart(2, '0')}`;
+  }
+  return `/org/freedesktop/systemd1/unit/${label}`;
+}
+
+const UNIT = 'org.freedesktop.systemd1.Unit';
+const SERVICE = 'org.freedesktop.systemd1.Service';
+/** The properties `systemctl show --property=` asked for, by the interface that has them. */
+const PROPERTIES = [
+  [UNIT, 'ActiveState'],
+  [UNIT, 'SubState'],
+  [SERVICE, 'Result'],
+  [SERVICE, 'NRestarts'],
+  [SERVICE, 'MainPID'],
+  [UNIT, 'ActiveEnterTimestamp'],
+  [UNIT, 'Job'],
+] as const;
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const two = (n: number) => String(n).padStart(2, '0');
+
+/** A timestamp in µs since the epoch as `systemctl show` prints it on a UTC droplet; 0 is never. */
+export function showTimestamp(usec: bigint): string | null {
+  if (usec === 0n) return null;
+  const d = new Date(Number(usec / 1000n));
+  return `${DAYS[d.getUTCDay()]} ${d.getUTCFullYear()}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} UTC`;
+}
+
+/** The values of PROPERTIES, in order, as systemd sent them; undefined for one the unit lacks. */
+export function toUnitState(values: readonly (DBusValue | undefined)[]): UnitState {
+  const [active, sub, result, restarts, pid, since, job] = values;
+  return {
+    active: typeof active === 'string' ? active : 'unknown',
+    sub: typeof sub === 'string' ? sub : 'unknown',
+    result: typeof result === 'string' ? result : 'unknown',
+    restarts: typeof restarts === 'number' ? restarts : 0,
+    pid: typeof pid === 'number' && pid > 0 ? pid : null,
+    since: typeof since === 'bigint' ? showTimestamp(since) : null,
+    // Job is (job id, job path); id 0 is no job.
+    queued: Array.isArray(job) && typeof job[0] === 'number' && job[0] !== 0,
+  };
+}
+
+/**
+ * Each unit's state, every property of every unit asked at once on one connection. systemd loads
+ * a unit asked for by path as `systemctl show` does by name, so an unknown unit reads inactive.
+ * Undefined when D-Bus cannot be reached.
+ */
+export function busUnitStates(units: readonly string[]): Promise<Map<string, UnitState> | undefined> {
+  return onBus(async (bus) => {
+    const asked = units.map((unit) =>
+      Promise.all(
+        PROPERTIES.map(([iface, name]) =>
+          bus
+            .call({ destination: 'org.freedesktop.systemd1', path: unitPath(unit), interface: 'org.freedesktop.DBus.Properties', member: 'Get', signature: 'ss', body: [iface, name] })
+            .then(
+              ([value]) => value,
+              (error: unknown) => {
+                // A unit that is not a service has no Service properties; `systemctl show` leaves them out too.
+                if (error instanceof DBusError) return undefined;
+                throw error;
+              },
+            ),
+        ),
+      ),
+    );
+    const answers = await Promise.all(asked);
+    return new Map(units.map((unit, i) => [unit, toUnitState(answers[i]!)]));
+  });
+}

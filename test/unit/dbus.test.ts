@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DBusClosedError, DBusConnection, DBusError, decodeMessage, encodeCall, marshal, messageLength, splitSignature, unmarshal } from '@plumb/agent/system/dbus';
+import { showTimestamp, toUnitState, unitPath } from '@plumb/agent/system/systemd-bus';
+
+describe('D-Bus wire format', () => {
+  test('a signature splits into complete types', () => {
+    assert.deepEqual(splitSignature('sa{sv}(uo)aas'), ['s', 'a{sv}', '(uo)', 'aas']);
+    assert.throws(() => splitSignature('(ss'), /unbalanced/);
+  });
+
+  test('values are aligned as the specification says and read back the same', () => {
+    // y then u: three bytes of padding; s: length, bytes, NUL; then an array of strings aligned to 4.
+    const body = marshal('yusas', [7, 258, 'ab', ['x', 'yz']]);
+    assert.equal(body.toString('hex'), '07000000' + '02010000' + '02000000616200' + '00' + '0f000000' + '0100000078000000' + '02000000797a00');
+    assert.deepEqual(unmarshal('yusas', body), [7, 258, 'ab', ['x', 'yz']]);
+  });
+
+  test('a variant holding a struct with a 64-bit value, as systemd sends Job and timestamps', () => {
+    const body = marshal('v', [['(uo)', [3, '/org/freedesktop/systemd1/job/3']]]);
+    assert.deepEqual(unmarshal('v', body), [[3, '/org/freedesktop/systemd1/job/3']]);
+  });
+
+  test('a method call frames as one whole message and decodes back', () => {
+    const call = encodeCall(5, { destination: 'org.freedesktop.systemd1', path: '/org/freedesktop/systemd1/unit/a_2eservice', interface: 'org.freedesktop.DBus.Properties', member: 'Get', signature: 'ss', body: ['org.freedesktop.systemd1.Unit', 'ActiveState'] });
+    assert.equal(call.subarray(0, 4).toString('hex'), '6c010001', 'little-endian method call, protocol 1');
+    assert.equal(messageLength(call.subarray(0, call.length - 1)), 0, 'one byte short is not yet a message');
+    assert.equal(messageLength(Buffer.concat([call, call])), call.length);
+    const message = decodeMessage(call);
+    assert.deepEqual({ type: message.type, serial: message.serial, signature: message.signature, body: message.body }, { type: 1, serial: 5, signature: 'ss', body: ['org.freedesktop.systemd1.Unit', 'ActiveState'] });
+  });
+});
+
+describe("systemd's side", () => {
+  test('unit object paths are escaped as systemd does (bus_label_escape)', () => {
+    assert.equal(unitPath('dbus.service'), '/org/freedesktop/systemd1/unit/dbus_2eservice');
+    assert.equal(unitPath('plumber-st1@8001.service'), '/org/freedesktop/systemd1/unit/plumber_2dst1_408001_2eservice');
+    assert.equal(unitPath('1a.service'), '/org/freedesktop/systemd1/unit/_31a_2eservice');
+  });
+
+  test('timestamps read as `systemctl show` prints them on a UTC droplet, and 0 is never', () => {
+    assert.equal(showTimestamp(1_795_930_415_123_456n), 'Sun 2026-11-29 05:33:35 UTC');
+    assert.equal(showTimestamp(0n), null);
+    assert.ok(Number.isFinite(Date.parse(showTimestamp(1_795_930_415_123_456n)!)), 'the controller parses it for the uptime column');
+  });
+
+  test('property values become a UnitState; missing Service properties read as systemctl leaves them', () => {
+    assert.deepEqual(toUnitState(['active', 'running', 'success', 2, 4242, 1_795_930_415_000_000n, [0, '/']]), { active: 'active', sub: 'running', result: 'success', restarts: 2, pid: 4242, since: 'Sun 2026-11-29 05:33:35 UTC', queued: false });
+    assert.deepEqual(toUnitState(['inactive', 'dead', undefined, undefined, 0, 0n, [7, '/org/freedesktop/systemd1/job/7']]), { active: 'inactive', sub: 'dead', result: 'unknown', restarts: 0, pid: null, since: null, queued: true });
+  });
+});
+
+// A real dbus-daemon on a socket of its own: authentication, pipelined calls, error replies and a
+// dropped connection against the reference implementation, not against our own encoder.
+const daemon = spawnSync('dbus-daemon', ['--version']).status === 0;
+describe('against a real dbus-daemon', { skip: daemon ? false : 'dbus-daemon is not installed' }, () => {
+  let dir: string;
+  let bus: ChildProcess;
+  let socket: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-dbus-'));
+    socket = path.join(dir, 'bus');
+    bus = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=1', `--address=unix:path=${socket}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise((resolve) => bus.stdout!.once('data', resolve));
+  });
+  after(async () => {
+    bus.kill();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const DBUS = { destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus' };
+
+  test('authenticates as this uid, and pipelined calls are each answered with their own reply', async () => {
+    const connection = await DBusConnection.open(socket, { hello: true, timeoutMs: 5_000 });
+    try {
+      const [names, uid, features] = await Promise.all([
+        connection.call({ ...DBUS, member: 'ListNames' }),
+        connection.call({ ...DBUS, member: 'GetConnectionUnixUser', signature: 's', body: ['org.freedesktop.DBus'] }),
+        connection.call({ ...DBUS, interface: 'org.freedesktop.DBus.Properties', member: 'Get', signature: 'ss', body: ['org.freedesktop.DBus', 'Interfaces'] }),
+      ]);
+      assert.ok((names[0] as string[]).includes('org.freedesktop.DBus'));
+      assert.equal(typeof uid[0], 'number');
+      assert.ok(Array.isArray(features[0]), 'a variant holding an array of strings');
+      const many = await Promise.all(Array.from({ length: 200 }, () => connection.call({ ...DBUS, member: 'GetId' })));
+      assert.equal(new Set(many.map(([id]) => id)).size, 1);
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('an error reply rejects that call with its name; the connection stays usable', async () => {
+    const connection = await DBusConnection.open(socket, { hello: true, timeoutMs: 5_000 });
+    try {
+      await assert.rejects(connection.call({ ...DBUS, member: 'NoSuchMethod' }), (e: unknown) => e instanceof DBusError && e.errorName === 'org.freedesktop.DBus.Error.UnknownMethod');
+      assert.equal((await connection.call({ ...DBUS, member: 'GetId' })).length, 1);
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('a closed connection fails its calls as closed, and nothing listening is a closed error too', async () => {
+    const connection = await DBusConnection.open(socket, { hello: true, timeoutMs: 5_000 });
+    connection.close();
+    await assert.rejects(connection.call({ ...DBUS, member: 'GetId' }), DBusClosedError);
+    await assert.rejects(DBusConnection.open(path.join(dir, 'nobody'), { hello: true, timeoutMs: 5_000 }), DBusClosedError);
+  });
+});
