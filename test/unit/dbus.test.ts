@@ -20,6 +20,12 @@ describe('D-Bus wire format', () => {
     assert.deepEqual(unmarshal('yusas', body), [7, 258, 'ab', ['x', 'yz']]);
   });
 
+  test('an array of structs pads to 8 after its length, and the length leaves that padding out', () => {
+    const body = marshal('a(yv)', [[[1, ['s', 'a']]]]);
+    assert.equal(body.toString('hex'), '0a000000' + '00000000' + '01' + '017300' + '01000000' + '6100');
+    assert.deepEqual(unmarshal('a(yv)', body), [[[1, 'a']]]);
+  });
+
   test('a variant holding a struct with a 64-bit value, as systemd sends Job and timestamps', () => {
     const body = marshal('v', [['(uo)', [3, '/org/freedesktop/systemd1/job/3']]]);
     assert.deepEqual(unmarshal('v', body), [[3, '/org/freedesktop/systemd1/job/3']]);
@@ -85,6 +91,8 @@ describe('against a real dbus-daemon', { skip: daemon ? false : 'dbus-daemon is 
       assert.ok((names[0] as string[]).includes('org.freedesktop.DBus'));
       assert.equal(typeof uid[0], 'number');
       assert.ok(Array.isArray(features[0]), 'a variant holding an array of strings');
+      const [credentials] = await connection.call({ ...DBUS, member: 'GetConnectionCredentials', signature: 's', body: ['org.freedesktop.DBus'] });
+      assert.ok((credentials as [string, unknown][]).some(([key]) => key === 'UnixUserID'), 'a dict of variants, entries aligned to 8');
       const many = await Promise.all(Array.from({ length: 200 }, () => connection.call({ ...DBUS, member: 'GetId' })));
       assert.equal(new Set(many.map(([id]) => id)).size, 1);
     } finally {
