@@ -112,7 +112,7 @@ export const HEALTH_INTERVAL_MS = 250;
 /**
  * How often the gate knocks on a starting worker's port: a refused connect on loopback costs next
  * to nothing, and each wait is time the new release could already be serving. systemd is asked
- * whether R died only every HEALTH_INTERVAL_MS (a process each time).
+ * whether R died only every HEALTH_INTERVAL_MS.
  */
 export const HEALTH_PROBE_INTERVAL_MS = 50;
 /**

@@ -1,4 +1,4 @@
-import { SYSTEMD_BUS_TIMEOUT_MS } from '@plumb/shared';
+import { PlumbError, SYSTEMD_BUS_TIMEOUT_MS } from '@plumb/shared';
 import { log } from '../log.js';
 import { DBusClosedError, DBusConnection, DBusError, type DBusValue } from './dbus.js';
 import type { UnitState } from './systemd.js';
@@ -135,3 +135,26 @@ export function busUnitStates(units: readonly string[]): Promise<Map<string, Uni
     return new Map(units.map((unit, i) => [unit, toUnitState(answers[i]!)]));
   });
 }
+
+const MANAGER = { destination: 'org.freedesktop.systemd1', path: '/org/freedesktop/systemd1', interface: 'org.freedesktop.systemd1.Manager' } as const;
+
+/**
+ * One call to systemd's manager. True when it was made; false when D-Bus cannot be reached (ask
+ * `systemctl`); an error systemd answered becomes a PlumbError, as a failed `systemctl` does.
+ */
+async function managerCall(what: string, member: string, signature?: string, body?: readonly unknown[]): Promise<boolean> {
+  try {
+    const done = await onBus((bus) => bus.call({ ...MANAGER, member, ...(signature ? { signature, body: body ?? [] } : {}) }));
+    return done !== undefined;
+  } catch (error) {
+    if (error instanceof DBusError) throw new PlumbError('SYSTEMD', `systemctl ${what} failed: ${error.message}`);
+    throw error;
+  }
+}
+
+/** `systemctl start --no-block`: queue the start job and return. */
+export const busStart = (unit: string) => managerCall(`start --no-block ${unit}`, 'StartUnit', 'ss', [unit, 'replace']);
+/** `systemctl enable --no-reload`: the [Install] links only, no reload. */
+export const busEnable = (unit: string) => managerCall(`enable --no-reload ${unit}`, 'EnableUnitFiles', 'asbb', [[unit], false, false]);
+/** `systemctl daemon-reload`: systemd answers once the reload is done. */
+export const busDaemonReload = () => managerCall('daemon-reload', 'Reload');

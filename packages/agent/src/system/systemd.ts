@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
-import { busUnitStates } from './systemd-bus.js';
+import { busDaemonReload, busEnable, busStart, busUnitStates } from './systemd-bus.js';
 
 /** systemctl, always with argument arrays. Unit names come from validated API names and ports. */
 async function systemctl(...args: string[]): Promise<string> {
@@ -12,8 +12,9 @@ async function systemctl(...args: string[]): Promise<string> {
   return result.stdout;
 }
 
-export const daemonReload = () => systemctl('daemon-reload');
-export const start = (unit: string) => systemctl('start', '--no-block', unit);
+// Over D-Bus when it answers (no process), else systemctl.
+export const daemonReload = async () => void ((await busDaemonReload()) || (await systemctl('daemon-reload')));
+export const start = async (unit: string) => void ((await busStart(unit)) || (await systemctl('start', '--no-block', unit)));
 /** A restart asked for on purpose: systemd's start rate limit (meant for crash loops) must not refuse it. */
 export async function restart(unit: string): Promise<void> {
   await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
@@ -27,7 +28,7 @@ export const enableNow = (unit: string) => systemctl('enable', '--now', unit);
  * reload (it reads the links at boot), and a daemon-reload per worker was the slowest part of
  * the switch step.
  */
-export const enableAtBoot = (unit: string) => systemctl('enable', '--no-reload', unit);
+export const enableAtBoot = async (unit: string) => void ((await busEnable(unit)) || (await systemctl('enable', '--no-reload', unit)));
 export const reload = (unit: string) => systemctl('reload', unit);
 export const isActive = async (unit: string) => (await execa('systemctl', ['is-active', '--quiet', unit], { reject: false, timeout: 30_000 })).exitCode === 0;
 
