@@ -70,17 +70,17 @@ export function unitPath(unit: string): string {
   return `/org/freedesktop/systemd1/unit/${label}`;
 }
 
-const UNIT = 'org.freedesktop.systemd1.Unit';
-const SERVICE = 'org.freedesktop.systemd1.Service';
-/** The properties `systemctl show --property=` asked for, by the interface that has them. */
-const PROPERTIES = [
-  [UNIT, 'ActiveState'],
-  [UNIT, 'SubState'],
-  [SERVICE, 'Result'],
-  [SERVICE, 'NRestarts'],
-  [SERVICE, 'MainPID'],
-  [UNIT, 'ActiveEnterTimestamp'],
-  [UNIT, 'Job'],
+const MANAGER = { destination: 'org.freedesktop.systemd1', path: '/org/freedesktop/systemd1', interface: 'org.freedesktop.systemd1.Manager' } as const;
+
+/**
+ * What ListUnitsByNames does not carry, asked per unit; the Service interface has the first three
+ * (a unit that is not a service lacks them, and `systemctl show` leaves them out too).
+ */
+const ASKED = [
+  ['org.freedesktop.systemd1.Service', 'Result'],
+  ['org.freedesktop.systemd1.Service', 'NRestarts'],
+  ['org.freedesktop.systemd1.Service', 'MainPID'],
+  ['org.freedesktop.systemd1.Unit', 'ActiveEnterTimestamp'],
 ] as const;
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -93,7 +93,7 @@ export function showTimestamp(usec: bigint): string | null {
   return `${DAYS[d.getUTCDay()]} ${d.getUTCFullYear()}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} UTC`;
 }
 
-/** The values of PROPERTIES, in order, as systemd sent them; undefined for one the unit lacks. */
+/** ActiveState, SubState, Result, NRestarts, MainPID, ActiveEnterTimestamp, Job (id, path) as systemd sent them; undefined for one the unit lacks. */
 export function toUnitState(values: readonly (DBusValue | undefined)[]): UnitState {
   const [active, sub, result, restarts, pid, since, job] = values;
   return {
@@ -109,21 +109,21 @@ export function toUnitState(values: readonly (DBusValue | undefined)[]): UnitSta
 }
 
 /**
- * Each unit's state, every property of every unit asked at once on one connection. systemd loads
- * a unit asked for by path as `systemctl show` does by name, so an unknown unit reads inactive.
- * Undefined when D-Bus cannot be reached.
+ * Each unit's state: ListUnitsByNames (one call for every unit's active and sub state and job;
+ * systemd loads a unit it has not, as `systemctl show` does, so an unknown unit reads inactive)
+ * and the rest per unit, every call sent at once. Undefined when D-Bus cannot be reached.
  */
 export function busUnitStates(units: readonly string[]): Promise<Map<string, UnitState> | undefined> {
   return onBus(async (bus) => {
+    const listed = bus.call({ ...MANAGER, member: 'ListUnitsByNames', signature: 'as', body: [[...units]] });
     const asked = units.map((unit) =>
       Promise.all(
-        PROPERTIES.map(([iface, name]) =>
+        ASKED.map(([iface, name]) =>
           bus
-            .call({ destination: 'org.freedesktop.systemd1', path: unitPath(unit), interface: 'org.freedesktop.DBus.Properties', member: 'Get', signature: 'ss', body: [iface, name] })
+            .call({ destination: MANAGER.destination, path: unitPath(unit), interface: 'org.freedesktop.DBus.Properties', member: 'Get', signature: 'ss', body: [iface, name] })
             .then(
               ([value]) => value,
               (error: unknown) => {
-                // A unit that is not a service has no Service properties; `systemctl show` leaves them out too.
                 if (error instanceof DBusError) return undefined;
                 throw error;
               },
@@ -131,12 +131,17 @@ export function busUnitStates(units: readonly string[]): Promise<Map<string, Uni
         ),
       ),
     );
-    const answers = await Promise.all(asked);
-    return new Map(units.map((unit, i) => [unit, toUnitState(answers[i]!)]));
+    // (name, description, load, active, sub, following, path, job id, job type, job path) per unit, in the order asked.
+    const [[rows], answers] = (await Promise.all([listed, Promise.all(asked)])) as [[DBusValue[][]], (DBusValue | undefined)[][]];
+    return new Map(
+      units.map((unit, i) => {
+        const row = rows.find((r) => r[0] === unit);
+        const [result, restarts, pid, since] = answers[i]!;
+        return [unit, toUnitState([row?.[3], row?.[4], result, restarts, pid, since, row ? [row[7]!, row[9]!] : undefined])];
+      }),
+    );
   });
 }
-
-const MANAGER = { destination: 'org.freedesktop.systemd1', path: '/org/freedesktop/systemd1', interface: 'org.freedesktop.systemd1.Manager' } as const;
 
 /**
  * One call to systemd's manager. True when it was made; false when D-Bus cannot be reached (ask
