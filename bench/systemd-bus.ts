@@ -49,6 +49,8 @@ const lab = await startLab();
 try {
   const bench = await benchDroplet(lab, 'busbench');
   const onDroplet = (argv: string[], opts?: { input?: string }) => lab.droplet(bench.id).exec(argv, opts);
+  const rssOf = () => onDroplet(['sh', '-c', 'grep VmRSS /proc/$(systemctl show -p MainPID --value plumb-agent)/status | tr -s " \t" " "']);
+  const rssIdle = await rssOf();
   const small = await apiDir(sumApi('s0'));
   for (let i = 1; i <= APIS; i++) await bench.run(['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
   const units = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
@@ -63,7 +65,7 @@ try {
     await bench.run(['status', '--json']);
     statusTimes.push(performance.now() - started);
   }
-  const rss = await onDroplet(['sh', '-c', 'grep VmRSS /proc/$(systemctl show -p MainPID --value plumb-agent)/status']);
+  const rss = await rssOf();
   const load = await onDroplet(['cat', '/proc/loadavg']);
 
   const showMs = median(result.show);
@@ -75,7 +77,7 @@ try {
   console.log(`| the same 7 properties over D-Bus, one open connection, calls pipelined | ${busMs.toFixed(1)} |`);
   console.log(`| of which the first question (connect and authenticate too) | ${result.connectMs.toFixed(1)} |`);
   console.log(`| \`plumb status --json\`, LAN, whole command | ${median(statusTimes).toFixed(0)} |`);
-  console.log(`\nsystemctl / D-Bus: ${(showMs / busMs).toFixed(1)}x; both agree: ${result.agree}; agent ${rss.trim()} after the status runs; droplet load ${load.trim()}`);
+  console.log(`\nsystemctl / D-Bus: ${(showMs / busMs).toFixed(1)}x; both agree: ${result.agree}; agent ${rssIdle.trim()} idle after provision, ${rss.trim()} after the deploys and status runs; droplet load ${load.trim()}`);
 } finally {
   await lab.stop();
 }
