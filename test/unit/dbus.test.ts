@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -58,6 +59,21 @@ describe("systemd's side", () => {
     assert.deepEqual(toUnitState(['active', 'running', 'success', 2, 4242, 1_795_930_415_000_000n, [0, '/']]), { active: 'active', sub: 'running', result: 'success', restarts: 2, pid: 4242, since: 'Sun 2026-11-29 05:33:35 UTC', queued: false });
     assert.deepEqual(toUnitState(['inactive', 'dead', undefined, undefined, 0, 0n, [7, '/org/freedesktop/systemd1/job/7']]), { active: 'inactive', sub: 'dead', result: 'unknown', restarts: 0, pid: null, since: null, queued: true });
   });
+});
+
+test('a peer that authenticates and then never answers: the call fails as closed and the connection is dropped', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-dbus-mute-'));
+  const socketPath = path.join(dir, 'mute');
+  const server = net.createServer((peer) => peer.on('data', (chunk: Buffer) => void (chunk.includes('AUTH') && peer.write('OK 0123456789abcdef\r\n'))));
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  try {
+    const connection = await DBusConnection.open(socketPath, { hello: false, timeoutMs: 200 });
+    await assert.rejects(connection.call({ path: '/', interface: 'x.y', member: 'Z' }), DBusClosedError);
+    assert.equal(connection.closed, true);
+  } finally {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 // A real dbus-daemon on a socket of its own: authentication, pipelined calls, error replies and a

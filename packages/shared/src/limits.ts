@@ -117,9 +117,10 @@ export const HEALTH_INTERVAL_MS = 250;
 export const HEALTH_PROBE_INTERVAL_MS = 50;
 /**
  * The agent's questions to systemd over D-Bus (connect, authenticate, one call) get no answer
- * after this long: the connection is dropped and the question goes to `systemctl` instead.
+ * after this long: the connection is dropped, the question asked once more on a new one, then by
+ * `systemctl`. sd-bus's default, which `systemctl` waits for a busy systemd (a daemon-reload).
  */
-export const SYSTEMD_BUS_TIMEOUT_MS = 10_000;
+export const SYSTEMD_BUS_TIMEOUT_MS = 25_000;
 /**
  * One HTTP check of a worker on loopback (the health gate, the monitor, /__plumb/health) gets no
  * answer after this long: R serves one request at a time, so a worker busy past it misses the check.

@@ -372,10 +372,9 @@ export class DBusConnection {
     if (this.closed) return Promise.reject(new DBusClosedError('the D-Bus connection is closed'));
     const serial = ++this.serial;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(serial);
-        reject(new DBusClosedError(`no D-Bus answer to ${call.member} within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+      // A peer that does not answer in time is dropped with every call on it: the next question
+      // opens a new connection rather than queue behind a stuck one.
+      const timer = setTimeout(() => this.close(new DBusClosedError(`no D-Bus answer to ${call.member} within ${this.timeoutMs} ms`)), this.timeoutMs);
       this.pending.set(serial, { resolve, reject, timer });
       this.socket.write(encodeCall(serial, call));
     });
