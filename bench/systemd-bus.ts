@@ -74,7 +74,7 @@ try {
   console.log('| what | ms |');
   console.log('|---|---|');
   console.log(`| \`systemctl show\` of ${units.length} units (one process, the agent before) | ${showMs.toFixed(1)} |`);
-  console.log(`| the same 7 properties over D-Bus, one open connection, calls pipelined | ${busMs.toFixed(1)} |`);
+  console.log(`| the same over D-Bus, one open connection (ListUnitsByNames + 4 Gets per unit, all sent at once) | ${busMs.toFixed(1)} |`);
   console.log(`| of which the first question (connect and authenticate too) | ${result.connectMs.toFixed(1)} |`);
   console.log(`| \`plumb status --json\`, LAN, whole command | ${median(statusTimes).toFixed(0)} |`);
   console.log(`\nsystemctl / D-Bus: ${(showMs / busMs).toFixed(1)}x; both agree: ${result.agree}; agent ${rssIdle.trim()} idle after provision, ${rss.trim()} after the deploys and status runs; droplet load ${load.trim()}`);
