@@ -14,6 +14,7 @@ const SOCKETS = [
   { path: '/run/dbus/system_bus_socket', hello: true },
 ] as const;
 
+let current: DBusConnection | undefined;
 let connecting: Promise<DBusConnection> | undefined;
 /** Whether the last attempt fell back to systemctl: said once in the log, not at every question. */
 let fellBack = false;
@@ -30,10 +31,12 @@ async function open(): Promise<DBusConnection> {
   throw new DBusClosedError(failures.join('; '));
 }
 
-async function connection(): Promise<DBusConnection> {
-  const current = connecting && (await connecting.catch(() => undefined));
-  if (current && !current.closed) return current;
-  connecting = open();
+/** The open connection, or one being opened: questions asked together share it, never open two. */
+function connection(): Promise<DBusConnection> {
+  if (current && !current.closed) return Promise.resolve(current);
+  connecting ??= open()
+    .then((opened) => (current = opened))
+    .finally(() => (connecting = undefined));
   return connecting;
 }
 
