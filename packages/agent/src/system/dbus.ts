@@ -301,6 +301,9 @@ export interface Message {
   body: DBusValue[];
 }
 
+/** The D-Bus specification's largest message: 128 MiB. */
+const MESSAGE_MAX_BYTES = 128 * 1024 * 1024;
+
 /** Bytes of the first whole message in `buf`, or 0 when more must arrive. */
 export function messageLength(buf: Buffer): number {
   if (buf.length < 16) return 0;
@@ -309,6 +312,8 @@ export function messageLength(buf: Buffer): number {
   const fieldsLength = little ? buf.readUInt32LE(12) : buf.readUInt32BE(12);
   const headerEnd = 16 + fieldsLength + ((8 - ((16 + fieldsLength) % 8)) % 8);
   const total = headerEnd + bodyLength;
+  // The specification's limit: a longer message is a broken stream, not one to wait for.
+  if (total > MESSAGE_MAX_BYTES) throw new Error(`D-Bus message of ${total} bytes, over the ${MESSAGE_MAX_BYTES} allowed`);
   return buf.length >= total ? total : 0;
 }
 
@@ -370,7 +375,8 @@ export class DBusConnection {
 
   call(call: Call): Promise<DBusValue[]> {
     if (this.closed) return Promise.reject(new DBusClosedError('the D-Bus connection is closed'));
-    const serial = ++this.serial;
+    // Serials are 32-bit and never 0.
+    const serial = (this.serial = this.serial >= 0xffffffff ? 1 : this.serial + 1);
     return new Promise((resolve, reject) => {
       // A peer that does not answer in time is dropped with every call on it: the next question
       // opens a new connection rather than queue behind a stuck one.
@@ -406,7 +412,9 @@ export class DBusConnection {
         return;
       }
       this.buffered = this.buffered.subarray(length);
-      const p = message.replySerial === undefined ? undefined : this.pending.get(message.replySerial);
+      // Only a method's return or error answers a call.
+      const reply = message.type === MessageType.MethodReturn || message.type === MessageType.Error;
+      const p = !reply || message.replySerial === undefined ? undefined : this.pending.get(message.replySerial);
       if (!p) continue; // signals, and calls to us: nothing here asks for them
       this.pending.delete(message.replySerial!);
       clearTimeout(p.timer);

@@ -6,13 +6,13 @@ import type { UnitState } from './systemd.js';
 /**
  * Asks systemd over D-Bus on one long-lived connection instead of a `systemctl` process per
  * question (a process costs tens of ms of the droplet's CPU; a pipelined question on an open
- * connection well under one). systemd's private socket first: it is what `systemctl` itself uses
- * as root, and it does not go away when dbus-daemon restarts; the system bus second.
+ * connection well under one). systemd's private socket only: it is what `systemctl` itself uses as
+ * root, it does not go away when dbus-daemon restarts, and systemd is the only peer on it. On the
+ * system bus any local user could send the root agent a message posing as a reply (serials are
+ * easy to guess), and dbus-daemon caps the replies one connection may await; as root, `systemctl`
+ * cannot work without the private socket either, so the bus would add nothing but those.
  */
-const SOCKETS = [
-  { path: '/run/systemd/private', hello: false },
-  { path: '/run/dbus/system_bus_socket', hello: true },
-] as const;
+const SOCKETS = [{ path: '/run/systemd/private', hello: false }] as const;
 
 let current: DBusConnection | undefined;
 let connecting: Promise<DBusConnection> | undefined;
@@ -86,6 +86,9 @@ const ASKED = [
   ['org.freedesktop.systemd1.Unit', 'ActiveEnterTimestamp'],
 ] as const;
 
+/** Errors that say a unit has no such property or interface: the value is absent, not unknown. */
+const LACKING = new Set(['org.freedesktop.DBus.Error.UnknownProperty', 'org.freedesktop.DBus.Error.UnknownInterface', 'org.freedesktop.DBus.Error.UnknownObject', 'org.freedesktop.DBus.Error.InvalidArgs', 'org.freedesktop.systemd1.NoSuchUnit']);
+
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const two = (n: number) => String(n).padStart(2, '0');
 
@@ -127,7 +130,10 @@ export function busUnitStates(units: readonly string[]): Promise<Map<string, Uni
             .then(
               ([value]) => value,
               (error: unknown) => {
-                if (error instanceof DBusError) return undefined;
+                // A property or interface the unit lacks (not a service), as `systemctl show` leaves it
+                // out; any other error means the answer cannot be trusted: systemctl is asked instead.
+                if (error instanceof DBusError && LACKING.has(error.errorName)) return undefined;
+                if (error instanceof DBusError) throw new DBusClosedError(`systemd answered ${error.errorName}: ${error.message}`);
                 throw error;
               },
             ),
@@ -140,7 +146,8 @@ export function busUnitStates(units: readonly string[]): Promise<Map<string, Uni
       units.map((unit, i) => {
         const row = rows.find((r) => r[0] === unit);
         const [result, restarts, pid, since] = answers[i]!;
-        return [unit, toUnitState([row?.[3], row?.[4], result, restarts, pid, since, row ? [row[7]!, row[9]!] : undefined])];
+        // No row: systemd could not load it, which `systemctl show` prints as inactive/dead.
+        return [unit, toUnitState([row?.[3] ?? 'inactive', row?.[4] ?? 'dead', result, restarts, pid, since, row ? [row[7]!, row[9]!] : undefined])];
       }),
     );
   });
@@ -164,5 +171,3 @@ async function managerCall(what: string, member: string, signature?: string, bod
 export const busStart = (unit: string) => managerCall(`start --no-block ${unit}`, 'StartUnit', 'ss', [unit, 'replace']);
 /** `systemctl enable --no-reload`: the [Install] links only, no reload. */
 export const busEnable = (unit: string) => managerCall(`enable --no-reload ${unit}`, 'EnableUnitFiles', 'asbb', [[unit], false, false]);
-/** `systemctl daemon-reload`: systemd answers once the reload is done. */
-export const busDaemonReload = () => managerCall('daemon-reload', 'Reload');

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
-import { busDaemonReload, busEnable, busStart, busUnitStates } from './systemd-bus.js';
+import { busEnable, busStart, busUnitStates } from './systemd-bus.js';
 
 /** systemctl, always with argument arrays. Unit names come from validated API names and ports. */
 async function systemctl(...args: string[]): Promise<string> {
@@ -13,7 +13,9 @@ async function systemctl(...args: string[]): Promise<string> {
 }
 
 // Over D-Bus when it answers (no process), else systemctl.
-export const daemonReload = async () => void ((await busDaemonReload()) || (await systemctl('daemon-reload')));
+// A process, not the bus: a reload can take minutes (generators rerun; systemctl waits up to 180 s),
+// and a call retried on a new connection would reload twice. It runs only when a unit file changed.
+export const daemonReload = () => systemctl('daemon-reload');
 export const start = async (unit: string) => void ((await busStart(unit)) || (await systemctl('start', '--no-block', unit)));
 /** A restart asked for on purpose: systemd's start rate limit (meant for crash loops) must not refuse it. */
 export async function restart(unit: string): Promise<void> {
