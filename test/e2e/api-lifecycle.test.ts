@@ -196,6 +196,38 @@ describe('logs and status', () => {
     assert.match(text.stdout, /sum\s+active\s+http:\/\/\S+\/sum\/ \(and \/\)/);
   });
 
+  test("status says what systemd says, also after systemd re-executes (the agent's bus link drops) and dbus-daemon restarts", async () => {
+    type Worker = { port: number; state: string; pid: number | null; since: string | null; restarts: number };
+    const workers = async () => {
+      const result = await user.plumb(['status', '--json']);
+      assert.equal(result.exitCode, 0, result.stderr);
+      const [droplet] = JSON.parse(result.stdout) as Array<{ status: { apis: Array<{ name: string; workers: Worker[] }> } }>;
+      return droplet!.status.apis.find((a) => a.name === 'sum')!.workers;
+    };
+    const systemdSays = async (ws: Worker[]) =>
+      (await onDroplet(['systemctl', 'show', '--property=ActiveState,MainPID,NRestarts,ActiveEnterTimestamp', '--', ...ws.map((w) => `plumber-sum@${w.port}.service`)]))
+        .trim()
+        .split(/\n\n+/)
+        .map((block) => Object.fromEntries(block.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)])) as Record<string, string>);
+    const agrees = async (when: string) => {
+      const ws = await workers();
+      assert.ok(ws.length > 0, `${when}: sum has workers`);
+      assert.deepEqual(
+        ws.map((w) => [w.state, w.pid ?? 0, w.restarts, w.since ?? '']),
+        (await systemdSays(ws)).map((p) => [p.ActiveState, Number(p.MainPID), Number(p.NRestarts), p.ActiveEnterTimestamp]),
+        `${when}: plumb status and systemctl show agree`,
+      );
+    };
+    const since = (await onDroplet(['date', '+%Y-%m-%d %H:%M:%S'])).trim();
+    await agrees('first');
+    await onDroplet(['systemctl', 'daemon-reexec']);
+    await agrees('after systemd re-executed');
+    await onDroplet(['systemctl', 'restart', 'dbus']);
+    await agrees('after dbus-daemon restarted');
+    const journal = await onDroplet(['journalctl', '-u', 'plumb-agent', '--since', since, '-o', 'cat', '--no-pager']);
+    assert.doesNotMatch(journal, /asking systemctl instead/, 'the agent never had to fall back to systemctl');
+  });
+
   test('logs -n 5 shows the last five lines', async () => {
     for (let i = 0; i < 7; i++) await get(`/sum/shout?msg=line${i}`);
     await new Promise((r) => setTimeout(r, 500));

@@ -112,10 +112,15 @@ export const HEALTH_INTERVAL_MS = 250;
 /**
  * How often the gate knocks on a starting worker's port: a refused connect on loopback costs next
  * to nothing, and each wait is time the new release could already be serving (half an interval
- * on average after R listens). systemd is asked whether R died only every HEALTH_INTERVAL_MS (a
- * process each time).
+ * on average after R listens). systemd is asked whether R died only every HEALTH_INTERVAL_MS.
  */
 export const HEALTH_PROBE_INTERVAL_MS = 20;
+/**
+ * The agent's questions to systemd over D-Bus (connect, authenticate, one call) get no answer
+ * after this long: the connection is dropped, the question asked once more on a new one, then by
+ * `systemctl`. sd-bus's default, which `systemctl` waits for a busy systemd (a daemon-reload).
+ */
+export const SYSTEMD_BUS_TIMEOUT_MS = 25_000;
 /**
  * One HTTP check of a worker on loopback (the health gate, the monitor, /__plumb/health) gets no
  * answer after this long: R serves one request at a time, so a worker busy past it misses the check.

@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PlumbError } from '@plumb/shared';
+import { busEnable, busStart, busUnitStates } from './systemd-bus.js';
 
 /** systemctl, always with argument arrays. Unit names come from validated API names and ports. */
 async function systemctl(...args: string[]): Promise<string> {
@@ -11,8 +12,11 @@ async function systemctl(...args: string[]): Promise<string> {
   return result.stdout;
 }
 
+// Over D-Bus when it answers (no process), else systemctl.
+// A process, not the bus: a reload can take minutes (generators rerun; systemctl waits up to 180 s),
+// and a call retried on a new connection would reload twice. It runs only when a unit file changed.
 export const daemonReload = () => systemctl('daemon-reload');
-export const start = (unit: string) => systemctl('start', '--no-block', unit);
+export const start = async (unit: string) => void ((await busStart(unit)) || (await systemctl('start', '--no-block', unit)));
 /** A restart asked for on purpose: systemd's start rate limit (meant for crash loops) must not refuse it. */
 export async function restart(unit: string): Promise<void> {
   await execa('systemctl', ['reset-failed', unit], { reject: false, timeout: 30_000 });
@@ -26,7 +30,7 @@ export const enableNow = (unit: string) => systemctl('enable', '--now', unit);
  * reload (it reads the links at boot), and a daemon-reload per worker was the slowest part of
  * the switch step.
  */
-export const enableAtBoot = (unit: string) => systemctl('enable', '--no-reload', unit);
+export const enableAtBoot = async (unit: string) => void ((await busEnable(unit)) || (await systemctl('enable', '--no-reload', unit)));
 export const reload = (unit: string) => systemctl('reload', unit);
 export const isActive = async (unit: string) => (await execa('systemctl', ['is-active', '--quiet', unit], { reject: false, timeout: 30_000 })).exitCode === 0;
 
@@ -56,12 +60,15 @@ export async function unitState(unit: string): Promise<UnitState> {
 }
 
 /**
- * Several units' states from one `systemctl show` (one process, not one per worker): systemd
- * prints a block of properties per unit, in the order asked, blocks parted by a blank line.
+ * Several units' states: over D-Bus on the agent's open connection to systemd (no process), else
+ * from one `systemctl show`, which prints a block of properties per unit, in the order asked,
+ * blocks parted by a blank line.
  */
 export async function unitStates(units: readonly string[]): Promise<Map<string, UnitState>> {
   const states = new Map<string, UnitState>();
   if (units.length === 0) return states;
+  const viaBus = await busUnitStates(units);
+  if (viaBus) return viaBus;
   const out = await systemctl('show', `--property=${SHOWN}`, '--', ...units);
   const blocks = out.split(/\n\n+/);
   units.forEach((unit, i) => states.set(unit, parseShow(blocks[i] ?? '')));
