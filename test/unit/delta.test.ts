@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -115,4 +116,28 @@ test('a group deploy packs the whole bundle only when a droplet needs it, and on
   assert.ok(one.length > 0);
   assert.deepEqual(one, two);
   assert.deepEqual(gunzipSync(one).subarray(0, 9).toString(), 'model.bin', 'a gzip tar of the directory');
+});
+
+test("a group member whose send stops early leaves the packed bundle whole for the others", async (t: TestContext) => {
+  const { prepareBundle } = await import('@plumb/controller/commands/deploy');
+  const { defaultContext } = await import('@plumb/controller/context');
+  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-early-stop-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  // Random bytes, so that the packed bundle is several chunks long.
+  await writeFile(path.join(dir, 'model.bin'), randomBytes(512 * 1024));
+  const bundle = await prepareBundle({ dir, name: 'early', deps: false }, defaultContext(() => {}, { XDG_CONFIG_HOME: dir }), true);
+  const packed = await bundle.whole!();
+  const read = async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of packed()) chunks.push(chunk);
+    return Buffer.concat(chunks);
+  };
+  const whole = await read();
+  // As sendBundle does when its agent answered first: one chunk, then out of the loop.
+  for await (const chunk of packed()) {
+    assert.ok(chunk.length > 0 && chunk.length < whole.length);
+    break;
+  }
+  assert.deepEqual(await read(), whole, 'read whole after another reader stopped early');
 });

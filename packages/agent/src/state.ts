@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DomainName, GroupMark, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { allDone, ApiName, DomainName, GroupMark, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
@@ -155,7 +155,7 @@ export class StateStore {
     const text = `${JSON.stringify(next, null, 2)}\n`;
     // A second copy: if state.json is ever damaged (a bad disk, a hand edit), the rebuild starts from
     // it. Each write is atomic on its own, so both at once: their fsyncs are on a deploy's answer path.
-    await Promise.all([writeFileAtomic(this.file, text), writeFileAtomic(`${this.file}.backup`, text)]);
+    await allDone([writeFileAtomic(this.file, text), writeFileAtomic(`${this.file}.backup`, text)]);
     this.current = next;
     return next;
   }

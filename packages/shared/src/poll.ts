@@ -35,3 +35,13 @@ export async function pollUntil<T>(probe: (attempt: number) => Promise<T | undef
     else if (!(await sleep(pause, true, opts.signal ? { signal: opts.signal } : {}).catch(() => false))) return undefined;
   }
 }
+
+/**
+ * Waits for every one of `work` to settle, then fails with the first failure, if any: unlike
+ * Promise.all, none is left running behind a failure (a clean-up would race it, or a late write
+ * land over a later one).
+ */
+export async function allDone(work: Iterable<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}

@@ -1,4 +1,4 @@
-import { FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/shared';
+import { allDone, FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/shared';
 import { crashPoint } from '../crash-point.js';
 import type { ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, type ApiAccount } from '../system/api-account.js';
@@ -57,15 +57,6 @@ export interface RolloutTarget {
   spare?: SpareFit;
   /** The API's account, when the caller has just made sure of it (a deploy). */
   account?: ApiAccount;
-}
-
-/**
- * Waits for every one to settle (none left running behind a failure, which the caller's clean-up
- * would race), then fails with the first failure, if any.
- */
-async function allDone(work: Array<Promise<unknown>>): Promise<void> {
-  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
 }
 
 /** The API as the rollout leaves it; the rollout itself fills in where traffic comes from and what drains. */

@@ -1,8 +1,9 @@
-import { createReadStream, createWriteStream, openSync } from 'node:fs';
+import { createWriteStream, openSync, read } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type GroupMark, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
@@ -166,7 +167,26 @@ async function packWhole(dir: string, info: BundleInfo): Promise<() => Packed> {
   const fd = openSync(path.join(tmp, 'bundle.tar.gz'), 'w+', 0o600);
   await rm(tmp, { recursive: true, force: true });
   await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
-  return () => createReadStream('', { fd, start: 0, autoClose: false });
+  return () => readFrom(fd);
+}
+
+const readAt = promisify(read);
+/** Bytes read from the packed file per chunk. */
+const PACKED_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * The packed file from its start, by positioned reads. Not a read stream: a stream given the
+ * descriptor closes it when destroyed, and a member whose send stops early (its agent answered, its
+ * connection dropped) would close it under the others, or let the number be reused by a file
+ * opened next, whose bytes they would then send.
+ */
+async function* readFrom(fd: number): AsyncGenerator<Buffer> {
+  for (let position = 0; ; ) {
+    const { bytesRead, buffer } = await readAt(fd, Buffer.allocUnsafe(PACKED_CHUNK_BYTES), 0, PACKED_CHUNK_BYTES, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buffer.subarray(0, bytesRead);
+  }
 }
 
 /**
