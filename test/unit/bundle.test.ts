@@ -484,3 +484,17 @@ test('inspectApiDir: .plumbignore can bring back .RData but not renv/library', a
   await writeFile(path.join(dir, '.plumbignore'), '!.RData\n!renv/library\n');
   assert.deepEqual((await inspectApiDir(dir)).files, ['.RData', 'plumber.R']);
 });
+
+test('a file gone before its pack is read fails the read, not the whole process', async (t: TestContext) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-pack-gone-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  const packed = packBundle(dir, { files: ['plumber.R', 'model.bin'] } as Parameters<typeof packBundle>[1]);
+  // tar finds model.bin missing before anyone reads (a group deploy's packing starts at once and
+  // reads as its file takes the bytes): an error then, with no reader, used to end the process.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const read = async () => {
+    for await (const chunk of packed) void chunk;
+  };
+  await assert.rejects(read(), /ENOENT/);
+});

@@ -48,7 +48,13 @@ export async function inspectApiDir(dir: string): Promise<BundleInfo> {
 export function packBundle(dir: string, info: BundleInfo): NodeJS.ReadableStream {
   const pack = createTar({ cwd: dir, gzip: true, portable: true, follow: true, noDirRecurse: true, strict: true }, info.files);
   // node-tar's Pack is a Minipass stream, not a Node Readable; wrapping keeps backpressure and errors.
-  return Readable.from(pack, { objectMode: false });
+  const stream = Readable.from(pack, { objectMode: false });
+  // Minipass throws an error it emits with no listener, and the wrapper listens only while it is
+  // read: a file gone before the first read (its stat fails at once) ended the process. The error
+  // is kept on the wrapper instead (`errored`), where a read or a pipeline started later finds it.
+  pack.on('error', (error: unknown) => void stream.destroy(error instanceof Error ? error : new Error(String(error))));
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 /** The bundle's file list as a deploy sends it first (symlinks hashed as the files they point to). */
