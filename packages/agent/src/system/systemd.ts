@@ -12,10 +12,10 @@ async function systemctl(...args: string[]): Promise<string> {
   return result.stdout;
 }
 
-// Over D-Bus when it answers (no process), else systemctl.
 // A process, not the bus: a reload can take minutes (generators rerun; systemctl waits up to 180 s),
 // and a call retried on a new connection would reload twice. It runs only when a unit file changed.
 export const daemonReload = () => systemctl('daemon-reload');
+// Over D-Bus when it answers (no process), else systemctl.
 export const start = async (unit: string) => void ((await busStart(unit)) || (await systemctl('start', '--no-block', unit)));
 /** A restart asked for on purpose: systemd's start rate limit (meant for crash loops) must not refuse it. */
 export async function restart(unit: string): Promise<void> {
