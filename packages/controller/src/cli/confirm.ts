@@ -22,8 +22,10 @@ export async function confirm(opts: { yes?: true }, what: string, question: stri
  * (nothing is changed); a paste arrives as one chunk and is taken whole.
  */
 export async function promptHidden(question: string, maxChars: number, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stderr): Promise<string> {
-  output.write(question);
+  // Raw mode before the question: what is typed (or pasted) the moment the question shows must
+  // already find the terminal not echoing (CI saw the value echoed when typed right away).
   input.setRawMode(true);
+  output.write(question);
   input.resume();
   try {
     return await new Promise<string>((resolve, reject) => {
