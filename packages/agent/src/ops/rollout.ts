@@ -19,6 +19,25 @@ const reservedPorts = new Set<number>();
 /** Ports no new worker or spare may take: promised, a worker's (live or draining), a spare's. */
 const takenPorts = (ctx: OpContext) => new Set([...reservedPorts, ...sparePorts(), ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
 
+/** The pick in progress: picks run one at a time. */
+let picking: Promise<unknown> = Promise.resolve();
+
+/**
+ * `count` free ports, already promised (in reservedPorts) when they are returned: the caller
+ * releases them. Picks run one after another: freePorts tries a bind on each candidate, and two
+ * rollouts picking at once (deploys of two APIs) both got the lowest free port; one worker then
+ * failed to bind, and its health gate, knocking on the port, passed on the other API's worker.
+ */
+async function pickPorts(count: number, ctx: OpContext): Promise<number[]> {
+  const pick = picking.then(async () => {
+    const ports = await freePorts(count, takenPorts(ctx));
+    ports.forEach((p) => reservedPorts.add(p));
+    return ports;
+  });
+  picking = pick.catch(() => undefined);
+  return pick;
+}
+
 /**
  * After a deploy: the API's next warm spare, on a port of its own, loading what `fit` says (the
  * release just deployed). A spare that cannot start is no failure: the next deploy starts cold.
@@ -26,9 +45,8 @@ const takenPorts = (ctx: OpContext) => new Set([...reservedPorts, ...sparePorts(
 export async function startNextSpare(name: string, fit: SpareFit, ctx: OpContext): Promise<void> {
   // A spare of an earlier deploy (two deploys queued on the API's lock) goes first: one per API.
   await stopSpare(name);
-  const [port] = await freePorts(1, takenPorts(ctx));
+  const [port] = await pickPorts(1, ctx);
   if (port === undefined) return;
-  reservedPorts.add(port);
   try {
     await startSpare(name, port, fit);
   } finally {
@@ -114,7 +132,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
         await retireWorker(name, spare.port);
       }
     }
-    const cold = await freePorts(target.workers - ports.length, takenPorts(ctx));
+    const cold = await pickPorts(target.workers - ports.length, ctx);
     reserve(cold);
     ports.push(...cold);
     await allDone(cold.map((port) => startWorker(name, port, releaseDir, target.env, target.secrets, library)));
