@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import fs from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -140,4 +142,55 @@ test("a group member whose send stops early leaves the packed bundle whole for t
     break;
   }
   assert.deepEqual(await read(), whole, 'read whole after another reader stopped early');
+});
+
+test("a group deploy's packed bundle lets go of its descriptor on close(), also when packing failed; a failed open leaves no temporary directory", async (t: TestContext) => {
+  const { prepareBundle } = await import('@plumb/controller/commands/deploy');
+  const { defaultContext } = await import('@plumb/controller/context');
+  const fds = async () => (await readdir('/proc/self/fd')).length;
+  const dir = await mkdtemp(path.join(tmpdir(), 'plumb-close-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  await writeFile(path.join(dir, 'model.bin'), randomBytes(256 * 1024));
+  const prepare = () => prepareBundle({ dir, name: 'closed', deps: false, full: true }, defaultContext(() => {}, { XDG_CONFIG_HOME: dir }), true);
+  const open = await fds();
+
+  const bundle = await prepare();
+  for await (const chunk of (await bundle.whole!())()) assert.ok(chunk.length > 0);
+  assert.equal(await fds(), open + 1, 'the packed file is open while the group deploys');
+  await bundle.close();
+  assert.equal(await fds(), open);
+  await bundle.close();
+  await assert.rejects(bundle.whole!(), /read after it was closed/);
+
+  // Never packed (every member took a file list): nothing to close.
+  await (await prepare()).close();
+  // A packing that fails (a file gone) closes what it opened.
+  const failing = await prepare();
+  await rm(path.join(dir, 'model.bin'));
+  await assert.rejects(failing.whole!());
+  assert.equal(await fds(), open);
+  await failing.close();
+  await writeFile(path.join(dir, 'model.bin'), 'weights');
+
+  // The temporary file cannot be opened: its directory goes all the same.
+  const scratchTmp = await mkdtemp(path.join(tmpdir(), 'plumb-close-tmp-'));
+  t.after(() => rm(scratchTmp, { recursive: true, force: true }));
+  const tmpBefore = process.env.TMPDIR;
+  process.env.TMPDIR = scratchTmp;
+  t.after(() => (tmpBefore === undefined ? delete process.env.TMPDIR : (process.env.TMPDIR = tmpBefore)));
+  // A mock: running out of descriptors on demand is not something a real part shows.
+  const openSync = t.mock.method(fs, 'openSync', () => {
+    throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+  });
+  syncBuiltinESMExports();
+  try {
+    const unopened = await prepare();
+    await assert.rejects(unopened.whole!(), /EMFILE/);
+    await unopened.close();
+  } finally {
+    openSync.mock.restore();
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(await readdir(scratchTmp), []);
 });

@@ -1,4 +1,4 @@
-import { createWriteStream, openSync, read } from 'node:fs';
+import { closeSync, createWriteStream, openSync, read } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, DrainTimeoutSeconds, EnvKey, HealthTimeoutSeconds, HttpUrl, KeepReleases, MemoryLimit, PlumbError, R_PACKAGES_MAX, UrlPath, ValidationError, WorkerCount, type BundleFile, type DeployResult, type GroupChange, type GroupMark, type PackagesSpec } from '@plumb/shared';
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
-import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, type BundleInfo } from '../api-dir/bundle.js';
+import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, refuseOverRelease, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
@@ -135,11 +135,17 @@ export interface PackedBundle {
   hashing: Promise<BundleFile[]> | null;
   /** The package request as another droplet recorded it (a release copied within a group), instead of `detected`'s. */
   packages?: PackagesSpec;
+  /** Lets go of what `whole` packed (its temporary file's descriptor); `whole` may not be called after. Safe to call twice. */
+  close: () => Promise<void>;
 }
 
-/** Reads DIR and its R dependencies; with `keep`, the bundle is packed into memory once (on first need) so every droplet gets the same bytes. */
+/**
+ * Reads DIR and its R dependencies; with `keep`, the bundle is packed into a temporary file once
+ * (on first need) so every droplet gets the same bytes. The caller closes it when done.
+ */
 export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boolean): Promise<PackedBundle> {
   const info = await inspectApiDir(opts.dir);
+  await refuseOverRelease(opts.dir, opts.name, info.files);
   const detected = opts.deps === false ? null : await dependenciesOf(opts.dir, info.files);
   if (detected) {
     ctx.progress({ step: `R packages from ${detected.source === 'code' ? 'the code' : detected.source}: ${detected.needs.map(describeNeed).join(', ') || 'none beyond plumber'}` });
@@ -148,26 +154,56 @@ export async function prepareBundle(opts: DeployOptions, ctx: Context, keep: boo
   // Hashing runs while the connection opens; it is used only if the agent can take a file list.
   const hashing = opts.full ? null : bundleManifest(opts.dir, info);
   hashing?.catch(() => undefined);
-  if (!keep) return { info, detected, whole: undefined, hashing };
-  let packing: Promise<() => Packed> | undefined;
-  return { info, detected, whole: () => (packing ??= packWhole(opts.dir, info)), hashing };
+  if (!keep) return { info, detected, whole: undefined, hashing, close: () => Promise.resolve() };
+  let packing: Promise<PackedFile> | undefined;
+  let closed = false;
+  return {
+    info,
+    detected,
+    hashing,
+    whole: async () => {
+      if (closed) throw new PlumbError('INTERNAL', 'the packed bundle was read after it was closed');
+      return (await (packing ??= packWhole(opts.dir, info))).read;
+    },
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      // A packing under way is waited for: its descriptor is closed once it exists (a failed one closed its own).
+      (await packing?.catch(() => undefined))?.close();
+    },
+  };
 }
 
 /** A packed bundle's bytes, in order. */
 export type Packed = AsyncIterable<Buffer> | Iterable<Buffer>;
 
+/** The packed temporary file: each `read()` gives it from its start; `close()` lets go of its descriptor. */
+interface PackedFile {
+  read: () => Packed;
+  close: () => void;
+}
+
 /**
  * Packs into a temporary file, not memory (a bundle may be BUNDLE_MAX_BYTES). The file is unlinked
- * at once and read through its descriptor, so nothing is left behind however the command ends; the
- * descriptor goes with the process. Reads are positioned, so members deployed in parallel each
- * read it whole.
+ * at once and read through its descriptor, so nothing is left behind however the command ends (the
+ * directory goes too when the open fails); the descriptor is closed by `close()`, or at once when
+ * the packing fails. Reads are positioned, so members deployed in parallel each read it whole.
  */
-async function packWhole(dir: string, info: BundleInfo): Promise<() => Packed> {
+async function packWhole(dir: string, info: BundleInfo): Promise<PackedFile> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'plumb-bundle-'));
-  const fd = openSync(path.join(tmp, 'bundle.tar.gz'), 'w+', 0o600);
-  await rm(tmp, { recursive: true, force: true });
-  await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
-  return () => readFrom(fd);
+  let fd: number;
+  try {
+    fd = openSync(path.join(tmp, 'bundle.tar.gz'), 'w+', 0o600);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  try {
+    await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return { read: () => readFrom(fd), close: () => closeSync(fd) };
 }
 
 const readAt = promisify(read);

@@ -46,6 +46,7 @@ function copyTo(dropletId: number, exported: ExportResult, chunks: Buffer[], gro
     detected: null,
     whole: () => Promise.resolve(() => chunks),
     hashing: null,
+    close: () => Promise.resolve(),
     ...(exported.packages ? { packages: exported.packages } : {}),
   };
   return deploy(

@@ -148,28 +148,32 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   const parallel = checkInput(wholeNumber(GROUP_PARALLEL.min, GROUP_PARALLEL.max), opts.parallel ?? 1, '--parallel');
   const members = await groupMembers(opts.group, ctx);
   const bundle = await prepareBundle(opts, ctx, true);
-  // Numbered from the marks the agents keep, so "the newest group deploy" needs no clock.
-  const statuses = await memberStatuses(members, ctx);
-  const { generation, unreachable } = await GroupGenerations.in(ctx.configDir).claim(opts.group, name, (recorded) => nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded }));
-  const group = { name: opts.group, generation };
-  // What each member ran before, from the same status round: no `releases` request per member.
-  const before = apiOf(statuses, name);
-  const liveBefore = new Map(members.map((d, i) => [d.id, before[i]?.release ?? null]));
-  let first: DeployOutcome | undefined;
-  const reachable = members.filter((d) => !unreachable.includes(d));
-  const deployed = await inWaves(reachable, parallel, async (droplet) => {
-    const from = liveBefore.get(droplet.id) ?? null;
-    try {
-      const result = await deploy({ ...opts, droplet: String(droplet.id), groupChange: group }, ctx, bundle);
-      first ??= result;
-      return { droplet: droplet.name, id: droplet.id, outcome: 'updated', from, release: result.release, tookMs: result.tookMs };
-    } catch (err) {
-      return { droplet: droplet.name, id: droplet.id, outcome: 'failed', from, release: await liveOn(droplet, name, ctx), error: failure(err) };
-    }
-  });
-  const skipped = unreachable.map((d): MemberOutcome => ({ droplet: d.name, id: d.id, outcome: 'skipped', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: statuses[members.indexOf(d)]?.error ?? 'no answer', log: [] } }));
-  const droplets = members.map((d) => [...deployed, ...skipped].find((o) => o.id === d.id)).filter((o): o is MemberOutcome => o !== undefined);
-  return { name, group: opts.group, ok: deployed.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
+  try {
+    // Numbered from the marks the agents keep, so "the newest group deploy" needs no clock.
+    const statuses = await memberStatuses(members, ctx);
+    const { generation, unreachable } = await GroupGenerations.in(ctx.configDir).claim(opts.group, name, (recorded) => nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded }));
+    const group = { name: opts.group, generation };
+    // What each member ran before, from the same status round: no `releases` request per member.
+    const before = apiOf(statuses, name);
+    const liveBefore = new Map(members.map((d, i) => [d.id, before[i]?.release ?? null]));
+    let first: DeployOutcome | undefined;
+    const reachable = members.filter((d) => !unreachable.includes(d));
+    const deployed = await inWaves(reachable, parallel, async (droplet) => {
+      const from = liveBefore.get(droplet.id) ?? null;
+      try {
+        const result = await deploy({ ...opts, droplet: String(droplet.id), groupChange: group }, ctx, bundle);
+        first ??= result;
+        return { droplet: droplet.name, id: droplet.id, outcome: 'updated', from, release: result.release, tookMs: result.tookMs };
+      } catch (err) {
+        return { droplet: droplet.name, id: droplet.id, outcome: 'failed', from, release: await liveOn(droplet, name, ctx), error: failure(err) };
+      }
+    });
+    const skipped = unreachable.map((d): MemberOutcome => ({ droplet: d.name, id: d.id, outcome: 'skipped', from: null, release: null, error: { code: 'AGENT_UNREACHABLE', message: statuses[members.indexOf(d)]?.error ?? 'no answer', log: [] } }));
+    const droplets = members.map((d) => [...deployed, ...skipped].find((o) => o.id === d.id)).filter((o): o is MemberOutcome => o !== undefined);
+    return { name, group: opts.group, ok: deployed.every((d) => d.outcome === 'updated'), droplets, tookMs: Date.now() - started, ...(first ? { first } : {}) };
+  } finally {
+    await bundle.close();
+  }
 }
 
 /** What `rollback --group` does to one member, decided from the marks before anything changes. */
