@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { Readable } from 'node:stream';
 import { createGzip, gzipSync } from 'node:zlib';
 import { list } from 'tar';
-import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, ValidationError } from '@plumb/shared';
+import { BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_PATH_BYTES, BUNDLE_MAX_RATIO, ValidationError, type PlumbError } from '@plumb/shared';
 import { bundleTooLarge, inspectApiDir, packBundle } from '@plumb/controller/api-dir/bundle';
 import { BundleRefused, DEFAULT_EXTRACT_LIMITS, extractBundle } from '@plumb/agent/bundle/extract';
 import { pax, rawHeader, rawTar } from '../cases/raw-tar.js';
@@ -150,6 +150,31 @@ test('bundle: a bundle the droplet refused as too large is said with its largest
   assert.equal(refused.code, 'BUNDLE_TOO_LARGE');
   assert.equal(refused.message, 'the bundle is over 200 MiB compressed, the most a droplet takes (nothing changed there); its largest files: data/model.bin (500 MiB), data/lookup.csv (40 MiB)');
   assert.equal(refused.hint, 'add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/huge/data/ (kept across releases)');
+});
+
+test(`bundle: a directory whose files total over ${BUNDLE_MAX_EXTRACTED_BYTES / 1024 / 1024} MiB (what a release may hold) is refused before any droplet is looked for; one at that total is not`, async (t) => {
+  const { deploy } = await import('@plumb/controller/commands/deploy');
+  const { defaultContext } = await import('@plumb/controller/context');
+  const dir = await scratch(t, 'over-release');
+  await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+  await mkdir(path.join(dir, 'data'));
+  // Sparse: the sizes, without writing them. The rest of the limit goes to the model.
+  const csv = 100 * 1024 * 1024;
+  const model = BUNDLE_MAX_EXTRACTED_BYTES - csv - (await stat(path.join(dir, 'plumber.R'))).size;
+  await writeFile(path.join(dir, 'data/lookup.csv'), '');
+  await truncate(path.join(dir, 'data/lookup.csv'), csv);
+  await writeFile(path.join(dir, 'data/model.bin'), '');
+  await truncate(path.join(dir, 'data/model.bin'), model);
+  // No droplet known: a deploy that gets past the check stops at looking one up (--full: nothing hashed meanwhile).
+  const ctx = defaultContext(() => {}, { XDG_CONFIG_HOME: dir });
+  await assert.rejects(deploy({ dir, name: 'big', deps: false, full: true }, ctx), (err: PlumbError) => err.code === 'DROPLET_AMBIGUOUS');
+  await truncate(path.join(dir, 'data/model.bin'), model + 1);
+  await assert.rejects(deploy({ dir, name: 'big', deps: false }, ctx), (err: PlumbError) => {
+    assert.equal(err.code, 'BUNDLE_TOO_LARGE');
+    assert.equal(err.message, "the API's files total 1024 MiB, over the 1024 MiB a release may hold on a droplet (nothing was sent); its largest files: data/model.bin (924 MiB), data/lookup.csv (100 MiB)");
+    assert.equal(err.hint, 'add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/big/data/ (kept across releases)');
+    return true;
+  });
 });
 
 test('bundle: the packed stream holds only regular files, with no owner names', async (t) => {

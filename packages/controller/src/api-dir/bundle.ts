@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import ignore, { type Ignore } from 'ignore';
 import { c as createTar } from 'tar';
-import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, PlumbError, ValidationError, type BundleFile } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_DEPTH, BUNDLE_MAX_EXTRACTED_BYTES, BUNDLE_MAX_ENTRIES, BUNDLE_MAX_PATH_BYTES, ENTRYPOINTS, PlumbError, ValidationError, type BundleFile } from '@plumb/shared';
 
 export interface BundleInfo {
   /** What goes in the bundle: regular files (symlinks resolved), POSIX paths relative to the directory, sorted. */
@@ -79,13 +79,35 @@ export async function bundleManifest(dir: string, info: BundleInfo): Promise<Bun
  * removes a refused release), so a user only has to act on the directory.
  */
 export async function bundleTooLarge(dir: string, name: string, files: string[]): Promise<PlumbError> {
+  const { largest } = await sizesOf(dir, files);
+  return tooLarge(`the bundle is over ${mib(BUNDLE_MAX_BYTES)} compressed, the most a droplet takes (nothing changed there)`, name, largest);
+}
+
+/**
+ * Refuses, before anything is sent, a directory whose files total more than a release may hold
+ * once extracted (BUNDLE_MAX_EXTRACTED_BYTES): the agent counts the tar stream it unpacks, which
+ * holds every file's bytes and more, so such a bundle is refused there whatever it compresses to,
+ * only later (after up to BUNDLE_MAX_BYTES sent). Never refuses a bundle the droplet would take.
+ */
+export async function refuseOverRelease(dir: string, name: string, files: string[]): Promise<void> {
+  const { total, largest } = await sizesOf(dir, files);
+  if (total <= BUNDLE_MAX_EXTRACTED_BYTES) return;
+  throw tooLarge(`the API's files total ${mib(total)}, over the ${mib(BUNDLE_MAX_EXTRACTED_BYTES)} a release may hold on a droplet (nothing was sent)`, name, largest);
+}
+
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+
+/** The files' total size, and the big ones (a plumber.R beside a 500 MiB model is no lead). */
+async function sizesOf(dir: string, files: string[]): Promise<{ total: number; largest: Array<{ file: string; size: number }> }> {
   const sized = await Promise.all(files.map(async (file) => ({ file, size: (await stat(path.join(dir, file))).size })));
-  // The big ones only: a plumber.R beside a 500 MiB model is no lead.
   const largest = sized.sort((a, b) => b.size - a.size).filter((f, i) => i < 3 && (i === 0 || f.size >= 1024 * 1024));
-  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+  return { total: sized.reduce((n, f) => n + f.size, 0), largest };
+}
+
+function tooLarge(said: string, name: string, largest: Array<{ file: string; size: number }>): PlumbError {
   return new PlumbError(
     'BUNDLE_TOO_LARGE',
-    `the bundle is over ${mib(BUNDLE_MAX_BYTES)} compressed, the most a droplet takes (nothing changed there); its largest files: ${largest.map((f) => `${f.file} (${mib(f.size)})`).join(', ')}`,
+    `${said}; its largest files: ${largest.map((f) => `${f.file} (${mib(f.size)})`).join(', ')}`,
     `add large data to ${IGNORE_FILE} (e.g. ${largest[0]?.file ?? 'data/'}) and have the API fetch it when it starts, into /var/plumber/${name}/data/ (kept across releases)`,
   );
 }
