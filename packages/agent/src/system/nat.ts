@@ -6,6 +6,7 @@ import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
 import { log } from '../log.js';
 import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderRoutingUnit } from '../render/nat.js';
 import { layout } from './layout.js';
+import { NatBaseline, tableListing, type TableListing } from './nat-baseline.js';
 import * as systemd from './systemd.js';
 
 /**
@@ -13,7 +14,7 @@ import * as systemd from './systemd.js';
  * behind the change, not awaited by it: the process took as long as `nft -f` itself (~0.1 s under
  * load) on a deploy's way to its answer. Only natLost reads it, under the same lock as changes.
  */
-let applied: Promise<string> | undefined;
+const applied = new NatBaseline(listTable);
 
 /**
  * Puts the agent's nftables table in place: the file first (so an operator can read what is
@@ -32,7 +33,7 @@ export async function applyNat(ruleset: string): Promise<void> {
       missing ? 'install it as root (apt-get install nftables), then try again' : 'nothing was changed; this is a bug in plumb-agent, please report it',
     );
   }
-  applied = listTable();
+  applied.applied();
   // Serving is already right; only the next boot would miss the unit, so this does not fail the change.
   await ensureRoutingUnit().catch((err: Error) => log.warn('could not install plumb-isolation.service and plumb-routing.service', { error: err.message }));
 }
@@ -42,15 +43,10 @@ export async function applyNat(ruleset: string): Promise<void> {
  * firewall tool's reload, a restored nftables.conf. Compared with the kernel's own listing taken
  * after the last apply, so no parsing of nft's output is needed.
  */
-export async function natLost(): Promise<boolean> {
-  if (applied === undefined) return false;
-  const expected = await applied;
-  return (await listTable()) !== expected;
-}
+export const natLost = (): Promise<boolean> => applied.lost();
 
-async function listTable(): Promise<string> {
-  const result = await execa('nft', ['list', 'table', 'ip', 'plumb'], { reject: false, timeout: 30_000 }).catch(() => undefined);
-  return result?.exitCode === 0 ? result.stdout : '';
+async function listTable(): Promise<TableListing> {
+  return tableListing(await execa('nft', ['list', 'table', 'ip', 'plumb'], { reject: false, timeout: 30_000 }).catch(() => undefined));
 }
 
 /** Installed by whichever agent version first applies a table, so upgraded droplets get them too. */
