@@ -7,7 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { STATUS_EVENTS_MAX, StatusResult, type AgentConfig } from '@plumb/shared';
+import { once } from 'node:events';
+import * as z from 'zod';
+import { AgentEvent, FIRST_EVENT_KINDS, STATUS_EVENTS_MAX, StatusResult, type AgentConfig } from '@plumb/shared';
 import { AgentConnection, agentAnswers, enrol, type AgentAddress } from '@plumb/controller/agent/client';
 import { loadOrCreateSigningKey, type SigningKey } from '@plumb/controller/local/keys';
 import { tokenFor } from '@plumb/controller/agent/tokens';
@@ -15,6 +17,7 @@ import { printStatus } from '@plumb/controller/output/print-status';
 import { agentAuthCases, type AuthTarget } from '../cases/agent-auth.cases.js';
 import { agentFrameCases } from '../cases/agent-frames.cases.js';
 import { agentFuzzCases } from '../cases/agent-fuzz.cases.js';
+import { agentSocket } from '../cases/agent-socket.js';
 import { agentLimitCases } from '../cases/agent-limits.cases.js';
 
 /** The agent's trust rules against a real agent process on loopback (its TLS, its config, its state). */
@@ -81,6 +84,9 @@ describe('a local plumb-agent', () => {
     // A droplet that has been busy: more events kept than one status carries.
     await mkdir(path.join(dir, 'state'), { recursive: true, mode: 0o700 });
     const events = Array.from({ length: SEEDED_EVENTS }, (_, i) => ({ id: i + 1, time: new Date(Date.now() - 1000 * (SEEDED_EVENTS - i)).toISOString(), kind: 'deploy', api: 'sum', port: null, by: null, detail: `release ${i + 1}` }));
+    // The newest two of kinds that came after protocol 1's first version.
+    Object.assign(events.at(-2)!, { kind: 'routing-restored', api: null, detail: 'put back' });
+    Object.assign(events.at(-1)!, { kind: 'spare-crashing', detail: 'crashed 3 times while loading' });
     await writeFile(path.join(dir, 'state', 'events.json'), JSON.stringify({ version: 1, events }), { mode: 0o600 });
     agent = spawn(process.execPath, [AGENT_MAIN], {
       env: { ...process.env, PLUMB_AGENT_CONFIG: path.join(dir, 'config.json'), PLUMB_AGENT_STATE_DIR: path.join(dir, 'state') },
@@ -156,6 +162,37 @@ describe('a local plumb-agent', () => {
     const text = printStatus([{ droplet: 'local', address: address.host, status, seenEventId: seen }]);
     const fresh = status.lastEventId - seen;
     assert.match(text, new RegExp(`events since the last look \\(${fresh}\\):\n    … ${fresh - 20} earlier \\(plumb status --json lists the last ${STATUS_EVENTS_MAX}\\)`));
+  });
+
+  test("events of kinds a controller from before any-event-kind may not know reach it as health-failed, named in the detail: its status and watch parse; this plumb's are as recorded", async () => {
+    // Such a controller parsed events with the kinds of its own version: at least these, nothing else.
+    const StrictStatus = StatusResult.extend({ events: z.array(AgentEvent.extend({ kind: z.enum(FIRST_EVENT_KINDS) })) });
+    const { ws } = await agentSocket({ address, dropletUuid, pin, key });
+    const messages: Array<{ type: string; id?: number; result?: unknown; event?: AgentEvent }> = [];
+    ws.on('message', (data) => messages.push(JSON.parse(String(data))));
+    await once(ws, 'open');
+    const until = async (done: () => boolean) => {
+      for (let i = 0; i < 100 && !done(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(done(), JSON.stringify(messages));
+    };
+    try {
+      ws.send(JSON.stringify({ id: 1, type: 'status' }));
+      await until(() => messages.some((m) => m.id === 1));
+      const parsed = StrictStatus.safeParse(messages.find((m) => m.id === 1)?.result);
+      assert.ok(parsed.success, parsed.error?.message);
+      const newest = (status: { events: AgentEvent[] }) => status.events.filter((e) => e.id > SEEDED_EVENTS - 2 && e.id <= SEEDED_EVENTS).map((e) => [e.kind, e.detail]);
+      const asStrict = [['health-failed', 'routing-restored: put back'], ['health-failed', 'spare-crashing: crashed 3 times while loading']];
+      assert.deepEqual(newest(parsed.data), asStrict);
+      ws.send(JSON.stringify({ id: 2, type: 'watch', sinceEventId: SEEDED_EVENTS - 2 }));
+      await until(() => messages.filter((m) => m.id === 2 && m.type === 'event').length >= 2);
+      const watched = messages.filter((m) => m.id === 2 && m.type === 'event').map((m) => m.event!);
+      assert.deepEqual(newest({ events: watched }), asStrict);
+    } finally {
+      ws.close();
+    }
+    const connection = await AgentConnection.open(address, pin, await tokenFor(key, dropletUuid));
+    const status = StatusResult.parse(await connection.request({ type: 'status' }).finally(() => connection.close()));
+    assert.deepEqual(status.events.filter((e) => e.id > SEEDED_EVENTS - 2 && e.id <= SEEDED_EVENTS).map((e) => e.kind), ['routing-restored', 'spare-crashing']);
   });
 
   // Last: it may leave only the second key trusted.

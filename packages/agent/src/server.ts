@@ -11,6 +11,8 @@ import {
   AGENT_MAX_TCP_TOTAL,
   AGENT_PATHS,
   AGENT_SHUTDOWN_GRACE_MS,
+  CONTROLLER_FEATURES_HEADER,
+  controllerFeatures,
   HANDSHAKE_TIMEOUT_MS,
   PlumbError,
   WS_MAX_PAYLOAD_BYTES,
@@ -173,7 +175,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
           release();
           socketsByKid.delete(ws);
         });
-        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight, kid, control).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
+        void new Session(ws, opts.facts, { state: opts.state, locks }, inFlight, { kid, features: controllerFeatures(req.headers[CONTROLLER_FEATURES_HEADER]) }, control).start().catch((err: Error) => log.warn('session failed to start', { error: err.message }));
       });
     })().catch((err: Error) => {
       release();

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BACKPRESSURE_POLL_MS, BUNDLE_HIGH_WATER_BYTES, PlumbError, pollUntil, Request, WS_PING_INTERVAL_MS, type AgentMessage, type LogEntry } from '@plumb/shared';
+import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BACKPRESSURE_POLL_MS, BUNDLE_HIGH_WATER_BYTES, CONTROLLER_FEATURES, eventForStrictController, PlumbError, pollUntil, Request, WS_PING_INTERVAL_MS, type AgentEvent, type AgentMessage, type LogEntry, type StatusResult } from '@plumb/shared';
 import { log } from './log.js';
 import { watch } from './monitor/watch.js';
 import { handleRequest, type AgentControl, type Facts } from './requests.js';
@@ -18,16 +18,19 @@ export class Session {
   private pending = 0;
   private upload: { id: number; upload: Upload } | undefined;
   private readonly running = new Map<number, AbortController>();
+  /** A controller from before CONTROLLER_FEATURES.anyEventKind: sent only the event kinds it knows. */
+  private readonly strictKinds: boolean;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly facts: Facts,
     private readonly ops: Omit<OpContext, 'progress'>,
     private readonly inFlight: Map<Promise<unknown>, Request['type']>,
-    /** The controller key that opened this socket. */
-    readonly kid: string,
+    /** Who opened this socket: its controller key, and the features its controller named (CONTROLLER_FEATURES). */
+    private readonly controller: { kid: string; features: readonly string[] },
     private readonly control: AgentControl,
   ) {
+    this.strictKinds = !controller.features.includes(CONTROLLER_FEATURES.anyEventKind);
     ws.on('message', (data, isBinary) => (isBinary ? this.onBinary(data as Buffer) : this.onText(String(data))));
     // A malformed frame (oversize, invalid UTF-8, reserved opcode) is an 'error' here, after which ws
     // closes this socket with the matching code; unhandled, it would end the whole agent.
@@ -54,6 +57,14 @@ export class Session {
 
   private send(message: AgentMessage, sent?: () => void): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message), sent);
+  }
+
+  private eventFor<E extends AgentEvent>(event: E): E {
+    return this.strictKinds ? eventForStrictController(event) : event;
+  }
+
+  private statusFor(status: StatusResult): StatusResult {
+    return this.strictKinds ? { ...status, events: status.events.map((e) => this.eventFor(e)) } : status;
   }
 
   /** Resolves when the socket's send buffer has room: how log streaming follows the reader. */
@@ -111,13 +122,13 @@ export class Session {
     };
     const answer =
       request.type === 'watch'
-        ? watch(request.sinceEventId, { send: (m) => this.send({ ...m, id: request.id }), buffered: () => this.ws.bufferedAmount, signal: controller.signal }, this.ops.state)
+        ? watch(request.sinceEventId, { send: (m) => this.send({ ...(m.type === 'event' ? { ...m, event: this.eventFor(m.event) } : m), id: request.id }), buffered: () => this.ws.bufferedAmount, signal: controller.signal }, this.ops.state)
         : handleRequest(request, {
             facts: this.facts,
             ctx,
             upload,
             sink,
-            kid: this.kid,
+            kid: this.controller.kid,
             control: this.control,
             need: (files) => this.send({ type: 'upload-need', id: request.id, files }),
             chunk: async (data) => {
@@ -129,7 +140,7 @@ export class Session {
             afterAnswer: (fn) => afterAnswer.push(fn),
           });
     const work: Promise<void> = answer.then(
-      (result) => this.send({ type: 'result', id: request.id, result }, () => afterAnswer.forEach((fn) => fn())),
+      (result) => this.send({ type: 'result', id: request.id, result: request.type === 'status' ? this.statusFor(result as StatusResult) : result }, () => afterAnswer.forEach((fn) => fn())),
       (err: unknown) => {
         log.warn('request failed', { type: request.type, error: (err as Error).message });
         this.send({ type: 'error', id: request.id, error: wireError(err) });

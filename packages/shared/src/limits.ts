@@ -277,6 +277,8 @@ export const AGENT_UPGRADE_WAIT_MS = AGENT_CONFIRM_TIMEOUT_MS + 45_000;
 export const AGENT_VERSIONS_KEPT = 2;
 /** Controller keys one droplet may trust. */
 export const CONTROLLER_KEYS_MAX = 32;
+/** Features an agent reads from a socket's CONTROLLER_FEATURES_HEADER at most (the header itself is capped by node's maxHeaderSize). */
+export const CONTROLLER_FEATURES_MAX = 64;
 
 /** R packages (issue 10): most packages one deploy may ask for (its direct needs; dependencies come on top). */
 export const R_PACKAGES_MAX = 500;

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { ApiName, DomainName, GroupName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, LEGACY_APIS_MAX, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_FEATURES_MAX, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, LEGACY_APIS_MAX, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
@@ -169,6 +169,22 @@ export const AGENT_FEATURES = {
   /** A deploy's `group` may carry `kind: rollback`: a copy (group sync) of a release a group rollback put live keeps that mark. */
   copiedMarks: 'copied-marks',
 } as const;
+
+/**
+ * What a controller can take beyond its protocol version, named in the upgrade request of its socket
+ * (header CONTROLLER_FEATURES_HEADER, comma-separated): an agent relies on one only when the
+ * controller names it, so controllers from before it keep working.
+ */
+export const CONTROLLER_FEATURES = {
+  /** Events of any kind, a newer agent's too (AgentEvent); without it an agent sends only FIRST_EVENT_KINDS. */
+  anyEventKind: 'any-event-kind',
+} as const;
+export const CONTROLLER_FEATURES_HEADER = 'plumb-controller-features';
+
+/** The features named in a socket's upgrade request (none from a controller from before them). */
+export function controllerFeatures(header: string | string[] | undefined): string[] {
+  return [header ?? []].flat().flatMap((h) => h.split(',')).map((f) => f.trim()).filter((f) => f !== '').slice(0, CONTROLLER_FEATURES_MAX);
+}
 
 /** What the agent says first on every socket. */
 export const Hello = HelloHead.extend({
@@ -655,6 +671,26 @@ export const AgentEvent = RecordedEvent.extend({ kind: z.string() });
 export type AgentEvent = z.infer<typeof AgentEvent>;
 
 export const isEventKind = (kind: string): kind is EventKind => (EVENT_KINDS as readonly string[]).includes(kind);
+
+/**
+ * The kinds every controller of this protocol knows: those of its first version. Controllers from
+ * before CONTROLLER_FEATURES.anyEventKind parse kinds strictly, each against the kinds of its own
+ * version, and fail `status` on any other.
+ */
+export const FIRST_EVENT_KINDS = [
+  'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
+  'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked',
+] as const satisfies readonly EventKind[];
+
+/**
+ * An event as a controller that parses kinds strictly takes it: a kind it may not know goes as
+ * `health-failed` (the agent saw something go wrong: every later kind is such a thing, a routing
+ * or firewall put back, an operation or a drain cut, a crashing spare), its name leading the detail.
+ */
+export function eventForStrictController<E extends { kind: string; detail: string }>(event: E): E {
+  if ((FIRST_EVENT_KINDS as readonly string[]).includes(event.kind)) return event;
+  return { ...event, kind: 'health-failed', detail: `${event.kind}: ${event.detail}` };
+}
 
 /** The droplet's vital signs, in `status` and sent periodically to a watching controller. */
 export const Heartbeat = z.object({

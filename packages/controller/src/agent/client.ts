@@ -10,6 +10,8 @@ import {
   AgentMessage,
   BACKPRESSURE_POLL_MS,
   BUNDLE_HIGH_WATER_BYTES,
+  CONTROLLER_FEATURES,
+  CONTROLLER_FEATURES_HEADER,
   EnrolResult,
   ENROLMENT_ATTEMPTS,
   ENROLMENT_RETRY_DELAY_MS,
@@ -226,7 +228,7 @@ export class AgentConnection {
     const socket = await connectTls(address, pin);
     const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
       createConnection: () => socket,
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${token}`, [CONTROLLER_FEATURES_HEADER]: Object.values(CONTROLLER_FEATURES).join(',') },
       maxPayload: WS_MAX_PAYLOAD_BYTES,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
