@@ -186,8 +186,8 @@ interface PackedFile {
 /**
  * Packs into a temporary file, not memory (a bundle may be BUNDLE_MAX_BYTES). The file is unlinked
  * at once and read through its descriptor, so nothing is left behind however the command ends (the
- * directory goes too when the open fails); the descriptor is closed by `close()`, or at once when
- * the packing fails. Reads are positioned, so members deployed in parallel each read it whole.
+ * directory goes too when the open fails); the descriptor is closed by `close()`, or by the write
+ * stream when the packing fails. Reads are positioned, so members deployed in parallel each read it whole.
  */
 async function packWhole(dir: string, info: BundleInfo): Promise<PackedFile> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'plumb-bundle-'));
@@ -197,12 +197,10 @@ async function packWhole(dir: string, info: BundleInfo): Promise<PackedFile> {
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  try {
-    await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
+  // A packing that fails closes the descriptor itself: the pipeline destroys the write stream, and an
+  // fs stream closes its descriptor when destroyed, autoClose or not (closing it again here would
+  // close whatever file took the number meanwhile).
+  await pipeline(packBundle(dir, info), createWriteStream('', { fd, autoClose: false }));
   return { read: () => readFrom(fd), close: () => closeSync(fd) };
 }
 
