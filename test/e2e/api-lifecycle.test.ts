@@ -4,15 +4,15 @@ import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { BUNDLE_MAX_BYTES } from '@plumb/shared';
+import { BUNDLE_MAX_BYTES, BUNDLE_MAX_EXTRACTED_BYTES } from '@plumb/shared';
 import { rawTar } from '../cases/raw-tar.js';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { agentAnswersAgain, PLUMB_CLI, rawUpload, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, PLUMB_CLI, rawUpload, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -35,6 +35,8 @@ const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId)
  */
 const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f" 2>&1; done; ls /var/lib/plumb/instances 2>&1; ls /etc/systemd/system/multi-user.target.wants | grep "^plumber-"; true']);
 const nginxTest = () => onDroplet(['nginx', '-t']);
+/** sum's workers that start at boot: their links in a `.wants` directory (a link left names a unit gone: a failed start at every boot). */
+const bootLinks = () => onDroplet(['sh', '-c', 'ls /etc/systemd/system/*.wants/ | grep "^plumber-sum" | sort || true']);
 
 sharedDroplet('apis', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
@@ -64,6 +66,9 @@ describe('deploy', () => {
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     assert.deepEqual(await json('/sum/version'), ['v2']);
     await nginxTest();
+    // Only the live workers start at boot: the previous release's were unlinked as they stopped.
+    const live = (await apiStatus(user, 'sum'))?.workers.map((w) => `plumber-sum@${w.port}.service`).sort() ?? [];
+    assert.equal(await bootLinks(), live.join('\n'));
   });
 
   test('a release whose R code fails to start leaves the old one serving and shows the step and the log', async () => {
@@ -282,12 +287,14 @@ describe('an unreachable droplet', () => {
 });
 
 describe('remove', () => {
-  test('remove sum: /sum/ is 404 and / no longer forwards to it', async () => {
+  test('remove sum: /sum/ is 404 and / no longer forwards to it; none of its workers starts at boot', async () => {
+    assert.notEqual(await bootLinks(), '', 'its workers start at boot while it is deployed');
     const result = await user.plumb(['remove', 'sum', '--yes']);
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal((await get('/sum/add?a=1&b=2')).status, 404);
     assert.equal((await get('/add?a=1&b=2')).status, 404);
     assert.equal(await onDroplet(['sh', '-c', 'ls /etc/systemd/system/ | grep -c "^plumber-sum" || true']), '0');
+    assert.equal(await bootLinks(), '');
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/sum && echo present || echo gone']), 'gone');
     await nginxTest();
   });
@@ -332,6 +339,27 @@ describe('an API over the bundle cap', () => {
       await rm(dir, { recursive: true, force: true });
     }
     assert.equal(await onDroplet(['sh', '-c', 'test -e /var/plumber/huge && echo present || echo absent']), 'absent');
+    assert.equal(await serving(), before);
+  });
+
+  test(`plumb deploy of an API whose files total over ${BUNDLE_MAX_EXTRACTED_BYTES / 1024 / 1024} MiB: refused before a byte is sent, in one line with what to do`, async () => {
+    const before = await serving();
+    const dir = await apiDir(sumApi('vast'));
+    await mkdir(path.join(dir, 'data'));
+    // Sparse: a user's 1 GiB model without writing it. Zeros would compress far under the cap on the wire.
+    await writeFile(path.join(dir, 'data/model.bin'), '');
+    await truncate(path.join(dir, 'data/model.bin'), BUNDLE_MAX_EXTRACTED_BYTES);
+    try {
+      const refused = await user.plumb(['deploy', dir, '--name', 'vast']);
+      assert.equal(refused.exitCode, 1, refused.stderr);
+      assert.deepEqual(refused.stderr.split('\n').filter((l) => /^plumb: |^  /.test(l)), [
+        "plumb: the API's files total 1024 MiB, over the 1024 MiB a release may hold on a droplet (nothing was sent); its largest files: data/model.bin (1024 MiB)",
+        '  add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/vast/data/ (kept across releases)',
+      ]);
+      assert.doesNotMatch(refused.stderr, /uploading/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     assert.equal(await serving(), before);
   });
 });
