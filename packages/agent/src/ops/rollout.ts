@@ -17,7 +17,7 @@ import { ensureUnit, pointCurrent, retireWorker, startWorker, writeWorkerEnv } f
 const reservedPorts = new Set<number>();
 
 /** Ports no new worker or spare may take: promised, a worker's (live or draining), a spare's. */
-const takenPorts = (ctx: OpContext) => new Set([...reservedPorts, ...sparePorts(), ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
+const takenPorts = (ctx: Pick<OpContext, 'state'>) => new Set([...reservedPorts, ...sparePorts(), ...Object.values(ctx.state.get().apis).flatMap((a) => [...a.workers, ...a.draining].map((w) => w.port))]);
 
 /** The pick in progress: picks run one at a time. */
 let picking: Promise<unknown> = Promise.resolve();
@@ -28,7 +28,7 @@ let picking: Promise<unknown> = Promise.resolve();
  * rollouts picking at once (deploys of two APIs) both got the lowest free port; one worker then
  * failed to bind, and its health gate, knocking on the port, passed on the other API's worker.
  */
-async function pickPorts(count: number, ctx: OpContext): Promise<number[]> {
+export async function pickPorts(count: number, ctx: Pick<OpContext, 'state'>): Promise<number[]> {
   const pick = picking.then(async () => {
     const ports = await freePorts(count, takenPorts(ctx));
     ports.forEach((p) => reservedPorts.add(p));
