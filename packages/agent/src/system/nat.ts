@@ -94,6 +94,11 @@ async function nft(line: string, args: string[]): Promise<string | null> {
  * interactive mode), leaves every command to an nft process.
  */
 let session: NftSession | undefined;
+/**
+ * nft dies with the agent (SIGKILL when its parent goes, util-linux's setpriv): an agent killed or
+ * stopped must not wait on its nft for systemd's stop timeout before it starts again.
+ */
+const NFT_SESSION_ARGV = ['setpriv', '--pdeathsig', 'KILL', 'nft', '-i'];
 let sessions = process.env['PLUMB_NFT'] !== 'process';
 
 /** What `use` gave, NftRefused, or undefined when the session could not run it (run it as a process). */
@@ -101,7 +106,7 @@ async function viaSession<T>(use: (s: NftSession) => Promise<T>): Promise<T | Nf
   if (!sessions) return undefined;
   if (!session?.alive || session.completed >= NFT_SESSION_COMMANDS) {
     session?.close();
-    session = new NftSession();
+    session = new NftSession(NFT_SESSION_ARGV);
   }
   const current = session;
   try {
