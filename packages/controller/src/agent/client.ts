@@ -222,11 +222,20 @@ export class AgentConnection {
    * Opens the socket and reads the hello. An agent of another protocol is refused with the error
    * that says which side to upgrade (see version.ts), unless `allowSkew` (upgrade, status).
    */
-  static async open(address: AgentAddress, pin: string, token: string, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
-    const socket = await connectTls(address, pin);
+  static async open(address: AgentAddress, pin: string, token: string | Promise<string>, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
+    // The token may still be in the making (reading the key, signing): the handshake, which needs
+    // none, goes meanwhile. A token that fails is the error to tell (a missing key is this
+    // machine's to fix whatever the network does); the socket it leaves is closed.
+    const [connected, signed] = await Promise.allSettled([connectTls(address, pin), token]);
+    if (signed.status === 'rejected') {
+      if (connected.status === 'fulfilled') connected.value.destroy();
+      throw signed.reason;
+    }
+    if (connected.status === 'rejected') throw connected.reason;
+    const socket = connected.value;
     const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
       createConnection: () => socket,
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${signed.value}` },
       maxPayload: WS_MAX_PAYLOAD_BYTES,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
