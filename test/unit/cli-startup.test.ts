@@ -1,18 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PLUMB_CLI } from '../e2e/plumb.js';
 
 /**
- * The `plumb` command is one bundle (dist/plumb.js and chunks beside it, scripts/bundle-cli.mjs):
- * a command reads a few files, not the ~200 tsc writes, and `--help` reads no command's work.
- * Checked here by running it, with a loader hook that prints every module node resolves, from a copy
- * of the bundle alone, away from the repository and its node_modules. dist/plumb-bundle.json (the
- * build's record of which sources each output file holds) says what a loaded file contains. The
- * times are in bench/cli-start.ts and docs/benchmarks.md, not here.
+ * The `plumb` command is one bundle (dist/plumb-main.js and chunks beside it, scripts/bundle-cli.mjs)
+ * that dist/plumb.js runs, with a V8 code cache: a command reads a few files, not the ~200 tsc
+ * writes, and `--help` reads no command's work. Checked here by running it from a copy of the bundle
+ * alone, away from the repository and its node_modules, with a loader hook that prints every ES
+ * module node resolves and NODE_DEBUG=plumb-bundle, with which dist/plumb.js prints every chunk it
+ * runs (and whether from the code cache) and every module required from outside the bundle.
+ * dist/plumb-bundle.json (the build's record of which sources each output file holds) says what a
+ * loaded file contains. The times are in bench/cli-start.ts and docs/benchmarks.md, not here.
  */
 
 const CONTROLLER = path.resolve(path.dirname(PLUMB_CLI), '..');
@@ -21,11 +23,11 @@ let contents: Record<string, string[]>;
 let copy: string;
 let config: string;
 
-const run = (args: string[], nodeFlags: string[] = []) => {
+const run = (args: string[], nodeFlags: string[] = [], env: Record<string, string> = {}) => {
   const r = spawnSync(process.execPath, [...nodeFlags, path.join(copy, 'dist/plumb.js'), ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, HOME: config, XDG_CONFIG_HOME: config, DIGITALOCEAN_TOKEN: '' },
+    env: { PATH: process.env.PATH, HOME: config, XDG_CONFIG_HOME: config, DIGITALOCEAN_TOKEN: '', NODE_DEBUG: 'plumb-bundle', ...env },
   });
   return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
 };
@@ -33,15 +35,22 @@ const run = (args: string[], nodeFlags: string[] = []) => {
 /** Node flags that print, on stderr, every module the run resolves (a loader hook, in its own thread). */
 const hook = `data:text/javascript,${encodeURIComponent("export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('LOADED ' + r.url + '\\n'); return r; }")}`;
 const tracing = ['--import', `data:text/javascript,${encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hook)});`)}`];
-/** The files a run loaded, relative to the copy. */
+/** The files a run loaded, relative to the copy: ES modules node resolved, and the chunks dist/plumb.js ran. */
 const loaded = (stderr: string) => [
-  ...new Set(
-    stderr
+  ...new Set([
+    ...stderr
       .split('\n')
       .filter((l) => l.startsWith('LOADED file:'))
       .map((l) => path.relative(copy, new URL(l.slice('LOADED '.length)).pathname)),
-  ),
+    ...[...stderr.matchAll(/^PLUMB-BUNDLE \d+: run (\S+)/gm)].map((m) => `dist/${m[1]}`),
+  ]),
 ];
+/** How each chunk of a run was compiled: chunk -> "compiled", "from the code cache" or "cache refused by V8". */
+const compiledHow = (stderr: string) => Object.fromEntries([...stderr.matchAll(/^PLUMB-BUNDLE \d+: run (\S+) \((.*)\)$/gm)].map((m) => [m[1]!, m[2]!]));
+/** What a run required from outside the bundle, node's built-ins aside. */
+const requiredOutside = (stderr: string) => [...stderr.matchAll(/^PLUMB-BUNDLE \d+: require (\S+)/gm)].map((m) => m[1]!);
+/** ws's optional native speed-ups (left out of the bundle: ws runs without them, try/require). */
+const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
 /** The sources that the loaded output files hold. */
 const sourcesIn = (files: string[]) => files.flatMap((f) => contents[path.relative('dist', f)] ?? [`(not an output of the bundle: ${f})`]);
 
@@ -91,6 +100,7 @@ describe('CLI start-up', () => {
       assert.ok(files.length <= 8, `${args.join(' ')} loads ${files.length} files:\n${files.join('\n')}`);
       const sources = sourcesIn(files);
       assert.deepEqual(sources.filter((s) => s.startsWith('(not')), [], `${args.join(' ')} loads files outside the bundle`);
+      assert.deepEqual(requiredOutside(r.stderr), [], `${args.join(' ')} requires modules from outside the bundle`);
       assert.deepEqual(sources.filter((s) => ZOD.test(s) || COMMANDS_WORK.some((w) => w.test(s))), [], `${args.join(' ')} loads a command's work`);
     }
   });
@@ -101,7 +111,8 @@ describe('CLI start-up', () => {
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /no droplets \(create one with `plumb provision`\)/);
     const files = loaded(r.stderr);
-    assert.ok(files.every((f) => /^dist\/plumb(-chunk-[A-Z0-9]+)?\.js$/.test(f)), `status loads files outside the bundle:\n${files.join('\n')}`);
+    assert.ok(files.every((f) => /^dist\/plumb(-main|-chunk-[A-Z0-9]+)?\.js$/.test(f)), `status loads files outside the bundle:\n${files.join('\n')}`);
+    assert.deepEqual(requiredOutside(r.stderr).filter((m) => !OPTIONAL_NATIVE.includes(m)), [], 'status requires modules from outside the bundle');
     const sources = sourcesIn(files);
     for (const wanted of ['packages/controller/dist/commands/status.js', 'packages/controller/dist/agent/client.js']) assert.ok(sources.includes(wanted), `status did not load ${wanted}`);
     assert.ok(sources.some((s) => ZOD.test(s)), 'status did not load zod');
@@ -118,9 +129,52 @@ describe('CLI start-up', () => {
     for (const command of ['deploy', 'provision', 'rollback', 'status', 'logs']) assert.match(root.stdout, new RegExp(`^  ${command}\\b`, 'm'));
     const status = run(['status']);
     assert.notEqual(status.exitCode, 0);
-    assert.match(status.stderr, /Cannot find module|ERR_MODULE_NOT_FOUND/);
+    assert.match(status.stderr, /ENOENT: no such file or directory, open '.*plumb-chunk-/);
     // Put back for any test after this one.
     for (const file of commandChunks) await cp(path.join(CONTROLLER, 'dist', file), path.join(copy, 'dist', file));
     assert.deepEqual((await readdir(path.join(copy, 'dist'))).filter((f) => f.endsWith('.js')).sort(), Object.keys(contents).sort());
+  });
+
+  test('the code cache: written by the first run, used by the next; one that is damaged, of another build or in a directory others can write is not used', async () => {
+    const cacheHome = path.join(copy, 'cache');
+    const cacheDir = path.join(cacheHome, 'plumb/code-cache', `${process.version}-${process.arch}`);
+    const status = () => {
+      const r = run(['status'], [], { XDG_CACHE_HOME: cacheHome });
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.match(r.stdout, /no droplets/);
+      return compiledHow(r.stderr);
+    };
+    const first = status();
+    assert.ok(Object.keys(first).length >= 5, JSON.stringify(first));
+    assert.ok(Object.values(first).every((how) => how === 'compiled'), JSON.stringify(first));
+    const written = (await readdir(cacheDir)).sort();
+    assert.deepEqual(written.map((f) => f.replace(/\.[0-9a-f]{32}$/, '')), Object.keys(first).sort());
+    assert.equal((await stat(cacheDir)).mode & 0o777, 0o700);
+
+    const second = status();
+    assert.deepEqual(Object.keys(second).sort(), Object.keys(first).sort());
+    assert.ok(Object.values(second).every((how) => how === 'from the code cache'), JSON.stringify(second));
+
+    // A byte changed in one file's data: ignored (compiled again) and written again whole.
+    const damaged = written.find((f) => f.startsWith('plumb-main.js.'))!;
+    const bytes = await readFile(path.join(cacheDir, damaged));
+    bytes[bytes.length >> 1]! ^= 0xff;
+    await writeFile(path.join(cacheDir, damaged), bytes);
+    // Another build's cache of the same chunk: never read, and removed when that chunk's cache is written.
+    const otherBuild = `plumb-main.js.${'0'.repeat(32)}`;
+    await writeFile(path.join(cacheDir, otherBuild), bytes);
+    const third = status();
+    assert.equal(third['plumb-main.js'], 'compiled');
+    assert.deepEqual((await readdir(cacheDir)).sort(), written);
+    assert.equal(status()['plumb-main.js'], 'from the code cache');
+
+    // A cache directory others may write to is not this user's alone: not read, not written.
+    await chmod(cacheDir, 0o777);
+    try {
+      assert.ok(Object.values(status()).every((how) => how === 'compiled'));
+    } finally {
+      await chmod(cacheDir, 0o700);
+    }
+    assert.deepEqual(status(), second);
   });
 });
