@@ -15,7 +15,7 @@
  *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures; --spare-only:
- * section 6 alone; --logs-only: section 5 alone).
+ * section 6 alone; --logs-only: section 5 alone; --status-only: section 2 alone).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -30,6 +30,7 @@ import { httpGet } from '../test/e2e/helpers.js';
 import { PLUMB_CLI, rawConnection } from '../test/e2e/plumb.js';
 import { benchDroplet } from './bench-droplet.js';
 import { startDelayProxy } from './delay-proxy.js';
+import { shellTimes } from './shell-timed.js';
 import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
 
 const quick = process.argv.includes('--quick');
@@ -37,6 +38,8 @@ const quick = process.argv.includes('--quick');
 const spareOnly = process.argv.includes('--spare-only');
 /** Only `plumb logs -f` (section 5). */
 const logsOnly = process.argv.includes('--logs-only');
+/** Only `plumb status` with many workers (section 2). */
+const statusOnly = process.argv.includes('--status-only');
 const REPS = quick ? 1 : 5;
 /** tsc's own files, before scripts/bundle-cli.mjs: the same CLI with ~200 modules to resolve and link. */
 const UNBUNDLED_CLI = path.join(path.dirname(PLUMB_CLI), 'cli.js');
@@ -279,8 +282,62 @@ try {
     for (const [network, cpu] of Object.entries(cpuPerSecond)) console.log(`the agent's CPU with its reads, ${network}: ${cpu.idle.toFixed(1)} ms/s following with nothing new for ${LOG_IDLE_MS / 1000} s, ${cpu.lines.toFixed(1)} ms/s while the lines came`);
   }
 
+  /** 2. `plumb status` with many workers: the whole command from a shell, and its parts. */
+  async function statusSection(): Promise<void> {
+    const small = await apiDir(sumApi('s0'));
+    for (let i = 1; i <= STATUS_APIS; i++) {
+      const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
+      if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
+    }
+    const statusTimes: Record<string, number> = {};
+    // From a shell, in turns with node's own start: the whole command as a user types it.
+    const statusRounds = quick ? 3 : 11;
+    for (const [network, home] of Object.entries(networks)) {
+      const status = (cli: string) => [process.execPath, cli, 'status', '--json'];
+      const [bundled, separate, floor] = await shellTimes(network === 'LAN' ? [status(PLUMB_CLI), status(UNBUNDLED_CLI), [process.execPath, '-e', '0']] : [status(PLUMB_CLI)], statusRounds, { ...user.env, XDG_CONFIG_HOME: home });
+      statusTimes[network] = median(bundled!);
+      if (separate) statusTimes[`${network}, from tsc's separate files (dist/cli.js), in turns with the bundle`] = median(separate);
+      if (floor) statusTimes[`${network}: \`node -e 0\` in the same turns (node's own start, the floor)`] = median(floor);
+    }
+    // The whole command split: opening a socket (TLS, upgrade, auth), and the status request on an open one (the agent's work).
+    const connectTimes: number[] = [];
+    const requestTimes: number[] = [];
+    for (let i = 0; i < Math.max(REPS, 3); i++) {
+      const opened = performance.now();
+      const connection = await rawConnection(user, address);
+      const asked = performance.now();
+      await connection.request<StatusResult>({ type: 'status' });
+      requestTimes.push(performance.now() - asked);
+      connectTimes.push(asked - opened);
+      connection.close();
+    }
+    const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
+    // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
+    const ms = async (script: string) => {
+      const times: number[] = [];
+      for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
+      return median(times);
+    };
+    const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
+    const perApi = new Map<string, string[]>();
+    for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
+    const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
+    const beforeMs = await ms(`${before} cloud-init status --format json; cloud-init status --format json`);
+    const afterMs = await ms(`systemctl show ${props} -- ${workerUnits.join(' ')}`);
+    console.log(`\n### \`plumb status\` with ${STATUS_APIS} APIs x 2 workers (whole commands: median of ${statusRounds}, from a shell; the parts: median of ${Math.max(REPS, 3)})\n`);
+    console.log('| what | ms |');
+    console.log('|---|---|');
+    for (const [network, t] of Object.entries(statusTimes)) console.log(network.includes('node -e 0') ? `| ${network} | ${t.toFixed(0)} |` : `| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
+    console.log(`| of which: opening a socket to the agent (TLS, upgrade, auth), LAN, in one process | ${median(connectTimes).toFixed(0)} |`);
+    console.log(`| of which: the status request on an open socket (the agent's work), LAN | ${median(requestTimes).toFixed(0)} |`);
+    console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
+    console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
+    console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
+  }
+
   if (spareOnly) await warmSpare();
   else if (logsOnly) await logsLatency();
+  else if (statusOnly) await statusSection();
   else {
     // 1. Redeploys.
     const small = await apiDir(sumApi('s0'));
@@ -376,86 +433,22 @@ try {
     }
     console.log('\nSSH operations (median ms): ' + sshRows.map((r) => `${r.network}: ${r.runs[0]!.operations.map((o, i) => `${o.what} ${median(r.runs.map((x) => x.operations[i]!.ms)).toFixed(0)}`).join(', ')}`).join('; '));
 
-    // 2. Status with many workers.
-    for (let i = 1; i <= STATUS_APIS; i++) {
-      const r = await plumb(networks.LAN, ['deploy', small, '--name', `st${i}`, '--workers', '2', '--no-deps']);
-      if (r.exitCode !== 0) throw new Error(`plumb deploy st${i}: ${r.stderr}`);
-    }
-    const statusTimes: Record<string, number> = {};
-    const timedStatus = async (home: string, cli = PLUMB_CLI) => {
-      const started = performance.now();
-      const r = await plumb(home, ['status', '--json'], cli);
-      if (r.exitCode !== 0) throw new Error(`plumb status: ${r.stderr}`);
-      return performance.now() - started;
-    };
-    for (const [network, home] of Object.entries(networks)) {
-      const times: number[] = [];
-      const separate: number[] = [];
-      for (let i = 0; i < Math.max(REPS, 3); i++) {
-        times.push(await timedStatus(home));
-        if (network === 'LAN') separate.push(await timedStatus(home, UNBUNDLED_CLI));
-      }
-      statusTimes[network] = median(times);
-      if (separate.length > 0) statusTimes[`${network}, from tsc's separate files (dist/cli.js), in turns with the bundle`] = median(separate);
-    }
-    // The whole command split: opening a socket (TLS, upgrade, auth), and the status request on an open one (the agent's work).
-    const connectTimes: number[] = [];
-    const requestTimes: number[] = [];
-    for (let i = 0; i < Math.max(REPS, 3); i++) {
-      const opened = performance.now();
-      const connection = await rawConnection(user, address);
-      const asked = performance.now();
-      await connection.request<StatusResult>({ type: 'status' });
-      requestTimes.push(performance.now() - asked);
-      connectTimes.push(asked - opened);
-      connection.close();
-    }
-    const props = '--property=ActiveState,SubState,Result,NRestarts,MainPID,ActiveEnterTimestamp';
-    // The agent's questions as before: per API in turn, its workers at once, plus cloud-init's status for the hello and again for the status.
-    const ms = async (script: string) => {
-      const times: number[] = [];
-      for (let i = 0; i < Math.max(REPS, 3); i++) times.push(Number(await onDroplet(['sh', '-c', `s=$(date +%s%N); { ${script} ; } >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 ))`])));
-      return median(times);
-    };
-    const workerUnits = (await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-st*@*.service' | awk '{print $1}'"])).split('\n').filter(Boolean);
-    const perApi = new Map<string, string[]>();
-    for (const u of workerUnits) perApi.set(u.split('@')[0]!, [...(perApi.get(u.split('@')[0]!) ?? []), u]);
-    const before = [...perApi.values()].map((us) => `${us.map((u) => `systemctl show ${u} ${props} &`).join(' ')} wait;`).join(' ');
-    const beforeMs = await ms(`${before} cloud-init status --format json; cloud-init status --format json`);
-    const afterMs = await ms(`systemctl show ${props} -- ${workerUnits.join(' ')}`);
-    console.log(`\n### \`plumb status\` with ${STATUS_APIS} APIs x 2 workers (median of ${Math.max(REPS, 3)})\n`);
-    console.log('| what | ms |');
-    console.log('|---|---|');
-    for (const [network, t] of Object.entries(statusTimes)) console.log(`| \`plumb status --json\`, ${network} (whole command) | ${t.toFixed(0)} |`);
-    console.log(`| of which: opening a socket to the agent (TLS, upgrade, auth), LAN, in one process | ${median(connectTimes).toFixed(0)} |`);
-    console.log(`| of which: the status request on an open socket (the agent's work), LAN | ${median(requestTimes).toFixed(0)} |`);
-    console.log(`| on the droplet: ${workerUnits.length} \`systemctl show\` processes (per API in turn) + 2 \`cloud-init status\` (before) | ${beforeMs.toFixed(0)} |`);
-    console.log(`| on the droplet: one \`systemctl show\` of ${workerUnits.length} units, cloud-init's finished status remembered (after) | ${afterMs.toFixed(0)} |`);
-    console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
+    await statusSection();
 
     await logsLatency();
 
     // 4b. CLI start time.
     const atEnd = await memory();
-    const starts = async (argv: string[]) => {
-      const times: number[] = [];
-      for (let i = 0; i < 11; i++) {
-        const started = performance.now();
-        await execa(process.execPath, argv, { env: user.env });
-        times.push(performance.now() - started);
-      }
-      return median(times);
-    };
-    const version_ = await starts([PLUMB_CLI, '--version']);
-    const help = await starts([PLUMB_CLI, '--help']);
-    const floor = await starts(['-e', '0']);
+    // In turns from a shell, as `status` above.
+    const [versions, helps, floors] = await shellTimes([[process.execPath, PLUMB_CLI, '--version'], [process.execPath, PLUMB_CLI, '--help'], [process.execPath, '-e', '0']], 11, user.env);
+    const [version_, help, floor] = [median(versions!), median(helps!), median(floors!)];
     console.log('\n### The agent and the CLI\n');
     console.log('| what | figure |');
     console.log('|---|---|');
     console.log(`| agent RSS, idle after provision (peak so far) | ${idle.rss.toFixed(0)} MiB (${idle.peak.toFixed(0)} MiB) |`);
     console.log(`| agent peak RSS (VmHWM) after receiving a ${BIG_BYTES / 1024 / 1024} MB bundle | ${afterBig.peak.toFixed(0)} MiB (+${(afterBig.peak - idle.peak).toFixed(0)} MiB) |`);
     console.log(`| agent RSS at the end of the benchmark (peak) | ${atEnd.rss.toFixed(0)} MiB (${atEnd.peak.toFixed(0)} MiB) |`);
-    console.log(`| \`plumb --version\` (median of 11) | ${version_.toFixed(0)} ms |`);
+    console.log(`| \`plumb --version\` (median of 11, from a shell, in turns with --help and node) | ${version_.toFixed(0)} ms |`);
     console.log(`| \`plumb --help\` | ${help.toFixed(0)} ms |`);
     console.log(`| \`node -e 0\` (the floor) | ${floor.toFixed(0)} ms |`);
     console.log(`\nmachine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end (other engineers' tests share it); node ${process.version}`);

@@ -35,6 +35,11 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
     PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
     XDG_CONFIG_HOME: configHome,
     NO_PROXY: '127.0.0.1,localhost,10.213.0.0/16',
+    // Empty: not the machine's own. This workplace sets NODE_EXTRA_CA_CERTS to the system's whole CA
+    // bundle (for its proxy), and node parses it at every start, ~100 ms before plumb's first line,
+    // which users do not pay; plumb talks only to the lab here (the DigitalOcean stand-in is plain
+    // HTTP on loopback, agents are pinned). The HTTPS tests pass the lab ACME server's CA themselves.
+    NODE_EXTRA_CA_CERTS: '',
   });
 }
 
