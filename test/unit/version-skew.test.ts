@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { WebSocketServer } from 'ws';
-import { compareVersions, HelloHead, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
+import { compareVersions, HANDSHAKE_TIMEOUT_MS, HelloHead, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
 import { AgentConnection } from '@plumb/controller/agent/client';
 import { upgradeAvailable, versionSkew } from '@plumb/controller/agent/version';
 
@@ -140,6 +140,22 @@ describe('AgentConnection.open against an agent of another protocol', () => {
       assert.equal(upgrades, 0);
     } finally {
       server.off('upgrade', countUpgrade);
+    }
+  });
+
+  test('a token that fails is told at once, not after the handshake timeout of an agent that never answers TLS; its socket is closed', async () => {
+    const silent = net.createServer();
+    const sockets: net.Socket[] = [];
+    const closed = new Promise<void>((resolve) => silent.once('connection', (socket) => { sockets.push(socket); socket.resume().once('close', () => resolve()); }));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = Date.now();
+      await assert.rejects(AgentConnection.open({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port }, pin, keyMissing(200)), { code: 'CONTROLLER_KEY_MISSING' });
+      assert.ok(Date.now() - started < HANDSHAKE_TIMEOUT_MS / 4, `told after ${Date.now() - started} ms`);
+      await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the abandoned socket was left open')), 5_000).unref())]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
