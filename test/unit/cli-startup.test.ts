@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, chown, cp, link, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { configDir } from '@plumb/controller/local/config';
 import { PLUMB_CLI } from '../e2e/plumb.js';
 
 /**
@@ -26,6 +29,7 @@ let config: string;
 const run = (args: string[], nodeFlags: string[] = [], env: Record<string, string> = {}) => {
   const r = spawnSync(process.execPath, [...nodeFlags, path.join(copy, 'dist/plumb.js'), ...args], {
     encoding: 'utf8',
+    cwd: copy,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, HOME: config, XDG_CONFIG_HOME: config, DIGITALOCEAN_TOKEN: '', NODE_DEBUG: 'plumb-bundle', ...env },
   });
@@ -135,46 +139,118 @@ describe('CLI start-up', () => {
     assert.deepEqual((await readdir(path.join(copy, 'dist'))).filter((f) => f.endsWith('.js')).sort(), Object.keys(contents).sort());
   });
 
-  test('the code cache: written by the first run, used by the next; one that is damaged, of another build or in a directory others can write is not used', async () => {
+  /** The cache's directory under an XDG cache home: by node's version, V8's and the architecture. */
+  const cacheDirIn = (cacheHome: string) => path.join(cacheHome, 'plumb/code-cache', `${process.version}-v8-${process.versions.v8}-${process.arch}`);
+  /** How `plumb status` compiled each chunk, with these variables. */
+  const statusWith = (env: Record<string, string>) => {
+    const r = run(['status'], [], env);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /no droplets/);
+    return compiledHow(r.stderr);
+  };
+  const allCompiled = (how: Record<string, string>) => Object.values(how).length > 0 && Object.values(how).every((h) => h === 'compiled');
+  const DAY_MS = 24 * 3600 * 1000;
+  const aged = async (file: string, ms: number) => utimes(file, new Date(Date.now() - ms), new Date(Date.now() - ms));
+
+  test('the code cache: written by the first run, used by the next; one that is damaged is not used; old files of other builds go, recent ones stay', async () => {
     const cacheHome = path.join(copy, 'cache');
-    const cacheDir = path.join(cacheHome, 'plumb/code-cache', `${process.version}-${process.arch}`);
-    const status = () => {
-      const r = run(['status'], [], { XDG_CACHE_HOME: cacheHome });
-      assert.equal(r.exitCode, 0, r.stderr);
-      assert.match(r.stdout, /no droplets/);
-      return compiledHow(r.stderr);
-    };
+    const cacheDir = cacheDirIn(cacheHome);
+    const status = () => statusWith({ XDG_CACHE_HOME: cacheHome });
     const first = status();
     assert.ok(Object.keys(first).length >= 5, JSON.stringify(first));
-    assert.ok(Object.values(first).every((how) => how === 'compiled'), JSON.stringify(first));
+    assert.ok(allCompiled(first), JSON.stringify(first));
     const written = (await readdir(cacheDir)).sort();
     assert.deepEqual(written.map((f) => f.replace(/\.[0-9a-f]{32}$/, '')), Object.keys(first).sort());
     assert.equal((await stat(cacheDir)).mode & 0o777, 0o700);
+    // Named by the text compiled (the chunk in its wrapper), not by the chunk's file alone.
+    const main = written.find((f) => f.startsWith('plumb-main.js.'))!;
+    const fileHash = createHash('sha256').update(await readFile(path.join(copy, 'dist/plumb-main.js'), 'utf8')).digest('hex').slice(0, 32);
+    assert.notEqual(main, `plumb-main.js.${fileHash}`);
 
     const second = status();
     assert.deepEqual(Object.keys(second).sort(), Object.keys(first).sort());
     assert.ok(Object.values(second).every((how) => how === 'from the code cache'), JSON.stringify(second));
 
     // A byte changed in one file's data: ignored (compiled again) and written again whole.
-    const damaged = written.find((f) => f.startsWith('plumb-main.js.'))!;
-    const bytes = await readFile(path.join(cacheDir, damaged));
-    bytes[bytes.length >> 1]! ^= 0xff;
-    await writeFile(path.join(cacheDir, damaged), bytes);
-    // Another build's cache of the same chunk: never read, and removed when that chunk's cache is written.
+    const damage = async () => {
+      const bytes = await readFile(path.join(cacheDir, main));
+      bytes[bytes.length >> 1]! ^= 0xff;
+      await writeFile(path.join(cacheDir, main), bytes);
+      return bytes;
+    };
+    const bytes = await damage();
+    // Another build's cache of the same chunk (another install used in turns with this one) stays
+    // while it is recent; a temporary file left by a killed run stays an hour.
     const otherBuild = `plumb-main.js.${'0'.repeat(32)}`;
+    const leftover = `plumb-main.js.${'1'.repeat(32)}.12345.tmp`;
     await writeFile(path.join(cacheDir, otherBuild), bytes);
+    await writeFile(path.join(cacheDir, leftover), bytes);
     const third = status();
     assert.equal(third['plumb-main.js'], 'compiled');
-    assert.deepEqual((await readdir(cacheDir)).sort(), written);
+    assert.deepEqual((await readdir(cacheDir)).sort(), [...written, otherBuild, leftover].sort());
     assert.equal(status()['plumb-main.js'], 'from the code cache');
 
-    // A cache directory others may write to is not this user's alone: not read, not written.
-    await chmod(cacheDir, 0o777);
-    try {
-      assert.ok(Object.values(status()).every((how) => how === 'compiled'));
-    } finally {
-      await chmod(cacheDir, 0o700);
-    }
+    // Older than a day (the other build's) and an hour (the temporary file): removed by the next run that writes.
+    await aged(path.join(cacheDir, otherBuild), DAY_MS + 60_000);
+    await aged(path.join(cacheDir, leftover), 3600_000 + 60_000);
+    await damage();
+    assert.equal(status()['plumb-main.js'], 'compiled');
+    assert.deepEqual((await readdir(cacheDir)).sort(), written);
     assert.deepEqual(status(), second);
+  });
+
+  test('the code cache is used only where no one else can change it: directories above it, and each file (owner, mode, links)', async () => {
+    const cacheHome = path.join(copy, 'cache-owners');
+    const cacheDir = cacheDirIn(cacheHome);
+    const status = () => statusWith({ XDG_CACHE_HOME: cacheHome });
+    assert.ok(allCompiled(status()));
+    assert.ok(!allCompiled(status()), 'the cache was not used at all');
+    const main = path.join(cacheDir, (await readdir(cacheDir)).find((f) => f.startsWith('plumb-main.js.'))!);
+    const usedAfter = async (change: () => Promise<unknown>, undo: () => Promise<unknown>) => {
+      await change();
+      try {
+        return status()['plumb-main.js'] === 'from the code cache';
+      } finally {
+        await undo();
+      }
+    };
+    // Every directory from the cache home down: writable by others, or another user's.
+    for (const dir of [cacheDir, path.join(cacheHome, 'plumb'), cacheHome]) {
+      assert.equal(await usedAfter(() => chmod(dir, 0o777), () => chmod(dir, 0o700)), false, `${dir} writable by all`);
+      assert.equal(await usedAfter(() => chmod(dir, 0o770), () => chmod(dir, 0o700)), false, `${dir} writable by its group`);
+      assert.equal(await usedAfter(() => chown(dir, 65534, 65534), () => chown(dir, 0, 0)), false, `${dir} another user's`);
+    }
+    // The file: another user's, writable by others, or with a second link (a name someone else may hold).
+    assert.equal(await usedAfter(() => chown(main, 65534, 65534), () => chown(main, 0, 0)), false, 'a file of another user');
+    assert.equal(await usedAfter(() => chmod(main, 0o602), () => chmod(main, 0o600)), false, 'a file writable by all');
+    assert.equal(await usedAfter(() => link(main, path.join(copy, 'hard-link')), () => rm(path.join(copy, 'hard-link'))), false, 'a file with two links');
+    // Everything back as it was: used again.
+    assert.equal(status()['plumb-main.js'], 'from the code cache');
+  });
+
+  test('the code cache is not made under a directory of another user (sudo -E), nor by root with another HOME; a relative XDG_CACHE_HOME is ignored', async () => {
+    // Run as root (the test's user) with the XDG cache home inside another user's directory.
+    const others = path.join(copy, 'others');
+    await mkdir(others);
+    await chown(others, 65534, 65534);
+    assert.ok(allCompiled(statusWith({ XDG_CACHE_HOME: path.join(others, 'cache') })));
+    assert.deepEqual(await readdir(others), []);
+    // Root with a HOME that is not root's: no cache under it.
+    const home = path.join(copy, 'home-of-another');
+    await mkdir(home);
+    await chown(home, 65534, 65534);
+    assert.ok(allCompiled(statusWith({ HOME: home, XDG_CACHE_HOME: '' })));
+    assert.deepEqual(await readdir(home), []);
+    // Relative: the cache goes to ~/.cache, not into the directory plumb was run in.
+    const relativeHome = path.join(copy, 'relative-home');
+    await mkdir(relativeHome);
+    statusWith({ HOME: relativeHome, XDG_CACHE_HOME: 'rel-cache' });
+    assert.equal(existsSync(path.join(copy, 'rel-cache')), false);
+    assert.ok((await readdir(cacheDirIn(path.join(relativeHome, '.cache')))).length > 0);
+  });
+
+  test('a relative XDG_CONFIG_HOME is ignored (as XDG says): the config is in ~/.config, not where plumb was run', () => {
+    assert.equal(configDir({ XDG_CONFIG_HOME: 'rel-config' }), path.join(os.homedir(), '.config', 'plumb'));
+    assert.equal(configDir({ XDG_CONFIG_HOME: '/abs/config' }), '/abs/config/plumb');
   });
 });
