@@ -253,4 +253,20 @@ describe('CLI start-up', () => {
     assert.equal(configDir({ XDG_CONFIG_HOME: 'rel-config' }), path.join(os.homedir(), '.config', 'plumb'));
     assert.equal(configDir({ XDG_CONFIG_HOME: '/abs/config' }), '/abs/config/plumb');
   });
+
+  test('a chunk that throws while it runs is not left half made: required again, it runs again (as an ES module would throw again)', async () => {
+    // A bundle of two files beside the real bin: the chunk throws on its first run only.
+    const dir = await mkdtemp(path.join(copy, 'throwing-'));
+    await mkdir(path.join(dir, 'dist'));
+    await cp(path.join(copy, 'package.json'), path.join(dir, 'package.json'));
+    await cp(path.join(copy, 'dist/plumb.js'), path.join(dir, 'dist/plumb.js'));
+    await writeFile(path.join(dir, 'dist/plumb-chunk-T.js'), "globalThis.runs = (globalThis.runs ?? 0) + 1; if (globalThis.runs === 1) throw new Error('first run'); exports.value = 'whole';");
+    await writeFile(
+      path.join(dir, 'dist/plumb-main.js'),
+      "exports.main = async () => { const attempt = () => { try { return require('./plumb-chunk-T.js').value; } catch (e) { return e.message; } }; process.stdout.write(JSON.stringify([attempt(), attempt(), globalThis.runs])); };",
+    );
+    const r = spawnSync(process.execPath, [path.join(dir, 'dist/plumb.js'), 'x'], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: config, PLUMB_CODE_CACHE: '0' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), ['first run', 'whole', 2]);
+  });
 });
