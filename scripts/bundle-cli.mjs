@@ -48,6 +48,26 @@ const { metafile } = await build({
   logLevel: 'warning',
 });
 
+// A cycle of static imports between output files would, as CommonJS, give one of them the other's
+// exports half made (an ES module's live bindings would not): refuse to build rather than ship that.
+{
+  const statics = Object.fromEntries(
+    Object.entries(metafile.outputs).map(([output, { imports }]) => [output, imports.filter((i) => i.kind === 'import-statement' && !i.external).map((i) => i.path)]),
+  );
+  const done = new Set();
+  const visit = (output, trail) => {
+    if (trail.includes(output)) {
+      const cycle = [...trail.slice(trail.indexOf(output)), output].map((o) => path.basename(o));
+      console.error(`bundle-cli: the bundle's chunks import each other in a cycle (${cycle.join(' -> ')}): as CommonJS, one would see the other's exports half made. Break the cycle between the modules these chunks hold, or make one of the imports a dynamic import().`);
+      process.exit(1);
+    }
+    if (done.has(output)) return;
+    for (const next of statics[output] ?? []) visit(next, [...trail, output]);
+    done.add(output);
+  };
+  for (const output of Object.keys(statics)) visit(output, []);
+}
+
 // Each output file as a script: its imports `require` calls (a dynamic one stays asynchronous:
 // `Promise.resolve().then(() => require(...))`), its exports `module.exports`, and `import.meta.url`
 // the file's URL, which dist/plumb.js passes in as `__plumbUrl`.
