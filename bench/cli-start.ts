@@ -1,53 +1,128 @@
 /**
  * `plumb` start-up (issues 13 and 14): wall and CPU time of `--version`, `--help`, a command's
  * `--help`, and `plumb status` with no droplet known (it loads the command's whole work, agent
- * client and zod included, then stops at the one-line error), beside node's own start (the floor)
- * and tsc's separate files (dist/cli.js: what scripts/bundle-cli.mjs bundles). The cases run interleaved, round after round, so that a change
- * in the machine's load hits them all alike. Needs no lab. Run after `npm run build`:
- * node bench/dist/bench/cli-start.js [ROUNDS]
+ * client and zod included, then stops at the one-line error; also with the code cache off), beside node's own start (the floor)
+ * and tsc's separate files (dist/cli.js: what scripts/bundle-cli.mjs bundles). With `--lab`, on one
+ * lab droplet holding one API as well: `plumb status` asking it, `plumb logs` of the API, and a
+ * one-line redeploy (until its first step is printed, and whole). The cases run interleaved, round
+ * after round, so that a change in the machine's load hits them all alike. Run after `npm run build`:
+ * node bench/dist/bench/cli-start.js [ROUNDS] [--lab]
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PLUMB_CLI } from '../test/e2e/plumb.js';
+import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
+import { startLab, type Lab } from '../test/lab/lab.js';
+import { benchDroplet } from './bench-droplet.js';
 
-const ROUNDS = Number(process.argv[2] ?? 21);
+const withLab = process.argv.includes('--lab');
+const ROUNDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? (withLab ? 11 : 21));
 // The child's own CPU (user + sys, all its threads), printed as it exits: a preload, the same for every case.
 const cpuAtExit = `data:text/javascript,${encodeURIComponent("process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`\\nCPU ${(u.user + u.system) / 1000}\\n`); });")}`;
 const UNBUNDLED = path.join(path.dirname(PLUMB_CLI), 'cli.js');
-const cases: [string, string[]][] = [
-  ['node -e 0 (the floor)', ['-e', '0']],
-  ['plumb --version', [PLUMB_CLI, '--version']],
-  ['plumb --help', [PLUMB_CLI, '--help']],
-  ['plumb deploy --help', [PLUMB_CLI, 'deploy', '--help']],
-  ['plumb status, no droplet known', [PLUMB_CLI, 'status']],
-  ['unbundled: node dist/cli.js --help', [UNBUNDLED, '--help']],
-  ['unbundled: node dist/cli.js status, no droplet known', [UNBUNDLED, 'status']],
-];
-// An empty home: no droplet known, whatever this machine's user has set up.
-const home = mkdtempSync(path.join(os.tmpdir(), 'plumb-bench-home-'));
-const env = { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: home };
+/** A step line of plumb's progress on a pipe: `[   0.3s] step`. */
+const STEP = /^\[\s*[\d.]+s\] /m;
 
-const wall = cases.map((): number[] => []);
-const cpu = cases.map((): number[] => []);
-for (let round = 0; round < ROUNDS; round++) {
-  cases.forEach(([, args], i) => {
-    const started = process.hrtime.bigint();
-    const r = spawnSync(process.execPath, ['--import', cpuAtExit, ...args], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], env });
-    wall[i]?.push(Number(process.hrtime.bigint() - started) / 1e6);
-    cpu[i]?.push(Number(/CPU ([\d.]+)/.exec(r.stderr)?.[1] ?? NaN));
+interface Case {
+  what: string;
+  args: string[];
+  /** The environment's home (config dir); the empty one unless given. */
+  home?: string;
+  /** Run before each round's run of this case (a redeploy changes a line first). */
+  before?: (round: number) => Promise<void>;
+  /** Also time until the first progress step shows on stderr. */
+  firstStep?: boolean;
+  env?: Record<string, string>;
+}
+interface Timed {
+  wall: number;
+  cpu: number;
+  firstStep: number;
+}
+
+// An empty home: no droplet known, whatever this machine's user has set up.
+const emptyHome = mkdtempSync(path.join(os.tmpdir(), 'plumb-bench-home-'));
+const cases: Case[] = [
+  { what: 'node -e 0 (the floor)', args: ['-e', '0'] },
+  { what: 'plumb --version', args: [PLUMB_CLI, '--version'] },
+  { what: 'plumb --help', args: [PLUMB_CLI, '--help'] },
+  { what: 'plumb deploy --help', args: [PLUMB_CLI, 'deploy', '--help'] },
+  { what: 'plumb status, no droplet known', args: [PLUMB_CLI, 'status'] },
+  { what: 'plumb status, no droplet known, code cache off (PLUMB_CODE_CACHE=0)', args: [PLUMB_CLI, 'status'], env: { PLUMB_CODE_CACHE: '0' } },
+  { what: 'unbundled: node dist/cli.js --help', args: [UNBUNDLED, '--help'] },
+  { what: 'unbundled: node dist/cli.js status, no droplet known', args: [UNBUNDLED, 'status'] },
+];
+let env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: emptyHome, XDG_CONFIG_HOME: emptyHome };
+
+function timed(c: Case): Promise<Timed> {
+  const started = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - started) / 1e6;
+  const child = spawn(process.execPath, ['--import', cpuAtExit, ...c.args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, XDG_CONFIG_HOME: c.home ?? emptyHome, ...c.env } });
+  let stderr = '';
+  let firstStep = NaN;
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    if (Number.isNaN(firstStep) && STEP.test(stderr)) firstStep = since();
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const wall = since();
+      // The floor exits 0 by definition; a plumb case that fails measures the wrong thing.
+      if (code !== 0 && c.home !== undefined) reject(new Error(`${c.what} exited ${code}: ${stderr}`));
+      else resolve({ wall, cpu: Number(/CPU ([\d.]+)/.exec(stderr)?.[1] ?? NaN), firstStep });
+    });
   });
 }
-rmSync(home, { recursive: true, force: true });
-/** A difference with its sign: one round on a noisy machine can put a case under the floor. */
-const over = (ms: number) => `${ms < 0 ? '' : '+'}${ms.toFixed(0)}`;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
-const [floorWall, floorCpu] = [median(wall[0] ?? []), median(cpu[0] ?? [])];
-console.log(`| what (median of ${ROUNDS}) | wall ms | over node | CPU ms | over node |`);
-console.log('|---|---|---|---|---|');
-cases.forEach(([what], i) => {
-  const [w, c] = [median(wall[i] ?? []), median(cpu[i] ?? [])];
-  console.log(`| ${what} | ${w.toFixed(0)} | ${i === 0 ? '' : over(w - floorWall)} | ${c.toFixed(0)} | ${i === 0 ? '' : over(c - floorCpu)} |`);
-});
-console.log(`\nmachine: ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end; node ${process.version}`);
+
+let lab: Lab | undefined;
+try {
+  if (withLab) {
+    lab = await startLab();
+    const bench = await benchDroplet(lab, 'clistart');
+    env = { ...bench.user.env, PATH: process.env.PATH, HOME: emptyHome };
+    const dir = await apiDir(sumApi('v0'));
+    await bench.run(['deploy', dir, '--name', 'hello']);
+    const home = bench.user.configHome;
+    cases.push(
+      { what: 'plumb status --json, one droplet, one API', args: [PLUMB_CLI, 'status', '--json'], home },
+      { what: 'plumb logs hello -n 10', args: [PLUMB_CLI, 'logs', 'hello', '-n', '10'], home },
+      {
+        what: 'plumb deploy, a line changed (whole; first step in its own column)',
+        args: [PLUMB_CLI, 'deploy', dir, '--name', 'hello'],
+        home,
+        before: (round) => writeFile(path.join(dir, 'plumber.R'), sumApi(`v${round + 1}`)['plumber.R']),
+        firstStep: true,
+      },
+    );
+  }
+
+  // Once each before the rounds: the code cache (under the empty home) is written by a first run.
+  for (const c of cases) await timed(c);
+  const runs = cases.map((): Timed[] => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, c] of cases.entries()) {
+      await c.before?.(round);
+      runs[i]?.push(await timed(c));
+    }
+  }
+  /** A difference with its sign: one round on a noisy machine can put a case under the floor. */
+  const over = (ms: number) => `${ms < 0 ? '' : '+'}${ms.toFixed(0)}`;
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
+  const of = (i: number, key: keyof Timed) => median((runs[i] ?? []).map((r) => r[key]));
+  const [floorWall, floorCpu] = [of(0, 'wall'), of(0, 'cpu')];
+  console.log(`| what (median of ${ROUNDS}) | wall ms | over node | x node | CPU ms | over node | first step ms |`);
+  console.log('|---|---|---|---|---|---|---|');
+  cases.forEach(({ what, firstStep }, i) => {
+    const [w, c] = [of(i, 'wall'), of(i, 'cpu')];
+    const rest = i === 0 ? ['', '', c.toFixed(0), ''] : [over(w - floorWall), (w / floorWall).toFixed(2), c.toFixed(0), over(c - floorCpu)];
+    console.log(`| ${what} | ${w.toFixed(0)} | ${rest.join(' | ')} | ${firstStep ? of(i, 'firstStep').toFixed(0) : ''} |`);
+  });
+  console.log(`\nmachine: ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end; node ${process.version}`);
+} finally {
+  await lab?.stop();
+  rmSync(emptyHome, { recursive: true, force: true });
+}

@@ -34,6 +34,8 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
     DIGITALOCEAN_ACCESS_TOKEN: lab.token,
     PLUMB_DIGITALOCEAN_API_URL: lab.apiUrl,
     XDG_CONFIG_HOME: configHome,
+    // The code cache (dist/plumb.js) beside the config: tests leave nothing in the real ~/.cache.
+    XDG_CACHE_HOME: path.join(configHome, 'cache'),
     NO_PROXY: '127.0.0.1,localhost,10.213.0.0/16',
     // Empty: not the machine's own. This workplace sets NODE_EXTRA_CA_CERTS to the system's whole CA
     // bundle (for its proxy), and node parses it at every start, ~100 ms before plumb's first line,
@@ -51,7 +53,7 @@ export async function plumbUser(lab: Lab): Promise<PlumbUser> {
 export async function userCopy(user: PlumbUser): Promise<PlumbUser> {
   const configHome = await mkdtemp(path.join(os.tmpdir(), 'plumb-user-'));
   await cp(user.configHome, configHome, { recursive: true });
-  return userAt(configHome, { ...user.env, XDG_CONFIG_HOME: configHome });
+  return userAt(configHome, { ...user.env, XDG_CONFIG_HOME: configHome, XDG_CACHE_HOME: path.join(configHome, 'cache') });
 }
 
 function userAt(configHome: string, env: Record<string, string>): PlumbUser {

@@ -26,7 +26,8 @@ async function configHome(): Promise<string> {
 function plumb(args: string[], env: Record<string, string> = {}, input?: string) {
   // No DigitalOcean variables from the machine running the tests: each test gives what it means to.
   const { DIGITALOCEAN_ACCESS_TOKEN: _t, PLUMB_DIGITALOCEAN_API_URL: _u, ...base } = process.env;
-  const r = spawnSync(process.execPath, [PLUMB_CLI, ...args], { env: { ...base, ...env }, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], input });
+  // No code cache (test/unit/cli-startup tests it): these runs leave nothing in the real ~/.cache.
+  const r = spawnSync(process.execPath, [PLUMB_CLI, ...args], { env: { ...base, PLUMB_CODE_CACHE: '0', ...env }, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], input });
   return { exitCode: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -219,7 +220,7 @@ describe('plumb.toml', () => {
   test('a plumb.toml with a bad value or an unknown key: one line naming the file and the key, exit 2', async () => {
     const dir = await configHome();
     await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworkers = 40\n');
-    const r = spawnSync(process.execPath, [PLUMB_CLI, 'deploy'], { cwd: dir, env: { ...process.env, XDG_CONFIG_HOME: dir }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [PLUMB_CLI, 'deploy'], { cwd: dir, env: { ...process.env, XDG_CONFIG_HOME: dir, PLUMB_CODE_CACHE: '0' }, encoding: 'utf8' });
     assert.equal(r.status, EXIT.usage);
     assert.match(r.stderr, /^plumb: invalid plumb\.toml: workers: a whole number from 1 to 16\n/);
     await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\nworker = 2\n');

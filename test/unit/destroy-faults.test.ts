@@ -40,7 +40,7 @@ async function setup(t: TestContext): Promise<Setup> {
   await mkdir(path.join(configHome, 'plumb'), { recursive: true });
   const record = { name: 'doomed', id: droplet.id, uuid: randomUUID(), ipv4: '10.213.1.2', agentPort: 8731, fingerprint: null, region: 'fra1', size: 's-1vcpu-1gb', createdAt: new Date().toISOString() };
   await writeFile(path.join(configHome, 'plumb/droplets.json'), JSON.stringify({ version: 1, droplets: [record] }), { mode: 0o600 });
-  const env = { DIGITALOCEAN_ACCESS_TOKEN: TOKEN, PLUMB_DIGITALOCEAN_API_URL: standin.endpoint, XDG_CONFIG_HOME: configHome, NO_PROXY: '127.0.0.1,localhost' };
+  const env = { DIGITALOCEAN_ACCESS_TOKEN: TOKEN, PLUMB_DIGITALOCEAN_API_URL: standin.endpoint, XDG_CONFIG_HOME: configHome, XDG_CACHE_HOME: path.join(configHome, 'cache'), NO_PROXY: '127.0.0.1,localhost' };
   return {
     plumb: async (args) => {
       const r = await execa(process.execPath, [PLUMB_CLI, ...args], { env, reject: false, timeout: 120_000, stdin: 'ignore' });

@@ -221,7 +221,7 @@ describe(`at most ${R_PACKAGES_MAX} R packages for one API`, () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'plumb-many-'));
     const loads = Array.from({ length: count }, (_, i) => `library(pkg${i})\n`).join('');
     await writeFile(path.join(dir, 'plumber.R'), `${loads}#* @get /x\nfunction() 1\n`);
-    return execa(process.execPath, [PLUMB_CLI, 'deps', dir, '--local', ...flags], { env: { XDG_CONFIG_HOME: dir }, reject: false });
+    return execa(process.execPath, [PLUMB_CLI, 'deps', dir, '--local', ...flags], { env: { XDG_CONFIG_HOME: dir, XDG_CACHE_HOME: path.join(dir, 'cache') }, reject: false });
   }
 
   test(`${R_PACKAGES_MAX} are listed; one more is refused in one line, with what to do (exit 2)`, async () => {

@@ -2,15 +2,24 @@ import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { WebSocketServer } from 'ws';
-import { compareVersions, HelloHead, PROTOCOL_VERSION } from '@plumb/shared';
+import { compareVersions, HANDSHAKE_TIMEOUT_MS, HelloHead, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
 import { AgentConnection } from '@plumb/controller/agent/client';
 import { upgradeAvailable, versionSkew } from '@plumb/controller/agent/version';
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => probe.once('listening', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 /** The hello's protocol version: what a controller says to an agent of another version. */
 
@@ -115,5 +124,42 @@ describe('AgentConnection.open against an agent of another protocol', () => {
   test('the same protocol with a hello that does not parse is a protocol error', async () => {
     hello = { type: 'hello', agentVersion: '0.1.0', protocol: PROTOCOL_VERSION };
     await assert.rejects(open(), { code: 'AGENT_PROTOCOL' });
+  });
+
+  // connectAgent hands over the token while it is still being made (reading the key, signing), so that the handshake goes meanwhile.
+  const keyMissing = (afterMs: number) => new Promise<string>((_, reject) => setTimeout(() => reject(new PlumbError('CONTROLLER_KEY_MISSING', 'the controller key is missing')), afterMs));
+
+  test('a token that fails after the handshake is the error told; the socket is closed and nothing was sent on it', async () => {
+    let upgrades = 0;
+    const countUpgrade = () => upgrades++;
+    server.on('upgrade', countUpgrade);
+    const closed = new Promise<void>((resolve) => server.once('secureConnection', (socket) => socket.once('close', () => resolve())));
+    try {
+      await assert.rejects(AgentConnection.open({ host: '127.0.0.1', port }, pin, keyMissing(300)), { code: 'CONTROLLER_KEY_MISSING' });
+      await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the socket the handshake opened was left open')), 5_000).unref())]);
+      assert.equal(upgrades, 0);
+    } finally {
+      server.off('upgrade', countUpgrade);
+    }
+  });
+
+  test('a token that fails is told at once, not after the handshake timeout of an agent that never answers TLS; its socket is closed', async () => {
+    const silent = net.createServer();
+    const sockets: net.Socket[] = [];
+    const closed = new Promise<void>((resolve) => silent.once('connection', (socket) => { sockets.push(socket); socket.resume().once('close', () => resolve()); }));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = Date.now();
+      await assert.rejects(AgentConnection.open({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port }, pin, keyMissing(200)), { code: 'CONTROLLER_KEY_MISSING' });
+      assert.ok(Date.now() - started < HANDSHAKE_TIMEOUT_MS / 4, `told after ${Date.now() - started} ms`);
+      await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the abandoned socket was left open')), 5_000).unref())]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  test('a token that fails is told before an agent that cannot be reached', async () => {
+    await assert.rejects(AgentConnection.open({ host: '127.0.0.1', port: await closedPort() }, pin, keyMissing(300)), { code: 'CONTROLLER_KEY_MISSING' });
   });
 });

@@ -86,10 +86,12 @@ export function peerFingerprint(socket: tls.TLSSocket): string {
  * token never reaches an impostor. Without a pin (first contact), any certificate is accepted and
  * the caller must prove it (enrolment).
  */
-export function connectTls(address: AgentAddress, pin: string | null): Promise<tls.TLSSocket> {
+export function connectTls(address: AgentAddress, pin: string | null, signal?: AbortSignal): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     // The agent's certificate is self-signed; trust comes from the pin, not from a CA.
     const socket = tls.connect({ host: address.host, port: address.port, rejectUnauthorized: false, servername: '', timeout: HANDSHAKE_TIMEOUT_MS });
+    // Aborted (the caller no longer wants it): closed whether the handshake is done or not.
+    signal?.addEventListener('abort', () => socket.destroy(new PlumbError('AGENT_UNREACHABLE', `the connection to ${address.host}:${address.port} was abandoned`)), { once: true });
     socket.once('timeout', () => socket.destroy(new PlumbError('AGENT_UNREACHABLE', `the agent at ${address.host}:${address.port} did not answer within ${HANDSHAKE_TIMEOUT_MS / 1000} s`)));
     socket.once('error', (err) => reject(err instanceof PlumbError ? err : new PlumbError('AGENT_UNREACHABLE', `cannot reach the agent at ${address.host}:${address.port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
     socket.once('secureConnect', () => {
@@ -224,11 +226,25 @@ export class AgentConnection {
    * Opens the socket and reads the hello. An agent of another protocol is refused with the error
    * that says which side to upgrade (see version.ts), unless `allowSkew` (upgrade, status).
    */
-  static async open(address: AgentAddress, pin: string, token: string, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
-    const socket = await connectTls(address, pin);
+  static async open(address: AgentAddress, pin: string, token: string | Promise<string>, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
+    // The token may still be in the making (reading the key, signing): the handshake, which needs
+    // none, goes meanwhile. A token that fails is the error to tell at once (a missing key is this
+    // machine's to fix whatever the network does, and an agent that never answers must not delay
+    // it): the handshake is abandoned and its socket closed.
+    const abandon = new AbortController();
+    const connecting = connectTls(address, pin, abandon.signal);
+    connecting.catch(() => undefined); // told below, unless the token's error is told first
+    let signed: string;
+    try {
+      signed = await token;
+    } catch (err) {
+      abandon.abort();
+      throw err;
+    }
+    const socket = await connecting;
     const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
       createConnection: () => socket,
-      headers: { authorization: `Bearer ${token}`, [CONTROLLER_FEATURES_HEADER]: Object.values(CONTROLLER_FEATURES).join(',') },
+      headers: { authorization: `Bearer ${signed}`, [CONTROLLER_FEATURES_HEADER]: Object.values(CONTROLLER_FEATURES).join(',') },
       maxPayload: WS_MAX_PAYLOAD_BYTES,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });

@@ -11,8 +11,8 @@ export async function connectAgent(ctx: Context, which?: string, opts: { allowSk
   if (droplet.fingerprint === null) {
     throw new PlumbError('NOT_ENROLLED', `droplet ${droplet.name} was never enrolled (its provision did not finish)`, `remove it with \`plumb destroy ${droplet.name}\` and provision again`);
   }
-  const key = await loadSigningKey(ctx.configDir);
-  const connection = await AgentConnection.open({ host: droplet.ipv4, port: droplet.agentPort }, droplet.fingerprint, await tokenFor(key, droplet.uuid), { droplet: droplet.name, ...opts });
+  const token = loadSigningKey(ctx.configDir).then((key) => tokenFor(key, droplet.uuid));
+  const connection = await AgentConnection.open({ host: droplet.ipv4, port: droplet.agentPort }, droplet.fingerprint, token, { droplet: droplet.name, ...opts });
   return { droplet, connection };
 }
 

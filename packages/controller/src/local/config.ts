@@ -8,7 +8,9 @@ import { writeFileAtomic } from '@plumb/shared/files';
  * user's config dir (XDG), private to the user (directory 0700, files 0600).
  */
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env['XDG_CONFIG_HOME'] || path.join(os.homedir(), '.config');
+  // A relative XDG_CONFIG_HOME is ignored, as XDG says: it would depend on where plumb was run.
+  const xdg = env['XDG_CONFIG_HOME'];
+  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.config');
   return path.join(base, 'plumb');
 }
 
