@@ -37,13 +37,10 @@ export async function applyNat(ruleset: string): Promise<void> {
   const refused = await loaded;
   if (refused !== null) {
     const missing = refused === NFT_MISSING;
-    const unanswered = refused.startsWith(NFT_UNANSWERED);
     throw new PlumbError(
       'NFTABLES',
-      missing ? 'nft is not installed on the droplet' : unanswered ? refused : `nft refused the agent's rules: ${refused}`,
-      missing ? 'install it as root (apt-get install nftables), then try again'
-      : unanswered ? 'the droplet may be overloaded (plumb status shows its load); try again'
-      : 'nothing was changed; this is a bug in plumb-agent, please report it',
+      missing ? 'nft is not installed on the droplet' : `nft refused the agent's rules: ${refused}`,
+      missing ? 'install it as root (apt-get install nftables), then try again' : 'nothing was changed; this is a bug in plumb-agent, please report it',
     );
   }
   applied.applied();
@@ -68,8 +65,6 @@ async function listTable(): Promise<TableListing> {
 }
 
 const NFT_MISSING = 'nft is not installed';
-/** How a failure of nft itself (not a refusal of the rules) begins. */
-const NFT_UNANSWERED = 'nft did not answer';
 
 /**
  * Runs one nft command in the agent's nft session, or, when the session cannot (nft without its
@@ -84,9 +79,7 @@ async function nft(line: string, args: string[]): Promise<string | null> {
   const result = await execa('nft', args, { reject: false, timeout: NFT_COMMAND_TIMEOUT_MS });
   mark('nft-done', { via: 'process' });
   if (result.exitCode === 0) return null;
-  // Not installed only when it could not be started: a timeout or a kill on a loaded droplet is not that.
-  if (result.timedOut) return `${NFT_UNANSWERED} within ${NFT_COMMAND_TIMEOUT_MS / 1000} s`;
-  if (result.exitCode === undefined) return result.code === 'ENOENT' ? NFT_MISSING : `${NFT_UNANSWERED}: it ended by ${result.signal ?? result.code ?? 'an error'}`;
+  if (result.exitCode === undefined) return NFT_MISSING;
   const lines = result.stderr.trim().split('\n');
   return (lines.find((l) => l.includes('Error:')) ?? lines[0] ?? '').trim();
 }
@@ -120,11 +113,7 @@ async function viaSession<T>(use: (s: NftSession) => Promise<T>): Promise<T | Nf
     sessionWorked = true;
     return done;
   } catch (err) {
-    if (err instanceof NftRefused) {
-      // nft read the command and answered: the session works.
-      sessionWorked = true;
-      return err;
-    }
+    if (err instanceof NftRefused) return err;
     // Only an nft whose very first session never finished a command lacks the mode; a later
     // session's first command that failed (a timeout under load, nft killed) is a session lost.
     if (!sessionWorked && current.completed === 0) {
