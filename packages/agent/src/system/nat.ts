@@ -97,8 +97,6 @@ let session: NftSession | undefined;
  */
 const NFT_SESSION_ARGV = ['setpriv', '--pdeathsig', 'KILL', 'nft', '-i'];
 let sessions = process.env['PLUMB_NFT'] !== 'process';
-/** Some session of this agent's finished a command: nft has a usable interactive mode. */
-let sessionWorked = false;
 
 /** What `use` gave, NftRefused, or undefined when the session could not run it (run it as a process). */
 async function viaSession<T>(use: (s: NftSession) => Promise<T>): Promise<T | NftRefused | undefined> {
@@ -109,14 +107,10 @@ async function viaSession<T>(use: (s: NftSession) => Promise<T>): Promise<T | Nf
   }
   const current = session;
   try {
-    const done = await use(current);
-    sessionWorked = true;
-    return done;
+    return await use(current);
   } catch (err) {
     if (err instanceof NftRefused) return err;
-    // Only an nft whose very first session never finished a command lacks the mode; a later
-    // session's first command that failed (a timeout under load, nft killed) is a session lost.
-    if (!sessionWorked && current.completed === 0) {
+    if (current.completed === 0) {
       sessions = false;
       log.warn('nft has no usable interactive mode; every nftables change runs an nft process', { error: (err as Error).message });
     } else log.warn('the nft session ended; this command runs as an nft process, the next one in a new session', { error: (err as Error).message });
