@@ -13,10 +13,8 @@ fi
 # debootstrap builds the droplet image; systemd-container boots it; iptables NATs droplets out;
 # pebble is the ACME server; haproxy is the load balancers' proxy; openssh-client is `plumb adopt`'s SSH;
 # dbus-daemon is the bus the agent's D-Bus client is tested against (test/unit/dbus.test.ts);
-# nftables is the nft the agent's nft session is tested against, in a network namespace of the
-# test's own (test/unit/nft-session.test.ts; the package's service stays disabled);
 # the rest are the host tools the lab drives.
-packages=(debootstrap systemd-container iptables pebble haproxy openssh-client openssl iproute2 util-linux procps ca-certificates curl dbus-daemon nftables)
+packages=(debootstrap systemd-container iptables pebble haproxy openssh-client openssl iproute2 util-linux procps ca-certificates curl dbus-daemon)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -32,14 +32,7 @@ function armed(point: CrashPoint): boolean {
 export function crashPoint(point: CrashPoint): void {
   if (!armed(point)) return;
   log.warn('dying at a crash point the lab set', { point });
-  // With its process group (systemd made the agent its leader), as `systemctl kill --signal=SIGKILL`
-  // does: a child left alive (the agent's nft session) keeps the unit stopping, and the lab's
-  // droplets share one unified cgroup per unit name, so systemd waits its stop timeout (90 s).
-  try {
-    process.kill(-process.pid, 'SIGKILL');
-  } catch {
-    process.kill(process.pid, 'SIGKILL');
-  }
+  process.kill(process.pid, 'SIGKILL');
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { WebSocket } from 'ws';
 import { AGENT_MAX_PENDING_REQUESTS, AGENT_PACKAGE_MAX_BYTES, BACKPRESSURE_POLL_MS, BUNDLE_HIGH_WATER_BYTES, CONTROLLER_FEATURES, eventForStrictController, PlumbError, pollUntil, Request, WS_PING_INTERVAL_MS, type AgentEvent, type AgentMessage, type LogEntry, type StatusResult } from '@plumb/shared';
-import { log, mark } from './log.js';
+import { log } from './log.js';
 import { watch } from './monitor/watch.js';
 import { handleRequest, type AgentControl, type Facts } from './requests.js';
 import { Upload } from './upload.js';
@@ -140,11 +140,7 @@ export class Session {
             afterAnswer: (fn) => afterAnswer.push(fn),
           });
     const work: Promise<void> = answer.then(
-      (result) =>
-        this.send({ type: 'result', id: request.id, result: request.type === 'status' ? this.statusFor(result as StatusResult) : result }, () => {
-          mark('answer-sent', { type: request.type });
-          afterAnswer.forEach((fn) => fn());
-        }),
+      (result) => this.send({ type: 'result', id: request.id, result: request.type === 'status' ? this.statusFor(result as StatusResult) : result }, () => afterAnswer.forEach((fn) => fn())),
       (err: unknown) => {
         log.warn('request failed', { type: request.type, error: (err as Error).message });
         this.send({ type: 'error', id: request.id, error: wireError(err) });

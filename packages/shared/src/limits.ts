@@ -155,16 +155,6 @@ export const NGINX_KEEPALIVE_REQUESTS = 100_000;
 /** How often that boot wait tries each front port again. */
 export const BOOT_ROUTING_POLL_MS = 100;
 /** After an nginx reload, how long the agent waits for the old workers to stop accepting, and how often it looks. */
-/**
- * One nftables command (a whole table replaced, or listed) gets no answer after this long: the
- * agent's `nft -i` session is ended and the command run once more by `nft -f` (system/nft-session.ts).
- */
-export const NFT_COMMAND_TIMEOUT_MS = 30_000;
-/**
- * Commands one `nft -i` session runs before a new one replaces it: nft keeps every line it read
- * in its history, in memory, for as long as it runs.
- */
-export const NFT_SESSION_COMMANDS = 1_000;
 export const NGINX_RELOAD_WAIT_MS = 10_000;
 export const NGINX_RELOAD_POLL_MS = 20;
 /**

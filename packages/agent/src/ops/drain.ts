@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { DRAIN_POLL_MS, pollUntil } from '@plumb/shared';
-import { log, mark } from '../log.js';
+import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import type { DrainingWorker } from '../state.js';
 import { SHARED, type OpContext } from './context.js';
@@ -45,9 +45,7 @@ function drainOne(name: string, worker: DrainingWorker, ctx: OpContext): Promise
       { timeoutMs: until - Date.now(), intervalMs: DRAIN_POLL_MS },
     );
     if (!mine()) return 0;
-    mark('drain-stop', { port: worker.port });
     await retireWorker(name, worker.port);
-    mark('drain-stopped', { port: worker.port });
     if (open > 0) {
       const timeout = ctx.state.get().apis[name]?.drainTimeoutMs;
       const detail = `stopped the previous worker with ${open} connection${open === 1 ? '' : 's'} still open (requests cut) at the end of its ${timeout === undefined ? '' : `${timeout / 1000} s `}drain (release ${worker.release})`;

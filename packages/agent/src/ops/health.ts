@@ -1,7 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
 import { HEALTH_INTERVAL_MS, HEALTH_PROBE_INTERVAL_MS, HEALTH_PROBE_TIMEOUT_MS, pollUntil, WORKER_PORT_FIRST, WORKER_PORT_LAST } from '@plumb/shared';
-import { mark } from '../log.js';
 import { unitState } from '../system/systemd.js';
 
 /** One HTTP answer from a worker on loopback, or undefined when nothing answered. */
@@ -35,10 +34,7 @@ export async function waitHealthy(unit: string, port: number, healthPath: string
     async () => {
       const status = await probe(port, healthPath ?? '/');
       lastStatus = status;
-      if (isHealthy(status, healthPath)) {
-        mark('healthy', { port });
-        return { ok: true, status, tookMs: Date.now() - started };
-      }
+      if (isHealthy(status, healthPath)) return { ok: true, status, tookMs: Date.now() - started };
       if (Date.now() - askedSystemd < HEALTH_INTERVAL_MS) return undefined;
       askedSystemd = Date.now();
       const state = await unitState(unit);

@@ -2,7 +2,6 @@ import { allDone, FAILED_DEPLOY_LOG_LINES, type DrainReport } from '@plumb/share
 import { crashPoint } from '../crash-point.js';
 import type { ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, type ApiAccount } from '../system/api-account.js';
-import { mark } from '../log.js';
 import { lastLines } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
@@ -151,7 +150,6 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     }
     const notEnabled = await enabling;
     if (notEnabled) throw notEnabled;
-    mark('enabled');
 
     ctx.progress('switching traffic to the new workers');
     const before = ctx.state.get().apis[name]?.workers ?? [];
@@ -171,7 +169,6 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     // From here the old workers are draining in the state: they stop whatever happens next.
     const drained = drainWorkers(name, retiring, ctx);
     await pointCurrent(name, releaseDir);
-    mark('current-pointed');
     const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
     if (target.wait && retiring.length > 0) {
       ctx.progress('waiting for the previous workers to finish their requests', `at most ${target.drainTimeoutMs / 1000} s`);

@@ -5,7 +5,7 @@ import { crashPoint } from '../crash-point.js';
 import { renderNat } from '../render/nat.js';
 import { renderNginx } from '../render/nginx.js';
 import { events } from '../monitor/events.js';
-import { log, mark } from '../log.js';
+import { log } from '../log.js';
 import type { NginxModel } from '../render/model.js';
 import type { AgentState } from '../state.js';
 import { apiUids } from '../system/api-account.js';
@@ -25,14 +25,11 @@ import { nginxModel } from './nginx-model.js';
  */
 export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
   return ctx.locks.with(SHARED, async () => {
-    mark('locked');
     const candidate = change(ctx.state.get());
     try {
       await applyRouting(candidate);
       crashPoint('routing-applied');
-      const saved = await ctx.state.update(() => candidate);
-      mark('state-saved');
-      return saved;
+      return await ctx.state.update(() => candidate);
     } catch (err) {
       // A file nginx refused is already restored by applyNginx; this covers the rest.
       await applyRouting(ctx.state.get()).catch(() => undefined);
@@ -45,9 +42,7 @@ export async function changeRouting(ctx: OpContext, change: (state: AgentState) 
 export async function applyRouting(state: AgentState): Promise<'unchanged' | 'reloaded'> {
   const model = await servingModel(state);
   await applyNatOf(model);
-  const nginx = await applyNginx(renderNginx(model));
-  mark('nginx-checked', { nginx });
-  return nginx;
+  return applyNginx(renderNginx(model));
 }
 
 /** Makes nginx alone say what `state` says (the nftables table is not touched). */

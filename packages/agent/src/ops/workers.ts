@@ -3,7 +3,6 @@ import path from 'node:path';
 import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
 import { renderApiUnit, renderInstanceEnv } from '../render/systemd.js';
 import { RUNNER_R } from '../render/runner.js';
-import { mark } from '../log.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 
@@ -29,9 +28,7 @@ export async function removeUnit(name: string): Promise<void> {
 /** `library`: the path of the release's R library generation (see renderInstanceEnv). */
 export async function startWorker(name: string, port: number, releaseDir: string, env: Record<string, string>, secrets: Record<string, string>, library: string | null | undefined): Promise<void> {
   await writeWorkerEnv(name, port, releaseDir, env, secrets, library);
-  mark('start-requested', { port });
   await systemd.start(layout.instanceUnit(name, port));
-  mark('start-returned', { port });
 }
 
 /** The worker's env file: what systemd gives it at every (re)start, and what a warm spare is handed. */

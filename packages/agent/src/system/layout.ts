@@ -44,8 +44,6 @@ export const layout = {
   passwd: '/etc/passwd',
   /** The nftables table sending each API's front port to its live workers, and keeping APIs apart (render/nat.ts). */
   natRules: '/var/lib/plumb/nat.nft',
-  /** The same table, in memory, for nft to load at a switch (the fsyncs of natRules are not waited for by it). */
-  natLive: '/run/plumb/nat.nft',
   /** Loads natRules at boot, before nginx (render/nat.ts). */
   routingUnit: '/etc/systemd/system/plumb-routing.service',
   isolationUnit: '/etc/systemd/system/plumb-isolation.service',

@@ -1,45 +1,35 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import path from 'node:path';
 import { execa } from 'execa';
-import { allDone, BOOT_ROUTING_POLL_MS, BOOT_ROUTING_WAIT_MS, NFT_COMMAND_TIMEOUT_MS, NFT_SESSION_COMMANDS, PlumbError, pollUntil } from '@plumb/shared';
+import { BOOT_ROUTING_POLL_MS, BOOT_ROUTING_WAIT_MS, PlumbError, pollUntil } from '@plumb/shared';
 import { writeFileAtomic, writeIfChanged } from '@plumb/shared/files';
-import { log, mark } from '../log.js';
+import { log } from '../log.js';
 import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderRoutingUnit } from '../render/nat.js';
 import { layout } from './layout.js';
 import { NatBaseline, tableListing, type TableListing } from './nat-baseline.js';
-import { NftRefused, NftSession } from './nft-session.js';
 import * as systemd from './systemd.js';
 
 /**
  * What `nft list table ip plumb` said right after the agent last put its table in place. Listed
- * behind the change, not awaited by it: only natLost reads it, under the same lock as changes.
+ * behind the change, not awaited by it: the process took as long as `nft -f` itself (~0.1 s under
+ * load) on a deploy's way to its answer. Only natLost reads it, under the same lock as changes.
  */
 const applied = new NatBaseline(listTable);
 
 /**
- * Puts the agent's nftables table in place: nft loads it from a copy in /run (memory), replacing
- * the whole table in one transaction, while the copy that lasts is written beside it (what an
- * operator reads, and what plumb-isolation.service loads at boot): its fsyncs are not on the way
- * to the switch. Both are done when this returns, so the state, saved after it, never names a
- * table the saved file lacks. Connections already open keep the worker they were sent to
+ * Puts the agent's nftables table in place: the file first (so an operator can read what is
+ * live, and plumb-isolation.service loads it at boot), then `nft -f`, which replaces the whole
+ * table in one transaction. Connections already open keep the worker they were sent to
  * (conntrack), so this never cuts a request.
  */
 export async function applyNat(ruleset: string): Promise<void> {
-  mark('nat-render');
-  const saved = writeFileAtomic(layout.natRules, ruleset, 0o644).then(() => mark('nat-file-written'));
-  const loaded = (async () => {
-    await mkdir(path.dirname(layout.natLive), { recursive: true, mode: 0o755 });
-    await writeFile(layout.natLive, ruleset, { mode: 0o644 });
-    return nft(`include "${layout.natLive}"`, ['-f', layout.natLive]);
-  })();
-  await allDone([saved, loaded]);
-  const refused = await loaded;
-  if (refused !== null) {
-    const missing = refused === NFT_MISSING;
+  await writeFileAtomic(layout.natRules, ruleset, 0o644);
+  const result = await execa('nft', ['-f', layout.natRules], { reject: false, timeout: 30_000 });
+  if (result.exitCode !== 0) {
+    const missing = result.exitCode === undefined;
     throw new PlumbError(
       'NFTABLES',
-      missing ? 'nft is not installed on the droplet' : `nft refused the agent's rules: ${refused}`,
+      missing ? 'nft is not installed on the droplet' : `nft refused the agent's rules: ${result.stderr.trim().split('\n')[0] ?? ''}`,
       missing ? 'install it as root (apt-get install nftables), then try again' : 'nothing was changed; this is a bug in plumb-agent, please report it',
     );
   }
@@ -55,68 +45,8 @@ export async function applyNat(ruleset: string): Promise<void> {
  */
 export const natLost = (): Promise<boolean> => applied.lost();
 
-/** The live table as nft lists it: through the agent's nft session, else an nft process. */
 async function listTable(): Promise<TableListing> {
-  const listed = await viaSession((s) => s.run('list table ip plumb', { output: true }));
-  if (typeof listed === 'string') return { kind: 'table', text: listed.trim() };
-  if (listed instanceof NftRefused) return /No such file or directory/.test(listed.detail) ? { kind: 'absent' } : { kind: 'unknown' };
-  const listing = tableListing(await execa('nft', ['list', 'table', 'ip', 'plumb'], { reject: false, timeout: NFT_COMMAND_TIMEOUT_MS }).catch(() => undefined));
-  return listing.kind === 'table' ? { kind: 'table', text: listing.text.trim() } : listing;
-}
-
-const NFT_MISSING = 'nft is not installed';
-
-/**
- * Runs one nft command in the agent's nft session, or, when the session cannot (nft without its
- * interactive mode, a session that died or hung), as a process with `args`. null when it ran,
- * else nft's first error line (NFT_MISSING when there is no nft).
- */
-async function nft(line: string, args: string[]): Promise<string | null> {
-  const done = await viaSession((s) => s.run(line));
-  if (done !== undefined) mark('nft-done', { via: 'session' });
-  if (done === '') return null;
-  if (done instanceof NftRefused) return done.detail;
-  const result = await execa('nft', args, { reject: false, timeout: NFT_COMMAND_TIMEOUT_MS });
-  mark('nft-done', { via: 'process' });
-  if (result.exitCode === 0) return null;
-  if (result.exitCode === undefined) return NFT_MISSING;
-  const lines = result.stderr.trim().split('\n');
-  return (lines.find((l) => l.includes('Error:')) ?? lines[0] ?? '').trim();
-}
-
-/**
- * The agent's one `nft -i` (system/nft-session.ts), started when first needed and replaced when
- * it ended or ran NFT_SESSION_COMMANDS commands. `PLUMB_NFT=process` in the agent's environment,
- * or a session that ended before it finished a single command (an nft built without its
- * interactive mode), leaves every command to an nft process.
- */
-let session: NftSession | undefined;
-/**
- * nft dies with the agent (SIGKILL when its parent goes, util-linux's setpriv): an agent killed or
- * stopped must not wait on its nft for systemd's stop timeout before it starts again.
- */
-const NFT_SESSION_ARGV = ['setpriv', '--pdeathsig', 'KILL', 'nft', '-i'];
-let sessions = process.env['PLUMB_NFT'] !== 'process';
-
-/** What `use` gave, NftRefused, or undefined when the session could not run it (run it as a process). */
-async function viaSession<T>(use: (s: NftSession) => Promise<T>): Promise<T | NftRefused | undefined> {
-  if (!sessions) return undefined;
-  if (!session?.alive || session.completed >= NFT_SESSION_COMMANDS) {
-    session?.close();
-    session = new NftSession(NFT_SESSION_ARGV);
-  }
-  const current = session;
-  try {
-    return await use(current);
-  } catch (err) {
-    if (err instanceof NftRefused) return err;
-    if (current.completed === 0) {
-      sessions = false;
-      log.warn('nft has no usable interactive mode; every nftables change runs an nft process', { error: (err as Error).message });
-    } else log.warn('the nft session ended; this command runs as an nft process, the next one in a new session', { error: (err as Error).message });
-    current.close();
-    return undefined;
-  }
+  return tableListing(await execa('nft', ['list', 'table', 'ip', 'plumb'], { reject: false, timeout: 30_000 }).catch(() => undefined));
 }
 
 /** Installed by whichever agent version first applies a table, so upgraded droplets get them too. */
