@@ -303,6 +303,24 @@ function() {
       }
     });
 
+    test('a worker killed right after its first deploy, before the agent has looked at it, is reported down and restarted by systemd', async () => {
+      const me = await userCopy(user);
+      const deployed = await me.plumb(['deploy', await apiDir(sumApi('e1')), '--name', 'early']);
+      assert.equal(deployed.exitCode, 0, deployed.stderr);
+      try {
+        // At once: the agent's first look at a new API comes up to MONITOR_INTERVAL_MS after it is live.
+        const [pid] = (await json('/early/pid')) as number[];
+        await onDroplet(['kill', '-9', String(pid)]);
+        const kinds = async () => (await statusJson(me)).status.events.filter((e) => e.api === 'early').map((e) => (e.by ? `${e.kind}:${e.by}` : e.kind));
+        let seen: string[] = [];
+        const said = await until(async () => (seen = await kinds()).includes('restarted:systemd') && seen.includes('down'), 30_000);
+        assert.ok(said, `down and restarted (systemd) in plumb status: ${seen.join(' ')}`);
+        assert.ok(await until(async () => JSON.stringify(await json('/early/pid').catch(() => null)) === JSON.stringify([pid]) ? false : (await json('/early/pid').catch(() => null)) !== null, 30_000), 'a new R process serves');
+      } finally {
+        await me.plumb(['remove', 'early', '--yes']);
+      }
+    });
+
     test(`a certificate that expires in under ${ALERT_CERTIFICATE_DAYS} days: the webhook gets "certificate about to expire", and plumb status shows it`, async () => {
       const me = await userCopy(user);
       const dir = '/etc/letsencrypt/live/soon.example';

@@ -131,6 +131,18 @@ describe('exit codes of failures', () => {
     assert.equal((JSON.parse(forward.stdout) as { error: { code: string } }).error.code, 'AGENT_UNREACHABLE');
   });
 
+  test('a command left waiting on a promise nothing can settle is told as a bug with exit 1, not node\'s silent 13', () => {
+    const run = (guarded: boolean) => spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { reportIfUnfinished } = await import(${JSON.stringify(path.join(path.dirname(PLUMB_CLI), 'cli/run.js'))});
+      ${guarded ? 'const done = reportIfUnfinished(false);' : ''}
+      await new Promise(() => {});
+    `], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+    assert.equal(run(false).status, 13, 'node alone: 13');
+    const guarded = run(true);
+    assert.equal(guarded.status, EXIT.failure, guarded.stderr);
+    assert.match(guarded.stderr, /^plumb: unexpected error: Error: the command stopped before it finished, waiting for something that can no longer happen \(a bug in plumb/);
+  });
+
   test('remove and destroy off a terminal without --yes refuse before anything is asked, exit 2', async () => {
     // The droplet cannot be reached: a refusal that came after asking it would say so instead.
     const home = await knowsUnreachableDroplet();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, MONITOR_BUSY_CPU_SECONDS, MONITOR_BUSY_MAX_MS, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_MAX_RESTARTS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
-import { alertFor, certificateEvents, firstWatch, monitorRules, step, type Observation, type WorkerWatch } from '@plumb/agent/monitor/policy';
+import { alertFor, certificateEvents, firstWatch, monitorRules, startedWorkerWatch, step, type Observation, type WorkerWatch } from '@plumb/agent/monitor/policy';
 import { parseVmRss, processCpuSeconds, processUptime } from '@plumb/agent/monitor/heartbeat';
 
 /** The monitor's decisions (packages/agent/src/monitor/policy.ts), from sequences of what it saw. */
@@ -39,6 +39,16 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
     const checks = run([healthy(), healthy({ active: 'activating', sub: 'auto-restart', result: 'signal', pid: null, answer: null }), healthy({ restarts: 1, pid: 101 })]);
     assert.deepEqual(checks.map((c) => c.kinds), [[], ['down'], ['restarted:systemd', 'up']]);
     assert.equal(checks[1]!.events[0]!.detail, 'the R process exited (signal); systemd restarts it in a moment');
+  });
+
+  test('a worker the agent started that crashed before the first check (systemd restarted it): down and restarted by systemd at that first check; one that did not: nothing', () => {
+    const restarted = healthy({ restarts: 1, pid: 101, activeSince: T0 - 1_000 });
+    const starting = { ...restarted, answer: { ok: false as const, detail: 'no HTTP answer on port 9000' } };
+    assert.deepEqual(run([starting, restarted], startedWorkerWatch(starting, T0)).map((c) => c.kinds), [['down', 'restarted:systemd'], ['up']]);
+    assert.deepEqual(run([restarted], startedWorkerWatch(restarted, T0)).map((c) => c.kinds), [['down', 'restarted:systemd', 'up']], 'all three when it answers already');
+    assert.deepEqual(run([healthy(), healthy()], startedWorkerWatch(healthy(), T0)).map((c) => c.kinds), [[], []]);
+    // One that was there when the agent started: its restarts are its past (the event log said them, or not).
+    assert.deepEqual(run([restarted], firstWatch(restarted, T0, 'up')).map((c) => c.kinds), [[]]);
   });
 
   test(`a worker that stops answering: health-failed at once, down and restarted by the agent at failed check ${N}, up once the new process answers`, () => {

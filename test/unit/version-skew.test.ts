@@ -159,6 +159,25 @@ describe('AgentConnection.open against an agent of another protocol', () => {
     }
   });
 
+  test('an agent that closes the socket after the handshake, while the token is still being signed, is told as unreachable (not a wait that never ends)', async () => {
+    // An agent shutting down (a restart, an upgrade) can finish a handshake, then close.
+    const closing = https.createServer({ key: await readFile(`${dir}/k`, 'utf8'), cert: await readFile(`${dir}/c`, 'utf8') });
+    closing.on('secureConnection', (socket) => socket.destroy());
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+    const slowToken = new Promise<string>((resolve) => setTimeout(() => resolve('token'), 300));
+    try {
+      const opened = AgentConnection.open({ host: '127.0.0.1', port: (closing.address() as AddressInfo).port }, pin, slowToken);
+      const stuck = new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting 3 s later')), 3_000).unref());
+      await assert.rejects(Promise.race([opened, stuck]), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'AGENT_UNREACHABLE', err.message);
+        assert.match(err.message, /closed the connection/);
+        return true;
+      });
+    } finally {
+      await new Promise((resolve) => closing.close(resolve));
+    }
+  });
+
   test('a token that fails is told before an agent that cannot be reached', async () => {
     await assert.rejects(AgentConnection.open({ host: '127.0.0.1', port: await closedPort() }, pin, keyMissing(300)), { code: 'CONTROLLER_KEY_MISSING' });
   });

@@ -11,7 +11,7 @@ import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 import type { EventLog } from './events.js';
 import { certificates, processCpuSeconds } from './heartbeat.js';
-import { certificateEvents, firstWatch, monitorRules, step, type Observation, type WorkerWatch } from './policy.js';
+import { certificateEvents, firstWatch, monitorRules, startedWorkerWatch, step, type Observation, type WorkerWatch } from './policy.js';
 import { Alerter, type DropletIdentity } from './webhook.js';
 
 export interface MonitorOptions {
@@ -43,6 +43,11 @@ export function startMonitor(opts: MonitorOptions): Monitor {
   const unsubscribe = opts.events.subscribe((event) => alerter.notify(event));
 
   const key = (api: string, port: number) => `${api}@${port}`;
+  /**
+   * The workers there when the agent started: what the event log last said of them is where their
+   * watch picks up. Any other this agent started itself (startedWorkerWatch).
+   */
+  const inherited = new Set(Object.values(opts.state.get().apis).flatMap((api) => api.workers.map((w) => key(api.name, w.port))));
   const live = (api: string, port: number) => opts.state.get().apis[api]?.workers.some((w) => w.port === port) ?? false;
 
   async function observe(api: ApiRecord, port: number): Promise<Observation> {
@@ -86,10 +91,11 @@ export function startMonitor(opts: MonitorOptions): Monitor {
       if (!s || stopped || !live(name, s.port)) continue;
       const now = Date.now();
       let prev = watches.get(key(name, s.port));
-      if (!prev) {
+      if (!prev && inherited.delete(key(name, s.port))) {
         const before = remembered(name, s.port, now);
         prev = firstWatch(s.obs, now, before.reported, before.agentRestarts);
       }
+      prev ??= startedWorkerWatch(s.obs, now);
       const { next, events, restart } = step(prev, s.obs, now, rules);
       watches.set(key(name, s.port), next);
       for (const e of events) opts.events.record({ ...e, api: name, port: s.port });

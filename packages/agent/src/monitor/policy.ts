@@ -105,6 +105,13 @@ export function firstWatch(obs: Observation, now: number, reported: 'up' | 'down
   };
 }
 
+/**
+ * A worker this agent started itself (a deploy, a scale) seen for the first time. Its start was
+ * an explicit one, which sets systemd's NRestarts to 0: restarts seen now happened since (it
+ * crashed before the monitor's first look reached it) and are news, not its baseline.
+ */
+export const startedWorkerWatch = (obs: Observation, now: number): WorkerWatch => ({ ...firstWatch(obs, now), restarts: 0 });
+
 function describeUnit(obs: Observation): string {
   const failed = obs.result !== 'success' && obs.result !== 'unknown';
   if (obs.sub === 'auto-restart') return `the R process exited${failed ? ` (${obs.result})` : ''}; systemd restarts it in a moment`;

@@ -242,6 +242,13 @@ export class AgentConnection {
       throw err;
     }
     const socket = await connecting;
+    // An agent shutting down (a restart, an upgrade) may close the socket after the handshake,
+    // while the token was still being signed. An HTTP request on a closed socket waits for events
+    // that never come, with nothing to keep node running: it would leave with 13, silently.
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy();
+      throw new PlumbError('AGENT_UNREACHABLE', `the agent at ${address.host} closed the connection before saying hello`);
+    }
     const ws = new WebSocket(`wss://${address.host}:${address.port}${AGENT_PATHS.socket}`, {
       createConnection: () => socket,
       headers: { authorization: `Bearer ${signed}`, [CONTROLLER_FEATURES_HEADER]: Object.values(CONTROLLER_FEATURES).join(',') },
@@ -255,8 +262,7 @@ export class AgentConnection {
             : new PlumbError('AGENT_REFUSED', `the agent at ${address.host} refused the connection (HTTP ${res.statusCode})`),
         ));
       ws.once('error', (err) => reject(new PlumbError('AGENT_UNREACHABLE', `lost the agent at ${address.host}: ${err.message}`)));
-      // An agent shutting down (a restart, an upgrade) may close a socket it has just accepted,
-      // before its hello: without this the wait would never end, and node would leave with 13.
+      // Or closes it during the upgrade, or before its hello.
       ws.once('close', (code) => reject(new PlumbError('AGENT_UNREACHABLE', `the agent at ${address.host} closed the connection before saying hello (code ${code})`)));
       ws.once('message', (data) => resolve(parseJson(String(data))));
     });

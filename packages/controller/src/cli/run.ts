@@ -48,6 +48,21 @@ export function worstExit(errors: Array<{ code: string } | undefined>): ExitCode
  * The one place errors are printed: `plumb: MESSAGE` and the hint on stderr, and with --json the
  * same as `{error: {code, message, hint}}` on stdout. Returns the exit code (docs/commands.md).
  */
+/**
+ * A command still waiting when node has nothing left to wait for (a promise nothing can settle)
+ * is a bug: said as one, with exit code 1, not left to node's silent exit code 13. Call what this
+ * returns when the command has finished.
+ */
+export function reportIfUnfinished(json: boolean): () => void {
+  let finished = false;
+  process.once('beforeExit', () => {
+    if (!finished) process.exitCode = reportError(new Error('the command stopped before it finished, waiting for something that can no longer happen (a bug in plumb: please report it with the command you ran)'), json);
+  });
+  return () => {
+    finished = true;
+  };
+}
+
 export function reportError(err: unknown, json: boolean): ExitCode {
   if (!(err instanceof PlumbError)) {
     // A bug, not a refusal: the stack goes to stderr for the report, and a script still reads one JSON error.
