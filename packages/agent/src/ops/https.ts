@@ -4,6 +4,7 @@ import { log } from '../log.js';
 import type { AgentState, CertificateRecord } from '../state.js';
 import { CertbotError, certonly, deleteLineage, installDeployHook, readCertificate } from '../system/certbot.js';
 import { layout } from '../system/layout.js';
+import { reloadNginx } from '../system/nginx.js';
 import * as ufw from '../system/ufw.js';
 import { SHARED, StepError, UFW_LOCK, type OpContext } from './context.js';
 import { applyNginxOf, changeRouting } from './routing.js';
@@ -92,6 +93,10 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
       throw err;
     }
   });
+  // A new certificate in files nginx already uses: certbot's deploy hook signalled nginx and
+  // returned, and an unchanged config was not reloaded. It is served once new workers run, and only
+  // then is it said to be.
+  if (outcome === 'issued') await ctx.locks.with(SHARED, () => reloadNginx());
   for (const lineage of dropped) await deleteLineage(lineage);
 
   const certificates = await certificateInfos(ctx.state.get());

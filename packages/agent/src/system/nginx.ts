@@ -28,6 +28,14 @@ export async function applyNginx(config: string): Promise<'unchanged' | 'reloade
 }
 
 /**
+ * Reloads nginx, as it is, and waits until the new workers serve: after certbot wrote a certificate
+ * over the one nginx has loaded (its deploy hook only signals nginx, and the config may not change).
+ */
+export async function reloadNginx(): Promise<void> {
+  await reloadAndWait();
+}
+
+/**
  * `systemctl reload nginx` only signals the master. The new config serves once new workers run
  * and the old ones stopped accepting ("worker process is shutting down"); until then a request
  * may still see the old config, so the agent waits for that before it reports success.
