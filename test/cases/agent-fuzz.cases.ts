@@ -102,7 +102,8 @@ function expectedId(m: Mutant): number {
   } catch {
     id = undefined;
   }
-  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : -1;
+  // `+ 0`: -0 goes over JSON as 0, the id the agent answers under.
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id + 0 : -1;
 }
 
 interface Answer {

@@ -171,7 +171,7 @@ test(`bundle: a directory whose files total over ${BUNDLE_MAX_EXTRACTED_BYTES / 
   await truncate(path.join(dir, 'data/model.bin'), model + 1);
   await assert.rejects(deploy({ dir, name: 'big', deps: false }, ctx), (err: PlumbError) => {
     assert.equal(err.code, 'BUNDLE_TOO_LARGE');
-    assert.equal(err.message, "the API's files total 1024 MiB, over the 1024 MiB a release may hold on a droplet (nothing was sent); its largest files: data/model.bin (924 MiB), data/lookup.csv (100 MiB)");
+    assert.equal(err.message, `the API's files total ${BUNDLE_MAX_EXTRACTED_BYTES + 1} bytes, over the ${BUNDLE_MAX_EXTRACTED_BYTES} bytes (1024 MiB) a release may hold on a droplet (nothing was sent); its largest files: data/model.bin (924 MiB), data/lookup.csv (100 MiB)`);
     assert.equal(err.hint, 'add large data to .plumbignore (e.g. data/model.bin) and have the API fetch it when it starts, into /var/plumber/big/data/ (kept across releases)');
     return true;
   });

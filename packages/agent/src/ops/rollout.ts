@@ -45,8 +45,8 @@ export async function pickPorts(count: number, ctx: Pick<OpContext, 'state'>): P
 export async function startNextSpare(name: string, fit: SpareFit, ctx: OpContext): Promise<void> {
   // A spare of an earlier deploy (two deploys queued on the API's lock) goes first: one per API.
   await stopSpare(name);
-  const [port] = await pickPorts(1, ctx);
-  if (port === undefined) return;
+  // pickPorts gives as many as asked, or throws.
+  const [port] = (await pickPorts(1, ctx)) as [number];
   try {
     await startSpare(name, port, fit);
   } finally {

@@ -92,10 +92,13 @@ export async function bundleTooLarge(dir: string, name: string, files: string[])
 export async function refuseOverRelease(dir: string, name: string, files: string[]): Promise<void> {
   const { total, largest } = await sizesOf(dir, files);
   if (total <= BUNDLE_MAX_EXTRACTED_BYTES) return;
-  throw tooLarge(`the API's files total ${mib(total)}, over the ${mib(BUNDLE_MAX_EXTRACTED_BYTES)} a release may hold on a droplet (nothing was sent)`, name, largest);
+  throw tooLarge(`the API's files total ${overLimit(total, BUNDLE_MAX_EXTRACTED_BYTES)} a release may hold on a droplet (nothing was sent)`, name, largest);
 }
 
 const mib = (n: number) => `${(n / 1024 / 1024).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+
+/** "`n`, over the `limit`": in MiB, or in bytes when the MiB would read the same (just over). */
+const overLimit = (n: number, limit: number) => (mib(n) === mib(limit) ? `${n} bytes, over the ${limit} bytes (${mib(limit)})` : `${mib(n)}, over the ${mib(limit)}`);
 
 /** The files' total size, and the big ones (a plumber.R beside a 500 MiB model is no lead). */
 async function sizesOf(dir: string, files: string[]): Promise<{ total: number; largest: Array<{ file: string; size: number }> }> {
