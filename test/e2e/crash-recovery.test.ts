@@ -120,8 +120,12 @@ test('kill -9 after a deploy answered and before its old releases went: the rele
   assert.deepEqual(await settled(releasesOnDisk, (l) => l.length === 1), [second], 'the prune runs after the answer');
 
   // The prune is a turn of the event loop behind the answer: the deploy gets its answer, then the agent dies.
+  const agentPid = () => onDroplet(['systemctl', 'show', 'plumb-agent', '-p', 'MainPID', '--value']);
+  const before = await agentPid();
   await onDroplet(['sh', '-c', 'mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/before-prune']);
   const third = await deploy('p3');
+  // The prune may also wait for a monitor check holding the API's lock: wait for the agent to die and come back.
+  await until('the agent to die at the crash point and start again', async () => !['0', '', before].includes(await agentPid()), 60_000);
   assert.ok(await agentAnswersAgain(user), 'the agent answers again');
   assert.equal(await onDroplet(['ls', '-A', '/var/lib/plumb/crash-points']), '', 'the crash point fired');
   assert.deepEqual(await releasesOnDisk(), [second, third].sort(), 'the killed prune took nothing');

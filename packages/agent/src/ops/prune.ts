@@ -60,11 +60,13 @@ export function pruneAfterAnswer(name: string, ctx: OpContext): void {
     .with(apiLock(name), async () => {
       await nextTurn();
       crashPoint('before-prune');
-      return pruneReleases(name, ctx);
+      const started = performance.now();
+      return { dropped: await pruneReleases(name, ctx), tookMs: performance.now() - started };
     })
     .then(
-      (dropped) => {
-        if (dropped.length > 0) log.info('old releases pruned', { api: name, releases: dropped.join(' ') });
+      ({ dropped, tookMs }) => {
+        // took_ms: what the prune cost off the answer's path (bench/deploy.ts --prune-only reads it).
+        if (dropped.length > 0) log.info('old releases pruned', { api: name, releases: dropped.join(' '), took_ms: Math.round(tookMs) });
       },
       (err: Error) => {
         log.warn('could not prune old releases', { api: name, error: err.message });
