@@ -12,10 +12,13 @@
  *   4. the agent's memory idle and around a 100 MB upload (bundles up to the cap: agent-memory.ts); `plumb --version` start time;
  *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it, split
  *      into journald's part and plumb's;
- *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory.
+ *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory;
+ *   7. old releases pruned behind the answer: one-file redeploys of an API at --keep 1 (one old
+ *      release to delete each time) and one at --keep 50 (none), in turns: the agent's time to its
+ *      answer, the command's, and the prune's own time from the agent's journal.
  * Run: npm run bench, or after it `node bench/dist/bench/deploy.js [--quick]` (--quick: one run
  * each, a 20 MB file, 2 APIs for status; a check that the benchmark works, not figures; --spare-only:
- * section 6 alone; --logs-only: section 5 alone; --status-only: section 2 alone).
+ * section 6 alone; --logs-only: section 5 alone; --status-only: section 2 alone; --prune-only: section 7 alone).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -40,6 +43,9 @@ const spareOnly = process.argv.includes('--spare-only');
 const logsOnly = process.argv.includes('--logs-only');
 /** Only `plumb status` with many workers (section 2). */
 const statusOnly = process.argv.includes('--status-only');
+/** Only the prune's place (section 7). */
+const pruneOnly = process.argv.includes('--prune-only');
+const PRUNE_REPS = quick ? 3 : 10;
 const REPS = quick ? 1 : 5;
 /** tsc's own files, before scripts/bundle-cli.mjs: the same CLI with ~200 modules to resolve and link. */
 const UNBUNDLED_CLI = path.join(path.dirname(PLUMB_CLI), 'cli.js');
@@ -335,7 +341,64 @@ try {
     console.log(`| ratio before / after | ${(beforeMs / Math.max(1, afterMs)).toFixed(1)}x |`);
   }
 
+  /**
+   * 7. Old releases pruned (ops/prune.ts): where the prune held up the answer (before session 11),
+   * the --keep 1 API's deploys took its cost longer than the --keep 50 one's; behind the answer they
+   * take the same. --no-deps on both, so the package check's noise stays out; in turns, so load hits both alike.
+   */
+  interface PruneRun {
+    agentMs: number;
+    commandMs: number;
+    afterSwitchMs: number;
+  }
+  async function pruneSection(): Promise<void> {
+    const arms = [
+      { arm: '--keep 1 (one old release deleted per deploy)', name: 'keepone', keep: '1', dir: await apiDir(sumApi('k0')), runs: [] as PruneRun[] },
+      { arm: '--keep 50 (nothing to delete)', name: 'keepmany', keep: '50', dir: await apiDir(sumApi('k0')), runs: [] as PruneRun[] },
+    ];
+    /**
+     * From the switch to the answer, on the droplet's clock: `current` is the last thing a rollout
+     * changes (its symlink's own mtime), the agent's `deployed` line the last before the answer
+     * (journald's receipt time). Before session 11 the prune ran between the two.
+     */
+    const afterSwitch = async (name: string) => {
+      const out = await onDroplet(['sh', '-c', `stat -c %.6Y /var/plumber/${name}/current; journalctl -u plumb-agent -o json -n 300 --no-pager`]);
+      const [mtime, ...entries] = out.split('\n');
+      const deployed = entries.flatMap((l) => {
+        const e = JSON.parse(l) as { MESSAGE?: string; __REALTIME_TIMESTAMP: string };
+        return e.MESSAGE?.includes('"msg":"deployed"') && e.MESSAGE.includes(`"api":"${name}"`) ? [Number(e.__REALTIME_TIMESTAMP) / 1000] : [];
+      });
+      return (deployed.at(-1) ?? NaN) - Number(mtime) * 1000;
+    };
+    let v = 0;
+    const redeploy = async (a: (typeof arms)[number], flags: string[] = []) => {
+      await writeFile(path.join(a.dir, 'plumber.R'), sumApi(`k${++v}`)['plumber.R']);
+      const started = performance.now();
+      const run = await plumb(networks.LAN, ['deploy', a.dir, '--name', a.name, '--json', '--no-deps', ...flags]);
+      if (run.exitCode !== 0) throw new Error(`plumb deploy ${a.name}: ${run.stderr}`);
+      const commandMs = performance.now() - started;
+      return { agentMs: (JSON.parse(run.stdout) as { tookMs: number }).tookMs, commandMs, afterSwitchMs: await afterSwitch(a.name) };
+    };
+    // Three releases first, so that every measured --keep 1 deploy has one to delete (the one before
+    // the previous: the previous one's worker may still drain).
+    for (const a of arms) for (let i = 0; i < 3; i++) await redeploy(a, ['--keep', a.keep]);
+    for (let i = 0; i < PRUNE_REPS; i++) for (const a of arms) a.runs.push(await redeploy(a));
+    await new Promise((r) => setTimeout(r, 2000));
+    const journal = await onDroplet(['sh', '-c', "journalctl -u plumb-agent -o cat --no-pager | grep 'old releases pruned' || true"]);
+    const pruneMs = journal.split('\n').flatMap((l) => {
+      const m = /"api":"keepone".*"took_ms":(\d+)/.exec(l);
+      return m ? [Number(m[1])] : [];
+    });
+    console.log(`\n### Old releases pruned: one-file redeploys on the LAN, --no-deps (median of ${PRUNE_REPS} each, in turns)\n`);
+    console.log("| API | from the switch (`current`) to the agent's answer | agent's time to its answer (tookMs) | command returns |");
+    console.log('|---|---|---|---|');
+    for (const a of arms) console.log(`| ${a.arm} | ${median(a.runs.map((r) => r.afterSwitchMs)).toFixed(1)} ms | ${median(a.runs.map((r) => r.agentMs)).toFixed(0)} ms | ${median(a.runs.map((r) => r.commandMs)).toFixed(0)} ms |`);
+    const [one, many] = arms.map((a) => median(a.runs.map((r) => r.afterSwitchMs)));
+    console.log(`\n--keep 1 minus --keep 50 (switch to answer): ${(one! - many!).toFixed(1)} ms (ratio ${(one! / many!).toFixed(2)}x); the prune itself, behind the answer (agent journal, median of ${pruneMs.length}): ${pruneMs.length ? `${median(pruneMs)} ms` : 'not logged (an agent from before it)'}`);
+  }
+
   if (spareOnly) await warmSpare();
+  else if (pruneOnly) await pruneSection();
   else if (logsOnly) await logsLatency();
   else if (statusOnly) await statusSection();
   else {
@@ -400,6 +463,7 @@ try {
     }
 
     await warmSpare();
+    await pruneSection();
 
     // 3. The old way, over SSH, on the same droplet and networks.
     const sshProxy = await startDelayProxy({ host: address, port: 22 }, ONE_WAY_MS);

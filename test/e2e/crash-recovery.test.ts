@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sleepyApi, sumApi } from './api-fixtures.js';
-import { httpGet } from './helpers.js';
+import { httpGet, settled } from './helpers.js';
 import { agentAnswersAgain, apiStatus, sharedDroplet, type PlumbUser } from './plumb.js';
 
 /**
@@ -106,6 +106,35 @@ test('kill -9 during the drain after a switch: the new release serves, the reque
   const now = await statusOf('drain');
   assert.deepEqual(await runningWorkers('drain'), [`plumber-drain@${now!.workers[0]!.port}.service`]);
   assert.equal((await onDroplet(['readlink', '/var/plumber/drain/current'])).replace(/^releases\//, ''), now!.release);
+});
+
+test('kill -9 after a deploy answered and before its old releases went: the release stays until the next deploy, which prunes every one beyond --keep', async () => {
+  const deploy = async (version: string, ...flags: string[]) => {
+    const done = await user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'late', '--wait', '--json', ...flags]);
+    assert.equal(done.exitCode, 0, done.stderr);
+    return (JSON.parse(done.stdout) as { release: string }).release;
+  };
+  const releasesOnDisk = () => lines(['ls', '/var/plumber/late/releases']);
+  await deploy('p1', '--keep', '1');
+  const second = await deploy('p2');
+  assert.deepEqual(await settled(releasesOnDisk, (l) => l.length === 1), [second], 'the prune runs after the answer');
+
+  // The prune is a turn of the event loop behind the answer: the deploy gets its answer, then the agent dies.
+  const agentPid = () => onDroplet(['systemctl', 'show', 'plumb-agent', '-p', 'MainPID', '--value']);
+  const before = await agentPid();
+  await onDroplet(['sh', '-c', 'mkdir -p -m 0700 /var/lib/plumb/crash-points && touch /var/lib/plumb/crash-points/before-prune']);
+  const third = await deploy('p3');
+  // The prune may also wait for a monitor check holding the API's lock: wait for the agent to die and come back.
+  await until('the agent to die at the crash point and start again', async () => !['0', '', before].includes(await agentPid()), 60_000);
+  assert.ok(await agentAnswersAgain(user), 'the agent answers again');
+  assert.equal(await onDroplet(['ls', '-A', '/var/lib/plumb/crash-points']), '', 'the crash point fired');
+  assert.deepEqual(await releasesOnDisk(), [second, third].sort(), 'the killed prune took nothing');
+  assert.deepEqual(JSON.parse((await httpGet(`http://${address}/late/version`, 10_000)).body), ['p3']);
+
+  const fourth = await deploy('p4');
+  assert.deepEqual(await settled(releasesOnDisk, (l) => l.length === 1), [fourth], 'the next deploy caught up');
+  const listed = JSON.parse((await user.plumb(['releases', 'late', '--json'])).stdout) as { releases: Array<{ id: string }> };
+  assert.deepEqual(listed.releases.map((r) => r.id), [fourth]);
 });
 
 test('a reboot while a deploy waits at the health gate: the old release serves after the boot with exactly its worker, no trace of the new one, and the APIs still kept apart', async () => {

@@ -54,6 +54,21 @@ export function httpGet(url: string, timeoutMs = 3000): Promise<HttpAnswer> {
   });
 }
 
+/**
+ * `read()` again every 250 ms until `done` holds for what it returns, for at most `timeoutMs`;
+ * returns the last value read either way, for the assertion that follows to judge. For what an
+ * agent does after it answered: old releases go behind a deploy's answer (ops/prune.ts), so a
+ * test that counts them right after a deploy waits for the prune instead of racing it.
+ */
+export async function settled<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() >= deadline) return value;
+    await sleep(250);
+  }
+}
+
 /** What the lab left on the host that mentions this droplet's index or directory. */
 export async function leftovers(index: number, dir: string): Promise<string[]> {
   const found: string[] = [];

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
-import { httpGet } from './helpers.js';
+import { httpGet, settled } from './helpers.js';
 import { startLoad } from './load.js';
 import { PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
 
@@ -89,10 +89,16 @@ describe('zero-downtime releases', () => {
   });
 
   test('only the last 5 releases are kept, on disk and in `plumb releases`', async () => {
-    const releases = JSON.parse((await user.plumb(['releases', 'sum', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> };
+    // Old releases go just after a deploy's answer (ops/prune.ts).
+    const { releases, onDisk } = await settled(
+      async () => ({
+        releases: JSON.parse((await user.plumb(['releases', 'sum', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> },
+        onDisk: (await onDroplet(['ls', '/var/plumber/sum/releases'])).split('\n').sort(),
+      }),
+      (s) => s.releases.releases.length === 5 && s.onDisk.length === 5,
+    );
     assert.equal(releases.releases.length, 5);
     assert.equal(releases.releases.at(-1)?.live, true);
-    const onDisk = (await onDroplet(['ls', '/var/plumber/sum/releases'])).split('\n').sort();
     assert.deepEqual(onDisk, releases.releases.map((r) => r.id).sort());
   });
 

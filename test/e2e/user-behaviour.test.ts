@@ -9,7 +9,7 @@ import { DRAIN_TIMEOUT_MAX_MS, LOGS_MAX_LINES } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { envCases, refusedEnvValues } from '../cases/env-values.js';
 import { apiDir, sumApi } from './api-fixtures.js';
-import { httpGet } from './helpers.js';
+import { httpGet, settled } from './helpers.js';
 import { startLoad } from './load.js';
 import { agentAnswersAgain, PLUMB_CLI, plumbUser, sharedDroplet, type PlumbUser } from './plumb.js';
 
@@ -259,9 +259,15 @@ function(res) {
 
   test('--keep 2: after three deploys two releases are kept, on disk and in `plumb releases`', async () => {
     for (const v of ['k1', 'k2', 'k3']) await ok(await user.plumb(['deploy', await apiDir(sumApi(v)), '--name', 'kept', '--keep', '2', '--wait']));
-    const listed = JSON.parse((await user.plumb(['releases', 'kept', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> };
+    // Old releases go just after a deploy's answer (ops/prune.ts).
+    const { listed, onDisk } = await settled(
+      async () => ({
+        listed: JSON.parse((await user.plumb(['releases', 'kept', '--json'])).stdout) as { releases: Array<{ id: string; live: boolean }> },
+        onDisk: (await onDroplet(['ls', '/var/plumber/kept/releases'])).split('\n'),
+      }),
+      (s) => s.listed.releases.length === 2 && s.onDisk.length === 2,
+    );
     assert.deepEqual(listed.releases.map((r) => r.live), [false, true]);
-    const onDisk = (await onDroplet(['ls', '/var/plumber/kept/releases'])).split('\n');
     assert.deepEqual(onDisk, listed.releases.map((r) => r.id));
   });
 });

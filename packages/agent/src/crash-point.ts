@@ -8,7 +8,7 @@ import { layout } from './system/layout.js';
  * to hand work to (test/e2e/r-packages.test.ts): a moment no signal sent from outside can hit
  * reliably, such as between switching nftables and saving the state.
  */
-export type CrashPoint = 'bundle-received' | 'routing-applied' | 'state-saved' | 'spare-handover';
+export type CrashPoint = 'bundle-received' | 'routing-applied' | 'state-saved' | 'spare-handover' | 'before-prune';
 
 /**
  * True, once, if root left a regular file of this name in the agent's root-only state directory

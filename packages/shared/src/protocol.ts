@@ -644,7 +644,7 @@ export function spareCrashes(restarts: number, whileWaiting: number | null): str
 export const EVENT_KINDS = [
   'up', 'down', 'restarted', 'health-failed', 'deploy', 'rollback', 'remove', 'certificate-renewed', 'certificate-expiring',
   'agent-upgraded', 'agent-rolled-back', 'key-added', 'key-revoked', 'state-rebuilt', 'drain-cut', 'operation-cut',
-  'routing-restored', 'firewall-restored', 'spare-crashing',
+  'routing-restored', 'firewall-restored', 'spare-crashing', 'prune-failed',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

@@ -12,8 +12,9 @@ import { events } from '../monitor/events.js';
 import type { AgentState, ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser, type ApiAccount } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
-import { apiLock, SHARED, StepError, type OpContext } from './context.js';
-import { installPackages, pruneLibraries, reposFor } from './packages.js';
+import { apiLock, StepError, type OpContext } from './context.js';
+import { installPackages, reposFor } from './packages.js';
+import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
 import { stopSpare } from './spare.js';
 import { removeUnit } from './workers.js';
@@ -144,7 +145,8 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
       req.forward,
       ctx,
     );
-    await pruneReleases(req.name, ctx);
+    // Old releases go behind the answer (prune.ts), queued before the spare on the API's lock.
+    pruneAfterAnswer(req.name, ctx);
     if (settings.spare) {
       // Queued behind this deploy on the API's lock: the answer does not wait for it. A deploy queued
       // before it has made this release old by then: that deploy's spare is the one to start.
@@ -221,26 +223,6 @@ function keptReleases(api: ApiRecord | undefined): string[] {
 async function findEntrypoint(releaseDir: string): Promise<(typeof ENTRYPOINTS)[number] | undefined> {
   const files = (await readdir(releaseDir)).map((f) => f.toLowerCase());
   return ENTRYPOINTS.find((e) => files.includes(e.toLowerCase()));
-}
-
-/** Keeps the API's last `keepReleases` releases (always the live one and those draining); deletes older ones. */
-async function pruneReleases(name: string, ctx: OpContext): Promise<void> {
-  await ctx.locks.with(SHARED, async () => {
-    const api = ctx.state.get().apis[name];
-    if (!api || api.releases.length <= api.keepReleases) return;
-    const recent = new Set(api.releases.slice(-api.keepReleases));
-    // The live release, and any that previous workers are still draining on (their working directory).
-    const inUse = new Set([api.current, ...api.draining.map((w) => w.release)]);
-    const drop = api.releases.filter((r) => !recent.has(r) && !inUse.has(r.id));
-    if (drop.length === 0) return;
-    const keep = api.releases.filter((r) => !drop.includes(r));
-    await ctx.state.update((s) => ({ ...s, apis: { ...s.apis, [name]: { ...api, releases: keep } } }));
-    for (const r of drop) {
-      await rm(layout.releaseDir(name, r.id), { recursive: true, force: true });
-      await removeManifest(name, r.id);
-    }
-    await pruneLibraries(name, keep);
-  });
 }
 
 /** ENOSPC (or a quota) while the release was written: what happened and what to do, not a bare errno. */
