@@ -9,8 +9,8 @@ import type * as z from 'zod';
  * for one, are never built by the CLI.
  *
  * The stand-in is a Proxy that forwards reads (`get`, `in`, the prototype, so `instanceof` holds)
- * to the built schema, with the built schema as the receiver: zod's members bind to it. It lists no
- * own keys: nothing in zod or plumb enumerates a schema's properties.
+ * and writes to the built schema, with the built schema as the receiver: zod's members bind to it.
+ * It lists no own keys: nothing in zod or plumb enumerates a schema's properties.
  */
 export function lazySchema<T extends z.ZodType>(build: () => T): T {
   let schema: T | undefined;
