@@ -5,8 +5,11 @@
  * and tsc's separate files (dist/cli.js: what scripts/bundle-cli.mjs bundles). With `--lab`, on one
  * lab droplet holding one API as well: `plumb status` asking it, `plumb logs` of the API, and a
  * one-line redeploy (until its first step is printed, and whole). The cases run interleaved, round
- * after round, so that a change in the machine's load hits them all alike. Run after `npm run build`:
- * node bench/dist/bench/cli-start.js [ROUNDS] [--lab]
+ * after round, so that a change in the machine's load hits them all alike. With `--against
+ * OTHER/dist/plumb.js` (a copy of another build's packages/controller, package.json beside dist/),
+ * each plumb case but the redeploy also runs with that build, in turns with this one: before and
+ * after a change, in the same run. Run after `npm run build`:
+ * node bench/dist/bench/cli-start.js [ROUNDS] [--lab] [--against OTHER/dist/plumb.js]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +22,9 @@ import { startLab, type Lab } from '../test/lab/lab.js';
 import { benchDroplet } from './bench-droplet.js';
 
 const withLab = process.argv.includes('--lab');
+const againstAt = process.argv.indexOf('--against');
+const against = againstAt > 0 ? process.argv[againstAt + 1] : undefined;
+if (againstAt > 0 && !against?.endsWith('plumb.js')) throw new Error('--against wants the other build\'s dist/plumb.js');
 const ROUNDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? (withLab ? 11 : 21));
 // The child's own CPU (user + sys, all its threads), printed as it exits: a preload, the same for every case.
 const cpuAtExit = `data:text/javascript,${encodeURIComponent("process.on('exit', () => { const u = process.cpuUsage(); process.stderr.write(`\\nCPU ${(u.user + u.system) / 1000}\\n`); });")}`;
@@ -100,6 +106,13 @@ try {
     );
   }
 
+  if (against !== undefined) {
+    // Beside each plumb case, the same with the other build (the redeploy aside: its change is made once a round).
+    for (let i = cases.length - 1; i > 0; i--) {
+      const c = cases[i]!;
+      if (c.args[0] === PLUMB_CLI && !c.before) cases.splice(i + 1, 0, { ...c, what: `${c.what} [against]`, args: [against, ...c.args.slice(1)] });
+    }
+  }
   // Once each before the rounds: the code cache (under the empty home) is written by a first run.
   for (const c of cases) await timed(c);
   const runs = cases.map((): Timed[] => []);
@@ -121,6 +134,16 @@ try {
     const rest = i === 0 ? ['', '', c.toFixed(0), ''] : [over(w - floorWall), (w / floorWall).toFixed(2), c.toFixed(0), over(c - floorCpu)];
     console.log(`| ${what} | ${w.toFixed(0)} | ${rest.join(' | ')} | ${firstStep ? of(i, 'firstStep').toFixed(0) : ''} |`);
   });
+  if (against !== undefined) {
+    console.log(`\n[against]: ${against}. This build over it, same case (ratios of medians):\n`);
+    console.log('| what | wall, this / against | CPU, this / against | CPU ms, this - against |');
+    console.log('|---|---|---|---|');
+    cases.forEach(({ what }, i) => {
+      if (cases[i + 1]?.what !== `${what} [against]`) return;
+      const ratio = (key: keyof Timed) => (of(i, key) / of(i + 1, key)).toFixed(2);
+      console.log(`| ${what} | ${ratio('wall')} | ${ratio('cpu')} | ${over(of(i, 'cpu') - of(i + 1, 'cpu'))} |`);
+    });
+  }
   console.log(`\nmachine: ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end; node ${process.version}`);
 } finally {
   await lab?.stop();

@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './limits.js';
 export * from './names.js';
+export * from './lazy.js';
 export * from './protocol.js';
 export * from './input.js';
 export * from './version.js';

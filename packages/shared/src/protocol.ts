@@ -1,11 +1,13 @@
 import * as z from 'zod';
+import { lazySchema } from './lazy.js';
 import { ApiName, DomainName, GroupName, RPackageName, RPackageVersion, JournalSince, KeepReleases, LogLines, WorkerCount, DropletUuid, Email, EnvKey, EnvValue, ENTRYPOINTS, Fingerprint, HttpUrl, MemoryLimit, ReleaseId, UrlPath } from './names.js';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_PATH_MAX_CHARS, EXPORT_CHUNK_BYTES, CONTROLLER_FEATURES_MAX, CONTROLLER_KEYS_MAX, DRAIN_TIMEOUT_MAX_MS, HTTPS_MAX_DOMAINS, LEGACY_APIS_MAX, R_PACKAGES_MAX, SECRETS_MAX } from './limits.js';
 import { AgentVersion } from './version.js';
 
 /**
  * Every message between the controller and the agent, defined once. Both ends parse what they
- * receive with these schemas; the TypeScript types are inferred from them.
+ * receive with these schemas; the TypeScript types are inferred from them. Each is built on first
+ * use (lazySchema): a command builds the few it parses with, the CLI never the agent's requests.
  */
 
 /** HTTP paths on the agent. */
@@ -38,38 +40,38 @@ export const BOOTSTRAP_PROOF_HEADER = 'x-plumb-proof';
 export const BOOTSTRAP_CONTROLLER_PROOF_PREFIX = 'plumb-controller ';
 
 /** What the bootstrap is doing; `failed` carries `error`. */
-export const BootstrapStage = z.enum(['waiting-for-package', 'downloading', 'installing', 'waiting-for-node', 'starting-agent', 'failed']);
+export const BootstrapStage = lazySchema(() => z.enum(['waiting-for-package', 'downloading', 'installing', 'waiting-for-node', 'starting-agent', 'failed']));
 export type BootstrapStage = z.infer<typeof BootstrapStage>;
 
 /** The non-secret facts about the agent package the bootstrap checks (user-data, /etc/plumb-agent/package.json). */
-export const BootstrapPackage = z.object({
+export const BootstrapPackage = lazySchema(() => z.object({
   version: z.string().regex(/^[0-9A-Za-z.+-]{1,64}$/),
   sha512: z.string().regex(/^[0-9a-f]{128}$/),
   bytes: z.number().int().positive(),
   /** A mirror the droplet downloads the package from itself (--agent-url); else it waits for an upload. */
   url: z.string().url().optional(),
-});
+}));
 export type BootstrapPackage = z.infer<typeof BootstrapPackage>;
 
 /** What a person calls a controller key (`plumb keys add --name alice`): shown in `plumb keys list`. */
-export const KeyName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'a key name is 1 to 64 letters, digits, ".", "_", "@" or "-", e.g. alice or ci');
+export const KeyName = lazySchema(() => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'a key name is 1 to 64 letters, digits, ".", "_", "@" or "-", e.g. alice or ci'));
 
 /** A controller key id: the `kid` header of its tokens. */
-export const KeyId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a key id is 8 to 64 letters, digits, "_" or "-"');
+export const KeyId = lazySchema(() => z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'a key id is 8 to 64 letters, digits, "_" or "-"'));
 
 /** The controller's key, as the agent is told to trust it (cloud-init config, `plumb keys add`). */
-export const ControllerKey = z.object({
+export const ControllerKey = lazySchema(() => z.object({
   kid: KeyId,
   /** Ed25519 public key as a JWK (`kty: OKP, crv: Ed25519, x`). */
   jwk: z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
   /** Given by `plumb keys add --name`; the provisioning key has none. */
   name: KeyName.optional(),
   addedAt: z.string().optional(),
-});
+}));
 export type ControllerKey = z.infer<typeof ControllerKey>;
 
 /** The agent's configuration file, written by cloud-init (`/etc/plumb-agent/config.json`). */
-export const AgentConfig = z.object({
+export const AgentConfig = lazySchema(() => z.object({
   dropletUuid: DropletUuid,
   dropletName: z.string(),
   port: z.number().int().min(1).max(65535),
@@ -78,29 +80,29 @@ export const AgentConfig = z.object({
   controllerKeys: z.array(ControllerKey).min(1).max(CONTROLLER_KEYS_MAX),
   /** Hex of the one-time 128-bit secret; the agent forgets it once enrolled. */
   enrolmentSecret: z.string().regex(/^[0-9a-f]{32}$/).optional(),
-});
+}));
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
 /** The agent's answer to a successful enrolment. */
-export const EnrolResult = z.object({
+export const EnrolResult = lazySchema(() => z.object({
   /** SHA-256 of the certificate the agent serves. */
   fingerprint: Fingerprint,
   /** HMAC-SHA256(enrolment secret, fingerprint), hex. */
   proof: z.string().regex(/^[0-9a-f]{64}$/),
-});
+}));
 export type EnrolResult = z.infer<typeof EnrolResult>;
 
-export const CloudInitStatus = z.object({
+export const CloudInitStatus = lazySchema(() => z.object({
   /** cloud-init's own words: not started, running, done, error, disabled, degraded done. */
   status: z.string(),
   /** Module stage it is in while running, e.g. `modules-final`. */
   stage: z.string().nullable(),
   errors: z.array(z.string()),
-});
+}));
 export type CloudInitStatus = z.infer<typeof CloudInitStatus>;
 
 /** The bootstrap's answer to GET BOOTSTRAP_PATHS.status. */
-export const BootstrapStatus = z.object({
+export const BootstrapStatus = lazySchema(() => z.object({
   stage: BootstrapStage,
   /** Why the bootstrap gave up (stage `failed`). */
   error: z.string().nullable(),
@@ -111,21 +113,21 @@ export const BootstrapStatus = z.object({
   cloudInit: CloudInitStatus,
   /** The last lines of /var/log/cloud-init-output.log. */
   output: z.array(z.string()),
-});
+}));
 export type BootstrapStatus = z.infer<typeof BootstrapStatus>;
 
-export const SwapFacts = z.object({
+export const SwapFacts = lazySchema(() => z.object({
   path: z.string(),
   bytes: z.number().int().nonnegative(),
   /** False in the lab: a container cannot switch swap on. */
   enabled: z.boolean(),
-});
+}));
 
 /**
  * How the last agent upgrade went, as the agent reports it in its hello: `pending` while the new
  * agent has not confirmed, then `confirmed`, or `rolled-back` with why and the new agent's log.
  */
-export const UpgradeRecord = z.object({
+export const UpgradeRecord = lazySchema(() => z.object({
   id: z.string().regex(/^[0-9a-f]{8,32}$/),
   from: AgentVersion,
   to: AgentVersion,
@@ -134,7 +136,7 @@ export const UpgradeRecord = z.object({
   finishedAt: z.string().nullable(),
   reason: z.string().nullable(),
   log: z.array(z.string()),
-});
+}));
 export type UpgradeRecord = z.infer<typeof UpgradeRecord>;
 
 /**
@@ -142,16 +144,16 @@ export type UpgradeRecord = z.infer<typeof UpgradeRecord>;
  * controller reads it first, so an agent of another protocol gets "run plumb upgrade", not a
  * parse error. Agents from before protocol versions send no `protocol` (0).
  */
-export const HelloHead = z.object({
+export const HelloHead = lazySchema(() => z.object({
   type: z.literal('hello'),
   agentVersion: z.string(),
   protocol: z.number().int().nonnegative().default(0),
   /** The last `plumb upgrade` of this agent, or null when it never was upgraded. */
   upgrade: UpgradeRecord.nullable().default(null),
-});
+}));
 export type HelloHead = z.infer<typeof HelloHead>;
 
-const Id = z.number().int().nonnegative();
+const Id = lazySchema(() => z.number().int().nonnegative());
 
 /**
  * What an agent can do beyond its protocol version, named in its hello: a controller uses a
@@ -187,7 +189,7 @@ export function controllerFeatures(header: string | string[] | undefined): strin
 }
 
 /** What the agent says first on every socket. */
-export const Hello = HelloHead.extend({
+export const Hello = lazySchema(() => HelloHead.extend({
   protocol: z.number().int().nonnegative(),
   dropletUuid: DropletUuid,
   hostname: z.string(),
@@ -198,14 +200,14 @@ export const Hello = HelloHead.extend({
   upgrade: UpgradeRecord.nullable(),
   /** AGENT_FEATURES values; agents from before features send none. */
   features: z.array(z.string().max(64)).max(64).default([]),
-});
+}));
 export type Hello = z.infer<typeof Hello>;
 
 /**
  * Upgrade: this request, then the agent package (npm's .tgz) as binary frames, then `upload-end`.
  * Like the hello's head, its shape never changes, so any plumb can upgrade any agent.
  */
-export const UpgradeRequest = z.object({
+export const UpgradeRequest = lazySchema(() => z.object({
   id: Id,
   type: z.literal('upgrade'),
   version: AgentVersion,
@@ -213,52 +215,52 @@ export const UpgradeRequest = z.object({
   sha512: z.string().regex(/^[0-9a-f]{128}$/),
   /** Allow a version older than the running one. */
   force: z.boolean(),
-});
+}));
 export type UpgradeRequest = z.infer<typeof UpgradeRequest>;
 
 /** The answer to `upgrade` once the new agent is unpacked and checked, just before the agent restarts into it. */
-export const UpgradeResult = z.object({
+export const UpgradeResult = lazySchema(() => z.object({
   id: UpgradeRecord.shape.id,
   from: AgentVersion,
   to: AgentVersion,
   /** `restarting`: the new agent starts now and must confirm within confirmTimeoutMs; `up-to-date`: nothing to do. */
   outcome: z.enum(['restarting', 'up-to-date']),
   confirmTimeoutMs: z.number().int(),
-});
+}));
 export type UpgradeResult = z.infer<typeof UpgradeResult>;
 
 /** A controller key as `plumb keys list` shows it. */
-export const KeyInfo = z.object({
+export const KeyInfo = lazySchema(() => z.object({
   kid: KeyId,
   name: KeyName.nullable(),
   x: ControllerKey.shape.jwk.shape.x,
   addedAt: z.string().nullable(),
   /** The key that signed this request's token. */
   caller: z.boolean(),
-});
+}));
 export type KeyInfo = z.infer<typeof KeyInfo>;
-export const KeysResult = z.object({ keys: z.array(KeyInfo), changed: z.boolean() });
+export const KeysResult = lazySchema(() => z.object({ keys: z.array(KeyInfo), changed: z.boolean() }));
 export type KeysResult = z.infer<typeof KeysResult>;
 
-const DrainTimeoutMs = z.number().int().min(0).max(DRAIN_TIMEOUT_MAX_MS);
+const DrainTimeoutMs = lazySchema(() => z.number().int().min(0).max(DRAIN_TIMEOUT_MAX_MS));
 /** For a switch of workers (deploy, rollback, scale, restart): wait for the old ones to drain and stop. */
-const Wait = z.boolean().default(false);
+const Wait = lazySchema(() => z.boolean().default(false));
 
 /**
  * R packages (docs/r-packages.md). A package an API needs, as the controller found it: in
  * renv.lock, in a DESCRIPTION, or in the code (library(), pkg::fn, a plumber feature).
  */
-export const RPackageNeed = z.object({
+export const RPackageNeed = lazySchema(() => z.object({
   name: RPackageName,
   /** `==`: renv.lock, or DESCRIPTION's `(== x)`; `>=`: DESCRIPTION's `(>= x)` or `(> x)`; null: any version. */
   version: z.object({ op: z.enum(['==', '>=']), version: RPackageVersion }).nullable(),
   /** Where it was found, for the person reading: a file, or the plumber feature that needs it. */
   reason: z.string().max(200),
-});
+}));
 export type RPackageNeed = z.infer<typeof RPackageNeed>;
 
 /** What a deploy (or `plumb deps`) asks the agent to make present. */
-export const PackagesSpec = z.object({
+export const PackagesSpec = lazySchema(() => z.object({
   needs: z.array(RPackageNeed).max(R_PACKAGES_MAX),
   /** CRAN-like repository for source builds; null: the API's (an earlier --repo), else the droplet's, else CRAN. */
   repo: HttpUrl.nullable(),
@@ -268,7 +270,7 @@ export const PackagesSpec = z.object({
   strictVersions: z.boolean(),
   /** The R version renv.lock was made with: a different major.minor than the droplet's is a warning. */
   rVersion: RPackageVersion.nullable().default(null),
-});
+}));
 export type PackagesSpec = z.infer<typeof PackagesSpec>;
 
 /**
@@ -277,20 +279,20 @@ export type PackagesSpec = z.infer<typeof PackagesSpec>;
  * /usr/local/lib/R/site-library, put there by hand.
  */
 export const R_PACKAGE_SOURCES = ['debian', 'repository', 'source', 'local'] as const;
-export const RPackageSource = z.enum(R_PACKAGE_SOURCES);
+export const RPackageSource = lazySchema(() => z.enum(R_PACKAGE_SOURCES));
 export type RPackageSource = z.infer<typeof RPackageSource>;
 
-export const InstalledRPackage = z.object({
+export const InstalledRPackage = lazySchema(() => z.object({
   name: RPackageName,
   version: z.string(),
   source: RPackageSource,
   /** The R library it is loaded from. */
   library: z.string(),
-});
+}));
 export type InstalledRPackage = z.infer<typeof InstalledRPackage>;
 
 /** How each package would get onto the droplet (`plumb deps`): already there, or which step installs it. */
-export const PackagePlanItem = z.object({
+export const PackagePlanItem = lazySchema(() => z.object({
   name: RPackageName,
   action: z.enum(['present', 'debian', 'repository', 'source', 'missing']),
   /** present: the installed version; otherwise the version that step would install (null: unknown). */
@@ -300,20 +302,20 @@ export const PackagePlanItem = z.object({
   /** Needed by another package, not asked for by the API itself. */
   dependency: z.boolean(),
   reason: z.string(),
-});
+}));
 export type PackagePlanItem = z.infer<typeof PackagePlanItem>;
 
-export const PackagesPlan = z.object({
+export const PackagesPlan = lazySchema(() => z.object({
   items: z.array(PackagePlanItem),
   /** Version differences and other things worth knowing (renv.lock's R version, a GitHub source, …). */
   warnings: z.array(z.string()),
   /** R on the droplet, e.g. 4.5.0. */
   rVersion: z.string(),
-});
+}));
 export type PackagesPlan = z.infer<typeof PackagesPlan>;
 
 /** What a deploy did about R packages; the agent's own account, so "installed nothing" can be checked. */
-export const PackagesReport = z.object({
+export const PackagesReport = lazySchema(() => z.object({
   /** Every package the API asked for, as it is now on the droplet. */
   packages: z.array(InstalledRPackage),
   /** What this deploy installed, dependencies included: empty when everything was there already. */
@@ -326,33 +328,33 @@ export const PackagesReport = z.object({
    */
   cached: z.boolean().optional(),
   tookMs: z.number(),
-});
+}));
 export type PackagesReport = z.infer<typeof PackagesReport>;
 
 /**
  * One file of a bundle in a deploy's file list: its path (the agent checks it with the rules of
  * tar entries), sha256 of its content, size, and whether it is executable (the only mode bit kept).
  */
-export const BundleFile = z.object({
+export const BundleFile = lazySchema(() => z.object({
   path: z.string().min(1).max(BUNDLE_PATH_MAX_CHARS),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
   executable: z.boolean(),
-});
+}));
 export type BundleFile = z.infer<typeof BundleFile>;
 
 /**
  * A group deploy or rollback as the controller sends it: the group's generation, one more than
  * the highest any member holds, so the newest group change is found without comparing clocks.
  */
-export const GroupChange = z.object({ name: GroupName, generation: z.number().int().positive() });
+export const GroupChange = lazySchema(() => z.object({ name: GroupName, generation: z.number().int().positive() }));
 export type GroupChange = z.infer<typeof GroupChange>;
 
 /**
  * The last group change of an API, kept by its agent (so any controller can read it): what it
  * switched from and to. `rollback --group` undoes the members holding the newest `deploy` mark.
  */
-export const GroupMark = GroupChange.extend({ kind: z.enum(['deploy', 'rollback']), from: ReleaseId.nullable(), to: ReleaseId });
+export const GroupMark = lazySchema(() => GroupChange.extend({ kind: z.enum(['deploy', 'rollback']), from: ReleaseId.nullable(), to: ReleaseId }));
 export type GroupMark = z.infer<typeof GroupMark>;
 
 /**
@@ -362,7 +364,7 @@ export type GroupMark = z.infer<typeof GroupMark>;
  * keeps the API's current one on a redeploy (the default on a first deploy), so `plumb deploy`
  * without --workers does not undo a `plumb scale`.
  */
-export const DeployRequest = z.object({
+export const DeployRequest = lazySchema(() => z.object({
   id: Id,
   type: z.literal('deploy'),
   name: ApiName,
@@ -396,11 +398,11 @@ export const DeployRequest = z.object({
    * AGENT_FEATURES.copiedMarks; absent: `deploy`).
    */
   group: GroupChange.extend({ kind: GroupMark.shape.kind.optional() }).optional(),
-});
+}));
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
 /** Controller to agent: one request, answered once by id (a result or an error). */
-export const Request = z.discriminatedUnion('type', [
+export const Request = lazySchema(() => z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('facts') }),
   z.object({ id: Id, type: z.literal('cloud-init-wait'), timeoutMs: z.number().int().positive().max(3_600_000) }),
   DeployRequest,
@@ -491,19 +493,19 @@ export const Request = z.discriminatedUnion('type', [
   z.object({ id: Id, type: z.literal('export'), name: ApiName }),
   /** Stops the running request with this id (a followed log). */
   z.object({ id: Id, type: z.literal('cancel') }),
-]);
+]));
 export type Request = z.infer<typeof Request>;
 /** A request as the controller writes it (defaults not yet filled in). */
 export type RequestInput = z.input<typeof Request>;
 
-export const WireError = z.object({
+export const WireError = lazySchema(() => z.object({
   code: z.string(),
   message: z.string(),
   hint: z.string().optional(),
   /** For a failed deploy: the step that failed and the new release's last log lines. */
   step: z.string().optional(),
   log: z.array(z.string()).optional(),
-});
+}));
 export type WireError = z.infer<typeof WireError>;
 
 /**
@@ -511,10 +513,10 @@ export type WireError = z.infer<typeof WireError>;
  * latest after `timeoutMs`. `stopped` is true when the answer waited for that (--wait); `cut` counts
  * the connections still open when the timeout stopped a worker (also in the event log).
  */
-export const DrainReport = z.object({ ports: z.array(z.number().int()), timeoutMs: z.number().int(), stopped: z.boolean(), cut: z.number().int() });
+export const DrainReport = lazySchema(() => z.object({ ports: z.array(z.number().int()), timeoutMs: z.number().int(), stopped: z.boolean(), cut: z.number().int() }));
 export type DrainReport = z.infer<typeof DrainReport>;
 
-export const DeployResult = z.object({
+export const DeployResult = lazySchema(() => z.object({
   name: ApiName,
   path: UrlPath,
   release: ReleaseId,
@@ -529,11 +531,11 @@ export const DeployResult = z.object({
   packages: PackagesReport.nullable(),
   tookMs: z.number(),
   drain: DrainReport,
-});
+}));
 export type DeployResult = z.infer<typeof DeployResult>;
 
 /** A certificate nginx serves, as read from its file on the droplet (certbot's lineage NAME). */
-export const CertificateInfo = z.object({
+export const CertificateInfo = lazySchema(() => z.object({
   /** certbot's --cert-name; its files are under /etc/letsencrypt/live/NAME/. */
   name: DomainName,
   /** The names nginx serves it for (the HTTPS server's server_name). */
@@ -543,11 +545,11 @@ export const CertificateInfo = z.object({
   /** Upper-case hex, as openssl prints it. */
   serial: z.string(),
   issuer: z.string(),
-});
+}));
 export type CertificateInfo = z.infer<typeof CertificateInfo>;
 
 /** The answer to `https`: the certificate now served, and what changed on the way. */
-export const HttpsResult = z.object({
+export const HttpsResult = lazySchema(() => z.object({
   certificate: CertificateInfo,
   /** `issued`: certbot got a new certificate; `kept`: the one there was still valid (no --force). */
   outcome: z.enum(['issued', 'kept']),
@@ -556,22 +558,22 @@ export const HttpsResult = z.object({
   /** Every certificate the droplet serves now, this one included. */
   certificates: z.array(CertificateInfo),
   tookMs: z.number(),
-});
+}));
 export type HttpsResult = z.infer<typeof HttpsResult>;
 
 /** Results of the smaller operations, one schema each. */
-export const RemoveResult = z.object({ name: ApiName, keptFiles: z.boolean(), wasForwarded: z.boolean() });
+export const RemoveResult = lazySchema(() => z.object({ name: ApiName, keptFiles: z.boolean(), wasForwarded: z.boolean() }));
 export type RemoveResult = z.infer<typeof RemoveResult>;
-export const ForwardResult = z.object({ forward: ApiName });
+export const ForwardResult = lazySchema(() => z.object({ forward: ApiName }));
 export type ForwardResult = z.infer<typeof ForwardResult>;
-export const UnforwardResult = z.object({ forward: z.null(), was: ApiName.nullable() });
+export const UnforwardResult = lazySchema(() => z.object({ forward: z.null(), was: ApiName.nullable() }));
 export type UnforwardResult = z.infer<typeof UnforwardResult>;
-export const RestartResult = z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
+export const RestartResult = lazySchema(() => z.object({ name: ApiName, workers: z.number().int(), tookMs: z.number(), drain: DrainReport }));
 export type RestartResult = z.infer<typeof RestartResult>;
-export const SecretsResult = z.object({ name: ApiName, keys: z.array(EnvKey) });
+export const SecretsResult = lazySchema(() => z.object({ name: ApiName, keys: z.array(EnvKey) }));
 export type SecretsResult = z.infer<typeof SecretsResult>;
 /** `restarted`: false when nothing changed (the workers kept running); then `workers` is 0 and `drain` empty. */
-export const SecretsSetResult = SecretsResult.extend({ set: z.array(EnvKey), unset: z.array(EnvKey), restarted: z.boolean(), workers: z.number().int(), tookMs: z.number(), drain: DrainReport });
+export const SecretsSetResult = lazySchema(() => SecretsResult.extend({ set: z.array(EnvKey), unset: z.array(EnvKey), restarted: z.boolean(), workers: z.number().int(), tookMs: z.number(), drain: DrainReport }));
 export type SecretsSetResult = z.infer<typeof SecretsSetResult>;
 /**
  * A release's content: sha256 over its files' paths, hashes and executable bits, and its --env
@@ -579,24 +581,24 @@ export type SecretsSetResult = z.infer<typeof SecretsSetResult>;
  * and stay out). Release ids are each droplet's own; the digest is how droplets of a group are
  * seen to run the same code with the same settings.
  */
-export const ReleaseDigest = z.string().regex(/^[0-9a-f]{64}$/);
-export const ReleaseInfo = z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean(), digest: ReleaseDigest.nullable().default(null) });
+export const ReleaseDigest = lazySchema(() => z.string().regex(/^[0-9a-f]{64}$/));
+export const ReleaseInfo = lazySchema(() => z.object({ id: ReleaseId, createdAt: z.string(), files: z.number().int(), bytes: z.number().int(), live: z.boolean(), digest: ReleaseDigest.nullable().default(null) }));
 export type ReleaseInfo = z.infer<typeof ReleaseInfo>;
-export const ReleasesResult = z.object({ name: ApiName, releases: z.array(ReleaseInfo) });
+export const ReleasesResult = lazySchema(() => z.object({ name: ApiName, releases: z.array(ReleaseInfo) }));
 export type ReleasesResult = z.infer<typeof ReleasesResult>;
-export const RollbackResult = z.object({ name: ApiName, from: ReleaseId, to: ReleaseId, tookMs: z.number(), drain: DrainReport });
+export const RollbackResult = lazySchema(() => z.object({ name: ApiName, from: ReleaseId, to: ReleaseId, tookMs: z.number(), drain: DrainReport }));
 export type RollbackResult = z.infer<typeof RollbackResult>;
-export const ScaleResult = z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number(), drain: DrainReport });
+export const ScaleResult = lazySchema(() => z.object({ name: ApiName, from: z.number().int(), to: z.number().int(), tookMs: z.number(), drain: DrainReport }));
 export type ScaleResult = z.infer<typeof ScaleResult>;
 /** The droplet's default repositories; null: CRAN for sources, no binary repository. */
-export const ReposResult = z.object({ repo: HttpUrl.nullable(), binaryRepo: HttpUrl.nullable() });
+export const ReposResult = lazySchema(() => z.object({ repo: HttpUrl.nullable(), binaryRepo: HttpUrl.nullable() }));
 export type ReposResult = z.infer<typeof ReposResult>;
-export const PackagesResult = z.object({ name: ApiName, release: ReleaseId, packages: z.array(InstalledRPackage) });
+export const PackagesResult = lazySchema(() => z.object({ name: ApiName, release: ReleaseId, packages: z.array(InstalledRPackage) }));
 export type PackagesResult = z.infer<typeof PackagesResult>;
-export const LogsResult = z.object({ entries: z.number().int() });
+export const LogsResult = lazySchema(() => z.object({ entries: z.number().int() }));
 export type LogsResult = z.infer<typeof LogsResult>;
 
-export const ApiStatus = z.object({
+export const ApiStatus = lazySchema(() => z.object({
   name: ApiName,
   path: UrlPath,
   release: ReleaseId,
@@ -623,7 +625,7 @@ export const ApiStatus = z.object({
    * agents before it).
    */
   spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), restartsWhileWaiting: z.number().int().nullable().default(null), rssBytes: z.number().int().nullable() }).nullable().default(null),
-});
+}));
 export type ApiStatus = z.infer<typeof ApiStatus>;
 
 /**
@@ -649,7 +651,7 @@ export const EVENT_KINDS = [
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 /** An event as the agent records it (events.json, its ring): only the kinds this version knows. */
-export const RecordedEvent = z.object({
+export const RecordedEvent = lazySchema(() => z.object({
   /** Increasing on this droplet, kept across agent restarts. */
   id: z.number().int().positive(),
   time: z.string(),
@@ -660,14 +662,14 @@ export const RecordedEvent = z.object({
   /** For `restarted`: systemd (the R process had exited), the agent (failed checks), or an operator (plumb restart, systemctl). */
   by: z.enum(['systemd', 'agent', 'operator']).nullable(),
   detail: z.string(),
-});
+}));
 export type RecordedEvent = z.infer<typeof RecordedEvent>;
 
 /**
  * An event as a controller reads it (status, watch, the webhook): a newer agent speaking the same
  * protocol may record a kind this plumb does not know, kept as its string (isEventKind tells).
  */
-export const AgentEvent = RecordedEvent.extend({ kind: z.string() });
+export const AgentEvent = lazySchema(() => RecordedEvent.extend({ kind: z.string() }));
 export type AgentEvent = z.infer<typeof AgentEvent>;
 
 export const isEventKind = (kind: string): kind is EventKind => (EVENT_KINDS as readonly string[]).includes(kind);
@@ -693,7 +695,7 @@ export function eventForStrictController<E extends { kind: string; detail: strin
 }
 
 /** The droplet's vital signs, in `status` and sent periodically to a watching controller. */
-export const Heartbeat = z.object({
+export const Heartbeat = lazySchema(() => z.object({
   time: z.string(),
   /** The newest event's id when it was taken: a watcher that reconnects asks for what came after. */
   lastEventId: z.number().int().nonnegative(),
@@ -712,10 +714,10 @@ export const Heartbeat = z.object({
   ),
   /** Certificates under /etc/letsencrypt/live. */
   certificates: z.array(z.object({ name: z.string(), domains: z.array(z.string()), expiresAt: z.string(), daysLeft: z.number() })),
-});
+}));
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-export const StatusResult = z.object({
+export const StatusResult = lazySchema(() => z.object({
   apis: z.array(ApiStatus),
   forward: ApiName.nullable(),
   hello: Hello,
@@ -727,20 +729,20 @@ export const StatusResult = z.object({
   events: z.array(AgentEvent),
   /** The newest event's id (0 when there is none). */
   lastEventId: z.number().int().nonnegative(),
-});
+}));
 export type StatusResult = z.infer<typeof StatusResult>;
 
-export const LogEntry = z.object({
+export const LogEntry = lazySchema(() => z.object({
   /** Microseconds since the epoch, journald's __REALTIME_TIMESTAMP. */
   time: z.number(),
   unit: z.string(),
   priority: z.number().int(),
   message: z.string(),
-});
+}));
 export type LogEntry = z.infer<typeof LogEntry>;
 
 /** Agent to controller: answers, and events pushed as they happen. */
-export const AgentMessage = z.discriminatedUnion('type', [
+export const AgentMessage = lazySchema(() => z.discriminatedUnion('type', [
   Hello,
   z.object({ type: z.literal('result'), id: z.number().int(), result: z.unknown() }),
   z.object({ type: z.literal('error'), id: z.number().int(), error: WireError }),
@@ -753,46 +755,46 @@ export const AgentMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('heartbeat'), id: z.number().int(), heartbeat: Heartbeat }),
   /** For an `export`: the next piece of the release's gzip tar, base64 (JSON frames keep one framing for every answer). */
   z.object({ type: z.literal('bundle-chunk'), id: z.number().int(), data: z.string().max(Math.ceil(EXPORT_CHUNK_BYTES / 3) * 4) }),
-]);
+]));
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 /** The answer to `watch` once it ends (cancelled). */
-export const WatchResult = z.object({ events: z.number().int() });
+export const WatchResult = lazySchema(() => z.object({ events: z.number().int() }));
 export type WatchResult = z.infer<typeof WatchResult>;
 
 /** The answer to `alerts`: where alerts go now, and how the test POST to it went. */
-export const AlertsResult = z.object({
+export const AlertsResult = lazySchema(() => z.object({
   webhook: HttpUrl.nullable(),
   previous: HttpUrl.nullable(),
   test: z.object({ ok: z.boolean(), detail: z.string() }).nullable(),
-});
+}));
 export type AlertsResult = z.infer<typeof AlertsResult>;
 
 /** The answer to `firewall`: the ports ufw lets in now, and whether this request changed them. */
-export const FirewallResult = z.object({
+export const FirewallResult = lazySchema(() => z.object({
   ssh: z.enum(['open', 'closed']),
   changed: z.boolean(),
   /** ufw's allow rules after the change, e.g. `80/tcp`. */
   allowed: z.array(z.string()),
-});
+}));
 export type FirewallResult = z.infer<typeof FirewallResult>;
 
 /** The answer to `retire-legacy`: the units stopped and disabled, and where the old nginx site went (null: it was gone). */
-export const RetireLegacyResult = z.object({ stopped: z.array(z.string()), site: z.string().nullable() });
+export const RetireLegacyResult = lazySchema(() => z.object({ stopped: z.array(z.string()), site: z.string().nullable() }));
 export type RetireLegacyResult = z.infer<typeof RetireLegacyResult>;
 
 /** The answer to `uninstall`: what goes once the answer is sent (the APIs, nginx and their units stay). */
-export const UninstallResult = z.object({ removing: z.array(z.string()) });
+export const UninstallResult = lazySchema(() => z.object({ removing: z.array(z.string()) }));
 export type UninstallResult = z.infer<typeof UninstallResult>;
 
 /** What the agent POSTs (JSON) to the alerts webhook; `text` reads well in a chat channel. */
-export const WebhookPayload = z.object({
+export const WebhookPayload = lazySchema(() => z.object({
   source: z.literal('plumb-agent'),
   alert: z.enum(['down', 'up', 'repeated-restarts', 'certificate-expiring', 'spare-crashing', 'test']),
   droplet: z.object({ uuid: DropletUuid, hostname: z.string() }),
   text: z.string(),
   event: AgentEvent.nullable(),
-});
+}));
 export type WebhookPayload = z.infer<typeof WebhookPayload>;
 
 /**
@@ -800,7 +802,7 @@ export type WebhookPayload = z.infer<typeof WebhookPayload>;
  * agent parses every request. (A type missing here is answered but not yet checked.)
  */
 /** The answer to `export`, after its bundle: the release and the settings it runs with on that droplet. */
-export const ExportResult = z.object({
+export const ExportResult = lazySchema(() => z.object({
   name: ApiName,
   release: ReleaseId,
   digest: ReleaseDigest,
@@ -822,7 +824,7 @@ export const ExportResult = z.object({
   }),
   /** The R packages the release was deployed with; null: --no-deps. */
   packages: PackagesSpec.nullable(),
-});
+}));
 export type ExportResult = z.infer<typeof ExportResult>;
 
 export const ResultSchemas: Partial<Record<Request['type'], z.ZodType>> = {

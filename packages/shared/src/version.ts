@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { lazySchema } from './lazy.js';
 
 /**
  * The version of the controller-agent protocol. A controller talks to an agent of its own
@@ -10,10 +11,10 @@ import * as z from 'zod';
 export const PROTOCOL_VERSION = 1;
 
 /** A release version, semver's MAJOR.MINOR.PATCH with an optional pre-release: also a directory name on the droplet. */
-export const AgentVersion = z
+export const AgentVersion = lazySchema(() => z
   .string()
   .max(64)
-  .regex(/^\d{1,9}\.\d{1,9}\.\d{1,9}(?:-[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?$/, 'a version is MAJOR.MINOR.PATCH, e.g. 0.2.0 or 0.2.0-rc.1');
+  .regex(/^\d{1,9}\.\d{1,9}\.\d{1,9}(?:-[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?$/, 'a version is MAJOR.MINOR.PATCH, e.g. 0.2.0 or 0.2.0-rc.1'));
 
 /**
  * Orders two versions as semver does (a pre-release comes before its release; its dot parts
