@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -154,6 +155,38 @@ describe('exit codes of failures', () => {
     assert.equal((JSON.parse(destroyed.stdout) as { error: { code: string } }).error.code, 'CONFIRMATION_NEEDED');
     assert.match(await readFile(path.join(home, 'plumb/droplets.json'), 'utf8'), /"far"/, 'the droplet is still known');
   });
+});
+
+describe('at a terminal', () => {
+  /** `plumb ARGS` on a pseudo-terminal (`script`, as a person at one has); `key` is typed once `prompt` shows. */
+  async function typedAtPrompt(args: string[], env: Record<string, string>, prompt: RegExp, key: string): Promise<{ exitCode: number | null; output: string }> {
+    const command = [process.execPath, PLUMB_CLI, ...args].map((a) => `'${a}'`).join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, PLUMB_CODE_CACHE: '0', NODE_EXTRA_CA_CERTS: '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let typed = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+      if (!typed && prompt.test(output)) {
+        typed = true;
+        child.stdin.write(key);
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [exitCode] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+    return { exitCode, output };
+  }
+
+  for (const [key, name] of [['\u0003', 'Ctrl-C'], ['\u0004', 'Ctrl-D']] as const) {
+    test(`${name} at a confirmation question gives up: "cancelled", exit 2, the droplet still known`, async () => {
+      const home = await knowsUnreachableDroplet();
+      const { exitCode, output } = await typedAtPrompt(['destroy', '--droplet', 'far'], { XDG_CONFIG_HOME: home, DIGITALOCEAN_ACCESS_TOKEN: 'unused' }, /Type its name to confirm: /, key);
+      assert.match(output, /plumb: cancelled: nothing was changed/);
+      assert.doesNotMatch(output, /unexpected error|AbortError/);
+      assert.equal(exitCode, EXIT.usage, output);
+      assert.match(await readFile(path.join(home, 'plumb/droplets.json'), 'utf8'), /"far"/);
+    });
+  }
 });
 
 describe('limits a user meets on the command line: one past is refused before anything is asked, the limit itself is not', () => {

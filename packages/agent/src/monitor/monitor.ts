@@ -84,7 +84,11 @@ export function startMonitor(opts: MonitorOptions): Monitor {
         }
       }),
     );
-    for (const watched of [...watches.keys()]) if (watched.startsWith(`${name}@`) && !api.workers.some((w) => key(name, w.port) === watched)) watches.delete(watched);
+    // A worker gone (a rollout, a remove) is forgotten, inherited ones never looked at included: a
+    // later worker on its port is a new one.
+    const gone = (k: string) => k.startsWith(`${name}@`) && !api.workers.some((w) => key(name, w.port) === k);
+    for (const watched of [...watches.keys()]) if (gone(watched)) watches.delete(watched);
+    for (const old of [...inherited]) if (gone(old)) inherited.delete(old);
     const rules = monitorRules(api.healthTimeoutMs);
     for (const s of seen) {
       // A worker a rollout or a remove took out of the state meanwhile is theirs now.
@@ -134,7 +138,9 @@ export function startMonitor(opts: MonitorOptions): Monitor {
 
   function tick(): void {
     if (stopped) return;
-    for (const watched of [...watches.keys()]) if (!opts.state.get().apis[watched.slice(0, watched.lastIndexOf('@'))]) watches.delete(watched);
+    const removed = (k: string) => !opts.state.get().apis[k.slice(0, k.lastIndexOf('@'))];
+    for (const watched of [...watches.keys()]) if (removed(watched)) watches.delete(watched);
+    for (const old of [...inherited]) if (removed(old)) inherited.delete(old);
     for (const name of Object.keys(opts.state.get().apis)) {
       // One check per API at a time: a check waiting for a deploy's lock is not queued twice.
       if (checking.has(name)) continue;

@@ -106,9 +106,11 @@ export function firstWatch(obs: Observation, now: number, reported: 'up' | 'down
 }
 
 /**
- * A worker this agent started itself (a deploy, a scale) seen for the first time. Its start was
- * an explicit one, which sets systemd's NRestarts to 0: restarts seen now happened since (it
- * crashed before the monitor's first look reached it) and are news, not its baseline.
+ * A worker this agent started itself (a deploy, a rollback, a scale, a restart) seen for the first
+ * time. Its unit started from 0 restarts: every rollout starts workers on ports no live worker has,
+ * a retired worker's unit is reset (`reset-failed` zeroes NRestarts), and a spare is taken only if
+ * it never restarted. So restarts seen now happened since it started (it crashed before the
+ * monitor's first look reached it, or during the health gate): news, not its baseline.
  */
 export const startedWorkerWatch = (obs: Observation, now: number): WorkerWatch => ({ ...firstWatch(obs, now), restarts: 0 });
 

@@ -9,11 +9,26 @@ import { PlumbError, ValidationError } from '@plumb/shared/core';
 export async function confirm(opts: { yes?: true }, what: string, question: string, expected?: string): Promise<void> {
   if (opts.yes) return;
   if (!process.stdin.isTTY) throw new PlumbError('CONFIRMATION_NEEDED', `refusing to ${what} without confirmation: stdin is not a terminal`, 'add --yes');
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  const answer = (await rl.question(`${question} `)).trim();
-  rl.close();
+  const answer = (await askLine(`${question} `)).trim();
   const confirmed = expected === undefined ? /^(y|yes)$/i.test(answer) : answer === expected;
   if (!confirmed) throw new PlumbError('NOT_CONFIRMED', `did not ${what}: ${expected === undefined ? 'not confirmed' : 'the name did not match'}`);
+}
+
+/**
+ * Reads one line typed at the terminal. Ctrl-C and Ctrl-D give up: NOT_CONFIRMED, nothing changed
+ * (readline's own AbortError, or a question left waiting on a closed input, said nothing useful).
+ */
+export async function askLine(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const cancelled = () => new PlumbError('NOT_CONFIRMED', 'cancelled: nothing was changed');
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      rl.once('close', () => reject(cancelled()));
+      rl.question(question).then(resolve, (err: Error) => reject(err.name === 'AbortError' ? cancelled() : err));
+    });
+  } finally {
+    rl.close();
+  }
 }
 
 /**
