@@ -379,12 +379,14 @@ try {
       const commandMs = performance.now() - started;
       return { agentMs: (JSON.parse(run.stdout) as { tookMs: number }).tookMs, commandMs, afterSwitchMs: await afterSwitch(a.name) };
     };
+    // This section's prunes only, on a droplet that may have run it before.
+    const since = (await onDroplet(['date', '+%s'])).trim();
     // Three releases first, so that every measured --keep 1 deploy has one to delete (the one before
     // the previous: the previous one's worker may still drain).
     for (const a of arms) for (let i = 0; i < 3; i++) await redeploy(a, ['--keep', a.keep]);
     for (let i = 0; i < PRUNE_REPS; i++) for (const a of arms) a.runs.push(await redeploy(a));
     await new Promise((r) => setTimeout(r, 2000));
-    const journal = await onDroplet(['sh', '-c', "journalctl -u plumb-agent -o cat --no-pager | grep 'old releases pruned' || true"]);
+    const journal = await onDroplet(['sh', '-c', `journalctl -u plumb-agent -o cat --no-pager --since @${since} | grep 'old releases pruned' || true`]);
     const pruneMs = journal.split('\n').flatMap((l) => {
       const m = /"api":"keepone".*"took_ms":(\d+)/.exec(l);
       return m ? [Number(m[1])] : [];
