@@ -48,6 +48,11 @@ export function startMonitor(opts: MonitorOptions): Monitor {
    * watch picks up. Any other this agent started itself (startedWorkerWatch).
    */
   const inherited = new Set(Object.values(opts.state.get().apis).flatMap((api) => api.workers.map((w) => key(api.name, w.port))));
+  /** Forgets the workers `gone` names, watched or inherited: a later worker on one of their ports is a new one. */
+  const forget = (gone: (k: string) => boolean) => {
+    for (const k of [...watches.keys()]) if (gone(k)) watches.delete(k);
+    for (const k of [...inherited]) if (gone(k)) inherited.delete(k);
+  };
   const live = (api: string, port: number) => opts.state.get().apis[api]?.workers.some((w) => w.port === port) ?? false;
 
   async function observe(api: ApiRecord, port: number): Promise<Observation> {
@@ -84,11 +89,8 @@ export function startMonitor(opts: MonitorOptions): Monitor {
         }
       }),
     );
-    // A worker gone (a rollout, a remove) is forgotten, inherited ones never looked at included: a
-    // later worker on its port is a new one.
-    const gone = (k: string) => k.startsWith(`${name}@`) && !api.workers.some((w) => key(name, w.port) === k);
-    for (const watched of [...watches.keys()]) if (gone(watched)) watches.delete(watched);
-    for (const old of [...inherited]) if (gone(old)) inherited.delete(old);
+    // Workers a rollout or a remove took away, inherited ones never looked at included.
+    forget((k) => k.startsWith(`${name}@`) && !api.workers.some((w) => key(name, w.port) === k));
     const rules = monitorRules(api.healthTimeoutMs);
     for (const s of seen) {
       // A worker a rollout or a remove took out of the state meanwhile is theirs now.
@@ -138,9 +140,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
 
   function tick(): void {
     if (stopped) return;
-    const removed = (k: string) => !opts.state.get().apis[k.slice(0, k.lastIndexOf('@'))];
-    for (const watched of [...watches.keys()]) if (removed(watched)) watches.delete(watched);
-    for (const old of [...inherited]) if (removed(old)) inherited.delete(old);
+    forget((k) => !opts.state.get().apis[k.slice(0, k.lastIndexOf('@'))]);
     for (const name of Object.keys(opts.state.get().apis)) {
       // One check per API at a time: a check waiting for a deploy's lock is not queued twice.
       if (checking.has(name)) continue;

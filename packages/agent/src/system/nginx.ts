@@ -23,24 +23,18 @@ export async function applyNginx(config: string): Promise<'unchanged' | 'reloade
     if (hadDefaultSite) await symlink('/etc/nginx/sites-available/default', layout.nginxDefaultSite);
     throw new PlumbError('NGINX_CONFIG', `nginx refused the new configuration: ${test.stderr.trim().split('\n')[0] ?? ''}`, 'nothing was changed; this is a bug in plumb-agent, please report it');
   }
-  await reloadAndWait();
+  await reloadNginx();
   return 'reloaded';
-}
-
-/**
- * Reloads nginx, as it is, and waits until the new workers serve: after certbot wrote a certificate
- * over the one nginx has loaded (its deploy hook only signals nginx, and the config may not change).
- */
-export async function reloadNginx(): Promise<void> {
-  await reloadAndWait();
 }
 
 /**
  * `systemctl reload nginx` only signals the master. The new config serves once new workers run
  * and the old ones stopped accepting ("worker process is shutting down"); until then a request
- * may still see the old config, so the agent waits for that before it reports success.
+ * may still see the old config, so the agent waits for that before it reports success. Also used
+ * as it is after certbot wrote a certificate over the one nginx has loaded (its deploy hook only
+ * signals nginx, and the config may not have changed).
  */
-async function reloadAndWait(): Promise<void> {
+export async function reloadNginx(): Promise<void> {
   const master = Number((await readFile(layout.nginxPid, 'utf8').catch(() => '0')).trim());
   const before = new Set(await workers(master));
   await reload('nginx.service');
