@@ -19,7 +19,10 @@ import * as z from 'zod';
  * zod's registries (`.meta()`, `.describe()`, `z.toJSONSchema`) are WeakMaps keyed by the schema
  * object, and a schema built around this one holds the stand-in, not the built schema. So the
  * stand-in is registered beside the built schema: at build, in the global registry, with what
- * the built schema has there; and by `.register(registry, meta)`, in that registry too.
+ * the built schema has there; and by `.register(registry, meta)`, in that registry too. What its
+ * methods make (`.optional()` …) holds the built schema: a `z.toJSONSchema` that meets both it and
+ * the stand-in, with an `id` in their metadata, sees two schemas with one id, and zod refuses it
+ * (nothing in plumb converts its schemas to JSON Schema).
  */
 export function lazySchema<T extends z.ZodType>(build: () => T): T {
   const target = {} as T;
