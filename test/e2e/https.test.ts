@@ -81,6 +81,9 @@ function httpGetAs(domain: string, path: string): Promise<Answer> {
   });
 }
 
+/** How many times systemd has reloaded nginx on the droplet (its journal's "Reloaded nginx.service" lines). */
+const nginxReloads = async () => (await onDroplet(['journalctl', '-u', 'nginx', '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.startsWith('Reloaded nginx.service')).length;
+
 const literally = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const httpServes = async () => assert.deepEqual(JSON.parse((await httpGet(`http://${address}/sum/add?a=1&b=2`, 5000)).body), [3], 'HTTP still serves');
 const servedSerial = async (domain = DOMAIN) => (await httpsGet(domain, '/sum/add?a=1&b=2')).serial;
@@ -172,9 +175,11 @@ describe('failures leave nginx and the firewall as they were, and HTTP serving',
 });
 
 describe('plumb https', () => {
-  test(`${DOMAIN}: HTTPS with a chain to pebble's root, HTTP redirected (not the ACME challenges), 443 open`, async () => {
+  test(`${DOMAIN}: HTTPS with a chain to pebble's root, HTTP redirected (not the ACME challenges), 443 open, nginx reloaded once`, async () => {
+    const reloads = await nginxReloads();
     const result = await plumbHttps(['--domain', DOMAIN, '--email', EMAIL, '--agree-tos']);
     assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal((await nginxReloads()) - reloads, 1, 'the config with HTTPS on reads the new certificate: one reload');
     assert.match(result.stdout, new RegExp(`HTTPS is on at secure for ${literally(DOMAIN)}: certificate ${literally(DOMAIN)} issued, expires \\d{4}-\\d\\d-\\d\\d`));
     assert.match(result.stdout, /port 443 opened/);
 
@@ -276,14 +281,16 @@ describe('running plumb https again is safe', () => {
     assert.equal((await onDroplet(['ufw', 'status'])).split('\n').filter((l) => l.startsWith('443/tcp')).length, 2, 'one rule, v4 and v6');
   });
 
-  test('again without --force: the certificate is kept, nothing changes; with --force: a new one', async () => {
+  test('again without --force: the certificate is kept, nothing changes (nginx not reloaded); with --force: a new one', async () => {
     const before = await nginxAndFirewall();
     const serial = await servedSerial();
+    const reloads = await nginxReloads();
     const kept = await plumbHttps(['-d', DOMAIN, '-d', WWW, '--email', EMAIL, '--agree-tos', '--json']);
     assert.equal(kept.exitCode, 0, kept.stderr);
     assert.equal((JSON.parse(kept.stdout) as { outcome: string }).outcome, 'kept');
     assert.equal(await nginxAndFirewall(), before);
     assert.equal(await servedSerial(), serial);
+    assert.equal(await nginxReloads(), reloads, 'the certificate served is the one on disk: no reload');
 
     const forced = await plumbHttps(['-d', DOMAIN, '-d', WWW, '--email', EMAIL, '--agree-tos', '--force', '--json']);
     assert.equal(forced.exitCode, 0, forced.stderr);
@@ -291,6 +298,19 @@ describe('running plumb https again is safe', () => {
     assert.equal(result.outcome, 'issued');
     assert.equal(await servedSerial(), result.certificate.serial);
     assert.notEqual(result.certificate.serial, serial);
+  });
+
+  test('a certificate on disk that nginx does not serve (as a reload that failed after the state was saved leaves it): the rerun keeps it and serves it', async () => {
+    const serial = await servedSerial();
+    // A renewal whose deploy hook does not run: new files, nginx not told.
+    await onDroplet(['env', `REQUESTS_CA_BUNDLE=${DROPLET_ACME_CA}`, 'certbot', 'renew', `--cert-name=${DOMAIN}`, '--force-renewal', '--no-directory-hooks', '--no-random-sleep-on-renew', '--non-interactive'], 180_000);
+    assert.equal(await servedSerial(), serial, 'nginx still serves the old certificate');
+    const rerun = await plumbHttps(['-d', DOMAIN, '-d', WWW, '--email', EMAIL, '--agree-tos', '--json']);
+    assert.equal(rerun.exitCode, 0, rerun.stderr);
+    const result = JSON.parse(rerun.stdout) as { outcome: string; certificate: { serial: string } };
+    assert.equal(result.outcome, 'kept');
+    assert.notEqual(result.certificate.serial, serial);
+    assert.equal(await servedSerial(), result.certificate.serial, 'the certificate on disk is served');
   });
 
   test('a second certificate for another domain: each name gets its own, over SNI', async () => {

@@ -199,6 +199,36 @@ describe('CLI start-up', () => {
     assert.deepEqual(status(), second);
   });
 
+  test("other nodes' cache directories unused for a week go when a run writes its cache, not when it found it; one read lately stays", async () => {
+    const cacheHome = path.join(copy, 'cache-nodes');
+    const cacheDir = cacheDirIn(cacheHome);
+    const status = () => statusWith({ XDG_CACHE_HOME: cacheHome });
+    assert.ok(allCompiled(status()));
+    const codeCache = path.dirname(cacheDir);
+    const WEEK_MS = 7 * DAY_MS;
+    const otherNode = async (name: string, fileAgeMs: { atime: number; mtime: number }) => {
+      const dir = path.join(codeCache, name);
+      await mkdir(dir, { mode: 0o700 });
+      await writeFile(path.join(dir, `plumb-main.js.${'2'.repeat(32)}`), 'old');
+      await utimes(path.join(dir, `plumb-main.js.${'2'.repeat(32)}`), new Date(Date.now() - fileAgeMs.atime), new Date(Date.now() - fileAgeMs.mtime));
+      await aged(dir, fileAgeMs.mtime);
+      return name;
+    };
+    const upgraded = await otherNode('v18.20.0-v8-10.2.154.26-node.36-x64', { atime: WEEK_MS + DAY_MS, mtime: WEEK_MS + DAY_MS });
+    const inTurns = await otherNode('v22.11.0-v8-12.4.254.21-node.21-x64', { atime: DAY_MS, mtime: 30 * DAY_MS });
+    const notNodes = path.join(codeCache, 'notes');
+    await mkdir(notNodes);
+    await aged(notNodes, 30 * DAY_MS);
+    const listed = async () => (await readdir(codeCache)).sort();
+
+    assert.ok(Object.values(status()).every((how) => how === 'from the code cache'));
+    assert.deepEqual(await listed(), [path.basename(cacheDir), 'notes', upgraded, inTurns].sort(), 'a run that found its cache removes nothing');
+    const main = (await readdir(cacheDir)).find((f) => f.startsWith('plumb-main.js.'))!;
+    await rm(path.join(cacheDir, main));
+    assert.equal(status()['plumb-main.js'], 'compiled');
+    assert.deepEqual(await listed(), [path.basename(cacheDir), 'notes', inTurns].sort());
+  });
+
   test('the code cache is used only where no one else can change it: directories above it, and each file (owner, mode, links)', async () => {
     const cacheHome = path.join(copy, 'cache-owners');
     const cacheDir = cacheDirIn(cacheHome);

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { ALERT_CERTIFICATE_DAYS, ALERT_RESTARTS, ALERT_RESTARTS_WINDOW_MS, MONITOR_BUSY_CPU_SECONDS, MONITOR_BUSY_MAX_MS, MONITOR_FAILURES_BEFORE_RESTART, MONITOR_MAX_RESTARTS, MONITOR_RESTART_WINDOW_MS, type AgentEvent } from '@plumb/shared';
 import { alertFor, certificateEvents, firstWatch, monitorRules, startedWorkerWatch, step, type Observation, type WorkerWatch } from '@plumb/agent/monitor/policy';
 import { parseVmRss, processCpuSeconds, processUptime } from '@plumb/agent/monitor/heartbeat';
+import { WorkerWatches, type Remembered } from '@plumb/agent/monitor/watches';
 
 /** The monitor's decisions (packages/agent/src/monitor/policy.ts), from sequences of what it saw. */
 
@@ -133,6 +134,40 @@ describe('monitor policy: when a worker is up, down, restarted', () => {
 });
 
 const event = (over: Partial<AgentEvent>): AgentEvent => ({ id: 1, time: new Date(T0).toISOString(), kind: 'restarted', api: 'sum', port: 9000, by: 'systemd', detail: 'x', ...over });
+
+describe("the monitor's memory: workers inherited at the agent's start and workers it started", () => {
+  // Both workers' units restarted twice before the first check: the inherited one before this agent ran.
+  const restartedTwice = healthy({ restarts: 2, pid: 300 });
+  const firstCheck = (watches: WorkerWatches, api: string, port: number, said: Remembered = { reported: 'up', agentRestarts: [] }) => {
+    let asked = 0;
+    const watch = watches.current(api, port, restartedTwice, T0, () => (asked++, said));
+    const s = step(watch, restartedTwice, T0, rules);
+    watches.set(api, port, s.next);
+    return { kinds: s.events.map((e) => (e.by ? `${e.kind}:${e.by}` : e.kind)), asked };
+  };
+
+  test('a worker in the state the agent started with picks up where the event log left it: its restarts are its baseline, not news', () => {
+    const watches = new WorkerWatches({ sum: { name: 'sum', workers: [{ port: 9000 }] } });
+    assert.deepEqual(firstCheck(watches, 'sum', 9000), { kinds: [], asked: 1 });
+    assert.deepEqual(firstCheck(new WorkerWatches({ sum: { name: 'sum', workers: [{ port: 9000 }] } }), 'sum', 9000, { reported: 'down', agentRestarts: [] }).kinds, ['up'], 'last said down: up once it answers');
+  });
+
+  test('a worker this agent started (not in the state at its start) that restarted before its first check: down and restarted by systemd', () => {
+    const watches = new WorkerWatches({ sum: { name: 'sum', workers: [{ port: 9000 }] } });
+    assert.deepEqual(firstCheck(watches, 'sum', 9001), { kinds: ['down', 'restarted:systemd', 'up'], asked: 0 });
+    assert.deepEqual(firstCheck(watches, 'other', 9000), { kinds: ['down', 'restarted:systemd', 'up'], asked: 0 }, 'the same port of another API');
+  });
+
+  test('a checked worker continues from its watch; an inherited port a rollout took away (never checked) and then reused is a started worker', () => {
+    const watches = new WorkerWatches({ sum: { name: 'sum', workers: [{ port: 9000 }, { port: 9001 }] } });
+    firstCheck(watches, 'sum', 9000);
+    assert.deepEqual(firstCheck(watches, 'sum', 9000), { kinds: [], asked: 0 }, 'its second check');
+    watches.forget((api, port) => api === 'sum' && port === 9001);
+    assert.deepEqual(firstCheck(watches, 'sum', 9001).kinds, ['down', 'restarted:systemd', 'up']);
+    watches.forget((api) => api === 'sum');
+    assert.deepEqual(firstCheck(watches, 'sum', 9000).kinds, ['down', 'restarted:systemd', 'up'], 'a removed API deployed again');
+  });
+});
 
 describe('alerts: which events reach the webhook', () => {
   test('down, up, certificate-expiring and a warm spare that keeps crashing are alerts; health-failed, deploy and a single restart are not', () => {

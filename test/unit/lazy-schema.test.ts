@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
+import { inspect } from 'node:util';
 import * as z from 'zod';
 import { ApiName, lazySchema, StatusResult, type ApiStatus } from '@plumb/shared';
 
@@ -18,6 +19,26 @@ function pair() {
     return z.object({ name: ApiName, workers: z.number().int().min(1), tags: z.array(z.string()).default([]) });
   });
   return { eager, lazy, builds: () => builds };
+}
+
+/** A lazy schema and, once built, the schema it stands for. */
+function tracked() {
+  let built: z.ZodObject<{ name: typeof ApiName }> | undefined;
+  const lazy = lazySchema(() => (built = z.object({ name: ApiName })));
+  const inner = () => {
+    assert.ok(built, 'built');
+    return built;
+  };
+  return { lazy, inner };
+}
+
+function errorOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'no error';
 }
 
 describe('lazySchema', () => {
@@ -52,6 +73,61 @@ describe('lazySchema', () => {
     assert.deepEqual(message.parse({ type: 'bye' }), { type: 'bye' });
     assert.equal(message.safeParse({ type: 'hello', name: '' }).success, false);
     assert.equal(message.safeParse({ type: 'later' }).success, false);
+  });
+
+  test('is the schema to JavaScript: Object.keys, a spread, descriptors and util.inspect show the built schema', () => {
+    const { lazy, inner } = tracked();
+    lazy.parse({ name: 'sum' });
+    assert.deepEqual(Object.keys(lazy), Object.keys(inner()));
+    assert.deepEqual(Reflect.ownKeys(lazy), Reflect.ownKeys(inner()));
+    assert.deepEqual(Object.keys({ ...lazy }), Object.keys(inner()));
+    assert.deepEqual(Object.getOwnPropertyDescriptor(lazy, '_zod'), Object.getOwnPropertyDescriptor(inner(), '_zod'));
+    assert.equal(inspect(lazy, { depth: 0 }), inspect(inner(), { depth: 0 }));
+    assert.match(inspect(lazy), /^ZodObject \{/);
+    Object.defineProperty(lazy, 'note', { value: 1, configurable: true, enumerable: true });
+    assert.equal(Object.getOwnPropertyDescriptor(inner(), 'note')?.value, 1);
+    assert.ok(delete (lazy as { note?: number }).note);
+    assert.equal('note' in inner(), false);
+    assert.deepEqual(Object.keys(lazy), Object.keys(inner()));
+  });
+
+  test('Object.freeze, seal and preventExtensions reach the built schema, as on an eager one', () => {
+    for (const lock of [Object.freeze, Object.seal, Object.preventExtensions]) {
+      const eager = z.object({ name: ApiName });
+      const { lazy, inner } = tracked();
+      lock(eager);
+      lock(lazy);
+      assert.equal(Object.isExtensible(inner()), false, lock.name);
+      for (const [what, look] of [['isFrozen', Object.isFrozen], ['isSealed', Object.isSealed], ['isExtensible', Object.isExtensible]] as const) {
+        assert.equal(look(lazy), look(eager), `${lock.name}: ${what}`);
+      }
+      assert.deepEqual(Reflect.ownKeys(lazy), Reflect.ownKeys(inner()), lock.name);
+      assert.ok(lazy instanceof z.ZodObject);
+      assert.equal(inspect(lazy, { depth: 0 }), inspect(inner(), { depth: 0 }));
+      // zod puts a method on the schema when it is first read: on a locked schema that throws, eager or lazy.
+      assert.throws(() => lazy.parse({ name: 'sum' }), { message: errorOf(() => eager.parse({ name: 'sum' })) });
+    }
+  });
+
+  test("zod's registries: .meta() and .describe() in the build, .register() on the stand-in, z.toJSONSchema of a schema holding it", () => {
+    const eager = z.object({ name: ApiName }).meta({ title: 'An API', id: 'EagerApi' });
+    const lazy = lazySchema(() => z.object({ name: ApiName }).meta({ title: 'An API', id: 'LazyApi' }));
+    assert.deepEqual(lazy.meta(), { title: 'An API', id: 'LazyApi' });
+    assert.deepEqual(z.globalRegistry.get(lazy), { title: 'An API', id: 'LazyApi' });
+    const json = (schema: z.ZodType) => JSON.stringify(z.toJSONSchema(z.object({ api: schema }))).replaceAll(/(Eager|Lazy)Api/g, 'Api');
+    assert.equal(json(lazy), json(eager));
+    assert.match(json(lazy), /"\$ref":"#\/\$defs\/Api"/);
+
+    const described = lazySchema(() => z.string().describe('a name'));
+    assert.equal(described.description, 'a name');
+    assert.deepEqual(z.toJSONSchema(z.object({ n: described })), z.toJSONSchema(z.object({ n: z.string().describe('a name') })));
+
+    const registry = z.registry<{ title: string }>();
+    const { lazy: registered, inner } = tracked();
+    assert.equal(registered.register(registry, { title: 'x' }), registered);
+    assert.deepEqual(registry.get(registered), { title: 'x' });
+    assert.deepEqual(registry.get(inner()), { title: 'x' });
+    assert.deepEqual(registry.get(registered.optional().unwrap()), { title: 'x' }, 'a schema built from its methods holds the built schema');
   });
 
   test('keeps the inferred type: what a lazy export parses is typed as the protocol says', () => {

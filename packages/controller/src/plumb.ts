@@ -17,7 +17,7 @@
  * would anyway. PLUMB_CODE_CACHE=0 leaves it alone (benchmarks compare both).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -109,6 +109,12 @@ function usableCacheDir(): string | undefined {
 const FOREIGN_CACHE_KEPT_MS = 30 * 24 * 3600 * 1000;
 /** How long another build's cache of a chunk this build has too is kept: two installs used in turns do not remove each other's at every turn. */
 const OTHER_BUILD_CACHE_KEPT_MS = 24 * 3600 * 1000;
+/**
+ * How long another node's cache directory (another version, or architecture) is kept unused: node
+ * was upgraded, or another node runs plumb in turns with this one (then it is read, and kept).
+ */
+const OTHER_NODE_CACHE_KEPT_MS = 7 * 24 * 3600 * 1000;
+const NODE_CACHE_DIR = /^v\d+\.\d+\.\d+-v8-.+$/;
 /** A temporary file of a write that never finished (a killed process). */
 const TEMPORARY_KEPT_MS = 3600 * 1000;
 const chunkOf = (cacheName: string) => cacheName.replace(/\.[0-9a-f]{32}$/, '');
@@ -134,8 +140,9 @@ function readCache(file: string): Buffer | undefined {
 
 /**
  * As the process exits: the code this run compiled (the functions it ran included), for the next
- * run; written whole or not at all (a temporary file renamed). Old caches of other builds and old
- * temporary files are removed.
+ * run; written whole or not at all (a temporary file renamed). Old caches of other builds, old
+ * temporary files and other nodes' directories unused for a while are removed: here, where a run
+ * compiled anyway (a new plumb, a new node), not on the way of a run that found its cache.
  */
 function writeCaches(): void {
   if (uncached.length === 0 || !cacheDir) return;
@@ -156,8 +163,30 @@ function writeCaches(): void {
       const keptMs = name.endsWith('.tmp') ? TEMPORARY_KEPT_MS : ours.has(chunk) ? OTHER_BUILD_CACHE_KEPT_MS : FOREIGN_CACHE_KEPT_MS;
       if (now - statSync(path.join(cacheDir, name)).mtimeMs > keptMs) rmSync(path.join(cacheDir, name), { force: true });
     }
+    removeUnusedNodeCaches(cacheDir, now);
   } catch {
     // A full disk or a read-only home: the next run compiles, as this one did.
+  }
+}
+
+/**
+ * Removes the cache directories beside `cacheDir` (other nodes') not used for OTHER_NODE_CACHE_KEPT_MS:
+ * last written, or last read (a file's access time; relatime updates it once a day), whichever
+ * is later. Only this user's directories, and nothing it cannot read: best effort, as the rest.
+ */
+function removeUnusedNodeCaches(cacheDir: string, now: number): void {
+  const parent = path.dirname(cacheDir);
+  for (const name of readdirSync(parent)) {
+    const dir = path.join(parent, name);
+    if (dir === cacheDir || !NODE_CACHE_DIR.test(name)) continue;
+    try {
+      const st = lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== uid) continue;
+      const used = readdirSync(dir).map((f) => lstatSync(path.join(dir, f))).reduce((latest, f) => Math.max(latest, f.atimeMs, f.mtimeMs), st.mtimeMs);
+      if (now - used > OTHER_NODE_CACHE_KEPT_MS) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Gone meanwhile (another plumb removed it), or unreadable: left as it is.
+    }
   }
 }
 

@@ -224,6 +224,8 @@ export const WEBHOOK_QUEUE_MAX = 100;
 export const HTTPS_MAX_DOMAINS = 20;
 /** How long one certbot run may take on the droplet (ACME orders, HTTP-01 validation, retries). */
 export const CERTBOT_TIMEOUT_MS = 5 * 60_000;
+/** plumb https asking nginx on loopback which certificate it serves (one TLS handshake): past this, it reloads anyway. */
+export const SERVED_CERTIFICATE_PROBE_MS = 3_000;
 /** The controller's fetch of the ACME directory (for its terms of service): time and size. */
 export const ACME_DIRECTORY_TIMEOUT_MS = 10_000;
 export const ACME_DIRECTORY_MAX_BYTES = 256 * 1024;

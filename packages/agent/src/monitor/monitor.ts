@@ -11,7 +11,8 @@ import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
 import type { EventLog } from './events.js';
 import { certificates, processCpuSeconds } from './heartbeat.js';
-import { certificateEvents, firstWatch, monitorRules, startedWorkerWatch, step, type Observation, type WorkerWatch } from './policy.js';
+import { certificateEvents, monitorRules, step, type Observation } from './policy.js';
+import { WorkerWatches, type Remembered } from './watches.js';
 import { Alerter, type DropletIdentity } from './webhook.js';
 
 export interface MonitorOptions {
@@ -33,7 +34,7 @@ export interface Monitor {
  * restart of it runs, and a worker a rollout took out of the state is not looked at again.
  */
 export function startMonitor(opts: MonitorOptions): Monitor {
-  const watches = new Map<string, WorkerWatch>();
+  const watches = new WorkerWatches(opts.state.get().apis);
   const checking = new Map<string, Promise<void>>();
   const expiries = new Map<string, string>();
   let lastCertificateLook = 0;
@@ -42,17 +43,6 @@ export function startMonitor(opts: MonitorOptions): Monitor {
   const alerter = new Alerter(opts.events, () => opts.state.get().alertWebhook, opts.droplet);
   const unsubscribe = opts.events.subscribe((event) => alerter.notify(event));
 
-  const key = (api: string, port: number) => `${api}@${port}`;
-  /**
-   * The workers there when the agent started: what the event log last said of them is where their
-   * watch picks up. Any other this agent started itself (startedWorkerWatch).
-   */
-  const inherited = new Set(Object.values(opts.state.get().apis).flatMap((api) => api.workers.map((w) => key(api.name, w.port))));
-  /** Forgets the workers `gone` names, watched or inherited: a later worker on one of their ports is a new one. */
-  const forget = (gone: (k: string) => boolean) => {
-    for (const k of [...watches.keys()]) if (gone(k)) watches.delete(k);
-    for (const k of [...inherited]) if (gone(k)) inherited.delete(k);
-  };
   const live = (api: string, port: number) => opts.state.get().apis[api]?.workers.some((w) => w.port === port) ?? false;
 
   async function observe(api: ApiRecord, port: number): Promise<Observation> {
@@ -69,7 +59,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
   }
 
   /** What the event log last said of a worker: so a restarted agent picks up where it was. */
-  function remembered(api: string, port: number, now: number): { reported: 'up' | 'down' | null; agentRestarts: number[] } {
+  function remembered(api: string, port: number, now: number): Remembered {
     const mine = opts.events.after(null).filter((e: AgentEvent) => e.api === api && e.port === port);
     const lastSaid = mine.filter((e) => e.kind === 'up' || e.kind === 'down').at(-1)?.kind;
     const agentRestarts = mine.filter((e) => e.kind === 'restarted' && e.by === 'agent').map((e) => Date.parse(e.time)).filter((t) => now - t < MONITOR_RESTART_WINDOW_MS);
@@ -90,20 +80,15 @@ export function startMonitor(opts: MonitorOptions): Monitor {
       }),
     );
     // Workers a rollout or a remove took away, inherited ones never looked at included.
-    forget((k) => k.startsWith(`${name}@`) && !api.workers.some((w) => key(name, w.port) === k));
+    watches.forget((a, port) => a === name && !api.workers.some((w) => w.port === port));
     const rules = monitorRules(api.healthTimeoutMs);
     for (const s of seen) {
       // A worker a rollout or a remove took out of the state meanwhile is theirs now.
       if (!s || stopped || !live(name, s.port)) continue;
       const now = Date.now();
-      let prev = watches.get(key(name, s.port));
-      if (!prev && inherited.delete(key(name, s.port))) {
-        const before = remembered(name, s.port, now);
-        prev = firstWatch(s.obs, now, before.reported, before.agentRestarts);
-      }
-      prev ??= startedWorkerWatch(s.obs, now);
+      const prev = watches.current(name, s.port, s.obs, now, () => remembered(name, s.port, now));
       const { next, events, restart } = step(prev, s.obs, now, rules);
-      watches.set(key(name, s.port), next);
+      watches.set(name, s.port, next);
       for (const e of events) opts.events.record({ ...e, api: name, port: s.port });
       if (restart && !stopped && live(name, s.port)) {
         const unit = layout.instanceUnit(name, s.port);
@@ -140,7 +125,7 @@ export function startMonitor(opts: MonitorOptions): Monitor {
 
   function tick(): void {
     if (stopped) return;
-    forget((k) => !opts.state.get().apis[k.slice(0, k.lastIndexOf('@'))]);
+    watches.forget((api) => !opts.state.get().apis[api]);
     for (const name of Object.keys(opts.state.get().apis)) {
       // One check per API at a time: a check waiting for a deploy's lock is not queued twice.
       if (checking.has(name)) continue;

@@ -4,7 +4,7 @@ import { log } from '../log.js';
 import type { AgentState, CertificateRecord } from '../state.js';
 import { CertbotError, certonly, deleteLineage, installDeployHook, readCertificate } from '../system/certbot.js';
 import { layout } from '../system/layout.js';
-import { reloadNginx } from '../system/nginx.js';
+import { reloadNginx, servedCertificate } from '../system/nginx.js';
 import * as ufw from '../system/ufw.js';
 import { SHARED, StepError, UFW_LOCK, type OpContext } from './context.js';
 import { applyNginxOf, changeRouting } from './routing.js';
@@ -57,16 +57,13 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
 
   // The firewall's files from the snapshot to a possible undo are this operation's: a `plumb
   // firewall` meanwhile would otherwise be written back over by the undo (one lock for ufw).
-  let outcome: 'issued' | 'kept' = 'issued';
-  let dropped: string[] = [];
-  let opened443 = false;
-  await ctx.locks.with(UFW_LOCK, async () => {
+  const { outcome, dropped, opened443, routing, onDisk } = await ctx.locks.with(UFW_LOCK, async () => {
     const firewall = await ufw.snapshot();
     ctx.progress('opening port 443 in the firewall');
-    opened443 = await ufw.allow(HTTPS_RULE);
+    const opened = await ufw.allow(HTTPS_RULE);
     try {
       ctx.progress('asking the ACME server for a certificate', `${req.domains.join(', ')} from ${req.server}`);
-      outcome = await certonly({ name, domains: req.domains, email: req.email, server: req.server, webroot: layout.acmeWebroot, force: req.force }).catch((err: unknown) => {
+      const got = await certonly({ name, domains: req.domains, email: req.email, server: req.server, webroot: layout.acmeWebroot, force: req.force }).catch((err: unknown) => {
         if (!(err instanceof CertbotError)) throw err;
         throw new StepError(err.code, 'certificate', err.message, [], hintFor(err.reason));
       });
@@ -76,27 +73,33 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
       await installDeployHook();
 
       ctx.progress('turning HTTPS on in nginx');
-      const kept = outcome;
       let lineagesDropped: string[] = [];
-      await changeRouting(ctx, (state) => {
+      const nginx = await changeRouting(ctx, (state) => {
         const previous = state.https?.certificates.find((c) => c.name === name);
-        const issuedAt = kept === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
+        const issuedAt = got === 'kept' && previous ? previous.issuedAt : new Date().toISOString();
         const change = withCertificate(state, { name, domains: req.domains, email: req.email, server: req.server, issuedAt });
         lineagesDropped = change.dropped;
         return change.next;
       });
-      dropped = lineagesDropped;
+      return { outcome: got, dropped: lineagesDropped, opened443: opened, routing: nginx, onDisk: facts.fingerprint };
     } catch (err) {
-      if (opened443) {
+      if (opened) {
         await ufw.undoAllow(HTTPS_RULE, firewall).catch((undo: Error) => log.error('could not close 443 again', { error: undo.message }));
       }
       throw err;
     }
   });
-  // A new certificate in files nginx already uses: certbot's deploy hook signalled nginx and
-  // returned, and an unchanged config was not reloaded. It is served once new workers run, and only
-  // then is it said to be.
-  if (outcome === 'issued') await ctx.locks.with(SHARED, () => reloadNginx());
+  // nginx reads certificate files only when it (re)loads. A changed config was reloaded after
+  // certbot wrote them, and that once is enough. Otherwise a new certificate is in files nginx
+  // already uses (certbot's deploy hook, if it ran, only signalled nginx), and a kept one may not
+  // be served either: a reload that failed after the state was saved (the command erred), or a
+  // renewal whose hook did not run. One TLS handshake on loopback tells, rather than a reload on
+  // every rerun, which would close every client's idle keep-alive connection for nothing. It is
+  // served once new workers run, and only then is it said to be.
+  if (routing !== 'reloaded' && (outcome === 'issued' || (await servedCertificate(name)) !== onDisk)) {
+    ctx.progress('reloading nginx to serve the certificate on disk');
+    await ctx.locks.with(SHARED, () => reloadNginx());
+  }
   for (const lineage of dropped) await deleteLineage(lineage);
 
   const certificates = await certificateInfos(ctx.state.get());

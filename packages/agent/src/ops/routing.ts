@@ -21,15 +21,16 @@ import { nginxModel } from './nginx-model.js';
  * Changes the shared state and what serves together: the nftables map (which workers new
  * connections reach), then nginx (validated; reloaded only if its file changed, which a change of
  * workers never does), then the state file. If any fails, both go back to what the unchanged
- * state says, so they never disagree.
+ * state says, so they never disagree. Says what nginx did (https reloads only if it did not).
  */
-export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<AgentState> {
+export async function changeRouting(ctx: OpContext, change: (state: AgentState) => AgentState): Promise<'unchanged' | 'reloaded'> {
   return ctx.locks.with(SHARED, async () => {
     const candidate = change(ctx.state.get());
     try {
-      await applyRouting(candidate);
+      const nginx = await applyRouting(candidate);
       crashPoint('routing-applied');
-      return await ctx.state.update(() => candidate);
+      await ctx.state.update(() => candidate);
+      return nginx;
     } catch (err) {
       // A file nginx refused is already restored by applyNginx; this covers the rest.
       await applyRouting(ctx.state.get()).catch(() => undefined);

@@ -97,6 +97,8 @@ export interface CertificateFacts {
   expiresAt: string;
   serial: string;
   issuer: string;
+  /** SHA-256, as node:tls gives a peer's (servedCertificate compares the two). */
+  fingerprint: string;
 }
 
 /** The certificate a lineage serves now, from its file. */
@@ -107,6 +109,7 @@ export async function readCertificate(name: string): Promise<CertificateFacts> {
     expiresAt: new Date(cert.validTo).toISOString(),
     serial: cert.serialNumber.toUpperCase(),
     issuer: /(?:^|\n)CN=([^\n]*)/.exec(cert.issuer)?.[1] ?? cert.issuer.replace(/\n/g, ', '),
+    fingerprint: cert.fingerprint256,
   };
 }
 

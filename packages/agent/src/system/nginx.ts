@@ -1,6 +1,7 @@
 import { readFile, rm, symlink } from 'node:fs/promises';
+import { connect } from 'node:tls';
 import { execa } from 'execa';
-import { NGINX_RELOAD_POLL_MS, NGINX_RELOAD_WAIT_MS, PlumbError, pollUntil } from '@plumb/shared';
+import { NGINX_RELOAD_POLL_MS, NGINX_RELOAD_WAIT_MS, PlumbError, SERVED_CERTIFICATE_PROBE_MS, pollUntil } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { layout } from './layout.js';
 import { reload } from './systemd.js';
@@ -52,6 +53,24 @@ export async function reloadNginx(): Promise<void> {
     },
     { timeoutMs: NGINX_RELOAD_WAIT_MS, intervalMs: NGINX_RELOAD_POLL_MS },
   );
+}
+
+/**
+ * The SHA-256 fingerprint of the certificate nginx presents on loopback's port 443 for `domain`
+ * (SNI), or undefined if no TLS answer came: what a client is served, which the files on disk
+ * need not be (certbot wrote new ones and no reload followed).
+ */
+export function servedCertificate(domain: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port: 443, servername: domain, rejectUnauthorized: false, timeout: SERVED_CERTIFICATE_PROBE_MS });
+    const end = (fingerprint: string | undefined) => {
+      socket.destroy();
+      resolve(fingerprint);
+    };
+    socket.once('secureConnect', () => end(socket.getPeerX509Certificate()?.fingerprint256));
+    socket.once('timeout', () => end(undefined));
+    socket.once('error', () => end(undefined));
+  });
 }
 
 async function workers(master: number): Promise<number[]> {
