@@ -109,6 +109,36 @@ describe('lazySchema', () => {
     }
   });
 
+  test('locked after zod put `register` on the built schema: reading it still works, as on an eager one', () => {
+    for (const lock of [Object.freeze, Object.seal, Object.preventExtensions]) {
+      const eager = z.object({ name: ApiName });
+      void eager.register;
+      const { lazy, inner } = tracked();
+      void lazy.shape;
+      void inner().register;
+      lock(eager);
+      lock(lazy);
+      assert.equal(typeof lazy.register, typeof eager.register, lock.name);
+      assert.deepEqual(Reflect.ownKeys(lazy), Reflect.ownKeys(inner()), lock.name);
+    }
+  });
+
+  test('a key the built schema loses after preventExtensions leaves the stand-in too', () => {
+    const { lazy, inner } = tracked();
+    lazy.parse({ name: 'sum' });
+    Object.defineProperty(inner(), 'note', { value: 1, configurable: true, enumerable: true });
+    Object.preventExtensions(lazy);
+    assert.ok(Reflect.ownKeys(lazy).includes('note'));
+    delete (inner() as { note?: number }).note;
+    assert.deepEqual(Reflect.ownKeys(lazy), Reflect.ownKeys(inner()));
+  });
+
+  test('util.inspect shows the schema after its descriptors were looked up', () => {
+    const { lazy, inner } = tracked();
+    Object.getOwnPropertyDescriptor(lazy, Symbol.for('nodejs.util.inspect.custom'));
+    assert.equal(inspect(lazy, { depth: 0 }), inspect(inner(), { depth: 0 }));
+  });
+
   test("zod's registries: .meta() and .describe() in the build, .register() on the stand-in, z.toJSONSchema of a schema holding it", () => {
     const eager = z.object({ name: ApiName }).meta({ title: 'An API', id: 'EagerApi' });
     const lazy = lazySchema(() => z.object({ name: ApiName }).meta({ title: 'An API', id: 'LazyApi' }));

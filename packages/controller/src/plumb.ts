@@ -161,7 +161,11 @@ function writeCaches(): void {
       const chunk = chunkOf(name);
       // Another build's cache of a chunk this build has (plumb-main.js) may be another install's, used in turns with this one.
       const keptMs = name.endsWith('.tmp') ? TEMPORARY_KEPT_MS : ours.has(chunk) ? OTHER_BUILD_CACHE_KEPT_MS : FOREIGN_CACHE_KEPT_MS;
-      if (now - statSync(path.join(cacheDir, name)).mtimeMs > keptMs) rmSync(path.join(cacheDir, name), { force: true });
+      try {
+        if (now - statSync(path.join(cacheDir, name)).mtimeMs > keptMs) rmSync(path.join(cacheDir, name), { force: true });
+      } catch {
+        // Gone meanwhile: another plumb, at the same time, removed it.
+      }
     }
     removeUnusedNodeCaches(cacheDir, now);
   } catch {

@@ -46,6 +46,8 @@ export function lazySchema<T extends z.ZodType>(build: () => T): T {
   /** Puts the built schema's `key` on the target, as the invariants need it there. */
   const mirror = (key: string | symbol): PropertyDescriptor | undefined => {
     const found = Reflect.getOwnPropertyDescriptor(built(), key);
+    // The inspect hook stays while the target is extensible (settle takes it away with the rest).
+    if (!found && key === INSPECT && Reflect.isExtensible(target)) return found;
     if (!found) Reflect.deleteProperty(target, key);
     else if (!found.configurable || !Reflect.isExtensible(target)) Reflect.defineProperty(target, key, found);
     return found;
@@ -59,7 +61,9 @@ export function lazySchema<T extends z.ZodType>(build: () => T): T {
     Reflect.preventExtensions(target);
   };
   const proxy: T = new Proxy(target, {
-    get: (_, key) => (key === 'register' ? register : Reflect.get(built(), key)),
+    // `register` is ours, unless the target holds the schema's own as fixed (frozen after zod put
+    // its method there): the invariants then want that one.
+    get: (_, key) => (key === 'register' && Reflect.getOwnPropertyDescriptor(target, key)?.configurable !== false ? register : Reflect.get(built(), key)),
     has: (_, key) => Reflect.has(built(), key),
     set: (_, key, value) => Reflect.set(built(), key, value),
     getPrototypeOf: () => {
@@ -69,6 +73,8 @@ export function lazySchema<T extends z.ZodType>(build: () => T): T {
     setPrototypeOf: (_, prototype) => Reflect.setPrototypeOf(built(), prototype) && (settle(), true),
     ownKeys: () => {
       settle();
+      // A key the schema lost after the target stopped taking new ones must go from the target too.
+      if (!Reflect.isExtensible(target)) for (const key of Reflect.ownKeys(target)) mirror(key);
       return Reflect.ownKeys(built());
     },
     getOwnPropertyDescriptor: (_, key) => {

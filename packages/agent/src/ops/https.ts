@@ -96,11 +96,18 @@ async function httpsLocked(req: HttpsRequest, ctx: OpContext): Promise<HttpsResu
   // renewal whose hook did not run. One TLS handshake on loopback tells, rather than a reload on
   // every rerun, which would close every client's idle keep-alive connection for nothing. It is
   // served once new workers run, and only then is it said to be.
-  if (routing !== 'reloaded' && (outcome === 'issued' || (await servedCertificate(name)) !== onDisk)) {
-    ctx.progress('reloading nginx to serve the certificate on disk');
-    await ctx.locks.with(SHARED, () => reloadNginx());
-  }
+  // Lineages the state dropped first: nginx's config no longer names them, and a reload that fails
+  // below must not leave them to certbot's renewals (a rerun no longer knows them).
   for (const lineage of dropped) await deleteLineage(lineage);
+  if (routing !== 'reloaded' && (outcome === 'issued' || (await servedCertificate(name)) !== onDisk)) {
+    ctx.progress(outcome === 'issued' ? 'reloading nginx to serve the new certificate' : 'reloading nginx to serve the certificate on disk');
+    await ctx.locks.with(SHARED, () => reloadNginx());
+    // Something else may answer for the domain on 443 (a site of the droplet's own that nginx prefers).
+    if ((await servedCertificate(name)) !== onDisk) {
+      log.warn('nginx serves another certificate than the one on disk after a reload', { certificate: name, domain: req.domains[0] });
+      ctx.progress(`warning: after a reload nginx still serves another certificate for ${req.domains[0]} on 443: another site on the droplet may answer for it (sudo nginx -T | grep -n ${req.domains[0]})`);
+    }
+  }
 
   const certificates = await certificateInfos(ctx.state.get());
   const certificate = certificates.find((c) => c.name === name);
