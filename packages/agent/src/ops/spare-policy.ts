@@ -14,7 +14,7 @@ export interface SpareInputs {
   expectedBytes: number | null;
   /** The API's last cold start, start until every worker answers, in ms; null: none measured since the agent started. */
   coldMs: number | null;
-  /** The API's last spare, handover until it answers, in ms; null: none measured. */
+  /** The API's quickest spare, handover until it answered, in ms; null: none measured. */
   spareMs: number | null;
 }
 
@@ -43,8 +43,8 @@ export const spareReserve = (totalBytes: number): number => Math.max(SPARE_RESER
  * - the API runs one worker: with more, the switch waits for the others, started cold, so one spare
  *   saves nothing, and one per worker would hold that many R processes' memory for every API;
  * - memory allows: MemAvailable less the spare's expected size stays at or above spareReserve;
- * - it pays: the last cold start took at least twice what a spare takes (the API's last spare's
- *   handover until it answered, else SPARE_HANDOVER_FLOOR_MS). An API whose own code is what takes
+ * - it pays: the last cold start took at least twice what a spare takes (the API's quickest
+ *   spare's handover until it answered, else SPARE_HANDOVER_FLOOR_MS). An API whose own code is what takes
  *   the time (a model read in plumber.R) gains little from R and plumber being loaded. No cold
  *   start measured yet (the spare served every deploy since the agent started): it keeps paying.
  * `why` is worded for plumb status: `hello: no warm spare (WHY)`.

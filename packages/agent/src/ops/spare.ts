@@ -59,9 +59,11 @@ const spares = new Map<string, Spare>();
 const varsKey = (vars: Record<string, string>) => createHash('sha256').update(JSON.stringify(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))).digest('hex');
 
 /**
- * Per API, since the agent started: its last cold start and its last spare's (start or handover
- * until every worker answered), its last spare's resident memory as it was taken, and why it keeps
- * no spare after its last deploy (plumb status). What keepSpare decides by.
+ * Per API, since the agent started: its last cold start (start until every worker answered), its
+ * quickest spare (handover until it answered: the least a spare takes here, so that one slow
+ * handover on a busy droplet does not end the API's spares), its last spare's resident memory as
+ * it was taken, and why it keeps no spare after its last deploy (plumb status). What keepSpare
+ * decides by.
  */
 const measured = new Map<string, { coldMs?: number; spareMs?: number; spareBytes?: number }>();
 const noSpareWhy = new Map<string, string>();
@@ -71,7 +73,7 @@ function measure(name: string, more: { coldMs?: number; spareMs?: number; spareB
 }
 
 /** A rollout of a deploy started its workers and all answered within `ms`: cold, or one handed to the spare. */
-export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: ms } : { coldMs: ms });
+export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity) } : { coldMs: ms });
 
 /** Why the API has no spare after its last deploy (plumb status); null: it has one, or nothing was decided since the agent started. */
 export const whyNoSpare = (name: string): string | null => (spares.has(name) ? null : (noSpareWhy.get(name) ?? null));
