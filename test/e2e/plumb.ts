@@ -124,6 +124,26 @@ export interface ApiStatusRow {
   release: string;
   workers: Array<{ port: number }>;
   draining: Array<{ port: number }>;
+  spare: { port: number; state: string } | null;
+  sparePolicy: 'always' | 'never' | 'auto' | null;
+  spareWhy: string | null;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until every API of the user's droplet has its warm spare decided:
+ * after a deploy the agent starts one (auto by default) behind the answer, and its env file and
+ * unit appear then. A test comparing the droplet before and after a refused command, or counting
+ * units, waits for this first. Decided: a spare is there (its env file is written before it shows),
+ * or plumb status says why there is none, or the API keeps none (--no-spare).
+ */
+export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promise<void> {
+  await pollUntil(
+    async () => {
+      const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: { apis: ApiStatusRow[] } }>;
+      return rows[0]?.status?.apis.every((a) => a.spare !== null || a.spareWhy !== null || a.sparePolicy === 'never' || a.sparePolicy === null) ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 500 },
+  );
 }
 
 /** What `plumb status --json` says of API `name` on the user's droplet; undefined when it is not there. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
-import { decideSpare, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
+import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 
 /** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
 
@@ -33,6 +33,19 @@ test('spare policy: auto keeps one when MemAvailable less the spare stays at the
   assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(23 * 1024, 15 * 1024) }), { keep: true });
   assert.deepEqual(decideSpare({ ...base, meminfo: 'MemTotal: 1 kB\n' }), { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' });
   assert.deepEqual(parseMeminfo(meminfo(2048, 1000)), { totalBytes: 2048 * MIB, availableBytes: 1000 * MIB });
+});
+
+test("spare policy: in a container (a lab droplet) /proc/meminfo is the host's, and the droplet's memory cgroup bounds it (v1 and v2 files)", () => {
+  const host = meminfo(23 * 1024, 22 * 1024);
+  // A lab droplet of 1 GiB, cgroup v1 as read inside it: 700 MiB used, 270 MiB of it inactive page cache.
+  const v1 = { limit: `${1024 * MIB}\n`, usage: `${700 * MIB}\n`, stat: `cache 1\ninactive_file ${270 * MIB}\ntotal_inactive_file ${270 * MIB}\n` };
+  assert.deepEqual(memoryOf(host, v1), { totalBytes: 1024 * MIB, availableBytes: 594 * MIB });
+  assert.deepEqual(decideSpare({ ...base, meminfo: host, cgroup: v1 }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, meminfo: host, cgroup: { ...v1, usage: `${1000 * MIB}\n` } }), { keep: false, why: 'auto: 294 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  // v2 without a limit ("max"), or a limit above the machine's: /proc/meminfo alone.
+  assert.deepEqual(memoryOf(host, { limit: 'max\n', usage: `${700 * MIB}\n`, stat: 'inactive_file 0\n' }), parseMeminfo(host));
+  assert.deepEqual(memoryOf(host, { limit: '9223372036854771712\n', usage: '1\n', stat: '' }), parseMeminfo(host));
+  assert.deepEqual(memoryOf(host, null), parseMeminfo(host));
 });
 
 test('spare policy: auto keeps one only where the spare at least halves the cold start (its measured handover, else the floor)', () => {

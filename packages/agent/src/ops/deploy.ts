@@ -16,7 +16,7 @@ import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
-import { keepSpare, rolloutTook, stopSpare, type SpareFit, type SpareVars } from './spare.js';
+import { hasSpare, keepSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -155,6 +155,11 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
+    // The spare may have been handed the release that failed: the live one gets a spare again.
+    const live = previous?.releases.find((r) => r.id === previous.current);
+    if (previous && live && ctx.state.get().apis[req.name]?.current === previous.current && !hasSpare(req.name)) {
+      nextSpareAfterAnswer(req.name, previous.current, { library: live.library, packages: live.packages, memoryMax: previous.memoryMax }, ctx);
+    }
     if (ctx.state.get().apis[req.name]?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });
       await removeManifest(req.name, release);
@@ -166,10 +171,12 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
 
 /**
  * After the answer, queued behind the deploy on the API's lock (the answer does not wait): the
- * API's next spare if its policy keeps one (spare-policy.ts), else none, and why not for plumb
- * status. A deploy queued before it has made `release` old by then: that deploy decides instead.
+ * API's next spare if its policy keeps one (spare-policy.ts), loading `fit` (what `release`, the
+ * live release, loads), else none, and why not for plumb status. A deploy queued before it has made
+ * `release` old by then: that deploy decides instead.
  */
 function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext): void {
+  spareUndecided(name);
   void ctx.locks
     .with(apiLock(name), async () => {
       const api = ctx.state.get().apis[name];

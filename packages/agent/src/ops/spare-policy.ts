@@ -8,8 +8,10 @@ export interface SpareInputs {
   policy: SparePolicy;
   /** The API's workers after the deploy. */
   workers: number;
-  /** /proc/meminfo as read. In a lab droplet (an nspawn container) it is the host's. */
+  /** /proc/meminfo as read. In a container (a lab droplet) it is the host's: `cgroup` then bounds it. */
   meminfo: string;
+  /** The memory cgroup the droplet's processes are under, when it has a limit (cgroupMemory); null: none (a VM's root). */
+  cgroup?: CgroupMemory | null;
   /** What a spare of this API is expected to hold: its last spare's resident memory, else a worker's; null: neither known. */
   expectedBytes: number | null;
   /** The API's last cold start, start until every worker answers, in ms; null: none measured since the agent started. */
@@ -23,6 +25,30 @@ export type SpareDecision = { keep: true } | { keep: false; why: string };
 const MIB = 1024 * 1024;
 const mib = (bytes: number) => `${Math.round(bytes / MIB)} MiB`;
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/**
+ * A memory cgroup's files as read at the root of the droplet's cgroup tree: its limit
+ * (`memory.max`, or v1's `memory.limit_in_bytes`), what it uses (`memory.current`,
+ * `memory.usage_in_bytes`) and `memory.stat` (whose inactive file pages the kernel gives back first,
+ * as MemAvailable counts them).
+ */
+export interface CgroupMemory {
+  limit: string;
+  usage: string;
+  stat: string;
+}
+
+/** The droplet's memory: /proc/meminfo's MemTotal and MemAvailable, within its cgroup's limit if it has one; undefined when meminfo lacks either. */
+export function memoryOf(meminfo: string, cgroup: CgroupMemory | null | undefined): { totalBytes: number; availableBytes: number } | undefined {
+  const memory = parseMeminfo(meminfo);
+  if (!memory || !cgroup) return memory;
+  const limit = Number(cgroup.limit.trim());
+  const usage = Number(cgroup.usage.trim());
+  const inactive = Number(/^(?:total_)?inactive_file (\d+)$/m.exec(cgroup.stat)?.[1] ?? 0);
+  // "max" (v2) or v1's page-rounded 2^63: no limit below the machine's.
+  if (!Number.isFinite(limit) || !Number.isFinite(usage) || limit >= memory.totalBytes) return memory;
+  return { totalBytes: limit, availableBytes: Math.max(0, Math.min(memory.availableBytes, limit - usage + inactive)) };
+}
 
 /** MemTotal and MemAvailable in bytes, or undefined when either is missing (the kernel writes kB). */
 export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number } | undefined {
@@ -53,7 +79,7 @@ export function decideSpare(i: SpareInputs): SpareDecision {
   if (i.policy === 'always') return { keep: true };
   if (i.policy === 'never') return { keep: false, why: '--no-spare' };
   if (i.workers > 1) return { keep: false, why: `auto: ${i.workers} workers, and one spare does not speed a redeploy whose other workers start cold` };
-  const memory = parseMeminfo(i.meminfo);
+  const memory = memoryOf(i.meminfo, i.cgroup);
   if (!memory) return { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' };
   const expected = i.expectedBytes ?? SPARE_EXPECTED_BYTES;
   const reserve = spareReserve(memory.totalBytes);

@@ -14,7 +14,7 @@ import { ensureApiAccount } from '../system/api-account.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
-import { decideSpare, type SpareDecision } from './spare-policy.js';
+import { decideSpare, type CgroupMemory, type SpareDecision } from './spare-policy.js';
 import { retireWorker } from './workers.js';
 
 /**
@@ -75,8 +75,25 @@ function measure(name: string, more: { coldMs?: number; spareMs?: number; spareB
 /** A rollout of a deploy started its workers and all answered within `ms`: cold, or one handed to the spare. */
 export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity) } : { coldMs: ms });
 
-/** Why the API has no spare after its last deploy (plumb status); null: it has one, or nothing was decided since the agent started. */
+/** A deploy answered: the API's spare is decided anew (keepSpare, queued behind it); until then plumb status gives no reason. */
+export const spareUndecided = (name: string): boolean => noSpareWhy.delete(name);
+
+/** Why the API has no spare after its last deploy (plumb status); null: it has one, or nothing was decided since its last deploy (or the agent's start). */
 export const whyNoSpare = (name: string): string | null => (spares.has(name) ? null : (noSpareWhy.get(name) ?? null));
+
+/**
+ * The memory cgroup at the root of the droplet's cgroup tree, if it has a limit file there: a
+ * container's (a lab droplet is an nspawn container under the lab's limit; cgroup v1 or v2). On a
+ * VM (a real droplet) the root has none, and /proc/meminfo is the droplet's own.
+ */
+async function cgroupMemory(): Promise<CgroupMemory | null> {
+  for (const [dir, limit, usage] of [['/sys/fs/cgroup', 'memory.max', 'memory.current'], ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes']] as const) {
+    const read = (file: string) => readFile(`${dir}/${file}`, 'utf8');
+    const files = await Promise.all([read(limit), read(usage), read('memory.stat')]).catch(() => undefined);
+    if (files) return { limit: files[0], usage: files[1], stat: files[2] };
+  }
+  return null;
+}
 
 /**
  * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare (spare-policy.ts).
@@ -93,6 +110,7 @@ export async function keepSpare(name: string, policy: SparePolicy, ports: readon
     policy,
     workers: ports.length,
     meminfo: policy === 'auto' ? await readFile('/proc/meminfo', 'utf8').catch(() => '') : '',
+    cgroup: policy === 'auto' ? await cgroupMemory() : null,
     expectedBytes: past.spareBytes ?? (policy === 'auto' ? await workerBytes() : null),
     coldMs: past.coldMs ?? null,
     spareMs: past.spareMs ?? null,
@@ -112,6 +130,9 @@ function countCrashes(name: string, more: number): void {
   const count = crashes.get(name) ?? { past: 0, said: false };
   crashes.set(name, { ...count, past: count.past + more });
 }
+
+/** Whether the API has a spare now. */
+export const hasSpare = (name: string): boolean => spares.has(name);
 
 /** Ports spares wait on: no rollout may pick them. */
 export const sparePorts = (): number[] => [...spares.values()].map((s) => s.port);
