@@ -146,6 +146,23 @@ export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promi
   );
 }
 
+/**
+ * What `list` prints of the droplet (its files: what a refused command must leave as it was), once
+ * every API's spare is decided (sparesDecided), without the lines naming a warm spare's env file: a
+ * spare comes and goes with deploys (a failed one may use it up, and the agent starts another),
+ * and serves nothing.
+ */
+export async function withoutSpares(user: PlumbUser, list: () => Promise<string>): Promise<string> {
+  await sparesDecided(user);
+  const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: { apis: ApiStatusRow[] } }>;
+  const spares = new Set((rows[0]?.status?.apis ?? []).flatMap((a) => (a.spare ? [`${a.name}@${a.spare.port}.env`] : [])));
+  const listing = await list();
+  return listing
+    .split('\n')
+    .filter((line) => !spares.has(line))
+    .join('\n');
+}
+
 /** What `plumb status --json` says of API `name` on the user's droplet; undefined when it is not there. */
 export async function apiStatus(user: PlumbUser, name: string): Promise<ApiStatusRow | undefined> {
   const status = await user.plumb(['status', '--json']);

@@ -16,7 +16,7 @@ import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
-import { hasSpare, keepSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
+import { hasSpare, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -176,7 +176,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
  * `release` old by then: that deploy decides instead.
  */
 function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext): void {
-  spareUndecided(name);
+  const pending = spareUndecided(name);
   void ctx.locks
     .with(apiLock(name), async () => {
       const api = ctx.state.get().apis[name];
@@ -190,7 +190,11 @@ function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx:
       const vars: SpareVars = { env: api.releases.find((r) => r.id === release)?.env ?? {}, secrets: api.secrets };
       await startNextSpare(name, fit, vars, ctx);
     })
-    .catch((err: Error) => log.warn('could not start a warm spare', { api: name, error: err.message }));
+    .catch((err: Error) => {
+      log.warn('could not start a warm spare', { api: name, error: err.message });
+      noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);
+    })
+    .finally(pending.decided);
 }
 
 /** What a deploy under way made, kept in layout.deployMarker(NAME) until it ends. */

@@ -75,11 +75,36 @@ function measure(name: string, more: { coldMs?: number; spareMs?: number; spareB
 /** A rollout of a deploy started its workers and all answered within `ms`: cold, or one handed to the spare. */
 export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity) } : { coldMs: ms });
 
-/** A deploy answered: the API's spare is decided anew (keepSpare, queued behind it); until then plumb status gives no reason. */
-export const spareUndecided = (name: string): boolean => noSpareWhy.delete(name);
+/** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
+export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
 
-/** Why the API has no spare after its last deploy (plumb status); null: it has one, or nothing was decided since its last deploy (or the agent's start). */
-export const whyNoSpare = (name: string): string | null => (spares.has(name) ? null : (noSpareWhy.get(name) ?? null));
+/** Per API: its deploys whose spare is still to be decided (spareUndecided until decided). */
+const undecided = new Map<string, number>();
+
+/**
+ * A deploy answered: the API's spare is decided anew behind it (keepSpare); until `decided` is
+ * called plumb status gives no reason for the API having none.
+ */
+export function spareUndecided(name: string): { decided: () => void } {
+  noSpareWhy.delete(name);
+  undecided.set(name, (undecided.get(name) ?? 0) + 1);
+  let done = false;
+  return {
+    decided: () => {
+      if (done) return;
+      done = true;
+      const left = (undecided.get(name) ?? 1) - 1;
+      if (left > 0) undecided.set(name, left);
+      else undecided.delete(name);
+    },
+  };
+}
+
+/**
+ * Why the API has no spare (plumb status); null: it has one, or a deploy's is being decided. An
+ * agent that started again keeps none until a deploy (reconcile stops what its state does not list).
+ */
+export const whyNoSpare = (name: string): string | null => (spares.has(name) || undecided.has(name) ? null : (noSpareWhy.get(name) ?? 'none since the agent started: the next deploy decides'));
 
 /**
  * The memory cgroup at the root of the droplet's cgroup tree, if it has a limit file there: a
