@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
+import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
+import { sparePolicyOf } from '@plumb/agent/state';
 import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 
 /** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
@@ -61,4 +62,14 @@ test('spare policy: auto keeps one only where the spare at least halves the cold
 
 test('spare policy: auto keeps none for an API of several workers, and says why', () => {
   assert.deepEqual(decideSpare({ ...base, workers: 2 }), { keep: false, why: 'auto: 2 workers, and one spare does not speed a redeploy whose other workers start cold' });
+});
+
+test('spare policy across versions: a deploy says true, false or auto; an older agent\'s status has no policy; a state record from before auto keeps what `spare` said', () => {
+  const deploy = (spare: unknown) => DeployRequest.safeParse({ id: 1, type: 'deploy', name: 'sum', forward: false, wait: false, spare });
+  for (const spare of [true, false, 'auto', undefined]) assert.ok(deploy(spare).success, String(spare));
+  assert.equal(deploy('sometimes').success, false);
+  assert.deepEqual([true, false, 'auto'].map((s) => requestedSparePolicy(s as boolean | 'auto')), ['always', 'never', 'auto']);
+  const older = ApiStatus.parse({ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [], forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z' });
+  assert.deepEqual([older.spare, older.sparePolicy, older.spareWhy], [null, null, null]);
+  assert.deepEqual([{ spare: true }, { spare: false }, {}, { spare: true, sparePolicy: 'auto' as const }].map((r) => sparePolicyOf(r as Parameters<typeof sparePolicyOf>[0])), ['always', 'never', 'never', 'auto']);
 });
