@@ -250,6 +250,9 @@ connects <- function(host, port) can({ con <- socketConnection(host, port, block
 #* @serializer unboxedJSON
 function() {
   others <- setdiff(list.files("/proc", pattern = "^[0-9]+$"), c(as.character(Sys.getpid()), "1"))
+  # Another user's (another API's, root's): its own warm spare runs as this API's user too.
+  owner <- file.info(file.path("/proc", others), extra_cols = TRUE)$uname
+  others <- others[!is.na(owner) & owner != Sys.info()[["effective_user"]]]
   environ_of <- function(p) tryCatch({ r <- readBin(file.path("/proc", p, "environ"), "raw", 65536); rawToChar(r[r != as.raw(0)]) }, error = function(e) "")
   env_leak <- any(vapply(others, function(p) grepl("s3cret", environ_of(p), fixed = TRUE), logical(1)))
   list(
