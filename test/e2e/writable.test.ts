@@ -7,7 +7,7 @@ import { apiUser } from '@plumb/shared';
 import { startLab, type Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { apiStatus, plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
+import { plumbUser, provisionDroplet, type PlumbUser } from './plumb.js';
 
 /**
  * Real plumber APIs write where they run: beside their code (for the life of the release), in
@@ -86,10 +86,13 @@ const attempt = (what: 'write' | 'remove' | 'read', file: string) => json(`/writ
 const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv, { timeoutMs: 60_000 });
 const sh = (script: string) => onDroplet(['sh', '-c', script]);
 
-/** An API's one worker (as plumb status names it: a warm spare runs as plumber-NAME@PORT too): its unit, port and R process. */
+/**
+ * An API's one worker: its unit, port and R process. Asked of systemd, not the agent (a test stops
+ * it): the active unit enabled at boot, which a warm spare (plumber-NAME@PORT too) is not.
+ */
 async function worker(name: string): Promise<{ unit: string; port: number; pid: number; user: string }> {
-  const port = (await apiStatus(user, name))?.workers[0]?.port ?? 0;
-  const unit = `plumber-${name}@${port}.service`;
+  const unit = (await sh(`for u in $(systemctl list-units --no-legend --plain --state=active 'plumber-${name}@*' | cut -d' ' -f1); do [ "$(systemctl is-enabled "$u")" = enabled ] && echo "$u"; done; true`)).split('\n')[0] ?? '';
+  const port = Number(/@(\d+)\.service$/.exec(unit)?.[1]);
   const pid = Number(await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit]));
   return { unit, port, pid, user: await onDroplet(['ps', '-o', 'user=', '-p', String(pid)]) };
 }
