@@ -12,7 +12,7 @@ import { rawTar } from '../cases/raw-tar.js';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { clientFor, httpGet, waitAction } from './helpers.js';
-import { agentAnswersAgain, apiStatus, PLUMB_CLI, rawUpload, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, PLUMB_CLI, rawUpload, sharedDroplet, withoutSpares, type PlumbUser } from './plumb.js';
 
 /**
  * The seed's do_deploy_api, do_remove_api, do_forward and the journalctl/systemctl it left to the
@@ -33,7 +33,7 @@ const onDroplet = (argv: string[], timeoutMs?: number) => lab.droplet(dropletId)
  * workers start at boot (a failed release's workers are linked while R loads, and must be unlinked).
  * What is missing, as missing: a test run alone finds a fresh droplet.
  */
-const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f" 2>&1; done; ls /var/lib/plumb/instances 2>&1; ls /etc/systemd/system/multi-user.target.wants | grep "^plumber-"; true']);
+const serving = () => withoutSpares(user, () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f" 2>&1; done; ls /var/lib/plumb/instances 2>&1; ls /etc/systemd/system/multi-user.target.wants | grep "^plumber-"; true']));
 const nginxTest = () => onDroplet(['nginx', '-t']);
 /** sum's workers that start at boot: their links in a `.wants` directory (a link left names a unit gone: a failed start at every boot). */
 const bootLinks = () => onDroplet(['sh', '-c', 'ls /etc/systemd/system/*.wants/ | grep "^plumber-sum" | sort || true']);
@@ -51,8 +51,9 @@ describe('deploy', () => {
     assert.match(docs.body, /swagger/i);
     assert.equal((await get('/sum/openapi.json')).status, 200);
     assert.match(await onDroplet(['ls', '/var/plumber/sum/current/']), /plumber\.R/);
-    const units = await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain "plumber-sum@*" | cut -d" " -f1']);
-    const unit = units.split('\n')[0] ?? '';
+    // The worker plumb status names (a warm spare, plumber-sum@PORT too, is not started at boot).
+    const unit = `plumber-sum@${(await apiStatus(user, 'sum'))?.workers[0]?.port}.service`;
+    assert.ok((await onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain "plumber-sum@*" | cut -d" " -f1'])).split('\n').includes(unit), unit);
     assert.match(unit, /^plumber-sum@\d+\.service$/);
     assert.equal(await onDroplet(['systemctl', 'is-enabled', unit]), 'enabled');
     assert.equal(await onDroplet(['ps', '-o', 'user=', '-p', await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit])]), 'plumber-sum');

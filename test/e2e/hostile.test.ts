@@ -14,7 +14,7 @@ import { pax, rawTar, type RawEntry } from '../cases/raw-tar.js';
 import type { Lab } from '../lab/lab.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet } from './helpers.js';
-import { agentAnswersAgain, apiStatus, sharedDroplet, type ApiStatusRow, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, apiStatus, sharedDroplet, sparesDecided, type ApiStatusRow, type PlumbUser } from './plumb.js';
 
 /**
  * The hostile-input and fault suite of issue 12 on one droplet: bundles in every tar header form,
@@ -115,10 +115,12 @@ test(`${HOSTILE_BUNDLES.length} hostile bundles in every tar header form: each r
 
 /** What `plumb status` says the droplet runs, checked against what systemd runs and what is on disk. */
 async function assertCoherent(name: string): Promise<ApiStatusRow> {
+  // The warm spare a deploy starts behind its answer (auto) runs too, once decided; it is not started at boot.
+  await sparesDecided(user);
   const row = await apiStatus(user, name);
   assert.ok(row, `${name} is in the state`);
   const running = (await sh(`systemctl list-units --plain --no-legend --state=active,activating 'plumber-${name}@*.service' | cut -d' ' -f1 | sort`)).split('\n').filter(Boolean);
-  assert.deepEqual(running, [...row.workers, ...row.draining].map((w) => `plumber-${name}@${w.port}.service`).sort(), 'exactly the state\'s workers run');
+  assert.deepEqual(running, [...row.workers, ...row.draining, ...(row.spare ? [row.spare] : [])].map((w) => `plumber-${name}@${w.port}.service`).sort(), 'exactly the state\'s workers (and the spare plumb status shows) run');
   // A rollout links its new workers to start at boot while R loads: one cut before its switch must not leave them linked.
   const atBoot = (await sh(`ls /etc/systemd/system/multi-user.target.wants | grep '^plumber-${name}@' || true`)).split('\n').filter(Boolean).sort();
   assert.deepEqual(atBoot, [...row.workers, ...row.draining].map((w) => `plumber-${name}@${w.port}.service`).sort(), 'exactly the state\'s workers start at boot');
@@ -248,6 +250,9 @@ connects <- function(host, port) can({ con <- socketConnection(host, port, block
 #* @serializer unboxedJSON
 function() {
   others <- setdiff(list.files("/proc", pattern = "^[0-9]+$"), c(as.character(Sys.getpid()), "1"))
+  # Another user's (another API's, root's): its own warm spare runs as this API's user too.
+  owner <- file.info(file.path("/proc", others), extra_cols = TRUE)$uname
+  others <- others[!is.na(owner) & owner != Sys.info()[["effective_user"]]]
   environ_of <- function(p) tryCatch({ r <- readBin(file.path("/proc", p, "environ"), "raw", 65536); rawToChar(r[r != as.raw(0)]) }, error = function(e) "")
   env_leak <- any(vapply(others, function(p) grepl("s3cret", environ_of(p), fixed = TRUE), logical(1)))
   list(

@@ -124,6 +124,43 @@ export interface ApiStatusRow {
   release: string;
   workers: Array<{ port: number }>;
   draining: Array<{ port: number }>;
+  spare: { port: number; state: string } | null;
+  sparePolicy: 'always' | 'never' | 'auto' | null;
+  spareWhy: string | null;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until every API of the user's droplet has its warm spare decided:
+ * after a deploy the agent starts one (auto by default) behind the answer, and its env file and
+ * unit appear then. A test comparing the droplet before and after a refused command, or counting
+ * units, waits for this first. Decided: a spare is there (its env file is written before it shows),
+ * or plumb status says why there is none, or the API keeps none (--no-spare).
+ */
+export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promise<void> {
+  await pollUntil(
+    async () => {
+      const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: { apis: ApiStatusRow[] } }>;
+      return rows[0]?.status?.apis.every((a) => a.spare !== null || a.spareWhy !== null || a.sparePolicy === 'never' || a.sparePolicy === null) ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 500 },
+  );
+}
+
+/**
+ * What `list` prints of the droplet (its files: what a refused command must leave as it was), once
+ * every API's spare is decided (sparesDecided), without the lines naming a warm spare's env file: a
+ * spare comes and goes with deploys (a failed one may use it up, and the agent starts another),
+ * and serves nothing.
+ */
+export async function withoutSpares(user: PlumbUser, list: () => Promise<string>): Promise<string> {
+  await sparesDecided(user);
+  const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: { apis: ApiStatusRow[] } }>;
+  const spares = new Set((rows[0]?.status?.apis ?? []).flatMap((a) => (a.spare ? [`${a.name}@${a.spare.port}.env`] : [])));
+  const listing = await list();
+  return listing
+    .split('\n')
+    .filter((line) => !spares.has(line))
+    .join('\n');
 }
 
 /** What `plumb status --json` says of API `name` on the user's droplet; undefined when it is not there. */

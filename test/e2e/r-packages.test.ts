@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { ApiStatus, DeployResult, PackagesResult, StatusResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
@@ -45,6 +45,9 @@ sharedDroplet(
         // Ends R as it loads in a warm spare only (PLUMB_SPARE is set while a spare loads packages): what
         // commands.md warns of, a package's .onLoad reading the environment.
         { name: 'plumbspareless', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) if (nzchar(Sys.getenv("PLUMB_SPARE"))) quit(save = "no", status = 3)\nspareless <- function() "ok"\n' } },
+        // Keeps what GREETING (an --env) was as it loaded: a spare loads it long before the release
+        // it serves, and must see what a cold start sees.
+        { name: 'plumbenvseen', version: '1.0', code: { 'zzz.R': 'seen <- new.env()\n.onLoad <- function(libname, pkgname) assign("greeting", Sys.getenv("GREETING", "unset"), envir = seen)\ngreeting_at_load <- function() get("greeting", envir = seen)\n' } },
       ],
       [demo('1.0')],
     );
@@ -289,17 +292,27 @@ describe('R packages from a CRAN-like repository', () => {
  * The warm spare (issue 14): on this droplet because a package change is what must send a
  * redeploy back to a cold start. entrypoint.R sets a serializer (only it makes answers unboxed),
  * data.txt is read by a relative path (the working directory), GREETING is an --env and
- * WARM_TOKEN a secret: each is what a cold start gives, and each must hold for the spare too.
+ * WARM_TOKEN a secret, and plumbenvseen's .onLoad reads GREETING as the package loads: each is
+ * what a cold start gives, and each must hold for the spare too.
  */
-describe('the warm spare (deploy --spare)', () => {
-  const warmApi = (version: string, head = '') => ({
+describe('the warm spare (auto by default, --spare, --no-spare)', () => {
+  // The APIs the tests above left (and their own spares) hold most of this 1 GiB droplet, and auto
+  // rightly keeps no spare then ("auto: 129 MiB available, a spare takes ~101 MiB, 256 MiB kept
+  // free"): these tests want the room a droplet with one API has.
+  before(async () => {
+    const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
+    for (const api of rows[0]?.status?.apis ?? []) assert.equal((await user.plumb(['remove', api.name, '--yes'])).exitCode, 0, `remove ${api.name}`);
+  });
+  const warmApi = (version: string, head = '', more = '') => ({
     'entrypoint.R': 'pr <- plumber::plumb("api.R")\npr$setSerializer(plumber::serializer_unboxed_json())\npr\n',
     'api.R': `${head}#* @get /v
-function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GREETING"), token = Sys.getenv("WARM_TOKEN"), data = readLines("data.txt"), spareVar = Sys.getenv("PLUMB_SPARE", "unset"), pid = Sys.getpid())
+function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GREETING"), token = Sys.getenv("WARM_TOKEN"), data = readLines("data.txt"), spareVar = Sys.getenv("PLUMB_SPARE", "unset"), pid = Sys.getpid()${more})
 `,
     'data.txt': `data ${version}\n`,
   });
-  interface WarmAnswer { version: string; cwd: string; greeting: string; token: string; data: string; spareVar: string; pid: number }
+  /** The warm API of the first test: GREETING as plumbenvseen saw it when it loaded, too. */
+  const seenApi = (version: string, head = '') => warmApi(version, `library(plumbenvseen)\n${head}`, ', atLoad = greeting_at_load()');
+  interface WarmAnswer { version: string; cwd: string; greeting: string; token: string; data: string; spareVar: string; pid: number; atLoad?: string }
   // A long wait: R's first answer on a loaded droplet.
   const warmGet = async (api = 'warm') => JSON.parse((await httpGet(`http://${address}/${api}/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
@@ -316,38 +329,60 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
       },
       { timeoutMs: 120_000, intervalMs: 500 },
     );
-    assert.ok(found !== undefined, 'a warm spare is running and ready after a deploy with --spare');
+    // Else what plumb status says of it (auto's reason when it keeps none).
+    assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${(await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ')}`);
     return found;
   }
 
-  test('a redeploy is served by the spare with the new code, --env, secret, working directory and entrypoint.R of a cold start; a package change starts cold; plumb status shows the spare; one that crashed while waiting makes the next deploy start cold, not fail', async () => {
-    const first = await deploy(warmApi('w1'), 'warm', ['--spare', '--env', 'GREETING=hello']);
+  test('by default (auto) a redeploy is served by the spare with the new code, --env (in plumber.R and in a package as it loads), secret, working directory and entrypoint.R of a cold start; an --env change starts cold and says why; a package change starts cold; plumb status shows the spare and its policy; one that crashed while waiting makes the next deploy start cold, not fail; --no-spare keeps none', async () => {
+    const first = await deploy(seenApi('w1'), 'warm', ['--env', 'GREETING=hello', '--repo', repo.url]);
     assert.equal(first.exitCode, 0, first.stderr);
+    const cold = (await warmGet()) as WarmAnswer;
+    assert.deepEqual([cold.greeting, cold.atLoad], ['hello', 'hello'], 'a cold start: the package saw the --env as it loaded');
+    // The secret set after the spare started: the spare starts again with it (else the next deploy would start cold).
     const set = await user.plumb(['secrets', 'set', 'warm', 'WARM_TOKEN', '--wait'], { input: 'tok-1\n' });
     assert.equal(set.exitCode, 0, set.stderr);
-    const spare = (await readySpare()).port;
+    const ready = await readySpare();
+    const spare = ready.port;
     const sparePid = await unitPid(spare);
+    // From R's start on: the --env and the secret are in the file systemd gave the spare's R.
+    const spareEnv = await onDroplet(['cat', `/var/lib/plumb/instances/warm@${spare}.env`]);
+    assert.match(spareEnv, /^GREETING="hello"$/m);
+    assert.match(spareEnv, /^WARM_TOKEN="tok-1"$/m);
+    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare \\(auto\\) on port ${spare}, waiting, \\d+ MiB$`, 'm'));
+    assert.equal(((JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status: StatusResult }>)[0]?.status.apis.find((a) => a.name === 'warm'))?.sparePolicy, 'auto');
 
-    const second = await deploy(warmApi('w2'), 'warm', ['--env', 'GREETING=bonjour']);
+    const second = await deploy(seenApi('w2'), 'warm', ['--repo', repo.url]);
     assert.equal(second.exitCode, 0, second.stderr);
+    assert.match(second.stderr, new RegExp(`the warm spare on port ${spare} takes the release`));
     assert.deepEqual(second.result?.ports, [spare], 'the new release runs on the spare\'s port');
     const answer = (await warmGet()) as WarmAnswer;
     assert.deepEqual(
       { ...answer, pid: answer.pid === sparePid },
-      { version: 'w2', cwd: `/var/plumber/warm/releases/${second.result?.release}`, greeting: 'bonjour', token: 'tok-1', data: 'data w2', spareVar: 'unset', pid: true },
+      { version: 'w2', cwd: `/var/plumber/warm/releases/${second.result?.release}`, greeting: 'hello', token: 'tok-1', data: 'data w2', spareVar: 'unset', pid: true, atLoad: 'hello' },
     );
     // Still the worker unit systemd supervises: its process, and its lines in that unit's journal.
     assert.equal(await unitPid(spare), sparePid);
     assert.match(await onDroplet(['journalctl', '-u', `plumber-warm@${spare}.service`, '-o', 'cat', '--no-pager']), /plumb: serving \/var\/plumber\/warm\/releases\//);
 
+    // Another --env: the spare loaded its packages with the old one, so the release starts cold, and the step says why.
+    const changedPid = await unitPid((await readySpare()).port);
+    const changed = await deploy(seenApi('w2b'), 'warm', ['--env', 'GREETING=bonjour', '--repo', repo.url]);
+    assert.equal(changed.exitCode, 0, changed.stderr);
+    assert.match(changed.stderr, /cold: the warm spare was not used \(it started with another --env\)/);
+    const afterEnv = (await warmGet()) as WarmAnswer;
+    assert.deepEqual([afterEnv.version, afterEnv.greeting, afterEnv.atLoad, afterEnv.token], ['w2b', 'bonjour', 'bonjour', 'tok-1']);
+    assert.notEqual(afterEnv.pid, changedPid, 'a new R process serves the release');
+
     // The code now needs a package the spare did not load, built from the repository into a generation
     // of the API's library: the spare goes and the release starts cold.
     const nextPid = await unitPid((await readySpare()).port);
-    const third = await deploy(warmApi('w3', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
+    const third = await deploy(seenApi('w3', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
     assert.equal(third.exitCode, 0, third.stderr);
-    const cold = (await warmGet()) as WarmAnswer;
-    assert.deepEqual([cold.version, cold.greeting, cold.token, cold.data], ['w3', 'bonjour', 'tok-1', 'data w3']);
-    assert.notEqual(cold.pid, nextPid, 'a new R process serves the release');
+    assert.match(third.stderr, /cold: the warm spare was not used \(it loaded other packages or settings\)/);
+    const afterPackages0 = (await warmGet()) as WarmAnswer;
+    assert.deepEqual([afterPackages0.version, afterPackages0.greeting, afterPackages0.token, afterPackages0.data], ['w3', 'bonjour', 'tok-1', 'data w3']);
+    assert.notEqual(afterPackages0.pid, nextPid, 'a new R process serves the release');
     assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${nextPid} && echo running || echo gone`])).trim(), 'gone', 'the spare that did not fit was stopped');
     // The next spare loads the new release's library generation (R_LIBS=/var/plumber/warm/library/g-HASH).
     const afterPackages = await readySpare();
@@ -356,20 +391,34 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     // plumb status shows the spare as the user reads it: its port, waiting, its process and memory.
     assert.equal(afterPackages.pid, await unitPid(afterPackages.port));
     assert.ok((afterPackages.rssBytes ?? 0) > 10 * 1024 ** 2, `a spare holds R and plumber: ${afterPackages.rssBytes} bytes`);
-    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare on port ${afterPackages.port}, waiting, \\d+ MiB$`, 'm'));
+    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare \\(auto\\) on port ${afterPackages.port}, waiting, \\d+ MiB$`, 'm'));
 
     // Its R process killed while it waits: systemd starts it again and it waits once more, but the
     // next deploy (same packages: the spare would fit) starts cold instead of failing, and says so.
     await onDroplet(['kill', '-9', String(afterPackages.pid)]);
     const restarted = await readySpare((s) => s.pid !== afterPackages.pid);
     assert.equal(restarted.restarts, 1);
-    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare on port ${restarted.port}, waiting \\(crashed while waiting: the next deploy starts cold\\)`, 'm'));
-    const fourth = await deploy(warmApi('w4', 'library(plumbdemo)\n'), 'warm');
+    assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  warm: warm spare \\(auto\\) on port ${restarted.port}, waiting \\(crashed while waiting: the next deploy starts cold\\)`, 'm'));
+    const fourth = await deploy(seenApi('w4', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
     assert.equal(fourth.exitCode, 0, fourth.stderr);
     assert.match(fourth.stderr, /cold: the warm spare was not used \(it crashed while waiting\)/);
     const afterCrash = (await warmGet()) as WarmAnswer;
     assert.deepEqual([afterCrash.version, afterCrash.greeting, afterCrash.token, afterCrash.data], ['w4', 'bonjour', 'tok-1', 'data w4']);
     assert.notEqual(afterCrash.pid, restarted.pid, 'a new R process serves the release');
+
+    // --no-spare: the spare goes with this deploy, none follows it, and the next deploy (the setting
+    // is kept) starts cold without a word of a spare.
+    await readySpare();
+    const none = await deploy(seenApi('w5', 'library(plumbdemo)\n'), 'warm', ['--no-spare', '--repo', repo.url]);
+    assert.equal(none.exitCode, 0, none.stderr);
+    const after = await deploy(seenApi('w6', 'library(plumbdemo)\n'), 'warm', ['--repo', repo.url]);
+    assert.equal(after.exitCode, 0, after.stderr);
+    assert.doesNotMatch(`${none.stderr}${after.stderr}`, /warm spare/);
+    assert.equal(((await warmGet()) as WarmAnswer).version, 'w6');
+    const shown = (await user.plumb(['status'])).stdout;
+    assert.match(shown, /^  warm: no warm spare \(--no-spare\)$/m);
+    // The previous workers drain first.
+    assert.equal(await settled(() => onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend --state=active,activating 'plumber-warm@*.service' | wc -l"]).then((n) => n.trim()), (n) => n === '1'), '1', 'one worker, no spare');
 
     assert.equal((await user.plumb(['remove', 'warm', '--yes'])).exitCode, 0);
     assert.equal((await onDroplet(['sh', '-c', "systemctl list-units --plain --no-legend 'plumber-warm@*.service' | wc -l"])).trim(), '0', 'remove stops the spare too');
@@ -405,7 +454,7 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     );
     assert.ok(shown !== undefined, 'plumb status lists a spare-crashing event');
     assert.match(shown, /spare-crashing\s+spry\s+its warm spares restarted \d+ times since one last took a release/);
-    assert.match(shown, /^  spry: warm spare on port \d+, \w+ \(crashed( \d+ times)? while loading: the next deploy starts cold\)/m);
+    assert.match(shown, /^  spry: warm spare \(--spare\) on port \d+, \w+ \(crashed( \d+ times)? while loading: the next deploy starts cold\)/m);
 
     const fourth = await deploy(warmApi('s4', 'library(plumbspareless)\n'), 'spry');
     assert.equal(fourth.exitCode, 0, fourth.stderr);

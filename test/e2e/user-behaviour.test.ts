@@ -11,7 +11,7 @@ import { envCases, refusedEnvValues } from '../cases/env-values.js';
 import { apiDir, sumApi } from './api-fixtures.js';
 import { httpGet, settled } from './helpers.js';
 import { startLoad } from './load.js';
-import { agentAnswersAgain, PLUMB_CLI, plumbUser, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, PLUMB_CLI, plumbUser, sharedDroplet, withoutSpares, type PlumbUser } from './plumb.js';
 
 /**
  * What users do every day and no other suite drives: the flags of deploy, rollback's refusals,
@@ -28,8 +28,8 @@ const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
 // A generous bound: on a loaded machine a fresh R worker's first answer can take seconds.
 const get = (urlPath: string) => httpGet(`http://${address}${urlPath}`, 30_000);
 const json = async (urlPath: string) => JSON.parse((await get(urlPath)).body) as unknown;
-/** nginx's file, every plumber unit and worker env file: what a refused command must leave as it was. */
-const serving = () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']);
+/** nginx's file, every plumber unit and worker env file (not a spare's): what a refused command must leave as it was. */
+const serving = () => withoutSpares(user, () => onDroplet(['sh', '-c', 'cat /etc/nginx/conf.d/plumb.conf; for f in /etc/systemd/system/plumber-*; do echo "== $f"; cat "$f"; done; ls /var/lib/plumb/instances']));
 /** A command that must succeed; when it did not, its message and the agent's own log say why. */
 async function ok(run: { exitCode: number; stderr: string }) {
   if (run.exitCode === 0) return;

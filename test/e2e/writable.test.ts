@@ -86,9 +86,12 @@ const attempt = (what: 'write' | 'remove' | 'read', file: string) => json(`/writ
 const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv, { timeoutMs: 60_000 });
 const sh = (script: string) => onDroplet(['sh', '-c', script]);
 
-/** An API's one worker: its unit, port and R process. */
+/**
+ * An API's one worker: its unit, port and R process. Asked of systemd, not the agent (a test stops
+ * it): the active unit enabled at boot, which a warm spare (plumber-NAME@PORT too) is not.
+ */
 async function worker(name: string): Promise<{ unit: string; port: number; pid: number; user: string }> {
-  const unit = (await sh(`systemctl list-units --no-legend --plain --state=active 'plumber-${name}@*' | cut -d' ' -f1`)).split('\n')[0] ?? '';
+  const unit = (await sh(`for u in $(systemctl list-units --no-legend --plain --state=active 'plumber-${name}@*' | cut -d' ' -f1); do [ "$(systemctl is-enabled "$u")" = enabled ] && echo "$u"; done; true`)).split('\n')[0] ?? '';
   const port = Number(/@(\d+)\.service$/.exec(unit)?.[1]);
   const pid = Number(await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', unit]));
   return { unit, port, pid, user: await onDroplet(['ps', '-o', 'user=', '-p', String(pid)]) };

@@ -16,7 +16,7 @@ import { releaseDigest } from '@plumb/agent/bundle/delta';
 
 const member = (id: number): KnownDroplet => ({ name: `web-${id}`, id, uuid: '00000000-0000-4000-8000-000000000000', ipv4: `10.0.0.${id}`, agentPort: 8731, fingerprint: 'a'.repeat(64), region: 'sfo3', size: 's', createdAt: '' });
 type Mark = ApiStatus['group'];
-const api = (release: string, digest: string | null, deployedAt: string, group: Mark = null): ApiStatus => ({ name: 'sum', path: '/sum', release, state: 'active', workers: [], draining: [], forwarded: false, deployedAt, secrets: [], digest, group, spare: null });
+const api = (release: string, digest: string | null, deployedAt: string, group: Mark = null): ApiStatus => ({ name: 'sum', path: '/sum', release, state: 'active', workers: [], draining: [], forwarded: false, deployedAt, secrets: [], digest, group, spare: null, sparePolicy: null, spareWhy: null });
 const serving = (d: KnownDroplet, apis: ApiStatus[]): DropletStatus => ({ droplet: d.name, address: d.ipv4, status: { apis } as unknown as StatusResult });
 const NEW = 'b'.repeat(64);
 const OLD = 'c'.repeat(64);

@@ -7,9 +7,12 @@ import { printStatus } from '@plumb/controller/output/print-status';
 
 const heartbeat: StatusResult['heartbeat'] = { time: '2026-11-28T06:00:00.000Z', lastEventId: 0, load: [0.1, 0.2, 0.3], memory: { totalBytes: 4 * 1024 ** 3, availableBytes: 2 * 1024 ** 3 }, disk: { totalBytes: 1e11, freeBytes: 5e10 }, workers: [], certificates: [] };
 
-function statusWith(draining: StatusResult['apis'][number]['draining'], secrets: string[] = [], spare: StatusResult['apis'][number]['spare'] = null): StatusResult {
+type Api = StatusResult['apis'][number];
+
+/** A status; `policy` null and `why` null: an agent from before the spare's auto policy. */
+function statusWith(draining: Api['draining'], secrets: string[] = [], spare: Api['spare'] = null, policy: Api['sparePolicy'] = null, why: Api['spareWhy'] = null): StatusResult {
   return {
-    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null, group: null, spare }],
+    apis: [{ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [{ port: 9001, state: 'active', pid: 42, since: null, restarts: 0 }], draining, forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z', secrets, digest: null, group: null, spare, sparePolicy: policy, spareWhy: why }],
     forward: null,
     hello: { type: 'hello', agentVersion: '0.1.0', protocol: 1, upgrade: null, dropletUuid: '00000000-0000-4000-8000-000000000000', hostname: 'd', enrolled: true, uptimeSeconds: 1, cloudInit: { status: 'done', stage: null, errors: [] }, swap: null, features: [] },
     load: heartbeat.load,
@@ -44,6 +47,17 @@ test("status: an API's warm spare gets a line under the table: its port, whether
   assert.ok(lines(statusWith([], [], { ...spare, restarts: 1, restartsWhileWaiting: 1 })).includes('  sum: warm spare on port 9002, waiting (crashed while waiting: the next deploy starts cold), 85 MiB'));
   assert.ok(lines(statusWith([], [], { ...spare, state: 'restarting', pid: null, restarts: 1, restartsWhileWaiting: 1, rssBytes: null })).includes('  sum: warm spare on port 9002, restarting (crashed while waiting: the next deploy starts cold)'));
   assert.ok(!lines(statusWith([])).some((l) => l.includes('spare')));
+});
+
+test("status: an API's spare policy is shown, and without a spare why there is none (auto's reason, --no-spare)", () => {
+  const lines = (s: StatusResult) => printStatus([{ droplet: 'd', address: '10.0.0.2', status: s, seenEventId: null }]).split('\n');
+  const spare = { port: 9002, state: 'waiting', pid: 43, restarts: 0, restartsWhileWaiting: 0, rssBytes: 85 * 1024 ** 2 };
+  assert.ok(lines(statusWith([], [], spare, 'auto')).includes('  sum: warm spare (auto) on port 9002, waiting, 85 MiB'));
+  assert.ok(lines(statusWith([], [], spare, 'always')).includes('  sum: warm spare (--spare) on port 9002, waiting, 85 MiB'));
+  assert.ok(lines(statusWith([], [], null, 'auto', 'auto: 180 MiB available, a spare takes ~85 MiB, 256 MiB kept free')).includes('  sum: no warm spare (auto: 180 MiB available, a spare takes ~85 MiB, 256 MiB kept free)'));
+  assert.ok(lines(statusWith([], [], null, 'never', '--no-spare')).includes('  sum: no warm spare (--no-spare)'));
+  assert.ok(lines(statusWith([], [], null, 'auto')).includes('  sum: no warm spare yet (auto: decided after each deploy)'));
+  assert.ok(lines(statusWith([], [], null, 'always')).includes('  sum: no warm spare yet (--spare: one starts after each deploy)'));
 });
 
 test('status: a spare that crashed is said to have crashed while loading or while waiting, as it did; "crashed" alone from an agent that does not say', () => {

@@ -10,6 +10,7 @@ import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderNat, render
 import { renderNginx } from '@plumb/agent/render/nginx';
 import { RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderSpareEnv, renderUserEnv } from '@plumb/agent/render/systemd';
+import { parseInstanceEnv } from '@plumb/agent/state-recovery';
 import { aptArchiveDir } from '../lab/paths.js';
 import { IMAGE_OVERLAY_PRELUDE } from '../lab/droplets/prefetch.js';
 import { rootfsDir, rootfsReady } from '../lab/droplets/rootfs.js';
@@ -360,8 +361,14 @@ describe('systemd: the worker unit and its environment files', () => {
     }
   });
 
-  test("a warm spare's file names its fifo, the packages it loads and the live release's library; nothing else, and nothing that could add a line", () => {
+  test("a warm spare's file names its fifo, the packages it loads, the live release's library, its --env and the API's secrets as a worker's file does; nothing that could add a line; no release (state recovery takes it for no worker)", () => {
     const generation = '/var/plumber/sum/library/g-0123456789abcdef';
+    const withVars = renderSpareEnv('sum', generation, ['plumber'], { A: 'x y', TOKEN: 'from --env' }, { TOKEN: 's"$' });
+    const worker = renderInstanceEnv(RELEASE_SUM, { A: 'x y', TOKEN: 'from --env' }, generation, { TOKEN: 's"$' });
+    assert.equal(withVars, `PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES="plumber"\n${worker.slice(worker.indexOf('\n') + 1)}`);
+    assert.equal(parseInstanceEnv(withVars), undefined);
+    refused(() => renderSpareEnv('sum', null, [], { 'A\nB': '1' }), /environment variable name/);
+    refused(() => renderSpareEnv('sum', null, [], {}, { A: 'x\ny' }), /value of A/);
     assert.equal(renderSpareEnv('sum', generation, ['plumber', 'data.table']), `PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES="plumber data.table"\nR_LIBS=${generation}\n`);
     assert.equal(renderSpareEnv('sum', undefined, []), 'PLUMB_SPARE=/var/plumber/sum/spare.fifo\nPLUMB_SPARE_PACKAGES=""\n');
     for (const bad of ['a b', 'x"\nX=1', '1abc', '']) refused(() => renderSpareEnv('sum', null, [bad]), /R package name/);

@@ -65,7 +65,7 @@ async function main(): Promise<void> {
         cloudInit: await cloudInitStatus(),
         swap: await swapFacts(),
         upgrade: await lastUpgrade(paths.stateDir),
-        features: [AGENT_FEATURES.deltaUpload, AGENT_FEATURES.secrets, AGENT_FEATURES.exportRelease, AGENT_FEATURES.groupMarks, AGENT_FEATURES.copiedMarks],
+        features: [AGENT_FEATURES.deltaUpload, AGENT_FEATURES.secrets, AGENT_FEATURES.exportRelease, AGENT_FEATURES.groupMarks, AGENT_FEATURES.copiedMarks, AGENT_FEATURES.spareAuto],
       }),
     },
   });

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { allDone, ApiName, DomainName, GroupMark, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, UrlPath } from '@plumb/shared';
+import { allDone, ApiName, DomainName, GroupMark, PackagesSpec, DRAIN_TIMEOUT_MS, Email, ENTRYPOINTS, HEALTH_TIMEOUT_MS, HttpUrl, MemoryLimit, ReleaseId, RELEASES_KEPT, SparePolicy, UrlPath } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { log } from './log.js';
 import { recoverState, type Recovered, type RecoveryRoots } from './state-recovery.js';
@@ -63,8 +63,14 @@ export const ApiRecord = z.object({
   healthTimeoutMs: z.number().int().default(HEALTH_TIMEOUT_MS),
   memoryMax: MemoryLimit.nullable().default(null),
   keepReleases: z.number().int().default(RELEASES_KEPT),
-  /** A warm spare is kept for it (deploy --spare, ops/spare.ts). */
+  /**
+   * A warm spare is kept after every deploy (--spare). Written beside sparePolicy, which it
+   * predates, so that an agent rolled back to a version from before auto reads its state: it then
+   * keeps a spare for `always` only.
+   */
   spare: z.boolean().default(false),
+  /** When a warm spare is kept (ops/spare.ts); absent in records from before auto: `spare` says always or never. */
+  sparePolicy: SparePolicy.optional(),
   /**
    * Its secrets (plumb secrets): environment variables every worker gets on top of the live
    * release's --env (a secret wins over an --env of the same name). Kept per API, not per
@@ -79,6 +85,9 @@ export const ApiRecord = z.object({
   group: GroupMark.nullable().default(null),
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;
+
+/** The API's spare policy: its sparePolicy, else what `spare` said in a record from before auto. */
+export const sparePolicyOf = (api: Pick<ApiRecord, 'spare' | 'sparePolicy'>): SparePolicy => api.sparePolicy ?? (api.spare ? 'always' : 'never');
 
 /** A certificate plumb asked certbot for (lineage NAME under /etc/letsencrypt) and nginx serves over HTTPS. */
 export const CertificateRecord = z.object({

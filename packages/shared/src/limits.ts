@@ -7,8 +7,7 @@
  * ACME_DIRECTORY_MAX_BYTES) is crossed in test/unit/limits.test.ts, and the ranges of ranges.ts
  * (GROUP_PARALLEL among them) in cli.test.ts, and AGENT_PACKAGE_MAX_BYTES over a real agent's
  * socket in adopt.test.ts. Not yet: the agent package's extracted bytes and entries (enforced by
- * extractBundle, whose bundle limits bundle.test.ts crosses), and SPARE_HANDOVER_MAX_BYTES (only
- * a waiting spare meets it: r-packages.test.ts's droplet). The waits, intervals and ports are
+ * extractBundle, whose bundle limits bundle.test.ts crosses). The waits, intervals and ports are
  * plumb's own pacing and layout, which no input moves past: e2e tests run them.
  */
 
@@ -288,10 +287,28 @@ export const R_PACKAGES_MAX = 500;
 /** The longest environment value (--env, a secret), in characters: one line of a worker's env file. */
 export const ENV_VALUE_MAX_CHARS = 32 * 1024;
 /**
- * The most a warm spare is handed (release, --env, secrets, in hex) in one write to its fifo:
- * under a pipe's 64 KiB, so the write never blocks; a larger environment starts the worker cold.
+ * The warm spare's "auto" policy (issue 14, agent ops/spare-policy.ts): after a deploy a spare is
+ * kept only if the droplet's MemAvailable, less the spare's expected size, stays above this
+ * reserve: SPARE_RESERVE_MIN_BYTES, or SPARE_RESERVE_SHARE of MemTotal on bigger droplets. 256 MiB
+ * is what Debian, nginx, the agent (~75 MiB) and a worker's growth under a request need on the
+ * smallest droplet (512 MiB, where 20% would be 100 MiB); 20% keeps the page cache and the API's
+ * own growth room on bigger ones, where a spare (~80 MiB) is a small share anyway. The kernel's
+ * OOM killer takes an API worker first (API_OOM_SCORE_ADJUST), a spare included: the reserve is
+ * so that it need not.
  */
-export const SPARE_HANDOVER_MAX_BYTES = 60 * 1024;
+export const SPARE_RESERVE_MIN_BYTES = 256 * 1024 * 1024;
+export const SPARE_RESERVE_SHARE = 0.2;
+/**
+ * A spare's expected resident size when neither an earlier spare of the API nor one of its workers
+ * was measured: R with plumber loaded waits in 79 MiB (docs/benchmarks.md), rounded up.
+ */
+export const SPARE_EXPECTED_BYTES = 100 * 1024 * 1024;
+/**
+ * A spare's handover until it answers when none of the API's was measured yet: 0.30 s in the quiet
+ * bench (docs/benchmarks.md, "starting R + waiting" with a spare). Auto keeps a spare only if the
+ * cold start it replaces took at least twice the spare's time (issue 14's 2x).
+ */
+export const SPARE_HANDOVER_FLOOR_MS = 300;
 /**
  * An API's warm spares restarted this many times in all since one last took a release: the agent
  * records a `spare-crashing` event (and alert) once, since every deploy meanwhile starts cold.

@@ -170,6 +170,8 @@ export const AGENT_FEATURES = {
   groupMarks: 'group-marks',
   /** A deploy's `group` may carry `kind: rollback`: a copy (group sync) of a release a group rollback put live keeps that mark. */
   copiedMarks: 'copied-marks',
+  /** A deploy's `spare` may be `'auto'` (SparePolicy), the default of new APIs; status shows each API's policy and why it has no spare. */
+  spareAuto: 'spare-auto',
 } as const;
 
 /**
@@ -384,8 +386,12 @@ export const DeployRequest = lazySchema(() => z.object({
   keepReleases: KeepReleases.optional(),
   /** How long the previous release's workers may finish requests in flight before they are stopped. */
   drainTimeoutMs: DrainTimeoutMs.optional(),
-  /** Keep a warm spare for the API (--spare; see docs/architecture.md); absent: as it was (off at first). */
-  spare: z.boolean().optional(),
+  /**
+   * The API's warm spare (docs/architecture.md): true keeps one (--spare), false none (--no-spare),
+   * 'auto' one where it pays (agents with AGENT_FEATURES.spareAuto); absent: as it was (auto at
+   * first; off at first on agents from before auto).
+   */
+  spare: z.union([z.boolean(), z.literal('auto')]).optional(),
   /** Answer once the previous workers have stopped, not as soon as traffic switched. */
   wait: Wait,
   /** The API's R packages, installed before the new release starts; absent (--no-deps): none checked. */
@@ -625,8 +631,23 @@ export const ApiStatus = lazySchema(() => z.object({
    * agents before it).
    */
   spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), restartsWhileWaiting: z.number().int().nullable().default(null), rssBytes: z.number().int().nullable() }).nullable().default(null),
+  /** Its spare policy (SparePolicy); null from agents before auto. */
+  sparePolicy: SparePolicy.nullable().default(null),
+  /** No spare: why not (auto's reason: memory, workers, no gain; --no-spare); null: it has one, or none was decided since the agent started. */
+  spareWhy: z.string().max(200).nullable().default(null),
 }));
 export type ApiStatus = z.infer<typeof ApiStatus>;
+
+/**
+ * When an API keeps a warm spare (docs/architecture.md): `always` after every deploy (--spare),
+ * `never` (--no-spare), `auto` when memory allows and it makes the redeploy at least twice as fast
+ * (agent ops/spare-policy.ts), the default.
+ */
+export const SparePolicy = lazySchema(() => z.enum(['always', 'never', 'auto']));
+export type SparePolicy = z.infer<typeof SparePolicy>;
+
+/** The policy a deploy request's `spare` asks for (true: --spare, false: --no-spare). */
+export const requestedSparePolicy = (spare: boolean | 'auto'): SparePolicy => (spare === 'auto' ? 'auto' : spare ? 'always' : 'never');
 
 /**
  * How a warm spare's restarts read (the deploy's step, plumb status): when they came, since a

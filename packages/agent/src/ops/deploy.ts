@@ -2,21 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, type DeployRequest, type DeployResult, PlumbError } from '@plumb/shared';
+import { ApiName, DEFAULT_WORKERS, ReleaseId, DRAIN_TIMEOUT_MS, ENTRYPOINTS, HEALTH_TIMEOUT_MS, RELEASES_KEPT, requestedSparePolicy, type DeployRequest, type DeployResult, PlumbError } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { crashPoint } from '../crash-point.js';
 import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type ReleaseFiles } from '../bundle/delta.js';
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
-import type { AgentState, ApiRecord } from '../state.js';
+import { sparePolicyOf, type AgentState, type ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser, type ApiAccount } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
-import { stopSpare } from './spare.js';
+import { hasSpare, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
 import { removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -36,7 +36,7 @@ export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined)
     memoryMax: req.memoryMax !== undefined ? req.memoryMax : (previous?.memoryMax ?? null),
     keepReleases: req.keepReleases ?? previous?.keepReleases ?? RELEASES_KEPT,
     drainTimeoutMs: req.drainTimeoutMs ?? previous?.drainTimeoutMs ?? DRAIN_TIMEOUT_MS,
-    spare: req.spare ?? previous?.spare ?? false,
+    spare: req.spare !== undefined ? requestedSparePolicy(req.spare) : previous ? sparePolicyOf(previous) : 'auto',
     repo: req.packages?.repo ?? previous?.repo ?? null,
     binaryRepo: req.packages?.binaryRepo ?? previous?.binaryRepo ?? null,
   };
@@ -121,9 +121,9 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
     const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: fit.packages, library, packagesSpec: req.packages ?? null };
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
-    if (!settings.spare) await stopSpare(req.name, { forget: true });
-    const { ports, drain } = await rollout(
-      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, account, ...(settings.spare ? { spare: fit } : {}) },
+    if (settings.spare === 'never') await stopSpare(req.name, { forget: true });
+    const { ports, drain, startMs, spareUsed } = await rollout(
+      { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, account, ...(settings.spare === 'never' ? {} : { spare: fit }) },
       (ports) => ({
         name: req.name,
         path: settings.path,
@@ -135,7 +135,8 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
         healthTimeoutMs: settings.healthTimeoutMs,
         memoryMax: settings.memoryMax,
         keepReleases: settings.keepReleases,
-        spare: settings.spare,
+        spare: settings.spare === 'always',
+        sparePolicy: settings.spare,
         secrets: previous?.secrets ?? {},
         repo: settings.repo,
         binaryRepo: settings.binaryRepo,
@@ -147,16 +148,18 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     );
     // Old releases go behind the answer (prune.ts), queued before the spare on the API's lock.
     pruneAfterAnswer(req.name, ctx);
-    if (settings.spare) {
-      // Queued behind this deploy on the API's lock: the answer does not wait for it. A deploy queued
-      // before it has made this release old by then: that deploy's spare is the one to start.
-      void ctx.locks.with(apiLock(req.name), () => (ctx.state.get().apis[req.name]?.spare && ctx.state.get().apis[req.name]?.current === release ? startNextSpare(req.name, fit, ctx) : Promise.resolve())).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
-    }
+    rolloutTook(req.name, startMs, spareUsed);
+    nextSpareAfterAnswer(req.name, release, fit, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
     return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
+    // The spare may have been handed the release that failed: the live one gets a spare again.
+    const live = previous?.releases.find((r) => r.id === previous.current);
+    if (previous && live && ctx.state.get().apis[req.name]?.current === previous.current && !hasSpare(req.name)) {
+      nextSpareAfterAnswer(req.name, previous.current, { library: live.library, packages: live.packages, memoryMax: previous.memoryMax }, ctx);
+    }
     if (ctx.state.get().apis[req.name]?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });
       await removeManifest(req.name, release);
@@ -164,6 +167,34 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     }
     throw err;
   }
+}
+
+/**
+ * After the answer, queued behind the deploy on the API's lock (the answer does not wait): the
+ * API's next spare if its policy keeps one (spare-policy.ts), loading `fit` (what `release`, the
+ * live release, loads), else none, and why not for plumb status. A deploy queued before it has made
+ * `release` old by then: that deploy decides instead.
+ */
+function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext): void {
+  const pending = spareUndecided(name);
+  void ctx.locks
+    .with(apiLock(name), async () => {
+      const api = ctx.state.get().apis[name];
+      if (api?.current !== release) return;
+      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port));
+      if (!decision.keep) {
+        await stopSpare(name);
+        log.info('no warm spare', { api: name, why: decision.why });
+        return;
+      }
+      const vars: SpareVars = { env: api.releases.find((r) => r.id === release)?.env ?? {}, secrets: api.secrets };
+      await startNextSpare(name, fit, vars, ctx);
+    })
+    .catch((err: Error) => {
+      log.warn('could not start a warm spare', { api: name, error: err.message });
+      noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);
+    })
+    .finally(pending.decided);
 }
 
 /** What a deploy under way made, kept in layout.deployMarker(NAME) until it ends. */

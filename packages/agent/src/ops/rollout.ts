@@ -10,7 +10,7 @@ import { drainWorkers } from './drain.js';
 import { freePorts, waitHealthy } from './health.js';
 import { libraryPath } from './packages.js';
 import { changeRouting, freeFrontPort } from './routing.js';
-import { startSpare, stopSpare, sparePorts, takeSpare, type SpareFit } from './spare.js';
+import { startSpare, stopSpare, sparePorts, takeSpare, type SpareFit, type SpareVars } from './spare.js';
 import { ensureUnit, pointCurrent, retireWorker, startWorker, writeWorkerEnv } from './workers.js';
 
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
@@ -39,16 +39,17 @@ export async function pickPorts(count: number, ctx: Pick<OpContext, 'state'>): P
 }
 
 /**
- * After a deploy: the API's next warm spare, on a port of its own, loading what `fit` says (the
- * release just deployed). A spare that cannot start is no failure: the next deploy starts cold.
+ * After a deploy (or a secrets change): the API's next warm spare, on a port of its own, loading
+ * what `fit` says (the live release) with `vars` (its --env and the API's secrets). A spare that
+ * cannot start is no failure: the next deploy starts cold.
  */
-export async function startNextSpare(name: string, fit: SpareFit, ctx: OpContext): Promise<void> {
+export async function startNextSpare(name: string, fit: SpareFit, vars: SpareVars, ctx: OpContext): Promise<void> {
   // A spare of an earlier deploy (two deploys queued on the API's lock) goes first: one per API.
   await stopSpare(name);
   // pickPorts gives as many as asked, or throws.
   const [port] = (await pickPorts(1, ctx)) as [number];
   try {
-    await startSpare(name, port, fit);
+    await startSpare(name, port, fit, vars);
   } finally {
     reservedPorts.delete(port);
   }
@@ -83,6 +84,10 @@ export type NextApi = Omit<ApiRecord, 'frontPort' | 'draining' | 'drainTimeoutMs
 export interface RolloutOutcome {
   ports: number[];
   drain: DrainReport;
+  /** From starting the workers (cold, or the spare's handover) until all answered, in ms. */
+  startMs: number;
+  /** A spare took the release. */
+  spareUsed: boolean;
 }
 
 /**
@@ -101,13 +106,13 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   // deploy's own is open already and brings its account (getent is a process on the way to R).
   await openRelease(releaseDir, target.account ?? (await ensureApiAccount(name)));
   const unitChanged = await ensureUnit(name, target.memoryMax);
-  const vars = { PLUMB_RELEASE_DIR: releaseDir, ...target.env, ...target.secrets };
   // A unit changed since the spare started would not be the worker a cold start makes.
-  const taken = target.spare ? await takeSpare(name, target.spare, vars, unitChanged) : undefined;
+  const taken = target.spare ? await takeSpare(name, target.spare, { dir: releaseDir, env: target.env, secrets: target.secrets }, unitChanged) : undefined;
   if (taken?.why) ctx.progress('starting R', `cold: the warm spare was not used (${taken.why})`);
   const spare = taken?.spare;
   const startedAt = Date.now();
   const ports: number[] = [];
+  let spareUsed = false;
   // Every port this rollout holds, a spare's lost at its handover too: no cold worker may take it
   // while its unit (restarted by systemd) is being stopped.
   const reserved: number[] = [];
@@ -123,6 +128,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       ports.push(spare.port);
       await writeWorkerEnv(name, spare.port, releaseDir, target.env, target.secrets, library);
       const lost = await spare.handOver();
+      spareUsed = lost === null;
       if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release`);
       else {
         ctx.progress('starting R', `cold: the warm spare was not used (${lost})`);
@@ -148,6 +154,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       const lines = await lastLines(layout.instanceUnit(name, ports[failed] ?? 0), FAILED_DEPLOY_LOG_LINES, startedAt);
       throw new StepError('HEALTH_CHECK_FAILED', 'health check', `the new release did not come up: ${outcome && !outcome.ok ? outcome.detail : 'unknown'}`, lines, ctx.state.get().apis[name] ? 'the previous release is still serving' : 'nothing was changed; fix the API and deploy again');
     }
+    const startMs = Date.now() - startedAt;
     const notEnabled = await enabling;
     if (notEnabled) throw notEnabled;
 
@@ -172,9 +179,9 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
     if (target.wait && retiring.length > 0) {
       ctx.progress('waiting for the previous workers to finish their requests', `at most ${target.drainTimeoutMs / 1000} s`);
-      return { ports, drain: { ...drain, stopped: true, cut: await drained } };
+      return { ports, drain: { ...drain, stopped: true, cut: await drained }, startMs, spareUsed };
     }
-    return { ports, drain: { ...drain, stopped: retiring.length === 0 } };
+    return { ports, drain: { ...drain, stopped: retiring.length === 0 }, startMs, spareUsed };
   } catch (err) {
     // An enable still running would link a worker back after its retireWorker had unlinked it.
     await enabling;

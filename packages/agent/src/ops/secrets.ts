@@ -3,7 +3,9 @@ import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
 import { replaceWorkers } from './releases.js';
+import { startNextSpare } from './rollout.js';
 import { requireApi } from './routing.js';
+import { staleSpare } from './spare.js';
 
 /** The names of an API's secrets, sorted; their values stay in the root-only state and env files. */
 export function secrets(name: string, ctx: OpContext): SecretsResult {
@@ -14,7 +16,8 @@ export function secrets(name: string, ctx: OpContext): SecretsResult {
  * Sets and unsets an API's secrets. As fly's `secrets set` does, a change reaches the workers
  * at once by a rolling restart (restart.ts): new workers with the new environment pass the
  * health gate before traffic moves, so no request fails; if they do not, nothing changes.
- * Values are never logged nor recorded in events: names only.
+ * The API's warm spare, started with the old secrets, starts again with the new ones, so the next
+ * deploy can still take it. Values are never logged nor recorded in events: names only.
  */
 export async function setSecrets(req: { name: string; set: Record<string, string>; unset: string[]; wait: boolean }, ctx: OpContext): Promise<SecretsSetResult> {
   return ctx.locks.with(apiLock(req.name), async () => {
@@ -31,6 +34,10 @@ export async function setSecrets(req: { name: string; set: Record<string, string
     const keys = Object.keys(next).sort();
     if (!changed) return { name: req.name, keys, set, unset, restarted: false, workers: 0, tookMs: Date.now() - started, drain: { ports: [], timeoutMs: api.drainTimeoutMs, stopped: true, cut: 0 } };
     const { ports, drain } = await replaceWorkers(api, api.workers.length || DEFAULT_WORKERS, req.wait, ctx, next);
+    const vars = { env: api.releases.find((r) => r.id === api.current)?.env ?? {}, secrets: next };
+    const fit = staleSpare(req.name, vars);
+    // startNextSpare stops the stale one first.
+    if (fit) await startNextSpare(req.name, fit, vars, ctx).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
     const what = [set.length ? `set ${set.join(', ')}` : '', unset.length ? `unset ${unset.join(', ')}` : ''].filter(Boolean).join('; ');
     log.info('secrets changed', { api: req.name, set: set.join(','), unset: unset.join(',') });
     for (const port of ports) events.record({ kind: 'restarted', by: 'operator', api: req.name, port, detail: `plumb secrets: ${what} (previous workers: ${drain.ports.join(', ') || 'none'})` });

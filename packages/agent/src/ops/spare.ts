@@ -1,44 +1,149 @@
-import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_CRASHES_ALERT, SPARE_HANDOVER_MAX_BYTES, spareCrashes } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, spareCrashes, type SparePolicy } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
 import type { EventInput } from '../monitor/events.js';
+import { residentBytes } from '../monitor/heartbeat.js';
 import { SPARE_READY } from '../render/runner.js';
 import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import * as systemd from '../system/systemd.js';
+import { decideSpare, type CgroupMemory, type SpareDecision } from './spare-policy.js';
 import { retireWorker } from './workers.js';
 
 /**
  * The warm spare (issue 14, docs/architecture.md): per API, one worker started early on a port of
- * its own, R with plumber and the live release's packages loaded, waiting on a fifo. The next
- * deploy writes that worker's env file as for any worker, then hands the release directory and
- * the environment over the fifo; the runner sets them, changes into the release and serves. The
- * process stays the worker unit `plumber-NAME@PORT` it always was: systemd restarts it (cold,
- * from the env file now written), applies its memory limit, and its lines are in its journal.
+ * its own, R with plumber and the live release's packages loaded, waiting on a fifo. It starts with
+ * the live release's --env and the API's secrets in its env file, so R and every package it loads
+ * see the environment a cold start gives from R's first instruction on. The next deploy writes that
+ * worker's env file as for any worker, then hands the release directory over the fifo; the runner
+ * sets it, changes into the release and serves. The process stays the worker unit
+ * `plumber-NAME@PORT` it always was: systemd restarts it (cold, from the env file now written),
+ * applies its memory limit, and its lines are in its journal.
  *
  * Used only when the spare loaded what the release would: the same R library generation, the same
  * packages, dpkg's database unchanged (no Debian package upgraded under it) and the same unit
- * settings; only when no variable that R reads once at its start is set (see STARTUP_ENV); and
+ * settings; only when the release's --env and the API's secrets are those it started with; and
  * only when it never crashed (systemd restarted it). Else the spare is stopped and the release
  * starts cold, and the deploy's step says why; so it does when the spare ends between the agent
  * opening its fifo and writing to it. Kept in memory: an agent that starts again stops every
  * worker its state does not list (reconcile.ts), spares included.
  */
 
+/** The environment a spare starts with: the live release's --env and the API's secrets. */
+export interface SpareVars {
+  env: Record<string, string>;
+  secrets: Record<string, string>;
+}
+
 interface Spare {
   port: number;
+  /** What it loaded (keyOf). */
   key: string;
+  fit: SpareFit;
+  /** Digests of the --env and secrets it started with (varsKey): the values stay in the state and env files. */
+  envKey: string;
+  secretsKey: string;
   /** When the agent started it: its unit's journal from then on is this spare's. */
   startedAt: number;
 }
 
 const spares = new Map<string, Spare>();
+
+const varsKey = (vars: Record<string, string>) => createHash('sha256').update(JSON.stringify(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))).digest('hex');
+
+/**
+ * Per API, since the agent started: its last cold start (start until every worker answered), its
+ * quickest spare (handover until it answered: the least a spare takes here, so that one slow
+ * handover on a busy droplet does not end the API's spares), its last spare's resident memory as
+ * it was taken, and why it keeps no spare after its last deploy (plumb status). What keepSpare
+ * decides by.
+ */
+const measured = new Map<string, { coldMs?: number; spareMs?: number; spareBytes?: number }>();
+const noSpareWhy = new Map<string, string>();
+
+function measure(name: string, more: { coldMs?: number; spareMs?: number; spareBytes?: number }): void {
+  measured.set(name, { ...measured.get(name), ...more });
+}
+
+/** A rollout of a deploy started its workers and all answered within `ms`: cold, or one handed to the spare. */
+export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity) } : { coldMs: ms });
+
+/** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
+export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
+
+/** Per API: its deploys whose spare is still to be decided (spareUndecided until decided). */
+const undecided = new Map<string, number>();
+
+/**
+ * A deploy answered: the API's spare is decided anew behind it (keepSpare); until `decided` is
+ * called plumb status gives no reason for the API having none.
+ */
+export function spareUndecided(name: string): { decided: () => void } {
+  noSpareWhy.delete(name);
+  undecided.set(name, (undecided.get(name) ?? 0) + 1);
+  let done = false;
+  return {
+    decided: () => {
+      if (done) return;
+      done = true;
+      const left = (undecided.get(name) ?? 1) - 1;
+      if (left > 0) undecided.set(name, left);
+      else undecided.delete(name);
+    },
+  };
+}
+
+/**
+ * Why the API has no spare (plumb status); null: it has one, or a deploy's is being decided. An
+ * agent that started again keeps none until a deploy (reconcile stops what its state does not list).
+ */
+export const whyNoSpare = (name: string): string | null => (spares.has(name) || undecided.has(name) ? null : (noSpareWhy.get(name) ?? 'none since the agent started: the next deploy decides'));
+
+/**
+ * The memory cgroup at the root of the droplet's cgroup tree, if it has a limit file there: a
+ * container's (a lab droplet is an nspawn container under the lab's limit; cgroup v1 or v2). On a
+ * VM (a real droplet) the root has none, and /proc/meminfo is the droplet's own.
+ */
+async function cgroupMemory(): Promise<CgroupMemory | null> {
+  for (const [dir, limit, usage] of [['/sys/fs/cgroup', 'memory.max', 'memory.current'], ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes']] as const) {
+    const read = (file: string) => readFile(`${dir}/${file}`, 'utf8');
+    const files = await Promise.all([read(limit), read(usage), read('memory.stat')]).catch(() => undefined);
+    if (files) return { limit: files[0], usage: files[1], stat: files[2] };
+  }
+  return null;
+}
+
+/**
+ * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare (spare-policy.ts).
+ * A spare's expected size is its last spare's memory, else its first worker's now (more than a
+ * spare: it has read the API's code too).
+ */
+export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[]): Promise<SpareDecision> {
+  const past = measured.get(name) ?? {};
+  const workerBytes = async () => {
+    const pid = ports[0] === undefined ? null : await systemd.unitState(layout.instanceUnit(name, ports[0])).then((u) => u.pid, () => null);
+    return pid === null ? null : residentBytes(pid);
+  };
+  const decision = decideSpare({
+    policy,
+    workers: ports.length,
+    meminfo: policy === 'auto' ? await readFile('/proc/meminfo', 'utf8').catch(() => '') : '',
+    cgroup: policy === 'auto' ? await cgroupMemory() : null,
+    expectedBytes: past.spareBytes ?? (policy === 'auto' ? await workerBytes() : null),
+    coldMs: past.coldMs ?? null,
+    spareMs: past.spareMs ?? null,
+  });
+  if (decision.keep) noSpareWhy.delete(name);
+  else noSpareWhy.set(name, decision.why);
+  return decision;
+}
 
 /**
  * Per API: restarts of its spares since one last took a release (those stopped, plus the live
@@ -50,6 +155,9 @@ function countCrashes(name: string, more: number): void {
   const count = crashes.get(name) ?? { past: 0, said: false };
   crashes.set(name, { ...count, past: count.past + more });
 }
+
+/** Whether the API has a spare now. */
+export const hasSpare = (name: string): boolean => spares.has(name);
 
 /** Ports spares wait on: no rollout may pick them. */
 export const sparePorts = (): number[] => [...spares.values()].map((s) => s.port);
@@ -71,13 +179,6 @@ export async function restartsWhileWaiting(name: string, pid: number | null): Pr
   return said === null ? null : [...said].filter((p) => p !== pid).length;
 }
 
-/**
- * Variables R (or its startup files) reads once as it starts: R_LIBS*, R_HOME, R_PROFILE*, R's
- * temporary directory (TMPDIR), HOME (tilde expansion), the locale. Setting them after R runs
- * would not do what a cold start does.
- */
-const STARTUP_ENV = /^(R_.*|HOME|TMPDIR|TMP|TEMP|LANG|LANGUAGE|LC_.*)$/;
-
 /** What a spare must have loaded for a release to use it. */
 export interface SpareFit {
   library: string | null | undefined;
@@ -90,18 +191,24 @@ async function keyOf(fit: SpareFit): Promise<string> {
   return JSON.stringify({ library: fit.library ?? null, packages: [...fit.packages].sort(), memoryMax: fit.memoryMax, dpkg });
 }
 
-/** Starts the API's spare on `port` (none may be running): loads what `fit` says, then waits. */
-export async function startSpare(name: string, port: number, fit: SpareFit): Promise<void> {
+/** Starts the API's spare on `port` (none may be running) with `vars`: loads what `fit` says, then waits. */
+export async function startSpare(name: string, port: number, fit: SpareFit, vars: SpareVars): Promise<void> {
   const fifo = layout.spareFifo(name);
   const account = await ensureApiAccount(name);
   await rm(fifo, { force: true });
   await execa('mkfifo', ['-m', '0600', fifo]);
   await chown(fifo, account.uid, account.gid);
   await mkdir(layout.instancesDir, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages), 0o600);
-  spares.set(name, { port, key: await keyOf(fit), startedAt: Date.now() });
+  await writeFileAtomic(layout.instanceEnvFile(name, port), renderSpareEnv(name, fit.library ? layout.libraryGeneration(name, fit.library) : fit.library, fit.packages, vars.env, vars.secrets), 0o600);
+  spares.set(name, { port, key: await keyOf(fit), fit, envKey: varsKey(vars.env), secretsKey: varsKey(vars.secrets), startedAt: Date.now() });
   await systemd.start(layout.instanceUnit(name, port));
   log.info('spare started', { api: name, port });
+}
+
+/** What the API's spare loaded, if it has one that started with other --env or secrets than `vars` (a secrets change: start it again). */
+export function staleSpare(name: string, vars: SpareVars): SpareFit | undefined {
+  const spare = spares.get(name);
+  return spare && (spare.envKey !== varsKey(vars.env) || spare.secretsKey !== varsKey(vars.secrets)) ? spare.fit : undefined;
 }
 
 /**
@@ -111,7 +218,11 @@ export async function startSpare(name: string, port: number, fit: SpareFit): Pro
  */
 export async function stopSpare(name: string, opts: { forget?: boolean } = {}): Promise<void> {
   const spare = spares.get(name);
-  if (opts.forget) crashes.delete(name);
+  if (opts.forget) {
+    crashes.delete(name);
+    measured.delete(name);
+    noSpareWhy.delete(name);
+  }
   else if (spare) countCrashes(name, await restartsOf(name, spare));
   spares.delete(name);
   if (spare) await retireWorker(name, spare.port);
@@ -154,23 +265,24 @@ export type SpareOutcome = { spare: TakenSpare; why?: undefined } | { spare?: un
 /**
  * The API's spare if it fits the release and is waiting on its fifo (opened without blocking:
  * a spare still loading, or one that died, is not waited for); else no spare is left and `why`
- * says why it was not used. `vars`: what differs from the spare's own environment: the release
- * directory, --env and secrets (a secret over an --env of the same name, as in the env file);
- * R_LIBS is the same. `unitChanged`: the unit file was rewritten since the spare started.
+ * says why it was not used. `release`: its directory (all the spare is handed), --env and the
+ * API's secrets (which must be those the spare started with). `unitChanged`: the unit file was
+ * rewritten since the spare started.
  */
-export async function takeSpare(name: string, fit: SpareFit, vars: Record<string, string>, unitChanged: boolean): Promise<SpareOutcome> {
+export async function takeSpare(name: string, fit: SpareFit, release: SpareVars & { dir: string }, unitChanged: boolean): Promise<SpareOutcome> {
   const spare = spares.get(name);
   if (!spare) return { why: null };
-  // One line per variable, the value in hex: any text a value may hold passes.
-  const handover = Object.entries(vars).map(([k, v]) => `${k} ${Buffer.from(v, 'utf8').toString('hex')}\n`).join('');
+  // One line per variable, the value in hex (the runner reads any variable so).
+  const handover = `PLUMB_RELEASE_DIR ${Buffer.from(release.dir, 'utf8').toString('hex')}\n`;
+  const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
   const why =
     unitChanged ? 'its unit changed'
     : spare.key !== (await keyOf(fit)) ? 'it loaded other packages or settings'
-    : Object.keys(vars).some((k) => STARTUP_ENV.test(k)) ? 'the environment sets a variable R reads as it starts'
-    : Buffer.byteLength(handover) > SPARE_HANDOVER_MAX_BYTES ? 'the environment is larger than a pipe holds'
+    : spare.envKey !== varsKey(release.env) ? 'it started with another --env'
+    : spare.secretsKey !== varsKey(release.secrets) ? 'it started with other secrets'
     // systemd started it again (Restart=always): whatever ended it (a kill, the OOM killer, a
     // package as it loads) may end it again, and the health gate counts a restart as a failed start.
-    : await crashed(name, spare);
+    : await crashed(name, unit);
   const fifo = why === undefined ? await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined) : undefined;
   if (!fifo) {
     const unused = why ?? 'it was not waiting (still loading, or not running)';
@@ -179,7 +291,9 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
     return { why: unused };
   }
   spares.delete(name);
-  const unit = layout.instanceUnit(name, spare.port);
+  // Its size as it waits: what the API's next spare is expected to take (keepSpare).
+  const bytes = unit?.pid ? await residentBytes(unit.pid) : null;
+  if (bytes !== null) measure(name, { spareBytes: bytes });
   let closed = false;
   const drop = async () => {
     if (closed) return;
@@ -193,7 +307,7 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
         try {
           // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
           const noReader = () => open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).then((h) => h.close().then(() => false), () => true);
-          await killAtCrashPoint('spare-handover', async () => (await systemd.unitState(unit)).pid, noReader);
+          await killAtCrashPoint('spare-handover', async () => (await systemd.unitState(layout.instanceUnit(name, spare.port))).pid, noReader);
           // No reader any more (it ended since the open): EPIPE, and nothing was handed over.
           await fifo.writeFile(handover);
           crashes.delete(name);
@@ -211,9 +325,8 @@ export async function takeSpare(name: string, fit: SpareFit, vars: Record<string
   };
 }
 
-/** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did. */
-async function crashed(name: string, spare: Spare): Promise<string | undefined> {
-  const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
+/** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did (or systemd did not say). */
+async function crashed(name: string, unit: systemd.UnitState | undefined): Promise<string | undefined> {
   if (!unit || unit.restarts === 0) return undefined;
   return `it ${spareCrashes(unit.restarts, await restartsWhileWaiting(name, unit.pid))}`;
 }

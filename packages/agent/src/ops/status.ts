@@ -6,9 +6,9 @@ import { SPARE_READY } from '../render/runner.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import { unitStates, type UnitState } from '../system/systemd.js';
-import type { ApiRecord } from '../state.js';
+import { sparePolicyOf, type ApiRecord } from '../state.js';
 import type { OpContext } from './context.js';
-import { restartsWhileWaiting, spareUnits } from './spare.js';
+import { restartsWhileWaiting, spareUnits, whyNoSpare } from './spare.js';
 
 /** Every API with what systemd says of its workers, the droplet's heartbeat, and the latest events. */
 export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult> {
@@ -25,7 +25,7 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
-    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group, spare: spares.get(api.name) ?? null });
+    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group, spare: spares.get(api.name) ?? null, sparePolicy: sparePolicyOf(api), spareWhy: sparePolicyOf(api) === 'never' ? '--no-spare' : whyNoSpare(api.name) });
   }
   const beat = await heartbeat(state, events.lastId, units);
   return {

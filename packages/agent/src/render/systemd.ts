@@ -106,24 +106,29 @@ export function renderInstanceEnv(releaseDir: string, env: Record<string, string
   if (!ApiName.safeParse(name).success || !ReleaseId.safeParse(release).success) {
     throw renderRefused(`the release directory ${JSON.stringify(releaseDir)}: not /var/plumber/NAME/releases/ID`);
   }
-  const rLibs = rLibsLine(name, library);
+  return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibsLine(name, library)}${envAndSecrets(env, secrets)}`;
+}
+
+/** The --env values no secret overrides, then the secrets after SECRETS_MARK. */
+function envAndSecrets(env: Record<string, string>, secrets: Record<string, string>): string {
   const plain = Object.fromEntries(Object.entries(env).filter(([key]) => !(key in secrets)));
   const secretLines = Object.keys(secrets).length > 0 ? `${SECRETS_MARK}\n${renderUserEnv(secrets)}` : '';
-  return `PLUMB_RELEASE_DIR=${releaseDir}\n${rLibs}${renderUserEnv(plain)}${secretLines}`;
+  return `${renderUserEnv(plain)}${secretLines}`;
 }
 
 /**
  * A warm spare's env file (ops/spare.ts), at the path of the worker it will become: the fifo it
- * waits on (layout.spareFifo), the packages it loads, and the live release's R library (as
- * renderInstanceEnv writes it). No release, --env or secret: those come at the handover, and the
- * handover rewrites this file as renderInstanceEnv, so a restart of the worker is a cold start of
- * its release.
+ * waits on (layout.spareFifo), the packages it loads, the live release's R library, --env and the
+ * API's secrets (as renderInstanceEnv writes them), so R and the packages it loads start in a cold
+ * start's environment. No release: it comes at the handover, which rewrites this file as
+ * renderInstanceEnv, so a restart of the worker is a cold start of its release. Without
+ * PLUMB_RELEASE_DIR state-recovery.ts takes no spare for a worker.
  */
-export function renderSpareEnv(name: string, library: string | null | undefined, packages: readonly string[]): string {
+export function renderSpareEnv(name: string, library: string | null | undefined, packages: readonly string[], env: Record<string, string> = {}, secrets: Record<string, string> = {}): string {
   checked(ApiName, name, 'the API name');
   const bad = packages.find((p) => !/^[A-Za-z][A-Za-z0-9.]*$/.test(p));
   if (bad !== undefined) throw renderRefused(`the R package name ${JSON.stringify(bad)}`);
-  return `PLUMB_SPARE=${layout.spareFifo(name)}\nPLUMB_SPARE_PACKAGES="${packages.join(' ')}"\n${rLibsLine(name, library)}`;
+  return `PLUMB_SPARE=${layout.spareFifo(name)}\nPLUMB_SPARE_PACKAGES="${packages.join(' ')}"\n${rLibsLine(name, library)}${envAndSecrets(env, secrets)}`;
 }
 
 /** The R_LIBS line of a worker's env file: its release's generation, none, or (undefined) the unit's default. */

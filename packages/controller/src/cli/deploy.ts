@@ -1,4 +1,4 @@
-import type { Command } from '@commander-js/extra-typings';
+import { Option, type Command } from '@commander-js/extra-typings';
 import type { PackagesReport } from '@plumb/shared';
 import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, ValidationError, WORKER_COUNT } from '@plumb/shared/core';
 import { binaryRepoFlag, collect, dropletFlag, outputFlags, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
@@ -30,6 +30,12 @@ export async function text(r: DeployOutcome | GroupDeployResult): Promise<string
   ].join('\n');
 }
 
+/** --spare [when] and --no-spare as DeployOptions.spare: true (--spare, --spare always), false (--no-spare, --spare never), 'auto'; left out: as it was. */
+function spareOption(spare: boolean | 'always' | 'auto' | 'never' | undefined): { spare?: boolean | 'auto' } {
+  if (spare === undefined) return {};
+  return { spare: spare === 'always' ? true : spare === 'never' ? false : spare };
+}
+
 export function register(program: Command) {
   const command = outputFlags(program
     .command('deploy')
@@ -45,8 +51,8 @@ export function register(program: Command) {
     .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
     .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', wholeNumber(KEEP_RELEASES))
     .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', wholeNumber(DRAIN_TIMEOUT_SECONDS))
-    .option('--spare', 'keep a warm spare: an R process with plumber loaded that the next deploy uses (about 1 s faster; costs its RAM; kept for the API)')
-    .option('--no-spare', 'stop keeping a warm spare for the API')
+    .addOption(new Option('--spare [when]', 'a warm spare: an R process with plumber loaded that the next deploy uses (about 2x faster; costs its RAM). always (--spare alone), never, or auto: where memory allows and it pays (the default; kept for the API)').choices(['always', 'auto', 'never'] as const))
+    .option('--no-spare', 'keep no warm spare for the API (as --spare never)')
     .addOption(waitFlag())
     .option('--no-deps', 'do not look for or install the R packages the API uses')
     .option('--full', 'send every file, not only those the droplet lacks')
@@ -57,14 +63,14 @@ export function register(program: Command) {
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
     .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL))
     .option('--skip-unreachable', 'with --group: deploy to the droplets that answer, leaving out one that cannot be asked (else nothing is deployed)'))
-    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, skipUnreachable, ...o }) =>
+    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, skipUnreachable, spare, ...o }) =>
       output(
         { json, quiet },
         async (ctx): Promise<DeployOutcome | GroupDeployResult> => {
           const groupOnly = [parallel === undefined ? '' : '--parallel', skipUnreachable ? '--skip-unreachable' : ''].filter(Boolean);
           if (group === undefined && groupOnly.length > 0) throw new ValidationError(`${groupOnly.join(' and ')} ${groupOnly.length > 1 ? 'go' : 'goes'} with --group only`, 'add --group GROUP to deploy to every droplet of a group, or leave it out');
           const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
-          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
+          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, ...spareOption(spare), healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
           if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, skipUnreachable: skipUnreachable === true, ...(parallel === undefined ? {} : { parallel }) }, ctx);
           return (await import('../commands/deploy.js')).deploy(opts, ctx);
         },

@@ -33,8 +33,8 @@ export interface DeployOptions {
   drainTimeoutSeconds?: number;
   /** Return only once the previous workers have stopped. */
   wait?: boolean;
-  /** Keep a warm spare (an R process with plumber loaded) for faster redeploys; undefined: as it was. */
-  spare?: boolean;
+  /** Keep a warm spare (an R process with plumber loaded) for faster redeploys: true always, false never, 'auto' where it pays; undefined: as it was. */
+  spare?: boolean | 'auto';
   /** false (--no-deps): no R package is looked for or installed. */
   deps?: boolean;
   /** Versions other than renv.lock's are errors, not warnings. */
@@ -243,6 +243,9 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
   const { info, detected, whole, hashing, packages: copied } = bundle ?? (await prepareBundle(opts, ctx, false));
   const packages = copied ?? (detected ? packagesSpec(detected, opts) : undefined);
   return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
+    if (checked.spare === 'auto' && !connection.hello.features.includes(AGENT_FEATURES.spareAuto)) {
+      throw new PlumbError('AGENT_OUTDATED', `the agent on ${droplet.name} is too old for --spare auto (it knows --spare and --no-spare)`, `run \`plumb upgrade --droplet ${droplet.name}\`, or choose --spare or --no-spare`);
+    }
     const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
     // A small API goes whole: asking first would cost a round trip to save less.
     const delta = manifest && manifest.reduce((n, f) => n + f.size, 0) >= DELTA_MIN_BYTES ? manifest : null;

@@ -47,10 +47,22 @@ function eventLines(d: DropletStatus, s: StatusResult): string {
     .join('');
 }
 
-/** An API's warm spare (deploy --spare), under the table: which port, whether the next deploy can take it, its memory. */
-function spareLine(api: string, spare: NonNullable<StatusResult['apis'][number]['spare']>): string {
-  const crashed = spare.restarts > 0 ? ` (${spareCrashes(spare.restarts, spare.restartsWhileWaiting)}: the next deploy starts cold)` : '';
-  return `  ${api}: warm spare on port ${spare.port}, ${spare.state}${crashed}${spare.rssBytes === null ? '' : `, ${mib(spare.rssBytes)}`}`;
+const POLICY_FLAG = { always: '--spare', never: '--no-spare', auto: 'auto' } as const;
+
+/**
+ * An API's warm spare, under the table: its policy, which port, whether the next deploy can take
+ * it, its memory; or, without one, why not. Nothing for an API an agent from before auto shows
+ * without a spare.
+ */
+function spareLine(a: StatusResult['apis'][number]): string[] {
+  const { spare, sparePolicy: policy } = a;
+  if (spare) {
+    const crashed = spare.restarts > 0 ? ` (${spareCrashes(spare.restarts, spare.restartsWhileWaiting)}: the next deploy starts cold)` : '';
+    return [`  ${a.name}: warm spare${policy ? ` (${POLICY_FLAG[policy]})` : ''} on port ${spare.port}, ${spare.state}${crashed}${spare.rssBytes === null ? '' : `, ${mib(spare.rssBytes)}`}`];
+  }
+  if (!policy) return [];
+  if (policy === 'never') return [`  ${a.name}: no warm spare (--no-spare)`];
+  return [`  ${a.name}: no warm spare${a.spareWhy ? ` (${a.spareWhy})` : ` yet (${POLICY_FLAG[policy]}: ${policy === 'auto' ? 'decided' : 'one starts'} after each deploy)`}`];
 }
 
 /** The agent's version, and whether `plumb upgrade` has a newer one. */
@@ -86,7 +98,7 @@ export function printStatus(droplets: DropletStatus[]): string {
           a.secrets.length > 0 ? a.secrets.join(',') : '-',
         ]),
       ];
-      const spares = s.apis.flatMap((a) => (a.spare ? [spareLine(a.name, a.spare)] : []));
+      const spares = s.apis.flatMap(spareLine);
       return `${head}\n${[table(rows), ...spares].join('\n')}${eventLines(d, s)}`;
     })
     .join('\n\n');

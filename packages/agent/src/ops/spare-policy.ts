@@ -1,0 +1,90 @@
+import { SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES, SPARE_RESERVE_SHARE, type SparePolicy } from '@plumb/shared';
+
+/**
+ * Whether an API keeps a warm spare after a deploy (docs/architecture.md, "the warm spare"). Pure:
+ * the caller (ops/spare.ts keepSpare) reads /proc/meminfo and remembers the API's measurements.
+ */
+export interface SpareInputs {
+  policy: SparePolicy;
+  /** The API's workers after the deploy. */
+  workers: number;
+  /** /proc/meminfo as read. In a container (a lab droplet) it is the host's: `cgroup` then bounds it. */
+  meminfo: string;
+  /** The memory cgroup the droplet's processes are under, when it has a limit (cgroupMemory); null: none (a VM's root). */
+  cgroup?: CgroupMemory | null;
+  /** What a spare of this API is expected to hold: its last spare's resident memory, else a worker's; null: neither known. */
+  expectedBytes: number | null;
+  /** The API's last cold start, start until every worker answers, in ms; null: none measured since the agent started. */
+  coldMs: number | null;
+  /** The API's quickest spare, handover until it answered, in ms; null: none measured. */
+  spareMs: number | null;
+}
+
+export type SpareDecision = { keep: true } | { keep: false; why: string };
+
+const MIB = 1024 * 1024;
+const mib = (bytes: number) => `${Math.round(bytes / MIB)} MiB`;
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/**
+ * A memory cgroup's files as read at the root of the droplet's cgroup tree: its limit
+ * (`memory.max`, or v1's `memory.limit_in_bytes`), what it uses (`memory.current`,
+ * `memory.usage_in_bytes`) and `memory.stat` (whose inactive file pages the kernel gives back first,
+ * as MemAvailable counts them).
+ */
+export interface CgroupMemory {
+  limit: string;
+  usage: string;
+  stat: string;
+}
+
+/** The droplet's memory: /proc/meminfo's MemTotal and MemAvailable, within its cgroup's limit if it has one; undefined when meminfo lacks either. */
+export function memoryOf(meminfo: string, cgroup: CgroupMemory | null | undefined): { totalBytes: number; availableBytes: number } | undefined {
+  const memory = parseMeminfo(meminfo);
+  if (!memory || !cgroup) return memory;
+  const limit = Number(cgroup.limit.trim());
+  const usage = Number(cgroup.usage.trim());
+  const inactive = Number(/^(?:total_)?inactive_file (\d+)$/m.exec(cgroup.stat)?.[1] ?? 0);
+  // "max" (v2) or v1's page-rounded 2^63: no limit below the machine's.
+  if (!Number.isFinite(limit) || !Number.isFinite(usage) || limit >= memory.totalBytes) return memory;
+  return { totalBytes: limit, availableBytes: Math.max(0, Math.min(memory.availableBytes, limit - usage + inactive)) };
+}
+
+/** MemTotal and MemAvailable in bytes, or undefined when either is missing (the kernel writes kB). */
+export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number } | undefined {
+  const kb = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  };
+  const totalBytes = kb('MemTotal');
+  const availableBytes = kb('MemAvailable');
+  return totalBytes === undefined || availableBytes === undefined ? undefined : { totalBytes, availableBytes };
+}
+
+/** The memory auto keeps free: SPARE_RESERVE_MIN_BYTES or SPARE_RESERVE_SHARE of the droplet's, whichever is more. */
+export const spareReserve = (totalBytes: number): number => Math.max(SPARE_RESERVE_MIN_BYTES, Math.round(totalBytes * SPARE_RESERVE_SHARE));
+
+/**
+ * `always` keeps one and `never` none. `auto` keeps one when:
+ * - the API runs one worker: with more, the switch waits for the others, started cold, so one spare
+ *   saves nothing, and one per worker would hold that many R processes' memory for every API;
+ * - memory allows: MemAvailable less the spare's expected size stays at or above spareReserve;
+ * - it pays: the last cold start took at least twice what a spare takes (the API's quickest
+ *   spare's handover until it answered, else SPARE_HANDOVER_FLOOR_MS). An API whose own code is what takes
+ *   the time (a model read in plumber.R) gains little from R and plumber being loaded. No cold
+ *   start measured yet (the spare served every deploy since the agent started): it keeps paying.
+ * `why` is worded for plumb status: `hello: no warm spare (WHY)`.
+ */
+export function decideSpare(i: SpareInputs): SpareDecision {
+  if (i.policy === 'always') return { keep: true };
+  if (i.policy === 'never') return { keep: false, why: '--no-spare' };
+  if (i.workers > 1) return { keep: false, why: `auto: ${i.workers} workers, and one spare does not speed a redeploy whose other workers start cold` };
+  const memory = memoryOf(i.meminfo, i.cgroup);
+  if (!memory) return { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' };
+  const expected = i.expectedBytes ?? SPARE_EXPECTED_BYTES;
+  const reserve = spareReserve(memory.totalBytes);
+  if (memory.availableBytes - expected < reserve) return { keep: false, why: `auto: ${mib(memory.availableBytes)} available, a spare takes ~${mib(expected)}, ${mib(reserve)} kept free` };
+  const spareMs = i.spareMs ?? SPARE_HANDOVER_FLOOR_MS;
+  if (i.coldMs !== null && i.coldMs < 2 * spareMs) return { keep: false, why: `auto: R started in ${s(i.coldMs)}, a spare takes ~${s(spareMs)}: not twice as fast` };
+  return { keep: true };
+}

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
+import { sparePolicyOf } from '@plumb/agent/state';
+import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
+
+/** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
+
+const MIB = 1024 * 1024;
+/** /proc/meminfo as the kernel writes it, with MemTotal and MemAvailable in MiB. */
+const meminfo = (totalMib: number, availableMib: number) =>
+  `MemTotal:       ${totalMib * 1024} kB\nMemFree:         ${Math.round(availableMib / 2) * 1024} kB\nMemAvailable:   ${availableMib * 1024} kB\nBuffers:           12345 kB\nCached:           678901 kB\nSwapTotal:             0 kB\n`;
+
+/** A 1 GiB droplet with plenty free, one worker, a slow cold start, nothing else known. */
+const base: SpareInputs = { policy: 'auto', workers: 1, meminfo: meminfo(1024, 700), expectedBytes: null, coldMs: 1000, spareMs: null };
+
+test('spare policy: --spare keeps one and --no-spare none, whatever memory and times say', () => {
+  assert.deepEqual(decideSpare({ ...base, policy: 'always', meminfo: meminfo(512, 10), workers: 4, coldMs: 100 }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, policy: 'never' }), { keep: false, why: '--no-spare' });
+});
+
+test('spare policy: auto keeps one when MemAvailable less the spare stays at the reserve, max(256 MiB, 20% of MemTotal), and says the figures when not', () => {
+  assert.equal(spareReserve(512 * MIB), SPARE_RESERVE_MIN_BYTES);
+  assert.equal(spareReserve(4096 * MIB), Math.round(4096 * MIB * 0.2));
+  // 1 GiB: the reserve is 256 MiB; a spare of no known size counts SPARE_EXPECTED_BYTES (100 MiB).
+  assert.equal(SPARE_EXPECTED_BYTES, 100 * MIB);
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 356) }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 355) }), { keep: false, why: 'auto: 355 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  // The API's own measure wins over the constant: a smaller spare fits where 100 MiB would not.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 340), expectedBytes: 80 * MIB }), { keep: true });
+  // 8 GiB: 20% (1638 MiB) is the reserve.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(8192, 1700), expectedBytes: 80 * MIB }), { keep: false, why: 'auto: 1700 MiB available, a spare takes ~80 MiB, 1638 MiB kept free' });
+  // A lab droplet reads the host's /proc/meminfo (23 GiB): a spare fits.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(23 * 1024, 15 * 1024) }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, meminfo: 'MemTotal: 1 kB\n' }), { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' });
+  assert.deepEqual(parseMeminfo(meminfo(2048, 1000)), { totalBytes: 2048 * MIB, availableBytes: 1000 * MIB });
+});
+
+test("spare policy: in a container (a lab droplet) /proc/meminfo is the host's, and the droplet's memory cgroup bounds it (v1 and v2 files)", () => {
+  const host = meminfo(23 * 1024, 22 * 1024);
+  // A lab droplet of 1 GiB, cgroup v1 as read inside it: 700 MiB used, 270 MiB of it inactive page cache.
+  const v1 = { limit: `${1024 * MIB}\n`, usage: `${700 * MIB}\n`, stat: `cache 1\ninactive_file ${270 * MIB}\ntotal_inactive_file ${270 * MIB}\n` };
+  assert.deepEqual(memoryOf(host, v1), { totalBytes: 1024 * MIB, availableBytes: 594 * MIB });
+  assert.deepEqual(decideSpare({ ...base, meminfo: host, cgroup: v1 }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, meminfo: host, cgroup: { ...v1, usage: `${1000 * MIB}\n` } }), { keep: false, why: 'auto: 294 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  // v2 without a limit ("max"), or a limit above the machine's: /proc/meminfo alone.
+  assert.deepEqual(memoryOf(host, { limit: 'max\n', usage: `${700 * MIB}\n`, stat: 'inactive_file 0\n' }), parseMeminfo(host));
+  assert.deepEqual(memoryOf(host, { limit: '9223372036854771712\n', usage: '1\n', stat: '' }), parseMeminfo(host));
+  assert.deepEqual(memoryOf(host, null), parseMeminfo(host));
+});
+
+test('spare policy: auto keeps one only where the spare at least halves the cold start (its measured handover, else the floor)', () => {
+  assert.equal(SPARE_HANDOVER_FLOOR_MS, 300);
+  assert.deepEqual(decideSpare({ ...base, coldMs: 600 }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: R started in 0.60 s, a spare takes ~0.30 s: not twice as fast' });
+  // An API whose own code takes the time (a model read in plumber.R): the spare saves R's start only.
+  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: R started in 9.00 s, a spare takes ~8.40 s: not twice as fast' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1100, spareMs: 550 }), { keep: true });
+  // No cold start since the agent started (every deploy took a spare): it keeps paying.
+  assert.deepEqual(decideSpare({ ...base, coldMs: null, spareMs: 400 }), { keep: true });
+});
+
+test('spare policy: auto keeps none for an API of several workers, and says why', () => {
+  assert.deepEqual(decideSpare({ ...base, workers: 2 }), { keep: false, why: 'auto: 2 workers, and one spare does not speed a redeploy whose other workers start cold' });
+});
+
+test('spare policy across versions: a deploy says true, false or auto; an older agent\'s status has no policy; a state record from before auto keeps what `spare` said', () => {
+  const deploy = (spare: unknown) => DeployRequest.safeParse({ id: 1, type: 'deploy', name: 'sum', forward: false, wait: false, spare });
+  for (const spare of [true, false, 'auto', undefined]) assert.ok(deploy(spare).success, String(spare));
+  assert.equal(deploy('sometimes').success, false);
+  assert.deepEqual([true, false, 'auto'].map((s) => requestedSparePolicy(s as boolean | 'auto')), ['always', 'never', 'auto']);
+  const older = ApiStatus.parse({ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [], forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z' });
+  assert.deepEqual([older.spare, older.sparePolicy, older.spareWhy], [null, null, null]);
+  assert.deepEqual([{ spare: true }, { spare: false }, {}, { spare: true, sparePolicy: 'auto' as const }].map((r) => sparePolicyOf(r as Parameters<typeof sparePolicyOf>[0])), ['always', 'never', 'never', 'auto']);
+});
