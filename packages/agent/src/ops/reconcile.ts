@@ -1,4 +1,4 @@
-import { access, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { access, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
@@ -72,22 +72,34 @@ async function finishSwitches(state: AgentState): Promise<string[]> {
   return done;
 }
 
+/**
+ * A warm spare's env file (renderSpareEnv): PLUMB_SPARE names its fifo. A spare still waiting when
+ * the agent stopped is no cut operation: the agent keeps spares in memory only, and one left
+ * behind is stopped as any worker the state does not list, without an event. (A spare that had
+ * taken a release has a worker's env file by then: a deploy was cut.)
+ */
+const isSpareEnv = (name: string, port: number) => readFile(layout.instanceEnvFile(name, port), 'utf8').then((text) => /^PLUMB_SPARE=/m.test(text), () => false);
+
 /** Workers, their env files and release directories the state does not list: stopped and removed. */
 async function removeOrphans(state: AgentState): Promise<string[]> {
   const removed: string[] = [];
+  const spares: string[] = [];
   const listed = (name: string, port: number) => [...(state.apis[name]?.workers ?? []), ...(state.apis[name]?.draining ?? [])].some((w) => w.port === port);
   for (const unit of await systemd.unitsMatching(workerUnits.pattern, workerUnits.glob)) {
     const [, name = '', port = '0'] = workerUnits.pattern.exec(unit) ?? [];
     if (listed(name, Number(port))) continue;
+    const spare = await isSpareEnv(name, Number(port));
     await retireWorker(name, Number(port));
-    removed.push(`stopped ${unit}`);
+    (spare ? spares : removed).push(`stopped ${unit}`);
   }
   for (const file of await readdir(layout.instancesDir).catch(() => [] as string[])) {
     const [, name = '', port = '0'] = /^([a-z][a-z0-9_-]*)@(\d+)\.env$/.exec(file) ?? [];
     if (name !== '' && listed(name, Number(port))) continue;
+    const spare = name !== '' && (await isSpareEnv(name, Number(port)));
     await rm(path.join(layout.instancesDir, file), { force: true });
-    removed.push(`removed ${file}`);
+    (spare ? spares : removed).push(`removed ${file}`);
   }
+  if (spares.length > 0) log.info('warm spares of the last agent run stopped', { detail: spares.join('; ') });
   for (const api of Object.values(state.apis)) {
     for (const entry of await readdir(layout.releasesDir(api.name)).catch(() => [] as string[])) {
       if (api.releases.some((r) => r.id === entry)) continue;
