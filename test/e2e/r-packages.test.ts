@@ -368,7 +368,8 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.equal((await httpGet(`http://${address}/warm/__docs__/`, 60_000)).status, 200);
     // Still the worker unit systemd supervises: its process, and its lines in that unit's journal.
     assert.equal(await unitPid(spare), sparePid);
-    const spareLog = await onDroplet(['journalctl', '-u', `plumber-warm@${spare}.service`, '-o', 'cat', '--no-pager']);
+    // Its own process's lines: an earlier worker on the same port wrote in the same unit's journal.
+    const spareLog = await onDroplet(['journalctl', `_PID=${sparePid}`, '-o', 'cat', '--no-pager']);
     assert.match(spareLog, /plumb: serving \/var\/plumber\/warm\/releases\//);
     assert.deepEqual(spareLog.match(/^Running plumber API at .*$/gm), [`Running plumber API at http://127.0.0.1:${spare}`], 'plumber says it runs once, for the release');
 
