@@ -361,9 +361,17 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
       { ...answer, pid: answer.pid === sparePid },
       { version: 'w2', cwd: `/var/plumber/warm/releases/${second.result?.release}`, greeting: 'hello', token: 'tok-1', data: 'data w2', spareVar: 'unset', pid: true, atLoad: 'hello' },
     );
+    // plumber's docs as a cold start leaves them, for the release's own routes alone: the spare ran a
+    // throwaway API through pr_run as it loaded (render/runner.ts), quietly, and kept nothing of it.
+    const spec = JSON.parse((await httpGet(`http://${address}/warm/openapi.json`, 60_000)).body) as { paths: Record<string, unknown> };
+    assert.deepEqual(Object.keys(spec.paths), ['/v']);
+    assert.equal((await httpGet(`http://${address}/warm/__docs__/`, 60_000)).status, 200);
     // Still the worker unit systemd supervises: its process, and its lines in that unit's journal.
     assert.equal(await unitPid(spare), sparePid);
-    assert.match(await onDroplet(['journalctl', '-u', `plumber-warm@${spare}.service`, '-o', 'cat', '--no-pager']), /plumb: serving \/var\/plumber\/warm\/releases\//);
+    // Its own process's lines: an earlier worker on the same port wrote in the same unit's journal.
+    const spareLog = await onDroplet(['journalctl', `_PID=${sparePid}`, '-o', 'cat', '--no-pager']);
+    assert.match(spareLog, /plumb: serving \/var\/plumber\/warm\/releases\//);
+    assert.deepEqual(spareLog.match(/^Running plumber API at .*$/gm), [`Running plumber API at http://127.0.0.1:${spare}`], 'plumber says it runs once, for the release');
 
     // Another --env: the spare loaded its packages with the old one, so the release starts cold, and the step says why.
     const changedPid = await unitPid((await readySpare()).port);

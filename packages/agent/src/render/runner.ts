@@ -26,6 +26,21 @@ if (nzchar(spare)) {
     if (nzchar(pkg)) try(loadNamespace(pkg), silent = TRUE)
   }
   Sys.unsetenv(c("PLUMB_SPARE", "PLUMB_SPARE_PACKAGES"))
+  # What every API's start runs, whatever its code (plumber's parser, the OpenAPI spec, the docs'
+  # router, httpuv's server), once on a throwaway API: R loads those functions from plumber's
+  # lazy-load database and compiles them on first use, ~0.15 s that the handover would wait for.
+  # On this spare's own port (no worker may take it), quiet, stopped once it listens; a failure
+  # here costs only that time, and says nothing (R would print its warnings at the handover).
+  suppressWarnings(try(local({
+    dir <- tempfile("plumb-warm-")
+    dir.create(dir)
+    on.exit(unlink(dir, recursive = TRUE))
+    writeLines(c("#* @get /", "function() 1"), file.path(dir, "plumber.R"))
+    later::later(httpuv::interrupt, 0)
+    plumber::pr_run(plumber::plumb(dir = dir), host = "127.0.0.1", port = as.integer(Sys.getenv("PLUMB_PORT")), quiet = TRUE)
+  }), silent = TRUE))
+  # httpuv hands the stopped server's clean-up to the event loop: done here, not in the API's.
+  later::run_now()
   message("${SPARE_READY}")
   con <- fifo(spare, open = "r", blocking = TRUE)
   handover <- readLines(con)

@@ -228,12 +228,14 @@ export class AgentConnection {
    * Opens the socket and reads the hello. An agent of another protocol is refused with the error
    * that says which side to upgrade (see version.ts), unless `allowSkew` (upgrade, status).
    */
-  static async open(address: AgentAddress, pin: string, token: string | Promise<string>, opts: { droplet?: string; allowSkew?: boolean } = {}): Promise<AgentConnection> {
+  static async open(address: AgentAddress, pin: string, token: string | Promise<string>, opts: { droplet?: string; allowSkew?: boolean; signal?: AbortSignal } = {}): Promise<AgentConnection> {
     // The token may still be in the making (reading the key, signing): the handshake, which needs
     // none, goes meanwhile. A token that fails is the error to tell at once (a missing key is this
     // machine's to fix whatever the network does, and an agent that never answers must not delay
     // it): the handshake is abandoned and its socket closed.
+    // The caller may abandon it too (a deploy whose directory was refused meanwhile).
     const abandon = new AbortController();
+    opts.signal?.addEventListener('abort', () => abandon.abort(), { once: true });
     const connecting = connectTls(address, pin, abandon.signal);
     connecting.catch(() => undefined); // told below, unless the token's error is told first
     let signed: string;

@@ -6,7 +6,7 @@ import { loadSigningKey } from '../local/keys.js';
 import { tokenFor } from './tokens.js';
 
 /** An authenticated socket to a droplet's agent (by name or id; the only one when omitted). */
-export async function connectAgent(ctx: Context, which?: string, opts: { allowSkew?: boolean } = {}): Promise<{ droplet: KnownDroplet; connection: AgentConnection }> {
+export async function connectAgent(ctx: Context, which?: string, opts: { allowSkew?: boolean; signal?: AbortSignal } = {}): Promise<{ droplet: KnownDroplet; connection: AgentConnection }> {
   const droplet = await ctx.droplets.find(which);
   if (droplet.fingerprint === null) {
     throw new PlumbError('NOT_ENROLLED', `droplet ${droplet.name} was never enrolled (its provision did not finish)`, `remove it with \`plumb destroy ${droplet.name}\` and provision again`);
@@ -23,7 +23,12 @@ export async function withAgent<T>(
   work: (c: { droplet: KnownDroplet; connection: AgentConnection }) => Promise<T>,
   opts: { allowSkew?: boolean } = {},
 ): Promise<T> {
-  const agent = await connectAgent(ctx, which, opts);
+  return withOpened(connectAgent(ctx, which, opts), work);
+}
+
+/** Runs `work` with a connection already opening (connectAgent), closed afterwards, whatever happens. */
+export async function withOpened<T>(opening: Promise<{ droplet: KnownDroplet; connection: AgentConnection }>, work: (c: { droplet: KnownDroplet; connection: AgentConnection }) => Promise<T>): Promise<T> {
+  const agent = await opening;
   try {
     return await work(agent);
   } finally {

@@ -8,7 +8,7 @@ import { AGENT_FEATURES, ApiName, checkEnvValue, checkInput, DELTA_MIN_BYTES, Dr
 import type { AgentConnection, PendingRequest, RequestBody } from '../agent/client.js';
 import { bundleManifest, bundleTooLarge, inspectApiDir, packBundle, refuseOverRelease, type BundleInfo } from '../api-dir/bundle.js';
 import { agentProgress, type Context } from '../context.js';
-import { withAgent } from '../agent/connect.js';
+import { connectAgent, withOpened } from '../agent/connect.js';
 import { describeNeed, detectDependencies, readDependencyFiles, type DetectedDependencies } from '../api-dir/r-deps.js';
 
 export interface DeployOptions {
@@ -240,9 +240,23 @@ function markFor(change: DeployOptions['groupChange'], features: readonly string
  */
 export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedBundle): Promise<DeployOutcome> {
   const checked = checkDeployOptions(opts);
-  const { info, detected, whole, hashing, packages: copied } = bundle ?? (await prepareBundle(opts, ctx, false));
-  const packages = copied ?? (detected ? packagesSpec(detected, opts) : undefined);
-  return withAgent(ctx, opts.droplet, async ({ droplet, connection }) => {
+  // The connection's round trips (TCP, TLS, the upgrade) go while the directory is read and its R
+  // code scanned. A directory refused here closes it unused: nothing reached the droplet.
+  const abandon = new AbortController();
+  const opening = connectAgent(ctx, opts.droplet, { signal: abandon.signal });
+  opening.catch(() => undefined); // told once awaited (withOpened), unless the directory's error is told first
+  let prepared: PackedBundle;
+  let packages: PackagesSpec | undefined;
+  try {
+    prepared = bundle ?? (await prepareBundle(opts, ctx, false));
+    packages = prepared.packages ?? (prepared.detected ? packagesSpec(prepared.detected, opts) : undefined);
+  } catch (err) {
+    abandon.abort();
+    void opening.then(({ connection }) => connection.close(), () => undefined);
+    throw err;
+  }
+  const { info, detected, whole, hashing } = prepared;
+  return withOpened(opening, async ({ droplet, connection }) => {
     if (checked.spare === 'auto' && !connection.hello.features.includes(AGENT_FEATURES.spareAuto)) {
       throw new PlumbError('AGENT_OUTDATED', `the agent on ${droplet.name} is too old for --spare auto (it knows --spare and --no-spare)`, `run \`plumb upgrade --droplet ${droplet.name}\`, or choose --spare or --no-spare`);
     }
