@@ -19,8 +19,8 @@ spare <- Sys.getenv("PLUMB_SPARE")
 if (nzchar(spare)) {
   # A warm spare (ops/spare.ts): plumber and the live release's packages loaded (not attached: the
   # API's own library() calls decide its search path), then it waits on its fifo until a deploy
-  # hands it a release: one "NAME HEX" line per variable its env file now holds, as systemd would
-  # have given them to a worker started cold.
+  # hands it a release: "NAME HEX" lines, one per variable to set (PLUMB_RELEASE_DIR: the spare
+  # started with the release's --env and secrets in its env file, as a cold worker has them).
   library(plumber)
   for (pkg in strsplit(Sys.getenv("PLUMB_SPARE_PACKAGES"), " ", fixed = TRUE)[[1]]) {
     if (nzchar(pkg)) try(loadNamespace(pkg), silent = TRUE)
