@@ -6,7 +6,7 @@ import { apiLock, type OpContext } from './context.js';
 import { replaceWorkers } from './releases.js';
 import { startNextSpare } from './rollout.js';
 import { requireApi } from './routing.js';
-import { fitOf, sameFit, staleSpare, stopSpare } from './spare.js';
+import { fitOf, noSpare, sameFit, staleSpare, stopSpare } from './spare.js';
 
 /** The names of an API's secrets, sorted; their values stay in the root-only state and env files. */
 export function secrets(name: string, ctx: OpContext): SecretsResult {
@@ -38,7 +38,10 @@ export async function setSecrets(req: { name: string; set: Record<string, string
     const vars = { env: liveEnv(api), secrets: next };
     const fit = staleSpare(req.name, vars);
     // A spare of another release than the live one (a rollback since) goes: the next deploy decides.
-    if (fit && !sameFit(fit, fitOf(liveRelease(api), api.memoryMax))) await stopSpare(req.name);
+    if (fit && !sameFit(fit, fitOf(liveRelease(api), api.memoryMax))) {
+      await stopSpare(req.name);
+      noSpare(req.name, "it had loaded another release's packages than the live one's: the next deploy decides");
+    }
     // startNextSpare stops the stale one first.
     else if (fit) await startNextSpare(req.name, fit, vars, ctx).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
     const what = [set.length ? `set ${set.join(', ')}` : '', unset.length ? `unset ${unset.join(', ')}` : ''].filter(Boolean).join('; ');
