@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
 import { sparePolicyOf } from '@plumb/agent/state';
 import { spareWhyOf } from '@plumb/agent/ops/status';
+import { measuredOf, rolloutTook } from '@plumb/agent/ops/spare';
 import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 
 /** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
@@ -102,4 +103,15 @@ test('spare status: a record from before auto says why it has none without blami
   assert.equal(spareWhyOf({ name: 'sum', spare: false, sparePolicy: 'never' }, why), '--no-spare');
   assert.equal(spareWhyOf({ name: 'sum', spare: false, sparePolicy: 'auto' }, why), 'auto: 2 workers');
   assert.equal(spareWhyOf({ name: 'sum', spare: true }, () => null), null);
+});
+
+test("spare measurements: only one-worker rollouts count; the quickest and the last handover are both kept", () => {
+  // Several workers: the slowest of several cold starts, not comparable with one handover.
+  rolloutTook('measured', 2500, false, 2);
+  rolloutTook('measured', 500, true, 3);
+  assert.deepEqual(measuredOf('measured'), {});
+  rolloutTook('measured', 900, false, 1);
+  rolloutTook('measured', 400, true, 1);
+  rolloutTook('measured', 700, true, 1);
+  assert.deepEqual(measuredOf('measured'), { coldMs: 900, spareMs: 400, lastSpareMs: 700 });
 });

@@ -90,6 +90,9 @@ export function rolloutTook(name: string, ms: number, spareUsed: boolean, worker
   measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity), lastSpareMs: ms } : { coldMs: ms });
 }
 
+/** What the API's spare is decided by, as measured so far (keepSpare). */
+export const measuredOf = (name: string): Readonly<Measured> => measured.get(name) ?? {};
+
 /** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
 export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
 
@@ -128,7 +131,7 @@ export const whyNoSpare = (name: string): string | null => (spares.has(name) || 
  * now (more than a spare: it has read the API's code too).
  */
 export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], drainingPorts: readonly number[] = []): Promise<SpareDecision> {
-  const past = measured.get(name) ?? {};
+  const past = measuredOf(name);
   const bytesOf = async (port: number) => {
     const pid = await systemd.unitState(layout.instanceUnit(name, port)).then((u) => u.pid, () => null);
     return pid === null ? null : residentBytes(pid);
