@@ -3,10 +3,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import type { ApiStatus, StatusResult } from '@plumb/shared';
+import { AGENT_FEATURES, type ApiStatus, type StatusResult } from '@plumb/shared';
 import { groupApis } from '@plumb/controller/commands/group-ops';
 import { copyMark } from '@plumb/controller/commands/group-sync';
-import { groupText, nextGeneration, rollbackPlan, topGeneration } from '@plumb/controller/commands/group';
+import { checkSpareAuto, groupText, nextGeneration, rollbackPlan, topGeneration } from '@plumb/controller/commands/group';
 import { GroupGenerations } from '@plumb/controller/local/group-generations';
 import type { DropletStatus } from '@plumb/controller/commands/status';
 import type { KnownDroplet } from '@plumb/controller/local/droplets-state';
@@ -208,4 +208,22 @@ test("release digest: the same files give the same digest in any order; a change
   assert.notEqual(releaseDigest(files, { MODE: 'fast' }), releaseDigest(files));
   assert.notEqual(releaseDigest(files, { MODE: 'fast' }), releaseDigest(files, { MODE: 'slow' }));
   assert.equal(releaseDigest(files, { A: '1', B: '2' }), releaseDigest(files, { B: '2', A: '1' }));
+});
+
+test('group deploy --spare auto: a member whose agent predates auto is refused before the first wave, naming every such member; unreachable members are left to the generation check', () => {
+  const [a, b, c, d] = [1, 2, 3, 4].map(member) as [KnownDroplet, KnownDroplet, KnownDroplet, KnownDroplet];
+  const agent = (dr: KnownDroplet, features: string[]): DropletStatus => ({ droplet: dr.name, address: dr.ipv4, status: { apis: [], hello: { features } } as unknown as StatusResult });
+  const withAuto = [AGENT_FEATURES.deltaUpload, AGENT_FEATURES.spareAuto];
+  const statuses = [agent(a, withAuto), agent(b, [AGENT_FEATURES.deltaUpload]), agent(c, withAuto), agent(d, [])];
+  assert.throws(() => checkSpareAuto('auto', [a, b, c, d], statuses), (err: Error & { code?: string; hint?: string }) => {
+    assert.equal(err.code, 'AGENT_OUTDATED');
+    assert.equal(err.message, 'the agents on web-2, web-4 are too old for --spare auto (they know --spare and --no-spare); nothing was deployed');
+    assert.equal(err.hint, 'run `plumb upgrade --droplet web-2`, `plumb upgrade --droplet web-4`, or choose --spare or --no-spare');
+    return true;
+  });
+  // --spare, --no-spare, or no flag: an older agent deploys as it did.
+  for (const spare of [true, false, undefined]) checkSpareAuto(spare, [a, b, c, d], statuses);
+  // Every member new, or the old one unreachable (no status): nothing to refuse here.
+  checkSpareAuto('auto', [a, c], [statuses[0]!, statuses[2]!]);
+  checkSpareAuto('auto', [a, b], [statuses[0]!, { droplet: b.name, address: b.ipv4, error: 'no answer' }]);
 });

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
 import { sparePolicyOf } from '@plumb/agent/state';
+import { spareWhyOf } from '@plumb/agent/ops/status';
+import { measuredOf, rolloutTook } from '@plumb/agent/ops/spare';
 import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 
 /** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
@@ -47,17 +49,38 @@ test("spare policy: in a container (a lab droplet) /proc/meminfo is the host's, 
   assert.deepEqual(memoryOf(host, { limit: 'max\n', usage: `${700 * MIB}\n`, stat: 'inactive_file 0\n' }), parseMeminfo(host));
   assert.deepEqual(memoryOf(host, { limit: '9223372036854771712\n', usage: '1\n', stat: '' }), parseMeminfo(host));
   assert.deepEqual(memoryOf(host, null), parseMeminfo(host));
+  // v1 writes the root cgroup's own inactive pages before its subtree's: the subtree's (the droplet's processes) count.
+  const own = { ...v1, stat: `inactive_file ${10 * MIB}\nactive_file 1\ntotal_inactive_file ${270 * MIB}\n` };
+  assert.deepEqual(memoryOf(host, own), { totalBytes: 1024 * MIB, availableBytes: 594 * MIB });
+  assert.deepEqual(memoryOf(host, { ...v1, stat: `inactive_file ${100 * MIB}\n` }), { totalBytes: 1024 * MIB, availableBytes: 424 * MIB });
 });
 
 test('spare policy: auto keeps one only where the spare at least halves the cold start (its measured handover, else the floor)', () => {
   assert.equal(SPARE_HANDOVER_FLOOR_MS, 300);
   assert.deepEqual(decideSpare({ ...base, coldMs: 600 }), { keep: true });
-  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: R started in 0.60 s, a spare takes ~0.30 s: not twice as fast' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: R started in 0.60 s, a spare took 0.30 s (at best 0.30 s): it saves less than it takes' });
   // An API whose own code takes the time (a model read in plumber.R): the spare saves R's start only.
-  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: R started in 9.00 s, a spare takes ~8.40 s: not twice as fast' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: R started in 9.00 s, a spare took 8.40 s (at best 8.40 s): it saves less than it takes' });
   assert.deepEqual(decideSpare({ ...base, coldMs: 1100, spareMs: 550 }), { keep: true });
   // No cold start since the agent started (every deploy took a spare): it keeps paying.
   assert.deepEqual(decideSpare({ ...base, coldMs: null, spareMs: 400 }), { keep: true });
+});
+
+test('spare policy: a spare in use ends once its last handover takes more than it saves (cold start less the quickest handover)', () => {
+  // Steady handovers of 0.4 s against a 1 s cold start: saves 0.6 s, takes 0.4 s.
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 400 }), { keep: true });
+  // The quickest alone (the rule before) would keep it for ever; the last handover grew slow.
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 601 }), { keep: false, why: 'auto: R started in 1.00 s, a spare took 0.60 s (at best 0.40 s): it saves less than it takes' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 600 }), { keep: true });
+});
+
+test("spare policy: the API's draining workers' memory counts as available (they stop right after the decision)", () => {
+  // 1 GiB, 300 MiB available while the previous worker (90 MiB) drains: 390 MiB once it stops.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 300) }), { keep: false, why: 'auto: 300 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 300), drainingBytes: 90 * MIB }), { keep: true });
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 200), drainingBytes: 90 * MIB }), { keep: false, why: 'auto: 290 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  // Never more than the droplet has.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(512, 500), drainingBytes: 4096 * MIB, expectedBytes: 300 * MIB }), { keep: false, why: 'auto: 512 MiB available, a spare takes ~300 MiB, 256 MiB kept free' });
 });
 
 test('spare policy: auto keeps none for an API of several workers, and says why', () => {
@@ -72,4 +95,23 @@ test('spare policy across versions: a deploy says true, false or auto; an older 
   const older = ApiStatus.parse({ name: 'sum', path: '/sum', release: '20261128T060000Z-abcd', state: 'active', workers: [], forwarded: false, deployedAt: '2026-11-28T06:00:00.000Z' });
   assert.deepEqual([older.spare, older.sparePolicy, older.spareWhy], [null, null, null]);
   assert.deepEqual([{ spare: true }, { spare: false }, {}, { spare: true, sparePolicy: 'auto' as const }].map((r) => sparePolicyOf(r as Parameters<typeof sparePolicyOf>[0])), ['always', 'never', 'never', 'auto']);
+});
+
+test('spare status: a record from before auto says why it has none without blaming --no-spare; --no-spare says so; auto gives the decision', () => {
+  const why = () => 'auto: 2 workers';
+  assert.equal(spareWhyOf({ name: 'sum', spare: false }, why), 'deployed before auto: `plumb deploy --spare auto` turns it on');
+  assert.equal(spareWhyOf({ name: 'sum', spare: false, sparePolicy: 'never' }, why), '--no-spare');
+  assert.equal(spareWhyOf({ name: 'sum', spare: false, sparePolicy: 'auto' }, why), 'auto: 2 workers');
+  assert.equal(spareWhyOf({ name: 'sum', spare: true }, () => null), null);
+});
+
+test("spare measurements: only one-worker rollouts count; the quickest and the last handover are both kept", () => {
+  // Several workers: the slowest of several cold starts, not comparable with one handover.
+  rolloutTook('measured', 2500, false, 2);
+  rolloutTook('measured', 500, true, 3);
+  assert.deepEqual(measuredOf('measured'), {});
+  rolloutTook('measured', 900, false, 1);
+  rolloutTook('measured', 400, true, 1);
+  rolloutTook('measured', 700, true, 1);
+  assert.deepEqual(measuredOf('measured'), { coldMs: 900, spareMs: 400, lastSpareMs: 700 });
 });

@@ -67,6 +67,8 @@ describe('a damaged state.json', () => {
     const { stateDir, roots } = await droplet(JSON.stringify({ version: 2 }));
     const store = await StateStore.open(stateDir, { enrolled: true, roots });
     assert.equal(store.get().apis['sum']?.path, '/sum');
+    // The default a deploy gives (auto), not a record from before auto (none).
+    assert.equal(store.get().apis['sum']?.sparePolicy, 'auto');
     assert.deepEqual(Object.keys(store.get().apis), ['sum'], 'the files of a removed API do not bring it back');
     assert.notEqual(store.get().enrolledAt, null);
     assert.match(store.recovered?.detail ?? '', /version: .*forward, HTTPS and webhook settings must be given again/);

@@ -143,7 +143,8 @@ async function apiFromDisk(name: string, apiRoot: string, workers: Map<string, W
   }
   const entrypoint = await readdir(path.join(releasesDir, current)).then((files) => (files.includes('entrypoint.R') ? 'entrypoint.R' : 'plumber.R'));
   return {
-    ...(known ?? { name, path: `/${name}`, healthPath: null, deployedAt: releases.at(-1)!.createdAt, secrets: live[0]?.secrets ?? {} }),
+    // Rebuilt with no good copy: the default a deploy gives, not a record from before auto ('never').
+    ...(known ?? { name, path: `/${name}`, healthPath: null, deployedAt: releases.at(-1)!.createdAt, secrets: live[0]?.secrets ?? {}, sparePolicy: 'auto' as const }),
     entrypoint,
     releases,
     current,

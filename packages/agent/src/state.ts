@@ -86,6 +86,12 @@ export const ApiRecord = z.object({
 });
 export type ApiRecord = z.infer<typeof ApiRecord>;
 
+/** The API's live release (undefined only in a state that lost its record). */
+export const liveRelease = (api: Pick<ApiRecord, 'releases' | 'current'>): Release | undefined => api.releases.find((r) => r.id === api.current);
+
+/** The live release's --env. */
+export const liveEnv = (api: Pick<ApiRecord, 'releases' | 'current'>): Record<string, string> => liveRelease(api)?.env ?? {};
+
 /** The API's spare policy: its sparePolicy, else what `spare` said in a record from before auto. */
 export const sparePolicyOf = (api: Pick<ApiRecord, 'spare' | 'sparePolicy'>): SparePolicy => api.sparePolicy ?? (api.spare ? 'always' : 'never');
 

@@ -640,7 +640,7 @@ export type ApiStatus = z.infer<typeof ApiStatus>;
 
 /**
  * When an API keeps a warm spare (docs/architecture.md): `always` after every deploy (--spare),
- * `never` (--no-spare), `auto` when memory allows and it makes the redeploy at least twice as fast
+ * `never` (--no-spare), `auto` when memory allows and it saves at least what it takes
  * (agent ops/spare-policy.ts), the default.
  */
 export const SparePolicy = lazySchema(() => z.enum(['always', 'never', 'auto']));

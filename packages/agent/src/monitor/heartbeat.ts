@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Heartbeat } from '@plumb/shared';
 import type { AgentState } from '../state.js';
 import { layout } from '../system/layout.js';
+import { dropletMemory } from '../system/memory.js';
 import { unitStates, type UnitState } from '../system/systemd.js';
 
 /** certbot's live certificates, one directory per certificate name. */
@@ -81,7 +82,8 @@ export async function heartbeat(state: AgentState, lastEventId: number, units?: 
     time: new Date().toISOString(),
     lastEventId,
     load: os.loadavg(),
-    memory: { totalBytes: os.totalmem(), availableBytes: os.freemem() },
+    // As the spare's auto policy reads it (plumb status shows both): a lab droplet's cgroup, not the host's memory.
+    memory: (await dropletMemory()) ?? { totalBytes: os.totalmem(), availableBytes: os.freemem() },
     disk: { totalBytes: disk.blocks * disk.bsize, freeBytes: disk.bavail * disk.bsize },
     workers: workers.sort((a, b) => a.api.localeCompare(b.api) || a.port - b.port),
     certificates: await certificates(),

@@ -9,15 +9,15 @@ import { receiveDelta, removeManifest, saveManifest, type IncomingBundle, type R
 import { extractBundle } from '../bundle/extract.js';
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
-import { sparePolicyOf, type AgentState, type ApiRecord } from '../state.js';
+import { liveEnv, liveRelease, sparePolicyOf, type AgentState, type ApiRecord } from '../state.js';
 import { ensureApiAccount, openRelease, removeApiUser, type ApiAccount } from '../system/api-account.js';
 import { layout } from '../system/layout.js';
 import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
-import { hasSpare, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
-import { removeUnit } from './workers.js';
+import { fitOf, hasSpare, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
+import { ensureUnit, removeUnit } from './workers.js';
 
 function newReleaseId(): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -26,10 +26,9 @@ function newReleaseId(): string {
 
 /** The settings a deploy runs with: what the request says, else what the API had, else the defaults. */
 export function settingsFor(req: DeployRequest, previous: ApiRecord | undefined) {
-  const previousEnv = previous?.releases.find((r) => r.id === previous.current)?.env;
   return {
     path: req.path ?? previous?.path ?? `/${req.name}`,
-    env: req.env ?? previousEnv ?? {},
+    env: req.env ?? (previous ? liveEnv(previous) : {}),
     workers: req.workers ?? (previous?.workers.length || DEFAULT_WORKERS),
     healthPath: req.healthPath !== undefined ? req.healthPath : (previous?.healthPath ?? null),
     healthTimeoutMs: req.healthTimeoutMs ?? previous?.healthTimeoutMs ?? HEALTH_TIMEOUT_MS,
@@ -114,12 +113,12 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     if (!entrypoint) throw new StepError('NO_ENTRYPOINT', 'checking the bundle', 'the bundle has no plumber.R or entrypoint.R at its top', [], 'plumb deploy needs the directory that holds plumber.R');
     // Before any worker of the new release starts: it loads its packages as it starts.
     // --no-deps: the live release's packages, as they are.
-    const liveLibrary = previous ? previous.releases.find((r) => r.id === previous.current)?.library : null;
+    const liveLibrary = previous ? liveRelease(previous)?.library : null;
     const installed = req.packages ? await installPackages(req.name, req.packages, reposFor(settings, ctx.state.get()), liveLibrary, ctx) : null;
     const packages = installed?.report ?? null;
     const library = installed ? installed.library : liveLibrary;
-    const fit = { library, packages: req.packages?.needs.map((n) => n.name) ?? [], memoryMax: settings.memoryMax };
-    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: fit.packages, library, packagesSpec: req.packages ?? null };
+    const created = { id: release, createdAt: new Date().toISOString(), files: extracted.files, bytes: extracted.bytes, env: settings.env, packages: req.packages?.needs.map((n) => n.name) ?? [], library, packagesSpec: req.packages ?? null };
+    const fit = fitOf(created, settings.memoryMax);
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
     if (settings.spare === 'never') await stopSpare(req.name, { forget: true });
     const { ports, drain, startMs, spareUsed } = await rollout(
@@ -148,19 +147,21 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     );
     // Old releases go behind the answer (prune.ts), queued before the spare on the API's lock.
     pruneAfterAnswer(req.name, ctx);
-    rolloutTook(req.name, startMs, spareUsed);
+    rolloutTook(req.name, startMs, spareUsed, ports.length);
     nextSpareAfterAnswer(req.name, release, fit, ctx);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
     return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };
   } catch (err) {
     log.warn('deploy failed', { api: req.name, release, error: (err as Error).message });
-    // The spare may have been handed the release that failed: the live one gets a spare again.
-    const live = previous?.releases.find((r) => r.id === previous.current);
-    if (previous && live && ctx.state.get().apis[req.name]?.current === previous.current && !hasSpare(req.name)) {
-      nextSpareAfterAnswer(req.name, previous.current, { library: live.library, packages: live.packages, memoryMax: previous.memoryMax }, ctx);
-    }
-    if (ctx.state.get().apis[req.name]?.current !== release) {
+    const now = ctx.state.get().apis[req.name];
+    // Failed before the switch: the unit goes back to the live workers' settings (a failed --memory
+    // change rewrote it), so their restarts and the next spare run as they did.
+    if (previous && now?.current !== release) await ensureUnit(req.name, previous.memoryMax).catch((e: Error) => log.warn('could not restore the unit', { api: req.name, error: e.message }));
+    // The spare may have been handed the release that failed, before or after the switch: whatever
+    // is live gets its spare decided again.
+    if (now && settings.spare !== 'never' && !hasSpare(req.name)) nextSpareAfterAnswer(req.name, now.current, fitOf(liveRelease(now), now.memoryMax), ctx);
+    if (now?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });
       await removeManifest(req.name, release);
       await forgetIfNew();
@@ -181,13 +182,13 @@ function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx:
     .with(apiLock(name), async () => {
       const api = ctx.state.get().apis[name];
       if (api?.current !== release) return;
-      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port));
+      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port), api.draining.map((w) => w.port));
       if (!decision.keep) {
         await stopSpare(name);
         log.info('no warm spare', { api: name, why: decision.why });
         return;
       }
-      const vars: SpareVars = { env: api.releases.find((r) => r.id === release)?.env ?? {}, secrets: api.secrets };
+      const vars: SpareVars = { env: liveEnv(api), secrets: api.secrets };
       await startNextSpare(name, fit, vars, ctx);
     })
     .catch((err: Error) => {

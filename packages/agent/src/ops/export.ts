@@ -3,7 +3,7 @@ import { c as createTar } from 'tar';
 import { DEFAULT_WORKERS, EXPORT_CHUNK_BYTES, PlumbError, type ExportResult, type PackagesSpec } from '@plumb/shared';
 import { manifestOf, releaseDigest } from '../bundle/delta.js';
 import { layout } from '../system/layout.js';
-import type { Release } from '../state.js';
+import { liveRelease, type Release } from '../state.js';
 import { apiLock, type OpContext } from './context.js';
 import { requireApi } from './routing.js';
 
@@ -17,7 +17,7 @@ import { requireApi } from './routing.js';
 export async function exportRelease(name: string, send: (chunk: Buffer) => Promise<void>, ctx: OpContext): Promise<ExportResult> {
   return ctx.locks.with(apiLock(name), async () => {
     const api = requireApi(ctx.state.get(), name);
-    const live = api.releases.find((r) => r.id === api.current);
+    const live = liveRelease(api);
     if (!live) throw new PlumbError('NO_SUCH_RELEASE', `${name} has no record of its live release ${api.current}`, 'deploy it again');
     const files = await manifestOf(name, api.current);
     if (files.length === 0) throw new PlumbError('NO_SUCH_RELEASE', `the live release ${api.current} of ${name} has no files on this droplet`, 'deploy it again');

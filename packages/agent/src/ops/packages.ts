@@ -22,7 +22,7 @@ import * as z from 'zod';
 import { log } from '../log.js';
 import { layout } from '../system/layout.js';
 import { aptInstall, aptUpdate, debianCandidates, hasCompiler, inspectLibraries, linkTree, outputAbout, readRepoIndex, rInstall, upstreamVersion, type CommandRun, type DebianCandidate, type InstalledCopy, type RepoPackage, type RLibraries } from '../system/r-packages.js';
-import { LibraryGeneration, type AgentState, type ApiRecord, type Release } from '../state.js';
+import { LibraryGeneration, liveRelease, type AgentState, type ApiRecord, type Release } from '../state.js';
 import { PACKAGE_CHECKS_LOCK, SHARED, StepError, type OpContext } from './context.js';
 import { requireApi } from './routing.js';
 
@@ -205,7 +205,7 @@ export function libraryPath(name: string, library: string | null | undefined): s
 
 /** The live release's R library, if it has one. */
 export function liveLibrary(api: ApiRecord): string | null {
-  return libraryPath(api.name, api.releases.find((r) => r.id === api.current)?.library);
+  return libraryPath(api.name, liveRelease(api)?.library);
 }
 
 /** What a deploy's packages step gives the new release: the report, and its library generation. */
@@ -469,7 +469,7 @@ async function readManifest(apiLibrary: string): Promise<Record<string, RPackage
 /** `plumb packages NAME`: the live release's packages as they are now on the droplet. */
 export async function packagesOf(name: string, ctx: OpContext): Promise<PackagesResult> {
   const api = requireApi(ctx.state.get(), name);
-  const release = api.releases.find((r) => r.id === api.current);
+  const release = liveRelease(api);
   if (!release) throw new PlumbError('NO_SUCH_RELEASE', `${name} has no live release`);
   const apiLibrary = liveLibrary(api) ?? '/nonexistent';
   const libraries = await inspectLibraries(apiLibrary);

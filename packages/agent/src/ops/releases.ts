@@ -2,9 +2,10 @@ import { DEFAULT_WORKERS, PlumbError, type GroupChange, type ReleasesResult, typ
 import { log } from '../log.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
-import type { ApiRecord } from '../state.js';
+import { liveRelease, sparePolicyOf, type ApiRecord } from '../state.js';
 import { rollout, type RolloutOutcome } from './rollout.js';
 import { requireApi } from './routing.js';
+import { hasSpare, keepSpare, stopSpare } from './spare.js';
 import { digestOf } from './status.js';
 
 /** An API's releases on disk, oldest first. */
@@ -52,7 +53,10 @@ export async function scale(name: string, workers: number, wait: boolean, ctx: O
   return ctx.locks.with(apiLock(name), async () => {
     const started = Date.now();
     const api = requireApi(ctx.state.get(), name);
-    const { drain } = await replaceWorkers(api, workers, wait, ctx);
+    const { ports, drain } = await replaceWorkers(api, workers, wait, ctx);
+    // auto keeps no spare for several workers (spare-policy.ts): one kept from one worker goes, and
+    // plumb status says why. Scaled back to one, the next deploy decides.
+    if (sparePolicyOf(api) === 'auto' && workers > 1 && hasSpare(name) && !(await keepSpare(name, 'auto', ports)).keep) await stopSpare(name);
     return { name, from: api.workers.length, to: workers, tookMs: Date.now() - started, drain };
   });
 }
@@ -63,7 +67,7 @@ export async function scale(name: string, workers: number, wait: boolean, ctx: O
  * the new workers answered (a secret that breaks the API leaves the old ones serving).
  */
 export function replaceWorkers(api: ApiRecord, workers: number, wait: boolean, ctx: OpContext, secrets = api.secrets): Promise<RolloutOutcome> {
-  const live = api.releases.find((r) => r.id === api.current);
+  const live = liveRelease(api);
   return rollout(
     { ...liveSettings(api), release: api.current, env: live?.env ?? {}, secrets, library: live?.library, workers, wait },
     (ports) => ({ ...api, secrets, workers: ports.map((port) => ({ port, release: api.current })) }),

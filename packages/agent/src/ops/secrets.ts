@@ -1,11 +1,12 @@
 import { DEFAULT_WORKERS, PlumbError, SECRETS_MAX, type SecretsResult, type SecretsSetResult } from '@plumb/shared';
 import { log } from '../log.js';
+import { liveEnv, liveRelease } from '../state.js';
 import { events } from '../monitor/events.js';
 import { apiLock, type OpContext } from './context.js';
 import { replaceWorkers } from './releases.js';
 import { startNextSpare } from './rollout.js';
 import { requireApi } from './routing.js';
-import { staleSpare } from './spare.js';
+import { fitOf, noSpare, sameFit, staleSpare, stopSpare } from './spare.js';
 
 /** The names of an API's secrets, sorted; their values stay in the root-only state and env files. */
 export function secrets(name: string, ctx: OpContext): SecretsResult {
@@ -34,10 +35,15 @@ export async function setSecrets(req: { name: string; set: Record<string, string
     const keys = Object.keys(next).sort();
     if (!changed) return { name: req.name, keys, set, unset, restarted: false, workers: 0, tookMs: Date.now() - started, drain: { ports: [], timeoutMs: api.drainTimeoutMs, stopped: true, cut: 0 } };
     const { ports, drain } = await replaceWorkers(api, api.workers.length || DEFAULT_WORKERS, req.wait, ctx, next);
-    const vars = { env: api.releases.find((r) => r.id === api.current)?.env ?? {}, secrets: next };
+    const vars = { env: liveEnv(api), secrets: next };
     const fit = staleSpare(req.name, vars);
+    // A spare of another release than the live one (a rollback since) goes: the next deploy decides.
+    if (fit && !sameFit(fit, fitOf(liveRelease(api), api.memoryMax))) {
+      await stopSpare(req.name);
+      noSpare(req.name, "it had loaded another release's packages than the live one's: the next deploy decides");
+    }
     // startNextSpare stops the stale one first.
-    if (fit) await startNextSpare(req.name, fit, vars, ctx).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
+    else if (fit) await startNextSpare(req.name, fit, vars, ctx).catch((err: Error) => log.warn('could not start a warm spare', { api: req.name, error: err.message }));
     const what = [set.length ? `set ${set.join(', ')}` : '', unset.length ? `unset ${unset.join(', ')}` : ''].filter(Boolean).join('; ');
     log.info('secrets changed', { api: req.name, set: set.join(','), unset: unset.join(',') });
     for (const port of ports) events.record({ kind: 'restarted', by: 'operator', api: req.name, port, detail: `plumb secrets: ${what} (previous workers: ${drain.ports.join(', ') || 'none'})` });

@@ -18,6 +18,14 @@ export interface SpareInputs {
   coldMs: number | null;
   /** The API's quickest spare, handover until it answered, in ms; null: none measured. */
   spareMs: number | null;
+  /** The API's last spare, handover until it answered, in ms; null: none measured. */
+  lastSpareMs?: number | null;
+  /**
+   * What the API's draining workers hold (their resident memory): the decision runs right after a
+   * deploy's answer, while the previous release's workers still finish their requests, and their
+   * memory comes back once they stop.
+   */
+  drainingBytes?: number;
 }
 
 export type SpareDecision = { keep: true } | { keep: false; why: string };
@@ -44,7 +52,9 @@ export function memoryOf(meminfo: string, cgroup: CgroupMemory | null | undefine
   if (!memory || !cgroup) return memory;
   const limit = Number(cgroup.limit.trim());
   const usage = Number(cgroup.usage.trim());
-  const inactive = Number(/^(?:total_)?inactive_file (\d+)$/m.exec(cgroup.stat)?.[1] ?? 0);
+  // v1 writes the cgroup's own pages (inactive_file) and its whole subtree's (total_inactive_file):
+  // the droplet's processes are in child cgroups, so the total is what the kernel can give back.
+  const inactive = Number((/^total_inactive_file (\d+)$/m.exec(cgroup.stat) ?? /^inactive_file (\d+)$/m.exec(cgroup.stat))?.[1] ?? 0);
   // "max" (v2) or v1's page-rounded 2^63: no limit below the machine's.
   if (!Number.isFinite(limit) || !Number.isFinite(usage) || limit >= memory.totalBytes) return memory;
   return { totalBytes: limit, availableBytes: Math.max(0, Math.min(memory.availableBytes, limit - usage + inactive)) };
@@ -68,11 +78,14 @@ export const spareReserve = (totalBytes: number): number => Math.max(SPARE_RESER
  * `always` keeps one and `never` none. `auto` keeps one when:
  * - the API runs one worker: with more, the switch waits for the others, started cold, so one spare
  *   saves nothing, and one per worker would hold that many R processes' memory for every API;
- * - memory allows: MemAvailable less the spare's expected size stays at or above spareReserve;
- * - it pays: the last cold start took at least twice what a spare takes (the API's quickest
- *   spare's handover until it answered, else SPARE_HANDOVER_FLOOR_MS). An API whose own code is what takes
- *   the time (a model read in plumber.R) gains little from R and plumber being loaded. No cold
- *   start measured yet (the spare served every deploy since the agent started): it keeps paying.
+ * - memory allows: MemAvailable (plus what the API's draining workers give back when they stop)
+ *   less the spare's expected size stays at or above spareReserve;
+ * - it pays: what a spare saves (the last cold start less the quickest spare's handover until it
+ *   answered) is at least what the last spare took, SPARE_HANDOVER_FLOOR_MS for either not
+ *   measured. With steady handovers that is a cold start twice a spare's; handovers that grow
+ *   slow (a busy droplet, an API whose own code takes the time, as a model read in plumber.R)
+ *   end it. No cold start measured yet (the spare served every deploy since the agent started):
+ *   it keeps paying.
  * `why` is worded for plumb status: `hello: no warm spare (WHY)`.
  */
 export function decideSpare(i: SpareInputs): SpareDecision {
@@ -81,10 +94,12 @@ export function decideSpare(i: SpareInputs): SpareDecision {
   if (i.workers > 1) return { keep: false, why: `auto: ${i.workers} workers, and one spare does not speed a redeploy whose other workers start cold` };
   const memory = memoryOf(i.meminfo, i.cgroup);
   if (!memory) return { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' };
+  const available = Math.min(memory.totalBytes, memory.availableBytes + (i.drainingBytes ?? 0));
   const expected = i.expectedBytes ?? SPARE_EXPECTED_BYTES;
   const reserve = spareReserve(memory.totalBytes);
-  if (memory.availableBytes - expected < reserve) return { keep: false, why: `auto: ${mib(memory.availableBytes)} available, a spare takes ~${mib(expected)}, ${mib(reserve)} kept free` };
-  const spareMs = i.spareMs ?? SPARE_HANDOVER_FLOOR_MS;
-  if (i.coldMs !== null && i.coldMs < 2 * spareMs) return { keep: false, why: `auto: R started in ${s(i.coldMs)}, a spare takes ~${s(spareMs)}: not twice as fast` };
+  if (available - expected < reserve) return { keep: false, why: `auto: ${mib(available)} available, a spare takes ~${mib(expected)}, ${mib(reserve)} kept free` };
+  const quickest = i.spareMs ?? SPARE_HANDOVER_FLOOR_MS;
+  const last = i.lastSpareMs ?? quickest;
+  if (i.coldMs !== null && i.coldMs - quickest < last) return { keep: false, why: `auto: R started in ${s(i.coldMs)}, a spare took ${s(last)} (at best ${s(quickest)}): it saves less than it takes` };
   return { keep: true };
 }

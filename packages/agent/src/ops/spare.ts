@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
 import { SPARE_CRASHES_ALERT, spareCrashes, type SparePolicy } from '@plumb/shared';
@@ -13,8 +13,10 @@ import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
+import { memoryReading } from '../system/memory.js';
 import * as systemd from '../system/systemd.js';
-import { decideSpare, type CgroupMemory, type SpareDecision } from './spare-policy.js';
+import type { Release } from '../state.js';
+import { decideSpare, type SpareDecision } from './spare-policy.js';
 import { retireWorker } from './workers.js';
 
 /**
@@ -59,21 +61,37 @@ const spares = new Map<string, Spare>();
 const varsKey = (vars: Record<string, string>) => createHash('sha256').update(JSON.stringify(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))).digest('hex');
 
 /**
- * Per API, since the agent started: its last cold start (start until every worker answered), its
- * quickest spare (handover until it answered: the least a spare takes here, so that one slow
- * handover on a busy droplet does not end the API's spares), its last spare's resident memory as
- * it was taken, and why it keeps no spare after its last deploy (plumb status). What keepSpare
- * decides by.
+ * Per API, since the agent started: its last cold start of one worker (start until it answered),
+ * its quickest and its last spare (handover until it answered: what a spare saves is measured
+ * from the quickest, what it costs now by the last, so spares that grow slow end), its last
+ * spare's resident memory as it was taken, and why it keeps no spare after its last deploy (plumb
+ * status). What keepSpare decides by.
  */
-const measured = new Map<string, { coldMs?: number; spareMs?: number; spareBytes?: number }>();
+interface Measured {
+  coldMs?: number;
+  spareMs?: number;
+  lastSpareMs?: number;
+  spareBytes?: number;
+}
+const measured = new Map<string, Measured>();
 const noSpareWhy = new Map<string, string>();
 
-function measure(name: string, more: { coldMs?: number; spareMs?: number; spareBytes?: number }): void {
+function measure(name: string, more: Measured): void {
   measured.set(name, { ...measured.get(name), ...more });
 }
 
-/** A rollout of a deploy started its workers and all answered within `ms`: cold, or one handed to the spare. */
-export const rolloutTook = (name: string, ms: number, spareUsed: boolean): void => measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity) } : { coldMs: ms });
+/**
+ * A rollout of a deploy started its `workers` workers and all answered within `ms`: cold, or one
+ * handed to the spare. Only a rollout of one worker is a sample: with more, `ms` is the slowest
+ * of several cold starts, which a spare's handover is not comparable with.
+ */
+export function rolloutTook(name: string, ms: number, spareUsed: boolean, workers: number): void {
+  if (workers !== 1) return;
+  measure(name, spareUsed ? { spareMs: Math.min(ms, measured.get(name)?.spareMs ?? Infinity), lastSpareMs: ms } : { coldMs: ms });
+}
+
+/** What the API's spare is decided by, as measured so far (keepSpare). */
+export const measuredOf = (name: string): Readonly<Measured> => measured.get(name) ?? {};
 
 /** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
 export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
@@ -107,38 +125,29 @@ export function spareUndecided(name: string): { decided: () => void } {
 export const whyNoSpare = (name: string): string | null => (spares.has(name) || undecided.has(name) ? null : (noSpareWhy.get(name) ?? 'none since the agent started: the next deploy decides'));
 
 /**
- * The memory cgroup at the root of the droplet's cgroup tree, if it has a limit file there: a
- * container's (a lab droplet is an nspawn container under the lab's limit; cgroup v1 or v2). On a
- * VM (a real droplet) the root has none, and /proc/meminfo is the droplet's own.
+ * After a deploy of `name` whose workers are on `ports` (and whose previous workers, on
+ * `drainingPorts`, may still be finishing their requests): whether it keeps a spare
+ * (spare-policy.ts). A spare's expected size is its last spare's memory, else its first worker's
+ * now (more than a spare: it has read the API's code too).
  */
-async function cgroupMemory(): Promise<CgroupMemory | null> {
-  for (const [dir, limit, usage] of [['/sys/fs/cgroup', 'memory.max', 'memory.current'], ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes']] as const) {
-    const read = (file: string) => readFile(`${dir}/${file}`, 'utf8');
-    const files = await Promise.all([read(limit), read(usage), read('memory.stat')]).catch(() => undefined);
-    if (files) return { limit: files[0], usage: files[1], stat: files[2] };
-  }
-  return null;
-}
-
-/**
- * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare (spare-policy.ts).
- * A spare's expected size is its last spare's memory, else its first worker's now (more than a
- * spare: it has read the API's code too).
- */
-export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[]): Promise<SpareDecision> {
-  const past = measured.get(name) ?? {};
-  const workerBytes = async () => {
-    const pid = ports[0] === undefined ? null : await systemd.unitState(layout.instanceUnit(name, ports[0])).then((u) => u.pid, () => null);
+export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], drainingPorts: readonly number[] = []): Promise<SpareDecision> {
+  const past = measuredOf(name);
+  const bytesOf = async (port: number) => {
+    const pid = await systemd.unitState(layout.instanceUnit(name, port)).then((u) => u.pid, () => null);
     return pid === null ? null : residentBytes(pid);
   };
+  const auto = policy === 'auto';
+  const reading = auto ? await memoryReading() : { meminfo: '', cgroup: null };
+  const draining = auto ? await Promise.all(drainingPorts.map(bytesOf)) : [];
   const decision = decideSpare({
     policy,
     workers: ports.length,
-    meminfo: policy === 'auto' ? await readFile('/proc/meminfo', 'utf8').catch(() => '') : '',
-    cgroup: policy === 'auto' ? await cgroupMemory() : null,
-    expectedBytes: past.spareBytes ?? (policy === 'auto' ? await workerBytes() : null),
+    ...reading,
+    expectedBytes: past.spareBytes ?? (auto && ports[0] !== undefined ? await bytesOf(ports[0]) : null),
     coldMs: past.coldMs ?? null,
     spareMs: past.spareMs ?? null,
+    lastSpareMs: past.lastSpareMs ?? null,
+    drainingBytes: draining.reduce<number>((sum, b) => sum + (b ?? 0), 0),
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
@@ -186,9 +195,17 @@ export interface SpareFit {
   memoryMax: string | null;
 }
 
+/** What a spare of `release` (its library and packages) under the API's `memoryMax` must have loaded. */
+export const fitOf = (release: Pick<Release, 'library' | 'packages'> | undefined, memoryMax: string | null): SpareFit => ({ library: release?.library, packages: release?.packages ?? [], memoryMax });
+
+/** Two fits load the same. */
+export const sameFit = (a: SpareFit, b: SpareFit): boolean => fitKey(a) === fitKey(b);
+
+const fitKey = (fit: SpareFit) => JSON.stringify({ library: fit.library ?? null, packages: [...fit.packages].sort(), memoryMax: fit.memoryMax });
+
 async function keyOf(fit: SpareFit): Promise<string> {
   const dpkg = await stat('/var/lib/dpkg/status').then((s) => `${s.ino} ${s.size} ${s.mtimeMs} ${s.ctimeMs}`, () => '-');
-  return JSON.stringify({ library: fit.library ?? null, packages: [...fit.packages].sort(), memoryMax: fit.memoryMax, dpkg });
+  return `${fitKey(fit)} ${dpkg}`;
 }
 
 /** Starts the API's spare on `port` (none may be running) with `vars`: loads what `fit` says, then waits. */

@@ -6,7 +6,7 @@ import { SPARE_READY } from '../render/runner.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
 import { unitStates, type UnitState } from '../system/systemd.js';
-import { sparePolicyOf, type ApiRecord } from '../state.js';
+import { liveEnv, sparePolicyOf, type ApiRecord } from '../state.js';
 import type { OpContext } from './context.js';
 import { restartsWhileWaiting, spareUnits, whyNoSpare } from './spare.js';
 
@@ -25,7 +25,7 @@ export async function status(ctx: OpContext, hello: Hello): Promise<StatusResult
     const states = new Set(workers.map((w) => w.state));
     const overall = states.size === 1 ? [...states][0]! : states.has('failed') ? 'degraded' : 'activating';
     const draining = api.draining.map((w) => ({ port: w.port, release: w.release, until: w.until }));
-    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group, spare: spares.get(api.name) ?? null, sparePolicy: sparePolicyOf(api), spareWhy: sparePolicyOf(api) === 'never' ? '--no-spare' : whyNoSpare(api.name) });
+    apis.push({ name: api.name, path: api.path, release: api.current, state: overall, workers, draining, forwarded: state.forward === api.name, deployedAt: api.deployedAt, secrets: Object.keys(api.secrets).sort(), digest: await digestOf(api.name, api.current, liveEnv(api)), group: api.group, spare: spares.get(api.name) ?? null, sparePolicy: sparePolicyOf(api), spareWhy: spareWhyOf(api, whyNoSpare) });
   }
   const beat = await heartbeat(state, events.lastId, units);
   return {
@@ -58,9 +58,16 @@ async function spareStates(spareList: ReadonlyArray<{ name: string; port: number
   return spares;
 }
 
+/**
+ * Why the API has no spare, for plumb status (null: it has one, or it is being decided). A record
+ * from before auto kept none unless told: nobody passed --no-spare, the default then was none.
+ */
+export function spareWhyOf(api: Pick<ApiRecord, 'name' | 'spare' | 'sparePolicy'>, why: (name: string) => string | null): string | null {
+  if (api.sparePolicy === undefined && !api.spare) return 'deployed before auto: `plumb deploy --spare auto` turns it on';
+  return sparePolicyOf(api) === 'never' ? '--no-spare' : why(api.name);
+}
+
 /** A release's ReleaseDigest from its file list (made once for releases from before lists were kept) and env; null when it cannot be read. */
 export async function digestOf(name: string, release: string, env: Record<string, string>): Promise<string | null> {
   return manifestOf(name, release).then((files) => releaseDigest(files, env), () => null);
 }
-
-const liveEnv = (api: ApiRecord) => api.releases.find((r) => r.id === api.current)?.env ?? {};

@@ -76,6 +76,13 @@ export interface DeployOutcome extends DeployResult {
 export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward' | 'wait'>;
 
 /** Checks everything that can be checked here, so bad input never reaches the droplet. */
+/** `--spare auto` asked of agents from before it (named): they know --spare and --no-spare only. */
+export function spareAutoRefused(droplets: readonly string[]): PlumbError {
+  const which = droplets.length === 1 ? `the agent on ${droplets[0]} is` : `the agents on ${droplets.join(', ')} are`;
+  const upgrade = droplets.map((d) => `\`plumb upgrade --droplet ${d}\``).join(', ');
+  return new PlumbError('AGENT_OUTDATED', `${which} too old for --spare auto (${droplets.length === 1 ? 'it knows' : 'they know'} --spare and --no-spare); nothing was deployed`, `run ${upgrade}, or choose --spare or --no-spare`);
+}
+
 export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   const settings: DeploySettings = { name: checkInput(ApiName, opts.name, 'API name') };
   if (opts.path !== undefined) settings.path = checkInput(UrlPath, opts.path, 'path');
@@ -257,9 +264,7 @@ export async function deploy(opts: DeployOptions, ctx: Context, bundle?: PackedB
   }
   const { info, detected, whole, hashing } = prepared;
   return withOpened(opening, async ({ droplet, connection }) => {
-    if (checked.spare === 'auto' && !connection.hello.features.includes(AGENT_FEATURES.spareAuto)) {
-      throw new PlumbError('AGENT_OUTDATED', `the agent on ${droplet.name} is too old for --spare auto (it knows --spare and --no-spare)`, `run \`plumb upgrade --droplet ${droplet.name}\`, or choose --spare or --no-spare`);
-    }
+    if (checked.spare === 'auto' && !connection.hello.features.includes(AGENT_FEATURES.spareAuto)) throw spareAutoRefused([droplet.name]);
     const manifest = hashing && connection.hello.features.includes(AGENT_FEATURES.deltaUpload) ? await hashing : null;
     // A small API goes whole: asking first would cost a round trip to save less.
     const delta = manifest && manifest.reduce((n, f) => n + f.size, 0) >= DELTA_MIN_BYTES ? manifest : null;

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { ApiName, checkInput, GROUP_PARALLEL, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, wholeNumber, type ApiStatus, type ReleasesResult, type RollbackResult } from '@plumb/shared';
+import { AGENT_FEATURES, ApiName, checkInput, GROUP_PARALLEL, GROUP_PROVISION_MAX, GroupName, groupTag, PlumbError, wholeNumber, type ApiStatus, type ReleasesResult, type RollbackResult } from '@plumb/shared';
 import { RemoteError } from '../agent/client.js';
 import type { Context } from '../context.js';
 import { withAgent } from '../agent/connect.js';
 import { fromEnv } from '../digitalocean/client.js';
 import { terminalSafe } from '../output/terminal.js';
 import type { KnownDroplet } from '../local/droplets-state.js';
-import { checkDeployOptions, deploy, prepareBundle, type DeployOptions, type DeployOutcome } from './deploy.js';
+import { checkDeployOptions, deploy, prepareBundle, spareAutoRefused, type DeployOptions, type DeployOutcome } from './deploy.js';
 import { provision, type ProvisionOptions, type ProvisionResult } from './provision.js';
 import { rollback } from './api.js';
 import { syncGroup, type SyncResult } from './group-sync.js';
@@ -120,6 +120,20 @@ export function nextGeneration(group: string, api: string, members: KnownDroplet
   return { generation: Math.max(topGeneration(group, apiOf(statuses, api)), opts.recorded) + 1, unreachable };
 }
 
+/**
+ * `--spare auto` to a group: every member that answered must know it, checked before the first
+ * wave (a member from before auto would fail its deploy halfway through the group). Members that
+ * could not be asked are nextGeneration's to refuse or skip.
+ */
+export function checkSpareAuto(spare: DeployOptions['spare'], members: KnownDroplet[], statuses: DropletStatus[]): void {
+  if (spare !== 'auto') return;
+  const old = members.filter((_, i) => {
+    const answered = statuses[i]?.status;
+    return answered !== undefined && !answered.hello.features.includes(AGENT_FEATURES.spareAuto);
+  });
+  if (old.length > 0) throw spareAutoRefused(old.map((d) => d.name));
+}
+
 /** Runs `work` on the members `parallel` at a time, wave after wave; stops after the first wave with a failure. */
 async function inWaves(members: KnownDroplet[], parallel: number, work: (d: KnownDroplet) => Promise<MemberOutcome>): Promise<MemberOutcome[]> {
   const outcomes: MemberOutcome[] = [];
@@ -151,6 +165,7 @@ export async function deployGroup(opts: DeployOptions & { group: string; paralle
   try {
     // Numbered from the marks the agents keep, so "the newest group deploy" needs no clock.
     const statuses = await memberStatuses(members, ctx);
+    checkSpareAuto(opts.spare, members, statuses);
     const { generation, unreachable } = await GroupGenerations.in(ctx.configDir).claim(opts.group, name, (recorded) => nextGeneration(opts.group, name, members, statuses, { skipUnreachable: opts.skipUnreachable ?? false, recorded }));
     const group = { name: opts.group, generation };
     // What each member ran before, from the same status round: no `releases` request per member.
