@@ -58,9 +58,9 @@ test("spare policy: in a container (a lab droplet) /proc/meminfo is the host's, 
 test('spare policy: auto keeps one only where the spare at least halves the cold start (its measured handover, else the floor)', () => {
   assert.equal(SPARE_HANDOVER_FLOOR_MS, 300);
   assert.deepEqual(decideSpare({ ...base, coldMs: 600 }), { keep: true });
-  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: R started in 0.60 s, a spare took 0.30 s (at best 0.30 s): it saves less than it takes' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: a cold start took 0.60 s, the last spare\'s handover 0.30 s (0.30 s at best): it saved less than the handover itself took' });
   // An API whose own code takes the time (a model read in plumber.R): the spare saves R's start only.
-  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: R started in 9.00 s, a spare took 8.40 s (at best 8.40 s): it saves less than it takes' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: a cold start took 9.00 s, the last spare\'s handover 8.40 s (8.40 s at best): it saved less than the handover itself took' });
   assert.deepEqual(decideSpare({ ...base, coldMs: 1100, spareMs: 550 }), { keep: true });
   // No cold start since the agent started (every deploy took a spare): it keeps paying.
   assert.deepEqual(decideSpare({ ...base, coldMs: null, spareMs: 400 }), { keep: true });
@@ -70,17 +70,18 @@ test('spare policy: a spare in use ends once its last handover takes more than i
   // Steady handovers of 0.4 s against a 1 s cold start: saves 0.6 s, takes 0.4 s.
   assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 400 }), { keep: true });
   // The quickest alone (the rule before) would keep it for ever; the last handover grew slow.
-  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 601 }), { keep: false, why: 'auto: R started in 1.00 s, a spare took 0.60 s (at best 0.40 s): it saves less than it takes' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 601 }), { keep: false, why: 'auto: a cold start took 1.00 s, the last spare\'s handover 0.60 s (0.40 s at best): it saved less than the handover itself took' });
   assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 600 }), { keep: true });
 });
 
-test("spare policy: the API's draining workers' memory counts as available (they stop right after the decision)", () => {
-  // 1 GiB, 300 MiB available while the previous worker (90 MiB) drains: 390 MiB once it stops.
-  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 300) }), { keep: false, why: 'auto: 300 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
-  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 300), drainingBytes: 90 * MIB }), { keep: true });
-  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 200), drainingBytes: 90 * MIB }), { keep: false, why: 'auto: 290 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
-  // Never more than the droplet has.
-  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(512, 500), drainingBytes: 4096 * MIB, expectedBytes: 300 * MIB }), { keep: false, why: 'auto: 512 MiB available, a spare takes ~300 MiB, 256 MiB kept free' });
+test("spare policy: what other APIs' spares still loading will take is not available", () => {
+  // 1 GiB, 400 MiB available: room for one spare (100 MiB) above the 256 MiB reserve.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 400) }), { keep: true });
+  // Another API's spare started a moment ago holds 20 of its 100 MiB yet: 80 MiB are spoken for.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 400), loadingBytes: 80 * MIB }), { keep: false, why: 'auto: 320 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 400), loadingBytes: 44 * MIB }), { keep: true });
+  // Never below nothing.
+  assert.deepEqual(decideSpare({ ...base, meminfo: meminfo(1024, 50), loadingBytes: 4096 * MIB }), { keep: false, why: 'auto: 0 MiB available, a spare takes ~100 MiB, 256 MiB kept free' });
 });
 
 test('spare policy: auto keeps none for an API of several workers, and says why', () => {

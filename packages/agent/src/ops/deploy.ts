@@ -16,7 +16,7 @@ import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
 import { rollout, startNextSpare } from './rollout.js';
-import { fitOf, hasSpare, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
+import { fitOf, hasSpare, inTurn, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
 import { ensureUnit, removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -121,7 +121,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     const fit = fitOf(created, settings.memoryMax);
     // --no-spare: the spare goes now (a rollback, scale or restart leaves it: it may fit the next deploy).
     if (settings.spare === 'never') await stopSpare(req.name, { forget: true });
-    const { ports, drain, startMs, spareUsed } = await rollout(
+    const { ports, drain, startMs, spareUsed, drained } = await rollout(
       { name: req.name, release, env: settings.env, secrets: previous?.secrets ?? {}, library, workers: settings.workers, healthPath: settings.healthPath, healthTimeoutMs: settings.healthTimeoutMs, memoryMax: settings.memoryMax, drainTimeoutMs: settings.drainTimeoutMs, wait: req.wait, account, ...(settings.spare === 'never' ? {} : { spare: fit }) },
       (ports) => ({
         name: req.name,
@@ -148,7 +148,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     // Old releases go behind the answer (prune.ts), queued before the spare on the API's lock.
     pruneAfterAnswer(req.name, ctx);
     rolloutTook(req.name, startMs, spareUsed, ports.length);
-    nextSpareAfterAnswer(req.name, release, fit, ctx);
+    nextSpareAfterAnswer(req.name, release, fit, ctx, drained);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });
     return { name: req.name, path: settings.path, release, entrypoint, ports, forward: ctx.state.get().forward === req.name, files: extracted.files, bytes: extracted.bytes, reusedFiles: extracted.reused, packages, tookMs: Date.now() - started, drain };
@@ -171,18 +171,21 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
 }
 
 /**
- * After the answer, queued behind the deploy on the API's lock (the answer does not wait): the
- * API's next spare if its policy keeps one (spare-policy.ts), loading `fit` (what `release`, the
- * live release, loads), else none, and why not for plumb status. A deploy queued before it has made
- * `release` old by then: that deploy decides instead.
+ * After the answer, queued behind the deploy on the API's lock (the answer does not wait), once
+ * the previous workers have stopped (`drained`: their memory is back, and a spare loading beside
+ * a big draining worker could push the droplet to the OOM killer), and one API at a time
+ * (inTurn: each decision sees the memory the spares before it take): the API's next spare if its
+ * policy keeps one (spare-policy.ts), loading `fit` (what `release`, the live release, loads),
+ * else none, and why not for plumb status. A deploy queued before it has made `release` old by
+ * then: that deploy decides instead.
  */
-function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext): void {
+function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext, drained: Promise<unknown> = Promise.resolve()): void {
   const pending = spareUndecided(name);
-  void ctx.locks
-    .with(apiLock(name), async () => {
+  void drained
+    .then(() => ctx.locks.with(apiLock(name), () => inTurn(async () => {
       const api = ctx.state.get().apis[name];
       if (api?.current !== release) return;
-      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port), api.draining.map((w) => w.port));
+      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port));
       if (!decision.keep) {
         await stopSpare(name);
         log.info('no warm spare', { api: name, why: decision.why });
@@ -190,7 +193,7 @@ function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx:
       }
       const vars: SpareVars = { env: liveEnv(api), secrets: api.secrets };
       await startNextSpare(name, fit, vars, ctx);
-    })
+    })))
     .catch((err: Error) => {
       log.warn('could not start a warm spare', { api: name, error: err.message });
       noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);

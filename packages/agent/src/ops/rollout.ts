@@ -88,6 +88,8 @@ export interface RolloutOutcome {
   startMs: number;
   /** A spare took the release. */
   spareUsed: boolean;
+  /** Settles once the previous workers have stopped (never fails). */
+  drained: Promise<unknown>;
 }
 
 /**
@@ -179,9 +181,9 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
     const drain: DrainReport = { ports: before.map((w) => w.port), timeoutMs: target.drainTimeoutMs, stopped: false, cut: 0 };
     if (target.wait && retiring.length > 0) {
       ctx.progress('waiting for the previous workers to finish their requests', `at most ${target.drainTimeoutMs / 1000} s`);
-      return { ports, drain: { ...drain, stopped: true, cut: await drained }, startMs, spareUsed };
+      return { ports, drain: { ...drain, stopped: true, cut: await drained }, startMs, spareUsed, drained };
     }
-    return { ports, drain: { ...drain, stopped: retiring.length === 0 }, startMs, spareUsed };
+    return { ports, drain: { ...drain, stopped: retiring.length === 0 }, startMs, spareUsed, drained: drained.catch(() => undefined) };
   } catch (err) {
     // An enable still running would link a worker back after its retireWorker had unlinked it.
     await enabling;

@@ -21,11 +21,10 @@ export interface SpareInputs {
   /** The API's last spare, handover until it answered, in ms; null: none measured. */
   lastSpareMs?: number | null;
   /**
-   * What the API's draining workers hold (their resident memory): the decision runs right after a
-   * deploy's answer, while the previous release's workers still finish their requests, and their
-   * memory comes back once they stop.
+   * What other APIs' spares still loading will take beyond what they hold now (each one's expected
+   * size less its resident memory): MemAvailable does not show it yet.
    */
-  drainingBytes?: number;
+  loadingBytes?: number;
 }
 
 export type SpareDecision = { keep: true } | { keep: false; why: string };
@@ -78,8 +77,9 @@ export const spareReserve = (totalBytes: number): number => Math.max(SPARE_RESER
  * `always` keeps one and `never` none. `auto` keeps one when:
  * - the API runs one worker: with more, the switch waits for the others, started cold, so one spare
  *   saves nothing, and one per worker would hold that many R processes' memory for every API;
- * - memory allows: MemAvailable (plus what the API's draining workers give back when they stop)
- *   less the spare's expected size stays at or above spareReserve;
+ * - memory allows: MemAvailable (less what other spares still loading will take) less the
+ *   spare's expected size stays at or above spareReserve (decided once the API's previous workers
+ *   have stopped);
  * - it pays: what a spare saves (the last cold start less the quickest spare's handover until it
  *   answered) is at least what the last spare took, SPARE_HANDOVER_FLOOR_MS for either not
  *   measured. With steady handovers that is a cold start twice a spare's; handovers that grow
@@ -94,12 +94,12 @@ export function decideSpare(i: SpareInputs): SpareDecision {
   if (i.workers > 1) return { keep: false, why: `auto: ${i.workers} workers, and one spare does not speed a redeploy whose other workers start cold` };
   const memory = memoryOf(i.meminfo, i.cgroup);
   if (!memory) return { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' };
-  const available = Math.min(memory.totalBytes, memory.availableBytes + (i.drainingBytes ?? 0));
+  const available = Math.max(0, memory.availableBytes - (i.loadingBytes ?? 0));
   const expected = i.expectedBytes ?? SPARE_EXPECTED_BYTES;
   const reserve = spareReserve(memory.totalBytes);
   if (available - expected < reserve) return { keep: false, why: `auto: ${mib(available)} available, a spare takes ~${mib(expected)}, ${mib(reserve)} kept free` };
   const quickest = i.spareMs ?? SPARE_HANDOVER_FLOOR_MS;
   const last = i.lastSpareMs ?? quickest;
-  if (i.coldMs !== null && i.coldMs - quickest < last) return { keep: false, why: `auto: R started in ${s(i.coldMs)}, a spare took ${s(last)} (at best ${s(quickest)}): it saves less than it takes` };
+  if (i.coldMs !== null && i.coldMs - quickest < last) return { keep: false, why: `auto: a cold start took ${s(i.coldMs)}, the last spare's handover ${s(last)} (${s(quickest)} at best): it saved less than the handover itself took` };
   return { keep: true };
 }

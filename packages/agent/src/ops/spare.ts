@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_CRASHES_ALERT, spareCrashes, type SparePolicy } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, spareCrashes, type SparePolicy } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
@@ -124,33 +124,58 @@ export function spareUndecided(name: string): { decided: () => void } {
  */
 export const whyNoSpare = (name: string): string | null => (spares.has(name) || undecided.has(name) ? null : (noSpareWhy.get(name) ?? 'none since the agent started: the next deploy decides'));
 
+/** The spare decisions of all APIs, one after another (inTurn). */
+let turn: Promise<unknown> = Promise.resolve();
+
+/** Runs `work` after every spare decision queued before it: each sees the memory the ones before took. */
+export function inTurn<T>(work: () => Promise<T>): Promise<T> {
+  const next = turn.then(work);
+  turn = next.catch(() => undefined);
+  return next;
+}
+
+const bytesOf = async (name: string, port: number) => {
+  const pid = await systemd.unitState(layout.instanceUnit(name, port)).then((u) => u.pid, () => null);
+  return pid === null ? null : residentBytes(pid);
+};
+
+/** What other APIs' spares will still take as they load: each one's expected size less what it holds now. */
+async function stillLoadingBytes(name: string): Promise<number> {
+  let bytes = 0;
+  for (const [other, spare] of spares) {
+    if (other === name) continue;
+    const held = (await bytesOf(other, spare.port)) ?? 0;
+    bytes += Math.max(0, (measuredOf(other).spareBytes ?? SPARE_EXPECTED_BYTES) - held);
+  }
+  return bytes;
+}
+
 /**
- * After a deploy of `name` whose workers are on `ports` (and whose previous workers, on
- * `drainingPorts`, may still be finishing their requests): whether it keeps a spare
+ * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare
  * (spare-policy.ts). A spare's expected size is its last spare's memory, else its first worker's
- * now (more than a spare: it has read the API's code too).
+ * now (more than a spare: it has read the API's code too). A spare ended by the time rule is
+ * tried again after the next cold start: one slow handover (a busy moment) does not end the API's
+ * spares for good.
  */
-export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], drainingPorts: readonly number[] = []): Promise<SpareDecision> {
+export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[]): Promise<SpareDecision> {
   const past = measuredOf(name);
-  const bytesOf = async (port: number) => {
-    const pid = await systemd.unitState(layout.instanceUnit(name, port)).then((u) => u.pid, () => null);
-    return pid === null ? null : residentBytes(pid);
-  };
-  const auto = policy === 'auto';
+  const auto = policy === 'auto' && ports.length === 1;
   const reading = auto ? await memoryReading() : { meminfo: '', cgroup: null };
-  const draining = auto ? await Promise.all(drainingPorts.map(bytesOf)) : [];
   const decision = decideSpare({
     policy,
     workers: ports.length,
     ...reading,
-    expectedBytes: past.spareBytes ?? (auto && ports[0] !== undefined ? await bytesOf(ports[0]) : null),
+    expectedBytes: past.spareBytes ?? (auto && ports[0] !== undefined ? await bytesOf(name, ports[0]) : null),
     coldMs: past.coldMs ?? null,
     spareMs: past.spareMs ?? null,
     lastSpareMs: past.lastSpareMs ?? null,
-    drainingBytes: draining.reduce<number>((sum, b) => sum + (b ?? 0), 0),
+    loadingBytes: auto ? await stillLoadingBytes(name) : 0,
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
+  if (!decision.keep && past.lastSpareMs !== undefined && past.coldMs !== undefined && past.coldMs - (past.spareMs ?? 0) < past.lastSpareMs) {
+    measured.set(name, { ...past, lastSpareMs: undefined });
+  }
   return decision;
 }
 

@@ -37,10 +37,15 @@ if (nzchar(spare)) {
     on.exit(unlink(dir, recursive = TRUE))
     writeLines(c("#* @get /", "function() 1"), file.path(dir, "plumber.R"))
     later::later(httpuv::interrupt, 0)
+    # Should that interrupt be spent before the server runs, this one ends the warm-up; cancelled
+    # on the way out, so none is left to interrupt the API's own server.
+    cancel <- later::later(httpuv::interrupt, 10)
+    on.exit(cancel(), add = TRUE)
     plumber::pr_run(plumber::plumb(dir = dir), host = "127.0.0.1", port = as.integer(Sys.getenv("PLUMB_PORT")), quiet = TRUE)
   }), silent = TRUE))
-  # httpuv hands the stopped server's clean-up to the event loop: done here, not in the API's.
-  later::run_now()
+  # httpuv hands the stopped server's clean-up to the event loop: run here, not in the API's (its
+  # listening socket is closed by then; the rest of the clean-up may finish on httpuv's own thread).
+  try(later::run_now(), silent = TRUE)
   message("${SPARE_READY}")
   con <- fifo(spare, open = "r", blocking = TRUE)
   handover <- readLines(con)

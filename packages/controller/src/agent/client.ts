@@ -234,6 +234,7 @@ export class AgentConnection {
     // machine's to fix whatever the network does, and an agent that never answers must not delay
     // it): the handshake is abandoned and its socket closed.
     // The caller may abandon it too (a deploy whose directory was refused meanwhile).
+    opts.signal?.throwIfAborted();
     const abandon = new AbortController();
     opts.signal?.addEventListener('abort', () => abandon.abort(), { once: true });
     const connecting = connectTls(address, pin, abandon.signal);

@@ -8,6 +8,8 @@ import { tokenFor } from './tokens.js';
 /** An authenticated socket to a droplet's agent (by name or id; the only one when omitted). */
 export async function connectAgent(ctx: Context, which?: string, opts: { allowSkew?: boolean; signal?: AbortSignal } = {}): Promise<{ droplet: KnownDroplet; connection: AgentConnection }> {
   const droplet = await ctx.droplets.find(which);
+  // Abandoned while the droplet was looked up (a deploy whose directory was refused): nothing is sent.
+  opts.signal?.throwIfAborted();
   if (droplet.fingerprint === null) {
     throw new PlumbError('NOT_ENROLLED', `droplet ${droplet.name} was never enrolled (its provision did not finish)`, `remove it with \`plumb destroy ${droplet.name}\` and provision again`);
   }

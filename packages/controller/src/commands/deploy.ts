@@ -75,7 +75,6 @@ export interface DeployOutcome extends DeployResult {
 /** The deploy's settings as the agent gets them: only what the user gave (the rest keeps the API's current value). */
 export type DeploySettings = Omit<Extract<RequestBody, { type: 'deploy' }>, 'type' | 'forward' | 'wait'>;
 
-/** Checks everything that can be checked here, so bad input never reaches the droplet. */
 /** `--spare auto` asked of agents from before it (named): they know --spare and --no-spare only. */
 export function spareAutoRefused(droplets: readonly string[]): PlumbError {
   const which = droplets.length === 1 ? `the agent on ${droplets[0]} is` : `the agents on ${droplets.join(', ')} are`;
@@ -83,6 +82,7 @@ export function spareAutoRefused(droplets: readonly string[]): PlumbError {
   return new PlumbError('AGENT_OUTDATED', `${which} too old for --spare auto (${droplets.length === 1 ? 'it knows' : 'they know'} --spare and --no-spare); nothing was deployed`, `run ${upgrade}, or choose --spare or --no-spare`);
 }
 
+/** Checks everything that can be checked here, so bad input never reaches the droplet. */
 export function checkDeployOptions(opts: DeployOptions): DeploySettings {
   const settings: DeploySettings = { name: checkInput(ApiName, opts.name, 'API name') };
   if (opts.path !== undefined) settings.path = checkInput(UrlPath, opts.path, 'path');
