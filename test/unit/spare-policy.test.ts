@@ -58,9 +58,9 @@ test("spare policy: in a container (a lab droplet) /proc/meminfo is the host's, 
 test('spare policy: auto keeps one only where the spare at least halves the cold start (its measured handover, else the floor)', () => {
   assert.equal(SPARE_HANDOVER_FLOOR_MS, 300);
   assert.deepEqual(decideSpare({ ...base, coldMs: 600 }), { keep: true });
-  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: a cold start took 0.60 s, the last spare\'s handover 0.30 s (0.30 s at best): it saved less than the handover itself took' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 599 }), { keep: false, why: 'auto: a cold start took 0.60 s, the last spare\'s handover 0.30 s (0.30 s at best): it saved less than the handover itself took', slow: true });
   // An API whose own code takes the time (a model read in plumber.R): the spare saves R's start only.
-  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: a cold start took 9.00 s, the last spare\'s handover 8.40 s (8.40 s at best): it saved less than the handover itself took' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 9000, spareMs: 8400 }), { keep: false, why: 'auto: a cold start took 9.00 s, the last spare\'s handover 8.40 s (8.40 s at best): it saved less than the handover itself took', slow: true });
   assert.deepEqual(decideSpare({ ...base, coldMs: 1100, spareMs: 550 }), { keep: true });
   // No cold start since the agent started (every deploy took a spare): it keeps paying.
   assert.deepEqual(decideSpare({ ...base, coldMs: null, spareMs: 400 }), { keep: true });
@@ -70,7 +70,7 @@ test('spare policy: a spare in use ends once its last handover takes more than i
   // Steady handovers of 0.4 s against a 1 s cold start: saves 0.6 s, takes 0.4 s.
   assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 400 }), { keep: true });
   // The quickest alone (the rule before) would keep it for ever; the last handover grew slow.
-  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 601 }), { keep: false, why: 'auto: a cold start took 1.00 s, the last spare\'s handover 0.60 s (0.40 s at best): it saved less than the handover itself took' });
+  assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 601 }), { keep: false, why: 'auto: a cold start took 1.00 s, the last spare\'s handover 0.60 s (0.40 s at best): it saved less than the handover itself took', slow: true });
   assert.deepEqual(decideSpare({ ...base, coldMs: 1000, spareMs: 400, lastSpareMs: 600 }), { keep: true });
 });
 

@@ -27,7 +27,8 @@ export interface SpareInputs {
   loadingBytes?: number;
 }
 
-export type SpareDecision = { keep: true } | { keep: false; why: string };
+/** `slow`: ended by the time rule (the last handover took more than a spare saves). */
+export type SpareDecision = { keep: true } | { keep: false; why: string; slow?: true };
 
 const MIB = 1024 * 1024;
 const mib = (bytes: number) => `${Math.round(bytes / MIB)} MiB`;
@@ -100,6 +101,6 @@ export function decideSpare(i: SpareInputs): SpareDecision {
   if (available - expected < reserve) return { keep: false, why: `auto: ${mib(available)} available, a spare takes ~${mib(expected)}, ${mib(reserve)} kept free` };
   const quickest = i.spareMs ?? SPARE_HANDOVER_FLOOR_MS;
   const last = i.lastSpareMs ?? quickest;
-  if (i.coldMs !== null && i.coldMs - quickest < last) return { keep: false, why: `auto: a cold start took ${s(i.coldMs)}, the last spare's handover ${s(last)} (${s(quickest)} at best): it saved less than the handover itself took` };
+  if (i.coldMs !== null && i.coldMs - quickest < last) return { keep: false, why: `auto: a cold start took ${s(i.coldMs)}, the last spare's handover ${s(last)} (${s(quickest)} at best): it saved less than the handover itself took`, slow: true };
   return { keep: true };
 }

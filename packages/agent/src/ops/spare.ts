@@ -173,9 +173,7 @@ export async function keepSpare(name: string, policy: SparePolicy, ports: readon
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
-  if (!decision.keep && past.lastSpareMs !== undefined && past.coldMs !== undefined && past.coldMs - (past.spareMs ?? 0) < past.lastSpareMs) {
-    measured.set(name, { ...past, lastSpareMs: undefined });
-  }
+  if (!decision.keep && decision.slow) measured.set(name, { ...past, lastSpareMs: undefined });
   return decision;
 }
 
