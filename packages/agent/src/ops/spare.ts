@@ -13,7 +13,7 @@ import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
-import { memoryReading } from '../system/memory.js';
+import { dropletMemory, type DropletMemory } from '../system/memory.js';
 import * as systemd from '../system/systemd.js';
 import type { Release } from '../state.js';
 import { decideSpare, type SpareDecision } from './spare-policy.js';
@@ -150,26 +150,42 @@ async function stillLoadingBytes(name: string): Promise<number> {
   return bytes;
 }
 
+/** What keepSpare reads of the droplet for auto (readingsFor). */
+export interface SpareReadings {
+  memory: DropletMemory | undefined;
+  /** The API's worker's resident memory now, when asked for (no spare of it measured yet); null: not known. */
+  workerBytes: number | null;
+  /** What other APIs' spares still loading will take (stillLoadingBytes). */
+  loadingBytes: number;
+}
+
+/** The droplet's memory, the API's worker's on `port` if `worker`, and what other spares still loading will take. */
+async function readingsFor(name: string, port: number, worker: boolean): Promise<SpareReadings> {
+  const memory = await dropletMemory();
+  const workerBytes = worker ? await bytesOf(name, port) : null;
+  return { memory, workerBytes, loadingBytes: await stillLoadingBytes(name) };
+}
+
 /**
  * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare
  * (spare-policy.ts). A spare's expected size is its last spare's memory, else its first worker's
  * now (more than a spare: it has read the API's code too). A spare ended by the time rule is
  * tried again after the next cold start: one slow handover (a busy moment) does not end the API's
- * spares for good.
+ * spares for good. `read`: what auto reads of the droplet (readingsFor; a test gives its own).
  */
-export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[]): Promise<SpareDecision> {
+export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], read = readingsFor): Promise<SpareDecision> {
   const past = measuredOf(name);
-  const auto = policy === 'auto' && ports.length === 1;
-  const reading = auto ? await memoryReading() : { meminfo: '', cgroup: null };
+  const port = policy === 'auto' && ports.length === 1 ? ports[0] : undefined;
+  const readings = port === undefined ? { memory: undefined, workerBytes: null, loadingBytes: 0 } : await read(name, port, past.spareBytes === undefined);
   const decision = decideSpare({
     policy,
     workers: ports.length,
-    ...reading,
-    expectedBytes: past.spareBytes ?? (auto && ports[0] !== undefined ? await bytesOf(name, ports[0]) : null),
+    memory: readings.memory,
+    expectedBytes: past.spareBytes ?? readings.workerBytes,
     coldMs: past.coldMs ?? null,
     spareMs: past.spareMs ?? null,
     lastSpareMs: past.lastSpareMs ?? null,
-    loadingBytes: auto ? await stillLoadingBytes(name) : 0,
+    loadingBytes: readings.loadingBytes,
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
