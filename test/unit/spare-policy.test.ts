@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
 import { sparePolicyOf } from '@plumb/agent/state';
 import { spareWhyOf } from '@plumb/agent/ops/status';
-import { keepSpare, measuredOf, rolloutTook, whyNoSpare, type SpareReadings } from '@plumb/agent/ops/spare';
+import { keepSpare, measuredOf, rolloutTook, spareUndecided, whyNoSpare, type SpareReadings } from '@plumb/agent/ops/spare';
 import { decideSpare, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 import { memoryOf, parseMeminfo } from '@plumb/agent/system/memory';
 
@@ -139,4 +139,17 @@ test("the time rule's reset: a spare ended as slow forgets its last handover, so
   // The next deploy, with no spare, starts cold: the decision after it keeps one again.
   rolloutTook('slowed', 2000, false, 1);
   assert.deepEqual(await keepSpare('slowed', 'auto', [8002], readings(700)), { keep: true });
+});
+
+test('one spare decision per live release: asked again while one is queued for it (a deploy that failed just after one that answered), none more is queued', () => {
+  const first = spareUndecided('queued', 'r1');
+  assert.ok(first, 'the first is queued');
+  assert.equal(spareUndecided('queued', 'r1'), undefined, 'the same release again: that one decides');
+  const later = spareUndecided('queued', 'r2');
+  assert.ok(later, 'another release (a later deploy) has its own');
+  first.decided();
+  assert.equal(whyNoSpare('queued'), null, 'still being decided (r2)');
+  later.decided();
+  assert.equal(whyNoSpare('queued'), 'none since the agent started: the next deploy decides');
+  assert.ok(spareUndecided('queued', 'r1'), 'decided: the release may be decided again (a failed deploy that used up its spare)');
 });

@@ -159,7 +159,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     // change rewrote it), so their restarts and the next spare run as they did.
     if (previous && now?.current !== release) await ensureUnit(req.name, previous.memoryMax).catch((e: Error) => log.warn('could not restore the unit', { api: req.name, error: e.message }));
     // The spare may have been handed the release that failed, before or after the switch: whatever
-    // is live gets its spare decided again.
+    // is live gets its spare decided again (once: a deploy just before may have queued it already).
     if (now && settings.spare !== 'never' && !hasSpare(req.name)) nextSpareAfterAnswer(req.name, now.current, fitOf(liveRelease(now), now.memoryMax), ctx);
     if (now?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });
@@ -177,10 +177,11 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
  * (inTurn: each decision sees the memory the spares before it take): the API's next spare if its
  * policy keeps one (spare-policy.ts), loading `fit` (what `release`, the live release, loads),
  * else none, and why not for plumb status. A deploy queued before it has made `release` old by
- * then: that deploy decides instead.
+ * then: that deploy decides instead. One decision per release: one queued for it already decides.
  */
 function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext, drained: Promise<unknown> = Promise.resolve()): void {
-  const pending = spareUndecided(name);
+  const pending = spareUndecided(name, release);
+  if (!pending) return;
   void drained
     .then(() => ctx.locks.with(apiLock(name), () => inTurn(async () => {
       const api = ctx.state.get().apis[name];

@@ -96,24 +96,26 @@ export const measuredOf = (name: string): Readonly<Measured> => measured.get(nam
 /** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
 export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
 
-/** Per API: its deploys whose spare is still to be decided (spareUndecided until decided). */
-const undecided = new Map<string, number>();
+/** Per API: the releases whose spare decision is queued (spareUndecided until decided). */
+const undecided = new Map<string, Set<string>>();
 
 /**
- * A deploy answered: the API's spare is decided anew behind it (keepSpare); until `decided` is
- * called plumb status gives no reason for the API having none.
+ * A deploy answered (or failed): the API's spare is decided anew behind it for `release`, its live
+ * release (keepSpare); until `decided` is called plumb status gives no reason for the API having
+ * none. Undefined when a decision for that release is queued already: that one decides, once.
  */
-export function spareUndecided(name: string): { decided: () => void } {
+export function spareUndecided(name: string, release: string): { decided: () => void } | undefined {
+  const queued = undecided.get(name) ?? new Set<string>();
+  if (queued.has(release)) return undefined;
   noSpareWhy.delete(name);
-  undecided.set(name, (undecided.get(name) ?? 0) + 1);
+  undecided.set(name, queued.add(release));
   let done = false;
   return {
     decided: () => {
       if (done) return;
       done = true;
-      const left = (undecided.get(name) ?? 1) - 1;
-      if (left > 0) undecided.set(name, left);
-      else undecided.delete(name);
+      queued.delete(release);
+      if (queued.size === 0) undecided.delete(name);
     },
   };
 }
