@@ -1,10 +1,11 @@
+import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { execa } from 'execa';
-import { AGENT_PORT, pollUntil } from '@plumb/shared';
+import { AGENT_PORT, pollUntil, type ApiStatus, type StatusResult } from '@plumb/shared';
 import { AgentConnection, type RequestBody } from '@plumb/controller/agent/client';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import { loadSigningKey } from '@plumb/controller/local/keys';
@@ -144,6 +145,28 @@ export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promi
     },
     { timeoutMs, intervalMs: 500 },
   );
+}
+
+/** A warm spare as `plumb status --json` shows it. */
+export type SpareShown = NonNullable<ApiStatus['spare']>;
+
+/**
+ * API `name`'s warm spare once `plumb status --json` shows it waiting (loaded, on its fifo) on a
+ * port no worker has, and `fits`; fails the test (saying what plumb status says of the API: auto's
+ * reason when it keeps none) when none does within two minutes.
+ */
+export async function readySpare(user: PlumbUser, name: string, fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
+  const found = await pollUntil(
+    async () => {
+      const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
+      const api = rows[0]?.status?.apis.find((a) => a.name === name);
+      const spare = api?.spare;
+      return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && fits(spare) ? spare : undefined;
+    },
+    { timeoutMs: 120_000, intervalMs: 500 },
+  );
+  assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${(await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ')}`);
+  return found;
 }
 
 /**
