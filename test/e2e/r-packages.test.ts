@@ -47,6 +47,9 @@ sharedDroplet(
         { name: 'plumbspareless', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) if (nzchar(Sys.getenv("PLUMB_SPARE"))) quit(save = "no", status = 3)\nspareless <- function() "ok"\n' } },
         // Keeps what GREETING (an --env) was as it loaded: a spare loads it long before the release
         // it serves, and must see what a cold start sees.
+        // Takes seconds to load, in a cold start and in a spare alike: a redeploy right after the
+        // last finds the spare still loading it.
+        { name: 'plumbslowload', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) Sys.sleep(5)\nslow <- function() "loaded"\n' } },
         { name: 'plumbenvseen', version: '1.0', code: { 'zzz.R': 'seen <- new.env()\n.onLoad <- function(libname, pkgname) assign("greeting", Sys.getenv("GREETING", "unset"), envir = seen)\ngreeting_at_load <- function() get("greeting", envir = seen)\n' } },
       ],
       [demo('1.0')],
@@ -455,5 +458,18 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.match(fourth.stderr, /cold: the warm spare was not used \(it crashed( \d+ times)? while loading\)/);
     assert.equal(((await warmGet('spry')) as WarmAnswer).version, 's4');
     assert.equal((await user.plumb(['remove', 'spry', '--yes'])).exitCode, 0);
+  });
+
+  test('a redeploy right after the last finds the spare still loading, waits for it and hands it the release instead of starting cold', async () => {
+    const slowApi = (version: string) => warmApi(version, 'library(plumbslowload)\n', ', loaded = slow()');
+    const first = await deploy(slowApi('l1'), 'slowly', ['--repo', repo.url]);
+    assert.equal(first.exitCode, 0, first.stderr);
+    // At once: the spare started behind the first deploy's answer is still in plumbslowload's 5 s .onLoad.
+    const second = await deploy(slowApi('l2'), 'slowly', ['--repo', repo.url]);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.match(second.stderr, /the warm spare on port \d+ takes the release \(after \d+\.\d s waiting for it to finish loading\)/);
+    const answer = (await warmGet('slowly')) as WarmAnswer & { loaded: string };
+    assert.deepEqual([answer.version, answer.loaded, answer.data], ['l2', 'loaded', 'data l2']);
+    assert.equal((await user.plumb(['remove', 'slowly', '--yes'])).exitCode, 0);
   });
 });

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, spareCrashes, type SparePolicy } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, SPARE_LOADING_POLL_MS, SPARE_LOADING_WAIT_MS, spareCrashes, type SparePolicy } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
@@ -311,6 +312,8 @@ export async function spareCrashEvent(name: string): Promise<EventInput | undefi
 /** A spare taken for a release: write the worker's env file first, then `handOver`. */
 export interface TakenSpare {
   port: number;
+  /** How long the deploy waited for it to finish loading (0: it was waiting). */
+  loadingWaitMs: number;
   /** Hands the release over: null once written, else why not (the spare ended first): start the worker cold then. */
   handOver: () => Promise<string | null>;
   /** Closes the fifo if the handover never came (a rollout that failed first); the worker is retired as any other. */
@@ -321,8 +324,8 @@ export interface TakenSpare {
 export type SpareOutcome = { spare: TakenSpare; why?: undefined } | { spare?: undefined; why: string | null };
 
 /**
- * The API's spare if it fits the release and is waiting on its fifo (opened without blocking:
- * a spare still loading, or one that died, is not waited for); else no spare is left and `why`
+ * The API's spare if it fits the release and waits on its fifo (one still loading is waited for,
+ * within a bound: whenWaiting); else no spare is left and `why`
  * says why it was not used. `release`: its directory (all the spare is handed), --env and the
  * API's secrets (which must be those the spare started with). `unitChanged`: the unit file was
  * rewritten since the spare started.
@@ -341,9 +344,10 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
     // systemd started it again (Restart=always): whatever ended it (a kill, the OOM killer, a
     // package as it loads) may end it again, and the health gate counts a restart as a failed start.
     : await crashed(name, unit);
-  const fifo = why === undefined ? await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined) : undefined;
+  const loading = why === undefined ? await whenWaiting(name, spare) : undefined;
+  const fifo = loading?.fifo;
   if (!fifo) {
-    const unused = why ?? 'it was not waiting (still loading, or not running)';
+    const unused = why ?? (await crashed(name, loading?.unit)) ?? loading?.why ?? 'it was not waiting';
     log.info('spare not used', { api: name, port: spare.port, why: unused });
     await stopSpare(name);
     return { why: unused };
@@ -361,6 +365,7 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
   return {
     spare: {
       port: spare.port,
+      loadingWaitMs: loading.waitedMs,
       handOver: async () => {
         try {
           // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
@@ -382,6 +387,29 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
     },
   };
 }
+
+/**
+ * The spare's fifo, opened for the handover once the spare waits on it (a write-only open without
+ * blocking fails until a reader has it open). A spare still loading is waited for while it runs
+ * and has not restarted, for at most as long as the API's last cold start took (a worker started
+ * now would not answer sooner: the spare started earlier and does the same work, less the API's
+ * code); no fifo: it ended, restarted, or is still loading at that bound.
+ */
+async function whenWaiting(name: string, spare: Spare): Promise<{ fifo: FileHandle; waitedMs: number } | { fifo?: undefined; why: string; unit?: systemd.UnitState }> {
+  const started = Date.now();
+  const boundMs = measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS;
+  for (;;) {
+    const fifo = await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+    const waitedMs = Date.now() - started;
+    if (fifo) return { fifo, waitedMs };
+    if (waitedMs >= boundMs) return { why: `it was still loading after ${s(waitedMs)} s, as long as a cold start takes` };
+    const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
+    if (!unit || unit.active !== 'active' || unit.restarts > 0) return { why: 'it was not running', unit };
+    await sleep(SPARE_LOADING_POLL_MS);
+  }
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(1);
 
 /** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did (or systemd did not say). */
 async function crashed(name: string, unit: systemd.UnitState | undefined): Promise<string | undefined> {
