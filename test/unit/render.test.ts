@@ -709,7 +709,7 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
     ].join('\n');
     const result = await image.run(['Rscript', '/tmp/warm.R'], { 'warm.R': script });
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, '404 {"error":"404 - Resource Not Found"} \n200 {"x":[1]} \n200 {"x":[1]} \n');
+    assert.deepEqual(result.stdout.split('\n').map((l) => l.trim()), ['404 {"error":"404 - Resource Not Found"}', '200 {"x":[1]}', '200 {"x":[1]}']);
   });
 
   test('the runner fails loudly without its environment', async () => {
