@@ -225,8 +225,8 @@ try {
 
     // 6b. The first requests: the warm API's live release, run by the runner outside its unit.
     const first = await firstRequests(onDroplet, '/var/plumber/warm/current', '/add?a=1&b=2', FIRST_REPS);
-    const ms = (xs: number[]) => median(xs).toFixed(1);
-    console.log(`\n### The first requests a worker serves, R started by the runner outside systemd (ms, median of ${FIRST_REPS} each, in turns)\n`);
+    const ms = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)})`;
+    console.log(`\n### The first requests a worker serves, R started by the runner outside systemd (ms, median (range) of ${FIRST_REPS} each, in turns)\n`);
     console.log("| worker | start (cold) or handover → R listening | listening → first answer (404 on /, the health gate's) | start or handover → first answer (the health gate's wait) | first 200 (/add?a=1&b=2) | the same again (warm) |");
     console.log('|---|---|---|---|---|---|');
     for (const [arm, runs] of Object.entries(first)) {
