@@ -5,6 +5,7 @@ import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { pollUntil, SPARE_CRASHES_ALERT } from '@plumb/shared';
+import { SPARE_READY } from '@plumb/agent/render/runner';
 import { httpGet, settled } from './helpers.js';
 import { agentAnswersAgain, readySpare as waitingSpare, sharedDroplet, type PlumbUser, type SpareShown } from './plumb.js';
 
@@ -359,8 +360,20 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.equal(await unitPid(spare), sparePid);
     // Its own process's lines: an earlier worker on the same port wrote in the same unit's journal.
     const spareLog = await onDroplet(['journalctl', `_PID=${sparePid}`, '-o', 'cat', '--no-pager']);
-    assert.match(spareLog, /plumb: serving \/var\/plumber\/warm\/releases\//);
-    assert.deepEqual(spareLog.match(/^Running plumber API at .*$/gm), [`Running plumber API at http://127.0.0.1:${spare}`], 'plumber says it runs once, for the release');
+    // Its warm-up (a throwaway API run quietly, then its requests served in process) left nothing a
+    // cold start would not have: not a line of its own in the journal (plumber says it runs once, for
+    // the release; no request, warning or error), no second listening socket, no temporary file.
+    assert.deepEqual(
+      spareLog.trim().split('\n'),
+      [SPARE_READY, `plumb: serving /var/plumber/warm/releases/${second.result?.release} on 127.0.0.1:${spare}`, `Running plumber API at http://127.0.0.1:${spare}`, `Running swagger Docs at http://127.0.0.1:${spare}/__docs__/`],
+      'the spare wrote what a cold worker writes, and that it was ready',
+    );
+    const listening = (await onDroplet(['ss', '-Hltnp'])).split('\n').filter((l) => l.includes(`pid=${sparePid},`)).map((l) => l.trim().split(/\s+/)[3]);
+    assert.deepEqual(listening, [`127.0.0.1:${spare}`], 'R listens on its own port only');
+    // PrivateTmp: the process's own /tmp, R's session directory in it (a cold worker has one too) and nothing else.
+    const temporary = (await onDroplet(['find', `/proc/${sparePid}/root/tmp`, '-mindepth', '1'])).trim().split('\n');
+    assert.equal(temporary.length, 1, `R's temporary files: ${temporary.join(', ')}`);
+    assert.match(temporary[0] ?? '', /\/tmp\/Rtmp\w+$/);
 
     // Another --env: the spare loaded its packages with the old one, so the release starts cold, and the step says why.
     const changedPid = await unitPid((await readySpare()).port);
