@@ -46,7 +46,7 @@ sharedDroplet('apis', (shared) => void ({ lab, user, id: dropletId, address } = 
 
 describe('deploy', () => {
   test('a two-endpoint API at /sum answers from R, with plumber docs, files and a unit as the seed had', async () => {
-    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1', BURST_R)), '--name', 'sum']);
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v1')), '--name', 'sum']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     assert.match(deployed.stdout, new RegExp(`http://${address.replaceAll('.', '\\.')}/sum/`));
     assert.deepEqual(await json('/sum/add?a=1&b=2'), [3]);
@@ -67,7 +67,7 @@ describe('deploy', () => {
   test('deploying again with changed code serves the new answer', async () => {
     // --wait: the tests after this one compare the droplet before and after a refused deploy, so
     // the previous release's workers must have finished draining (their env files go with them).
-    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum', '--wait']);
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2', BURST_R)), '--name', 'sum', '--wait']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     assert.deepEqual(await json('/sum/version'), ['v2']);
     await nginxTest();
@@ -272,19 +272,24 @@ describe('logs and status', () => {
     const child = spawn(process.execPath, [PLUMB_CLI, 'logs', 'sum', '-f', '-n', '0', '--json'], { env: { ...process.env, ...user.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const messages: string[] = [];
     createInterface({ input: child.stdout }).on('line', (line) => messages.push((JSON.parse(line) as { message: string }).message));
-    for (let i = 0; i < 50 && !messages.some((m) => m.startsWith('shout: warm-up')); i++) {
-      await get(`/sum/shout?msg=warm-up${i}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
     const long = `seq-3-${'L'.repeat(1500)}`;
-    for (const msg of ['seq-1', 'seq-2', long, 'seq-4']) assert.equal((await get(`/sum/shout?msg=${msg}`)).status, 200);
-    assert.equal((await get('/sum/burst?n=100')).status, 200);
-    await get('/sum/shout?msg=seq-5');
-    for (let i = 0; i < 300 && !messages.includes('shout: seq-5'); i++) await new Promise((r) => setTimeout(r, 100));
-    // journalctl's own copies come 250-500 ms after the file's: long enough for a copy shown twice to show.
-    await new Promise((r) => setTimeout(r, 1500));
-    child.kill('SIGINT');
-    await once(child, 'exit');
+    try {
+      for (let i = 0; i < 50 && !messages.some((m) => m.startsWith('shout: warm-up')); i++) {
+        await get(`/sum/shout?msg=warm-up${i}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      for (const msg of ['seq-1', 'seq-2', long, 'seq-4']) assert.equal((await get(`/sum/shout?msg=${msg}`)).status, 200);
+      // The file read waits at the long line for journalctl, which brings what came with it too; the burst, once it showed, comes from the file.
+      for (let i = 0; i < 300 && !messages.includes(`shout: ${long}`); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await get('/sum/burst?n=100')).status, 200);
+      await get('/sum/shout?msg=seq-5');
+      for (let i = 0; i < 300 && !messages.includes('shout: seq-5'); i++) await new Promise((r) => setTimeout(r, 100));
+      // journalctl's own copies come 250-500 ms after the file's: long enough for a copy shown twice to show.
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      child.kill('SIGINT');
+      await once(child, 'exit');
+    }
     const expected = ['shout: seq-1', 'shout: seq-2', `shout: ${long}`, 'shout: seq-4', ...Array.from({ length: 100 }, (_, i) => `burst ${i + 1}`), 'shout: seq-5'];
     assert.deepEqual(messages.filter((m) => m.startsWith('shout: seq-') || m.startsWith('burst ')), expected);
     // The file read did show lines (not journalctl alone), and never stopped.
