@@ -46,11 +46,11 @@ sharedDroplet(
         // Ends R as it loads in a warm spare only (PLUMB_SPARE is set while a spare loads packages): what
         // commands.md warns of, a package's .onLoad reading the environment.
         { name: 'plumbspareless', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) if (nzchar(Sys.getenv("PLUMB_SPARE"))) quit(save = "no", status = 3)\nspareless <- function() "ok"\n' } },
-        // Keeps what GREETING (an --env) was as it loaded: a spare loads it long before the release
-        // it serves, and must see what a cold start sees.
         // Takes seconds to load, in a cold start and in a spare alike: a redeploy right after the
         // last finds the spare still loading it.
         { name: 'plumbslowload', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) Sys.sleep(5)\nslow <- function() "loaded"\n' } },
+        // Keeps what GREETING (an --env) was as it loaded: a spare loads it long before the release
+        // it serves, and must see what a cold start sees.
         { name: 'plumbenvseen', version: '1.0', code: { 'zzz.R': 'seen <- new.env()\n.onLoad <- function(libname, pkgname) assign("greeting", Sys.getenv("GREETING", "unset"), envir = seen)\ngreeting_at_load <- function() get("greeting", envir = seen)\n' } },
       ],
       [demo('1.0')],

@@ -318,7 +318,9 @@ describe('plumb deploy --spare [when]', () => {
   test('--spare then a word that is no WHEN and no directory, or a second DIR: one line with the choices, exit 2, also as JSON', async () => {
     const home = await configHome();
     const dir = await namedApi();
-    for (const [args, word] of [[['--spare', 'bogus', '--name', 'x'], 'bogus'], [['--spare', dir, dir], dir], [['--spare', dir, '--spare', dir], dir]] as const) {
+    // A word stat() fails on otherwise than "not found" (a file on the way: ENOTDIR) is refused the same way.
+    const onTheWay = `${path.join(dir, 'plumber.R')}/x`;
+    for (const [args, word] of [[['--spare', 'bogus', '--name', 'x'], 'bogus'], [['--spare', onTheWay, '--name', 'x'], onTheWay], [['--spare', dir, dir], dir], [['--spare', dir, '--spare', dir], dir]] as const) {
       const r = plumb(['deploy', ...args], { XDG_CONFIG_HOME: home });
       assert.equal(r.exitCode, EXIT.usage, args.join(' '));
       assert.equal(r.stderr, notAWhen(word), args.join(' '));

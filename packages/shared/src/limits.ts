@@ -333,11 +333,11 @@ export const SPARE_HANDOVER_FLOOR_MS = 300;
 export const SPARE_CRASHES_ALERT = 3;
 /**
  * A deploy that finds the API's spare still loading (a redeploy seconds after the last) waits for
- * it for as long as the API's last cold start took, since a spare started earlier is ready no
- * later than a worker started now; this long when no cold start was measured yet (a cold start
- * of a one-file API takes ~0.8 s, docs/benchmarks.md). Polled every SPARE_LOADING_POLL_MS.
+ * it until it has loaded for twice the API's last cold start, or this long when no cold start was
+ * measured yet (a cold start of a one-file API takes ~0.8 s, docs/benchmarks.md). Polled every
+ * SPARE_LOADING_POLL_MS.
  */
-export const SPARE_LOADING_WAIT_MS = 3_000;
+export const SPARE_LOADING_WAIT_MS = 6_000;
 export const SPARE_LOADING_POLL_MS = 20;
 /** The lab's crash point that kills a spare at its handover waits at most this long for it to be gone. */
 export const CRASH_POINT_KILL_WAIT_MS = 10_000;

@@ -10,7 +10,7 @@ import { drainWorkers } from './drain.js';
 import { freePorts, waitHealthy } from './health.js';
 import { libraryPath } from './packages.js';
 import { changeRouting, freeFrontPort } from './routing.js';
-import { startSpare, stopSpare, sparePorts, takeSpare, type SpareFit, type SpareVars } from './spare.js';
+import { seconds, startSpare, stopSpare, sparePorts, takeSpare, type SpareFit, type SpareVars } from './spare.js';
 import { ensureUnit, pointCurrent, retireWorker, startWorker, writeWorkerEnv } from './workers.js';
 
 /** Ports promised to rollouts still in progress, so two never pick the same one. */
@@ -109,7 +109,8 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
   await openRelease(releaseDir, target.account ?? (await ensureApiAccount(name)));
   const unitChanged = await ensureUnit(name, target.memoryMax);
   // A unit changed since the spare started would not be the worker a cold start makes.
-  const taken = target.spare ? await takeSpare(name, target.spare, { dir: releaseDir, env: target.env, secrets: target.secrets }, unitChanged) : undefined;
+  const loading = { wait: target.workers === 1, waiting: () => ctx.progress('starting R', 'waiting for the warm spare to finish loading') };
+  const taken = target.spare ? await takeSpare(name, target.spare, { dir: releaseDir, env: target.env, secrets: target.secrets }, unitChanged, loading) : undefined;
   if (taken?.why) ctx.progress('starting R', `cold: the warm spare was not used (${taken.why})`);
   const spare = taken?.spare;
   const startedAt = Date.now();
@@ -131,7 +132,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       await writeWorkerEnv(name, spare.port, releaseDir, target.env, target.secrets, library);
       const lost = await spare.handOver();
       spareUsed = lost === null;
-      if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release${spare.loadingWaitMs >= 100 ? ` (after ${(spare.loadingWaitMs / 1000).toFixed(1)} s waiting for it to finish loading)` : ''}`);
+      if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release${spare.loadingWaitMs === undefined ? '' : ` (after ${seconds(spare.loadingWaitMs)} s waiting for it to finish loading)`}`);
       else {
         ctx.progress('starting R', `cold: the warm spare was not used (${lost})`);
         // systemd restarts it cold from the env file just written, but the health gate would count

@@ -173,7 +173,7 @@ async function readingsFor(name: string, port: number, worker: boolean): Promise
  * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare
  * (spare-policy.ts). A spare's expected size is its last spare's memory, else its first worker's
  * now (more than a spare: it has read the API's code too). A spare ended by the time rule is
- * tried again after the next cold start: one slow handover (a busy moment) does not end the API's
+ * tried again at the next decision (after the API's next deploy, which starts cold): one slow handover (a busy moment) does not end the API's
  * spares for good. `read`: what auto reads of the droplet (readingsFor; a test gives its own).
  */
 export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], read = readingsFor): Promise<SpareDecision> {
@@ -312,8 +312,8 @@ export async function spareCrashEvent(name: string): Promise<EventInput | undefi
 /** A spare taken for a release: write the worker's env file first, then `handOver`. */
 export interface TakenSpare {
   port: number;
-  /** How long the deploy waited for it to finish loading (0: it was waiting). */
-  loadingWaitMs: number;
+  /** How long the deploy waited for it to finish loading; undefined: it was waiting already. */
+  loadingWaitMs?: number;
   /** Hands the release over: null once written, else why not (the spare ended first): start the worker cold then. */
   handOver: () => Promise<string | null>;
   /** Closes the fifo if the handover never came (a rollout that failed first); the worker is retired as any other. */
@@ -323,14 +323,22 @@ export interface TakenSpare {
 /** What became of the API's spare for a release: taken, or not used (and stopped) and why; `why` null: it had none. */
 export type SpareOutcome = { spare: TakenSpare; why?: undefined } | { spare?: undefined; why: string | null };
 
+/** How takeSpare treats a spare still loading. */
+export interface SpareWait {
+  /** Wait for it (whenWaiting); false: a rollout of several workers, whose cold ones would wait behind it. */
+  wait: boolean;
+  /** Called once if it waits (a progress line). */
+  waiting: () => void;
+}
+
 /**
- * The API's spare if it fits the release and waits on its fifo (one still loading is waited for,
- * within a bound: whenWaiting); else no spare is left and `why`
- * says why it was not used. `release`: its directory (all the spare is handed), --env and the
- * API's secrets (which must be those the spare started with). `unitChanged`: the unit file was
- * rewritten since the spare started.
+ * The API's spare if it fits the release and waits on its fifo (one still loading is waited for
+ * when `loading.wait`, within a bound: whenWaiting); else no spare is left and `why` says why it
+ * was not used. `release`: its directory (all the spare is handed), --env and the API's secrets
+ * (which must be those the spare started with). `unitChanged`: the unit file was rewritten since
+ * the spare started.
  */
-export async function takeSpare(name: string, fit: SpareFit, release: SpareVars & { dir: string }, unitChanged: boolean): Promise<SpareOutcome> {
+export async function takeSpare(name: string, fit: SpareFit, release: SpareVars & { dir: string }, unitChanged: boolean, loading: SpareWait): Promise<SpareOutcome> {
   const spare = spares.get(name);
   if (!spare) return { why: null };
   // One line per variable, the value in hex (the runner reads any variable so).
@@ -344,11 +352,13 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
     // systemd started it again (Restart=always): whatever ended it (a kill, the OOM killer, a
     // package as it loads) may end it again, and the health gate counts a restart as a failed start.
     : await crashed(name, unit);
-  const loading = why === undefined ? await whenWaiting(name, spare) : undefined;
-  const fifo = loading?.fifo;
+  const waited = why === undefined ? await whenWaiting(name, spare, loading) : undefined;
+  const fifo = waited?.fifo;
   if (!fifo) {
-    const unused = why ?? (await crashed(name, loading?.unit)) ?? loading?.why ?? 'it was not waiting';
+    const unused = why ?? (await crashed(name, waited?.unit)) ?? waited?.why ?? 'it was not waiting';
     log.info('spare not used', { api: name, port: spare.port, why: unused });
+    // An end systemd has not restarted yet (it waits RestartSec=) is a crash its restarts do not count.
+    if (waited?.ended) countCrashes(name, 1);
     await stopSpare(name);
     return { why: unused };
   }
@@ -365,7 +375,7 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
   return {
     spare: {
       port: spare.port,
-      loadingWaitMs: loading.waitedMs,
+      loadingWaitMs: waited.waitedMs,
       handOver: async () => {
         try {
           // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
@@ -390,26 +400,40 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
 
 /**
  * The spare's fifo, opened for the handover once the spare waits on it (a write-only open without
- * blocking fails until a reader has it open). A spare still loading is waited for while it runs
- * and has not restarted, for at most as long as the API's last cold start took (a worker started
- * now would not answer sooner: the spare started earlier and does the same work, less the API's
- * code); no fifo: it ended, restarted, or is still loading at that bound.
+ * blocking fails until a reader has it open). A spare still loading (a redeploy seconds after the
+ * last) is waited for while it runs and has not restarted: it does a cold start's work (plus its
+ * warm-up) and started earlier, so a worker started now would rarely answer sooner. Until it has
+ * loaded for twice the API's last cold start (else SPARE_LOADING_WAIT_MS): one slower than that is
+ * stuck or starved, and the time rule hears of it (the deploy took that wait more than a cold
+ * start), so the API's next deploy keeps no spare and the one after tries again. No fifo: it ended
+ * (`ended`: not restarted yet), restarted, or was still loading at that bound; `waitedMs`
+ * undefined: it was waiting already.
  */
-async function whenWaiting(name: string, spare: Spare): Promise<{ fifo: FileHandle; waitedMs: number } | { fifo?: undefined; why: string; unit?: systemd.UnitState }> {
+async function whenWaiting(name: string, spare: Spare, loading: SpareWait): Promise<{ fifo: FileHandle; waitedMs?: number } | { fifo?: undefined; why: string; unit?: systemd.UnitState; ended?: true }> {
   const started = Date.now();
-  const boundMs = measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS;
-  for (;;) {
+  const coldMs = measuredOf(name).coldMs;
+  const deadline = loading.wait ? spare.startedAt + 2 * (coldMs ?? SPARE_LOADING_WAIT_MS / 2) : started;
+  for (let polls = 0; ; polls++) {
     const fifo = await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
     const waitedMs = Date.now() - started;
-    if (fifo) return { fifo, waitedMs };
-    if (waitedMs >= boundMs) return { why: `it was still loading after ${s(waitedMs)} s, as long as a cold start takes` };
+    if (fifo) return { fifo, ...(polls > 0 ? { waitedMs } : {}) };
+    if (Date.now() >= deadline) {
+      if (!loading.wait) return { why: 'it was still loading, and the other workers start cold at once' };
+      log.warn('spare still loading at the bound', { api: name, port: spare.port, waitedMs });
+      measure(name, { lastSpareMs: waitedMs + (coldMs ?? 0) });
+      const after = seconds(Date.now() - spare.startedAt);
+      return { why: `it was still loading ${after} s after it started, ${coldMs === undefined ? 'the longest a deploy waits for one' : `twice the ${seconds(coldMs)} s a cold start takes`}` };
+    }
     const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
-    if (!unit || unit.active !== 'active' || unit.restarts > 0) return { why: 'it was not running', unit };
+    if (!unit || unit.restarts > 0) return { why: 'it was not running', unit };
+    if (unit.active !== 'active') return { why: `it ${spareCrashes(1, 0)}`, ended: true };
+    if (polls === 0) loading.waiting();
     await sleep(SPARE_LOADING_POLL_MS);
   }
 }
 
-const s = (ms: number) => (ms / 1000).toFixed(1);
+/** Seconds to a tenth, as the deploy's steps print them. */
+export const seconds = (ms: number) => (ms / 1000).toFixed(1);
 
 /** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did (or systemd did not say). */
 async function crashed(name: string, unit: systemd.UnitState | undefined): Promise<string | undefined> {

@@ -54,8 +54,17 @@ const SPARE_CHOICES = `Allowed choices are ${SPARE_WHEN.join(', ')}.`;
  */
 function parseSpareWhen(word: string, previous: SpareFlag | undefined): SpareFlag {
   if ((SPARE_WHEN as readonly string[]).includes(word)) return { ...previous, when: word as SpareWhen };
-  if (previous?.dir === undefined && statSync(word, { throwIfNoEntry: false })?.isDirectory()) return { when: 'always', dir: word };
+  if (previous?.dir === undefined && isDirectory(word)) return { when: 'always', dir: word };
   throw new InvalidArgumentError(SPARE_CHOICES);
+}
+
+/** A word that cannot be stat()ed (a file on the way, too long, no access) is no directory: refused as any other. */
+function isDirectory(word: string): boolean {
+  try {
+    return statSync(word, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {
+    return false;
+  }
 }
 
 /**
