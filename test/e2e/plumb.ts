@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { execa } from 'execa';
-import { AGENT_PORT, pollUntil } from '@plumb/shared';
+import { AGENT_PORT, pollUntil, type ApiStatus, type StatusResult } from '@plumb/shared';
 import { AgentConnection, type RequestBody } from '@plumb/controller/agent/client';
 import { tokenFor } from '@plumb/controller/agent/tokens';
 import { loadSigningKey } from '@plumb/controller/local/keys';
@@ -145,6 +145,30 @@ export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promi
     { timeoutMs, intervalMs: 500 },
   );
 }
+
+/** A warm spare as `plumb status --json` shows it. */
+export type SpareShown = NonNullable<ApiStatus['spare']>;
+
+/**
+ * API `name`'s warm spare once `plumb status --json` shows it waiting (loaded, on its fifo) on a
+ * port no worker of it has, and `fits`; undefined after `timeoutMs`. `whys` gets every reason for
+ * having none that plumb status gave meanwhile.
+ */
+export async function waitingSpare(user: PlumbUser, name: string, opts: { fits?: (spare: SpareShown) => boolean; timeoutMs?: number; whys?: string[] } = {}): Promise<SpareShown | undefined> {
+  return pollUntil(
+    async () => {
+      const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
+      const api = rows[0]?.status?.apis.find((a) => a.name === name);
+      if (api?.spareWhy) opts.whys?.push(api.spareWhy);
+      const spare = api?.spare;
+      return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && (opts.fits ?? (() => true))(spare) ? spare : undefined;
+    },
+    { timeoutMs: opts.timeoutMs ?? 120_000, intervalMs: 500 },
+  );
+}
+
+/** API `name`'s line under plumb status's table: its spare, or why it has none (for an assertion's message). */
+export const spareLine = async (user: PlumbUser, name: string): Promise<string> => (await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ');
 
 /**
  * What `list` prints of the droplet (its files: what a refused command must leave as it was), once

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { ApiStatus, DeployResult, PackagesResult, StatusResult } from '@plumb/shared';
+import type { DeployResult, PackagesResult, StatusResult } from '@plumb/shared';
 import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { pollUntil, SPARE_CRASHES_ALERT } from '@plumb/shared';
 import { httpGet, settled } from './helpers.js';
-import { agentAnswersAgain, sharedDroplet, type PlumbUser } from './plumb.js';
+import { agentAnswersAgain, sharedDroplet, spareLine, waitingSpare, type PlumbUser, type SpareShown } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -317,20 +317,11 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
   const warmGet = async (api = 'warm') => JSON.parse((await httpGet(`http://${address}/${api}/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
 
-  type SpareShown = NonNullable<ApiStatus['spare']>;
   /** The API's spare once `plumb status --json` shows it waiting (loaded, on its fifo), on a port no worker has. */
   async function readySpare(fits: (spare: SpareShown) => boolean = () => true, name = 'warm'): Promise<SpareShown> {
-    const found = await pollUntil(
-      async () => {
-        const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
-        const api = rows[0]?.status?.apis.find((a) => a.name === name);
-        const spare = api?.spare;
-        return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && fits(spare) ? spare : undefined;
-      },
-      { timeoutMs: 120_000, intervalMs: 500 },
-    );
+    const found = await waitingSpare(user, name, { fits });
     // Else what plumb status says of it (auto's reason when it keeps none).
-    assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${(await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ')}`);
+    assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${await spareLine(user, name)}`);
     return found;
   }
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
 import { sparePolicyOf } from '@plumb/agent/state';
 import { spareWhyOf } from '@plumb/agent/ops/status';
-import { measuredOf, rolloutTook } from '@plumb/agent/ops/spare';
+import { measuredOf, noSpare, rolloutTook, spareUndecided, whyNoSpare } from '@plumb/agent/ops/spare';
 import { decideSpare, memoryOf, parseMeminfo, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 
 /** The warm spare's auto policy (agent ops/spare-policy.ts): /proc/meminfo's text in, the decision out. */
@@ -115,4 +115,27 @@ test("spare measurements: only one-worker rollouts count; the quickest and the l
   rolloutTook('measured', 400, true, 1);
   rolloutTook('measured', 700, true, 1);
   assert.deepEqual(measuredOf('measured'), { coldMs: 900, spareMs: 400, lastSpareMs: 700 });
+});
+
+test("spare decisions: while one is to come plumb status gives no reason; the agent start's yields to one a deploy asks for after it", () => {
+  noSpare('api', 'auto: 2 workers');
+  const atStart = spareUndecided('api');
+  assert.equal(whyNoSpare('api'), null, 'being decided: no reason given');
+  assert.equal(atStart.superseded(), false);
+  const deploy = spareUndecided('api');
+  assert.deepEqual([atStart.superseded(), deploy.superseded()], [true, false]);
+  deploy.decided();
+  assert.equal(atStart.superseded(), true, 'the deploy decided: still not the start\'s to decide');
+  assert.equal(whyNoSpare('api'), null);
+  atStart.decided();
+  assert.equal(whyNoSpare('api'), 'none since the agent started: the next deploy decides');
+  // Decided twice is once; a later decision is nobody's successor.
+  atStart.decided();
+  const next = spareUndecided('api');
+  assert.equal(next.superseded(), false);
+  next.decided();
+  // Other APIs' decisions do not supersede.
+  const one = spareUndecided('one');
+  spareUndecided('two');
+  assert.equal(one.superseded(), false);
 });
