@@ -13,6 +13,8 @@
  *   5. `plumb logs -f`: from a request that makes R write a line until the follower prints it, split
  *      into journald's part and plumb's;
  *   6. the warm spare (deploy --spare): a one-file redeploy started cold vs handed to a spare, and the spare's memory;
+ *      and the first requests a worker serves, R listening → first 404 → first 200, cold and after
+ *      a spare's handover with and without the spare's request warm-up, in turns (first-request.ts);
  *   7. old releases pruned behind the answer: one-file redeploys of an API at --keep 1 (one old
  *      release to delete each time) and one at --keep 50 (none), in turns: the agent's time to its
  *      answer, the command's, and the prune's own time from the agent's journal.
@@ -32,6 +34,7 @@ import { apiDir, sumApi } from '../test/e2e/api-fixtures.js';
 import { httpGet } from '../test/e2e/helpers.js';
 import { PLUMB_CLI, rawConnection } from '../test/e2e/plumb.js';
 import { benchDroplet } from './bench-droplet.js';
+import { firstRequests } from './first-request.js';
 import { startDelayProxy } from './delay-proxy.js';
 import { shellTimes } from './shell-timed.js';
 import { sshBaseline, type SshDeploy } from './ssh-baseline.js';
@@ -47,6 +50,8 @@ const statusOnly = process.argv.includes('--status-only');
 const pruneOnly = process.argv.includes('--prune-only');
 const PRUNE_REPS = quick ? 3 : 10;
 const REPS = quick ? 1 : 5;
+/** Runs of each arm of the first-request table (cheap: one R start each). */
+const FIRST_REPS = quick ? 1 : 7;
 /** tsc's own files, before scripts/bundle-cli.mjs: the same CLI with ~200 modules to resolve and link. */
 const UNBUNDLED_CLI = path.join(path.dirname(PLUMB_CLI), 'cli.js');
 const BIG_BYTES = (quick ? 20 : 100) * 1024 * 1024;
@@ -165,7 +170,7 @@ try {
   let warmVersion = 0;
   async function warmSpare() {
     // 6. The warm spare (deploy --spare): the same one-file redeploy, cold and handed to a spare, in
-    // turns on the LAN. Between deploys the spare is let become ready, as it is between a user's deploys.
+    // turns, on the LAN and at +50 ms RTT. Between deploys the spare is let become ready, as it is between a user's deploys.
     const warmDir = await apiDir(sumApi('w0'));
     // Waiting as `plumb status` shows it (its R process said so on its journal), with its memory as
     // status reads it: VmRSS (systemd's MemoryCurrent, read here before, gave NaN in the lab).
@@ -181,32 +186,55 @@ try {
       if (!spare) throw new Error('the warm spare did not become ready');
       return spare;
     };
-    const warmRuns: Record<'cold' | 'spare', Deployed[]> = { cold: [], spare: [] };
     let spareRss = NaN;
-    const warmDeploy = async (flags: string[]) => {
+    const warmDeploy = async (home: string, flags: string[]) => {
       const v = `w${++warmVersion}`;
       await writeFile(path.join(warmDir, 'plumber.R'), sumApi(v)['plumber.R']);
-      return timedDeploy(networks.LAN, warmDir, 'warm', v, flags);
+      return timedDeploy(home, warmDir, 'warm', v, flags);
     };
-    await warmDeploy(['--no-spare']);
-    for (let i = 0; i < REPS; i++) {
-      // No spare yet: a cold start, after which a spare starts. The next redeploy is handed to it;
-      // a --no-spare deploy (not counted) then takes the API back to no spare.
-      warmRuns.cold.push(await warmDeploy(['--spare']));
-      spareRss = ((await waitingSpare()).rssBytes ?? NaN) / 1024 / 1024;
-      warmRuns.spare.push(await warmDeploy([]));
-      await warmDeploy(['--no-spare']);
+    await warmDeploy(networks.LAN, ['--no-spare']);
+    const rows: Array<{ network: string; cold: Deployed[]; spare: Deployed[] }> = [];
+    for (const [network, home] of Object.entries(networks)) {
+      const row = { network, cold: [] as Deployed[], spare: [] as Deployed[] };
+      for (let i = 0; i < REPS; i++) {
+        // No spare yet: a cold start, after which a spare starts. The next redeploy is handed to it;
+        // a --no-spare deploy (not counted) then takes the API back to no spare.
+        row.cold.push(await warmDeploy(home, ['--spare']));
+        spareRss = ((await waitingSpare()).rssBytes ?? NaN) / 1024 / 1024;
+        row.spare.push(await warmDeploy(home, []));
+        await warmDeploy(networks.LAN, ['--no-spare']);
+      }
+      rows.push(row);
     }
-    const coldServing = median(warmRuns.cold.map((x) => x.servingMs));
-    const spareServing = median(warmRuns.spare.map((x) => x.servingMs));
-    console.log(`\n### The warm spare: one-file redeploy on the LAN, started cold vs handed to a spare (median of ${REPS} each, in turns)\n`);
-    console.log('| start | new code answers | command returns | starting R + waiting for the API |');
-    console.log('|---|---|---|---|');
-    for (const [mode, runs] of Object.entries(warmRuns)) {
-      const r = (step: string) => median(runs.map((x) => x.steps.get(step) ?? 0));
-      console.log(`| ${mode} | ${sec(median(runs.map((x) => x.servingMs)))} s | ${sec(median(runs.map((x) => x.commandMs)))} s | ${sec(r('starting R') + r('waiting for the API'))} s |`);
+    console.log(`\n### The warm spare: one-file redeploy, started cold vs handed to a spare (median of ${REPS} each, in turns)\n`);
+    console.log('| network | start | new code answers | command returns | starting R + waiting for the API | new code answers vs cold R + 300 ms |');
+    console.log('|---|---|---|---|---|---|');
+    for (const row of rows) {
+      const rStart = (runs: Deployed[]) => median(runs.map((x) => (x.steps.get('starting R') ?? 0) + (x.steps.get('waiting for the API') ?? 0)));
+      // The issue's bar: new code serving within R's start (a cold one, this run) plus 300 ms.
+      const bar = rStart(row.cold) + 300;
+      for (const mode of ['cold', 'spare'] as const) {
+        const runs = row[mode];
+        const serving = median(runs.map((x) => x.servingMs));
+        console.log(`| ${row.network} | ${mode} | ${sec(serving)} s | ${sec(median(runs.map((x) => x.commandMs)))} s | ${sec(rStart(runs))} s | ${(serving / bar).toFixed(2)}x of ${sec(bar)} s |`);
+      }
     }
-    console.log(`\nratio cold / spare (new code answers): ${(coldServing / spareServing).toFixed(2)}x; a waiting spare's memory (resident, as plumb status shows it): ${spareRss.toFixed(0)} MiB`);
+    console.log('');
+    for (const row of rows) console.log(`${row.network}: ratio cold / spare (new code answers): ${(median(row.cold.map((x) => x.servingMs)) / median(row.spare.map((x) => x.servingMs))).toFixed(2)}x`);
+    console.log(`a waiting spare's memory (resident, as plumb status shows it): ${spareRss.toFixed(0)} MiB`);
+
+    // 6b. The first requests: the warm API's live release, run by the runner outside its unit.
+    const first = await firstRequests(onDroplet, '/var/plumber/warm/current', '/add?a=1&b=2', FIRST_REPS);
+    const ms = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)})`;
+    console.log(`\n### The first requests a worker serves, R started by the runner outside systemd (ms, median (range) of ${FIRST_REPS} each, in turns)\n`);
+    console.log("| worker | start (cold) or handover → R listening | listening → first answer (404 on /, the health gate's) | start or handover → first answer (the health gate's wait) | first 200 (/add?a=1&b=2) | the same again (warm) |");
+    console.log('|---|---|---|---|---|---|');
+    for (const [arm, runs] of Object.entries(first)) {
+      console.log(`| ${arm} | ${ms(runs.map((r) => r.listenMs))} | ${ms(runs.map((r) => r.firstMs))} | ${ms(runs.map((r) => r.gateMs))} | ${ms(runs.map((r) => r.first200Ms))} | ${ms(runs.map((r) => r.warm200Ms))} |`);
+    }
+    const unexpected = Object.values(first).flat().filter((r) => r.statuses.join(' ') !== '404 200 200');
+    const said = [...new Set(first['spare, request warm-up (after)'].flatMap((r) => r.stderr.split('\n').filter(Boolean).map((l) => l.replace(/\d+/g, 'N'))))];
+    console.log(`\nruns answering other than 404, 200, 200: ${unexpected.length}; what the warmed spares wrote to stderr (digits as N): ${said.map((l) => JSON.stringify(l)).join(', ')}`);
   }
 
   /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -38,6 +39,9 @@ const nginxTest = () => onDroplet(['nginx', '-t']);
 /** sum's workers that start at boot: their links in a `.wants` directory (a link left names a unit gone: a failed start at every boot). */
 const bootLinks = () => onDroplet(['sh', '-c', 'ls /etc/systemd/system/*.wants/ | grep "^plumber-sum" | sort || true']);
 
+/** An endpoint that writes n lines at once (logs -f's burst). */
+const BURST_R = '#* @get /burst\nfunction(n = 100) {\n  for (i in seq_len(as.integer(n))) message("burst ", i)\n  "ok"\n}\n';
+
 sharedDroplet('apis', (shared) => void ({ lab, user, id: dropletId, address } = shared));
 
 describe('deploy', () => {
@@ -63,7 +67,7 @@ describe('deploy', () => {
   test('deploying again with changed code serves the new answer', async () => {
     // --wait: the tests after this one compare the droplet before and after a refused deploy, so
     // the previous release's workers must have finished draining (their env files go with them).
-    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2')), '--name', 'sum', '--wait']);
+    const deployed = await user.plumb(['deploy', await apiDir(sumApi('v2', BURST_R)), '--name', 'sum', '--wait']);
     assert.equal(deployed.exitCode, 0, deployed.stderr);
     assert.deepEqual(await json('/sum/version'), ['v2']);
     await nginxTest();
@@ -261,6 +265,45 @@ describe('logs and status', () => {
     child.kill('SIGINT');
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
+  });
+
+  test('logs -f shows every line once and in order, read from the journal file ahead of journalctl: short lines, a long one journald compresses, a burst of 100', async () => {
+    const since = (await onDroplet(['date', '+%Y-%m-%d %H:%M:%S'])).trim();
+    const child = spawn(process.execPath, [PLUMB_CLI, 'logs', 'sum', '-f', '-n', '0', '--json'], { env: { ...process.env, ...user.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const messages: string[] = [];
+    createInterface({ input: child.stdout }).on('line', (line) => messages.push((JSON.parse(line) as { message: string }).message));
+    const long = `seq-3-${'L'.repeat(1500)}`;
+    try {
+      for (let i = 0; i < 50 && !messages.some((m) => m.startsWith('shout: warm-up')); i++) {
+        await get(`/sum/shout?msg=warm-up${i}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      for (const msg of ['seq-1', 'seq-2', long, 'seq-4']) assert.equal((await get(`/sum/shout?msg=${msg}`)).status, 200);
+      // The file read waits at the long line for journalctl, which brings what came with it too; the burst, once it showed, comes from the file.
+      for (let i = 0; i < 300 && !messages.includes(`shout: ${long}`); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await get('/sum/burst?n=100')).status, 200);
+      await get('/sum/shout?msg=seq-5');
+      for (let i = 0; i < 300 && !messages.includes('shout: seq-5'); i++) await new Promise((r) => setTimeout(r, 100));
+      // journalctl's own copies come 250-500 ms after the file's: long enough for a copy shown twice to show.
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      child.kill('SIGINT');
+      await once(child, 'exit');
+    }
+    const expected = ['shout: seq-1', 'shout: seq-2', `shout: ${long}`, 'shout: seq-4', ...Array.from({ length: 100 }, (_, i) => `burst ${i + 1}`), 'shout: seq-5'];
+    assert.deepEqual(messages.filter((m) => m.startsWith('shout: seq-') || m.startsWith('burst ')), expected);
+    // The file read did show lines (not journalctl alone), and never stopped. This follow's end is the one
+    // with all its lines (the last test's follow may end within the same second).
+    let agent = '';
+    const ends = () => [...agent.matchAll(/"msg":"logs -f ended".*"entries":(\d+),"fromFile":(\d+)/g)].map((m) => ({ entries: Number(m[1]), fromFile: Number(m[2]), line: m[0] }));
+    const thisFollow = () => ends().find((e) => e.entries >= expected.length);
+    for (let i = 0; i < 50 && !thisFollow(); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      agent = await onDroplet(['journalctl', '-u', 'plumb-agent', '--since', since, '-o', 'cat', '--no-pager']);
+    }
+    assert.doesNotMatch(agent, /stopped reading the journal file|following with journalctl alone/);
+    const ended = thisFollow();
+    assert.ok(ended && ended.fromFile > 50, `most lines came from the file: ${ended?.line ?? ends().map((e) => e.line).join('; ')}`);
   });
 });
 

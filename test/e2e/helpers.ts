@@ -48,6 +48,12 @@ export function httpGet(url: string, timeoutMs = 3000): Promise<HttpAnswer> {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      // A connection cut after the headers (a worker stopped mid-answer): node then ends the answer
+      // with neither 'end' nor, without a listener, 'error'; the promise would wait for ever.
+      res.on('close', () => {
+        if (!res.complete) reject(new Error(`GET ${url}: the connection closed before the whole answer`));
+      });
+      res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within ${timeoutMs} ms`)));
     req.on('error', reject);

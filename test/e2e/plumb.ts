@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -169,6 +170,16 @@ export async function waitingSpare(user: PlumbUser, name: string, opts: { fits?:
 
 /** API `name`'s line under plumb status's table: its spare, or why it has none (for an assertion's message). */
 export const spareLine = async (user: PlumbUser, name: string): Promise<string> => (await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ');
+
+/**
+ * API `name`'s warm spare as waitingSpare finds it (within two minutes); fails the test, saying what
+ * plumb status says of the API (auto's reason when it keeps none), when there is none.
+ */
+export async function readySpare(user: PlumbUser, name: string, fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
+  const found = await waitingSpare(user, name, { fits });
+  assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${await spareLine(user, name)}`);
+  return found;
+}
 
 /**
  * What `list` prints of the droplet (its files: what a refused command must leave as it was), once

@@ -5,8 +5,9 @@ import type { Lab } from '../lab/lab.js';
 import { apiDir } from './api-fixtures.js';
 import { startCranRepo, type CranRepo, type RPackageFixture } from './cran-repo.js';
 import { pollUntil, SPARE_CRASHES_ALERT } from '@plumb/shared';
+import { SPARE_READY } from '@plumb/agent/render/runner';
 import { httpGet, settled } from './helpers.js';
-import { agentAnswersAgain, sharedDroplet, spareLine, waitingSpare, type PlumbUser, type SpareShown } from './plumb.js';
+import { agentAnswersAgain, readySpare as waitingSpare, sharedDroplet, type PlumbUser, type SpareShown } from './plumb.js';
 
 /**
  * An API's R packages (issue 10), as a user meets them: `plumb deploy` finds them in the code,
@@ -47,6 +48,9 @@ sharedDroplet(
         { name: 'plumbspareless', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) if (nzchar(Sys.getenv("PLUMB_SPARE"))) quit(save = "no", status = 3)\nspareless <- function() "ok"\n' } },
         // Keeps what GREETING (an --env) was as it loaded: a spare loads it long before the release
         // it serves, and must see what a cold start sees.
+        // Takes seconds to load, in a cold start and in a spare alike: a redeploy right after the
+        // last finds the spare still loading it.
+        { name: 'plumbslowload', version: '1.0', code: { 'zzz.R': '.onLoad <- function(libname, pkgname) Sys.sleep(5)\nslow <- function() "loaded"\n' } },
         { name: 'plumbenvseen', version: '1.0', code: { 'zzz.R': 'seen <- new.env()\n.onLoad <- function(libname, pkgname) assign("greeting", Sys.getenv("GREETING", "unset"), envir = seen)\ngreeting_at_load <- function() get("greeting", envir = seen)\n' } },
       ],
       [demo('1.0')],
@@ -317,13 +321,8 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
   const warmGet = async (api = 'warm') => JSON.parse((await httpGet(`http://${address}/${api}/v`, 60_000)).body) as unknown;
   const unitPid = async (port: number) => Number((await onDroplet(['systemctl', 'show', '-p', 'MainPID', '--value', `plumber-warm@${port}.service`])).trim());
 
-  /** The API's spare once `plumb status --json` shows it waiting (loaded, on its fifo), on a port no worker has. */
-  async function readySpare(fits: (spare: SpareShown) => boolean = () => true, name = 'warm'): Promise<SpareShown> {
-    const found = await waitingSpare(user, name, { fits });
-    // Else what plumb status says of it (auto's reason when it keeps none).
-    assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${await spareLine(user, name)}`);
-    return found;
-  }
+  /** The API's spare once plumb status shows it waiting (readySpare). */
+  const readySpare = (fits?: (spare: SpareShown) => boolean, name = 'warm') => waitingSpare(user, name, fits);
 
   test('by default (auto) a redeploy is served by the spare with the new code, --env (in plumber.R and in a package as it loads), secret, working directory and entrypoint.R of a cold start; an --env change starts cold and says why; a package change starts cold; plumb status shows the spare and its policy; one that crashed while waiting makes the next deploy start cold, not fail; --no-spare keeps none', async () => {
     const first = await deploy(seenApi('w1'), 'warm', ['--env', 'GREETING=hello', '--repo', repo.url]);
@@ -361,8 +360,20 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.equal(await unitPid(spare), sparePid);
     // Its own process's lines: an earlier worker on the same port wrote in the same unit's journal.
     const spareLog = await onDroplet(['journalctl', `_PID=${sparePid}`, '-o', 'cat', '--no-pager']);
-    assert.match(spareLog, /plumb: serving \/var\/plumber\/warm\/releases\//);
-    assert.deepEqual(spareLog.match(/^Running plumber API at .*$/gm), [`Running plumber API at http://127.0.0.1:${spare}`], 'plumber says it runs once, for the release');
+    // Its warm-up (a throwaway API run quietly, then its requests served in process) left nothing a
+    // cold start would not have: not a line of its own in the journal (plumber says it runs once, for
+    // the release; no request, warning or error), no second listening socket, no temporary file.
+    assert.deepEqual(
+      spareLog.trim().split('\n'),
+      [SPARE_READY, `plumb: serving /var/plumber/warm/releases/${second.result?.release} on 127.0.0.1:${spare}`, `Running plumber API at http://127.0.0.1:${spare}`, `Running swagger Docs at http://127.0.0.1:${spare}/__docs__/`],
+      'the spare wrote what a cold worker writes, and that it was ready',
+    );
+    const listening = (await onDroplet(['ss', '-Hltnp'])).split('\n').filter((l) => l.includes(`pid=${sparePid},`)).map((l) => l.trim().split(/\s+/)[3]);
+    assert.deepEqual(listening, [`127.0.0.1:${spare}`], 'R listens on its own port only');
+    // PrivateTmp: the process's own /tmp, R's session directory in it (a cold worker has one too) and nothing else.
+    const temporary = (await onDroplet(['find', `/proc/${sparePid}/root/tmp`, '-mindepth', '1'])).trim().split('\n');
+    assert.equal(temporary.length, 1, `R's temporary files: ${temporary.join(', ')}`);
+    assert.match(temporary[0] ?? '', /\/tmp\/Rtmp\w+$/);
 
     // Another --env: the spare loaded its packages with the old one, so the release starts cold, and the step says why.
     const changedPid = await unitPid((await readySpare()).port);
@@ -460,5 +471,18 @@ function() list(version = "${version}", cwd = getwd(), greeting = Sys.getenv("GR
     assert.match(fourth.stderr, /cold: the warm spare was not used \(it crashed( \d+ times)? while loading\)/);
     assert.equal(((await warmGet('spry')) as WarmAnswer).version, 's4');
     assert.equal((await user.plumb(['remove', 'spry', '--yes'])).exitCode, 0);
+  });
+
+  test('a redeploy right after the last finds the spare still loading, waits for it and hands it the release instead of starting cold', async () => {
+    const slowApi = (version: string) => warmApi(version, 'library(plumbslowload)\n', ', loaded = slow()');
+    const first = await deploy(slowApi('l1'), 'slowly', ['--repo', repo.url]);
+    assert.equal(first.exitCode, 0, first.stderr);
+    // At once: the spare started behind the first deploy's answer is still in plumbslowload's 5 s .onLoad.
+    const second = await deploy(slowApi('l2'), 'slowly', ['--repo', repo.url]);
+    assert.equal(second.exitCode, 0, second.stderr);
+    assert.match(second.stderr, /the warm spare on port \d+ takes the release \(after \d+\.\d s waiting for it to finish loading\)/);
+    const answer = (await warmGet('slowly')) as WarmAnswer & { loaded: string };
+    assert.deepEqual([answer.version, answer.loaded, answer.data], ['l2', 'loaded', 'data l2']);
+    assert.equal((await user.plumb(['remove', 'slowly', '--yes'])).exitCode, 0);
   });
 });

@@ -6,11 +6,12 @@ import type { Lab } from '../lab/lab.js';
 import { apiDir, crashingApi, sleepyApi, sumApi } from './api-fixtures.js';
 import { httpGet, settled } from './helpers.js';
 import { startLoad } from './load.js';
-import { apiStatus, PLUMB_CLI, sharedDroplet, type PlumbUser } from './plumb.js';
+import { apiStatus, PLUMB_CLI, readySpare, sharedDroplet, sparesDecided, type PlumbUser } from './plumb.js';
 
 /**
  * Deploys the API's clients never notice: releases switch under load with zero failed requests,
- * failed releases never take over, rollback, several R workers, scaling, memory limits.
+ * failed releases never take over, rollback, several R workers, scaling, memory limits, and what
+ * each of those does to the API's warm spare.
  */
 
 let lab: Lab;
@@ -25,6 +26,11 @@ const onDroplet = (argv: string[]) => lab.droplet(dropletId).exec(argv);
 async function deploy(version: string, ...flags: string[]) {
   return user.plumb(['deploy', await apiDir(sumApi(version)), '--name', 'sum', ...flags]);
 }
+
+/** The memory limit systemd puts on the unit of the API's process on `port` (a worker's or its spare's). */
+const memoryMax = (port: number | undefined) => onDroplet(['systemctl', 'show', '-p', 'MemoryMax', '--value', `plumber-sum@${port}.service`]);
+/** The API's units systemd runs (or is starting): its workers and its spare. */
+const activeUnits = () => onDroplet(['sh', '-c', 'systemctl list-units --no-legend --plain --state=active,activating "plumber-sum@*" | wc -l']).then((n) => n.trim());
 
 /** Runs `work` under a steady load on the API and returns how many requests failed. */
 async function underLoad<T>(work: () => Promise<T>): Promise<{ result: T; ok: number; failed: number; failures: string[] }> {
@@ -162,5 +168,83 @@ describe('workers', () => {
     assert.equal(a, 0, first.stderr());
     assert.equal(b, 0, second.stderr());
     assert.deepEqual(await json('/sum/version'), ['c2']);
+  });
+});
+
+/**
+ * The warm spare (issue 14) where a rollout other than a plain deploy meets it; sum runs one worker
+ * under auto here (the default), and a 1 GiB droplet with one API has room for its spare.
+ */
+describe('the warm spare around --memory, scale and secrets', () => {
+  const MIB = 1024 * 1024;
+
+  test('a --memory deploy that fails the health gate leaves the unit\'s memory limit as it was, and the live release gets a spare under that limit, which the next deploy takes', async () => {
+    const live = await deploy('m1', '--memory', '512M', '--workers', '1', '--wait');
+    assert.equal(live.exitCode, 0, live.stderr);
+    await readySpare(user, 'sum');
+    const failed = await user.plumb(['deploy', await apiDir(crashingApi), '--name', 'sum', '--memory', '256M']);
+    assert.equal(failed.exitCode, 1, failed.stderr);
+    // The spare loaded under the live limit: not the worker this unit now makes.
+    assert.match(failed.stderr, /cold: the warm spare was not used \(its unit changed\)/);
+    const spare = await readySpare(user, 'sum');
+    const worker = (await apiStatus(user, 'sum'))?.workers[0]?.port;
+    assert.equal(await memoryMax(worker), String(512 * MIB), "the live worker's limit");
+    assert.equal(await memoryMax(spare.port), String(512 * MIB), "the spare's limit");
+    const next = await deploy('m2');
+    assert.equal(next.exitCode, 0, next.stderr);
+    assert.match(next.stderr, new RegExp(`the warm spare on port ${spare.port} takes the release`));
+    assert.deepEqual(await json('/sum/version'), ['m2']);
+    assert.equal(await memoryMax(spare.port), String(512 * MIB), 'the new release runs on the spare, under the kept limit');
+  });
+
+  test('more than one worker ends an auto spare: deploy --workers 2 takes it and keeps none, plumb scale 2 stops it; plumb status says why', async () => {
+    const why = 'auto: 2 workers, and one spare does not speed a redeploy whose other workers start cold';
+    const noSpare = async (what: string) => {
+      await sparesDecided(user);
+      const row = await apiStatus(user, 'sum');
+      assert.deepEqual([row?.spare, row?.spareWhy], [null, why], what);
+      assert.match((await user.plumb(['status'])).stdout, new RegExp(`^  sum: no warm spare \\(${why}\\)$`, 'm'), what);
+      assert.equal(await activeUnits(), '2', `${what}: two workers, no spare`);
+    };
+    const taken = await readySpare(user, 'sum');
+    const two = await deploy('n2', '--workers', '2', '--wait');
+    assert.equal(two.exitCode, 0, two.stderr);
+    assert.match(two.stderr, new RegExp(`the warm spare on port ${taken.port} takes the release`));
+    await noSpare('deploy --workers 2');
+    const one = await deploy('n1', '--workers', '1', '--wait');
+    assert.equal(one.exitCode, 0, one.stderr);
+    const spare = await readySpare(user, 'sum');
+    assert.ok(spare.pid !== null);
+    const scaled = await user.plumb(['scale', 'sum', '2', '--wait']);
+    assert.equal(scaled.exitCode, 0, scaled.stderr);
+    await noSpare('scale 2');
+    assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${spare.pid} && echo running || echo gone`])).trim(), 'gone', "the spare's R process");
+  });
+
+  test("plumb secrets set after a rollback: the spare, started with the old secrets and the newer release's --env, starts again with the new secrets and the live release's --env, and the next deploy it takes serves them", async () => {
+    const tokenApi = async (version: string) => apiDir(sumApi(version, '#* @get /token\nfunction() c(Sys.getenv("SUM_TOKEN", "unset"), Sys.getenv("MODE", "unset"))\n'));
+    // s2 with an --env of its own: the spare it leaves started with it.
+    for (const [version, env] of [['s1', []], ['s2', ['--env', 'MODE=two']]] as const) {
+      const result = await user.plumb(['deploy', await tokenApi(version), '--name', 'sum', '--workers', '1', ...env, '--wait']);
+      assert.equal(result.exitCode, 0, result.stderr);
+    }
+    const old = await readySpare(user, 'sum');
+    assert.ok(old.pid !== null);
+    const back = await user.plumb(['rollback', 'sum', '--wait']);
+    assert.equal(back.exitCode, 0, back.stderr);
+    assert.deepEqual(await json('/sum/version'), ['s1']);
+    const set = await user.plumb(['secrets', 'set', 'sum', 'SUM_TOKEN'], { input: 't1' });
+    assert.equal(set.exitCode, 0, set.stderr);
+    assert.deepEqual(await json('/sum/token'), ['t1', 'unset']);
+    // Started again with the live release's --env (s1 has none) and the new secret.
+    const fresh = await readySpare(user, 'sum', (s) => s.pid !== old.pid);
+    const env = await onDroplet(['cat', `/var/lib/plumb/instances/sum@${fresh.port}.env`]);
+    assert.match(env, /^SUM_TOKEN="t1"$/m, "the new spare's env file");
+    assert.doesNotMatch(env, /^MODE=/m, "the new spare's env file");
+    assert.equal((await onDroplet(['sh', '-c', `test -d /proc/${old.pid} && echo running || echo gone`])).trim(), 'gone', 'the spare with the old secrets');
+    const next = await user.plumb(['deploy', await tokenApi('s3'), '--name', 'sum']);
+    assert.equal(next.exitCode, 0, next.stderr);
+    assert.match(next.stderr, new RegExp(`the warm spare on port ${fresh.port} takes the release`));
+    assert.deepEqual([await json('/sum/version'), await json('/sum/token')], [['s3'], ['t1', 'unset']]);
   });
 });

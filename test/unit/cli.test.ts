@@ -10,6 +10,7 @@ import type { CommandUnknownOpts } from '@commander-js/extra-typings';
 import { DRAIN_TIMEOUT_SECONDS, ENV_VALUE_MAX_CHARS, ERROR_CODES, EXIT, GROUP_PARALLEL, GROUP_PROVISION_MAX, HEALTH_TIMEOUT_SECONDS, HTTPS_MAX_DOMAINS, KEEP_RELEASES, parseWholeNumber, WORKER_COUNT, wholeNumberMessage, type WholeNumberRange } from '@plumb/shared';
 import { deployOptionsWith, readPlumbToml } from '@plumb/controller/api-dir/plumb-toml';
 import { completionScript } from '@plumb/controller/cli/completion';
+import { dirAndSpare } from '@plumb/controller/cli/deploy';
 import { plumbProgram } from '@plumb/controller/cli/program';
 import { PLUMB_CLI } from '../e2e/plumb.js';
 
@@ -274,6 +275,56 @@ describe('plumb.toml', () => {
     const unnamed = plumb(['deploy', dir], { XDG_CONFIG_HOME: dir });
     assert.equal(unnamed.exitCode, EXIT.usage);
     assert.equal(unnamed.stderr, 'plumb: no API name: give --name NAME\n  or write one in plumb.toml (plumb init makes it)\n');
+  });
+});
+
+describe('plumb deploy --spare [when]', () => {
+  const noDroplet = 'plumb: plumb knows no droplet\n  run `plumb provision` first\n';
+  const notAWhen = (word: string) => `plumb: invalid --spare "${word}": Allowed choices are always, auto, never.\n  see \`plumb deploy --help\`\n`;
+  /** An API directory whose plumb.toml names it: a deploy given no --name knows the name only if it read this DIR. */
+  async function namedApi(): Promise<string> {
+    const dir = path.join(await configHome(), 'my-api');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'plumber.R'), '#* @get /x\nfunction() 1\n');
+    await writeFile(path.join(dir, 'plumb.toml'), 'name = "sum"\n');
+    return dir;
+  }
+  /** --spare and --no-spare as the deploy command parses ARGS, and the words left for DIR. */
+  function parsed(args: string[]) {
+    const deploy = plumbProgram().commands.find((c) => c.name() === 'deploy');
+    assert.ok(deploy);
+    const { operands } = deploy.parseOptions(args);
+    return { spare: deploy.opts().spare as unknown, operands };
+  }
+
+  test('a directory after a bare --spare is DIR (commander reads the word after it as WHEN), and the deploy goes on with it', async () => {
+    const dir = await namedApi();
+    const home = await configHome();
+    // No --name: only DIR's plumb.toml names the API, so an answer about droplets means DIR was read.
+    for (const args of [['--spare', dir], ['--spare', dir, '--no-spare'], [dir, '--spare'], ['--spare', 'auto', dir]]) {
+      assert.equal(plumb(['deploy', ...args, '--no-deps'], { XDG_CONFIG_HOME: home }).stderr, noDroplet, args.join(' '));
+    }
+    assert.deepEqual(parsed(['--spare', dir]), { spare: { when: 'always', dir }, operands: [] });
+    assert.deepEqual(parsed(['--spare', dir, '--no-spare']), { spare: { when: 'never', dir }, operands: [] });
+    assert.deepEqual(parsed(['--spare', 'auto', dir]), { spare: { when: 'auto' }, operands: [dir] });
+    assert.deepEqual(parsed(['--spare', '--wait']), { spare: { when: 'always' }, operands: [] });
+    assert.deepEqual(parsed(['--no-spare']), { spare: { when: 'never' }, operands: [] });
+    assert.deepEqual(parsed([dir]), { spare: undefined, operands: [dir] });
+    assert.deepEqual(dirAndSpare('.', false, { when: 'always', dir }), { dir, spare: true });
+    assert.deepEqual(dirAndSpare(dir, true, { when: 'auto' }), { dir, spare: 'auto' });
+    assert.deepEqual(dirAndSpare(dir, true, undefined), { dir });
+  });
+
+  test('--spare then a word that is no WHEN and no directory, or a second DIR: one line with the choices, exit 2, also as JSON', async () => {
+    const home = await configHome();
+    const dir = await namedApi();
+    for (const [args, word] of [[['--spare', 'bogus', '--name', 'x'], 'bogus'], [['--spare', dir, dir], dir], [['--spare', dir, '--spare', dir], dir]] as const) {
+      const r = plumb(['deploy', ...args], { XDG_CONFIG_HOME: home });
+      assert.equal(r.exitCode, EXIT.usage, args.join(' '));
+      assert.equal(r.stderr, notAWhen(word), args.join(' '));
+      const json = plumb(['deploy', ...args, '--json'], { XDG_CONFIG_HOME: home });
+      assert.equal((JSON.parse(json.stdout) as { error: { code: string } }).error.code, 'INVALID_INPUT');
+    }
   });
 });
 

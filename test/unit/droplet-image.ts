@@ -16,9 +16,9 @@ export interface ImageRun {
  * Starts a command chrooted into an overlay of the lab's cached Debian 13 root filesystem, in a
  * user and mount namespace of its own: the cache is never written, and nothing reaches the host
  * (swapon there is refused, as in a lab droplet). The host's network is shared. `files` (path in
- * the image -> content) are written into the image first.
+ * the image -> content) are written into the image first; `sys` binds the host's /sys in too.
  */
-export async function startInDropletImage(files: Record<string, string>, command: string[], timeoutMs = 120_000): Promise<ImageRun> {
+export async function startInDropletImage(files: Record<string, string>, command: string[], timeoutMs = 120_000, opts: { sys?: boolean } = {}): Promise<ImageRun> {
   const dir = await mkdtemp(path.join(tmpdir(), 'plumb-droplet-image-'));
   for (const [name, content] of Object.entries(files)) {
     const file = path.join(dir, 'in', name);
@@ -33,6 +33,8 @@ export async function startInDropletImage(files: Record<string, string>, command
     'mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"',
     'mount --bind /dev/null "$dir/root/dev/null"',
     'mount --rbind /proc "$dir/root/proc"',
+    // systemd's daemons (journald) look for the cgroup tree under /sys.
+    ...(opts.sys ? ['mount --rbind /sys "$dir/root/sys"'] : []),
     'cp -r "$dir/in/." "$dir/root/"',
     'exec chroot "$dir/root" "$@"',
   ].join('\n');

@@ -8,7 +8,7 @@ import { API_MEMORY_MAX_DEFAULT, apiUser, PlumbError, SYSTEM_USER_MAX_CHARS } fr
 import type { NginxModel } from '@plumb/agent/render/model';
 import { frontPortsOf, ISOLATION_DROP_IN, renderIsolationUnit, renderNat, renderRoutingUnit } from '@plumb/agent/render/nat';
 import { renderNginx } from '@plumb/agent/render/nginx';
-import { RUNNER_R } from '@plumb/agent/render/runner';
+import { REQUEST_WARM_UP_R, RUNNER_R } from '@plumb/agent/render/runner';
 import { renderApiUnit, renderInstanceEnv, renderSpareEnv, renderUserEnv } from '@plumb/agent/render/systemd';
 import { parseInstanceEnv } from '@plumb/agent/state-recovery';
 import { aptArchiveDir } from '../lab/paths.js';
@@ -696,6 +696,20 @@ describe('in the droplet image with nginx 1.26 and R 4.5 + plumber 1.3 installed
       'b 127.0.0.1:9002',
       'other 169.254.169.254:80',
     ], result.stdout);
+  });
+
+  test("the spare's request warm-up serves a 404, a 200 from a query string and a 200 from a JSON body through httpuv's own request functions", async () => {
+    // The block as the runner runs it, each request's answer printed by a stand-in for its try().
+    const script = [
+      'library(plumber)',
+      'Sys.setenv(PLUMB_PORT = "9000")',
+      'pr <- pr() %>% pr_get("/", function(x = "0") list(x = as.numeric(x))) %>% pr_post("/", function(x = 0) list(x = x))',
+      'try <- function(expr, silent) { answer <- expr; cat(answer$status, answer$body, "\\n") }',
+      REQUEST_WARM_UP_R,
+    ].join('\n');
+    const result = await image.run(['Rscript', '/tmp/warm.R'], { 'warm.R': script });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.stdout.split('\n').map((l) => l.trim()), ['404 {"error":"404 - Resource Not Found"}', '200 {"x":[1]}', '200 {"x":[1]}']);
   });
 
   test('the runner fails loudly without its environment', async () => {

@@ -248,6 +248,23 @@ export const LOG_BATCH_MAX_BYTES = 1024 * 1024;
 /** A journal entry's message longer than this is cut (journald's own LineMax is 48 KiB). */
 export const LOG_ENTRY_MAX_BYTES = 64 * 1024;
 
+/*
+ * `logs -f` reads new entries from journald's file ahead of journald's notice (250-500 ms late:
+ * docs/benchmarks.md). The file's bytes are what the APIs wrote, so every read is bounded by these.
+ */
+/** How often a follow reads the journal file's header to see whether entries were added. */
+export const JOURNAL_POLL_MS = 20;
+/** Bytes of journal objects one look walks at most; the rest waits for the next look. */
+export const JOURNAL_SCAN_MAX_BYTES = 4 * 1024 * 1024;
+/** An entry with more fields than this is left to journalctl. */
+export const JOURNAL_ENTRY_MAX_FIELDS = 1024;
+/** A field larger than this (journald compresses those over 512 bytes anyway) is left to journalctl, with its entry. */
+export const JOURNAL_FIELD_MAX_BYTES = LOG_ENTRY_MAX_BYTES + 1024;
+/** Fields remembered by their place in the file (journald writes each distinct field once and points to it). */
+export const JOURNAL_FIELD_CACHE_ENTRIES = 4096;
+/** Entries shown from the file that journalctl has not printed yet; past it the file read waits for journalctl. */
+export const JOURNAL_AHEAD_MAX_ENTRIES = 2000;
+
 /** The agent pings every controller socket this often; one that has not answered the last ping is closed. */
 export const WS_PING_INTERVAL_MS = 15_000;
 /** A deploy whose bundle stops arriving for this long fails (and frees the API for the next deploy). */
@@ -320,6 +337,14 @@ export const SPARE_CRASHES_ALERT = 3;
  * agent's (a hand edit, a damaged disk) and auto starts with none.
  */
 export const SPARE_MEASURED_MAX_BYTES = 1024 * 1024;
+/**
+ * A deploy that finds the API's spare still loading (a redeploy seconds after the last) waits for
+ * it for as long as the API's last cold start took, since a spare started earlier is ready no
+ * later than a worker started now; this long when no cold start was measured yet (a cold start
+ * of a one-file API takes ~0.8 s, docs/benchmarks.md). Polled every SPARE_LOADING_POLL_MS.
+ */
+export const SPARE_LOADING_WAIT_MS = 3_000;
+export const SPARE_LOADING_POLL_MS = 20;
 /** The lab's crash point that kills a spare at its handover waits at most this long for it to be gone. */
 export const CRASH_POINT_KILL_WAIT_MS = 10_000;
 /** Secrets one API may hold (plumb secrets): each is a line of every worker's environment file. */

@@ -160,7 +160,7 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     // change rewrote it), so their restarts and the next spare run as they did.
     if (previous && now?.current !== release) await ensureUnit(req.name, previous.memoryMax).catch((e: Error) => log.warn('could not restore the unit', { api: req.name, error: e.message }));
     // The spare may have been handed the release that failed, before or after the switch: whatever
-    // is live gets its spare decided again.
+    // is live gets its spare decided again (once: a deploy just before may have queued it already).
     if (now && settings.spare !== 'never' && !hasSpare(req.name)) nextSpareAfterAnswer(req.name, now.current, fitOf(liveRelease(now), now.memoryMax), ctx);
     if (now?.current !== release) {
       await rm(releaseDir, { recursive: true, force: true });

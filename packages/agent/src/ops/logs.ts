@@ -1,8 +1,10 @@
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { LOG_BATCH_MAX_BYTES, LOG_ENTRY_MAX_BYTES, type LogEntry } from '@plumb/shared';
-import { journalArgs, ofApi, parseJournalLine, readArgs, type JournalRecord, type JournalStart } from '../system/journal.js';
+import { followMatches, journalArgs, ofApi, parseJournalLine, readArgs, type JournalRecord, type JournalStart } from '../system/journal.js';
 import { apiUids } from '../system/api-account.js';
+import { log } from '../log.js';
+import { JournalAhead } from './logs-ahead.js';
 import { requireApi } from './routing.js';
 import type { OpContext } from './context.js';
 
@@ -21,28 +23,44 @@ export interface LogSink {
  */
 export async function logs(req: { name: string; lines: number; since: string | null; follow: boolean }, sink: LogSink, ctx: OpContext): Promise<{ entries: number }> {
   requireApi(ctx.state.get(), req.name);
-  const asked = Date.now();
-  // `-n 0` shows nothing of the past, so there is nothing to ask before following.
-  const past = req.follow && req.lines === 0 ? { entries: 0, cursor: undefined } : await journal(journalArgs(req.name, req), sink, () => true);
-  if (!req.follow || sink.signal.aborted) return { entries: past.entries };
-  // After the last line shown, or, if none was, from the moment of asking: nothing in between is lost or shown twice.
-  return { entries: past.entries + (await follow(req.name, past.cursor ? { afterCursor: past.cursor } : { sinceMs: asked }, sink)) };
+  // Before the moment of asking: the journal's last entry then is where a follow starts.
+  const ahead = req.follow ? JournalAhead.open(req.name) : undefined;
+  try {
+    const asked = Date.now();
+    // `-n 0` shows nothing of the past, so there is nothing to ask before following.
+    const past = req.follow && req.lines === 0 ? { entries: 0, cursor: undefined } : await journal(journalArgs(req.name, req), sink, () => true);
+    if (!req.follow || sink.signal.aborted) return { entries: past.entries };
+    ahead?.after(past.cursor);
+    // After the last line shown, or, if none was, from the moment of asking: nothing in between is lost or shown twice.
+    const from: JournalStart = past.cursor ? { afterCursor: past.cursor } : ahead ? { afterCursor: ahead.startCursor } : { sinceMs: asked };
+    return { entries: past.entries + (await follow(req.name, from, sink, ahead)) };
+  } finally {
+    ahead?.close();
+  }
 }
 
-/** journalctl -f from `from` on, keeping the API's lines (ofApi). */
-async function follow(name: string, from: JournalStart, sink: LogSink): Promise<number> {
+/** journalctl -f from `from` on, keeping the API's lines (ofApi); with `ahead`, read from the journal file as well, sooner. */
+async function follow(name: string, from: JournalStart, sink: LogSink, ahead: JournalAhead | undefined): Promise<number> {
   const uid = (await apiUids([name])).get(name);
-  return (await journal([...readArgs(name, from, uid), '-f'], sink, (record) => ofApi(name, record))).entries;
+  const keep = (record: JournalRecord) => ofApi(name, record);
+  const { entries } = await journal([...readArgs(name, from, uid), '-f'], sink, keep, ahead && { ahead, matches: followMatches(name, uid) });
+  if (ahead) log.info('logs -f ended', { api: name, entries, fromFile: ahead.shown });
+  return entries;
 }
 
-/** Sends what one journalctl prints (the records `keep` takes) as it comes; how many were sent and the last cursor it printed. */
-async function journal(args: string[], sink: LogSink, keep: (record: JournalRecord) => boolean): Promise<{ entries: number; cursor: string | undefined }> {
+/**
+ * Sends what one journalctl prints (the records `keep` takes) as it comes; how many were sent and
+ * the last cursor it printed. With `fast`, the journal file's new entries too, ahead of journalctl
+ * (logs-ahead.ts), and journalctl's copies of them dropped.
+ */
+async function journal(args: string[], sink: LogSink, keep: (record: JournalRecord) => boolean, fast?: { ahead: JournalAhead; matches: string[] }): Promise<{ entries: number; cursor: string | undefined }> {
   const child = execa('journalctl', args, { reject: false, cancelSignal: sink.signal, buffer: false, stdin: 'ignore' });
   let count = 0;
   let cursor: string | undefined;
   let batch: LogEntry[] = [];
   let batchBytes = 0;
   let pending: NodeJS.Immediate | undefined;
+  let inFlight = 0;
   let sending = Promise.resolve();
   const flush = () => {
     clearImmediate(pending);
@@ -53,27 +71,39 @@ async function journal(args: string[], sink: LogSink, keep: (record: JournalReco
     batchBytes = 0;
     count += out.length;
     child.stdout?.pause();
-    sending = sending.then(() => sink.send(out)).finally(() => child.stdout?.resume());
+    inFlight++;
+    sending = sending
+      .then(() => sink.send(out))
+      .finally(() => {
+        inFlight--;
+        child.stdout?.resume();
+      });
   };
-  const lines = createInterface({ input: child.stdout! });
-  const closed = new Promise<void>((resolve) => lines.once('close', resolve));
-  lines.on('line', (line) => {
-    const record = parseJournalLine(line);
-    if (!record) return;
-    cursor = record.cursor ?? cursor;
-    if (!keep(record)) return;
+  const show = (record: JournalRecord) => {
     const entry = bounded(record.entry);
     // JSON escaping can grow a message up to 6x (control characters as \u00XX).
     const bytes = 6 * Buffer.byteLength(entry.message) + 100;
     if (batchBytes + bytes > LOG_BATCH_MAX_BYTES) flush();
     batch.push(entry);
     batchBytes += bytes;
-    // What journalctl printed at once goes out together, right after this read: no wait for more.
+    // What came at once goes out together, right after this read: no wait for more.
     if (batch.length >= BATCH_ENTRIES) flush();
     else pending ??= setImmediate(flush);
+  };
+  fast?.ahead.follow(fast.matches, keep, { busy: () => inFlight > 0, show });
+  const lines = createInterface({ input: child.stdout! });
+  const closed = new Promise<void>((resolve) => lines.once('close', resolve));
+  lines.on('line', (line) => {
+    const record = parseJournalLine(line);
+    if (!record) return;
+    cursor = record.cursor ?? cursor;
+    const kept = keep(record);
+    if (fast?.ahead.delivered(record, kept)) return;
+    if (kept) show(record);
   });
   await child;
   await closed;
+  fast?.ahead.close();
   flush();
   await sending;
   return { entries: count, cursor };

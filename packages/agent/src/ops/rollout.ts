@@ -131,7 +131,7 @@ export async function rollout(target: RolloutTarget, next: (ports: number[]) => 
       await writeWorkerEnv(name, spare.port, releaseDir, target.env, target.secrets, library);
       const lost = await spare.handOver();
       spareUsed = lost === null;
-      if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release`);
+      if (lost === null) ctx.progress('starting R', `the warm spare on port ${spare.port} takes the release${spare.loadingWaitMs >= 100 ? ` (after ${(spare.loadingWaitMs / 1000).toFixed(1)} s waiting for it to finish loading)` : ''}`);
       else {
         ctx.progress('starting R', `cold: the warm spare was not used (${lost})`);
         // systemd restarts it cold from the env file just written, but the health gate would count

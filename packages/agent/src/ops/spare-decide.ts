@@ -16,13 +16,15 @@ import { fitOf, inTurn, keepSpare, noSpare, spareUndecided, stopSpare, type Spar
  */
 
 /**
- * The API's spare decided when `after` settles; `fitFor` says what it loads for the API as it is
- * then (under its lock), or undefined: not this decision's to make. `oneAtATime` queues it before
- * it takes the lock (the agent's start, where every API would otherwise hold its lock while waiting
- * its turn).
+ * The API's spare decided for `release` (live as it is asked for) when `after` settles; `fitFor`
+ * says what it loads for the API as it is then (under its lock), or undefined: not this decision's
+ * to make. None when one for `release` is queued already (spareUndecided): that one decides.
+ * `oneAtATime` queues it before it takes the lock (the agent's start, where every API would
+ * otherwise hold its lock while waiting its turn).
  */
-function decideBehind(name: string, ctx: OpContext, after: Promise<unknown>, fitFor: (api: ApiRecord, superseded: boolean) => SpareFit | undefined, oneAtATime: <T>(work: () => Promise<T>) => Promise<T> = (work) => work()): Promise<void> {
-  const pending = spareUndecided(name);
+async function decideBehind(name: string, release: string, ctx: OpContext, after: Promise<unknown>, fitFor: (api: ApiRecord, superseded: boolean) => SpareFit | undefined, oneAtATime: <T>(work: () => Promise<T>) => Promise<T> = (work) => work()): Promise<void> {
+  const pending = spareUndecided(name, release);
+  if (!pending) return;
   return after
     .then(() => oneAtATime(() => ctx.locks.with(apiLock(name), () => inTurn(async () => {
       const api = ctx.state.get().apis[name];
@@ -50,10 +52,12 @@ async function decide(name: string, api: ApiRecord, fit: SpareFit, ctx: OpContex
 /**
  * After a deploy's answer, queued behind it on the API's lock (the answer does not wait), once
  * `drained`: the API's next spare, loading `fit` (what `release`, the live release, loads). A
- * deploy queued before it has made `release` old by then: that deploy decides instead.
+ * deploy queued before it has made `release` old by then: that deploy decides instead. One
+ * decision per release: one queued for it already decides (a deploy that failed just after one
+ * that answered).
  */
 export function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext, drained: Promise<unknown> = Promise.resolve()): void {
-  void decideBehind(name, ctx, drained, (api) => (api.current === release ? fit : undefined));
+  void decideBehind(name, release, ctx, drained, (api) => (api.current === release ? fit : undefined));
 }
 
 /**
@@ -74,7 +78,7 @@ export function resumeSpares(ctx: OpContext, drained: (name: string) => Promise<
     const release = liveRelease(api);
     return release && !superseded ? fitOf(release, api.memoryMax) : undefined;
   };
-  return Promise.all(Object.values(ctx.state.get().apis).map((api) => decideBehind(api.name, ctx, Promise.all([drained(api.name), workersAnswer(api)]), live, oneAtATime))).then(() => undefined);
+  return Promise.all(Object.values(ctx.state.get().apis).map((api) => decideBehind(api.name, api.current, ctx, Promise.all([drained(api.name), workersAnswer(api)]), live, oneAtATime))).then(() => undefined);
 }
 
 /**

@@ -1,17 +1,17 @@
 import { SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES, SPARE_RESERVE_SHARE, type SparePolicy } from '@plumb/shared';
+import type { DropletMemory } from '../system/memory.js';
 
 /**
  * Whether an API keeps a warm spare after a deploy (docs/architecture.md, "the warm spare"). Pure:
- * the caller (ops/spare.ts keepSpare) reads /proc/meminfo and remembers the API's measurements.
+ * the caller (ops/spare.ts keepSpare) reads the droplet's memory (system/memory.ts) and remembers
+ * the API's measurements.
  */
 export interface SpareInputs {
   policy: SparePolicy;
   /** The API's workers after the deploy. */
   workers: number;
-  /** /proc/meminfo as read. In a container (a lab droplet) it is the host's: `cgroup` then bounds it. */
-  meminfo: string;
-  /** The memory cgroup the droplet's processes are under, when it has a limit (cgroupMemory); null: none (a VM's root). */
-  cgroup?: CgroupMemory | null;
+  /** The droplet's memory (system/memory.ts dropletMemory, within its cgroup's limit); undefined: /proc/meminfo did not say. */
+  memory: DropletMemory | undefined;
   /** What a spare of this API is expected to hold: its last spare's resident memory, else a worker's; null: neither known. */
   expectedBytes: number | null;
   /** The API's last cold start, start until every worker answers, in ms; null: none measured since the agent started. */
@@ -33,43 +33,6 @@ export type SpareDecision = { keep: true } | { keep: false; why: string; slow?: 
 const MIB = 1024 * 1024;
 const mib = (bytes: number) => `${Math.round(bytes / MIB)} MiB`;
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-
-/**
- * A memory cgroup's files as read at the root of the droplet's cgroup tree: its limit
- * (`memory.max`, or v1's `memory.limit_in_bytes`), what it uses (`memory.current`,
- * `memory.usage_in_bytes`) and `memory.stat` (whose inactive file pages the kernel gives back first,
- * as MemAvailable counts them).
- */
-export interface CgroupMemory {
-  limit: string;
-  usage: string;
-  stat: string;
-}
-
-/** The droplet's memory: /proc/meminfo's MemTotal and MemAvailable, within its cgroup's limit if it has one; undefined when meminfo lacks either. */
-export function memoryOf(meminfo: string, cgroup: CgroupMemory | null | undefined): { totalBytes: number; availableBytes: number } | undefined {
-  const memory = parseMeminfo(meminfo);
-  if (!memory || !cgroup) return memory;
-  const limit = Number(cgroup.limit.trim());
-  const usage = Number(cgroup.usage.trim());
-  // v1 writes the cgroup's own pages (inactive_file) and its whole subtree's (total_inactive_file):
-  // the droplet's processes are in child cgroups, so the total is what the kernel can give back.
-  const inactive = Number((/^total_inactive_file (\d+)$/m.exec(cgroup.stat) ?? /^inactive_file (\d+)$/m.exec(cgroup.stat))?.[1] ?? 0);
-  // "max" (v2) or v1's page-rounded 2^63: no limit below the machine's.
-  if (!Number.isFinite(limit) || !Number.isFinite(usage) || limit >= memory.totalBytes) return memory;
-  return { totalBytes: limit, availableBytes: Math.max(0, Math.min(memory.availableBytes, limit - usage + inactive)) };
-}
-
-/** MemTotal and MemAvailable in bytes, or undefined when either is missing (the kernel writes kB). */
-export function parseMeminfo(text: string): { totalBytes: number; availableBytes: number } | undefined {
-  const kb = (field: string) => {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : undefined;
-  };
-  const totalBytes = kb('MemTotal');
-  const availableBytes = kb('MemAvailable');
-  return totalBytes === undefined || availableBytes === undefined ? undefined : { totalBytes, availableBytes };
-}
 
 /** The memory auto keeps free: SPARE_RESERVE_MIN_BYTES or SPARE_RESERVE_SHARE of the droplet's, whichever is more. */
 export const spareReserve = (totalBytes: number): number => Math.max(SPARE_RESERVE_MIN_BYTES, Math.round(totalBytes * SPARE_RESERVE_SHARE));
@@ -93,7 +56,7 @@ export function decideSpare(i: SpareInputs): SpareDecision {
   if (i.policy === 'always') return { keep: true };
   if (i.policy === 'never') return { keep: false, why: '--no-spare' };
   if (i.workers > 1) return { keep: false, why: `auto: ${i.workers} workers, and one spare does not speed a redeploy whose other workers start cold` };
-  const memory = memoryOf(i.meminfo, i.cgroup);
+  const { memory } = i;
   if (!memory) return { keep: false, why: 'auto: /proc/meminfo gives no MemTotal and MemAvailable' };
   const available = Math.max(0, memory.availableBytes - (i.loadingBytes ?? 0));
   const expected = i.expectedBytes ?? SPARE_EXPECTED_BYTES;

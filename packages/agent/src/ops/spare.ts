@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chown, mkdir, open, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, spareCrashes, type SparePolicy } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, SPARE_LOADING_POLL_MS, SPARE_LOADING_WAIT_MS, spareCrashes, type SparePolicy } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
@@ -13,7 +14,7 @@ import { renderSpareEnv } from '../render/systemd.js';
 import { ensureApiAccount } from '../system/api-account.js';
 import { pidsThatSaid } from '../system/journal.js';
 import { layout } from '../system/layout.js';
-import { memoryReading } from '../system/memory.js';
+import { dropletMemory, type DropletMemory } from '../system/memory.js';
 import * as systemd from '../system/systemd.js';
 import type { Release } from '../state.js';
 import { decideSpare, type SpareDecision } from './spare-policy.js';
@@ -117,20 +118,24 @@ export const measuredOf = (name: string): Readonly<Measured> => measured.get(nam
 /** The API keeps no spare for now, and plumb status says why (a spare that could not start). */
 export const noSpare = (name: string, why: string): void => void noSpareWhy.set(name, why);
 
-/** Per API: its spare decisions still to come (spareUndecided until decided). */
-const undecided = new Map<string, number>();
-/** Per API with a decision to come: the last one asked for (decisions counts them all), which supersedes those before. */
+/** Per API: the releases whose spare decision is queued (spareUndecided until decided). */
+const undecided = new Map<string, Set<string>>();
+/** Per API with a decision queued: the last one asked for (decisions counts them all), which supersedes those before. */
 const lastAsked = new Map<string, number>();
 let decisions = 0;
 
 /**
- * A decision of the API's spare is to come (a deploy answered, the agent started: keepSpare);
- * until `decided` is called plumb status gives no reason for the API having none. `superseded`:
- * another was asked for since, which decides instead (the agent's start yields to a deploy).
+ * A decision of the API's spare for `release`, its live release, is to come (a deploy answered or
+ * failed, the agent started: keepSpare); until `decided` is called plumb status gives no reason
+ * for the API having none. Undefined when a decision for that release is queued already: that one
+ * decides, once. `superseded`: another was asked for since, which decides instead (the agent's
+ * start yields to a deploy).
  */
-export function spareUndecided(name: string): { decided: () => void; superseded: () => boolean } {
+export function spareUndecided(name: string, release: string): { decided: () => void; superseded: () => boolean } | undefined {
+  const queued = undecided.get(name) ?? new Set<string>();
+  if (queued.has(release)) return undefined;
   noSpareWhy.delete(name);
-  undecided.set(name, (undecided.get(name) ?? 0) + 1);
+  undecided.set(name, queued.add(release));
   const mine = ++decisions;
   lastAsked.set(name, mine);
   let done = false;
@@ -138,12 +143,10 @@ export function spareUndecided(name: string): { decided: () => void; superseded:
     decided: () => {
       if (done) return;
       done = true;
-      const left = (undecided.get(name) ?? 1) - 1;
-      if (left > 0) undecided.set(name, left);
-      else {
-        undecided.delete(name);
-        lastAsked.delete(name);
-      }
+      queued.delete(release);
+      if (queued.size > 0) return;
+      undecided.delete(name);
+      lastAsked.delete(name);
     },
     superseded: () => lastAsked.get(name) !== mine,
   };
@@ -182,26 +185,42 @@ async function stillLoadingBytes(name: string): Promise<number> {
   return bytes;
 }
 
+/** What keepSpare reads of the droplet for auto (readingsFor). */
+export interface SpareReadings {
+  memory: DropletMemory | undefined;
+  /** The API's worker's resident memory now, when asked for (no spare of it measured yet); null: not known. */
+  workerBytes: number | null;
+  /** What other APIs' spares still loading will take (stillLoadingBytes). */
+  loadingBytes: number;
+}
+
+/** The droplet's memory, the API's worker's on `port` if `worker`, and what other spares still loading will take. */
+async function readingsFor(name: string, port: number, worker: boolean): Promise<SpareReadings> {
+  const memory = await dropletMemory();
+  const workerBytes = worker ? await bytesOf(name, port) : null;
+  return { memory, workerBytes, loadingBytes: await stillLoadingBytes(name) };
+}
+
 /**
  * After a deploy of `name` whose workers are on `ports`: whether it keeps a spare
  * (spare-policy.ts). A spare's expected size is its last spare's memory, else its first worker's
  * now (more than a spare: it has read the API's code too). A spare ended by the time rule is
  * tried again after the next cold start: one slow handover (a busy moment) does not end the API's
- * spares for good.
+ * spares for good. `read`: what auto reads of the droplet (readingsFor; a test gives its own).
  */
-export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[]): Promise<SpareDecision> {
+export async function keepSpare(name: string, policy: SparePolicy, ports: readonly number[], read = readingsFor): Promise<SpareDecision> {
   const past = measuredOf(name);
-  const auto = policy === 'auto' && ports.length === 1;
-  const reading = auto ? await memoryReading() : { meminfo: '', cgroup: null };
+  const port = policy === 'auto' && ports.length === 1 ? ports[0] : undefined;
+  const readings = port === undefined ? { memory: undefined, workerBytes: null, loadingBytes: 0 } : await read(name, port, past.spareBytes === undefined);
   const decision = decideSpare({
     policy,
     workers: ports.length,
-    ...reading,
-    expectedBytes: past.spareBytes ?? (auto && ports[0] !== undefined ? await bytesOf(name, ports[0]) : null),
+    memory: readings.memory,
+    expectedBytes: past.spareBytes ?? readings.workerBytes,
     coldMs: past.coldMs ?? null,
     spareMs: past.spareMs ?? null,
     lastSpareMs: past.lastSpareMs ?? null,
-    loadingBytes: auto ? await stillLoadingBytes(name) : 0,
+    loadingBytes: readings.loadingBytes,
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
@@ -325,6 +344,8 @@ export async function spareCrashEvent(name: string): Promise<EventInput | undefi
 /** A spare taken for a release: write the worker's env file first, then `handOver`. */
 export interface TakenSpare {
   port: number;
+  /** How long the deploy waited for it to finish loading (0: it was waiting). */
+  loadingWaitMs: number;
   /** Hands the release over: null once written, else why not (the spare ended first): start the worker cold then. */
   handOver: () => Promise<string | null>;
   /** Closes the fifo if the handover never came (a rollout that failed first); the worker is retired as any other. */
@@ -335,8 +356,8 @@ export interface TakenSpare {
 export type SpareOutcome = { spare: TakenSpare; why?: undefined } | { spare?: undefined; why: string | null };
 
 /**
- * The API's spare if it fits the release and is waiting on its fifo (opened without blocking:
- * a spare still loading, or one that died, is not waited for); else no spare is left and `why`
+ * The API's spare if it fits the release and waits on its fifo (one still loading is waited for,
+ * within a bound: whenWaiting); else no spare is left and `why`
  * says why it was not used. `release`: its directory (all the spare is handed), --env and the
  * API's secrets (which must be those the spare started with). `unitChanged`: the unit file was
  * rewritten since the spare started.
@@ -355,9 +376,10 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
     // systemd started it again (Restart=always): whatever ended it (a kill, the OOM killer, a
     // package as it loads) may end it again, and the health gate counts a restart as a failed start.
     : await crashed(name, unit);
-  const fifo = why === undefined ? await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined) : undefined;
+  const loading = why === undefined ? await whenWaiting(name, spare) : undefined;
+  const fifo = loading?.fifo;
   if (!fifo) {
-    const unused = why ?? 'it was not waiting (still loading, or not running)';
+    const unused = why ?? (await crashed(name, loading?.unit)) ?? loading?.why ?? 'it was not waiting';
     log.info('spare not used', { api: name, port: spare.port, why: unused });
     await stopSpare(name);
     return { why: unused };
@@ -375,6 +397,7 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
   return {
     spare: {
       port: spare.port,
+      loadingWaitMs: loading.waitedMs,
       handOver: async () => {
         try {
           // Dead for the write once no reader holds the fifo: a write-only open without blocking fails (ENXIO).
@@ -396,6 +419,29 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
     },
   };
 }
+
+/**
+ * The spare's fifo, opened for the handover once the spare waits on it (a write-only open without
+ * blocking fails until a reader has it open). A spare still loading is waited for while it runs
+ * and has not restarted, for at most as long as the API's last cold start took (a worker started
+ * now would not answer sooner: the spare started earlier and does the same work, less the API's
+ * code); no fifo: it ended, restarted, or is still loading at that bound.
+ */
+async function whenWaiting(name: string, spare: Spare): Promise<{ fifo: FileHandle; waitedMs: number } | { fifo?: undefined; why: string; unit?: systemd.UnitState }> {
+  const started = Date.now();
+  const boundMs = measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS;
+  for (;;) {
+    const fifo = await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+    const waitedMs = Date.now() - started;
+    if (fifo) return { fifo, waitedMs };
+    if (waitedMs >= boundMs) return { why: `it was still loading after ${s(waitedMs)} s, as long as a cold start takes` };
+    const unit = await systemd.unitState(layout.instanceUnit(name, spare.port)).catch(() => undefined);
+    if (!unit || unit.active !== 'active' || unit.restarts > 0) return { why: 'it was not running', unit };
+    await sleep(SPARE_LOADING_POLL_MS);
+  }
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(1);
 
 /** Why a spare that systemd restarted is not used, worded by when it crashed; undefined: it never did (or systemd did not say). */
 async function crashed(name: string, unit: systemd.UnitState | undefined): Promise<string | undefined> {

@@ -2,6 +2,36 @@
 export const SPARE_READY = 'plumb: spare ready';
 
 /**
+ * The spare's warm-up of plumber's request path (issue 14): the throwaway API `pr` of RUNNER_R's
+ * warm-up serves a 404, a JSON 200 with a query string and a POST with a JSON body, called as
+ * httpuv's server calls an app (its AppWrapper's onHeaders and onBodyData, then rookCall, the R
+ * side of every request) but in process: no socket, so nothing the isolation table refuses (an
+ * API's user reaches only its live workers' ports) and nothing any other process could reach.
+ * Without it the first request after the handover (the health gate's) waited ~50-75 ms more and
+ * the first 200 ~100-150 ms more, R loading and compiling that path then. Only the last step,
+ * handing the answer to httpuv's C++ side, stays cold. Synchronous: no server, no loop, no later
+ * callback; the body goes through an anonymous file R deletes as it opens it, closed here.
+ * Separate so that bench/first-request.ts can measure the runner without it.
+ */
+export const REQUEST_WARM_UP_R = `    app <- httpuv:::AppWrapper$new(pr)
+    serve <- function(method, path, query = "", body = NULL) {
+      headers <- c(host = "127.0.0.1", accept = "*/*", if (!is.null(body)) c("content-type" = "application/json", "content-length" = as.character(length(body))))
+      req <- list2env(c(
+        list(REQUEST_METHOD = method, SCRIPT_NAME = "", PATH_INFO = path, QUERY_STRING = query, rook.version = "1.1-0", rook.url_scheme = "http",
+          SERVER_NAME = "127.0.0.1", SERVER_PORT = Sys.getenv("PLUMB_PORT"), REMOTE_ADDR = "127.0.0.1", REMOTE_PORT = "1", HEADERS = headers),
+        stats::setNames(as.list(headers), paste0("HTTP_", toupper(gsub("-", "_", names(headers), fixed = TRUE))))
+      ), parent = emptyenv())
+      on.exit(if (!is.null(req$.bodyData)) close(req$.bodyData))
+      app$onHeaders(req)
+      if (!is.null(body)) app$onBodyData(req, body)
+      httpuv:::rookCall(pr$call, req, req$.bodyData, if (is.null(req$.bodyData)) -1 else seek(req$.bodyData))
+    }
+    try(serve("GET", "/plumb-warm-up"), silent = TRUE)
+    try(serve("GET", "/", "?x=1"), silent = TRUE)
+    try(serve("POST", "/", body = charToRaw('{"x":1}')), silent = TRUE)
+`;
+
+/**
  * /usr/lib/plumb/run-api.R, what every worker unit runs. It starts an API as plumber itself
  * would, so plumber's own examples work unchanged:
  * - plumber attached, so files using `%>%`, `as_attachment()` and friends without library() work;
@@ -29,20 +59,27 @@ if (nzchar(spare)) {
   # What every API's start runs, whatever its code (plumber's parser, the OpenAPI spec, the docs'
   # router, httpuv's server), once on a throwaway API: R loads those functions from plumber's
   # lazy-load database and compiles them on first use, ~0.15 s that the handover would wait for.
-  # On this spare's own port (no worker may take it), quiet, stopped once it listens; a failure
-  # here costs only that time, and says nothing (R would print its warnings at the handover).
+  # On this spare's own port (no worker may take it), quiet, stopped once it listens; then the same
+  # API serves requests in process (REQUEST_WARM_UP_R). A failure here costs only that time, and
+  # says nothing (R would print its warnings at the handover).
   suppressWarnings(try(local({
     dir <- tempfile("plumb-warm-")
     dir.create(dir)
     on.exit(unlink(dir, recursive = TRUE))
-    writeLines(c("#* @get /", "function() 1"), file.path(dir, "plumber.R"))
-    later::later(httpuv::interrupt, 0)
-    # Should that interrupt be spent before the server runs, this one ends the warm-up; cancelled
-    # on the way out, so none is left to interrupt the API's own server.
-    cancel <- later::later(httpuv::interrupt, 10)
-    on.exit(cancel(), add = TRUE)
-    plumber::pr_run(plumber::plumb(dir = dir), host = "127.0.0.1", port = as.integer(Sys.getenv("PLUMB_PORT")), quiet = TRUE)
-  }), silent = TRUE))
+    writeLines(c(
+      "#* @get /", 'function(x = "0") list(x = as.numeric(x), at = "a", ok = TRUE)',
+      "#* @post /", "function(x = 0) list(x = x)"
+    ), file.path(dir, "plumber.R"))
+    pr <- plumber::plumb(dir = dir)
+    try(local({
+      later::later(httpuv::interrupt, 0)
+      # Should that interrupt be spent before the server runs, this one ends the warm-up; cancelled
+      # on the way out, so none is left to interrupt the API's own server.
+      cancel <- later::later(httpuv::interrupt, 10)
+      on.exit(cancel())
+      plumber::pr_run(pr, host = "127.0.0.1", port = as.integer(Sys.getenv("PLUMB_PORT")), quiet = TRUE)
+    }), silent = TRUE)
+${REQUEST_WARM_UP_R}  }), silent = TRUE))
   # httpuv hands the stopped server's clean-up to the event loop: run here, not in the API's (its
   # listening socket is closed by then; the rest of the clean-up may finish on httpuv's own thread).
   try(later::run_now(), silent = TRUE)

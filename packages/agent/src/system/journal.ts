@@ -23,7 +23,12 @@ export type JournalStart = { afterCursor: string } | { sinceMs: number };
 export function readArgs(name: string, from: JournalStart, uid?: number): string[] {
   const start = 'afterCursor' in from ? `--after-cursor=${from.afterCursor}` : `--since=@${(from.sinceMs / 1000).toFixed(3)}`;
   // --no-tail: with -f journalctl would otherwise stop its first pass after 10 entries (its follow default).
-  return ['-o', 'json', '--all', '--no-pager', '--no-tail', start, `SYSLOG_IDENTIFIER=plumber-${name}`, '+', '_PID=1', ...(uid === undefined ? [] : ['+', `_UID=${uid}`])];
+  return ['-o', 'json', '--all', '--no-pager', '--no-tail', start, ...followMatches(name, uid).flatMap((m, i) => (i === 0 ? [m] : ['+', m]))];
+}
+
+/** The `FIELD=value` matches a follow asks journalctl for, any of them (readArgs); ofApi then keeps the API's. */
+export function followMatches(name: string, uid?: number): string[] {
+  return [`SYSLOG_IDENTIFIER=plumber-${name}`, '_PID=1', ...(uid === undefined ? [] : [`_UID=${uid}`])];
 }
 
 /** One line of `journalctl -o json`: the entry, where a later journalctl would continue after it, and the unit journald vouches it is from or about. */
@@ -36,24 +41,35 @@ export interface JournalRecord {
 
 export function parseJournalLine(line: string): JournalRecord | undefined {
   try {
-    const j = JSON.parse(line) as Record<string, unknown>;
-    const message = Array.isArray(j['MESSAGE']) ? Buffer.from(j['MESSAGE'] as number[]).toString('utf8') : String(j['MESSAGE'] ?? '');
-    const field = (key: string) => (typeof j[key] === 'string' ? (j[key] as string) : undefined);
-    return {
-      entry: {
-        time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
-        // systemd's own lines about a worker (started, failed) carry it in UNIT; the worker's in _SYSTEMD_UNIT.
-        unit: String(j['UNIT'] ?? j['_SYSTEMD_UNIT'] ?? ''),
-        priority: Number(j['PRIORITY'] ?? 6),
-        message,
-      },
-      cursor: field('__CURSOR'),
-      // Any process may write SYSLOG_IDENTIFIER=plumber-NAME or UNIT=...; only journald's own fields (`_`) say who wrote it.
-      trustedUnit: field('_PID') === '1' ? field('UNIT') : field('_SYSTEMD_UNIT'),
-    };
+    return recordOf(JSON.parse(line) as Record<string, unknown>);
   } catch {
     return undefined;
   }
+}
+
+/** A record from an entry's fields as `journalctl -o json` names them (a field's bytes as a string, or as an array of numbers). */
+export function recordOf(j: Record<string, unknown>): JournalRecord {
+  const message = Array.isArray(j['MESSAGE']) ? Buffer.from(j['MESSAGE'] as number[]).toString('utf8') : String(j['MESSAGE'] ?? '');
+  const field = (key: string) => (typeof j[key] === 'string' ? (j[key] as string) : undefined);
+  return {
+    entry: {
+      time: Number(j['__REALTIME_TIMESTAMP'] ?? 0),
+      // systemd's own lines about a worker (started, failed) carry it in UNIT; the worker's in _SYSTEMD_UNIT.
+      unit: String(j['UNIT'] ?? j['_SYSTEMD_UNIT'] ?? ''),
+      priority: Number(j['PRIORITY'] ?? 6),
+      message,
+    },
+    cursor: field('__CURSOR'),
+    // Any process may write SYSLOG_IDENTIFIER=plumber-NAME or UNIT=...; only journald's own fields (`_`) say who wrote it.
+    trustedUnit: field('_PID') === '1' ? field('UNIT') : field('_SYSTEMD_UNIT'),
+  };
+}
+
+/** Which journal (`s=`, its seqnum id) and which entry in it (`i=`, hex) a cursor names. */
+export function cursorPlace(cursor: string | undefined): { seqnumId: string; seqnum: number } | undefined {
+  const s = /(?:^|;)s=([0-9a-f]{32})(?:;|$)/.exec(cursor ?? '')?.[1];
+  const i = /(?:^|;)i=([0-9a-f]{1,13})(?:;|$)/.exec(cursor ?? '')?.[1];
+  return s && i ? { seqnumId: s, seqnum: parseInt(i, 16) } : undefined;
 }
 
 /** Whether a followed record is one of the API's workers' lines or systemd's about one of them. */

@@ -1,4 +1,5 @@
-import { Option, type Command } from '@commander-js/extra-typings';
+import { statSync } from 'node:fs';
+import { InvalidArgumentError, Option, type Command } from '@commander-js/extra-typings';
 import type { PackagesReport } from '@plumb/shared';
 import { DRAIN_TIMEOUT_SECONDS, EXIT, GROUP_PARALLEL, HEALTH_TIMEOUT_SECONDS, KEEP_RELEASES, ValidationError, WORKER_COUNT } from '@plumb/shared/core';
 import { binaryRepoFlag, collect, dropletFlag, outputFlags, repoFlag, strictVersionsFlag, waitFlag, wholeNumber } from './flags.js';
@@ -30,10 +31,44 @@ export async function text(r: DeployOutcome | GroupDeployResult): Promise<string
   ].join('\n');
 }
 
-/** --spare [when] and --no-spare as DeployOptions.spare: true (--spare, --spare always), false (--no-spare, --spare never), 'auto'; left out: as it was. */
-function spareOption(spare: boolean | 'always' | 'auto' | 'never' | undefined): { spare?: boolean | 'auto' } {
-  if (spare === undefined) return {};
-  return { spare: spare === 'always' ? true : spare === 'never' ? false : spare };
+const SPARE_WHEN = ['always', 'auto', 'never'] as const;
+type SpareWhen = (typeof SPARE_WHEN)[number];
+
+/**
+ * --spare [when] and --no-spare as given: the last WHEN (--spare alone: always; --no-spare: never)
+ * and, when a bare --spare took DIR as its WHEN, that DIR.
+ */
+export interface SpareFlag {
+  when: SpareWhen;
+  dir?: string;
+}
+
+/** commander's `.choices()` wording, which cli/usage.ts turns into `invalid --spare "WORD": ...`. */
+const SPARE_CHOICES = `Allowed choices are ${SPARE_WHEN.join(', ')}.`;
+
+/**
+ * --spare's value. commander reads the word after a bare --spare as its WHEN (an optional option
+ * value takes the next word that is not a flag), so `plumb deploy --spare ./api` would lose DIR:
+ * a word that is no WHEN but a directory is DIR after a bare --spare (as if written before it).
+ * Else the usual one-line refusal with the choices.
+ */
+function parseSpareWhen(word: string, previous: SpareFlag | undefined): SpareFlag {
+  if ((SPARE_WHEN as readonly string[]).includes(word)) return { ...previous, when: word as SpareWhen };
+  if (previous?.dir === undefined && statSync(word, { throwIfNoEntry: false })?.isDirectory()) return { when: 'always', dir: word };
+  throw new InvalidArgumentError(SPARE_CHOICES);
+}
+
+/**
+ * DIR and DeployOptions.spare from the command line: true (--spare, --spare always), false
+ * (--no-spare, --spare never), 'auto'; left out: as it was. A DIR given after a bare --spare that
+ * took one already is two: the first was meant as WHEN then.
+ */
+export function dirAndSpare(dir: string, dirGiven: boolean, given: SpareFlag | false | undefined): { dir: string; spare?: boolean | 'auto' } {
+  // commander's types give --no-spare's value as false whatever its parser returns.
+  const flag: SpareFlag | undefined = given === false ? { when: 'never' } : given;
+  if (flag?.dir !== undefined && dirGiven) throw new ValidationError(`invalid --spare "${flag.dir}": ${SPARE_CHOICES}`, 'see `plumb deploy --help`');
+  const spare = flag === undefined ? {} : { spare: flag.when === 'always' ? true : flag.when === 'never' ? false : flag.when };
+  return { dir: flag?.dir ?? dir, ...spare };
 }
 
 export function register(program: Command) {
@@ -51,8 +86,8 @@ export function register(program: Command) {
     .option('--memory <size>', 'memory limit per R worker (systemd MemoryMax), e.g. 512M')
     .option('--keep <n>', 'releases kept on the droplet for rollback (default 5)', wholeNumber(KEEP_RELEASES))
     .option('--drain-timeout <seconds>', 'how long the previous workers may finish requests in flight before they are stopped (default 30; kept for the API)', wholeNumber(DRAIN_TIMEOUT_SECONDS))
-    .addOption(new Option('--spare [when]', 'a warm spare: an R process with plumber loaded that the next deploy uses (about 2x faster; costs its RAM). always (--spare alone), never, or auto: where memory allows and it pays (the default; kept for the API)').choices(['always', 'auto', 'never'] as const))
-    .option('--no-spare', 'keep no warm spare for the API (as --spare never)')
+    .addOption(new Option('--spare [when]', 'a warm spare: an R process with plumber loaded that the next deploy uses (about 2x faster; costs its RAM). always (--spare alone), never, or auto: where memory allows and it pays (the default; kept for the API)').choices(SPARE_WHEN).preset('always').argParser(parseSpareWhen))
+    .addOption(new Option('--no-spare', 'keep no warm spare for the API (as --spare never)').argParser((_: string, previous: SpareFlag | undefined): SpareFlag => ({ ...previous, when: 'never' })))
     .addOption(waitFlag())
     .option('--no-deps', 'do not look for or install the R packages the API uses')
     .option('--full', 'send every file, not only those the droplet lacks')
@@ -63,14 +98,15 @@ export function register(program: Command) {
     .option('--group <group>', 'every droplet of the group, one at a time (see docs/scale-out.md)')
     .option('--parallel <n>', 'with --group: this many droplets at a time (default 1)', wholeNumber(GROUP_PARALLEL))
     .option('--skip-unreachable', 'with --group: deploy to the droplets that answer, leaving out one that cannot be asked (else nothing is deployed)'))
-    .action((dir, { healthTimeout, drainTimeout, json, quiet, group, parallel, skipUnreachable, spare, ...o }) =>
+    .action((dirArg, { healthTimeout, drainTimeout, json, quiet, group, parallel, skipUnreachable, spare, ...o }, command) =>
       output(
         { json, quiet },
         async (ctx): Promise<DeployOutcome | GroupDeployResult> => {
           const groupOnly = [parallel === undefined ? '' : '--parallel', skipUnreachable ? '--skip-unreachable' : ''].filter(Boolean);
           if (group === undefined && groupOnly.length > 0) throw new ValidationError(`${groupOnly.join(' and ')} ${groupOnly.length > 1 ? 'go' : 'goes'} with --group only`, 'add --group GROUP to deploy to every droplet of a group, or leave it out');
+          const { dir, ...spareOption } = dirAndSpare(dirArg, command.args.length > 0, spare);
           const { deployOptionsWith, readPlumbToml } = await import('../api-dir/plumb-toml.js');
-          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, ...spareOption(spare), healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
+          const opts = deployOptionsWith(await readPlumbToml(dir), { dir, ...o, ...spareOption, healthTimeoutSeconds: healthTimeout, drainTimeoutSeconds: drainTimeout });
           if (group !== undefined) return (await import('../commands/group.js')).deployGroup({ ...opts, group, skipUnreachable: skipUnreachable === true, ...(parallel === undefined ? {} : { parallel }) }, ctx);
           return (await import('../commands/deploy.js')).deploy(opts, ctx);
         },
