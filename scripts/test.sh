@@ -18,9 +18,10 @@ node --test --test-concurrency=1 "${alone[@]}" || status=1
 # own lab instance, whose droplets take addresses claimed atomically (10.213.N) and whose
 # DigitalOcean stand-in, package mirror and ACME server listen on ports of their own.
 # The longest e2e files first (about 12, 12, 9, 7, 6 and 5 min of tests in session 8's CI run,
-# mostly waiting on their droplets), then the other e2e files, then the short unit files filling in
-# at the end: a long file started late would end the run alone, long after everything else.
-longest=(scale-out adopt r-packages user-behaviour request-path health)
+# mostly waiting on their droplets; spare 1.5 min alone in session 13), then the other e2e files, then the short
+# unit files filling in at the end: a long file started late would end the run alone, long after
+# everything else.
+longest=(scale-out adopt r-packages user-behaviour request-path health spare)
 rest=()
 for name in "${longest[@]}"; do rest+=("test/dist/e2e/$name.test.js"); done
 for f in test/dist/e2e/*.test.js test/dist/unit/*.test.js; do

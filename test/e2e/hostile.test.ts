@@ -180,7 +180,8 @@ async function killedAt(point: string, operation: () => Promise<{ exitCode: numb
     assert.notEqual(now.release, before.release);
     assert.deepEqual(await version('victim'), newVersion);
   }
-  assert.equal(await sh(`ls /var/lib/plumb/instances | grep '^victim@' | sort`), now.workers.map((w) => `victim@${w.port}.env`).join('\n'), 'env files of exactly the live workers');
+  // The agent that started again decided the API's warm spare anew (spare-decide.ts resumeSpares): its env file is the spare's.
+  assert.equal(await sh(`ls /var/lib/plumb/instances | grep '^victim@' | sort`), [...now.workers, ...(now.spare ? [now.spare] : [])].map((w) => `victim@${w.port}.env`).sort().join('\n'), 'env files of exactly the live workers (and the spare plumb status shows)');
 }
 
 for (const [point, outcome] of [

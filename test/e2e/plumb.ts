@@ -152,20 +152,32 @@ export type SpareShown = NonNullable<ApiStatus['spare']>;
 
 /**
  * API `name`'s warm spare once `plumb status --json` shows it waiting (loaded, on its fifo) on a
- * port no worker has, and `fits`; fails the test (saying what plumb status says of the API: auto's
- * reason when it keeps none) when none does within two minutes.
+ * port no worker of it has, and `fits`; undefined after `timeoutMs`. `whys` gets every reason for
+ * having none that plumb status gave meanwhile.
  */
-export async function readySpare(user: PlumbUser, name: string, fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
-  const found = await pollUntil(
+export async function waitingSpare(user: PlumbUser, name: string, opts: { fits?: (spare: SpareShown) => boolean; timeoutMs?: number; whys?: string[] } = {}): Promise<SpareShown | undefined> {
+  return pollUntil(
     async () => {
       const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: StatusResult }>;
       const api = rows[0]?.status?.apis.find((a) => a.name === name);
+      if (api?.spareWhy) opts.whys?.push(api.spareWhy);
       const spare = api?.spare;
-      return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && fits(spare) ? spare : undefined;
+      return spare?.state === 'waiting' && !api?.workers.some((w) => w.port === spare.port) && (opts.fits ?? (() => true))(spare) ? spare : undefined;
     },
-    { timeoutMs: 120_000, intervalMs: 500 },
+    { timeoutMs: opts.timeoutMs ?? 120_000, intervalMs: 500 },
   );
-  assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${(await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ')}`);
+}
+
+/** API `name`'s line under plumb status's table: its spare, or why it has none (for an assertion's message). */
+export const spareLine = async (user: PlumbUser, name: string): Promise<string> => (await user.plumb(['status'])).stdout.split('\n').filter((l) => l.startsWith(`  ${name}: `)).join('; ');
+
+/**
+ * API `name`'s warm spare as waitingSpare finds it (within two minutes); fails the test, saying what
+ * plumb status says of the API (auto's reason when it keeps none), when there is none.
+ */
+export async function readySpare(user: PlumbUser, name: string, fits: (spare: SpareShown) => boolean = () => true): Promise<SpareShown> {
+  const found = await waitingSpare(user, name, { fits });
+  assert.ok(found !== undefined, `a warm spare is running and ready after the deploy: ${await spareLine(user, name)}`);
   return found;
 }
 

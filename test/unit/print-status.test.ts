@@ -56,8 +56,8 @@ test("status: an API's spare policy is shown, and without a spare why there is n
   assert.ok(lines(statusWith([], [], spare, 'always')).includes('  sum: warm spare (--spare) on port 9002, waiting, 85 MiB'));
   assert.ok(lines(statusWith([], [], null, 'auto', 'auto: 180 MiB available, a spare takes ~85 MiB, 256 MiB kept free')).includes('  sum: no warm spare (auto: 180 MiB available, a spare takes ~85 MiB, 256 MiB kept free)'));
   assert.ok(lines(statusWith([], [], null, 'never', '--no-spare')).includes('  sum: no warm spare (--no-spare)'));
-  assert.ok(lines(statusWith([], [], null, 'auto')).includes('  sum: no warm spare yet (auto: decided after each deploy)'));
-  assert.ok(lines(statusWith([], [], null, 'always')).includes('  sum: no warm spare yet (--spare: one starts after each deploy)'));
+  assert.ok(lines(statusWith([], [], null, 'auto')).includes('  sum: no warm spare yet (auto: decided after each deploy and agent start)'));
+  assert.ok(lines(statusWith([], [], null, 'always')).includes('  sum: no warm spare yet (--spare: one starts after each deploy and agent start)'));
 });
 
 test('status: a spare that crashed is said to have crashed while loading or while waiting, as it did; "crashed" alone from an agent that does not say', () => {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ApiStatus, DeployRequest, requestedSparePolicy, SPARE_EXPECTED_BYTES, SPARE_HANDOVER_FLOOR_MS, SPARE_RESERVE_MIN_BYTES } from '@plumb/shared';
 import { sparePolicyOf } from '@plumb/agent/state';
 import { spareWhyOf } from '@plumb/agent/ops/status';
-import { keepSpare, measuredOf, rolloutTook, spareUndecided, whyNoSpare, type SpareReadings } from '@plumb/agent/ops/spare';
+import { keepSpare, measuredOf, noSpare, rolloutTook, spareUndecided, whyNoSpare, type SpareReadings } from '@plumb/agent/ops/spare';
 import { decideSpare, spareReserve, type SpareInputs } from '@plumb/agent/ops/spare-policy';
 import { memoryOf, parseMeminfo } from '@plumb/agent/system/memory';
 
@@ -151,4 +151,27 @@ test('one spare decision per live release: asked again while one is queued for i
   later.decided();
   assert.equal(whyNoSpare('queued'), 'none since the agent started: the next deploy decides');
   assert.ok(spareUndecided('queued', 'r1'), 'decided: the release may be decided again (a failed deploy that used up its spare)');
+});
+
+test("spare decisions: while one is to come plumb status gives no reason; the agent start's yields to one a deploy asks for after it", () => {
+  noSpare('api', 'auto: 2 workers');
+  const atStart = spareUndecided('api', 'r1')!;
+  assert.equal(whyNoSpare('api'), null, 'being decided: no reason given');
+  assert.equal(atStart.superseded(), false);
+  const deploy = spareUndecided('api', 'r2')!;
+  assert.deepEqual([atStart.superseded(), deploy.superseded()], [true, false]);
+  deploy.decided();
+  assert.equal(atStart.superseded(), true, 'the deploy decided: still not the start\'s to decide');
+  assert.equal(whyNoSpare('api'), null);
+  atStart.decided();
+  assert.equal(whyNoSpare('api'), 'none since the agent started: the next deploy decides');
+  // Decided twice is once; a later decision is nobody's successor.
+  atStart.decided();
+  const next = spareUndecided('api', 'r2')!;
+  assert.equal(next.superseded(), false);
+  next.decided();
+  // Other APIs' decisions do not supersede.
+  const one = spareUndecided('one', 'r1')!;
+  spareUndecided('two', 'r1');
+  assert.equal(one.superseded(), false);
 });

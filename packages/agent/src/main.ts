@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import https from 'node:https';
 import { AGENT_FEATURES, AGENT_PATHS, HANDSHAKE_TIMEOUT_MS, PlumbError, PROTOCOL_VERSION } from '@plumb/shared';
 import { TokenVerifier } from './auth.js';
@@ -17,6 +18,9 @@ import { startAgentServer } from './server.js';
 import { StateStore } from './state.js';
 import { resumeDrains } from './ops/drain.js';
 import { moveToApiUsers, reconcile } from './ops/reconcile.js';
+import { resumeSpares } from './ops/spare-decide.js';
+import { rememberMeasured } from './ops/spare.js';
+import { SPARE_MEASURED_FILE } from './ops/spare-measured.js';
 import { renderWhenNginxStarts } from './ops/routing.js';
 import { AGENT_VERSION } from './version.js';
 import { ensureUnitStartsCurrent, lastUpgrade, runGuard, settleUpgrade } from './upgrade/install.js';
@@ -39,7 +43,14 @@ async function main(): Promise<void> {
   if (state.recovered) events.record({ kind: 'state-rebuilt', detail: state.recovered.detail });
   const upgrade = await settleUpgrade(paths.stateDir, AGENT_VERSION);
   if (upgrade.event) events.record(upgrade.event);
-  await reconcile(state).catch((err: Error) => log.error('could not reconcile the droplet with the state', { error: err.message }));
+  const reconciled = await reconcile(state).then(
+    () => true,
+    (err: Error) => {
+      log.error('could not reconcile the droplet with the state', { error: err.message });
+      return false;
+    },
+  );
+  await rememberMeasured(path.join(paths.stateDir, SPARE_MEASURED_FILE), Object.keys(state.get().apis));
   const identity = await loadOrCreateIdentity(paths.stateDir, 'plumb-agent');
   const verifier = await TokenVerifier.create(config.dropletUuid, config.controllerKeys);
   const locks = new Locks();
@@ -69,7 +80,9 @@ async function main(): Promise<void> {
       }),
     },
   });
-  resumeDrains({ state, locks, progress: () => {} });
+  const drains = resumeDrains({ state, locks, progress: () => {} });
+  // Not where reconcile failed: a spare of the last run it did not stop may still hold its unit.
+  if (reconciled) void resumeSpares({ state, locks, progress: () => undefined }, (name) => drains.get(name) ?? Promise.resolve());
   void moveToApiUsers({ state, locks, progress: () => undefined }).catch((err: Error) => log.error('could not move the apis to their own users', { error: err.message }));
   // A port taken (an older agent still stopping) must not keep the agent down: the balancer then sees 502.
   const dropletHealth = await startDropletHealthServer(state).catch((err: Error) => {

@@ -151,7 +151,7 @@ export const BOOT_ROUTING_WAIT_MS = 30_000;
  * connection's memory only when it closes, so the bound stays finite.
  */
 export const NGINX_KEEPALIVE_REQUESTS = 100_000;
-/** How often that boot wait tries each front port again. */
+/** How often that boot wait tries each front port again (and the agent's start, each API's workers, before deciding its spare). */
 export const BOOT_ROUTING_POLL_MS = 100;
 /** After an nginx reload, how long the agent waits for the old workers to stop accepting, and how often it looks. */
 export const NGINX_RELOAD_WAIT_MS = 10_000;
@@ -331,6 +331,12 @@ export const SPARE_HANDOVER_FLOOR_MS = 300;
  * records a `spare-crashing` event (and alert) once, since every deploy meanwhile starts cold.
  */
 export const SPARE_CRASHES_ALERT = 3;
+/**
+ * The file auto's measurements are remembered in across agent restarts (agent ops/spare-measured.ts)
+ * is read only up to this size: about 100 bytes per API in the state, so a bigger one is not the
+ * agent's (a hand edit, a damaged disk) and auto starts with none.
+ */
+export const SPARE_MEASURED_MAX_BYTES = 1024 * 1024;
 /**
  * A deploy that finds the API's spare still loading (a redeploy seconds after the last) waits for
  * it until it has loaded for twice the API's last cold start, or this long when no cold start was

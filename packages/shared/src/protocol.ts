@@ -633,7 +633,7 @@ export const ApiStatus = lazySchema(() => z.object({
   spare: z.object({ port: z.number().int(), state: z.string(), pid: z.number().int().nullable(), restarts: z.number().int(), restartsWhileWaiting: z.number().int().nullable().default(null), rssBytes: z.number().int().nullable() }).nullable().default(null),
   /** Its spare policy (SparePolicy); null from agents before auto. */
   sparePolicy: SparePolicy.nullable().default(null),
-  /** No spare: why not (auto's reason: memory, workers, no gain; --no-spare); null: it has one, or none was decided since the agent started. */
+  /** No spare: why not (auto's reason: memory, workers, no gain; --no-spare); null: it has one, or one is being decided (behind a deploy, or as the agent starts). */
   spareWhy: z.string().max(200).nullable().default(null),
 }));
 export type ApiStatus = z.infer<typeof ApiStatus>;

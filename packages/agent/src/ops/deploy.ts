@@ -15,8 +15,9 @@ import { layout } from '../system/layout.js';
 import { apiLock, StepError, type OpContext } from './context.js';
 import { installPackages, reposFor } from './packages.js';
 import { pruneAfterAnswer } from './prune.js';
-import { rollout, startNextSpare } from './rollout.js';
-import { fitOf, hasSpare, inTurn, keepSpare, noSpare, rolloutTook, spareUndecided, stopSpare, type SpareFit, type SpareVars } from './spare.js';
+import { rollout } from './rollout.js';
+import { nextSpareAfterAnswer } from './spare-decide.js';
+import { fitOf, hasSpare, rolloutTook, stopSpare } from './spare.js';
 import { ensureUnit, removeUnit } from './workers.js';
 
 function newReleaseId(): string {
@@ -168,38 +169,6 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     }
     throw err;
   }
-}
-
-/**
- * After the answer, queued behind the deploy on the API's lock (the answer does not wait), once
- * the previous workers have stopped (`drained`: their memory is back, and a spare loading beside
- * a big draining worker could push the droplet to the OOM killer), and one API at a time
- * (inTurn: each decision sees the memory the spares before it take): the API's next spare if its
- * policy keeps one (spare-policy.ts), loading `fit` (what `release`, the live release, loads),
- * else none, and why not for plumb status. A deploy queued before it has made `release` old by
- * then: that deploy decides instead. One decision per release: one queued for it already decides.
- */
-function nextSpareAfterAnswer(name: string, release: string, fit: SpareFit, ctx: OpContext, drained: Promise<unknown> = Promise.resolve()): void {
-  const pending = spareUndecided(name, release);
-  if (!pending) return;
-  void drained
-    .then(() => ctx.locks.with(apiLock(name), () => inTurn(async () => {
-      const api = ctx.state.get().apis[name];
-      if (api?.current !== release) return;
-      const decision = await keepSpare(name, sparePolicyOf(api), api.workers.map((w) => w.port));
-      if (!decision.keep) {
-        await stopSpare(name);
-        log.info('no warm spare', { api: name, why: decision.why });
-        return;
-      }
-      const vars: SpareVars = { env: liveEnv(api), secrets: api.secrets };
-      await startNextSpare(name, fit, vars, ctx);
-    })))
-    .catch((err: Error) => {
-      log.warn('could not start a warm spare', { api: name, error: err.message });
-      noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);
-    })
-    .finally(pending.decided);
 }
 
 /** What a deploy under way made, kept in layout.deployMarker(NAME) until it ends. */

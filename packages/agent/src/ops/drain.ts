@@ -23,9 +23,14 @@ export async function drainWorkers(name: string, workers: DrainingWorker[], ctx:
   return cut.reduce((a, b) => a + b, 0);
 }
 
-/** Every drain the state lists: at agent start, so an agent restart mid-drain still stops the old workers. */
-export function resumeDrains(ctx: OpContext): void {
-  for (const api of Object.values(ctx.state.get().apis)) if (api.draining.length > 0) void drainWorkers(api.name, api.draining, ctx);
+/**
+ * Every drain the state lists: at agent start, so an agent restart mid-drain still stops the old
+ * workers. Per API with a drain: settles once its workers have stopped (the API's spare waits for it).
+ */
+export function resumeDrains(ctx: OpContext): Map<string, Promise<number>> {
+  const drains = new Map<string, Promise<number>>();
+  for (const api of Object.values(ctx.state.get().apis)) if (api.draining.length > 0) drains.set(api.name, drainWorkers(api.name, api.draining, ctx));
+  return drains;
 }
 
 function drainOne(name: string, worker: DrainingWorker, ctx: OpContext): Promise<number> {

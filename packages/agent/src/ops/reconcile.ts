@@ -75,8 +75,9 @@ async function finishSwitches(state: AgentState): Promise<string[]> {
 /**
  * A warm spare's env file (renderSpareEnv): PLUMB_SPARE names its fifo. A spare still waiting when
  * the agent stopped is no cut operation: the agent keeps spares in memory only, and one left
- * behind is stopped as any worker the state does not list, without an event. (A spare that had
- * taken a release has a worker's env file by then: a deploy was cut.)
+ * behind is stopped as any worker the state does not list, without an event; the agent then
+ * decides each API's spare again (spare-decide.ts resumeSpares). (A spare that had taken a release
+ * has a worker's env file by then: a deploy was cut.)
  */
 const isSpareEnv = (name: string, port: number) => readFile(layout.instanceEnvFile(name, port), 'utf8').then((text) => /^PLUMB_SPARE=/m.test(text), () => false);
 

@@ -18,6 +18,7 @@ import { dropletMemory, type DropletMemory } from '../system/memory.js';
 import * as systemd from '../system/systemd.js';
 import type { Release } from '../state.js';
 import { decideSpare, type SpareDecision } from './spare-policy.js';
+import { measuredSaver, readMeasured, renderMeasured, type Measured } from './spare-measured.js';
 import { retireWorker } from './workers.js';
 
 /**
@@ -36,7 +37,9 @@ import { retireWorker } from './workers.js';
  * only when it never crashed (systemd restarted it). Else the spare is stopped and the release
  * starts cold, and the deploy's step says why; so it does when the spare ends between the agent
  * opening its fifo and writing to it. Kept in memory: an agent that starts again stops every
- * worker its state does not list (reconcile.ts), spares included.
+ * worker its state does not list (reconcile.ts), spares included, then decides each API's spare
+ * as a deploy's answer would (spare-decide.ts resumeSpares); what auto decides by is kept on disk
+ * (spare-measured.ts).
  */
 
 /** The environment a spare starts with: the live release's --env and the API's secrets. */
@@ -62,23 +65,41 @@ const spares = new Map<string, Spare>();
 const varsKey = (vars: Record<string, string>) => createHash('sha256').update(JSON.stringify(Object.entries(vars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))).digest('hex');
 
 /**
- * Per API, since the agent started: its last cold start of one worker (start until it answered),
- * its quickest and its last spare (handover until it answered: what a spare saves is measured
- * from the quickest, what it costs now by the last, so spares that grow slow end), its last
- * spare's resident memory as it was taken, and why it keeps no spare after its last deploy (plumb
- * status). What keepSpare decides by.
+ * Per API: its last cold start of one worker (start until it answered), its quickest and its last
+ * spare (handover until it answered: what a spare saves is measured from the quickest, what it
+ * costs now by the last, so spares that grow slow end), its last spare's resident memory as it
+ * was taken: what keepSpare decides by, remembered across agent restarts (rememberMeasured). And
+ * why it keeps no spare after its last decision (plumb status), in memory only: decided again at start.
  */
-interface Measured {
-  coldMs?: number;
-  spareMs?: number;
-  lastSpareMs?: number;
-  spareBytes?: number;
-}
 const measured = new Map<string, Measured>();
 const noSpareWhy = new Map<string, string>();
 
+/** Writes `measured` to its file once rememberMeasured has named one (not in unit tests that do not). */
+let saver: ReturnType<typeof measuredSaver> | undefined;
+
+/**
+ * At agent start: the measurements `file` kept of the APIs in `names` (the state's), written again
+ * at once if it kept more (an API the state no longer lists) or was no such file.
+ */
+export async function rememberMeasured(file: string, names: Iterable<string>): Promise<void> {
+  const { measured: kept, tidy } = await readMeasured(file, new Set(names));
+  measured.clear();
+  for (const [name, figures] of kept) measured.set(name, figures);
+  saver = measuredSaver(file, () => renderMeasured(measured));
+  if (!tidy) saver.save();
+}
+
+/** Settles once the measurements as they are now are on disk (tests). */
+export const measuredSaved = (): Promise<void> => saver?.saved() ?? Promise.resolve();
+
+function setMeasured(name: string, figures: Measured | undefined): void {
+  if (figures) measured.set(name, figures);
+  else if (!measured.delete(name)) return;
+  saver?.save();
+}
+
 function measure(name: string, more: Measured): void {
-  measured.set(name, { ...measured.get(name), ...more });
+  setMeasured(name, { ...measured.get(name), ...more });
 }
 
 /**
@@ -99,31 +120,42 @@ export const noSpare = (name: string, why: string): void => void noSpareWhy.set(
 
 /** Per API: the releases whose spare decision is queued (spareUndecided until decided). */
 const undecided = new Map<string, Set<string>>();
+/** Per API with a decision queued: the last one asked for (decisions counts them all), which supersedes those before. */
+const lastAsked = new Map<string, number>();
+let decisions = 0;
 
 /**
- * A deploy answered (or failed): the API's spare is decided anew behind it for `release`, its live
- * release (keepSpare); until `decided` is called plumb status gives no reason for the API having
- * none. Undefined when a decision for that release is queued already: that one decides, once.
+ * A decision of the API's spare for `release`, its live release, is to come (a deploy answered or
+ * failed, the agent started: keepSpare); until `decided` is called plumb status gives no reason
+ * for the API having none. Undefined when a decision for that release is queued already: that one
+ * decides, once. `superseded`: another was asked for since, which decides instead (the agent's
+ * start yields to a deploy).
  */
-export function spareUndecided(name: string, release: string): { decided: () => void } | undefined {
+export function spareUndecided(name: string, release: string): { decided: () => void; superseded: () => boolean } | undefined {
   const queued = undecided.get(name) ?? new Set<string>();
   if (queued.has(release)) return undefined;
   noSpareWhy.delete(name);
   undecided.set(name, queued.add(release));
+  const mine = ++decisions;
+  lastAsked.set(name, mine);
   let done = false;
   return {
     decided: () => {
       if (done) return;
       done = true;
       queued.delete(release);
-      if (queued.size === 0) undecided.delete(name);
+      if (queued.size > 0) return;
+      undecided.delete(name);
+      lastAsked.delete(name);
     },
+    superseded: () => lastAsked.get(name) !== mine,
   };
 }
 
 /**
- * Why the API has no spare (plumb status); null: it has one, or a deploy's is being decided. An
- * agent that started again keeps none until a deploy (reconcile stops what its state does not list).
+ * Why the API has no spare (plumb status); null: it has one, or one is being decided. The default
+ * is for an API no decision has looked at since the agent started (one whose start could not
+ * reconcile the droplet decides none).
  */
 export const whyNoSpare = (name: string): string | null => (spares.has(name) || undecided.has(name) ? null : (noSpareWhy.get(name) ?? 'none since the agent started: the next deploy decides'));
 
@@ -192,7 +224,7 @@ export async function keepSpare(name: string, policy: SparePolicy, ports: readon
   });
   if (decision.keep) noSpareWhy.delete(name);
   else noSpareWhy.set(name, decision.why);
-  if (!decision.keep && decision.slow) measured.set(name, { ...past, lastSpareMs: undefined });
+  if (!decision.keep && decision.slow) setMeasured(name, { ...past, lastSpareMs: undefined });
   return decision;
 }
 
@@ -279,7 +311,7 @@ export async function stopSpare(name: string, opts: { forget?: boolean } = {}): 
   const spare = spares.get(name);
   if (opts.forget) {
     crashes.delete(name);
-    measured.delete(name);
+    setMeasured(name, undefined);
     noSpareWhy.delete(name);
   }
   else if (spare) countCrashes(name, await restartsOf(name, spare));

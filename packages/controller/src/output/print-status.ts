@@ -62,7 +62,7 @@ function spareLine(a: StatusResult['apis'][number]): string[] {
   }
   if (!policy) return [];
   if (policy === 'never') return [`  ${a.name}: no warm spare (--no-spare)`];
-  return [`  ${a.name}: no warm spare${a.spareWhy ? ` (${a.spareWhy})` : ` yet (${POLICY_FLAG[policy]}: ${policy === 'auto' ? 'decided' : 'one starts'} after each deploy)`}`];
+  return [`  ${a.name}: no warm spare${a.spareWhy ? ` (${a.spareWhy})` : ` yet (${POLICY_FLAG[policy]}: ${policy === 'auto' ? 'decided' : 'one starts'} after each deploy and agent start)`}`];
 }
 
 /** The agent's version, and whether `plumb upgrade` has a newer one. */
