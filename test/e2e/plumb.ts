@@ -138,13 +138,14 @@ export interface ApiStatusRow {
  * or plumb status says why there is none, or the API keeps none (--no-spare).
  */
 export async function sparesDecided(user: PlumbUser, timeoutMs = 120_000): Promise<void> {
-  await pollUntil(
+  const decided = await pollUntil(
     async () => {
       const rows = JSON.parse((await user.plumb(['status', '--json'])).stdout) as Array<{ status?: { apis: ApiStatusRow[] } }>;
       return rows[0]?.status?.apis.every((a) => a.spare !== null || a.spareWhy !== null || a.sparePolicy === 'never' || a.sparePolicy === null) ? true : undefined;
     },
     { timeoutMs, intervalMs: 500 },
   );
+  assert.ok(decided, `every API's spare is decided within ${timeoutMs / 1000} s: ${(await user.plumb(['status'])).stdout}`);
 }
 
 /** A warm spare as `plumb status --json` shows it. */

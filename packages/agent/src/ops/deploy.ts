@@ -148,7 +148,8 @@ async function extractAndRoll(req: DeployRequest, bundle: IncomingBundle, run: D
     );
     // Old releases go behind the answer (prune.ts), queued before the spare on the API's lock.
     pruneAfterAnswer(req.name, ctx);
-    rolloutTook(req.name, startMs, spareUsed, ports.length);
+    // --no-spare forgot the API's measurements: none kept for it meanwhile.
+    if (settings.spare !== 'never') rolloutTook(req.name, startMs, spareUsed, ports.length);
     nextSpareAfterAnswer(req.name, release, fit, ctx, drained);
     log.info('deployed', { api: req.name, release, took_ms: Date.now() - started });
     events.record({ kind: 'deploy', api: req.name, detail: `release ${release} live on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` });

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { JOURNAL_AHEAD_MAX_ENTRIES, JOURNAL_POLL_MS, JOURNAL_SCAN_MAX_BYTES } from '@plumb/shared';
+import { JOURNAL_AHEAD_MAX_ENTRIES, JOURNAL_LOOK_MAX_ENTRIES, JOURNAL_POLL_MS, JOURNAL_SCAN_MAX_BYTES } from '@plumb/shared';
 import { log } from '../log.js';
 import { JournalFile, STATE_ARCHIVED, STATE_ONLINE, type JournalEntry, type JournalField } from '../system/journal-file.js';
 import { cursorPlace, recordOf, type JournalRecord } from '../system/journal.js';
@@ -175,7 +175,8 @@ export class JournalAhead {
   private stop(reason: string): void {
     if (this.stopped) return;
     this.stopped = reason;
-    clearInterval(this.timer);
+    // The file is read no more: closed now, not when the follow ends (a rotated file would stay on disk meanwhile).
+    this.close();
     // What was shown is still dropped when journalctl prints it (delivered goes on).
     log.warn('logs -f: stopped reading the journal file ahead of journalctl', { reason, file: this.file.path });
   }
@@ -191,7 +192,8 @@ export class JournalAhead {
     if (header.seqnumId !== this.seqnumId || header.state === STATE_ARCHIVED) return this.stop('journald rotated the file');
     if (header.tailEntryOffset < this.at) return;
     const { entries, next } = this.file.entries(this.at, JOURNAL_SCAN_MAX_BYTES);
-    for (const entry of entries) {
+    for (const [read, entry] of entries.entries()) {
+      if (read >= JOURNAL_LOOK_MAX_ENTRIES) return;
       if (entry.seqnum <= this.last) return this.stop(`seqnum ${entry.seqnum} after ${this.last}`);
       if (entry.seqnum > this.confirmed) {
         const v = verdict(entry, this.file.fieldsOf(entry), matches, keep);

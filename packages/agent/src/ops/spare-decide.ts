@@ -1,10 +1,10 @@
-import { BOOT_ROUTING_POLL_MS, pollUntil } from '@plumb/shared';
+import { BOOT_ROUTING_POLL_MS, HEALTH_TIMEOUT_MS, pollUntil } from '@plumb/shared';
 import { log } from '../log.js';
 import { liveEnv, liveRelease, sparePolicyOf, type ApiRecord } from '../state.js';
 import { apiLock, type OpContext } from './context.js';
 import { isHealthy, probe } from './health.js';
 import { startNextSpare } from './rollout.js';
-import { fitOf, inTurn, keepSpare, noSpare, spareUndecided, stopSpare, type SpareFit } from './spare.js';
+import { fitOf, inTurn, keepSpare, noSpare, spareLoaded, spareUndecided, stopSpare, type SpareFit } from './spare.js';
 
 /**
  * When an API's warm spare is decided: behind a deploy's answer, and for every API when the agent
@@ -33,7 +33,8 @@ async function decideBehind(name: string, release: string, ctx: OpContext, after
     }))))
     .catch((err: Error) => {
       log.warn('could not start a warm spare', { api: name, error: err.message });
-      noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);
+      // Not over a reason a later deploy's decision gave, nor for an API removed meanwhile.
+      if (!pending.superseded() && ctx.state.get().apis[name]) noSpare(name, `it could not start: ${err.message.slice(0, 120)}`);
     })
     .finally(pending.decided);
 }
@@ -63,9 +64,12 @@ export function nextSpareAfterAnswer(name: string, release: string, fit: SpareFi
 /**
  * When the agent starts, once reconcile has stopped the spares of its last run: every API's spare
  * decided as a deploy's answer would, for its live release as it is when its turn comes (a
- * rollback meanwhile: the release rolled back to), once `drained(name)` (the drains resumeDrains
- * picked up) settles and its workers answer. Not for an API removed meanwhile or with no live
- * release, nor when a deploy asked for a decision meanwhile (it decides). Settles when all are decided.
+ * rollback meanwhile: the release rolled back to). Only once every API's workers answer (after a
+ * reboot all start at once, and R still loading would look like free memory to auto) and the
+ * API's drains (resumeDrains) are over; then one API at a time, each spare let load before the
+ * next starts (at most twice the API's cold start: spareLoaded), so that at most one spare loads
+ * at once. Not for an API removed meanwhile, with no live release, whose workers did not answer,
+ * nor when a deploy asked for a decision meanwhile (it decides). Settles when all are decided.
  */
 export function resumeSpares(ctx: OpContext, drained: (name: string) => Promise<unknown>): Promise<void> {
   let queue: Promise<unknown> = Promise.resolve();
@@ -74,19 +78,47 @@ export function resumeSpares(ctx: OpContext, drained: (name: string) => Promise<
     queue = next.catch(() => undefined);
     return next;
   };
-  const live = (api: ApiRecord, superseded: boolean) => {
-    const release = liveRelease(api);
-    return release && !superseded ? fitOf(release, api.memoryMax) : undefined;
-  };
-  return Promise.all(Object.values(ctx.state.get().apis).map((api) => decideBehind(api.name, api.current, ctx, Promise.all([drained(api.name), workersAnswer(api)]), live, oneAtATime))).then(() => undefined);
+  const names = Object.keys(ctx.state.get().apis);
+  const answered = new Map(names.map((name) => [name, workersAnswer(name, ctx)] as const));
+  const booted = Promise.all(answered.values());
+  return Promise.all(
+    names.map(async (name) => {
+      const answers = await answered.get(name)!;
+      const live = (api: ApiRecord, superseded: boolean) => {
+        const release = liveRelease(api);
+        if (!release || superseded) return undefined;
+        if (answers) return fitOf(release, api.memoryMax);
+        noSpare(name, 'its workers did not answer as the agent started: the next deploy decides');
+        return undefined;
+      };
+      const current = ctx.state.get().apis[name]?.current;
+      if (current === undefined) return;
+      // Let this API's spare load before the next API's turn.
+      const thenLoaded = <T>(work: () => Promise<T>) => oneAtATime(async () => {
+        const done = await work();
+        await spareLoaded(name);
+        return done;
+      });
+      await decideBehind(name, current, ctx, Promise.all([drained(name), booted]), live, thenLoaded);
+    }),
+  ).then(() => undefined);
 }
 
 /**
- * Settles once each of the API's workers answers as its health gate wants, or after its health
- * timeout: a deploy's spare is decided once its workers passed the gate, and after a reboot they
- * start beside the agent (R loading, its memory not taken yet: auto would count it free).
+ * Whether the API's workers answer as its health gate wants, within its health timeout (read
+ * anew on each look: a deploy, rollback or scale meanwhile moves them); false when they did not,
+ * and at once when the API is gone.
  */
-async function workersAnswer(api: ApiRecord): Promise<void> {
-  const answer = async () => (await Promise.all(api.workers.map((w) => probe(w.port, api.healthPath ?? '/')))).every((status) => isHealthy(status, api.healthPath));
-  await pollUntil(async () => ((await answer()) ? true : undefined), { timeoutMs: api.healthTimeoutMs, intervalMs: BOOT_ROUTING_POLL_MS });
+async function workersAnswer(name: string, ctx: OpContext): Promise<boolean> {
+  const timeoutMs = ctx.state.get().apis[name]?.healthTimeoutMs;
+  const answered = await pollUntil(
+    async () => {
+      const api = ctx.state.get().apis[name];
+      if (!api) return true;
+      const statuses = await Promise.all(api.workers.map((w) => probe(w.port, api.healthPath ?? '/')));
+      return statuses.every((status) => isHealthy(status, api.healthPath)) ? true : undefined;
+    },
+    { timeoutMs: timeoutMs ?? HEALTH_TIMEOUT_MS, intervalMs: BOOT_ROUTING_POLL_MS },
+  );
+  return answered === true;
 }

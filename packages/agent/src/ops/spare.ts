@@ -3,7 +3,7 @@ import { chown, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises';
 import { constants } from 'node:fs';
 import { execa } from 'execa';
-import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, SPARE_LOADING_POLL_MS, SPARE_LOADING_WAIT_MS, spareCrashes, type SparePolicy } from '@plumb/shared';
+import { SPARE_CRASHES_ALERT, SPARE_EXPECTED_BYTES, SPARE_LOADED_POLL_MS, SPARE_LOADING_POLL_MS, SPARE_LOADING_WAIT_MS, spareCrashes, type SparePolicy } from '@plumb/shared';
 import { writeFileAtomic } from '@plumb/shared/files';
 import { killAtCrashPoint } from '../crash-point.js';
 import { log } from '../log.js';
@@ -461,6 +461,23 @@ async function whenWaiting(name: string, spare: Spare, loading: SpareWait): Prom
     if (unit.active !== 'active') return { why: `it ${spareCrashes(1, 0)}`, ended: true };
     if (polls === 0) loading.waiting();
     await sleep(SPARE_LOADING_POLL_MS);
+  }
+}
+
+/**
+ * Settles once the API's spare (if it has one) has loaded (said SPARE_READY), ended, or loaded for
+ * twice the API's cold start (whenWaiting's bound): the agent's start lets one spare load at a time.
+ */
+export async function spareLoaded(name: string): Promise<void> {
+  const spare = spares.get(name);
+  if (!spare) return;
+  const deadline = spare.startedAt + 2 * (measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS / 2);
+  const unit = layout.instanceUnit(name, spare.port);
+  while (Date.now() < deadline && spares.get(name) === spare) {
+    const state = await systemd.unitState(unit).catch(() => undefined);
+    if (!state || state.active !== 'active' || state.pid === null) return;
+    if ((await pidsThatSaid({ pids: [state.pid] }, SPARE_READY))?.has(state.pid)) return;
+    await sleep(SPARE_LOADED_POLL_MS);
   }
 }
 
