@@ -16,11 +16,13 @@ import { log } from '../log.js';
 /** Its name in the agent's state dir (/var/lib/plumb). */
 export const SPARE_MEASURED_FILE = 'spare-measurements.json';
 
+/** No start or handover takes a day, no spare a TiB: a figure beyond is a damaged file (a deploy would wait on it). */
+const ms = z.number().nonnegative().max(24 * 3600 * 1000).optional();
 export const Measured = z.strictObject({
-  coldMs: z.number().nonnegative().optional(),
-  spareMs: z.number().nonnegative().optional(),
-  lastSpareMs: z.number().nonnegative().optional(),
-  spareBytes: z.number().int().nonnegative().optional(),
+  coldMs: ms,
+  spareMs: ms,
+  lastSpareMs: ms,
+  spareBytes: z.number().int().nonnegative().max(2 ** 40).optional(),
 });
 export type Measured = z.infer<typeof Measured>;
 
@@ -46,7 +48,8 @@ export function parseMeasured(text: string, names: ReadonlySet<string>): Map<str
  * caller writes it again: an API dropped, a damaged file replaced).
  */
 export async function readMeasured(file: string, names: ReadonlySet<string>): Promise<{ measured: Map<string, Measured>; tidy: boolean }> {
-  const size = await stat(file).then((s) => s.size, () => undefined);
+  // A regular file only: a fifo or a device there would hold the agent's start.
+  const size = await stat(file).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
   const text = size !== undefined && size <= SPARE_MEASURED_MAX_BYTES ? await readFile(file, 'utf8').catch(() => undefined) : undefined;
   const measured = text === undefined ? new Map<string, Measured>() : parseMeasured(text, names);
   return { measured, tidy: text === undefined ? size === undefined : text === renderMeasured(measured) };
