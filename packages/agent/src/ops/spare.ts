@@ -444,7 +444,7 @@ export async function takeSpare(name: string, fit: SpareFit, release: SpareVars 
 async function whenWaiting(name: string, spare: Spare, loading: SpareWait): Promise<{ fifo: FileHandle; waitedMs?: number } | { fifo?: undefined; why: string; unit?: systemd.UnitState; ended?: true }> {
   const started = Date.now();
   const coldMs = measuredOf(name).coldMs;
-  const deadline = loading.wait ? spare.startedAt + 2 * (coldMs ?? SPARE_LOADING_WAIT_MS / 2) : started;
+  const deadline = loading.wait ? loadDeadline(name, spare) : started;
   for (let polls = 0; ; polls++) {
     const fifo = await open(layout.spareFifo(name), constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
     const waitedMs = Date.now() - started;
@@ -471,7 +471,7 @@ async function whenWaiting(name: string, spare: Spare, loading: SpareWait): Prom
 export async function spareLoaded(name: string): Promise<void> {
   const spare = spares.get(name);
   if (!spare) return;
-  const deadline = spare.startedAt + 2 * (measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS / 2);
+  const deadline = loadDeadline(name, spare);
   const unit = layout.instanceUnit(name, spare.port);
   while (Date.now() < deadline && spares.get(name) === spare) {
     const state = await systemd.unitState(unit).catch(() => undefined);
@@ -480,6 +480,9 @@ export async function spareLoaded(name: string): Promise<void> {
     await sleep(SPARE_LOADED_POLL_MS);
   }
 }
+
+/** When a spare still loading counts as stuck: once it has loaded for twice the API's cold start (else SPARE_LOADING_WAIT_MS in all). */
+const loadDeadline = (name: string, spare: Spare) => spare.startedAt + 2 * (measuredOf(name).coldMs ?? SPARE_LOADING_WAIT_MS / 2);
 
 /** Seconds to a tenth, as the deploy's steps print them. */
 export const seconds = (ms: number) => (ms / 1000).toFixed(1);
